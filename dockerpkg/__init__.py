@@ -1,0 +1,1 @@
+"""dockerpkg: build, verify, publish, prune and version trees of Docker images."""

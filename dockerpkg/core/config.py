@@ -1,0 +1,257 @@
+"""Config: YAML text -> a typed, immutable Config, with docker-pkg's keys and defaults.
+
+Pure: callers read the files and pass their text in. Every key, known or not, is also a
+template variable; unknown keys keep whatever YAML shape they have.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any
+
+import attrs
+import strictyaml as sy
+
+from dockerpkg.errors import DockerPkgError, Problem, error
+
+DEFAULT_UID_MAPPINGS: Mapping[str, int] = MappingProxyType(
+    {"root": 0, "www-data": 33, "nobody": 65534}
+)
+DEFAULT_VERIFY_ARGS = ("-c", "{path}/test.sh {image}")
+
+# Keys whose value is a secret: never a template variable, never shown.
+SECRET_KEYS = frozenset({"password"})
+
+_NULLABLE_STR = sy.EmptyNone() | sy.Str()
+_LIMIT_VALUE = sy.Int() | sy.Str()
+
+_SCHEMA = sy.MapCombined(
+    {
+        sy.Optional("registry"): _NULLABLE_STR,
+        sy.Optional("namespace"): _NULLABLE_STR,
+        sy.Optional("username"): _NULLABLE_STR,
+        sy.Optional("password"): _NULLABLE_STR,
+        sy.Optional("base_images"): sy.EmptyList() | sy.Seq(sy.Str()),
+        sy.Optional("apt_options"): _NULLABLE_STR,
+        sy.Optional("http_proxy"): _NULLABLE_STR,
+        sy.Optional("apt_only_proxy"): _NULLABLE_STR,
+        sy.Optional("scan_workers"): sy.Int(),
+        sy.Optional("fallback_author"): sy.Str(),
+        sy.Optional("fallback_email"): sy.Str(),
+        sy.Optional("distribution"): sy.Str(),
+        sy.Optional("update_id"): sy.Regex(r"[a-z]"),
+        sy.Optional("ca_bundle"): _NULLABLE_STR,
+        sy.Optional("force_numeric_user"): sy.Bool(),
+        sy.Optional("known_uid_mappings"): sy.EmptyDict() | sy.MapPattern(sy.Str(), sy.Int()),
+        sy.Optional("verify_command"): sy.Str(),
+        sy.Optional("verify_args"): sy.EmptyList() | sy.Seq(sy.Str()),
+        sy.Optional("container_limits"): sy.EmptyNone()
+        | sy.MapPattern(sy.Str(), _LIMIT_VALUE)
+        | sy.Str(),
+    },
+    sy.Str(),
+    sy.Any(),
+)
+
+_CONTAINER_LIMIT_KEYS = frozenset({"memory", "memswap", "cpushares", "cpusetcpus"})
+
+
+_KNOWN_KEYS = frozenset(
+    {
+        "registry", "namespace", "username", "password", "base_images", "apt_options",
+        "http_proxy", "apt_only_proxy", "scan_workers", "fallback_author", "fallback_email",
+        "distribution", "update_id", "ca_bundle", "force_numeric_user", "known_uid_mappings",
+        "verify_command", "verify_args", "container_limits",
+    }
+)
+
+
+def _freeze(value: Any) -> Any:
+    """Make nested YAML data immutable so a frozen Config really is frozen."""
+    if isinstance(value, Mapping):
+        return MappingProxyType({k: _freeze(v) for k, v in value.items()})
+    if isinstance(value, list | tuple):
+        return tuple(_freeze(v) for v in value)
+    return value
+
+
+@attrs.frozen
+class Config:
+    """Everything a config file says, with docker-pkg's defaults filled in."""
+
+    registry: str | None = None
+    namespace: str | None = None
+    username: str | None = None
+    password: str | None = attrs.field(default=None, repr=False)
+    base_images: tuple[str, ...] = ()
+    apt_options: str = ""
+    http_proxy: str | None = None
+    apt_only_proxy: str | None = None
+    scan_workers: int = 8
+    fallback_author: str = "Author"
+    fallback_email: str = "email@domain"
+    distribution: str = "wikimedia"
+    update_id: str = "s"
+    ca_bundle: str | None = None
+    force_numeric_user: bool = False
+    known_uid_mappings: Mapping[str, int] = DEFAULT_UID_MAPPINGS
+    verify_command: str = "/bin/bash"
+    verify_args: tuple[str, ...] = DEFAULT_VERIFY_ARGS
+    container_limits: Mapping[str, str | int] = attrs.field(factory=lambda: MappingProxyType({}))
+    # Keys the schema does not know, as YAML gave them: template variables only.
+    extra: Mapping[str, Any] = attrs.field(factory=lambda: MappingProxyType({}))
+
+    @property
+    def has_credentials(self) -> bool:
+        """docker-pkg publishes only when both username and password are set."""
+        return bool(self.username) and bool(self.password)
+
+    def template_variables(self) -> dict[str, Any]:
+        """Every config key (defaults included) as Jinja sees it; secrets left out."""
+        known = {
+            f.name: getattr(self, f.name)
+            for f in attrs.fields(Config)
+            if f.name != "extra" and f.name not in SECRET_KEYS
+        }
+        # docker-pkg shows absent strings as "" to templates ({{ namespace }} renders empty).
+        for key in ("registry", "namespace", "username"):
+            if known[key] is None:
+                known[key] = ""
+        known["base_images"] = list(self.base_images)
+        known["verify_args"] = list(self.verify_args)
+        known["known_uid_mappings"] = dict(self.known_uid_mappings)
+        known["container_limits"] = dict(self.container_limits)
+        variables = {k: v for k, v in self.extra.items() if k not in SECRET_KEYS}
+        variables.update(known)
+        return variables
+
+
+_INT = re.compile(r"[-+]?(0|[1-9][0-9_]*)")
+_FLOAT = re.compile(r"[-+]?([0-9][0-9_]*)?\.[0-9]+([eE][-+]?[0-9]+)?")
+_TRUE = frozenset({"true", "yes", "on"})
+_FALSE = frozenset({"false", "no", "off"})
+
+
+def _resolve_scalar(text: str) -> Any:
+    """Type a free-form scalar the way YAML loaders do, so templates see ints and booleans."""
+    lowered = text.lower()
+    result: Any = text
+    if lowered in {"", "~", "null"}:
+        result = None
+    elif lowered in _TRUE:
+        result = True
+    elif lowered in _FALSE:
+        result = False
+    elif _INT.fullmatch(text):
+        result = int(text.replace("_", ""))
+    elif _FLOAT.fullmatch(text):
+        result = float(text.replace("_", ""))
+    return result
+
+
+def _resolve_any(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _resolve_any(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_resolve_any(v) for v in value]
+    if isinstance(value, str):
+        return _resolve_scalar(value)
+    return value
+
+
+def _key_at_line(text: str, line: int) -> str | None:
+    """The top-level key whose block holds a 1-based line, for error messages."""
+    lines = text.splitlines()
+    for index in range(min(line, len(lines)) - 1, -1, -1):
+        match = re.match(r"([^\s#][^:]*):", lines[index])
+        if match:
+            return match.group(1).strip().strip("'\"")
+    return None
+
+
+def _validation_problem(path: str, text: str, exc: sy.StrictYAMLError) -> Problem:
+    mark = exc.problem_mark or exc.context_mark
+    line = mark.line + 1 if mark is not None else None
+    key = _key_at_line(text, line) if line is not None else None
+    what = " ".join(part for part in (exc.context, exc.problem) if part)
+    what = re.sub(r"\s+", " ", what).strip()
+    where = f"bad value for '{key}'" if key else "invalid config"
+    return error(path, f"{where}: {what}", line)
+
+
+def parse_config_data(text: str, path: str) -> dict[str, Any]:
+    """Validate one config file's text; returns its keys (typed) or raises with a location."""
+    if not text.strip() or all(
+        not line.strip() or line.lstrip().startswith("#") for line in text.splitlines()
+    ):
+        return {}
+    try:
+        document = sy.dirty_load(text, _SCHEMA, label=path, allow_flow_style=True)
+    except sy.StrictYAMLError as exc:
+        raise DockerPkgError([_validation_problem(path, text, exc)]) from None
+    data: dict[str, Any] = dict(document.data)
+    problems = []
+    for key, value in data.items():
+        if key not in _KNOWN_KEYS:
+            data[key] = _resolve_any(value)
+        elif key == "container_limits":
+            limits = _parse_limits(value)
+            if limits is None:
+                problems.append(
+                    error(
+                        path,
+                        "bad value for 'container_limits': expected a mapping or "
+                        "'memory=...,memswap=...,cpushares=...,cpusetcpus=...'",
+                        document[key].start_line,
+                    )
+                )
+            else:
+                data[key] = limits
+    if problems:
+        raise DockerPkgError(problems)
+    return data
+
+
+def _parse_limits(value: Any) -> dict[str, str | int] | None:
+    if value is None:
+        return {}
+    if isinstance(value, str):
+        pairs = [item.split("=", 1) for item in value.split(",") if item.strip()]
+        if any(len(pair) != 2 for pair in pairs):
+            return None
+        value = {k.strip(): v.strip() for k, v in pairs}
+    limits = {k: (int(v) if isinstance(v, str) and v.isdigit() else v) for k, v in value.items()}
+    if not set(limits) <= _CONTAINER_LIMIT_KEYS:
+        return None
+    return limits
+
+
+def build_config(*layers: Mapping[str, Any]) -> Config:
+    """Merge validated layers key by key (later wins) and apply docker-pkg's derived defaults."""
+    merged: dict[str, Any] = {}
+    for layer in layers:
+        merged.update(layer)
+    kwargs: dict[str, Any] = {k: _freeze(v) for k, v in merged.items() if k in _KNOWN_KEYS}
+    extra = {k: _freeze(v) for k, v in merged.items() if k not in _KNOWN_KEYS}
+    if kwargs.get("apt_only_proxy") is None and kwargs.get("http_proxy"):
+        kwargs["apt_only_proxy"] = kwargs["http_proxy"]
+    for key in ("apt_options",):
+        if kwargs.get(key) is None:
+            kwargs.pop(key, None)
+    return Config(**kwargs, extra=MappingProxyType(extra))
+
+
+def load_config(files: list[tuple[str, str]]) -> Config:
+    """Parse (path, text) pairs, user file first, and merge them; all problems reported together."""
+    layers = []
+    problems: list[Problem] = []
+    for path, text in files:
+        try:
+            layers.append(parse_config_data(text, path))
+        except DockerPkgError as exc:
+            problems.extend(exc.problems)
+    if problems:
+        raise DockerPkgError(problems)
+    return build_config(*layers)

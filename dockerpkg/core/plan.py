@@ -1,0 +1,130 @@
+"""Plans: immutable data saying what would be done and why. No logic beyond small queries.
+
+Invariants: steps are in execution order; an image's build comes after its parents' builds;
+verify follows its build; publish follows its verify; every step carries a Reason.
+"""
+
+from __future__ import annotations
+
+import enum
+
+import attrs
+
+FORMAT_VERSION = 1
+
+
+class Action(enum.Enum):
+    """What kind of run a plan is for; the value is the JSON spelling."""
+
+    BUILD = "build"
+    PRUNE = "prune"
+    UPDATE = "update"
+
+
+class Op(enum.Enum):
+    """One kind of step."""
+
+    PULL = "pull"
+    BUILD = "build"
+    VERIFY = "verify"
+    PUBLISH = "publish"
+    REMOVE = "remove"
+    KEEP = "keep"
+    WRITE_CHANGELOG = "write_changelog"
+
+
+class Reason(enum.Enum):
+    """Why a step is in the plan: stable snake_case codes for CI to match on."""
+
+    OFFLINE = "offline"  # nothing observed (--offline): assumed neither built nor published
+    NOT_IN_REGISTRY = "not_in_registry"  # neither published nor in the local daemon
+    NOT_BUILT_LOCALLY = "not_built_locally"  # --no-pull: the local daemon has no such image
+    BUILT_LOCALLY_NOT_PUBLISHED = "built_locally_not_published"
+    BUILT_IN_THIS_RUN = "built_in_this_run"
+    BASE_IMAGE = "base_image"  # pulled because an image to build uses it
+    PUBLISHED_DEPENDENCY = "published_dependency"  # pulled because a child is built
+    OLD_VERSION = "old_version"  # prune: tags do not include the current version
+    IN_USE_BY_CONTAINER = "in_use_by_container"  # prune: kept
+    NEEDED_BY_CURRENT_IMAGE = "needed_by_current_image"  # prune: kept
+    REQUESTED = "requested"  # update: the image named on the command line
+    PARENT_UPDATED = "parent_updated"  # update: a dependency of it was updated
+    SCHEDULED_REFRESH = "scheduled_refresh"  # update --all
+
+
+@attrs.frozen
+class Step:
+    """One thing to do to one image (or base image, for pulls)."""
+
+    op: Op
+    image: str  # short name; for pulls of base images, the label
+    reason: Reason
+    label: str | None = None
+    detail: str | None = None  # e.g. image ID and tags for prune, new version for update
+
+
+@attrs.frozen
+class PlannedImage:
+    """An image as the plan saw it: what it renders to, where it lives."""
+
+    path: str
+    name: str
+    tag: str
+    label: str
+    repository: str
+    depends: tuple[str, ...]
+    parents: tuple[str, ...]
+    dockerfile: str
+    build_dockerfile: str | None = None
+    has_test: bool = False
+    has_dockerignore: bool = False
+
+
+@attrs.frozen
+class Edit:
+    """A changelog edit: the text to put in front of the file at PATH."""
+
+    path: str
+    image: str
+    old_version: str
+    new_version: str
+    entry: str
+
+
+@attrs.frozen
+class BuildOptions:
+    """Options that change what `apply` does with the steps, fixed at plan time."""
+
+    select: str | None = None
+    pull: bool = True
+    use_cache: bool = False
+    suffix: str = ""
+
+
+@attrs.frozen
+class Plan:
+    """What a run would do, and the digest of every input it was made from."""
+
+    action: Action
+    directory: str
+    digest: str
+    images: tuple[PlannedImage, ...]
+    steps: tuple[Step, ...]
+    options: BuildOptions = BuildOptions()
+    notes: tuple[str, ...] = ()
+    edits: tuple[Edit, ...] = ()
+    registry: str | None = None
+    publish: bool = False
+    format_version: int = FORMAT_VERSION
+
+    def image(self, name: str) -> PlannedImage:
+        for image in self.images:
+            if image.name == name:
+                return image
+        raise KeyError(name)
+
+    def count(self, op: Op) -> int:
+        return sum(1 for step in self.steps if step.op is op)
+
+    @property
+    def has_changes(self) -> bool:
+        return any(step.op is not Op.KEEP for step in self.steps) or bool(self.edits)

@@ -1,0 +1,157 @@
+"""Build planning: tree + config + observed state -> Plan. docker-pkg's rules, made explicit."""
+
+from __future__ import annotations
+
+import enum
+import fnmatch
+import hashlib
+from collections.abc import Iterable
+
+import attrs
+
+from dockerpkg.core.config import Config
+from dockerpkg.core.graph import reachable
+from dockerpkg.core.plan import Action, BuildOptions, Op, Plan, PlannedImage, Reason, Step
+from dockerpkg.core.spec import Snapshot
+from dockerpkg.core.tree import Image, Tree
+
+
+@attrs.frozen
+class Observed:
+    """What the daemon and the registry were seen to hold, by full label."""
+
+    offline: bool = True
+    published: frozenset[str] = frozenset()
+    local: frozenset[str] = frozenset()
+    credentials: bool = False
+
+
+OFFLINE = Observed()
+
+
+class State(enum.Enum):
+    PUBLISHED = "published"
+    BUILT = "built"
+    TO_BUILD = "to_build"
+
+
+def image_state(label: str, observed: Observed, pull: bool) -> tuple[State, Reason]:
+    """docker-pkg's rule; with --no-pull the daemon is asked first."""
+    if observed.offline:
+        return State.TO_BUILD, Reason.OFFLINE
+    local, published = label in observed.local, label in observed.published
+    if pull:
+        if published:
+            return State.PUBLISHED, Reason.NOT_IN_REGISTRY
+        if local:
+            return State.BUILT, Reason.BUILT_LOCALLY_NOT_PUBLISHED
+        return State.TO_BUILD, Reason.NOT_IN_REGISTRY
+    if not local:
+        return State.TO_BUILD, Reason.NOT_BUILT_LOCALLY
+    if published:
+        return State.PUBLISHED, Reason.NOT_IN_REGISTRY
+    return State.BUILT, Reason.BUILT_LOCALLY_NOT_PUBLISHED
+
+
+def inputs_digest(snapshot: Snapshot, config_files: Iterable[tuple[str, str]]) -> str:
+    """A digest of everything a plan was made from: tree contents and config texts."""
+    digest = hashlib.sha256()
+    for path, text in config_files:
+        digest.update(f"config\0{path}\0{text}\0".encode())
+    for source in snapshot.images:
+        digest.update(f"image\0{source.path}\0".encode())
+        for name in sorted(source.names):
+            digest.update(f"name\0{name}\0".encode())
+        for name, text in source.files:
+            digest.update(f"file\0{name}\0{text}\0".encode())
+        digest.update(f"tpl\0{source.template}\0cl\0{source.changelog}\0".encode())
+    return "sha256:" + digest.hexdigest()
+
+
+def planned_image(image: Image) -> PlannedImage:
+    names = image.spec.source.names
+    return PlannedImage(
+        path=image.path,
+        name=image.name,
+        tag=image.tag,
+        label=image.label,
+        repository=image.repository,
+        depends=tuple(d.name for d in image.spec.depends),
+        parents=image.parents,
+        dockerfile=image.dockerfile,
+        build_dockerfile=image.build_dockerfile,
+        has_test="test.sh" in names,
+        has_dockerignore=".dockerignore" in names,
+    )
+
+
+def selected_names(tree: Tree, select: str | None) -> list[str]:
+    """Images whose full label matches the glob (fnmatch, as docker-pkg), in build order."""
+    return [n for n in tree.order if select is None or fnmatch.fnmatch(tree.images[n].label, select)]
+
+
+def plan_build(
+    tree: Tree,
+    config: Config,
+    observed: Observed,
+    *,
+    directory: str,
+    digest: str,
+    options: BuildOptions = BuildOptions(),
+) -> Plan:
+    """Steps to bring the selected images (and the unbuilt images they need) to published."""
+    states = {n: image_state(tree.images[n].label, observed, options.pull) for n in tree.order}
+    selected = selected_names(tree, options.select)
+    unbuilt_parents = {
+        n: [p for p in tree.images[n].parents if states[p][0] is State.TO_BUILD] for n in tree.order
+    }
+    to_build = reachable(unbuilt_parents, [n for n in selected if states[n][0] is State.TO_BUILD])
+    publish = bool(observed.credentials)
+    steps: list[Step] = []
+    if options.pull:
+        steps.extend(_pulls(tree, to_build, states))
+    for name in tree.order:
+        image = tree.images[name]
+        state, reason = states[name]
+        if name in to_build:
+            steps.append(Step(Op.BUILD, name, reason, image.label))
+            steps.append(Step(Op.VERIFY, name, Reason.BUILT_IN_THIS_RUN, image.label))
+            if publish:
+                steps.append(Step(Op.PUBLISH, name, Reason.BUILT_IN_THIS_RUN, image.label))
+        elif state is State.BUILT and publish and name in selected:
+            steps.append(Step(Op.VERIFY, name, reason, image.label))
+            steps.append(Step(Op.PUBLISH, name, reason, image.label))
+    notes = []
+    if not publish:
+        where = config.registry or "Docker Hub"
+        notes.append(f"publishing is off: no credentials for {where} (config or Docker config)")
+    if not selected:
+        notes.append(f"no image matches --select {options.select}")
+    return Plan(
+        action=Action.BUILD,
+        directory=directory,
+        digest=digest,
+        images=tuple(planned_image(tree.images[n]) for n in sorted(tree.images, key=lambda n: tree.images[n].path)),
+        steps=tuple(steps),
+        options=options,
+        notes=tuple(notes),
+        registry=config.registry,
+        publish=publish,
+    )
+
+
+def _pulls(
+    tree: Tree, to_build: frozenset[str], states: dict[str, tuple[State, Reason]]
+) -> list[Step]:
+    """Base images and published parents of what will be built, each once, sorted."""
+    bases: set[str] = set()
+    parents: set[str] = set()
+    for name in to_build:
+        image = tree.images[name]
+        bases.update(image.bases)
+        parents.update(p for p in image.parents if states[p][0] is State.PUBLISHED)
+    steps = [Step(Op.PULL, label, Reason.BASE_IMAGE, label) for label in sorted(bases)]
+    steps += [
+        Step(Op.PULL, p, Reason.PUBLISHED_DEPENDENCY, tree.images[p].label) for p in sorted(parents)
+    ]
+    return steps

@@ -1,0 +1,203 @@
+"""Render one image's Dockerfile template with docker-pkg's filters.
+
+A fresh Jinja environment per call, loading only the image's own files; filters close over
+their inputs, so there is no shared state between renders.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import attrs
+import jinja2
+from debian.debian_support import BaseVersion
+
+from dockerpkg.core.config import Config
+from dockerpkg.core.labels import join_repository, split_label
+from dockerpkg.errors import DockerPkgError, Problem, error, warning
+
+TEMPLATE_NAME = "Dockerfile.template"
+
+
+class FilterError(Exception):
+    """A filter refused its input; the message is for the user."""
+
+
+@attrs.frozen
+class KnownImages:
+    """Every label `image_tag` can resolve: repository -> full label, and which are base images."""
+
+    labels: Mapping[str, str]
+    base: frozenset[str]
+    registry: str | None
+    namespace: str | None
+
+    def resolve(self, name: str) -> str | None:
+        """The repository NAME means, trying docker-pkg's key first, then what users mean."""
+        candidates = (
+            join_repository(self.registry, self.namespace, name),
+            name,
+            join_repository(self.registry, name),
+        )
+        for repository in candidates:
+            if repository in self.labels:
+                return repository
+        short = [repo for repo in self.base if repo.rsplit("/", 1)[-1] == name]
+        return short[0] if len(short) == 1 else None
+
+
+@attrs.frozen
+class Rendered:
+    """A rendered Dockerfile and the repositories the template looked up with image_tag."""
+
+    dockerfile: str
+    used: tuple[str, ...]
+    warnings: tuple[Problem, ...] = ()
+
+
+def apt_install(packages: str, config: Config) -> str:
+    """docker-pkg's apt_install stanza, byte for byte (its spacing is part of the contract)."""
+    opts = config.apt_options or ""
+    packages = packages.replace("\n", " ")
+    body = (
+        f"apt-get update {opts} \\\n"
+        "    && DEBIAN_FRONTEND=noninteractive \\\n"
+        f"    apt-get install {opts} --yes {packages} --no-install-recommends \\\n"
+    )
+    clean = "    && apt-get clean && rm -rf /var/lib/apt/lists/* "
+    proxy = config.apt_only_proxy
+    if not proxy:
+        return body + clean
+    return (
+        f"echo 'Acquire::http::Proxy \"{proxy}\";' > /etc/apt/apt.conf.d/80_proxy \\\n"
+        f"    && {body}"
+        "    && rm -f /etc/apt/apt.conf.d/80_proxy \\\n" + clean
+    )
+
+
+def apt_remove(packages: str, config: Config) -> str:
+    """docker-pkg's apt_remove stanza, byte for byte, including its fused proxy line."""
+    body = (
+        f"apt-get update && DEBIAN_FRONTEND=noninteractive apt-get remove --yes --purge {packages}"
+        " \\\n"
+    )
+    clean = "    && apt-get clean && rm -rf /var/lib/apt/lists/* "
+    proxy = config.apt_only_proxy
+    if not proxy:
+        return body + clean
+    return (
+        f"echo 'Acquire::http::Proxy \"{proxy}\";' > /etc/apt/apt.conf.d/80_proxy  && \\"
+        + body
+        + "    && rm -f /etc/apt/apt.conf.d/80_proxy \\\n"
+        + clean
+    )
+
+
+def upstream_version(label: str) -> str:
+    """The upstream part of a label's tag (first two '-' parts, Debian revision dropped)."""
+    _, tag = split_label(label)
+    if tag is None:
+        raise FilterError(f"upstream_version: '{label}' has no tag")
+    if "-" not in tag:
+        return tag
+    return str(BaseVersion("-".join(tag.split("-")[:2])).upstream_version)
+
+
+def _add_user(user: str, mappings: Mapping[str, int]) -> str:
+    if user not in mappings:
+        raise FilterError(f"add_user: no uid is known for user '{user}' (known_uid_mappings)")
+    uid = mappings[user]
+    return (
+        f"groupadd -o -g {uid} -r {user} && "
+        f"useradd -l -o -r -m -d /var/lib/{user} -g {user} -u {uid} {user}"
+    )
+
+
+def _template_line(exc: BaseException) -> int | None:
+    """Jinja rewrites tracebacks so template frames carry the template's own line numbers."""
+    if isinstance(exc, jinja2.TemplateSyntaxError):
+        return exc.lineno
+    line = None
+    tb = exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename in (TEMPLATE_NAME, "<template>"):
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return line
+
+
+_NUMERIC_USER = re.compile(r"USER\s+\d+(:\d+)?")
+
+
+def check_numeric_user(dockerfile: str) -> str | None:
+    """With force_numeric_user, the last USER line must name a uid; returns the problem."""
+    users = [line for line in dockerfile.splitlines() if line.upper().startswith("USER ")]
+    if users and not _NUMERIC_USER.fullmatch(users[-1].strip()):
+        return f"last USER instruction '{users[-1].strip()}' is not numeric (force_numeric_user)"
+    return None
+
+
+def render_template(
+    text: str,
+    files: Mapping[str, str],
+    config: Config,
+    known: KnownImages,
+    *,
+    where: str,
+) -> Rendered:
+    """Render TEXT; every failure becomes a Problem at WHERE (and the template line)."""
+    used: list[str] = []
+    notes: list[Problem] = []
+
+    def image_tag(name: str) -> str:
+        repository = known.resolve(str(name))
+        if repository is None:
+            looked = join_repository(known.registry, known.namespace, str(name))
+            raise FilterError(
+                f"image_tag: unknown image '{name}' (looked up as {looked}); it is neither "
+                "in the tree nor in base_images"
+            )
+        used.append(repository)
+        return known.labels[repository]
+
+    def uid(user: str) -> str:
+        if user in config.known_uid_mappings:
+            return str(config.known_uid_mappings[user])
+        notes.append(warning(where, f"uid: no uid is known for user '{user}', left as is"))
+        return str(user)
+
+    filters: dict[str, Callable[..., Any]] = {
+        "image_tag": image_tag,
+        "upstream_version": upstream_version,
+        "apt_install": lambda packages: apt_install(str(packages), config),
+        "apt_remove": lambda packages: apt_remove(str(packages), config),
+        "uid": uid,
+        "add_user": lambda user: _add_user(str(user), config.known_uid_mappings),
+    }
+    env = jinja2.Environment(  # noqa: S701 (a Dockerfile is not HTML)
+        loader=jinja2.DictLoader({**files, TEMPLATE_NAME: text}),
+        undefined=jinja2.StrictUndefined,
+        extensions=["jinja2.ext.do"],
+    )
+    env.filters.update(filters)
+    try:
+        dockerfile = env.get_template(TEMPLATE_NAME).render(config.template_variables())
+    except jinja2.TemplateSyntaxError as exc:
+        raise DockerPkgError([error(where, f"template syntax: {exc.message}", exc.lineno)]) from None
+    except jinja2.TemplateNotFound as exc:
+        message = f"include '{exc.name}' not found in the image folder"
+        raise DockerPkgError([error(where, message, _template_line(exc))]) from None
+    except jinja2.UndefinedError as exc:
+        message = f"undefined variable: {exc.message}"
+        raise DockerPkgError([error(where, message, _template_line(exc))]) from None
+    except FilterError as exc:
+        raise DockerPkgError([error(where, str(exc), _template_line(exc))]) from None
+    except Exception as exc:  # noqa: BLE001 (any template error is the user's, reported at its line)
+        kind = type(exc).__name__
+        raise DockerPkgError([error(where, f"template error: {kind}: {exc}", _template_line(exc))]) from None
+    if config.force_numeric_user and (problem := check_numeric_user(dockerfile)):
+        raise DockerPkgError([error(where, problem)])
+    return Rendered(dockerfile=dockerfile, used=tuple(dict.fromkeys(used)), warnings=tuple(notes))
+

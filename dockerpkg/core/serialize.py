@@ -1,0 +1,157 @@
+"""Two views of one Plan: stable JSON (sorted keys, no clock, no absolute paths) and text."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from dockerpkg.core.plan import (
+    FORMAT_VERSION,
+    Action,
+    BuildOptions,
+    Edit,
+    Op,
+    Plan,
+    PlannedImage,
+    Reason,
+    Step,
+)
+from dockerpkg.errors import DockerPkgError
+
+
+def plan_to_data(plan: Plan) -> dict[str, Any]:
+    return {
+        "format_version": plan.format_version,
+        "action": plan.action.value,
+        "directory": plan.directory,
+        "digest": plan.digest,
+        "registry": plan.registry,
+        "publish": plan.publish,
+        "options": {
+            "select": plan.options.select,
+            "pull": plan.options.pull,
+            "use_cache": plan.options.use_cache,
+            "suffix": plan.options.suffix,
+        },
+        "notes": list(plan.notes),
+        "images": [
+            {
+                "path": i.path,
+                "name": i.name,
+                "tag": i.tag,
+                "label": i.label,
+                "repository": i.repository,
+                "depends": list(i.depends),
+                "parents": list(i.parents),
+                "dockerfile": i.dockerfile,
+                "build_dockerfile": i.build_dockerfile,
+                "has_test": i.has_test,
+                "has_dockerignore": i.has_dockerignore,
+            }
+            for i in plan.images
+        ],
+        "steps": [
+            {
+                "op": s.op.value,
+                "image": s.image,
+                "reason": s.reason.value,
+                "label": s.label,
+                "detail": s.detail,
+            }
+            for s in plan.steps
+        ],
+        "edits": [
+            {
+                "path": e.path,
+                "image": e.image,
+                "old_version": e.old_version,
+                "new_version": e.new_version,
+                "entry": e.entry,
+            }
+            for e in plan.edits
+        ],
+    }
+
+
+def plan_to_json(plan: Plan) -> str:
+    return json.dumps(plan_to_data(plan), sort_keys=True, indent=2) + "\n"
+
+
+def plan_from_json(text: str, path: str) -> Plan:
+    """Read a saved plan; a plan from another format version is refused, not guessed at."""
+    try:
+        data = json.loads(text)
+        version = data.get("format_version")
+        if version != FORMAT_VERSION:
+            raise DockerPkgError.single(
+                path, f"plan format_version {version} is not {FORMAT_VERSION}; make the plan again"
+            )
+        options = data["options"]
+        return Plan(
+            action=Action(data["action"]),
+            directory=data["directory"],
+            digest=data["digest"],
+            registry=data["registry"],
+            publish=data["publish"],
+            options=BuildOptions(
+                select=options["select"],
+                pull=options["pull"],
+                use_cache=options["use_cache"],
+                suffix=options["suffix"],
+            ),
+            notes=tuple(data["notes"]),
+            images=tuple(
+                PlannedImage(
+                    **{
+                        **i,
+                        "depends": tuple(i["depends"]),
+                        "parents": tuple(i["parents"]),
+                    }
+                )
+                for i in data["images"]
+            ),
+            steps=tuple(
+                Step(Op(s["op"]), s["image"], Reason(s["reason"]), s["label"], s["detail"])
+                for s in data["steps"]
+            ),
+            edits=tuple(Edit(**e) for e in data["edits"]),
+        )
+    except DockerPkgError:
+        raise
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise DockerPkgError.single(path, f"not a dockerpkg plan: {exc}") from None
+
+
+def plan_to_text(plan: Plan) -> str:
+    """One line per step with its reason, notes, then a one-line summary."""
+    lines = []
+    width = max((len(s.image) for s in plan.steps), default=0)
+    for step in plan.steps:
+        target = step.label if step.label and step.label != step.image else ""
+        extra = f" [{step.detail}]" if step.detail else ""
+        lines.append(
+            f"{step.op.value:<16} {step.image:<{width}}  {target}  ({step.reason.value}){extra}"
+            .replace("   (", "  (")
+        )
+    for edit in plan.edits:
+        lines.append(f"--- {edit.path}: {edit.old_version} -> {edit.new_version}")
+        lines.extend("  | " + line if line else "  |" for line in edit.entry.rstrip("\n").split("\n"))
+    lines.extend(f"note: {note}" for note in plan.notes)
+    lines.append(summary(plan))
+    return "\n".join(lines) + "\n"
+
+
+def summary(plan: Plan) -> str:
+    if not plan.steps and not plan.edits:
+        return "Plan: nothing to do."
+    counts = [
+        (Op.PULL, "to pull"),
+        (Op.BUILD, "to build"),
+        (Op.VERIFY, "to verify"),
+        (Op.PUBLISH, "to publish"),
+        (Op.REMOVE, "to remove"),
+        (Op.KEEP, "kept"),
+        (Op.WRITE_CHANGELOG, "changelogs to write"),
+    ]
+    parts = [f"{plan.count(op)} {words}" for op, words in counts if plan.count(op)]
+    return "Plan: " + ", ".join(parts) + "."

@@ -1,0 +1,248 @@
+"""A snapshot plus config -> a resolved Tree: labels, rendered Dockerfiles, dependency order."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import MappingProxyType
+
+import attrs
+
+from dockerpkg.core.config import Config
+from dockerpkg.core.graph import CycleFound, children_of, topological_order
+from dockerpkg.core.labels import is_docker_tag, join_repository, make_label, split_label
+from dockerpkg.core.render import KnownImages, Rendered, render_template
+from dockerpkg.core.spec import ImageSpec, Snapshot, parse_image
+from dockerpkg.errors import DockerPkgError, Problem, error, warning
+
+
+@attrs.frozen
+class Image:
+    """One image of the tree, fully resolved."""
+
+    spec: ImageSpec
+    tag: str
+    label: str
+    repository: str
+    dockerfile: str
+    build_dockerfile: str | None
+    parents: tuple[str, ...]  # names of tree images this one needs, sorted
+    bases: tuple[str, ...]  # labels of base images it uses, sorted
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def path(self) -> str:
+        return self.spec.path
+
+
+@attrs.frozen
+class Tree:
+    """Every image by name, and the order they must be built in."""
+
+    images: Mapping[str, Image]
+    order: tuple[str, ...]
+    warnings: tuple[Problem, ...] = ()
+
+    @property
+    def children(self) -> dict[str, tuple[str, ...]]:
+        return children_of({name: image.parents for name, image in self.images.items()})
+
+
+@attrs.frozen
+class Analysis:
+    """Per-image outcome of reading a tree: what rendered, and every problem found."""
+
+    specs: tuple[ImageSpec, ...]
+    rendered: Mapping[str, Rendered]  # by image path
+    problems: tuple[Problem, ...]
+    tree: Tree | None
+
+
+def _parse_all(snapshot: Snapshot) -> tuple[list[ImageSpec], list[Problem]]:
+    specs: list[ImageSpec] = []
+    problems: list[Problem] = []
+    for source in snapshot.images:
+        try:
+            specs.append(parse_image(source))
+        except DockerPkgError as exc:
+            problems.extend(exc.problems)
+    by_name: dict[str, ImageSpec] = {}
+    for spec in specs:
+        if spec.name in by_name:
+            first = by_name[spec.name]
+            problems.append(
+                error(
+                    spec.source.file("changelog"),
+                    f"image '{spec.name}' is also defined in {first.source.file('changelog')}; "
+                    "image names must be unique",
+                    1,
+                )
+            )
+        else:
+            by_name[spec.name] = spec
+    return [s for s in specs if by_name[s.name] is s], problems
+
+
+def known_images(specs: list[ImageSpec], config: Config, suffix: str) -> KnownImages:
+    """Labels image_tag can resolve: base images as written, tree images with the suffix."""
+    labels: dict[str, str] = {}
+    base: set[str] = set()
+    for label in config.base_images:
+        repository, _ = split_label(label)
+        labels[repository] = label
+        base.add(repository)
+    for spec in specs:
+        repository = join_repository(config.registry, config.namespace, spec.name)
+        labels[repository] = make_label(
+            config.registry, config.namespace, spec.name, spec.version + suffix
+        )
+    return KnownImages(
+        labels=MappingProxyType(labels),
+        base=frozenset(base),
+        registry=config.registry,
+        namespace=config.namespace,
+    )
+
+
+def _render(spec: ImageSpec, config: Config, known: KnownImages) -> tuple[Rendered, str | None]:
+    files = dict(spec.source.files)
+    problems: list[Problem] = []
+    main = build = None
+    try:
+        main = render_template(
+            spec.source.template, files, config, known, where=spec.source.file("Dockerfile.template")
+        )
+    except DockerPkgError as exc:
+        problems.extend(exc.problems)
+    if spec.source.build_template is not None:
+        try:
+            build = render_template(
+                spec.source.build_template,
+                files,
+                config,
+                known,
+                where=spec.source.file("Dockerfile.build.template"),
+            )
+        except DockerPkgError as exc:
+            problems.extend(exc.problems)
+    if problems or main is None:
+        raise DockerPkgError(problems)
+    if build is not None:
+        used = tuple(dict.fromkeys(main.used + build.used))
+        main = attrs.evolve(main, used=used, warnings=main.warnings + build.warnings)
+    return main, build.dockerfile if build is not None else None
+
+
+def _dependencies(
+    spec: ImageSpec, rendered: Rendered, known: KnownImages, tree_repos: Mapping[str, str]
+) -> tuple[set[str], set[str], list[Problem]]:
+    """Tree parents and base labels of one image, from control and from image_tag lookups."""
+    parents: set[str] = set()
+    bases: set[str] = set()
+    problems: list[Problem] = []
+    declared: set[str] = set()
+    control = spec.source.file("control")
+    for dep in spec.depends:
+        repository = known.resolve(dep.name)
+        if repository is None:
+            problems.append(
+                error(
+                    control,
+                    f"image '{spec.name}' depends on '{dep.name}', which is neither in the tree "
+                    "nor in base_images",
+                )
+            )
+        elif repository in tree_repos:
+            parents.add(tree_repos[repository])
+            declared.add(repository)
+        else:
+            bases.add(known.labels[repository])
+            declared.add(repository)
+    for repository in rendered.used:
+        if repository in tree_repos:
+            parents.add(tree_repos[repository])
+            if repository not in declared and tree_repos[repository] != spec.name:
+                problems.append(
+                    warning(
+                        spec.source.file("Dockerfile.template"),
+                        f"uses image '{tree_repos[repository]}' through image_tag but does not "
+                        "declare it in control (Depends); it is built first anyway",
+                    )
+                )
+        else:
+            bases.add(known.labels[repository])
+    return parents, bases, problems
+
+
+def analyze_tree(snapshot: Snapshot, config: Config, suffix: str = "") -> Analysis:
+    """Parse, render and order every image; collect every problem instead of stopping."""
+    specs, problems = _parse_all(snapshot)
+    problems = list(snapshot.warnings) + problems
+    known = known_images(specs, config, suffix)
+    tree_repos = {join_repository(config.registry, config.namespace, s.name): s.name for s in specs}
+    rendered: dict[str, Rendered] = {}
+    images: dict[str, Image] = {}
+    for spec in specs:
+        tag = spec.version + suffix
+        if not is_docker_tag(tag):
+            problems.append(
+                warning(
+                    spec.source.file("changelog"),
+                    f"version '{tag}' is not a valid Docker tag; building it will fail",
+                    1,
+                )
+            )
+        try:
+            main, build = _render(spec, config, known)
+        except DockerPkgError as exc:
+            problems.extend(exc.problems)
+            continue
+        rendered[spec.path] = main
+        problems.extend(main.warnings)
+        parents, bases, dep_problems = _dependencies(spec, main, known, tree_repos)
+        problems.extend(dep_problems)
+        repository = join_repository(config.registry, config.namespace, spec.name)
+        images[spec.name] = Image(
+            spec=spec,
+            tag=tag,
+            label=known.labels[repository],
+            repository=repository,
+            dockerfile=main.dockerfile,
+            build_dockerfile=build,
+            parents=tuple(sorted(parents)),
+            bases=tuple(sorted(bases)),
+        )
+    tree = None
+    errors = [p for p in problems if p.severity.value == "error"]
+    if not errors:
+        try:
+            order = topological_order({n: i.parents for n, i in images.items()})
+            tree = Tree(
+                images=MappingProxyType(images),
+                order=order,
+                warnings=tuple(problems),
+            )
+        except CycleFound as exc:
+            first = images[exc.cycle[0]]
+            problems.append(
+                error(
+                    first.spec.source.file("control"),
+                    "dependency cycle: " + " -> ".join(exc.cycle),
+                )
+            )
+    return Analysis(
+        specs=tuple(specs),
+        rendered=MappingProxyType(rendered),
+        problems=tuple(problems),
+        tree=tree,
+    )
+
+
+def load_tree(snapshot: Snapshot, config: Config, suffix: str = "") -> Tree:
+    """The resolved tree, or DockerPkgError with every problem (warnings included)."""
+    analysis = analyze_tree(snapshot, config, suffix)
+    if analysis.tree is None:
+        raise DockerPkgError(analysis.problems)
+    return analysis.tree

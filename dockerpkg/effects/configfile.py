@@ -1,0 +1,51 @@
+"""Find and read config files: the user file under the -c file, as docker-pkg does."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import attrs
+
+from dockerpkg.core.config import Config, load_config
+from dockerpkg.errors import DockerPkgError, Problem, warning
+
+DEFAULT_CONFIG = "config.yaml"
+
+
+@attrs.frozen
+class LoadedConfig:
+    """The merged config, the (path, text) pairs it came from, and warnings about them."""
+
+    config: Config
+    files: tuple[tuple[str, str], ...]
+    warnings: tuple[Problem, ...] = ()
+
+
+def user_config_path(env: Mapping[str, str]) -> Path:
+    base = env.get("XDG_CONFIG_HOME") or str(Path(env.get("HOME", "~")).expanduser() / ".config")
+    return Path(base) / "docker-pkg.yaml"
+
+
+def read_config(path: str | None, env: Mapping[str, str]) -> LoadedConfig:
+    """Read the user file (if any) then PATH; an explicitly named missing file is an error."""
+    files: list[tuple[str, str]] = []
+    notes: list[Problem] = []
+    user = user_config_path(env)
+    if user.is_file():
+        files.append((str(user), _read(str(user))))
+    chosen = path or DEFAULT_CONFIG
+    if Path(chosen).is_file():
+        files.append((chosen, _read(chosen)))
+    elif path is not None:
+        raise DockerPkgError.single(chosen, "config file not found")
+    else:
+        notes.append(warning(chosen, "no config file here; using the defaults (-c FILE names one)"))
+    return LoadedConfig(load_config(files), tuple(files), tuple(notes))
+
+
+def _read(path: str) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DockerPkgError.single(path, f"cannot read config file: {exc}") from None
