@@ -11,7 +11,7 @@ from collections.abc import Mapping
 import attrs
 
 from dockerpkg.core.config import Config
-from dockerpkg.core.plan import BuildOptions, Plan
+from dockerpkg.core.plan import DEFAULT_OPTIONS, BuildOptions, Plan
 from dockerpkg.core.planner import OFFLINE, Observed, inputs_digest, plan_build
 from dockerpkg.core.spec import Snapshot
 from dockerpkg.core.tree import Tree, analyze_tree
@@ -53,7 +53,7 @@ def load_workspace(
 
 
 def build_plan(
-    workspace: Workspace, observed: Observed = OFFLINE, options: BuildOptions = BuildOptions()
+    workspace: Workspace, observed: Observed = OFFLINE, options: BuildOptions = DEFAULT_OPTIONS
 ) -> Plan:
     """The build plan of a workspace for the observed state (offline: nothing exists)."""
     return plan_build(

@@ -60,10 +60,25 @@ _CONTAINER_LIMIT_KEYS = frozenset({"memory", "memswap", "cpushares", "cpusetcpus
 
 _KNOWN_KEYS = frozenset(
     {
-        "registry", "namespace", "username", "password", "base_images", "apt_options",
-        "http_proxy", "apt_only_proxy", "scan_workers", "fallback_author", "fallback_email",
-        "distribution", "update_id", "ca_bundle", "force_numeric_user", "known_uid_mappings",
-        "verify_command", "verify_args", "container_limits",
+        "registry",
+        "namespace",
+        "username",
+        "password",
+        "base_images",
+        "apt_options",
+        "http_proxy",
+        "apt_only_proxy",
+        "scan_workers",
+        "fallback_author",
+        "fallback_email",
+        "distribution",
+        "update_id",
+        "ca_bundle",
+        "force_numeric_user",
+        "known_uid_mappings",
+        "verify_command",
+        "verify_args",
+        "container_limits",
     }
 )
 

@@ -7,7 +7,7 @@ import heapq
 from collections.abc import Iterable, Mapping
 
 
-class CycleFound(Exception):
+class CycleError(Exception):
     """The graph has a cycle; `cycle` lists its nodes, first node repeated at the end."""
 
     def __init__(self, cycle: tuple[str, ...]) -> None:
@@ -26,7 +26,7 @@ def topological_order(parents: Mapping[str, Iterable[str]]) -> tuple[str, ...]:
     try:
         sorter.prepare()
     except graphlib.CycleError as exc:
-        raise CycleFound(_canonical_cycle(tuple(exc.args[1]))) from None
+        raise CycleError(_canonical_cycle(tuple(exc.args[1]))) from None
     ready: list[str] = list(sorter.get_ready())
     heapq.heapify(ready)
     order: list[str] = []

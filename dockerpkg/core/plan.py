@@ -100,6 +100,9 @@ class BuildOptions:
     suffix: str = ""
 
 
+DEFAULT_OPTIONS = BuildOptions()
+
+
 @attrs.frozen
 class Plan:
     """What a run would do, and the digest of every input it was made from."""
@@ -109,7 +112,7 @@ class Plan:
     digest: str
     images: tuple[PlannedImage, ...]
     steps: tuple[Step, ...]
-    options: BuildOptions = BuildOptions()
+    options: BuildOptions = DEFAULT_OPTIONS
     notes: tuple[str, ...] = ()
     edits: tuple[Edit, ...] = ()
     registry: str | None = None

@@ -11,7 +11,16 @@ import attrs
 
 from dockerpkg.core.config import Config
 from dockerpkg.core.graph import reachable
-from dockerpkg.core.plan import Action, BuildOptions, Op, Plan, PlannedImage, Reason, Step
+from dockerpkg.core.plan import (
+    DEFAULT_OPTIONS,
+    Action,
+    BuildOptions,
+    Op,
+    Plan,
+    PlannedImage,
+    Reason,
+    Step,
+)
 from dockerpkg.core.spec import Snapshot
 from dockerpkg.core.tree import Image, Tree
 
@@ -36,18 +45,13 @@ class State(enum.Enum):
 
 
 def image_state(label: str, observed: Observed, pull: bool) -> tuple[State, Reason]:
-    """docker-pkg's rule; with --no-pull the daemon is asked first."""
+    """docker-pkg's rule: published, else built locally, else to build; --no-pull asks the
+    daemon first, so an image missing locally is rebuilt even when it is published."""
     if observed.offline:
         return State.TO_BUILD, Reason.OFFLINE
     local, published = label in observed.local, label in observed.published
-    if pull:
-        if published:
-            return State.PUBLISHED, Reason.NOT_IN_REGISTRY
-        if local:
-            return State.BUILT, Reason.BUILT_LOCALLY_NOT_PUBLISHED
-        return State.TO_BUILD, Reason.NOT_IN_REGISTRY
-    if not local:
-        return State.TO_BUILD, Reason.NOT_BUILT_LOCALLY
+    if not local and (not pull or not published):
+        return State.TO_BUILD, Reason.NOT_IN_REGISTRY if pull else Reason.NOT_BUILT_LOCALLY
     if published:
         return State.PUBLISHED, Reason.NOT_IN_REGISTRY
     return State.BUILT, Reason.BUILT_LOCALLY_NOT_PUBLISHED
@@ -87,7 +91,9 @@ def planned_image(image: Image) -> PlannedImage:
 
 def selected_names(tree: Tree, select: str | None) -> list[str]:
     """Images whose full label matches the glob (fnmatch, as docker-pkg), in build order."""
-    return [n for n in tree.order if select is None or fnmatch.fnmatch(tree.images[n].label, select)]
+    return [
+        n for n in tree.order if select is None or fnmatch.fnmatch(tree.images[n].label, select)
+    ]
 
 
 def plan_build(
@@ -97,7 +103,7 @@ def plan_build(
     *,
     directory: str,
     digest: str,
-    options: BuildOptions = BuildOptions(),
+    options: BuildOptions = DEFAULT_OPTIONS,
 ) -> Plan:
     """Steps to bring the selected images (and the unbuilt images they need) to published."""
     states = {n: image_state(tree.images[n].label, observed, options.pull) for n in tree.order}
@@ -131,7 +137,10 @@ def plan_build(
         action=Action.BUILD,
         directory=directory,
         digest=digest,
-        images=tuple(planned_image(tree.images[n]) for n in sorted(tree.images, key=lambda n: tree.images[n].path)),
+        images=tuple(
+            planned_image(tree.images[n])
+            for n in sorted(tree.images, key=lambda n: tree.images[n].path)
+        ),
         steps=tuple(steps),
         options=options,
         notes=tuple(notes),

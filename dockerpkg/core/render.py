@@ -185,7 +185,9 @@ def render_template(
     try:
         dockerfile = env.get_template(TEMPLATE_NAME).render(config.template_variables())
     except jinja2.TemplateSyntaxError as exc:
-        raise DockerPkgError([error(where, f"template syntax: {exc.message}", exc.lineno)]) from None
+        raise DockerPkgError(
+            [error(where, f"template syntax: {exc.message}", exc.lineno)]
+        ) from None
     except jinja2.TemplateNotFound as exc:
         message = f"include '{exc.name}' not found in the image folder"
         raise DockerPkgError([error(where, message, _template_line(exc))]) from None
@@ -194,10 +196,11 @@ def render_template(
         raise DockerPkgError([error(where, message, _template_line(exc))]) from None
     except FilterError as exc:
         raise DockerPkgError([error(where, str(exc), _template_line(exc))]) from None
-    except Exception as exc:  # noqa: BLE001 (any template error is the user's, reported at its line)
+    except Exception as exc:  # any template error is the user's, reported at its line
         kind = type(exc).__name__
-        raise DockerPkgError([error(where, f"template error: {kind}: {exc}", _template_line(exc))]) from None
+        raise DockerPkgError(
+            [error(where, f"template error: {kind}: {exc}", _template_line(exc))]
+        ) from None
     if config.force_numeric_user and (problem := check_numeric_user(dockerfile)):
         raise DockerPkgError([error(where, problem)])
     return Rendered(dockerfile=dockerfile, used=tuple(dict.fromkeys(used)), warnings=tuple(notes))
-

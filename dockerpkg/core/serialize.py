@@ -125,17 +125,18 @@ def plan_from_json(text: str, path: str) -> Plan:
 def plan_to_text(plan: Plan) -> str:
     """One line per step with its reason, notes, then a one-line summary."""
     lines = []
+    op_width = max((len(s.op.value) for s in plan.steps), default=0)
     width = max((len(s.image) for s in plan.steps), default=0)
     for step in plan.steps:
-        target = step.label if step.label and step.label != step.image else ""
+        target = f"{step.label}  " if step.label and step.label != step.image else ""
         extra = f" [{step.detail}]" if step.detail else ""
-        lines.append(
-            f"{step.op.value:<16} {step.image:<{width}}  {target}  ({step.reason.value}){extra}"
-            .replace("   (", "  (")
-        )
+        head = f"{step.op.value:<{op_width}}  {step.image:<{width}}"
+        lines.append(f"{head}  {target}({step.reason.value}){extra}")
     for edit in plan.edits:
         lines.append(f"--- {edit.path}: {edit.old_version} -> {edit.new_version}")
-        lines.extend("  | " + line if line else "  |" for line in edit.entry.rstrip("\n").split("\n"))
+        lines.extend(
+            "  | " + line if line else "  |" for line in edit.entry.rstrip("\n").split("\n")
+        )
     lines.extend(f"note: {note}" for note in plan.notes)
     lines.append(summary(plan))
     return "\n".join(lines) + "\n"

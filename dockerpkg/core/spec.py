@@ -95,7 +95,8 @@ def _control_depends(source: ImageSource) -> tuple[Dependency, ...]:
                 )
                 continue
             entry = alternatives[0]
-            constraint = " ".join(entry["version"]) if entry.get("version") else None
+            version = entry.get("version")
+            constraint = f"{version[0]} {version[1]}" if version else None
             found.append(Dependency(entry["name"], constraint))
     if problems:
         raise DockerPkgError(problems)

@@ -8,7 +8,7 @@ from types import MappingProxyType
 import attrs
 
 from dockerpkg.core.config import Config
-from dockerpkg.core.graph import CycleFound, children_of, topological_order
+from dockerpkg.core.graph import CycleError, children_of, topological_order
 from dockerpkg.core.labels import is_docker_tag, join_repository, make_label, split_label
 from dockerpkg.core.render import KnownImages, Rendered, render_template
 from dockerpkg.core.spec import ImageSpec, Snapshot, parse_image
@@ -112,7 +112,11 @@ def _render(spec: ImageSpec, config: Config, known: KnownImages) -> tuple[Render
     main = build = None
     try:
         main = render_template(
-            spec.source.template, files, config, known, where=spec.source.file("Dockerfile.template")
+            spec.source.template,
+            files,
+            config,
+            known,
+            where=spec.source.file("Dockerfile.template"),
         )
     except DockerPkgError as exc:
         problems.extend(exc.problems)
@@ -224,7 +228,7 @@ def analyze_tree(snapshot: Snapshot, config: Config, suffix: str = "") -> Analys
                 order=order,
                 warnings=tuple(problems),
             )
-        except CycleFound as exc:
+        except CycleError as exc:
             first = images[exc.cycle[0]]
             problems.append(
                 error(

@@ -298,12 +298,12 @@ class RegistryClient:
             self._learn(challenge)
             if challenge.scheme is _Scheme.BASIC and (already_basic or self._credentials is None):
                 # We already sent the Basic credentials, or have none to send.
-                raise self._refused(repository, response.status_code)
+                raise self._refused(f"repository {repository}", response.status_code)
             retry_scope = challenge.scope or scope
             authorization = self._authorization(retry_scope, fresh=True, also_for=scope)
             response = self._send(method, url, headers, authorization)
         if response.status_code in (401, 403):
-            raise self._refused(repository, response.status_code)
+            raise self._refused(f"repository {repository}", response.status_code)
         return response
 
     def _authorization(
@@ -482,7 +482,7 @@ class RegistryClient:
             ) from None
         log.debug("GET token from %s for %s -> %d", realm_host, scopes, response.status_code)
         if response.status_code in (401, 403):
-            raise self._refused(", ".join(scopes), response.status_code, realm_host)
+            raise self._refused(f"scope {' '.join(scopes)}", response.status_code, realm_host)
         if response.status_code != 200:
             raise self._unexpected(response, f"token request to {realm_host}")
         try:
@@ -525,11 +525,15 @@ class RegistryClient:
         return RegistryError(self.name, failure, message)
 
     def _refused(self, what: str, status: int, server: str | None = None) -> RegistryError:
-        where = f"registry {self.name}" if server is None else f"token server {server}"
+        where = (
+            f"registry {self.name}"
+            if server is None
+            else f"token server {server} of registry {self.name}"
+        )
         if self._credentials is None:
             message = (
                 f"authentication required: {where} refused anonymous access to {what} "
-                f"(HTTP {status}) and no credentials were found for registry {self.name}"
+                f"(HTTP {status}), and no credentials were found for registry {self.name}"
             )
         else:
             message = (

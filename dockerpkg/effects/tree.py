@@ -30,7 +30,9 @@ def _read_text(path: Path) -> str | None:
         return None
 
 
-def _folder_files(folder: Path, nested_images: set[Path]) -> tuple[list[str], list[tuple[str, str]]]:
+def _folder_files(
+    folder: Path, nested_images: set[Path]
+) -> tuple[list[str], list[tuple[str, str]]]:
     """All file names of an image folder, and its small text files, without nested images."""
     names: list[str] = []
     texts: list[tuple[str, str]] = []
@@ -61,9 +63,7 @@ def read_snapshot(root: str | os.PathLike[str]) -> Snapshot:
             image_dirs.add(here)
         elif has_template or has_changelog:
             missing = CHANGELOG if has_template else TEMPLATE
-            warnings.append(
-                warning(_relative(top, here), f"skipped: the folder has no {missing}")
-            )
+            warnings.append(warning(_relative(top, here), f"skipped: the folder has no {missing}"))
     sources = []
     for folder in sorted(image_dirs):
         names, texts = _folder_files(folder, image_dirs - {folder})

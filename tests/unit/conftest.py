@@ -1,0 +1,18 @@
+"""Unit tests see no user config file and no author from the environment."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def isolated_environment(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(Path(home) / ".config"))
+    for name in ("DEBFULLNAME", "DEBEMAIL", "DOCKER_CONFIG"):
+        monkeypatch.delenv(name, raising=False)
