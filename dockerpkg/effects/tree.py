@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 from dockerpkg.core.spec import ImageSource, Snapshot
-from dockerpkg.errors import DockerPkgError, Problem, warning
+from dockerpkg.errors import DockerPkgError, Problem, error, warning
 
 TEMPLATE = "Dockerfile.template"
 BUILD_TEMPLATE = "Dockerfile.build.template"
@@ -16,68 +15,78 @@ CONTROL = "control"
 MAX_INCLUDE_SIZE = 256 * 1024
 
 
-def _relative(root: Path, folder: Path) -> str:
-    rel = folder.relative_to(root).as_posix()
-    return rel or "."
-
-
-def _read_text(path: Path) -> str | None:
+def _read_text(path: str) -> str | None:
     try:
-        if path.stat().st_size > MAX_INCLUDE_SIZE:
-            return None
-        return path.read_bytes().decode("utf-8")
+        with open(path, "rb") as handle:
+            data = handle.read(MAX_INCLUDE_SIZE + 1)
+        return data.decode("utf-8") if len(data) <= MAX_INCLUDE_SIZE else None
     except (UnicodeDecodeError, OSError):
         return None
 
 
-def _folder_files(
-    folder: Path, nested_images: set[Path]
-) -> tuple[list[str], list[tuple[str, str]]]:
-    """All file names of an image folder, and its small text files, without nested images."""
-    names: list[str] = []
-    texts: list[tuple[str, str]] = []
-    for current, dirs, files in os.walk(folder):
-        here = Path(current)
-        dirs[:] = sorted(d for d in dirs if here / d not in nested_images)
-        for name in sorted(files):
-            rel = (here / name).relative_to(folder).as_posix()
-            names.append(rel)
-            text = _read_text(here / name)
-            if text is not None:
-                texts.append((rel, text))
-    return names, texts
+def _rel(root: str, folder: str) -> str:
+    rel = os.path.relpath(folder, root)
+    return "." if rel == "." else rel.replace(os.sep, "/")
 
 
 def read_snapshot(root: str | os.PathLike[str]) -> Snapshot:
-    """Walk ROOT recursively; folders with a template and a changelog are images."""
-    top = Path(root)
-    if not top.is_dir():
-        raise DockerPkgError.single(str(root), "not a directory")
-    image_dirs: set[Path] = set()
+    """Walk ROOT once; folders with a template and a changelog are images.
+
+    Every other file belongs to the nearest image folder above it (its build context).
+    """
+    top = os.fspath(root)
+    if not os.path.isdir(top):
+        raise DockerPkgError.single(top, "not a directory")
+    listing: dict[str, list[str]] = {}
     warnings: list[Problem] = []
     for current, dirs, files in os.walk(top):
         dirs.sort()
-        here = Path(current)
+        listing[current] = sorted(files)
         has_template, has_changelog = TEMPLATE in files, CHANGELOG in files
-        if has_template and has_changelog:
-            image_dirs.add(here)
-        elif has_template or has_changelog:
+        if has_template != has_changelog:
             missing = CHANGELOG if has_template else TEMPLATE
-            warnings.append(warning(_relative(top, here), f"skipped: the folder has no {missing}"))
+            warnings.append(warning(_rel(top, current), f"skipped: the folder has no {missing}"))
+    image_dirs = sorted(
+        d for d, files in listing.items() if TEMPLATE in files and CHANGELOG in files
+    )
+    owned: dict[str, list[str]] = {d: [] for d in image_dirs}
+    for folder in listing:
+        owner = folder
+        while owner not in owned and owner != top and os.path.dirname(owner) != owner:
+            owner = os.path.dirname(owner)
+        if owner in owned:
+            owned[owner].append(folder)
+    problems: list[Problem] = []
     sources = []
-    for folder in sorted(image_dirs):
-        names, texts = _folder_files(folder, image_dirs - {folder})
+    for folder in image_dirs:
+        names: list[str] = []
+        texts: list[tuple[str, str]] = []
+        for sub in sorted(owned[folder]):
+            prefix = "" if sub == folder else _rel(folder, sub) + "/"
+            for name in listing[sub]:
+                names.append(prefix + name)
+                text = _read_text(os.path.join(sub, name))
+                if text is not None:
+                    texts.append((prefix + name, text))
         text_map = dict(texts)
+        rel = _rel(top, folder)
+        missing = [n for n in (TEMPLATE, CHANGELOG) if n not in text_map]
+        if missing:
+            where = missing[0] if rel == "." else f"{rel}/{missing[0]}"
+            problems.append(error(where, "cannot read: not UTF-8 text, or too large"))
+            continue
         sources.append(
             ImageSource(
-                path=_relative(top, folder),
-                template=(folder / TEMPLATE).read_text(encoding="utf-8"),
-                changelog=(folder / CHANGELOG).read_text(encoding="utf-8"),
+                path=rel,
+                template=text_map[TEMPLATE],
+                changelog=text_map[CHANGELOG],
                 control=text_map.get(CONTROL),
                 build_template=text_map.get(BUILD_TEMPLATE),
                 files=tuple(texts),
                 names=frozenset(names),
             )
         )
+    if problems:
+        raise DockerPkgError(problems + warnings)
     sources.sort(key=lambda s: s.path)
     return Snapshot(images=tuple(sources), warnings=tuple(sorted(warnings, key=str)))
