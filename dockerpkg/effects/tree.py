@@ -70,9 +70,9 @@ def read_snapshot(root: str | os.PathLike[str]) -> Snapshot:
                     texts.append((prefix + name, text))
         text_map = dict(texts)
         rel = _rel(top, folder)
-        missing = [n for n in (TEMPLATE, CHANGELOG) if n not in text_map]
-        if missing:
-            where = missing[0] if rel == "." else f"{rel}/{missing[0]}"
+        unreadable = [n for n in (TEMPLATE, CHANGELOG) if n not in text_map]
+        if unreadable:
+            where = unreadable[0] if rel == "." else f"{rel}/{unreadable[0]}"
             problems.append(error(where, "cannot read: not UTF-8 text, or too large"))
             continue
         sources.append(

@@ -117,10 +117,10 @@ class TestFindCredentials:
         path = write_config(tmp_path, {"auths": {REGISTRY: {}}})
         assert find_credentials(REGISTRY, None, None, str(path)) is None
 
-    @pytest.mark.parametrize("registry", [None, "", "docker.io", "index.docker.io"])
-    def test_docker_hub_key(self, tmp_path: Path, registry: str | None) -> None:
+    @pytest.mark.parametrize("hub_name", [None, "", "docker.io", "index.docker.io"])
+    def test_docker_hub_key(self, tmp_path: Path, hub_name: str | None) -> None:
         path = write_config(tmp_path, {"auths": {DOCKER_HUB_KEY: {"auth": b64("hubuser:pw")}}})
-        assert find_credentials(registry, None, None, str(path)) == Credentials("hubuser", "pw")
+        assert find_credentials(hub_name, None, None, str(path)) == Credentials("hubuser", "pw")
 
     def test_docker_config_environment_variable(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch

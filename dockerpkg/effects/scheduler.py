@@ -1,0 +1,159 @@
+"""Run a DAG of tasks on threads: a task starts as soon as everything it needs is done.
+
+The scheduler decides nothing about images: it only orders and runs what it is given, caps
+how many tasks of each pool run at once, and skips what depends on a failure.
+"""
+
+from __future__ import annotations
+
+import enum
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from typing import Protocol
+
+import attrs
+
+
+class Pool(enum.Enum):
+    """Kinds of work with separate concurrency caps (builds load the CPU, pushes the network)."""
+
+    PULL = "pull"
+    BUILD = "build"
+    PUSH = "push"
+
+
+class Outcome(enum.Enum):
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    SKIPPED = "skipped"  # something it needed failed or was skipped
+    CANCELLED = "cancelled"  # the run was interrupted before it started
+
+
+class TaskFailedError(Exception):
+    """A task failed for a reason worth telling the user (not a bug)."""
+
+
+@attrs.frozen
+class Task:
+    key: str
+    needs: tuple[str, ...]
+    pool: Pool
+    run: Callable[[], str | None] = attrs.field(eq=False, repr=False)
+
+
+@attrs.frozen
+class TaskResult:
+    key: str
+    outcome: Outcome
+    started: float | None = None  # seconds since the run began
+    duration: float | None = None
+    detail: str | None = None
+    error: str | None = None
+
+
+class Listener(Protocol):
+    def task_started(self, key: str) -> None: ...
+
+    def task_finished(self, result: TaskResult) -> None: ...
+
+
+@attrs.define
+class Interrupt:
+    """Set by the caller's signal handling: first stop starting tasks, then cancel."""
+
+    stop: threading.Event = attrs.field(factory=threading.Event)
+
+
+def _missing_needs(tasks: Sequence[Task]) -> list[str]:
+    keys = {t.key for t in tasks}
+    return [f"{t.key} needs {n}" for t in tasks for n in t.needs if n not in keys]
+
+
+def run_tasks(
+    tasks: Sequence[Task],
+    limits: Mapping[Pool, int],
+    listener: Listener,
+    interrupt: Interrupt | None = None,
+) -> dict[str, TaskResult]:
+    """Run every task whose needs succeeded; at most limits[pool] at once per pool."""
+    broken = _missing_needs(tasks)
+    if broken:
+        raise ValueError("tasks need unknown tasks: " + ", ".join(broken))
+    interrupt = interrupt or Interrupt()
+    begin = time.monotonic()
+    by_key = {t.key: t for t in tasks}
+    order = {t.key: i for i, t in enumerate(tasks)}
+    results: dict[str, TaskResult] = {}
+    running: dict[Future[str | None], tuple[Task, float]] = {}
+    busy = dict.fromkeys(Pool, 0)
+    total_workers = sum(max(1, limits.get(p, 1)) for p in Pool)
+
+    def settle_skips() -> None:
+        changed = True
+        while changed:
+            changed = False
+            for task in tasks:
+                if task.key in results:
+                    continue
+                bad = [
+                    n
+                    for n in task.needs
+                    if n in results and results[n].outcome is not Outcome.SUCCEEDED
+                ]
+                if bad:
+                    results[task.key] = TaskResult(
+                        task.key, Outcome.SKIPPED, error=f"{bad[0]} {results[bad[0]].outcome.value}"
+                    )
+                    listener.task_finished(results[task.key])
+                    changed = True
+
+    with ThreadPoolExecutor(max_workers=total_workers, thread_name_prefix="dockerpkg") as pool:
+        while True:
+            settle_skips()
+            if not interrupt.stop.is_set():
+                active = {t.key for t, _ in running.values()}
+                ready = sorted(
+                    (
+                        t
+                        for t in tasks
+                        if t.key not in results
+                        and t.key not in active
+                        and all(n in results for n in t.needs)
+                    ),
+                    key=lambda t: order[t.key],
+                )
+                for task in ready:
+                    if busy[task.pool] >= max(1, limits.get(task.pool, 1)):
+                        continue
+                    busy[task.pool] += 1
+                    listener.task_started(task.key)
+                    running[pool.submit(task.run)] = (task, time.monotonic())
+            if not running:
+                break
+            done, _ = wait(list(running), timeout=0.5, return_when=FIRST_COMPLETED)
+            for future in done:
+                task, started = running.pop(future)
+                busy[task.pool] -= 1
+                results[task.key] = _result(
+                    task, future, started - begin, time.monotonic() - started
+                )
+                listener.task_finished(results[task.key])
+    for task in tasks:
+        if task.key not in results:
+            results[task.key] = TaskResult(task.key, Outcome.CANCELLED, error="run interrupted")
+            listener.task_finished(results[task.key])
+    return {key: results[key] for key in by_key}
+
+
+def _result(task: Task, future: Future[str | None], started: float, duration: float) -> TaskResult:
+    try:
+        detail = future.result()
+    except TaskFailedError as exc:
+        return TaskResult(task.key, Outcome.FAILED, started, duration, error=str(exc))
+    except Exception as exc:  # a bug in a task must not hang the run; it is shown whole
+        return TaskResult(
+            task.key, Outcome.FAILED, started, duration, error=f"internal error: {exc!r}"
+        )
+    return TaskResult(task.key, Outcome.SUCCEEDED, started, duration, detail=detail)

@@ -1,0 +1,130 @@
+#!/usr/bin/env bash
+# Bring up what the tests, `make run` and the benchmark need on a bare Debian machine: the
+# Debian packages (Docker engine, registry, static busybox, htpasswd, openssl) and a Docker
+# daemon. `down` stops only a daemon that `up` started, found by its pid file.
+#
+#   scripts/services.sh up                  install what is missing, start dockerd if needed
+#   scripts/services.sh down                stop the dockerd that `up` started, if any
+#   scripts/services.sh packages [PKG...]   install only the packages (plus any named)
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+run_dir="$root/.run"
+pid_file="$run_dir/dockerd.pid"
+log_file="$run_dir/dockerd.log"
+packages=(docker.io docker-registry busybox-static apache2-utils openssl)
+start_timeout=60
+stop_timeout=60
+
+say() { echo "services: $*" >&2; }
+
+as_root() {
+    if [[ $(id -u) -eq 0 ]]; then "$@"; else sudo "$@"; fi
+}
+
+installed() {
+    [[ $(dpkg-query -W -f='${Status}' "$1" 2>/dev/null || true) == "install ok installed" ]]
+}
+
+install_packages() {
+    local missing=() p
+    for p in "$@"; do
+        installed "$p" || missing+=("$p")
+    done
+    if [[ ${#missing[@]} -eq 0 ]]; then
+        say "packages present"
+        return
+    fi
+    say "installing ${missing[*]}"
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive \
+        apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+daemon_answers() { docker info >/dev/null 2>&1; }
+
+# The pid from our pid file, if that process is still a dockerd (guards against pid reuse).
+our_daemon_pid() {
+    local pid
+    [[ -f $pid_file ]] || return 1
+    pid=$(<"$pid_file")
+    [[ $(cat "/proc/$pid/comm" 2>/dev/null || true) == dockerd ]] || return 1
+    echo "$pid"
+}
+
+wait_until_ready() {
+    local pid=$1 deadline=$((SECONDS + start_timeout))
+    until daemon_answers; do
+        if ! kill -0 "$pid" 2>/dev/null; then
+            say "dockerd (pid $pid) exited; end of $log_file:"
+            tail -n 30 "$log_file" >&2 || true
+            rm -f "$pid_file"
+            return 1
+        fi
+        if ((SECONDS >= deadline)); then
+            say "dockerd (pid $pid) not answering after ${start_timeout}s; end of $log_file:"
+            tail -n 30 "$log_file" >&2 || true
+            return 1
+        fi
+        sleep 0.5
+    done
+}
+
+up() {
+    local pid
+    install_packages "${packages[@]}"
+    # Registries with their own CA put it here; the daemon reads it without a restart.
+    as_root mkdir -p /etc/docker/certs.d
+    mkdir -p "$run_dir"
+
+    if pid=$(our_daemon_pid); then
+        say "dockerd already started by this script (pid $pid)"
+        wait_until_ready "$pid"
+        return
+    fi
+    rm -f "$pid_file"
+    if daemon_answers; then
+        say "using the Docker daemon already running"
+        return
+    fi
+
+    say "starting dockerd (log: $log_file)"
+    # setsid: the daemon must outlive this shell and not get the terminal's signals.
+    setsid dockerd </dev/null >"$log_file" 2>&1 &
+    pid=$!
+    echo "$pid" >"$pid_file"
+    wait_until_ready "$pid"
+    say "dockerd ready (pid $pid)"
+}
+
+down() {
+    local pid deadline
+    if ! pid=$(our_daemon_pid); then
+        rm -f "$pid_file"
+        say "no dockerd started by this script; nothing to stop"
+        return
+    fi
+    say "stopping dockerd (pid $pid)"
+    kill -TERM "$pid"
+    deadline=$((SECONDS + stop_timeout))
+    while kill -0 "$pid" 2>/dev/null; do
+        if ((SECONDS >= deadline)); then
+            say "dockerd (pid $pid) still running after ${stop_timeout}s; killing it"
+            kill -KILL "$pid" 2>/dev/null || true
+            break
+        fi
+        sleep 0.5
+    done
+    rm -f "$pid_file"
+    say "dockerd stopped"
+}
+
+case "${1:-}" in
+    up) up ;;
+    down) down ;;
+    packages) shift; install_packages "${packages[@]}" "$@" ;;
+    *)
+        echo "usage: $0 up|down|packages [PKG...]" >&2
+        exit 2
+        ;;
+esac

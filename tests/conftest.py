@@ -1,0 +1,81 @@
+"""Fixtures for tests against a real Docker daemon and real registries (see tests/support).
+
+Without a daemon those tests are skipped, unless DOCKERPKG_REQUIRE_DOCKER=1 (as in `make test`
+and CI), where a missing service fails them: CI must never pass by skipping.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import ExitStack
+from typing import NoReturn
+
+import docker
+import pytest
+
+from tests.support import services
+from tests.support.services import Auth, Registry, RegistryFactory
+
+# Tests using any of these get the `docker` marker, so `-m "not docker"` leaves them out.
+DOCKER_FIXTURES = frozenset({"docker_client", "busybox_base", "registry_factory", "registry"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if DOCKER_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.docker)
+
+
+def _unavailable(reason: str) -> NoReturn:
+    if os.environ.get("DOCKERPKG_REQUIRE_DOCKER") == "1":
+        pytest.fail(f"{reason} (DOCKERPKG_REQUIRE_DOCKER=1: these tests must run)", pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def docker_client() -> Iterator[docker.DockerClient]:
+    """A client for the daemon named by the environment (DOCKER_HOST or the default socket)."""
+    try:
+        client = services.connect_docker()
+    except services.ServiceUnavailableError as error:
+        _unavailable(str(error))
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+@pytest.fixture(scope="session")
+def busybox_base(docker_client: docker.DockerClient) -> str:
+    """The tag of a busybox image built from scratch, once a session: BUSYBOX_TAG.
+
+    Give it another name with `services.tag_image(docker_client, busybox_base, target)`.
+    """
+    try:
+        return services.build_busybox_base(docker_client)
+    except services.ServiceUnavailableError as error:
+        _unavailable(str(error))
+
+
+@pytest.fixture
+def registry_factory() -> Iterator[RegistryFactory]:
+    """Start registries: `registry_factory(auth="none"|"htpasswd"|"token", tls=False)`.
+
+    Each is fresh (own port, data, credentials) and stopped when the test ends.
+    """
+    with ExitStack() as stack:
+
+        def start(auth: Auth = "none", tls: bool = False) -> Registry:
+            try:
+                return stack.enter_context(services.start_registry(auth, tls))
+            except services.ServiceUnavailableError as error:
+                _unavailable(str(error))
+
+        yield start
+
+
+@pytest.fixture
+def registry(registry_factory: RegistryFactory) -> Registry:
+    """A fresh anonymous plain-HTTP registry."""
+    return registry_factory()

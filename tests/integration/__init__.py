@@ -1,0 +1,1 @@
+"""Tests against a real Docker daemon and real registries."""

@@ -1,0 +1,1 @@
+"""Shared helpers for the tests and scripts: real services, never stand-ins."""
