@@ -7,15 +7,24 @@ the core, so tests can use the core directly and tools can use these without the
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
+from typing import IO
 
 import attrs
 
 from dockerpkg.core.config import Config
 from dockerpkg.core.plan import DEFAULT_OPTIONS, BuildOptions, Plan
 from dockerpkg.core.planner import OFFLINE, Observed, inputs_digest, plan_build
+from dockerpkg.core.report import Report
+from dockerpkg.core.serialize import plan_from_json
 from dockerpkg.core.spec import Snapshot
 from dockerpkg.core.tree import Tree, analyze_tree
+from dockerpkg.effects import daemon
+from dockerpkg.effects.apply import Executor, Settings
 from dockerpkg.effects.configfile import LoadedConfig, read_config
+from dockerpkg.effects.credentials import Credentials
+from dockerpkg.effects.observe import credentials_for, observe, registry_client
+from dockerpkg.effects.scheduler import Interrupt, Listener
 from dockerpkg.effects.tree import read_snapshot
 from dockerpkg.errors import DockerPkgError, Problem, Severity
 
@@ -64,3 +73,74 @@ def build_plan(
         digest=workspace.digest,
         options=options,
     )
+
+
+def observe_workspace(
+    workspace: Workspace, env: Mapping[str, str], *, offline: bool
+) -> tuple[Observed, Credentials | None]:
+    """Credentials (local files only), then, unless offline, the daemon and the registry."""
+    credentials = credentials_for(workspace.config, env)
+    if offline:
+        return Observed(offline=True, credentials=credentials is not None), credentials
+    try:
+        client = daemon.connect(env)
+    except daemon.DaemonError as exc:
+        raise DockerPkgError.single("docker", f"{exc} (use --offline to plan without it)") from None
+    try:
+        return observe(workspace.tree, workspace.config, client, credentials), credentials
+    finally:
+        client.close()
+
+
+def load_saved_plan(
+    path: str, config_path: str | None, env: Mapping[str, str]
+) -> tuple[Plan, Workspace]:
+    """A saved plan and its tree, refused when anything it was made from has changed."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise DockerPkgError.single(path, f"cannot read plan: {exc.strerror}") from None
+    plan = plan_from_json(text, path)
+    workspace = load_workspace(plan.directory, config_path, env, plan.options.suffix)
+    if workspace.digest != plan.digest:
+        raise DockerPkgError.single(
+            path,
+            f"stale plan: the tree in {plan.directory} or the config changed since the plan "
+            "was made; make a new plan",
+        )
+    return plan, workspace
+
+
+def apply_build_plan(
+    plan: Plan,
+    workspace: Workspace,
+    env: Mapping[str, str],
+    credentials: Credentials | None,
+    *,
+    run_dir: Path,
+    listener: Listener,
+    jobs: int = 1,
+    echo: IO[str] | None = None,
+    interrupt: Interrupt | None = None,
+) -> Report:
+    """Execute the plan's steps; failures are in the report, not raised."""
+    try:
+        client = daemon.connect(env)
+    except daemon.DaemonError as exc:
+        raise DockerPkgError.single("docker", str(exc)) from None
+    settings = Settings(
+        directory=Path(workspace.directory),
+        run_dir=run_dir,
+        config=workspace.config,
+        credentials=credentials,
+        use_cache=plan.options.use_cache,
+        jobs=jobs,
+        echo=echo,
+    )
+    registry = registry_client(workspace.config, credentials) if plan.publish else None
+    try:
+        return Executor(client, registry, settings, listener).run(plan, interrupt)
+    finally:
+        if registry is not None:
+            registry.close()
+        client.close()

@@ -6,7 +6,9 @@ import argparse
 import datetime
 import logging
 import os
+import signal
 import sys
+import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -15,11 +17,18 @@ import argh
 import attrs
 
 from dockerpkg import api
-from dockerpkg.core.plan import BuildOptions
+from dockerpkg.core.plan import BuildOptions, Plan
+from dockerpkg.core.report import report_table, report_to_json, summary_line
 from dockerpkg.core.serialize import plan_to_json, plan_to_text
+from dockerpkg.effects.credentials import Credentials
+from dockerpkg.effects.observe import credentials_for
+from dockerpkg.effects.progress import LineProgress, LiveProgress
+from dockerpkg.effects.scheduler import Interrupt
 from dockerpkg.errors import DockerPkgError, Problem, Severity
 
 EXIT_OK, EXIT_ERROR = 0, 1
+# Measured on 2-core machines: see the README's Performance section.
+DEFAULT_JOBS = 4
 
 
 @attrs.frozen
@@ -29,6 +38,7 @@ class Context:
     config_path: str | None
     env: dict[str, str]
     now: datetime.datetime
+    echo: bool = False  # --info/--debug: build output to the terminal too
 
 
 def nightly_suffix(now: datetime.datetime, *, nightly: bool, snapshot: bool) -> str:
@@ -44,11 +54,109 @@ def print_problems(problems: Sequence[Problem]) -> None:
         print(problem, file=sys.stderr)
 
 
+class ExitStatus(Exception):  # noqa: N818 (a signal to main, not an error)
+    """Raised by a command to end with a given status after printing what it had to."""
+
+    def __init__(self, code: int) -> None:
+        self.code = code
+        super().__init__(code)
+
+
+def _suffix(ctx: Context, directory: str, nightly: bool, snapshot: bool) -> str:
+    if nightly and snapshot:
+        raise DockerPkgError.single(directory, "--nightly and --snapshot exclude each other")
+    return nightly_suffix(ctx.now, nightly=nightly, snapshot=snapshot)
+
+
+def _make_plan(
+    ctx: Context,
+    directory: str,
+    *,
+    offline: bool,
+    select: str | None,
+    nightly: bool,
+    snapshot: bool,
+    no_pull: bool,
+    use_cache: bool,
+) -> tuple[Plan, api.Workspace, Credentials | None]:
+    suffix = _suffix(ctx, directory, nightly, snapshot)
+    workspace = api.load_workspace(directory, ctx.config_path, ctx.env, suffix)
+    print_problems(workspace.warnings)
+    observed, credentials = api.observe_workspace(workspace, ctx.env, offline=offline)
+    options = BuildOptions(select=select, pull=not no_pull, use_cache=use_cache, suffix=suffix)
+    return api.build_plan(workspace, observed, options), workspace, credentials
+
+
+def _run_dir(ctx: Context, given: str | None) -> Path:
+    if given:
+        return Path(given)
+    stamp = ctx.now.strftime("%Y%m%d-%H%M%S")
+    return Path(tempfile.gettempdir()) / "dockerpkg-runs" / f"{stamp}-{os.getpid()}"
+
+
+def _execute(
+    ctx: Context,
+    plan: Plan,
+    workspace: api.Workspace,
+    credentials: Credentials | None,
+    *,
+    jobs: int,
+    report: str | None,
+    quiet: bool,
+    run_dir: str | None,
+) -> None:
+    """Apply a plan with progress, Ctrl-C handling and the final report; exit 1 on failure."""
+    folder = _run_dir(ctx, run_dir)
+    countable = sum(1 for _ in plan.steps)
+    progress_class = LiveProgress if sys.stderr.isatty() and not quiet else LineProgress
+    progress = progress_class(sys.stderr, total=countable, quiet=quiet)
+    interrupt = Interrupt()
+    if not quiet:
+        print(f"Logs: {folder}", file=sys.stderr)
+
+    def on_sigint(signum: int, frame: object) -> None:
+        if interrupt.stop.is_set():
+            print("\ncancelling running work", file=sys.stderr)
+            interrupt.cancel()
+        else:
+            print("\nstopping: no new work starts; Ctrl-C again cancels", file=sys.stderr)
+            interrupt.stop.set()
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        result = api.apply_build_plan(
+            plan,
+            workspace,
+            ctx.env,
+            credentials,
+            run_dir=folder,
+            listener=progress,
+            jobs=jobs,
+            echo=sys.stderr if ctx.echo else None,
+            interrupt=interrupt,
+        )
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if isinstance(progress, LiveProgress):
+            progress.close()
+    if report:
+        Path(report).write_text(report_to_json(result, plan), encoding="utf-8")
+    if not quiet or result.failed:
+        sys.stdout.write(report_table(result))
+    print(summary_line(result))
+    if result.interrupted:
+        raise ExitStatus(130)
+    if result.failed:
+        raise ExitStatus(EXIT_ERROR)
+
+
 def _commands(ctx: Context) -> list[Callable[..., Any]]:
     @argh.arg("directory", help="the image tree")
     @argh.arg("--json", dest="json_output", help="print the plan as JSON")
     @argh.arg("--select", help="fnmatch glob on full labels (registry/namespace/name:tag)")
     @argh.arg("--out", help="also save the plan as JSON to this file, for `apply PLAN.json`")
+    @argh.arg("--offline", help="observe nothing: assume no image is built or published")
+    @argh.arg("--detailed-exitcode", help="exit 2 when the plan has changes, 0 when empty")
     def plan(
         directory: str,
         *,
@@ -60,20 +168,117 @@ def _commands(ctx: Context) -> list[Callable[..., Any]]:
         no_pull: bool = False,
         use_cache: bool = False,
         out: str | None = None,
+        detailed_exitcode: bool = False,
     ) -> None:
         """Show what `build` would do, as text or stable JSON."""
-        if nightly and snapshot:
-            raise DockerPkgError.single(directory, "--nightly and --snapshot exclude each other")
-        suffix = nightly_suffix(ctx.now, nightly=nightly, snapshot=snapshot)
-        workspace = api.load_workspace(directory, ctx.config_path, ctx.env, suffix)
-        print_problems(workspace.warnings)
-        options = BuildOptions(select=select, pull=not no_pull, use_cache=use_cache, suffix=suffix)
-        result = api.build_plan(workspace, options=options)
+        result, _, _ = _make_plan(
+            ctx,
+            directory,
+            offline=offline,
+            select=select,
+            nightly=nightly,
+            snapshot=snapshot,
+            no_pull=no_pull,
+            use_cache=use_cache,
+        )
         if out:
             Path(out).write_text(plan_to_json(result), encoding="utf-8")
         sys.stdout.write(plan_to_json(result) if json_output else plan_to_text(result))
+        if detailed_exitcode and result.has_changes:
+            raise ExitStatus(2)
 
-    return [plan]
+    @argh.arg("target", help="a saved plan (PLAN.json) or an image tree to plan and apply")
+    @argh.arg("--select", help="fnmatch glob on full labels (with a DIRECTORY)")
+    @argh.arg("--jobs", "-j", type=int, help="builds at once")
+    @argh.arg("--report", help="write the run report as JSON to this file")
+    @argh.arg("--run-dir", help="folder for per-image logs (default: a new one under /tmp)")
+    def apply(
+        target: str,
+        *,
+        select: str | None = None,
+        nightly: bool = False,
+        snapshot: bool = False,
+        no_pull: bool = False,
+        use_cache: bool = False,
+        jobs: int = DEFAULT_JOBS,
+        report: str | None = None,
+        quiet: bool = False,
+        run_dir: str | None = None,
+    ) -> None:
+        """Execute a saved plan (refused if stale), or plan DIRECTORY and execute at once."""
+        if Path(target).is_file():
+            saved, workspace = api.load_saved_plan(target, ctx.config_path, ctx.env)
+            credentials = credentials_for(workspace.config, ctx.env) if saved.publish else None
+            if saved.publish and credentials is None:
+                raise DockerPkgError.single(
+                    target, "the plan publishes but no credentials are found"
+                )
+        else:
+            saved, workspace, credentials = _make_plan(
+                ctx,
+                target,
+                offline=False,
+                select=select,
+                nightly=nightly,
+                snapshot=snapshot,
+                no_pull=no_pull,
+                use_cache=use_cache,
+            )
+        _execute(
+            ctx,
+            saved,
+            workspace,
+            credentials,
+            jobs=jobs,
+            report=report,
+            quiet=quiet,
+            run_dir=run_dir,
+        )
+
+    @argh.arg("directory", help="the image tree")
+    @argh.arg("--select", help="fnmatch glob on full labels (registry/namespace/name:tag)")
+    @argh.arg("--jobs", "-j", type=int, help="builds at once")
+    @argh.arg("--report", help="write the run report as JSON to this file")
+    @argh.arg("--run-dir", help="folder for per-image logs (default: a new one under /tmp)")
+    def build(
+        directory: str,
+        *,
+        nightly: bool = False,
+        snapshot: bool = False,
+        use_cache: bool = False,
+        no_pull: bool = False,
+        select: str | None = None,
+        jobs: int = DEFAULT_JOBS,
+        report: str | None = None,
+        quiet: bool = False,
+        run_dir: str | None = None,
+    ) -> None:
+        """docker-pkg's verb: print the plan, then apply it."""
+        result, workspace, credentials = _make_plan(
+            ctx,
+            directory,
+            offline=False,
+            select=select,
+            nightly=nightly,
+            snapshot=snapshot,
+            no_pull=no_pull,
+            use_cache=use_cache,
+        )
+        sys.stdout.write(plan_to_text(result))
+        sys.stdout.flush()
+        if result.steps:
+            _execute(
+                ctx,
+                result,
+                workspace,
+                credentials,
+                jobs=jobs,
+                report=report,
+                quiet=quiet,
+                run_dir=run_dir,
+            )
+
+    return [plan, apply, build]
 
 
 def _global_parser() -> argparse.ArgumentParser:
@@ -91,7 +296,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     known, rest = _global_parser().parse_known_args(args)
     level = logging.DEBUG if known.debug else logging.INFO if known.info else logging.WARNING
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
-    ctx = Context(config_path=known.configfile, env=dict(os.environ), now=datetime.datetime.now())
+    ctx = Context(
+        config_path=known.configfile,
+        env=dict(os.environ),
+        now=datetime.datetime.now(),
+        echo=known.debug or known.info,
+    )
     parser = argh.ArghParser(
         prog="dockerpkg",
         description="Build, verify, publish, prune and version trees of Docker images.",
@@ -105,6 +315,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         errors = sum(1 for p in exc.problems if p.severity is Severity.ERROR)
         print(f"dockerpkg: {errors} error(s); nothing was changed", file=sys.stderr)
         return EXIT_ERROR
+    except ExitStatus as status:
+        return status.code
     except KeyboardInterrupt:
         return 130
     return EXIT_OK

@@ -23,7 +23,15 @@ DOCKERPKG = Path(sys.prefix, "bin", "dockerpkg")
 def write_config(directory: Path, registry: services.Registry, base_image: str) -> Path:
     config = directory / "config.yaml"
     config.touch(mode=0o600)  # it holds the registry password
+    # The example's own config, with this run's registry, credentials and base image.
+    example = (ROOT / "examples" / "config.yaml").read_text(encoding="utf-8")
+    kept = [
+        line
+        for line in example.splitlines()
+        if not line.startswith(("registry:", "base_images:", "  - "))
+    ]
     config.write_text(
+        "\n".join(kept) + "\n"
         f"registry: {registry.host}\n"
         f"username: {registry.username}\n"
         f"password: {registry.password}\n"

@@ -74,6 +74,7 @@ class PlannedImage:
     depends: tuple[str, ...]
     parents: tuple[str, ...]
     dockerfile: str
+    bases: tuple[str, ...] = ()
     build_dockerfile: str | None = None
     has_test: bool = False
     has_dockerignore: bool = False

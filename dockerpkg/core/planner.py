@@ -82,6 +82,7 @@ def planned_image(image: Image) -> PlannedImage:
         repository=image.repository,
         depends=tuple(d.name for d in image.spec.depends),
         parents=image.parents,
+        bases=image.bases,
         dockerfile=image.dockerfile,
         build_dockerfile=image.build_dockerfile,
         has_test="test.sh" in names,

@@ -43,6 +43,7 @@ def plan_to_data(plan: Plan) -> dict[str, Any]:
                 "repository": i.repository,
                 "depends": list(i.depends),
                 "parents": list(i.parents),
+                "bases": list(i.bases),
                 "dockerfile": i.dockerfile,
                 "build_dockerfile": i.build_dockerfile,
                 "has_test": i.has_test,
@@ -106,6 +107,7 @@ def plan_from_json(text: str, path: str) -> Plan:
                         **i,
                         "depends": tuple(i["depends"]),
                         "parents": tuple(i["parents"]),
+                        "bases": tuple(i["bases"]),
                     }
                 )
                 for i in data["images"]

@@ -15,6 +15,8 @@ from typing import Protocol
 
 import attrs
 
+from dockerpkg.core.report import Outcome
+
 
 class Pool(enum.Enum):
     """Kinds of work with separate concurrency caps (builds load the CPU, pushes the network)."""
@@ -22,13 +24,6 @@ class Pool(enum.Enum):
     PULL = "pull"
     BUILD = "build"
     PUSH = "push"
-
-
-class Outcome(enum.Enum):
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    SKIPPED = "skipped"  # something it needed failed or was skipped
-    CANCELLED = "cancelled"  # the run was interrupted before it started
 
 
 class TaskFailedError(Exception):
@@ -64,6 +59,16 @@ class Interrupt:
     """Set by the caller's signal handling: first stop starting tasks, then cancel."""
 
     stop: threading.Event = attrs.field(factory=threading.Event)
+    _cancellers: list[Callable[[], None]] = attrs.field(factory=list)
+
+    def on_cancel(self, callback: Callable[[], None]) -> None:
+        self._cancellers.append(callback)
+
+    def cancel(self) -> None:
+        """Stop, and abort running work through the callbacks registered by its owners."""
+        self.stop.set()
+        for callback in list(self._cancellers):
+            callback()
 
 
 def _missing_needs(tasks: Sequence[Task]) -> list[str]:
@@ -103,8 +108,13 @@ def run_tasks(
                     if n in results and results[n].outcome is not Outcome.SUCCEEDED
                 ]
                 if bad:
+                    cause = results[bad[0]]
+                    # Name the first failure, not the chain of skips it caused.
+                    why = cause.error if cause.outcome is Outcome.SKIPPED else None
                     results[task.key] = TaskResult(
-                        task.key, Outcome.SKIPPED, error=f"{bad[0]} {results[bad[0]].outcome.value}"
+                        task.key,
+                        Outcome.SKIPPED,
+                        error=why or f"{cause.key.replace(':', ' ', 1)} {cause.outcome.value}",
                     )
                     listener.task_finished(results[task.key])
                     changed = True

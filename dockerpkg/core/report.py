@@ -1,0 +1,145 @@
+"""Run reports: what happened to every step of a plan. Data and its two views only."""
+
+from __future__ import annotations
+
+import enum
+import json
+from typing import Any
+
+import attrs
+
+from dockerpkg.core.plan import Op, Plan, Step
+
+
+class Outcome(enum.Enum):
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    SKIPPED = "skipped"  # something it needed failed or was skipped
+    CANCELLED = "cancelled"  # the run was interrupted before it started
+
+
+@attrs.frozen
+class StepOutcome:
+    step: Step
+    outcome: Outcome
+    started: float | None = None  # seconds since the run began
+    duration: float | None = None
+    detail: str | None = None  # image ID, pushed digest, ...
+    error: str | None = None
+
+
+@attrs.frozen
+class Report:
+    """Every step of the plan with its outcome, in plan order."""
+
+    outcomes: tuple[StepOutcome, ...]
+    run_dir: str | None = None
+    interrupted: bool = False
+    elapsed: float = 0.0
+
+    def of(self, op: Op, image: str) -> StepOutcome | None:
+        for item in self.outcomes:
+            if item.step.op is op and item.step.image == image:
+                return item
+        return None
+
+    @property
+    def failed(self) -> bool:
+        return any(o.outcome is Outcome.FAILED for o in self.outcomes)
+
+    def count(self, op: Op, outcome: Outcome = Outcome.SUCCEEDED) -> int:
+        return sum(1 for o in self.outcomes if o.step.op is op and o.outcome is outcome)
+
+    def images(self) -> list[str]:
+        return list(dict.fromkeys(o.step.image for o in self.outcomes if o.step.op is not Op.PULL))
+
+
+def summary_line(report: Report) -> str:
+    failed = sum(1 for o in report.outcomes if o.outcome is Outcome.FAILED)
+    skipped = sum(1 for o in report.outcomes if o.outcome is Outcome.SKIPPED)
+    cancelled = sum(1 for o in report.outcomes if o.outcome is Outcome.CANCELLED)
+    parts = [
+        f"{report.count(Op.BUILD)} built",
+        f"{report.count(Op.VERIFY)} verified",
+        f"{report.count(Op.PUBLISH)} published",
+        f"{failed} failed",
+        f"{skipped} skipped",
+    ]
+    if report.count(Op.REMOVE):
+        parts.insert(0, f"{report.count(Op.REMOVE)} removed")
+    if cancelled:
+        parts.append(f"{cancelled} not started (interrupted)")
+    return "Done: " + ", ".join(parts) + f" in {report.elapsed:.1f}s."
+
+
+def report_table(report: Report) -> str:
+    """Per image: result, and the duration of each phase."""
+    ops = [Op.PULL, Op.BUILD, Op.VERIFY, Op.PUBLISH, Op.REMOVE]
+    rows = [
+        [
+            "image",
+            "result",
+            *[
+                op.value
+                for op in ops
+                if report.count(op, Outcome.SUCCEEDED)
+                or any(o.step.op is op for o in report.outcomes)
+            ],
+        ]
+    ]
+    shown = rows[0][2:]
+    for image in dict.fromkeys(o.step.image for o in report.outcomes):
+        mine = [o for o in report.outcomes if o.step.image == image]
+        result = next((o.outcome.value for o in mine if o.outcome is not Outcome.SUCCEEDED), "ok")
+        cells = []
+        for name in shown:
+            item = next((o for o in mine if o.step.op.value == name), None)
+            if item is None:
+                cells.append("")
+            elif item.duration is not None and item.outcome is Outcome.SUCCEEDED:
+                cells.append(f"{item.duration:.1f}s")
+            else:
+                cells.append(item.outcome.value)
+        rows.append([image, result, *cells])
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    errors = [
+        f"  {o.step.op.value} {o.step.image}: {o.error}"
+        for o in report.outcomes
+        if o.outcome is Outcome.FAILED
+    ]
+    if errors:
+        lines += ["Failures:", *errors]
+    return "\n".join(lines) + "\n"
+
+
+def report_to_data(report: Report, plan: Plan) -> dict[str, Any]:
+    return {
+        "format_version": 1,
+        "action": plan.action.value,
+        "digest": plan.digest,
+        "run_dir": report.run_dir,
+        "interrupted": report.interrupted,
+        "elapsed": round(report.elapsed, 3),
+        "steps": [
+            {
+                "op": o.step.op.value,
+                "image": o.step.image,
+                "label": o.step.label,
+                "reason": o.step.reason.value,
+                "outcome": o.outcome.value,
+                "started": None if o.started is None else round(o.started, 3),
+                "duration": None if o.duration is None else round(o.duration, 3),
+                "detail": o.detail,
+                "error": o.error,
+                "log": f"{report.run_dir}/{o.step.image}.log"
+                if report.run_dir and o.step.op is not Op.PULL
+                else None,
+            }
+            for o in report.outcomes
+        ],
+    }
+
+
+def report_to_json(report: Report, plan: Plan) -> str:
+    return json.dumps(report_to_data(report, plan), sort_keys=True, indent=2) + "\n"

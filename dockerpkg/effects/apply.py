@@ -1,0 +1,311 @@
+"""Execute a build plan against the daemon and the registry. No decisions: the plan has them.
+
+Each step becomes a task; a build needs its pulls and its parents' verifications, a publish
+needs its own verification and its parents' publications. Children therefore build while
+their parents push, and anything after a failure is skipped with the reason.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import shlex
+import shutil
+import subprocess
+import tarfile
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import IO
+
+import attrs
+import docker
+
+from dockerpkg.core.config import Config
+from dockerpkg.core.labels import repository_path, split_label
+from dockerpkg.core.plan import Op, Plan, PlannedImage, Step
+from dockerpkg.core.report import Outcome, Report, StepOutcome
+from dockerpkg.effects import daemon
+from dockerpkg.effects.credentials import Credentials
+from dockerpkg.effects.registry import RegistryClient, RegistryError
+from dockerpkg.effects.scheduler import (
+    Interrupt,
+    Listener,
+    Pool,
+    Task,
+    TaskFailedError,
+    TaskResult,
+    run_tasks,
+)
+
+
+@attrs.frozen
+class Settings:
+    """Where and how to run: fixed before the run, never changed by it."""
+
+    directory: Path  # the image tree
+    run_dir: Path  # per-image logs go here
+    config: Config
+    credentials: Credentials | None
+    use_cache: bool = False
+    jobs: int = 1
+    echo: IO[str] | None = None  # --info: build output to the terminal as well
+    push_jobs: int = 4
+    pull_jobs: int = 4
+
+
+def proxy_args(config: Config) -> dict[str, str]:
+    """docker-pkg passes its proxy to builds and to verification, in both spellings."""
+    if not config.http_proxy:
+        return {}
+    return dict.fromkeys(
+        ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"), config.http_proxy
+    )
+
+
+def task_key(step: Step) -> str:
+    return f"{step.op.value}:{step.image}"
+
+
+class Executor:
+    """Runs the steps of one plan; one instance per run."""
+
+    def __init__(
+        self,
+        client: docker.APIClient,
+        registry: RegistryClient | None,
+        settings: Settings,
+        listener: Listener,
+    ) -> None:
+        self._client = client
+        self._registry = registry
+        self._settings = settings
+        self._listener = listener
+        self._log_lock = threading.Lock()
+
+    # -- the plan as tasks -------------------------------------------------------------------
+
+    def tasks(self, plan: Plan) -> list[Task]:
+        keys = {task_key(s) for s in plan.steps}
+        pulls = {s.label: task_key(s) for s in plan.steps if s.op is Op.PULL}
+        images = {i.name: i for i in plan.images}
+        tasks = []
+        for step in plan.steps:
+            image = images.get(step.image)
+            needs: list[str] = []
+            if step.op is Op.BUILD and image is not None:
+                needs += [pulls[label] for label in _bases(image, images) if label in pulls]
+                for parent in image.parents:
+                    ready = f"verify:{parent}" if f"verify:{parent}" in keys else f"build:{parent}"
+                    if ready in keys:
+                        needs.append(ready)
+            elif step.op is Op.VERIFY:
+                needs += [k for k in (f"build:{step.image}",) if k in keys]
+            elif step.op is Op.PUBLISH and image is not None:
+                needs += [k for k in (f"verify:{step.image}",) if k in keys]
+                needs += [f"publish:{p}" for p in image.parents if f"publish:{p}" in keys]
+            tasks.append(
+                Task(task_key(step), tuple(needs), _POOLS[step.op], self._runner(step, image))
+            )
+        return tasks
+
+    def _runner(self, step: Step, image: PlannedImage | None) -> Callable[[], str | None]:
+        if step.op is Op.PULL:
+            return lambda: self._pull(step.label or step.image)
+        assert image is not None, f"plan step for unknown image {step.image}"
+        actions = {Op.BUILD: self._build, Op.VERIFY: self._verify, Op.PUBLISH: self._publish}
+        action = actions[step.op]
+        return lambda: action(image)
+
+    def run(self, plan: Plan, interrupt: Interrupt | None = None) -> Report:
+        self._settings.run_dir.mkdir(parents=True, exist_ok=True)
+        begin = time.monotonic()
+        limits = {
+            Pool.BUILD: self._settings.jobs,
+            Pool.PUSH: self._settings.push_jobs,
+            Pool.PULL: self._settings.pull_jobs,
+        }
+        results = run_tasks(self.tasks(plan), limits, self._listener, interrupt)
+        outcomes = tuple(_outcome(step, results[task_key(step)]) for step in plan.steps)
+        return Report(
+            outcomes=outcomes,
+            run_dir=str(self._settings.run_dir),
+            interrupted=bool(interrupt and interrupt.stop.is_set()),
+            elapsed=time.monotonic() - begin,
+        )
+
+    # -- steps -------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _log(self, name: str, title: str) -> Iterator[IO[str]]:
+        path = self._settings.run_dir / f"{name}.log"
+        with path.open("a", encoding="utf-8") as handle:
+            handle.write(f"== {title} ({time.strftime('%Y-%m-%d %H:%M:%S')}) ==\n")
+            echo = self._settings.echo
+            yield handle if echo is None else _Tee(handle, echo, name)  # type: ignore[misc]
+
+    def _pull(self, label: str) -> str | None:
+        with self._log("pulls", f"pull {label}") as log:
+            try:
+                daemon.pull(self._client, label, self._settings.credentials, log)
+            except daemon.DaemonError as exc:
+                # A base image made locally (no registry has it) still builds.
+                if label in daemon.local_labels(daemon.list_images(self._client)):
+                    log.write(f"{exc}; using the local copy\n")
+                    return "local copy"
+                raise TaskFailedError(str(exc)) from None
+        return None
+
+    def _build(self, image: PlannedImage) -> str | None:
+        config = self._settings.config
+        with (
+            self._log(image.name, f"build {image.label}") as log,
+            _context(self._settings.directory / image.path, image.name) as context,
+        ):
+            try:
+                if image.build_dockerfile is not None:
+                    self._build_stage(image, context, log)
+                (context / "Dockerfile").write_text(image.dockerfile, encoding="utf-8")
+                image_id = daemon.build(
+                    self._client,
+                    str(context),
+                    image.label,
+                    use_cache=self._settings.use_cache,
+                    buildargs=proxy_args(config),
+                    container_limits=config.container_limits,
+                    log_file=log,
+                )
+            except daemon.DaemonError as exc:
+                raise TaskFailedError(str(exc)) from None
+        return image_id
+
+    def _build_stage(self, image: PlannedImage, context: Path, log: IO[str]) -> None:
+        """docker-pkg < 4's build stage: build, copy its /build into the context, drop it."""
+        repository, tag = split_label(image.label)
+        stage = f"{repository}-build:{tag}"
+        (context / "Dockerfile.build").write_text(image.build_dockerfile or "", encoding="utf-8")
+        config = self._settings.config
+        daemon.build(
+            self._client,
+            str(context),
+            stage,
+            dockerfile="Dockerfile.build",
+            use_cache=False,
+            buildargs=proxy_args(config),
+            container_limits=config.container_limits,
+            log_file=log,
+        )
+        try:
+            data = b"".join(daemon.copy_from_image(self._client, stage, "/build"))
+            with tarfile.open(fileobj=io.BytesIO(data)) as archive:
+                archive.extractall(context, filter="data")
+        finally:
+            with contextlib.suppress(daemon.DaemonError):
+                daemon.remove_image(self._client, stage)
+
+    def _verify(self, image: PlannedImage) -> str | None:
+        config = self._settings.config
+        folder = str((self._settings.directory / image.path).resolve())
+        for arg in config.verify_args:
+            for token in shlex.split(arg):
+                if "{path}" in token and not os.path.exists(token.replace("{path}", folder)):
+                    return "skipped: no " + token.replace("{path}", image.path)
+        args = [a.format(image=image.label, path=folder) for a in config.verify_args]
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **proxy_args(config)}
+        # The verification usually runs docker itself: let it reach the same daemon.
+        env.update(
+            {k: v for k in ("DOCKER_HOST", "DOCKER_CONFIG", "HOME") if (v := os.environ.get(k))}
+        )
+        with self._log(image.name, f"verify {image.label}") as log:
+            log.flush()
+            result = subprocess.run(
+                [config.verify_command, *args],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                check=False,
+            )
+        if result.returncode != 0:
+            raise TaskFailedError(
+                f"verification failed (exit {result.returncode}); see {image.name}.log"
+            )
+        return None
+
+    def _publish(self, image: PlannedImage) -> str | None:
+        credentials = self._settings.credentials
+        repository, tag = split_label(image.label)
+        with self._log(image.name, f"publish {image.label}") as log:
+            try:
+                daemon.tag(self._client, image.label, repository, "latest")
+                daemon.push(self._client, repository, tag or "latest", credentials, log)
+                daemon.push(self._client, repository, "latest", credentials, log)
+            except daemon.DaemonError as exc:
+                raise TaskFailedError(str(exc)) from None
+        if self._registry is None:
+            return None
+        path = repository_path(repository, self._settings.config.registry)
+        try:
+            digest = self._registry.manifest_digest(path, tag or "latest")
+        except RegistryError as exc:
+            raise TaskFailedError(f"pushed, but cannot confirm: {exc}") from None
+        if digest is None:
+            raise TaskFailedError(f"pushed, but the registry does not have {image.label}")
+        return digest
+
+
+_POOLS = {Op.PULL: Pool.PULL, Op.BUILD: Pool.BUILD, Op.VERIFY: Pool.BUILD, Op.PUBLISH: Pool.PUSH}
+
+
+def _bases(image: PlannedImage, images: Mapping[str, PlannedImage]) -> list[str]:
+    """Labels this image pulls before building: its base images and published parents."""
+    labels = list(image.bases)
+    labels += [images[p].label for p in image.parents if p in images]
+    return labels
+
+
+@contextlib.contextmanager
+def _context(folder: Path, name: str) -> Iterator[Path]:
+    """A temporary copy of the image folder, removed whatever happens."""
+    temp = tempfile.mkdtemp(prefix=f"dockerpkg-{name.replace('/', '-')}-")
+    try:
+        context = Path(temp) / "context"
+        shutil.copytree(folder, context, symlinks=True)
+        yield context
+    finally:
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+class _Tee:
+    """Writes to the log file and, prefixed with the image name, to the terminal."""
+
+    def __init__(self, log: IO[str], echo: IO[str], name: str) -> None:
+        self._log, self._echo, self._name = log, echo, name
+
+    def write(self, text: str) -> int:
+        self._log.write(text)
+        for line in text.splitlines():
+            self._echo.write(f"{self._name} | {line}\n")
+        return len(text)
+
+    def flush(self) -> None:
+        self._log.flush()
+
+    def fileno(self) -> int:
+        return self._log.fileno()
+
+
+def _outcome(step: Step, result: TaskResult) -> StepOutcome:
+    return StepOutcome(
+        step=step,
+        outcome=result.outcome,
+        started=result.started,
+        duration=result.duration,
+        detail=result.detail,
+        error=result.error,
+    )
+
+
+__all__ = ["Executor", "Outcome", "Settings", "proxy_args"]
