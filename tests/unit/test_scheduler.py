@@ -1,0 +1,111 @@
+"""The DAG scheduler: order, concurrency caps, failure isolation and interruption."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+from dockerpkg.core.report import Outcome
+from dockerpkg.effects.scheduler import (
+    Interrupt,
+    Pool,
+    Task,
+    TaskFailedError,
+    TaskResult,
+    run_tasks,
+)
+
+
+class Recorder:
+    """A listener that keeps every event, with the time it happened."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, str, float]] = []
+        self.lock = threading.Lock()
+
+    def task_started(self, key: str) -> None:
+        with self.lock:
+            self.events.append(("start", key, time.monotonic()))
+
+    def task_finished(self, result: TaskResult) -> None:
+        with self.lock:
+            self.events.append((result.outcome.value, result.key, time.monotonic()))
+
+    def time_of(self, kind: str, key: str) -> float:
+        return next(t for k, name, t in self.events if k == kind and name == key)
+
+
+def sleeper(seconds: float, fail: bool = False) -> Callable[[], str | None]:
+    def run() -> str:
+        time.sleep(seconds)
+        if fail:
+            raise TaskFailedError("boom")
+        return "ok"
+
+    return run
+
+
+def task(key: str, *needs: str, seconds: float = 0.05, fail: bool = False) -> Task:
+    return Task(key, needs, Pool.BUILD, sleeper(seconds, fail))
+
+
+class TestOrdering:
+    """A task starts only after everything it needs has succeeded."""
+
+    def test_needs_first(self) -> None:
+        rec = Recorder()
+        tasks = [task("a"), task("b", "a"), task("c", "a"), task("d", "b", "c")]
+        results = run_tasks(tasks, {Pool.BUILD: 4}, rec)
+        assert all(r.outcome is Outcome.SUCCEEDED for r in results.values())
+        assert rec.time_of("start", "b") >= rec.time_of("succeeded", "a")
+        assert rec.time_of("start", "d") >= rec.time_of("succeeded", "c")
+
+    def test_independent_branches_overlap(self) -> None:
+        rec = Recorder()
+        tasks = [task("x", seconds=0.3), task("y", seconds=0.3)]
+        run_tasks(tasks, {Pool.BUILD: 2}, rec)
+        assert rec.time_of("start", "y") < rec.time_of("succeeded", "x")
+
+    def test_cap_is_respected(self) -> None:
+        rec = Recorder()
+        tasks = [task(f"t{i}", seconds=0.05) for i in range(6)]
+        run_tasks(tasks, {Pool.BUILD: 2}, rec)
+        running = peak = 0
+        for kind, _, _ in sorted(rec.events, key=lambda e: e[2]):
+            running += 1 if kind == "start" else -1
+            peak = max(peak, running)
+        assert peak <= 2
+
+
+class TestFailures:
+    """A failure skips what needs it, with the reason; the rest goes on."""
+
+    def test_dependents_skipped_siblings_continue(self) -> None:
+        tasks = [task("a", fail=True), task("b", "a"), task("c", "b"), task("d")]
+        results = run_tasks(tasks, {Pool.BUILD: 2}, Recorder())
+        assert results["a"].outcome is Outcome.FAILED
+        assert results["a"].error == "boom"
+        assert results["b"].outcome is Outcome.SKIPPED
+        assert results["c"].outcome is Outcome.SKIPPED
+        assert results["c"].error == "a failed"
+        assert results["d"].outcome is Outcome.SUCCEEDED
+
+
+class TestInterrupt:
+    """After a stop, running tasks finish and nothing new starts."""
+
+    def test_stop_lets_running_finish(self) -> None:
+        interrupt = Interrupt()
+        rec = Recorder()
+
+        def first() -> str:
+            interrupt.stop.set()
+            time.sleep(0.1)
+            return "done"
+
+        tasks = [Task("a", (), Pool.BUILD, first), task("b", "a"), task("c", "a")]
+        results = run_tasks(tasks, {Pool.BUILD: 1}, rec, interrupt)
+        assert results["a"].outcome is Outcome.SUCCEEDED
+        assert results["b"].outcome is Outcome.CANCELLED
+        assert results["c"].outcome is Outcome.CANCELLED
