@@ -1,0 +1,173 @@
+"""Parallel runs on the real daemon: overlap, isolation, Ctrl-C, and the JSON report."""
+
+from __future__ import annotations
+
+import glob
+import json
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import docker
+import pytest
+
+from tests.support.services import Registry
+
+CHANGELOG = "{name} (1.0) wikimedia; urgency=medium\n\n  * x\n\n -- T <t@example.org>  Mon, 02 Mar 2026 10:00:00 +0000\n"
+
+
+def write_tree(root: Path, images: dict[str, tuple[str | None, str]]) -> None:
+    """images: name -> (parent or None for the busybox base, RUN command)."""
+    for name, (parent, run) in images.items():
+        folder = root / name
+        folder.mkdir(parents=True)
+        source = f'"{parent}"' if parent else '"busybox"'
+        (folder / "Dockerfile.template").write_text(
+            f"FROM {{{{ {source} | image_tag }}}}\nRUN {run}\n"
+        )
+        (folder / "changelog").write_text(CHANGELOG.format(name=name))
+        if parent:
+            (folder / "control").write_text(f"Package: {name}\nDepends: {parent}\n")
+
+
+def write_config(path: Path, registry: Registry, base: str) -> Path:
+    path.write_text(f"registry: {registry.host}\nbase_images:\n  - {base}\n")
+    return path
+
+
+def dockerpkg(*args: str) -> list[str]:
+    return [sys.executable, "-m", "dockerpkg", *args]
+
+
+@pytest.fixture
+def cleanup_images(docker_client: docker.DockerClient, registry: Registry) -> Iterator[None]:
+    yield
+    for image in docker_client.images.list():
+        for tag in image.tags:
+            if tag.startswith(registry.host + "/"):
+                docker_client.images.remove(tag, force=True)
+
+
+@pytest.mark.usefixtures("cleanup_images")
+class TestParallelRun:
+    """With --jobs 4, independent branches build at the same time; a failure stays local."""
+
+    def test_branches_overlap_and_failure_is_isolated(
+        self, tmp_path: Path, registry: Registry, busybox_base: str
+    ) -> None:
+        write_tree(
+            tmp_path / "tree",
+            {
+                "a1": (None, "sleep 1"),
+                "a2": ("a1", "sleep 1"),
+                "b1": (None, "sleep 1"),
+                "b2": ("b1", "false"),
+                "b3": ("b2", "true"),
+            },
+        )
+        config = write_config(tmp_path / "c.yaml", registry, busybox_base)
+        report = tmp_path / "report.json"
+        run = subprocess.run(
+            dockerpkg(
+                "-c",
+                str(config),
+                "apply",
+                "--no-pull",
+                "--jobs",
+                "4",
+                "--report",
+                str(report),
+                str(tmp_path / "tree"),
+            ),
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert run.returncode == 1, run.stderr
+        data = json.loads(report.read_text())
+        steps = {(s["op"], s["image"]): s for s in data["steps"]}
+        a1, b1 = steps[("build", "a1")], steps[("build", "b1")]
+        # Both roots were running at the same moment.
+        assert a1["started"] < b1["started"] + b1["duration"]
+        assert b1["started"] < a1["started"] + a1["duration"]
+        assert steps[("build", "b2")]["outcome"] == "failed"
+        assert steps[("build", "b3")]["outcome"] == "skipped"
+        assert "b2" in steps[("build", "b3")]["error"]
+        assert steps[("build", "a2")]["outcome"] == "succeeded"
+        assert "a2" in run.stdout and "failed" in run.stdout
+
+    def test_report_covers_every_planned_step(
+        self, tmp_path: Path, registry: Registry, busybox_base: str
+    ) -> None:
+        write_tree(tmp_path / "tree", {"p": (None, "true"), "q": ("p", "true")})
+        config = write_config(tmp_path / "c.yaml", registry, busybox_base)
+        plan_file, report = tmp_path / "plan.json", tmp_path / "report.json"
+        common = ["-c", str(config)]
+        subprocess.run(
+            dockerpkg(
+                *common, "plan", "--no-pull", "--out", str(plan_file), str(tmp_path / "tree")
+            ),
+            check=True,
+            capture_output=True,
+        )
+        subprocess.run(
+            dockerpkg(*common, "apply", "--report", str(report), str(plan_file)),
+            check=True,
+            capture_output=True,
+        )
+        plan = json.loads(plan_file.read_text())
+        data = json.loads(report.read_text())
+        assert data["digest"] == plan["digest"]
+        planned = [(s["op"], s["image"], s["reason"]) for s in plan["steps"]]
+        reported = [(s["op"], s["image"], s["reason"]) for s in data["steps"]]
+        assert reported == planned
+        assert {s["outcome"] for s in data["steps"]} == {"succeeded"}
+        for step in data["steps"]:
+            assert Path(step["log"]).is_file()
+
+
+def _temp_folders() -> set[str]:
+    return set(glob.glob(str(Path(tempfile.gettempdir()) / "dockerpkg-*-*")))
+
+
+@pytest.mark.usefixtures("cleanup_images")
+class TestInterrupt:
+    """Ctrl-C: running work finishes, nothing new starts, nothing is left behind, exit 130."""
+
+    def test_ctrl_c_stops_cleanly(
+        self,
+        tmp_path: Path,
+        registry: Registry,
+        busybox_base: str,
+        docker_client: docker.DockerClient,
+    ) -> None:
+        write_tree(tmp_path / "tree", {f"s{i}": (None, "sleep 2") for i in range(3)})
+        config = write_config(tmp_path / "c.yaml", registry, busybox_base)
+        before_temp = _temp_folders()
+        before_containers = {c.id for c in docker_client.containers.list(all=True)}
+        process = subprocess.Popen(
+            dockerpkg(
+                "-c", str(config), "apply", "--no-pull", "--jobs", "1", str(tmp_path / "tree")
+            ),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert process.stderr is not None
+        for line in process.stderr:
+            if "start   build" in line:
+                break
+        time.sleep(0.5)
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=60)
+        assert process.returncode == 130, err
+        assert "stopping" in err
+        assert "not started (interrupted)" in out
+        assert "1 built" in out
+        assert _temp_folders() <= before_temp
+        after = {c.id for c in docker_client.containers.list(all=True)}
+        assert after <= before_containers
