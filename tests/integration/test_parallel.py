@@ -17,7 +17,10 @@ import pytest
 
 from tests.support.services import Registry
 
-CHANGELOG = "{name} (1.0) wikimedia; urgency=medium\n\n  * x\n\n -- T <t@example.org>  Mon, 02 Mar 2026 10:00:00 +0000\n"
+CHANGELOG = (
+    "{name} (1.0) wikimedia; urgency=medium\n\n  * x\n\n"
+    " -- T <t@example.org>  Mon, 02 Mar 2026 10:00:00 +0000\n"
+)
 
 
 def write_tree(root: Path, images: dict[str, tuple[str | None, str]]) -> None:
@@ -98,7 +101,8 @@ class TestParallelRun:
         assert steps[("build", "b3")]["outcome"] == "skipped"
         assert "b2" in steps[("build", "b3")]["error"]
         assert steps[("build", "a2")]["outcome"] == "succeeded"
-        assert "a2" in run.stdout and "failed" in run.stdout
+        assert "a2" in run.stdout
+        assert "failed" in run.stdout
 
     def test_report_covers_every_planned_step(
         self, tmp_path: Path, registry: Registry, busybox_base: str
