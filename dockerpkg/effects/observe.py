@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 
 import docker
@@ -20,6 +21,11 @@ def credentials_for(config: Config, env: Mapping[str, str]) -> Credentials | Non
     """Config username/password, else the user's Docker config (auths and helpers)."""
     docker_config = env.get("DOCKER_CONFIG")
     path = f"{docker_config}/config.json" if docker_config else None
+    if path is not None and not os.path.isfile(path):
+        # Docker reads a DOCKER_CONFIG folder without config.json as "not logged in".
+        if config.username and config.password:
+            return Credentials(config.username, config.password)
+        return None
     return find_credentials(config.registry, config.username, config.password, path)
 
 
