@@ -64,11 +64,8 @@ def inputs_digest(snapshot: Snapshot, config_files: Iterable[tuple[str, str]]) -
         digest.update(f"config\0{path}\0{text}\0".encode())
     for source in snapshot.images:
         digest.update(f"image\0{source.path}\0".encode())
-        for name in sorted(source.names):
-            digest.update(f"name\0{name}\0".encode())
-        for name, text in source.files:
-            digest.update(f"file\0{name}\0{text}\0".encode())
-        digest.update(f"tpl\0{source.template}\0cl\0{source.changelog}\0".encode())
+        for name, content in source.hashes:
+            digest.update(f"file\0{name}\0{content}\0".encode())
     return "sha256:" + digest.hexdigest()
 
 

@@ -30,6 +30,8 @@ class ImageSource:
     files: tuple[tuple[str, str], ...] = ()
     # Every file name in the folder (relative), text or not: test.sh, .dockerignore, ...
     names: frozenset[str] = frozenset()
+    # sha256 of every file, text or not, so a saved plan notices any change to the context.
+    hashes: tuple[tuple[str, str], ...] = ()
 
     def file(self, name: str) -> str:
         """The path of a file of this image, relative to the tree root."""

@@ -36,6 +36,7 @@ from dockerpkg.effects.scheduler import (
     Listener,
     Pool,
     Task,
+    TaskCancelledError,
     TaskFailedError,
     TaskResult,
     run_tasks,
@@ -84,7 +85,21 @@ class Executor:
         self._registry = registry
         self._settings = settings
         self._listener = listener
-        self._log_lock = threading.Lock()
+        self._cancel = threading.Event()
+        self._processes: set[subprocess.Popen[bytes]] = set()
+        self._lock = threading.Lock()
+
+    def cancel(self) -> None:
+        """Abort running work: streams end at their next chunk, verifications are killed."""
+        self._cancel.set()
+        with self._lock:
+            for process in self._processes:
+                process.terminate()
+
+    def _failed(self, exc: Exception) -> TaskFailedError:
+        if self._cancel.is_set():
+            return TaskCancelledError("cancelled")
+        return TaskFailedError(str(exc))
 
     # -- the plan as tasks -------------------------------------------------------------------
 
@@ -128,6 +143,8 @@ class Executor:
             Pool.PUSH: self._settings.push_jobs,
             Pool.PULL: self._settings.pull_jobs,
         }
+        if interrupt is not None:
+            interrupt.on_cancel(self.cancel)
         results = run_tasks(self.tasks(plan), limits, self._listener, interrupt)
         outcomes = tuple(_outcome(step, results[task_key(step)]) for step in plan.steps)
         return Report(
@@ -150,8 +167,10 @@ class Executor:
     def _pull(self, label: str) -> str | None:
         with self._log("pulls", f"pull {label}") as log:
             try:
-                daemon.pull(self._client, label, self._settings.credentials, log)
+                daemon.pull(self._client, label, self._settings.credentials, log, self._cancel)
             except daemon.DaemonError as exc:
+                if self._cancel.is_set():
+                    raise self._failed(exc) from None
                 # A base image made locally (no registry has it) still builds.
                 if label in daemon.local_labels(daemon.list_images(self._client)):
                     log.write(f"{exc}; using the local copy\n")
@@ -177,9 +196,10 @@ class Executor:
                     buildargs=proxy_args(config),
                     container_limits=config.container_limits,
                     log_file=log,
+                    cancel=self._cancel,
                 )
             except daemon.DaemonError as exc:
-                raise TaskFailedError(str(exc)) from None
+                raise self._failed(exc) from None
         return image_id
 
     def _build_stage(self, image: PlannedImage, context: Path, log: IO[str]) -> None:
@@ -197,6 +217,7 @@ class Executor:
             buildargs=proxy_args(config),
             container_limits=config.container_limits,
             log_file=log,
+            cancel=self._cancel,
         )
         try:
             data = b"".join(daemon.copy_from_image(self._client, stage, "/build"))
@@ -221,17 +242,20 @@ class Executor:
         )
         with self._log(image.name, f"verify {image.label}") as log:
             log.flush()
-            result = subprocess.run(
-                [config.verify_command, *args],
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                check=False,
+            process = subprocess.Popen(
+                [config.verify_command, *args], env=env, stdout=log, stderr=subprocess.STDOUT
             )
-        if result.returncode != 0:
-            raise TaskFailedError(
-                f"verification failed (exit {result.returncode}); see {image.name}.log"
-            )
+            with self._lock:
+                self._processes.add(process)
+            try:
+                returncode = process.wait()
+            finally:
+                with self._lock:
+                    self._processes.discard(process)
+        if self._cancel.is_set():
+            raise TaskCancelledError("cancelled")
+        if returncode != 0:
+            raise TaskFailedError(f"verification failed (exit {returncode}); see {image.name}.log")
         return None
 
     def _publish(self, image: PlannedImage) -> str | None:
@@ -240,10 +264,17 @@ class Executor:
         with self._log(image.name, f"publish {image.label}") as log:
             try:
                 daemon.tag(self._client, image.label, repository, "latest")
-                daemon.push(self._client, repository, tag or "latest", credentials, log)
-                daemon.push(self._client, repository, "latest", credentials, log)
+                for pushed in (tag or "latest", "latest"):
+                    daemon.push(
+                        self._client,
+                        repository,
+                        pushed,
+                        credentials,
+                        log_file=log,
+                        cancel=self._cancel,
+                    )
             except daemon.DaemonError as exc:
-                raise TaskFailedError(str(exc)) from None
+                raise self._failed(exc) from None
         if self._registry is None:
             return None
         path = repository_path(repository, self._settings.config.registry)

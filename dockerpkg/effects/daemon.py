@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from collections.abc import Iterable, Iterator, Mapping
 from typing import IO, Any
 
@@ -79,10 +80,22 @@ def _auth(credentials: Credentials | None) -> dict[str, str] | None:
     return {"username": credentials.username, "password": credentials.password}
 
 
-def _stream_errors(stream: Iterator[Any], log_file: IO[str] | None) -> str | None:
-    """Copy a JSON progress stream to the log; return the first error it carries."""
+class CancelledError(DaemonError):
+    """The run was cancelled while the daemon was streaming."""
+
+
+def _stream_errors(
+    stream: Iterator[Any], log_file: IO[str] | None, cancel: threading.Event | None = None
+) -> str | None:
+    """Copy a JSON progress stream to the log; return the first error it carries.
+
+    A set CANCEL ends the read at the next chunk; dropping the stream closes the connection,
+    which is how the daemon learns to stop.
+    """
     error = None
     for chunk in stream:
+        if cancel is not None and cancel.is_set():
+            raise CancelledError("cancelled")
         raw_items = chunk if isinstance(chunk, list) else [chunk]
         for raw in raw_items:
             item = json.loads(raw) if isinstance(raw, bytes | str) else raw
@@ -101,6 +114,7 @@ def pull(
     label: str,
     credentials: Credentials | None,
     log_file: IO[str] | None = None,
+    cancel: threading.Event | None = None,
 ) -> None:
     repository, tag = split_label(label)
     try:
@@ -111,7 +125,7 @@ def pull(
             decode=True,
             auth_config=_auth(credentials),
         )
-        error = _stream_errors(stream, log_file)
+        error = _stream_errors(stream, log_file, cancel)
     except (docker.errors.DockerException, requests.RequestException) as exc:
         raise DaemonError(f"cannot pull {label}: {_short(exc)}") from None
     if error:
@@ -128,6 +142,7 @@ def build(
     buildargs: Mapping[str, str],
     container_limits: Mapping[str, Any],
     log_file: IO[str] | None = None,
+    cancel: threading.Event | None = None,
 ) -> str:
     """Build CONTEXT (docker-py applies its .dockerignore) and tag it LABEL; returns the ID.
 
@@ -146,7 +161,7 @@ def build(
             container_limits=dict(container_limits) or None,
             decode=True,
         )
-        error = _stream_errors(stream, log_file)
+        error = _stream_errors(stream, log_file, cancel)
     except (docker.errors.DockerException, requests.RequestException) as exc:
         raise DaemonError(f"build failed: {_short(exc)}") from None
     if error:
@@ -170,14 +185,16 @@ def push(
     repository: str,
     push_tag: str,
     credentials: Credentials | None,
+    *,
     log_file: IO[str] | None = None,
+    cancel: threading.Event | None = None,
 ) -> None:
     """Push and read the whole stream: an error in it is a failure, whatever docker-py says."""
     try:
         stream = client.push(
             repository, tag=push_tag, stream=True, decode=True, auth_config=_auth(credentials)
         )
-        error = _stream_errors(stream, log_file)
+        error = _stream_errors(stream, log_file, cancel)
     except (docker.errors.DockerException, requests.RequestException) as exc:
         raise DaemonError(f"push of {repository}:{push_tag} failed: {_short(exc)}") from None
     if error:

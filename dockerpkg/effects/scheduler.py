@@ -30,6 +30,10 @@ class TaskFailedError(Exception):
     """A task failed for a reason worth telling the user (not a bug)."""
 
 
+class TaskCancelledError(TaskFailedError):
+    """A task was stopped by a cancellation (second Ctrl-C)."""
+
+
 @attrs.frozen
 class Task:
     key: str
@@ -160,6 +164,8 @@ def run_tasks(
 def _result(task: Task, future: Future[str | None], started: float, duration: float) -> TaskResult:
     try:
         detail = future.result()
+    except TaskCancelledError as exc:
+        return TaskResult(task.key, Outcome.CANCELLED, started, duration, error=str(exc))
     except TaskFailedError as exc:
         return TaskResult(task.key, Outcome.FAILED, started, duration, error=str(exc))
     except Exception as exc:  # a bug in a task must not hang the run; it is shown whole

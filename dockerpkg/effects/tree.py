@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import os
 
 from dockerpkg.core.spec import ImageSource, Snapshot
@@ -15,13 +17,23 @@ CONTROL = "control"
 MAX_INCLUDE_SIZE = 256 * 1024
 
 
-def _read_text(path: str) -> str | None:
+def _read(path: str) -> tuple[str | None, str]:
+    """A file's text (small UTF-8 files only) and the sha256 of its content."""
+    digest = hashlib.sha256()
+    text = None
     try:
         with open(path, "rb") as handle:
-            data = handle.read(MAX_INCLUDE_SIZE + 1)
-        return data.decode("utf-8") if len(data) <= MAX_INCLUDE_SIZE else None
-    except (UnicodeDecodeError, OSError):
-        return None
+            head = handle.read(MAX_INCLUDE_SIZE + 1)
+            digest.update(head)
+            if len(head) <= MAX_INCLUDE_SIZE:
+                with contextlib.suppress(UnicodeDecodeError):
+                    text = head.decode("utf-8")
+            else:
+                for block in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(block)
+    except OSError as exc:
+        return None, f"unreadable: {exc.strerror}"
+    return text, digest.hexdigest()
 
 
 def _rel(root: str, folder: str) -> str:
@@ -61,11 +73,13 @@ def read_snapshot(root: str | os.PathLike[str]) -> Snapshot:
     for folder in image_dirs:
         names: list[str] = []
         texts: list[tuple[str, str]] = []
+        hashes: list[tuple[str, str]] = []
         for sub in sorted(owned[folder]):
             prefix = "" if sub == folder else _rel(folder, sub) + "/"
             for name in listing[sub]:
                 names.append(prefix + name)
-                text = _read_text(os.path.join(sub, name))
+                text, digest = _read(os.path.join(sub, name))
+                hashes.append((prefix + name, digest))
                 if text is not None:
                     texts.append((prefix + name, text))
         text_map = dict(texts)
@@ -84,6 +98,7 @@ def read_snapshot(root: str | os.PathLike[str]) -> Snapshot:
                 build_template=text_map.get(BUILD_TEMPLATE),
                 files=tuple(texts),
                 names=frozenset(names),
+                hashes=tuple(hashes),
             )
         )
     if problems:

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -134,8 +135,25 @@ class TestParallelRun:
             assert Path(step["log"]).is_file()
 
 
-def _temp_folders() -> set[str]:
-    return set(glob.glob(str(Path(tempfile.gettempdir()) / "dockerpkg-*-*")))
+def _temp_folders(prefix: str) -> set[str]:
+    return set(glob.glob(str(Path(tempfile.gettempdir()) / f"dockerpkg-{prefix}*-*")))
+
+
+def _start(config: Path, tree: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        dockerpkg("-c", str(config), "apply", "--no-pull", "--jobs", "1", str(tree)),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _wait_for(process: subprocess.Popen[str], text: str) -> None:
+    assert process.stderr is not None
+    for line in process.stderr:
+        if text in line:
+            return
+    raise AssertionError(f"never saw {text!r}")
 
 
 @pytest.mark.usefixtures("cleanup_images")
@@ -149,22 +167,12 @@ class TestInterrupt:
         busybox_base: str,
         docker_client: docker.DockerClient,
     ) -> None:
-        write_tree(tmp_path / "tree", {f"s{i}": (None, "sleep 2") for i in range(3)})
+        prefix = f"intr{uuid.uuid4().hex[:6]}"
+        write_tree(tmp_path / "tree", {f"{prefix}{i}": (None, "sleep 2") for i in range(3)})
         config = write_config(tmp_path / "c.yaml", registry, busybox_base)
-        before_temp = _temp_folders()
         before_containers = {c.id for c in docker_client.containers.list(all=True)}
-        process = subprocess.Popen(
-            dockerpkg(
-                "-c", str(config), "apply", "--no-pull", "--jobs", "1", str(tmp_path / "tree")
-            ),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        assert process.stderr is not None
-        for line in process.stderr:
-            if "start   build" in line:
-                break
+        process = _start(config, tmp_path / "tree")
+        _wait_for(process, "start   build")
         time.sleep(0.5)
         process.send_signal(signal.SIGINT)
         out, err = process.communicate(timeout=60)
@@ -172,6 +180,29 @@ class TestInterrupt:
         assert "stopping" in err
         assert "not started (interrupted)" in out
         assert "1 built" in out
-        assert _temp_folders() <= before_temp
+        assert not _temp_folders(prefix)
         after = {c.id for c in docker_client.containers.list(all=True)}
         assert after <= before_containers
+
+    def test_second_ctrl_c_cancels_running_work(
+        self, tmp_path: Path, registry: Registry, busybox_base: str
+    ) -> None:
+        prefix = f"canc{uuid.uuid4().hex[:6]}"
+        write_tree(tmp_path / "tree", {f"{prefix}0": (None, "true"), f"{prefix}1": (None, "true")})
+        # A verification that would take a minute: only cancelling ends it early.
+        (tmp_path / "tree" / f"{prefix}0" / "test.sh").write_text("#!/bin/sh\nsleep 60\n")
+        (tmp_path / "tree" / f"{prefix}0" / "test.sh").chmod(0o755)
+        config = write_config(tmp_path / "c.yaml", registry, busybox_base)
+        began = time.monotonic()
+        process = _start(config, tmp_path / "tree")
+        _wait_for(process, "start   verify")
+        time.sleep(0.5)
+        process.send_signal(signal.SIGINT)
+        time.sleep(0.5)
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=60)
+        assert process.returncode == 130, err
+        assert time.monotonic() - began < 30
+        assert "cancelling" in err
+        assert "cancelled" in out
+        assert not _temp_folders(prefix)
