@@ -17,6 +17,8 @@ import argh
 import attrs
 
 from dockerpkg import api
+from dockerpkg.commands_versioning import commands as versioning_commands
+from dockerpkg.commands_versioning import normalize_argv
 from dockerpkg.core.plan import BuildOptions, Plan
 from dockerpkg.core.report import report_table, report_to_json, summary_line
 from dockerpkg.core.serialize import plan_to_json, plan_to_text
@@ -278,7 +280,7 @@ def _commands(ctx: Context) -> list[Callable[..., Any]]:
                 run_dir=run_dir,
             )
 
-    return [plan, apply, build]
+    return [plan, apply, build, *versioning_commands(ctx)]
 
 
 def _global_parser() -> argparse.ArgumentParser:
@@ -294,6 +296,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit status (0 fine, 1 errors)."""
     args = list(sys.argv[1:] if argv is None else argv)
     known, rest = _global_parser().parse_known_args(args)
+    rest = normalize_argv(rest)  # `plan update` -> plan-update, `update --all` -> update-all
     level = logging.DEBUG if known.debug else logging.INFO if known.info else logging.WARNING
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     ctx = Context(

@@ -1,0 +1,357 @@
+"""Commands for update and prune: parse, call dockerpkg.versioning, print, choose the status.
+
+`plan-update`/`plan-prune` only show a plan (saved with --out), `apply-update`/`apply-prune`
+carry out a saved one (refused if stale), and docker-pkg's verbs `update` and `prune` plan,
+print and carry out at once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
+
+import argh
+
+from dockerpkg import api, versioning
+from dockerpkg.core.plan import Action, Plan
+from dockerpkg.core.serialize import plan_to_json, plan_to_text
+from dockerpkg.effects.prune import Client, Removal
+from dockerpkg.effects.prune import summary as removal_summary
+from dockerpkg.errors import DockerPkgError, Problem
+
+if TYPE_CHECKING:
+    from dockerpkg.cli import Context
+
+EXIT_FAILED, EXIT_CHANGES = 1, 2
+DEFAULT_REASON = "Security update"
+
+_REASON = "the changelog text; each line is indented by three spaces"
+_SELECT = "fnmatch glob on full labels (registry/namespace/name:tag)"
+_OUT = "also save the plan as JSON to this file, for the matching apply command"
+_VERSION = "NAME's new version, greater than its current one; without it, a bump"
+_SUFFIX = "set -SUFFIX on every version, replacing a trailing one of the same shape"
+_EXITCODE = "exit 2 when the plan has changes, 0 when it is empty"
+_NIGHTLY = "keep the nightly VERSION-SUFFIX instead of VERSION (strftime codes are expanded)"
+
+
+def _exit(code: int) -> NoReturn:
+    # Imported here: dockerpkg.cli imports this module to build its command list.
+    from dockerpkg.cli import ExitStatus
+
+    raise ExitStatus(code)
+
+
+def _print_problems(problems: Sequence[Problem]) -> None:
+    for problem in problems:
+        print(problem, file=sys.stderr)
+
+
+def _show(plan: Plan, *, json_output: bool, out: str | None) -> None:
+    if out:
+        Path(out).write_text(plan_to_json(plan), encoding="utf-8")
+    sys.stdout.write(plan_to_json(plan) if json_output else plan_to_text(plan))
+    sys.stdout.flush()
+
+
+def saved_action(path: str) -> str | None:
+    """The action of a saved plan file, or None when PATH is not one (errors come later)."""
+    if not path.endswith(".json") or not os.path.isfile(path):
+        return None
+    try:
+        with open(path, encoding="utf-8") as handle:
+            action = json.load(handle).get("action")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return action if isinstance(action, str) else None
+
+
+def normalize_argv(rest: Sequence[str]) -> list[str]:
+    """The spellings users type, as command names: `plan update ...` -> `plan-update ...`
+    (also apply, and prune), and `update --all ...` -> `update-all ...`.
+
+    `update --all` is a command of its own because argparse cannot take an optional NAME
+    before DIRECTORY while options come between them, as docker-pkg's
+    `update NAME --reason TEXT DIRECTORY` has them.
+    """
+    args = list(rest)
+    if len(args) > 1 and args[0] in {"plan", "apply"} and args[1] in {"update", "prune"}:
+        args = [f"{args[0]}-{args[1]}", *args[2:]]
+    elif (
+        len(args) > 1
+        and args[0] == "apply"
+        and (action := saved_action(args[1])) in {Action.UPDATE.value, Action.PRUNE.value}
+    ):
+        # `apply PLAN.json` runs any saved plan: pick the command by the plan's action.
+        args[0] = f"apply-{action}"
+    if args and args[0] in {"update", "plan-update"} and "--all" in args[1:]:
+        args.remove("--all")
+        args[0] += "-all"
+    return args
+
+
+def _all_request(
+    reason: str,
+    select: str | None,
+    version_suffix: str | None,
+    version: str | None,
+    directory: str,
+) -> versioning.UpdateRequest:
+    # --version is declared only to refuse it: argparse would otherwise take it as an
+    # abbreviation of --version-suffix.
+    if version is not None:
+        raise DockerPkgError.single(
+            directory, "--version sets one image's version; with --all, use --version-suffix"
+        )
+    return versioning.UpdateRequest(reason=reason, select=select, version_suffix=version_suffix)
+
+
+def _nightly(ctx: Context, nightly: str | None) -> str | None:
+    # docker-pkg put the suffix through strftime: `--nightly %Y%m%d` meant today.
+    return ctx.now.strftime(nightly) if nightly else None
+
+
+def _report_removals(results: Sequence[Removal]) -> None:
+    for result in results:
+        what = f"{result.step.image}  {result.step.detail}"
+        if result.skipped:
+            print(f"skipped  {what}: {result.error}", file=sys.stderr)
+        elif result.error is not None:
+            print(f"failed   {what}: {result.error}", file=sys.stderr)
+        else:
+            print(f"removed  {what}", file=sys.stderr)
+    print(removal_summary(results), file=sys.stderr)
+    if any(r.error is not None for r in results):
+        _exit(EXIT_FAILED)
+
+
+def commands(ctx: Context) -> list[Callable[..., Any]]:  # noqa: PLR0915 (closures)
+    """The update and prune commands, sharing CTX (global options, environment, clock)."""
+
+    def make_update_plan(
+        directory: str, request: versioning.UpdateRequest
+    ) -> tuple[Plan, api.Workspace]:
+        workspace = api.load_workspace(directory, ctx.config_path, ctx.env)
+        _print_problems(workspace.warnings)
+        return versioning.update_plan(workspace, request, ctx.env, ctx.now), workspace
+
+    def show_update(
+        plan: Plan, *, json_output: bool, out: str | None, detailed_exitcode: bool
+    ) -> None:
+        _show(plan, json_output=json_output, out=out)
+        if detailed_exitcode and plan.has_changes:
+            _exit(EXIT_CHANGES)
+
+    def write(plan: Plan, workspace: api.Workspace) -> None:
+        if plan.edits:
+            written = versioning.write_update(plan, workspace)
+            print(f"Wrote {len(written)} changelog(s).", file=sys.stderr)
+
+    @argh.arg("name", metavar="NAME", help="the image to update, by its exact name")
+    @argh.arg("directory", metavar="DIRECTORY", help="the image tree")
+    @argh.arg("--reason", help=_REASON)
+    @argh.arg("--version", "-v", help=_VERSION)
+    @argh.arg("--json", dest="json_output", help="print the plan as JSON")
+    @argh.arg("--out", help=_OUT)
+    @argh.arg("--detailed-exitcode", help=_EXITCODE)
+    def plan_update(
+        name: str,
+        directory: str,
+        *,
+        reason: str = DEFAULT_REASON,
+        version: str | None = None,
+        json_output: bool = False,
+        out: str | None = None,
+        detailed_exitcode: bool = False,
+    ) -> None:
+        """Show the changelog entries `update` would add, as text or JSON."""
+        request = versioning.UpdateRequest(reason=reason, name=name, version=version)
+        plan, _ = make_update_plan(directory, request)
+        show_update(plan, json_output=json_output, out=out, detailed_exitcode=detailed_exitcode)
+
+    @argh.arg("directory", metavar="DIRECTORY", help="the image tree")
+    @argh.arg("--reason", help=_REASON)
+    @argh.arg("--select", help=_SELECT)
+    @argh.arg("--version-suffix", metavar="SUFFIX", help=_SUFFIX)
+    @argh.arg("--version", "-v", help="refused: use --version-suffix (or update NAME)")
+    @argh.arg("--json", dest="json_output", help="print the plan as JSON")
+    @argh.arg("--out", help=_OUT)
+    @argh.arg("--detailed-exitcode", help=_EXITCODE)
+    def plan_update_all(
+        directory: str,
+        *,
+        reason: str = DEFAULT_REASON,
+        select: str | None = None,
+        version_suffix: str | None = None,
+        version: str | None = None,
+        json_output: bool = False,
+        out: str | None = None,
+        detailed_exitcode: bool = False,
+    ) -> None:
+        """`plan update --all`: show the entries `update --all` would add."""
+        request = _all_request(reason, select, version_suffix, version, directory)
+        plan, _ = make_update_plan(directory, request)
+        show_update(plan, json_output=json_output, out=out, detailed_exitcode=detailed_exitcode)
+
+    @argh.arg("target", metavar="PLAN|NAME", help="a saved update plan, or an image name")
+    @argh.arg("directory", metavar="DIRECTORY", help="the image tree (with NAME)")
+    @argh.arg("--reason", help=_REASON)
+    @argh.arg("--version", "-v", help=_VERSION)
+    def apply_update(
+        target: str,
+        *directory: str,
+        reason: str = DEFAULT_REASON,
+        version: str | None = None,
+    ) -> None:
+        """Write a saved update plan's entries (all or none), or plan NAME and write at once."""
+        if len(directory) > 1:
+            raise DockerPkgError.single(directory[1], "apply update takes NAME and DIRECTORY")
+        if not directory:
+            plan, workspace = versioning.load_saved_plan(
+                target, Action.UPDATE, ctx.config_path, ctx.env
+            )
+        else:
+            request = versioning.UpdateRequest(reason=reason, name=target, version=version)
+            plan, workspace = make_update_plan(directory[0], request)
+            _show(plan, json_output=False, out=None)
+        write(plan, workspace)
+
+    @argh.arg("name", metavar="NAME", help="the image to update, by its exact name")
+    @argh.arg("directory", metavar="DIRECTORY", help="the image tree")
+    @argh.arg("--reason", help=_REASON)
+    @argh.arg("--version", "-v", help=_VERSION)
+    @argh.arg("--json", dest="json_output", help="print the plan as JSON")
+    def update(
+        name: str,
+        directory: str,
+        *,
+        reason: str = DEFAULT_REASON,
+        version: str | None = None,
+        json_output: bool = False,
+    ) -> None:
+        """docker-pkg's verb: a new changelog entry for NAME and every image depending on it."""
+        request = versioning.UpdateRequest(reason=reason, name=name, version=version)
+        plan, workspace = make_update_plan(directory, request)
+        _show(plan, json_output=json_output, out=None)
+        write(plan, workspace)
+
+    @argh.arg("directory", metavar="DIRECTORY", help="the image tree")
+    @argh.arg("--reason", help=_REASON)
+    @argh.arg("--select", help=_SELECT)
+    @argh.arg("--version-suffix", metavar="SUFFIX", help=_SUFFIX)
+    @argh.arg("--version", "-v", help="refused: use --version-suffix (or update NAME)")
+    @argh.arg("--json", dest="json_output", help="print the plan as JSON")
+    def update_all(
+        directory: str,
+        *,
+        reason: str = DEFAULT_REASON,
+        select: str | None = None,
+        version_suffix: str | None = None,
+        version: str | None = None,
+        json_output: bool = False,
+    ) -> None:
+        """`update --all`: a new entry for every selected image and every image depending on
+        one of them (a scheduled refresh)."""
+        request = _all_request(reason, select, version_suffix, version, directory)
+        plan, workspace = make_update_plan(directory, request)
+        _show(plan, json_output=json_output, out=None)
+        write(plan, workspace)
+
+    def make_prune_plan(
+        directory: str, select: str | None, nightly: str | None
+    ) -> tuple[versioning.PruneRun, Client]:
+        suffix = _nightly(ctx, nightly)
+        workspace = api.load_workspace(
+            directory, ctx.config_path, ctx.env, f"-{suffix}" if suffix else ""
+        )
+        _print_problems(workspace.warnings)
+        client = versioning.connect(ctx.env)
+        try:
+            run = versioning.prune_plan(workspace, client, select=select, nightly=suffix)
+        except BaseException:
+            client.close()
+            raise
+        return run, client
+
+    @argh.arg("directory", help="the image tree")
+    @argh.arg("--select", help=_SELECT)
+    @argh.arg("--nightly", metavar="SUFFIX", help=_NIGHTLY)
+    @argh.arg("--json", dest="json_output", help="print the plan as JSON")
+    @argh.arg("--out", help=_OUT)
+    @argh.arg("--detailed-exitcode", help=_EXITCODE)
+    def plan_prune(
+        directory: str,
+        *,
+        select: str | None = None,
+        nightly: str | None = None,
+        json_output: bool = False,
+        out: str | None = None,
+        detailed_exitcode: bool = False,
+    ) -> None:
+        """Show which old local images `prune` would remove, and which it keeps and why."""
+        run, client = make_prune_plan(directory, select, nightly)
+        client.close()
+        _show(run.plan, json_output=json_output, out=out)
+        if detailed_exitcode and run.plan.has_changes:
+            _exit(EXIT_CHANGES)
+
+    @argh.arg("target", metavar="PLAN|DIRECTORY", help="a saved prune plan, or the image tree")
+    @argh.arg("--select", help=_SELECT)
+    @argh.arg("--nightly", metavar="SUFFIX", help=_NIGHTLY)
+    def apply_prune(target: str, *, select: str | None = None, nightly: str | None = None) -> None:
+        """Remove the images of a saved prune plan (if the daemon still looks as planned), or
+        plan DIRECTORY and remove at once."""
+        if not os.path.isfile(target):
+            prune(target, select=select, nightly=nightly)
+            return
+        plan_file = target
+        saved, workspace = versioning.load_saved_plan(
+            plan_file, Action.PRUNE, ctx.config_path, ctx.env
+        )
+        client = versioning.connect(ctx.env)
+        try:
+            fresh = versioning.prune_plan(
+                workspace,
+                client,
+                select=saved.options.select,
+                nightly=versioning.nightly_of(saved),
+            )
+            versioning.check_saved_prune(saved, fresh, plan_file)
+            results = versioning.prune(client, fresh)
+        finally:
+            client.close()
+        _report_removals(results)
+
+    @argh.arg("directory", help="the image tree")
+    @argh.arg("--select", help=_SELECT)
+    @argh.arg("--nightly", metavar="SUFFIX", help=_NIGHTLY)
+    @argh.arg("--json", dest="json_output", help="print the plan as JSON")
+    def prune(
+        directory: str,
+        *,
+        select: str | None = None,
+        nightly: str | None = None,
+        json_output: bool = False,
+    ) -> None:
+        """docker-pkg's verb: remove the old local images of the selected images."""
+        run, client = make_prune_plan(directory, select, nightly)
+        try:
+            _show(run.plan, json_output=json_output, out=None)
+            results = versioning.prune(client, run)
+        finally:
+            client.close()
+        _report_removals(results)
+
+    return [
+        plan_update,
+        plan_update_all,
+        apply_update,
+        update,
+        update_all,
+        plan_prune,
+        apply_prune,
+        prune,
+    ]

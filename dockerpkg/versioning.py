@@ -1,0 +1,161 @@
+"""Library entry points for `update` and `prune`: read inputs, call the pure core, and carry
+out a plan. The CLI (dockerpkg.commands_versioning) only parses, calls these and prints.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Mapping
+
+import attrs
+
+from dockerpkg import api
+from dockerpkg.api import Workspace
+from dockerpkg.core.plan import Action, Op, Plan
+from dockerpkg.core.prune import plan_prune
+from dockerpkg.core.update import plan_update, plan_update_all
+from dockerpkg.effects import changelogs, daemon
+from dockerpkg.effects.author import changelog_date, resolve_author
+from dockerpkg.effects.prune import Client, LocalState, Removal, observe_local, remove_images
+from dockerpkg.errors import DockerPkgError
+
+
+@attrs.frozen
+class UpdateRequest:
+    """What `update` was asked: one image (NAME, maybe VERSION), or --all (SELECT, SUFFIX)."""
+
+    reason: str = "Security update"
+    name: str | None = None
+    version: str | None = None
+    select: str | None = None
+    version_suffix: str | None = None
+
+
+def update_plan(
+    workspace: Workspace, request: UpdateRequest, env: Mapping[str, str], now: datetime.datetime
+) -> Plan:
+    """The changelog edits for REQUEST, signed by the author the environment names."""
+    author = resolve_author(env, workspace.config, cwd=workspace.directory)
+    date = changelog_date(now)
+    if request.name is not None:
+        return plan_update(
+            workspace.tree,
+            workspace.config,
+            name=request.name,
+            reason=request.reason,
+            version=request.version,
+            author=author,
+            date=date,
+            directory=workspace.directory,
+            digest=workspace.digest,
+        )
+    return plan_update_all(
+        workspace.tree,
+        workspace.config,
+        select=request.select,
+        reason=request.reason,
+        version_suffix=request.version_suffix,
+        author=author,
+        date=date,
+        directory=workspace.directory,
+        digest=workspace.digest,
+    )
+
+
+def write_update(
+    plan: Plan, workspace: Workspace, *, write: changelogs.Writer = changelogs.write_new_file
+) -> tuple[str, ...]:
+    """Write every edit of an update plan made from WORKSPACE, or none; returns their paths."""
+    _require_action(plan, Action.UPDATE, workspace.directory)
+    if plan.digest != workspace.digest:
+        raise _stale(workspace.directory)
+    originals = {source.file("changelog"): source.changelog for source in workspace.snapshot.images}
+    return changelogs.apply_edits(workspace.directory, plan.edits, originals, write=write)
+
+
+def load_saved_plan(
+    path: str, action: Action, config_path: str | None, env: Mapping[str, str]
+) -> tuple[Plan, Workspace]:
+    """A plan saved with --out and its tree read again; refused if it is another kind of plan
+    or anything it was made from changed since."""
+    plan, workspace = api.load_saved_plan(path, config_path, env)
+    _require_action(plan, action, path)
+    return plan, workspace
+
+
+def _require_action(plan: Plan, action: Action, where: str) -> None:
+    if plan.action is not action:
+        raise DockerPkgError.single(
+            where, f"this is a {plan.action.value} plan, not a {action.value} plan"
+        )
+
+
+def _stale(where: str) -> DockerPkgError:
+    return DockerPkgError.single(
+        where,
+        "stale plan: the tree or the config changed since the plan was made; make a new plan",
+    )
+
+
+def nightly_of(plan: Plan) -> str | None:
+    """The --nightly SUFFIX a prune plan was made with."""
+    return plan.options.suffix.removeprefix("-") or None
+
+
+@attrs.frozen
+class PruneRun:
+    """A prune plan and the observation it was made from (needed to carry it out)."""
+
+    plan: Plan
+    state: LocalState
+
+
+def connect(env: Mapping[str, str]) -> Client:
+    try:
+        return daemon.connect(env)
+    except daemon.DaemonError as exc:
+        raise DockerPkgError.single("docker", str(exc)) from None
+
+
+def prune_plan(
+    workspace: Workspace,
+    client: Client,
+    *,
+    select: str | None,
+    nightly: str | None,
+) -> PruneRun:
+    """Observe the daemon once and plan which old images go."""
+    try:
+        state = observe_local(client)
+    except daemon.DaemonError as exc:
+        raise DockerPkgError.single("docker", str(exc)) from None
+    plan = plan_prune(
+        workspace.tree,
+        workspace.config,
+        state.images,
+        state.in_use,
+        select=select,
+        nightly_suffix=nightly,
+        directory=workspace.directory,
+        digest=workspace.digest,
+    )
+    return PruneRun(plan, state)
+
+
+def _actions(plan: Plan) -> list[tuple[str, str, str | None]]:
+    return [(s.op.value, s.image, s.label) for s in plan.steps if s.op in {Op.REMOVE, Op.KEEP}]
+
+
+def check_saved_prune(saved: Plan, fresh: PruneRun, where: str) -> None:
+    """A saved prune plan is carried out only if planning now gives the same steps."""
+    if _actions(saved) != _actions(fresh.plan):
+        raise DockerPkgError.single(
+            where,
+            "stale plan: the daemon's images or containers changed since the plan was made; "
+            "make a new plan",
+        )
+
+
+def prune(client: Client, run: PruneRun) -> tuple[Removal, ...]:
+    """Remove what the plan says, with the observation it was made from."""
+    return remove_images(client, run.plan, run.state.by_id())
