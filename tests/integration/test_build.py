@@ -166,8 +166,8 @@ def local_tags(client: docker.DockerClient, host: str, *, include_base: bool = F
     """Tags the daemon holds under a registry host (the base image left out unless asked)."""
     tags = [
         tag
-        for image in client.images.list()
-        for tag in image.tags
+        for image in client.api.images()  # no per-image inspect to race other daemon users
+        for tag in image.get("RepoTags") or ()
         if tag.startswith(f"{host}/") and (include_base or f"/{BASE_REPOSITORY}:" not in tag)
     ]
     return sorted(tags)

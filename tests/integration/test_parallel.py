@@ -50,10 +50,11 @@ def dockerpkg(*args: str) -> list[str]:
 @pytest.fixture
 def cleanup_images(docker_client: docker.DockerClient, registry: Registry) -> Iterator[None]:
     yield
-    for image in docker_client.images.list():
-        for tag in image.tags:
+    # The low-level listing: no per-image inspect that could race other users of the daemon.
+    for image in docker_client.api.images():
+        for tag in image.get("RepoTags") or ():
             if tag.startswith(registry.host + "/"):
-                docker_client.images.remove(tag, force=True)
+                docker_client.api.remove_image(tag, force=True)
 
 
 @pytest.mark.usefixtures("cleanup_images")
