@@ -269,7 +269,7 @@ class RegistryClient:
         response = self._call("HEAD", repo, f"/v2/{repo}/manifests/{tag}", {"Accept": _ACCEPT})
         if response.status_code == 200:
             return response
-        if response.status_code == 404:
+        if response.status_code == 404 or _insufficient_scope(response):
             return None
         raise self._unexpected(response, f"HEAD manifest of {repository}:{tag}")
 
@@ -302,6 +302,10 @@ class RegistryClient:
             retry_scope = challenge.scope or scope
             authorization = self._authorization(retry_scope, fresh=True, also_for=scope)
             response = self._send(method, url, headers, authorization)
+        if response.status_code == 401 and _insufficient_scope(response):
+            # The token server accepted us but granted nothing on this repository: Docker Hub
+            # answers so for a repository that does not exist yet. Callers decide.
+            return response
         if response.status_code in (401, 403):
             raise self._refused(f"repository {repository}", response.status_code)
         return response
@@ -619,6 +623,15 @@ def _usable(token: _Token) -> bool:
 def _basic_header(credentials: Credentials) -> str:
     pair = f"{credentials.username}:{credentials.password}".encode()
     return "Basic " + base64.b64encode(pair).decode("ascii")
+
+
+def _insufficient_scope(response: requests.Response) -> bool:
+    header = response.headers.get("WWW-Authenticate", "")
+    return (
+        response.status_code == 401
+        and header.lower().startswith("bearer")
+        and ('error="insufficient_scope"' in header)
+    )
 
 
 def _parse_challenge(header: str) -> _Challenge:

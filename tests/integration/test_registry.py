@@ -352,6 +352,9 @@ class _Peer(ThreadingHTTPServer):
         self.in_flight = 0
         self.max_in_flight = 0
         self.tokens: dict[str, set[str]] = {}
+        # Repositories that do not exist: like Docker Hub, tokens grant nothing on them and
+        # manifests answer 401 insufficient_scope rather than 404.
+        self.missing: set[str] = set()
 
     @property
     def host(self) -> str:
@@ -411,7 +414,8 @@ class _PeerHandler(BaseHTTPRequestHandler):
             scopes = set(urllib.parse.parse_qs(url.query).get("scope", []))
             with self.server.lock:
                 token = f"token-{len(self.server.requests)}"
-                self.server.tokens[token] = scopes
+                denied = {f"repository:{r}:pull" for r in self.server.missing}
+                self.server.tokens[token] = scopes - denied
             self._reply(
                 200, {"Content-Type": "application/json"}, json.dumps({"token": token}).encode()
             )
@@ -437,7 +441,11 @@ class _PeerHandler(BaseHTTPRequestHandler):
         bearer = self.headers.get("Authorization", "").removeprefix("Bearer ")
         with self.server.lock:
             allowed = scope in self.server.tokens.get(bearer, set())
-        if prefix or not allowed:
+        if repository in self.server.missing and bearer in self.server.tokens:
+            challenge = self._challenge(scope)
+            challenge["WWW-Authenticate"] += ',error="insufficient_scope"'
+            self._reply(401, challenge)
+        elif prefix or not allowed:
             self._reply(401, self._challenge(scope))
         elif (repository, tag) in self.server.published:
             self._reply(200, {"Docker-Content-Digest": "sha256:" + "0" * 64})
@@ -463,6 +471,13 @@ def peer() -> Iterator[_Peer]:
 
 class TestRoundTrips:
     """After the first question, each answer costs one request on a kept-alive connection."""
+
+    def test_repository_that_does_not_exist_yet(self, peer: _Peer) -> None:
+        """A granted token without access to a repository means it is not there (Docker Hub)."""
+        peer.missing.add("brand/new")
+        with RegistryClient(peer.host, None, None, 4) as client:
+            assert client.published("brand/new", "1.0") is False
+            assert client.published("app", "1.0") is True
 
     def test_first_question_learns_then_one_request_each(self, peer: _Peer) -> None:
         with RegistryClient(peer.host, None, None, 4) as client:
