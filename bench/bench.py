@@ -1,0 +1,1021 @@
+"""Measure dockerpkg against docker-pkg 4.0.4 in one run: same trees, daemon and registry.
+
+Each scenario gets a fresh tree from gentree.py. The two tools take turns (the first one of
+a round alternates), each figure is the median of --repeat runs. The registry is a
+`docker-registry` at https://127.0.0.1 (see tlsregistry.py for why port 443); docker-pkg is
+installed into bench/.venv-docker-pkg when missing.
+
+    .venv/bin/python bench/bench.py [--repeat N] [--quick] [--jobs W] [--json OUT]
+                                    [--only SCENARIO ...] [--dockerpkg-only] [--keep]
+
+Scenarios: cold (build+verify+publish from nothing), noop (everything already published,
+with and without registry auth), update (new changelog entries below the root), diamonds
+(update through stacked diamonds), prune (nothing to remove), plan (offline plan, dockerpkg
+only). Needs root (port 443, /etc/docker/certs.d), a Docker daemon and the Debian tools that
+scripts/services.sh installs; `make bench` provides them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import json
+import math
+import os
+import platform
+import secrets
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+import docker
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+sys.path.insert(0, str(ROOT))  # tests.support: the busybox base image
+
+import estimates  # noqa: E402
+import tlsregistry  # noqa: E402
+from gentree import RUN_WORK, generate, generate_diamonds  # noqa: E402
+
+from tests.support.services import build_busybox_base, connect_docker  # noqa: E402
+
+DOCKERPKG = Path(sys.prefix, "bin", "dockerpkg")  # .venv/bin/dockerpkg under `make bench`
+DOCKER_PKG_VERSION = "4.0.4"
+DOCKER_PKG_VENV = BENCH / ".venv-docker-pkg"
+DOCKER_PKG = DOCKER_PKG_VENV / "bin" / "docker-pkg"
+
+OURS, THEIRS = "dockerpkg", "docker-pkg"
+HOST = tlsregistry.HOST
+BASE_NAME, BASE_TAG = "base/busybox", "1.36"
+BASE_LABEL = f"{HOST}/{BASE_NAME}:{BASE_TAG}"
+VERSION = "1.0-1"  # every generated image starts at this version
+PREFIXES = {"cold": "cold", "big": "big", "diamonds": "dia"}
+COPY_PATH = "/bin/busybox"  # what second parents are COPY'd from: scratch+busybox has no /etc
+PUSH_JOBS = PULL_JOBS = 4  # dockerpkg's fixed push and pull pools (effects/apply.py)
+SCENARIOS = ("cold", "noop", "update", "diamonds", "prune", "plan")
+
+
+@attrs.frozen
+class Sizes:
+    cold_count: int
+    cold_depth: int
+    big_count: int
+    big_depth: int
+    diamond_levels: int
+    repeat: int
+
+
+FULL = Sizes(cold_count=60, cold_depth=6, big_count=2000, big_depth=6, diamond_levels=24, repeat=3)
+QUICK = Sizes(cold_count=12, cold_depth=3, big_count=200, big_depth=6, diamond_levels=12, repeat=1)
+
+TIMEOUT_S = {"cold": 1800.0, "noop": 600.0, "update": 600.0, "prune": 300.0, "plan": 300.0}
+DIAMONDS_CAP_S = 60.0
+
+
+def say(message: str) -> None:
+    stamp = datetime.datetime.now().strftime("%H:%M:%S")
+    print(f"bench {stamp}: {message}", file=sys.stderr, flush=True)
+
+
+# --- Running one command --------------------------------------------------------------------
+
+
+@attrs.frozen
+class Run:
+    """One timed command."""
+
+    tool: str
+    seconds: float
+    returncode: int | None  # None: killed at the time limit
+    max_rss_mb: float
+    log: str
+    extra: dict[str, Any] = attrs.field(factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0 and not self.extra.get("problem")
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "tool": self.tool,
+            "seconds": round(self.seconds, 4),
+            "returncode": self.returncode,
+            "max_rss_mb": round(self.max_rss_mb, 1),
+            "log": self.log,
+            **self.extra,
+        }
+
+
+def run_measured(
+    tool: str,
+    command: Sequence[str | Path],
+    *,
+    env: dict[str, str],
+    cwd: Path,
+    log: Path,
+    timeout: float,
+    stdout: Path | None = None,
+) -> Run:
+    """Run COMMAND, timing it from spawn to exit. CPU time and peak RSS come from wait4: the
+    command and the children it waited for, not the daemon nor the registry it talked to."""
+    killed = threading.Event()
+    reaped = threading.Lock()
+    log.parent.mkdir(parents=True, exist_ok=True)
+    cpu_before = machine_cpu()
+    with log.open("wb") as err, stdout.open("wb") if stdout else contextlib.nullcontext() as out:
+        begin = time.perf_counter()
+        process = subprocess.Popen(
+            [str(part) for part in command],
+            env=env,
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=out or err,
+            stderr=err,
+            start_new_session=True,  # its own process group, so a time limit ends all of it
+        )
+
+        def kill() -> None:
+            with reaped:
+                if process.returncode is None:
+                    killed.set()
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(process.pid, signal.SIGKILL)
+
+        timer = threading.Timer(timeout, kill)
+        timer.start()
+        try:
+            _, status, usage = os.wait4(process.pid, 0)
+        except BaseException:  # Ctrl-C or SIGTERM: its own session did not get the signal
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            os.waitpid(process.pid, 0)
+            raise
+        finally:
+            timer.cancel()
+        seconds = time.perf_counter() - begin
+        with reaped:
+            process.returncode = os.waitstatus_to_exitcode(status)
+    busy, total = (after - before for after, before in zip(machine_cpu(), cpu_before, strict=True))
+    return Run(
+        tool=tool,
+        seconds=timeout if killed.is_set() else seconds,
+        returncode=None if killed.is_set() else process.returncode,
+        max_rss_mb=usage.ru_maxrss / 1024,
+        log=str(log),
+        extra={
+            "tool_cpu_s": round(usage.ru_utime + usage.ru_stime, 3),
+            # All CPUs of the machine, whoever used them: 1.0 means saturated.
+            "machine_busy": round(busy / total, 3) if total else None,
+        },
+    )
+
+
+def machine_cpu() -> tuple[int, int]:
+    """(busy, total) jiffies over all CPUs since boot, from /proc/stat."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    total = sum(fields[:8])  # guest time is already counted in user
+    return total - idle, total
+
+
+def median(runs: Sequence[Run]) -> float | None:
+    good = [r.seconds for r in runs if r.ok]
+    return statistics.median(good) if good and len(good) == len(runs) else None
+
+
+# --- Reporting --------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class Row:
+    measure: str
+    ours: str
+    theirs: str = ""
+    ratio: str = ""
+    target: str = ""
+    result: str = ""
+
+
+@attrs.define
+class Scenario:
+    key: str
+    title: str
+    rows: list[Row] = attrs.field(factory=list)
+    runs: list[Run] = attrs.field(factory=list)
+    notes: list[str] = attrs.field(factory=list)
+    figures: dict[str, Any] = attrs.field(factory=dict)
+
+    def table(self) -> str:
+        header = Row("measure", OURS, THEIRS, "ratio", "target", "result")
+        cells = [attrs.astuple(r) for r in (header, *self.rows)]
+        widths = [max(len(c[i]) for c in cells) for i in range(len(cells[0]))]
+        lines = [
+            "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
+            for row in cells
+        ]
+        lines.insert(1, "  ".join("-" * w for w in widths))
+        return "\n".join([f"== {self.title} ==", *lines, *(f"  note: {n}" for n in self.notes)])
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "title": self.title,
+            "rows": [attrs.asdict(r) for r in self.rows],
+            "figures": self.figures,
+            "notes": self.notes,
+            "runs": [r.to_json() for r in self.runs],
+        }
+
+
+def seconds_text(value: float | None, runs: Sequence[Run] = ()) -> str:
+    if value is not None:
+        return f"{value:.2f} s" if value < 10 else f"{value:.1f} s"
+    timed_out = [r for r in runs if r.returncode is None]
+    if timed_out:
+        return f">{timed_out[0].seconds:.0f} s"
+    failed = [r for r in runs if not r.ok]
+    if failed:
+        first = failed[0]
+        why = first.extra.get("problem") or f"exit {first.returncode}"
+        return f"failed ({why})"
+    return "n/a"
+
+
+def speedup_row(
+    measure: str, ours: list[Run], theirs: list[Run], at_least: float | None
+) -> tuple[Row, float | None]:
+    """OURS vs THEIRS medians; ratio = how many times faster dockerpkg is."""
+    mine, other = median(ours), median(theirs)
+    ratio = None
+    ratio_text = ""
+    if mine is not None and other is not None and mine > 0:
+        ratio = other / mine
+        ratio_text = times(ratio, down=True)
+    elif mine is not None and any(r.returncode is None for r in theirs) and mine > 0:
+        ratio = theirs[0].seconds / mine
+        ratio_text = ">" + times(ratio, down=True)
+    target = f">= {at_least:g}x faster" if at_least is not None else ""
+    result = verdict(ratio is not None and at_least is not None and ratio >= at_least, ratio)
+    if at_least is None:
+        result = ""
+    return Row(
+        measure, seconds_text(mine, ours), seconds_text(other, theirs), ratio_text, target, result
+    ), ratio
+
+
+def times(ratio: float, *, down: bool) -> str:
+    """A ratio with two decimals, rounded toward the safe side of its target (2.4987 is
+    shown as 2.49x, not as a 2.50x that would seem to meet ">= 2.5x")."""
+    scaled = ratio * 100
+    return f"{(math.floor(scaled) if down else math.ceil(scaled)) / 100:.2f}x"
+
+
+def busy_row(measure: str, ours: Sequence[Run], theirs: Sequence[Run]) -> Row:
+    """How busy all CPUs of the machine were during the runs (median): context, not a target."""
+
+    def text(runs: Sequence[Run]) -> str:
+        values = [r.extra["machine_busy"] for r in runs if r.extra.get("machine_busy") is not None]
+        return f"{statistics.median(values):.0%}" if values else ""
+
+    return Row(measure, text(ours), text(theirs))
+
+
+def verdict(met: bool, value: float | None) -> str:
+    if value is None:
+        return "n/a"
+    return "met" if met else "MISSED"
+
+
+# --- The bench --------------------------------------------------------------------------------
+
+
+@attrs.define
+class Bench:
+    work: Path
+    sizes: Sizes
+    jobs: int
+    tls: tlsregistry.Tls
+    login: tlsregistry.Login
+    client: docker.APIClient
+    env: dict[str, str]
+    verbs: set[str]
+    ours_only: bool = False
+    scenarios: list[Scenario] = attrs.field(factory=list)
+    _counter: int = 0
+
+    # -- files and configs ---------------------------------------------------------------------
+
+    def path(self, *parts: str) -> Path:
+        return self.work.joinpath(*parts)
+
+    def fresh_dir(self, label: str) -> Path:
+        self._counter += 1
+        folder = self.path("runs", f"{self._counter:03d}-{label}")
+        folder.mkdir(parents=True)
+        return folder
+
+    def config(self, *, auth: bool) -> Path:
+        path = self.path("auth.yaml" if auth else "noauth.yaml")
+        if not path.exists():
+            lines = [
+                f"registry: {HOST}",
+                f"ca_bundle: {self.tls.ca}",
+                "base_images:",
+                f"  - {BASE_LABEL}",
+            ]
+            if auth:
+                lines += [f"username: {self.login.username}", f"password: {self.login.password}"]
+            path.touch(mode=0o600)
+            path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        return path
+
+    def tool_env(self, tool: str, *, auth: bool) -> dict[str, str]:
+        env = dict(self.env)
+        if tool == THEIRS and auth:
+            # docker-pkg's "is it published?" GET sends no credentials of its own.
+            env["NETRC"] = str(self.path("netrc"))
+        return env
+
+    def tree(self, key: str) -> tuple[Path, dict[str, list[str]]]:
+        """The scenario's tree (made once) and each image's parents."""
+        folder = self.path("trees", key)
+        if not folder.exists():
+            s = self.sizes
+            if key == "cold":
+                generate(
+                    folder, s.cold_count, s.cold_depth, run=RUN_WORK, test=True,
+                    base=BASE_NAME, prefix=PREFIXES["cold"], roots=1, copy_path=COPY_PATH,
+                )  # fmt: skip
+            elif key == "big":
+                generate(
+                    folder, s.big_count, s.big_depth, base=BASE_NAME, prefix=PREFIXES["big"],
+                    roots=1, copy_path=COPY_PATH,
+                )  # fmt: skip
+            elif key == "diamonds":
+                generate_diamonds(
+                    folder, s.diamond_levels, base=BASE_NAME, prefix=PREFIXES["diamonds"],
+                    copy_path=COPY_PATH,
+                )  # fmt: skip
+        return folder, read_parents(folder)
+
+    def copy_tree(self, key: str, label: str) -> Path:
+        source, _ = self.tree(key)
+        target = self.fresh_dir(label) / "tree"
+        shutil.copytree(source, target)
+        return target
+
+    # -- daemon and registry -------------------------------------------------------------------
+
+    def remove_images(self, prefix: str) -> int:
+        """Remove every tag 127.0.0.1/PREFIX*; untagged parents go with them."""
+        removed = 0
+        for image in self.client.images():
+            for tag in image.get("RepoTags") or ():
+                if tag.startswith(f"{HOST}/{prefix}"):
+                    with contextlib.suppress(docker.errors.NotFound):
+                        self.client.remove_image(tag, force=True)
+                        removed += 1
+        return removed
+
+    def local_labels(self, prefix: str) -> set[str]:
+        return {
+            tag
+            for image in self.client.images()
+            for tag in image.get("RepoTags") or ()
+            if tag.startswith(f"{HOST}/{prefix}")
+        }
+
+    @contextlib.contextmanager
+    def registry(self, *, auth: bool, data: Path | None = None) -> Iterator[tlsregistry.Registry]:
+        """A registry with the base image pushed; fresh data unless DATA is given."""
+        folder = self.fresh_dir("registry")
+        own_data = data is None
+        data_dir = folder / "data" if data is None else data
+        try:
+            with tlsregistry.serve(
+                folder, self.tls, data_dir, self.login if auth else None
+            ) as registry:
+                self.push(BASE_LABEL, registry)
+                yield registry
+        finally:
+            if own_data:
+                shutil.rmtree(data_dir, ignore_errors=True)
+
+    def push(self, label: str, registry: tlsregistry.Registry) -> None:
+        repository, _, tag = label.rpartition(":")
+        for chunk in self.client.push(
+            repository, tag=tag, auth_config=registry.auth_config, stream=True, decode=True
+        ):
+            if "error" in chunk:
+                raise RuntimeError(f"pushing {label}: {chunk['error']}")
+
+    # -- one tool run ----------------------------------------------------------------------------
+
+    def run(
+        self,
+        tool: str,
+        args: Sequence[str | Path],
+        *,
+        label: str,
+        auth: bool,
+        timeout: float,
+        stdout: Path | None = None,
+    ) -> tuple[Run, Path]:
+        folder = self.fresh_dir(f"{label}-{tool}")
+        binary = DOCKERPKG if tool == OURS else DOCKER_PKG
+        command = [binary, "-c", self.config(auth=auth), *args]
+        say(f"{label}: {tool} {' '.join(str(a) for a in args[:1])}")
+        run = run_measured(
+            tool,
+            command,
+            env=self.tool_env(tool, auth=auth),
+            cwd=folder,  # docker-pkg writes ./docker-pkg-build.log
+            log=folder / "output.log",
+            timeout=timeout,
+            stdout=stdout,
+        )
+        if run.returncode is None:
+            say(f"{label}: {tool} stopped at the {timeout:.0f} s limit")
+        elif run.returncode != 0:
+            tail = Path(run.log).read_text(errors="replace")[-1500:]
+            say(f"{label}: {tool} exited {run.returncode} after {run.seconds:.1f} s:\n{tail}")
+        else:
+            say(f"{label}: {tool} {run.seconds:.2f} s")
+        return run, folder
+
+    def rounds(self, *, warmup: bool = False) -> Iterator[tuple[bool, list[str]]]:
+        """(timed?, order of the tools) per round; the first tool alternates. A warm-up round
+        (not timed) first fills the page cache and the registry's caches for both tools."""
+        tools = [OURS] if self.ours_only else [OURS, THEIRS]
+        if warmup:
+            yield False, tools
+        for index in range(self.sizes.repeat):
+            yield True, tools if index % 2 == 0 else tools[::-1]
+
+    # -- scenarios -------------------------------------------------------------------------------
+
+    def cold(self) -> Scenario:
+        s = self.sizes
+        tree, parents = self.tree("cold")
+        refs = [(name, VERSION) for name in parents]
+        scenario = Scenario(
+            "cold",
+            f"Cold build+verify+publish, {s.cold_count} images, depth {s.cold_depth} "
+            f"(dockerpkg --jobs {self.jobs})",
+        )
+        estimates_per_run: list[estimates.Estimate] = []
+        for index, (_, tools) in enumerate(self.rounds()):
+            for tool in tools:
+                self.remove_images(PREFIXES["cold"])
+                with self.registry(auth=True) as registry:
+                    report = self.path("runs", f"cold-report-{index}.json")
+                    if tool == OURS:
+                        args: list[str | Path] = [
+                            "build", "--jobs", str(self.jobs), "--report", report,
+                            "--run-dir", self.path("runs", f"cold-logs-{index}"), tree,
+                        ]  # fmt: skip
+                    else:
+                        args = ["build", tree]
+                    run, _ = self.run(
+                        tool, args, label="cold", auth=True, timeout=TIMEOUT_S["cold"]
+                    )
+                    published = tlsregistry.count_published(registry, refs)
+                run.extra["published"] = published
+                if published != len(refs):
+                    run.extra["problem"] = f"{published}/{len(refs)} published"
+                if tool == OURS and report.exists():
+                    data = json.loads(report.read_text(encoding="utf-8"))
+                    widths = {"build": self.jobs, "push": PUSH_JOBS, "pull": PULL_JOBS}
+                    found = estimates.estimate(data, parents, widths)
+                    estimates_per_run.append(found)
+                    run.extra["executor_elapsed"] = data.get("elapsed")
+                    run.extra["critical_path"] = round(found.critical_path, 3)
+                    run.extra["list_schedule"] = round(found.list_schedule, 3)
+                    run.extra["list_schedule_rule"] = found.rule
+                    run.extra["pool_work"] = {k: round(v, 3) for k, v in found.work.items()}
+                scenario.runs.append(run)
+        ours = [r for r in scenario.runs if r.tool == OURS]
+        theirs = [r for r in scenario.runs if r.tool == THEIRS]
+        row, ratio = speedup_row("wall time", ours, theirs, 2.5)
+        scenario.rows += [row, busy_row("  all CPUs busy during the run", ours, theirs)]
+        scenario.figures["speedup"] = ratio
+        mine = median(ours)
+        if estimates_per_run:
+            bound = statistics.median(e.critical_path for e in estimates_per_run)
+            schedule = statistics.median(e.list_schedule for e in estimates_per_run)
+            executor = statistics.median(float(r.extra.get("executor_elapsed") or 0) for r in ours)
+            work = statistics.median(e.work.get("build", 0.0) for e in estimates_per_run)
+            scenario.rows += [
+                Row("  executor alone (report elapsed)", seconds_text(executor)),
+                Row("  critical path (lower bound)", seconds_text(bound)),
+                Row(f"  build+verify work / {self.jobs}", seconds_text(work / self.jobs)),
+            ]
+            sched_ratio = mine / schedule if mine is not None and schedule > 0 else None
+            scenario.rows.append(
+                Row(
+                    f"  best {self.jobs}-wide list schedule",
+                    seconds_text(schedule),
+                    "",
+                    times(sched_ratio, down=False) if sched_ratio is not None else "",
+                    "wall <= 1.3x schedule",
+                    verdict(sched_ratio is not None and sched_ratio <= 1.3, sched_ratio),
+                )
+            )
+            scenario.figures.update(
+                critical_path=bound,
+                list_schedule=schedule,
+                schedule_ratio=sched_ratio,
+                executor_elapsed=executor,
+                build_pool_work=work,
+            )
+            scenario.notes.append(
+                "schedule figures come from the per-step durations in dockerpkg's --report, "
+                "measured while steps ran side by side"
+            )
+        return scenario
+
+    def noop(self) -> Scenario:
+        tree, parents = self.tree("big")
+        count = len(parents)
+        scenario = Scenario("noop", f"No-op build, {count} images all published")
+        data = self.fresh_dir("noop-registry") / "data"
+        try:
+            with self.registry(auth=False, data=data) as registry:
+                say(f"noop: publishing {count} images through the registry API")
+                begin = time.perf_counter()
+                tlsregistry.publish_copies(
+                    registry, BASE_NAME, BASE_TAG, [(name, VERSION) for name in parents]
+                )
+                say(f"noop: published in {time.perf_counter() - begin:.1f} s")
+                self._noop_runs(scenario, tree, auth=False)
+            with self.registry(auth=True, data=data):
+                self._noop_runs(scenario, tree, auth=True)
+        finally:
+            shutil.rmtree(data, ignore_errors=True)
+        for auth, target in ((True, 2.0), (False, 4.0)):
+            kind = "htpasswd" if auth else "no auth"
+            ours = [r for r in scenario.runs if r.tool == OURS and r.extra["auth"] == auth]
+            theirs = [r for r in scenario.runs if r.tool == THEIRS and r.extra["auth"] == auth]
+            row, ratio = speedup_row(f"registry with {kind}", ours, theirs, target)
+            scenario.rows += [row, busy_row("  all CPUs busy during the run", ours, theirs)]
+            scenario.figures[f"speedup_{'htpasswd' if auth else 'noauth'}"] = ratio
+        scenario.notes.append("dockerpkg: `build`; docker-pkg: `build` (refreshes the base first)")
+        return scenario
+
+    def _noop_runs(self, scenario: Scenario, tree: Path, *, auth: bool) -> None:
+        label = "noop-auth" if auth else "noop-noauth"
+        for timed, tools in self.rounds(warmup=True):
+            for tool in tools:
+                run, _ = self.run(
+                    tool,
+                    ["build", tree],
+                    label=label if timed else f"{label}-warmup",
+                    auth=auth,
+                    timeout=TIMEOUT_S["noop"],
+                )
+                if not timed:
+                    continue
+                run.extra["auth"] = auth
+                text = Path(run.log).read_text(errors="replace")
+                if tool == OURS and "Done:" in text:
+                    run.extra["problem"] = "did work"
+                if tool == THEIRS and "Built image" in text:
+                    run.extra["problem"] = "did work"
+                scenario.runs.append(run)
+
+    def update(self) -> Scenario:
+        _, parents = self.tree("big")
+        root = next(name for name, mine in parents.items() if not mine)
+        scenario = Scenario("update", f"update of the root of {len(parents)} images")
+        for timed, tools in self.rounds(warmup=True):
+            for tool in tools:
+                if tool == OURS and "update" not in self.verbs:
+                    continue
+                tree = self.copy_tree("big", f"update-{tool}")
+                run, _ = self.run(
+                    tool,
+                    ["update", root, tree],
+                    label="update" if timed else "update-warmup",
+                    auth=False,
+                    timeout=TIMEOUT_S["update"],
+                )
+                if not timed:
+                    continue
+                changed = count_updated(tree)
+                run.extra["changelogs_updated"] = changed
+                if changed != len(parents):
+                    run.extra["problem"] = f"{changed}/{len(parents)} changelogs updated"
+                scenario.runs.append(run)
+        ours = [r for r in scenario.runs if r.tool == OURS]
+        theirs = [r for r in scenario.runs if r.tool == THEIRS]
+        row, ratio = speedup_row("wall time", ours, theirs, 5.0)
+        if not ours:
+            row = attrs.evolve(row, ours="n/a (no update verb)", result="n/a")
+        scenario.rows.append(row)
+        scenario.figures["speedup"] = ratio
+        return scenario
+
+    def diamonds(self) -> Scenario:
+        s = self.sizes
+        _, parents = self.tree("diamonds")
+        root = next(name for name, mine in parents.items() if not mine)
+        scenario = Scenario(
+            "diamonds", f"update of the root of {s.diamond_levels} stacked diamonds"
+        )
+        capped = False
+        for _, tools in self.rounds():
+            for tool in tools:
+                if tool == OURS and "update" not in self.verbs:
+                    continue
+                if tool == THEIRS and capped:
+                    continue  # exponential: one run at the cap says enough
+                tree = self.copy_tree("diamonds", f"diamonds-{tool}")
+                run, _ = self.run(
+                    tool,
+                    ["update", root, tree],
+                    label="diamonds",
+                    auth=False,
+                    timeout=DIAMONDS_CAP_S,
+                )
+                capped = capped or (tool == THEIRS and run.returncode is None)
+                if run.returncode is not None:
+                    changed = count_updated(tree)
+                    run.extra["changelogs_updated"] = changed
+                    if changed != len(parents):
+                        run.extra["problem"] = f"{changed}/{len(parents)} changelogs updated"
+                scenario.runs.append(run)
+        ours = [r for r in scenario.runs if r.tool == OURS]
+        theirs = [r for r in scenario.runs if r.tool == THEIRS]
+        mine = median(ours)
+        row, _ = speedup_row("wall time", ours, theirs, None)
+        met = mine is not None and mine < 1.0
+        row = attrs.evolve(row, target="dockerpkg < 1 s", result=verdict(met, mine))
+        if not ours:
+            row = attrs.evolve(row, ours="n/a (no update verb)", result="n/a")
+        scenario.rows.append(row)
+        scenario.figures["dockerpkg_seconds"] = mine
+        if capped:
+            scenario.notes.append(
+                f"docker-pkg was stopped at {DIAMONDS_CAP_S:.0f} s and not run again"
+            )
+        return scenario
+
+    def prune(self) -> Scenario:
+        tree, parents = self.tree("cold")
+        wanted = {f"{HOST}/{name}:{VERSION}" for name in parents}
+        scenario = Scenario("prune", f"prune with nothing to remove, {len(parents)} images")
+        with self.registry(auth=True):
+            if not wanted <= self.local_labels(PREFIXES["cold"]):
+                say("prune: building the tree first (not timed)")
+                run, _ = self.run(
+                    OURS,
+                    ["build", "--jobs", str(self.jobs), tree],
+                    label="prune-setup",
+                    auth=True,
+                    timeout=TIMEOUT_S["cold"],
+                )
+                if not run.ok:
+                    raise RuntimeError("could not build the tree to prune")
+        before = self.local_labels(PREFIXES["cold"])
+        with self.registry(auth=False):
+            for timed, tools in self.rounds(warmup=True):
+                for tool in tools:
+                    if tool == OURS and "prune" not in self.verbs:
+                        continue
+                    run, _ = self.run(
+                        tool,
+                        ["prune", tree],
+                        label="prune" if timed else "prune-warmup",
+                        auth=False,
+                        timeout=TIMEOUT_S["prune"],
+                    )
+                    if not timed:
+                        continue
+                    after = self.local_labels(PREFIXES["cold"])
+                    if after != before:
+                        run.extra["problem"] = f"removed {len(before - after)} tags"
+                    scenario.runs.append(run)
+        ours = [r for r in scenario.runs if r.tool == OURS]
+        theirs = [r for r in scenario.runs if r.tool == THEIRS]
+        row, ratio = speedup_row("wall time", ours, theirs, 5.0)
+        if not ours:
+            row = attrs.evolve(row, ours="n/a (no prune verb)", result="n/a")
+        scenario.rows.append(row)
+        scenario.figures["speedup"] = ratio
+        return scenario
+
+    def plan(self) -> Scenario:
+        tree, parents = self.tree("big")
+        scenario = Scenario("plan", f"plan --offline --json, {len(parents)} images (dockerpkg)")
+        for index in range(-1, self.sizes.repeat):  # -1: warm-up, not timed
+            output = self.path("runs", f"plan-{index}.json")
+            run, _ = self.run(
+                OURS,
+                ["plan", "--offline", "--json", tree],
+                label="plan" if index >= 0 else "plan-warmup",
+                auth=False,
+                timeout=TIMEOUT_S["plan"],
+                stdout=output,
+            )
+            if index < 0:
+                continue
+            with contextlib.suppress(ValueError, OSError):
+                images = len(json.loads(output.read_text(encoding="utf-8")).get("images", []))
+                run.extra["images"] = images
+                if images != len(parents):
+                    run.extra["problem"] = f"{images}/{len(parents)} images in the plan"
+            scenario.runs.append(run)
+        mine = median(scenario.runs)
+        memory = max((r.max_rss_mb for r in scenario.runs), default=None)
+        scenario.rows += [
+            Row(
+                "wall time",
+                seconds_text(mine, scenario.runs),
+                target="< 3 s",
+                result=verdict(mine is not None and mine < 3.0, mine),
+            ),
+            Row(
+                "peak memory (max RSS)",
+                f"{memory:.0f} MB" if memory is not None else "n/a",
+                target="< 300 MB",
+                result=verdict(memory is not None and memory < 300, memory),
+            ),
+        ]
+        scenario.figures.update(seconds=mine, max_rss_mb=memory)
+        return scenario
+
+
+# --- Helpers ----------------------------------------------------------------------------------
+
+
+def read_parents(tree: Path) -> dict[str, list[str]]:
+    """Each image's in-tree parents, from the control files gentree writes."""
+    parents: dict[str, list[str]] = {}
+    for folder in sorted(p for p in tree.iterdir() if p.is_dir()):
+        control = folder / "control"
+        depends: list[str] = []
+        if control.exists():
+            for line in control.read_text(encoding="utf-8").splitlines():
+                if line.startswith("Depends:"):
+                    depends = [d.strip() for d in line.partition(":")[2].split(",") if d.strip()]
+        parents[folder.name] = depends
+    return parents
+
+
+def count_updated(tree: Path) -> int:
+    """How many changelogs no longer start with the generated version."""
+    changed = 0
+    for changelog in tree.glob("*/changelog"):
+        first = changelog.read_text(encoding="utf-8").partition("\n")[0]
+        if f"({VERSION})" not in first:
+            changed += 1
+    return changed
+
+
+def dockerpkg_verbs() -> set[str]:
+    """Which of dockerpkg's verbs exist (update and prune may land later)."""
+    verbs = set()
+    for verb in ("build", "plan", "update", "prune"):
+        result = subprocess.run(
+            [DOCKERPKG, verb, "--help"], capture_output=True, check=False, timeout=60
+        )
+        if result.returncode == 0:
+            verbs.add(verb)
+    return verbs
+
+
+def ensure_docker_pkg() -> None:
+    """docker-pkg 4.0.4 in its own venv (it pins docker<6, which dockerpkg cannot share)."""
+    if DOCKER_PKG.exists():
+        return
+    say(f"installing docker-pkg {DOCKER_PKG_VERSION} into {DOCKER_PKG_VENV}")
+    commands: list[list[str | Path]] = [
+        [sys.executable, "-m", "venv", "--clear", DOCKER_PKG_VENV],
+        [DOCKER_PKG_VENV / "bin" / "pip", "install", "-q", f"docker-pkg=={DOCKER_PKG_VERSION}"],
+    ]
+    for command in commands:
+        result = subprocess.run(command, capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            shutil.rmtree(DOCKER_PKG_VENV, ignore_errors=True)  # no half-made venv next time
+            raise RuntimeError(f"{command[0]} failed:\n{result.stdout}{result.stderr}")
+
+
+def machine_facts(client: docker.APIClient) -> dict[str, Any]:
+    version = client.version()
+    info = client.info()
+    cpu = next(
+        (
+            line.partition(":")[2].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    memory_kb = next(
+        int(line.split()[1])
+        for line in Path("/proc/meminfo").read_text().splitlines()
+        if line.startswith("MemTotal:")
+    )
+    registry_version = subprocess.run(
+        ["docker-registry", "--version"], capture_output=True, text=True, check=False
+    ).stdout.strip()
+    commit = dockerpkg_revision()
+    return {
+        "nproc": os.cpu_count(),
+        "cpu": cpu,
+        "memory_gb": round(memory_kb / 1024 / 1024, 1),
+        "kernel": platform.release(),
+        "dockerd": version.get("Version"),
+        "docker_api": version.get("ApiVersion"),
+        "storage_driver": info.get("Driver"),
+        "registry": registry_version,
+        "python": platform.python_version(),
+        "dockerpkg_commit": commit,
+        "docker_pkg": DOCKER_PKG_VERSION,
+        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
+def dockerpkg_revision() -> str:
+    """The commit of the dockerpkg being measured, and whether its code differs from it."""
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", "-C", str(ROOT), *args], capture_output=True, text=True, check=False
+        ).stdout.strip()
+
+    commit = git("rev-parse", "--short", "HEAD")
+    dirty = git("status", "--porcelain", "--", "dockerpkg")
+    return commit + (" (with uncommitted changes)" if dirty else "")
+
+
+def facts_text(facts: dict[str, Any]) -> str:
+    return "\n".join(
+        [
+            "== Machine ==",
+            f"nproc {facts['nproc']} ({facts['cpu']}), {facts['memory_gb']} GB RAM, "
+            f"kernel {facts['kernel']}",
+            f"dockerd {facts['dockerd']} (API {facts['docker_api']}, {facts['storage_driver']}), "
+            f"{facts['registry']}",
+            f"Python {facts['python']}; dockerpkg {facts['dockerpkg_commit']}; "
+            f"docker-pkg {facts['docker_pkg']}",
+            f"load average at start {facts['load_average_at_start']}, "
+            f"at end {facts.get('load_average_at_end')}",
+            *(
+                [f"WARNING: dockerpkg changed during the run: now {facts['commit_at_end']}"]
+                if facts.get("commit_at_end", facts["dockerpkg_commit"])
+                != facts["dockerpkg_commit"]
+                else []
+            ),
+        ]
+    )
+
+
+@contextlib.contextmanager
+def terminate_gracefully() -> Iterator[None]:
+    """SIGTERM runs the same cleanup as Ctrl-C."""
+
+    def handler(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.partition("\n")[0] if __doc__ else None)
+    parser.add_argument("--repeat", type=int, default=None, help="runs per tool (default 3)")
+    parser.add_argument("--quick", action="store_true", help="small trees, one run: a smoke test")
+    parser.add_argument("--jobs", type=int, default=4, help="dockerpkg --jobs for cold builds")
+    parser.add_argument(
+        "--json",
+        type=Path,
+        default=os.environ.get("BENCH_JSON") or None,
+        help="save raw figures here (default: $BENCH_JSON, e.g. with `make bench`)",
+    )
+    parser.add_argument("--only", nargs="+", choices=SCENARIOS, default=None)
+    parser.add_argument("--keep", action="store_true", help="keep the work folder (logs)")
+    parser.add_argument(
+        "--dockerpkg-only",
+        action="store_true",
+        help="skip docker-pkg (no ratios): quicker when only dockerpkg's figures matter",
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    base = QUICK if args.quick else FULL
+    sizes = attrs.evolve(base, repeat=args.repeat) if args.repeat else base
+    if os.geteuid() != 0:
+        say("needs root: the registry listens on port 443 and its CA goes to /etc/docker")
+        return 1
+    ensure_docker_pkg()
+    if not tlsregistry.port_free():
+        say(f"{HOST}:443 is taken; the benchmark registry needs it")
+        return 1
+    client = connect_docker().api
+    work = Path(tempfile.mkdtemp(prefix="dockerpkg-bench-"))
+    say(f"work folder {work}")
+    facts = machine_facts(client)
+    chosen = [s for s in SCENARIOS if args.only is None or s in args.only]
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(terminate_gracefully())
+        if not args.keep:
+            stack.callback(shutil.rmtree, work, ignore_errors=True)
+        else:
+            stack.callback(say, f"kept {work}")
+        stack.callback(remove_bench_images, client)
+        tls = tlsregistry.make_tls(work / "tls")
+        password = secrets.token_hex(12)
+        login = tlsregistry.make_login(work, "bench", password)
+        netrc = work / "netrc"
+        netrc.touch(mode=0o600)
+        netrc.write_text(f"machine {HOST} login bench password {password}\n", encoding="utf-8")
+        stack.enter_context(tlsregistry.trusted_by_docker(tls.ca))
+        for folder in ("docker-config", "xdg", "tmp"):
+            (work / folder).mkdir()
+        env = dict(os.environ)
+        for key in ("NETRC", "REQUESTS_CA_BUNDLE", "DOCKER_CONFIG", "XDG_CONFIG_HOME"):
+            env.pop(key, None)
+        env.update(
+            DOCKER_CONFIG=str(work / "docker-config"),  # no stray credentials
+            XDG_CONFIG_HOME=str(work / "xdg"),  # no ~/.config/docker-pkg.yaml
+            TMPDIR=str(work / "tmp"),  # run logs and build contexts go away with the rest
+            # Both tools read the author from here; without them docker-pkg runs `git config`
+            # twice per image, which would only make it slower.
+            DEBFULLNAME="Bench",
+            DEBEMAIL="bench@example.org",
+        )
+        build_busybox_base(connect_docker(), BASE_LABEL)
+        verbs = dockerpkg_verbs()
+        bench = Bench(
+            work, sizes, args.jobs, tls, login, client, env, verbs, ours_only=args.dockerpkg_only
+        )
+        say(f"dockerpkg verbs: {', '.join(sorted(verbs))}; scenarios: {', '.join(chosen)}")
+        results: dict[str, Any] = {
+            "command": " ".join(["bench/bench.py", *(argv or sys.argv[1:])]),
+            "quick": args.quick,
+            "repeat": sizes.repeat,
+            "jobs": args.jobs,
+            "sizes": attrs.asdict(sizes),
+            "machine": facts,
+            "scenarios": {},
+        }
+        runners: dict[str, Callable[[], Scenario]] = {
+            "cold": bench.cold,
+            "noop": bench.noop,
+            "update": bench.update,
+            "diamonds": bench.diamonds,
+            "prune": bench.prune,
+            "plan": bench.plan,
+        }
+        for key in chosen:
+            scenario = runners[key]()
+            bench.scenarios.append(scenario)
+            results["scenarios"][key] = scenario.to_json()
+            print(scenario.table() + "\n", flush=True)
+        facts["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
+        # The work tree may be shared: say so when the code measured moved under the run.
+        facts["commit_at_end"] = dockerpkg_revision()
+        print(f"== Summary (median of {sizes.repeat}; ratio = docker-pkg / dockerpkg) ==\n")
+        if args.quick:
+            print("(--quick: trees smaller than the targets assume; results are a smoke test)\n")
+        for scenario in bench.scenarios:
+            print(scenario.table() + "\n")
+        print(facts_text(facts))
+        if args.json:
+            args.json.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+            say(f"raw figures in {args.json}")
+    return 0
+
+
+def remove_bench_images(client: docker.APIClient) -> None:
+    """Every image tag this benchmark made: 127.0.0.1/<its prefixes> and the base."""
+    prefixes = tuple(f"{HOST}/{p}" for p in (*PREFIXES.values(), BASE_NAME))
+    for image in client.images():
+        for tag in image.get("RepoTags") or ():
+            if tag.startswith(prefixes):
+                with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
+                    client.remove_image(tag, force=True)
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        say("interrupted; cleaned up")
+        sys.exit(130)

@@ -1,0 +1,294 @@
+"""A registry for the benchmark at https://127.0.0.1 (port 443), and cheap mass publishing.
+
+docker-pkg 4.0.4 cannot resolve `image_tag` when the registry name carries a port (it splits
+labels on ":"), so both tools must see a registry named plainly `127.0.0.1`: TLS on port 443
+with a CA made here (openssl) and trusted by the daemon through /etc/docker/certs.d.
+The registry process is started and stopped by its pid; nothing else is touched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import attrs
+import requests
+
+HOST = "127.0.0.1"
+PORT = 443
+DOCKER_CERTS = Path("/etc/docker/certs.d") / HOST
+MANIFEST_V2 = "application/vnd.docker.distribution.manifest.v2+json"
+READY_TIMEOUT_S = 30.0
+
+
+class RegistryError(Exception):
+    """The benchmark registry could not be set up or used."""
+
+
+@attrs.frozen
+class Tls:
+    """A CA and the server certificate it signed for 127.0.0.1."""
+
+    ca: Path
+    certificate: Path
+    key: Path
+
+
+@attrs.frozen
+class Login:
+    username: str
+    password: str
+    htpasswd: Path
+
+
+@attrs.frozen
+class Registry:
+    """A running registry as clients see it."""
+
+    url: str
+    ca: Path
+    login: Login | None
+    data_dir: Path
+
+    @property
+    def auth(self) -> tuple[str, str] | None:
+        return None if self.login is None else (self.login.username, self.login.password)
+
+    @property
+    def auth_config(self) -> dict[str, str] | None:
+        """Credentials as docker-py's push takes them."""
+        if self.login is None:
+            return None
+        return {"username": self.login.username, "password": self.login.password}
+
+
+def make_tls(directory: Path) -> Tls:
+    """A CA and a server certificate for IP 127.0.0.1 (Go checks the SAN, not the CN)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    _openssl(
+        "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+        "-keyout", "ca.key", "-out", "ca.crt", "-subj", "/CN=dockerpkg bench CA",
+        "-addext", "basicConstraints=critical,CA:TRUE",
+        "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+        cwd=directory,
+    )  # fmt: skip
+    _openssl(
+        "req", "-newkey", "rsa:2048", "-nodes",
+        "-keyout", "server.key", "-out", "server.csr", "-subj", f"/CN={HOST}",
+        cwd=directory,
+    )  # fmt: skip
+    (directory / "server.ext").write_text(
+        f"subjectAltName=IP:{HOST}\nbasicConstraints=CA:FALSE\n"
+        "keyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n",
+        encoding="utf-8",
+    )
+    _openssl(
+        "x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+        "-CAcreateserial", "-days", "2", "-extfile", "server.ext", "-out", "server.crt",
+        cwd=directory,
+    )  # fmt: skip
+    return Tls(directory / "ca.crt", directory / "server.crt", directory / "server.key")
+
+
+def make_login(directory: Path, username: str, password: str) -> Login:
+    """An htpasswd file (bcrypt) for one user."""
+    line = subprocess.run(
+        ["htpasswd", "-nBi", username],
+        input=password,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    path = directory / "htpasswd"
+    path.write_text(line, encoding="utf-8")
+    return Login(username, password, path)
+
+
+@contextlib.contextmanager
+def trusted_by_docker(ca: Path) -> Iterator[None]:
+    """Copy the CA where the daemon looks for 127.0.0.1's CA; put back what was there."""
+    backup = None
+    if DOCKER_CERTS.exists():
+        backup = DOCKER_CERTS.with_name(f"{HOST}.bench-backup")
+        shutil.rmtree(backup, ignore_errors=True)
+        DOCKER_CERTS.rename(backup)
+    DOCKER_CERTS.mkdir(parents=True)
+    shutil.copyfile(ca, DOCKER_CERTS / "ca.crt")
+    try:
+        yield
+    finally:
+        shutil.rmtree(DOCKER_CERTS, ignore_errors=True)
+        if backup is not None:
+            backup.rename(DOCKER_CERTS)
+
+
+def port_free() -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # As the registry binds: connections of a registry just stopped may linger in TIME_WAIT.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((HOST, PORT))
+        except OSError:
+            return False
+    return True
+
+
+@contextlib.contextmanager
+def serve(work: Path, tls: Tls, data_dir: Path, login: Login | None) -> Iterator[Registry]:
+    """Run `docker-registry serve` on 127.0.0.1:443 over DATA_DIR until the block ends."""
+    if not port_free():
+        raise RegistryError(f"{HOST}:{PORT} is taken: the benchmark registry needs that port")
+    data_dir.mkdir(parents=True, exist_ok=True)
+    config: dict[str, Any] = {
+        "version": "0.1",
+        "log": {"level": "error", "accesslog": {"disabled": True}},
+        "storage": {
+            "filesystem": {"rootdirectory": str(data_dir)},
+            "delete": {"enabled": True},
+        },
+        "http": {
+            "addr": f"{HOST}:{PORT}",
+            "tls": {"certificate": str(tls.certificate), "key": str(tls.key)},
+        },
+    }
+    if login is not None:
+        config["auth"] = {"htpasswd": {"realm": "bench", "path": str(login.htpasswd)}}
+    config_path = work / "registry.yml"
+    config_path.write_text(json.dumps(config, indent=2), encoding="utf-8")  # JSON is YAML
+    log_path = work / "registry.log"
+    with log_path.open("ab") as log:
+        process = subprocess.Popen(
+            ["docker-registry", "serve", str(config_path)],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    url = f"https://{HOST}"
+    try:
+        _wait_until_answering(process, url, tls.ca, log_path)
+        yield Registry(url=url, ca=tls.ca, login=login, data_dir=data_dir)
+    finally:
+        _stop(process)
+
+
+def _wait_until_answering(
+    process: subprocess.Popen[bytes], url: str, ca: Path, log_path: Path
+) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            break
+        with contextlib.suppress(requests.ConnectionError):
+            response = requests.get(f"{url}/v2/", timeout=2, verify=str(ca))
+            if response.status_code in (200, 401):
+                return
+        time.sleep(0.05)
+    tail = log_path.read_text(encoding="utf-8", errors="replace")[-2000:]
+    raise RegistryError(f"the registry did not start; its log ends:\n{tail}")
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _openssl(*args: str, cwd: Path) -> None:
+    result = subprocess.run(
+        ["openssl", *args], cwd=cwd, capture_output=True, text=True, check=False
+    )
+    if result.returncode != 0:
+        raise RegistryError(f"openssl {args[0]} failed: {result.stderr.strip()}")
+
+
+# --- Publishing many names without building them -----------------------------------------
+
+
+def publish_copies(
+    registry: Registry, source: str, tag: str, targets: Iterable[tuple[str, str]], workers: int = 16
+) -> int:
+    """Publish SOURCE:TAG's manifest as every (name, tag) in TARGETS; returns how many.
+
+    Blobs are linked into each repository by cross-repository mount (no data moves), then the
+    same manifest bytes are PUT under each name and tag: seconds for thousands of images.
+    """
+    session = _session(registry)
+    response = session.get(
+        f"{registry.url}/v2/{source}/manifests/{tag}", headers={"Accept": MANIFEST_V2}, timeout=30
+    )
+    if response.status_code != 200:
+        raise RegistryError(f"cannot read {source}:{tag}: HTTP {response.status_code}")
+    manifest = response.content
+    parsed = json.loads(manifest)
+    digests = [parsed["config"]["digest"], *(layer["digest"] for layer in parsed["layers"])]
+    local = threading.local()
+
+    def publish(target: tuple[str, str]) -> None:
+        name, target_tag = target
+        if not hasattr(local, "session"):
+            local.session = _session(registry)
+        own: requests.Session = local.session
+        for digest in digests:
+            mount = own.post(
+                f"{registry.url}/v2/{name}/blobs/uploads/",
+                params={"mount": digest, "from": source},
+                timeout=30,
+            )
+            if mount.status_code != 201:
+                raise RegistryError(f"mounting {digest} into {name}: HTTP {mount.status_code}")
+        put = own.put(
+            f"{registry.url}/v2/{name}/manifests/{target_tag}",
+            data=manifest,
+            headers={"Content-Type": MANIFEST_V2},
+            timeout=30,
+        )
+        if put.status_code != 201:
+            raise RegistryError(f"putting {name}:{target_tag}: HTTP {put.status_code}")
+
+    items = list(targets)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        list(pool.map(publish, items))
+    return len(items)
+
+
+def count_published(registry: Registry, refs: Iterable[tuple[str, str]], workers: int = 16) -> int:
+    """How many of the (name, tag) pairs have a manifest in the registry."""
+    local = threading.local()
+
+    def published(ref: tuple[str, str]) -> bool:
+        if not hasattr(local, "session"):
+            local.session = _session(registry)
+        own: requests.Session = local.session
+        name, tag = ref
+        response = own.head(
+            f"{registry.url}/v2/{name}/manifests/{tag}",
+            headers={"Accept": MANIFEST_V2},
+            timeout=30,
+        )
+        return response.status_code == 200
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return sum(pool.map(published, list(refs)))
+
+
+def _session(registry: Registry) -> requests.Session:
+    session = requests.Session()
+    session.verify = str(registry.ca)
+    session.trust_env = False  # no ~/.netrc, no proxies: exactly the credentials given
+    if registry.auth is not None:
+        session.auth = registry.auth
+    return session
