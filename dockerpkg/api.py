@@ -42,12 +42,21 @@ class Workspace:
 
 
 def load_workspace(
-    directory: str, config_path: str | None, env: Mapping[str, str], suffix: str = ""
+    directory: str,
+    config_path: str | None,
+    env: Mapping[str, str],
+    suffix: str = "",
+    *,
+    render: bool = True,
 ) -> Workspace:
-    """Read config and tree and resolve them; raises DockerPkgError with every problem."""
+    """Read config and tree and resolve them; raises DockerPkgError with every problem.
+
+    render=False leaves Dockerfiles unrendered where the dependency graph does not need them
+    (build_plan renders what it builds): for runs that build little or nothing.
+    """
     loaded: LoadedConfig = read_config(config_path, env)
     snapshot = read_snapshot(directory)
-    analysis = analyze_tree(snapshot, loaded.config, suffix)
+    analysis = analyze_tree(snapshot, loaded.config, suffix, render=render)
     problems = loaded.warnings + analysis.problems
     if analysis.tree is None or any(p.severity is Severity.ERROR for p in problems):
         raise DockerPkgError(problems)
@@ -101,7 +110,7 @@ def load_saved_plan(
     except OSError as exc:
         raise DockerPkgError.single(path, f"cannot read plan: {exc.strerror}") from None
     plan = plan_from_json(text, path)
-    workspace = load_workspace(plan.directory, config_path, env, plan.options.suffix)
+    workspace = load_workspace(plan.directory, config_path, env, plan.options.suffix, render=False)
     if workspace.digest != plan.digest:
         raise DockerPkgError.single(
             path,

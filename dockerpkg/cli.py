@@ -80,9 +80,10 @@ def _make_plan(
     snapshot: bool,
     no_pull: bool,
     use_cache: bool,
+    render_all: bool = False,
 ) -> tuple[Plan, api.Workspace, Credentials | None]:
     suffix = _suffix(ctx, directory, nightly, snapshot)
-    workspace = api.load_workspace(directory, ctx.config_path, ctx.env, suffix)
+    workspace = api.load_workspace(directory, ctx.config_path, ctx.env, suffix, render=render_all)
     print_problems(workspace.warnings)
     observed, credentials = api.observe_workspace(workspace, ctx.env, offline=offline)
     options = BuildOptions(select=select, pull=not no_pull, use_cache=use_cache, suffix=suffix)
@@ -182,6 +183,7 @@ def _commands(ctx: Context) -> list[Callable[..., Any]]:
             snapshot=snapshot,
             no_pull=no_pull,
             use_cache=use_cache,
+            render_all=True,  # a plan shows every Dockerfile and every template error
         )
         if out:
             Path(out).write_text(plan_to_json(result), encoding="utf-8")

@@ -134,7 +134,8 @@ def commands(ctx: Context) -> list[Callable[..., Any]]:  # noqa: PLR0915 (closur
     def make_update_plan(
         directory: str, request: versioning.UpdateRequest
     ) -> tuple[Plan, api.Workspace]:
-        workspace = api.load_workspace(directory, ctx.config_path, ctx.env)
+        # Changelog edits need the dependency graph, not the rendered Dockerfiles.
+        workspace = api.load_workspace(directory, ctx.config_path, ctx.env, render=False)
         _print_problems(workspace.warnings)
         return versioning.update_plan(workspace, request, ctx.env, ctx.now), workspace
 
@@ -265,7 +266,7 @@ def commands(ctx: Context) -> list[Callable[..., Any]]:  # noqa: PLR0915 (closur
     ) -> tuple[versioning.PruneRun, Client]:
         suffix = _nightly(ctx, nightly)
         workspace = api.load_workspace(
-            directory, ctx.config_path, ctx.env, f"-{suffix}" if suffix else ""
+            directory, ctx.config_path, ctx.env, f"-{suffix}" if suffix else "", render=False
         )
         _print_problems(workspace.warnings)
         client = versioning.connect(ctx.env)

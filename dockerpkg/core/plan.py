@@ -73,7 +73,7 @@ class PlannedImage:
     repository: str
     depends: tuple[str, ...]
     parents: tuple[str, ...]
-    dockerfile: str
+    dockerfile: str | None  # None: not rendered (the plan does not build it)
     bases: tuple[str, ...] = ()
     build_dockerfile: str | None = None
     has_test: bool = False

@@ -22,7 +22,7 @@ from dockerpkg.core.plan import (
     Step,
 )
 from dockerpkg.core.spec import Snapshot
-from dockerpkg.core.tree import Image, Tree
+from dockerpkg.core.tree import Image, Tree, render_images
 
 
 @attrs.frozen
@@ -110,6 +110,8 @@ def plan_build(
         n: [p for p in tree.images[n].parents if states[p][0] is State.TO_BUILD] for n in tree.order
     }
     to_build = reachable(unbuilt_parents, [n for n in selected if states[n][0] is State.TO_BUILD])
+    # A tree read without rendering gets the Dockerfiles of what is built, and only those.
+    tree = render_images(tree, config, sorted(to_build))
     publish = bool(observed.credentials)
     steps: list[Step] = []
     if options.pull:

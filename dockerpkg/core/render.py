@@ -13,6 +13,7 @@ from typing import Any
 import attrs
 import jinja2
 from debian.debian_support import BaseVersion
+from jinja2 import nodes
 
 from dockerpkg.core.config import Config
 from dockerpkg.core.labels import join_repository, split_label
@@ -47,12 +48,23 @@ class KnownImages:
         short = [repo for repo in self.base if repo.rsplit("/", 1)[-1] == name]
         return short[0] if len(short) == 1 else None
 
+    def lookup(self, name: str) -> str:
+        """The repository of NAME, or FilterError worded for the user."""
+        repository = self.resolve(name)
+        if repository is None:
+            looked = join_repository(self.registry, self.namespace, name)
+            raise FilterError(
+                f"image_tag: unknown image '{name}' (looked up as {looked}); it is neither "
+                "in the tree nor in base_images"
+            )
+        return repository
+
 
 @attrs.frozen
 class Rendered:
     """A rendered Dockerfile and the repositories the template looked up with image_tag."""
 
-    dockerfile: str
+    dockerfile: str | None  # None: only the image_tag lookups were read, nothing rendered
     used: tuple[str, ...]
     warnings: tuple[Problem, ...] = ()
 
@@ -128,6 +140,33 @@ def _template_line(exc: BaseException) -> int | None:
     return line
 
 
+def static_image_tags(text: str) -> tuple[str, ...] | None:
+    """The names a template passes to image_tag, read from its syntax tree without rendering.
+
+    None when that cannot be known without rendering: a computed name, an include (the
+    included file may use image_tag), or a syntax error (rendering reports it properly).
+    """
+    if "image_tag" not in text:
+        return ()
+    env = jinja2.Environment(extensions=["jinja2.ext.do"])  # noqa: S701 (parse only)
+    try:
+        tree = env.parse(text)
+    except jinja2.TemplateSyntaxError:
+        return None
+    if any(
+        True for _ in tree.find_all((nodes.Include, nodes.Import, nodes.FromImport, nodes.Extends))
+    ):
+        return None
+    names = []
+    for node in tree.find_all(nodes.Filter):
+        if node.name != "image_tag":
+            continue
+        if not isinstance(node.node, nodes.Const) or not isinstance(node.node.value, str):
+            return None
+        names.append(node.node.value)
+    return tuple(dict.fromkeys(names))
+
+
 _NUMERIC_USER = re.compile(r"USER\s+\d+(:\d+)?")
 
 
@@ -152,13 +191,7 @@ def render_template(
     notes: list[Problem] = []
 
     def image_tag(name: str) -> str:
-        repository = known.resolve(str(name))
-        if repository is None:
-            looked = join_repository(known.registry, known.namespace, str(name))
-            raise FilterError(
-                f"image_tag: unknown image '{name}' (looked up as {looked}); it is neither "
-                "in the tree nor in base_images"
-            )
+        repository = known.lookup(str(name))
         used.append(repository)
         return known.labels[repository]
 

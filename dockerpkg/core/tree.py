@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 
 import attrs
@@ -10,7 +10,13 @@ import attrs
 from dockerpkg.core.config import Config
 from dockerpkg.core.graph import CycleError, children_of, topological_order
 from dockerpkg.core.labels import is_docker_tag, join_repository, make_label, split_label
-from dockerpkg.core.render import KnownImages, Rendered, render_template
+from dockerpkg.core.render import (
+    FilterError,
+    KnownImages,
+    Rendered,
+    render_template,
+    static_image_tags,
+)
 from dockerpkg.core.spec import ImageSpec, Snapshot, parse_image
 from dockerpkg.errors import DockerPkgError, Problem, error, warning
 
@@ -23,7 +29,7 @@ class Image:
     tag: str
     label: str
     repository: str
-    dockerfile: str
+    dockerfile: str | None  # None: not rendered (see analyze_tree's `render`)
     build_dockerfile: str | None
     parents: tuple[str, ...]  # names of tree images this one needs, sorted
     bases: tuple[str, ...]  # labels of base images it uses, sorted
@@ -44,6 +50,7 @@ class Tree:
     images: Mapping[str, Image]
     order: tuple[str, ...]
     warnings: tuple[Problem, ...] = ()
+    known: KnownImages | None = None
 
     @property
     def children(self) -> dict[str, tuple[str, ...]]:
@@ -139,6 +146,46 @@ def _render(spec: ImageSpec, config: Config, known: KnownImages) -> tuple[Render
     return main, build.dockerfile if build is not None else None
 
 
+def _static(spec: ImageSpec, config: Config, known: KnownImages) -> tuple[Rendered, str | None]:
+    """The image_tag lookups of an image read from its templates' syntax, without rendering;
+    rendered after all when the syntax cannot tell."""
+    texts = [spec.source.template]
+    if spec.source.build_template is not None:
+        texts.append(spec.source.build_template)
+    names: list[str] = []
+    for text in texts:
+        found = static_image_tags(text)
+        if found is None:
+            return _render(spec, config, known)
+        names += found
+    try:
+        used = tuple(dict.fromkeys(known.lookup(name) for name in names))
+    except FilterError as exc:
+        raise DockerPkgError([error(spec.source.file("Dockerfile.template"), str(exc))]) from None
+    return Rendered(dockerfile=None, used=used), None
+
+
+def render_images(tree: Tree, config: Config, names: Iterable[str]) -> Tree:
+    """TREE with the Dockerfiles of NAMES rendered (those not rendered yet)."""
+    missing = [n for n in names if tree.images[n].dockerfile is None]
+    if not missing or tree.known is None:
+        return tree
+    images = dict(tree.images)
+    problems: list[Problem] = []
+    for name in missing:
+        try:
+            main, build = _render(images[name].spec, config, tree.known)
+        except DockerPkgError as exc:
+            problems.extend(exc.problems)
+            continue
+        images[name] = attrs.evolve(
+            images[name], dockerfile=main.dockerfile, build_dockerfile=build
+        )
+    if problems:
+        raise DockerPkgError(problems)
+    return attrs.evolve(tree, images=MappingProxyType(images))
+
+
 def _dependencies(
     spec: ImageSpec, rendered: Rendered, known: KnownImages, tree_repos: Mapping[str, str]
 ) -> tuple[set[str], set[str], list[Problem]]:
@@ -180,8 +227,15 @@ def _dependencies(
     return parents, bases, problems
 
 
-def analyze_tree(snapshot: Snapshot, config: Config, suffix: str = "") -> Analysis:
-    """Parse, render and order every image; collect every problem instead of stopping."""
+def analyze_tree(
+    snapshot: Snapshot, config: Config, suffix: str = "", *, render: bool = True
+) -> Analysis:
+    """Parse, render and order every image; collect every problem instead of stopping.
+
+    With render=False the dependency graph comes from the templates' syntax where it can
+    (image_tag of a constant name), and Dockerfiles are left for `render_images`: runs that
+    build little or nothing (a no-op build, update, prune) need not render every image.
+    """
     specs, problems = _parse_all(snapshot)
     problems = list(snapshot.warnings) + problems
     known = known_images(specs, config, suffix)
@@ -199,11 +253,12 @@ def analyze_tree(snapshot: Snapshot, config: Config, suffix: str = "") -> Analys
                 )
             )
         try:
-            main, build = _render(spec, config, known)
+            main, build = (_render if render else _static)(spec, config, known)
         except DockerPkgError as exc:
             problems.extend(exc.problems)
             continue
-        rendered[spec.path] = main
+        if main.dockerfile is not None:
+            rendered[spec.path] = main
         problems.extend(main.warnings)
         parents, bases, dep_problems = _dependencies(spec, main, known, tree_repos)
         problems.extend(dep_problems)
@@ -227,6 +282,7 @@ def analyze_tree(snapshot: Snapshot, config: Config, suffix: str = "") -> Analys
                 images=MappingProxyType(images),
                 order=order,
                 warnings=tuple(problems),
+                known=known,
             )
         except CycleError as exc:
             first = images[exc.cycle[0]]
@@ -244,9 +300,9 @@ def analyze_tree(snapshot: Snapshot, config: Config, suffix: str = "") -> Analys
     )
 
 
-def load_tree(snapshot: Snapshot, config: Config, suffix: str = "") -> Tree:
+def load_tree(snapshot: Snapshot, config: Config, suffix: str = "", *, render: bool = True) -> Tree:
     """The resolved tree, or DockerPkgError with every problem (warnings included)."""
-    analysis = analyze_tree(snapshot, config, suffix)
+    analysis = analyze_tree(snapshot, config, suffix, render=render)
     if analysis.tree is None:
         raise DockerPkgError(analysis.problems)
     return analysis.tree

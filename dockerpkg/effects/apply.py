@@ -187,6 +187,8 @@ class Executor:
             try:
                 if image.build_dockerfile is not None:
                     self._build_stage(image, context, log)
+                if image.dockerfile is None:
+                    raise TaskFailedError(f"the plan holds no rendered Dockerfile for {image.name}")
                 (context / "Dockerfile").write_text(image.dockerfile, encoding="utf-8")
                 image_id = daemon.build(
                     self._client,

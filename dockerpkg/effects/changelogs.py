@@ -2,10 +2,11 @@
 
 1. Check: every target file still holds exactly the text the plan was made from.
 2. Stage: write every new text to `.changelog.dockerpkg-tmp` beside its target (same folder,
-   so the rename below never crosses file systems), with the target's permissions, and fsync.
+   so the rename below never crosses file systems), with the target's permissions; then one
+   `sync` makes them all durable (one call instead of an fsync per file: thousands of images).
    Any failure here removes every staged file: the changelogs were never touched.
-3. Check again, then swap: `os.replace` each staged file over its target, then fsync each
-   folder. SIGINT and SIGTERM are held back during the swap, so Ctrl-C cannot stop it half-way.
+3. Check again, then swap: `os.replace` each staged file over its target, then `sync` once
+   more. SIGINT and SIGTERM are held back during the swap, so Ctrl-C cannot stop it half-way.
    If a rename fails, the files already swapped are put back from the texts read in step 1.
 
 What remains: a rename is atomic for its own file, but there is no atomic rename of several
@@ -28,21 +29,19 @@ from dockerpkg.errors import DockerPkgError, Problem, error
 
 TEMP_NAME = ".changelog.dockerpkg-tmp"
 
-# Creates PATH (which must not exist) holding DATA with MODE, and makes it durable.
+# Creates PATH (which must not exist) holding DATA with MODE (apply_edits syncs afterwards).
 Writer = Callable[[str, bytes, int], None]
 # Renames the first path over the second, atomically (os.replace).
 Replacer = Callable[[str, str], None]
 
 
 def write_new_file(path: str, data: bytes, mode: int) -> None:
-    """Create PATH exclusively, write DATA, fsync; the real writer."""
+    """Create PATH exclusively and write DATA; the real writer."""
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(descriptor, "wb") as handle:
         # Not the umask: the changelog keeps the permissions it had.
         os.fchmod(handle.fileno(), mode & 0o7777)
         handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
 
 
 @attrs.frozen
@@ -72,6 +71,7 @@ def apply_edits(
     targets = _check(root, edits, originals)
     _stage(targets, write)
     try:
+        os.sync()  # every staged text is on disk before any changelog is replaced
         _check_unchanged(targets)
         _swap(targets, write, replace)
     finally:
@@ -188,8 +188,7 @@ def _swap(targets: Sequence[_Target], write: Writer, replace: Replacer) -> None:
         except OSError as exc:
             failed = targets[len(done)]
             _undo(done, write, replace, failed, exc)
-        for folder in sorted({os.path.dirname(t.path) for t in targets}):
-            _fsync_folder(folder)
+        os.sync()  # and the renames are durable
 
 
 def _undo(
@@ -219,20 +218,6 @@ def _undo(
     else:
         reason += "; nothing was changed"
     raise DockerPkgError.single(failed.edit.path, reason)
-
-
-def _fsync_folder(folder: str) -> None:
-    """Make the renames durable; some file systems cannot fsync a folder, which is fine."""
-    try:
-        descriptor = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(descriptor)
-    except OSError:
-        pass
-    finally:
-        os.close(descriptor)
 
 
 def _remove_staged(targets: Sequence[_Target]) -> None:
