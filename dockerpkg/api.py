@@ -19,11 +19,8 @@ from dockerpkg.core.report import Report
 from dockerpkg.core.serialize import plan_from_json
 from dockerpkg.core.spec import Snapshot
 from dockerpkg.core.tree import Tree, analyze_tree
-from dockerpkg.effects import daemon
-from dockerpkg.effects.apply import Executor, Settings
 from dockerpkg.effects.configfile import LoadedConfig, read_config
 from dockerpkg.effects.credentials import Credentials
-from dockerpkg.effects.observe import credentials_for, observe, registry_client
 from dockerpkg.effects.scheduler import Interrupt, Listener
 from dockerpkg.effects.tree import read_snapshot
 from dockerpkg.errors import DockerPkgError, Problem, Severity
@@ -88,6 +85,10 @@ def observe_workspace(
     workspace: Workspace, env: Mapping[str, str], *, offline: bool
 ) -> tuple[Observed, Credentials | None]:
     """Credentials (local files only), then, unless offline, the daemon and the registry."""
+    # docker-py is loaded only by the runs that talk to Docker: offline ones start faster.
+    from dockerpkg.effects import daemon
+    from dockerpkg.effects.observe import credentials_for, observe
+
     credentials = credentials_for(workspace.config, env)
     if offline:
         return Observed(offline=True, credentials=credentials is not None), credentials
@@ -133,6 +134,10 @@ def apply_build_plan(
     interrupt: Interrupt | None = None,
 ) -> Report:
     """Execute the plan's steps; failures are in the report, not raised."""
+    from dockerpkg.effects import daemon
+    from dockerpkg.effects.apply import Executor, Settings
+    from dockerpkg.effects.observe import registry_client
+
     try:
         client = daemon.connect(env)
     except daemon.DaemonError as exc:

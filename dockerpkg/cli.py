@@ -23,7 +23,6 @@ from dockerpkg.core.plan import BuildOptions, Plan
 from dockerpkg.core.report import report_table, report_to_json, summary_line
 from dockerpkg.core.serialize import plan_to_json, plan_to_text
 from dockerpkg.effects.credentials import Credentials
-from dockerpkg.effects.observe import credentials_for
 from dockerpkg.effects.progress import LineProgress, LiveProgress
 from dockerpkg.effects.scheduler import Interrupt
 from dockerpkg.errors import DockerPkgError, Problem, Severity
@@ -211,6 +210,8 @@ def _commands(ctx: Context) -> list[Callable[..., Any]]:
     ) -> None:
         """Execute a saved plan (refused if stale), or plan DIRECTORY and execute at once."""
         if Path(target).is_file():
+            from dockerpkg.effects.observe import credentials_for
+
             saved, workspace = api.load_saved_plan(target, ctx.config_path, ctx.env)
             credentials = credentials_for(workspace.config, ctx.env) if saved.publish else None
             if saved.publish and credentials is None:

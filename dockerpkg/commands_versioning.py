@@ -19,12 +19,11 @@ import argh
 from dockerpkg import api, versioning
 from dockerpkg.core.plan import Action, Plan
 from dockerpkg.core.serialize import plan_to_json, plan_to_text
-from dockerpkg.effects.prune import Client, Removal
-from dockerpkg.effects.prune import summary as removal_summary
 from dockerpkg.errors import DockerPkgError, Problem
 
 if TYPE_CHECKING:
     from dockerpkg.cli import Context
+    from dockerpkg.effects.prune import Client, Removal
 
 EXIT_FAILED, EXIT_CHANGES = 1, 2
 DEFAULT_REASON = "Security update"
@@ -123,7 +122,9 @@ def _report_removals(results: Sequence[Removal]) -> None:
             print(f"failed   {what}: {result.error}", file=sys.stderr)
         else:
             print(f"removed  {what}", file=sys.stderr)
-    print(removal_summary(results), file=sys.stderr)
+    from dockerpkg.effects.prune import summary
+
+    print(summary(results), file=sys.stderr)
     if any(r.error is not None for r in results):
         _exit(EXIT_FAILED)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import attrs
 
@@ -14,10 +15,12 @@ from dockerpkg.api import Workspace
 from dockerpkg.core.plan import Action, Op, Plan
 from dockerpkg.core.prune import plan_prune
 from dockerpkg.core.update import plan_update, plan_update_all
-from dockerpkg.effects import changelogs, daemon
+from dockerpkg.effects import changelogs
 from dockerpkg.effects.author import changelog_date, resolve_author
-from dockerpkg.effects.prune import Client, LocalState, Removal, observe_local, remove_images
 from dockerpkg.errors import DockerPkgError
+
+if TYPE_CHECKING:
+    from dockerpkg.effects.prune import Client, LocalState, Removal
 
 
 @attrs.frozen
@@ -111,6 +114,8 @@ class PruneRun:
 
 
 def connect(env: Mapping[str, str]) -> Client:
+    from dockerpkg.effects import daemon  # docker-py only for the runs that need it
+
     try:
         return daemon.connect(env)
     except daemon.DaemonError as exc:
@@ -126,6 +131,9 @@ def prune_plan(
 ) -> PruneRun:
     """Observe the daemon once and plan which old images go."""
     try:
+        from dockerpkg.effects import daemon
+        from dockerpkg.effects.prune import observe_local
+
         state = observe_local(client)
     except daemon.DaemonError as exc:
         raise DockerPkgError.single("docker", str(exc)) from None
@@ -158,4 +166,6 @@ def check_saved_prune(saved: Plan, fresh: PruneRun, where: str) -> None:
 
 def prune(client: Client, run: PruneRun) -> tuple[Removal, ...]:
     """Remove what the plan says, with the observation it was made from."""
+    from dockerpkg.effects.prune import remove_images
+
     return remove_images(client, run.plan, run.state.by_id())

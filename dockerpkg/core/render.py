@@ -140,6 +140,23 @@ def _template_line(exc: BaseException) -> int | None:
     return line
 
 
+# `{{ "name" | image_tag }}`, optionally followed by more filters: by far the usual form.
+_SIMPLE_IMAGE_TAG = re.compile(
+    r"""\{\{-?\s*(["'])([^"'\\{}]+)\1\s*\|\s*image_tag\s*(?:\|\s*\w+\s*)*-?\}\}"""
+)
+
+
+def _quick_image_tags(text: str) -> tuple[str, ...] | None:
+    """The names, when every use of image_tag is the simple form and nothing could hide one
+    (comments, raw blocks, includes); else None, and the template is parsed instead."""
+    if "{#" in text or "raw" in text or "include" in text or "import" in text:
+        return None
+    found = _SIMPLE_IMAGE_TAG.findall(text)
+    if len(found) != text.count("image_tag"):
+        return None
+    return tuple(dict.fromkeys(name for _, name in found))
+
+
 def static_image_tags(text: str) -> tuple[str, ...] | None:
     """The names a template passes to image_tag, read from its syntax tree without rendering.
 
@@ -148,6 +165,9 @@ def static_image_tags(text: str) -> tuple[str, ...] | None:
     """
     if "image_tag" not in text:
         return ()
+    quick = _quick_image_tags(text)
+    if quick is not None:
+        return quick
     env = jinja2.Environment(extensions=["jinja2.ext.do"])  # noqa: S701 (parse only)
     try:
         tree = env.parse(text)

@@ -48,6 +48,10 @@ def test_plan_renders_only_what_it_builds() -> None:
 class TestStaticImageTags:
     """Constant names are read from the syntax; anything else asks for a real render."""
 
+    def test_statements_and_comments_are_parsed(self) -> None:
+        assert static_image_tags('{% set x = "a" | image_tag %}{{ x }}') == ("a",)
+        assert static_image_tags('{# {{ "ghost" | image_tag }} #}FROM scratch') == ()
+
     def test_constant_names(self) -> None:
         text = 'FROM {{ "a" | image_tag }}\nCOPY --from={{ "b" | image_tag | upstream_version }} x'
         assert static_image_tags(text) == ("a", "b")
@@ -58,7 +62,7 @@ class TestStaticImageTags:
         [
             "FROM {{ base | image_tag }}",
             '{% include "x" %}{{ "a" | image_tag }}',
-            '{{ "a" | image_tag }}{% if %}',
+            '{{ ("a" ~ suffix) | image_tag }}',
         ],
     )
     def test_unknowable(self, text: str) -> None:
