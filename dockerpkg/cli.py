@@ -69,23 +69,32 @@ def _suffix(ctx: Context, directory: str, nightly: bool, snapshot: bool) -> str:
     return nightly_suffix(ctx.now, nightly=nightly, snapshot=snapshot)
 
 
+@attrs.frozen
+class PlanFlags:
+    """docker-pkg's build flags, shared by plan, apply and build."""
+
+    select: str | None = None
+    nightly: bool = False
+    snapshot: bool = False
+    no_pull: bool = False
+    use_cache: bool = False
+
+
 def _make_plan(
     ctx: Context,
     directory: str,
+    flags: PlanFlags,
     *,
-    offline: bool,
-    select: str | None,
-    nightly: bool,
-    snapshot: bool,
-    no_pull: bool,
-    use_cache: bool,
+    offline: bool = False,
     render_all: bool = False,
 ) -> tuple[Plan, api.Workspace, Credentials | None]:
-    suffix = _suffix(ctx, directory, nightly, snapshot)
+    suffix = _suffix(ctx, directory, flags.nightly, flags.snapshot)
     workspace = api.load_workspace(directory, ctx.config_path, ctx.env, suffix, render=render_all)
     print_problems(workspace.warnings)
     observed, credentials = api.observe_workspace(workspace, ctx.env, offline=offline)
-    options = BuildOptions(select=select, pull=not no_pull, use_cache=use_cache, suffix=suffix)
+    options = BuildOptions(
+        select=flags.select, pull=not flags.no_pull, use_cache=flags.use_cache, suffix=suffix
+    )
     return api.build_plan(workspace, observed, options), workspace, credentials
 
 
@@ -173,17 +182,9 @@ def _commands(ctx: Context) -> list[Callable[..., Any]]:
         detailed_exitcode: bool = False,
     ) -> None:
         """Show what `build` would do, as text or stable JSON."""
-        result, _, _ = _make_plan(
-            ctx,
-            directory,
-            offline=offline,
-            select=select,
-            nightly=nightly,
-            snapshot=snapshot,
-            no_pull=no_pull,
-            use_cache=use_cache,
-            render_all=True,  # a plan shows every Dockerfile and every template error
-        )
+        flags = PlanFlags(select, nightly, snapshot, no_pull, use_cache)
+        # A plan shows every Dockerfile and every template error.
+        result, _, _ = _make_plan(ctx, directory, flags, offline=offline, render_all=True)
         if out:
             Path(out).write_text(plan_to_json(result), encoding="utf-8")
         sys.stdout.write(plan_to_json(result) if json_output else plan_to_text(result))
@@ -219,16 +220,8 @@ def _commands(ctx: Context) -> list[Callable[..., Any]]:
                     target, "the plan publishes but no credentials are found"
                 )
         else:
-            saved, workspace, credentials = _make_plan(
-                ctx,
-                target,
-                offline=False,
-                select=select,
-                nightly=nightly,
-                snapshot=snapshot,
-                no_pull=no_pull,
-                use_cache=use_cache,
-            )
+            flags = PlanFlags(select, nightly, snapshot, no_pull, use_cache)
+            saved, workspace, credentials = _make_plan(ctx, target, flags)
         _execute(
             ctx,
             saved,
@@ -259,16 +252,8 @@ def _commands(ctx: Context) -> list[Callable[..., Any]]:
         run_dir: str | None = None,
     ) -> None:
         """docker-pkg's verb: print the plan, then apply it."""
-        result, workspace, credentials = _make_plan(
-            ctx,
-            directory,
-            offline=False,
-            select=select,
-            nightly=nightly,
-            snapshot=snapshot,
-            no_pull=no_pull,
-            use_cache=use_cache,
-        )
+        flags = PlanFlags(select, nightly, snapshot, no_pull, use_cache)
+        result, workspace, credentials = _make_plan(ctx, directory, flags)
         sys.stdout.write(plan_to_text(result))
         sys.stdout.flush()
         if result.steps:
