@@ -17,6 +17,7 @@ setup(
         "docker>=7.0",
         "jinja2>=3.1",
         "python-debian>=0.1.49",
+        "requests>=2.28",
         "strictyaml>=1.7",
     ],
     extras_require={

@@ -212,3 +212,31 @@ class TestInterrupt:
         assert "cancelling" in err
         assert "cancelled" in out
         assert not _temp_folders(prefix)
+
+
+@pytest.mark.usefixtures("cleanup_images")
+def test_info_streams_build_output(tmp_path: Path, registry: Registry, busybox_base: str) -> None:
+    """--info shows each image's build output on the terminal, prefixed with its name; it is
+    in the image's log file as well."""
+    prefix = f"info{uuid.uuid4().hex[:6]}"
+    write_tree(tmp_path / "tree", {prefix: (None, f"echo marker-{prefix}")})
+    config = write_config(tmp_path / "c.yaml", registry, busybox_base)
+    run_dir = tmp_path / "run"
+    run = subprocess.run(
+        dockerpkg(
+            "-c",
+            str(config),
+            "--info",
+            "apply",
+            "--no-pull",
+            "--run-dir",
+            str(run_dir),
+            str(tmp_path / "tree"),
+        ),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    assert f"{prefix} | marker-{prefix}" in run.stderr
+    assert f"marker-{prefix}" in (run_dir / f"{prefix}.log").read_text()

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import threading
 import time
 from collections.abc import Callable
 
 from dockerpkg.core.report import Outcome
+from dockerpkg.effects.progress import LineProgress, LiveProgress
 from dockerpkg.effects.scheduler import (
     Interrupt,
     Pool,
@@ -109,3 +111,34 @@ class TestInterrupt:
         assert results["a"].outcome is Outcome.SUCCEEDED
         assert results["b"].outcome is Outcome.CANCELLED
         assert results["c"].outcome is Outcome.CANCELLED
+
+
+class TestProgress:
+    """Progress views: one timestamped line per event; a status line on a terminal."""
+
+    def test_lines_and_quiet(self) -> None:
+        stream = io.StringIO()
+        progress = LineProgress(stream, total=2)
+        progress.task_started("build:a")
+        progress.task_finished(TaskResult("build:a", Outcome.SUCCEEDED, 0.0, 1.5))
+        progress.task_finished(TaskResult("verify:a", Outcome.FAILED, 1.5, 0.1, error="exit 1"))
+        lines = stream.getvalue().splitlines()
+        assert lines[0].endswith("start   build a")
+        assert lines[1].endswith("done    build a in 1.5s (1/2)")
+        assert lines[2].endswith("FAILED  verify a: exit 1 (2/2)")
+        quiet = io.StringIO()
+        progress = LineProgress(quiet, total=2, quiet=True)
+        progress.task_started("build:a")
+        progress.task_finished(TaskResult("build:a", Outcome.SUCCEEDED, 0.0, 1.5))
+        assert quiet.getvalue() == ""
+
+    def test_live_status_line(self) -> None:
+        stream = io.StringIO()
+        progress = LiveProgress(stream, total=3)
+        progress.task_started("build:a")
+        progress.task_started("build:b")
+        assert stream.getvalue().rstrip().endswith("0/3 done, 0s | build a, build b")
+        progress.task_finished(TaskResult("build:a", Outcome.SUCCEEDED, 0.0, 0.2))
+        assert stream.getvalue().endswith("1/3 done, 0s | build b")
+        progress.close()
+        assert stream.getvalue().endswith("\r\033[K")
