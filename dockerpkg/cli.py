@@ -27,7 +27,7 @@ from dockerpkg.effects.progress import LineProgress, LiveProgress
 from dockerpkg.effects.scheduler import Interrupt
 from dockerpkg.errors import DockerPkgError, Problem, Severity
 
-EXIT_OK, EXIT_ERROR = 0, 1
+EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 # Measured on 2-core machines: see the README's Performance section.
 DEFAULT_JOBS = 4
 
@@ -299,6 +299,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parents=[_global_parser()],
     )
     parser.add_commands(_commands(ctx))
+    if not rest:
+        parser.print_usage(sys.stderr)
+        print("dockerpkg: a verb is needed (plan, apply, build, update, prune)", file=sys.stderr)
+        return EXIT_USAGE
     try:
         parser.dispatch(argv=rest)
     except DockerPkgError as exc:

@@ -40,3 +40,8 @@ def test_python_dash_m(tmp_path: Path) -> None:
     )
     assert run.returncode == 0, run.stderr
     assert run.stdout.endswith("Plan: 1 to pull, 2 to build, 2 to verify.\n")
+
+
+def test_no_verb_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([]) == 2
+    assert "a verb is needed" in capsys.readouterr().err
