@@ -11,9 +11,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import attrs
-import jinja2
 from debian.debian_support import BaseVersion
-from jinja2 import nodes
 
 from dockerpkg.core.config import Config
 from dockerpkg.core.labels import join_repository, split_label
@@ -129,6 +127,8 @@ def _add_user(user: str, mappings: Mapping[str, int]) -> str:
 
 def _template_line(exc: BaseException) -> int | None:
     """Jinja rewrites tracebacks so template frames carry the template's own line numbers."""
+    import jinja2
+
     if isinstance(exc, jinja2.TemplateSyntaxError):
         return exc.lineno
     line = None
@@ -168,6 +168,10 @@ def static_image_tags(text: str) -> tuple[str, ...] | None:
     quick = _quick_image_tags(text)
     if quick is not None:
         return quick
+    # Jinja is loaded on first need: runs that read simple templates only never need it.
+    import jinja2
+    from jinja2 import nodes
+
     env = jinja2.Environment(extensions=["jinja2.ext.do"])  # noqa: S701 (parse only)
     try:
         tree = env.parse(text)
@@ -207,6 +211,8 @@ def render_template(
     where: str,
 ) -> Rendered:
     """Render TEXT; every failure becomes a Problem at WHERE (and the template line)."""
+    import jinja2
+
     used: list[str] = []
     notes: list[Problem] = []
 

@@ -167,12 +167,17 @@ def _plan(
     steps: list[Step] = []
     notes: list[str] = []
     problems: list[Problem] = []
+    # Reason texts whose entry was seen to parse: names and versions are valid by
+    # construction, so one structural check per distinct text is enough.
+    parsed: set[str] = set()
     for name in (n for n in tree.order if n in targets):
         image = tree.images[name]
         own = requesters[name] == (name,)
         text = reason if own else changelog.refresh_reason(requesters[name], reason)
         try:
-            edit = _edit(image, config, rule=rule, reason=text, author=author, date=date)
+            edit = _edit(
+                image, config, rule=rule, reason=text, author=author, date=date, parsed=parsed
+            )
         except DockerPkgError as exc:
             problems.extend(exc.problems)
             continue
@@ -210,7 +215,14 @@ def _plan(
 
 
 def _edit(
-    image: Image, config: Config, *, rule: VersionRule, reason: str, author: Author, date: str
+    image: Image,
+    config: Config,
+    *,
+    rule: VersionRule,
+    reason: str,
+    author: Author,
+    date: str,
+    parsed: set[str],
 ) -> Edit:
     source = image.spec.source
     path = source.file("changelog")
@@ -235,7 +247,9 @@ def _edit(
         author=author,
         date=_PROBE_DATE,
     )
-    if "\n" in date or changelog.head_of(probe + source.changelog) != (image.name, new_version):
+    if reason not in parsed and (
+        "\n" in date or changelog.head_of(probe + source.changelog) != (image.name, new_version)
+    ):
         raise DockerPkgError(
             [
                 error(
@@ -246,6 +260,7 @@ def _edit(
                 )
             ]
         )
+    parsed.add(reason)
     return Edit(
         path=path,
         image=image.name,
