@@ -6,6 +6,7 @@ the core, so tests can use the core directly and tools can use these without the
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import IO
@@ -51,6 +52,8 @@ def load_workspace(
     render=False leaves Dockerfiles unrendered where the dependency graph does not need them
     (build_plan renders what it builds): for runs that build little or nothing.
     """
+    # Plans record the tree relative to the current folder: no absolute path in their JSON.
+    directory = os.path.relpath(directory)
     loaded: LoadedConfig = read_config(config_path, env)
     snapshot = read_snapshot(directory)
     analysis = analyze_tree(snapshot, loaded.config, suffix, render=render)

@@ -45,3 +45,14 @@ def test_python_dash_m(tmp_path: Path) -> None:
 def test_no_verb_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
     assert main([]) == 2
     assert "a verb is needed" in capsys.readouterr().err
+
+
+def test_plan_json_has_no_absolute_path(capsys: pytest.CaptureFixture[str]) -> None:
+    case = COMPAT / "01-image-tag"
+    assert (
+        main(["-c", str(case / "config.yaml"), "plan", "--offline", "--json", str(case / "images")])
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert str(COMPAT) not in out
+    assert '"directory": "' in out
