@@ -23,6 +23,8 @@ from typing import Any
 import attrs
 import requests
 
+from tests.support.services import openssl, stop_process
+
 HOST = "127.0.0.1"
 PORT = 443
 DOCKER_CERTS = Path("/etc/docker/certs.d") / HOST
@@ -74,14 +76,14 @@ class Registry:
 def make_tls(directory: Path) -> Tls:
     """A CA and a server certificate for IP 127.0.0.1 (Go checks the SAN, not the CN)."""
     directory.mkdir(parents=True, exist_ok=True)
-    _openssl(
+    openssl(
         "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
         "-keyout", "ca.key", "-out", "ca.crt", "-subj", "/CN=dockerpkg bench CA",
         "-addext", "basicConstraints=critical,CA:TRUE",
         "-addext", "keyUsage=critical,keyCertSign,cRLSign",
         cwd=directory,
     )  # fmt: skip
-    _openssl(
+    openssl(
         "req", "-newkey", "rsa:2048", "-nodes",
         "-keyout", "server.key", "-out", "server.csr", "-subj", f"/CN={HOST}",
         cwd=directory,
@@ -91,7 +93,7 @@ def make_tls(directory: Path) -> Tls:
         "keyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n",
         encoding="utf-8",
     )
-    _openssl(
+    openssl(
         "x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
         "-CAcreateserial", "-days", "2", "-extfile", "server.ext", "-out", "server.crt",
         cwd=directory,
@@ -178,7 +180,7 @@ def serve(work: Path, tls: Tls, data_dir: Path, login: Login | None) -> Iterator
         _wait_until_answering(process, url, tls.ca, log_path)
         yield Registry(url=url, ca=tls.ca, login=login, data_dir=data_dir)
     finally:
-        _stop(process)
+        stop_process(process)
 
 
 def _wait_until_answering(
@@ -195,24 +197,6 @@ def _wait_until_answering(
         time.sleep(0.05)
     tail = log_path.read_text(encoding="utf-8", errors="replace")[-2000:]
     raise RegistryError(f"the registry did not start; its log ends:\n{tail}")
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-def _openssl(*args: str, cwd: Path) -> None:
-    result = subprocess.run(
-        ["openssl", *args], cwd=cwd, capture_output=True, text=True, check=False
-    )
-    if result.returncode != 0:
-        raise RegistryError(f"openssl {args[0]} failed: {result.stderr.strip()}")
 
 
 # --- Publishing many names without building them -----------------------------------------

@@ -161,10 +161,17 @@ def _execute(
         raise ExitStatus(EXIT_ERROR)
 
 
+# Help of the options plan, apply and build share.
+_SELECT_HELP = "fnmatch glob on full labels (registry/namespace/name:tag)"
+_JOBS_HELP = "builds at once"
+_REPORT_HELP = "write the run report as JSON to this file"
+_RUN_DIR_HELP = "folder for per-image logs (default: a new one under /tmp)"
+
+
 def _commands(ctx: Context) -> list[Callable[..., Any]]:
     @argh.arg("directory", help="the image tree")
     @argh.arg("--json", dest="json_output", help="print the plan as JSON")
-    @argh.arg("--select", help="fnmatch glob on full labels (registry/namespace/name:tag)")
+    @argh.arg("--select", help=_SELECT_HELP)
     @argh.arg("--out", help="also save the plan as JSON to this file, for `apply PLAN.json`")
     @argh.arg("--offline", help="observe nothing: assume no image is built or published")
     @argh.arg("--detailed-exitcode", help="exit 2 when the plan has changes, 0 when empty")
@@ -193,9 +200,9 @@ def _commands(ctx: Context) -> list[Callable[..., Any]]:
 
     @argh.arg("target", help="a saved plan (PLAN.json) or an image tree to plan and apply")
     @argh.arg("--select", help="fnmatch glob on full labels (with a DIRECTORY)")
-    @argh.arg("--jobs", "-j", type=int, help="builds at once")
-    @argh.arg("--report", help="write the run report as JSON to this file")
-    @argh.arg("--run-dir", help="folder for per-image logs (default: a new one under /tmp)")
+    @argh.arg("--jobs", "-j", type=int, help=_JOBS_HELP)
+    @argh.arg("--report", help=_REPORT_HELP)
+    @argh.arg("--run-dir", help=_RUN_DIR_HELP)
     def apply(
         target: str,
         *,
@@ -234,10 +241,10 @@ def _commands(ctx: Context) -> list[Callable[..., Any]]:
         )
 
     @argh.arg("directory", help="the image tree")
-    @argh.arg("--select", help="fnmatch glob on full labels (registry/namespace/name:tag)")
-    @argh.arg("--jobs", "-j", type=int, help="builds at once")
-    @argh.arg("--report", help="write the run report as JSON to this file")
-    @argh.arg("--run-dir", help="folder for per-image logs (default: a new one under /tmp)")
+    @argh.arg("--select", help=_SELECT_HELP)
+    @argh.arg("--jobs", "-j", type=int, help=_JOBS_HELP)
+    @argh.arg("--report", help=_REPORT_HELP)
+    @argh.arg("--run-dir", help=_RUN_DIR_HELP)
     def build(
         directory: str,
         *,

@@ -299,7 +299,7 @@ def _run_registry(
             scheme = "https" if tls_section else "http"
             _wait_until_answering(process, f"{scheme}://{host}/v2/", ca_path)
         except ServiceError:
-            _stop(process)
+            stop_process(process)
             if attempt == START_ATTEMPTS:
                 tail = log_path.read_text(encoding="utf-8", errors="replace")[-2000:]
                 raise ServiceError(f"the registry did not start; its log ends:\n{tail}") from None
@@ -307,7 +307,7 @@ def _run_registry(
         try:
             yield host
         finally:
-            _stop(process)
+            stop_process(process)
         return
 
 
@@ -325,7 +325,7 @@ def _wait_until_answering(process: subprocess.Popen[bytes], url: str, ca: Path |
     raise ServiceError(f"{url} did not answer within {READY_TIMEOUT_S:.0f}s")
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
+def stop_process(process: subprocess.Popen[bytes]) -> None:
     if process.poll() is None:
         process.terminate()
         try:
@@ -372,7 +372,7 @@ def _trusted_by_docker(directory: Path, ca_path: Path) -> Iterator[None]:
 # --- TLS --------------------------------------------------------------------------------------
 
 
-def _openssl(*args: str, cwd: Path) -> None:
+def openssl(*args: str, cwd: Path) -> None:
     openssl = _require_tool("openssl", "openssl")
     result = subprocess.run([openssl, *args], cwd=cwd, capture_output=True, text=True, check=False)
     if result.returncode != 0:
@@ -382,14 +382,14 @@ def _openssl(*args: str, cwd: Path) -> None:
 def _make_server_certificate(directory: Path) -> tuple[Path, Path, Path]:
     """A CA and a certificate it signed for 127.0.0.1 (an IP SAN: Go ignores the CN)."""
     directory.mkdir()
-    _openssl(
+    openssl(
         "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
         "-keyout", "ca.key", "-out", "ca.crt", "-subj", "/CN=dockerpkg test CA",
         "-addext", "basicConstraints=critical,CA:TRUE",
         "-addext", "keyUsage=critical,keyCertSign,cRLSign",
         cwd=directory,
     )  # fmt: skip
-    _openssl(
+    openssl(
         "req", "-newkey", "rsa:2048", "-nodes",
         "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1",
         cwd=directory,
@@ -401,7 +401,7 @@ def _make_server_certificate(directory: Path) -> tuple[Path, Path, Path]:
         "extendedKeyUsage=serverAuth\n",
         encoding="utf-8",
     )
-    _openssl(
+    openssl(
         "x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
         "-CAcreateserial", "-days", "2", "-extfile", "server.ext", "-out", "server.crt",
         cwd=directory,
@@ -423,7 +423,7 @@ class _TokenIssuer:
         self._openssl_path = _require_tool("openssl", "openssl")
         self.key_path = directory / "token.key"
         self.cert_path = directory / "token.crt"
-        _openssl(
+        openssl(
             "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
             "-keyout", str(self.key_path), "-out", str(self.cert_path),
             "-subj", f"/CN={TOKEN_ISSUER}",
