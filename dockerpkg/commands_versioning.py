@@ -23,7 +23,8 @@ from dockerpkg.errors import DockerPkgError, Problem
 
 if TYPE_CHECKING:
     from dockerpkg.cli import Context
-    from dockerpkg.effects.prune import Client, Removal
+    from dockerpkg.effects.engine import Engine
+    from dockerpkg.effects.prune import Removal
 
 EXIT_FAILED, EXIT_CHANGES = 1, 2
 DEFAULT_REASON = "Security update"
@@ -264,7 +265,7 @@ def commands(ctx: Context) -> list[Callable[..., Any]]:  # noqa: PLR0915 (closur
 
     def make_prune_plan(
         directory: str, select: str | None, nightly: str | None
-    ) -> tuple[versioning.PruneRun, Client]:
+    ) -> tuple[versioning.PruneRun, Engine]:
         suffix = _nightly(ctx, nightly)
         workspace = api.load_workspace(
             directory, ctx.config_path, ctx.env, f"-{suffix}" if suffix else "", render=False

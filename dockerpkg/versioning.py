@@ -20,7 +20,8 @@ from dockerpkg.effects.author import changelog_date, resolve_author
 from dockerpkg.errors import DockerPkgError
 
 if TYPE_CHECKING:
-    from dockerpkg.effects.prune import Client, LocalState, Removal
+    from dockerpkg.effects.engine import Engine
+    from dockerpkg.effects.prune import LocalState, Removal
 
 
 @attrs.frozen
@@ -113,29 +114,29 @@ class PruneRun:
     state: LocalState
 
 
-def connect(env: Mapping[str, str]) -> Client:
-    from dockerpkg.effects import daemon  # docker-py only for the runs that need it
+def connect(env: Mapping[str, str]) -> Engine:
+    from dockerpkg.effects import engine
 
     try:
-        return daemon.connect(env)
-    except daemon.DaemonError as exc:
+        return engine.connect(env)
+    except engine.EngineError as exc:
         raise DockerPkgError.single("docker", str(exc)) from None
 
 
 def prune_plan(
     workspace: Workspace,
-    client: Client,
+    client: Engine,
     *,
     select: str | None,
     nightly: str | None,
 ) -> PruneRun:
     """Observe the daemon once and plan which old images go."""
-    try:
-        from dockerpkg.effects import daemon
-        from dockerpkg.effects.prune import observe_local
+    from dockerpkg.effects.engine import EngineError
+    from dockerpkg.effects.prune import observe_local
 
+    try:
         state = observe_local(client)
-    except daemon.DaemonError as exc:
+    except EngineError as exc:
         raise DockerPkgError.single("docker", str(exc)) from None
     plan = plan_prune(
         workspace.tree,
@@ -164,7 +165,7 @@ def check_saved_prune(saved: Plan, fresh: PruneRun, where: str) -> None:
         )
 
 
-def prune(client: Client, run: PruneRun) -> tuple[Removal, ...]:
+def prune(client: Engine, run: PruneRun) -> tuple[Removal, ...]:
     """Remove what the plan says, with the observation it was made from."""
     from dockerpkg.effects.prune import remove_images
 

@@ -12,13 +12,13 @@ import threading
 from collections.abc import Iterable, Iterator, Mapping
 from typing import IO, Any
 
-import attrs
 import docker
 import docker.errors
 import requests
 
 from dockerpkg.core.labels import split_label
 from dockerpkg.effects.credentials import Credentials
+from dockerpkg.effects.engine import LocalImage
 
 log = logging.getLogger(__name__)
 
@@ -28,15 +28,6 @@ TIMEOUT = 600
 
 class DaemonError(Exception):
     """The daemon refused or failed; the message is for the user."""
-
-
-@attrs.frozen
-class LocalImage:
-    """One image in the daemon, as `docker images` lists it."""
-
-    id: str
-    tags: tuple[str, ...]
-    parent: str | None = None
 
 
 def connect(env: Mapping[str, str] | None = None) -> docker.APIClient:

@@ -4,18 +4,11 @@ plan says, never forcing; a failure is recorded and the run goes on with the res
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TypeAlias
 
 import attrs
-import docker
-import docker.errors
-import requests
 
 from dockerpkg.core.plan import Op, Plan, Step
-from dockerpkg.effects import daemon
-from dockerpkg.effects.daemon import DaemonError, LocalImage
-
-Client: TypeAlias = docker.APIClient
+from dockerpkg.effects.engine import Engine, EngineError, LocalImage
 
 
 @attrs.frozen
@@ -30,12 +23,9 @@ class LocalState:
         return {image.id: image for image in self.images}
 
 
-def observe_local(client: Client) -> LocalState:
+def observe_local(engine: Engine) -> LocalState:
     """One call for the images, one for the containers."""
-    try:
-        raw = client.images(all=True)
-    except (docker.errors.DockerException, requests.RequestException) as exc:
-        raise DaemonError(f"cannot list images: {exc}") from None
+    raw = engine.images()
     images = tuple(
         LocalImage(
             id=item["Id"],
@@ -44,7 +34,8 @@ def observe_local(client: Client) -> LocalState:
         )
         for item in raw
     )
-    return LocalState(images=images, in_use=daemon.containers_images(client))
+    in_use = frozenset(c["ImageID"] for c in engine.containers())
+    return LocalState(images=images, in_use=in_use)
 
 
 @attrs.frozen
@@ -70,7 +61,7 @@ def _ancestors(image_id: str, images: Mapping[str, LocalImage]) -> set[str]:
 
 
 def remove_images(
-    client: Client, plan: Plan, images: Mapping[str, LocalImage]
+    engine: Engine, plan: Plan, images: Mapping[str, LocalImage]
 ) -> tuple[Removal, ...]:
     """Carry out the plan's remove steps in order. An image with several tags loses all but
     one by name first, since the daemon only removes a single-named image by ID unforced;
@@ -87,9 +78,9 @@ def remove_images(
         known = images.get(step.label)
         try:
             for tag in sorted(known.tags)[:-1] if known is not None else ():
-                daemon.remove_image(client, tag)
-            daemon.remove_image(client, step.label)
-        except DaemonError as exc:
+                engine.remove_image(tag)
+            engine.remove_image(step.label)
+        except EngineError as exc:
             results.append(Removal(step, str(exc)))
             blocked |= _ancestors(step.label, images)
             continue

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import docker.errors
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -11,7 +10,7 @@ from dockerpkg.api import Workspace, load_workspace
 from dockerpkg.core.plan import Op, Plan, Reason
 from dockerpkg.core.prune import plan_prune
 from dockerpkg.core.serialize import plan_to_text
-from dockerpkg.effects.daemon import LocalImage
+from dockerpkg.effects.engine import EngineError, LocalImage
 from dockerpkg.effects.prune import remove_images
 from tests.support.updates import write_tree
 
@@ -222,24 +221,23 @@ class TestOrder:
 
 
 class FakeDaemon:
-    """Enough of docker.APIClient.remove_image for the remover: refuses as the daemon does."""
+    """Enough of an Engine's remove_image for the remover: refuses as the daemon does."""
 
     def __init__(self, images: tuple[LocalImage, ...]) -> None:
         self.tags = {i.id: list(i.tags) for i in images}
         self.parents = {i.id: i.parent for i in images}
         self.calls: list[str] = []
 
-    def remove_image(self, ref: str, force: bool, noprune: bool) -> None:
-        assert not force
+    def remove_image(self, ref: str) -> None:
         self.calls.append(ref)
         if ref not in self.tags:
             owner = next(i for i, tags in self.tags.items() if ref in tags)
             self.tags[owner].remove(ref)
             return
         if any(parent == ref for parent in self.parents.values()):
-            raise docker.errors.APIError("conflict: image has dependent child images")
+            raise EngineError("conflict: image has dependent child images")
         if len(self.tags[ref]) > 1:
-            raise docker.errors.APIError("conflict: image is referenced in multiple repositories")
+            raise EngineError("conflict: image is referenced in multiple repositories")
         self._delete(ref)
 
     def _delete(self, ref: str) -> None:

@@ -1,0 +1,181 @@
+"""The few daemon calls `prune` makes (list images, list containers, remove an image), behind
+one small interface with two implementations:
+
+- `SocketEngine` speaks the Engine API over the local unix socket with the standard library:
+  three plain HTTP calls. Importing docker-py (and requests) costs more than all of a prune's
+  work on a tree of dozens of images, and the local socket is where almost every prune runs.
+- `DockerPyEngine` wraps docker-py for every other endpoint (tcp://, TLS, ssh://).
+
+Both raise EngineError with a message for the user.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+import urllib.parse
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Protocol
+
+import attrs
+
+if TYPE_CHECKING:
+    import docker
+
+DEFAULT_SOCKET = "/var/run/docker.sock"
+# Listing and removing are quick; a daemon that takes longer is stuck, not busy.
+TIMEOUT_S = 120.0
+
+
+@attrs.frozen
+class LocalImage:
+    """One image in the daemon, as `docker images` lists it."""
+
+    id: str
+    tags: tuple[str, ...]
+    parent: str | None = None
+
+
+class EngineError(Exception):
+    """The daemon refused or failed; the message is for the user."""
+
+
+class Engine(Protocol):
+    def images(self) -> list[dict[str, Any]]:
+        """Every image, untagged ones included (`docker images --all`)."""
+
+    def containers(self) -> list[dict[str, Any]]:
+        """Every container, running or not (`docker ps --all`)."""
+
+    def remove_image(self, image: str) -> None:
+        """Remove without force: the daemon refuses an image a container uses."""
+
+    def close(self) -> None: ...
+
+
+def socket_path(env: Mapping[str, str]) -> str | None:
+    """The unix socket DOCKER_HOST names (the default socket when unset), or None for any
+    other kind of endpoint."""
+    host = env.get("DOCKER_HOST", "")
+    if not host:
+        return DEFAULT_SOCKET
+    if host.startswith("unix://"):
+        return host.removeprefix("unix://") or DEFAULT_SOCKET
+    return None
+
+
+def connect(env: Mapping[str, str]) -> Engine:
+    """The engine for the daemon the environment names; EngineError if none answers."""
+    path = socket_path(env)
+    if path is not None:
+        engine = SocketEngine(path)
+        engine.ping()
+        return engine
+    return DockerPyEngine.connect(env)
+
+
+class _UnixConnection(http.client.HTTPConnection):
+    def __init__(self, path: str, timeout: float) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self._path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        try:
+            sock.connect(self._path)
+        except OSError:
+            sock.close()
+            raise
+        self.sock = sock
+
+
+class SocketEngine:
+    """The Engine API over a unix socket, one kept-alive connection."""
+
+    def __init__(self, path: str, timeout: float = TIMEOUT_S) -> None:
+        self._path = path
+        self._connection = _UnixConnection(path, timeout)
+
+    def _call(self, method: str, url: str, what: str) -> Any:
+        try:
+            self._connection.request(method, url)
+            response = self._connection.getresponse()
+            body = response.read()
+        except (OSError, http.client.HTTPException) as exc:
+            self._connection.close()
+            raise EngineError(
+                f"cannot {what}: no answer from the Docker daemon at unix://{self._path} "
+                f"({exc}); is dockerd running, and may this user use its socket?"
+            ) from None
+        if response.status >= 400:
+            raise EngineError(f"cannot {what}: {_daemon_message(response.status, body)}")
+        if "json" not in (response.getheader("Content-Type") or ""):
+            return None  # /_ping answers plain text
+        return json.loads(body)
+
+    def ping(self) -> None:
+        self._call("GET", "/_ping", "reach the Docker daemon")
+
+    def images(self) -> list[dict[str, Any]]:
+        return list(self._call("GET", "/images/json?all=1", "list images") or ())
+
+    def containers(self) -> list[dict[str, Any]]:
+        return list(self._call("GET", "/containers/json?all=1", "list containers") or ())
+
+    def remove_image(self, image: str) -> None:
+        quoted = urllib.parse.quote(image, safe="/:@")
+        self._call("DELETE", f"/images/{quoted}?force=0&noprune=0", f"remove {image[:19]}")
+
+    def close(self) -> None:
+        self._connection.close()
+
+
+def _daemon_message(status: int, body: bytes) -> str:
+    try:
+        message = json.loads(body).get("message")
+    except (ValueError, AttributeError):
+        message = None
+    text = str(message or body.decode("utf-8", "replace").strip() or f"HTTP {status}")
+    return text if len(text) < 300 else text[:300] + "..."
+
+
+class DockerPyEngine:
+    """Any endpoint docker-py can reach."""
+
+    def __init__(self, client: docker.APIClient) -> None:
+        self._client = client
+
+    @classmethod
+    def connect(cls, env: Mapping[str, str]) -> DockerPyEngine:
+        from dockerpkg.effects import daemon
+
+        try:
+            return cls(daemon.connect(env))
+        except daemon.DaemonError as exc:
+            raise EngineError(str(exc)) from None
+
+    def _call(self, what: str, call: Any, *args: Any, **kwargs: Any) -> Any:
+        import docker.errors
+        import requests
+
+        try:
+            return call(*args, **kwargs)
+        except (docker.errors.DockerException, requests.RequestException) as exc:
+            text = str(exc)
+            raise EngineError(f"cannot {what}: {text[:300]}") from None
+
+    def images(self) -> list[dict[str, Any]]:
+        return list(self._call("list images", self._client.images, all=True))
+
+    def containers(self) -> list[dict[str, Any]]:
+        return list(self._call("list containers", self._client.containers, all=True))
+
+    def remove_image(self, image: str) -> None:
+        self._call(
+            f"remove {image[:19]}", self._client.remove_image, image, force=False, noprune=False
+        )
+
+    def close(self) -> None:
+        self._client.close()
