@@ -44,10 +44,16 @@ def plan_update(
     if name not in tree.images:
         raise unknown_image(tree, name, directory)
 
+    # Trees share a few versions among thousands of images; bump each once.
+    bumped: dict[str, str] = {}
+
     def rule(image: Image) -> str:
+        current = image.spec.version
         if image.name == name and version is not None:
-            return versions.check_requested(version, image.spec.version)
-        return versions.bump(image.spec.version, config.update_id)
+            return versions.check_requested(version, current)
+        if current not in bumped:
+            bumped[current] = versions.bump(current, config.update_id)
+        return bumped[current]
 
     return _plan(
         tree,
