@@ -16,6 +16,7 @@ import attrs
 from dockerpkg.core.config import Config
 from dockerpkg.core.plan import DEFAULT_OPTIONS, BuildOptions, Plan
 from dockerpkg.core.planner import OFFLINE, Observed, inputs_digest, plan_build
+from dockerpkg.core.refs import guessed_refs
 from dockerpkg.core.report import Report
 from dockerpkg.core.serialize import plan_from_json
 from dockerpkg.core.spec import Snapshot
@@ -52,10 +53,21 @@ def load_workspace(
     render=False leaves Dockerfiles unrendered where the dependency graph does not need them
     (build_plan renders what it builds): for runs that build little or nothing.
     """
+    directory, loaded, snapshot = _read_inputs(directory, config_path, env)
+    return _resolve(directory, loaded, snapshot, suffix, render=render)
+
+
+def _read_inputs(
+    directory: str, config_path: str | None, env: Mapping[str, str]
+) -> tuple[str, LoadedConfig, Snapshot]:
     # Plans record the tree relative to the current folder: no absolute path in their JSON.
     directory = os.path.relpath(directory)
-    loaded: LoadedConfig = read_config(config_path, env)
-    snapshot = read_snapshot(directory)
+    return directory, read_config(config_path, env), read_snapshot(directory)
+
+
+def _resolve(
+    directory: str, loaded: LoadedConfig, snapshot: Snapshot, suffix: str, *, render: bool
+) -> Workspace:
     analysis = analyze_tree(snapshot, loaded.config, suffix, render=render)
     problems = loaded.warnings + analysis.problems
     if analysis.tree is None or any(p.severity is Severity.ERROR for p in problems):
@@ -68,6 +80,38 @@ def load_workspace(
         digest=inputs_digest(snapshot, loaded.files),
         warnings=problems,
     )
+
+
+def load_and_observe(
+    directory: str,
+    config_path: str | None,
+    env: Mapping[str, str],
+    suffix: str = "",
+    *,
+    render: bool = True,
+    offline: bool = False,
+) -> tuple[Workspace, Observed, Credentials | None]:
+    """load_workspace, then observe_workspace, with the observation started early: the
+    daemon and the registry answer while the tree is resolved."""
+    from dockerpkg.effects.observe import Observation, credentials_for
+
+    directory, loaded, snapshot = _read_inputs(directory, config_path, env)
+    credentials = credentials_for(loaded.config, env)
+    if offline:
+        workspace = _resolve(directory, loaded, snapshot, suffix, render=render)
+        return workspace, Observed(offline=True, credentials=credentials is not None), credentials
+    guesses = guessed_refs(snapshot, loaded.config, suffix)
+    observation = Observation(loaded.config, credentials, env, guesses)
+    try:
+        workspace = _resolve(directory, loaded, snapshot, suffix, render=render)
+    except BaseException:
+        observation.cancel()
+        raise
+    try:
+        observed = observation.result(workspace.tree)
+    except DockerPkgError as exc:
+        raise DockerPkgError([*workspace.warnings, *exc.problems]) from None
+    return workspace, observed, credentials
 
 
 def build_plan(
@@ -88,21 +132,13 @@ def observe_workspace(
     workspace: Workspace, env: Mapping[str, str], *, offline: bool
 ) -> tuple[Observed, Credentials | None]:
     """Credentials (local files only), then, unless offline, the daemon and the registry."""
-    # docker-py is loaded only by the runs that talk to Docker: offline ones start faster.
-    from dockerpkg.effects import daemon
+    # docker-py is loaded only by the runs that build: planning starts faster without it.
     from dockerpkg.effects.observe import credentials_for, observe
 
     credentials = credentials_for(workspace.config, env)
     if offline:
         return Observed(offline=True, credentials=credentials is not None), credentials
-    try:
-        client = daemon.connect(env)
-    except daemon.DaemonError as exc:
-        raise DockerPkgError.single("docker", f"{exc} (use --offline to plan without it)") from None
-    try:
-        return observe(workspace.tree, workspace.config, client, credentials), credentials
-    finally:
-        client.close()
+    return observe(workspace.tree, workspace.config, credentials, env), credentials
 
 
 def load_saved_plan(

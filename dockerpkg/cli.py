@@ -89,9 +89,10 @@ def _make_plan(
     render_all: bool = False,
 ) -> tuple[Plan, api.Workspace, Credentials | None]:
     suffix = _suffix(ctx, directory, flags.nightly, flags.snapshot)
-    workspace = api.load_workspace(directory, ctx.config_path, ctx.env, suffix, render=render_all)
+    workspace, observed, credentials = api.load_and_observe(
+        directory, ctx.config_path, ctx.env, suffix, render=render_all, offline=offline
+    )
     print_problems(workspace.warnings)
-    observed, credentials = api.observe_workspace(workspace, ctx.env, offline=offline)
     options = BuildOptions(
         select=flags.select, pull=not flags.no_pull, use_cache=flags.use_cache, suffix=suffix
     )

@@ -42,8 +42,8 @@ class EngineError(Exception):
 
 
 class Engine(Protocol):
-    def images(self) -> list[dict[str, Any]]:
-        """Every image, untagged ones included (`docker images --all`)."""
+    def images(self, *, untagged: bool = True) -> list[dict[str, Any]]:
+        """Every image; with UNTAGGED, intermediate ones too (`docker images --all`)."""
 
     def containers(self) -> list[dict[str, Any]]:
         """Every container, running or not (`docker ps --all`)."""
@@ -118,8 +118,9 @@ class SocketEngine:
     def ping(self) -> None:
         self._call("GET", "/_ping", "reach the Docker daemon")
 
-    def images(self) -> list[dict[str, Any]]:
-        return list(self._call("GET", "/images/json?all=1", "list images") or ())
+    def images(self, *, untagged: bool = True) -> list[dict[str, Any]]:
+        url = f"/images/json?all={int(untagged)}"
+        return list(self._call("GET", url, "list images") or ())
 
     def containers(self) -> list[dict[str, Any]]:
         return list(self._call("GET", "/containers/json?all=1", "list containers") or ())
@@ -166,8 +167,8 @@ class DockerPyEngine:
             text = str(exc)
             raise EngineError(f"cannot {what}: {text[:300]}") from None
 
-    def images(self) -> list[dict[str, Any]]:
-        return list(self._call("list images", self._client.images, all=True))
+    def images(self, *, untagged: bool = True) -> list[dict[str, Any]]:
+        return list(self._call("list images", self._client.images, all=untagged))
 
     def containers(self) -> list[dict[str, Any]]:
         return list(self._call("list containers", self._client.containers, all=True))
@@ -179,3 +180,15 @@ class DockerPyEngine:
 
     def close(self) -> None:
         self._client.close()
+
+
+def local_images(raw: list[dict[str, Any]]) -> tuple[LocalImage, ...]:
+    """LocalImage values from an image listing."""
+    return tuple(
+        LocalImage(
+            id=item["Id"],
+            tags=tuple(t for t in (item.get("RepoTags") or ()) if t != "<none>:<none>"),
+            parent=item.get("ParentId") or None,
+        )
+        for item in raw
+    )

@@ -1,17 +1,24 @@
-"""Observe the world once, before planning: what the daemon holds and what is published."""
+"""Observe the world once, before planning: what the daemon holds and what is published.
+
+Observation can start before the tree is resolved (`Observation`, from references guessed off
+the changelogs): the registry then answers while this process parses and orders the tree,
+instead of after it. Only the answers for the resolved tree's references are used.
+"""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+import threading
+from collections.abc import Iterable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 
-import docker
+import attrs
 
 from dockerpkg.core.config import Config
-from dockerpkg.core.labels import repository_path
 from dockerpkg.core.planner import Observed
+from dockerpkg.core.refs import Ref, tree_refs
 from dockerpkg.core.tree import Tree
-from dockerpkg.effects import daemon
+from dockerpkg.effects import engine
 from dockerpkg.effects.credentials import Credentials, find_credentials
 from dockerpkg.effects.registry import RegistryClient, RegistryError
 from dockerpkg.errors import DockerPkgError
@@ -38,27 +45,82 @@ def registry_client(config: Config, credentials: Credentials | None) -> Registry
     )
 
 
+@attrs.frozen
+class _Facts:
+    local: frozenset[str]
+    published: Mapping[Ref, bool]
+
+
+class Observation:
+    """The daemon's images and the registry's answers for REFS, gathered in the background
+    from construction on; `result` completes them for the resolved tree."""
+
+    def __init__(
+        self,
+        config: Config,
+        credentials: Credentials | None,
+        env: Mapping[str, str],
+        refs: Iterable[Ref],
+    ) -> None:
+        self._config = config
+        self._credentials = credentials
+        self._cancel = threading.Event()
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="observe")
+        self._future: Future[_Facts] = self._pool.submit(self._gather, dict(env), tuple(refs))
+
+    def _gather(self, env: Mapping[str, str], refs: tuple[Ref, ...]) -> _Facts:
+        try:
+            daemon = engine.connect(env)
+        except engine.EngineError as exc:
+            raise DockerPkgError.single(
+                "docker", f"{exc} (use --offline to plan without it)"
+            ) from None
+        try:
+            images = engine.local_images(daemon.images(untagged=False))
+        except engine.EngineError as exc:
+            raise DockerPkgError.single("docker", str(exc)) from None
+        finally:
+            daemon.close()
+        local = frozenset(tag for image in images for tag in image.tags)
+        return _Facts(local, self._published(refs, self._cancel))
+
+    def _published(self, refs: Iterable[Ref], cancel: threading.Event | None) -> dict[Ref, bool]:
+        try:
+            with registry_client(self._config, self._credentials) as registry:
+                return registry.published_many(refs, cancel)
+        except RegistryError as exc:
+            where = self._config.registry or "Docker Hub"
+            raise DockerPkgError.single(where, str(exc)) from None
+
+    def result(self, tree: Tree) -> Observed:
+        """What the plan for TREE needs; references not asked yet are asked now."""
+        try:
+            facts = self._future.result()
+        finally:
+            self._pool.shutdown()
+        refs = tree_refs(tree, self._config)
+        answers = dict(facts.published)
+        missing = [ref for ref in refs.values() if ref not in answers]
+        if missing:
+            answers.update(self._published(missing, None))
+        published = frozenset(tree.images[name].label for name, ref in refs.items() if answers[ref])
+        return Observed(
+            offline=False,
+            published=published,
+            local=facts.local,
+            credentials=self._credentials is not None,
+        )
+
+    def cancel(self) -> None:
+        """Stop asking (the run ends without a plan) and wait for what is in flight."""
+        self._cancel.set()
+        self._future.exception()  # waits; its error, if any, no longer matters
+        self._pool.shutdown()
+
+
 def observe(
-    tree: Tree,
-    config: Config,
-    client: docker.APIClient,
-    credentials: Credentials | None,
+    tree: Tree, config: Config, credentials: Credentials | None, env: Mapping[str, str]
 ) -> Observed:
     """Local labels in one daemon call; published tags in concurrent kept-alive checks."""
-    try:
-        local = daemon.local_labels(daemon.list_images(client))
-    except daemon.DaemonError as exc:
-        raise DockerPkgError.single("docker", str(exc)) from None
-    refs = {
-        name: (repository_path(image.repository, config.registry), image.tag)
-        for name, image in tree.images.items()
-    }
-    try:
-        with registry_client(config, credentials) as registry:
-            found = registry.published_many(refs.values())
-    except RegistryError as exc:
-        raise DockerPkgError.single(config.registry or "Docker Hub", str(exc)) from None
-    published = frozenset(tree.images[name].label for name, ref in refs.items() if found[ref])
-    return Observed(
-        offline=False, published=published, local=local, credentials=credentials is not None
-    )
+    refs = tree_refs(tree, config).values()
+    return Observation(config, credentials, env, refs).result(tree)

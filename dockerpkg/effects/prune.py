@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 import attrs
 
 from dockerpkg.core.plan import Op, Plan, Step
-from dockerpkg.effects.engine import Engine, EngineError, LocalImage
+from dockerpkg.effects.engine import Engine, EngineError, LocalImage, local_images
 
 
 @attrs.frozen
@@ -25,15 +25,7 @@ class LocalState:
 
 def observe_local(engine: Engine) -> LocalState:
     """One call for the images, one for the containers."""
-    raw = engine.images()
-    images = tuple(
-        LocalImage(
-            id=item["Id"],
-            tags=tuple(t for t in (item.get("RepoTags") or ()) if t != "<none>:<none>"),
-            parent=item.get("ParentId") or None,
-        )
-        for item in raw
-    )
+    images = local_images(engine.images())
     in_use = frozenset(c["ImageID"] for c in engine.containers())
     return LocalState(images=images, in_use=in_use)
 

@@ -95,6 +95,10 @@ class RegistryFailure(enum.Enum):
     BAD_RESPONSE = "bad_response"
 
 
+class RegistryCancelledError(Exception):
+    """The caller stopped the checks (it no longer needs their answers)."""
+
+
 class RegistryError(Exception):
     """A registry could not answer; ``str()`` is a message for the user without secrets."""
 
@@ -233,11 +237,14 @@ class RegistryClient:
             raise self._unexpected(body, f"GET manifest of {repository}:{tag}")
         return "sha256:" + hashlib.sha256(body.content).hexdigest()
 
-    def published_many(self, refs: Iterable[tuple[str, str]]) -> dict[tuple[str, str], bool]:
+    def published_many(
+        self, refs: Iterable[tuple[str, str]], cancel: threading.Event | None = None
+    ) -> dict[tuple[str, str], bool]:
         """``published`` for every ``(repository, tag)``, asked concurrently.
 
         The answer has one entry per distinct ref, in the order given. If any check fails, the
-        first failure is raised and the checks not yet started are cancelled.
+        first failure is raised and the checks not yet started are cancelled; a set CANCEL
+        does the same, raising RegistryCancelledError.
         """
         unique = list(dict.fromkeys(refs))
         for repository, tag in unique:
@@ -251,7 +258,7 @@ class RegistryClient:
             max_workers=min(self._workers, len(unique)), thread_name_prefix="registry"
         ) as pool:
             self._prefetch_tokens(pool, [repository for repository, _ in unique])
-            futures = {pool.submit(self._quick_published, *ref): ref for ref in unique}
+            futures = {pool.submit(self._unless, cancel, *ref): ref for ref in unique}
             try:
                 for future in as_completed(futures):
                     answers[futures[future]] = future.result()
@@ -259,6 +266,11 @@ class RegistryClient:
                 pool.shutdown(wait=True, cancel_futures=True)
                 raise
         return {ref: answers[ref] for ref in unique}
+
+    def _unless(self, cancel: threading.Event | None, repository: str, tag: str) -> bool:
+        if cancel is not None and cancel.is_set():
+            raise RegistryCancelledError("cancelled")
+        return self._quick_published(repository, tag)
 
     def _quick_published(self, repository: str, tag: str) -> bool:
         """``published`` over a plain http.client connection kept by this thread.
