@@ -25,7 +25,7 @@ from dockerpkg.effects.configfile import LoadedConfig, read_config
 from dockerpkg.effects.credentials import Credentials
 from dockerpkg.effects.scheduler import Interrupt, Listener
 from dockerpkg.effects.tree import read_snapshot
-from dockerpkg.errors import DockerPkgError, Problem, Severity
+from dockerpkg.errors import DockerPkgError, Problem, Severity, error
 
 
 @attrs.frozen
@@ -70,6 +70,14 @@ def _resolve(
 ) -> Workspace:
     analysis = analyze_tree(snapshot, loaded.config, suffix, render=render)
     problems = loaded.warnings + analysis.problems
+    if not snapshot.images:
+        # Most likely the wrong folder: doing nothing successfully would hide that.
+        problems += (
+            error(
+                directory,
+                "no images here: no folder holds both a Dockerfile.template and a changelog",
+            ),
+        )
     if analysis.tree is None or any(p.severity is Severity.ERROR for p in problems):
         raise DockerPkgError(problems)
     return Workspace(
@@ -152,12 +160,31 @@ def load_saved_plan(
     plan = plan_from_json(text, path)
     workspace = load_workspace(plan.directory, config_path, env, plan.options.suffix, render=False)
     if workspace.digest != plan.digest:
-        raise DockerPkgError.single(
+        stale = error(
             path,
             f"stale plan: the tree in {plan.directory} or the config changed since the plan "
             "was made; make a new plan",
         )
+        raise DockerPkgError([stale, *_changed_changelogs(plan, workspace)])
     return plan, workspace
+
+
+def _changed_changelogs(plan: Plan, workspace: Workspace) -> list[Problem]:
+    """The changelogs an update plan would edit whose newest version is no longer the one the
+    plan was made from (someone else updated them meanwhile)."""
+    versions = {
+        image.spec.source.file("changelog"): image.spec.version
+        for image in workspace.tree.images.values()
+    }
+    problems = []
+    for edit in plan.edits:
+        now = versions.get(edit.path)
+        if now is None:
+            problems.append(error(edit.path, "no longer the changelog of an image of the tree"))
+        elif now != edit.old_version:
+            message = f"changed since the plan was made: version {now}, not {edit.old_version}"
+            problems.append(error(edit.path, message, 1))
+    return problems
 
 
 def apply_build_plan(

@@ -218,6 +218,8 @@ def _commands(ctx: Context) -> list[Callable[..., Any]]:
         run_dir: str | None = None,
     ) -> None:
         """Execute a saved plan (refused if stale), or plan DIRECTORY and execute at once."""
+        if not os.path.lexists(target):
+            raise DockerPkgError.single(target, "no such file or folder: give a plan or a tree")
         if Path(target).is_file():
             from dockerpkg.effects.observe import credentials_for
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import attrs
 import strictyaml as sy
+from strictyaml.ruamel.error import MarkedYAMLError, YAMLError
 
 from dockerpkg.errors import DockerPkgError, Problem, error
 
@@ -186,14 +187,32 @@ def _key_at_line(text: str, line: int) -> str | None:
     return None
 
 
-def _validation_problem(path: str, text: str, exc: sy.StrictYAMLError) -> Problem:
+def _mark_line(exc: MarkedYAMLError) -> int | None:
     mark = exc.problem_mark or exc.context_mark
-    line = mark.line + 1 if mark is not None else None
-    key = _key_at_line(text, line) if line is not None else None
+    return mark.line + 1 if mark is not None else None
+
+
+def _describe(exc: MarkedYAMLError) -> str:
     what = " ".join(part for part in (exc.context, exc.problem) if part)
-    what = re.sub(r"\s+", " ", what).strip()
+    return re.sub(r"\s+", " ", what).strip()
+
+
+def _validation_problem(path: str, text: str, exc: sy.StrictYAMLError) -> Problem:
+    line = _mark_line(exc)
+    key = _key_at_line(text, line) if line is not None else None
+    if key and "Duplicate key" in (exc.problem or ""):
+        return error(path, f"key '{key}' is given twice", line)
     where = f"bad value for '{key}'" if key else "invalid config"
-    return error(path, f"{where}: {what}", line)
+    return error(path, f"{where}: {_describe(exc)}", line)
+
+
+def _line_of_key(text: str, key: str) -> int | None:
+    """The first line naming KEY as a mapping key, block or flow style."""
+    pattern = re.compile(rf"(^|[{{,]\s*)['\"]?{re.escape(key)}['\"]?\s*:")
+    for number, line in enumerate(text.splitlines(), 1):
+        if pattern.search(line):
+            return number
+    return None
 
 
 def parse_config_data(text: str, path: str) -> dict[str, Any]:
@@ -206,22 +225,26 @@ def parse_config_data(text: str, path: str) -> dict[str, Any]:
         document = sy.dirty_load(text, _SCHEMA, label=path, allow_flow_style=True)
     except sy.StrictYAMLError as exc:
         raise DockerPkgError([_validation_problem(path, text, exc)]) from None
+    except MarkedYAMLError as exc:
+        raise DockerPkgError(
+            [error(path, f"not valid YAML: {_describe(exc)}", _mark_line(exc))]
+        ) from None
+    except YAMLError as exc:
+        raise DockerPkgError([error(path, f"not valid YAML: {exc}")]) from None
     data: dict[str, Any] = dict(document.data)
     problems = []
     for key, value in data.items():
+        line = _line_of_key(text, key)
         if key not in _KNOWN_KEYS:
             data[key] = _resolve_any(value)
+        elif key == "scan_workers" and value < 1:
+            problems.append(
+                error(path, f"bad value for 'scan_workers': {value} is not 1 or more", line)
+            )
         elif key == "container_limits":
-            limits = _parse_limits(value)
-            if limits is None:
-                problems.append(
-                    error(
-                        path,
-                        "bad value for 'container_limits': expected a mapping or "
-                        "'memory=...,memswap=...,cpushares=...,cpusetcpus=...'",
-                        document[key].start_line,
-                    )
-                )
+            limits, why = _parse_limits(value)
+            if why is not None:
+                problems.append(error(path, f"bad value for 'container_limits': {why}", line))
             else:
                 data[key] = limits
     if problems:
@@ -229,18 +252,22 @@ def parse_config_data(text: str, path: str) -> dict[str, Any]:
     return data
 
 
-def _parse_limits(value: Any) -> dict[str, str | int] | None:
+def _parse_limits(value: Any) -> tuple[dict[str, str | int], str | None]:
+    """docker-py's container_limits from a mapping or docker-pkg's 'key=value,...' string;
+    else why not."""
     if value is None:
-        return {}
+        return {}, None
     if isinstance(value, str):
         pairs = [item.split("=", 1) for item in value.split(",") if item.strip()]
         if any(len(pair) != 2 for pair in pairs):
-            return None
+            return {}, "expected a mapping or 'memory=...,memswap=...,cpushares=...,cpusetcpus=...'"
         value = {k.strip(): v.strip() for k, v in pairs}
     limits = {k: (int(v) if isinstance(v, str) and v.isdigit() else v) for k, v in value.items()}
-    if not set(limits) <= _CONTAINER_LIMIT_KEYS:
-        return None
-    return limits
+    unknown = sorted(set(limits) - _CONTAINER_LIMIT_KEYS)
+    if unknown:
+        known = ", ".join(sorted(_CONTAINER_LIMIT_KEYS))
+        return {}, f"unknown key {', '.join(repr(k) for k in unknown)} (known: {known})"
+    return limits, None
 
 
 def build_config(*layers: Mapping[str, Any]) -> Config:

@@ -6,8 +6,9 @@ their inputs, so there is no shared state between renders.
 
 from __future__ import annotations
 
+import posixpath
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 import attrs
@@ -16,8 +17,6 @@ from debian.debian_support import BaseVersion
 from dockerpkg.core.config import Config
 from dockerpkg.core.labels import join_repository, split_label
 from dockerpkg.errors import DockerPkgError, Problem, error, warning
-
-TEMPLATE_NAME = "Dockerfile.template"
 
 
 class FilterError(Exception):
@@ -125,19 +124,35 @@ def _add_user(user: str, mappings: Mapping[str, int]) -> str:
     )
 
 
-def _template_line(exc: BaseException) -> int | None:
-    """Jinja rewrites tracebacks so template frames carry the template's own line numbers."""
+class IncludeError(Exception):
+    """An include or import the image folder cannot satisfy; the message is for the user."""
+
+
+def _place(exc: BaseException, loaded: Collection[str]) -> tuple[str | None, int | None]:
+    """The template (a name the loader gave out) and line an error happened at: Jinja rewrites
+    tracebacks so template frames carry the template's own name and line numbers."""
     import jinja2
 
     if isinstance(exc, jinja2.TemplateSyntaxError):
-        return exc.lineno
-    line = None
+        return exc.name, exc.lineno
+    name = line = None
     tb = exc.__traceback__
     while tb is not None:
-        if tb.tb_frame.f_code.co_filename in (TEMPLATE_NAME, "<template>"):
-            line = tb.tb_lineno
+        if tb.tb_frame.f_code.co_filename in loaded:
+            name, line = tb.tb_frame.f_code.co_filename, tb.tb_lineno
         tb = tb.tb_next
-    return line
+    return name, line
+
+
+def _folder_path(name: str) -> str:
+    """NAME as a path inside the image folder, or IncludeError when it leads out of it."""
+    normal = posixpath.normpath(name)
+    if normal.startswith("/") or normal == ".." or normal.startswith("../"):
+        raise IncludeError(
+            f"cannot include or import '{name}': it is outside the image folder (a template "
+            "can use files of its own image folder only)"
+        )
+    return normal
 
 
 # `{{ "name" | image_tag }}`, optionally followed by more filters: by far the usual form.
@@ -209,12 +224,37 @@ def render_template(
     known: KnownImages,
     *,
     where: str,
+    names: Collection[str] = (),
 ) -> Rendered:
-    """Render TEXT; every failure becomes a Problem at WHERE (and the template line)."""
+    """Render TEXT, the template at WHERE (a path relative to the tree), with FILES (the text
+    files of its folder) to include; NAMES are all the folder's files, text or not.
+
+    Every failure becomes a Problem at the template (WHERE, or the included file) and line.
+    """
     import jinja2
 
     used: list[str] = []
     notes: list[Problem] = []
+    folder, _, main = where.rpartition("/")
+    sources = {**files, main: text}
+    loaded: set[str] = set()
+
+    def at(name: str | None) -> str:
+        """A template of the folder, as a path relative to the tree."""
+        if name is None or name == main:
+            return where
+        return f"{folder}/{name}" if folder else name
+
+    def load(name: str) -> tuple[str, str, Callable[[], bool]] | None:
+        path = _folder_path(name)
+        if path not in sources:
+            if path in names:
+                raise IncludeError(
+                    f"cannot include or import '{name}': not a UTF-8 text file of at most 256 KiB"
+                )
+            return None
+        loaded.add(path)
+        return sources[path], path, lambda: True
 
     def image_tag(name: str) -> str:
         repository = known.lookup(str(name))
@@ -236,30 +276,34 @@ def render_template(
         "add_user": lambda user: _add_user(str(user), config.known_uid_mappings),
     }
     env = jinja2.Environment(  # noqa: S701 (a Dockerfile is not HTML)
-        loader=jinja2.DictLoader({**files, TEMPLATE_NAME: text}),
+        loader=jinja2.FunctionLoader(load),
         undefined=jinja2.StrictUndefined,
         extensions=["jinja2.ext.do"],
     )
     env.filters.update(filters)
+
+    def fail(message: str, exc: BaseException) -> DockerPkgError:
+        name, line = _place(exc, loaded)
+        if name is not None and name != main:
+            message += f" (included from {where})"
+        return DockerPkgError([error(at(name), message, line)])
+
     try:
-        dockerfile = env.get_template(TEMPLATE_NAME).render(config.template_variables())
+        dockerfile = env.get_template(main).render(config.template_variables())
     except jinja2.TemplateSyntaxError as exc:
-        raise DockerPkgError(
-            [error(where, f"template syntax: {exc.message}", exc.lineno)]
-        ) from None
+        raise fail(f"template syntax: {exc.message}", exc) from None
     except jinja2.TemplateNotFound as exc:
-        message = f"include '{exc.name}' not found in the image folder"
-        raise DockerPkgError([error(where, message, _template_line(exc))]) from None
+        raise fail(f"include '{exc.name}' not found in the image folder", exc) from None
     except jinja2.UndefinedError as exc:
-        message = f"undefined variable: {exc.message}"
-        raise DockerPkgError([error(where, message, _template_line(exc))]) from None
-    except FilterError as exc:
-        raise DockerPkgError([error(where, str(exc), _template_line(exc))]) from None
+        raise fail(f"undefined variable: {exc.message}", exc) from None
+    except (FilterError, IncludeError) as exc:
+        raise fail(str(exc), exc) from None
+    except RecursionError as exc:
+        raise fail("templates include each other without end", exc) from None
     except Exception as exc:  # any template error is the user's, reported at its line
-        kind = type(exc).__name__
-        raise DockerPkgError(
-            [error(where, f"template error: {kind}: {exc}", _template_line(exc))]
-        ) from None
+        raise fail(f"template error: {type(exc).__name__}: {exc}", exc) from None
+    if not dockerfile.strip():
+        raise DockerPkgError([error(where, "renders to nothing: the result is empty or blank")])
     if config.force_numeric_user and (problem := check_numeric_user(dockerfile)):
         raise DockerPkgError([error(where, problem)])
     return Rendered(dockerfile=dockerfile, used=tuple(dict.fromkeys(used)), warnings=tuple(notes))

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import re
+
 import attrs
-from debian import deb822
 from debian.changelog import Changelog, ChangelogParseError
 
 from dockerpkg.errors import DockerPkgError, Problem, error
@@ -15,6 +16,8 @@ class Dependency:
 
     name: str
     constraint: str | None = None
+    # Where the control file names it, for messages; not part of the value.
+    line: int | None = attrs.field(default=None, eq=False)
 
 
 @attrs.frozen
@@ -54,6 +57,8 @@ class ImageSpec:
 
 def _changelog_head(source: ImageSource) -> tuple[str, str]:
     where = source.file("changelog")
+    if not source.changelog.strip():
+        raise DockerPkgError([error(where, "the changelog is empty")])
     try:
         changelog = Changelog(source.changelog, strict=True, max_blocks=1)
         name, version = changelog.package, changelog.version
@@ -67,49 +72,124 @@ def _changelog_head(source: ImageSource) -> tuple[str, str]:
 
 
 def _first_bad_line(text: str, message: str) -> int | None:
-    """python-debian quotes the offending line after the last ': '; find where it is."""
+    """python-debian quotes the offending line after the last ': '; find where it is. Other
+    messages are about the heading (a bad version), or about the end of the file."""
+    lines = text.splitlines()
     quoted = message.rsplit(": ", 1)[-1].strip()
-    for number, line in enumerate(text.splitlines(), 1):
+    for number, line in enumerate(lines, 1):
         if quoted and line.strip() == quoted:
             return number
-    return None
+    filled = [number for number, line in enumerate(lines, 1) if line.strip()]
+    if not filled:
+        return None
+    return filled[-1] if "eof" in message else filled[0]
+
+
+# A field line of deb822: a name (printable ASCII but space and ':', not starting with # or -),
+# a colon, and the value.
+_FIELD = re.compile(r"([!-,.-9;-~][!-9;-~]*):(.*)")
+# One relation: an image name and an optional version constraint, as python-debian reads them.
+_RELATION = re.compile(
+    r"(?P<name>[a-zA-Z0-9][a-zA-Z0-9.+\-]*)"
+    r"(?:\s*\(\s*(?P<op><<|<=|=|>=|>>|<|>)\s*(?P<version>[0-9a-zA-Z:\-+~.]+)\s*\))?"
+)
+_DEPENDS_FIELDS = ("Build-Depends", "Depends")
+
+
+@attrs.frozen
+class _Field:
+    """A control field: where it starts, and its value line by line (with line numbers)."""
+
+    name: str
+    line: int
+    parts: tuple[tuple[int, str], ...]
+
+
+def _control_fields(text: str, where: str) -> tuple[dict[str, _Field], list[Problem]]:
+    """The fields of the first paragraph (the image's; later ones are not read), by
+    lower-cased name; every malformed line of the file is a problem at its line."""
+    raw: list[tuple[str, int, list[tuple[int, str]]]] = []  # every field, in order
+    first_paragraph: int | None = None  # how many fields the first paragraph has
+    problems: list[Problem] = []
+    current: list[tuple[int, str]] | None = None  # the value of the field being read
+    for number, line in enumerate(text.splitlines(), 1):
+        if line.startswith("#"):
+            continue
+        if not line.strip():
+            if current is not None and first_paragraph is None:
+                first_paragraph = len(raw)
+            current = None
+        elif line[0] in " \t":
+            if current is None:
+                problems.append(error(where, "continuation line without a field above it", number))
+            else:
+                current.append((number, line.strip()))
+        elif match := _FIELD.fullmatch(line):
+            current = [(number, match.group(2).strip())]
+            raw.append((match.group(1), number, current))
+        else:
+            problems.append(
+                error(where, f"malformed line {line.strip()!r}: expected 'Field: value'", number)
+            )
+            current = None
+    fields: dict[str, _Field] = {}
+    for name, number, parts in raw[:first_paragraph]:
+        key = name.lower()
+        if key in fields:
+            message = f"field {name} given twice (first at line {fields[key].line})"
+            problems.append(error(where, message, number))
+        else:
+            fields[key] = _Field(name, number, tuple((n, v) for n, v in parts if v))
+    return fields, problems
+
+
+def _relations(field: _Field) -> list[tuple[int, str]]:
+    """The comma-separated entries of a field, each with the line it starts on; empty entries
+    (a trailing comma) are left out."""
+    entries: list[tuple[int, str]] = []
+    start, pending = field.line, ""
+    for number, part in field.parts:
+        pieces = part.split(",")
+        for index, piece in enumerate(pieces):
+            if not pending.strip():
+                start = number
+            pending += " " + piece
+            if index < len(pieces) - 1:
+                if pending.strip():
+                    entries.append((start, pending.strip()))
+                pending = ""
+    if pending.strip():
+        entries.append((start, pending.strip()))
+    return entries
 
 
 def _control_depends(source: ImageSource) -> tuple[Dependency, ...]:
     if source.control is None:
         return ()
     where = source.file("control")
-    try:
-        paragraph = deb822.Deb822(source.control)
-    except ValueError as exc:
-        raise DockerPkgError([error(where, f"cannot parse control file: {exc}")]) from None
+    fields, problems = _control_fields(source.control, where)
     found: list[Dependency] = []
-    problems: list[Problem] = []
-    for field in ("Build-Depends", "Depends"):
-        value = paragraph.get(field)
-        if not value:
+    for name in _DEPENDS_FIELDS:
+        field = fields.get(name.lower())
+        if field is None:
             continue
-        line = _field_line(source.control, field)
-        for alternatives in deb822.PkgRelation.parse_relations(value):
-            if len(alternatives) != 1 or not alternatives[0].get("name"):
-                problems.append(
-                    error(where, f"{field}: alternatives ('|') are not supported", line)
+        for line, entry in _relations(field):
+            match = _RELATION.fullmatch(entry)
+            if "|" in entry:
+                message = f"{field.name}: alternatives ('{entry}') are not supported"
+                problems.append(error(where, message, line))
+            elif match is None:
+                message = (
+                    f"{field.name}: cannot read '{entry}': expected an image name, optionally "
+                    "followed by a version constraint such as (>= 1.0)"
                 )
-                continue
-            entry = alternatives[0]
-            version = entry.get("version")
-            constraint = f"{version[0]} {version[1]}" if version else None
-            found.append(Dependency(entry["name"], constraint))
+                problems.append(error(where, message, line))
+            else:
+                constraint = f"{match['op']} {match['version']}" if match["op"] else None
+                found.append(Dependency(match["name"], constraint, line))
     if problems:
         raise DockerPkgError(problems)
     return tuple(found)
-
-
-def _field_line(text: str, field: str) -> int | None:
-    for number, line in enumerate(text.splitlines(), 1):
-        if line.lower().startswith(field.lower() + ":"):
-            return number
-    return None
 
 
 def parse_image(source: ImageSource) -> ImageSpec:

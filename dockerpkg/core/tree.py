@@ -124,6 +124,7 @@ def _render(spec: ImageSpec, config: Config, known: KnownImages) -> tuple[Render
             config,
             known,
             where=spec.source.file("Dockerfile.template"),
+            names=spec.source.names,
         )
     except DockerPkgError as exc:
         problems.extend(exc.problems)
@@ -135,6 +136,7 @@ def _render(spec: ImageSpec, config: Config, known: KnownImages) -> tuple[Render
                 config,
                 known,
                 where=spec.source.file("Dockerfile.build.template"),
+                names=spec.source.names,
             )
         except DockerPkgError as exc:
             problems.extend(exc.problems)
@@ -203,8 +205,11 @@ def _dependencies(
                     control,
                     f"image '{spec.name}' depends on '{dep.name}', which is neither in the tree "
                     "nor in base_images",
+                    dep.line,
                 )
             )
+        elif tree_repos.get(repository) == spec.name:
+            problems.append(error(control, f"image '{spec.name}' depends on itself", dep.line))
         elif repository in tree_repos:
             parents.add(tree_repos[repository])
             declared.add(repository)
@@ -212,9 +217,11 @@ def _dependencies(
             bases.add(known.labels[repository])
             declared.add(repository)
     for repository in rendered.used:
+        if tree_repos.get(repository) == spec.name:
+            continue  # its own label (in a LABEL, say): not something to build first
         if repository in tree_repos:
             parents.add(tree_repos[repository])
-            if repository not in declared and tree_repos[repository] != spec.name:
+            if repository not in declared:
                 problems.append(
                     warning(
                         spec.source.file("Dockerfile.template"),
@@ -225,6 +232,19 @@ def _dependencies(
         else:
             bases.add(known.labels[repository])
     return parents, bases, problems
+
+
+def _edge_problem(
+    image: Image, parent: str, known: KnownImages, tree_repos: Mapping[str, str], message: str
+) -> Problem:
+    """An error about IMAGE needing PARENT, at the control line declaring it, else at the
+    template using it through image_tag."""
+    source = image.spec.source
+    for dep in image.spec.depends:
+        if tree_repos.get(known.resolve(dep.name) or "") == parent:
+            return error(source.file("control"), message, dep.line)
+    where = source.file("Dockerfile.template")
+    return error(where, f"{message} ('{parent}' is used through image_tag)")
 
 
 def analyze_tree(
@@ -285,13 +305,9 @@ def analyze_tree(
                 known=known,
             )
         except CycleError as exc:
-            first = images[exc.cycle[0]]
-            problems.append(
-                error(
-                    first.spec.source.file("control"),
-                    "dependency cycle: " + " -> ".join(exc.cycle),
-                )
-            )
+            first, second = images[exc.cycle[0]], exc.cycle[1]
+            message = "dependency cycle: " + " -> ".join(exc.cycle)
+            problems.append(_edge_problem(first, second, known, tree_repos, message))
     return Analysis(
         specs=tuple(specs),
         rendered=MappingProxyType(rendered),

@@ -41,6 +41,7 @@ from dockerpkg.effects.scheduler import (
     TaskResult,
     run_tasks,
 )
+from dockerpkg.effects.tree import link_problem
 
 
 @attrs.frozen
@@ -182,7 +183,7 @@ class Executor:
         config = self._settings.config
         with (
             self._log(image.name, f"build {image.label}") as log,
-            _context(self._settings.directory / image.path, image.name) as context,
+            _context(self._settings.directory, image.path, image.name) as context,
         ):
             try:
                 if image.build_dockerfile is not None:
@@ -300,15 +301,37 @@ def _bases(image: PlannedImage, images: Mapping[str, PlannedImage]) -> list[str]
 
 
 @contextlib.contextmanager
-def _context(folder: Path, name: str) -> Iterator[Path]:
-    """A temporary copy of the image folder, removed whatever happens."""
+def _context(tree: Path, path: str, name: str) -> Iterator[Path]:
+    """A temporary copy of the image folder PATH of TREE, removed whatever happens.
+
+    Links are copied as links, never followed, and the copy is refused when one of them leads
+    out of the context: checked on the copy, so a link made after planning is caught too.
+    """
     temp = tempfile.mkdtemp(prefix=f"dockerpkg-{name.replace('/', '-')}-")
     try:
         context = Path(temp) / "context"
-        shutil.copytree(folder, context, symlinks=True)
+        try:
+            shutil.copytree(tree / path, context, symlinks=True)
+        except (OSError, shutil.Error) as exc:
+            raise TaskFailedError(f"cannot copy {path} into the build context: {exc}") from None
+        refused = _refused_links(context, path)
+        if refused:
+            raise TaskFailedError("refused to copy into the build context: " + "; ".join(refused))
         yield context
     finally:
         shutil.rmtree(temp, ignore_errors=True)
+
+
+def _refused_links(context: Path, path: str) -> list[str]:
+    """`PATH/LINK: why` for every symlink of the copied CONTEXT leading out of it."""
+    refused = []
+    for folder, dirs, files in os.walk(context):
+        for entry in sorted(dirs + files):
+            full = os.path.join(folder, entry)
+            if os.path.islink(full) and (why := link_problem(full, str(context))):
+                relative = os.path.relpath(full, context).replace(os.sep, "/")
+                refused.append(f"{relative if path == '.' else f'{path}/{relative}'}: {why}")
+    return refused
 
 
 class _Tee:

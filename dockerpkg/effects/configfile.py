@@ -35,6 +35,8 @@ def read_config(path: str | None, env: Mapping[str, str]) -> LoadedConfig:
     if user.is_file():
         files.append((str(user), _read(str(user))))
     chosen = path or DEFAULT_CONFIG
+    if Path(chosen).is_dir():
+        raise DockerPkgError.single(chosen, "is a folder, not a config file")
     if Path(chosen).is_file():
         files.append((chosen, _read(chosen)))
     elif path is not None:
@@ -46,6 +48,12 @@ def read_config(path: str | None, env: Mapping[str, str]) -> LoadedConfig:
 
 def _read(path: str) -> str:
     try:
-        return Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DockerPkgError.single(path, f"cannot read config file: {exc}") from None
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise DockerPkgError.single(path, f"cannot read config file: {exc.strerror}") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        byte = data[exc.start : exc.start + 1].hex()
+        raise DockerPkgError.single(path, f"not UTF-8 text (byte 0x{byte})", line) from None

@@ -113,7 +113,7 @@ class TestErrors:
             "three/Dockerfile.template:2: error: undefined variable: 'nope' is undefined" in lines
         )
         assert (
-            "four/control: error: image 'four' depends on 'ghost', which is neither in the tree "
+            "four/control:2: error: image 'four' depends on 'ghost', which is neither in the tree "
             "nor in base_images" in lines
         )
 

@@ -61,7 +61,7 @@ class TestCompatProblems:
 
     def test_cycle_names_both_images(self) -> None:
         assert _problems("14-dependency-cycle") == [
-            "a/control: error: dependency cycle: a -> b -> a"
+            "a/control:3: error: dependency cycle: a -> b -> a"
         ]
 
     def test_incomplete_folders_are_warnings(self) -> None:

@@ -38,7 +38,7 @@ class TestIncludes:
             render(f'FROM x\n{{% include "{name}" %}}')
         (problem,) = info.value.problems
         assert problem.location.line == 2
-        assert "not found in the image folder" in problem.message
+        assert "outside the image folder" in problem.message
 
 
 class TestNumericUser:
