@@ -98,9 +98,11 @@ def load_and_observe(
     *,
     render: bool = True,
     offline: bool = False,
+    definitions: bool = False,
 ) -> tuple[Workspace, Observed, Credentials | None]:
     """load_workspace, then observe_workspace, with the observation started early: the
-    daemon and the registry answer while the tree is resolved."""
+    daemon and the registry answer while the tree is resolved. DEFINITIONS also reads the
+    definitions recorded in published images (for drift: needs render=True)."""
     from dockerpkg.effects.observe import Observation, credentials_for
 
     directory, loaded, snapshot = _read_inputs(directory, config_path, env)
@@ -109,7 +111,7 @@ def load_and_observe(
         workspace = _resolve(directory, loaded, snapshot, suffix, render=render)
         return workspace, Observed(offline=True, credentials=credentials is not None), credentials
     guesses = guessed_refs(snapshot, loaded.config, suffix)
-    observation = Observation(loaded.config, credentials, env, guesses)
+    observation = Observation(loaded.config, credentials, env, guesses, definitions=definitions)
     try:
         workspace = _resolve(directory, loaded, snapshot, suffix, render=render)
     except BaseException:

@@ -90,7 +90,14 @@ def _make_plan(
 ) -> tuple[Plan, api.Workspace, Credentials | None]:
     suffix = _suffix(ctx, directory, flags.nightly, flags.snapshot)
     workspace, observed, credentials = api.load_and_observe(
-        directory, ctx.config_path, ctx.env, suffix, render=render_all, offline=offline
+        directory,
+        ctx.config_path,
+        ctx.env,
+        suffix,
+        render=render_all,
+        offline=offline,
+        # `plan` renders everything and looks for drift; `build` stays a quick no-op.
+        definitions=render_all,
     )
     print_problems(workspace.warnings)
     options = BuildOptions(

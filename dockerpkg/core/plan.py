@@ -10,7 +10,7 @@ import enum
 
 import attrs
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 
 class Action(enum.Enum):
@@ -49,6 +49,8 @@ class Reason(enum.Enum):
     REQUESTED = "requested"  # update: the image named on the command line
     PARENT_UPDATED = "parent_updated"  # update: a dependency of it was updated
     SCHEDULED_REFRESH = "scheduled_refresh"  # update --all
+    # plan: the published image was built from another definition under the same version
+    DEFINITION_CHANGED_WITHOUT_VERSION_BUMP = "definition_changed_without_version_bump"
 
 
 @attrs.frozen
@@ -78,6 +80,20 @@ class PlannedImage:
     build_dockerfile: str | None = None
     has_test: bool = False
     has_dockerignore: bool = False
+    # Digests of what determines the image (dockerpkg.core.definition); None: not rendered.
+    definition: str | None = None
+    own_definition: str | None = None
+
+
+@attrs.frozen
+class Finding:
+    """Something wrong that no step of the plan fixes, with the command that does."""
+
+    image: str
+    label: str
+    reason: Reason
+    detail: str
+    fix: str
 
 
 @attrs.frozen
@@ -118,6 +134,7 @@ class Plan:
     edits: tuple[Edit, ...] = ()
     registry: str | None = None
     publish: bool = False
+    findings: tuple[Finding, ...] = ()
     format_version: int = FORMAT_VERSION
 
     def image(self, name: str) -> PlannedImage:
@@ -131,4 +148,5 @@ class Plan:
 
     @property
     def has_changes(self) -> bool:
-        return any(step.op is not Op.KEEP for step in self.steps) or bool(self.edits)
+        pending = any(step.op is not Op.KEEP for step in self.steps)
+        return pending or bool(self.edits) or bool(self.findings)

@@ -5,16 +5,18 @@ from __future__ import annotations
 import enum
 import fnmatch
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 import attrs
 
 from dockerpkg.core.config import Config
+from dockerpkg.core.definition import Definitions, definitions
 from dockerpkg.core.graph import reachable
 from dockerpkg.core.plan import (
     DEFAULT_OPTIONS,
     Action,
     BuildOptions,
+    Finding,
     Op,
     Plan,
     PlannedImage,
@@ -33,6 +35,8 @@ class Observed:
     published: frozenset[str] = frozenset()
     local: frozenset[str] = frozenset()
     credentials: bool = False
+    # Published label -> the own definition recorded in its image label, where one was read.
+    recorded: Mapping[str, str] = attrs.field(factory=dict)
 
 
 OFFLINE = Observed()
@@ -69,7 +73,7 @@ def inputs_digest(snapshot: Snapshot, config_files: Iterable[tuple[str, str]]) -
     return "sha256:" + digest.hexdigest()
 
 
-def planned_image(image: Image) -> PlannedImage:
+def planned_image(image: Image, defined: Definitions | None = None) -> PlannedImage:
     names = image.spec.source.names
     return PlannedImage(
         path=image.path,
@@ -84,6 +88,8 @@ def planned_image(image: Image) -> PlannedImage:
         build_dockerfile=image.build_dockerfile,
         has_test="test.sh" in names,
         has_dockerignore=".dockerignore" in names,
+        definition=defined.full.get(image.name) if defined else None,
+        own_definition=defined.own.get(image.name) if defined else None,
     )
 
 
@@ -110,8 +116,11 @@ def plan_build(
         n: [p for p in tree.images[n].parents if states[p][0] is State.TO_BUILD] for n in tree.order
     }
     to_build = reachable(unbuilt_parents, [n for n in selected if states[n][0] is State.TO_BUILD])
-    # A tree read without rendering gets the Dockerfiles of what is built, and only those.
-    tree = render_images(tree, config, sorted(to_build))
+    # A tree read without rendering gets the Dockerfiles of what is built and of what that
+    # is built from (their definitions are part of its own), and only those.
+    parents = {n: tree.images[n].parents for n in tree.order}
+    tree = render_images(tree, config, sorted(reachable(parents, to_build)))
+    defined = definitions(tree)
     publish = bool(observed.credentials)
     steps: list[Step] = []
     if options.pull:
@@ -133,12 +142,17 @@ def plan_build(
         notes.append(f"publishing is off: no credentials for {where} (config or Docker config)")
     if not selected:
         notes.append(f"no image matches --select {options.select}")
+    drifted = [
+        n
+        for n in selected
+        if states[n][0] is State.PUBLISHED and _drifted(tree.images[n], observed, defined)
+    ]
     return Plan(
         action=Action.BUILD,
         directory=directory,
         digest=digest,
         images=tuple(
-            planned_image(tree.images[n])
+            planned_image(tree.images[n], defined)
             for n in sorted(tree.images, key=lambda n: tree.images[n].path)
         ),
         steps=tuple(steps),
@@ -146,6 +160,26 @@ def plan_build(
         notes=tuple(notes),
         registry=config.registry,
         publish=publish,
+        findings=tuple(_drift(tree.images[n], observed, defined, directory) for n in drifted),
+    )
+
+
+def _drifted(image: Image, observed: Observed, defined: Definitions) -> bool:
+    recorded = observed.recorded.get(image.label)
+    current = defined.own.get(image.name)
+    return recorded is not None and current is not None and recorded != current
+
+
+def _drift(image: Image, observed: Observed, defined: Definitions, directory: str) -> Finding:
+    return Finding(
+        image=image.name,
+        label=image.label,
+        reason=Reason.DEFINITION_CHANGED_WITHOUT_VERSION_BUMP,
+        detail=(
+            f"{image.label} was built from definition {observed.recorded[image.label]}, the "
+            f"tree now gives {defined.own[image.name]} under the same version"
+        ),
+        fix=f"dockerpkg update {image.name} {directory}",
     )
 
 

@@ -10,6 +10,7 @@ from dockerpkg.core.plan import (
     Action,
     BuildOptions,
     Edit,
+    Finding,
     Op,
     Plan,
     PlannedImage,
@@ -48,6 +49,8 @@ def plan_to_data(plan: Plan) -> dict[str, Any]:
                 "build_dockerfile": i.build_dockerfile,
                 "has_test": i.has_test,
                 "has_dockerignore": i.has_dockerignore,
+                "definition": i.definition,
+                "own_definition": i.own_definition,
             }
             for i in plan.images
         ],
@@ -60,6 +63,16 @@ def plan_to_data(plan: Plan) -> dict[str, Any]:
                 "detail": s.detail,
             }
             for s in plan.steps
+        ],
+        "findings": [
+            {
+                "image": f.image,
+                "label": f.label,
+                "reason": f.reason.value,
+                "detail": f.detail,
+                "fix": f.fix,
+            }
+            for f in plan.findings
         ],
         "edits": [
             {
@@ -117,6 +130,9 @@ def plan_from_json(text: str, path: str) -> Plan:
                 for s in data["steps"]
             ),
             edits=tuple(Edit(**e) for e in data["edits"]),
+            findings=tuple(
+                Finding(**{**f, "reason": Reason(f["reason"])}) for f in data["findings"]
+            ),
         )
     except DockerPkgError:
         raise
@@ -139,14 +155,19 @@ def plan_to_text(plan: Plan) -> str:
         lines.extend(
             "  | " + line if line else "  |" for line in edit.entry.rstrip("\n").split("\n")
         )
+    for finding in plan.findings:
+        lines.append(f"drift  {finding.image}  {finding.label}  ({finding.reason.value})")
+        lines.append(f"  {finding.detail}")
+        lines.append(f"  fix: {finding.fix}")
     lines.extend(f"note: {note}" for note in plan.notes)
     lines.append(summary(plan))
     return "\n".join(lines) + "\n"
 
 
 def summary(plan: Plan) -> str:
+    drift = f", {len(plan.findings)} changed without a version bump" if plan.findings else ""
     if not plan.steps and not plan.edits:
-        return "Plan: nothing to do."
+        return f"Plan: nothing to do{drift}."
     counts = [
         (Op.PULL, "to pull"),
         (Op.BUILD, "to build"),
@@ -157,4 +178,4 @@ def summary(plan: Plan) -> str:
         (Op.WRITE_CHANGELOG, "changelogs to write"),
     ]
     parts = [f"{plan.count(op)} {words}" for op, words in counts if plan.count(op)]
-    return "Plan: " + ", ".join(parts) + "."
+    return "Plan: " + ", ".join(parts) + drift + "."

@@ -25,6 +25,7 @@ import attrs
 import docker
 
 from dockerpkg.core.config import Config
+from dockerpkg.core.definition import DEFINITION_LABEL, OWN_DEFINITION_LABEL
 from dockerpkg.core.labels import repository_path, split_label
 from dockerpkg.core.plan import Op, Plan, PlannedImage, Step
 from dockerpkg.core.report import Outcome, Report, StepOutcome
@@ -200,6 +201,7 @@ class Executor:
                     container_limits=config.container_limits,
                     log_file=log,
                     cancel=self._cancel,
+                    labels=definition_labels(image),
                 )
             except daemon.DaemonError as exc:
                 raise self._failed(exc) from None
@@ -365,3 +367,8 @@ def _outcome(step: Step, result: TaskResult) -> StepOutcome:
 
 
 __all__ = ["Executor", "Outcome", "Settings", "proxy_args"]
+
+
+def definition_labels(image: PlannedImage) -> dict[str, str]:
+    found = {DEFINITION_LABEL: image.definition, OWN_DEFINITION_LABEL: image.own_definition}
+    return {key: value for key, value in found.items() if value is not None}

@@ -134,6 +134,7 @@ def build(
     container_limits: Mapping[str, Any],
     log_file: IO[str] | None = None,
     cancel: threading.Event | None = None,
+    labels: Mapping[str, str] | None = None,
 ) -> str:
     """Build CONTEXT (docker-py applies its .dockerignore) and tag it LABEL; returns the ID.
 
@@ -150,6 +151,7 @@ def build(
             pull=False,
             buildargs=dict(buildargs),
             container_limits=dict(container_limits) or None,
+            labels=dict(labels) if labels else None,
             decode=True,
         )
         error = _stream_errors(stream, log_file, cancel)

@@ -15,6 +15,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import attrs
 
 from dockerpkg.core.config import Config
+from dockerpkg.core.definition import OWN_DEFINITION_LABEL
 from dockerpkg.core.planner import Observed
 from dockerpkg.core.refs import Ref, tree_refs
 from dockerpkg.core.tree import Tree
@@ -49,6 +50,7 @@ def registry_client(config: Config, credentials: Credentials | None) -> Registry
 class _Facts:
     local: frozenset[str]
     published: Mapping[Ref, bool]
+    recorded: Mapping[Ref, str]
 
 
 class Observation:
@@ -61,8 +63,11 @@ class Observation:
         credentials: Credentials | None,
         env: Mapping[str, str],
         refs: Iterable[Ref],
+        *,
+        definitions: bool = False,
     ) -> None:
         self._config = config
+        self._definitions = definitions
         self._credentials = credentials
         self._cancel = threading.Event()
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="observe")
@@ -82,7 +87,8 @@ class Observation:
         finally:
             daemon.close()
         local = frozenset(tag for image in images for tag in image.tags)
-        return _Facts(local, self._published(refs, self._cancel))
+        published = self._published(refs, self._cancel)
+        return _Facts(local, published, self._recorded(published, self._cancel))
 
     def _published(self, refs: Iterable[Ref], cancel: threading.Event | None) -> dict[Ref, bool]:
         try:
@@ -92,6 +98,29 @@ class Observation:
             where = self._config.registry or "Docker Hub"
             raise DockerPkgError.single(where, str(exc)) from None
 
+    def _recorded(self, published: Mapping[Ref, bool], cancel: threading.Event) -> dict[Ref, str]:
+        """The own definitions recorded in the labels of published images, when asked for."""
+        wanted = [ref for ref, found in published.items() if found] if self._definitions else []
+        if not wanted:
+            return {}
+
+        def labels(ref: Ref) -> str | None:
+            if cancel.is_set():
+                return None
+            found = registry.image_labels(*ref) or {}
+            return found.get(OWN_DEFINITION_LABEL)
+
+        try:
+            with (
+                registry_client(self._config, self._credentials) as registry,
+                ThreadPoolExecutor(max(1, self._config.scan_workers)) as pool,
+            ):
+                answers = dict(zip(wanted, pool.map(labels, wanted), strict=True))
+        except RegistryError as exc:
+            where = self._config.registry or "Docker Hub"
+            raise DockerPkgError.single(where, str(exc)) from None
+        return {ref: value for ref, value in answers.items() if value is not None}
+
     def result(self, tree: Tree) -> Observed:
         """What the plan for TREE needs; references not asked yet are asked now."""
         try:
@@ -100,15 +129,19 @@ class Observation:
             self._pool.shutdown()
         refs = tree_refs(tree, self._config)
         answers = dict(facts.published)
+        recorded = dict(facts.recorded)
         missing = [ref for ref in refs.values() if ref not in answers]
         if missing:
-            answers.update(self._published(missing, None))
+            late = self._published(missing, None)
+            answers.update(late)
+            recorded.update(self._recorded(late, threading.Event()))
         published = frozenset(tree.images[name].label for name, ref in refs.items() if answers[ref])
         return Observed(
             offline=False,
             published=published,
             local=facts.local,
             credentials=self._credentials is not None,
+            recorded={tree.images[n].label: recorded[r] for n, r in refs.items() if r in recorded},
         )
 
     def cancel(self) -> None:
@@ -119,8 +152,14 @@ class Observation:
 
 
 def observe(
-    tree: Tree, config: Config, credentials: Credentials | None, env: Mapping[str, str]
+    tree: Tree,
+    config: Config,
+    credentials: Credentials | None,
+    env: Mapping[str, str],
+    *,
+    definitions: bool = False,
 ) -> Observed:
-    """Local labels in one daemon call; published tags in concurrent kept-alive checks."""
+    """Local labels in one daemon call; published tags in concurrent kept-alive checks; with
+    DEFINITIONS, the definitions recorded in published images' labels."""
     refs = tree_refs(tree, config).values()
-    return Observation(config, credentials, env, refs).result(tree)
+    return Observation(config, credentials, env, refs, definitions=definitions).result(tree)

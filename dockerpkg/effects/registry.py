@@ -338,6 +338,29 @@ class RegistryClient:
             path = _next_page(response)
         return sorted(found)
 
+    def image_labels(self, repository: str, tag: str) -> dict[str, str] | None:
+        """The labels in ``repository:tag``'s image config (manifest, then config blob); None
+        when it is not published or is a multi-platform index (no single config)."""
+        _check_names(repository, tag)
+        repo = self._api_repository(repository)
+        manifest = self._call("GET", repo, f"/v2/{repo}/manifests/{tag}", {"Accept": _ACCEPT})
+        if manifest.status_code == 404 or _insufficient_scope(manifest):
+            return None
+        if manifest.status_code != 200:
+            raise self._unexpected(manifest, f"GET manifest of {repository}:{tag}")
+        try:
+            config_digest = manifest.json()["config"]["digest"]
+        except (ValueError, KeyError, TypeError):
+            return None
+        blob = self._call("GET", repo, f"/v2/{repo}/blobs/{config_digest}", {})
+        if blob.status_code != 200:
+            raise self._unexpected(blob, f"GET image config of {repository}:{tag}")
+        try:
+            labels = (blob.json().get("config") or {}).get("Labels") or {}
+        except (ValueError, AttributeError):
+            return None
+        return {str(k): str(v) for k, v in labels.items()}
+
     # --- one request, authenticated --------------------------------------------------------
 
     def _head_manifest(self, repository: str, tag: str) -> requests.Response | None:

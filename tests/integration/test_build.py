@@ -754,3 +754,46 @@ class TestSecrets:
         for where, text in texts.items():
             assert password not in text, where
             assert basic not in text, where
+
+
+class TestDrift:
+    """A template changed without a changelog entry is found through the definition label of
+    the published image, for that image only; `update` turns the finding into a rebuild."""
+
+    def test_changed_template_without_bump_is_drift_until_updated(
+        self, make_site: SiteFactory, dockerpkg: Callable[..., Outcome]
+    ) -> None:
+        site = make_site()
+        write_chain(site)
+        config = site.config()
+        root, child = site.name("root"), site.name("child")
+        built = dockerpkg("-c", config, "build", "--quiet", site.tree)
+        assert built.status == 0, built.text
+
+        clean = json.loads(dockerpkg("-c", config, "plan", "--json", site.tree).out)
+        assert clean["steps"] == []
+        assert clean["findings"] == []
+
+        template = site.tree / root / "Dockerfile.template"
+        template.write_text(template.read_text(encoding="utf-8") + "RUN true\n", encoding="utf-8")
+        drift = dockerpkg("-c", config, "plan", "--json", site.tree)
+        assert drift.status == 0, drift.text
+        plan = json.loads(drift.out)
+        assert plan["steps"] == []  # the version is published: nothing would be rebuilt
+        assert [(f["image"], f["reason"]) for f in plan["findings"]] == [
+            (root, "definition_changed_without_version_bump")
+        ]
+        changed = plan["findings"][0]
+        assert changed["fix"].startswith(f"dockerpkg update {root} ")
+        text = dockerpkg("-c", config, "plan", site.tree)
+        assert "definition_changed_without_version_bump" in text.out
+        assert f"fix: dockerpkg update {root}" in text.out
+        assert dockerpkg("-c", config, "plan", "--detailed-exitcode", site.tree).status == 2
+
+        updated = dockerpkg("-c", config, "update", root, site.tree)
+        assert updated.status == 0, updated.text
+        after = json.loads(dockerpkg("-c", config, "plan", "--json", site.tree).out)
+        assert after["findings"] == []
+        assert sorted(s["image"] for s in after["steps"] if s["op"] == "build") == sorted(
+            [root, child]
+        )

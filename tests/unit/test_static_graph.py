@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import attrs
 import pytest
 
+from dockerpkg.core.plan import Op
 from dockerpkg.core.planner import Observed, plan_build
 from dockerpkg.core.render import static_image_tags
 from dockerpkg.core.tree import analyze_tree
@@ -41,8 +43,25 @@ def test_plan_renders_only_what_it_builds() -> None:
     observed = Observed(offline=False, published=published, credentials=True)
     plan = plan_build(light, config, observed, directory="images", digest="d")
     rendered = {i.name: i.dockerfile for i in plan.images if i.dockerfile is not None}
-    assert sorted(rendered) == ["dated", "leaf"]
+    built = sorted({s.image for s in plan.steps if s.op is Op.BUILD})
+    assert built == ["dated", "leaf"]
+    # What is built, and what it is built from (part of its definition): nothing else.
+    ancestors: set[str] = set()
+    pending = list(built)
+    while pending:
+        parents = set(full.images[pending.pop()].parents) - ancestors
+        ancestors |= parents
+        pending.extend(parents)
+    assert sorted(rendered) == sorted({*built, *ancestors})
     assert rendered == {n: full.images[n].dockerfile for n in rendered}
+    assert all(plan.image(n).definition is not None for n in built)
+    # A no-op renders nothing.
+    everything = frozenset(image.label for image in full.images.values())
+    noop = plan_build(
+        light, config, attrs.evolve(observed, published=everything), directory="i", digest="d"
+    )
+    assert not noop.steps
+    assert all(i.dockerfile is None for i in noop.images)
 
 
 class TestStaticImageTags:
