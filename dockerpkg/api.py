@@ -37,6 +37,7 @@ class Workspace:
     tree: Tree
     digest: str
     warnings: tuple[Problem, ...]
+    config_files: tuple[str, ...] = ()  # the files the config was read from
 
 
 def load_workspace(
@@ -65,8 +66,9 @@ def load_workspace(
         config=loaded.config,
         snapshot=snapshot,
         tree=analysis.tree,
-        digest=inputs_digest(snapshot, loaded.files),
+        digest=inputs_digest(snapshot, loaded.config),
         warnings=problems,
+        config_files=tuple(path for path, _ in loaded.files),
     )
 
 
@@ -124,6 +126,14 @@ def load_saved_plan(
     return plan, workspace
 
 
+def _private_files(workspace: Workspace, env: Mapping[str, str]) -> frozenset[str]:
+    """Files that may hold secrets: never in a build context, even inside an image folder."""
+    from dockerpkg.effects.observe import docker_config_file
+
+    paths = [*workspace.config_files, docker_config_file(env)]
+    return frozenset(os.path.realpath(path) for path in paths if path)
+
+
 def apply_build_plan(
     plan: Plan,
     workspace: Workspace,
@@ -153,6 +163,7 @@ def apply_build_plan(
         use_cache=plan.options.use_cache,
         jobs=jobs,
         echo=echo,
+        private_files=_private_files(workspace, env),
     )
     registry = registry_client(workspace.config, credentials) if plan.publish else None
     try:

@@ -6,6 +6,7 @@ template variable; unknown keys keep whatever YAML shape they have.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from types import MappingProxyType
@@ -13,6 +14,7 @@ from typing import Any
 
 import attrs
 import strictyaml as sy
+from strictyaml.ruamel.error import MarkedYAMLError
 
 from dockerpkg.errors import DockerPkgError, Problem, error
 
@@ -143,6 +145,26 @@ class Config:
         return variables
 
 
+def public_values(config: Config) -> str:
+    """Every value of CONFIG but the secrets, as canonical JSON: what a digest may cover.
+
+    Plans are shared (CI artifacts); a hash over a text holding the password would let
+    anyone holding the plan test guesses of that password offline.
+    """
+    values = {f.name: getattr(config, f.name) for f in attrs.fields(Config)}
+    values["extra"] = dict(config.extra)
+    for key in SECRET_KEYS:
+        values.pop(key, None)
+        values["extra"].pop(key, None)
+    return json.dumps(values, sort_keys=True, default=_plain)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return dict(value)
+    return repr(value)
+
+
 _INT = re.compile(r"[-+]?(0|[1-9][0-9_]*)")
 _FLOAT = re.compile(r"[-+]?([0-9][0-9_]*)?\.[0-9]+([eE][-+]?[0-9]+)?")
 _TRUE = frozenset({"true", "yes", "on"})
@@ -186,14 +208,22 @@ def _key_at_line(text: str, line: int) -> str | None:
     return None
 
 
-def _validation_problem(path: str, text: str, exc: sy.StrictYAMLError) -> Problem:
+def _mark_line(exc: MarkedYAMLError) -> int | None:
     mark = exc.problem_mark or exc.context_mark
-    line = mark.line + 1 if mark is not None else None
-    key = _key_at_line(text, line) if line is not None else None
+    return mark.line + 1 if mark is not None else None
+
+
+def _describe(exc: MarkedYAMLError) -> str:
+    # Never str(exc): it quotes the offending line, which may hold the password.
     what = " ".join(part for part in (exc.context, exc.problem) if part)
-    what = re.sub(r"\s+", " ", what).strip()
+    return re.sub(r"\s+", " ", what).strip()
+
+
+def _validation_problem(path: str, text: str, exc: sy.StrictYAMLError) -> Problem:
+    line = _mark_line(exc)
+    key = _key_at_line(text, line) if line is not None else None
     where = f"bad value for '{key}'" if key else "invalid config"
-    return error(path, f"{where}: {what}", line)
+    return error(path, f"{where}: {_describe(exc)}", line)
 
 
 def parse_config_data(text: str, path: str) -> dict[str, Any]:
@@ -206,6 +236,10 @@ def parse_config_data(text: str, path: str) -> dict[str, Any]:
         document = sy.dirty_load(text, _SCHEMA, label=path, allow_flow_style=True)
     except sy.StrictYAMLError as exc:
         raise DockerPkgError([_validation_problem(path, text, exc)]) from None
+    except MarkedYAMLError as exc:
+        raise DockerPkgError(
+            [error(path, f"not valid YAML: {_describe(exc)}", _mark_line(exc))]
+        ) from None
     data: dict[str, Any] = dict(document.data)
     problems = []
     for key, value in data.items():

@@ -56,6 +56,8 @@ class Settings:
     echo: IO[str] | None = None  # --info: build output to the terminal as well
     push_jobs: int = 4
     pull_jobs: int = 4
+    # Real paths of files never copied into a build context (config files holding secrets).
+    private_files: frozenset[str] = frozenset()
 
 
 def proxy_args(config: Config) -> dict[str, str]:
@@ -182,7 +184,9 @@ class Executor:
         config = self._settings.config
         with (
             self._log(image.name, f"build {image.label}") as log,
-            _context(self._settings.directory / image.path, image.name) as context,
+            _context(
+                self._settings.directory / image.path, image.name, self._settings.private_files
+            ) as context,
         ):
             try:
                 if image.build_dockerfile is not None:
@@ -300,15 +304,30 @@ def _bases(image: PlannedImage, images: Mapping[str, PlannedImage]) -> list[str]
 
 
 @contextlib.contextmanager
-def _context(folder: Path, name: str) -> Iterator[Path]:
-    """A temporary copy of the image folder, removed whatever happens."""
+def _context(folder: Path, name: str, private: frozenset[str] = frozenset()) -> Iterator[Path]:
+    """A temporary copy of the image folder, without PRIVATE files; removed whatever happens."""
     temp = tempfile.mkdtemp(prefix=f"dockerpkg-{name.replace('/', '-')}-")
     try:
         context = Path(temp) / "context"
-        shutil.copytree(folder, context, symlinks=True)
+        shutil.copytree(folder, context, symlinks=True, ignore=_leaving_out(folder, private))
         yield context
     finally:
         shutil.rmtree(temp, ignore_errors=True)
+
+
+def _leaving_out(
+    folder: Path, private: frozenset[str]
+) -> Callable[[str, list[str]], set[str]] | None:
+    """copytree's filter dropping the PRIVATE files under FOLDER (None when there are none)."""
+    root = os.path.realpath(folder) + os.sep
+    inside = {path for path in private if path.startswith(root)}
+    if not inside:
+        return None
+
+    def ignore(directory: str, names: list[str]) -> set[str]:
+        return {n for n in names if os.path.realpath(os.path.join(directory, n)) in inside}
+
+    return ignore
 
 
 class _Tee:
