@@ -111,11 +111,26 @@ def load_saved_plan(
     path: str, config_path: str | None, env: Mapping[str, str]
 ) -> tuple[Plan, Workspace]:
     """A saved plan and its tree, refused when anything it was made from has changed."""
+    plan = read_saved_plan(path)
+    return plan, saved_plan_workspace(plan, path, config_path, env)
+
+
+def read_saved_plan(path: str) -> Plan:
+    """The plan saved in PATH, not yet checked against its tree (see saved_plan_workspace)."""
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise DockerPkgError.single(path, f"cannot read plan: {exc.strerror}") from None
-    plan = plan_from_json(text, path)
+    return plan_from_json(text, path)
+
+
+def saved_plan_workspace(
+    plan: Plan, path: str, config_path: str | None, env: Mapping[str, str]
+) -> Workspace:
+    """The tree PLAN (saved in PATH) was made from, read now; refused if anything changed.
+
+    Separate from read_saved_plan so a caller can lock the plan's tree in between.
+    """
     workspace = load_workspace(plan.directory, config_path, env, plan.options.suffix, render=False)
     if workspace.digest != plan.digest:
         raise DockerPkgError.single(
@@ -123,7 +138,7 @@ def load_saved_plan(
             f"stale plan: the tree in {plan.directory} or the config changed since the plan "
             "was made; make a new plan",
         )
-    return plan, workspace
+    return workspace
 
 
 def _private_files(workspace: Workspace, env: Mapping[str, str]) -> frozenset[str]:
