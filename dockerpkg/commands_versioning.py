@@ -227,6 +227,7 @@ def commands(ctx: Context) -> list[Callable[..., Any]]:  # noqa: PLR0915 (closur
                 workspace = versioning.saved_plan_workspace(
                     plan, Action.UPDATE, target, ctx.config_path, ctx.env
                 )
+                _print_problems(workspace.warnings)
                 write(plan, workspace)
             return
         request = versioning.UpdateRequest(reason=reason, name=target, version=version)
@@ -342,6 +343,7 @@ def commands(ctx: Context) -> list[Callable[..., Any]]:  # noqa: PLR0915 (closur
             workspace = versioning.saved_plan_workspace(
                 saved, Action.PRUNE, plan_file, ctx.config_path, ctx.env
             )
+            _print_problems(workspace.warnings)
             client = versioning.connect(ctx.env)
             try:
                 fresh = versioning.prune_plan(

@@ -187,6 +187,23 @@ class TestReadableConfigWarning:
         assert f"run: chmod 600 {path}" in err
         assert "s3cret" not in out + err
 
+    def test_saved_plans_warn_when_applied(
+        self,
+        tmp_path: Path,
+        capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        monkeypatch.setenv("DEBFULLNAME", "Tester")
+        monkeypatch.setenv("DEBEMAIL", "tester@example.org")
+        monkeypatch.chdir(tmp_path)
+        write_tree(tmp_path, {"base": ("1.0", [])}, "username: u\npassword: s3cret\n")
+        Path("config.yaml").chmod(0o644)
+        warning = "config.yaml: warning: holds a password and is readable by every user"
+        for argv in (["plan", "update", "base", "images", "--out", "p.json"], ["apply", "p.json"]):
+            assert main(argv) == 0, argv
+            _, err = capsys.readouterr()
+            assert warning in err, argv
+
 
 BASE = "registry: r.example\nusername: bot\n"
 
@@ -202,6 +219,8 @@ def tree(tmp_path: Path) -> Path:
 
 
 class TestDigest:
+    """What a saved plan is checked against: every input but the password."""
+
     def test_password_does_not_change_it(self, tree: Path) -> None:
         first = digest_with(tree, BASE + "password: first-secret\n")
         assert digest_with(tree, BASE + "password: other-secret\n") == first
