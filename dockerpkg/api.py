@@ -38,6 +38,7 @@ class Workspace:
     tree: Tree
     digest: str
     warnings: tuple[Problem, ...]
+    config_files: tuple[str, ...] = ()  # the files the config was read from
 
 
 def load_workspace(
@@ -85,8 +86,9 @@ def _resolve(
         config=loaded.config,
         snapshot=snapshot,
         tree=analysis.tree,
-        digest=inputs_digest(snapshot, loaded.files),
+        digest=inputs_digest(snapshot, loaded.config),
         warnings=problems,
+        config_files=tuple(path for path, _ in loaded.files),
     )
 
 
@@ -155,11 +157,26 @@ def load_saved_plan(
     path: str, config_path: str | None, env: Mapping[str, str]
 ) -> tuple[Plan, Workspace]:
     """A saved plan and its tree, refused when anything it was made from has changed."""
+    plan = read_saved_plan(path)
+    return plan, saved_plan_workspace(plan, path, config_path, env)
+
+
+def read_saved_plan(path: str) -> Plan:
+    """The plan saved in PATH, not yet checked against its tree (see saved_plan_workspace)."""
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise DockerPkgError.single(path, f"cannot read plan: {exc.strerror}") from None
-    plan = plan_from_json(text, path)
+    return plan_from_json(text, path)
+
+
+def saved_plan_workspace(
+    plan: Plan, path: str, config_path: str | None, env: Mapping[str, str]
+) -> Workspace:
+    """The tree PLAN (saved in PATH) was made from, read now; refused if anything changed.
+
+    Separate from read_saved_plan so a caller can lock the plan's tree in between.
+    """
     workspace = load_workspace(plan.directory, config_path, env, plan.options.suffix, render=False)
     if workspace.digest != plan.digest:
         stale = error(
@@ -168,7 +185,15 @@ def load_saved_plan(
             "was made; make a new plan",
         )
         raise DockerPkgError([stale, *_changed_changelogs(plan, workspace)])
-    return plan, workspace
+    return workspace
+
+
+def _private_files(workspace: Workspace, env: Mapping[str, str]) -> frozenset[str]:
+    """Files that may hold secrets: never in a build context, even inside an image folder."""
+    from dockerpkg.effects.observe import docker_config_file
+
+    paths = [*workspace.config_files, docker_config_file(env)]
+    return frozenset(os.path.realpath(path) for path in paths if path)
 
 
 def _changed_changelogs(plan: Plan, workspace: Workspace) -> list[Problem]:
@@ -218,6 +243,7 @@ def apply_build_plan(
         use_cache=plan.options.use_cache,
         jobs=jobs,
         echo=echo,
+        private_files=_private_files(workspace, env),
     )
     registry = registry_client(workspace.config, credentials) if plan.publish else None
     try:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import logging
 import os
 import signal
 import sys
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,14 +18,15 @@ import argh
 import attrs
 
 from dockerpkg import api
+from dockerpkg.commands_versioning import WAIT_LOCK_HELP, normalize_argv
 from dockerpkg.commands_versioning import commands as versioning_commands
-from dockerpkg.commands_versioning import normalize_argv
 from dockerpkg.core.plan import BuildOptions, Plan
 from dockerpkg.core.report import report_table, report_to_json, summary_line
 from dockerpkg.core.serialize import plan_to_json, plan_to_text
 from dockerpkg.effects.credentials import Credentials
 from dockerpkg.effects.progress import LineProgress, LiveProgress
 from dockerpkg.effects.scheduler import Interrupt
+from dockerpkg.effects.treelock import tree_lock
 from dockerpkg.errors import DockerPkgError, Problem, Severity
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
@@ -53,6 +55,19 @@ def nightly_suffix(now: datetime.datetime, *, nightly: bool, snapshot: bool) -> 
 def print_problems(problems: Sequence[Problem]) -> None:
     for problem in problems:
         print(problem, file=sys.stderr)
+
+
+@contextlib.contextmanager
+def locked(directory: str, *, wait: bool) -> Iterator[None]:
+    """Hold DIRECTORY's lock (see dockerpkg.effects.treelock): refuse at once if another run
+    holds it, or with WAIT say so and wait."""
+
+    def waiting(holder: int | None) -> None:
+        who = "another dockerpkg run" + ("" if holder is None else f" (pid {holder})")
+        print(f"{directory}: waiting for {who} to release the lock", file=sys.stderr)
+
+    with tree_lock(directory, wait=wait, on_wait=waiting):
+        yield
 
 
 class ExitStatus(Exception):  # noqa: N818 (a signal to main, not an error)
@@ -211,6 +226,7 @@ def _commands(ctx: Context) -> list[Callable[..., Any]]:
     @argh.arg("--jobs", "-j", type=int, help=_JOBS_HELP)
     @argh.arg("--report", help=_REPORT_HELP)
     @argh.arg("--run-dir", help=_RUN_DIR_HELP)
+    @argh.arg("--wait-lock", help=WAIT_LOCK_HELP)
     def apply(
         target: str,
         *,
@@ -223,38 +239,45 @@ def _commands(ctx: Context) -> list[Callable[..., Any]]:
         report: str | None = None,
         quiet: bool = False,
         run_dir: str | None = None,
+        wait_lock: bool = False,
     ) -> None:
         """Execute a saved plan (refused if stale), or plan DIRECTORY and execute at once."""
         if not os.path.lexists(target):
             raise DockerPkgError.single(target, "no such file or folder: give a plan or a tree")
-        if Path(target).is_file():
-            from dockerpkg.effects.observe import credentials_for
+        with contextlib.ExitStack() as lock:
+            if Path(target).is_file():
+                from dockerpkg.effects.observe import credentials_for
 
-            saved, workspace = api.load_saved_plan(target, ctx.config_path, ctx.env)
-            credentials = credentials_for(workspace.config, ctx.env) if saved.publish else None
-            if saved.publish and credentials is None:
-                raise DockerPkgError.single(
-                    target, "the plan publishes but no credentials are found"
-                )
-        else:
-            flags = PlanFlags(select, nightly, snapshot, no_pull, use_cache)
-            saved, workspace, credentials = _make_plan(ctx, target, flags)
-        _execute(
-            ctx,
-            saved,
-            workspace,
-            credentials,
-            jobs=jobs,
-            report=report,
-            quiet=quiet,
-            run_dir=run_dir,
-        )
+                saved = api.read_saved_plan(target)
+                lock.enter_context(locked(saved.directory, wait=wait_lock))
+                workspace = api.saved_plan_workspace(saved, target, ctx.config_path, ctx.env)
+                print_problems(workspace.warnings)
+                credentials = credentials_for(workspace.config, ctx.env) if saved.publish else None
+                if saved.publish and credentials is None:
+                    raise DockerPkgError.single(
+                        target, "the plan publishes but no credentials are found"
+                    )
+            else:
+                lock.enter_context(locked(target, wait=wait_lock))
+                flags = PlanFlags(select, nightly, snapshot, no_pull, use_cache)
+                saved, workspace, credentials = _make_plan(ctx, target, flags)
+            _execute(
+                ctx,
+                saved,
+                workspace,
+                credentials,
+                jobs=jobs,
+                report=report,
+                quiet=quiet,
+                run_dir=run_dir,
+            )
 
     @argh.arg("directory", help="the image tree")
     @argh.arg("--select", help=_SELECT_HELP)
     @argh.arg("--jobs", "-j", type=int, help=_JOBS_HELP)
     @argh.arg("--report", help=_REPORT_HELP)
     @argh.arg("--run-dir", help=_RUN_DIR_HELP)
+    @argh.arg("--wait-lock", help=WAIT_LOCK_HELP)
     def build(
         directory: str,
         *,
@@ -267,23 +290,25 @@ def _commands(ctx: Context) -> list[Callable[..., Any]]:
         report: str | None = None,
         quiet: bool = False,
         run_dir: str | None = None,
+        wait_lock: bool = False,
     ) -> None:
         """docker-pkg's verb: print the plan, then apply it."""
         flags = PlanFlags(select, nightly, snapshot, no_pull, use_cache)
-        result, workspace, credentials = _make_plan(ctx, directory, flags)
-        sys.stdout.write(plan_to_text(result))
-        sys.stdout.flush()
-        if result.steps:
-            _execute(
-                ctx,
-                result,
-                workspace,
-                credentials,
-                jobs=jobs,
-                report=report,
-                quiet=quiet,
-                run_dir=run_dir,
-            )
+        with locked(directory, wait=wait_lock):
+            result, workspace, credentials = _make_plan(ctx, directory, flags)
+            sys.stdout.write(plan_to_text(result))
+            sys.stdout.flush()
+            if result.steps:
+                _execute(
+                    ctx,
+                    result,
+                    workspace,
+                    credentials,
+                    jobs=jobs,
+                    report=report,
+                    quiet=quiet,
+                    run_dir=run_dir,
+                )
 
     return [plan, apply, build, *versioning_commands(ctx)]
 

@@ -11,6 +11,7 @@ import json
 import os
 import sys
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -35,6 +36,7 @@ _OUT = "also save the plan as JSON to this file, for the matching apply command"
 _VERSION = "NAME's new version, greater than its current one; without it, a bump"
 _SUFFIX = "set -SUFFIX on every version, replacing a trailing one of the same shape"
 _EXITCODE = "exit 2 when the plan has changes, 0 when it is empty"
+WAIT_LOCK_HELP = "when another run holds the tree's lock, wait for it instead of stopping"
 _NIGHTLY = "keep the nightly VERSION-SUFFIX instead of VERSION (strftime codes are expanded)"
 
 
@@ -43,6 +45,12 @@ def _exit(code: int) -> NoReturn:
     from dockerpkg.cli import ExitStatus
 
     raise ExitStatus(code)
+
+
+def _locked(directory: str, wait: bool) -> AbstractContextManager[None]:
+    from dockerpkg.cli import locked
+
+    return locked(directory, wait=wait)
 
 
 def _print_problems(problems: Sequence[Problem]) -> None:
@@ -203,30 +211,38 @@ def commands(ctx: Context) -> list[Callable[..., Any]]:  # noqa: PLR0915 (closur
     @argh.arg("directory", metavar="DIRECTORY", help="the image tree (with NAME)")
     @argh.arg("--reason", help=_REASON)
     @argh.arg("--version", "-v", help=_VERSION)
+    @argh.arg("--wait-lock", help=WAIT_LOCK_HELP)
     def apply_update(
         target: str,
         *directory: str,
         reason: str = DEFAULT_REASON,
         version: str | None = None,
+        wait_lock: bool = False,
     ) -> None:
         """Write a saved update plan's entries (all or none), or plan NAME and write at once."""
         if len(directory) > 1:
             raise DockerPkgError.single(directory[1], "apply update takes NAME and DIRECTORY")
         if not directory:
-            plan, workspace = versioning.load_saved_plan(
-                target, Action.UPDATE, ctx.config_path, ctx.env
-            )
-        else:
-            request = versioning.UpdateRequest(reason=reason, name=target, version=version)
+            plan = api.read_saved_plan(target)
+            with _locked(plan.directory, wait_lock):
+                workspace = versioning.saved_plan_workspace(
+                    plan, Action.UPDATE, target, ctx.config_path, ctx.env
+                )
+                _print_problems(workspace.warnings)
+                write(plan, workspace)
+            return
+        request = versioning.UpdateRequest(reason=reason, name=target, version=version)
+        with _locked(directory[0], wait_lock):
             plan, workspace = make_update_plan(directory[0], request)
             _show(plan, json_output=False, out=None)
-        write(plan, workspace)
+            write(plan, workspace)
 
     @argh.arg("name", metavar="NAME", help="the image to update, by its exact name")
     @argh.arg("directory", metavar="DIRECTORY", help="the image tree")
     @argh.arg("--reason", help=_REASON)
     @argh.arg("--version", "-v", help=_VERSION)
     @argh.arg("--json", dest="json_output", help="print the plan as JSON")
+    @argh.arg("--wait-lock", help=WAIT_LOCK_HELP)
     def update(
         name: str,
         directory: str,
@@ -234,12 +250,14 @@ def commands(ctx: Context) -> list[Callable[..., Any]]:  # noqa: PLR0915 (closur
         reason: str = DEFAULT_REASON,
         version: str | None = None,
         json_output: bool = False,
+        wait_lock: bool = False,
     ) -> None:
         """docker-pkg's verb: a new changelog entry for NAME and every image depending on it."""
         request = versioning.UpdateRequest(reason=reason, name=name, version=version)
-        plan, workspace = make_update_plan(directory, request)
-        _show(plan, json_output=json_output, out=None)
-        write(plan, workspace)
+        with _locked(directory, wait_lock):
+            plan, workspace = make_update_plan(directory, request)
+            _show(plan, json_output=json_output, out=None)
+            write(plan, workspace)
 
     @argh.arg("directory", metavar="DIRECTORY", help="the image tree")
     @argh.arg("--reason", help=_REASON)
@@ -247,6 +265,7 @@ def commands(ctx: Context) -> list[Callable[..., Any]]:  # noqa: PLR0915 (closur
     @argh.arg("--version-suffix", metavar="SUFFIX", help=_SUFFIX)
     @argh.arg("--version", "-v", help="refused: use --version-suffix (or update NAME)")
     @argh.arg("--json", dest="json_output", help="print the plan as JSON")
+    @argh.arg("--wait-lock", help=WAIT_LOCK_HELP)
     def update_all(
         directory: str,
         *,
@@ -255,13 +274,15 @@ def commands(ctx: Context) -> list[Callable[..., Any]]:  # noqa: PLR0915 (closur
         version_suffix: str | None = None,
         version: str | None = None,
         json_output: bool = False,
+        wait_lock: bool = False,
     ) -> None:
         """`update --all`: a new entry for every selected image and every image depending on
         one of them (a scheduled refresh)."""
         request = _all_request(reason, select, version_suffix, version, directory)
-        plan, workspace = make_update_plan(directory, request)
-        _show(plan, json_output=json_output, out=None)
-        write(plan, workspace)
+        with _locked(directory, wait_lock):
+            plan, workspace = make_update_plan(directory, request)
+            _show(plan, json_output=json_output, out=None)
+            write(plan, workspace)
 
     def make_prune_plan(
         directory: str, select: str | None, nightly: str | None
@@ -304,48 +325,61 @@ def commands(ctx: Context) -> list[Callable[..., Any]]:  # noqa: PLR0915 (closur
     @argh.arg("target", metavar="PLAN|DIRECTORY", help="a saved prune plan, or the image tree")
     @argh.arg("--select", help=_SELECT)
     @argh.arg("--nightly", metavar="SUFFIX", help=_NIGHTLY)
-    def apply_prune(target: str, *, select: str | None = None, nightly: str | None = None) -> None:
+    @argh.arg("--wait-lock", help=WAIT_LOCK_HELP)
+    def apply_prune(
+        target: str,
+        *,
+        select: str | None = None,
+        nightly: str | None = None,
+        wait_lock: bool = False,
+    ) -> None:
         """Remove the images of a saved prune plan (if the daemon still looks as planned), or
         plan DIRECTORY and remove at once."""
         if not os.path.isfile(target):
-            prune(target, select=select, nightly=nightly)
+            prune(target, select=select, nightly=nightly, wait_lock=wait_lock)
             return
         plan_file = target
-        saved, workspace = versioning.load_saved_plan(
-            plan_file, Action.PRUNE, ctx.config_path, ctx.env
-        )
-        client = versioning.connect(ctx.env)
-        try:
-            fresh = versioning.prune_plan(
-                workspace,
-                client,
-                select=saved.options.select,
-                nightly=versioning.nightly_of(saved),
+        saved = api.read_saved_plan(plan_file)
+        with _locked(saved.directory, wait_lock):
+            workspace = versioning.saved_plan_workspace(
+                saved, Action.PRUNE, plan_file, ctx.config_path, ctx.env
             )
-            versioning.check_saved_prune(saved, fresh, plan_file)
-            results = versioning.prune(client, fresh)
-        finally:
-            client.close()
+            _print_problems(workspace.warnings)
+            client = versioning.connect(ctx.env)
+            try:
+                fresh = versioning.prune_plan(
+                    workspace,
+                    client,
+                    select=saved.options.select,
+                    nightly=versioning.nightly_of(saved),
+                )
+                versioning.check_saved_prune(saved, fresh, plan_file)
+                results = versioning.prune(client, fresh)
+            finally:
+                client.close()
         _report_removals(results)
 
     @argh.arg("directory", help="the image tree")
     @argh.arg("--select", help=_SELECT)
     @argh.arg("--nightly", metavar="SUFFIX", help=_NIGHTLY)
     @argh.arg("--json", dest="json_output", help="print the plan as JSON")
+    @argh.arg("--wait-lock", help=WAIT_LOCK_HELP)
     def prune(
         directory: str,
         *,
         select: str | None = None,
         nightly: str | None = None,
         json_output: bool = False,
+        wait_lock: bool = False,
     ) -> None:
         """docker-pkg's verb: remove the old local images of the selected images."""
-        run, client = make_prune_plan(directory, select, nightly)
-        try:
-            _show(run.plan, json_output=json_output, out=None)
-            results = versioning.prune(client, run)
-        finally:
-            client.close()
+        with _locked(directory, wait_lock):
+            run, client = make_prune_plan(directory, select, nightly)
+            try:
+                _show(run.plan, json_output=json_output, out=None)
+                results = versioning.prune(client, run)
+            finally:
+                client.close()
         _report_removals(results)
 
     return [

@@ -82,9 +82,17 @@ def load_saved_plan(
 ) -> tuple[Plan, Workspace]:
     """A plan saved with --out and its tree read again; refused if it is another kind of plan
     or anything it was made from changed since."""
-    plan, workspace = api.load_saved_plan(path, config_path, env)
+    plan = api.read_saved_plan(path)
+    return plan, saved_plan_workspace(plan, action, path, config_path, env)
+
+
+def saved_plan_workspace(
+    plan: Plan, action: Action, path: str, config_path: str | None, env: Mapping[str, str]
+) -> Workspace:
+    """The tree of PLAN (read from PATH with api.read_saved_plan), checked as load_saved_plan
+    does; separate so that the caller can lock the tree first."""
     _require_action(plan, action, path)
-    return plan, workspace
+    return api.saved_plan_workspace(plan, path, config_path, env)
 
 
 def _require_action(plan: Plan, action: Action, where: str) -> None:

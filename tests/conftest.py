@@ -27,6 +27,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.docker)
 
 
+@pytest.fixture(autouse=True)
+def no_login_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Credentials come only from what a test sets, never from the developer's shell."""
+    for name in ("DOCKERPKG_USERNAME", "DOCKERPKG_PASSWORD"):
+        monkeypatch.delenv(name, raising=False)
+
+
 def _unavailable(reason: str) -> NoReturn:
     if os.environ.get("DOCKERPKG_REQUIRE_DOCKER") == "1":
         pytest.fail(f"{reason} (DOCKERPKG_REQUIRE_DOCKER=1: these tests must run)", pytrace=False)

@@ -6,6 +6,7 @@ template variable; unknown keys keep whatever YAML shape they have.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from types import MappingProxyType
@@ -144,6 +145,26 @@ class Config:
         return variables
 
 
+def public_values(config: Config) -> str:
+    """Every value of CONFIG but the secrets, as canonical JSON: what a digest may cover.
+
+    Plans are shared (CI artifacts); a hash over a text holding the password would let
+    anyone holding the plan test guesses of that password offline.
+    """
+    values = {f.name: getattr(config, f.name) for f in attrs.fields(Config)}
+    values["extra"] = dict(config.extra)
+    for key in SECRET_KEYS:
+        values.pop(key, None)
+        values["extra"].pop(key, None)
+    return json.dumps(values, sort_keys=True, default=_plain)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return dict(value)
+    return repr(value)
+
+
 _INT = re.compile(r"[-+]?(0|[1-9][0-9_]*)")
 _FLOAT = re.compile(r"[-+]?([0-9][0-9_]*)?\.[0-9]+([eE][-+]?[0-9]+)?")
 _TRUE = frozenset({"true", "yes", "on"})
@@ -193,6 +214,7 @@ def _mark_line(exc: MarkedYAMLError) -> int | None:
 
 
 def _describe(exc: MarkedYAMLError) -> str:
+    # Never str(exc): it quotes the offending line, which may hold the password.
     what = " ".join(part for part in (exc.context, exc.problem) if part)
     return re.sub(r"\s+", " ", what).strip()
 
@@ -230,7 +252,8 @@ def parse_config_data(text: str, path: str) -> dict[str, Any]:
             [error(path, f"not valid YAML: {_describe(exc)}", _mark_line(exc))]
         ) from None
     except YAMLError as exc:
-        raise DockerPkgError([error(path, f"not valid YAML: {exc}")]) from None
+        # Never str(exc): it may quote the offending line, which may hold the password.
+        raise DockerPkgError([error(path, f"not valid YAML ({type(exc).__name__})")]) from None
     data: dict[str, Any] = dict(document.data)
     problems = []
     for key, value in data.items():

@@ -5,11 +5,11 @@ from __future__ import annotations
 import enum
 import fnmatch
 import hashlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 
 import attrs
 
-from dockerpkg.core.config import Config
+from dockerpkg.core.config import Config, public_values
 from dockerpkg.core.definition import Definitions, definitions
 from dockerpkg.core.graph import reachable
 from dockerpkg.core.plan import (
@@ -61,11 +61,14 @@ def image_state(label: str, observed: Observed, pull: bool) -> tuple[State, Reas
     return State.BUILT, Reason.BUILT_LOCALLY_NOT_PUBLISHED
 
 
-def inputs_digest(snapshot: Snapshot, config_files: Iterable[tuple[str, str]]) -> str:
-    """A digest of everything a plan was made from: tree contents and config texts."""
+def inputs_digest(snapshot: Snapshot, config: Config) -> str:
+    """A digest of everything a plan was made from: tree contents and config values.
+
+    The config enters by its values, without the password (see public_values): credentials
+    are read again when a plan is applied, and a plan file must not help guess them.
+    """
     digest = hashlib.sha256()
-    for path, text in config_files:
-        digest.update(f"config\0{path}\0{text}\0".encode())
+    digest.update(f"config\0{public_values(config)}\0".encode())
     for source in snapshot.images:
         digest.update(f"image\0{source.path}\0".encode())
         for name, content in source.hashes:
@@ -139,7 +142,10 @@ def plan_build(
     notes = []
     if not publish:
         where = config.registry or "Docker Hub"
-        notes.append(f"publishing is off: no credentials for {where} (config or Docker config)")
+        notes.append(
+            f"publishing is off: no credentials for {where} "
+            "(DOCKERPKG_USERNAME/DOCKERPKG_PASSWORD, config or Docker config)"
+        )
     if not selected:
         notes.append(f"no image matches --select {options.select}")
     drifted = [

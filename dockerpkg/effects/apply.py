@@ -58,6 +58,8 @@ class Settings:
     echo: IO[str] | None = None  # --info: build output to the terminal as well
     push_jobs: int = 4
     pull_jobs: int = 4
+    # Real paths of files never copied into a build context (config files holding secrets).
+    private_files: frozenset[str] = frozenset()
 
 
 def proxy_args(config: Config) -> dict[str, str]:
@@ -184,7 +186,12 @@ class Executor:
         config = self._settings.config
         with (
             self._log(image.name, f"build {image.label}") as log,
-            _context(self._settings.directory, image.path, image.name) as context,
+            _context(
+                self._settings.directory,
+                image.path,
+                image.name,
+                self._settings.private_files,
+            ) as context,
         ):
             try:
                 if image.build_dockerfile is not None:
@@ -303,8 +310,11 @@ def _bases(image: PlannedImage, images: Mapping[str, PlannedImage]) -> list[str]
 
 
 @contextlib.contextmanager
-def _context(tree: Path, path: str, name: str) -> Iterator[Path]:
-    """A temporary copy of the image folder PATH of TREE, removed whatever happens.
+def _context(
+    tree: Path, path: str, name: str, private: frozenset[str] = frozenset()
+) -> Iterator[Path]:
+    """A temporary copy of the image folder PATH of TREE without PRIVATE files, removed
+    whatever happens.
 
     Links are copied as links, never followed, and the copy is refused when one of them leads
     out of the context: checked on the copy, so a link made after planning is caught too.
@@ -312,8 +322,9 @@ def _context(tree: Path, path: str, name: str) -> Iterator[Path]:
     temp = tempfile.mkdtemp(prefix=f"dockerpkg-{name.replace('/', '-')}-")
     try:
         context = Path(temp) / "context"
+        folder = tree / path
         try:
-            shutil.copytree(tree / path, context, symlinks=True)
+            shutil.copytree(folder, context, symlinks=True, ignore=_leaving_out(folder, private))
         except (OSError, shutil.Error) as exc:
             raise TaskFailedError(f"cannot copy {path} into the build context: {exc}") from None
         refused = _refused_links(context, path)
@@ -334,6 +345,21 @@ def _refused_links(context: Path, path: str) -> list[str]:
                 relative = os.path.relpath(full, context).replace(os.sep, "/")
                 refused.append(f"{relative if path == '.' else f'{path}/{relative}'}: {why}")
     return refused
+
+
+def _leaving_out(
+    folder: Path, private: frozenset[str]
+) -> Callable[[str, list[str]], set[str]] | None:
+    """copytree's filter dropping the PRIVATE files under FOLDER (None when there are none)."""
+    root = os.path.realpath(folder) + os.sep
+    inside = {path for path in private if path.startswith(root)}
+    if not inside:
+        return None
+
+    def ignore(directory: str, names: list[str]) -> set[str]:
+        return {n for n in names if os.path.realpath(os.path.join(directory, n)) in inside}
+
+    return ignore
 
 
 class _Tee:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from collections.abc import Mapping
 from pathlib import Path
 
 import attrs
 
-from dockerpkg.core.config import Config, load_config
+from dockerpkg.core.config import Config, load_config, parse_config_data
 from dockerpkg.errors import DockerPkgError, Problem, warning
 
 DEFAULT_CONFIG = "config.yaml"
@@ -43,7 +45,29 @@ def read_config(path: str | None, env: Mapping[str, str]) -> LoadedConfig:
         raise DockerPkgError.single(chosen, "config file not found")
     else:
         notes.append(warning(chosen, "no config file here; using the defaults (-c FILE names one)"))
-    return LoadedConfig(load_config(files), tuple(files), tuple(notes))
+    config = load_config(files)
+    notes += [note for name, text in files if (note := _exposed_password(name, text))]
+    return LoadedConfig(config, tuple(files), tuple(notes))
+
+
+def _exposed_password(path: str, text: str) -> Problem | None:
+    """A warning when PATH holds a password that other users can read (a warning only:
+    the user may have reasons, and refusing would break working setups)."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return None
+    if not mode & (stat.S_IRGRP | stat.S_IROTH):
+        return None
+    # Parsed again only for loose files: load_config has already accepted the text.
+    if not parse_config_data(text, path).get("password"):
+        return None
+    readers = "every user" if mode & stat.S_IROTH else "its group"
+    return warning(
+        path,
+        f"holds a password and is readable by {readers} (mode {stat.S_IMODE(mode):04o}); "
+        f"run: chmod 600 {path}",
+    )
 
 
 def _read(path: str) -> str:
