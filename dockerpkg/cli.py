@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
+import json
 import logging
 import os
 import signal
@@ -20,7 +21,9 @@ import attrs
 from dockerpkg import api
 from dockerpkg.commands_versioning import WAIT_LOCK_HELP, normalize_argv
 from dockerpkg.commands_versioning import commands as versioning_commands
+from dockerpkg.core.markdown import plan_to_markdown
 from dockerpkg.core.plan import BuildOptions, Plan
+from dockerpkg.core.plandiff import diff_plans, diff_to_data, diff_to_text
 from dockerpkg.core.report import report_table, report_to_json, summary_line
 from dockerpkg.core.serialize import plan_to_json, plan_to_text
 from dockerpkg.effects.credentials import Credentials
@@ -184,11 +187,28 @@ def _execute(
         raise ExitStatus(EXIT_ERROR)
 
 
+FORMATS = ("text", "json", "markdown")
+
 # Help of the options plan, apply and build share.
 _SELECT_HELP = "fnmatch glob on full labels (registry/namespace/name:tag)"
 _JOBS_HELP = "builds at once"
 _REPORT_HELP = "write the run report as JSON to this file"
 _RUN_DIR_HELP = "folder for per-image logs (default: a new one under /tmp)"
+
+
+@argh.arg("old", metavar="OLD.json", help="the plan before (e.g. of the base branch)")
+@argh.arg("new", metavar="NEW.json", help="the plan after (e.g. of the change)")
+@argh.arg("--json", dest="json_output", help="print the changes as JSON")
+def diff(old: str, new: str, *, json_output: bool = False) -> None:
+    """Compare two saved plans: images added, removed, with a new version, or changed
+    without one (exit 2: a forgotten changelog entry). Offline, on plan files only."""
+    changes = diff_plans(api.read_saved_plan(old), api.read_saved_plan(new))
+    if json_output:
+        sys.stdout.write(json.dumps(diff_to_data(changes), indent=2, sort_keys=True) + "\n")
+    else:
+        sys.stdout.write(diff_to_text(changes))
+    if changes.forgotten_bumps:
+        raise ExitStatus(2)
 
 
 def _commands(ctx: Context) -> list[Callable[..., Any]]:
@@ -198,11 +218,15 @@ def _commands(ctx: Context) -> list[Callable[..., Any]]:
     @argh.arg("--out", help="also save the plan as JSON to this file, for `apply PLAN.json`")
     @argh.arg("--offline", help="observe nothing: assume no image is built or published")
     @argh.arg("--detailed-exitcode", help="exit 2 when the plan has changes, 0 when empty")
+    @argh.arg("--format", dest="output_format", choices=FORMATS, help="text, json or markdown")
+    @argh.arg("--base", help="a saved plan to show Dockerfile diffs against (markdown)")
     def plan(
         directory: str,
         *,
         offline: bool = False,
         json_output: bool = False,
+        output_format: str = "text",
+        base: str | None = None,
         select: str | None = None,
         nightly: bool = False,
         snapshot: bool = False,
@@ -213,11 +237,17 @@ def _commands(ctx: Context) -> list[Callable[..., Any]]:
     ) -> None:
         """Show what `build` would do, as text or stable JSON."""
         flags = PlanFlags(select, nightly, snapshot, no_pull, use_cache)
+        base_plan = api.read_saved_plan(base) if base else None
         # A plan shows every Dockerfile and every template error.
         result, _, _ = _make_plan(ctx, directory, flags, offline=offline, render_all=True)
         if out:
             Path(out).write_text(plan_to_json(result), encoding="utf-8")
-        sys.stdout.write(plan_to_json(result) if json_output else plan_to_text(result))
+        if json_output or output_format == "json":
+            sys.stdout.write(plan_to_json(result))
+        elif output_format == "markdown":
+            sys.stdout.write(plan_to_markdown(result, base_plan))
+        else:
+            sys.stdout.write(plan_to_text(result))
         if detailed_exitcode and result.has_changes:
             raise ExitStatus(2)
 
@@ -310,7 +340,7 @@ def _commands(ctx: Context) -> list[Callable[..., Any]]:
                     run_dir=run_dir,
                 )
 
-    return [plan, apply, build, *versioning_commands(ctx)]
+    return [plan, apply, build, diff, *versioning_commands(ctx)]
 
 
 def _global_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,73 @@
+"""A plan as a compact Markdown review comment: counts, one row per image with work, drift
+findings with their fix, and rendered Dockerfile diffs folded under <details> when a base
+plan gives something to compare with."""
+
+from __future__ import annotations
+
+from dockerpkg.core.plan import Plan, PlannedImage
+from dockerpkg.core.plandiff import dockerfile_diff
+from dockerpkg.core.serialize import summary
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _version(name: str, image: PlannedImage | None, base: dict[str, PlannedImage]) -> str:
+    if image is None:
+        return ""
+    old = base.get(name)
+    if old is not None and old.tag != image.tag:
+        return f"`{old.tag}` → `{image.tag}`"
+    return f"`{image.tag}`" + (" (new)" if base and old is None else "")
+
+
+def plan_to_markdown(plan: Plan, base: Plan | None = None) -> str:
+    images = {image.name: image for image in plan.images}
+    before = {image.name: image for image in base.images} if base else {}
+    lines = [f"### dockerpkg {plan.action.value} plan for `{plan.directory}`", ""]
+    lines += [f"**{summary(plan).removeprefix('Plan: ')}**", ""]
+    rows: dict[str, tuple[list[str], list[str]]] = {}
+    for step in plan.steps:
+        ops, reasons = rows.setdefault(step.image, ([], []))
+        ops.append(step.op.value)
+        if step.reason.value not in reasons:
+            reasons.append(step.reason.value)
+    for written in plan.edits:
+        rows.setdefault(written.image, ([], []))
+    if rows:
+        lines += ["| Image | Action | Version | Reason |", "| --- | --- | --- | --- |"]
+        edits = {edit.image: edit for edit in plan.edits}
+        for name, (ops, reasons) in rows.items():
+            edit = edits.get(name)
+            version = (
+                f"`{edit.old_version}` → `{edit.new_version}`"
+                if edit
+                else _version(name, images.get(name), before)
+            )
+            action = ", ".join(dict.fromkeys(ops)) or "write_changelog"
+            why = ", ".join(reasons) or "requested"
+            lines.append(f"| `{_cell(name)}` | {action} | {version} | {why} |")
+        lines.append("")
+    if plan.findings:
+        lines += ["#### Changed without a version bump", ""]
+        for finding in plan.findings:
+            lines.append(f"- `{finding.image}`: {_cell(finding.detail)}. Fix: `{finding.fix}`")
+        lines.append("")
+    lines += [f"> note: {_cell(note)}" for note in plan.notes]
+    if plan.notes:
+        lines.append("")
+    for name in rows:
+        diff = dockerfile_diff(before.get(name), images.get(name)) if base else ""
+        if diff:
+            lines += [
+                f"<details><summary>Dockerfile of <code>{name}</code></summary>",
+                "",
+                "```diff",
+                diff.rstrip("\n"),
+                "```",
+                "",
+                "</details>",
+                "",
+            ]
+    return "\n".join(lines).rstrip("\n") + "\n"
