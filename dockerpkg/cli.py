@@ -17,6 +17,7 @@ import argh
 import attrs
 
 from dockerpkg import api
+from dockerpkg.commands_review import commands as review_commands
 from dockerpkg.commands_versioning import commands as versioning_commands
 from dockerpkg.commands_versioning import normalize_argv
 from dockerpkg.core.plan import BuildOptions, Plan
@@ -278,7 +279,7 @@ def _commands(ctx: Context) -> list[Callable[..., Any]]:
                 run_dir=run_dir,
             )
 
-    return [plan, apply, build, *versioning_commands(ctx)]
+    return [plan, apply, build, *versioning_commands(ctx), *review_commands(ctx)]
 
 
 def _global_parser() -> argparse.ArgumentParser:
