@@ -13,8 +13,12 @@ from dockerpkg.core.config import load_config
 from dockerpkg.core.lint import Finding, Rule, lint_tree
 from dockerpkg.effects.tree import read_snapshot
 from dockerpkg.errors import Location, Problem, Severity
+from tests.support.badinput import fingerprint, write_work
+from tests.unit.test_bad_input import ACCEPTED, CASES, PLAN, Case
 
 ROOT = Path(__file__).resolve().parents[2]
+# The bad-input suite's cases that only plan the tree (not update, apply a plan, ...).
+BAD_INPUT = [c for c in CASES if c.argv == PLAN]
 CONFIG = (
     "registry: registry.example.org\n"
     "base_images:\n"
@@ -443,3 +447,41 @@ def test_example_tree(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.Mo
 def test_findings_are_problems_with_a_location() -> None:
     finding = Finding(Rule.CHANGELOG_ORDER, Problem(Location("x/changelog", 7), "m"))
     assert str(finding) == "x/changelog:7: error: [changelog-order] m"
+
+
+@pytest.mark.parametrize("case", BAD_INPUT, ids=[c.id for c in BAD_INPUT])
+def test_every_broken_tree_is_an_error(
+    case: Case, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The bad-input suite's broken trees and configs: exit 1, the same located message (as a
+    bad-input finding, or before linting for what cannot be read at all), nothing changed."""
+    work = tmp_path / "work"
+    write_work(work)
+    monkeypatch.chdir(work)
+    case.build(work)
+    before = fingerprint(work)
+    status = main(["lint", "images"])
+    out, err = capsys.readouterr()
+    assert status == 1, out + err
+    assert "Traceback" not in out + err
+    where, _, message = case.expect.partition(": error: ")
+    as_finding = f"{where}: error: [bad-input] {message}"
+    lines = out.splitlines() + err.splitlines()
+    assert any(line.startswith((as_finding, case.expect)) for line in lines), out + err
+    assert fingerprint(work) == before
+
+
+@pytest.mark.parametrize("case", ACCEPTED, ids=[c.id for c in ACCEPTED])
+def test_accepted_inputs_lint_without_errors(
+    case: Case, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the bad-input suite accepts, lint accepts: at most warnings (no test.sh here)."""
+    work = tmp_path / "work"
+    write_work(work)
+    monkeypatch.chdir(work)
+    case.build(work)
+    status = main(["lint", "images"])
+    out, err = capsys.readouterr()
+    assert status == 0, out + err
+    assert ": error:" not in out + err
+    assert "Traceback" not in out + err
