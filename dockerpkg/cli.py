@@ -19,6 +19,7 @@ import argh
 import attrs
 
 from dockerpkg import api
+from dockerpkg.commands_review import commands as review_commands
 from dockerpkg.commands_versioning import WAIT_LOCK_HELP, normalize_argv
 from dockerpkg.commands_versioning import commands as versioning_commands
 from dockerpkg.core.markdown import plan_to_markdown
@@ -340,7 +341,7 @@ def _commands(ctx: Context) -> list[Callable[..., Any]]:
                     run_dir=run_dir,
                 )
 
-    return [plan, apply, build, diff, *versioning_commands(ctx)]
+    return [plan, apply, build, diff, *versioning_commands(ctx), *review_commands(ctx)]
 
 
 def _global_parser() -> argparse.ArgumentParser:
@@ -373,7 +374,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_commands(_commands(ctx))
     if not rest:
         parser.print_usage(sys.stderr)
-        print("dockerpkg: a verb is needed (plan, apply, build, update, prune)", file=sys.stderr)
+        print("dockerpkg: a verb is needed (plan, apply, build, update, prune, diff, graph, lint)", file=sys.stderr)
         return EXIT_USAGE
     try:
         parser.dispatch(argv=rest)

@@ -209,11 +209,18 @@ def static_image_tags(text: str) -> tuple[str, ...] | None:
 _NUMERIC_USER = re.compile(r"USER\s+\d+(:\d+)?")
 
 
-def check_numeric_user(dockerfile: str) -> str | None:
-    """With force_numeric_user, the last USER line must name a uid; returns the problem."""
+def non_numeric_user(dockerfile: str) -> str | None:
+    """The last USER instruction of a Dockerfile when it names no uid (else None)."""
     users = [line for line in dockerfile.splitlines() if line.upper().startswith("USER ")]
     if users and not _NUMERIC_USER.fullmatch(users[-1].strip()):
-        return f"last USER instruction '{users[-1].strip()}' is not numeric (force_numeric_user)"
+        return users[-1].strip()
+    return None
+
+
+def check_numeric_user(dockerfile: str) -> str | None:
+    """With force_numeric_user, the last USER line must name a uid; returns the problem."""
+    if user := non_numeric_user(dockerfile):
+        return f"last USER instruction '{user}' is not numeric (force_numeric_user)"
     return None
 
 

@@ -188,6 +188,16 @@ def render_images(tree: Tree, config: Config, names: Iterable[str]) -> Tree:
     return attrs.evolve(tree, images=MappingProxyType(images))
 
 
+def undeclared_warning(spec: ImageSpec, parent: str) -> Problem:
+    """The warning for SPEC using tree image PARENT through image_tag without declaring it
+    (`lint` reports these itself, with the line, under a rule of their own)."""
+    return warning(
+        spec.source.file("Dockerfile.template"),
+        f"uses image '{parent}' through image_tag but does not declare it in control "
+        "(Depends); it is built first anyway",
+    )
+
+
 def _dependencies(
     spec: ImageSpec, rendered: Rendered, known: KnownImages, tree_repos: Mapping[str, str]
 ) -> tuple[set[str], set[str], list[Problem]]:
@@ -222,13 +232,7 @@ def _dependencies(
         if repository in tree_repos:
             parents.add(tree_repos[repository])
             if repository not in declared:
-                problems.append(
-                    warning(
-                        spec.source.file("Dockerfile.template"),
-                        f"uses image '{tree_repos[repository]}' through image_tag but does not "
-                        "declare it in control (Depends); it is built first anyway",
-                    )
-                )
+                problems.append(undeclared_warning(spec, tree_repos[repository]))
         else:
             bases.add(known.labels[repository])
     return parents, bases, problems

@@ -1,0 +1,69 @@
+"""Commands for review: `graph` draws the dependency graph, `lint` checks the tree without a
+daemon. Parse, call dockerpkg.review, print, choose the status."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import argh
+
+from dockerpkg import review
+from dockerpkg.core.graph_render import GraphFormat, to_dot, to_mermaid
+from dockerpkg.core.lint import count, findings_json, findings_text, strictly
+from dockerpkg.errors import DockerPkgError, Severity
+
+if TYPE_CHECKING:
+    from dockerpkg.cli import Context
+
+EXIT_ERRORS = 1
+_FORMATS = [f.value for f in GraphFormat]
+
+
+def commands(ctx: Context) -> list[Callable[..., Any]]:
+    """The graph and lint commands, sharing CTX (global options, environment)."""
+
+    @argh.arg("directory", help="the image tree")
+    @argh.arg("--format", dest="fmt", choices=_FORMATS, help="dot (Graphviz) or mermaid")
+    @argh.arg("--select", help="fnmatch glob on full labels; the matches and what they need")
+    @argh.arg("--out", help="write the graph to this file instead of stdout")
+    def graph(
+        directory: str,
+        *,
+        fmt: str = GraphFormat.DOT.value,
+        select: str | None = None,
+        out: str | None = None,
+    ) -> None:
+        """Print the dependency graph: an arrow from each image to the images built on it."""
+        drawn, warnings = review.dependency_graph(directory, ctx.config_path, ctx.env, select)
+        for problem in warnings:
+            print(problem, file=sys.stderr)
+        if select is not None and not drawn.nodes:
+            print(f"no image matches --select {select}", file=sys.stderr)
+        text = to_dot(drawn) if GraphFormat(fmt) is GraphFormat.DOT else to_mermaid(drawn)
+        if out:
+            try:
+                Path(out).write_text(text, encoding="utf-8")
+            except OSError as exc:
+                raise DockerPkgError.single(out, f"cannot write: {exc.strerror}") from None
+        else:
+            sys.stdout.write(text)
+
+    @argh.arg("directory", help="the image tree")
+    @argh.arg("--strict", help="treat warnings as errors")
+    @argh.arg("--json", dest="json_output", help="print the findings as JSON")
+    def lint(directory: str, *, strict: bool = False, json_output: bool = False) -> None:
+        """Check the tree without a daemon; exit 1 on errors, 0 with warnings only."""
+        findings = review.lint(directory, ctx.config_path, ctx.env)
+        if strict:
+            findings = strictly(findings)
+        sys.stdout.write(findings_json(findings) if json_output else findings_text(findings))
+        sys.stdout.flush()
+        if count(findings, Severity.ERROR):
+            from dockerpkg.cli import ExitStatus
+
+            raise ExitStatus(EXIT_ERRORS)
+
+    return [graph, lint]

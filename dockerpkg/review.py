@@ -1,0 +1,30 @@
+"""Library entry points for `graph` and `lint`: read the tree and config, call the core."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from dockerpkg.api import load_workspace
+from dockerpkg.core.graph_render import Graph, select_graph
+from dockerpkg.core.lint import Finding, lint_tree
+from dockerpkg.effects.configfile import read_config
+from dockerpkg.effects.tree import read_snapshot
+from dockerpkg.errors import Problem
+
+
+def dependency_graph(
+    directory: str, config_path: str | None, env: Mapping[str, str], select: str | None = None
+) -> tuple[Graph, tuple[Problem, ...]]:
+    """The graph of the images SELECT matches and everything they depend on, and the
+    warnings reading the tree gave; raises DockerPkgError on bad input."""
+    # The graph needs only which images each template names, not rendered Dockerfiles.
+    workspace = load_workspace(directory, config_path, env, render=False)
+    return select_graph(workspace.tree, select), workspace.warnings
+
+
+def lint(directory: str, config_path: str | None, env: Mapping[str, str]) -> tuple[Finding, ...]:
+    """Every lint finding for the tree; bad input in the tree is a finding, while a config or
+    tree folder that cannot be read at all raises DockerPkgError."""
+    loaded = read_config(config_path, env)
+    snapshot = read_snapshot(directory)
+    return lint_tree(snapshot, loaded.config, directory=directory, extra=loaded.warnings)
