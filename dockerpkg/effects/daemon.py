@@ -12,10 +12,11 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import socket
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from types import TracebackType
 from typing import IO, Any
 
@@ -125,12 +126,21 @@ def _reason(exc: BaseException) -> str:
     return _lost_daemon(exc) or _short(exc)
 
 
-def _failure(action: str, exc: BaseException) -> DaemonError:
-    """DaemonError for a failed ACTION, with a hint when the daemon itself went away."""
+def _failure(action: str, exc: BaseException, container: str | None = None) -> DaemonError:
+    """DaemonError for a failed ACTION, with a hint when the daemon itself went away (and,
+    then, the CONTAINER of the build step it was running, which nobody could remove)."""
     lost = _lost_daemon(exc)
-    if lost is not None:
-        return DaemonError(f"{action}: lost the Docker daemon ({lost}); is dockerd still running?")
-    return DaemonError(f"{action}: {_short(exc)}")
+    if lost is None:
+        return DaemonError(f"{action}: {_short(exc)}")
+    message = f"{action}: lost the Docker daemon ({lost}); is dockerd still running?"
+    if container is not None:
+        message += f" Its build container {container} may be left: `docker rm {container}`"
+    return DaemonError(message)
+
+
+# The classic builder's lines around a RUN step's container.
+_STEP_CONTAINER = re.compile(r" ---> Running in ([0-9a-f]+)")
+_STEP_CONTAINER_REMOVED = "Removing intermediate container "
 
 
 # docker-py hands out only the generator reading a stream, not the HTTP response under it; a
@@ -256,11 +266,15 @@ def _auth(credentials: Credentials | None) -> dict[str, str] | None:
 
 
 def _stream_errors(
-    stream: Iterator[Any], log_file: IO[str] | None, cancel: threading.Event | None = None
+    stream: Iterator[Any],
+    log_file: IO[str] | None,
+    cancel: threading.Event | None = None,
+    on_text: Callable[[str], None] | None = None,
 ) -> str | None:
     """Copy a JSON progress stream to the log; return the first error it carries.
 
     A set CANCEL ends the read at the next chunk (the caller's _Guard cuts a silent stream).
+    ON_TEXT sees every text line too.
     """
     error = None
     for chunk in stream:
@@ -273,6 +287,8 @@ def _stream_errors(
                 error = str(item.get("error") or item.get("errorDetail", {}).get("message"))
             if log_file is not None:
                 text = item.get("stream") or item.get("status") or item.get("error") or ""
+                if text and on_text is not None:
+                    on_text(text)
                 if text:
                     progress = f" {item['progress']}" if item.get("progress") else ""
                     log_file.write(text if text.endswith("\n") else f"{text}{progress}\n")
@@ -328,6 +344,14 @@ def build(
     """
     _remember_responses(client)
     guard = _Guard(cancel, deadline)
+    running: list[str] = []  # the container of the RUN step under way, if any
+
+    def note(text: str) -> None:
+        if match := _STEP_CONTAINER.match(text):
+            running[:] = [match[1]]
+        elif text.startswith(_STEP_CONTAINER_REMOVED):
+            running.clear()
+
     try:
         with guard:
             stream = client.build(
@@ -343,10 +367,10 @@ def build(
                 decode=True,
             )
             guard.watch()
-            error = _stream_errors(stream, log_file, cancel)
+            error = _stream_errors(stream, log_file, cancel, note)
     except _FAILURES as exc:
         guard.raise_if_cut()
-        raise _failure("build failed", exc) from None
+        raise _failure("build failed", exc, running[0] if running else None) from None
     # A cut stream may end without an error: never take the label's older image for this one.
     guard.raise_if_cut()
     if error:
