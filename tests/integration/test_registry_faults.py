@@ -306,24 +306,26 @@ class TestRegistryStopsMidPublish:
         )
 
         outcomes = publish_outcomes(report)
-        published = [
-            name for name, (outcome, _, _) in outcomes.items() if outcome is Outcome.SUCCEEDED
-        ]
-        failed = [name for name, (outcome, _, _) in outcomes.items() if outcome is Outcome.FAILED]
-        assert published == [stopped[0].partition(":")[2]]
-        assert sorted(failed) == sorted(set(names) - set(published))
-        for name in failed:
-            error = outcomes[name][2] or ""
-            assert f"push of {registry.host}/{NAMESPACE}/{name}:1.0 failed" in error
-            assert "connection refused" in error
+        published = {n for n, (outcome, _, _) in outcomes.items() if outcome is Outcome.SUCCEEDED}
+        failed = {n for n, (outcome, _, _) in outcomes.items() if outcome is Outcome.FAILED}
+        assert stopped[0].partition(":")[2] in published
+        assert failed
+        assert published | failed == set(names)
+        errors = [outcomes[name][2] or "" for name in sorted(failed)]
+        # Each failure names the registry; pushes started after the stop were refused.
+        assert all(registry.host in error for error in errors), errors
+        assert any("connection refused" in error for error in errors), errors
         assert report.count(Op.BUILD) == 3
-        assert report.count(Op.PUBLISH) == 1
+        assert report.count(Op.PUBLISH) == len(published)
 
         # Back on the same port and storage: what was reported published is there.
         registry.start()
-        assert real_digest(registry, published[0]) == outcomes[published[0]][1]
-        for name in failed:
-            assert real_digest(registry, name) is None
+        for name in published:
+            assert real_digest(registry, name) == outcomes[name][1]
+        # (A push that ended just before the stop but could not be confirmed is there too,
+        # yet reported failed: never the other way round.)
+        missing = {name for name in failed if real_digest(registry, name) is None}
+        assert missing
 
         # The second run publishes what is missing, from the images already built.
         report_path = tmp_path / "report.json"
@@ -337,7 +339,7 @@ class TestRegistryStopsMidPublish:
         assert run.returncode == 0, run.stdout + run.stderr
         steps = json.loads(report_path.read_text())["steps"]
         assert {(s["op"], s["image"]) for s in steps} == {
-            (op, name) for name in failed for op in ("verify", "publish")
+            (op, name) for name in missing for op in ("verify", "publish")
         }
         assert {s["reason"] for s in steps} == {"built_locally_not_published"}
         assert {s["outcome"] for s in steps} == {"succeeded"}
