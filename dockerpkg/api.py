@@ -225,8 +225,14 @@ def apply_build_plan(
     jobs: int = 1,
     echo: IO[str] | None = None,
     interrupt: Interrupt | None = None,
+    build_timeout: float | None = None,
+    log_limit: int | None = None,
 ) -> Report:
-    """Execute the plan's steps; failures are in the report, not raised."""
+    """Execute the plan's steps; failures are in the report, not raised.
+
+    BUILD_TIMEOUT (seconds; default: the config's `build_timeout`, else none) bounds each
+    image's build; LOG_LIMIT (characters) bounds what each step writes to its log.
+    """
     from dockerpkg.effects import daemon
     from dockerpkg.effects.apply import Executor, Settings
     from dockerpkg.effects.observe import registry_client
@@ -244,7 +250,10 @@ def apply_build_plan(
         jobs=jobs,
         echo=echo,
         private_files=_private_files(workspace, env),
+        build_timeout=workspace.config.build_timeout if build_timeout is None else build_timeout,
     )
+    if log_limit is not None:
+        settings = attrs.evolve(settings, log_limit=log_limit)
     registry = registry_client(workspace.config, credentials) if plan.publish else None
     try:
         return Executor(client, registry, settings, listener).run(plan, interrupt)

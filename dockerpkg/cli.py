@@ -11,9 +11,10 @@ import os
 import signal
 import sys
 import tempfile
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import argh
 import attrs
@@ -34,6 +35,8 @@ from dockerpkg.effects.treelock import tree_lock
 from dockerpkg.errors import DockerPkgError, Problem, Severity
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
+# As shells report a process ended by SIGINT or SIGTERM: 128 + the signal's number.
+EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143
 # Measured on 2-core machines: see the README's Performance section.
 DEFAULT_JOBS = 4
 
@@ -72,6 +75,15 @@ def locked(directory: str, *, wait: bool) -> Iterator[None]:
 
     with tree_lock(directory, wait=wait, on_wait=waiting):
         yield
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where Ctrl-C raises KeyboardInterrupt, so that the same clean-up runs
+    (staged changelogs removed, temporary folders deleted) before exit status 143."""
+
+
+def _raise_terminated(signum: int, frame: object) -> NoReturn:
+    raise Terminated
 
 
 class ExitStatus(Exception):  # noqa: N818 (a signal to main, not an error)
@@ -125,6 +137,11 @@ def _make_plan(
     return api.build_plan(workspace, observed, options), workspace, credentials
 
 
+def _check_build_timeout(seconds: float | None) -> None:
+    if seconds is not None and not 0 < seconds < float("inf"):
+        raise DockerPkgError.single("--build-timeout", "expected a number of seconds above 0")
+
+
 def _run_dir(ctx: Context, given: str | None) -> Path:
     if given:
         return Path(given)
@@ -142,8 +159,14 @@ def _execute(
     report: str | None,
     quiet: bool,
     run_dir: str | None,
+    build_timeout: float | None = None,
 ) -> None:
-    """Apply a plan with progress, Ctrl-C handling and the final report; exit 1 on failure."""
+    """Apply a plan with progress, signal handling and the final report; exit 1 on failure.
+
+    Ctrl-C stops starting work, a second one cancels running work; SIGTERM does both at once
+    (whoever sends it will not wait long). Either way the report of what was done is printed,
+    and the exit status is 130 (Ctrl-C) or 143 (SIGTERM).
+    """
     folder = _run_dir(ctx, run_dir)
     countable = sum(1 for _ in plan.steps)
     progress_class = LiveProgress if sys.stderr.isatty() and not quiet else LineProgress
@@ -151,16 +174,21 @@ def _execute(
     interrupt = Interrupt()
     if not quiet:
         print(f"Logs: {folder}", file=sys.stderr)
+    received: set[int] = set()
 
-    def on_sigint(signum: int, frame: object) -> None:
-        if interrupt.stop.is_set():
+    def on_signal(signum: int, frame: object) -> None:
+        received.add(signum)
+        if signum == signal.SIGTERM:
+            print("\nterminating: cancelling running work", file=sys.stderr)
+            interrupt.cancel()
+        elif interrupt.stop.is_set():
             print("\ncancelling running work", file=sys.stderr)
             interrupt.cancel()
         else:
             print("\nstopping: no new work starts; Ctrl-C again cancels", file=sys.stderr)
             interrupt.stop.set()
 
-    previous = signal.signal(signal.SIGINT, on_sigint)
+    previous = {signum: signal.signal(signum, on_signal) for signum in _STOP_SIGNALS}
     try:
         result = api.apply_build_plan(
             plan,
@@ -172,9 +200,11 @@ def _execute(
             jobs=jobs,
             echo=sys.stderr if ctx.echo else None,
             interrupt=interrupt,
+            build_timeout=build_timeout,
         )
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
         if isinstance(progress, LiveProgress):
             progress.close()
     if report:
@@ -183,7 +213,7 @@ def _execute(
         sys.stdout.write(report_table(result))
     print(summary_line(result))
     if result.interrupted:
-        raise ExitStatus(130)
+        raise ExitStatus(EXIT_TERMINATED if signal.SIGTERM in received else EXIT_INTERRUPTED)
     if result.failed:
         raise ExitStatus(EXIT_ERROR)
 
@@ -195,6 +225,8 @@ _SELECT_HELP = "fnmatch glob on full labels (registry/namespace/name:tag)"
 _JOBS_HELP = "builds at once"
 _REPORT_HELP = "write the run report as JSON to this file"
 _RUN_DIR_HELP = "folder for per-image logs (default: a new one under /tmp)"
+_BUILD_TIMEOUT_HELP = "stop a build still running after SECONDS (default: config build_timeout)"
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 @argh.arg("old", metavar="OLD.json", help="the plan before (e.g. of the base branch)")
@@ -258,6 +290,7 @@ def _commands(ctx: Context) -> list[Callable[..., Any]]:
     @argh.arg("--report", help=_REPORT_HELP)
     @argh.arg("--run-dir", help=_RUN_DIR_HELP)
     @argh.arg("--wait-lock", help=WAIT_LOCK_HELP)
+    @argh.arg("--build-timeout", type=float, metavar="SECONDS", help=_BUILD_TIMEOUT_HELP)
     def apply(
         target: str,
         *,
@@ -271,8 +304,10 @@ def _commands(ctx: Context) -> list[Callable[..., Any]]:
         quiet: bool = False,
         run_dir: str | None = None,
         wait_lock: bool = False,
+        build_timeout: float | None = None,
     ) -> None:
         """Execute a saved plan (refused if stale), or plan DIRECTORY and execute at once."""
+        _check_build_timeout(build_timeout)
         if not os.path.lexists(target):
             raise DockerPkgError.single(target, "no such file or folder: give a plan or a tree")
         with contextlib.ExitStack() as lock:
@@ -301,6 +336,7 @@ def _commands(ctx: Context) -> list[Callable[..., Any]]:
                 report=report,
                 quiet=quiet,
                 run_dir=run_dir,
+                build_timeout=build_timeout,
             )
 
     @argh.arg("directory", help="the image tree")
@@ -309,6 +345,7 @@ def _commands(ctx: Context) -> list[Callable[..., Any]]:
     @argh.arg("--report", help=_REPORT_HELP)
     @argh.arg("--run-dir", help=_RUN_DIR_HELP)
     @argh.arg("--wait-lock", help=WAIT_LOCK_HELP)
+    @argh.arg("--build-timeout", type=float, metavar="SECONDS", help=_BUILD_TIMEOUT_HELP)
     def build(
         directory: str,
         *,
@@ -322,8 +359,10 @@ def _commands(ctx: Context) -> list[Callable[..., Any]]:
         quiet: bool = False,
         run_dir: str | None = None,
         wait_lock: bool = False,
+        build_timeout: float | None = None,
     ) -> None:
         """docker-pkg's verb: print the plan, then apply it."""
+        _check_build_timeout(build_timeout)
         flags = PlanFlags(select, nightly, snapshot, no_pull, use_cache)
         with locked(directory, wait=wait_lock):
             result, workspace, credentials = _make_plan(ctx, directory, flags)
@@ -339,6 +378,7 @@ def _commands(ctx: Context) -> list[Callable[..., Any]]:
                     report=report,
                     quiet=quiet,
                     run_dir=run_dir,
+                    build_timeout=build_timeout,
                 )
 
     return [plan, apply, build, diff, *versioning_commands(ctx), *review_commands(ctx)]
@@ -374,8 +414,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_commands(_commands(ctx))
     if not rest:
         parser.print_usage(sys.stderr)
-        print("dockerpkg: a verb is needed (plan, apply, build, update, prune, diff, graph, lint)", file=sys.stderr)
+        print(
+            "dockerpkg: a verb is needed (plan, apply, build, update, prune, diff, graph, lint)",
+            file=sys.stderr,
+        )
         return EXIT_USAGE
+    # SIGTERM ends the run the way Ctrl-C does (only the main thread may set handlers).
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _raise_terminated) if in_main_thread else None
     try:
         parser.dispatch(argv=rest)
     except DockerPkgError as exc:
@@ -385,6 +431,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_ERROR
     except ExitStatus as status:
         return status.code
+    except Terminated:
+        print("dockerpkg: terminated", file=sys.stderr)
+        return EXIT_TERMINATED
     except KeyboardInterrupt:
-        return 130
+        print("dockerpkg: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
     return EXIT_OK

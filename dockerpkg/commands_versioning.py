@@ -122,6 +122,17 @@ def _nightly(ctx: Context, nightly: str | None) -> str | None:
     return ctx.now.strftime(nightly) if nightly else None
 
 
+def _interrupted_update(plan: Plan, workspace: api.Workspace) -> str:
+    """What an interrupted write left: none or all of the changelogs (see effects.changelogs)."""
+    done = versioning.written_edits(plan, workspace)
+    total = len(plan.edits)
+    if not done:
+        return "Interrupted: no changelog was changed."
+    if len(done) == total:
+        return f"Interrupted after writing all {total} changelog(s)."
+    return f"Interrupted: {len(done)} of {total} changelog(s) were written: {', '.join(done)}"
+
+
 def _report_removals(results: Sequence[Removal]) -> None:
     for result in results:
         what = f"{result.step.image}  {result.step.detail}"
@@ -157,9 +168,14 @@ def commands(ctx: Context) -> list[Callable[..., Any]]:  # noqa: PLR0915 (closur
             _exit(EXIT_CHANGES)
 
     def write(plan: Plan, workspace: api.Workspace) -> None:
-        if plan.edits:
+        if not plan.edits:
+            return
+        try:
             written = versioning.write_update(plan, workspace)
-            print(f"Wrote {len(written)} changelog(s).", file=sys.stderr)
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM: say what the files hold now
+            print(_interrupted_update(plan, workspace), file=sys.stderr)
+            raise
+        print(f"Wrote {len(written)} changelog(s).", file=sys.stderr)
 
     @argh.arg("name", metavar="NAME", help="the image to update, by its exact name")
     @argh.arg("directory", metavar="DIRECTORY", help="the image tree")

@@ -73,8 +73,18 @@ def write_update(
     _require_action(plan, Action.UPDATE, workspace.directory)
     if plan.digest != workspace.digest:
         raise _stale(workspace.directory)
-    originals = {source.file("changelog"): source.changelog for source in workspace.snapshot.images}
-    return changelogs.apply_edits(workspace.directory, plan.edits, originals, write=write)
+    return changelogs.apply_edits(
+        workspace.directory, plan.edits, _originals(workspace), write=write
+    )
+
+
+def written_edits(plan: Plan, workspace: Workspace) -> tuple[str, ...]:
+    """The changelogs of PLAN that hold their new entry now (after an interrupted write)."""
+    return changelogs.edited(workspace.directory, plan.edits, _originals(workspace))
+
+
+def _originals(workspace: Workspace) -> dict[str, str]:
+    return {source.file("changelog"): source.changelog for source in workspace.snapshot.images}
 
 
 def load_saved_plan(

@@ -7,6 +7,7 @@ template variable; unknown keys keep whatever YAML shape they have.
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Mapping
 from types import MappingProxyType
@@ -52,6 +53,7 @@ _SCHEMA = sy.MapCombined(
         sy.Optional("container_limits"): sy.EmptyNone()
         | sy.MapPattern(sy.Str(), _LIMIT_VALUE)
         | sy.Str(),
+        sy.Optional("build_timeout"): sy.EmptyNone() | sy.Float(),
     },
     sy.Str(),
     sy.Any(),
@@ -81,6 +83,7 @@ _KNOWN_KEYS = frozenset(
         "verify_command",
         "verify_args",
         "container_limits",
+        "build_timeout",
     }
 )
 
@@ -117,6 +120,7 @@ class Config:
     verify_command: str = "/bin/bash"
     verify_args: tuple[str, ...] = DEFAULT_VERIFY_ARGS
     container_limits: Mapping[str, str | int] = attrs.field(factory=lambda: MappingProxyType({}))
+    build_timeout: float | None = None  # seconds one image's build may take; None: no limit
     # Keys the schema does not know, as YAML gave them: template variables only.
     extra: Mapping[str, Any] = attrs.field(factory=lambda: MappingProxyType({}))
 
@@ -270,6 +274,14 @@ def parse_config_data(text: str, path: str) -> dict[str, Any]:
                 problems.append(error(path, f"bad value for 'container_limits': {why}", line))
             else:
                 data[key] = limits
+        elif key == "build_timeout" and value is not None and not 0 < value < math.inf:
+            problems.append(
+                error(
+                    path,
+                    "bad value for 'build_timeout': expected a number of seconds above 0",
+                    document[key].start_line,
+                )
+            )
     if problems:
         raise DockerPkgError(problems)
     return data

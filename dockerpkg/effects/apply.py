@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import IO
+from typing import IO, cast
 
 import attrs
 import docker
@@ -31,6 +31,7 @@ from dockerpkg.core.plan import Op, Plan, PlannedImage, Step
 from dockerpkg.core.report import Outcome, Report, StepOutcome
 from dockerpkg.effects import daemon
 from dockerpkg.effects.credentials import Credentials
+from dockerpkg.effects.logs import DEFAULT_LOG_LIMIT, CappedLog
 from dockerpkg.effects.registry import RegistryClient, RegistryError
 from dockerpkg.effects.scheduler import (
     Interrupt,
@@ -60,6 +61,8 @@ class Settings:
     pull_jobs: int = 4
     # Real paths of files never copied into a build context (config files holding secrets).
     private_files: frozenset[str] = frozenset()
+    build_timeout: float | None = None  # seconds one image's build may take
+    log_limit: int = DEFAULT_LOG_LIMIT  # characters each step may write to its image's log
 
 
 def proxy_args(config: Config) -> dict[str, str]:
@@ -165,8 +168,13 @@ class Executor:
         path = self._settings.run_dir / f"{name}.log"
         with path.open("a", encoding="utf-8") as handle:
             handle.write(f"== {title} ({time.strftime('%Y-%m-%d %H:%M:%S')}) ==\n")
+            capped = CappedLog(handle, self._settings.log_limit)
             echo = self._settings.echo
-            yield handle if echo is None else _Tee(handle, echo, name)  # type: ignore[misc]
+            try:
+                # Both write, flush and give a file descriptor: all the log users need of IO.
+                yield cast("IO[str]", capped if echo is None else _Tee(capped, echo, name))
+            finally:
+                capped.close()
 
     def _pull(self, label: str) -> str | None:
         with self._log("pulls", f"pull {label}") as log:
@@ -184,6 +192,8 @@ class Executor:
 
     def _build(self, image: PlannedImage) -> str | None:
         config = self._settings.config
+        timeout = self._settings.build_timeout
+        deadline = None if timeout is None else time.monotonic() + timeout
         with (
             self._log(image.name, f"build {image.label}") as log,
             _context(
@@ -195,9 +205,11 @@ class Executor:
         ):
             try:
                 if image.build_dockerfile is not None:
-                    self._build_stage(image, context, log)
+                    self._build_stage(image, context, log, deadline)
                 if image.dockerfile is None:
                     raise TaskFailedError(f"the plan holds no rendered Dockerfile for {image.name}")
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise daemon.TimedOutError("timed out")
                 (context / "Dockerfile").write_text(image.dockerfile, encoding="utf-8")
                 image_id = daemon.build(
                     self._client,
@@ -209,12 +221,18 @@ class Executor:
                     log_file=log,
                     cancel=self._cancel,
                     labels=definition_labels(image),
+                    deadline=deadline,
                 )
+            except daemon.TimedOutError:
+                log.write(f"build timed out after {timeout:g} s: stopped\n")
+                raise TaskFailedError(f"build timed out after {timeout:g} s") from None
             except daemon.DaemonError as exc:
                 raise self._failed(exc) from None
         return image_id
 
-    def _build_stage(self, image: PlannedImage, context: Path, log: IO[str]) -> None:
+    def _build_stage(
+        self, image: PlannedImage, context: Path, log: IO[str], deadline: float | None
+    ) -> None:
         """docker-pkg < 4's build stage: build, copy its /build into the context, drop it."""
         repository, tag = split_label(image.label)
         stage = f"{repository}-build:{tag}"
@@ -230,6 +248,7 @@ class Executor:
             container_limits=config.container_limits,
             log_file=log,
             cancel=self._cancel,
+            deadline=deadline,
         )
         try:
             data = b"".join(daemon.copy_from_image(self._client, stage, "/build"))
@@ -365,7 +384,7 @@ def _leaving_out(
 class _Tee:
     """Writes to the log file and, prefixed with the image name, to the terminal."""
 
-    def __init__(self, log: IO[str], echo: IO[str], name: str) -> None:
+    def __init__(self, log: CappedLog, echo: IO[str], name: str) -> None:
         self._log, self._echo, self._name = log, echo, name
 
     def write(self, text: str) -> int:

@@ -79,6 +79,18 @@ def apply_edits(
     return tuple(t.edit.path for t in targets)
 
 
+def edited(root: str, edits: Sequence[Edit], originals: Mapping[str, str]) -> tuple[str, ...]:
+    """The paths of the EDITS whose changelog under ROOT now starts with the edit's entry over
+    the text the plan was made from: what an interrupted `apply_edits` did write."""
+    done = []
+    for edit in edits:
+        original = originals.get(edit.path)
+        current = _read(os.path.join(root, *edit.path.split("/")))
+        if original is not None and current == (edit.entry + original).encode("utf-8"):
+            done.append(edit.path)
+    return tuple(done)
+
+
 def _read(path: str) -> bytes | None:
     try:
         with open(path, "rb") as handle:
@@ -221,6 +233,8 @@ def _undo(
 
 
 def _remove_staged(targets: Sequence[_Target]) -> None:
-    for target in targets:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(target.temp)
+    # Held: a second Ctrl-C must not leave staged files behind.
+    with _signals_held():
+        for target in targets:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(target.temp)

@@ -1,20 +1,29 @@
 """The Docker daemon: list, pull, build, tag, push and remove images through docker-py.
 
 Every call that can fail raises DaemonError with a message for the user; streams are read to
-the end because docker-py reports pull/push failures inside them rather than raising.
+the end because docker-py reports pull/push failures inside them rather than raising. A
+stream can be cut from another thread (cancellation, a build's deadline): closing our end of
+the connection is how the daemon learns to stop, and for a build it kills and removes the
+container of the step that was running.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
+import re
+import socket
 import threading
-from collections.abc import Iterable, Iterator, Mapping
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from types import TracebackType
 from typing import IO, Any
 
 import docker
 import docker.errors
 import requests
+import urllib3.exceptions
 
 from dockerpkg.core.labels import split_label
 from dockerpkg.effects.credentials import Credentials
@@ -30,13 +39,38 @@ class DaemonError(Exception):
     """The daemon refused or failed; the message is for the user."""
 
 
+class CancelledError(DaemonError):
+    """The run was cancelled while the daemon was streaming."""
+
+
+class TimedOutError(DaemonError):
+    """A stream went on past its deadline and was cut."""
+
+
+# What a daemon call raises when it fails: docker-py's and requests' errors, and urllib3's and
+# the socket's, which docker-py lets through when the daemon goes away in the middle of a stream.
+_FAILURES = (
+    docker.errors.DockerException,
+    requests.RequestException,
+    urllib3.exceptions.HTTPError,
+    OSError,
+)
+
+_DEFAULT_HOST = "unix:///var/run/docker.sock"
+
+
 def connect(env: Mapping[str, str] | None = None) -> docker.APIClient:
     """A low-level client for the daemon named by the environment; DaemonError if none answers."""
+    host = (os.environ if env is None else env).get("DOCKER_HOST")
     try:
         client = docker.from_env(version="auto", timeout=TIMEOUT, environment=env).api
         client.ping()
-    except (docker.errors.DockerException, requests.RequestException) as exc:
-        raise DaemonError(f"cannot reach the Docker daemon: {_short(exc)}") from None
+    except _FAILURES as exc:
+        where = f"DOCKER_HOST={host}" if host else f"{_DEFAULT_HOST}, DOCKER_HOST is not set"
+        raise DaemonError(
+            f"cannot reach the Docker daemon ({where}): {_reason(exc)}; is dockerd running?"
+        ) from None
+    _remember_responses(client)
     return client
 
 
@@ -45,12 +79,163 @@ def _short(exc: BaseException) -> str:
     return text if len(text) < 300 else text[:300] + "..."
 
 
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    """The exception and everything it wraps (requests and urllib3 nest the cause deep)."""
+    seen: set[int] = set()
+    stack = [exc]
+    while stack:
+        current = stack.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        nested = [current.__cause__, current.__context__, getattr(current, "reason", None)]
+        nested += list(current.args)
+        stack.extend(item for item in nested if isinstance(item, BaseException))
+
+
+def _lost_daemon(exc: BaseException) -> str | None:
+    """Why the daemon could not be talked to, if that is what EXC says; else None."""
+    reasons = (
+        (FileNotFoundError, "no such socket"),
+        (ConnectionRefusedError, "connection refused"),
+        (PermissionError, "permission denied (is this user allowed to use Docker?)"),
+        (ConnectionResetError, "the daemon closed the connection"),
+        (urllib3.exceptions.ProtocolError, "the daemon closed the connection"),
+        (requests.exceptions.ChunkedEncodingError, "the daemon closed the connection"),
+        (requests.Timeout, "timed out"),
+        (TimeoutError, "timed out"),
+    )
+    causes = list(_causes(exc))
+    for kind, reason in reasons:  # the most telling first: a missing socket hides under others
+        if any(isinstance(cause, kind) for cause in causes):
+            return reason
+    return None
+
+
+def _reason(exc: BaseException) -> str:
+    return _lost_daemon(exc) or _short(exc)
+
+
+def _failure(action: str, exc: BaseException, container: str | None = None) -> DaemonError:
+    """DaemonError for a failed ACTION, with a hint when the daemon itself went away (and,
+    then, the CONTAINER of the build step it was running, which nobody could remove)."""
+    lost = _lost_daemon(exc)
+    if lost is None:
+        return DaemonError(f"{action}: {_short(exc)}")
+    message = f"{action}: lost the Docker daemon ({lost}); is dockerd still running?"
+    if container is not None:
+        message += f" Its build container {container} may be left: `docker rm {container}`"
+    return DaemonError(message)
+
+
+# The classic builder's lines around a RUN step's container.
+_STEP_CONTAINER = re.compile(r" ---> Running in ([0-9a-f]+)")
+_STEP_CONTAINER_REMOVED = "Removing intermediate container "
+
+
+# docker-py hands out only the generator reading a stream, not the HTTP response under it; a
+# session hook notes each thread's last response, so that the stream can be cut.
+_last_response = threading.local()
+
+
+def _note_response(response: requests.Response, *args: Any, **kwargs: Any) -> requests.Response:
+    _last_response.value = response
+    return response
+
+
+def _remember_responses(client: docker.APIClient) -> None:
+    hooks = client.hooks.setdefault("response", [])
+    if _note_response not in hooks:
+        hooks.append(_note_response)
+
+
+class _Guard:
+    """Cuts the stream of one daemon call once CANCEL is set or DEADLINE (monotonic) passes.
+
+    A watcher thread looks every POLL seconds; `reason` says afterwards why it cut, if it did.
+    """
+
+    POLL = 0.1
+
+    def __init__(self, cancel: threading.Event | None, deadline: float | None) -> None:
+        self._cancel = cancel
+        self._deadline = deadline
+        self._done = threading.Event()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self.reason: type[DaemonError] | None = None
+
+    def __enter__(self) -> _Guard:
+        _last_response.value = None
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        with self._lock:
+            self._done.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def watch(self) -> None:
+        """Watch the stream whose request this thread has just sent."""
+        response: requests.Response | None = getattr(_last_response, "value", None)
+        if response is None or (self._cancel is None and self._deadline is None):
+            return
+        self._thread = threading.Thread(
+            target=self._run, args=(response,), name="dockerpkg-stream-guard", daemon=True
+        )
+        self._thread.start()
+
+    def _run(self, response: requests.Response) -> None:
+        while not self._done.wait(self._pause()):
+            if self._cancel is not None and self._cancel.is_set():
+                reason: type[DaemonError] = CancelledError
+            elif self._deadline is not None and time.monotonic() >= self._deadline:
+                reason = TimedOutError
+            else:
+                continue
+            with self._lock:
+                if not self._done.is_set():
+                    self.reason = reason
+                    _cut(response)
+            return
+
+    def _pause(self) -> float:
+        pause = self.POLL if self._cancel is not None else 3600.0
+        if self._deadline is not None:
+            pause = min(pause, max(0.0, self._deadline - time.monotonic()))
+        return pause
+
+    def raise_if_cut(self) -> None:
+        if self.reason is not None:
+            raise self.reason("cancelled" if self.reason is CancelledError else "timed out")
+
+
+def _cut(response: requests.Response) -> None:
+    """Shut the connection under RESPONSE down: a read blocked on it in another thread ends."""
+    connection = getattr(response.raw, "connection", None)
+    sock = getattr(connection, "sock", None)
+    if isinstance(sock, socket.socket):
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        else:
+            return
+    response.close()
+
+
 def list_images(client: docker.APIClient) -> tuple[LocalImage, ...]:
     """Every image of the daemon, in one call."""
     try:
         raw = client.images(all=False)
-    except (docker.errors.DockerException, requests.RequestException) as exc:
-        raise DaemonError(f"cannot list images: {_short(exc)}") from None
+    except _FAILURES as exc:
+        raise _failure("cannot list images", exc) from None
     return tuple(
         LocalImage(
             id=item["Id"],
@@ -71,17 +256,16 @@ def _auth(credentials: Credentials | None) -> dict[str, str] | None:
     return {"username": credentials.username, "password": credentials.password}
 
 
-class CancelledError(DaemonError):
-    """The run was cancelled while the daemon was streaming."""
-
-
 def _stream_errors(
-    stream: Iterator[Any], log_file: IO[str] | None, cancel: threading.Event | None = None
+    stream: Iterator[Any],
+    log_file: IO[str] | None,
+    cancel: threading.Event | None = None,
+    on_text: Callable[[str], None] | None = None,
 ) -> str | None:
     """Copy a JSON progress stream to the log; return the first error it carries.
 
-    A set CANCEL ends the read at the next chunk; dropping the stream closes the connection,
-    which is how the daemon learns to stop.
+    A set CANCEL ends the read at the next chunk (the caller's _Guard cuts a silent stream).
+    ON_TEXT sees every text line too.
     """
     error = None
     for chunk in stream:
@@ -94,6 +278,8 @@ def _stream_errors(
                 error = str(item.get("error") or item.get("errorDetail", {}).get("message"))
             if log_file is not None:
                 text = item.get("stream") or item.get("status") or item.get("error") or ""
+                if text and on_text is not None:
+                    on_text(text)
                 if text:
                     progress = f" {item['progress']}" if item.get("progress") else ""
                     log_file.write(text if text.endswith("\n") else f"{text}{progress}\n")
@@ -108,17 +294,23 @@ def pull(
     cancel: threading.Event | None = None,
 ) -> None:
     repository, tag = split_label(label)
+    _remember_responses(client)
+    guard = _Guard(cancel, None)
     try:
-        stream = client.pull(
-            repository,
-            tag=tag or "latest",
-            stream=True,
-            decode=True,
-            auth_config=_auth(credentials),
-        )
-        error = _stream_errors(stream, log_file, cancel)
-    except (docker.errors.DockerException, requests.RequestException) as exc:
-        raise DaemonError(f"cannot pull {label}: {_short(exc)}") from None
+        with guard:
+            stream = client.pull(
+                repository,
+                tag=tag or "latest",
+                stream=True,
+                decode=True,
+                auth_config=_auth(credentials),
+            )
+            guard.watch()
+            error = _stream_errors(stream, log_file, cancel)
+    except _FAILURES as exc:
+        guard.raise_if_cut()
+        raise _failure(f"cannot pull {label}", exc) from None
+    guard.raise_if_cut()
     if error:
         raise DaemonError(f"cannot pull {label}: {error}")
 
@@ -135,42 +327,59 @@ def build(
     log_file: IO[str] | None = None,
     cancel: threading.Event | None = None,
     labels: Mapping[str, str] | None = None,
+    deadline: float | None = None,
 ) -> str:
     """Build CONTEXT (docker-py applies its .dockerignore) and tag it LABEL; returns the ID.
 
-    rm and forcerm remove intermediate containers even when a step fails.
+    rm and forcerm remove intermediate containers even when a step fails. A build still
+    running at DEADLINE (time.monotonic()) is stopped: TimedOutError.
     """
+    _remember_responses(client)
+    guard = _Guard(cancel, deadline)
+    running: list[str] = []  # the container of the RUN step under way, if any
+
+    def note(text: str) -> None:
+        if match := _STEP_CONTAINER.match(text):
+            running[:] = [match[1]]
+        elif text.startswith(_STEP_CONTAINER_REMOVED):
+            running.clear()
+
     try:
-        stream = client.build(
-            path=context,
-            dockerfile=dockerfile,
-            tag=label,
-            nocache=not use_cache,
-            rm=True,
-            forcerm=True,
-            pull=False,
-            buildargs=dict(buildargs),
-            container_limits=dict(container_limits) or None,
-            labels=dict(labels) if labels else None,
-            decode=True,
-        )
-        error = _stream_errors(stream, log_file, cancel)
-    except (docker.errors.DockerException, requests.RequestException) as exc:
-        raise DaemonError(f"build failed: {_short(exc)}") from None
+        with guard:
+            stream = client.build(
+                path=context,
+                dockerfile=dockerfile,
+                tag=label,
+                nocache=not use_cache,
+                rm=True,
+                forcerm=True,
+                pull=False,
+                buildargs=dict(buildargs),
+                container_limits=dict(container_limits) or None,
+                labels=dict(labels) if labels else None,
+                decode=True,
+            )
+            guard.watch()
+            error = _stream_errors(stream, log_file, cancel, note)
+    except _FAILURES as exc:
+        guard.raise_if_cut()
+        raise _failure("build failed", exc, running[0] if running else None) from None
+    # A cut stream may end without an error: never take the label's older image for this one.
+    guard.raise_if_cut()
     if error:
         raise DaemonError(f"build failed: {error.strip()}")
     try:
         image_id: str = client.inspect_image(label)["Id"]
-    except (docker.errors.DockerException, requests.RequestException) as exc:
-        raise DaemonError(f"built image {label} not found: {_short(exc)}") from None
+    except _FAILURES as exc:
+        raise _failure(f"built image {label} not found", exc) from None
     return image_id
 
 
 def tag(client: docker.APIClient, label: str, repository: str, new_tag: str) -> None:
     try:
         client.tag(label, repository, new_tag, force=True)
-    except (docker.errors.DockerException, requests.RequestException) as exc:
-        raise DaemonError(f"cannot tag {label} as {repository}:{new_tag}: {_short(exc)}") from None
+    except _FAILURES as exc:
+        raise _failure(f"cannot tag {label} as {repository}:{new_tag}", exc) from None
 
 
 def push(
@@ -183,13 +392,19 @@ def push(
     cancel: threading.Event | None = None,
 ) -> None:
     """Push and read the whole stream: an error in it is a failure, whatever docker-py says."""
+    _remember_responses(client)
+    guard = _Guard(cancel, None)
     try:
-        stream = client.push(
-            repository, tag=push_tag, stream=True, decode=True, auth_config=_auth(credentials)
-        )
-        error = _stream_errors(stream, log_file, cancel)
-    except (docker.errors.DockerException, requests.RequestException) as exc:
-        raise DaemonError(f"push of {repository}:{push_tag} failed: {_short(exc)}") from None
+        with guard:
+            stream = client.push(
+                repository, tag=push_tag, stream=True, decode=True, auth_config=_auth(credentials)
+            )
+            guard.watch()
+            error = _stream_errors(stream, log_file, cancel)
+    except _FAILURES as exc:
+        guard.raise_if_cut()
+        raise _failure(f"push of {repository}:{push_tag} failed", exc) from None
+    guard.raise_if_cut()
     if error:
         raise DaemonError(f"push of {repository}:{push_tag} failed: {error}")
 
@@ -198,16 +413,16 @@ def remove_image(client: docker.APIClient, image_id: str) -> None:
     """Remove without force: an image a container uses is refused by the daemon, not forced."""
     try:
         client.remove_image(image_id, force=False, noprune=False)
-    except (docker.errors.DockerException, requests.RequestException) as exc:
-        raise DaemonError(f"cannot remove {image_id[:19]}: {_short(exc)}") from None
+    except _FAILURES as exc:
+        raise _failure(f"cannot remove {image_id[:19]}", exc) from None
 
 
 def containers_images(client: docker.APIClient) -> frozenset[str]:
     """IDs of images used by any container, running or not."""
     try:
         return frozenset(c["ImageID"] for c in client.containers(all=True))
-    except (docker.errors.DockerException, requests.RequestException) as exc:
-        raise DaemonError(f"cannot list containers: {_short(exc)}") from None
+    except _FAILURES as exc:
+        raise _failure("cannot list containers", exc) from None
 
 
 def copy_from_image(client: docker.APIClient, image: str, source: str) -> Iterator[bytes]:

@@ -69,10 +69,28 @@ def connect(env: Mapping[str, str]) -> Engine:
     """The engine for the daemon the environment names; EngineError if none answers."""
     path = socket_path(env)
     if path is not None:
-        engine = SocketEngine(path)
+        host = env.get("DOCKER_HOST")
+        where = f"DOCKER_HOST={host}" if host else f"unix://{path}, DOCKER_HOST is not set"
+        engine = SocketEngine(path, where=where)
         engine.ping()
         return engine
     return DockerPyEngine.connect(env)
+
+
+_REASONS: tuple[tuple[type[OSError], str], ...] = (
+    (FileNotFoundError, "no such socket"),
+    (ConnectionRefusedError, "connection refused"),
+    (PermissionError, "permission denied (is this user allowed to use Docker?)"),
+    (ConnectionResetError, "the daemon closed the connection"),
+    (TimeoutError, "timed out"),
+)
+
+
+def _reason(exc: BaseException) -> str:
+    for kind, reason in _REASONS:
+        if isinstance(exc, kind):
+            return reason
+    return str(exc)[:300]
 
 
 class _UnixConnection(http.client.HTTPConnection):
@@ -94,8 +112,9 @@ class _UnixConnection(http.client.HTTPConnection):
 class SocketEngine:
     """The Engine API over a unix socket, one kept-alive connection."""
 
-    def __init__(self, path: str, timeout: float = TIMEOUT_S) -> None:
+    def __init__(self, path: str, timeout: float = TIMEOUT_S, *, where: str = "") -> None:
         self._path = path
+        self._where = where or f"unix://{path}"
         self._connection = _UnixConnection(path, timeout)
 
     def _call(self, method: str, url: str, what: str) -> Any:
@@ -105,9 +124,11 @@ class SocketEngine:
             body = response.read()
         except (OSError, http.client.HTTPException) as exc:
             self._connection.close()
+            if url == "/_ping":
+                message = f"cannot reach the Docker daemon ({self._where}): {_reason(exc)}"
+                raise EngineError(f"{message}; is dockerd running?") from None
             raise EngineError(
-                f"cannot {what}: no answer from the Docker daemon at unix://{self._path} "
-                f"({exc}); is dockerd running, and may this user use its socket?"
+                f"cannot {what}: lost the Docker daemon ({_reason(exc)}); is dockerd still running?"
             ) from None
         if response.status >= 400:
             raise EngineError(f"cannot {what}: {_daemon_message(response.status, body)}")

@@ -8,7 +8,8 @@ one token per repository (fetched in batches by ``published_many``).
 
 Failures are never answered with "not published": a registry that cannot be reached, whose TLS
 cannot be verified, or that refuses us raises RegistryError, worded for the user and free of
-secrets.
+secrets. Every request is idempotent (GET, HEAD), so connection failures, timeouts and answers
+500/502/503/504 are tried again as a RetryPolicy says, with growing pauses, before that error.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import http.client
 import ipaddress
 import logging
 import os
+import random
 import re
 import socket
 import ssl
@@ -36,7 +38,6 @@ import attrs
 import requests
 import requests.adapters
 import requests.auth
-import urllib3.util.retry
 
 from dockerpkg.effects.credentials import Credentials
 
@@ -46,6 +47,7 @@ __all__ = [
     "RegistryClient",
     "RegistryError",
     "RegistryFailure",
+    "RetryPolicy",
 ]
 
 log = logging.getLogger(__name__)
@@ -70,8 +72,8 @@ _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 _REPOSITORY = re.compile(rf"{_COMPONENT}(?:/{_COMPONENT})*")
 _TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 
-# (connect, read) seconds: a registry that accepts the connection but never answers must fail.
-_TIMEOUT = (10.0, 60.0)
+# Answers that mean "busy or broken for now": asking again later may succeed.
+_RETRY_STATUSES = frozenset({500, 502, 503, 504})
 
 # Scopes asked for in one token request by published_many: enough to save round trips, few
 # enough that the token URL stays short.
@@ -107,6 +109,37 @@ class RegistryError(Exception):
         self.failure = failure
         self.message = message
         super().__init__(message)
+
+
+@attrs.frozen
+class RetryPolicy:
+    """How long to wait for the registry, and how often to ask again, before giving up.
+
+    Every request the client sends is a GET or a HEAD, safe to repeat. A connection failure
+    (refused, reset), a timeout or an answer 500/502/503/504 is retried; the pause after failed
+    attempt N is ``base_delay * 2**(N-1)``, plus up to ``jitter`` of that at random so that many
+    clients do not come back in step. A registry that accepts the connection but never answers
+    fails after ``read_timeout`` seconds: the worst case is ``attempts`` times the timeouts plus
+    the pauses (about 92 s with the defaults).
+    """
+
+    attempts: int = attrs.field(default=3, validator=attrs.validators.ge(1))
+    base_delay: float = attrs.field(default=0.5, validator=attrs.validators.ge(0))
+    jitter: float = attrs.field(default=0.1, validator=attrs.validators.ge(0))
+    connect_timeout: float = attrs.field(default=10.0, validator=attrs.validators.gt(0))
+    read_timeout: float = attrs.field(default=30.0, validator=attrs.validators.gt(0))
+
+    @property
+    def timeout(self) -> tuple[float, float]:
+        """``(connect, read)`` seconds, as requests takes them."""
+        return (self.connect_timeout, self.read_timeout)
+
+    def delay(self, attempt: int) -> float:
+        """Seconds to wait after failed attempt ATTEMPT (1-based) before the next one."""
+        pause: float = self.base_delay * 2 ** (attempt - 1)
+        if self.jitter:
+            pause += random.uniform(0, pause * self.jitter)  # noqa: S311 (spreading, not secrecy)
+        return pause
 
 
 class _Scheme(enum.Enum):
@@ -159,7 +192,8 @@ class RegistryClient:
 
     ``registry`` is ``host[:port]``; ``None`` or ``""`` means Docker Hub. ``ca_bundle`` is a
     PEM file of CAs to trust instead of the system ones. ``workers`` bounds both the threads of
-    ``published_many`` and the connections kept open to the registry.
+    ``published_many`` and the connections kept open to the registry. ``retry`` bounds the
+    time spent on a registry that refuses, fails or hangs.
     """
 
     def __init__(
@@ -168,6 +202,7 @@ class RegistryClient:
         credentials: Credentials | None = None,
         ca_bundle: str | None = None,
         workers: int = 8,
+        retry: RetryPolicy | None = None,
     ) -> None:
         if workers < 1:
             msg = f"workers must be at least 1, not {workers}"
@@ -179,6 +214,7 @@ class RegistryClient:
         self._host = DOCKER_HUB_API_HOST if self._is_hub else str(registry)
         self.name = "Docker Hub" if self._is_hub else str(registry)
         self._credentials = credentials
+        self._retry = retry or RetryPolicy()
         self._verify: str | bool = ca_bundle or _system_cas()
         self._proxies: dict[str, dict[str, str]] = {}
         # published_many's fast path: one plain keep-alive connection per worker thread.
@@ -232,9 +268,10 @@ class RegistryClient:
             return digest
         # The header is optional in the spec; the digest is by definition that of the bytes.
         repo = self._api_repository(repository)
-        body = self._call("GET", repo, f"/v2/{repo}/manifests/{tag}", {"Accept": _ACCEPT})
+        what = f"the manifest of {repository}:{tag}"
+        body = self._call("GET", repo, f"/v2/{repo}/manifests/{tag}", {"Accept": _ACCEPT}, what)
         if body.status_code != 200:
-            raise self._unexpected(body, f"GET manifest of {repository}:{tag}")
+            raise self._unexpected(body, what)
         return "sha256:" + hashlib.sha256(body.content).hexdigest()
 
     def published_many(
@@ -314,9 +351,11 @@ class RegistryClient:
         if url.scheme == "https":
             verify = self._verify
             context = ssl.create_default_context(cafile=verify if isinstance(verify, str) else None)
-            connection = http.client.HTTPSConnection(host, timeout=_TIMEOUT[1], context=context)
+            connection = http.client.HTTPSConnection(
+                host, timeout=self._retry.read_timeout, context=context
+            )
         else:
-            connection = http.client.HTTPConnection(host, timeout=_TIMEOUT[1])
+            connection = http.client.HTTPConnection(host, timeout=self._retry.read_timeout)
         self._local.connection = connection
         with self._lock:
             self._quick_connections.append(connection)
@@ -328,12 +367,13 @@ class RegistryClient:
         repo = self._api_repository(repository)
         found: set[str] = set()
         path: str | None = f"/v2/{repo}/tags/list"
+        what = f"the tags of {repository}"
         while path is not None:
-            response = self._call("GET", repo, path, {"Accept": "application/json"})
+            response = self._call("GET", repo, path, {"Accept": "application/json"}, what)
             if response.status_code == 404:
                 return []
             if response.status_code != 200:
-                raise self._unexpected(response, f"GET tags of {repository}")
+                raise self._unexpected(response, what)
             found.update(self._tags_in(response, repository))
             path = _next_page(response)
         return sorted(found)
@@ -343,7 +383,8 @@ class RegistryClient:
         when it is not published or is a multi-platform index (no single config)."""
         _check_names(repository, tag)
         repo = self._api_repository(repository)
-        manifest = self._call("GET", repo, f"/v2/{repo}/manifests/{tag}", {"Accept": _ACCEPT})
+        what = f"{repository}:{tag}"
+        manifest = self._call("GET", repo, f"/v2/{repo}/manifests/{tag}", {"Accept": _ACCEPT}, what)
         if manifest.status_code == 404 or _insufficient_scope(manifest):
             return None
         if manifest.status_code != 200:
@@ -352,7 +393,7 @@ class RegistryClient:
             config_digest = manifest.json()["config"]["digest"]
         except (ValueError, KeyError, TypeError):
             return None
-        blob = self._call("GET", repo, f"/v2/{repo}/blobs/{config_digest}", {})
+        blob = self._call("GET", repo, f"/v2/{repo}/blobs/{config_digest}", {}, what)
         if blob.status_code != 200:
             raise self._unexpected(blob, f"GET image config of {repository}:{tag}")
         try:
@@ -366,17 +407,21 @@ class RegistryClient:
     def _head_manifest(self, repository: str, tag: str) -> requests.Response | None:
         _check_names(repository, tag)
         repo = self._api_repository(repository)
-        response = self._call("HEAD", repo, f"/v2/{repo}/manifests/{tag}", {"Accept": _ACCEPT})
+        what = f"{repository}:{tag}"
+        response = self._call(
+            "HEAD", repo, f"/v2/{repo}/manifests/{tag}", {"Accept": _ACCEPT}, what
+        )
         if response.status_code == 200:
             return response
         if response.status_code == 404 or _insufficient_scope(response):
             return None
-        raise self._unexpected(response, f"HEAD manifest of {repository}:{tag}")
+        raise self._unexpected(response, what)
 
     def _call(
-        self, method: str, repository: str, path: str, headers: Mapping[str, str]
+        self, method: str, repository: str, path: str, headers: Mapping[str, str], what: str
     ) -> requests.Response:
-        """Send a request for ``repository``, authenticating as the registry asks.
+        """Send a request for ``repository`` (WHAT it asks about, for messages), authenticating
+        as the registry asks and retrying as the policy says.
 
         Returns any response but 401/403, which become RegistryError. A 401 is answered once
         with fresh authentication (a Bearer token may have expired, or the registry may demand
@@ -385,7 +430,7 @@ class RegistryClient:
         base_url = self._ensure_ready()
         scope = f"repository:{repository}:pull"
         url = base_url + path
-        response = self._send(method, url, headers, self._authorization(scope, fresh=False))
+        response = self._send(method, url, headers, self._authorization(scope, fresh=False), what)
         if response.status_code == 401:
             challenge = _parse_challenge(response.headers.get("WWW-Authenticate", ""))
             if challenge.scheme is _Scheme.NONE:
@@ -401,7 +446,7 @@ class RegistryClient:
                 raise self._refused(f"repository {repository}", response.status_code)
             retry_scope = challenge.scope or scope
             authorization = self._authorization(retry_scope, fresh=True, also_for=scope)
-            response = self._send(method, url, headers, authorization)
+            response = self._send(method, url, headers, authorization, what)
         if response.status_code == 401 and _insufficient_scope(response):
             # The token server accepted us but granted nothing on this repository: Docker Hub
             # answers so for a repository that does not exist yet. Callers decide.
@@ -440,22 +485,64 @@ class RegistryClient:
         url: str,
         headers: Mapping[str, str],
         authorization: _Authorization,
+        what: str,
     ) -> requests.Response:
-        try:
-            response = self._session.request(
+        def send() -> requests.Response:
+            return self._session.request(
                 method,
                 url,
                 headers=dict(headers),
                 auth=authorization,
-                timeout=_TIMEOUT,
+                timeout=self._retry.timeout,
                 verify=self._verify,
                 allow_redirects=True,
                 proxies=self._proxies_for(url),
             )
+
+        try:
+            response = self._retrying(send, url, what)
         except requests.RequestException as exc:
             raise self._connection_error(exc, url) from None
         log.debug("%s %s -> %d", method, url, response.status_code)
         return response
+
+    def _retrying(
+        self,
+        send: Callable[[], requests.Response],
+        url: str,
+        what: str,
+        *,
+        retry_error: Callable[[requests.RequestException], bool] | None = None,
+        server: str | None = None,
+    ) -> requests.Response:
+        """SEND until it gets an answer other than 500/502/503/504, as the policy allows.
+
+        A connection failure or timeout for which RETRY_ERROR (default: anything but TLS) says
+        yes is tried again too; any other is raised as it is, for the caller to word. When
+        the attempts are used up, RegistryError says what was asked (WHAT, at URL, of the
+        token SERVER if not the registry), what went wrong and how many times it was tried.
+        """
+        retry_error = retry_error or _transient
+        policy = self._retry
+        attempt = 1
+        while True:
+            try:
+                response = send()
+            except requests.RequestException as exc:
+                if not retry_error(exc):
+                    raise
+                if attempt >= policy.attempts:
+                    raise self._connection_error(exc, url, attempt, server) from None
+                log.debug("attempt %d of %s failed: %s", attempt, url, _describe(exc))
+            else:
+                if response.status_code not in _RETRY_STATUSES:
+                    return response
+                if attempt >= policy.attempts:
+                    raise self._unexpected(response, what, attempt)
+                log.debug("attempt %d of %s: HTTP %d", attempt, url, response.status_code)
+                response.close()
+            time.sleep(policy.delay(attempt))
+            attempt += 1
 
     # --- scheme and authentication, learned once -------------------------------------------
 
@@ -475,7 +562,15 @@ class RegistryClient:
         """
         https_url = f"https://{self._host}"
         try:
-            response = self._ping_url(https_url)
+            # On loopback, a failure that means "no TLS here" is an answer, not a fault.
+            response = self._ping_url(
+                https_url,
+                retry_error=(
+                    (lambda exc: _transient(exc) and not _means_no_tls(exc))
+                    if _is_loopback(self._host)
+                    else None
+                ),
+            )
         except requests.RequestException as exc:
             if not (_is_loopback(self._host) and _means_no_tls(exc)):
                 raise self._connection_error(exc, f"{https_url}/v2/") from None
@@ -495,11 +590,22 @@ class RegistryClient:
             return http_url, self._challenge_of(response)
         return https_url, self._challenge_of(response)
 
-    def _ping_url(self, base_url: str) -> requests.Response:
-        response = self._session.get(
-            f"{base_url}/v2/", auth=_NO_AUTH, timeout=_TIMEOUT, verify=self._verify
+    def _ping_url(
+        self,
+        base_url: str,
+        *,
+        retry_error: Callable[[requests.RequestException], bool] | None = None,
+    ) -> requests.Response:
+        url = f"{base_url}/v2/"
+        response = self._retrying(
+            lambda: self._session.get(
+                url, auth=_NO_AUTH, timeout=self._retry.timeout, verify=self._verify
+            ),
+            url,
+            "its API root /v2/",
+            retry_error=retry_error,
         )
-        log.debug("GET %s/v2/ -> %d", base_url, response.status_code)
+        log.debug("GET %s -> %d", url, response.status_code)
         return response
 
     @staticmethod
@@ -578,26 +684,28 @@ class RegistryClient:
         authorization = (
             _NO_AUTH if credentials is None else _Authorization(_basic_header(credentials))
         )
-        realm_host = urlsplit(challenge.realm).netloc or challenge.realm
+        realm = challenge.realm
+        realm_host = urlsplit(realm).netloc or realm
         try:
-            response = self._session.get(
-                challenge.realm,
-                params=params,
-                auth=authorization,
-                timeout=_TIMEOUT,
-                verify=self._verify,
+            response = self._retrying(
+                lambda: self._session.get(
+                    realm,
+                    params=params,
+                    auth=authorization,
+                    timeout=self._retry.timeout,
+                    verify=self._verify,
+                ),
+                realm,
+                f"a token from {realm_host}",
+                server=realm_host,
             )
         except requests.RequestException as exc:
-            raise self._error(
-                RegistryFailure.TLS if _is_tls_failure(exc) else RegistryFailure.UNREACHABLE,
-                f"cannot reach the token server {realm_host} of registry {self.name}: "
-                f"{_describe(exc)}",
-            ) from None
+            raise self._connection_error(exc, realm, server=realm_host) from None
         log.debug("GET token from %s for %s -> %d", realm_host, scopes, response.status_code)
         if response.status_code in (401, 403):
             raise self._refused(f"scope {' '.join(scopes)}", response.status_code, realm_host)
         if response.status_code != 200:
-            raise self._unexpected(response, f"token request to {realm_host}")
+            raise self._unexpected(response, f"a token from {realm_host}")
         try:
             body = response.json()
             value = body.get("token") or body.get("access_token")
@@ -655,24 +763,51 @@ class RegistryClient:
             )
         return self._error(RegistryFailure.AUTHENTICATION, message)
 
-    def _unexpected(self, response: requests.Response, what: str) -> RegistryError:
+    def _unexpected(
+        self, response: requests.Response, what: str, attempts: int = 1
+    ) -> RegistryError:
         detail = _registry_error_text(response)
         return self._error(
             RegistryFailure.UNEXPECTED_STATUS,
-            f"registry {self.name} answered {what} with HTTP {response.status_code}"
+            f"registry {self.name} answered HTTP {response.status_code} for {what}"
+            + _after(attempts)
             + (f": {detail}" if detail else ""),
         )
 
-    def _connection_error(self, exc: requests.RequestException, url: str) -> RegistryError:
+    def _connection_error(
+        self,
+        exc: requests.RequestException,
+        url: str,
+        attempts: int = 1,
+        server: str | None = None,
+    ) -> RegistryError:
+        who = (
+            f"registry {self.name}"
+            if server is None
+            else f"the token server {server} of registry {self.name}"
+        )
         if _is_tls_failure(exc):
             return self._error(
                 RegistryFailure.TLS,
-                f"TLS failure talking to registry {self.name} ({url}): {_describe(exc)}",
+                f"TLS failure talking to {who} ({url}){_after(attempts)}: {_describe(exc)}",
             )
         return self._error(
             RegistryFailure.UNREACHABLE,
-            f"cannot reach registry {self.name} ({url}): {_describe(exc)}",
+            f"cannot reach {who} ({url}){_after(attempts)}: {_describe(exc)}",
         )
+
+
+def _after(attempts: int) -> str:
+    return f" after {attempts} attempts" if attempts > 1 else ""
+
+
+def _transient(exc: requests.RequestException) -> bool:
+    """Whether asking again may succeed: a connection failure or timeout, but no TLS problem
+    (a certificate does not get better by asking again)."""
+    return isinstance(
+        exc,
+        requests.ConnectionError | requests.Timeout | requests.exceptions.ChunkedEncodingError,
+    ) and not _is_tls_failure(exc)
 
 
 def _system_cas() -> str | bool:
@@ -690,24 +825,10 @@ def _new_session(workers: int) -> requests.Session:
     # Proxies and CAs are given per request (see _proxies_for, _system_cas): no per-call
     # environment scan, and no .netrc credentials slipping into registry requests.
     session.trust_env = False
-    # Retry only what cannot have been answered yet or is safe to repeat (GET and HEAD): a
-    # kept-alive connection the server closed meanwhile, or a refused connect. TLS errors are
-    # not retried: the scheme decision needs them at once.
-    retries = urllib3.util.retry.Retry(
-        total=2,
-        connect=2,
-        read=1,
-        status=0,
-        other=0,
-        redirect=5,
-        allowed_methods=frozenset({"GET", "HEAD"}),
-        backoff_factor=0.1,
-        raise_on_status=False,
-    )
-    # Connections to the registry and, for Bearer registries, to its token server.
-    adapter = requests.adapters.HTTPAdapter(
-        pool_connections=4, pool_maxsize=workers, max_retries=retries
-    )
+    # Connections to the registry and, for Bearer registries, to its token server. No retries
+    # down here: RegistryClient._retrying does them all, so that the policy's count is the
+    # real one.
+    adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=workers, max_retries=0)
     session.mount("https://", adapter)
     session.mount("http://", adapter)
     return session

@@ -48,5 +48,7 @@ def test_both_engines_list_and_remove_alike(
 
 def test_no_daemon_is_a_clear_error(tmp_path: Path) -> None:
     socket = tmp_path / "nothing.sock"
-    with pytest.raises(EngineError, match=f"unix://{socket}.*is dockerd running"):
+    with pytest.raises(
+        EngineError, match=f"DOCKER_HOST=unix://{socket}.*no such socket; is dockerd running"
+    ):
         engine.connect({"DOCKER_HOST": f"unix://{socket}"})

@@ -37,6 +37,7 @@ __all__ = [
     "Auth",
     "Registry",
     "RegistryFactory",
+    "RegistryProcess",
     "ServiceError",
     "ServiceUnavailableError",
     "build_busybox_base",
@@ -88,6 +89,19 @@ class Registry:
     ca_path: Path | None  # the CA that signed the server certificate when TLS is on
     data_dir: Path  # the registry's storage root
     token_realm: str | None  # the token endpoint when auth == "token"
+    process: RegistryProcess | None = attrs.field(default=None, eq=False, repr=False)
+
+    def stop(self) -> None:
+        """Stop the registry process (as a crash or an outage would); `start` brings it back."""
+        if self.process is None:
+            raise ValueError(f"registry {self.host} was not started here")
+        self.process.stop()
+
+    def start(self) -> None:
+        """Start the registry again, on the same port, with the same data and config."""
+        if self.process is None:
+            raise ValueError(f"registry {self.host} was not started here")
+        self.process.start()
 
     @property
     def auth_config(self) -> dict[str, str] | None:
@@ -239,9 +253,10 @@ def start_registry(
             ca_path, cert, key = _make_server_certificate(work / "tls")
             tls_section = {"certificate": str(cert), "key": str(key)}
 
-        host = stack.enter_context(
+        process = stack.enter_context(
             _run_registry(binary, work, data_dir, auth_section, tls_section, ca_path)
         )
+        host = process.host
         scheme = "https" if tls else "http"
         registry = Registry(
             host=host,
@@ -252,10 +267,50 @@ def start_registry(
             ca_path=ca_path,
             data_dir=data_dir,
             token_realm=token_realm,
+            process=process,
         )
         if ca_path is not None and docker_certs_dir is not None:
             stack.enter_context(_trusted_by_docker(docker_certs_dir / host, ca_path))
         yield registry
+
+
+class RegistryProcess:
+    """One registry process, which a test may stop and start again on the same port and data."""
+
+    def __init__(self, binary: str, config_path: Path, log_path: Path, host: str) -> None:
+        self._binary = binary
+        self._config_path = config_path
+        self._log_path = log_path
+        self.host = host
+        self._url = ""
+        self._ca: Path | None = None
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def launch(self, url: str, ca: Path | None) -> None:
+        """Start it and wait until it answers URL; ServiceError if it does not."""
+        self._url, self._ca = url, ca
+        with self._log_path.open("ab") as log:
+            self._process = subprocess.Popen(
+                [self._binary, "serve", str(self._config_path)],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        try:
+            _wait_until_answering(self._process, url, ca)
+        except ServiceError:
+            self.stop()
+            raise
+
+    def start(self) -> None:
+        if self._process is not None and self._process.poll() is None:
+            return
+        self.launch(self._url, self._ca)
+
+    def stop(self) -> None:
+        if self._process is not None:
+            stop_process(self._process)
 
 
 @contextlib.contextmanager
@@ -266,7 +321,7 @@ def _run_registry(
     auth_section: dict[str, Any],
     tls_section: dict[str, str],
     ca_path: Path | None,
-) -> Iterator[str]:
+) -> Iterator[RegistryProcess]:
     log_path = work / "registry.log"
     for attempt in range(1, START_ATTEMPTS + 1):
         host = f"127.0.0.1:{_free_port()}"
@@ -287,27 +342,19 @@ def _run_registry(
         config_path = work / "config.yml"
         # JSON is YAML, and needs no YAML library here.
         config_path.write_text(json.dumps(config, indent=2), encoding="utf-8")
-        with log_path.open("ab") as log:
-            process = subprocess.Popen(
-                [binary, "serve", str(config_path)],
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        process = RegistryProcess(binary, config_path, log_path, host)
+        scheme = "https" if tls_section else "http"
         try:
-            scheme = "https" if tls_section else "http"
-            _wait_until_answering(process, f"{scheme}://{host}/v2/", ca_path)
+            process.launch(f"{scheme}://{host}/v2/", ca_path)
         except ServiceError:
-            stop_process(process)
             if attempt == START_ATTEMPTS:
                 tail = log_path.read_text(encoding="utf-8", errors="replace")[-2000:]
                 raise ServiceError(f"the registry did not start; its log ends:\n{tail}") from None
             continue
         try:
-            yield host
+            yield process
         finally:
-            stop_process(process)
+            process.stop()
         return
 
 

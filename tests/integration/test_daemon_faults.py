@@ -1,0 +1,319 @@
+"""The Docker daemon missing or going away, builds that never end or print without end.
+
+A daemon that goes away is a second dockerd of the test's own (tests/support/second_daemon.py),
+killed or stopped in the middle of a build: never the shared daemon. The other tests build on
+the shared daemon with image names no other run uses.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import docker
+import pytest
+
+from dockerpkg.effects.logs import DEFAULT_LOG_LIMIT
+from tests.support import services
+from tests.support.faulty_registry import closed_port
+from tests.support.second_daemon import SecondDaemon, start_second_daemon
+from tests.support.services import Registry
+from tests.support.trees import unique_prefix, write_image
+
+
+@pytest.fixture(autouse=True)
+def isolated_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No user config, no Docker client config: nothing is published."""
+    home = tmp_path / "home"
+    (home / ".docker").mkdir(parents=True)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
+    monkeypatch.setenv("DOCKER_CONFIG", str(home / ".docker"))
+
+
+def dockerpkg(*args: str | Path) -> list[str]:
+    return [sys.executable, "-m", "dockerpkg", *(str(a) for a in args)]
+
+
+def write_tree(root: Path, images: dict[str, tuple[str | None, str]]) -> None:
+    """NAME -> (parent or None for the busybox base, RUN command)."""
+    for name, (parent, run) in images.items():
+        source = parent or "busybox"
+        write_image(
+            root,
+            name,
+            "1.0",
+            f'FROM {{{{ "{source}" | image_tag }}}}\nRUN {run}\n',
+            depends=[parent] if parent else [],
+        )
+
+
+def write_config(path: Path, registry: str, base: str, extra: str = "") -> Path:
+    path.write_text(f"registry: {registry}\nbase_images:\n  - {base}\n{extra}", encoding="utf-8")
+    return path
+
+
+def temp_folders(prefix: str) -> list[str]:
+    return glob.glob(str(Path(tempfile.gettempdir()) / f"dockerpkg-{prefix}*"))
+
+
+def steps(report: Path) -> dict[tuple[str, str], dict[str, Any]]:
+    data = json.loads(report.read_text(encoding="utf-8"))
+    return {(step["op"], step["image"]): step for step in data["steps"]}
+
+
+def wait_for(process: subprocess.Popen[str], text: str) -> None:
+    assert process.stderr is not None
+    for line in process.stderr:
+        if text in line:
+            return
+    raise AssertionError(f"never saw {text!r}")
+
+
+def containers_with(client: docker.DockerClient, marker: str, timeout: float = 10.0) -> list[str]:
+    """IDs of containers whose config mentions MARKER, once the daemon has had TIMEOUT to
+    remove them (removal after a cancelled build is the daemon's, and takes a moment)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        # The low-level listing: no per-container inspect to race the daemon's removals.
+        found = [c["Id"] for c in client.api.containers(all=True) if marker in c["Command"]]
+        if not found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.3)
+
+
+@pytest.fixture
+def cleanup_images(docker_client: docker.DockerClient, registry: Registry) -> Iterator[None]:
+    yield
+    for image in docker_client.api.images():
+        for tag in image.get("RepoTags") or ():
+            if tag.startswith(registry.host + "/"):
+                with contextlib.suppress(docker.errors.NotFound):
+                    docker_client.api.remove_image(tag, force=True)
+
+
+# --- no daemon --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("verb", ["plan", "apply", "build", "prune"])
+def test_daemon_not_running(tmp_path: Path, verb: str) -> None:
+    """A clear error naming DOCKER_HOST, with a hint; exit 1; no traceback; nothing left."""
+    prefix = unique_prefix()
+    write_tree(tmp_path / "tree", {prefix: (None, "true")})
+    config = write_config(tmp_path / "config.yaml", closed_port(), "base/busybox:1.36")
+    socket = tmp_path / "nothing-listens-here.sock"
+    run = subprocess.run(
+        dockerpkg("-c", config, verb, tmp_path / "tree"),
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+        env={**os.environ, "DOCKER_HOST": f"unix://{socket}"},
+    )
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert "Traceback" not in run.stderr
+    assert (
+        f"docker: error: cannot reach the Docker daemon (DOCKER_HOST=unix://{socket}): "
+        "no such socket; is dockerd running?"
+    ) in run.stderr
+    assert not temp_folders(prefix)
+
+
+# --- a daemon that goes away ------------------------------------------------------------------
+
+
+@pytest.fixture
+def second_daemon(busybox_base: str) -> Iterator[SecondDaemon]:
+    """A dockerd of this test's own, with the busybox base image built in it."""
+    try:
+        with start_second_daemon() as daemon:
+            with contextlib.closing(daemon.client()) as client:
+                services.build_busybox_base(client, busybox_base)
+            yield daemon
+    except services.ServiceUnavailableError as error:
+        if os.environ.get("DOCKERPKG_REQUIRE_DOCKER") == "1":
+            pytest.fail(f"{error} (DOCKERPKG_REQUIRE_DOCKER=1: these tests must run)")
+        pytest.skip(str(error))
+
+
+@pytest.mark.parametrize("how", ["killed", "stopped"])
+def test_daemon_gone_mid_build(
+    how: str, tmp_path: Path, second_daemon: SecondDaemon, registry: Registry, busybox_base: str
+) -> None:
+    """The running build fails, later ones fail with a hint, dependents are skipped, and the
+    temporary build folders are removed."""
+    prefix = unique_prefix()
+    first, child, other = f"{prefix}-a", f"{prefix}-b", f"{prefix}-c"
+    write_tree(
+        tmp_path / "tree",
+        {
+            # Ends at SIGTERM (a plain sleep, as process 1, would not): a stopping daemon then
+            # need not wait its ten seconds before killing it.
+            first: (None, f"trap 'exit 143' TERM; echo {prefix}; sleep 30 & wait"),
+            child: (first, "true"),
+            other: (None, "true"),
+        },
+    )
+    config = write_config(tmp_path / "config.yaml", registry.host, busybox_base)
+    report = tmp_path / "report.json"
+    process = subprocess.Popen(
+        # --info echoes build output as dockerpkg reads it: the test sees what it has seen.
+        dockerpkg(
+            "-c",
+            config,
+            "--info",
+            "apply",
+            "--no-pull",
+            "-j",
+            "1",
+            "--report",
+            report,
+            tmp_path / "tree",
+        ),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "DOCKER_HOST": second_daemon.host},
+    )
+    wait_for(process, f"{first} |  ---> Running in ")  # the RUN step's container runs
+    if how == "killed":
+        second_daemon.kill()
+    else:
+        second_daemon.stop()
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 1, out + err
+    assert "Traceback" not in out + err
+    outcome = steps(report)
+    assert outcome[("build", first)]["outcome"] == "failed"
+    assert outcome[("build", child)]["outcome"] == "skipped"
+    assert outcome[("build", other)]["outcome"] == "failed"
+    assert outcome[("build", other)]["error"].endswith("is dockerd still running?")
+    assert "Failures:" in out
+    assert not temp_folders(prefix)
+    if how == "killed":
+        # Nobody could remove the running step's container: the error names it.
+        error = outcome[("build", first)]["error"]
+        assert error.startswith("build failed: lost the Docker daemon")
+        container = error.partition("Its build container ")[2].partition(" ")[0]
+        assert error.endswith(f"may be left: `docker rm {container}`")
+        second_daemon.start()
+        with contextlib.closing(second_daemon.client()) as client:
+            assert [c["Id"][:12] for c in client.api.containers(all=True)] == [container[:12]]
+
+
+# --- builds that print without end, or never end ----------------------------------------------
+
+MEASURE_MEMORY = (
+    "import resource, sys\n"
+    "from dockerpkg.cli import main\n"
+    "status = main(sys.argv[1:])\n"
+    "print('maxrss-kib', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\n"
+    "sys.exit(status)\n"
+)
+
+
+@pytest.mark.usefixtures("cleanup_images")
+def test_huge_build_output_is_capped(tmp_path: Path, registry: Registry, busybox_base: str) -> None:
+    """100 MB of output: the log keeps its first and last 5 MiB, memory stays flat."""
+    prefix = unique_prefix()
+    size = 100_000_000
+    write_tree(
+        tmp_path / "tree", {prefix: (None, f"yes | head -c {size} && echo the-end-{prefix}")}
+    )
+    config = write_config(tmp_path / "config.yaml", registry.host, busybox_base)
+    run_dir = tmp_path / "run"
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            MEASURE_MEMORY,
+            *("-c", str(config), "apply", "--no-pull", "--run-dir", str(run_dir)),
+            str(tmp_path / "tree"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr
+    log = run_dir / f"{prefix}.log"
+    assert log.stat().st_size < DEFAULT_LOG_LIMIT + 1000
+    text = log.read_text(encoding="utf-8")
+    head, marker, tail = text.partition("\n[dockerpkg: ")
+    assert marker, "no truncation marker"
+    assert "Step 1/" in head
+    assert "characters of output left out here" in tail
+    assert f"the-end-{prefix}" in tail
+    assert "Successfully built" in tail
+    max_rss_mib = int(run.stderr.split("maxrss-kib ")[1].split()[0]) / 1024
+    assert max_rss_mib < 120, f"{max_rss_mib:.0f} MiB for {size / 1e6:.0f} MB of output"
+
+
+@pytest.mark.usefixtures("cleanup_images")
+@pytest.mark.parametrize("given", ["option", "config"])
+def test_build_timeout(
+    given: str,
+    tmp_path: Path,
+    registry: Registry,
+    busybox_base: str,
+    docker_client: docker.DockerClient,
+) -> None:
+    """A build past its time is stopped and fails; its dependents are skipped; others go on."""
+    prefix = unique_prefix()
+    slow, child, fast = f"{prefix}-slow", f"{prefix}-slowchild", f"{prefix}-fast"
+    write_tree(
+        tmp_path / "tree",
+        {
+            slow: (None, f"echo {prefix} && sleep 60"),
+            child: (slow, "true"),
+            fast: (None, "true"),
+        },
+    )
+    extra = "build_timeout: 2\n" if given == "config" else "build_timeout: 600\n"
+    config = write_config(tmp_path / "config.yaml", registry.host, busybox_base, extra)
+    report = tmp_path / "report.json"
+    option = ["--build-timeout", "2"] if given == "option" else []
+    run_dir = tmp_path / "run"
+    began = time.monotonic()
+    run = subprocess.run(
+        dockerpkg(
+            "-c",
+            config,
+            "apply",
+            "--no-pull",
+            "-j",
+            "2",
+            *option,
+            "--report",
+            report,
+            "--run-dir",
+            run_dir,
+            tmp_path / "tree",
+        ),
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    elapsed = time.monotonic() - began
+    assert run.returncode == 1, run.stderr
+    outcome = steps(report)
+    assert outcome[("build", slow)]["outcome"] == "failed"
+    assert outcome[("build", slow)]["error"] == "build timed out after 2 s"
+    assert outcome[("build", child)]["outcome"] == "skipped"
+    assert outcome[("build", fast)]["outcome"] == "succeeded"
+    assert f"build {slow}: build timed out after 2 s" in run.stdout
+    assert "build timed out after 2 s: stopped" in (run_dir / f"{slow}.log").read_text()
+    assert elapsed < 30, elapsed
+    assert not temp_folders(prefix)
+    # The daemon stops and removes the build's container when the build is cut off.
+    assert containers_with(docker_client, prefix) == []

@@ -1,0 +1,151 @@
+"""A registry that misbehaves, as a real process: for tests of what dockerpkg does about it.
+
+Run as a program (standard library only) it serves plain HTTP on a free 127.0.0.1 port, prints
+the port, and records every request as one line "METHOD PATH" in a log file. What it answers:
+
+- ``status``: every request gets STATUS (say 500 or 503); with ``--ping-ok`` the API root
+  ``/v2/`` answers 200, so a client gets as far as asking about images.
+- ``hang``: connections are accepted and never answered.
+- ``--fail-first N`` (with ``status``): only the first N requests for manifests get STATUS;
+  later ones are answered 404, as by an empty registry that has recovered.
+
+A closed port, the other common fault, needs no process: see ``closed_port``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import attrs
+
+__all__ = ["FaultyRegistry", "closed_port", "start_faulty_registry"]
+
+
+@attrs.frozen
+class FaultyRegistry:
+    """A running misbehaving registry."""
+
+    host: str  # 127.0.0.1:PORT
+    log: Path
+
+    def requests(self) -> list[str]:
+        """Every request received so far, as "METHOD PATH"."""
+        if not self.log.exists():
+            return []
+        return self.log.read_text(encoding="utf-8").splitlines()
+
+
+@contextlib.contextmanager
+def start_faulty_registry(
+    tmp: Path, mode: str, status: int = 503, *, ping_ok: bool = False, fail_first: int = 0
+) -> Iterator[FaultyRegistry]:
+    """Run the server for the duration of the block (MODE: "status" or "hang")."""
+    log = Path(tempfile.mkstemp(prefix="faulty-registry-", suffix=".log", dir=tmp)[1])
+    args = [sys.executable, str(Path(__file__)), mode, "--status", str(status), "--log", str(log)]
+    if ping_ok:
+        args.append("--ping-ok")
+    if fail_first:
+        args += ["--fail-first", str(fail_first)]
+    process = subprocess.Popen(
+        args, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True, start_new_session=True
+    )
+    try:
+        assert process.stdout is not None
+        port = process.stdout.readline().strip()
+        if not port.isdigit():
+            raise RuntimeError(f"the faulty registry did not start (exit {process.poll()})")
+        yield FaultyRegistry(f"127.0.0.1:{port}", log)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        if process.stdout is not None:
+            process.stdout.close()
+
+
+def closed_port() -> str:
+    """``127.0.0.1:PORT`` where nothing listens: connections are refused."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return f"127.0.0.1:{sock.getsockname()[1]}"
+
+
+# --- the server -------------------------------------------------------------------------------
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, options: argparse.Namespace) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.options = options
+        self.lock = threading.Lock()
+        self.manifest_requests = 0
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _Server
+
+    def handle(self) -> None:
+        if self.server.options.mode == "hang":
+            # Accept, then say nothing, for as long as the client waits.
+            while True:
+                time.sleep(3600)
+        super().handle()
+
+    def _answer(self) -> None:
+        options = self.server.options
+        with self.server.lock, Path(options.log).open("a", encoding="utf-8") as log:
+            log.write(f"{self.command} {self.path}\n")
+            if "/manifests/" in self.path:
+                self.server.manifest_requests += 1
+            manifests = self.server.manifest_requests
+        if self.path == "/v2/" and options.ping_ok:
+            status = 200
+        elif options.fail_first and "/manifests/" in self.path and manifests > options.fail_first:
+            status = 404
+        else:
+            status = options.status
+        body = b'{"errors":[{"code":"UNAVAILABLE","message":"service unavailable"}]}'
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = _answer  # noqa: N815 (http.server's names)
+
+    def log_message(self, format: str, *args: object) -> None:
+        """Quiet: requests go to the log file instead."""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("mode", choices=["status", "hang"])
+    parser.add_argument("--status", type=int, default=503)
+    parser.add_argument("--ping-ok", action="store_true")
+    parser.add_argument("--fail-first", type=int, default=0)
+    parser.add_argument("--log", required=True)
+    options = parser.parse_args()
+    server = _Server(options)
+    print(server.server_address[1], flush=True)
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()
