@@ -26,8 +26,9 @@ import requests
 import urllib3.exceptions
 
 from dockerpkg.core.labels import split_label
+from dockerpkg.effects.causes import causes as causes_of
 from dockerpkg.effects.credentials import Credentials
-from dockerpkg.effects.engine import LocalImage
+from dockerpkg.effects.engine import LocalImage, local_images
 
 log = logging.getLogger(__name__)
 
@@ -79,21 +80,6 @@ def _short(exc: BaseException) -> str:
     return text if len(text) < 300 else text[:300] + "..."
 
 
-def _causes(exc: BaseException) -> Iterator[BaseException]:
-    """The exception and everything it wraps (requests and urllib3 nest the cause deep)."""
-    seen: set[int] = set()
-    stack = [exc]
-    while stack:
-        current = stack.pop()
-        if id(current) in seen:
-            continue
-        seen.add(id(current))
-        yield current
-        nested = [current.__cause__, current.__context__, getattr(current, "reason", None)]
-        nested += list(current.args)
-        stack.extend(item for item in nested if isinstance(item, BaseException))
-
-
 def _lost_daemon(exc: BaseException) -> str | None:
     """Why the daemon could not be talked to, if that is what EXC says; else None."""
     reasons = (
@@ -106,7 +92,7 @@ def _lost_daemon(exc: BaseException) -> str | None:
         (requests.Timeout, "timed out"),
         (TimeoutError, "timed out"),
     )
-    causes = list(_causes(exc))
+    causes = list(causes_of(exc))
     for kind, reason in reasons:  # the most telling first: a missing socket hides under others
         if any(isinstance(cause, kind) for cause in causes):
             return reason
@@ -236,14 +222,7 @@ def list_images(client: docker.APIClient) -> tuple[LocalImage, ...]:
         raw = client.images(all=False)
     except _FAILURES as exc:
         raise _failure("cannot list images", exc) from None
-    return tuple(
-        LocalImage(
-            id=item["Id"],
-            tags=tuple(t for t in (item.get("RepoTags") or ()) if t != "<none>:<none>"),
-            parent=item.get("ParentId") or None,
-        )
-        for item in raw
-    )
+    return local_images(raw)
 
 
 def local_labels(images: Iterable[LocalImage]) -> frozenset[str]:

@@ -28,7 +28,7 @@ import ssl
 import threading
 import time
 import urllib.parse
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from types import TracebackType
 from typing import Self
@@ -39,6 +39,7 @@ import requests
 import requests.adapters
 import requests.auth
 
+from dockerpkg.effects.causes import causes as causes_of
 from dockerpkg.effects.credentials import Credentials
 
 __all__ = [
@@ -928,30 +929,15 @@ def _registry_error_text(response: requests.Response) -> str:
     return "; ".join(text for text in texts if text)[:300]
 
 
-def _causes(exc: BaseException) -> Iterator[BaseException]:
-    """The exception and everything it wraps: requests and urllib3 nest the real cause deep."""
-    seen: set[int] = set()
-    stack = [exc]
-    while stack:
-        current = stack.pop()
-        if id(current) in seen:
-            continue
-        seen.add(id(current))
-        yield current
-        nested = [current.__cause__, current.__context__, getattr(current, "reason", None)]
-        nested += list(current.args)
-        stack.extend(item for item in nested if isinstance(item, BaseException))
-
-
 def _is_tls_failure(exc: BaseException) -> bool:
-    return any(isinstance(cause, ssl.SSLError) for cause in _causes(exc)) or isinstance(
+    return any(isinstance(cause, ssl.SSLError) for cause in causes_of(exc)) or isinstance(
         exc, requests.exceptions.SSLError
     )
 
 
 def _means_no_tls(exc: BaseException) -> bool:
     """Whether HTTPS failed because the server does not speak TLS (rather than distrust)."""
-    causes = list(_causes(exc))
+    causes = list(causes_of(exc))
     if any(isinstance(cause, ssl.SSLCertVerificationError) for cause in causes):
         return False
     return (
@@ -966,7 +952,7 @@ def _means_no_tls(exc: BaseException) -> bool:
 
 def _describe(exc: BaseException) -> str:
     """A short reason (``connection refused``) instead of urllib3's nested repr."""
-    causes = list(_causes(exc))
+    causes = list(causes_of(exc))
     # Most telling first: a certificate problem hides under several generic wrappers.
     for describe in _DESCRIPTIONS:
         for cause in causes:

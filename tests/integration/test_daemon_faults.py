@@ -29,15 +29,7 @@ from tests.support.second_daemon import SecondDaemon, start_second_daemon
 from tests.support.services import Registry
 from tests.support.trees import unique_prefix, write_image
 
-
-@pytest.fixture(autouse=True)
-def isolated_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """No user config, no Docker client config: nothing is published."""
-    home = tmp_path / "home"
-    (home / ".docker").mkdir(parents=True)
-    monkeypatch.setenv("HOME", str(home))
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
-    monkeypatch.setenv("DOCKER_CONFIG", str(home / ".docker"))
+pytestmark = pytest.mark.usefixtures("isolated_home")
 
 
 def dockerpkg(*args: str | Path) -> list[str]:

@@ -40,14 +40,7 @@ FAST = RetryPolicy(attempts=3, base_delay=0.05, jitter=0, connect_timeout=0.5, r
 NAMESPACE = "tests"
 
 
-@pytest.fixture(autouse=True)
-def isolated_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """No user config, no Docker client config: credentials come only from what a test writes."""
-    home = tmp_path / "home"
-    (home / ".docker").mkdir(parents=True)
-    monkeypatch.setenv("HOME", str(home))
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
-    monkeypatch.setenv("DOCKER_CONFIG", str(home / ".docker"))
+pytestmark = pytest.mark.usefixtures("isolated_home")
 
 
 @pytest.fixture

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import attrs
 import docker
+import pytest
 
 from tests.integration import test_build
 from tests.integration.test_build import (
@@ -39,9 +40,9 @@ from tests.integration.test_build import (
 )
 from tests.support.trees import write_image
 
-# test_build's fixtures: a registry holding the base image, and no user or Docker config.
+# test_build's fixture: a registry holding the base image; and no user or Docker config.
 make_site = test_build.make_site
-isolated_environment = test_build.isolated_environment
+pytestmark = pytest.mark.usefixtures("isolated_home")
 
 ROOT = Path(__file__).resolve().parents[2]
 # Any JSON Web Token: what the token server issues, and what a leak of one would look like.
