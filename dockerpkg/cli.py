@@ -374,7 +374,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_commands(_commands(ctx))
     if not rest:
         parser.print_usage(sys.stderr)
-        print("dockerpkg: a verb is needed (plan, apply, build, update, prune, diff, graph, lint)", file=sys.stderr)
+        print(
+            "dockerpkg: a verb is needed (plan, apply, build, update, prune, diff, graph, lint)",
+            file=sys.stderr,
+        )
         return EXIT_USAGE
     try:
         parser.dispatch(argv=rest)
