@@ -21,7 +21,13 @@ from typing import Any
 
 import attrs
 
-POOL_OF_OP = {"pull": "pull", "build": "build", "verify": "build", "publish": "push"}
+POOL_OF_OP = {
+    "pull": "pull",
+    "build-stage": "build",
+    "build": "build",
+    "verify": "build",
+    "publish": "push",
+}
 
 
 @attrs.frozen
@@ -51,7 +57,7 @@ def tasks_from_report(
     for step in steps:
         op, image = step["op"], step["image"]
         needs: list[str] = []
-        if op == "build":
+        if op in ("build-stage", "build"):
             mine = parents.get(image, ())
             if not mine:
                 needs += pulls
@@ -59,6 +65,8 @@ def tasks_from_report(
                 ready = f"verify:{parent}" if f"verify:{parent}" in keys else f"build:{parent}"
                 if ready in keys:
                     needs.append(ready)
+            if op == "build" and f"build-stage:{image}" in keys:
+                needs.append(f"build-stage:{image}")
         elif op == "verify":
             needs += [k for k in (f"build:{image}",) if k in keys]
         elif op == "publish":

@@ -18,6 +18,11 @@ def make_label(registry: str | None, namespace: str | None, name: str, tag: str)
     return f"{join_repository(registry, namespace, name)}:{tag}"
 
 
+def stage_repository(repository: str) -> str:
+    """Where an image's build stage is tagged (docker-pkg < 3's `NAME-build`): never published."""
+    return f"{repository}-build"
+
+
 def split_label(label: str) -> tuple[str, str | None]:
     """'host:5000/ns/name:2:1.0-1' -> ('host:5000/ns/name', '2:1.0-1'); no tag -> None."""
     slash = label.rfind("/")

@@ -1,7 +1,8 @@
 """Plans: immutable data saying what would be done and why. No logic beyond small queries.
 
-Invariants: steps are in execution order; an image's build comes after its parents' builds;
-verify follows its build; publish follows its verify; every step carries a Reason.
+Invariants: steps are in execution order; an image's build comes after its parents' builds,
+and after its build stage when it has one; verify follows its build; publish follows its
+verify; every step carries a Reason.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import enum
 
 import attrs
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 
 
 class Action(enum.Enum):
@@ -25,6 +26,9 @@ class Op(enum.Enum):
     """One kind of step."""
 
     PULL = "pull"
+    # docker-pkg < 3's build stage: an image built from Dockerfile.build.template whose /build
+    # becomes build/ in the image's build context; never published, removed afterwards.
+    BUILD_STAGE = "build-stage"
     BUILD = "build"
     VERIFY = "verify"
     PUBLISH = "publish"
@@ -41,6 +45,7 @@ class Reason(enum.Enum):
     NOT_BUILT_LOCALLY = "not_built_locally"  # --no-pull: the local daemon has no such image
     BUILT_LOCALLY_NOT_PUBLISHED = "built_locally_not_published"
     BUILT_IN_THIS_RUN = "built_in_this_run"
+    BUILD_TEMPLATE = "build_template"  # build-stage: the image built has Dockerfile.build.template
     BASE_IMAGE = "base_image"  # pulled because an image to build uses it
     PUBLISHED_DEPENDENCY = "published_dependency"  # pulled because a child is built
     OLD_VERSION = "old_version"  # prune: tags do not include the current version

@@ -48,7 +48,9 @@ def dockerfile_diff(old: PlannedImage | None, new: PlannedImage | None) -> str:
             return ""  # not rendered in that plan: unknown, not empty
         text = "" if image is None else image.dockerfile or ""
         if image is not None and image.build_dockerfile is not None:
-            text += f"# --- Dockerfile.build ---\n{image.build_dockerfile}"
+            # Rendered Dockerfiles usually lack a final newline (Jinja drops it).
+            separator = "" if not text or text.endswith("\n") else "\n"
+            text += f"{separator}# --- Dockerfile.build ---\n{image.build_dockerfile}"
         texts.append(text)
     either = new or old
     name = either.name if either is not None else ""

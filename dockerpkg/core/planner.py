@@ -12,6 +12,7 @@ import attrs
 from dockerpkg.core.config import Config, public_values
 from dockerpkg.core.definition import Definitions, definitions
 from dockerpkg.core.graph import reachable
+from dockerpkg.core.labels import stage_repository
 from dockerpkg.core.plan import (
     DEFAULT_OPTIONS,
     Action,
@@ -132,6 +133,9 @@ def plan_build(
         image = tree.images[name]
         state, reason = states[name]
         if name in to_build:
+            if image.spec.source.build_template is not None:
+                stage = f"{stage_repository(image.repository)}:{image.tag}"
+                steps.append(Step(Op.BUILD_STAGE, name, Reason.BUILD_TEMPLATE, stage))
             steps.append(Step(Op.BUILD, name, reason, image.label))
             steps.append(Step(Op.VERIFY, name, Reason.BUILT_IN_THIS_RUN, image.label))
             if publish:

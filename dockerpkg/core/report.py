@@ -74,7 +74,7 @@ def summary_line(report: Report) -> str:
 
 def report_table(report: Report) -> str:
     """Per image: result, and the duration of each phase."""
-    ops = [Op.PULL, Op.BUILD, Op.VERIFY, Op.PUBLISH, Op.REMOVE]
+    ops = [Op.PULL, Op.BUILD_STAGE, Op.BUILD, Op.VERIFY, Op.PUBLISH, Op.REMOVE]
     rows = [
         [
             "image",

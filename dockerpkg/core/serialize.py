@@ -177,5 +177,11 @@ def summary(plan: Plan) -> str:
         (Op.KEEP, "kept"),
         (Op.WRITE_CHANGELOG, "changelogs to write"),
     ]
-    parts = [f"{plan.count(op)} {words}" for op, words in counts if plan.count(op)]
+    stages = plan.count(Op.BUILD_STAGE)
+    parts = [
+        f"{plan.count(op)} {words}"
+        + (f" ({stages} with a build stage)" if op is Op.BUILD and stages else "")
+        for op, words in counts
+        if plan.count(op)
+    ]
     return "Plan: " + ", ".join(parts) + drift + "."

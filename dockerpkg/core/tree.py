@@ -9,7 +9,13 @@ import attrs
 
 from dockerpkg.core.config import Config
 from dockerpkg.core.graph import CycleError, children_of, topological_order
-from dockerpkg.core.labels import is_docker_tag, join_repository, make_label, split_label
+from dockerpkg.core.labels import (
+    is_docker_tag,
+    join_repository,
+    make_label,
+    split_label,
+    stage_repository,
+)
 from dockerpkg.core.render import (
     FilterError,
     KnownImages,
@@ -151,20 +157,22 @@ def _render(spec: ImageSpec, config: Config, known: KnownImages) -> tuple[Render
 def _static(spec: ImageSpec, config: Config, known: KnownImages) -> tuple[Rendered, str | None]:
     """The image_tag lookups of an image read from its templates' syntax, without rendering;
     rendered after all when the syntax cannot tell."""
-    texts = [spec.source.template]
+    texts = [("Dockerfile.template", spec.source.template)]
     if spec.source.build_template is not None:
-        texts.append(spec.source.build_template)
-    names: list[str] = []
-    for text in texts:
+        texts.append(("Dockerfile.build.template", spec.source.build_template))
+    names: list[tuple[str, str]] = []
+    for filename, text in texts:
         found = static_image_tags(text)
         if found is None:
             return _render(spec, config, known)
-        names += found
-    try:
-        used = tuple(dict.fromkeys(known.lookup(name) for name in names))
-    except FilterError as exc:
-        raise DockerPkgError([error(spec.source.file("Dockerfile.template"), str(exc))]) from None
-    return Rendered(dockerfile=None, used=used), None
+        names += [(filename, name) for name in found]
+    used: list[str] = []
+    for filename, name in names:
+        try:
+            used.append(known.lookup(name))
+        except FilterError as exc:
+            raise DockerPkgError([error(spec.source.file(filename), str(exc))]) from None
+    return Rendered(dockerfile=None, used=tuple(dict.fromkeys(used))), None
 
 
 def render_images(tree: Tree, config: Config, names: Iterable[str]) -> Tree:
@@ -238,6 +246,25 @@ def _dependencies(
     return parents, bases, problems
 
 
+def _stage_clashes(specs: Iterable[ImageSpec], config: Config, known: KnownImages) -> list[Problem]:
+    """Build stages tagged like an image of the tree or a base image: building the stage
+    would replace that image, and removing the stage would remove it."""
+    found = []
+    for spec in specs:
+        if spec.source.build_template is None:
+            continue
+        stage = stage_repository(join_repository(config.registry, config.namespace, spec.name))
+        if stage in known.labels:
+            found.append(
+                error(
+                    spec.source.file("Dockerfile.build.template"),
+                    f"the build stage of '{spec.name}' would be tagged {stage}, the name of "
+                    f"image {known.labels[stage]}, and remove it afterwards; rename one of them",
+                )
+            )
+    return found
+
+
 def _edge_problem(
     image: Image, parent: str, known: KnownImages, tree_repos: Mapping[str, str], message: str
 ) -> Problem:
@@ -297,6 +324,7 @@ def analyze_tree(
             parents=tuple(sorted(parents)),
             bases=tuple(sorted(bases)),
         )
+    problems.extend(_stage_clashes(specs, config, known))
     tree = None
     errors = [p for p in problems if p.severity.value == "error"]
     if not errors:

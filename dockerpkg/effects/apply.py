@@ -1,19 +1,18 @@
 """Execute a build plan against the daemon and the registry. No decisions: the plan has them.
 
-Each step becomes a task; a build needs its pulls and its parents' verifications, a publish
-needs its own verification and its parents' publications. Children therefore build while
-their parents push, and anything after a failure is skipped with the reason.
+Each step becomes a task; a build needs its pulls and its parents' verifications (and its
+build stage, which needs the same), a publish needs its own verification and its parents'
+publications. Children therefore build while their parents push, and anything after a failure
+is skipped with the reason.
 """
 
 from __future__ import annotations
 
 import contextlib
-import io
 import os
 import shlex
 import shutil
 import subprocess
-import tarfile
 import tempfile
 import threading
 import time
@@ -26,10 +25,11 @@ import docker
 
 from dockerpkg.core.config import Config
 from dockerpkg.core.definition import DEFINITION_LABEL, OWN_DEFINITION_LABEL
-from dockerpkg.core.labels import repository_path, split_label
+from dockerpkg.core.labels import repository_path, split_label, stage_repository
 from dockerpkg.core.plan import Op, Plan, PlannedImage, Step
 from dockerpkg.core.report import Outcome, Report, StepOutcome
 from dockerpkg.effects import daemon
+from dockerpkg.effects import stage as stage_effects
 from dockerpkg.effects.credentials import Credentials
 from dockerpkg.effects.logs import DEFAULT_LOG_LIMIT, CappedLog
 from dockerpkg.effects.registry import RegistryClient, RegistryError
@@ -43,7 +43,7 @@ from dockerpkg.effects.scheduler import (
     TaskResult,
     run_tasks,
 )
-from dockerpkg.effects.tree import link_problem
+from dockerpkg.effects.tree import BUILD_TEMPLATE, link_problem
 
 
 @attrs.frozen
@@ -95,6 +95,8 @@ class Executor:
         self._cancel = threading.Event()
         self._processes: set[subprocess.Popen[bytes]] = set()
         self._lock = threading.Lock()
+        # Image name -> folder holding build/ from its build stage, until its build takes it.
+        self._artifacts: dict[str, Path] = {}
 
     def cancel(self) -> None:
         """Abort running work: streams end at their next chunk, verifications are killed."""
@@ -118,12 +120,15 @@ class Executor:
         for step in plan.steps:
             image = images.get(step.image)
             needs: list[str] = []
-            if step.op is Op.BUILD and image is not None:
+            if step.op in (Op.BUILD_STAGE, Op.BUILD) and image is not None:
                 needs += [pulls[label] for label in _bases(image, images) if label in pulls]
                 for parent in image.parents:
                     ready = f"verify:{parent}" if f"verify:{parent}" in keys else f"build:{parent}"
                     if ready in keys:
                         needs.append(ready)
+                stage = f"{Op.BUILD_STAGE.value}:{step.image}"
+                if step.op is Op.BUILD and stage in keys:
+                    needs.append(stage)
             elif step.op is Op.VERIFY:
                 needs += [k for k in (f"build:{step.image}",) if k in keys]
             elif step.op is Op.PUBLISH and image is not None:
@@ -138,6 +143,9 @@ class Executor:
         if step.op is Op.PULL:
             return lambda: self._pull(step.label or step.image)
         assert image is not None, f"plan step for unknown image {step.image}"
+        if step.op is Op.BUILD_STAGE:
+            stage = step.label or f"{stage_repository(image.repository)}:{image.tag}"
+            return lambda: self._build_stage(image, stage)
         actions = {Op.BUILD: self._build, Op.VERIFY: self._verify, Op.PUBLISH: self._publish}
         action = actions[step.op]
         return lambda: action(image)
@@ -152,7 +160,14 @@ class Executor:
         }
         if interrupt is not None:
             interrupt.on_cancel(self.cancel)
-        results = run_tasks(self.tasks(plan), limits, self._listener, interrupt)
+        try:
+            results = run_tasks(self.tasks(plan), limits, self._listener, interrupt)
+        finally:
+            # Artifacts of stages whose build never ran (interrupted, or a parent failed).
+            with self._lock:
+                for folder in self._artifacts.values():
+                    shutil.rmtree(folder, ignore_errors=True)
+                self._artifacts.clear()
         outcomes = tuple(_outcome(step, results[task_key(step)]) for step in plan.steps)
         return Report(
             outcomes=outcomes,
@@ -203,9 +218,9 @@ class Executor:
                 self._settings.private_files,
             ) as context,
         ):
+            if image.build_dockerfile is not None:
+                self._take_artifacts(image, context)
             try:
-                if image.build_dockerfile is not None:
-                    self._build_stage(image, context, log, deadline)
                 if image.dockerfile is None:
                     raise TaskFailedError(f"the plan holds no rendered Dockerfile for {image.name}")
                 if deadline is not None and time.monotonic() >= deadline:
@@ -230,33 +245,76 @@ class Executor:
                 raise self._failed(exc) from None
         return image_id
 
-    def _build_stage(
-        self, image: PlannedImage, context: Path, log: IO[str], deadline: float | None
-    ) -> None:
-        """docker-pkg < 4's build stage: build, copy its /build into the context, drop it."""
-        repository, tag = split_label(image.label)
-        stage = f"{repository}-build:{tag}"
-        (context / "Dockerfile.build").write_text(image.build_dockerfile or "", encoding="utf-8")
+    def _build_stage(self, image: PlannedImage, stage: str) -> str | None:
+        """Build STAGE from the rendered build template, in a context of its own, and keep its
+        /build for the image's build; the container and the stage image go whatever happens."""
+        where = BUILD_TEMPLATE if image.path == "." else f"{image.path}/{BUILD_TEMPLATE}"
+        if image.build_dockerfile is None:
+            raise TaskFailedError(f"the plan holds no rendered {where}")
         config = self._settings.config
-        daemon.build(
-            self._client,
-            str(context),
-            stage,
-            dockerfile="Dockerfile.build",
-            use_cache=False,
-            buildargs=proxy_args(config),
-            container_limits=config.container_limits,
-            log_file=log,
-            cancel=self._cancel,
-            deadline=deadline,
-        )
+        artifacts = Path(tempfile.mkdtemp(prefix=f"dockerpkg-{image.name.replace('/', '-')}-"))
+        kept = False
         try:
-            data = b"".join(daemon.copy_from_image(self._client, stage, "/build"))
-            with tarfile.open(fileobj=io.BytesIO(data)) as archive:
-                archive.extractall(context, filter="data")
+            with (
+                self._log(image.name, f"build stage {stage} from {where}") as log,
+                _context(
+                    self._settings.directory,
+                    image.path,
+                    image.name,
+                    self._settings.private_files,
+                ) as context,
+            ):
+                (context / "Dockerfile.build").write_text(image.build_dockerfile, encoding="utf-8")
+                output = stage_effects.BuildOutput(log, self._cancel)
+                failure = None
+                try:
+                    stage_id = stage_effects.build_stage(
+                        self._client,
+                        context,
+                        stage,
+                        artifacts,
+                        output,
+                        use_cache=self._settings.use_cache,
+                        buildargs=proxy_args(config),
+                        container_limits=config.container_limits,
+                        cancel=self._cancel,
+                    )
+                except daemon.DaemonError as exc:
+                    # Only the text: the error's traceback holds the build's stream open.
+                    failure = str(exc)
+                finally:
+                    left = stage_effects.remove_stage(self._client, stage, output)
+                if failure is not None and self._cancel.is_set():
+                    raise TaskCancelledError("cancelled")
+                if failure is not None:
+                    raise TaskFailedError(f"build stage from {where} failed: {failure}")
+                if left is not None:
+                    raise TaskFailedError(f"build stage from {where}: {left}")
+            with self._lock:
+                self._artifacts[image.name] = artifacts
+            kept = True
         finally:
-            with contextlib.suppress(daemon.DaemonError):
-                daemon.remove_image(self._client, stage)
+            if not kept:
+                shutil.rmtree(artifacts, ignore_errors=True)
+        return stage_id
+
+    def _take_artifacts(self, image: PlannedImage, context: Path) -> None:
+        """Copy build/ from the image's build stage into its CONTEXT; the stage's folder goes."""
+        with self._lock:
+            artifacts = self._artifacts.pop(image.name, None)
+        if artifacts is None:
+            raise TaskFailedError(
+                f"{image.name} has a {BUILD_TEMPLATE} but its build stage did not run; "
+                "make the plan again"
+            )
+        try:
+            shutil.copytree(
+                artifacts / "build", context / "build", symlinks=True, dirs_exist_ok=True
+            )
+        except (OSError, shutil.Error) as exc:
+            raise TaskFailedError(f"cannot copy build/ into the build context: {exc}") from None
+        finally:
+            shutil.rmtree(artifacts, ignore_errors=True)
 
     def _verify(self, image: PlannedImage) -> str | None:
         config = self._settings.config
@@ -318,7 +376,13 @@ class Executor:
         return digest
 
 
-_POOLS = {Op.PULL: Pool.PULL, Op.BUILD: Pool.BUILD, Op.VERIFY: Pool.BUILD, Op.PUBLISH: Pool.PUSH}
+_POOLS = {
+    Op.PULL: Pool.PULL,
+    Op.BUILD_STAGE: Pool.BUILD,
+    Op.BUILD: Pool.BUILD,
+    Op.VERIFY: Pool.BUILD,
+    Op.PUBLISH: Pool.PUSH,
+}
 
 
 def _bases(image: PlannedImage, images: Mapping[str, PlannedImage]) -> list[str]:

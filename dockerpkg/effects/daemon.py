@@ -404,11 +404,31 @@ def containers_images(client: docker.APIClient) -> frozenset[str]:
         raise _failure("cannot list containers", exc) from None
 
 
-def copy_from_image(client: docker.APIClient, image: str, source: str) -> Iterator[bytes]:
-    """A tar stream of SOURCE inside IMAGE, via a created (never started) container."""
-    container = client.create_container(image, command=["true"])
+def copy_from_image(
+    client: docker.APIClient,
+    image: str,
+    source: str,
+    out: IO[bytes],
+    cancel: threading.Event | None = None,
+) -> None:
+    """Write a tar stream of SOURCE inside IMAGE to OUT, through a container created for it,
+    never started, and removed whatever happens."""
     try:
-        stream, _ = client.get_archive(container["Id"], source)
-        yield from stream
+        container = client.create_container(image, command=["true"])["Id"]
+    except (docker.errors.DockerException, requests.RequestException) as exc:
+        raise DaemonError(f"cannot create a container from {image}: {_short(exc)}") from None
+    try:
+        stream, _ = client.get_archive(container, source)
+        for chunk in stream:
+            if cancel is not None and cancel.is_set():
+                raise CancelledError("cancelled")
+            out.write(chunk)
+    except docker.errors.NotFound:
+        raise DaemonError(f"{image} has no {source}") from None
+    except (docker.errors.DockerException, requests.RequestException) as exc:
+        raise DaemonError(f"cannot copy {source} out of {image}: {_short(exc)}") from None
     finally:
-        client.remove_container(container["Id"], force=True)
+        try:
+            client.remove_container(container, force=True)
+        except (docker.errors.DockerException, requests.RequestException) as exc:
+            raise DaemonError(f"cannot remove container {container[:12]}: {_short(exc)}") from None

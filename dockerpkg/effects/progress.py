@@ -43,7 +43,7 @@ class LineProgress:
             elif result.outcome is Outcome.FAILED:
                 self._emit(f"FAILED  {what}: {result.error} {count}")
             elif not self._quiet:
-                self._emit(f"{result.outcome.value:<8}{what}: {result.error} {count}")
+                self._emit(f"{result.outcome.value:<7} {what}: {result.error} {count}")
 
 
 class LiveProgress(LineProgress):

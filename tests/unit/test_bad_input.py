@@ -406,6 +406,35 @@ CASES = [
         "base/Dockerfile.build.template: error: renders to nothing",
     ),
     Case(
+        "build-template-undefined-variable",
+        put("app/Dockerfile.build.template", "FROM scratch\nRUN mkdir /build\nRUN {{ nope }}\n"),
+        "app/Dockerfile.build.template:3: error: undefined variable: 'nope' is undefined",
+    ),
+    Case(
+        "build-template-unknown-image",
+        put(
+            "app/Dockerfile.build.template",
+            "FROM scratch\nCOPY --from={{ 'ghost' | image_tag }} /a /b\n",
+        ),
+        "app/Dockerfile.build.template:2: error: image_tag: unknown image 'ghost'",
+    ),
+    Case(
+        "build-template-syntax-error",
+        put("app/Dockerfile.build.template", "FROM scratch\n{% if %}\n"),
+        "app/Dockerfile.build.template:2: error: template syntax: Expected an expression",
+    ),
+    Case(
+        "build-stage-named-like-an-image",
+        chain(
+            put("app/Dockerfile.build.template", "FROM scratch\n"),
+            put("app-build/Dockerfile.template", "FROM scratch\n"),
+            put("app-build/changelog", changelog("app-build")),
+        ),
+        "app/Dockerfile.build.template: error: the build stage of 'app' would be tagged "
+        "registry.example.org/team/app-build, the name of image "
+        "registry.example.org/team/app-build:1.0",
+    ),
+    Case(
         "template-runtime-error",
         template("FROM scratch\nRUN {{ 1 // 0 }}\n"),
         "base/Dockerfile.template:2: error: template error: ZeroDivisionError",
