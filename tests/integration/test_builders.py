@@ -18,6 +18,7 @@ from typing import Any
 
 import docker
 import pytest
+import requests
 
 from tests.support import services
 from tests.support.second_daemon import SecondDaemon, start_second_daemon
@@ -249,3 +250,65 @@ def test_lost_builder_moves_its_images(
     assert f"  {slow}: from {second_daemon.host} to {MAIN}" in out
     assert f"moved   {slow}: builder {second_daemon.host} lost" in err
     assert f"{registry.ref(child)}:1.0" in labels_on(docker_client)
+
+
+def test_every_builder_lost(
+    tmp_path: Path, second_daemon: SecondDaemon, registry: Registry, base_in_registry: str
+) -> None:
+    """One builder never answers, the other dies mid-run: the run fails cleanly, with the
+    report, and what was published stays published."""
+    prefix = unique_prefix()
+    fast, slow = f"{prefix}-a-fast", f"{prefix}-b-slow"
+    tree = tmp_path / "tree"
+    write_image(tree, fast, "1.0", 'FROM {{ "busybox" | image_tag }}\nRUN true\n')
+    write_image(
+        tree,
+        slow,
+        "1.0",
+        'FROM {{ "busybox" | image_tag }}\n'
+        f"RUN trap 'exit 143' TERM; echo {prefix}-running; sleep 30 & wait\n",
+    )
+    config = write_config(tmp_path / "config.yaml", registry, base_in_registry)
+    report_file = tmp_path / "report.json"
+    nowhere = f"unix://{tmp_path}/nothing-listens-here.sock"
+    process = subprocess.Popen(
+        dockerpkg(
+            "-c",
+            config,
+            "--info",
+            "apply",
+            "--builders",
+            f"{second_daemon.host}=1,{nowhere}",
+            "--report",
+            report_file,
+            tree,
+        ),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stderr is not None
+    # Killed once the fast image is published and the slow one builds.
+    waiting = {f"done    publish {fast}", f"{slow} | {prefix}-running"}
+    for line in process.stderr:
+        waiting = {text for text in waiting if text not in line}
+        if not waiting:
+            break
+    else:
+        raise AssertionError(f"never saw {waiting}")
+    second_daemon.kill()
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 1, out + err
+    assert "Traceback" not in out + err
+    outcome = steps(json.loads(report_file.read_text(encoding="utf-8")))
+    assert outcome[("publish", fast)]["outcome"] == "succeeded"
+    assert outcome[("build", slow)]["outcome"] == "failed"
+    assert outcome[("build", slow)]["error"].startswith("no builder left: ")
+    assert outcome[("publish", slow)]["outcome"] == "skipped"
+    assert f"Lost builders: {nowhere} (cannot reach the builder" in out
+    found = requests.head(
+        f"{registry.url}/v2/{fast}/manifests/1.0",
+        headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json"},
+        timeout=10,
+    )
+    assert found.status_code == 200
