@@ -59,6 +59,7 @@ class _Attempt:
     started: float
     epoch: int  # the image's epoch when it started; a moved image's old attempts are stale
     waited: float | None = None
+    fetched: list[str] = attrs.field(factory=list)  # parents it pulls from the registry
 
 
 @attrs.define
@@ -134,6 +135,10 @@ class _Run:
         self.order = {key: i for i, key in enumerate(self.steps)}
         self.images = {i.name: i for i in plan.images}
         self.needs = _needs(plan, self.images)
+        self.chain: dict[str, list[str]] = {}  # image -> its steps' keys, in plan order
+        for key, step in self.steps.items():
+            if step.op is not Op.PULL:
+                self.chain.setdefault(step.image, []).append(key)
         self.results: dict[str, TaskResult] = {}
         self.done_at: dict[str, float] = {}
         self.running: dict[Future[Any], tuple[str, _Attempt]] = {}
@@ -198,7 +203,7 @@ class _Run:
     def _fail_pending(self, why: str) -> None:
         """No builder is left: what has not run fails (its dependents are skipped)."""
         for key, step in self.steps.items():
-            if key not in self.results and step.op in (Op.PULL, Op.BUILD):
+            if key not in self.results and step.op not in _AFTER_BUILD:
                 self._record(TaskResult(key, Outcome.FAILED, error=why))
         self._settle_skips()
         for key in self.steps:
@@ -229,13 +234,14 @@ class _Run:
                 return None
             self.pulling += 1
             return _Attempt(step, None, time.monotonic(), 0)
-        if step.op is Op.BUILD:
-            return self._place_build(key, step)
-        # Verification and publication: on the builder that built the image.
         worker = self.where.get(step.image)
-        if worker is None or not worker.alive:
+        if worker is None:
+            # The image's first step (its build, or a step building for it) chooses.
+            return self._place_build(key, step)
+        # Its other steps run on the builder that took the first.
+        if not worker.alive:
             return None
-        if step.op is Op.VERIFY and worker.building < worker.slots:
+        if step.op is not Op.PUBLISH and worker.building < worker.slots:
             worker.building += 1
         elif step.op is Op.PUBLISH and worker.pushing < worker.push_slots:
             worker.pushing += 1
@@ -256,7 +262,7 @@ class _Run:
                 self.moves[index] = attrs.evolve(move, to=worker.name)
         worker.building += 1
         waited = self._parent_wait(key, self.images[image], worker)
-        self.waited_of[key] = waited
+        self.waited_of[f"build:{image}"] = waited
         return _Attempt(step, worker, time.monotonic(), self.epoch.get(image, 0), waited)
 
     def _in_run(self, image: PlannedImage) -> list[str]:
@@ -314,14 +320,15 @@ class _Run:
             return lambda: _pull_everywhere(targets, step.label or step.image)
         image = self.images[step.image]
         run = worker.executor.step_runner(step, image)
-        if step.op is not Op.BUILD:
+        if step.op in _AFTER_BUILD:
             return run
         # Parents built elsewhere (or published before the run) come from the registry.
-        fetch = [
+        attempt.fetched = [
             self.images[p].label
             for p in image.parents
             if p in self.images and self.images[p].label not in worker.held
         ]
+        fetch = list(attempt.fetched)
 
         def build() -> str | None:
             for label in fetch:
@@ -361,6 +368,7 @@ class _Run:
             if key not in self.results:
                 self._record(TaskResult(key, Outcome.FAILED, started, duration, error=error))
             return
+        worker.held.update(attempt.fetched)
         if attempt.step.op is Op.BUILD:
             worker.held.add(attempt.step.label or "")
         self._record(TaskResult(key, Outcome.SUCCEEDED, started, duration, detail=detail))
@@ -408,16 +416,13 @@ class _Run:
                 self._move(image, worker, why)
 
     def _unfinished(self, image: str) -> bool:
-        chain = [f"{op}:{image}" for op in ("build", "verify", "publish")]
-        held = [self.results[k] for k in chain if k in self.results]
+        held = [self.results[k] for k in self.chain[image] if k in self.results]
         if any(r.outcome is not Outcome.SUCCEEDED for r in held):
             return False  # it failed for a reason of its own: moving would not help
         return f"publish:{image}" not in self.results
 
     def _move(self, image: str, worker: Worker, why: str) -> None:
-        chain = [
-            k for k in (f"{op}:{image}" for op in ("build", "verify", "publish")) if k in self.steps
-        ]
+        chain = self.chain[image]
         self.moved[image] = self.moved.get(image, 0) + 1
         del self.where[image]
         if self.moved[image] > MAX_MOVES:
@@ -445,6 +450,8 @@ class _Run:
 
 
 _PENDING = TaskResult("", Outcome.CANCELLED)
+# Steps that follow an image's build; any other step of an image builds (as a build stage).
+_AFTER_BUILD = frozenset({Op.PULL, Op.VERIFY, Op.PUBLISH})
 
 
 def _needs(plan: Plan, images: Mapping[str, PlannedImage]) -> dict[str, tuple[str, ...]]:
@@ -452,13 +459,18 @@ def _needs(plan: Plan, images: Mapping[str, PlannedImage]) -> dict[str, tuple[st
     keys = {task_key(s) for s in plan.steps}
     pulls = {s.label: task_key(s) for s in plan.steps if s.op is Op.PULL}
     needs: dict[str, tuple[str, ...]] = {}
+    earlier: dict[str, list[str]] = {}
     for step in plan.steps:
         image = images.get(step.image)
         found: list[str] = []
-        if step.op is Op.BUILD and image is not None:
+        if step.op not in _AFTER_BUILD and image is not None:
+            # A build, or a step building for it (a build stage), after the image's earlier
+            # ones of that kind.
             labels = [*image.bases, *(images[p].label for p in image.parents if p in images)]
             found += [pulls[label] for label in labels if label in pulls]
             found += [k for p in image.parents if (k := f"verify:{p}") in keys]
+            found += earlier.get(step.image, [])
+            earlier.setdefault(step.image, []).append(task_key(step))
         elif step.op is Op.VERIFY:
             found += [k for k in (f"build:{step.image}",) if k in keys]
         elif step.op is Op.PUBLISH and image is not None:
