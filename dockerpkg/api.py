@@ -9,11 +9,17 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 import attrs
 
-from dockerpkg.core.config import Config
+from dockerpkg.core.builders import (
+    DEFAULT_BUILDERS,
+    Builder,
+    BuilderSet,
+    parse_builders_flag,
+)
+from dockerpkg.core.config import Config, key_location
 from dockerpkg.core.plan import DEFAULT_OPTIONS, BuildOptions, Plan
 from dockerpkg.core.planner import OFFLINE, Observed, inputs_digest, plan_build
 from dockerpkg.core.refs import guessed_refs
@@ -27,6 +33,9 @@ from dockerpkg.effects.scheduler import Interrupt, Listener
 from dockerpkg.effects.tree import read_snapshot
 from dockerpkg.errors import DockerPkgError, Problem, Severity, error
 
+if TYPE_CHECKING:
+    from dockerpkg.effects.apply import Settings
+
 
 @attrs.frozen
 class Workspace:
@@ -39,6 +48,7 @@ class Workspace:
     digest: str
     warnings: tuple[Problem, ...]
     config_files: tuple[str, ...] = ()  # the files the config was read from
+    builders: BuilderSet = DEFAULT_BUILDERS  # the config's, or --builders
 
 
 def load_workspace(
@@ -48,6 +58,7 @@ def load_workspace(
     suffix: str = "",
     *,
     render: bool = True,
+    builders: str | None = None,
 ) -> Workspace:
     """Read config and tree and resolve them; raises DockerPkgError with every problem.
 
@@ -55,7 +66,17 @@ def load_workspace(
     (build_plan renders what it builds): for runs that build little or nothing.
     """
     directory, loaded, snapshot = _read_inputs(directory, config_path, env)
-    return _resolve(directory, loaded, snapshot, suffix, render=render)
+    chosen = builder_set(loaded, builders)
+    return _resolve(directory, loaded, snapshot, suffix, render=render, builders=chosen)
+
+
+def builder_set(loaded: LoadedConfig, flag: str | None) -> BuilderSet:
+    """The builders of a run: --builders (FLAG) if given, else the config's."""
+    if flag is not None:
+        return parse_builders_flag(flag, loaded.config.builders)
+    if not loaded.config.builders:
+        return DEFAULT_BUILDERS
+    return BuilderSet(loaded.config.builders, key_location(loaded.files, "builders"))
 
 
 def _read_inputs(
@@ -67,7 +88,13 @@ def _read_inputs(
 
 
 def _resolve(
-    directory: str, loaded: LoadedConfig, snapshot: Snapshot, suffix: str, *, render: bool
+    directory: str,
+    loaded: LoadedConfig,
+    snapshot: Snapshot,
+    suffix: str,
+    *,
+    render: bool,
+    builders: BuilderSet = DEFAULT_BUILDERS,
 ) -> Workspace:
     analysis = analyze_tree(snapshot, loaded.config, suffix, render=render)
     problems = loaded.warnings + analysis.problems
@@ -89,6 +116,7 @@ def _resolve(
         digest=inputs_digest(snapshot, loaded.config),
         warnings=problems,
         config_files=tuple(path for path, _ in loaded.files),
+        builders=builders,
     )
 
 
@@ -101,21 +129,32 @@ def load_and_observe(
     render: bool = True,
     offline: bool = False,
     definitions: bool = False,
+    builders: str | None = None,
 ) -> tuple[Workspace, Observed, Credentials | None]:
     """load_workspace, then observe_workspace, with the observation started early: the
     daemon and the registry answer while the tree is resolved. DEFINITIONS also reads the
-    definitions recorded in published images (for drift: needs render=True)."""
+    definitions recorded in published images (for drift: needs render=True). BUILDERS is
+    --builders: with several, no daemon is asked (only published images count); with one,
+    that one is."""
     from dockerpkg.effects.observe import Observation, credentials_for
 
     directory, loaded, snapshot = _read_inputs(directory, config_path, env)
+    chosen = builder_set(loaded, builders)
     credentials = credentials_for(loaded.config, env)
     if offline:
-        workspace = _resolve(directory, loaded, snapshot, suffix, render=render)
+        workspace = _resolve(directory, loaded, snapshot, suffix, render=render, builders=chosen)
         return workspace, Observed(offline=True, credentials=credentials is not None), credentials
     guesses = guessed_refs(snapshot, loaded.config, suffix)
-    observation = Observation(loaded.config, credentials, env, guesses, definitions=definitions)
+    observation = Observation(
+        loaded.config,
+        credentials,
+        env,
+        guesses,
+        definitions=definitions,
+        builders=chosen.builders,
+    )
     try:
-        workspace = _resolve(directory, loaded, snapshot, suffix, render=render)
+        workspace = _resolve(directory, loaded, snapshot, suffix, render=render, builders=chosen)
     except BaseException:
         observation.cancel()
         raise
@@ -137,6 +176,7 @@ def build_plan(
         directory=workspace.directory,
         digest=workspace.digest,
         options=options,
+        builders=workspace.builders,
     )
 
 
@@ -227,8 +267,11 @@ def apply_build_plan(
     interrupt: Interrupt | None = None,
     build_timeout: float | None = None,
     log_limit: int | None = None,
+    builders: BuilderSet | None = None,
 ) -> Report:
     """Execute the plan's steps; failures are in the report, not raised.
+
+    BUILDERS (--builders given with a saved plan) replace the plan's builders.
 
     BUILD_TIMEOUT (seconds; default: the config's `build_timeout`, else none) bounds each
     image's build; LOG_LIMIT (characters) bounds what each step writes to its log.
@@ -237,10 +280,7 @@ def apply_build_plan(
     from dockerpkg.effects.apply import Executor, Settings
     from dockerpkg.effects.observe import registry_client
 
-    try:
-        client = daemon.connect(env)
-    except daemon.DaemonError as exc:
-        raise DockerPkgError.single("docker", str(exc)) from None
+    chosen = _run_builders(plan, workspace, builders)
     settings = Settings(
         directory=Path(workspace.directory),
         run_dir=run_dir,
@@ -254,6 +294,19 @@ def apply_build_plan(
     )
     if log_limit is not None:
         settings = attrs.evolve(settings, log_limit=log_limit)
+    if len(chosen) > 1:
+        return _apply_on_builders(
+            plan, chosen, settings, credentials, listener=listener, interrupt=interrupt
+        )
+    try:
+        if chosen:
+            client = daemon.connect_to(chosen[0])
+            settings = attrs.evolve(settings, jobs=chosen[0].slots or jobs)
+            settings = attrs.evolve(settings, daemon_env=builder_env(chosen[0]))
+        else:
+            client = daemon.connect(env)
+    except daemon.DaemonError as exc:
+        raise DockerPkgError.single("docker", str(exc)) from None
     registry = registry_client(workspace.config, credentials) if plan.publish else None
     try:
         return Executor(client, registry, settings, listener).run(plan, interrupt)
@@ -261,3 +314,86 @@ def apply_build_plan(
         if registry is not None:
             registry.close()
         client.close()
+
+
+def builder_env(builder: Builder) -> dict[str, str]:
+    """What a verification's `docker` needs to reach BUILDER: DOCKER_HOST, and for TLS the
+    folder of the client certificate (the docker CLI wants ca.pem, cert.pem, key.pem)."""
+    env = {"DOCKER_HOST": builder.url}
+    if builder.tls is not None:
+        env["DOCKER_TLS_VERIFY"] = "1"
+        env["DOCKER_CERT_PATH"] = os.path.dirname(os.path.expanduser(builder.tls.cert))
+    return env
+
+
+def _run_builders(plan: Plan, workspace: Workspace, given: BuilderSet | None) -> list[Builder]:
+    """The builders to run PLAN on: GIVEN (--builders with a saved plan), else the plan's,
+    with their TLS files from the config (a plan holds no paths of them)."""
+    if given is not None and given.builders:
+        if given.several != (len(plan.builders) > 1):
+            raise DockerPkgError.single(
+                given.origin.path,
+                f"the plan was made for {len(plan.builders) or 'the default'} builder(s); "
+                "make it again with these builders",
+            )
+        return list(given.builders)
+    configured = {b.name: b for b in workspace.config.builders}
+    chosen = []
+    for planned in plan.builders:
+        found = configured.get(planned.url)
+        if planned.tls and (found is None or found.tls is None):
+            raise DockerPkgError.single(
+                planned.url, "the plan uses TLS for this builder, but the config names no TLS files"
+            )
+        chosen.append(Builder(planned.url, planned.slots, found.tls if found else None))
+    return chosen
+
+
+def _apply_on_builders(
+    plan: Plan,
+    builders: list[Builder],
+    settings: Settings,
+    credentials: Credentials | None,
+    *,
+    listener: Listener,
+    interrupt: Interrupt | None,
+) -> Report:
+    """Run PLAN over several builders; those that do not answer at the start are left out."""
+    from dockerpkg.effects import daemon
+    from dockerpkg.effects.apply import Executor
+    from dockerpkg.effects.fleet import Fleet, Worker
+    from dockerpkg.effects.observe import registry_client
+
+    if not plan.publish:
+        raise DockerPkgError.single(
+            "--builders", "several builders need a plan that publishes; make the plan again"
+        )
+    registry = registry_client(settings.config, credentials)
+    workers: list[Worker] = []
+    lost: list[tuple[str, str]] = []
+    try:
+        for builder in builders:
+            try:
+                client = daemon.connect_to(builder)
+            except daemon.DaemonError as exc:
+                lost.append((builder.name, str(exc)))
+                continue
+            mine = attrs.evolve(settings, daemon_env=builder_env(builder))
+            workers.append(
+                Worker(
+                    name=builder.name,
+                    client=client,
+                    executor=Executor(client, registry, mine, listener),
+                    slots=builder.slots or settings.jobs,
+                    push_slots=settings.push_jobs,
+                )
+            )
+        if not workers:
+            raise DockerPkgError.single(
+                "docker", "no builder answers: " + "; ".join(why for _, why in lost)
+            )
+        return Fleet(workers, settings, listener, lost).run(plan, interrupt)
+    finally:
+        registry.close()
+        for worker in workers:
+            worker.client.close()

@@ -23,6 +23,7 @@ from dockerpkg import api
 from dockerpkg.commands_review import commands as review_commands
 from dockerpkg.commands_versioning import WAIT_LOCK_HELP, normalize_argv
 from dockerpkg.commands_versioning import commands as versioning_commands
+from dockerpkg.core.builders import BuilderSet, parse_builders_flag
 from dockerpkg.core.markdown import plan_to_markdown
 from dockerpkg.core.plan import BuildOptions, Plan
 from dockerpkg.core.plandiff import diff_plans, diff_to_data, diff_to_text
@@ -109,6 +110,7 @@ class PlanFlags:
     snapshot: bool = False
     no_pull: bool = False
     use_cache: bool = False
+    builders: str | None = None  # --builders URL[=SLOTS],...
 
 
 def _make_plan(
@@ -129,6 +131,7 @@ def _make_plan(
         offline=offline,
         # `plan` renders everything and looks for drift; `build` stays a quick no-op.
         definitions=render_all,
+        builders=flags.builders,
     )
     print_problems(workspace.warnings)
     options = BuildOptions(
@@ -160,6 +163,7 @@ def _execute(
     quiet: bool,
     run_dir: str | None,
     build_timeout: float | None = None,
+    builders: BuilderSet | None = None,
 ) -> None:
     """Apply a plan with progress, signal handling and the final report; exit 1 on failure.
 
@@ -201,6 +205,7 @@ def _execute(
             echo=sys.stderr if ctx.echo else None,
             interrupt=interrupt,
             build_timeout=build_timeout,
+            builders=builders,
         )
     finally:
         for signum, handler in previous.items():
@@ -227,6 +232,10 @@ _REPORT_HELP = "write the run report as JSON to this file"
 _RUN_DIR_HELP = "folder for per-image logs (default: a new one under /tmp)"
 _BUILD_TIMEOUT_HELP = "stop a build still running after SECONDS (default: config build_timeout)"
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+_BUILDERS_HELP = (
+    "build on these Docker engines, SLOTS builds at once on each (default: --jobs), "
+    "instead of the config's `builders` or DOCKER_HOST"
+)
 
 
 @argh.arg("old", metavar="OLD.json", help="the plan before (e.g. of the base branch)")
@@ -253,6 +262,7 @@ def _commands(ctx: Context) -> list[Callable[..., Any]]:
     @argh.arg("--detailed-exitcode", help="exit 2 when the plan has changes, 0 when empty")
     @argh.arg("--format", dest="output_format", choices=FORMATS, help="text, json or markdown")
     @argh.arg("--base", help="a saved plan to show Dockerfile diffs against (markdown)")
+    @argh.arg("--builders", metavar="URL[=SLOTS],...", help=_BUILDERS_HELP)
     def plan(
         directory: str,
         *,
@@ -267,9 +277,10 @@ def _commands(ctx: Context) -> list[Callable[..., Any]]:
         use_cache: bool = False,
         out: str | None = None,
         detailed_exitcode: bool = False,
+        builders: str | None = None,
     ) -> None:
         """Show what `build` would do, as text or stable JSON."""
-        flags = PlanFlags(select, nightly, snapshot, no_pull, use_cache)
+        flags = PlanFlags(select, nightly, snapshot, no_pull, use_cache, builders)
         base_plan = api.read_saved_plan(base) if base else None
         # A plan shows every Dockerfile and every template error.
         result, _, _ = _make_plan(ctx, directory, flags, offline=offline, render_all=True)
@@ -291,6 +302,7 @@ def _commands(ctx: Context) -> list[Callable[..., Any]]:
     @argh.arg("--run-dir", help=_RUN_DIR_HELP)
     @argh.arg("--wait-lock", help=WAIT_LOCK_HELP)
     @argh.arg("--build-timeout", type=float, metavar="SECONDS", help=_BUILD_TIMEOUT_HELP)
+    @argh.arg("--builders", metavar="URL[=SLOTS],...", help=_BUILDERS_HELP)
     def apply(
         target: str,
         *,
@@ -305,9 +317,11 @@ def _commands(ctx: Context) -> list[Callable[..., Any]]:
         run_dir: str | None = None,
         wait_lock: bool = False,
         build_timeout: float | None = None,
+        builders: str | None = None,
     ) -> None:
         """Execute a saved plan (refused if stale), or plan DIRECTORY and execute at once."""
         _check_build_timeout(build_timeout)
+        chosen: BuilderSet | None = None
         if not os.path.lexists(target):
             raise DockerPkgError.single(target, "no such file or folder: give a plan or a tree")
         with contextlib.ExitStack() as lock:
@@ -323,9 +337,11 @@ def _commands(ctx: Context) -> list[Callable[..., Any]]:
                     raise DockerPkgError.single(
                         target, "the plan publishes but no credentials are found"
                     )
+                if builders is not None:
+                    chosen = parse_builders_flag(builders, workspace.config.builders)
             else:
                 lock.enter_context(locked(target, wait=wait_lock))
-                flags = PlanFlags(select, nightly, snapshot, no_pull, use_cache)
+                flags = PlanFlags(select, nightly, snapshot, no_pull, use_cache, builders)
                 saved, workspace, credentials = _make_plan(ctx, target, flags)
             _execute(
                 ctx,
@@ -337,6 +353,7 @@ def _commands(ctx: Context) -> list[Callable[..., Any]]:
                 quiet=quiet,
                 run_dir=run_dir,
                 build_timeout=build_timeout,
+                builders=chosen,
             )
 
     @argh.arg("directory", help="the image tree")
@@ -346,6 +363,7 @@ def _commands(ctx: Context) -> list[Callable[..., Any]]:
     @argh.arg("--run-dir", help=_RUN_DIR_HELP)
     @argh.arg("--wait-lock", help=WAIT_LOCK_HELP)
     @argh.arg("--build-timeout", type=float, metavar="SECONDS", help=_BUILD_TIMEOUT_HELP)
+    @argh.arg("--builders", metavar="URL[=SLOTS],...", help=_BUILDERS_HELP)
     def build(
         directory: str,
         *,
@@ -360,10 +378,11 @@ def _commands(ctx: Context) -> list[Callable[..., Any]]:
         run_dir: str | None = None,
         wait_lock: bool = False,
         build_timeout: float | None = None,
+        builders: str | None = None,
     ) -> None:
         """docker-pkg's verb: print the plan, then apply it."""
         _check_build_timeout(build_timeout)
-        flags = PlanFlags(select, nightly, snapshot, no_pull, use_cache)
+        flags = PlanFlags(select, nightly, snapshot, no_pull, use_cache, builders)
         with locked(directory, wait=wait_lock):
             result, workspace, credentials = _make_plan(ctx, directory, flags)
             sys.stdout.write(plan_to_text(result))

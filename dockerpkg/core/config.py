@@ -17,7 +17,8 @@ import attrs
 import strictyaml as sy
 from strictyaml.ruamel.error import MarkedYAMLError, YAMLError
 
-from dockerpkg.errors import DockerPkgError, Problem, error
+from dockerpkg.core.builders import Builder, TLSFiles, url_problem
+from dockerpkg.errors import DockerPkgError, Location, Problem, error
 
 DEFAULT_UID_MAPPINGS: Mapping[str, int] = MappingProxyType(
     {"root": 0, "www-data": 33, "nobody": 65534}
@@ -29,6 +30,13 @@ SECRET_KEYS = frozenset({"password"})
 
 _NULLABLE_STR = sy.EmptyNone() | sy.Str()
 _LIMIT_VALUE = sy.Int() | sy.Str()
+_BUILDER = sy.Map(
+    {
+        "url": sy.Str(),
+        sy.Optional("slots"): sy.Int(),
+        sy.Optional("tls"): sy.Map({"ca": sy.Str(), "cert": sy.Str(), "key": sy.Str()}),
+    }
+)
 
 _SCHEMA = sy.MapCombined(
     {
@@ -54,6 +62,7 @@ _SCHEMA = sy.MapCombined(
         | sy.MapPattern(sy.Str(), _LIMIT_VALUE)
         | sy.Str(),
         sy.Optional("build_timeout"): sy.EmptyNone() | sy.Float(),
+        sy.Optional("builders"): sy.EmptyList() | sy.Seq(_BUILDER),
     },
     sy.Str(),
     sy.Any(),
@@ -84,8 +93,13 @@ _KNOWN_KEYS = frozenset(
         "verify_args",
         "container_limits",
         "build_timeout",
+        "builders",
     }
 )
+
+# Keys that say where and how to run, not what to build: neither template variables nor part
+# of a plan's digest (a plan records its builders itself).
+RUN_KEYS = frozenset({"builders"})
 
 
 def _freeze(value: Any) -> Any:
@@ -121,6 +135,8 @@ class Config:
     verify_args: tuple[str, ...] = DEFAULT_VERIFY_ARGS
     container_limits: Mapping[str, str | int] = attrs.field(factory=lambda: MappingProxyType({}))
     build_timeout: float | None = None  # seconds one image's build may take; None: no limit
+    # The Docker engines to build on; empty: the daemon of the environment (DOCKER_HOST).
+    builders: tuple[Builder, ...] = ()
     # Keys the schema does not know, as YAML gave them: template variables only.
     extra: Mapping[str, Any] = attrs.field(factory=lambda: MappingProxyType({}))
 
@@ -134,7 +150,7 @@ class Config:
         known = {
             f.name: getattr(self, f.name)
             for f in attrs.fields(Config)
-            if f.name != "extra" and f.name not in SECRET_KEYS
+            if f.name != "extra" and f.name not in SECRET_KEYS | RUN_KEYS
         }
         # docker-pkg shows absent strings as "" to templates ({{ namespace }} renders empty).
         for key in ("registry", "namespace", "username"):
@@ -157,7 +173,7 @@ def public_values(config: Config) -> str:
     """
     values = {f.name: getattr(config, f.name) for f in attrs.fields(Config)}
     values["extra"] = dict(config.extra)
-    for key in SECRET_KEYS:
+    for key in SECRET_KEYS | RUN_KEYS:
         values.pop(key, None)
         values["extra"].pop(key, None)
     return json.dumps(values, sort_keys=True, default=_plain)
@@ -282,9 +298,37 @@ def parse_config_data(text: str, path: str) -> dict[str, Any]:
                     document[key].start_line,
                 )
             )
+    problems += _parse_builders(data, document, path)
     if problems:
         raise DockerPkgError(problems)
     return data
+
+
+def _parse_builders(data: dict[str, Any], document: Any, path: str) -> list[Problem]:
+    """Replace DATA's validated `builders` list by Builder values; a located problem for
+    each bad entry."""
+    builders: list[Builder] = []
+    problems: list[Problem] = []
+    for index, entry in enumerate(data.get("builders", ())):
+        line = document["builders"][index].start_line
+        url = entry["url"]
+        why = url_problem(url)
+        if why is None and entry.get("slots", 1) < 1:
+            why = "'slots' must be 1 or more"
+        if why is None and "tls" in entry and not url.startswith("tcp://"):
+            why = "'tls' goes with tcp:// URLs only"
+        if why is None and any(b.url == url for b in builders):
+            why = f"{url} is given twice"
+        if why is not None:
+            problems.append(error(path, f"bad value for 'builders': {why}", line))
+            continue
+        tls = entry.get("tls")
+        builders.append(
+            Builder(url, entry.get("slots"), TLSFiles(**tls) if tls is not None else None)
+        )
+    if "builders" in data:
+        data["builders"] = tuple(builders)
+    return problems
 
 
 def _parse_limits(value: Any) -> tuple[dict[str, str | int], str | None]:
@@ -332,3 +376,12 @@ def load_config(files: list[tuple[str, str]]) -> Config:
     if problems:
         raise DockerPkgError(problems)
     return build_config(*layers)
+
+
+def key_location(files: list[tuple[str, str]] | tuple[tuple[str, str], ...], key: str) -> Location:
+    """Where the merged config got KEY from: the last of the (path, text) FILES naming it."""
+    for path, text in reversed(files):
+        line = _line_of_key(text, key)
+        if line is not None:
+            return Location(path, line)
+    return Location(files[-1][0] if files else "config")

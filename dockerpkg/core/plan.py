@@ -113,6 +113,15 @@ class Edit:
 
 
 @attrs.frozen
+class PlannedBuilder:
+    """A builder as a plan records it: no paths of TLS files, only whether it uses TLS."""
+
+    url: str
+    slots: int | None = None  # None: --jobs
+    tls: bool = False
+
+
+@attrs.frozen
 class BuildOptions:
     """Options that change what `apply` does with the steps, fixed at plan time."""
 
@@ -140,6 +149,8 @@ class Plan:
     registry: str | None = None
     publish: bool = False
     findings: tuple[Finding, ...] = ()
+    # The Docker engines the run spreads its builds over; empty: the environment's daemon.
+    builders: tuple[PlannedBuilder, ...] = ()
     format_version: int = FORMAT_VERSION
 
     def image(self, name: str) -> PlannedImage:

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 
 import attrs
 
+from dockerpkg.core.builders import DEFAULT_BUILDERS, BuilderSet, publishing_required
 from dockerpkg.core.config import Config, public_values
 from dockerpkg.core.definition import Definitions, definitions
 from dockerpkg.core.graph import reachable
@@ -20,12 +21,14 @@ from dockerpkg.core.plan import (
     Finding,
     Op,
     Plan,
+    PlannedBuilder,
     PlannedImage,
     Reason,
     Step,
 )
 from dockerpkg.core.spec import Snapshot
 from dockerpkg.core.tree import Image, Tree, render_images
+from dockerpkg.errors import DockerPkgError
 
 
 @attrs.frozen
@@ -112,8 +115,15 @@ def plan_build(
     directory: str,
     digest: str,
     options: BuildOptions = DEFAULT_OPTIONS,
+    builders: BuilderSet = DEFAULT_BUILDERS,
 ) -> Plan:
-    """Steps to bring the selected images (and the unbuilt images they need) to published."""
+    """Steps to bring the selected images (and the unbuilt images they need) to published.
+
+    With several BUILDERS the registry is the only store they share: an image counts as
+    built only when published, and a plan that cannot publish is refused.
+    """
+    if builders.several:
+        observed = _for_several_builders(config, observed, options, builders)
     states = {n: image_state(tree.images[n].label, observed, options.pull) for n in tree.order}
     selected = selected_names(tree, options.select)
     unbuilt_parents = {
@@ -152,6 +162,12 @@ def plan_build(
         )
     if not selected:
         notes.append(f"no image matches --select {options.select}")
+    if builders.several:
+        notes.append(
+            f"{len(builders.builders)} builders: images move between them through the "
+            "registry, so only published images count as built; which builder builds which "
+            "image is decided during the run"
+        )
     drifted = [
         n
         for n in selected
@@ -171,7 +187,26 @@ def plan_build(
         registry=config.registry,
         publish=publish,
         findings=tuple(_drift(tree.images[n], observed, defined, directory) for n in drifted),
+        builders=tuple(
+            PlannedBuilder(b.name, b.slots, b.tls is not None) for b in builders.builders
+        ),
     )
+
+
+def _for_several_builders(
+    config: Config, observed: Observed, options: BuildOptions, builders: BuilderSet
+) -> Observed:
+    """What several builders can count on: the registry's images, never one daemon's."""
+    if not observed.credentials:
+        raise publishing_required(builders, config.registry or "Docker Hub")
+    if not options.pull:
+        raise DockerPkgError.single(
+            builders.origin.path,
+            "--no-pull cannot be used with several builders: they get base images and each "
+            "other's images from the registry",
+            builders.origin.line,
+        )
+    return attrs.evolve(observed, local=frozenset())
 
 
 def _drifted(image: Image, observed: Observed, defined: Definitions) -> bool:

@@ -26,6 +26,18 @@ class StepOutcome:
     duration: float | None = None
     detail: str | None = None  # image ID, pushed digest, ...
     error: str | None = None
+    builder: str | None = None  # with several builders: the one it ran on
+    waited: float | None = None  # with several builders: seconds a build waited for parents
+
+
+@attrs.frozen
+class Move:
+    """An image taken off a builder that was lost, to be built again on another."""
+
+    image: str
+    lost: str  # the builder that went away
+    to: str | None  # where it was built again; None: nowhere (no builder or no moves left)
+    reason: str
 
 
 @attrs.frozen
@@ -36,6 +48,8 @@ class Report:
     run_dir: str | None = None
     interrupted: bool = False
     elapsed: float = 0.0
+    moves: tuple[Move, ...] = ()
+    lost_builders: tuple[str, ...] = ()
 
     def of(self, op: Op, image: str) -> StepOutcome | None:
         for item in self.outcomes:
@@ -88,6 +102,9 @@ def report_table(report: Report) -> str:
         ]
     ]
     shown = rows[0][2:]
+    placed = any(o.builder for o in report.outcomes)
+    if placed:
+        rows[0] += ["builder", "wait"]
     for image in dict.fromkeys(o.step.image for o in report.outcomes):
         mine = [o for o in report.outcomes if o.step.image == image]
         result = next((o.outcome.value for o in mine if o.outcome is not Outcome.SUCCEEDED), "ok")
@@ -100,6 +117,8 @@ def report_table(report: Report) -> str:
                 cells.append(f"{item.duration:.1f}s")
             else:
                 cells.append(item.outcome.value)
+        if placed:
+            cells += _placement(mine)
         rows.append([image, result, *cells])
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
@@ -110,7 +129,22 @@ def report_table(report: Report) -> str:
     ]
     if errors:
         lines += ["Failures:", *errors]
+    if report.lost_builders:
+        lines.append("Lost builders: " + ", ".join(report.lost_builders))
+    if report.moves:
+        lines.append("Moved:")
+        lines += [
+            f"  {m.image}: from {m.lost} to {m.to or 'no other builder'}" for m in report.moves
+        ]
     return "\n".join(lines) + "\n"
+
+
+def _placement(mine: list[StepOutcome]) -> list[str]:
+    """The builder and parent wait cells of one image's row."""
+    build = next((o for o in mine if o.step.op is Op.BUILD), None)
+    where = next((o.builder for o in mine if o.builder), None)
+    wait = "" if build is None or build.waited is None else f"{build.waited:.1f}s"
+    return [where or "", wait]
 
 
 def report_to_data(report: Report, plan: Plan) -> dict[str, Any]:
@@ -121,6 +155,10 @@ def report_to_data(report: Report, plan: Plan) -> dict[str, Any]:
         "run_dir": report.run_dir,
         "interrupted": report.interrupted,
         "elapsed": round(report.elapsed, 3),
+        "lost_builders": list(report.lost_builders),
+        "moves": [
+            {"image": m.image, "lost": m.lost, "to": m.to, "reason": m.reason} for m in report.moves
+        ],
         "steps": [
             {
                 "op": o.step.op.value,
@@ -132,6 +170,8 @@ def report_to_data(report: Report, plan: Plan) -> dict[str, Any]:
                 "duration": None if o.duration is None else round(o.duration, 3),
                 "detail": o.detail,
                 "error": o.error,
+                "builder": o.builder,
+                "waited": None if o.waited is None else round(o.waited, 3),
                 "log": f"{report.run_dir}/{o.step.image}.log"
                 if report.run_dir and o.step.op is not Op.PULL
                 else None,

@@ -13,6 +13,7 @@ from dockerpkg.core.plan import (
     Finding,
     Op,
     Plan,
+    PlannedBuilder,
     PlannedImage,
     Reason,
     Step,
@@ -28,6 +29,7 @@ def plan_to_data(plan: Plan) -> dict[str, Any]:
         "digest": plan.digest,
         "registry": plan.registry,
         "publish": plan.publish,
+        "builders": [{"url": b.url, "slots": b.slots, "tls": b.tls} for b in plan.builders],
         "options": {
             "select": plan.options.select,
             "pull": plan.options.pull,
@@ -107,6 +109,10 @@ def plan_from_json(text: str, path: str) -> Plan:
             digest=data["digest"],
             registry=data["registry"],
             publish=data["publish"],
+            builders=tuple(
+                PlannedBuilder(b["url"], b["slots"], bool(b["tls"]))
+                for b in data.get("builders", ())
+            ),
             options=BuildOptions(
                 select=options["select"],
                 pull=options["pull"],
@@ -159,9 +165,16 @@ def plan_to_text(plan: Plan) -> str:
         lines.append(f"drift  {finding.image}  {finding.label}  ({finding.reason.value})")
         lines.append(f"  {finding.detail}")
         lines.append(f"  fix: {finding.fix}")
+    if plan.builders:
+        lines.append("builders: " + ", ".join(_builder_text(b) for b in plan.builders))
     lines.extend(f"note: {note}" for note in plan.notes)
     lines.append(summary(plan))
     return "\n".join(lines) + "\n"
+
+
+def _builder_text(builder: PlannedBuilder) -> str:
+    slots = {None: "--jobs slots", 1: "1 slot"}.get(builder.slots, f"{builder.slots} slots")
+    return f"{builder.url} ({slots}{', TLS' if builder.tls else ''})"
 
 
 def summary(plan: Plan) -> str:

@@ -63,6 +63,8 @@ class Settings:
     private_files: frozenset[str] = frozenset()
     build_timeout: float | None = None  # seconds one image's build may take
     log_limit: int = DEFAULT_LOG_LIMIT  # characters each step may write to its image's log
+    # For verifications: DOCKER_HOST (and TLS variables) of the builder, over the environment's.
+    daemon_env: Mapping[str, str] = attrs.field(factory=dict)
 
 
 def proxy_args(config: Config) -> dict[str, str]:
@@ -139,6 +141,14 @@ class Executor:
             )
         return tasks
 
+    def step_runner(self, step: Step, image: PlannedImage | None) -> Callable[[], str | None]:
+        """What runs STEP (of IMAGE) on this executor's daemon."""
+        return self._runner(step, image)
+
+    def pull(self, label: str, log_name: str) -> str | None:
+        """Pull LABEL, logging to LOG_NAME.log (an image's log, for its parents)."""
+        return self._pull(label, log_name)
+
     def _runner(self, step: Step, image: PlannedImage | None) -> Callable[[], str | None]:
         if step.op is Op.PULL:
             return lambda: self._pull(step.label or step.image)
@@ -191,8 +201,8 @@ class Executor:
             finally:
                 capped.close()
 
-    def _pull(self, label: str) -> str | None:
-        with self._log("pulls", f"pull {label}") as log:
+    def _pull(self, label: str, log_name: str = "pulls") -> str | None:
+        with self._log(log_name, f"pull {label}") as log:
             try:
                 daemon.pull(self._client, label, self._settings.credentials, log, self._cancel)
             except daemon.DaemonError as exc:
@@ -329,6 +339,7 @@ class Executor:
         env.update(
             {k: v for k in ("DOCKER_HOST", "DOCKER_CONFIG", "HOME") if (v := os.environ.get(k))}
         )
+        env.update(self._settings.daemon_env)
         with self._log(image.name, f"verify {image.label}") as log:
             log.flush()
             process = subprocess.Popen(

@@ -22,9 +22,11 @@ from typing import IO, Any
 
 import docker
 import docker.errors
+import docker.tls
 import requests
 import urllib3.exceptions
 
+from dockerpkg.core.builders import Builder
 from dockerpkg.core.labels import split_label
 from dockerpkg.effects.causes import causes as causes_of
 from dockerpkg.effects.credentials import Credentials
@@ -73,6 +75,47 @@ def connect(env: Mapping[str, str] | None = None) -> docker.APIClient:
         ) from None
     _remember_responses(client)
     return client
+
+
+# A builder that does not answer a ping in this time is taken for lost.
+PING_TIMEOUT = 10
+
+
+def connect_to(builder: Builder) -> docker.APIClient:
+    """A low-level client for BUILDER (TLS with its files; ssh:// through the `ssh` command,
+    which brings the user's keys, agent and ~/.ssh/config); DaemonError if it does not answer."""
+    tls: docker.tls.TLSConfig | bool = False
+    if builder.tls is not None:
+        files = builder.tls
+        tls = docker.tls.TLSConfig(
+            client_cert=(os.path.expanduser(files.cert), os.path.expanduser(files.key)),
+            ca_cert=os.path.expanduser(files.ca),
+            verify=True,
+        )
+    try:
+        client = docker.APIClient(
+            base_url=builder.url,
+            version="auto",
+            timeout=TIMEOUT,
+            tls=tls,
+            use_ssh_client=builder.url.startswith("ssh://"),
+        )
+        client.ping()
+    except _FAILURES as exc:
+        raise DaemonError(
+            f"cannot reach the builder {builder.name}: {_reason(exc)}; is dockerd running there?"
+        ) from None
+    _remember_responses(client)
+    return client
+
+
+def reachable(client: docker.APIClient) -> bool:
+    """Whether the daemon answers a ping within PING_TIMEOUT seconds."""
+    try:
+        response = client.get(client.base_url + "/_ping", timeout=PING_TIMEOUT)
+    except _FAILURES:
+        return False
+    return bool(response.ok)
 
 
 def _short(exc: BaseException) -> str:

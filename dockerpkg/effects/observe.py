@@ -15,6 +15,7 @@ from pathlib import Path
 
 import attrs
 
+from dockerpkg.core.builders import Builder
 from dockerpkg.core.config import Config
 from dockerpkg.core.definition import OWN_DEFINITION_LABEL
 from dockerpkg.core.planner import Observed
@@ -100,8 +101,10 @@ class Observation:
         refs: Iterable[Ref],
         *,
         definitions: bool = False,
+        builders: tuple[Builder, ...] = (),
     ) -> None:
         self._config = config
+        self._builders = builders
         self._definitions = definitions
         self._credentials = credentials
         self._cancel = threading.Event()
@@ -109,8 +112,15 @@ class Observation:
         self._future: Future[_Facts] = self._pool.submit(self._gather, dict(env), tuple(refs))
 
     def _gather(self, env: Mapping[str, str], refs: tuple[Ref, ...]) -> _Facts:
+        local = self._local(env) if len(self._builders) < 2 else frozenset()
+        published = self._published(refs, self._cancel)
+        return _Facts(local, published, self._recorded(published, self._cancel))
+
+    def _local(self, env: Mapping[str, str]) -> frozenset[str]:
+        """The labels of the one daemon images are built on (several builders share only
+        the registry: none of them is asked)."""
         try:
-            daemon = engine.connect(env)
+            daemon = _connect(env, self._builders[0] if self._builders else None)
         except engine.EngineError as exc:
             raise DockerPkgError.single(
                 "docker", f"{exc} (use --offline to plan without it)"
@@ -121,9 +131,7 @@ class Observation:
             raise DockerPkgError.single("docker", str(exc)) from None
         finally:
             daemon.close()
-        local = frozenset(tag for image in images for tag in image.tags)
-        published = self._published(refs, self._cancel)
-        return _Facts(local, published, self._recorded(published, self._cancel))
+        return frozenset(tag for image in images for tag in image.tags)
 
     def _published(self, refs: Iterable[Ref], cancel: threading.Event | None) -> dict[Ref, bool]:
         try:
@@ -184,6 +192,19 @@ class Observation:
         self._cancel.set()
         self._future.exception()  # waits; its error, if any, no longer matters
         self._pool.shutdown()
+
+
+def _connect(env: Mapping[str, str], builder: Builder | None) -> engine.Engine:
+    if builder is None:
+        return engine.connect(env)
+    if builder.url.startswith("unix://"):
+        return engine.connect({"DOCKER_HOST": builder.url})
+    from dockerpkg.effects import daemon
+
+    try:
+        return engine.DockerPyEngine(daemon.connect_to(builder))
+    except daemon.DaemonError as exc:
+        raise engine.EngineError(str(exc)) from None
 
 
 def observe(

@@ -45,6 +45,12 @@ class LineProgress:
             elif not self._quiet:
                 self._emit(f"{result.outcome.value:<7} {what}: {result.error} {count}")
 
+    def task_moved(self, image: str, finished: list[str], why: str) -> None:
+        """IMAGE left a lost builder: its FINISHED steps run again, so count them again."""
+        with self._lock:
+            self._done -= len(finished)
+            self._emit(f"moved   {image}: {why}")
+
 
 class LiveProgress(LineProgress):
     """On a terminal: events as lines, plus a status line (done/total, running, elapsed)."""
@@ -72,6 +78,11 @@ class LiveProgress(LineProgress):
             if name in self._running:
                 self._running.remove(name)
         super().task_finished(result)
+
+    def task_moved(self, image: str, finished: list[str], why: str) -> None:
+        with self._lock:
+            self._running = [r for r in self._running if r.partition(" ")[2] != image]
+        super().task_moved(image, finished, why)
 
     def close(self) -> None:
         self._stream.write("\r\033[K")
