@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dockerpkg.core.plan import Plan, PlannedImage
 from dockerpkg.core.plandiff import dockerfile_diff
-from dockerpkg.core.serialize import summary
+from dockerpkg.core.serialize import builder_text, summary
 
 
 def _cell(text: str) -> str:
@@ -54,6 +54,9 @@ def plan_to_markdown(plan: Plan, base: Plan | None = None) -> str:
         for finding in plan.findings:
             lines.append(f"- `{finding.image}`: {_cell(finding.detail)}. Fix: `{finding.fix}`")
         lines.append("")
+    if plan.builders:
+        names = ", ".join(f"`{builder_text(b)}`" for b in plan.builders)
+        lines += [f"Builders: {names}", ""]
     lines += [f"> note: {_cell(note)}" for note in plan.notes]
     if plan.notes:
         lines.append("")

@@ -166,13 +166,13 @@ def plan_to_text(plan: Plan) -> str:
         lines.append(f"  {finding.detail}")
         lines.append(f"  fix: {finding.fix}")
     if plan.builders:
-        lines.append("builders: " + ", ".join(_builder_text(b) for b in plan.builders))
+        lines.append("builders: " + ", ".join(builder_text(b) for b in plan.builders))
     lines.extend(f"note: {note}" for note in plan.notes)
     lines.append(summary(plan))
     return "\n".join(lines) + "\n"
 
 
-def _builder_text(builder: PlannedBuilder) -> str:
+def builder_text(builder: PlannedBuilder) -> str:
     slots = {None: "--jobs slots", 1: "1 slot"}.get(builder.slots, f"{builder.slots} slots")
     return f"{builder.url} ({slots}{', TLS' if builder.tls else ''})"
 

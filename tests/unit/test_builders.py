@@ -6,6 +6,7 @@ import pytest
 
 from dockerpkg.core.builders import Builder, BuilderSet, TLSFiles, parse_builders_flag
 from dockerpkg.core.config import key_location, load_config, public_values
+from dockerpkg.core.markdown import plan_to_markdown
 from dockerpkg.core.plan import Action, BuildOptions, Op, Plan, PlannedBuilder, Reason, Step
 from dockerpkg.core.planner import Observed, plan_build
 from dockerpkg.core.report import Move, Outcome, Report, StepOutcome, report_table, report_to_data
@@ -141,8 +142,9 @@ class TestPlan:
         builders = BuilderSet((Builder("tcp://a:2376", 1, tls), Builder("tcp://b:2376", 1, tls)))
         plan = make(tree, Observed(offline=False, credentials=True), builders)
         assert plan_to_data(plan)["builders"][0] == {"url": "tcp://a:2376", "slots": 1, "tls": True}
-        assert "/secret" not in plan_to_json(plan) + plan_to_text(plan)
+        assert "/secret" not in plan_to_json(plan) + plan_to_text(plan) + plan_to_markdown(plan)
         assert "tcp://a:2376 (1 slot, TLS)" in plan_to_text(plan)
+        assert "Builders: `tcp://a:2376 (1 slot, TLS)`, `tcp://b:2376" in plan_to_markdown(plan)
 
     def test_refused_without_credentials(self, tree: Tree) -> None:
         with pytest.raises(DockerPkgError) as caught:
