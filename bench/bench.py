@@ -310,6 +310,7 @@ class Bench:
     env: dict[str, str]
     verbs: set[str]
     ours_only: bool = False
+    definition_labels: bool = True
     scenarios: list[Scenario] = attrs.field(factory=list)
     _counter: int = 0
 
@@ -335,6 +336,8 @@ class Bench:
             ]
             if auth:
                 lines += [f"username: {self.login.username}", f"password: {self.login.password}"]
+            if not self.definition_labels:
+                lines.append("definition_labels: false")  # docker-pkg takes it as a variable
             path.touch(mode=0o600)
             path.write_text("\n".join(lines) + "\n", encoding="utf-8")
         return path
@@ -504,6 +507,8 @@ class Bench:
                     run.extra["list_schedule_rule"] = found.rule
                     run.extra["pool_work"] = {k: round(v, 3) for k, v in found.work.items()}
                 scenario.runs.append(run)
+        if not self.definition_labels:
+            scenario.notes.append("dockerpkg ran with `definition_labels: false`")
         ours = [r for r in scenario.runs if r.tool == OURS]
         theirs = [r for r in scenario.runs if r.tool == THEIRS]
         row, ratio = speedup_row("wall time", ours, theirs, 2.5)
@@ -913,6 +918,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         action="store_true",
         help="skip docker-pkg (no ratios): quicker when only dockerpkg's figures matter",
     )
+    parser.add_argument(
+        "--no-definition-labels",
+        action="store_true",
+        help="run dockerpkg with `definition_labels: false` (no drift labels on its builds)",
+    )
     return parser.parse_args(argv)
 
 
@@ -963,7 +973,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         build_busybox_base(connect_docker(), BASE_LABEL)
         verbs = dockerpkg_verbs()
         bench = Bench(
-            work, sizes, args.jobs, tls, login, client, env, verbs, ours_only=args.dockerpkg_only
+            work,
+            sizes,
+            args.jobs,
+            tls,
+            login,
+            client,
+            env,
+            verbs,
+            ours_only=args.dockerpkg_only,
+            definition_labels=not args.no_definition_labels,
         )
         say(f"dockerpkg verbs: {', '.join(sorted(verbs))}; scenarios: {', '.join(chosen)}")
         results: dict[str, Any] = {

@@ -55,6 +55,7 @@ _SCHEMA = sy.MapCombined(
         sy.Optional("update_id"): sy.Regex(r"[a-z]"),
         sy.Optional("ca_bundle"): _NULLABLE_STR,
         sy.Optional("force_numeric_user"): sy.Bool(),
+        sy.Optional("definition_labels"): sy.Bool(),
         sy.Optional("known_uid_mappings"): sy.EmptyDict() | sy.MapPattern(sy.Str(), sy.Int()),
         sy.Optional("verify_command"): sy.Str(),
         sy.Optional("verify_args"): sy.EmptyList() | sy.Seq(sy.Str()),
@@ -88,6 +89,7 @@ _KNOWN_KEYS = frozenset(
         "update_id",
         "ca_bundle",
         "force_numeric_user",
+        "definition_labels",
         "known_uid_mappings",
         "verify_command",
         "verify_args",
@@ -130,6 +132,8 @@ class Config:
     update_id: str = "s"
     ca_bundle: str | None = None
     force_numeric_user: bool = False
+    # Label built images with their definitions, for drift; costs one metadata commit a build.
+    definition_labels: bool = True
     known_uid_mappings: Mapping[str, int] = DEFAULT_UID_MAPPINGS
     verify_command: str = "/bin/bash"
     verify_args: tuple[str, ...] = DEFAULT_VERIFY_ARGS

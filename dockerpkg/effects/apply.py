@@ -245,7 +245,7 @@ class Executor:
                     container_limits=config.container_limits,
                     log_file=log,
                     cancel=self._cancel,
-                    labels=definition_labels(image),
+                    labels=definition_labels(image) if config.definition_labels else None,
                     deadline=deadline,
                 )
             except daemon.TimedOutError:

@@ -790,3 +790,30 @@ class TestDrift:
         assert sorted(s["image"] for s in after["steps"] if s["op"] == "build") == sorted(
             [root, child]
         )
+
+    def test_labels_are_recorded_unless_turned_off(
+        self,
+        make_site: SiteFactory,
+        dockerpkg: Callable[..., Outcome],
+        docker_client: docker.DockerClient,
+    ) -> None:
+        site = make_site()
+        write_chain(site)
+        config = site.config()
+        root, child = site.name("root"), site.name("child")
+        off = config.read_text(encoding="utf-8") + "definition_labels: false\n"
+        config.write_text(off, encoding="utf-8")
+        plan = json.loads(dockerpkg("-c", config, "plan", "--json", site.tree).out)
+        assert dockerpkg("-c", config, "build", "--quiet", site.tree).status == 0
+        labels = docker_client.images.get(site.label("root", "1.0")).labels or {}
+        assert "org.dockerpkg.definition" not in labels
+        config.write_text(off.replace("false", "true"), encoding="utf-8")
+        template = site.tree / child / "Dockerfile.template"
+        template.write_text(template.read_text(encoding="utf-8") + "RUN true\n", "utf-8")
+        assert dockerpkg("-c", config, "update", child, site.tree).status == 0
+        assert dockerpkg("-c", config, "build", "--quiet", site.tree).status == 0
+        child_plan = json.loads(dockerpkg("-c", config, "plan", "--json", site.tree).out)
+        own = next(i for i in child_plan["images"] if i["name"] == child)["own_definition"]
+        labels = docker_client.images.get(site.label("child", "1.0-s1")).labels or {}
+        assert labels["org.dockerpkg.definition.own"] == own
+        assert root in {i["name"] for i in plan["images"]}
