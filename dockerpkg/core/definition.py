@@ -24,10 +24,10 @@ import attrs
 
 from dockerpkg.core.tree import Image, Tree
 
-# Image labels recording what an image was built from: `apply` sets them, `plan` reads them
-# back from the registry to find images whose definition changed without a new version.
+# The image label recording what an image was built from (its own definition): `apply` sets
+# it, `plan` reads it back from the registry to find images whose definition changed without a
+# new version. One label only: the classic builder commits each label as a step of its own.
 DEFINITION_LABEL = "org.dockerpkg.definition"
-OWN_DEFINITION_LABEL = "org.dockerpkg.definition.own"
 
 METADATA = frozenset({"changelog", "control", "Dockerfile.template", "Dockerfile.build.template"})
 _VERSION = "dockerpkg-definition-1"

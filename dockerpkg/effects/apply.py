@@ -24,7 +24,7 @@ import attrs
 import docker
 
 from dockerpkg.core.config import Config
-from dockerpkg.core.definition import DEFINITION_LABEL, OWN_DEFINITION_LABEL
+from dockerpkg.core.definition import DEFINITION_LABEL
 from dockerpkg.core.labels import repository_path, split_label, stage_repository
 from dockerpkg.core.plan import Op, Plan, PlannedImage, Step
 from dockerpkg.core.report import Outcome, Report, StepOutcome
@@ -490,5 +490,5 @@ __all__ = ["Executor", "Outcome", "Settings", "proxy_args"]
 
 
 def definition_labels(image: PlannedImage) -> dict[str, str]:
-    found = {DEFINITION_LABEL: image.definition, OWN_DEFINITION_LABEL: image.own_definition}
+    found = {DEFINITION_LABEL: image.own_definition}
     return {key: value for key, value in found.items() if value is not None}

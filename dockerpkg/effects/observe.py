@@ -17,7 +17,7 @@ import attrs
 
 from dockerpkg.core.builders import Builder
 from dockerpkg.core.config import Config
-from dockerpkg.core.definition import OWN_DEFINITION_LABEL
+from dockerpkg.core.definition import DEFINITION_LABEL
 from dockerpkg.core.planner import Observed
 from dockerpkg.core.refs import Ref, tree_refs
 from dockerpkg.core.tree import Tree
@@ -151,7 +151,7 @@ class Observation:
             if cancel.is_set():
                 return None
             found = registry.image_labels(*ref) or {}
-            return found.get(OWN_DEFINITION_LABEL)
+            return found.get(DEFINITION_LABEL)
 
         try:
             with (
