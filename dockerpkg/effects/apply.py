@@ -215,18 +215,18 @@ class Executor:
                 raise TaskFailedError(str(exc)) from None
         return None
 
+    def _context(self, image: PlannedImage) -> contextlib.AbstractContextManager[Path]:
+        """A temporary copy of IMAGE's folder (see `_context` below)."""
+        settings = self._settings
+        return _context(settings.directory, image.path, image.name, settings.private_files)
+
     def _build(self, image: PlannedImage) -> str | None:
         config = self._settings.config
         timeout = self._settings.build_timeout
         deadline = None if timeout is None else time.monotonic() + timeout
         with (
             self._log(image.name, f"build {image.label}") as log,
-            _context(
-                self._settings.directory,
-                image.path,
-                image.name,
-                self._settings.private_files,
-            ) as context,
+            self._context(image) as context,
         ):
             if image.build_dockerfile is not None:
                 self._take_artifacts(image, context)
@@ -267,12 +267,7 @@ class Executor:
         try:
             with (
                 self._log(image.name, f"build stage {stage} from {where}") as log,
-                _context(
-                    self._settings.directory,
-                    image.path,
-                    image.name,
-                    self._settings.private_files,
-                ) as context,
+                self._context(image) as context,
             ):
                 (context / "Dockerfile.build").write_text(image.build_dockerfile, encoding="utf-8")
                 output = stage_effects.BuildOutput(log, self._cancel)
