@@ -299,6 +299,18 @@ def verdict(met: bool, value: float | None) -> str:
 # --- The bench --------------------------------------------------------------------------------
 
 
+def _with_speedup(scenario: Scenario, target: float, verb: str) -> Scenario:
+    """SCENARIO with its wall-time ratio row (n/a when dockerpkg lacks VERB) and figure."""
+    ours = [r for r in scenario.runs if r.tool == OURS]
+    theirs = [r for r in scenario.runs if r.tool == THEIRS]
+    row, ratio = speedup_row("wall time", ours, theirs, target)
+    if not ours:
+        row = attrs.evolve(row, ours=f"n/a (no {verb} verb)", result="n/a")
+    scenario.rows.append(row)
+    scenario.figures["speedup"] = ratio
+    return scenario
+
+
 @attrs.define
 class Bench:
     work: Path
@@ -621,14 +633,7 @@ class Bench:
                 if changed != len(parents):
                     run.extra["problem"] = f"{changed}/{len(parents)} changelogs updated"
                 scenario.runs.append(run)
-        ours = [r for r in scenario.runs if r.tool == OURS]
-        theirs = [r for r in scenario.runs if r.tool == THEIRS]
-        row, ratio = speedup_row("wall time", ours, theirs, 5.0)
-        if not ours:
-            row = attrs.evolve(row, ours="n/a (no update verb)", result="n/a")
-        scenario.rows.append(row)
-        scenario.figures["speedup"] = ratio
-        return scenario
+        return _with_speedup(scenario, 5.0, "update")
 
     def diamonds(self) -> Scenario:
         s = self.sizes
@@ -710,14 +715,7 @@ class Bench:
                     if after != before:
                         run.extra["problem"] = f"removed {len(before - after)} tags"
                     scenario.runs.append(run)
-        ours = [r for r in scenario.runs if r.tool == OURS]
-        theirs = [r for r in scenario.runs if r.tool == THEIRS]
-        row, ratio = speedup_row("wall time", ours, theirs, 5.0)
-        if not ours:
-            row = attrs.evolve(row, ours="n/a (no prune verb)", result="n/a")
-        scenario.rows.append(row)
-        scenario.figures["speedup"] = ratio
-        return scenario
+        return _with_speedup(scenario, 5.0, "prune")
 
     def plan(self) -> Scenario:
         tree, parents = self.tree("big")

@@ -23,7 +23,7 @@ from typing import Any
 import attrs
 import requests
 
-from tests.support.services import openssl, stop_process
+from tests.support.services import make_server_certificate, stop_process
 
 HOST = "127.0.0.1"
 PORT = 443
@@ -74,31 +74,8 @@ class Registry:
 
 
 def make_tls(directory: Path) -> Tls:
-    """A CA and a server certificate for IP 127.0.0.1 (Go checks the SAN, not the CN)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    openssl(
-        "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-        "-keyout", "ca.key", "-out", "ca.crt", "-subj", "/CN=dockerpkg bench CA",
-        "-addext", "basicConstraints=critical,CA:TRUE",
-        "-addext", "keyUsage=critical,keyCertSign,cRLSign",
-        cwd=directory,
-    )  # fmt: skip
-    openssl(
-        "req", "-newkey", "rsa:2048", "-nodes",
-        "-keyout", "server.key", "-out", "server.csr", "-subj", f"/CN={HOST}",
-        cwd=directory,
-    )  # fmt: skip
-    (directory / "server.ext").write_text(
-        f"subjectAltName=IP:{HOST}\nbasicConstraints=CA:FALSE\n"
-        "keyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n",
-        encoding="utf-8",
-    )
-    openssl(
-        "x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
-        "-CAcreateserial", "-days", "2", "-extfile", "server.ext", "-out", "server.crt",
-        cwd=directory,
-    )  # fmt: skip
-    return Tls(directory / "ca.crt", directory / "server.crt", directory / "server.key")
+    """A CA and a server certificate for IP 127.0.0.1, as the test registries use."""
+    return Tls(*make_server_certificate(directory))
 
 
 def make_login(directory: Path, username: str, password: str) -> Login:

@@ -113,8 +113,7 @@ class Observation:
 
     def _gather(self, env: Mapping[str, str], refs: tuple[Ref, ...]) -> _Facts:
         local = self._local(env) if len(self._builders) < 2 else frozenset()
-        published = self._published(refs, self._cancel)
-        return _Facts(local, published, self._recorded(published, self._cancel))
+        return _Facts(local, *self._ask(refs, self._cancel))
 
     def _local(self, env: Mapping[str, str]) -> frozenset[str]:
         """The labels of the one daemon images are built on (several builders share only
@@ -133,35 +132,36 @@ class Observation:
             daemon.close()
         return frozenset(tag for image in images for tag in image.tags)
 
-    def _published(self, refs: Iterable[Ref], cancel: threading.Event | None) -> dict[Ref, bool]:
+    def _ask(
+        self, refs: Iterable[Ref], cancel: threading.Event | None
+    ) -> tuple[dict[Ref, bool], dict[Ref, str]]:
+        """Whether REFS are published and, when asked for, the own definitions their labels
+        record; one client for both, so one set of connections and tokens."""
         try:
             with registry_client(self._config, self._credentials) as registry:
-                return registry.published_many(refs, cancel)
+                published = registry.published_many(refs, cancel)
+                return published, self._recorded(registry, published, cancel)
         except RegistryError as exc:
             where = self._config.registry or "Docker Hub"
             raise DockerPkgError.single(where, str(exc)) from None
 
-    def _recorded(self, published: Mapping[Ref, bool], cancel: threading.Event) -> dict[Ref, str]:
-        """The own definitions recorded in the labels of published images, when asked for."""
+    def _recorded(
+        self,
+        registry: RegistryClient,
+        published: Mapping[Ref, bool],
+        cancel: threading.Event | None,
+    ) -> dict[Ref, str]:
         wanted = [ref for ref, found in published.items() if found] if self._definitions else []
         if not wanted:
             return {}
 
         def labels(ref: Ref) -> str | None:
-            if cancel.is_set():
+            if cancel is not None and cancel.is_set():
                 return None
-            found = registry.image_labels(*ref) or {}
-            return found.get(DEFINITION_LABEL)
+            return (registry.image_labels(*ref) or {}).get(DEFINITION_LABEL)
 
-        try:
-            with (
-                registry_client(self._config, self._credentials) as registry,
-                ThreadPoolExecutor(max(1, self._config.scan_workers)) as pool,
-            ):
-                answers = dict(zip(wanted, pool.map(labels, wanted), strict=True))
-        except RegistryError as exc:
-            where = self._config.registry or "Docker Hub"
-            raise DockerPkgError.single(where, str(exc)) from None
+        with ThreadPoolExecutor(max(1, self._config.scan_workers)) as pool:
+            answers = dict(zip(wanted, pool.map(labels, wanted), strict=True))
         return {ref: value for ref, value in answers.items() if value is not None}
 
     def result(self, tree: Tree) -> Observed:
@@ -175,9 +175,9 @@ class Observation:
         recorded = dict(facts.recorded)
         missing = [ref for ref in refs.values() if ref not in answers]
         if missing:
-            late = self._published(missing, None)
+            late, late_recorded = self._ask(missing, None)
             answers.update(late)
-            recorded.update(self._recorded(late, threading.Event()))
+            recorded.update(late_recorded)
         published = frozenset(tree.images[name].label for name, ref in refs.items() if answers[ref])
         return Observed(
             offline=False,

@@ -250,7 +250,7 @@ def start_registry(
         tls_section: dict[str, str] = {}
         ca_path = None
         if tls:
-            ca_path, cert, key = _make_server_certificate(work / "tls")
+            ca_path, cert, key = make_server_certificate(work / "tls")
             tls_section = {"certificate": str(cert), "key": str(key)}
 
         process = stack.enter_context(
@@ -426,9 +426,10 @@ def openssl(*args: str, cwd: Path) -> None:
         raise ServiceError(f"openssl {args[0]} failed: {result.stderr.strip()}")
 
 
-def _make_server_certificate(directory: Path) -> tuple[Path, Path, Path]:
-    """A CA and a certificate it signed for 127.0.0.1 (an IP SAN: Go ignores the CN)."""
-    directory.mkdir()
+def make_server_certificate(directory: Path) -> tuple[Path, Path, Path]:
+    """A CA and a certificate it signed for 127.0.0.1 (an IP SAN: Go ignores the CN); returns
+    the CA, the certificate and its key."""
+    directory.mkdir(parents=True, exist_ok=True)
     openssl(
         "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
         "-keyout", "ca.key", "-out", "ca.crt", "-subj", "/CN=dockerpkg test CA",
