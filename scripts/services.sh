@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Bring up what the tests, `make run` and the benchmark need on a bare Debian machine: the
-# Debian packages (Docker engine, registry, static busybox, htpasswd, openssl) and a Docker
-# daemon. `down` stops only a daemon that `up` started, found by its pid file.
+# Debian packages (Docker engine, registry, static busybox, htpasswd, openssl, and `ip` for
+# the second daemon some tests start) and a Docker daemon. `down` stops only a daemon that `up` started, found by its pid file.
 #
 #   scripts/services.sh up                  install what is missing, start dockerd if needed
 #   scripts/services.sh down                stop the dockerd that `up` started, if any
@@ -12,7 +12,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 run_dir="$root/.run"
 pid_file="$run_dir/dockerd.pid"
 log_file="$run_dir/dockerd.log"
-packages=(docker.io docker-registry busybox-static apache2-utils openssl)
+packages=(docker.io docker-registry busybox-static apache2-utils openssl iproute2)
 start_timeout=60
 stop_timeout=60
 
