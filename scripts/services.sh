@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Bring up what the tests, `make run` and the benchmark need on a bare Debian machine: the
 # Debian packages (Docker engine, registry, static busybox, htpasswd, openssl, and `ip` for
-# the second daemon some tests start) and a Docker daemon. `down` stops only a daemon that `up` started, found by its pid file.
+# the second daemon some tests start) and a Docker daemon. `down` stops only a daemon that
+# `up` started, found by its pid file.
 #
 #   scripts/services.sh up                  install what is missing, start dockerd if needed
 #   scripts/services.sh down                stop the dockerd that `up` started, if any
