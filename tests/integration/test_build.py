@@ -10,7 +10,6 @@ to a user run the installed `dockerpkg` program.
 from __future__ import annotations
 
 import base64
-import contextlib
 import json
 import os
 import subprocess
@@ -28,7 +27,7 @@ import requests
 from dockerpkg.cli import main
 from dockerpkg.effects.credentials import Credentials
 from dockerpkg.effects.registry import RegistryClient
-from tests.support import services
+from tests.support import cleanup, services
 from tests.support.services import Auth, Registry, RegistryFactory
 from tests.support.trees import BASE_IMAGE, unique_prefix, write_config, write_image
 
@@ -145,14 +144,7 @@ def make_site(
         yield make
     finally:
         for host in hosts:
-            remove_images_under(docker_client, host)
-
-
-def remove_images_under(client: docker.DockerClient, host: str) -> None:
-    """Untag everything named HOST/...; untagged images and their layers go with the last tag."""
-    for tag in local_tags(client, host, include_base=True):
-        with contextlib.suppress(docker.errors.NotFound):
-            client.images.remove(tag)
+            cleanup.remove_tags_under(docker_client, f"{host}/")
 
 
 def local_tags(client: docker.DockerClient, host: str, *, include_base: bool = False) -> list[str]:

@@ -20,7 +20,7 @@ import docker
 import pytest
 import requests
 
-from tests.support import services
+from tests.support import cleanup, services
 from tests.support.second_daemon import SecondDaemon, start_second_daemon
 from tests.support.services import Registry
 from tests.support.trees import BASE_IMAGE, unique_prefix, write_image
@@ -57,11 +57,7 @@ def base_in_registry(
     ref = services.tag_image(docker_client, busybox_base, registry.ref(BASE_IMAGE))
     services.push_image(docker_client, ref)
     yield ref
-    for image in docker_client.api.images():
-        for tag in image.get("RepoTags") or ():
-            if tag.startswith(registry.host + "/"):
-                with contextlib.suppress(docker.errors.NotFound):
-                    docker_client.api.remove_image(tag, force=True)
+    cleanup.remove_tags_under(docker_client, registry.host + "/")
 
 
 def write_config(path: Path, registry: Registry, base: str) -> Path:

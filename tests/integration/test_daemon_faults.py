@@ -23,7 +23,7 @@ import docker
 import pytest
 
 from dockerpkg.effects.logs import DEFAULT_LOG_LIMIT
-from tests.support import services
+from tests.support import cleanup, services
 from tests.support.faulty_registry import closed_port
 from tests.support.second_daemon import SecondDaemon, start_second_daemon
 from tests.support.services import Registry
@@ -86,11 +86,7 @@ def containers_with(client: docker.DockerClient, marker: str, timeout: float = 1
 @pytest.fixture
 def cleanup_images(docker_client: docker.DockerClient, registry: Registry) -> Iterator[None]:
     yield
-    for image in docker_client.api.images():
-        for tag in image.get("RepoTags") or ():
-            if tag.startswith(registry.host + "/"):
-                with contextlib.suppress(docker.errors.NotFound):
-                    docker_client.api.remove_image(tag, force=True)
+    cleanup.remove_tags_under(docker_client, registry.host + "/")
 
 
 # --- no daemon --------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from pathlib import Path
 import docker
 import pytest
 
+from tests.support import cleanup
 from tests.support.services import Registry
 
 CHANGELOG = (
@@ -50,11 +51,7 @@ def dockerpkg(*args: str) -> list[str]:
 @pytest.fixture
 def cleanup_images(docker_client: docker.DockerClient, registry: Registry) -> Iterator[None]:
     yield
-    # The low-level listing: no per-image inspect that could race other users of the daemon.
-    for image in docker_client.api.images():
-        for tag in image.get("RepoTags") or ():
-            if tag.startswith(registry.host + "/"):
-                docker_client.api.remove_image(tag, force=True)
+    cleanup.remove_tags_under(docker_client, registry.host + "/")
 
 
 @pytest.mark.usefixtures("cleanup_images")

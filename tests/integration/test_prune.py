@@ -19,6 +19,7 @@ import docker.errors
 import pytest
 
 from dockerpkg.cli import main
+from tests.support import cleanup
 from tests.support.updates import write_tree
 
 REGISTRY = "127.0.0.1:1"
@@ -100,12 +101,10 @@ class World:
     def config(self) -> str:
         return str(self.root / "config.yaml")
 
-    def cleanup(self) -> None:
+    def remove_all(self) -> None:
         for container in self.containers:
             self.client.api.remove_container(container, force=True)
-        for image in self.client.api.images():
-            if any(t.startswith(self.prefix + "/") for t in image.get("RepoTags") or ()):
-                self.client.api.remove_image(image["Id"], force=True)
+        cleanup.remove_tags_under(self.client, self.prefix + "/")
 
 
 @pytest.fixture
@@ -120,7 +119,7 @@ def world(docker_client: docker.DockerClient, busybox_base: str, tmp_path: Path)
     try:
         yield made
     finally:
-        made.cleanup()
+        made.remove_all()
         assert made.tags() == set()
 
 

@@ -30,7 +30,7 @@ from dockerpkg.effects.apply import Executor, Settings
 from dockerpkg.effects.credentials import Credentials
 from dockerpkg.effects.registry import RegistryClient, RegistryError, RegistryFailure, RetryPolicy
 from dockerpkg.effects.scheduler import TaskResult
-from tests.support import services
+from tests.support import cleanup, services
 from tests.support.faulty_registry import FaultyRegistry, closed_port, start_faulty_registry
 from tests.support.services import Registry, RegistryFactory
 from tests.support.trees import BASE_IMAGE, unique_prefix, write_config, write_image
@@ -255,11 +255,7 @@ def site(
     try:
         yield registry, config, unique_prefix()
     finally:
-        for image in docker_client.api.images():
-            for tag in image.get("RepoTags") or ():
-                if tag.startswith(f"{registry.host}/"):
-                    with contextlib.suppress(docker.errors.NotFound):
-                        docker_client.api.remove_image(tag, force=True)
+        cleanup.remove_tags_under(docker_client, f"{registry.host}/")
 
 
 def real_digest(registry: Registry, name: str) -> str | None:

@@ -8,7 +8,6 @@ what the files hold; exit 130 or 143.
 
 from __future__ import annotations
 
-import contextlib
 import glob
 import json
 import os
@@ -24,6 +23,7 @@ import docker
 import pytest
 
 from dockerpkg.effects.changelogs import TEMP_NAME
+from tests.support import cleanup
 from tests.support.services import Registry
 from tests.support.trees import unique_prefix, write_image
 from tests.support.updates import write_tree as write_update_tree
@@ -36,11 +36,7 @@ def dockerpkg(*args: str | Path) -> list[str]:
 @pytest.fixture
 def cleanup_images(docker_client: docker.DockerClient, registry: Registry) -> Iterator[None]:
     yield
-    for image in docker_client.api.images():
-        for tag in image.get("RepoTags") or ():
-            if tag.startswith(registry.host + "/"):
-                with contextlib.suppress(docker.errors.NotFound):
-                    docker_client.api.remove_image(tag, force=True)
+    cleanup.remove_tags_under(docker_client, registry.host + "/")
 
 
 def build_containers(client: docker.DockerClient, marker: str) -> list[str]:
