@@ -19,7 +19,7 @@ from dockerpkg.core.builders import (
     BuilderSet,
     parse_builders_flag,
 )
-from dockerpkg.core.config import Config, key_location
+from dockerpkg.core.config import BuildEngine, Config, key_location
 from dockerpkg.core.plan import DEFAULT_OPTIONS, BuildOptions, Plan
 from dockerpkg.core.planner import OFFLINE, Observed, inputs_digest, plan_build
 from dockerpkg.core.refs import guessed_refs
@@ -291,6 +291,7 @@ def apply_build_plan(
         echo=echo,
         private_files=_private_files(workspace, env),
         build_timeout=workspace.config.build_timeout if build_timeout is None else build_timeout,
+        build_engine=build_engine(workspace.config, env),
     )
     if log_limit is not None:
         settings = attrs.evolve(settings, log_limit=log_limit)
@@ -314,6 +315,16 @@ def apply_build_plan(
         if registry is not None:
             registry.close()
         client.close()
+
+
+def build_engine(config: Config, env: Mapping[str, str]) -> BuildEngine:
+    """The config's `build_engine`, unless DOCKER_BUILDKIT (the docker CLI's switch) says."""
+    switch = env.get("DOCKER_BUILDKIT", "").strip().lower()
+    if switch in ("0", "false"):
+        return BuildEngine.CLASSIC
+    if switch in ("1", "true"):
+        return BuildEngine.BUILDKIT
+    return config.build_engine
 
 
 def builder_env(builder: Builder) -> dict[str, str]:

@@ -6,6 +6,7 @@ template variable; unknown keys keep whatever YAML shape they have.
 
 from __future__ import annotations
 
+import enum
 import json
 import math
 import re
@@ -19,6 +20,14 @@ from strictyaml.ruamel.error import MarkedYAMLError, YAMLError
 
 from dockerpkg.core.builders import Builder, TLSFiles, url_problem
 from dockerpkg.errors import DockerPkgError, Location, Problem, error
+
+
+class BuildEngine(enum.Enum):
+    """Which of the daemon's builders builds images."""
+
+    BUILDKIT = "buildkit"
+    CLASSIC = "classic"
+
 
 DEFAULT_UID_MAPPINGS: Mapping[str, int] = MappingProxyType(
     {"root": 0, "www-data": 33, "nobody": 65534}
@@ -56,6 +65,7 @@ _SCHEMA = sy.MapCombined(
         sy.Optional("ca_bundle"): _NULLABLE_STR,
         sy.Optional("force_numeric_user"): sy.Bool(),
         sy.Optional("definition_labels"): sy.Bool(),
+        sy.Optional("build_engine"): sy.Enum([e.value for e in BuildEngine]),
         sy.Optional("known_uid_mappings"): sy.EmptyDict() | sy.MapPattern(sy.Str(), sy.Int()),
         sy.Optional("verify_command"): sy.Str(),
         sy.Optional("verify_args"): sy.EmptyList() | sy.Seq(sy.Str()),
@@ -90,6 +100,7 @@ _KNOWN_KEYS = frozenset(
         "ca_bundle",
         "force_numeric_user",
         "definition_labels",
+        "build_engine",
         "known_uid_mappings",
         "verify_command",
         "verify_args",
@@ -101,7 +112,7 @@ _KNOWN_KEYS = frozenset(
 
 # Keys that say where and how to run, not what to build: neither template variables nor part
 # of a plan's digest (a plan records its builders itself).
-RUN_KEYS = frozenset({"builders"})
+RUN_KEYS = frozenset({"builders", "build_engine"})
 
 
 def _freeze(value: Any) -> Any:
@@ -134,6 +145,7 @@ class Config:
     force_numeric_user: bool = False
     # Label built images with their definitions, for drift; costs one metadata commit a build.
     definition_labels: bool = True
+    build_engine: BuildEngine = BuildEngine.BUILDKIT
     known_uid_mappings: Mapping[str, int] = DEFAULT_UID_MAPPINGS
     verify_command: str = "/bin/bash"
     verify_args: tuple[str, ...] = DEFAULT_VERIFY_ARGS
@@ -360,6 +372,8 @@ def build_config(*layers: Mapping[str, Any]) -> Config:
         merged.update(layer)
     kwargs: dict[str, Any] = {k: _freeze(v) for k, v in merged.items() if k in _KNOWN_KEYS}
     extra = {k: _freeze(v) for k, v in merged.items() if k not in _KNOWN_KEYS}
+    if "build_engine" in kwargs:
+        kwargs["build_engine"] = BuildEngine(kwargs["build_engine"])
     if kwargs.get("apt_only_proxy") is None and kwargs.get("http_proxy"):
         kwargs["apt_only_proxy"] = kwargs["http_proxy"]
     for key in ("apt_options",):

@@ -23,7 +23,7 @@ from typing import IO, cast
 import attrs
 import docker
 
-from dockerpkg.core.config import Config
+from dockerpkg.core.config import BuildEngine, Config
 from dockerpkg.core.definition import DEFINITION_LABEL
 from dockerpkg.core.labels import repository_path, split_label, stage_repository
 from dockerpkg.core.plan import Op, Plan, PlannedImage, Step
@@ -62,6 +62,7 @@ class Settings:
     # Real paths of files never copied into a build context (config files holding secrets).
     private_files: frozenset[str] = frozenset()
     build_timeout: float | None = None  # seconds one image's build may take
+    build_engine: BuildEngine = BuildEngine.BUILDKIT
     log_limit: int = DEFAULT_LOG_LIMIT  # characters each step may write to its image's log
     # For verifications: DOCKER_HOST (and TLS variables) of the builder, over the environment's.
     daemon_env: Mapping[str, str] = attrs.field(factory=dict)
@@ -247,6 +248,7 @@ class Executor:
                     cancel=self._cancel,
                     labels=definition_labels(image) if config.definition_labels else None,
                     deadline=deadline,
+                    engine=self._settings.build_engine,
                 )
             except daemon.TimedOutError:
                 log.write(f"build timed out after {timeout:g} s: stopped\n")
@@ -283,6 +285,7 @@ class Executor:
                         buildargs=proxy_args(config),
                         container_limits=config.container_limits,
                         cancel=self._cancel,
+                        engine=self._settings.build_engine,
                     )
                 except daemon.DaemonError as exc:
                     # Only the text: the error's traceback holds the build's stream open.

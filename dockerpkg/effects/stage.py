@@ -21,6 +21,7 @@ import docker
 import docker.errors
 import requests
 
+from dockerpkg.core.config import BuildEngine
 from dockerpkg.effects import daemon
 
 _STEP = re.compile(r"Step \d+/\d+ : (\S+)")
@@ -73,6 +74,7 @@ def build_stage(
     buildargs: Mapping[str, str],
     container_limits: Mapping[str, Any],
     cancel: threading.Event,
+    engine: BuildEngine = BuildEngine.CLASSIC,
 ) -> str:
     """Build STAGE from CONTEXT's Dockerfile.build and unpack its /build as ARTIFACTS/build;
     returns the stage image's ID. The caller removes the stage (`remove_stage`) whatever
@@ -86,6 +88,7 @@ def build_stage(
         buildargs=buildargs,
         container_limits=container_limits,
         log_file=cast(IO[str], output),
+        engine=engine,
     )
     with tempfile.TemporaryFile() as archive:
         daemon.copy_from_image(client, stage, "/build", archive, cancel)

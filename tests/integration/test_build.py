@@ -477,7 +477,7 @@ class TestFailures:
 
         assert steps["build", broken]["outcome"] == "failed"
         assert "build failed" in steps["build", broken]["error"]
-        assert "returned a non-zero code: 3" in steps["build", broken]["error"]
+        assert "exit code: 3" in steps["build", broken]["error"]
         for op in ("verify", "publish"):
             assert steps[op, broken]["outcome"] == "skipped"
             assert steps[op, broken]["error"] == f"build {broken} failed"

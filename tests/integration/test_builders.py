@@ -226,7 +226,7 @@ def test_lost_builder_moves_its_images(
     )
     assert process.stderr is not None
     for line in process.stderr:
-        if f"{slow} | {prefix}-running" in line:
+        if line.startswith(f"{slow} | ") and f"{prefix}-running" in line:
             break
     else:
         raise AssertionError("the slow build never ran")
@@ -285,13 +285,14 @@ def test_every_builder_lost(
     )
     assert process.stderr is not None
     # Killed once the fast image is published and the slow one builds.
-    waiting = {f"done    publish {fast}", f"{slow} | {prefix}-running"}
+    published = running = False
     for line in process.stderr:
-        waiting = {text for text in waiting if text not in line}
-        if not waiting:
+        published = published or f"done    publish {fast}" in line
+        running = running or (line.startswith(f"{slow} | ") and f"{prefix}-running" in line)
+        if published and running:
             break
     else:
-        raise AssertionError(f"never saw {waiting}")
+        raise AssertionError(f"never saw both (published: {published}, running: {running})")
     second_daemon.kill()
     out, err = process.communicate(timeout=120)
     assert process.returncode == 1, out + err

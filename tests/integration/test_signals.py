@@ -24,6 +24,7 @@ import pytest
 
 from dockerpkg.effects.changelogs import TEMP_NAME
 from tests.support import cleanup
+from tests.support.processes import build_steps
 from tests.support.services import Registry
 from tests.support.trees import unique_prefix, write_image
 from tests.support.updates import write_tree as write_update_tree
@@ -39,10 +40,6 @@ def cleanup_images(docker_client: docker.DockerClient, registry: Registry) -> It
     cleanup.remove_tags_under(docker_client, registry.host + "/")
 
 
-def build_containers(client: docker.DockerClient, marker: str) -> list[str]:
-    return [c["Id"] for c in client.api.containers(all=True) if marker in c["Command"]]
-
-
 @pytest.mark.usefixtures("cleanup_images")
 def test_sigterm_during_apply(
     tmp_path: Path, registry: Registry, busybox_base: str, docker_client: docker.DockerClient
@@ -53,7 +50,8 @@ def test_sigterm_during_apply(
             tmp_path / "tree",
             f"{prefix}-{index}",
             "1.0",
-            f'FROM {{{{ "busybox" | image_tag }}}}\nRUN echo {prefix} && sleep 60\n',
+            # The shell stays (a last command would be exec'd): its command line names PREFIX.
+            f'FROM {{{{ "busybox" | image_tag }}}}\nRUN echo {prefix} && sleep 60 && echo done\n',
         )
     config = tmp_path / "config.yaml"
     config.write_text(f"registry: {registry.host}\nbase_images:\n  - {busybox_base}\n")
@@ -67,7 +65,7 @@ def test_sigterm_during_apply(
         text=True,
     )
     began = time.monotonic()
-    while not build_containers(docker_client, prefix):  # the first build's RUN is running
+    while not build_steps(docker_client, prefix):  # the first build's RUN is running
         assert process.poll() is None, process.communicate()
         assert time.monotonic() - began < 60
         time.sleep(0.1)
@@ -88,9 +86,9 @@ def test_sigterm_during_apply(
     assert outcomes[("build", f"{prefix}-1")] == "cancelled"
     assert not glob.glob(str(Path(tempfile.gettempdir()) / f"dockerpkg-{prefix}*"))
     deadline = time.monotonic() + 10
-    while build_containers(docker_client, prefix) and time.monotonic() < deadline:
+    while build_steps(docker_client, prefix) and time.monotonic() < deadline:
         time.sleep(0.3)
-    assert build_containers(docker_client, prefix) == []
+    assert build_steps(docker_client, prefix) == []
 
 
 IMAGES = 1500

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from dockerpkg.core.config import Config, load_config
+from dockerpkg.api import build_engine
+from dockerpkg.core.config import BuildEngine, Config, load_config
 from dockerpkg.effects.configfile import read_config
 from dockerpkg.errors import DockerPkgError
 
@@ -109,3 +110,38 @@ class TestFiles:
         with pytest.raises(DockerPkgError) as info:
             read_config(str(tmp_path / "nope.yaml"), {"HOME": str(tmp_path)})
         assert "not found" in str(info.value)
+
+
+class TestBuildEngine:
+    """`build_engine` picks the daemon's builder; DOCKER_BUILDKIT, as for the docker CLI,
+    overrides it for one run."""
+
+    def test_default_and_values(self) -> None:
+        assert parse("").build_engine is BuildEngine.BUILDKIT
+        assert parse("build_engine: classic\n").build_engine is BuildEngine.CLASSIC
+        assert parse("build_engine: buildkit\n").build_engine is BuildEngine.BUILDKIT
+
+    def test_not_a_template_variable(self) -> None:
+        assert "build_engine" not in parse("build_engine: classic\n").template_variables()
+
+    def test_bad_value_is_located(self) -> None:
+        with pytest.raises(DockerPkgError) as info:
+            parse("registry: r\nbuild_engine: kaniko\n", "conf/x.yaml")
+        (problem,) = info.value.problems
+        assert (problem.location.path, problem.location.line) == ("conf/x.yaml", 2)
+        assert "'build_engine'" in problem.message
+
+    @pytest.mark.parametrize(
+        ("text", "env", "expected"),
+        [
+            ("", {}, BuildEngine.BUILDKIT),
+            ("", {"DOCKER_BUILDKIT": "0"}, BuildEngine.CLASSIC),
+            ("build_engine: classic\n", {"DOCKER_BUILDKIT": "1"}, BuildEngine.BUILDKIT),
+            ("build_engine: classic\n", {"DOCKER_BUILDKIT": ""}, BuildEngine.CLASSIC),
+            ("build_engine: classic\n", {"DOCKER_BUILDKIT": "true"}, BuildEngine.BUILDKIT),
+        ],
+    )
+    def test_environment_overrides(
+        self, text: str, env: dict[str, str], expected: BuildEngine
+    ) -> None:
+        assert build_engine(parse(text), env) is expected
