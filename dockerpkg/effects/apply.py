@@ -357,32 +357,53 @@ class Executor:
         return None
 
     def _publish(self, image: PlannedImage) -> str | None:
-        credentials = self._settings.credentials
+        """Push the version tag, then point `latest` at the same manifest in the registry
+        (a second `docker push` would check every layer again), and confirm; without a
+        registry client, or when the registry refuses that, `latest` is pushed too."""
         repository, tag = split_label(image.label)
+        tag = tag or "latest"
         with self._log(image.name, f"publish {image.label}") as log:
             try:
                 daemon.tag(self._client, image.label, repository, "latest")
-                for pushed in (tag or "latest", "latest"):
-                    daemon.push(
-                        self._client,
-                        repository,
-                        pushed,
-                        credentials,
-                        log_file=log,
-                        cancel=self._cancel,
-                    )
+                self._push(repository, tag, log)
+                if self._registry is None:
+                    self._push(repository, "latest", log)
+                    return None
+                digest = self._tag_latest(self._registry, repository, tag, log)
             except daemon.DaemonError as exc:
                 raise self._failed(exc) from None
-        if self._registry is None:
-            return None
-        path = repository_path(repository, self._settings.config.registry)
-        try:
-            digest = self._registry.manifest_digest(path, tag or "latest")
-        except RegistryError as exc:
-            raise TaskFailedError(f"pushed, but cannot confirm: {exc}") from None
         if digest is None:
             raise TaskFailedError(f"pushed, but the registry does not have {image.label}")
         return digest
+
+    def _push(self, repository: str, tag: str, log: IO[str]) -> None:
+        daemon.push(
+            self._client,
+            repository,
+            tag,
+            self._settings.credentials,
+            log_file=log,
+            cancel=self._cancel,
+        )
+
+    def _tag_latest(
+        self, registry: RegistryClient, repository: str, tag: str, log: IO[str]
+    ) -> str | None:
+        """Tag the pushed manifest `latest` in REGISTRY; its digest (None: not there)."""
+        path = repository_path(repository, self._settings.config.registry)
+        try:
+            digest = registry.copy_tag(path, tag, "latest")
+        except RegistryError as exc:
+            log.write(f"cannot tag {tag} as latest in the registry ({exc}); pushing latest\n")
+        else:
+            if digest is not None and tag != "latest":
+                log.write(f"latest: {digest} (tagged in the registry, as {tag})\n")
+            return digest
+        self._push(repository, "latest", log)
+        try:
+            return registry.manifest_digest(path, tag)
+        except RegistryError as exc:
+            raise TaskFailedError(f"pushed, but cannot confirm: {exc}") from None
 
 
 _POOLS = {

@@ -275,6 +275,40 @@ class RegistryClient:
             raise self._unexpected(body, what)
         return "sha256:" + hashlib.sha256(body.content).hexdigest()
 
+    def copy_tag(self, repository: str, source: str, target: str) -> str | None:
+        """Point tag TARGET of REPOSITORY at SOURCE's manifest, as it is (one GET, one PUT);
+        returns the manifest's digest, or None when SOURCE is not published.
+
+        What a second `docker push` of the same image would leave, without its check of
+        every layer.
+        """
+        _check_names(repository, source)
+        _check_names(repository, target)
+        repo = self._api_repository(repository)
+        what = f"the manifest of {repository}:{source}"
+        manifest = self._call(
+            "GET", repo, f"/v2/{repo}/manifests/{source}", {"Accept": _ACCEPT}, what
+        )
+        if manifest.status_code == 404 or _insufficient_scope(manifest):
+            return None
+        if manifest.status_code != 200:
+            raise self._unexpected(manifest, what)
+        media_type = manifest.headers.get("Content-Type", "")
+        body = manifest.content
+        digest = "sha256:" + hashlib.sha256(body).hexdigest()
+        put = self._call(
+            "PUT",
+            repo,
+            f"/v2/{repo}/manifests/{target}",
+            {"Content-Type": media_type},
+            f"tagging {repository}:{source} as {target}",
+            body=body,
+            push=True,
+        )
+        if put.status_code not in (200, 201):
+            raise self._unexpected(put, f"PUT manifest {repository}:{target}")
+        return digest
+
     def published_many(
         self, refs: Iterable[tuple[str, str]], cancel: threading.Event | None = None
     ) -> dict[tuple[str, str], bool]:
@@ -419,7 +453,15 @@ class RegistryClient:
         raise self._unexpected(response, what)
 
     def _call(
-        self, method: str, repository: str, path: str, headers: Mapping[str, str], what: str
+        self,
+        method: str,
+        repository: str,
+        path: str,
+        headers: Mapping[str, str],
+        what: str,
+        *,
+        body: bytes | None = None,
+        push: bool = False,
     ) -> requests.Response:
         """Send a request for ``repository`` (WHAT it asks about, for messages), authenticating
         as the registry asks and retrying as the policy says.
@@ -429,9 +471,10 @@ class RegistryClient:
         authentication only for some repositories); a second refusal is final.
         """
         base_url = self._ensure_ready()
-        scope = f"repository:{repository}:pull"
+        scope = f"repository:{repository}:{'pull,push' if push else 'pull'}"
         url = base_url + path
-        response = self._send(method, url, headers, self._authorization(scope, fresh=False), what)
+        authorization = self._authorization(scope, fresh=False)
+        response = self._send(method, url, headers, authorization, what, body=body)
         if response.status_code == 401:
             challenge = _parse_challenge(response.headers.get("WWW-Authenticate", ""))
             if challenge.scheme is _Scheme.NONE:
@@ -447,7 +490,7 @@ class RegistryClient:
                 raise self._refused(f"repository {repository}", response.status_code)
             retry_scope = challenge.scope or scope
             authorization = self._authorization(retry_scope, fresh=True, also_for=scope)
-            response = self._send(method, url, headers, authorization, what)
+            response = self._send(method, url, headers, authorization, what, body=body)
         if response.status_code == 401 and _insufficient_scope(response):
             # The token server accepted us but granted nothing on this repository: Docker Hub
             # answers so for a repository that does not exist yet. Callers decide.
@@ -487,11 +530,14 @@ class RegistryClient:
         headers: Mapping[str, str],
         authorization: _Authorization,
         what: str,
+        *,
+        body: bytes | None = None,
     ) -> requests.Response:
         def send() -> requests.Response:
             return self._session.request(
                 method,
                 url,
+                data=body,
                 headers=dict(headers),
                 auth=authorization,
                 timeout=self._retry.timeout,

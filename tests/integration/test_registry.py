@@ -27,7 +27,7 @@ import requests
 
 from dockerpkg.effects.credentials import Credentials, find_credentials
 from dockerpkg.effects.registry import RegistryClient, RegistryError, RegistryFailure
-from tests.support.services import Registry, RegistryFactory
+from tests.support.services import Auth, Registry, RegistryFactory
 
 SCHEMA2 = "application/vnd.docker.distribution.manifest.v2+json"
 
@@ -530,3 +530,33 @@ class TestRoundTrips:
         # Connections are reused: 80 checks over at most one per worker, plus the TLS
         # attempt and the session's own for the ping and the (concurrent) token requests.
         assert peer.connections <= 1 + 8 + 4
+
+
+class TestCopyTag:
+    """`latest` is pointed at a pushed manifest in the registry: one GET and one PUT."""
+
+    @pytest.mark.parametrize("auth", ["none", "htpasswd", "token"])
+    def test_copies_the_manifest_as_it_is(
+        self, registry_factory: RegistryFactory, auth: Auth
+    ) -> None:
+        registry = registry_factory(auth=auth)
+        digests = publish(registry, "app/web", ["1.0"])
+        with client_for(registry) as client:
+            assert client.copy_tag("app/web", "1.0", "latest") == digests["1.0"]
+            assert client.manifest_digest("app/web", "latest") == digests["1.0"]
+            assert client.tags("app/web") == ["1.0", "latest"]
+
+    def test_unpublished_source_is_none_and_writes_nothing(
+        self, registry_factory: RegistryFactory
+    ) -> None:
+        registry = registry_factory(auth="htpasswd")
+        publish(registry, "app/web", ["1.0"])
+        with client_for(registry) as client:
+            assert client.copy_tag("app/web", "2.0", "latest") is None
+            assert client.tags("app/web") == ["1.0"]
+
+    def test_refused_without_push_rights(self, registry_factory: RegistryFactory) -> None:
+        registry = registry_factory(auth="htpasswd")
+        publish(registry, "app/web", ["1.0"])
+        with client_for(registry, anonymous=True) as client, pytest.raises(RegistryError):
+            client.copy_tag("app/web", "1.0", "latest")
