@@ -48,6 +48,7 @@ import estimates  # noqa: E402
 import tlsregistry  # noqa: E402
 from gentree import RUN_WORK, generate, generate_diamonds  # noqa: E402
 
+from dockerpkg.core.config import DEFAULT_JOBS, BuildEngine  # noqa: E402
 from tests.support.services import build_busybox_base, connect_docker  # noqa: E402
 
 DOCKERPKG = Path(sys.prefix, "bin", "dockerpkg")  # .venv/bin/dockerpkg under `make bench`
@@ -902,7 +903,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.partition("\n")[0] if __doc__ else None)
     parser.add_argument("--repeat", type=int, default=None, help="runs per tool (default 3)")
     parser.add_argument("--quick", action="store_true", help="small trees, one run: a smoke test")
-    parser.add_argument("--jobs", type=int, default=4, help="dockerpkg --jobs for cold builds")
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=DEFAULT_JOBS[BuildEngine.BUILDKIT],
+        help="dockerpkg --jobs for cold builds (default: dockerpkg's own default)",
+    )
     parser.add_argument(
         "--json",
         type=Path,

@@ -19,7 +19,7 @@ from dockerpkg.core.builders import (
     BuilderSet,
     parse_builders_flag,
 )
-from dockerpkg.core.config import BuildEngine, Config, key_location
+from dockerpkg.core.config import DEFAULT_JOBS, BuildEngine, Config, key_location
 from dockerpkg.core.plan import DEFAULT_OPTIONS, BuildOptions, Plan
 from dockerpkg.core.planner import OFFLINE, Observed, inputs_digest, plan_build
 from dockerpkg.core.refs import guessed_refs
@@ -262,7 +262,7 @@ def apply_build_plan(
     *,
     run_dir: Path,
     listener: Listener,
-    jobs: int = 1,
+    jobs: int | None = None,
     echo: IO[str] | None = None,
     interrupt: Interrupt | None = None,
     build_timeout: float | None = None,
@@ -270,6 +270,9 @@ def apply_build_plan(
     builders: BuilderSet | None = None,
 ) -> Report:
     """Execute the plan's steps; failures are in the report, not raised.
+
+    JOBS (builds at once; default: the builder's, `DEFAULT_JOBS`) is each engine's number of
+    slots when the builders do not say.
 
     BUILDERS (--builders given with a saved plan) replace the plan's builders.
 
@@ -281,6 +284,8 @@ def apply_build_plan(
     from dockerpkg.effects.observe import registry_client
 
     chosen = _run_builders(plan, workspace, builders)
+    engine = build_engine(workspace.config, env)
+    jobs = DEFAULT_JOBS[engine] if jobs is None else jobs
     settings = Settings(
         directory=Path(workspace.directory),
         run_dir=run_dir,
@@ -291,7 +296,7 @@ def apply_build_plan(
         echo=echo,
         private_files=_private_files(workspace, env),
         build_timeout=workspace.config.build_timeout if build_timeout is None else build_timeout,
-        build_engine=build_engine(workspace.config, env),
+        build_engine=engine,
     )
     if log_limit is not None:
         settings = attrs.evolve(settings, log_limit=log_limit)

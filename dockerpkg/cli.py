@@ -38,10 +38,9 @@ from dockerpkg.errors import DockerPkgError, Problem, Severity
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 # As shells report a process ended by SIGINT or SIGTERM: 128 + the signal's number.
 EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143
+
+
 # Measured on 2-core machines: see the README's Performance section.
-DEFAULT_JOBS = 4
-
-
 @attrs.frozen
 class Context:
     """Options given before the verb, shared by every command of one invocation."""
@@ -158,7 +157,7 @@ def _execute(
     workspace: api.Workspace,
     credentials: Credentials | None,
     *,
-    jobs: int,
+    jobs: int | None,
     report: str | None,
     quiet: bool,
     run_dir: str | None,
@@ -227,7 +226,7 @@ FORMATS = ("text", "json", "markdown")
 
 # Help of the options plan, apply and build share.
 _SELECT_HELP = "fnmatch glob on full labels (registry/namespace/name:tag)"
-_JOBS_HELP = "builds at once"
+_JOBS_HELP = "builds at once (default: 8 with BuildKit, 4 with the classic builder)"
 _REPORT_HELP = "write the run report as JSON to this file"
 _RUN_DIR_HELP = "folder for per-image logs (default: a new one under /tmp)"
 _BUILD_TIMEOUT_HELP = "stop a build still running after SECONDS (default: config build_timeout)"
@@ -311,7 +310,7 @@ def _commands(ctx: Context) -> list[Callable[..., Any]]:
         snapshot: bool = False,
         no_pull: bool = False,
         use_cache: bool = False,
-        jobs: int = DEFAULT_JOBS,
+        jobs: int | None = None,
         report: str | None = None,
         quiet: bool = False,
         run_dir: str | None = None,
@@ -372,7 +371,7 @@ def _commands(ctx: Context) -> list[Callable[..., Any]]:
         use_cache: bool = False,
         no_pull: bool = False,
         select: str | None = None,
-        jobs: int = DEFAULT_JOBS,
+        jobs: int | None = None,
         report: str | None = None,
         quiet: bool = False,
         run_dir: str | None = None,
