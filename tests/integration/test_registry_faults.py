@@ -291,7 +291,7 @@ class TestRegistryStopsMidPublish:
         stopped: list[str] = []
         listener = RecordingListener(stop_after_first_publish)
         report = api.apply_build_plan(
-            plan, workspace, env, credentials, run_dir=tmp_path / "run1", listener=listener
+            plan, workspace, env, credentials, run_dir=tmp_path / "run1", listener=listener, jobs=1
         )
 
         outcomes = publish_outcomes(report)
