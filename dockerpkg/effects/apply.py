@@ -357,9 +357,9 @@ class Executor:
         return None
 
     def _publish(self, image: PlannedImage) -> str | None:
-        """Push the version tag, then point `latest` at the same manifest in the registry
-        (a second `docker push` would check every layer again), and confirm; without a
-        registry client, or when the registry refuses that, `latest` is pushed too."""
+        """Push the version tag, then point `latest` at the same manifest in the registry (a
+        second `docker push` would check every layer again), which confirms the push too.
+        Without a registry client (a library caller's choice) `latest` is pushed as well."""
         repository, tag = split_label(image.label)
         tag = tag or "latest"
         with self._log(image.name, f"publish {image.label}") as log:
@@ -369,11 +369,18 @@ class Executor:
                 if self._registry is None:
                     self._push(repository, "latest", log)
                     return None
-                digest = self._tag_latest(self._registry, repository, tag, log)
             except daemon.DaemonError as exc:
                 raise self._failed(exc) from None
-        if digest is None:
-            raise TaskFailedError(f"pushed, but the registry does not have {image.label}")
+            path = repository_path(repository, self._settings.config.registry)
+            try:
+                digest = self._registry.copy_tag(path, tag, "latest")
+            except RegistryError as exc:
+                raise TaskFailedError(
+                    f"pushed, but cannot confirm it or tag it latest: {exc}"
+                ) from None
+            if digest is None:
+                raise TaskFailedError(f"pushed, but the registry does not have {image.label}")
+            log.write(f"latest: {digest} (set in the registry to the manifest of {tag})\n")
         return digest
 
     def _push(self, repository: str, tag: str, log: IO[str]) -> None:
@@ -385,25 +392,6 @@ class Executor:
             log_file=log,
             cancel=self._cancel,
         )
-
-    def _tag_latest(
-        self, registry: RegistryClient, repository: str, tag: str, log: IO[str]
-    ) -> str | None:
-        """Tag the pushed manifest `latest` in REGISTRY; its digest (None: not there)."""
-        path = repository_path(repository, self._settings.config.registry)
-        try:
-            digest = registry.copy_tag(path, tag, "latest")
-        except RegistryError as exc:
-            log.write(f"cannot tag {tag} as latest in the registry ({exc}); pushing latest\n")
-        else:
-            if digest is not None and tag != "latest":
-                log.write(f"latest: {digest} (tagged in the registry, as {tag})\n")
-            return digest
-        self._push(repository, "latest", log)
-        try:
-            return registry.manifest_digest(path, tag)
-        except RegistryError as exc:
-            raise TaskFailedError(f"pushed, but cannot confirm: {exc}") from None
 
 
 _POOLS = {

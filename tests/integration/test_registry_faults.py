@@ -371,7 +371,7 @@ class TestUnconfirmedPushes:
             assert outcome is Outcome.FAILED
             assert detail is None
             assert error == (
-                f"pushed, but cannot confirm: registry {checks.host} answered HTTP 503 for "
-                f"{NAMESPACE}/{name}:1.0 after 3 attempts"
+                f"pushed, but cannot confirm it or tag it latest: registry {checks.host} "
+                f"answered HTTP 503 for the manifest of {NAMESPACE}/{name}:1.0 after 3 attempts"
             )
-            assert checks.requests().count(f"HEAD /v2/{NAMESPACE}/{name}/manifests/1.0") == 3
+            assert checks.requests().count(f"GET /v2/{NAMESPACE}/{name}/manifests/1.0") == 3
