@@ -457,10 +457,22 @@ def _build_with_buildkit(
         raise _failure("build failed", exc) from None
     guard.raise_if_cut()
     if error:
-        raise DaemonError(f"build failed: {error.strip()}")
+        raise DaemonError(f"build failed: {error.strip()}{_buildkit_hint(error)}")
     if not image_id:
         raise DaemonError(f"build of {label} ended without an image ID")
     return image_id
+
+
+def _buildkit_hint(error: str) -> str:
+    """What to do about a BuildKit failure the classic builder would not have had."""
+    if "unable to find user" in error:
+        # BuildKit of dockerd 20.10 reads /etc/passwd even for a numeric USER without group.
+        return (
+            " (this daemon's BuildKit reads the image's /etc/passwd even for a numeric USER:"
+            " write USER uid:gid, give the image an /etc/passwd, or set"
+            " `build_engine: classic`)"
+        )
+    return ""
 
 
 def _read_buildkit_stream(

@@ -52,9 +52,17 @@ BUSYBOX_BINARY = Path("/bin/busybox")  # from busybox-static: it must not need a
 BUSYBOX_DOCKERFILE = """\
 FROM scratch
 COPY busybox /bin/busybox
+COPY passwd group /etc/
 RUN ["/bin/busybox", "--install", "-s", "/bin"]
 CMD ["/bin/sh"]
 """
+# Users as in real base images: BuildKit of dockerd 20.10 needs /etc/passwd for any USER.
+BUSYBOX_FILES = {
+    "passwd": (
+        "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n"
+    ),
+    "group": "root:x:0:\nnogroup:x:65534:\n",
+}
 
 # The daemon trusts a registry's CA found here, without a restart.
 DOCKER_CERTS_DIR = Path("/etc/docker/certs.d")
@@ -162,6 +170,8 @@ def build_busybox_base(client: docker.DockerClient, tag: str = BUSYBOX_TAG) -> s
     with tempfile.TemporaryDirectory(prefix="dockerpkg-busybox-") as context:
         shutil.copy2(BUSYBOX_BINARY, Path(context, "busybox"))
         Path(context, "Dockerfile").write_text(BUSYBOX_DOCKERFILE, encoding="utf-8")
+        for name, text in BUSYBOX_FILES.items():
+            Path(context, name).write_text(text, encoding="utf-8")
         output: list[str] = []
         for chunk in client.api.build(
             path=context, tag=tag, rm=True, forcerm=True, pull=False, decode=True
