@@ -373,5 +373,6 @@ class TestUnconfirmedPushes:
             assert error == (
                 f"pushed, but cannot confirm it or tag it latest: registry {checks.host} "
                 f"answered HTTP 503 for the manifest of {NAMESPACE}/{name}:1.0 after 3 attempts"
+                ": UNAVAILABLE service unavailable"  # the error the registry's body gives
             )
             assert checks.requests().count(f"GET /v2/{NAMESPACE}/{name}/manifests/1.0") == 3
