@@ -323,13 +323,14 @@ def apply_build_plan(
 
 
 def build_engine(config: Config, env: Mapping[str, str]) -> BuildEngine:
-    """The config's `build_engine`, unless DOCKER_BUILDKIT (the docker CLI's switch) says."""
+    """The config's builder (`Config.engine`), unless DOCKER_BUILDKIT (the docker CLI's
+    switch) says."""
     switch = env.get("DOCKER_BUILDKIT", "").strip().lower()
     if switch in ("0", "false"):
         return BuildEngine.CLASSIC
     if switch in ("1", "true"):
         return BuildEngine.BUILDKIT
-    return config.build_engine
+    return config.engine
 
 
 def builder_env(builder: Builder) -> dict[str, str]:

@@ -153,7 +153,7 @@ class Config:
     force_numeric_user: bool = False
     # Label built images with their definitions, for drift; costs one metadata commit a build.
     definition_labels: bool = True
-    build_engine: BuildEngine = BuildEngine.BUILDKIT
+    build_engine: BuildEngine | None = None  # None: see `engine`
     known_uid_mappings: Mapping[str, int] = DEFAULT_UID_MAPPINGS
     verify_command: str = "/bin/bash"
     verify_args: tuple[str, ...] = DEFAULT_VERIFY_ARGS
@@ -163,6 +163,15 @@ class Config:
     builders: tuple[Builder, ...] = ()
     # Keys the schema does not know, as YAML gave them: template variables only.
     extra: Mapping[str, Any] = attrs.field(factory=lambda: MappingProxyType({}))
+
+    @property
+    def engine(self) -> BuildEngine:
+        """The builder the config asks for: BuildKit, unless `container_limits` are set (the
+        daemon's BuildKit ignores them; the classic builder applies them to every RUN) and
+        `build_engine` does not say."""
+        if self.build_engine is not None:
+            return self.build_engine
+        return BuildEngine.CLASSIC if self.container_limits else BuildEngine.BUILDKIT
 
     @property
     def has_credentials(self) -> bool:

@@ -117,9 +117,15 @@ class TestBuildEngine:
     overrides it for one run."""
 
     def test_default_and_values(self) -> None:
-        assert parse("").build_engine is BuildEngine.BUILDKIT
-        assert parse("build_engine: classic\n").build_engine is BuildEngine.CLASSIC
-        assert parse("build_engine: buildkit\n").build_engine is BuildEngine.BUILDKIT
+        assert parse("").engine is BuildEngine.BUILDKIT
+        assert parse("build_engine: classic\n").engine is BuildEngine.CLASSIC
+        assert parse("build_engine: buildkit\n").engine is BuildEngine.BUILDKIT
+
+    def test_container_limits_choose_the_classic_builder_unless_told(self) -> None:
+        """BuildKit would ignore the limits."""
+        assert parse("container_limits: {memory: 5000000}\n").engine is BuildEngine.CLASSIC
+        both = "container_limits: {memory: 5000000}\nbuild_engine: buildkit\n"
+        assert parse(both).engine is BuildEngine.BUILDKIT
 
     def test_not_a_template_variable(self) -> None:
         assert "build_engine" not in parse("build_engine: classic\n").template_variables()
@@ -139,6 +145,8 @@ class TestBuildEngine:
             ("build_engine: classic\n", {"DOCKER_BUILDKIT": "1"}, BuildEngine.BUILDKIT),
             ("build_engine: classic\n", {"DOCKER_BUILDKIT": ""}, BuildEngine.CLASSIC),
             ("build_engine: classic\n", {"DOCKER_BUILDKIT": "true"}, BuildEngine.BUILDKIT),
+            ("container_limits: memory=5000000\n", {}, BuildEngine.CLASSIC),
+            ("container_limits: memory=5000000\n", {"DOCKER_BUILDKIT": "1"}, BuildEngine.BUILDKIT),
         ],
     )
     def test_environment_overrides(
