@@ -40,7 +40,6 @@ EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143
 
 
-# Measured on 2-core machines: see the README's Performance section.
 @attrs.frozen
 class Context:
     """Options given before the verb, shared by every command of one invocation."""

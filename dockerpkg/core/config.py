@@ -151,7 +151,8 @@ class Config:
     update_id: str = "s"
     ca_bundle: str | None = None
     force_numeric_user: bool = False
-    # Label built images with their definitions, for drift; costs one metadata commit a build.
+    # Label built images with their definitions, for drift (the classic builder spends one
+    # metadata commit a build on it; BuildKit sets it on export).
     definition_labels: bool = True
     build_engine: BuildEngine | None = None  # None: see `engine`
     known_uid_mappings: Mapping[str, int] = DEFAULT_UID_MAPPINGS

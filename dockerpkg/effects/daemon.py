@@ -302,7 +302,7 @@ def _stream_errors(
         for raw in raw_items:
             item = json.loads(raw) if isinstance(raw, bytes | str) else raw
             if "error" in item and error is None:
-                error = str(item.get("error") or item.get("errorDetail", {}).get("message"))
+                error = _item_error(item)
             if log_file is not None:
                 text = item.get("stream") or item.get("status") or item.get("error") or ""
                 if text and on_text is not None:
@@ -311,6 +311,11 @@ def _stream_errors(
                     progress = f" {item['progress']}" if item.get("progress") else ""
                     log_file.write(text if text.endswith("\n") else f"{text}{progress}\n")
     return error
+
+
+def _item_error(item: Mapping[str, Any]) -> str:
+    """The text of an error message in a daemon's JSON stream."""
+    return str(item.get("error") or item.get("errorDetail", {}).get("message"))
 
 
 def pull(
@@ -355,7 +360,7 @@ def build(
     cancel: threading.Event | None = None,
     labels: Mapping[str, str] | None = None,
     deadline: float | None = None,
-    engine: BuildEngine = BuildEngine.CLASSIC,
+    engine: BuildEngine,
 ) -> str:
     """Build CONTEXT (docker-py applies its .dockerignore) and tag it LABEL; returns the ID.
 
@@ -490,7 +495,7 @@ def _read_buildkit_stream(
         elif item.get("id") == buildkit.IMAGE_ID:
             image_id = str((item.get("aux") or {}).get("ID") or "")
         elif "error" in item or "errorDetail" in item:
-            message = str(item.get("error") or item.get("errorDetail", {}).get("message"))
+            message = _item_error(item)
             error = error or message
             lines = [f"{message}\n"]
         elif text := item.get("stream"):

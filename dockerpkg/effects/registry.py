@@ -273,7 +273,7 @@ class RegistryClient:
         body = self._call("GET", repo, f"/v2/{repo}/manifests/{tag}", {"Accept": _ACCEPT}, what)
         if body.status_code != 200:
             raise self._unexpected(body, what)
-        return "sha256:" + hashlib.sha256(body.content).hexdigest()
+        return _content_digest(body.content)
 
     def copy_tag(self, repository: str, source: str, target: str) -> str | None:
         """Point tag TARGET of REPOSITORY at SOURCE's manifest, as it is (one GET, one PUT);
@@ -295,7 +295,7 @@ class RegistryClient:
             raise self._unexpected(manifest, what)
         media_type = manifest.headers.get("Content-Type", "")
         body = manifest.content
-        digest = "sha256:" + hashlib.sha256(body).hexdigest()
+        digest = _content_digest(body)
         put = self._call(
             "PUT",
             repo,
@@ -879,6 +879,11 @@ def _new_session(workers: int) -> requests.Session:
     session.mount("https://", adapter)
     session.mount("http://", adapter)
     return session
+
+
+def _content_digest(content: bytes) -> str:
+    """A manifest's digest: by definition, that of its bytes."""
+    return "sha256:" + hashlib.sha256(content).hexdigest()
 
 
 def _check_names(repository: str, tag: str | None) -> None:

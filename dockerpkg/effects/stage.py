@@ -74,7 +74,7 @@ def build_stage(
     buildargs: Mapping[str, str],
     container_limits: Mapping[str, Any],
     cancel: threading.Event,
-    engine: BuildEngine = BuildEngine.CLASSIC,
+    engine: BuildEngine,
 ) -> str:
     """Build STAGE from CONTEXT's Dockerfile.build and unpack its /build as ARTIFACTS/build;
     returns the stage image's ID. The caller removes the stage (`remove_stage`) whatever

@@ -36,6 +36,7 @@ from tests.integration.test_build import (
     read_json,
     steps_by_key,
 )
+from tests.support.processes import wait_for_line
 from tests.support.trees import write_config, write_image
 
 # test_build's fixtures: a registry holding the base image, no user or Docker config, and
@@ -307,14 +308,6 @@ def start_apply(site: Site) -> subprocess.Popen[str]:
     )
 
 
-def wait_for(process: subprocess.Popen[str], text: str) -> None:
-    assert process.stderr is not None
-    for line in process.stderr:
-        if text in line:
-            return
-    raise AssertionError(f"never saw {text!r}")
-
-
 class TestInterrupted:
     """Ctrl-C during a stage: whether it finishes or is cancelled, nothing of it remains."""
 
@@ -330,7 +323,7 @@ class TestInterrupted:
             FROM_BASE + "COPY build/x /x\n",
         )
         process = start_apply(site)
-        wait_for(process, f"start   build-stage {hello}")
+        wait_for_line(process, re.escape(f"start   build-stage {hello}"))
         time.sleep(0.5)
         process.send_signal(signal.SIGINT)
         out, err = process.communicate(timeout=120)
@@ -358,7 +351,7 @@ class TestInterrupted:
             FROM_BASE + "COPY build/ /opt/\n",
         )
         process = start_apply(site)
-        wait_for(process, f"start   build-stage {hello}")
+        wait_for_line(process, re.escape(f"start   build-stage {hello}"))
         time.sleep(2)  # the RUN has started
         process.send_signal(signal.SIGINT)
         time.sleep(0.5)

@@ -11,7 +11,6 @@ import contextlib
 import glob
 import json
 import os
-import re
 import subprocess
 import sys
 import tempfile
@@ -26,7 +25,7 @@ import pytest
 from dockerpkg.effects.logs import DEFAULT_LOG_LIMIT
 from tests.support import cleanup, services
 from tests.support.faulty_registry import closed_port
-from tests.support.processes import build_steps
+from tests.support.processes import build_steps, wait_for_line
 from tests.support.second_daemon import SecondDaemon, start_second_daemon
 from tests.support.services import Registry
 from tests.support.trees import unique_prefix, write_image
@@ -63,15 +62,6 @@ def temp_folders(prefix: str) -> list[str]:
 def steps(report: Path) -> dict[tuple[str, str], dict[str, Any]]:
     data = json.loads(report.read_text(encoding="utf-8"))
     return {(step["op"], step["image"]): step for step in data["steps"]}
-
-
-def wait_for(process: subprocess.Popen[str], pattern: str) -> None:
-    """Read the process's stderr until a line matches PATTERN (a regular expression)."""
-    assert process.stderr is not None
-    for line in process.stderr:
-        if re.search(pattern, line):
-            return
-    raise AssertionError(f"never saw {pattern!r}")
 
 
 def build_steps_left(client: docker.DockerClient, marker: str, timeout: float = 10.0) -> list[str]:
@@ -184,7 +174,7 @@ def test_daemon_gone_mid_build(
     )
     # The RUN step runs: the classic builder names its container, BuildKit shows its output.
     running = " ---> Running in " if engine == "classic" else rf"#\d+ {prefix}$"
-    wait_for(process, f"^{first} \\| {running}")
+    wait_for_line(process, f"^{first} \\| {running}")
     if how == "killed":
         second_daemon.kill()
     else:
