@@ -13,8 +13,6 @@ from collections.abc import Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
-import attrs
-
 from dockerpkg.core.builders import Builder
 from dockerpkg.core.config import Config
 from dockerpkg.core.definition import DEFINITION_LABEL
@@ -82,13 +80,6 @@ def registry_client(config: Config, credentials: Credentials | None) -> Registry
     )
 
 
-@attrs.frozen
-class _Facts:
-    local: frozenset[str]
-    published: Mapping[Ref, bool]
-    recorded: Mapping[Ref, str]
-
-
 class Observation:
     """The daemon's images and the registry's answers for REFS, gathered in the background
     from construction on; `result` completes them for the resolved tree."""
@@ -108,12 +99,14 @@ class Observation:
         self._definitions = definitions
         self._credentials = credentials
         self._cancel = threading.Event()
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="observe")
-        self._future: Future[_Facts] = self._pool.submit(self._gather, dict(env), tuple(refs))
-
-    def _gather(self, env: Mapping[str, str], refs: tuple[Ref, ...]) -> _Facts:
-        local = self._local(env) if len(self._builders) < 2 else frozenset()
-        return _Facts(local, *self._ask(refs, self._cancel))
+        # The daemon's listing and the registry's answers, side by side.
+        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="observe")
+        self._local_labels: Future[frozenset[str]] | None = None
+        if len(builders) < 2:
+            self._local_labels = self._pool.submit(self._local, dict(env))
+        self._answers: Future[tuple[dict[Ref, bool], dict[Ref, str]]] = self._pool.submit(
+            self._ask, tuple(refs), self._cancel
+        )
 
     def _local(self, env: Mapping[str, str]) -> frozenset[str]:
         """The labels of the one daemon images are built on (several builders share only
@@ -167,12 +160,16 @@ class Observation:
     def result(self, tree: Tree) -> Observed:
         """What the plan for TREE needs; references not asked yet are asked now."""
         try:
-            facts = self._future.result()
+            local = frozenset() if self._local_labels is None else self._local_labels.result()
+            asked, asked_recorded = self._answers.result()
+        except BaseException:
+            self.cancel()
+            raise
         finally:
             self._pool.shutdown()
         refs = tree_refs(tree, self._config)
-        answers = dict(facts.published)
-        recorded = dict(facts.recorded)
+        answers = dict(asked)
+        recorded = dict(asked_recorded)
         missing = [ref for ref in refs.values() if ref not in answers]
         if missing:
             late, late_recorded = self._ask(missing, None)
@@ -182,7 +179,7 @@ class Observation:
         return Observed(
             offline=False,
             published=published,
-            local=facts.local,
+            local=local,
             credentials=self._credentials is not None,
             recorded={tree.images[n].label: recorded[r] for n, r in refs.items() if r in recorded},
         )
@@ -190,7 +187,10 @@ class Observation:
     def cancel(self) -> None:
         """Stop asking (the run ends without a plan) and wait for what is in flight."""
         self._cancel.set()
-        self._future.exception()  # waits; its error, if any, no longer matters
+        # Waits for both; their errors, if any, no longer matter.
+        self._answers.exception()
+        if self._local_labels is not None:
+            self._local_labels.exception()
         self._pool.shutdown()
 
 

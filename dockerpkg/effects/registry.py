@@ -4,7 +4,9 @@ One client talks to one registry over one ``requests`` session whose connections
 and shared by worker threads. The first request learns, once, the scheme (HTTPS, or plain HTTP
 for a loopback registry that speaks nothing else) and how the registry wants to be
 authenticated; after that every check is a single ``HEAD``, except that a Bearer registry needs
-one token per repository (fetched in batches by ``published_many``).
+one token per repository (fetched in batches by ``published_many``). ``published_many`` sends
+its checks in pipelined batches (``effects/pipeline.py``) on connections of its own, and asks
+anything but a plain 200 or 404 again through the session.
 
 Failures are never answered with "not published": a registry that cannot be reached, whose TLS
 cannot be verified, or that refuses us raises RegistryError, worded for the user and free of
@@ -17,7 +19,6 @@ from __future__ import annotations
 import base64
 import enum
 import hashlib
-import http.client
 import ipaddress
 import logging
 import os
@@ -41,6 +42,7 @@ import requests.auth
 
 from dockerpkg.effects.causes import causes as causes_of
 from dockerpkg.effects.credentials import Credentials
+from dockerpkg.effects.pipeline import Endpoint, Head, PipelinedConnection
 
 __all__ = [
     "DOCKER_HUB_API_HOST",
@@ -75,6 +77,10 @@ _TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 
 # Answers that mean "busy or broken for now": asking again later may succeed.
 _RETRY_STATUSES = frozenset({500, 502, 503, 504})
+
+# Checks written at once on one connection by published_many: a round trip for many, and still
+# a share for every worker when the checks are few.
+_BATCH = 32
 
 # Scopes asked for in one token request by published_many: enough to save round trips, few
 # enough that the token URL stays short.
@@ -218,9 +224,9 @@ class RegistryClient:
         self._retry = retry or RetryPolicy()
         self._verify: str | bool = ca_bundle or _system_cas()
         self._proxies: dict[str, dict[str, str]] = {}
-        # published_many's fast path: one plain keep-alive connection per worker thread.
+        # published_many's fast path: one pipelined connection per worker thread.
         self._local = threading.local()
-        self._quick_connections: list[http.client.HTTPConnection] = []
+        self._quick_connections: list[PipelinedConnection] = []
         self._workers = workers
         self._session = _new_session(workers)
         # Learned once, then only read; guarded by _lock while being decided.
@@ -325,72 +331,74 @@ class RegistryClient:
             return {}
         # Decide scheme and authentication here, once, rather than in every worker at once.
         self._ensure_ready()
+        workers = min(self._workers, len(unique))
+        # Every worker gets a share when the refs are few; batches stay short when many.
+        size = min(_BATCH, -(-len(unique) // workers))
+        batches = [unique[start : start + size] for start in range(0, len(unique), size)]
         answers: dict[tuple[str, str], bool] = {}
-        with ThreadPoolExecutor(
-            max_workers=min(self._workers, len(unique)), thread_name_prefix="registry"
-        ) as pool:
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="registry") as pool:
             self._prefetch_tokens(pool, [repository for repository, _ in unique])
-            futures = {pool.submit(self._unless, cancel, *ref): ref for ref in unique}
+            futures = [pool.submit(self._quick_published, cancel, batch) for batch in batches]
             try:
                 for future in as_completed(futures):
-                    answers[futures[future]] = future.result()
+                    answers.update(future.result())
             except BaseException:
                 pool.shutdown(wait=True, cancel_futures=True)
                 raise
         return {ref: answers[ref] for ref in unique}
 
-    def _unless(self, cancel: threading.Event | None, repository: str, tag: str) -> bool:
+    def _quick_published(
+        self, cancel: threading.Event | None, batch: Sequence[tuple[str, str]]
+    ) -> dict[tuple[str, str], bool]:
+        """``published`` for BATCH, pipelined on a connection kept by this thread.
+
+        Only the common answers (200, 404) are taken from the pipeline; anything else (a token
+        to renew, an error, a redirect, no answer at all) is asked again through
+        ``published``, which handles it fully.
+        """
         if cancel is not None and cancel.is_set():
             raise RegistryCancelledError("cancelled")
-        return self._quick_published(repository, tag)
+        connection = self._thread_connection(self._ensure_ready())
+        statuses: Sequence[int | None] = [None] * len(batch)
+        if connection is not None:
+            statuses = connection.heads([self._quick_head(*ref) for ref in batch])
+        answers: dict[tuple[str, str], bool] = {}
+        for ref, status in zip(batch, statuses, strict=True):
+            if status in (200, 404):
+                answers[ref] = status == 200
+                continue
+            if cancel is not None and cancel.is_set():
+                raise RegistryCancelledError("cancelled")
+            answers[ref] = self.published(*ref)
+        return answers
 
-    def _quick_published(self, repository: str, tag: str) -> bool:
-        """``published`` over a plain http.client connection kept by this thread.
-
-        requests costs about a millisecond of CPU per call, on the same cores as a local
-        registry: for thousands of checks that is most of the time. Only the common answers
-        (200, 404) are taken here; anything else (a token to renew, an error, a redirect) goes
-        through ``published``, which handles it fully.
-        """
-        base_url = self._ensure_ready()
-        connection = self._thread_connection(base_url)
-        if connection is None:
-            return self.published(repository, tag)
+    def _quick_head(self, repository: str, tag: str) -> Head:
         repo = self._api_repository(repository)
         headers = {"Accept": _ACCEPT}
         header = self._authorization(f"repository:{repo}:pull", fresh=False).header
         if header is not None:
             headers["Authorization"] = header
-        try:
-            connection.request("HEAD", f"/v2/{repo}/manifests/{tag}", headers=headers)
-            response = connection.getresponse()
-            response.read()
-        except (OSError, http.client.HTTPException):
-            connection.close()  # reconnects on next use; this answer comes the full way
-            return self.published(repository, tag)
-        if response.status == 200:
-            return True
-        if response.status == 404:
-            return False
-        return self.published(repository, tag)
+        return Head(f"/v2/{repo}/manifests/{tag}", headers)
 
-    def _thread_connection(self, base_url: str) -> http.client.HTTPConnection | None:
+    def _thread_connection(self, base_url: str) -> PipelinedConnection | None:
         """This thread's connection, or None where a proxy is in the way (requests does it)."""
-        connection: http.client.HTTPConnection | None = getattr(self._local, "connection", None)
+        connection: PipelinedConnection | None = getattr(self._local, "connection", None)
         if connection is not None:
             return connection
         if self._proxies_for(base_url):
             return None
         url = urlsplit(base_url)
-        host = url.netloc
+        context = None
         if url.scheme == "https":
             verify = self._verify
             context = ssl.create_default_context(cafile=verify if isinstance(verify, str) else None)
-            connection = http.client.HTTPSConnection(
-                host, timeout=self._retry.read_timeout, context=context
-            )
-        else:
-            connection = http.client.HTTPConnection(host, timeout=self._retry.read_timeout)
+        endpoint = Endpoint(
+            url.hostname or self._host,
+            url.port or (443 if url.scheme == "https" else 80),
+            context,
+            self._retry.read_timeout,
+        )
+        connection = PipelinedConnection(endpoint, url.netloc)
         self._local.connection = connection
         with self._lock:
             self._quick_connections.append(connection)

@@ -355,6 +355,9 @@ class _Peer(ThreadingHTTPServer):
         # Repositories that do not exist: like Docker Hub, tokens grant nothing on them and
         # manifests answer 401 insufficient_scope rather than 404.
         self.missing: set[str] = set()
+        # Hang up after this many HEADs on a connection (0: never), as servers that limit
+        # keep-alive requests do.
+        self.close_every = 0
 
     @property
     def host(self) -> str:
@@ -392,6 +395,11 @@ class _PeerHandler(BaseHTTPRequestHandler):
 
     def _reply(self, status: int, headers: dict[str, str] | None = None, body: bytes = b"") -> None:
         self.send_response(status)
+        if self.command == "HEAD" and self.server.close_every:
+            self.heads = getattr(self, "heads", 0) + 1
+            if self.heads % self.server.close_every == 0:
+                self.send_header("Connection", "close")
+                self.close_connection = True
         for name, value in (headers or {}).items():
             self.send_header(name, value)
         self.send_header("Content-Length", str(len(body)))
@@ -530,6 +538,19 @@ class TestRoundTrips:
         # Connections are reused: 80 checks over at most one per worker, plus the TLS
         # attempt and the session's own for the ping and the (concurrent) token requests.
         assert peer.connections <= 1 + 8 + 4
+
+    def test_published_many_survives_connections_closed_mid_batch(self, peer: _Peer) -> None:
+        """Checks written ahead on a connection the server closes are asked again."""
+        peer.close_every = 3
+        peer.published = {(f"repo{index}", "1") for index in range(0, 40, 2)}
+        refs = [(f"repo{index}", tag) for index in range(40) for tag in ("1", "2")]
+        with RegistryClient(peer.host, None, None, 4) as client:
+            answers = client.published_many(refs)
+        assert answers == {ref: ref in peer.published for ref in refs}
+        heads = [path for path in peer.paths() if path.startswith("HEAD ")]
+        assert sorted(set(heads)) == sorted(f"HEAD /v2/{r}/manifests/{t}" for r, t in refs)
+        # Far more connections than workers: the server hung up every third answer.
+        assert peer.connections > 80 // 3
 
 
 class TestCopyTag:
