@@ -396,6 +396,7 @@ class RegistryClient:
             url.hostname or self._host,
             url.port or (443 if url.scheme == "https" else 80),
             context,
+            self._retry.connect_timeout,
             self._retry.read_timeout,
         )
         connection = PipelinedConnection(endpoint, url.netloc)

@@ -79,7 +79,7 @@ def serve() -> Iterator[Callable[[Script, int], _Server]]:
 
 
 def _connection(server: _Server) -> PipelinedConnection:
-    return PipelinedConnection(Endpoint("127.0.0.1", server.port, None, 5.0), "registry.test")
+    return PipelinedConnection(Endpoint("127.0.0.1", server.port, None, 5.0, 5.0), "registry.test")
 
 
 def _heads(*paths: str) -> list[Head]:
@@ -176,7 +176,7 @@ def test_unreachable_is_none_for_all() -> None:
     listener = socket.create_server(("127.0.0.1", 0))
     port = listener.getsockname()[1]
     listener.close()  # nobody listens there now
-    connection = PipelinedConnection(Endpoint("127.0.0.1", port, None, 5.0), "x")
+    connection = PipelinedConnection(Endpoint("127.0.0.1", port, None, 5.0, 5.0), "x")
     assert connection.heads(_heads("/a", "/b")) == [None, None]
 
 
