@@ -78,8 +78,10 @@ _TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 # Answers that mean "busy or broken for now": asking again later may succeed.
 _RETRY_STATUSES = frozenset({500, 502, 503, 504})
 
-# Checks written at once on one connection by published_many: a round trip for many, and still
-# a share for every worker when the checks are few.
+# Checks written at once on one connection by published_many: a round trip for many, a share
+# for every worker when the checks are few, and few enough that the batch's requests (with
+# tokens, about 1 KiB each) and answers fit the socket buffers: the server never waits for
+# us to read while we still write.
 _BATCH = 32
 
 # Scopes asked for in one token request by published_many: enough to save round trips, few
