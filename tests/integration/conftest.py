@@ -6,6 +6,12 @@ from pathlib import Path
 
 import pytest
 
+# test_build's fixtures, for every integration module: a registry holding the base image
+# (`make_site`) and `main()` run in-process (`dockerpkg`).
+from tests.integration.test_build import dockerpkg, make_site
+
+__all__ = ["dockerpkg", "isolated_home", "make_site"]
+
 
 @pytest.fixture
 def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

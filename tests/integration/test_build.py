@@ -33,6 +33,8 @@ from tests.support.trees import BASE_IMAGE, unique_prefix, write_config, write_i
 
 DOCKERPKG = Path(sys.executable).parent / "dockerpkg"
 NAMESPACE = "tests"
+# The start of most test images' templates: the registry's busybox base.
+FROM_BASE = 'FROM {{ "busybox" | image_tag }}\n'
 BASE_REPOSITORY = BASE_IMAGE.partition(":")[0]
 # Stands for "the registry's own" username or password in Site.config.
 OWN: Final = "<the registry's own>"

@@ -13,8 +13,8 @@ from collections.abc import Callable
 import docker
 import pytest
 
-from tests.integration import test_build
 from tests.integration.test_build import (
+    FROM_BASE,
     NAMESPACE,
     Outcome,
     SiteFactory,
@@ -25,11 +25,7 @@ from tests.integration.test_build import (
 )
 from tests.support.trees import write_config, write_image
 
-make_site = test_build.make_site
 pytestmark = pytest.mark.usefixtures("isolated_home")
-dockerpkg = test_build.dockerpkg
-
-FROM_BASE = 'FROM {{ "busybox" | image_tag }}\n'
 
 
 @pytest.mark.parametrize(

@@ -21,10 +21,10 @@ from pathlib import Path
 import docker
 import pytest
 
-from tests.integration import test_build
 from tests.integration.test_build import (
     BASE_REPOSITORY,
     DOCKERPKG,
+    FROM_BASE,
     NAMESPACE,
     Outcome,
     Site,
@@ -39,13 +39,8 @@ from tests.integration.test_build import (
 from tests.support.processes import wait_for_line
 from tests.support.trees import write_config, write_image
 
-# test_build's fixtures: a registry holding the base image, no user or Docker config, and
-# `main()` run in-process.
-make_site = test_build.make_site
 pytestmark = pytest.mark.usefixtures("isolated_home")
-dockerpkg = test_build.dockerpkg
 
-FROM_BASE = 'FROM {{ "busybox" | image_tag }}\n'
 PROXY = "http://proxy.invalid:3128"
 
 

@@ -523,13 +523,20 @@ class TestRoundTrips:
             "HEAD /v2/app/manifests/1.0",
         ]
 
-    def test_published_many_batches_tokens_and_runs_concurrently(self, peer: _Peer) -> None:
-        peer.delay = 0.05
+    @staticmethod
+    def _ask_forty(peer: _Peer, workers: int) -> list[tuple[str, str]]:
+        """Two tags of each of 40 repositories asked at once, half of them published; the
+        answers must be right. Returns the refs asked."""
         peer.published = {(f"repo{index}", "1") for index in range(0, 40, 2)}
         refs = [(f"repo{index}", tag) for index in range(40) for tag in ("1", "2")]
-        with RegistryClient(peer.host, None, None, 8) as client:
+        with RegistryClient(peer.host, None, None, workers) as client:
             answers = client.published_many(refs)
         assert answers == {ref: ref in peer.published for ref in refs}
+        return refs
+
+    def test_published_many_batches_tokens_and_runs_concurrently(self, peer: _Peer) -> None:
+        peer.delay = 0.05
+        self._ask_forty(peer, 8)
         paths = peer.paths()
         assert paths.count("GET /v2/") == 1
         assert paths.count("GET /token") == 3  # 40 repositories, 16 scopes a token
@@ -542,11 +549,7 @@ class TestRoundTrips:
     def test_published_many_survives_connections_closed_mid_batch(self, peer: _Peer) -> None:
         """Checks written ahead on a connection the server closes are asked again."""
         peer.close_every = 3
-        peer.published = {(f"repo{index}", "1") for index in range(0, 40, 2)}
-        refs = [(f"repo{index}", tag) for index in range(40) for tag in ("1", "2")]
-        with RegistryClient(peer.host, None, None, 4) as client:
-            answers = client.published_many(refs)
-        assert answers == {ref: ref in peer.published for ref in refs}
+        refs = self._ask_forty(peer, 4)
         heads = [path for path in peer.paths() if path.startswith("HEAD ")]
         assert sorted(set(heads)) == sorted(f"HEAD /v2/{r}/manifests/{t}" for r, t in refs)
         # Far more connections than workers: the server hung up every third answer.

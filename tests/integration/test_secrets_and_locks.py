@@ -29,7 +29,6 @@ import attrs
 import docker
 import pytest
 
-from tests.integration import test_build
 from tests.integration.test_build import (
     BASE_REPOSITORY,
     NAMESPACE,
@@ -41,7 +40,6 @@ from tests.integration.test_build import (
 from tests.support.trees import write_image
 
 # test_build's fixture: a registry holding the base image; and no user or Docker config.
-make_site = test_build.make_site
 pytestmark = pytest.mark.usefixtures("isolated_home")
 
 ROOT = Path(__file__).resolve().parents[2]
