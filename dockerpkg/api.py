@@ -29,6 +29,7 @@ from dockerpkg.core.spec import Snapshot
 from dockerpkg.core.tree import Tree, analyze_tree
 from dockerpkg.effects.configfile import LoadedConfig, read_config
 from dockerpkg.effects.credentials import Credentials
+from dockerpkg.effects.links import LinkPolicy
 from dockerpkg.effects.scheduler import Interrupt, Listener
 from dockerpkg.effects.tree import read_snapshot
 from dockerpkg.errors import DockerPkgError, Problem, Severity, error
@@ -47,6 +48,8 @@ class Workspace:
     tree: Tree
     digest: str
     warnings: tuple[Problem, ...]
+    # Where links in image folders may lead; the build context follows the same rules.
+    links: LinkPolicy
     config_files: tuple[str, ...] = ()  # the files the config was read from
     builders: BuilderSet = DEFAULT_BUILDERS  # the config's, or --builders
 
@@ -65,9 +68,9 @@ def load_workspace(
     render=False leaves Dockerfiles unrendered where the dependency graph does not need them
     (build_plan renders what it builds): for runs that build little or nothing.
     """
-    directory, loaded, snapshot = _read_inputs(directory, config_path, env)
+    directory, loaded, snapshot, links = _read_inputs(directory, config_path, env)
     chosen = builder_set(loaded, builders)
-    return _resolve(directory, loaded, snapshot, suffix, render=render, builders=chosen)
+    return _resolve(directory, loaded, snapshot, links, suffix, render=render, builders=chosen)
 
 
 def builder_set(loaded: LoadedConfig, flag: str | None) -> BuilderSet:
@@ -81,16 +84,34 @@ def builder_set(loaded: LoadedConfig, flag: str | None) -> BuilderSet:
 
 def _read_inputs(
     directory: str, config_path: str | None, env: Mapping[str, str]
-) -> tuple[str, LoadedConfig, Snapshot]:
+) -> tuple[str, LoadedConfig, Snapshot, LinkPolicy]:
     # Plans record the tree relative to the current folder: no absolute path in their JSON.
     directory = os.path.relpath(directory)
-    return directory, read_config(config_path, env), read_snapshot(directory)
+    loaded = read_config(config_path, env)
+    links = link_policy(directory, loaded, env)
+    return directory, loaded, read_snapshot(directory, links), links
+
+
+def link_policy(directory: str, loaded: LoadedConfig, env: Mapping[str, str]) -> LinkPolicy:
+    """Where links in DIRECTORY's image folders may lead: its repository, the config's
+    `context_roots` (relative to the config file naming them), never to the config files or
+    the Docker client's folder (they may hold credentials)."""
+    roots = loaded.config.context_roots
+    base = os.path.dirname(key_location(loaded.files, "context_roots").path) if roots else ""
+    docker_folder = env.get("DOCKER_CONFIG") or os.path.join(
+        env.get("HOME") or str(Path.home()), ".docker"
+    )
+    private = [path for path, _ in loaded.files] + [docker_folder]
+    return LinkPolicy.for_tree(
+        directory, [os.path.join(base, os.path.expanduser(root)) for root in roots], private
+    )
 
 
 def _resolve(
     directory: str,
     loaded: LoadedConfig,
     snapshot: Snapshot,
+    links: LinkPolicy,
     suffix: str,
     *,
     render: bool,
@@ -117,6 +138,7 @@ def _resolve(
         warnings=problems,
         config_files=tuple(path for path, _ in loaded.files),
         builders=builders,
+        links=links,
     )
 
 
@@ -138,11 +160,13 @@ def load_and_observe(
     that one is."""
     from dockerpkg.effects.observe import Observation, credentials_for
 
-    directory, loaded, snapshot = _read_inputs(directory, config_path, env)
+    directory, loaded, snapshot, links = _read_inputs(directory, config_path, env)
     chosen = builder_set(loaded, builders)
     credentials = credentials_for(loaded.config, env)
     if offline:
-        workspace = _resolve(directory, loaded, snapshot, suffix, render=render, builders=chosen)
+        workspace = _resolve(
+            directory, loaded, snapshot, links, suffix, render=render, builders=chosen
+        )
         return workspace, Observed(offline=True, credentials=credentials is not None), credentials
     guesses = guessed_refs(snapshot, loaded.config, suffix)
     observation = Observation(
@@ -154,7 +178,9 @@ def load_and_observe(
         builders=chosen.builders,
     )
     try:
-        workspace = _resolve(directory, loaded, snapshot, suffix, render=render, builders=chosen)
+        workspace = _resolve(
+            directory, loaded, snapshot, links, suffix, render=render, builders=chosen
+        )
     except BaseException:
         observation.cancel()
         raise
@@ -228,14 +254,6 @@ def saved_plan_workspace(
     return workspace
 
 
-def _private_files(workspace: Workspace, env: Mapping[str, str]) -> frozenset[str]:
-    """Files that may hold secrets: never in a build context, even inside an image folder."""
-    from dockerpkg.effects.observe import docker_config_file
-
-    paths = [*workspace.config_files, docker_config_file(env)]
-    return frozenset(os.path.realpath(path) for path in paths if path)
-
-
 def _changed_changelogs(plan: Plan, workspace: Workspace) -> list[Problem]:
     """The changelogs an update plan would edit whose newest version is no longer the one the
     plan was made from (someone else updated them meanwhile)."""
@@ -294,7 +312,7 @@ def apply_build_plan(
         use_cache=plan.options.use_cache,
         jobs=jobs,
         echo=echo,
-        private_files=_private_files(workspace, env),
+        links=workspace.links,
         build_timeout=workspace.config.build_timeout if build_timeout is None else build_timeout,
         build_engine=engine,
     )

@@ -33,7 +33,7 @@ from dockerpkg.effects.credentials import Credentials
 from dockerpkg.effects.progress import LineProgress, LiveProgress
 from dockerpkg.effects.scheduler import Interrupt
 from dockerpkg.effects.treelock import tree_lock
-from dockerpkg.errors import DockerPkgError, Problem, Severity
+from dockerpkg.errors import DockerPkgError, Problem, Severity, problem_lines
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 # As shells report a process ended by SIGINT or SIGTERM: 128 + the signal's number.
@@ -58,9 +58,13 @@ def nightly_suffix(now: datetime.datetime, *, nightly: bool, snapshot: bool) -> 
     return ""
 
 
-def print_problems(problems: Sequence[Problem]) -> None:
-    for problem in problems:
-        print(problem, file=sys.stderr)
+def print_problems(
+    problems: Sequence[Problem], directory: str | None = None, *, every: bool = False
+) -> None:
+    """Each problem about the run, and a count of those about the tree's style (EVERY: them
+    too, as --info asks); DIRECTORY names the tree in the `lint` command the count gives."""
+    for line in problem_lines(problems, directory, every=every):
+        print(line, file=sys.stderr)
 
 
 @contextlib.contextmanager
@@ -131,7 +135,7 @@ def _make_plan(
         definitions=render_all,
         builders=flags.builders,
     )
-    print_problems(workspace.warnings)
+    print_problems(workspace.warnings, workspace.directory, every=ctx.echo)
     options = BuildOptions(
         select=flags.select, pull=not flags.no_pull, use_cache=flags.use_cache, suffix=suffix
     )
@@ -329,7 +333,7 @@ def _commands(ctx: Context) -> list[Callable[..., Any]]:
                 saved = api.read_saved_plan(target)
                 lock.enter_context(locked(saved.directory, wait=wait_lock))
                 workspace = api.saved_plan_workspace(saved, target, ctx.config_path, ctx.env)
-                print_problems(workspace.warnings)
+                print_problems(workspace.warnings, workspace.directory, every=ctx.echo)
                 credentials = credentials_for(workspace.config, ctx.env) if saved.publish else None
                 if saved.publish and credentials is None:
                     raise DockerPkgError.single(
@@ -442,7 +446,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         parser.dispatch(argv=rest)
     except DockerPkgError as exc:
-        print_problems(exc.problems)
+        print_problems(exc.problems, every=ctx.echo)
         errors = sum(1 for p in exc.problems if p.severity is Severity.ERROR)
         print(f"dockerpkg: {errors} error(s); nothing was changed", file=sys.stderr)
         return EXIT_ERROR

@@ -13,7 +13,7 @@ import argh
 from dockerpkg import review
 from dockerpkg.core.graph_render import GraphFormat, to_dot, to_mermaid
 from dockerpkg.core.lint import count, findings_json, findings_text, strictly
-from dockerpkg.errors import DockerPkgError, Severity
+from dockerpkg.errors import DockerPkgError, Severity, problem_lines
 
 if TYPE_CHECKING:
     from dockerpkg.cli import Context
@@ -38,8 +38,8 @@ def commands(ctx: Context) -> list[Callable[..., Any]]:
     ) -> None:
         """Print the dependency graph: an arrow from each image to the images built on it."""
         drawn, warnings = review.dependency_graph(directory, ctx.config_path, ctx.env, select)
-        for problem in warnings:
-            print(problem, file=sys.stderr)
+        for line in problem_lines(warnings, directory, every=ctx.echo):
+            print(line, file=sys.stderr)
         if select is not None and not drawn.nodes:
             print(f"no image matches --select {select}", file=sys.stderr)
         text = to_dot(drawn) if GraphFormat(fmt) is GraphFormat.DOT else to_mermaid(drawn)

@@ -20,7 +20,7 @@ import argh
 from dockerpkg import api, versioning
 from dockerpkg.core.plan import Action, Plan
 from dockerpkg.core.serialize import plan_to_json, plan_to_text
-from dockerpkg.errors import DockerPkgError, Problem
+from dockerpkg.errors import DockerPkgError, problem_lines
 
 if TYPE_CHECKING:
     from dockerpkg.cli import Context
@@ -53,9 +53,9 @@ def _locked(directory: str, wait: bool) -> AbstractContextManager[None]:
     return locked(directory, wait=wait)
 
 
-def _print_problems(problems: Sequence[Problem]) -> None:
-    for problem in problems:
-        print(problem, file=sys.stderr)
+def _print_problems(workspace: api.Workspace, *, every: bool) -> None:
+    for line in problem_lines(workspace.warnings, workspace.directory, every=every):
+        print(line, file=sys.stderr)
 
 
 def _show(plan: Plan, *, json_output: bool, out: str | None) -> None:
@@ -157,7 +157,7 @@ def commands(ctx: Context) -> list[Callable[..., Any]]:  # noqa: PLR0915 (closur
     ) -> tuple[Plan, api.Workspace]:
         # Changelog edits need the dependency graph, not the rendered Dockerfiles.
         workspace = api.load_workspace(directory, ctx.config_path, ctx.env, render=False)
-        _print_problems(workspace.warnings)
+        _print_problems(workspace, every=ctx.echo)
         return versioning.update_plan(workspace, request, ctx.env, ctx.now), workspace
 
     def show_update(
@@ -244,7 +244,7 @@ def commands(ctx: Context) -> list[Callable[..., Any]]:  # noqa: PLR0915 (closur
                 workspace = versioning.saved_plan_workspace(
                     plan, Action.UPDATE, target, ctx.config_path, ctx.env
                 )
-                _print_problems(workspace.warnings)
+                _print_problems(workspace, every=ctx.echo)
                 write(plan, workspace)
             return
         request = versioning.UpdateRequest(reason=reason, name=target, version=version)
@@ -307,7 +307,7 @@ def commands(ctx: Context) -> list[Callable[..., Any]]:  # noqa: PLR0915 (closur
         workspace = api.load_workspace(
             directory, ctx.config_path, ctx.env, f"-{suffix}" if suffix else "", render=False
         )
-        _print_problems(workspace.warnings)
+        _print_problems(workspace, every=ctx.echo)
         client = versioning.connect(ctx.env)
         try:
             run = versioning.prune_plan(workspace, client, select=select, nightly=suffix)
@@ -360,7 +360,7 @@ def commands(ctx: Context) -> list[Callable[..., Any]]:  # noqa: PLR0915 (closur
             workspace = versioning.saved_plan_workspace(
                 saved, Action.PRUNE, plan_file, ctx.config_path, ctx.env
             )
-            _print_problems(workspace.warnings)
+            _print_problems(workspace, every=ctx.echo)
             client = versioning.connect(ctx.env)
             try:
                 fresh = versioning.prune_plan(

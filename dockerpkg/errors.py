@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 
 import attrs
 
@@ -12,6 +13,14 @@ class Severity(enum.Enum):
 
     ERROR = "error"
     WARNING = "warning"
+
+
+class Concern(enum.Enum):
+    """What a problem is about: the run (always said), or how the tree is kept (`lint` lists
+    those; other commands count them in one line)."""
+
+    RUN = "run"
+    STYLE = "style"
 
 
 @attrs.frozen
@@ -32,9 +41,27 @@ class Problem:
     location: Location
     message: str
     severity: Severity = Severity.ERROR
+    concern: Concern = Concern.RUN
 
     def __str__(self) -> str:
         return f"{self.location}: {self.severity.value}: {self.message}"
+
+
+def problem_lines(
+    problems: Sequence[Problem], directory: str | None = None, *, every: bool = False
+) -> list[str]:
+    """What a command prints of PROBLEMS: each about the run, then one line counting those
+    about the tree's style (EVERY: each of them too)."""
+    style = [p for p in problems if p.concern is Concern.STYLE]
+    lines = [str(p) for p in problems if every or p.concern is Concern.RUN]
+    if style and not every:
+        noun = "warning" if len(style) == 1 else "warnings"
+        lines.append(
+            f"{len(style)} {noun} about the tree: dockerpkg lint {directory or 'DIRECTORY'} "
+            "lists them "
+            "(--info shows them here)"
+        )
+    return lines
 
 
 def error(path: str, message: str, line: int | None = None) -> Problem:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from dockerpkg.api import load_workspace
+from dockerpkg.api import link_policy, load_workspace
 from dockerpkg.core.graph_render import Graph, select_graph
 from dockerpkg.core.lint import Finding, lint_tree
 from dockerpkg.effects.configfile import read_config
@@ -26,5 +26,5 @@ def lint(directory: str, config_path: str | None, env: Mapping[str, str]) -> tup
     """Every lint finding for the tree; bad input in the tree is a finding, while a config or
     tree folder that cannot be read at all raises DockerPkgError."""
     loaded = read_config(config_path, env)
-    snapshot = read_snapshot(directory)
+    snapshot = read_snapshot(directory, link_policy(directory, loaded, env))
     return lint_tree(snapshot, loaded.config, directory=directory, extra=loaded.warnings)

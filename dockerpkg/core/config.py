@@ -55,6 +55,13 @@ _BUILDER = sy.Map(
     }
 )
 
+_RULES = sy.EmptyList() | sy.Seq(sy.Str())
+_LINT = {
+    sy.Optional("select"): _RULES,
+    sy.Optional("extend_select"): _RULES,
+    sy.Optional("ignore"): _RULES,
+}
+
 _SCHEMA = sy.MapCombined(
     {
         sy.Optional("registry"): _NULLABLE_STR,
@@ -82,6 +89,8 @@ _SCHEMA = sy.MapCombined(
         | sy.Str(),
         sy.Optional("build_timeout"): sy.EmptyNone() | sy.Float(),
         sy.Optional("builders"): sy.EmptyList() | sy.Seq(_BUILDER),
+        sy.Optional("context_roots"): sy.EmptyList() | sy.Seq(sy.Str()),
+        sy.Optional("lint"): sy.EmptyDict() | sy.Map(_LINT),
     },
     sy.Str(),
     sy.Any(),
@@ -115,12 +124,24 @@ _KNOWN_KEYS = frozenset(
         "container_limits",
         "build_timeout",
         "builders",
+        "context_roots",
+        "lint",
     }
 )
 
-# Keys that say where and how to run, not what to build: neither template variables nor part
-# of a plan's digest (a plan records its builders itself).
-RUN_KEYS = frozenset({"builders", "build_engine"})
+# Keys that say where and how to run or check, not what to build: neither template variables
+# nor part of a plan's digest (a plan records its builders itself; what links reach is in
+# the tree's digest through the files they bring).
+RUN_KEYS = frozenset({"builders", "build_engine", "context_roots", "lint"})
+
+
+@attrs.frozen
+class LintSettings:
+    """The config's `lint` key: rule codes as written (the lint module checks them)."""
+
+    select: tuple[str, ...] | None = None  # None: the default rules
+    extend_select: tuple[str, ...] = ()
+    ignore: tuple[str, ...] = ()
 
 
 def _freeze(value: Any) -> Any:
@@ -162,6 +183,10 @@ class Config:
     build_timeout: float | None = None  # seconds one image's build may take; None: no limit
     # The Docker engines to build on; empty: the daemon of the environment (DOCKER_HOST).
     builders: tuple[Builder, ...] = ()
+    # Folders outside the repository that links in image folders may lead into, as written
+    # (relative to the config file naming them).
+    context_roots: tuple[str, ...] = ()
+    lint: LintSettings = LintSettings()
     # Keys the schema does not know, as YAML gave them: template variables only.
     extra: Mapping[str, Any] = attrs.field(factory=lambda: MappingProxyType({}))
 
@@ -392,6 +417,8 @@ def build_config(*layers: Mapping[str, Any]) -> Config:
     extra = {k: _freeze(v) for k, v in merged.items() if k not in _KNOWN_KEYS}
     if "build_engine" in kwargs:
         kwargs["build_engine"] = BuildEngine(kwargs["build_engine"])
+    if "lint" in kwargs:
+        kwargs["lint"] = LintSettings(**dict(kwargs["lint"]))
     if kwargs.get("apt_only_proxy") is None and kwargs.get("http_proxy"):
         kwargs["apt_only_proxy"] = kwargs["http_proxy"]
     for key in ("apt_options",):

@@ -24,7 +24,7 @@ from dockerpkg.core.render import (
     static_image_tags,
 )
 from dockerpkg.core.spec import ImageSpec, Snapshot, parse_image
-from dockerpkg.errors import DockerPkgError, Problem, error, warning
+from dockerpkg.errors import Concern, DockerPkgError, Problem, error, warning
 
 
 @attrs.frozen
@@ -199,11 +199,12 @@ def render_images(tree: Tree, config: Config, names: Iterable[str]) -> Tree:
 def undeclared_warning(spec: ImageSpec, parent: str) -> Problem:
     """The warning for SPEC using tree image PARENT through image_tag without declaring it
     (`lint` reports these itself, with the line, under a rule of their own)."""
-    return warning(
+    found = warning(
         spec.source.file("Dockerfile.template"),
         f"uses image '{parent}' through image_tag but does not declare it in control "
         "(Depends); it is built first anyway",
     )
+    return attrs.evolve(found, concern=Concern.STYLE)
 
 
 def _dependencies(

@@ -31,6 +31,7 @@ from dockerpkg.core.report import Outcome, Report, StepOutcome
 from dockerpkg.effects import daemon
 from dockerpkg.effects import stage as stage_effects
 from dockerpkg.effects.credentials import Credentials
+from dockerpkg.effects.links import LinkPolicy, context_entries, copy_context
 from dockerpkg.effects.logs import DEFAULT_LOG_LIMIT, CappedLog
 from dockerpkg.effects.registry import RegistryClient, RegistryError
 from dockerpkg.effects.scheduler import (
@@ -43,7 +44,7 @@ from dockerpkg.effects.scheduler import (
     TaskResult,
     run_tasks,
 )
-from dockerpkg.effects.tree import BUILD_TEMPLATE, link_problem
+from dockerpkg.effects.tree import BUILD_TEMPLATE
 
 
 @attrs.frozen
@@ -59,8 +60,9 @@ class Settings:
     echo: IO[str] | None = None  # --info: build output to the terminal as well
     push_jobs: int = 4
     pull_jobs: int = 4
-    # Real paths of files never copied into a build context (config files holding secrets).
-    private_files: frozenset[str] = frozenset()
+    # Where links in image folders may lead (None: inside the tree's repository only); its
+    # private paths (config files holding secrets) are never copied into a build context.
+    links: LinkPolicy | None = None
     build_timeout: float | None = None  # seconds one image's build may take
     build_engine: BuildEngine = BuildEngine.BUILDKIT
     log_limit: int = DEFAULT_LOG_LIMIT  # characters each step may write to its image's log
@@ -219,7 +221,8 @@ class Executor:
     def _context(self, image: PlannedImage) -> contextlib.AbstractContextManager[Path]:
         """A temporary copy of IMAGE's folder (see `_context` below)."""
         settings = self._settings
-        return _context(settings.directory, image.path, image.name, settings.private_files)
+        links = settings.links or LinkPolicy.for_tree(str(settings.directory))
+        return _context(settings.directory, image.path, image.name, links)
 
     def _build(self, image: PlannedImage) -> str | None:
         config = self._settings.config
@@ -411,56 +414,27 @@ def _bases(image: PlannedImage, images: Mapping[str, PlannedImage]) -> list[str]
 
 
 @contextlib.contextmanager
-def _context(
-    tree: Path, path: str, name: str, private: frozenset[str] = frozenset()
-) -> Iterator[Path]:
-    """A temporary copy of the image folder PATH of TREE without PRIVATE files, removed
-    whatever happens.
+def _context(tree: Path, path: str, name: str, links: LinkPolicy) -> Iterator[Path]:
+    """A temporary copy of the image folder PATH of TREE, links followed where LINKS allows
+    (its private files left out), removed whatever happens.
 
-    Links are copied as links, never followed, and the copy is refused when one of them leads
-    out of the context: checked on the copy, so a link made after planning is caught too.
+    The links are checked again on this copy: one made or changed after planning is caught.
     """
     temp = tempfile.mkdtemp(prefix=f"dockerpkg-{name.replace('/', '-')}-")
     try:
         context = Path(temp) / "context"
-        folder = tree / path
+        entries, refusals = context_entries(str(tree / path), links, skip=links.private)
+        if refusals:
+            named = [f"{r.name if path == '.' else f'{path}/{r.name}'}: {r.why}" for r in refusals]
+            raise TaskFailedError("refused to copy into the build context: " + "; ".join(named))
         try:
-            shutil.copytree(folder, context, symlinks=True, ignore=_leaving_out(folder, private))
-        except (OSError, shutil.Error) as exc:
+            context.mkdir()
+            copy_context(entries, str(context))
+        except OSError as exc:
             raise TaskFailedError(f"cannot copy {path} into the build context: {exc}") from None
-        refused = _refused_links(context, path)
-        if refused:
-            raise TaskFailedError("refused to copy into the build context: " + "; ".join(refused))
         yield context
     finally:
         shutil.rmtree(temp, ignore_errors=True)
-
-
-def _refused_links(context: Path, path: str) -> list[str]:
-    """`PATH/LINK: why` for every symlink of the copied CONTEXT leading out of it."""
-    refused = []
-    for folder, dirs, files in os.walk(context):
-        for entry in sorted(dirs + files):
-            full = os.path.join(folder, entry)
-            if os.path.islink(full) and (why := link_problem(full, str(context))):
-                relative = os.path.relpath(full, context).replace(os.sep, "/")
-                refused.append(f"{relative if path == '.' else f'{path}/{relative}'}: {why}")
-    return refused
-
-
-def _leaving_out(
-    folder: Path, private: frozenset[str]
-) -> Callable[[str, list[str]], set[str]] | None:
-    """copytree's filter dropping the PRIVATE files under FOLDER (None when there are none)."""
-    root = os.path.realpath(folder) + os.sep
-    inside = {path for path in private if path.startswith(root)}
-    if not inside:
-        return None
-
-    def ignore(directory: str, names: list[str]) -> set[str]:
-        return {n for n in names if os.path.realpath(os.path.join(directory, n)) in inside}
-
-    return ignore
 
 
 class _Tee:

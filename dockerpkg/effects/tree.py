@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import os
 
 import attrs
 
 from dockerpkg.core.spec import ImageSource, Snapshot
+from dockerpkg.effects.links import LinkPolicy, linked_entries
 from dockerpkg.errors import DockerPkgError, Problem, error, warning
 
 TEMPLATE = "Dockerfile.template"
@@ -79,37 +79,6 @@ def _rel(root: str, path: str) -> str:
     return rel.replace(os.sep, "/")
 
 
-def _inside(path: str, folder: str) -> bool:
-    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
-
-
-def link_problem(path: str, folder: str) -> str | None:
-    """Why the symlink PATH cannot be part of the build context FOLDER, or None if it can.
-
-    A build context holds one image folder: a link leaving it would give Docker (and
-    dockerpkg's own copy of the context) something else, or nothing; an absolute link means
-    something else once the folder is copied. A link that cannot be resolved, or that leads
-    back to a folder holding it, is a loop for anything following it.
-    """
-    target = os.readlink(path)
-    try:
-        os.stat(path)
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            return f"symlink loop: {target!r} leads back to itself"
-    if os.path.isabs(target):
-        return f"absolute symlink to {target!r}: the build context holds only the image folder"
-    resolved = os.path.realpath(path)
-    if not _inside(resolved, os.path.realpath(folder)):
-        return (
-            f"symlink to {target!r} leads outside the image folder: the build context holds "
-            "only the image folder"
-        )
-    if os.path.isdir(resolved) and _inside(os.path.realpath(os.path.dirname(path)), resolved):
-        return f"symlink loop: {target!r} is a folder holding the link"
-    return None
-
-
 @attrs.frozen
 class _Folder:
     """One folder's entries by kind, names sorted."""
@@ -177,10 +146,21 @@ def _check_folder(top: str, current: str, entries: _Folder) -> list[Problem]:
     return problems
 
 
+def _holders(folder: str, sub: str) -> tuple[str, ...]:
+    """Real paths of FOLDER and of each folder down to its subfolder SUB: what a link in SUB
+    must not lead to (or above), or copying it would never end."""
+    chain = [os.path.realpath(folder)]
+    if sub != folder:
+        for part in _rel(folder, sub).split("/"):
+            chain.append(os.path.join(chain[-1], part))
+    return tuple(chain)
+
+
 def _read_image(
-    top: str, folder: str, owned: list[str], listing: dict[str, _Folder]
+    top: str, folder: str, owned: list[str], listing: dict[str, _Folder], policy: LinkPolicy
 ) -> tuple[ImageSource | None, list[Problem]]:
-    """One image folder's files, or the problems that make it unusable."""
+    """One image folder's files (links followed, see dockerpkg.effects.links), or the
+    problems that make it unusable."""
     names: list[str] = []
     texts: list[tuple[str, str]] = []
     hashes: list[tuple[str, str]] = []
@@ -200,24 +180,22 @@ def _read_image(
                     )
                 )
                 continue
-            content: _Content | None = None
             if name in links:
-                why = link_problem(path, folder)
-                if why is not None:
-                    problems.append(error(_rel(top, path), why))
-                    continue
-                if os.path.isdir(path) or not os.path.exists(path):
-                    target = os.readlink(path)
-                    why = "is a folder" if os.path.isdir(path) else f"symlink to missing {target!r}"
-                    content = _Content(None, "symlink:" + target, why)
-            if content is None:
-                content = _read(path, whole=relative in DEFINITION_FILES)
-            names.append(relative)
-            hashes.append((relative, content.digest))
-            if content.text is not None:
-                texts.append((relative, content.text))
-            elif relative in DEFINITION_FILES:
-                unreadable[relative] = content
+                linked, refusals = linked_entries(path, relative, policy, _holders(folder, sub))
+                problems.extend(
+                    error(_rel(top, os.path.join(folder, r.name)), r.why) for r in refusals
+                )
+                files = [(e.name, e.source) for e in linked if not e.folder]
+            else:
+                files = [(relative, path)]
+            for inner, origin in files:
+                content = _read(origin, whole=inner in DEFINITION_FILES)
+                names.append(inner)
+                hashes.append((inner, content.digest))
+                if content.text is not None:
+                    texts.append((inner, content.text))
+                elif inner in DEFINITION_FILES:
+                    unreadable[inner] = content
     for name, content in unreadable.items():
         problems.append(
             error(_rel(top, os.path.join(folder, name)), content.why or "", content.line)
@@ -261,16 +239,18 @@ def _image_folders(
     return sorted(image_dirs), problems, warnings
 
 
-def read_snapshot(root: str | os.PathLike[str]) -> Snapshot:
+def read_snapshot(root: str | os.PathLike[str], policy: LinkPolicy | None = None) -> Snapshot:
     """Walk ROOT once; folders with a template and a changelog are images.
 
-    Every other file belongs to the nearest image folder above it (its build context).
+    Every other file belongs to the nearest image folder above it (its build context); links
+    are followed where POLICY allows (default: inside the repository holding ROOT).
     """
     top = os.fspath(root)
     if not os.path.lexists(top):
         raise DockerPkgError.single(top, "no such folder: the image tree is not there")
     if not os.path.isdir(top):
         raise DockerPkgError.single(top, "not a folder: give the folder holding the image folders")
+    policy = policy or LinkPolicy.for_tree(top)
     listing, unreadable_dirs = _walk(top)
     image_dirs, problems, warnings = _image_folders(top, listing)
     image_set = set(image_dirs)
@@ -286,7 +266,7 @@ def read_snapshot(root: str | os.PathLike[str]) -> Snapshot:
             warnings.append(warning(_rel(top, folder), "skipped: cannot read the folder"))
     sources = []
     for folder in image_dirs:
-        source, found = _read_image(top, folder, owned[folder], listing)
+        source, found = _read_image(top, folder, owned[folder], listing, policy)
         problems.extend(found)
         if source is not None:
             sources.append(source)

@@ -18,13 +18,17 @@ import pytest
 
 from dockerpkg.cli import main
 from dockerpkg.effects.apply import _context
+from dockerpkg.effects.links import LinkPolicy
 from dockerpkg.effects.scheduler import TaskFailedError
 from tests.support.badinput import changelog, fingerprint, write, write_image, write_work
 
+POLICY = LinkPolicy.for_tree
 Builder = Callable[[Path], object]  # gets the work folder (also the current folder)
 PLAN = ("plan", "--offline", "images")
 # `path[:line]: error|warning: message`, the one shape of every problem line.
 PROBLEM_LINE = re.compile(r"[^\s:]+(:\d+)?: (error|warning): \S.*")
+# The count of warnings about the tree's style, which `lint` lists.
+STYLE_LINE = re.compile(r"\d+ warnings? about the tree: dockerpkg lint \S+ lists them .*")
 SUMMARY_LINE = re.compile(r"dockerpkg: \d+ error\(s\); nothing was changed")
 
 
@@ -36,6 +40,7 @@ class Case:
     build: Builder
     expect: str
     argv: tuple[str, ...] = PLAN
+    env: tuple[tuple[str, str], ...] = ()  # set for the run
 
 
 # --- ways to break the work folder ---------------------------------------------------------------
@@ -566,42 +571,76 @@ CASES = [
     ),
     Case("tree-symlink-to-parent", link("base/sub", "../base"), "base/sub: error: symlink loop"),
     Case(
-        "tree-symlink-outside",
+        "tree-symlink-to-config",
         link("base/secret.yaml", "../../config.yaml"),
-        "base/secret.yaml: error: symlink to '../../config.yaml' leads outside the image folder",
+        "base/secret.yaml: error: symlink to '../../config.yaml' leads to what may hold "
+        "credentials",
     ),
     Case(
-        "tree-symlink-to-other-image",
-        link("base/app.template", "../app/Dockerfile.template"),
-        "base/app.template: error: symlink to '../app/Dockerfile.template' leads outside the "
-        "image folder",
+        "tree-symlink-outside",
+        chain(lambda w: write(w / "notes.txt", "x\n"), link("base/notes.txt", "../../notes.txt")),
+        "base/notes.txt: error: symlink to '../../notes.txt' leads outside the repository "
+        "holding the tree",
     ),
     Case(
         "tree-symlink-folder-outside",
-        link("base/shared", "../tools"),
-        "base/shared: error: symlink to '../tools' leads outside",
+        chain(lambda w: write(w / "shared/x", "x\n"), link("base/shared", "../../shared")),
+        "base/shared: error: symlink to '../../shared' leads outside the repository",
     ),
     Case(
         "tree-symlink-absolute",
         link("base/etc", "/etc"),
-        "base/etc: error: absolute symlink to '/etc'",
+        "base/etc: error: symlink to '/etc' leads outside the repository",
     ),
     Case(
-        "tree-symlink-outside-build",
+        "tree-symlink-into-docker-folder",
+        chain(
+            lambda w: write(w / "images/.docker/config.json", "{}\n"),
+            link("base/auth.json", "../.docker/config.json"),
+        ),
+        "base/auth.json: error: symlink to '../.docker/config.json' leads to what may hold "
+        "credentials",
+        env=(("DOCKER_CONFIG", "images/.docker"),),
+    ),
+    Case(
+        "tree-symlink-dangling",
+        link("base/gone.txt", "../common/gone.txt"),
+        "base/gone.txt: error: symlink to missing '../common/gone.txt'",
+    ),
+    Case(
+        "tree-symlink-to-fifo",
+        chain(lambda w: os.mkfifo(w / "images" / "pipe"), link("base/pipe", "../pipe")),
+        "base/pipe: error: symlink to '../pipe' leads to something that is not a file or folder",
+    ),
+    Case(
+        "tree-symlink-loop-through-linked-folder",
+        chain(
+            put("common/x", "x\n"),
+            link("common/back", "../base"),
+            link("base/common", "../common"),
+        ),
+        "base/common/back: error: symlink loop: '../base' is a folder holding the link",
+    ),
+    Case(
+        "tree-symlink-to-config-build",
         link("base/secret.yaml", "../../config.yaml"),
-        "base/secret.yaml: error: symlink to '../../config.yaml' leads outside",
+        "base/secret.yaml: error: symlink to '../../config.yaml' leads to what may hold",
         ("build", "images"),
     ),
     Case(
-        "tree-symlink-outside-apply",
+        "tree-symlink-to-config-apply",
         link("base/secret.yaml", "../../config.yaml"),
-        "base/secret.yaml: error: symlink to '../../config.yaml' leads outside",
+        "base/secret.yaml: error: symlink to '../../config.yaml' leads to what may hold",
         ("apply", "images"),
     ),
     Case(
         "tree-symlink-outside-nested",
-        chain(put("base/deep/er/x", "x\n"), link("base/deep/er/secret", "../../../../config.yaml")),
-        "base/deep/er/secret: error: symlink to '../../../../config.yaml' leads outside",
+        chain(
+            put("base/deep/er/x", "x\n"),
+            lambda w: write(w / "notes.txt", "x\n"),
+            link("base/deep/er/notes", "../../../../notes.txt"),
+        ),
+        "base/deep/er/notes: error: symlink to '../../../../notes.txt' leads outside",
     ),
     Case(
         "tree-fifo-in-context", fifo("base/pipe"), "base/pipe: error: not a file, folder or symlink"
@@ -699,6 +738,8 @@ def test_refused(
     work = tmp_path / "work"
     write_work(work)
     monkeypatch.chdir(work)
+    for key, value in case.env:
+        monkeypatch.setenv(key, value)
     case.build(work)
     capsys.readouterr()
     before = fingerprint(work)
@@ -710,7 +751,7 @@ def test_refused(
     assert any(line.startswith(case.expect) for line in lines), err
     assert SUMMARY_LINE.fullmatch(lines[-1]), err
     for line in lines[:-1]:
-        assert PROBLEM_LINE.fullmatch(line), line
+        assert PROBLEM_LINE.fullmatch(line) or STYLE_LINE.fullmatch(line), line
     assert fingerprint(work) == before
 
 
@@ -793,6 +834,17 @@ ACCEPTED = [
         "",
     ),
     Case(
+        "symlink-to-other-image-file",
+        link("base/app.template", "../app/Dockerfile.template"),
+        "",
+    ),
+    Case("symlink-to-sibling-folder", link("base/shared", "../tools"), ""),
+    Case(
+        "symlink-absolute-inside-the-tree",
+        lambda w: os.symlink(w / "images" / "app" / "Dockerfile.template", w / "images/base/t"),
+        "",
+    ),
+    Case(
         "symlink-loop-outside-image-folders",
         chain(link("loop-a", "loop-b"), link("loop-b", "loop-a"), link("top", ".")),
         "",
@@ -837,22 +889,28 @@ def test_update_of_crlf_changelogs(
 
 
 class TestContextCopy:
-    """What apply sends to Docker: a copy of the image folder, refused if a link leaves it, even
-    one made after planning."""
+    """What apply sends to Docker: a copy of the image folder with its links followed, refused
+    if a link leads where it may not, even one made after planning."""
 
     def test_link_outside_refused_naming_it(self, tmp_path: Path) -> None:
         tree = write_work(tmp_path)
-        os.symlink("../../config.yaml", tree / "base" / "secret.yaml")
-        with pytest.raises(TaskFailedError) as info, _context(tree, "base", "base"):
+        (tmp_path / "notes.txt").write_text("x\n")
+        os.symlink("../../notes.txt", tree / "base" / "notes.txt")
+        with pytest.raises(TaskFailedError) as info, _context(tree, "base", "base", POLICY(tree)):
             pass
         message = str(info.value)
-        assert message.startswith("refused to copy into the build context: base/secret.yaml: ")
-        assert "leads outside the image folder" in message
+        assert message.startswith("refused to copy into the build context: base/notes.txt: ")
+        assert "leads outside the repository holding the tree" in message
 
-    def test_links_inside_kept_as_links(self, tmp_path: Path) -> None:
+    def test_links_followed_into_copies(self, tmp_path: Path) -> None:
         tree = write_work(tmp_path)
         os.symlink("hello.txt", tree / "base" / "same.txt")
-        with _context(tree, "base", "base") as context:
-            assert os.readlink(context / "same.txt") == "hello.txt"
+        write(tree / "common" / "run.sh", "#!/bin/sh\n")
+        (tree / "common" / "run.sh").chmod(0o755)
+        os.symlink("../common", tree / "base" / "common")
+        with _context(tree, "base", "base", POLICY(tree)) as context:
+            assert not (context / "same.txt").is_symlink()
             assert (context / "same.txt").read_text() == "hello\n"
+            assert not (context / "common").is_symlink()
+            assert (context / "common" / "run.sh").stat().st_mode & 0o777 == 0o755
         assert not context.exists()

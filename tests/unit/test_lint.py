@@ -158,15 +158,40 @@ class TestUndeclaredDependency:
         clean_tree(tmp_path)
         assert not [f for f in lint(tmp_path) if f.rule is Rule.UNDECLARED_DEPENDENCY]
 
-    def test_plan_keeps_its_own_warning(
+    @pytest.mark.parametrize(
+        "argv",
+        [("plan", "--offline"), ("graph",), ("update", "base", "--version", "2.0")],
+        ids=["plan", "graph", "update"],
+    )
+    def test_other_commands_count_it_in_one_line(
+        self,
+        argv: tuple[str, ...],
+        tmp_path: Path,
+        capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        clean_tree(tmp_path)
+        (tmp_path / "tree" / "child" / "control").unlink()
+        monkeypatch.chdir(tmp_path)
+        monkeypatch.setenv("DEBFULLNAME", "Release Bot")
+        monkeypatch.setenv("DEBEMAIL", "bot@example.org")
+        assert main(["-c", "config.yaml", *argv, "tree"]) == 0
+        err = capsys.readouterr().err.splitlines()
+        assert err[0] == (
+            "1 warning about the tree: dockerpkg lint tree lists them (--info shows them here)"
+        )
+        assert not [line for line in err if ": warning: " in line]
+
+    def test_info_shows_it(
         self, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
     ) -> None:
         clean_tree(tmp_path)
         (tmp_path / "tree" / "child" / "control").unlink()
         monkeypatch.chdir(tmp_path)
-        assert main(["-c", "config.yaml", "plan", "--offline", "tree"]) == 0
-        assert "child/Dockerfile.template: warning: uses image 'base' through image_tag" in (
-            capsys.readouterr().err
+        assert main(["--info", "-c", "config.yaml", "plan", "--offline", "tree"]) == 0
+        assert capsys.readouterr().err == (
+            "child/Dockerfile.template: warning: uses image 'base' through image_tag but does not "
+            "declare it in control (Depends); it is built first anyway\n"
         )
 
 
@@ -458,6 +483,8 @@ def test_every_broken_tree_is_an_error(
     work = tmp_path / "work"
     write_work(work)
     monkeypatch.chdir(work)
+    for key, value in case.env:
+        monkeypatch.setenv(key, value)
     case.build(work)
     before = fingerprint(work)
     status = main(["lint", "images"])
