@@ -12,7 +12,14 @@ import argh
 
 from dockerpkg import review
 from dockerpkg.core.graph_render import GraphFormat, to_dot, to_mermaid
-from dockerpkg.core.lint import count, findings_json, findings_text, strictly
+from dockerpkg.core.lint import (
+    RuleChoice,
+    count,
+    findings_json,
+    findings_text,
+    rules_text,
+    strictly,
+)
 from dockerpkg.errors import DockerPkgError, Severity, problem_lines
 
 if TYPE_CHECKING:
@@ -51,12 +58,32 @@ def commands(ctx: Context) -> list[Callable[..., Any]]:
         else:
             sys.stdout.write(text)
 
-    @argh.arg("directory", help="the image tree")
+    @argh.arg("directory", metavar="DIRECTORY", help="the image tree")
     @argh.arg("--strict", help="treat warnings as errors")
     @argh.arg("--json", dest="json_output", help="print the findings as JSON")
-    def lint(directory: str, *, strict: bool = False, json_output: bool = False) -> None:
+    @argh.arg("--select", help="RULE,...: these rules instead of the defaults (ALL: every rule)")
+    @argh.arg("--extend-select", help="RULE,...: these rules besides the selected ones")
+    @argh.arg("--ignore", help="RULE,...: leave these rules out")
+    @argh.arg("--list-rules", help="print every rule, whether it is on by default, what it finds")
+    def lint(
+        *directory: str,
+        strict: bool = False,
+        json_output: bool = False,
+        select: str | None = None,
+        extend_select: str | None = None,
+        ignore: str | None = None,
+        list_rules: bool = False,
+    ) -> None:
         """Check the tree without a daemon; exit 1 on errors, 0 with warnings only."""
-        findings = review.lint(directory, ctx.config_path, ctx.env)
+        if list_rules:
+            sys.stdout.write(rules_text())
+            return
+        if len(directory) != 1:
+            raise DockerPkgError.single("lint", "give one image tree (or --list-rules)")
+        choice = RuleChoice(
+            None if select is None else _split(select), _split(extend_select), _split(ignore)
+        )
+        findings = review.lint(directory[0], ctx.config_path, ctx.env, choice)
         if strict:
             findings = strictly(findings)
         sys.stdout.write(findings_json(findings) if json_output else findings_text(findings))
@@ -67,3 +94,8 @@ def commands(ctx: Context) -> list[Callable[..., Any]]:
             raise ExitStatus(EXIT_ERRORS)
 
     return [graph, lint]
+
+
+def _split(codes: str | None) -> tuple[str, ...]:
+    """`a,b, c` -> ("a", "b", "c")."""
+    return tuple(code.strip() for code in (codes or "").split(",") if code.strip())

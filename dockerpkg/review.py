@@ -5,11 +5,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from dockerpkg.api import link_policy, load_workspace
+from dockerpkg.core.config import key_location
 from dockerpkg.core.graph_render import Graph, select_graph
-from dockerpkg.core.lint import Finding, lint_tree
+from dockerpkg.core.lint import Finding, RuleChoice, chosen_rules, lint_tree
 from dockerpkg.effects.configfile import read_config
 from dockerpkg.effects.tree import read_snapshot
-from dockerpkg.errors import Problem
+from dockerpkg.errors import Location, Problem
+
+NO_CHOICE = RuleChoice()
 
 
 def dependency_graph(
@@ -22,9 +25,22 @@ def dependency_graph(
     return select_graph(workspace.tree, select), workspace.warnings
 
 
-def lint(directory: str, config_path: str | None, env: Mapping[str, str]) -> tuple[Finding, ...]:
-    """Every lint finding for the tree; bad input in the tree is a finding, while a config or
-    tree folder that cannot be read at all raises DockerPkgError."""
+def lint(
+    directory: str,
+    config_path: str | None,
+    env: Mapping[str, str],
+    choice: RuleChoice = NO_CHOICE,
+) -> tuple[Finding, ...]:
+    """Every lint finding for the tree, of the rules the config's `lint` key and CHOICE (the
+    command line's) select; bad input in the tree is a finding, while a config or tree folder
+    that cannot be read at all, or an unknown rule, raises DockerPkgError."""
     loaded = read_config(config_path, env)
+    settings = loaded.config.lint
+    configured = RuleChoice(settings.select, settings.extend_select, settings.ignore)
+    rules = chosen_rules(
+        [(configured, key_location(loaded.files, "lint")), (choice, Location("command line"))]
+    )
     snapshot = read_snapshot(directory, link_policy(directory, loaded, env))
-    return lint_tree(snapshot, loaded.config, directory=directory, extra=loaded.warnings)
+    return lint_tree(
+        snapshot, loaded.config, directory=directory, extra=loaded.warnings, rules=rules
+    )

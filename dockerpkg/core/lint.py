@@ -25,7 +25,7 @@ from dockerpkg.core.render import KnownImages, Rendered, non_numeric_user
 from dockerpkg.core.spec import ImageSpec, Snapshot, _first_bad_line
 from dockerpkg.core.tree import analyze_tree, known_images, undeclared_warning
 from dockerpkg.core.versions import VersionError, parse_version
-from dockerpkg.errors import Location, Problem, Severity
+from dockerpkg.errors import DockerPkgError, Location, Problem, Severity
 
 
 class Rule(enum.Enum):
@@ -37,6 +37,110 @@ class Rule(enum.Enum):
     NON_NUMERIC_USER = "non-numeric-user"
     MISSING_TEST = "missing-test"
     CHANGELOG_ORDER = "changelog-order"
+
+
+@attrs.frozen
+class RuleInfo:
+    """What `lint --list-rules` says of a rule."""
+
+    rule: Rule
+    default: bool  # on unless deselected
+    finds: str
+
+
+RULE_INFO: tuple[RuleInfo, ...] = (
+    RuleInfo(
+        Rule.BAD_INPUT,
+        True,
+        "what makes a run fail (files that cannot be read or parsed, unknown images, cycles); "
+        "always on",
+    ),
+    RuleInfo(
+        Rule.UNDECLARED_DEPENDENCY,
+        True,
+        "an image used through image_tag that control's Depends does not name",
+    ),
+    RuleInfo(
+        Rule.UNUSED_DEPENDENCY, True, "a Depends entry that no template uses through image_tag"
+    ),
+    RuleInfo(
+        Rule.NON_NUMERIC_USER,
+        True,
+        "a final USER naming no uid (an error when force_numeric_user is set)",
+    ),
+    RuleInfo(Rule.MISSING_TEST, True, "an image without test.sh: built and published unverified"),
+    RuleInfo(
+        Rule.CHANGELOG_ORDER,
+        False,
+        "changelog entries whose versions do not grow from bottom to top (dated rebuilds "
+        "such as 1.2-2-20260719 before 1.2-3 are common practice)",
+    ),
+)
+DEFAULT_RULES = frozenset(info.rule for info in RULE_INFO if info.default)
+ALL = "ALL"  # selects every rule
+
+
+@attrs.frozen
+class RuleChoice:
+    """Rule codes as a user gave them, in ruff's manner: SELECT replaces the default set
+    (None keeps it), EXTEND_SELECT adds, IGNORE removes."""
+
+    select: tuple[str, ...] | None = None
+    extend_select: tuple[str, ...] = ()
+    ignore: tuple[str, ...] = ()
+
+
+def _codes(names: Iterable[str], location: Location) -> frozenset[Rule] | Problem:
+    """The rules NAMES give, or the problem with the first unknown one."""
+    found: set[Rule] = set()
+    for name in names:
+        if name == ALL:
+            found.update(Rule)
+            continue
+        try:
+            found.add(Rule(name))
+        except ValueError:
+            known = ", ".join(r.value for r in Rule)
+            return Problem(location, f"unknown lint rule {name!r} (rules: {known}, or {ALL})")
+    return frozenset(found)
+
+
+def chosen_rules(
+    layers: Iterable[tuple[RuleChoice, Location]],
+) -> frozenset[Rule]:
+    """The rules LAYERS choose (the config's, then the command line's), each layer starting
+    from the one below; raises DockerPkgError naming an unknown code or a rule that cannot be
+    turned off."""
+    rules = DEFAULT_RULES
+    problems: list[Problem] = []
+    for choice, location in layers:
+        parts = []
+        for names in (choice.select or (), choice.extend_select, choice.ignore):
+            codes = _codes(names, location)
+            if isinstance(codes, Problem):
+                problems.append(codes)
+                codes = frozenset()
+            parts.append(codes)
+        selected, extended, ignored = parts
+        if Rule.BAD_INPUT in ignored:
+            message = (
+                f"lint rule {Rule.BAD_INPUT.value!r} cannot be ignored: it is what makes runs fail"
+            )
+            problems.append(Problem(location, message))
+        rules = (selected if choice.select is not None else rules) | extended
+        rules -= ignored
+    if problems:
+        raise DockerPkgError(problems)
+    return rules | {Rule.BAD_INPUT}
+
+
+def rules_text() -> str:
+    """`lint --list-rules`: each rule, on or off by default, and what it finds."""
+    width = max(len(r.value) for r in Rule)
+    return "".join(
+        f"{info.rule.value:<{width}}  {'on ' if info.default else 'off'}  {info.finds}\n"
+        for info in RULE_INFO
+    )
 
 
 @attrs.frozen
@@ -64,6 +168,7 @@ class _Context:
     config: Config
     known: KnownImages
     tree_repos: Mapping[str, str]  # repository -> tree image name
+    rules: frozenset[Rule]
 
     def repository(self, spec: ImageSpec) -> str:
         return join_repository(self.config.registry, self.config.namespace, spec.name)
@@ -168,10 +273,9 @@ def _missing_test(spec: ImageSpec, rendered: Rendered | None, ctx: _Context) -> 
         )
 
 
-def _changelog_order(
-    spec: ImageSpec, rendered: Rendered | None, ctx: _Context
-) -> Iterator[Finding]:
-    """Entries are newest first: each version must be greater than the one below it."""
+def _changelog_versions(spec: ImageSpec, findings: list[Finding]) -> list[tuple[int, str, Version]]:
+    """Every entry's (line, version as written, version), newest first; what cannot be read
+    is a bad-input finding added to FINDINGS (and ends the list)."""
     where = spec.source.file("changelog")
     text = spec.source.changelog
     try:
@@ -180,8 +284,8 @@ def _changelog_order(
         detail = str(exc).removeprefix("Could not parse changelog: ")
         line = _first_bad_line(text, str(exc))
         message = f"cannot parse changelog: {detail}"
-        yield _finding(Rule.BAD_INPUT, Severity.ERROR, Location(where, line), message)
-        return
+        findings.append(_finding(Rule.BAD_INPUT, Severity.ERROR, Location(where, line), message))
+        return []
     # Each entry's heading and its line: python-debian found them with this same pattern.
     # It stops at a line in an old changelog format and keeps the rest as text, unread; so
     # do we.
@@ -196,31 +300,46 @@ def _changelog_order(
             versions.append((line, raw, parse_version(raw)))
         except VersionError as exc:
             message = f"cannot parse changelog: {exc}"
-            yield _finding(Rule.BAD_INPUT, Severity.ERROR, Location(where, line), message)
-            return
+            findings.append(
+                _finding(Rule.BAD_INPUT, Severity.ERROR, Location(where, line), message)
+            )
+            break
+    return versions
+
+
+def _changelog(spec: ImageSpec, rendered: Rendered | None, ctx: _Context) -> Iterator[Finding]:
+    """The whole changelog parses (bad input otherwise); with changelog-order selected, each
+    version is greater than the one below it."""
+    found: list[Finding] = []
+    versions = _changelog_versions(spec, found)
+    yield from found
+    if found or Rule.CHANGELOG_ORDER not in ctx.rules:
+        return
+    where = spec.source.file("changelog")
     for (line, newer, newer_version), (_, older, older_version) in itertools.pairwise(versions):
         if newer_version > older_version:
             continue
         how = "the same as" if newer_version == older_version else "lower than"
         yield _finding(
             Rule.CHANGELOG_ORDER,
-            Severity.ERROR,
+            Severity.WARNING,
             Location(where, line),
-            f"entry {newer} is {how} the older entry {older} below it; "
-            "versions must grow from bottom to top",
+            f"entry {newer} is {how} the older entry {older} below it; versions must grow "
+            "from bottom to top for Debian tools, while dockerpkg only needs `update --version` "
+            "to be greater than the top entry",
         )
 
 
 # The rules run on every image whose changelog and control parse (the template need not
 # render: rules needing it skip the image, whose template error is reported instead).
 RuleCheck = Callable[[ImageSpec, Rendered | None, _Context], Iterable[Finding]]
-RULES: tuple[RuleCheck, ...] = (
-    _undeclared,
-    _unused,
-    _user,
-    _missing_test,
-    _changelog_order,
-)
+CHECKS: Mapping[Rule, RuleCheck] = {
+    Rule.UNDECLARED_DEPENDENCY: _undeclared,
+    Rule.UNUSED_DEPENDENCY: _unused,
+    Rule.NON_NUMERIC_USER: _user,
+    Rule.MISSING_TEST: _missing_test,
+    Rule.BAD_INPUT: _changelog,  # changelog-order's comparisons are made there, if selected
+}
 
 
 def lint_tree(
@@ -229,9 +348,10 @@ def lint_tree(
     *,
     directory: str = ".",
     extra: Iterable[Problem] = (),
+    rules: frozenset[Rule] = DEFAULT_RULES,
 ) -> tuple[Finding, ...]:
-    """Every finding for the tree (DIRECTORY names it in messages); EXTRA problems (the
-    config's warnings, say) are reported as bad input."""
+    """Every finding of RULES for the tree (DIRECTORY names it in messages); EXTRA problems
+    (the config's warnings, say) are reported as bad input."""
     # Rendered without force_numeric_user: the USER rule reports every image, as an error
     # when the config asks for numeric users.
     analysis = analyze_tree(snapshot, attrs.evolve(config, force_numeric_user=False))
@@ -239,14 +359,17 @@ def lint_tree(
     tree_repos = {
         join_repository(config.registry, config.namespace, s.name): s.name for s in analysis.specs
     }
-    ctx = _Context(config=config, known=known, tree_repos=tree_repos)
+    ctx = _Context(
+        config=config, known=known, tree_repos=tree_repos, rules=rules | {Rule.BAD_INPUT}
+    )
     findings: list[Finding] = []
     # The tree's own undeclared-dependency warnings: the rule reports them with the line.
     replaced: set[Problem] = set()
     for spec in analysis.specs:
         rendered = analysis.rendered.get(spec.path)
-        for check in RULES:
-            findings.extend(check(spec, rendered, ctx))
+        for rule, check in CHECKS.items():
+            if rule in ctx.rules:
+                findings.extend(check(spec, rendered, ctx))
         if rendered is not None:
             replaced.update(
                 undeclared_warning(spec, tree_repos[r])

@@ -10,7 +10,7 @@ import pytest
 
 from dockerpkg.cli import main
 from dockerpkg.core.config import load_config
-from dockerpkg.core.lint import Finding, Rule, lint_tree
+from dockerpkg.core.lint import DEFAULT_RULES, Finding, Rule, lint_tree
 from dockerpkg.effects.tree import read_snapshot
 from dockerpkg.errors import Location, Problem, Severity
 from tests.support.badinput import fingerprint, write_work
@@ -70,10 +70,13 @@ def clean_tree(root: Path, config: str = CONFIG) -> Path:
     return root
 
 
-def lint(root: Path) -> tuple[Finding, ...]:
+def lint(root: Path, rules: frozenset[Rule] = DEFAULT_RULES) -> tuple[Finding, ...]:
     """The core function on ROOT/tree."""
     config = load_config([("config.yaml", (root / "config.yaml").read_text("utf-8"))])
-    return lint_tree(read_snapshot(str(root / "tree")), config, directory="tree")
+    return lint_tree(read_snapshot(str(root / "tree")), config, directory="tree", rules=rules)
+
+
+ORDER = DEFAULT_RULES | {Rule.CHANGELOG_ORDER}
 
 
 def cli(
@@ -303,6 +306,8 @@ class TestMissingTest:
 
 
 class TestChangelogOrder:
+    """Opt-in: trees with dated rebuilds (1.2-2-20260719 before 1.2-3) keep them on purpose."""
+
     def test_failing(
         self, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
     ) -> None:
@@ -310,31 +315,44 @@ class TestChangelogOrder:
         path = tmp_path / "tree" / "base" / "changelog"
         # Newest first: 3.0 is fine, then 1.0 is lower than 2.0 below it, then 2.0 repeats.
         path.write_text("\n".join(entry("base", v) for v in ["3.0", "1.0", "2.0", "2.0"]))
-        findings = lint(tmp_path)
+        findings = lint(tmp_path, ORDER)
         assert brief(findings) == [
-            (Rule.CHANGELOG_ORDER, Severity.ERROR, "base/changelog:7"),
-            (Rule.CHANGELOG_ORDER, Severity.ERROR, "base/changelog:13"),
+            (Rule.CHANGELOG_ORDER, Severity.WARNING, "base/changelog:7"),
+            (Rule.CHANGELOG_ORDER, Severity.WARNING, "base/changelog:13"),
         ]
         assert findings[0].problem.message == (
             "entry 1.0 is lower than the older entry 2.0 below it; versions must grow from "
-            "bottom to top"
+            "bottom to top for Debian tools, while dockerpkg only needs `update --version` to "
+            "be greater than the top entry"
         )
         assert "entry 2.0 is the same as the older entry 2.0" in findings[1].problem.message
-        status, out, _ = cli(tmp_path, capsys, monkeypatch)
-        assert status == 1
-        assert out.splitlines()[0].startswith("base/changelog:7: error: [changelog-order]")
-        assert out.endswith("lint: 2 error(s), 0 warning(s)\n")
+        assert lint(tmp_path) == ()
+        assert cli(tmp_path, capsys, monkeypatch) == (0, "lint: no problems found\n", "")
+        status, out, _ = cli(tmp_path, capsys, monkeypatch, "--extend-select", "changelog-order")
+        assert status == 0
+        assert out.splitlines()[0].startswith("base/changelog:7: warning: [changelog-order]")
+        assert out.endswith("lint: 0 error(s), 2 warning(s)\n")
+
+    def test_dated_rebuilds_pass_by_default(self, tmp_path: Path) -> None:
+        clean_tree(tmp_path)
+        path = tmp_path / "tree" / "base" / "changelog"
+        versions = ["1.94.1-3", "1.94.1-2-20260719", "1.94.1-2"]
+        path.write_text("\n".join(entry("base", v) for v in versions))
+        assert lint(tmp_path) == ()
+        assert brief(lint(tmp_path, ORDER)) == [
+            (Rule.CHANGELOG_ORDER, Severity.WARNING, "base/changelog:1")
+        ]
 
     def test_debian_ordering(self, tmp_path: Path) -> None:
         """Compared as Debian versions: 1.10 after 1.9, ~ before anything, an epoch first."""
         clean_tree(tmp_path)
         path = tmp_path / "tree" / "base" / "changelog"
         path.write_text("\n".join(entry("base", v) for v in ["1.10", "1.9", "1.9~rc1"]))
-        assert lint(tmp_path) == ()
+        assert lint(tmp_path, ORDER) == ()
         for versions in (["1.9", "1.10"], ["2.0", "1:0.1"]):
             path.write_text("\n".join(entry("base", v) for v in versions))
-            assert brief(lint(tmp_path)) == [
-                (Rule.CHANGELOG_ORDER, Severity.ERROR, "base/changelog:1")
+            assert brief(lint(tmp_path, ORDER)) == [
+                (Rule.CHANGELOG_ORDER, Severity.WARNING, "base/changelog:1")
             ]
 
     def test_unreadable_older_entry_is_bad_input(self, tmp_path: Path) -> None:
@@ -355,7 +373,7 @@ class TestChangelogOrder:
         clean_tree(tmp_path)
         path = tmp_path / "tree" / "base" / "changelog"
         path.write_text("\n".join(entry("base", v) for v in ["2.0-s2", "2.0-s1", "2.0", "1.0"]))
-        assert lint(tmp_path) == ()
+        assert lint(tmp_path, ORDER) == ()
 
 
 class TestBadInput:
@@ -431,11 +449,11 @@ def test_json_lists_every_finding(
     (tmp_path / "tree" / "base" / "test.sh").unlink()
     path = tmp_path / "tree" / "child" / "changelog"
     path.write_text("\n".join(entry("child", v) for v in ["1.0", "1.1"]))
-    status, out, _ = cli(tmp_path, capsys, monkeypatch, "--json")
-    assert status == 1
+    status, out, _ = cli(tmp_path, capsys, monkeypatch, "--json", "--select", "ALL")
+    assert status == 0
     assert json.loads(out) == {
-        "errors": 1,
-        "warnings": 1,
+        "errors": 0,
+        "warnings": 2,
         "findings": [
             {
                 "rule": "missing-test",
@@ -446,11 +464,12 @@ def test_json_lists_every_finding(
             },
             {
                 "rule": "changelog-order",
-                "severity": "error",
+                "severity": "warning",
                 "file": "child/changelog",
                 "line": 1,
                 "message": "entry 1.0 is lower than the older entry 1.1 below it; versions "
-                "must grow from bottom to top",
+                "must grow from bottom to top for Debian tools, while dockerpkg only needs "
+                "`update --version` to be greater than the top entry",
             },
         ],
     }
@@ -512,3 +531,97 @@ def test_accepted_inputs_lint_without_errors(
     assert status == 0, out + err
     assert ": error:" not in out + err
     assert "Traceback" not in out + err
+
+
+class TestRuleChoice:
+    """Rules chosen in ruff's manner, in the config's `lint` key and on the command line."""
+
+    def tree(self, root: Path, config: str = CONFIG) -> Path:
+        """A tree with one missing test.sh and one changelog out of order."""
+        clean_tree(root, config)
+        (root / "tree" / "base" / "test.sh").unlink()
+        path = root / "tree" / "child" / "changelog"
+        path.write_text("\n".join(entry("child", v) for v in ["1.0", "1.1"]))
+        return root
+
+    def rules(
+        self, root: Path, capsys: pytest.CaptureFixture[str], mp: pytest.MonkeyPatch, *args: str
+    ) -> list[str]:
+        status, out, err = cli(root, capsys, mp, *args)
+        assert (status, err) == (0, "")
+        return sorted({line.split("[")[1].split("]")[0] for line in out.splitlines()[:-1]})
+
+    def test_command_line(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        self.tree(tmp_path)
+        mp = monkeypatch
+        assert self.rules(tmp_path, capsys, mp) == ["missing-test"]
+        assert self.rules(tmp_path, capsys, mp, "--ignore", "missing-test") == []
+        both = ["changelog-order", "missing-test"]
+        assert self.rules(tmp_path, capsys, mp, "--extend-select", "changelog-order") == both
+        assert self.rules(tmp_path, capsys, mp, "--select", "ALL") == both
+        assert self.rules(tmp_path, capsys, mp, "--select", "changelog-order") == [
+            "changelog-order"
+        ]
+        args = ("--select", "ALL", "--ignore", "missing-test, unused-dependency")
+        assert self.rules(tmp_path, capsys, mp, *args) == ["changelog-order"]
+
+    def test_config_then_command_line(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        config = CONFIG + "lint:\n  extend_select: [changelog-order]\n  ignore: [missing-test]\n"
+        self.tree(tmp_path, config)
+        mp = monkeypatch
+        assert self.rules(tmp_path, capsys, mp) == ["changelog-order"]
+        # The command line starts from the config's choice, or replaces it with --select.
+        assert self.rules(tmp_path, capsys, mp, "--extend-select", "missing-test") == [
+            "changelog-order",
+            "missing-test",
+        ]
+        assert self.rules(tmp_path, capsys, mp, "--select", "missing-test") == ["missing-test"]
+
+    def test_bad_input_is_always_on(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        self.tree(tmp_path)
+        (tmp_path / "tree" / "base" / "Dockerfile.template").write_text("{{ nope }}\n")
+        status, out, _ = cli(tmp_path, capsys, monkeypatch, "--select", "missing-test")
+        assert status == 1
+        assert "[bad-input] undefined variable" in out
+        status, out, err = cli(tmp_path, capsys, monkeypatch, "--ignore", "bad-input")
+        assert (status, out) == (1, "")
+        assert err.startswith("command line: error: lint rule 'bad-input' cannot be ignored")
+
+    def test_unknown_rules_are_located_errors(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        self.tree(tmp_path, CONFIG + "lint:\n  ignore: [missing-tests]\n")
+        before = fingerprint(tmp_path)
+        status, out, err = cli(tmp_path, capsys, monkeypatch)
+        assert (status, out) == (1, "")
+        assert err.splitlines()[0] == (
+            "config.yaml:6: error: unknown lint rule 'missing-tests' (rules: bad-input, "
+            "undeclared-dependency, unused-dependency, non-numeric-user, missing-test, "
+            "changelog-order, or ALL)"
+        )
+        (tmp_path / "config.yaml").write_text(CONFIG)
+        status, out, err = cli(tmp_path, capsys, monkeypatch, "--select", "nope")
+        assert (status, out) == (1, "")
+        assert err.startswith("command line: error: unknown lint rule 'nope'")
+        assert "Traceback" not in err
+        del before["config.yaml"]
+        after = fingerprint(tmp_path)
+        del after["config.yaml"]
+        assert after == before
+
+    def test_list_rules(
+        self, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        assert main(["lint", "--list-rules"]) == 0
+        lines = capsys.readouterr().out.splitlines()
+        assert [line.split()[:2] for line in lines] == [
+            [rule.value, "on" if rule in DEFAULT_RULES else "off"] for rule in Rule
+        ]
+        assert Rule.CHANGELOG_ORDER not in DEFAULT_RULES
+        assert Rule.MISSING_TEST in DEFAULT_RULES
