@@ -35,7 +35,9 @@ class TestGoldenPlans:
         assert status == 0
         check_golden(f"plans/example-offline.{'json' if fmt == 'json' else 'txt'}", out)
 
-    @pytest.mark.parametrize("case", ["01-image-tag", "11-versions", "07-upstream-version"])
+    @pytest.mark.parametrize(
+        "case", ["01-image-tag", "11-versions", "07-upstream-version", "16-shared-links"]
+    )
     def test_compat_case(
         self, case: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
     ) -> None:
