@@ -1,5 +1,5 @@
 """The build context with the real daemon: links inside the image folder reach Docker, a link
-leading out of it is refused when the context is copied, even one made after planning.
+to a config file is refused when the context is copied, even one made after planning.
 
 Planning refuses such a link already (tests/unit/test_bad_input.py); this is the last check,
 on the copy itself, for a tree changed between planning and building.
@@ -90,7 +90,7 @@ def test_link_made_after_planning_is_refused_when_copying(
     assert outcome.error is not None
     assert outcome.error.startswith(
         f"refused to copy into the build context: {image_name}/settings.yaml: symlink to "
-        "'../../config.yaml' leads outside the image folder"
+        "'../../config.yaml' leads to what may hold credentials"
     )
     with pytest.raises(docker.errors.ImageNotFound):
         docker_client.images.get(f"{image_name}:1.0")

@@ -76,9 +76,10 @@ class TestWhereLinksLead:
         assert {"test/test.sh", "test/lib.sh", "monitoring/check.sh", "test.sh"} <= fpm.names
         assert dict(fpm.files)["test/lib.sh"] == "check_fpm() {\n    php-fpm -t\n}\n"
         assert "run-tests.sh" in images["ci"].names  # from jjb/, beside the tree
-        assert dict(images["envoy-future"].files)["envoy.yaml"] == dict(
-            images["envoy"].files
-        )["envoy.yaml"]
+        assert (
+            dict(images["envoy-future"].files)["envoy.yaml"]
+            == dict(images["envoy"].files)["envoy.yaml"]
+        )
 
     def test_absolute_link_inside_the_repository(
         self, repo: Path, capsys: pytest.CaptureFixture[str]
@@ -92,7 +93,10 @@ class TestWhereLinksLead:
     @pytest.mark.parametrize(
         ("target", "expect"),
         [
-            ("../../../outside.sh", "symlink to '../../../outside.sh' leads outside the repository"),
+            (
+                "../../../outside.sh",
+                "symlink to '../../../outside.sh' leads outside the repository",
+            ),
             ("/etc/passwd", "symlink to '/etc/passwd' leads outside the repository"),
             ("../../config.yaml", "symlink to '../../config.yaml' leads to what may hold"),
             ("../../jjb/gone.sh", "symlink to missing '../../jjb/gone.sh'"),
@@ -136,8 +140,9 @@ class TestWhereLinksLead:
         assert (status, err) == (0, "")
         assert "run-tests.sh" in {
             n
-            for i in read_snapshot("images", LinkPolicy.for_tree("images", [str(repo.parent)]))
-            .images
+            for i in read_snapshot(
+                "images", LinkPolicy.for_tree("images", [str(repo.parent)])
+            ).images
             if i.path == "ci"
             for n in i.names
         }
