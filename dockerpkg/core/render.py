@@ -1,7 +1,8 @@
 """Render one image's Dockerfile template with docker-pkg's filters.
 
-A fresh Jinja environment per call, loading only the image's own files; filters close over
-their inputs, so there is no shared state between renders.
+A fresh sandboxed Jinja environment per call (templates are untrusted: CI plans merge
+requests), loading only the image's own files; filters close over their inputs, so there is
+no shared state between renders.
 """
 
 from __future__ import annotations
@@ -224,6 +225,75 @@ def check_numeric_user(dockerfile: str) -> str | None:
     return None
 
 
+# What one operation of a template may make: far beyond any Dockerfile, far below what would
+# exhaust memory. Jinja's sandbox itself limits range() to 100,000 items.
+MAX_SIZE = 1_000_000
+_WIDTH_METHODS = frozenset({"center", "ljust", "rjust", "zfill", "expandtabs"})
+_WIDTH_FILTERS = ("center", "indent", "wordwrap", "truncate")
+
+
+def sandbox(**options: Any) -> Any:
+    """A Jinja environment in which templates cannot run code, read the environment or exhaust
+    memory: Jinja's sandbox (no `__globals__`, `__class__`, `__subclasses__`, `mro` and the
+    like, safe `str.format`, ranges of at most 100,000 items), with `*`, `**` and the width
+    arguments of str methods and filters capped at MAX_SIZE. Lists a template makes stay
+    mutable: docker-pkg's `do` extension exists to append to them."""
+    from jinja2 import StrictUndefined
+    from jinja2.exceptions import SecurityError
+    from jinja2.sandbox import SandboxedEnvironment
+
+    class Sandbox(SandboxedEnvironment):
+        intercepted_binops = frozenset({"*", "**"})
+
+        def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+            if operator == "**" and isinstance(right, int) and abs(right) > 1000:
+                raise SecurityError(f"the power {right} is too large (at most 1000)")
+            if operator == "*":
+                for count, other in ((left, right), (right, left)):
+                    size = len(other) if isinstance(other, str | list | tuple) else 0
+                    if isinstance(count, int) and size and count * size > MAX_SIZE:
+                        raise SecurityError(
+                            f"repeating a value of length {size} {count} times makes more "
+                            f"than {MAX_SIZE:,} items"
+                        )
+            return super().call_binop(context, operator, left, right)
+
+        def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805
+            name = getattr(__obj, "__name__", "")
+            if isinstance(getattr(__obj, "__self__", None), str) and name in _WIDTH_METHODS:
+                _check_widths(name, args, kwargs)
+            return super().call(__context, __obj, *args, **kwargs)
+
+    env = Sandbox(
+        undefined=StrictUndefined,
+        extensions=["jinja2.ext.do"],
+        **options,
+    )
+    for name in _WIDTH_FILTERS:
+        env.filters[name] = _capped(name, env.filters[name])
+    return env
+
+
+def _check_widths(name: str, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> None:
+    from jinja2.exceptions import SecurityError
+
+    for value in (*args, *kwargs.values()):
+        if isinstance(value, int) and not isinstance(value, bool) and value > MAX_SIZE:
+            raise SecurityError(f"{name}: a width of {value} is too large (at most {MAX_SIZE:,})")
+
+
+def _capped(name: str, function: Callable[..., Any]) -> Callable[..., Any]:
+    """FUNCTION (a filter) refusing width arguments over MAX_SIZE."""
+
+    def filter_(*args: Any, **kwargs: Any) -> Any:
+        _check_widths(name, args[1:], kwargs)
+        return function(*args, **kwargs)
+
+    # Jinja passes the environment or context to filters marked so; keep the marks.
+    filter_.__dict__.update(getattr(function, "__dict__", {}))
+    return filter_
+
+
 def render_template(
     text: str,
     files: Mapping[str, str],
@@ -282,11 +352,7 @@ def render_template(
         "uid": uid,
         "add_user": lambda user: _add_user(str(user), config.known_uid_mappings),
     }
-    env = jinja2.Environment(  # noqa: S701 (a Dockerfile is not HTML)
-        loader=jinja2.FunctionLoader(load),
-        undefined=jinja2.StrictUndefined,
-        extensions=["jinja2.ext.do"],
-    )
+    env = sandbox(loader=jinja2.FunctionLoader(load))
     env.filters.update(filters)
 
     def fail(message: str, exc: BaseException) -> DockerPkgError:
@@ -305,6 +371,8 @@ def render_template(
         raise fail(f"undefined variable: {exc.message}", exc) from None
     except (FilterError, IncludeError) as exc:
         raise fail(str(exc), exc) from None
+    except (jinja2.exceptions.SecurityError, OverflowError) as exc:  # OverflowError: range()
+        raise fail(f"refused by the template sandbox: {exc}", exc) from None
     except RecursionError as exc:
         raise fail("templates include each other without end", exc) from None
     except Exception as exc:  # any template error is the user's, reported at its line
