@@ -4,13 +4,23 @@ plan gives something to compare with."""
 
 from __future__ import annotations
 
+import html
+import re
+
 from dockerpkg.core.plan import Plan, PlannedImage
 from dockerpkg.core.plandiff import dockerfile_diff
 from dockerpkg.core.serialize import builder_text, summary
 
 
 def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+    """TEXT as Markdown text of one table cell or line: no HTML, no column break."""
+    return html.escape(text, quote=False).replace("|", "\\|").replace("\n", " ")
+
+
+def _fence(text: str) -> str:
+    """A backtick fence no run of backticks in TEXT can close (three at least)."""
+    runs = [len(run) for run in re.findall(r"`+", text)]
+    return "`" * max(3, max(runs, default=0) + 1)
 
 
 def _version(name: str, image: PlannedImage | None, base: dict[str, PlannedImage]) -> str:
@@ -63,12 +73,13 @@ def plan_to_markdown(plan: Plan, base: Plan | None = None) -> str:
     for name in rows:
         diff = dockerfile_diff(before.get(name), images.get(name)) if base else ""
         if diff:
+            fence = _fence(diff)
             lines += [
-                f"<details><summary>Dockerfile of <code>{name}</code></summary>",
+                f"<details><summary>Dockerfile of <code>{html.escape(name)}</code></summary>",
                 "",
-                "```diff",
+                f"{fence}diff",
                 diff.rstrip("\n"),
-                "```",
+                fence,
                 "",
                 "</details>",
                 "",

@@ -93,3 +93,24 @@ def test_update_leaves_no_forgotten_bump(
     assert "new_version  example-web  2.1-1 -> 2.1-1-s1" in out
     assert "new_version  example-app  1.0 -> 1.0-s1" in out
     assert "definition_changed" not in out
+
+
+@pytest.mark.parametrize("ticks", [3, 5])
+def test_markdown_fences_hold_any_template(
+    ticks: int, review: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A template line of backticks cannot close the diff's fence: what follows it stays in
+    the diff instead of rendering as Markdown or HTML in the review comment."""
+    template = review / "change" / "web" / "Dockerfile.template"
+    injected = "`" * ticks + "\n<img src=x onerror=alert(1)>\n# Approved\n"
+    template.write_text(template.read_text(encoding="utf-8") + injected, encoding="utf-8")
+    capsys.readouterr()
+    args = ["-c", "config.yaml", "plan", "--offline", "--format", "markdown"]
+    assert main([*args, "--base", "base.json", "change"]) == 0
+    out = capsys.readouterr().out
+    check_golden(f"review/plan-fence-{ticks}.md", out)
+    fence = "`" * (ticks + 1)
+    assert f"{fence}diff\n" in out
+    body = out.split(f"{fence}diff\n", 1)[1].split(f"\n{fence}\n", 1)[0]
+    assert "+<img src=x onerror=alert(1)>" in body
+    assert "+" + "`" * ticks in body
