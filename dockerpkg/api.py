@@ -20,6 +20,7 @@ from dockerpkg.core.builders import (
     parse_builders_flag,
 )
 from dockerpkg.core.config import DEFAULT_JOBS, BuildEngine, Config, key_location
+from dockerpkg.core.configkeys import unknown_key_problems
 from dockerpkg.core.plan import DEFAULT_OPTIONS, BuildOptions, Plan
 from dockerpkg.core.planner import OFFLINE, Observed, inputs_digest, plan_build
 from dockerpkg.core.refs import guessed_refs
@@ -118,7 +119,8 @@ def _resolve(
     builders: BuilderSet = DEFAULT_BUILDERS,
 ) -> Workspace:
     analysis = analyze_tree(snapshot, loaded.config, suffix, render=render)
-    problems = loaded.warnings + analysis.problems
+    keys = unknown_key_problems(loaded.files, loaded.config.extra, snapshot)
+    problems = loaded.warnings + tuple(keys) + analysis.problems
     if not snapshot.images:
         # Most likely the wrong folder: doing nothing successfully would hide that.
         problems += (

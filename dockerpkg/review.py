@@ -6,6 +6,7 @@ from collections.abc import Mapping
 
 from dockerpkg.api import link_policy, load_workspace
 from dockerpkg.core.config import key_location
+from dockerpkg.core.configkeys import unknown_key_problems
 from dockerpkg.core.graph_render import Graph, select_graph
 from dockerpkg.core.lint import Finding, RuleChoice, chosen_rules, lint_tree
 from dockerpkg.effects.configfile import read_config
@@ -41,6 +42,11 @@ def lint(
         [(configured, key_location(loaded.files, "lint")), (choice, Location("command line"))]
     )
     snapshot = read_snapshot(directory, link_policy(directory, loaded, env))
+    keys = unknown_key_problems(loaded.files, loaded.config.extra, snapshot)
     return lint_tree(
-        snapshot, loaded.config, directory=directory, extra=loaded.warnings, rules=rules
+        snapshot,
+        loaded.config,
+        directory=directory,
+        extra=(*loaded.warnings, *keys),
+        rules=rules,
     )

@@ -99,7 +99,7 @@ _SCHEMA = sy.MapCombined(
 _CONTAINER_LIMIT_KEYS = frozenset({"memory", "memswap", "cpushares", "cpusetcpus"})
 
 
-_KNOWN_KEYS = frozenset(
+KNOWN_KEYS = frozenset(
     {
         "registry",
         "namespace",
@@ -337,7 +337,7 @@ def parse_config_data(text: str, path: str) -> dict[str, Any]:
     problems = []
     for key, value in data.items():
         line = _line_of_key(text, key)
-        if key not in _KNOWN_KEYS:
+        if key not in KNOWN_KEYS:
             data[key] = _resolve_any(value)
         elif key == "scan_workers" and value < 1:
             problems.append(
@@ -413,8 +413,8 @@ def build_config(*layers: Mapping[str, Any]) -> Config:
     merged: dict[str, Any] = {}
     for layer in layers:
         merged.update(layer)
-    kwargs: dict[str, Any] = {k: _freeze(v) for k, v in merged.items() if k in _KNOWN_KEYS}
-    extra = {k: _freeze(v) for k, v in merged.items() if k not in _KNOWN_KEYS}
+    kwargs: dict[str, Any] = {k: _freeze(v) for k, v in merged.items() if k in KNOWN_KEYS}
+    extra = {k: _freeze(v) for k, v in merged.items() if k not in KNOWN_KEYS}
     if "build_engine" in kwargs:
         kwargs["build_engine"] = BuildEngine(kwargs["build_engine"])
     if "lint" in kwargs:
