@@ -19,6 +19,7 @@ import strictyaml as sy
 from strictyaml.ruamel.error import MarkedYAMLError, YAMLError
 
 from dockerpkg.core.builders import Builder, TLSFiles, url_problem
+from dockerpkg.core.labels import path_problem, registry_problem
 from dockerpkg.errors import DockerPkgError, Location, Problem, error
 
 
@@ -316,6 +317,17 @@ def _line_of_key(text: str, key: str) -> int | None:
     return None
 
 
+def _value_problem(key: str, value: Any) -> str | None:
+    """Why VALUE (already of its key's type) is wrong for KEY, for keys checked alone."""
+    if key == "registry" and value:
+        return registry_problem(value)
+    if key == "namespace" and value:
+        return path_problem(value, "namespace")
+    if key == "scan_workers" and value < 1:
+        return f"{value} is not 1 or more"
+    return None
+
+
 def parse_config_data(text: str, path: str) -> dict[str, Any]:
     """Validate one config file's text; returns its keys (typed) or raises with a location."""
     if not text.strip() or all(
@@ -339,10 +351,8 @@ def parse_config_data(text: str, path: str) -> dict[str, Any]:
         line = _line_of_key(text, key)
         if key not in KNOWN_KEYS:
             data[key] = _resolve_any(value)
-        elif key == "scan_workers" and value < 1:
-            problems.append(
-                error(path, f"bad value for 'scan_workers': {value} is not 1 or more", line)
-            )
+        elif why := _value_problem(key, value):
+            problems.append(error(path, f"bad value for '{key}': {why}", line))
         elif key == "container_limits":
             limits, why = _parse_limits(value)
             if why is not None:

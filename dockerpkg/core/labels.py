@@ -45,3 +45,49 @@ _DOCKER_TAG = re.compile(r"[\w][\w.-]{0,127}")
 
 def is_docker_tag(tag: str) -> bool:
     return _DOCKER_TAG.fullmatch(tag) is not None
+
+
+# Docker's reference grammar (distribution/reference): a registry host, path components.
+_HOST_PART = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
+_REGISTRY = re.compile(rf"(?:{_HOST_PART}(?:\.{_HOST_PART})*|\[[0-9a-fA-F:.]+\])(?::[0-9]+)?")
+_PATH_COMPONENT = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*")
+# Docker refuses longer repository names (registry and path together).
+MAX_REPOSITORY_LENGTH = 255
+
+
+def registry_problem(registry: str) -> str | None:
+    """Why REGISTRY is no registry host for Docker (None: it is one)."""
+    if "://" in registry:
+        return f"'{registry}' is a URL; give the host[:port] only (no scheme)"
+    if "/" in registry:
+        host, _, rest = registry.partition("/")
+        if not rest.strip("/"):
+            return f"'{registry}' ends in '/'; give the host[:port] only ('{host}')"
+        return (
+            f"'{registry}' holds a path; give the host[:port] only ('{host}') "
+            f"and put '{rest}' in front of 'namespace'"
+        )
+    if not _REGISTRY.fullmatch(registry):
+        return f"'{registry}' is not a registry host[:port] (letters, digits, '-', '.', a port)"
+    return None
+
+
+def path_problem(path: str, what: str) -> str | None:
+    """Why PATH (a namespace or an image name) cannot be part of a repository name."""
+    bad = [part for part in path.split("/") if not _PATH_COMPONENT.fullmatch(part)]
+    if not bad:
+        return None
+    return (
+        f"{what} '{path}' is not a valid repository path: each '/'-separated part must be "
+        "lowercase letters and digits, separated by '.', '_', '__' or dashes"
+        + (" (no empty part)" if "" in bad else "")
+    )
+
+
+def repository_length_problem(repository: str) -> str | None:
+    if len(repository) > MAX_REPOSITORY_LENGTH:
+        return (
+            f"the repository name is {len(repository)} characters long (registry, namespace "
+            f"and image name together); Docker allows {MAX_REPOSITORY_LENGTH}"
+        )
+    return None

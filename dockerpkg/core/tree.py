@@ -13,6 +13,8 @@ from dockerpkg.core.labels import (
     is_docker_tag,
     join_repository,
     make_label,
+    path_problem,
+    repository_length_problem,
     split_label,
     stage_repository,
 )
@@ -296,6 +298,12 @@ def analyze_tree(
     images: dict[str, Image] = {}
     for spec in specs:
         tag = spec.version + suffix
+        name_problem = path_problem(spec.name, "image name") or repository_length_problem(
+            join_repository(config.registry, config.namespace, spec.name)
+        )
+        if name_problem:
+            problems.append(error(spec.source.file("changelog"), name_problem, 1))
+            continue
         if not is_docker_tag(tag):
             problems.append(
                 warning(

@@ -527,7 +527,63 @@ CASES = [
         config("registry: r\ncontainer_limits: memory=100,swap=1\n"),
         "config.yaml:2: error: bad value for 'container_limits': unknown key 'swap'",
     ),
+    Case(
+        "config-registry-url",
+        config("site: test\nregistry: http://127.0.0.1:5000\n"),
+        "config.yaml:2: error: bad value for 'registry': 'http://127.0.0.1:5000' is a URL",
+    ),
+    Case(
+        "config-registry-trailing-slash",
+        config("site: test\nregistry: 127.0.0.1:5000/\n"),
+        "config.yaml:2: error: bad value for 'registry': '127.0.0.1:5000/' ends in '/'; "
+        "give the host[:port] only ('127.0.0.1:5000')",
+    ),
+    Case(
+        "config-registry-with-path",
+        config("site: test\nregistry: r.example.org/team\n"),
+        "config.yaml:2: error: bad value for 'registry': 'r.example.org/team' holds a path; give "
+        "the host[:port] only ('r.example.org') and put 'team' in front of 'namespace'",
+    ),
+    Case(
+        "config-registry-space",
+        config("site: test\nregistry: r example\n"),
+        "config.yaml:2: error: bad value for 'registry': 'r example' is not a registry host",
+    ),
+    Case(
+        "config-namespace-uppercase",
+        config("site: test\nnamespace: Rt3/V\n"),
+        "config.yaml:2: error: bad value for 'namespace': namespace 'Rt3/V' is not a valid "
+        "repository path",
+    ),
+    Case(
+        "config-namespace-empty-part",
+        config("site: test\nnamespace: a//b\n"),
+        "config.yaml:2: error: bad value for 'namespace': namespace 'a//b' is not a valid "
+        "repository path: each '/'-separated part must be lowercase letters and digits, separated "
+        "by '.', '_', '__' or dashes (no empty part)",
+    ),
+    Case(
+        "config-namespace-space",
+        config("site: test\nnamespace: a b\n"),
+        "config.yaml:2: error: bad value for 'namespace': namespace 'a b'",
+    ),
     # -- the tree ----------------------------------------------------------------------------------
+    Case(
+        "image-name-uppercase",
+        images("MyImage"),
+        "MyImage/changelog:1: error: image name 'MyImage' is not a valid repository path",
+    ),
+    Case(
+        "image-name-too-long",
+        images("a" * 250),
+        f"{'a' * 250}/changelog:1: error: the repository name is 2",
+    ),
+    Case(
+        "image-name-uppercase-build",
+        images("MyImage"),
+        "MyImage/changelog:1: error: image name 'MyImage'",
+        ("build", "images"),
+    ),
     Case(
         "tree-missing",
         lambda w: None,
@@ -778,6 +834,10 @@ ACCEPTED = [
         "",
     ),
     Case("empty-config", config(""), ""),
+    Case("registry-localhost-port", config("registry: localhost:5000\n"), ""),
+    Case("registry-ipv6", config("registry: '[::1]:5000'\nnamespace: team/sub-team\n"), ""),
+    Case("registry-none", config("registry: ''\nnamespace: ''\n"), ""),
+    Case("image-names-with-separators", images("php7.4-fpm", "x.y--w"), ""),
     Case("comment-only-config", config("# nothing to set\n\n"), ""),
     Case("no-config-file", lambda w: (w / "config.yaml").unlink(), ""),
     Case("limits-as-string", config("container_limits: memory=100000000,cpushares=512\n"), ""),
