@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import attrs
-from debian.changelog import Changelog, ChangelogParseError
+from debian.changelog import Changelog, ChangelogParseError, topline
 
 
 def _one_line(instance: object, attribute: attrs.Attribute[str], value: str) -> None:
@@ -60,3 +60,8 @@ def head_of(text: str) -> tuple[str, str] | None:
     if not changelog.package or changelog.version is None:
         return None
     return str(changelog.package), str(changelog.version)
+
+
+def versions_in(text: str) -> frozenset[str]:
+    """The version of every entry heading of a changelog text, as written."""
+    return frozenset(match[2] for line in text.splitlines() if (match := topline.match(line)))

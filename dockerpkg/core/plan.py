@@ -32,6 +32,8 @@ class Op(enum.Enum):
     BUILD = "build"
     VERIFY = "verify"
     PUBLISH = "publish"
+    # Point `latest` at the published version's manifest, in the registry: no build, no push.
+    TAG_LATEST = "tag-latest"
     REMOVE = "remove"
     KEEP = "keep"
     WRITE_CHANGELOG = "write_changelog"
@@ -45,6 +47,8 @@ class Reason(enum.Enum):
     NOT_BUILT_LOCALLY = "not_built_locally"  # --no-pull: the local daemon has no such image
     BUILT_LOCALLY_NOT_PUBLISHED = "built_locally_not_published"
     BUILT_IN_THIS_RUN = "built_in_this_run"
+    # tag-latest: the version is published, `latest` is missing or on an older image
+    LATEST_NOT_CURRENT = "latest_not_current"
     BUILD_TEMPLATE = "build_template"  # build-stage: the image built has Dockerfile.build.template
     BASE_IMAGE = "base_image"  # pulled because an image to build uses it
     PUBLISHED_DEPENDENCY = "published_dependency"  # pulled because a child is built

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 import attrs
 
 from dockerpkg.core.builders import DEFAULT_BUILDERS, BuilderSet, publishing_required
+from dockerpkg.core.changelog import versions_in
 from dockerpkg.core.config import Config, public_values
 from dockerpkg.core.definition import Definitions, definitions
 from dockerpkg.core.graph import reachable
@@ -28,6 +29,7 @@ from dockerpkg.core.plan import (
 )
 from dockerpkg.core.spec import Snapshot
 from dockerpkg.core.tree import Image, Tree, render_images
+from dockerpkg.core.versions import tag_of_version
 from dockerpkg.errors import DockerPkgError
 
 
@@ -41,6 +43,12 @@ class Observed:
     credentials: bool = False
     # Published label -> the own definition recorded in its image label, where one was read.
     recorded: Mapping[str, str] = attrs.field(factory=dict)
+    # Label -> its manifest digest, for the published version labels and `REPOSITORY:latest`
+    # where asked; without them `latest` is not checked.
+    digests: Mapping[str, str] = attrs.field(factory=dict)
+    # Repository -> its tags in the registry, where `latest` is not on the tree's version
+    # (and each tag's digest in DIGESTS, to tell which one `latest` is on).
+    tags: Mapping[str, tuple[str, ...]] = attrs.field(factory=dict)
 
 
 OFFLINE = Observed()
@@ -154,6 +162,10 @@ def plan_build(
             steps.append(Step(Op.VERIFY, name, reason, image.label))
             steps.append(Step(Op.PUBLISH, name, reason, image.label))
     notes = []
+    if publish:
+        latest_steps, latest_notes = _latest(tree, observed, selected, states, options.suffix)
+        steps += latest_steps
+        notes += latest_notes
     if not publish:
         where = config.registry or "Docker Hub"
         notes.append(
@@ -226,6 +238,49 @@ def _drift(image: Image, observed: Observed, defined: Definitions, directory: st
         ),
         fix=f"dockerpkg update {image.name} {directory}",
     )
+
+
+def _latest(
+    tree: Tree,
+    observed: Observed,
+    selected: list[str],
+    states: dict[str, tuple[State, Reason]],
+    suffix: str,
+) -> tuple[list[Step], list[str]]:
+    """A tag-latest step for each selected published image whose `latest` is missing or on
+    an older version of this image (a tag its changelog names); `latest` anywhere else was
+    moved by someone else: a note, never an overwrite."""
+    steps: list[Step] = []
+    notes: list[str] = []
+    for name in selected:
+        image = tree.images[name]
+        version = observed.digests.get(image.label)
+        if states[name][0] is not State.PUBLISHED or version is None:
+            continue
+        latest = observed.digests.get(f"{image.repository}:latest")
+        if latest == version:
+            continue
+        if latest is None:
+            detail = "latest not set"
+        else:
+            tags = observed.tags.get(image.repository, ())
+            on = [
+                tag
+                for tag in tags
+                if tag != "latest" and observed.digests.get(f"{image.repository}:{tag}") == latest
+            ]
+            ours = versions_in(image.spec.source.changelog)
+            if not on or not all(any(tag_of_version(t, v, suffix) for v in ours) for t in on):
+                where = ", ".join(on) or "an image no other tag names"
+                notes.append(
+                    f"{image.repository}:latest is on {where}, not on a version in "
+                    f"{image.spec.source.file('changelog')}: left alone, as this tree did not "
+                    "set it"
+                )
+                continue
+            detail = f"latest on {', '.join(on)}"
+        steps.append(Step(Op.TAG_LATEST, name, Reason.LATEST_NOT_CURRENT, image.label, detail))
+    return steps, notes
 
 
 def _pulls(

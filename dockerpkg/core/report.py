@@ -81,6 +81,8 @@ def summary_line(report: Report) -> str:
     ]
     if report.count(Op.REMOVE):
         parts.insert(0, f"{report.count(Op.REMOVE)} removed")
+    if report.count(Op.TAG_LATEST):
+        parts.insert(-2, f"{report.count(Op.TAG_LATEST)} latest set")
     if cancelled:
         parts.append(f"{cancelled} not started (interrupted)")
     return "Done: " + ", ".join(parts) + f" in {report.elapsed:.1f}s."
@@ -88,7 +90,7 @@ def summary_line(report: Report) -> str:
 
 def report_table(report: Report) -> str:
     """Per image: result, and the duration of each phase."""
-    ops = [Op.PULL, Op.BUILD_STAGE, Op.BUILD, Op.VERIFY, Op.PUBLISH, Op.REMOVE]
+    ops = [Op.PULL, Op.BUILD_STAGE, Op.BUILD, Op.VERIFY, Op.PUBLISH, Op.TAG_LATEST, Op.REMOVE]
     rows = [
         [
             "image",

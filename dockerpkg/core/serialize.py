@@ -186,6 +186,7 @@ def summary(plan: Plan) -> str:
         (Op.BUILD, "to build"),
         (Op.VERIFY, "to verify"),
         (Op.PUBLISH, "to publish"),
+        (Op.TAG_LATEST, "latest to move"),
         (Op.REMOVE, "to remove"),
         (Op.KEEP, "kept"),
         (Op.WRITE_CHANGELOG, "changelogs to write"),

@@ -72,6 +72,16 @@ def _suffix_shape(suffix: str) -> str:
     return "".join(parts)
 
 
+def tag_of_version(tag: str, version: str, suffix: str) -> bool:
+    """Whether TAG is VERSION as some run tags it: as is, with SUFFIX (--nightly, --snapshot),
+    or with another suffix shaped like SUFFIX (an earlier nightly)."""
+    if tag in (version, version + suffix):
+        return True
+    return (
+        bool(suffix) and re.fullmatch(re.escape(version) + _suffix_shape(suffix), tag) is not None
+    )
+
+
 _SUFFIX = re.compile(r"[A-Za-z0-9][A-Za-z0-9.+~-]*")
 
 

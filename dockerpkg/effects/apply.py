@@ -159,7 +159,12 @@ class Executor:
         if step.op is Op.BUILD_STAGE:
             stage = step.label or f"{stage_repository(image.repository)}:{image.tag}"
             return lambda: self._build_stage(image, stage)
-        actions = {Op.BUILD: self._build, Op.VERIFY: self._verify, Op.PUBLISH: self._publish}
+        actions = {
+            Op.BUILD: self._build,
+            Op.VERIFY: self._verify,
+            Op.PUBLISH: self._publish,
+            Op.TAG_LATEST: self._tag_latest,
+        }
         action = actions[step.op]
         return lambda: action(image)
 
@@ -386,6 +391,22 @@ class Executor:
             log.write(f"latest: {digest} (set in the registry to the manifest of {tag})\n")
         return digest
 
+    def _tag_latest(self, image: PlannedImage) -> str | None:
+        """Point `latest` at the published version's manifest (the plan found it elsewhere)."""
+        repository, tag = split_label(image.label)
+        if self._registry is None or tag is None:
+            raise TaskFailedError("moving latest needs the registry client of the run")
+        path = repository_path(repository, self._settings.config.registry)
+        with self._log(image.name, f"tag-latest {image.label}") as log:
+            try:
+                digest = self._registry.copy_tag(path, tag, "latest")
+            except RegistryError as exc:
+                raise TaskFailedError(f"cannot tag it latest: {exc}") from None
+            if digest is None:
+                raise TaskFailedError(f"the registry no longer has {image.label}")
+            log.write(f"latest: {digest} (set in the registry to the manifest of {tag})\n")
+        return digest
+
     def _push(self, repository: str, tag: str, log: IO[str]) -> None:
         daemon.push(
             self._client,
@@ -403,6 +424,7 @@ _POOLS = {
     Op.BUILD: Pool.BUILD,
     Op.VERIFY: Pool.BUILD,
     Op.PUBLISH: Pool.PUSH,
+    Op.TAG_LATEST: Pool.PUSH,
 }
 
 

@@ -230,10 +230,9 @@ class _Run:
     def _place(self, key: str, step: Step) -> _Attempt | None:
         """An attempt of STEP on a free builder, or None if none may take it now."""
         if step.op is Op.PULL:
-            if self.pulling >= self.settings.pull_jobs:
-                return None
-            self.pulling += 1
-            return _Attempt(step, None, time.monotonic(), 0)
+            return self._place_pull(step)
+        if step.op is Op.TAG_LATEST:
+            return self._place_registry_step(key, step)
         worker = self.where.get(step.image)
         if worker is None:
             # The image's first step (its build, or a step building for it) chooses.
@@ -241,14 +240,30 @@ class _Run:
         # Its other steps run on the builder that took the first.
         if not worker.alive:
             return None
-        if step.op is not Op.PUBLISH and worker.building < worker.slots:
+        if step.op not in _PUSHING and worker.building < worker.slots:
             worker.building += 1
-        elif step.op is Op.PUBLISH and worker.pushing < worker.push_slots:
+        elif step.op in _PUSHING and worker.pushing < worker.push_slots:
             worker.pushing += 1
         else:
             return None
         self.builder_of[key] = worker.name
         return _Attempt(step, worker, time.monotonic(), self.epoch.get(step.image, 0))
+
+    def _place_pull(self, step: Step) -> _Attempt | None:
+        """A pull runs on every builder at once, within the run's pull slots."""
+        if self.pulling >= self.settings.pull_jobs:
+            return None
+        self.pulling += 1
+        return _Attempt(step, None, time.monotonic(), 0)
+
+    def _place_registry_step(self, key: str, step: Step) -> _Attempt | None:
+        """Registry work only: any builder with a free push slot runs it (with its client)."""
+        free = [w for w in self.workers if w.alive and w.pushing < w.push_slots]
+        if not free:
+            return None
+        free[0].pushing += 1
+        self.builder_of[key] = free[0].name
+        return _Attempt(step, free[0], time.monotonic(), self.epoch.get(step.image, 0))
 
     def _place_build(self, key: str, step: Step) -> _Attempt | None:
         image = step.image
@@ -347,7 +362,7 @@ class _Run:
             self.pulling -= 1
             self._pull_finished(key, attempt, future, started, duration)
             return
-        if attempt.step.op is Op.PUBLISH:
+        if attempt.step.op in _PUSHING:
             worker.pushing -= 1
         else:
             worker.building -= 1
@@ -451,7 +466,8 @@ class _Run:
 
 _PENDING = TaskResult("", Outcome.CANCELLED)
 # Steps that follow an image's build; any other step of an image builds (as a build stage).
-_AFTER_BUILD = frozenset({Op.PULL, Op.VERIFY, Op.PUBLISH})
+_AFTER_BUILD = frozenset({Op.PULL, Op.VERIFY, Op.PUBLISH, Op.TAG_LATEST})
+_PUSHING = frozenset({Op.PUBLISH, Op.TAG_LATEST})  # steps that take a push slot
 
 
 def _needs(plan: Plan, images: Mapping[str, PlannedImage]) -> dict[str, tuple[str, ...]]:

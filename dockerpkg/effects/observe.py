@@ -104,9 +104,16 @@ class Observation:
         self._local_labels: Future[frozenset[str]] | None = None
         if len(builders) < 2:
             self._local_labels = self._pool.submit(self._local, dict(env))
-        self._answers: Future[tuple[dict[Ref, bool], dict[Ref, str]]] = self._pool.submit(
-            self._ask, tuple(refs), self._cancel
+        self._answers: Future[tuple[dict[Ref, str | None], dict[Ref, str]]] = self._pool.submit(
+            self._ask, self._with_latest(refs), self._cancel
         )
+
+    def _with_latest(self, refs: Iterable[Ref]) -> tuple[Ref, ...]:
+        """REFS and, when the run can publish (so move `latest`), each repository's latest."""
+        refs = tuple(refs)
+        if self._credentials is None:
+            return refs
+        return refs + tuple(dict.fromkeys((repository, "latest") for repository, _ in refs))
 
     def _local(self, env: Mapping[str, str]) -> frozenset[str]:
         """The labels of the one daemon images are built on (several builders share only
@@ -127,24 +134,47 @@ class Observation:
 
     def _ask(
         self, refs: Iterable[Ref], cancel: threading.Event | None
-    ) -> tuple[dict[Ref, bool], dict[Ref, str]]:
-        """Whether REFS are published and, when asked for, the own definitions their labels
-        record; one client for both, so one set of connections and tokens."""
+    ) -> tuple[dict[Ref, str | None], dict[Ref, str]]:
+        """The manifest digest of each of REFS (None: not published) and, when asked for, the
+        own definitions their labels record; one client for both, so one set of connections
+        and tokens."""
         try:
             with registry_client(self._config, self._credentials) as registry:
-                published = registry.published_many(refs, cancel)
-                return published, self._recorded(registry, published, cancel)
+                digests = registry.digests_many(refs, cancel)
+                return digests, self._recorded(registry, digests, cancel)
         except RegistryError as exc:
-            where = self._config.registry or "Docker Hub"
-            raise DockerPkgError.single(where, str(exc)) from None
+            raise self._registry_error(exc) from None
+
+    def _registry_error(self, exc: RegistryError) -> DockerPkgError:
+        return DockerPkgError.single(self._config.registry or "Docker Hub", str(exc))
+
+    def _tags(self, paths: list[str]) -> tuple[dict[str, tuple[str, ...]], dict[Ref, str | None]]:
+        """The tags of the repositories at PATHS (those whose `latest` is not on the tree's
+        version) and each tag's digest, to tell which one `latest` is on."""
+        if not paths:
+            return {}, {}
+        try:
+            with (
+                registry_client(self._config, self._credentials) as registry,
+                ThreadPoolExecutor(max(1, self._config.scan_workers)) as pool,
+            ):
+                found = dict(zip(paths, pool.map(registry.tags, paths), strict=True))
+                refs = [(path, tag) for path, tags in found.items() for tag in tags]
+                return {p: tuple(t) for p, t in found.items()}, registry.digests_many(refs)
+        except RegistryError as exc:
+            raise self._registry_error(exc) from None
 
     def _recorded(
         self,
         registry: RegistryClient,
-        published: Mapping[Ref, bool],
+        digests: Mapping[Ref, str | None],
         cancel: threading.Event | None,
     ) -> dict[Ref, str]:
-        wanted = [ref for ref, found in published.items() if found] if self._definitions else []
+        wanted = (
+            [ref for ref, found in digests.items() if found and ref[1] != "latest"]
+            if self._definitions
+            else []
+        )
         if not wanted:
             return {}
 
@@ -170,18 +200,38 @@ class Observation:
         refs = tree_refs(tree, self._config)
         answers = dict(asked)
         recorded = dict(asked_recorded)
-        missing = [ref for ref in refs.values() if ref not in answers]
+        missing = [ref for ref in self._with_latest(refs.values()) if ref not in answers]
         if missing:
             late, late_recorded = self._ask(missing, None)
             answers.update(late)
             recorded.update(late_recorded)
         published = frozenset(tree.images[name].label for name, ref in refs.items() if answers[ref])
+        digests: dict[str, str] = {}
+        moved: list[str] = []  # repositories whose latest is not on the tree's version
+        for name, (path, tag) in refs.items():
+            image = tree.images[name]
+            version = answers[path, tag]
+            if version is None or (path, "latest") not in answers:
+                continue
+            digests[image.label] = version
+            latest = answers[path, "latest"]
+            if latest is not None:
+                digests[f"{image.repository}:latest"] = latest
+            if latest != version:
+                moved.append(path)
+        by_path = {path: tree.images[name].repository for name, (path, _) in refs.items()}
+        tags, tag_digests = self._tags(sorted(set(moved)))
+        for (path, tag), digest in tag_digests.items():
+            if digest is not None:
+                digests.setdefault(f"{by_path[path]}:{tag}", digest)
         return Observed(
             offline=False,
             published=published,
             local=local,
             credentials=self._credentials is not None,
             recorded={tree.images[n].label: recorded[r] for n, r in refs.items() if r in recorded},
+            digests=digests,
+            tags={by_path[path]: found for path, found in tags.items()},
         )
 
     def cancel(self) -> None:

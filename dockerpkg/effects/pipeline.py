@@ -33,6 +33,14 @@ class Head:
 
 
 @attrs.frozen
+class Answer:
+    """A HEAD answer: its status, and the manifest digest it gives (Docker-Content-Digest)."""
+
+    status: int
+    digest: str | None = None
+
+
+@attrs.frozen
 class Endpoint:
     """Where to connect: HOST and PORT, with TLS when CONTEXT is given; seconds to wait for
     the connection, then for each read."""
@@ -53,15 +61,15 @@ class PipelinedConnection:
         self._socket: socket.socket | None = None
         self._buffer = b""
 
-    def heads(self, requests: Sequence[Head]) -> list[int | None]:
-        """The status of each request, in order; None for each one left unanswered."""
-        statuses: list[int | None] = [None] * len(requests)
+    def heads(self, requests: Sequence[Head]) -> list[Answer | None]:
+        """The answer to each request, in order; None for each one left unanswered."""
+        statuses: list[Answer | None] = [None] * len(requests)
         try:
             connection = self._connect()
             connection.sendall(b"".join(self._encode(request) for request in requests))
             for index in range(len(requests)):
-                status, closing = self._read_answer(connection)
-                statuses[index] = status
+                answer, closing = self._read_answer(connection)
+                statuses[index] = answer
                 if closing:
                     self.close()
                     break
@@ -97,8 +105,8 @@ class PipelinedConnection:
         lines += [f"{name}: {value}" for name, value in request.headers.items()]
         return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
-    def _read_answer(self, connection: socket.socket) -> tuple[int, bool]:
-        """The next answer's status, and whether the server closes the connection after it.
+    def _read_answer(self, connection: socket.socket) -> tuple[Answer, bool]:
+        """The next answer, and whether the server closes the connection after it.
 
         Interim (1xx) answers are skipped. Raises ValueError for anything that is not an
         HTTP answer, OSError when the connection ends first.
@@ -122,13 +130,17 @@ class PipelinedConnection:
             status = int(code)
             if 100 <= status < 200:
                 continue
-            closing = version == b"HTTP/1.0" or _says_close(fields)
-            return status, closing
+            headers = _fields(fields)
+            connection_field = headers.get(b"connection", b"").lower()
+            closing = version == b"HTTP/1.0" or b"close" in connection_field
+            digest = headers.get(b"docker-content-digest")
+            return Answer(status, digest.decode("ascii", "replace") if digest else None), closing
 
 
-def _says_close(fields: bytes) -> bool:
+def _fields(fields: bytes) -> dict[bytes, bytes]:
+    """Header fields by lowercased name (the last one of a name wins)."""
+    found: dict[bytes, bytes] = {}
     for line in fields.split(b"\r\n"):
         name, _, value = line.partition(b":")
-        if name.strip().lower() == b"connection" and b"close" in value.lower():
-            return True
-    return False
+        found[name.strip().lower()] = value.strip()
+    return found

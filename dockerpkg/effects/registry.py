@@ -42,7 +42,7 @@ import requests.auth
 
 from dockerpkg.effects.causes import causes as causes_of
 from dockerpkg.effects.credentials import Credentials
-from dockerpkg.effects.pipeline import Endpoint, Head, PipelinedConnection
+from dockerpkg.effects.pipeline import Answer, Endpoint, Head, PipelinedConnection
 
 __all__ = [
     "DOCKER_HUB_API_HOST",
@@ -320,7 +320,14 @@ class RegistryClient:
     def published_many(
         self, refs: Iterable[tuple[str, str]], cancel: threading.Event | None = None
     ) -> dict[tuple[str, str], bool]:
-        """``published`` for every ``(repository, tag)``, asked concurrently.
+        """``published`` for every ``(repository, tag)``, asked concurrently (see
+        ``digests_many``)."""
+        return {ref: digest is not None for ref, digest in self.digests_many(refs, cancel).items()}
+
+    def digests_many(
+        self, refs: Iterable[tuple[str, str]], cancel: threading.Event | None = None
+    ) -> dict[tuple[str, str], str | None]:
+        """``manifest_digest`` for every ``(repository, tag)``, asked concurrently.
 
         The answer has one entry per distinct ref, in the order given. If any check fails, the
         first failure is raised and the checks not yet started are cancelled; a set CANCEL
@@ -337,10 +344,10 @@ class RegistryClient:
         # Every worker gets a share when the refs are few; batches stay short when many.
         size = min(_BATCH, -(-len(unique) // workers))
         batches = [unique[start : start + size] for start in range(0, len(unique), size)]
-        answers: dict[tuple[str, str], bool] = {}
+        answers: dict[tuple[str, str], str | None] = {}
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="registry") as pool:
             self._prefetch_tokens(pool, [repository for repository, _ in unique])
-            futures = [pool.submit(self._quick_published, cancel, batch) for batch in batches]
+            futures = [pool.submit(self._quick_digests, cancel, batch) for batch in batches]
             try:
                 for future in as_completed(futures):
                     answers.update(future.result())
@@ -349,29 +356,32 @@ class RegistryClient:
                 raise
         return {ref: answers[ref] for ref in unique}
 
-    def _quick_published(
+    def _quick_digests(
         self, cancel: threading.Event | None, batch: Sequence[tuple[str, str]]
-    ) -> dict[tuple[str, str], bool]:
-        """``published`` for BATCH, pipelined on a connection kept by this thread.
+    ) -> dict[tuple[str, str], str | None]:
+        """``manifest_digest`` for BATCH, pipelined on a connection kept by this thread.
 
-        Only the common answers (200, 404) are taken from the pipeline; anything else (a token
-        to renew, an error, a redirect, no answer at all) is asked again through
-        ``published``, which handles it fully.
+        Only the common answers (200 with a digest, 404) are taken from the pipeline; anything
+        else (a token to renew, an error, a redirect, no answer at all) is asked again through
+        ``manifest_digest``, which handles it fully.
         """
         if cancel is not None and cancel.is_set():
             raise RegistryCancelledError("cancelled")
         connection = self._thread_connection(self._ensure_ready())
-        statuses: Sequence[int | None] = [None] * len(batch)
+        quick: Sequence[Answer | None] = [None] * len(batch)
         if connection is not None:
-            statuses = connection.heads([self._quick_head(*ref) for ref in batch])
-        answers: dict[tuple[str, str], bool] = {}
-        for ref, status in zip(batch, statuses, strict=True):
-            if status in (200, 404):
-                answers[ref] = status == 200
+            quick = connection.heads([self._quick_head(*ref) for ref in batch])
+        answers: dict[tuple[str, str], str | None] = {}
+        for ref, answer in zip(batch, quick, strict=True):
+            if answer is not None and answer.status == 404:
+                answers[ref] = None
+                continue
+            if answer is not None and answer.status == 200 and answer.digest:
+                answers[ref] = answer.digest
                 continue
             if cancel is not None and cancel.is_set():
                 raise RegistryCancelledError("cancelled")
-            answers[ref] = self.published(*ref)
+            answers[ref] = self.manifest_digest(*ref)
         return answers
 
     def _quick_head(self, repository: str, tag: str) -> Head:

@@ -376,3 +376,98 @@ class TestUnconfirmedPushes:
                 ": UNAVAILABLE service unavailable"  # the error the registry's body gives
             )
             assert checks.requests().count(f"GET /v2/{NAMESPACE}/{name}/manifests/1.0") == 3
+
+
+def latest_digest(registry: Registry, name: str, tag: str = "latest") -> str | None:
+    credentials = Credentials(registry.username or "", registry.password or "")
+    with RegistryClient(registry.host, credentials) as client:
+        return client.manifest_digest(f"{NAMESPACE}/{name}", tag)
+
+
+@pytest.mark.docker
+class TestLatestOfAPublishedVersion:
+    """Every tag a run moves is checked: `latest` left behind by a failed run is set by the
+    next one (no build, no push); one moved by someone else to a newer version is left."""
+
+    def test_latest_failed_then_set_by_the_next_run(
+        self, site: tuple[Registry, Path, str], tmp_path: Path, faulty: Any
+    ) -> None:
+        registry, config, prefix = site
+        tree = tmp_path / "tree"
+        names = write_images(tree, prefix, 2)
+        env = dict(os.environ)
+        workspace = api.load_workspace(str(tree), str(config), env)
+        observed, credentials = api.observe_workspace(workspace, env, offline=False)
+        plan = api.build_plan(workspace, observed, BuildOptions(pull=False))
+        settings = Settings(
+            directory=Path(workspace.directory),
+            run_dir=tmp_path / "run",
+            config=workspace.config,
+            credentials=credentials,
+            jobs=2,
+        )
+        # The version tags are pushed; the registry API that moves `latest` answers 503.
+        client = daemon.connect(env)
+        try:
+            with RegistryClient(
+                faulty("status", 503, ping_ok=True).host, credentials, retry=FAST
+            ) as bad:
+                failed = Executor(client, bad, settings, RecordingListener()).run(plan)
+            assert {o for o, _, _ in publish_outcomes(failed).values()} == {Outcome.FAILED}
+            for name in names:
+                assert latest_digest(registry, name, "1.0") is not None
+                assert latest_digest(registry, name) is None
+
+            # The next plan moves `latest` and nothing else.
+            observed, credentials = api.observe_workspace(workspace, env, offline=False)
+            again = api.build_plan(workspace, observed, BuildOptions(pull=False))
+            assert [(s.op, s.image, s.reason.value, s.detail) for s in again.steps] == [
+                (Op.TAG_LATEST, name, "latest_not_current", "latest not set") for name in names
+            ]
+            with RegistryClient(registry.host, credentials) as good:
+                report = Executor(client, good, settings, RecordingListener()).run(again)
+        finally:
+            client.close()
+        assert report.count(Op.TAG_LATEST) == len(names)
+        assert not report.failed
+        for name in names:
+            assert latest_digest(registry, name) == latest_digest(registry, name, "1.0")
+        observed, _ = api.observe_workspace(workspace, env, offline=False)
+        assert api.build_plan(workspace, observed, BuildOptions(pull=False)).steps == ()
+
+    def test_latest_on_a_newer_version_is_left_alone(
+        self, site: tuple[Registry, Path, str], tmp_path: Path, busybox_base: str
+    ) -> None:
+        registry, config, prefix = site
+        name = f"{prefix}-x"
+        for version, folder in (("1.0", "old"), ("2.0", "new")):
+            write_image(
+                tmp_path / folder, name, version, f"FROM {busybox_base}\nRUN echo {version}\n"
+            )
+            run = subprocess.run(
+                dockerpkg("-c", config, "build", "--no-pull", tmp_path / folder),
+                capture_output=True,
+                text=True,
+                check=False,
+                timeout=300,
+            )
+            assert run.returncode == 0, run.stderr
+        newer = latest_digest(registry, name, "2.0")
+        assert newer is not None
+        assert latest_digest(registry, name) == newer
+        # The old tree's version is published, its latest elsewhere: reported, not moved.
+        planned = subprocess.run(
+            dockerpkg("-c", config, "plan", "--no-pull", tmp_path / "old"),
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=120,
+        )
+        assert planned.returncode == 0, planned.stderr
+        assert "tag-latest" not in planned.stdout
+        assert (
+            f"note: {registry.host}/{NAMESPACE}/{name}:latest is on 2.0, not on a version in "
+            f"{name}/changelog: left alone, as this tree did not set it"
+        ) in planned.stdout
+        assert "Plan: nothing to do." in planned.stdout
+        assert latest_digest(registry, name) == newer

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from dockerpkg.effects.pipeline import Endpoint, Head, PipelinedConnection
+from dockerpkg.effects.pipeline import Answer, Endpoint, Head, PipelinedConnection
 
 # What the server does on one connection: gets the requests read so far, returns the bytes to
 # send back and whether to hang up afterwards.
@@ -82,6 +82,10 @@ def _connection(server: _Server) -> PipelinedConnection:
     return PipelinedConnection(Endpoint("127.0.0.1", server.port, None, 5.0, 5.0), "registry.test")
 
 
+def _codes(answers: list[Answer | None]) -> list[int | None]:
+    return [None if answer is None else answer.status for answer in answers]
+
+
 def _heads(*paths: str) -> list[Head]:
     return [Head(path, {"Accept": "application/json"}) for path in paths]
 
@@ -109,8 +113,8 @@ def test_answers_come_back_in_order_on_one_connection(serve: Callable[..., _Serv
     server = serve(_by_path({b"/a": 200, b"/b": 404, b"/c": 200}), 3)
     connection = _connection(server)
     try:
-        assert connection.heads(_heads("/a", "/b", "/c")) == [200, 404, 200]
-        assert connection.heads(_heads("/c", "/a", "/b")) == [200, 200, 404]
+        assert _codes(connection.heads(_heads("/a", "/b", "/c"))) == [200, 404, 200]
+        assert _codes(connection.heads(_heads("/c", "/a", "/b"))) == [200, 200, 404]
     finally:
         connection.close()
     assert server.connections == 1
@@ -123,6 +127,26 @@ def test_answers_come_back_in_order_on_one_connection(serve: Callable[..., _Serv
     assert [r.split(b" ")[1] for r in server.requests] == [b"/a", b"/b", b"/c", b"/c", b"/a", b"/b"]
 
 
+def test_the_manifest_digest_comes_with_the_answer(serve: Callable[..., _Server]) -> None:
+    digest = "sha256:" + "ab" * 32
+
+    def script(batch: list[bytes]) -> tuple[bytes, bool]:
+        found = _status(200, f"docker-content-digest:  {digest} ", "Connection: keep-alive")
+        return found + _status(404) + _status(200), False
+
+    server = serve(script, 3)
+    connection = _connection(server)
+    try:
+        assert connection.heads(_heads("/a", "/b", "/c")) == [
+            Answer(200, digest),
+            Answer(404),
+            Answer(200),
+        ]
+    finally:
+        connection.close()
+    assert server.connections == 1
+
+
 def test_an_answer_split_across_reads_and_interim_answers(serve: Callable[..., _Server]) -> None:
     def script(batch: list[bytes]) -> tuple[bytes, bool]:
         return _status(100) + _status(200) + _status(404), False
@@ -130,7 +154,7 @@ def test_an_answer_split_across_reads_and_interim_answers(serve: Callable[..., _
     server = serve(script, 2)
     connection = _connection(server)
     try:
-        assert connection.heads(_heads("/a", "/b")) == [200, 404]
+        assert _codes(connection.heads(_heads("/a", "/b"))) == [200, 404]
     finally:
         connection.close()
 
@@ -144,8 +168,8 @@ def test_connection_close_leaves_the_rest_unanswered_then_reconnects(
     server = serve(script, 4)
     connection = _connection(server)
     try:
-        assert connection.heads(_heads("/a", "/b", "/c", "/d")) == [200, 404, None, None]
-        assert connection.heads(_heads("/c", "/d", "/e", "/f")) == [200, 404, None, None]
+        assert _codes(connection.heads(_heads("/a", "/b", "/c", "/d"))) == [200, 404, None, None]
+        assert _codes(connection.heads(_heads("/c", "/d", "/e", "/f"))) == [200, 404, None, None]
     finally:
         connection.close()
     assert server.connections == 2
@@ -167,7 +191,7 @@ def test_broken_answers_are_none(
     server = serve(lambda batch: (answer, True), 2)
     connection = _connection(server)
     try:
-        assert connection.heads(_heads("/a", "/b")) == expected
+        assert _codes(connection.heads(_heads("/a", "/b"))) == expected
     finally:
         connection.close()
 
@@ -177,7 +201,7 @@ def test_unreachable_is_none_for_all() -> None:
     port = listener.getsockname()[1]
     listener.close()  # nobody listens there now
     connection = PipelinedConnection(Endpoint("127.0.0.1", port, None, 5.0, 5.0), "x")
-    assert connection.heads(_heads("/a", "/b")) == [None, None]
+    assert _codes(connection.heads(_heads("/a", "/b"))) == [None, None]
 
 
 def test_headers_too_long_is_none(serve: Callable[..., _Server]) -> None:
@@ -185,6 +209,6 @@ def test_headers_too_long_is_none(serve: Callable[..., _Server]) -> None:
     server = serve(lambda batch: (huge, False), 1)
     connection = _connection(server)
     try:
-        assert connection.heads(_heads("/a")) == [None]
+        assert _codes(connection.heads(_heads("/a"))) == [None]
     finally:
         connection.close()

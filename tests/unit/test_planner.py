@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import attrs
 import pytest
 
 from dockerpkg.core.plan import BuildOptions, Op, Plan, Reason
 from dockerpkg.core.planner import Observed, plan_build
 from dockerpkg.core.serialize import plan_from_json, plan_to_json, plan_to_text
 from dockerpkg.core.tree import Tree, load_tree
+from dockerpkg.core.versions import tag_of_version
 from dockerpkg.effects.tree import read_snapshot
 from tests.support.compat import COMPAT, case_config
 from tests.support.golden import check_golden
@@ -92,6 +94,112 @@ class TestRules:
             "leaf",
         ]
         assert ("pull", "native", "published_dependency") in ops(plan)
+
+
+EVERY = frozenset({NATIVE, SECURITY, DATED, DEBIAN_REV, LEAF})
+
+
+def latest_of(label: str) -> str:
+    return label.rpartition(":")[0] + ":latest"
+
+
+def digests(**moved: str | None) -> dict[str, str]:
+    """Every published label at digest d-LABEL and its latest there too, except MOVED (image
+    name -> where its latest is, None: not set)."""
+    found = {label: f"d-{label}" for label in EVERY}
+    for label in EVERY:
+        name = label[len(R) :].partition(":")[0].replace("-", "_")
+        where = moved.get(name, f"d-{label}")
+        if where is not None:
+            found[latest_of(label)] = where
+    return found
+
+
+class TestLatest:
+    """`latest` is checked with the version: moved when missing or on another image, unless
+    the registry holds a newer version (someone else moved it)."""
+
+    def test_latest_on_every_version_is_nothing_to_do(self, tree: Tree) -> None:
+        observed = Observed(offline=False, published=EVERY, credentials=True, digests=digests())
+        assert make(tree, observed).steps == ()
+
+    def test_missing_or_on_an_older_version_gets_a_tag_latest_step(self, tree: Tree) -> None:
+        found = digests(leaf=None, security="d-old", native="d-old-native")
+        found[R + "security:0.4.1-s1"] = "d-old"
+        found[R + "native:0.4.0"] = found[R + "native:0.4.0-20260101"] = "d-old-native"
+        observed = Observed(
+            offline=False,
+            published=EVERY,
+            credentials=True,
+            digests=found,
+            tags={
+                R + "security": ("0.4.1-s1", "0.4.1-s2", "latest"),
+                R + "native": ("0.4.0", "0.4.0-20260101", "0.4.1", "latest"),
+            },
+        )
+        # Without --nightly, 0.4.0-20260101 is no version of native's changelog: left alone.
+        plan = make(tree, observed)
+        assert [(s.op, s.image, s.reason, s.label, s.detail) for s in plan.steps] == [
+            (Op.TAG_LATEST, "security", Reason.LATEST_NOT_CURRENT, SECURITY, "latest on 0.4.1-s1"),
+            (Op.TAG_LATEST, "leaf", Reason.LATEST_NOT_CURRENT, LEAF, "latest not set"),
+        ]
+        assert plan.notes == (
+            f"{R}native:latest is on 0.4.0, 0.4.0-20260101, not on a version in "
+            "native/changelog: left alone, as this tree did not set it",
+        )
+        assert plan.has_changes
+        assert plan_to_text(plan).splitlines()[-1] == "Plan: 2 latest to move."
+        assert plan_from_json(plan_to_json(plan), "p.json") == plan
+
+    def test_an_earlier_nightly_counts_as_this_trees(self) -> None:
+        assert tag_of_version("0.4.0-20260101", "0.4.0", "-20261203")
+        assert tag_of_version("0.4.0", "0.4.0", "-20261203")
+        assert not tag_of_version("0.4.0-2", "0.4.0", "-20261203")
+        assert not tag_of_version("0.4.0-20260101", "0.4.0", "")
+
+    def test_latest_elsewhere_is_left_alone(self, tree: Tree) -> None:
+        # Dated rebuilds sort above the next revision in Debian's order (1.21-1-20260816 >
+        # 1.21-2), so what counts is whether this changelog names the tag, not the order.
+        found = digests(dated="d-other")
+        found[R + "dated:1.21-2"] = "d-other"
+        observed = Observed(
+            offline=False,
+            published=EVERY,
+            credentials=True,
+            digests=found,
+            tags={R + "dated": ("1.21-1-20260816", "1.21-2", "latest")},
+        )
+        plan = make(tree, observed)
+        assert plan.steps == ()
+        assert plan.notes == (
+            f"{R}dated:latest is on 1.21-2, not on a version in dated/changelog: left alone, "
+            "as this tree did not set it",
+        )
+        unnamed = attrs.evolve(observed, tags={R + "dated": ("1.21-1-20260816", "latest")})
+        assert make(tree, unnamed).notes == (
+            f"{R}dated:latest is on an image no other tag names, not on a version in "
+            "dated/changelog: left alone, as this tree did not set it",
+        )
+
+    def test_not_without_credentials_nor_when_not_selected(self, tree: Tree) -> None:
+        moved = digests(leaf=None)
+        without = Observed(offline=False, published=EVERY, digests=moved)
+        assert not any(s.op is Op.TAG_LATEST for s in make(tree, without).steps)
+        observed = Observed(offline=False, published=EVERY, credentials=True, digests=moved)
+        assert make(tree, observed, select="*native*").steps == ()
+
+    def test_an_image_to_build_gets_latest_from_its_publish(self, tree: Tree) -> None:
+        observed = Observed(
+            offline=False,
+            published=EVERY - {LEAF},
+            credentials=True,
+            digests={k: v for k, v in digests(leaf=None).items() if k != LEAF},
+        )
+        assert [s.op for s in make(tree, observed).steps if s.image == "leaf"] == [
+            Op.BUILD,
+            Op.VERIFY,
+            Op.PUBLISH,
+        ]
 
 
 class TestSerialization:
