@@ -21,8 +21,10 @@ from dockerpkg.core.builders import (
 )
 from dockerpkg.core.config import DEFAULT_JOBS, BuildEngine, Config, key_location
 from dockerpkg.core.configkeys import unknown_key_problems
+from dockerpkg.core.labels import repository_path, split_label
 from dockerpkg.core.plan import DEFAULT_OPTIONS, BuildOptions, Plan
 from dockerpkg.core.planner import OFFLINE, Observed, inputs_digest, plan_build
+from dockerpkg.core.recheck import publishing_labels, without_published
 from dockerpkg.core.refs import guessed_refs
 from dockerpkg.core.report import Report
 from dockerpkg.core.serialize import plan_from_json
@@ -288,8 +290,12 @@ def apply_build_plan(
     build_timeout: float | None = None,
     log_limit: int | None = None,
     builders: BuilderSet | None = None,
+    saved: bool = False,
 ) -> Report:
     """Execute the plan's steps; failures are in the report, not raised.
+
+    SAVED (a plan read from a file, maybe hours old): the registry is asked again first, and
+    the images published since the plan are neither built nor pushed (`recheck`).
 
     JOBS (builds at once; default: the builder's, `DEFAULT_JOBS`) is each engine's number of
     slots when the builders do not say.
@@ -299,11 +305,73 @@ def apply_build_plan(
     BUILD_TIMEOUT (seconds; default: the config's `build_timeout`, else none) bounds each
     image's build; LOG_LIMIT (characters) bounds what each step writes to its log.
     """
+    chosen = _run_builders(plan, workspace, builders)
+    published_since: tuple[str, ...] = ()
+    if saved:
+        plan, published_since = recheck(plan, workspace.config, credentials)
+    report = _run_plan(
+        plan,
+        workspace,
+        env,
+        credentials,
+        chosen,
+        run_dir=run_dir,
+        listener=listener,
+        jobs=jobs,
+        echo=echo,
+        interrupt=interrupt,
+        build_timeout=build_timeout,
+        log_limit=log_limit,
+    )
+    return attrs.evolve(report, published_since=published_since)
+
+
+def recheck(
+    plan: Plan, config: Config, credentials: Credentials | None
+) -> tuple[Plan, tuple[str, ...]]:
+    """PLAN without the images it would publish that are published now (one pipelined round
+    of checks), and their labels."""
+    from dockerpkg.effects.observe import registry_client
+    from dockerpkg.effects.registry import RegistryError
+
+    labels = publishing_labels(plan)
+    if not labels or credentials is None:
+        return plan, ()
+    refs = {}
+    for label in labels:
+        repository, tag = split_label(label)
+        refs[label] = (repository_path(repository, config.registry), tag or "latest")
+    try:
+        with registry_client(config, credentials) as registry:
+            digests = registry.digests_many(refs.values())
+    except RegistryError as exc:
+        where = config.registry or "Docker Hub"
+        raise DockerPkgError.single(
+            where, f"{exc} (asked before applying the saved plan)"
+        ) from None
+    published = frozenset(label for label, ref in refs.items() if digests.get(ref) is not None)
+    return without_published(plan, published)
+
+
+def _run_plan(
+    plan: Plan,
+    workspace: Workspace,
+    env: Mapping[str, str],
+    credentials: Credentials | None,
+    chosen: list[Builder],
+    *,
+    run_dir: Path,
+    listener: Listener,
+    jobs: int | None,
+    echo: IO[str] | None,
+    interrupt: Interrupt | None,
+    build_timeout: float | None,
+    log_limit: int | None,
+) -> Report:
     from dockerpkg.effects import daemon
     from dockerpkg.effects.apply import Executor, Settings
     from dockerpkg.effects.observe import registry_client
 
-    chosen = _run_builders(plan, workspace, builders)
     engine = build_engine(workspace.config, env)
     jobs = DEFAULT_JOBS[engine] if jobs is None else jobs
     settings = Settings(

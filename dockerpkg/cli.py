@@ -166,8 +166,10 @@ def _execute(
     run_dir: str | None,
     build_timeout: float | None = None,
     builders: BuilderSet | None = None,
+    saved: bool = False,
 ) -> None:
     """Apply a plan with progress, signal handling and the final report; exit 1 on failure.
+    SAVED: the plan was read from a file (the registry is asked again first).
 
     Ctrl-C stops starting work, a second one cancels running work; SIGTERM does both at once
     (whoever sends it will not wait long). Either way the report of what was done is printed,
@@ -208,6 +210,7 @@ def _execute(
             interrupt=interrupt,
             build_timeout=build_timeout,
             builders=builders,
+            saved=saved,
         )
     finally:
         for signum, handler in previous.items():
@@ -356,6 +359,7 @@ def _commands(ctx: Context) -> list[Callable[..., Any]]:
                 run_dir=run_dir,
                 build_timeout=build_timeout,
                 builders=chosen,
+                saved=Path(target).is_file(),
             )
 
     @argh.arg("directory", help="the image tree")

@@ -50,6 +50,8 @@ class Report:
     elapsed: float = 0.0
     moves: tuple[Move, ...] = ()
     lost_builders: tuple[str, ...] = ()
+    # Labels a saved plan would have published that another run published meanwhile.
+    published_since: tuple[str, ...] = ()
 
     def of(self, op: Op, image: str) -> StepOutcome | None:
         for item in self.outcomes:
@@ -131,6 +133,9 @@ def report_table(report: Report) -> str:
     ]
     if errors:
         lines += ["Failures:", *errors]
+    if report.published_since:
+        lines.append("Published since the plan was made (not built or pushed):")
+        lines += [f"  {label}" for label in report.published_since]
     if report.lost_builders:
         lines.append("Lost builders: " + ", ".join(report.lost_builders))
     if report.moves:
@@ -158,6 +163,7 @@ def report_to_data(report: Report, plan: Plan) -> dict[str, Any]:
         "interrupted": report.interrupted,
         "elapsed": round(report.elapsed, 3),
         "lost_builders": list(report.lost_builders),
+        "published_since": list(report.published_since),
         "moves": [
             {"image": m.image, "lost": m.lost, "to": m.to, "reason": m.reason} for m in report.moves
         ],

@@ -370,16 +370,19 @@ class Executor:
         Without a registry client (a library caller's choice) `latest` is pushed as well."""
         repository, tag = split_label(image.label)
         tag = tag or "latest"
+        path = repository_path(repository, self._settings.config.registry)
         with self._log(image.name, f"publish {image.label}") as log:
             try:
                 daemon.tag(self._client, image.label, repository, "latest")
-                self._push(repository, tag, log)
+                if self._already_published(image, path, tag, log):
+                    log.write(f"{image.label} is published with this content: not pushed again\n")
+                else:
+                    self._push(repository, tag, log)
                 if self._registry is None:
                     self._push(repository, "latest", log)
                     return None
             except daemon.DaemonError as exc:
                 raise self._failed(exc) from None
-            path = repository_path(repository, self._settings.config.registry)
             try:
                 digest = self._registry.copy_tag(path, tag, "latest")
             except RegistryError as exc:
@@ -390,6 +393,28 @@ class Executor:
                 raise TaskFailedError(f"pushed, but the registry does not have {image.label}")
             log.write(f"latest: {digest} (set in the registry to the manifest of {tag})\n")
         return digest
+
+    def _already_published(self, image: PlannedImage, path: str, tag: str, log: IO[str]) -> bool:
+        """Whether the registry has IMAGE's version with the content built here; a version
+        published with other content is never pushed over (the step fails)."""
+        if self._registry is None:
+            return False
+        try:
+            published = self._registry.config_digest(path, tag)
+        except RegistryError as exc:
+            raise TaskFailedError(f"cannot check {image.label} before pushing: {exc}") from None
+        if published is None:
+            return False
+        built = daemon.image_id(self._client, image.label)
+        if published == built:
+            return True
+        why = (
+            f"{image.label} is already published with other content (image {published[:19]}, "
+            f"built here {built[:19]}): a published version is never pushed over; give the "
+            f"image a new version (dockerpkg update {image.name})"
+        )
+        log.write(why + "\n")
+        raise TaskFailedError(why)
 
     def _tag_latest(self, image: PlannedImage) -> str | None:
         """Point `latest` at the published version's manifest (the plan found it elsewhere)."""

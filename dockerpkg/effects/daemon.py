@@ -558,6 +558,14 @@ def tag(client: docker.APIClient, label: str, repository: str, new_tag: str) -> 
         raise _failure(f"cannot tag {label} as {repository}:{new_tag}", exc) from None
 
 
+def image_id(client: docker.APIClient, label: str) -> str:
+    """The ID of the local image LABEL (the digest of its image config)."""
+    try:
+        return str(client.inspect_image(label)["Id"])
+    except _FAILURES as exc:
+        raise _failure(f"cannot inspect {label}", exc) from None
+
+
 def push(
     client: docker.APIClient,
     repository: str,

@@ -32,7 +32,7 @@ import urllib.parse
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 from urllib.parse import urljoin, urlsplit
 
 import attrs
@@ -434,9 +434,41 @@ class RegistryClient:
             path = _next_page(response)
         return sorted(found)
 
+    def config_digest(self, repository: str, tag: str) -> str | None:
+        """The digest of ``repository:tag``'s image config (what the daemon calls the image
+        ID); None when it is not published. A multi-platform index has none of its own: its
+        manifest's digest is given instead, which no image ID equals."""
+        found = self._manifest(repository, tag)
+        if found is None:
+            return None
+        manifest, body = found
+        config = manifest.get("config") if isinstance(manifest, dict) else None
+        digest = config.get("digest") if isinstance(config, dict) else None
+        return digest if isinstance(digest, str) else _content_digest(body)
+
     def image_labels(self, repository: str, tag: str) -> dict[str, str] | None:
         """The labels in ``repository:tag``'s image config (manifest, then config blob); None
         when it is not published or is a multi-platform index (no single config)."""
+        found = self._manifest(repository, tag)
+        if found is None:
+            return None
+        try:
+            config_digest = found[0]["config"]["digest"]
+        except (KeyError, TypeError):
+            return None
+        repo = self._api_repository(repository)
+        what = f"{repository}:{tag}"
+        blob = self._call("GET", repo, f"/v2/{repo}/blobs/{config_digest}", {}, what)
+        if blob.status_code != 200:
+            raise self._unexpected(blob, f"GET image config of {repository}:{tag}")
+        try:
+            labels = (blob.json().get("config") or {}).get("Labels") or {}
+        except (ValueError, AttributeError):
+            return None
+        return {str(k): str(v) for k, v in labels.items()}
+
+    def _manifest(self, repository: str, tag: str) -> tuple[Any, bytes] | None:
+        """``repository:tag``'s manifest, parsed, and its bytes; None when not published."""
         _check_names(repository, tag)
         repo = self._api_repository(repository)
         what = f"{repository}:{tag}"
@@ -446,17 +478,9 @@ class RegistryClient:
         if manifest.status_code != 200:
             raise self._unexpected(manifest, f"GET manifest of {repository}:{tag}")
         try:
-            config_digest = manifest.json()["config"]["digest"]
-        except (ValueError, KeyError, TypeError):
-            return None
-        blob = self._call("GET", repo, f"/v2/{repo}/blobs/{config_digest}", {}, what)
-        if blob.status_code != 200:
-            raise self._unexpected(blob, f"GET image config of {repository}:{tag}")
-        try:
-            labels = (blob.json().get("config") or {}).get("Labels") or {}
-        except (ValueError, AttributeError):
-            return None
-        return {str(k): str(v) for k, v in labels.items()}
+            return manifest.json(), manifest.content
+        except ValueError:
+            return None, manifest.content
 
     # --- one request, authenticated --------------------------------------------------------
 

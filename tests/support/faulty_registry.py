@@ -8,6 +8,9 @@ the port, and records every request as one line "METHOD PATH" in a log file. Wha
 - ``hang``: connections are accepted and never answered.
 - ``--fail-first N`` (with ``status``): only the first N requests for manifests get STATUS;
   later ones are answered 404, as by an empty registry that has recovered.
+- ``--absent-first N`` (with ``status``): the first N requests for each manifest are answered
+  404 (not published), later ones for it STATUS: a registry that fails after the check that
+  comes before a push.
 
 A closed port, the other common fault, needs no process: see ``closed_port``.
 """
@@ -47,7 +50,13 @@ class FaultyRegistry:
 
 @contextlib.contextmanager
 def start_faulty_registry(
-    tmp: Path, mode: str, status: int = 503, *, ping_ok: bool = False, fail_first: int = 0
+    tmp: Path,
+    mode: str,
+    status: int = 503,
+    *,
+    ping_ok: bool = False,
+    fail_first: int = 0,
+    absent_first: int = 0,
 ) -> Iterator[FaultyRegistry]:
     """Run the server for the duration of the block (MODE: "status" or "hang")."""
     log = Path(tempfile.mkstemp(prefix="faulty-registry-", suffix=".log", dir=tmp)[1])
@@ -56,6 +65,8 @@ def start_faulty_registry(
         args.append("--ping-ok")
     if fail_first:
         args += ["--fail-first", str(fail_first)]
+    if absent_first:
+        args += ["--absent-first", str(absent_first)]
     process = subprocess.Popen(
         args, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True, start_new_session=True
     )
@@ -94,6 +105,7 @@ class _Server(ThreadingHTTPServer):
         self.options = options
         self.lock = threading.Lock()
         self.manifest_requests = 0
+        self.per_path: dict[str, int] = {}
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -113,10 +125,15 @@ class _Handler(BaseHTTPRequestHandler):
             log.write(f"{self.command} {self.path}\n")
             if "/manifests/" in self.path:
                 self.server.manifest_requests += 1
+                self.server.per_path[self.path] = self.server.per_path.get(self.path, 0) + 1
             manifests = self.server.manifest_requests
+            this_one = self.server.per_path.get(self.path, 0)
         if self.path == "/v2/" and options.ping_ok:
             status = 200
-        elif options.fail_first and "/manifests/" in self.path and manifests > options.fail_first:
+        elif "/manifests/" in self.path and (
+            (options.fail_first and manifests > options.fail_first)
+            or this_one <= options.absent_first
+        ):
             status = 404
         else:
             status = options.status
@@ -140,6 +157,7 @@ def main() -> None:
     parser.add_argument("--status", type=int, default=503)
     parser.add_argument("--ping-ok", action="store_true")
     parser.add_argument("--fail-first", type=int, default=0)
+    parser.add_argument("--absent-first", type=int, default=0)
     parser.add_argument("--log", required=True)
     options = parser.parse_args()
     server = _Server(options)

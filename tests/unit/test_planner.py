@@ -7,6 +7,7 @@ import pytest
 
 from dockerpkg.core.plan import BuildOptions, Op, Plan, Reason
 from dockerpkg.core.planner import Observed, plan_build
+from dockerpkg.core.recheck import publishing_labels, without_published
 from dockerpkg.core.serialize import plan_from_json, plan_to_json, plan_to_text
 from dockerpkg.core.tree import Tree, load_tree
 from dockerpkg.core.versions import tag_of_version
@@ -211,3 +212,57 @@ class TestSerialization:
         text = plan_to_json(plan)
         check_golden("plans/planner-local.json", text)
         assert plan_from_json(text, "p.json") == plan
+
+
+class TestRecheck:
+    """A saved plan against what was published since: those images' steps go, and the images
+    built from them pull them."""
+
+    def plan(self, tree: Tree, **options: object) -> Plan:
+        observed = Observed(
+            offline=False,
+            published=frozenset({NATIVE}),
+            local=frozenset({DEBIAN_REV}),
+            credentials=True,
+        )
+        return make(tree, observed, **options)
+
+    def test_nothing_published_since_leaves_the_plan(self, tree: Tree) -> None:
+        plan = self.plan(tree)
+        assert publishing_labels(plan) == (DEBIAN_REV, SECURITY, DATED, LEAF)
+        assert without_published(plan, frozenset({NATIVE})) == (plan, ())
+
+    def test_published_parent_is_pulled_for_its_child(self, tree: Tree) -> None:
+        plan = self.plan(tree)
+        assert ("build", "security", "not_in_registry") in ops(plan)
+        rechecked, labels = without_published(plan, frozenset({SECURITY, DEBIAN_REV}))
+        assert labels == (DEBIAN_REV, SECURITY)
+        # native was pulled for security's build only; leaf needs debian-rev, dated security.
+        assert ops(rechecked) == [
+            ("pull", "debian-rev", "published_dependency"),
+            ("pull", "security", "published_dependency"),
+            ("build", "dated", "not_in_registry"),
+            ("verify", "dated", "built_in_this_run"),
+            ("publish", "dated", "built_in_this_run"),
+            ("build", "leaf", "not_in_registry"),
+            ("verify", "leaf", "built_in_this_run"),
+            ("publish", "leaf", "built_in_this_run"),
+        ]
+        assert rechecked.notes[-2:] == (
+            f"published since the plan was made: {DEBIAN_REV} (not built or pushed)",
+            f"published since the plan was made: {SECURITY} (not built or pushed)",
+        )
+        assert rechecked.digest == plan.digest
+
+    def test_all_published_since_leaves_nothing_to_do(self, tree: Tree) -> None:
+        plan = self.plan(tree)
+        rechecked, labels = without_published(plan, frozenset(publishing_labels(plan)))
+        assert rechecked.steps == ()
+        assert len(labels) == 4
+
+    def test_no_pull_plans_take_parents_from_the_daemon(self, tree: Tree) -> None:
+        observed = Observed(offline=False, local=frozenset({NATIVE}), credentials=True)
+        plan = make(tree, observed, pull=False)
+        rechecked, _ = without_published(plan, frozenset({SECURITY}))
+        assert not any(s.op is Op.PULL for s in rechecked.steps)
+        assert "security" not in {s.image for s in rechecked.steps}

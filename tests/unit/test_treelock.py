@@ -279,3 +279,73 @@ class TestWait:
             "(2.0-s1)",
             "(2.0)",
         ]
+
+
+class TestNesting:
+    """The lock covers the repository holding the tree: a run on a folder and one on a folder
+    inside it exclude each other, inside a git repository or not."""
+
+    def test_a_run_inside_a_locked_tree_is_refused(self, tree: Path) -> None:
+        holder = start_holder(tree / "images")
+        try:
+            result = dockerpkg("update", "--all", "images/base", cwd=tree)
+        finally:
+            release(holder)
+        assert result.returncode == 1, result.stderr
+        assert result.stderr.splitlines()[0] == (
+            f"images/base: error: another dockerpkg run (pid {holder.pid}) holds the lock on "
+            f"{(tree / 'images').resolve()}, which holds this tree; wait for it to finish, or "
+            "use --wait-lock"
+        )
+
+    def test_a_run_around_a_locked_subfolder_is_refused(self, tree: Path) -> None:
+        holder = start_holder(tree / "images" / "base")
+        try:
+            result = dockerpkg("update", "--all", "images", cwd=tree)
+        finally:
+            release(holder)
+        assert result.returncode == 1, result.stderr
+        assert f"another dockerpkg run (pid {holder.pid}) holds the lock on this tree" in (
+            result.stderr
+        )
+
+    def test_one_lock_per_git_repository(self, tmp_path: Path) -> None:
+        (tmp_path / ".git").mkdir()
+        for side in ("a", "b"):
+            write_tree(tmp_path / side, {"base": ("1.0", [])})
+        holder = start_holder(tmp_path / "a" / "images")
+        try:
+            result = dockerpkg("update", "--all", "b/images", cwd=tmp_path)
+        finally:
+            release(holder)
+        assert result.returncode == 1, result.stderr
+        assert (
+            f"holds the lock on {tmp_path.resolve()}, the repository holding this tree"
+            in result.stderr
+        )
+
+    def test_folders_side_by_side_run_at_once(self, tmp_path: Path) -> None:
+        write_tree(tmp_path, {"x": ("1.0", []), "y": ("1.0", [])})
+        holder = start_holder(tmp_path / "images" / "x")
+        try:
+            result = dockerpkg("update", "--all", "images/y", cwd=tmp_path)
+        finally:
+            release(holder)
+        assert result.returncode == 0, result.stderr
+
+    def test_tree_and_subfolder_at_once_one_finishes(self, tree: Path) -> None:
+        """Both at once, again and again: one is refused or waits, the other finishes; no
+        staged file is ever left, and the winner never fails."""
+        for attempt in range(8):
+            wait = ["--wait-lock"] if attempt % 2 else []
+            runs = [
+                start_dockerpkg("update", "--all", *wait, folder, cwd=tree)
+                for folder in ("images", "images/base")
+            ]
+            results = [(run.wait(timeout=60), run.communicate()[1]) for run in runs]
+            for status, err in results:
+                assert status == 0 or (status == 1 and "holds the lock" in err), err
+            assert any(status == 0 for status, _ in results), results
+            if wait:
+                assert all(status == 0 for status, _ in results), results
+            assert not list(tree.rglob(".changelog.dockerpkg-tmp"))

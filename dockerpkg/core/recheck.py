@@ -1,0 +1,56 @@
+"""A saved plan, brought up to date with what was published since it was made.
+
+A saved plan can wait for hours before `apply`; meanwhile another run may publish some of its
+images. Building them again would push a second image under a version already published, so
+their steps go, and the images built from them pull them instead.
+"""
+
+from __future__ import annotations
+
+import attrs
+
+from dockerpkg.core.plan import Op, Plan, Reason, Step
+
+# The steps that make and publish an image; a published image needs none of them.
+_MAKING = frozenset({Op.BUILD_STAGE, Op.BUILD, Op.VERIFY, Op.PUBLISH, Op.TAG_LATEST})
+
+
+def publishing_labels(plan: Plan) -> tuple[str, ...]:
+    """The labels PLAN would publish: what to ask the registry about before applying it."""
+    return tuple(dict.fromkeys(s.label for s in plan.steps if s.op is Op.PUBLISH and s.label))
+
+
+def without_published(plan: Plan, published: frozenset[str]) -> tuple[Plan, tuple[str, ...]]:
+    """PLAN without the steps of the images it would publish that PUBLISHED (labels) now
+    holds, and those labels; images built from one of them pull it first (unless the plan
+    was made with --no-pull, which takes images from the daemon)."""
+    gone = {
+        s.image: s.label
+        for s in plan.steps
+        if s.op is Op.PUBLISH and s.label is not None and s.label in published
+    }
+    if not gone:
+        return plan, ()
+    kept = [s for s in plan.steps if not (s.op in _MAKING and s.image in gone)]
+    images = {i.name: i for i in plan.images}
+    building = {s.image for s in kept if s.op in (Op.BUILD_STAGE, Op.BUILD)}
+    pulled = {s.label for s in kept if s.op is Op.PULL}
+    pulls = []
+    if plan.options.pull:
+        needed = sorted({p for name in building for p in images[name].parents if p in gone})
+        pulls = [
+            Step(Op.PULL, p, Reason.PUBLISHED_DEPENDENCY, gone[p])
+            for p in needed
+            if gone[p] not in pulled
+        ]
+    # Pulls come first in a plan, these after the plan's own; a pull only the images gone
+    # needed goes too.
+    wanted = {label for name in building for label in images[name].bases}
+    wanted |= {images[p].label for name in building for p in images[name].parents if p in images}
+    first = [s for s in kept if s.op is Op.PULL and s.label in wanted]
+    rest = [s for s in kept if s.op is not Op.PULL]
+    labels = tuple(label for label in gone.values() if label is not None)
+    notes = tuple(
+        f"published since the plan was made: {label} (not built or pushed)" for label in labels
+    )
+    return attrs.evolve(plan, steps=tuple(first + pulls + rest), notes=plan.notes + notes), labels
