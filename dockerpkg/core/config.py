@@ -81,6 +81,7 @@ _SCHEMA = sy.MapCombined(
         sy.Optional("ca_bundle"): _NULLABLE_STR,
         sy.Optional("force_numeric_user"): sy.Bool(),
         sy.Optional("definition_labels"): sy.Bool(),
+        sy.Optional("check_latest"): sy.Bool(),
         sy.Optional("build_engine"): sy.Enum([e.value for e in BuildEngine]),
         sy.Optional("known_uid_mappings"): sy.EmptyDict() | sy.MapPattern(sy.Str(), sy.Int()),
         sy.Optional("verify_command"): sy.Str(),
@@ -118,6 +119,7 @@ KNOWN_KEYS = frozenset(
         "ca_bundle",
         "force_numeric_user",
         "definition_labels",
+        "check_latest",
         "build_engine",
         "known_uid_mappings",
         "verify_command",
@@ -176,6 +178,8 @@ class Config:
     # Label built images with their definitions, for drift (the classic builder spends one
     # metadata commit a build on it; BuildKit sets it on export).
     definition_labels: bool = True
+    # Ask where `latest` is beside each version (a second check per image): see plan_build.
+    check_latest: bool = True
     build_engine: BuildEngine | None = None  # None: see `engine`
     known_uid_mappings: Mapping[str, int] = DEFAULT_UID_MAPPINGS
     verify_command: str = "/bin/bash"

@@ -111,7 +111,7 @@ class Observation:
     def _with_latest(self, refs: Iterable[Ref]) -> tuple[Ref, ...]:
         """REFS and, when the run can publish (so move `latest`), each repository's latest."""
         refs = tuple(refs)
-        if self._credentials is None:
+        if self._credentials is None or not self._config.check_latest:
             return refs
         return refs + tuple(dict.fromkeys((repository, "latest") for repository, _ in refs))
 

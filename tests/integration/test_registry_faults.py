@@ -419,7 +419,13 @@ class TestLatestOfAPublishedVersion:
                 assert latest_digest(registry, name, "1.0") is not None
                 assert latest_digest(registry, name) is None
 
-            # The next plan moves `latest` and nothing else.
+            # Unless told not to look (check_latest: false), the next plan moves `latest` and
+            # nothing else.
+            unchecked = tmp_path / "unchecked.yaml"
+            unchecked.write_text(config.read_text() + "check_latest: false\n", encoding="utf-8")
+            blind = api.load_workspace(str(tree), str(unchecked), env)
+            blind_observed, _ = api.observe_workspace(blind, env, offline=False)
+            assert api.build_plan(blind, blind_observed, BuildOptions(pull=False)).steps == ()
             observed, credentials = api.observe_workspace(workspace, env, offline=False)
             again = api.build_plan(workspace, observed, BuildOptions(pull=False))
             assert [(s.op, s.image, s.reason.value, s.detail) for s in again.steps] == [
