@@ -291,6 +291,8 @@ def apply_build_plan(
     log_limit: int | None = None,
     builders: BuilderSet | None = None,
     saved: bool = False,
+    verify_timeout: float | None = None,
+    transfer_timeout: float | None = None,
 ) -> Report:
     """Execute the plan's steps; failures are in the report, not raised.
 
@@ -303,7 +305,9 @@ def apply_build_plan(
     BUILDERS (--builders given with a saved plan) replace the plan's builders.
 
     BUILD_TIMEOUT (seconds; default: the config's `build_timeout`, else none) bounds each
-    image's build; LOG_LIMIT (characters) bounds what each step writes to its log.
+    image's build, VERIFY_TIMEOUT its verification (`verify_timeout`), TRANSFER_TIMEOUT each
+    wait of a pull or push for the daemon (`transfer_timeout`, 300 s); LOG_LIMIT
+    (characters) bounds what each step writes to its log.
     """
     chosen = _run_builders(plan, workspace, builders)
     published_since: tuple[str, ...] = ()
@@ -320,7 +324,7 @@ def apply_build_plan(
         jobs=jobs,
         echo=echo,
         interrupt=interrupt,
-        build_timeout=build_timeout,
+        limits=(build_timeout, verify_timeout, transfer_timeout),
         log_limit=log_limit,
     )
     return attrs.evolve(report, published_since=published_since)
@@ -365,9 +369,10 @@ def _run_plan(
     jobs: int | None,
     echo: IO[str] | None,
     interrupt: Interrupt | None,
-    build_timeout: float | None,
+    limits: tuple[float | None, float | None, float | None],
     log_limit: int | None,
 ) -> Report:
+    """Run PLAN; LIMITS: the build, verify and transfer timeouts given (None: the config's)."""
     from dockerpkg.effects import daemon
     from dockerpkg.effects.apply import Executor, Settings
     from dockerpkg.effects.observe import registry_client
@@ -383,7 +388,9 @@ def _run_plan(
         jobs=jobs,
         echo=echo,
         links=workspace.links,
-        build_timeout=workspace.config.build_timeout if build_timeout is None else build_timeout,
+        build_timeout=_given_or(limits[0], workspace.config.build_timeout),
+        verify_timeout=_given_or(limits[1], workspace.config.verify_timeout),
+        transfer_timeout=workspace.config.transfer_timeout if limits[2] is None else limits[2],
         build_engine=engine,
     )
     if log_limit is not None:
@@ -408,6 +415,10 @@ def _run_plan(
         if registry is not None:
             registry.close()
         client.close()
+
+
+def _given_or(given: float | None, configured: float | None) -> float | None:
+    return configured if given is None else given
 
 
 def build_engine(config: Config, env: Mapping[str, str]) -> BuildEngine:

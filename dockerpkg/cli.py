@@ -142,9 +142,12 @@ def _make_plan(
     return api.build_plan(workspace, observed, options), workspace, credentials
 
 
-def _check_build_timeout(seconds: float | None) -> None:
-    if seconds is not None and not 0 < seconds < float("inf"):
-        raise DockerPkgError.single("--build-timeout", "expected a number of seconds above 0")
+def _check_timeouts(**given: float | None) -> None:
+    """Each of GIVEN (a flag's name with _ for -) is None or a number of seconds above 0."""
+    for name, seconds in given.items():
+        if seconds is not None and not 0 < seconds < float("inf"):
+            flag = "--" + name.replace("_", "-")
+            raise DockerPkgError.single(flag, "expected a number of seconds above 0")
 
 
 def _run_dir(ctx: Context, given: str | None) -> Path:
@@ -167,6 +170,8 @@ def _execute(
     build_timeout: float | None = None,
     builders: BuilderSet | None = None,
     saved: bool = False,
+    verify_timeout: float | None = None,
+    transfer_timeout: float | None = None,
 ) -> None:
     """Apply a plan with progress, signal handling and the final report; exit 1 on failure.
     SAVED: the plan was read from a file (the registry is asked again first).
@@ -211,6 +216,8 @@ def _execute(
             build_timeout=build_timeout,
             builders=builders,
             saved=saved,
+            verify_timeout=verify_timeout,
+            transfer_timeout=transfer_timeout,
         )
     finally:
         for signum, handler in previous.items():
@@ -236,6 +243,12 @@ _JOBS_HELP = "builds at once (default: 8 with BuildKit, 4 with the classic build
 _REPORT_HELP = "write the run report as JSON to this file"
 _RUN_DIR_HELP = "folder for per-image logs (default: a new one under /tmp)"
 _BUILD_TIMEOUT_HELP = "stop a build still running after SECONDS (default: config build_timeout)"
+_VERIFY_TIMEOUT_HELP = (
+    "stop a verification still running after SECONDS (default: config verify_timeout)"
+)
+_TRANSFER_TIMEOUT_HELP = (
+    "fail a pull or push that waits SECONDS for the daemon (default: config transfer_timeout, 300)"
+)
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 _BUILDERS_HELP = (
     "build on these Docker engines, SLOTS builds at once on each (default: --jobs), "
@@ -307,6 +320,8 @@ def _commands(ctx: Context) -> list[Callable[..., Any]]:
     @argh.arg("--run-dir", help=_RUN_DIR_HELP)
     @argh.arg("--wait-lock", help=WAIT_LOCK_HELP)
     @argh.arg("--build-timeout", type=float, metavar="SECONDS", help=_BUILD_TIMEOUT_HELP)
+    @argh.arg("--verify-timeout", type=float, metavar="SECONDS", help=_VERIFY_TIMEOUT_HELP)
+    @argh.arg("--transfer-timeout", type=float, metavar="SECONDS", help=_TRANSFER_TIMEOUT_HELP)
     @argh.arg("--builders", metavar="URL[=SLOTS],...", help=_BUILDERS_HELP)
     def apply(
         target: str,
@@ -322,10 +337,16 @@ def _commands(ctx: Context) -> list[Callable[..., Any]]:
         run_dir: str | None = None,
         wait_lock: bool = False,
         build_timeout: float | None = None,
+        verify_timeout: float | None = None,
+        transfer_timeout: float | None = None,
         builders: str | None = None,
     ) -> None:
         """Execute a saved plan (refused if stale), or plan DIRECTORY and execute at once."""
-        _check_build_timeout(build_timeout)
+        _check_timeouts(
+            build_timeout=build_timeout,
+            verify_timeout=verify_timeout,
+            transfer_timeout=transfer_timeout,
+        )
         chosen: BuilderSet | None = None
         if not os.path.lexists(target):
             raise DockerPkgError.single(target, "no such file or folder: give a plan or a tree")
@@ -358,6 +379,8 @@ def _commands(ctx: Context) -> list[Callable[..., Any]]:
                 quiet=quiet,
                 run_dir=run_dir,
                 build_timeout=build_timeout,
+                verify_timeout=verify_timeout,
+                transfer_timeout=transfer_timeout,
                 builders=chosen,
                 saved=Path(target).is_file(),
             )
@@ -369,6 +392,8 @@ def _commands(ctx: Context) -> list[Callable[..., Any]]:
     @argh.arg("--run-dir", help=_RUN_DIR_HELP)
     @argh.arg("--wait-lock", help=WAIT_LOCK_HELP)
     @argh.arg("--build-timeout", type=float, metavar="SECONDS", help=_BUILD_TIMEOUT_HELP)
+    @argh.arg("--verify-timeout", type=float, metavar="SECONDS", help=_VERIFY_TIMEOUT_HELP)
+    @argh.arg("--transfer-timeout", type=float, metavar="SECONDS", help=_TRANSFER_TIMEOUT_HELP)
     @argh.arg("--builders", metavar="URL[=SLOTS],...", help=_BUILDERS_HELP)
     def build(
         directory: str,
@@ -384,10 +409,16 @@ def _commands(ctx: Context) -> list[Callable[..., Any]]:
         run_dir: str | None = None,
         wait_lock: bool = False,
         build_timeout: float | None = None,
+        verify_timeout: float | None = None,
+        transfer_timeout: float | None = None,
         builders: str | None = None,
     ) -> None:
         """docker-pkg's verb: print the plan, then apply it."""
-        _check_build_timeout(build_timeout)
+        _check_timeouts(
+            build_timeout=build_timeout,
+            verify_timeout=verify_timeout,
+            transfer_timeout=transfer_timeout,
+        )
         flags = PlanFlags(select, nightly, snapshot, no_pull, use_cache, builders)
         with locked(directory, wait=wait_lock):
             result, workspace, credentials = _make_plan(ctx, directory, flags)
@@ -404,6 +435,8 @@ def _commands(ctx: Context) -> list[Callable[..., Any]]:
                     quiet=quiet,
                     run_dir=run_dir,
                     build_timeout=build_timeout,
+                    verify_timeout=verify_timeout,
+                    transfer_timeout=transfer_timeout,
                 )
 
     return [plan, apply, build, diff, *versioning_commands(ctx), *review_commands(ctx)]

@@ -90,6 +90,8 @@ _SCHEMA = sy.MapCombined(
         | sy.MapPattern(sy.Str(), _LIMIT_VALUE)
         | sy.Str(),
         sy.Optional("build_timeout"): sy.EmptyNone() | sy.Float(),
+        sy.Optional("verify_timeout"): sy.EmptyNone() | sy.Float(),
+        sy.Optional("transfer_timeout"): sy.Float(),
         sy.Optional("builders"): sy.EmptyList() | sy.Seq(_BUILDER),
         sy.Optional("context_roots"): sy.EmptyList() | sy.Seq(sy.Str()),
         sy.Optional("lint"): sy.EmptyDict() | sy.Map(_LINT),
@@ -126,6 +128,8 @@ KNOWN_KEYS = frozenset(
         "verify_args",
         "container_limits",
         "build_timeout",
+        "verify_timeout",
+        "transfer_timeout",
         "builders",
         "context_roots",
         "lint",
@@ -134,8 +138,19 @@ KNOWN_KEYS = frozenset(
 
 # Keys that say where and how to run or check, not what to build: neither template variables
 # nor part of a plan's digest (a plan records its builders itself; what links reach is in
-# the tree's digest through the files they bring).
-RUN_KEYS = frozenset({"builders", "build_engine", "context_roots", "lint"})
+# the tree's digest through the files they bring; time limits and whether `latest` is looked
+# at change no image).
+RUN_KEYS = frozenset(
+    {
+        "builders",
+        "build_engine",
+        "context_roots",
+        "lint",
+        "check_latest",
+        "verify_timeout",
+        "transfer_timeout",
+    }
+)
 
 
 @attrs.frozen
@@ -186,6 +201,9 @@ class Config:
     verify_args: tuple[str, ...] = DEFAULT_VERIFY_ARGS
     container_limits: Mapping[str, str | int] = attrs.field(factory=lambda: MappingProxyType({}))
     build_timeout: float | None = None  # seconds one image's build may take; None: no limit
+    verify_timeout: float | None = None  # seconds one image's verification may take
+    # Seconds a pull or a push may wait for a word from the daemon.
+    transfer_timeout: float = 300.0
     # The Docker engines to build on; empty: the daemon of the environment (DOCKER_HOST).
     builders: tuple[Builder, ...] = ()
     # Folders outside the repository that links in image folders may lead into, as written
@@ -321,6 +339,10 @@ def _line_of_key(text: str, key: str) -> int | None:
     return None
 
 
+# Keys whose value is a number of seconds.
+_SECONDS = frozenset({"build_timeout", "verify_timeout", "transfer_timeout"})
+
+
 def _value_problem(key: str, value: Any) -> str | None:
     """Why VALUE (already of its key's type) is wrong for KEY, for keys checked alone."""
     if key == "registry" and value:
@@ -363,11 +385,11 @@ def parse_config_data(text: str, path: str) -> dict[str, Any]:
                 problems.append(error(path, f"bad value for 'container_limits': {why}", line))
             else:
                 data[key] = limits
-        elif key == "build_timeout" and value is not None and not 0 < value < math.inf:
+        elif key in _SECONDS and value is not None and not 0 < value < math.inf:
             problems.append(
                 error(
                     path,
-                    "bad value for 'build_timeout': expected a number of seconds above 0",
+                    f"bad value for '{key}': expected a number of seconds above 0",
                     document[key].start_line,
                 )
             )

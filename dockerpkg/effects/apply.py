@@ -12,7 +12,6 @@ import contextlib
 import os
 import shlex
 import shutil
-import subprocess
 import tempfile
 import threading
 import time
@@ -45,6 +44,7 @@ from dockerpkg.effects.scheduler import (
     run_tasks,
 )
 from dockerpkg.effects.tree import BUILD_TEMPLATE
+from dockerpkg.effects.verify import run_verification
 
 
 @attrs.frozen
@@ -64,6 +64,9 @@ class Settings:
     # private paths (config files holding secrets) are never copied into a build context.
     links: LinkPolicy | None = None
     build_timeout: float | None = None  # seconds one image's build may take
+    verify_timeout: float | None = None  # seconds one image's verification may take
+    # Seconds a pull or a push may wait for a word from the daemon.
+    transfer_timeout: float = daemon.TRANSFER_TIMEOUT
     build_engine: BuildEngine = BuildEngine.BUILDKIT
     log_limit: int = DEFAULT_LOG_LIMIT  # characters each step may write to its image's log
     # For verifications: DOCKER_HOST (and TLS variables) of the builder, over the environment's.
@@ -98,17 +101,14 @@ class Executor:
         self._settings = settings
         self._listener = listener
         self._cancel = threading.Event()
-        self._processes: set[subprocess.Popen[bytes]] = set()
         self._lock = threading.Lock()
         # Image name -> folder holding build/ from its build stage, until its build takes it.
         self._artifacts: dict[str, Path] = {}
 
     def cancel(self) -> None:
-        """Abort running work: streams end at their next chunk, verifications are killed."""
+        """Abort running work: streams end at their next chunk, verifications are killed
+        (their whole process groups)."""
         self._cancel.set()
-        with self._lock:
-            for process in self._processes:
-                process.terminate()
 
     def _failed(self, exc: Exception) -> TaskFailedError:
         if self._cancel.is_set():
@@ -212,7 +212,14 @@ class Executor:
     def _pull(self, label: str, log_name: str = "pulls") -> str | None:
         with self._log(log_name, f"pull {label}") as log:
             try:
-                daemon.pull(self._client, label, self._settings.credentials, log, self._cancel)
+                daemon.pull(
+                    self._client,
+                    label,
+                    self._settings.credentials,
+                    log,
+                    self._cancel,
+                    timeout=self._settings.transfer_timeout,
+                )
             except daemon.DaemonError as exc:
                 if self._cancel.is_set():
                     raise self._failed(exc) from None
@@ -346,22 +353,21 @@ class Executor:
             {k: v for k in ("DOCKER_HOST", "DOCKER_CONFIG", "HOME") if (v := os.environ.get(k))}
         )
         env.update(self._settings.daemon_env)
+        timeout = self._settings.verify_timeout
         with self._log(image.name, f"verify {image.label}") as log:
-            log.flush()
-            process = subprocess.Popen(
-                [config.verify_command, *args], env=env, stdout=log, stderr=subprocess.STDOUT
+            finished = run_verification(
+                [config.verify_command, *args], env, log, cancel=self._cancel, timeout=timeout
             )
-            with self._lock:
-                self._processes.add(process)
-            try:
-                returncode = process.wait()
-            finally:
-                with self._lock:
-                    self._processes.discard(process)
-        if self._cancel.is_set():
+            if finished.timed_out:
+                log.write(f"verification timed out after {timeout:g} s: stopped\n")
+        if finished.cancelled or self._cancel.is_set():
             raise TaskCancelledError("cancelled")
-        if returncode != 0:
-            raise TaskFailedError(f"verification failed (exit {returncode}); see {image.name}.log")
+        if finished.timed_out:
+            raise TaskFailedError(f"verification timed out after {timeout:g} s")
+        if finished.returncode != 0:
+            raise TaskFailedError(
+                f"verification failed (exit {finished.returncode}); see {image.name}.log"
+            )
         return None
 
     def _publish(self, image: PlannedImage) -> str | None:
@@ -440,6 +446,7 @@ class Executor:
             self._settings.credentials,
             log_file=log,
             cancel=self._cancel,
+            timeout=self._settings.transfer_timeout,
         )
 
 

@@ -20,9 +20,10 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from types import TracebackType
-from typing import IO, Any
+from typing import IO, Any, cast
 
 import docker
+import docker.auth
 import docker.errors
 import docker.tls
 import docker.utils.build
@@ -41,6 +42,9 @@ log = logging.getLogger(__name__)
 
 # Builds and pushes of big images take long; docker-pkg used the same.
 TIMEOUT = 600
+#: Seconds a pull or a push may wait for a word from the daemon (config `transfer_timeout`):
+#: a daemon pulling from a registry that stalls says nothing at all.
+TRANSFER_TIMEOUT = 300.0
 
 
 class DaemonError(Exception):
@@ -215,9 +219,10 @@ class _Guard:
         if self._thread is not None:
             self._thread.join()
 
-    def watch(self) -> None:
-        """Watch the stream whose request this thread has just sent."""
-        response: requests.Response | None = getattr(_last_response, "value", None)
+    def watch(self, response: requests.Response | None = None) -> None:
+        """Watch RESPONSE's stream, by default that of the request this thread has just sent."""
+        if response is None:
+            response = getattr(_last_response, "value", None)
         if response is None or (self._cancel is None and self._deadline is None):
             return
         self._thread = threading.Thread(
@@ -324,27 +329,123 @@ def pull(
     credentials: Credentials | None,
     log_file: IO[str] | None = None,
     cancel: threading.Event | None = None,
+    *,
+    timeout: float = TRANSFER_TIMEOUT,
 ) -> None:
+    """Pull LABEL; TIMEOUT bounds each wait for the daemon (its answer, each progress line)."""
     repository, tag = split_label(label)
-    _remember_responses(client)
+    params = {"fromImage": repository, "tag": tag or "latest"}
+    url = client._url("/images/create")
+    _transfer(
+        client,
+        url,
+        params,
+        repository,
+        credentials,
+        log_file,
+        cancel,
+        timeout,
+        f"cannot pull {label}",
+    )
+
+
+def _transfer(  # noqa: PLR0917 (one request's parts, from two callers)
+    client: docker.APIClient,
+    url: str,
+    params: Mapping[str, str],
+    repository: str,
+    credentials: Credentials | None,
+    log_file: IO[str] | None,
+    cancel: threading.Event | None,
+    timeout: float,
+    what: str,
+) -> None:
+    """A pull or a push: POST URL and read its progress stream, each read bounded by TIMEOUT.
+
+    docker-py's own `pull` waits for ever (it sends no timeout), so the request is made here
+    with the client's lower-level calls; and it is sent from a thread of its own, so that a
+    set CANCEL ends the wait for the daemon's first word at once (the thread ends at its
+    timeout, its answer unread).
+    """
+    headers = {}
+    auth_config = _auth(credentials)
+    header = (
+        docker.auth.encode_header(auth_config)
+        if auth_config is not None
+        else docker.auth.get_config_header(
+            client, docker.auth.resolve_repository_name(repository)[0]
+        )
+    )
+    if header:
+        headers["X-Registry-Auth"] = header
     guard = _Guard(cancel, None)
     try:
         with guard:
-            stream = client.pull(
-                repository,
-                tag=tag or "latest",
-                stream=True,
-                decode=True,
-                auth_config=_auth(credentials),
+            response = _send_aside(
+                lambda: client._post(
+                    url, params=params, headers=headers, stream=True, timeout=timeout
+                ),
+                cancel,
             )
-            guard.watch()
+            guard.watch(response)
+            client._raise_for_status(response)
+            stream = client._stream_helper(response, decode=True)
             error = _stream_errors(stream, log_file, cancel)
     except _FAILURES as exc:
         guard.raise_if_cut()
-        raise _failure(f"cannot pull {label}", exc) from None
+        if _timed_out(exc):
+            raise TimedOutError(
+                f"{what}: the daemon said nothing for {timeout:g} s (transfer_timeout)"
+            ) from None
+        raise _failure(what, exc) from None
     guard.raise_if_cut()
     if error:
-        raise DaemonError(f"cannot pull {label}: {error}")
+        raise DaemonError(f"{what}: {error}")
+
+
+def _timed_out(exc: BaseException) -> bool:
+    """Whether EXC is, or was caused by, a read that waited past its timeout."""
+    return any(
+        isinstance(cause, TimeoutError | urllib3.exceptions.TimeoutError | requests.Timeout)
+        for cause in causes_of(exc)
+    )
+
+
+def _send_aside(
+    send: Callable[[], requests.Response], cancel: threading.Event | None
+) -> requests.Response:
+    """SEND's answer, waited for in this thread while SEND runs in another; a set CANCEL
+    ends the wait (CancelledError) and the answer, if it comes, is closed unread."""
+    box: dict[str, Any] = {}
+    done = threading.Event()
+    lock = threading.Lock()
+
+    def run() -> None:
+        try:
+            response = send()
+        except BaseException as exc:  # handed to the waiting thread, which raises it
+            box["error"] = exc
+        else:
+            with lock:
+                if box.get("abandoned"):
+                    response.close()
+                else:
+                    box["response"] = response
+        finally:
+            done.set()
+
+    threading.Thread(target=run, name="dockerpkg-request", daemon=True).start()
+    while not done.wait(_Guard.POLL):
+        if cancel is not None and cancel.is_set():
+            with lock:
+                box["abandoned"] = True
+                late = box.pop("response", None)
+            if late is not None:
+                late.close()
+            raise CancelledError("cancelled")
+    if "error" in box:
+        raise box["error"]
+    return cast("requests.Response", box["response"])
 
 
 def build(
@@ -574,23 +675,21 @@ def push(
     *,
     log_file: IO[str] | None = None,
     cancel: threading.Event | None = None,
+    timeout: float = TRANSFER_TIMEOUT,
 ) -> None:
-    """Push and read the whole stream: an error in it is a failure, whatever docker-py says."""
-    _remember_responses(client)
-    guard = _Guard(cancel, None)
-    try:
-        with guard:
-            stream = client.push(
-                repository, tag=push_tag, stream=True, decode=True, auth_config=_auth(credentials)
-            )
-            guard.watch()
-            error = _stream_errors(stream, log_file, cancel)
-    except _FAILURES as exc:
-        guard.raise_if_cut()
-        raise _failure(f"push of {repository}:{push_tag} failed", exc) from None
-    guard.raise_if_cut()
-    if error:
-        raise DaemonError(f"push of {repository}:{push_tag} failed: {error}")
+    """Push and read the whole stream: an error in it is a failure, whatever docker-py says.
+    TIMEOUT bounds each wait for the daemon."""
+    _transfer(
+        client,
+        client._url("/images/{0}/push", repository),
+        {"tag": push_tag},
+        repository,
+        credentials,
+        log_file,
+        cancel,
+        timeout,
+        f"push of {repository}:{push_tag} failed",
+    )
 
 
 def remove_image(client: docker.APIClient, image_id: str) -> None:

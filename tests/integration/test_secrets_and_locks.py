@@ -258,9 +258,7 @@ class TestSecretsNeverShown:
         assert len(run.run_dirs()) == 4
         secret_files = [config, wrong_config]  # hold passwords on purpose
         files = list(files_under(work, *run.run_dirs(), leave_out=secret_files))
-        assert {"plan.json", "r1.json", "r2.json", "r4.json", "p.json"} <= {
-            f.name for f in files
-        }
+        assert {"plan.json", "r1.json", "r2.json", "r4.json", "p.json"} <= {f.name for f in files}
         forms = secret_forms(username, password, wrong, env_wrong)
         read = assert_nothing_leaks(run, forms, files)
         assert read > 60

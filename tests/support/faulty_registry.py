@@ -6,6 +6,9 @@ the port, and records every request as one line "METHOD PATH" in a log file. Wha
 - ``status``: every request gets STATUS (say 500 or 503); with ``--ping-ok`` the API root
   ``/v2/`` answers 200, so a client gets as far as asking about images.
 - ``hang``: connections are accepted and never answered.
+- ``stall``: the API root answers 200; a manifest's GET gets its status line and headers
+  (200, a length) and then never its body; any other request is never answered: what a
+  daemon pulling from it waits on for ever.
 - ``--fail-first N`` (with ``status``): only the first N requests for manifests get STATUS;
   later ones are answered 404, as by an empty registry that has recovered.
 - ``--absent-first N`` (with ``status``): the first N requests for each manifest are answered
@@ -58,7 +61,7 @@ def start_faulty_registry(
     fail_first: int = 0,
     absent_first: int = 0,
 ) -> Iterator[FaultyRegistry]:
-    """Run the server for the duration of the block (MODE: "status" or "hang")."""
+    """Run the server for the duration of the block (MODE: "status", "hang" or "stall")."""
     log = Path(tempfile.mkstemp(prefix="faulty-registry-", suffix=".log", dir=tmp)[1])
     args = [sys.executable, str(Path(__file__)), mode, "--status", str(status), "--log", str(log)]
     if ping_ok:
@@ -119,8 +122,30 @@ class _Handler(BaseHTTPRequestHandler):
                 time.sleep(3600)
         super().handle()
 
+    def _stall(self) -> None:
+        with self.server.lock, Path(self.server.options.log).open("a", encoding="utf-8") as log:
+            log.write(f"{self.command} {self.path}\n")
+        if self.path == "/v2/":
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"{}")
+            return
+        if self.command == "GET" and "/manifests/" in self.path:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/vnd.docker.distribution.manifest.v2+json")
+            self.send_header("Content-Length", "4096")
+            self.end_headers()
+            self.wfile.flush()
+        while True:
+            time.sleep(3600)
+
     def _answer(self) -> None:
         options = self.server.options
+        if options.mode == "stall":
+            self._stall()
+            return
         with self.server.lock, Path(options.log).open("a", encoding="utf-8") as log:
             log.write(f"{self.command} {self.path}\n")
             if "/manifests/" in self.path:
@@ -153,7 +178,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("mode", choices=["status", "hang"])
+    parser.add_argument("mode", choices=["status", "hang", "stall"])
     parser.add_argument("--status", type=int, default=503)
     parser.add_argument("--ping-ok", action="store_true")
     parser.add_argument("--fail-first", type=int, default=0)
