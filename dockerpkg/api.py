@@ -30,6 +30,7 @@ from dockerpkg.core.report import Report
 from dockerpkg.core.serialize import plan_from_json
 from dockerpkg.core.spec import Snapshot
 from dockerpkg.core.tree import Tree, analyze_tree
+from dockerpkg.effects.changelogs import Interrupted, interrupted, leftover_warning
 from dockerpkg.effects.configfile import LoadedConfig, read_config
 from dockerpkg.effects.credentials import Credentials
 from dockerpkg.effects.links import LinkPolicy
@@ -55,6 +56,8 @@ class Workspace:
     links: LinkPolicy
     config_files: tuple[str, ...] = ()  # the files the config was read from
     builders: BuilderSet = DEFAULT_BUILDERS  # the config's, or --builders
+    # What an interrupted update left in the tree, if anything (a warning says so too).
+    interrupted: Interrupted | None = None
 
 
 def load_workspace(
@@ -122,7 +125,8 @@ def _resolve(
 ) -> Workspace:
     analysis = analyze_tree(snapshot, loaded.config, suffix, render=render)
     keys = unknown_key_problems(loaded.files, loaded.config.extra, snapshot)
-    problems = loaded.warnings + tuple(keys) + analysis.problems
+    left = interrupted(directory, snapshot.working)
+    problems = loaded.warnings + tuple(keys) + tuple(leftover_warning(left)) + analysis.problems
     if not snapshot.images:
         # Most likely the wrong folder: doing nothing successfully would hide that.
         problems += (
@@ -143,7 +147,16 @@ def _resolve(
         config_files=tuple(path for path, _ in loaded.files),
         builders=builders,
         links=links,
+        interrupted=left,
     )
+
+
+def interrupted_update(
+    directory: str, config_path: str | None, env: Mapping[str, str]
+) -> Interrupted | None:
+    """What an interrupted update left in DIRECTORY (see dockerpkg.effects.changelogs), read
+    without resolving the tree (which may not resolve)."""
+    return interrupted(directory, _read_inputs(directory, config_path, env)[2].working)
 
 
 def load_and_observe(

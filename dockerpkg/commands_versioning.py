@@ -98,6 +98,10 @@ def normalize_argv(rest: Sequence[str]) -> list[str]:
     if args and args[0] in {"update", "plan-update"} and "--all" in args[1:]:
         args.remove("--all")
         args[0] += "-all"
+    for flag in ("--resume", "--discard"):
+        if args and args[0] == "update" and flag in args[1:]:
+            args.remove(flag)
+            args[0] += "-" + flag[2:]
     return args
 
 
@@ -300,6 +304,40 @@ def commands(ctx: Context) -> list[Callable[..., Any]]:  # noqa: PLR0915 (closur
             _show(plan, json_output=json_output, out=None)
             write(plan, workspace)
 
+    def recover(directory: str, wait_lock: bool, *, resume: bool) -> None:
+        with _locked(directory, wait_lock):
+            found, written = versioning.recover_update(
+                directory, ctx.config_path, ctx.env, resume=resume
+            )
+        if found is None:
+            print("No interrupted update here: nothing to do.", file=sys.stderr)
+        elif resume:
+            print(
+                f"Finished the interrupted update ({found.who}): wrote {len(written)} more "
+                "changelog(s).",
+                file=sys.stderr,
+            )
+        else:
+            print(
+                f"Undid the interrupted update ({found.who}): put back {len(written)} "
+                f"changelog(s), removed {len(found.staged)} staged file(s).",
+                file=sys.stderr,
+            )
+
+    @argh.arg("directory", metavar="DIRECTORY", help="the image tree")
+    @argh.arg("--wait-lock", help=WAIT_LOCK_HELP)
+    def update_resume(directory: str, *, wait_lock: bool = False) -> None:
+        """`update --resume`: finish an interrupted update (the changelogs it had not
+        written get their entry, checked against its journal)."""
+        recover(directory, wait_lock, resume=True)
+
+    @argh.arg("directory", metavar="DIRECTORY", help="the image tree")
+    @argh.arg("--wait-lock", help=WAIT_LOCK_HELP)
+    def update_discard(directory: str, *, wait_lock: bool = False) -> None:
+        """`update --discard`: undo an interrupted update (the changelogs it wrote put back,
+        its staged files removed)."""
+        recover(directory, wait_lock, resume=False)
+
     def make_prune_plan(
         directory: str, select: str | None, nightly: str | None
     ) -> tuple[versioning.PruneRun, Engine]:
@@ -404,6 +442,8 @@ def commands(ctx: Context) -> list[Callable[..., Any]]:  # noqa: PLR0915 (closur
         apply_update,
         update,
         update_all,
+        update_resume,
+        update_discard,
         plan_prune,
         apply_prune,
         prune,

@@ -9,6 +9,7 @@ from dockerpkg.core.config import key_location
 from dockerpkg.core.configkeys import unknown_key_problems
 from dockerpkg.core.graph_render import Graph, select_graph
 from dockerpkg.core.lint import Finding, RuleChoice, chosen_rules, lint_tree
+from dockerpkg.effects.changelogs import interrupted, leftover_warning
 from dockerpkg.effects.configfile import read_config
 from dockerpkg.effects.tree import read_snapshot
 from dockerpkg.errors import Location, Problem
@@ -43,10 +44,11 @@ def lint(
     )
     snapshot = read_snapshot(directory, link_policy(directory, loaded, env))
     keys = unknown_key_problems(loaded.files, loaded.config.extra, snapshot)
+    left = leftover_warning(interrupted(directory, snapshot.working))
     return lint_tree(
         snapshot,
         loaded.config,
         directory=directory,
-        extra=(*loaded.warnings, *keys),
+        extra=(*loaded.warnings, *keys, *left),
         rules=rules,
     )

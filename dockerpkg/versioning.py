@@ -17,7 +17,7 @@ from dockerpkg.core.prune import plan_prune
 from dockerpkg.core.update import plan_update, plan_update_all
 from dockerpkg.effects import changelogs
 from dockerpkg.effects.author import changelog_date, resolve_author
-from dockerpkg.errors import DockerPkgError
+from dockerpkg.errors import DockerPkgError, error
 
 if TYPE_CHECKING:
     from dockerpkg.effects.engine import Engine
@@ -73,9 +73,35 @@ def write_update(
     _require_action(plan, Action.UPDATE, workspace.directory)
     if plan.digest != workspace.digest:
         raise _stale(workspace.directory)
+    if workspace.interrupted is not None:
+        raise _left_behind(workspace.interrupted)
     return changelogs.apply_edits(
         workspace.directory, plan.edits, _originals(workspace), write=write
     )
+
+
+def _left_behind(found: changelogs.Interrupted) -> DockerPkgError:
+    """An update refused until the interrupted one is finished or undone: its summary, then
+    every file it left."""
+    problems = [
+        error(changelogs.JOURNAL_NAME if found.journal else found.staged[0], found.summary())
+    ]
+    problems += [
+        error(path, "staged by the interrupted update; not read as part of the tree")
+        for path in found.staged
+    ]
+    return DockerPkgError(problems)
+
+
+def recover_update(
+    directory: str, config_path: str | None, env: Mapping[str, str], *, resume: bool
+) -> tuple[changelogs.Interrupted | None, tuple[str, ...]]:
+    """Finish (RESUME) or undo what an interrupted update left in DIRECTORY: what it left
+    (None: nothing), and the changelogs written."""
+    found = api.interrupted_update(directory, config_path, env)
+    if found is None:
+        return None, ()
+    return found, changelogs.recover(directory, found, resume=resume)
 
 
 def written_edits(plan: Plan, workspace: Workspace) -> tuple[str, ...]:

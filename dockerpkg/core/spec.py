@@ -216,3 +216,5 @@ class Snapshot:
 
     images: tuple[ImageSource, ...]
     warnings: tuple[Problem, ...] = ()
+    # Files an interrupted update left (staged changelogs, its journal), relative: not read.
+    working: tuple[str, ...] = ()

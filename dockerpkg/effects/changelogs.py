@@ -1,6 +1,9 @@
 """Write the changelog edits of an update plan: all of them, or none.
 
-1. Check: every target file still holds exactly the text the plan was made from.
+1. Check: every target file still holds exactly the text the plan was made from. Then write
+   the journal, `.dockerpkg-update.journal` in the tree's folder: each changelog, the entry
+   put in front of it, and the digests of its text before and after (synced before anything
+   else is written).
 2. Stage: write every new text to `.changelog.dockerpkg-tmp` beside its target (same folder,
    so the rename below never crosses file systems), with the target's permissions; then one
    `sync` makes them all durable (one call instead of an fsync per file: thousands of images).
@@ -9,15 +12,22 @@
    more. SIGINT and SIGTERM are held back during the swap, so Ctrl-C cannot stop it half-way.
    If a rename fails, the files already swapped are put back from the texts read in step 1.
 
-What remains: a rename is atomic for its own file, but there is no atomic rename of several
-files. A crash of the machine or a SIGKILL during step 3, a window of one rename per changelog,
-can leave some changelogs updated and others not (each one whole, never half-written); the
-staged files left behind then show which were not swapped yet, and `git diff` shows the rest.
+4. Remove the journal: the update is done.
+
+A rename is atomic for its own file, but there is no atomic rename of several files: a crash
+of the machine or a SIGKILL during step 3 can leave some changelogs updated and others not
+(each one whole, never half-written). The journal left behind says which update it was and
+lets `recover` finish it (each changelog not yet written gets the journal's entry over the text
+it had, checked against the digest the journal gives) or undo it (each changelog written put
+back to its text before, checked the same way), so the tree ends all updated or none.
 """
 
 from __future__ import annotations
 
 import contextlib
+import enum
+import hashlib
+import json
 import os
 import signal
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -25,9 +35,10 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 import attrs
 
 from dockerpkg.core.plan import Edit
-from dockerpkg.errors import DockerPkgError, Problem, error
+from dockerpkg.effects.workfiles import JOURNAL_NAME, TEMP_NAME
+from dockerpkg.errors import DockerPkgError, Problem, error, warning
 
-TEMP_NAME = ".changelog.dockerpkg-tmp"
+__all__ = ["JOURNAL_NAME", "TEMP_NAME", "Interrupted", "apply_edits", "interrupted", "recover"]
 
 # Creates PATH (which must not exist) holding DATA with MODE (apply_edits syncs afterwards).
 Writer = Callable[[str, bytes, int], None]
@@ -69,14 +80,219 @@ def apply_edits(
     way that cannot be undone (then the message says which files are in which state).
     """
     targets = _check(root, edits, originals)
-    _stage(targets, write)
+    journal = _write_journal(root, targets)
+    finished = False
     try:
-        os.sync()  # every staged text is on disk before any changelog is replaced
-        _check_unchanged(targets)
-        _swap(targets, write, replace)
+        _stage(targets, write)
+        try:
+            os.sync()  # every staged text is on disk before any changelog is replaced
+            _check_unchanged(targets)
+            _swap(targets, write, replace)
+        finally:
+            _remove_staged(targets)
+        finished = True
     finally:
-        _remove_staged(targets)
+        # Gone once every changelog is as it should be: all written, or (a failure before
+        # or during the swap, undone) none.
+        with _signals_held(), contextlib.suppress(FileNotFoundError):
+            if finished or not any(_read(t.path) == t.new for t in targets):
+                os.unlink(journal)
     return tuple(t.edit.path for t in targets)
+
+
+def _write_journal(root: str, targets: Sequence[_Target]) -> str:
+    path = os.path.join(root, JOURNAL_NAME)
+    if os.path.lexists(path):
+        raise DockerPkgError.single(JOURNAL_NAME, _LEFT_BEHIND + ": " + _CHOICES.format(root))
+    body = {
+        "format": 1,
+        "changelogs": [
+            {
+                "path": t.edit.path,
+                "entry": t.edit.entry,
+                "before": _digest(t.original),
+                "after": _digest(t.new),
+            }
+            for t in targets
+        ],
+    }
+    try:
+        write_new_file(path, (json.dumps(body, indent=1) + "\n").encode("utf-8"), 0o644)
+        os.sync()
+    except OSError as exc:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        raise DockerPkgError.single(
+            JOURNAL_NAME, f"cannot write the update's journal: {exc.strerror or exc}"
+        ) from None
+    return path
+
+
+def _digest(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+_LEFT_BEHIND = "an interrupted update left its journal here"
+_CHOICES = "dockerpkg update --resume {0} finishes it, dockerpkg update --discard {0} undoes it"
+
+
+# --- an interrupted update -------------------------------------------------------------------
+
+
+class State(enum.Enum):
+    WRITTEN = "written"  # holds the new text
+    PENDING = "pending"  # holds the text before; its staged text waits beside it
+    CHANGED = "changed"  # neither: someone edited it since
+
+
+@attrs.frozen
+class _Journaled:
+    path: str  # relative to the tree
+    entry: str
+    before: str
+    after: str
+    state: State
+
+
+@attrs.frozen
+class Interrupted:
+    """What an interrupted update left in a tree: its journal's changelogs, by state, and the
+    staged files found (with or without a journal)."""
+
+    directory: str  # the tree, as given
+    changelogs: tuple[_Journaled, ...]
+    staged: tuple[str, ...]
+    journal: bool
+
+    def count(self, state: State) -> int:
+        return sum(1 for c in self.changelogs if c.state is state)
+
+    @property
+    def who(self) -> str:
+        """The update's signature line (author and date), as its entries give it."""
+        for changelog in self.changelogs:
+            for line in reversed(changelog.entry.splitlines()):
+                if line.startswith(" -- "):
+                    return line[4:].strip()
+        return "an unknown update"
+
+    def summary(self) -> str:
+        if not self.journal:
+            return (
+                f"{len(self.staged)} staged changelog(s) left by an interrupted update, with "
+                f"no journal (first: {self.staged[0]}); dockerpkg update --discard "
+                f"{self.directory} removes them"
+            )
+        total = len(self.changelogs)
+        return (
+            f"an interrupted update ({self.who}) wrote {self.count(State.WRITTEN)} of its "
+            f"{total} changelog(s); {len(self.staged)} staged file(s) wait beside the "
+            f"others; {_CHOICES.format(self.directory)}"
+        )
+
+
+def interrupted(root: str, staged: Sequence[str]) -> Interrupted | None:
+    """What an interrupted update left under ROOT (STAGED: the staged files the snapshot
+    found, relative), or None when nothing."""
+    path = os.path.join(root, JOURNAL_NAME)
+    raw = _read(path)
+    staged = tuple(s for s in staged if s.rpartition("/")[2] == TEMP_NAME)
+    if raw is None:
+        return Interrupted(root, (), staged, journal=False) if staged else None
+    try:
+        body = json.loads(raw)
+        listed = [(c["path"], c["entry"], c["before"], c["after"]) for c in body["changelogs"]]
+    except (ValueError, KeyError, TypeError):
+        raise DockerPkgError.single(JOURNAL_NAME, "not a dockerpkg update journal") from None
+    changelogs = []
+    for relative, entry, before, after in listed:
+        current = _read(os.path.join(root, *relative.split("/")))
+        digest = None if current is None else _digest(current)
+        state = {after: State.WRITTEN, before: State.PENDING}.get(digest or "", State.CHANGED)
+        changelogs.append(_Journaled(relative, entry, before, after, state))
+    return Interrupted(root, tuple(changelogs), staged, journal=True)
+
+
+def leftover_warning(found: Interrupted | None) -> list[Problem]:
+    return (
+        []
+        if found is None
+        else [warning(JOURNAL_NAME if found.journal else found.staged[0], found.summary())]
+    )
+
+
+def recover(root: str, found: Interrupted, *, resume: bool) -> tuple[str, ...]:
+    """Finish (RESUME) or undo the interrupted update FOUND under ROOT, all or nothing as far
+    as renames go; returns the changelogs written. Raises DockerPkgError, changing nothing,
+    when a changelog or a staged text is not what the journal says."""
+    if not found.journal:
+        if resume:
+            raise DockerPkgError.single(
+                found.staged[0],
+                "no journal says what these staged changelogs are for: they cannot be "
+                f"finished; dockerpkg update --discard {root} removes them",
+            )
+        _unlink_all(os.path.join(root, *s.split("/")) for s in found.staged)
+        return ()
+    moves, problems = _recovery(root, found, resume=resume)
+    if problems:
+        raise DockerPkgError(problems)
+    written: list[str] = []
+    with _signals_held():
+        for changelog, text in moves:
+            path = os.path.join(root, *changelog.path.split("/"))
+            staged = os.path.join(os.path.dirname(path), TEMP_NAME)
+            # Staged afresh: what an interrupted staging left may be short.
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(staged)
+            write_new_file(staged, text, os.stat(path).st_mode)
+            written.append(changelog.path)
+        os.sync()
+        for changelog, _ in moves:
+            path = os.path.join(root, *changelog.path.split("/"))
+            os.replace(os.path.join(os.path.dirname(path), TEMP_NAME), path)
+        os.sync()
+        _unlink_all(os.path.join(root, *s.split("/")) for s in found.staged)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(os.path.join(root, JOURNAL_NAME))
+    return tuple(written)
+
+
+def _recovery(
+    root: str, found: Interrupted, *, resume: bool
+) -> tuple[list[tuple[_Journaled, bytes]], list[Problem]]:
+    """Each changelog to rewrite to finish (RESUME) or undo FOUND, with its text; and why it
+    cannot be done, if it cannot."""
+    problems = [
+        error(c.path, "changed since the interrupted update; put it back or edit it by hand", 1)
+        for c in found.changelogs
+        if c.state is State.CHANGED
+    ]
+    moves: list[tuple[_Journaled, bytes]] = []  # each changelog to rewrite, with its text
+    for changelog in found.changelogs:
+        current = _read(os.path.join(root, *changelog.path.split("/"))) or b""
+        entry = changelog.entry.encode("utf-8")
+        if resume and changelog.state is State.PENDING:
+            # The journal's entry over the text before is the staged text, whether or not
+            # staging got as far as this one.
+            text = entry + current
+            if _digest(text) != changelog.after:
+                problems.append(error(changelog.path, "the journal's entry does not fit it", 1))
+            else:
+                moves.append((changelog, text))
+        elif not resume and changelog.state is State.WRITTEN:
+            before = current[len(entry) :]
+            if not current.startswith(entry) or _digest(before) != changelog.before:
+                problems.append(error(changelog.path, "cannot take the update's entry out", 1))
+            else:
+                moves.append((changelog, before))
+    return moves, problems
+
+
+def _unlink_all(paths: Iterator[str] | Sequence[str]) -> None:
+    for path in paths:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
 
 
 def edited(root: str, edits: Sequence[Edit], originals: Mapping[str, str]) -> tuple[str, ...]:
@@ -141,8 +357,8 @@ def _stage(targets: Sequence[_Target], write: Writer) -> None:
             if os.path.lexists(target.temp):
                 raise DockerPkgError.single(
                     _beside(target.edit.path),
-                    "a staged changelog is already there (left by an interrupted update?); "
-                    "check the changelog beside it, then remove this file",
+                    "a staged changelog is already there, left by an interrupted update: "
+                    + _CHOICES.format("DIRECTORY"),
                 )
             staged.append(target)
             try:

@@ -20,6 +20,8 @@ from collections.abc import Iterable, Iterator
 
 import attrs
 
+from dockerpkg.effects.workfiles import WORKING_FILES
+
 CONTEXT_ROOTS_KEY = "context_roots"
 
 
@@ -188,7 +190,7 @@ class _Walker:
             return
         for item in found:
             name = prefix + item.name
-            if item.path in self.skip:
+            if item.path in self.skip or item.name in WORKING_FILES:
                 continue
             if item.is_symlink():
                 yield from self.link(item.path, name, holders)

@@ -9,6 +9,7 @@ import attrs
 
 from dockerpkg.core.spec import ImageSource, Snapshot
 from dockerpkg.effects.links import LinkPolicy, linked_entries
+from dockerpkg.effects.workfiles import WORKING_FILES
 from dockerpkg.errors import DockerPkgError, Problem, error, warning
 
 TEMPLATE = "Dockerfile.template"
@@ -93,10 +94,12 @@ class _Folder:
         return frozenset(self.files + self.links + self.dirs + self.others)
 
 
-def _walk(top: str) -> tuple[dict[str, _Folder], list[str]]:
-    """Every folder under TOP (links are not followed), and the folders that cannot be read."""
+def _walk(top: str) -> tuple[dict[str, _Folder], list[str], list[str]]:
+    """Every folder under TOP (links are not followed), the folders that cannot be read, and
+    dockerpkg's own working files found (left out of the listing)."""
     listing: dict[str, _Folder] = {}
     unreadable: list[str] = []
+    working: list[str] = []
     stack = [top]
     while stack:
         current = stack.pop()
@@ -108,6 +111,9 @@ def _walk(top: str) -> tuple[dict[str, _Folder], list[str]]:
             continue
         kinds: dict[str, list[str]] = {"files": [], "links": [], "dirs": [], "others": []}
         for entry in entries:
+            if entry.name in WORKING_FILES:
+                working.append(entry.path)
+                continue
             try:
                 if entry.is_symlink():
                     kind = "links"
@@ -123,7 +129,7 @@ def _walk(top: str) -> tuple[dict[str, _Folder], list[str]]:
         folder = _Folder(**{k: tuple(v) for k, v in kinds.items()})
         listing[current] = folder
         stack.extend(os.path.join(current, d) for d in reversed(folder.dirs))
-    return listing, unreadable
+    return listing, unreadable, working
 
 
 def _owner(top: str, folder: str, image_dirs: set[str]) -> str | None:
@@ -251,7 +257,7 @@ def read_snapshot(root: str | os.PathLike[str], policy: LinkPolicy | None = None
     if not os.path.isdir(top):
         raise DockerPkgError.single(top, "not a folder: give the folder holding the image folders")
     policy = policy or LinkPolicy.for_tree(top)
-    listing, unreadable_dirs = _walk(top)
+    listing, unreadable_dirs, working = _walk(top)
     image_dirs, problems, warnings = _image_folders(top, listing)
     image_set = set(image_dirs)
     owned: dict[str, list[str]] = {d: [] for d in image_dirs}
@@ -273,4 +279,8 @@ def read_snapshot(root: str | os.PathLike[str], policy: LinkPolicy | None = None
     if problems:
         raise DockerPkgError(sorted(problems, key=str) + sorted(warnings, key=str))
     sources.sort(key=lambda s: s.path)
-    return Snapshot(images=tuple(sources), warnings=tuple(sorted(warnings, key=str)))
+    return Snapshot(
+        images=tuple(sources),
+        warnings=tuple(sorted(warnings, key=str)),
+        working=tuple(sorted(_rel(top, path) for path in working)),
+    )

@@ -172,8 +172,15 @@ class TestStaleFiles:
         leftover.write_text("from a run that was killed\n", "utf-8")
         plan = native_plan(tree)
         before = snapshot(tree)
-        with pytest.raises(DockerPkgError, match=f"leaf/{TEMP_NAME}: error: a staged changelog"):
+        with pytest.raises(DockerPkgError) as caught:
             write_update(plan, workspace(tree))
+        assert str(caught.value).splitlines() == [
+            f"leaf/{TEMP_NAME}: error: 1 staged changelog(s) left by an interrupted update, with "
+            f"no journal (first: leaf/{TEMP_NAME}); dockerpkg update --discard "
+            f"{os.path.relpath(tree)} removes them",
+            f"leaf/{TEMP_NAME}: error: staged by the interrupted update; not read as part of "
+            "the tree",
+        ]
         assert snapshot(tree) == before
 
 

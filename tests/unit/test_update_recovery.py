@@ -1,0 +1,149 @@
+"""`update --all` killed (SIGKILL) at random points of its write, again and again: no changelog
+is ever corrupt, every command says what was left, no build context ever holds a staged file,
+and `update --resume` / `update --discard` leave the tree all updated or not at all."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from dockerpkg.core.changelog import head_of
+from dockerpkg.effects.apply import _context
+from dockerpkg.effects.changelogs import JOURNAL_NAME, TEMP_NAME
+from dockerpkg.effects.links import LinkPolicy
+from tests.support.updates import write_tree
+
+ROOT = Path(__file__).resolve().parents[2]
+IMAGES = 300
+KILLS = 10
+
+
+def environment() -> dict[str, str]:
+    return {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "DEBFULLNAME": "Recovery Tester",
+        "DEBEMAIL": "recovery@example.org",
+    }
+
+
+def dockerpkg(*argv: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "dockerpkg", *argv],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=environment(),
+        timeout=120,
+        check=False,
+    )
+
+
+def versions(tree: Path) -> dict[str, str]:
+    """Each image's version; asserts every changelog is whole (parses, one head)."""
+    found = {}
+    for changelog in sorted(tree.glob("*/changelog")):
+        head = head_of(changelog.read_text(encoding="utf-8"))
+        assert head is not None, f"{changelog} is corrupt"
+        found[head[0]] = head[1]
+    assert len(found) == IMAGES
+    return found
+
+
+def working_files(tree: Path) -> list[Path]:
+    return [*tree.glob(f"*/{TEMP_NAME}"), *tree.glob(JOURNAL_NAME)]
+
+
+def start_update(work: Path) -> tuple[subprocess.Popen[bytes], float]:
+    """`update --all`, started; returns once its journal is there (or it ended), with when."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "dockerpkg", "update", "--all", "images"],
+        cwd=work,
+        env=environment(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    journal = work / "images" / JOURNAL_NAME
+    deadline = time.monotonic() + 60
+    while not journal.exists() and process.poll() is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.001)
+    return process, time.monotonic()
+
+
+def write_window(work: Path) -> float:
+    """Seconds from the journal's appearance to the end of an update left alone."""
+    process, began = start_update(work)
+    assert process.wait(timeout=60) == 0
+    return time.monotonic() - began
+
+
+def killed_update(work: Path, pause: float) -> None:
+    """Start `update --all` and SIGKILL it PAUSE seconds after its journal appears."""
+    process, _ = start_update(work)
+    time.sleep(pause)
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)
+
+
+def bumped(before: dict[str, str], after: dict[str, str]) -> set[str]:
+    return {name for name, version in after.items() if version != before[name]}
+
+
+@pytest.mark.parametrize("seed", [20261203])
+def test_killed_updates_are_always_recoverable(tmp_path: Path, seed: int) -> None:
+    rng = random.Random(seed)
+    write_tree(tmp_path, {f"img{n:03d}": ("1.0", []) for n in range(IMAGES)})
+    tree = tmp_path / "images"
+    # Kills land within the write, however fast this machine writes.
+    window = write_window(tmp_path)
+    left_behind = 0
+    for kill in range(KILLS):
+        before = versions(tree)
+        killed_update(tmp_path, rng.uniform(0, 0.8 * window))
+        after = versions(tree)  # every changelog whole, bumped or not
+        leftovers = working_files(tree)
+        if not leftovers:
+            # Killed once it was done (or before it wrote anything): all or none.
+            assert bumped(before, after) in (set(), set(before)), kill
+            continue
+        left_behind += 1
+        # Every command says so, in one line.
+        for argv in (("plan", "--offline", "images"), ("lint", "images")):
+            said = dockerpkg(*argv, cwd=tmp_path)
+            lines = [
+                line
+                for line in (said.stdout + said.stderr).splitlines()
+                if "interrupted update" in line
+            ]
+            assert len(lines) == 1, (argv, said.stdout, said.stderr)
+        # A new update refuses and lists every file left.
+        refused = dockerpkg("update", "--all", "images", cwd=tmp_path)
+        assert refused.returncode == 1
+        staged = [p for p in leftovers if p.name == TEMP_NAME]
+        assert refused.stderr.count("staged by the interrupted update") == len(staged)
+        # No build context holds a staged file (nor does the tree's snapshot).
+        if staged:
+            folder = staged[0].parent
+            with _context(
+                tree, folder.name, folder.name, LinkPolicy.for_tree(str(tree))
+            ) as context:
+                assert not list(context.rglob(TEMP_NAME))
+                assert (context / "changelog").exists()
+        resume = kill % 2 == 0
+        recovered = dockerpkg(
+            "update", "--resume" if resume else "--discard", "images", cwd=tmp_path
+        )
+        assert recovered.returncode == 0, recovered.stderr
+        final = versions(tree)
+        assert bumped(before, final) == (set(before) if resume else set()), (kill, resume)
+        assert working_files(tree) == []
+    # The loop is worth something only if it left work half done now and then.
+    assert left_behind >= KILLS // 2
