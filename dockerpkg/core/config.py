@@ -10,7 +10,8 @@ import enum
 import json
 import math
 import re
-from collections.abc import Mapping
+import urllib.parse
+from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 from typing import Any
 
@@ -20,7 +21,7 @@ from strictyaml.ruamel.error import MarkedYAMLError, YAMLError
 
 from dockerpkg.core.builders import Builder, TLSFiles, url_problem
 from dockerpkg.core.labels import path_problem, registry_problem
-from dockerpkg.errors import DockerPkgError, Location, Problem, error
+from dockerpkg.errors import DockerPkgError, Location, Problem, error, warning
 
 
 class BuildEngine(enum.Enum):
@@ -477,10 +478,37 @@ def load_config(files: list[tuple[str, str]]) -> Config:
     return build_config(*layers)
 
 
-def key_location(files: list[tuple[str, str]] | tuple[tuple[str, str], ...], key: str) -> Location:
+def key_location(files: Sequence[tuple[str, str]], key: str) -> Location:
     """Where the merged config got KEY from: the last of the (path, text) FILES naming it."""
     for path, text in reversed(files):
         line = _line_of_key(text, key)
         if line is not None:
             return Location(path, line)
     return Location(files[-1][0] if files else "config")
+
+
+def proxy_password_warnings(config: Config, files: Sequence[tuple[str, str]]) -> list[Problem]:
+    """A warning for each proxy key whose URL holds a password: `apt_install` writes the
+    proxy into rendered Dockerfiles, so into plans and image history (as docker-pkg does)."""
+    found = []
+    for key in ("http_proxy", "apt_only_proxy"):
+        value = getattr(config, key)
+        if key == "apt_only_proxy" and value == config.http_proxy:
+            continue  # taken from http_proxy: said once, there
+        try:
+            password = urllib.parse.urlsplit(value).password if value else None
+        except ValueError:
+            password = None
+        if password:
+            where = key_location(files, key)
+            found.append(
+                warning(
+                    where.path,
+                    f"'{key}' holds a password: templates using apt_install write the proxy "
+                    "into the rendered Dockerfile, so into plans, build logs and the image's "
+                    "history, as docker-pkg does; use a proxy that needs no password (one "
+                    "that admits the builders' addresses)",
+                    where.line,
+                )
+            )
+    return found

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import attrs
 
-from dockerpkg.core.config import Config, load_config, parse_config_data
+from dockerpkg.core.config import Config, load_config, parse_config_data, proxy_password_warnings
 from dockerpkg.errors import DockerPkgError, Problem, warning
 
 DEFAULT_CONFIG = "config.yaml"
@@ -47,6 +47,7 @@ def read_config(path: str | None, env: Mapping[str, str]) -> LoadedConfig:
         notes.append(warning(chosen, "no config file here; using the defaults (-c FILE names one)"))
     config = load_config(files)
     notes += [note for name, text in files if (note := _exposed_password(name, text))]
+    notes += proxy_password_warnings(config, files)
     return LoadedConfig(config, tuple(files), tuple(notes))
 
 

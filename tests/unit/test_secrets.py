@@ -20,6 +20,7 @@ from dockerpkg.effects.configfile import read_config
 from dockerpkg.effects.credentials import Credentials
 from dockerpkg.effects.observe import credentials_for
 from dockerpkg.errors import DockerPkgError, Severity
+from tests.support.badinput import write_work
 from tests.support.updates import write_tree
 
 REGISTRY = "127.0.0.1:5000"
@@ -290,3 +291,37 @@ class TestConfigErrors:
         assert err.startswith(f"{path}:"), err
         assert "S3CRET" not in out + err
         assert "Traceback" not in err
+
+
+class TestProxyPassword:
+    """A proxy URL with a password gets a warning naming the key and line, never the
+    password; one without gets none."""
+
+    def test_warning_names_the_key_not_the_password(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        write_work(tmp_path)
+        monkeypatch.chdir(tmp_path)
+        config = tmp_path / "config.yaml"
+        config.write_text(
+            config.read_text() + "http_proxy: http://user:proxy-s3cret@proxy.example.org:3128\n"
+        )
+        assert main(["plan", "--offline", "images"]) == 0
+        err = capsys.readouterr().err
+        line = len(config.read_text().splitlines())
+        assert (
+            f"config.yaml:{line}: warning: 'http_proxy' holds a password: templates using "
+            "apt_install write the proxy into the rendered Dockerfile"
+        ) in err
+        assert "proxy-s3cret" not in err
+        assert err.count("holds a password") == 1  # apt_only_proxy falls back to it: once
+
+    def test_no_warning_without_a_password(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        write_work(tmp_path)
+        monkeypatch.chdir(tmp_path)
+        config = tmp_path / "config.yaml"
+        config.write_text(config.read_text() + "http_proxy: http://proxy.example.org:3128\n")
+        assert main(["plan", "--offline", "images"]) == 0
+        assert "holds a password" not in capsys.readouterr().err
