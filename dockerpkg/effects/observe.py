@@ -207,7 +207,7 @@ class Observation:
             recorded.update(late_recorded)
         published = frozenset(tree.images[name].label for name, ref in refs.items() if answers[ref])
         digests: dict[str, str] = {}
-        moved: list[str] = []  # repositories whose latest is not on the tree's version
+        moved: list[str] = []  # repositories whose latest is on another image
         for name, (path, tag) in refs.items():
             image = tree.images[name]
             version = answers[path, tag]
@@ -217,7 +217,7 @@ class Observation:
             latest = answers[path, "latest"]
             if latest is not None:
                 digests[f"{image.repository}:latest"] = latest
-            if latest != version:
+            if latest is not None and latest != version:
                 moved.append(path)
         by_path = {path: tree.images[name].repository for name, (path, _) in refs.items()}
         tags, tag_digests = self._tags(sorted(set(moved)))

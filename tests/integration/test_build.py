@@ -582,13 +582,14 @@ class TestCredentials:
         assert local_tags(docker_client, site.registry.host) == []
         assert site.catalog() == [BASE_REPOSITORY]
 
-    def test_password_refused_at_push_publishes_nothing(
+    def test_password_wrong_when_a_saved_plan_runs_stops_it(
         self,
         make_site: SiteFactory,
         dockerpkg: Callable[..., Outcome],
         monkeypatch: pytest.MonkeyPatch,
     ) -> None:
-        """The password is right when planning (Docker's config) and wrong when pushing."""
+        """The password is right when planning (Docker's config) and wrong when the saved
+        plan is applied."""
         site = make_site("htpasswd")
         write_chain(site)
         username = site.credentials.username
@@ -610,19 +611,15 @@ class TestCredentials:
         login(wrong)
         report_path = site.work / "report.json"
         outcome = dockerpkg("-c", config, "apply", "--report", report_path, plan_path)
+        # The saved plan is checked against the registry before anything is built: the
+        # password is refused there, and the run stops.
         assert outcome.status == 1, outcome.text
         assert_no_traceback(outcome)
         assert wrong not in outcome.text
-
-        steps = steps_by_key(read_json(report_path))
-        root, child = site.name("root"), site.name("child")
-        assert steps["build", root]["outcome"] == "succeeded"
-        assert steps["publish", root]["outcome"] == "failed"
-        assert "push of" in steps["publish", root]["error"]
-        assert "unauthorized" in steps["publish", root]["error"].lower()
-        assert steps["publish", child]["outcome"] == "skipped"
-        assert steps["publish", child]["error"] == f"publish {root} failed"
-        assert wrong not in report_path.read_text(encoding="utf-8")
+        assert "authentication refused" in outcome.err
+        assert "(asked before applying the saved plan)" in outcome.err
+        assert "start   build" not in outcome.err
+        assert not report_path.exists()
         assert site.catalog() == [BASE_REPOSITORY]
 
     def test_without_credentials_publishing_is_off(
