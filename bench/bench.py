@@ -571,13 +571,12 @@ class Bench:
             with self.registry(auth=False, data=data) as registry:
                 say(f"noop: publishing {count} images through the registry API")
                 begin = time.perf_counter()
-                # As a publish leaves them: the version tag and `latest` on it.
-                tlsregistry.publish_copies(
-                    registry,
-                    BASE_NAME,
-                    BASE_TAG,
-                    [(name, tag) for name in parents for tag in (VERSION, "latest")],
-                )
+                # As a publish leaves them: the version tag, then `latest` on it (its blobs
+                # are mounted by then).
+                for tag in (VERSION, "latest"):
+                    tlsregistry.publish_copies(
+                        registry, BASE_NAME, BASE_TAG, [(name, tag) for name in parents]
+                    )
                 say(f"noop: published in {time.perf_counter() - begin:.1f} s")
                 self._noop_runs(scenario, tree, auth=False)
             with self.registry(auth=True, data=data):
