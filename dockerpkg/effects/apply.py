@@ -41,6 +41,7 @@ from dockerpkg.effects.scheduler import (
     TaskCancelledError,
     TaskFailedError,
     TaskResult,
+    record_bugs,
     run_tasks,
 )
 from dockerpkg.effects.tree import BUILD_TEMPLATE
@@ -179,7 +180,10 @@ class Executor:
         if interrupt is not None:
             interrupt.on_cancel(self.cancel)
         try:
-            results = run_tasks(self.tasks(plan), limits, self._listener, interrupt)
+            results = record_bugs(
+                run_tasks(self.tasks(plan), limits, self._listener, interrupt),
+                self._settings.run_dir,
+            )
         finally:
             # Artifacts of stages whose build never ran (interrupted, or a parent failed).
             with self._lock:

@@ -31,6 +31,8 @@ from dockerpkg.effects.scheduler import (
     TaskCancelledError,
     TaskFailedError,
     TaskResult,
+    bug_result,
+    record_bugs,
 )
 
 # Times one image may be taken off a lost builder and built again on another.
@@ -91,7 +93,7 @@ class Fleet:
             interrupt.on_cancel(worker.executor.cancel)
         self._settings.run_dir.mkdir(parents=True, exist_ok=True)
         run = _Run(plan, self._workers, self._settings, self._listener, self._lost)
-        results = run.go(interrupt)
+        results = record_bugs(run.go(interrupt), self._settings.run_dir)
         outcomes = tuple(
             StepOutcome(
                 step=step,
@@ -375,13 +377,17 @@ class _Run:
             self._record(TaskResult(key, Outcome.CANCELLED, started, duration, error=str(exc)))
             return
         except Exception as exc:  # a failure, or a bug: either way shown, never hanging the run
-            error = str(exc) if isinstance(exc, TaskFailedError) else f"internal error: {exc!r}"
+            failed = (
+                TaskResult(key, Outcome.FAILED, started, duration, error=str(exc))
+                if isinstance(exc, TaskFailedError)
+                else bug_result(key, exc, started, duration)
+            )
             if not worker.alive or not daemon.reachable(worker.client):
-                self._lose(worker, error)
+                self._lose(worker, failed.error or "")
                 if attempt.epoch != self.epoch.get(image, 0):
                     return  # moved: it runs again elsewhere
             if key not in self.results:
-                self._record(TaskResult(key, Outcome.FAILED, started, duration, error=error))
+                self._record(failed)
             return
         worker.held.update(attempt.fetched)
         if attempt.step.op is Op.BUILD:
@@ -395,9 +401,7 @@ class _Run:
         try:
             outcome: _PullOutcome = future.result()
         except Exception as exc:  # a bug: shown whole
-            self._record(
-                TaskResult(key, Outcome.FAILED, started, duration, error=f"internal error: {exc!r}")
-            )
+            self._record(bug_result(key, exc, started, duration))
             return
         failures = []
         by_name = {w.name: w for w in self.workers}

@@ -7,15 +7,23 @@ how many tasks of each pool run at once, and skips what depends on a failure.
 from __future__ import annotations
 
 import enum
+import logging
 import threading
 import time
+import traceback
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from pathlib import Path
 from typing import Protocol
 
 import attrs
 
 from dockerpkg.core.report import Outcome
+
+log = logging.getLogger(__name__)
+
+#: Where a run's folder keeps the tracebacks of unexpected exceptions (bugs) in its tasks.
+BUGS_LOG = "bugs.log"
 
 
 class Pool(enum.Enum):
@@ -50,6 +58,36 @@ class TaskResult:
     duration: float | None = None
     detail: str | None = None
     error: str | None = None
+    # An unexpected exception's traceback: a bug, shown whole (see record_bugs).
+    trace: str | None = attrs.field(default=None, eq=False, repr=False)
+
+
+def bug_result(
+    key: str, exc: Exception, started: float | None, duration: float | None
+) -> TaskResult:
+    """A task that raised what no task should: failed, with its traceback kept."""
+    trace = "".join(traceback.format_exception(exc))
+    log.debug("bug in %s:\n%s", key, trace)
+    return TaskResult(
+        key, Outcome.FAILED, started, duration, error=f"internal error: {exc!r}", trace=trace
+    )
+
+
+def record_bugs(results: Mapping[str, TaskResult], run_dir: Path) -> dict[str, TaskResult]:
+    """RESULTS, with every bug's traceback written to RUN_DIR/bugs.log and its error naming
+    that file: a bug is shown, never only a row of the report."""
+    bugs = {key: r for key, r in results.items() if r.trace is not None}
+    if not bugs:
+        return dict(results)
+    path = run_dir / BUGS_LOG
+    with path.open("a", encoding="utf-8") as handle:
+        for key, result in bugs.items():
+            handle.write(f"== {key} ==\n{result.trace}\n")
+    shown = {
+        key: attrs.evolve(r, error=f"{r.error} (a bug in dockerpkg: the traceback is in {path})")
+        for key, r in bugs.items()
+    }
+    return {key: shown.get(key, r) for key, r in results.items()}
 
 
 class Listener(Protocol):
@@ -169,7 +207,5 @@ def _result(task: Task, future: Future[str | None], started: float, duration: fl
     except TaskFailedError as exc:
         return TaskResult(task.key, Outcome.FAILED, started, duration, error=str(exc))
     except Exception as exc:  # a bug in a task must not hang the run; it is shown whole
-        return TaskResult(
-            task.key, Outcome.FAILED, started, duration, error=f"internal error: {exc!r}"
-        )
+        return bug_result(task.key, exc, started, duration)
     return TaskResult(task.key, Outcome.SUCCEEDED, started, duration, detail=detail)

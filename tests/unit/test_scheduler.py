@@ -3,18 +3,24 @@
 from __future__ import annotations
 
 import io
+import logging
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
+
+import pytest
 
 from dockerpkg.core.report import Outcome
 from dockerpkg.effects.progress import LineProgress, LiveProgress
 from dockerpkg.effects.scheduler import (
+    BUGS_LOG,
     Interrupt,
     Pool,
     Task,
     TaskFailedError,
     TaskResult,
+    record_bugs,
     run_tasks,
 )
 
@@ -142,3 +148,36 @@ class TestProgress:
         assert stream.getvalue().endswith("1/3 done, 0s | build b")
         progress.close()
         assert stream.getvalue().endswith("\r\033[K")
+
+
+class TestBugs:
+    """An unexpected exception in a task is a bug: shown whole, not only as a row."""
+
+    def test_traceback_kept_written_and_named(
+        self, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        def broken() -> str | None:
+            return {"a": "b"}["missing"]
+
+        tasks = [Task("build:x", (), Pool.BUILD, broken), task("verify:x", "build:x")]
+        with caplog.at_level(logging.DEBUG, logger="dockerpkg.effects.scheduler"):
+            results = record_bugs(run_tasks(tasks, {Pool.BUILD: 1}, Recorder()), tmp_path)
+        bug = results["build:x"]
+        assert bug.outcome is Outcome.FAILED
+        assert bug.error == (
+            f"internal error: KeyError('missing') (a bug in dockerpkg: the traceback is in "
+            f"{tmp_path / BUGS_LOG})"
+        )
+        written = (tmp_path / BUGS_LOG).read_text(encoding="utf-8")
+        assert written.startswith("== build:x ==\nTraceback (most recent call last):\n")
+        assert 'return {"a": "b"}["missing"]' in written
+        assert "KeyError: 'missing'" in written
+        # With --debug (the DEBUG level), the traceback goes to stderr as well.
+        assert any("Traceback" in r.getMessage() for r in caplog.records)
+        assert results["verify:x"].outcome is Outcome.SKIPPED
+        assert results["verify:x"].trace is None
+
+    def test_no_bug_no_file(self, tmp_path: Path) -> None:
+        results = record_bugs(run_tasks([task("a")], {Pool.BUILD: 1}, Recorder()), tmp_path)
+        assert results["a"].outcome is Outcome.SUCCEEDED
+        assert not (tmp_path / BUGS_LOG).exists()
