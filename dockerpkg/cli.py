@@ -12,7 +12,7 @@ import signal
 import sys
 import tempfile
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -20,9 +20,22 @@ import argh
 import attrs
 
 from dockerpkg import api
+from dockerpkg.cli_common import (
+    EXIT_CHANGES,
+    EXIT_ERROR,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_TERMINATED,
+    EXIT_USAGE,
+    WAIT_LOCK_HELP,
+    Context,
+    ExitStatus,
+    locked,
+    print_problems,
+)
 from dockerpkg.commands_review import commands as review_commands
-from dockerpkg.commands_versioning import WAIT_LOCK_HELP, normalize_argv
 from dockerpkg.commands_versioning import commands as versioning_commands
+from dockerpkg.commands_versioning import normalize_argv
 from dockerpkg.core.builders import BuilderSet, parse_builders_flag
 from dockerpkg.core.markdown import plan_to_markdown
 from dockerpkg.core.plan import BuildOptions, Plan
@@ -32,22 +45,7 @@ from dockerpkg.core.serialize import plan_to_json, plan_to_text
 from dockerpkg.effects.credentials import Credentials
 from dockerpkg.effects.progress import LineProgress, LiveProgress
 from dockerpkg.effects.scheduler import Interrupt
-from dockerpkg.effects.treelock import tree_lock
-from dockerpkg.errors import DockerPkgError, Problem, Severity, problem_lines
-
-EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
-# As shells report a process ended by SIGINT or SIGTERM: 128 + the signal's number.
-EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143
-
-
-@attrs.frozen
-class Context:
-    """Options given before the verb, shared by every command of one invocation."""
-
-    config_path: str | None
-    env: dict[str, str]
-    now: datetime.datetime
-    echo: bool = False  # --info/--debug: build output to the terminal too
+from dockerpkg.errors import DockerPkgError, Severity
 
 
 def nightly_suffix(now: datetime.datetime, *, nightly: bool, snapshot: bool) -> str:
@@ -58,28 +56,6 @@ def nightly_suffix(now: datetime.datetime, *, nightly: bool, snapshot: bool) -> 
     return ""
 
 
-def print_problems(
-    problems: Sequence[Problem], directory: str | None = None, *, every: bool = False
-) -> None:
-    """Each problem about the run, and a count of those about the tree's style (EVERY: them
-    too, as --info asks); DIRECTORY names the tree in the `lint` command the count gives."""
-    for line in problem_lines(problems, directory, every=every):
-        print(line, file=sys.stderr)
-
-
-@contextlib.contextmanager
-def locked(directory: str, *, wait: bool) -> Iterator[None]:
-    """Hold DIRECTORY's lock (see dockerpkg.effects.treelock): refuse at once if another run
-    holds it, or with WAIT say so and wait."""
-
-    def waiting(holder: int | None) -> None:
-        who = "another dockerpkg run" + ("" if holder is None else f" (pid {holder})")
-        print(f"{directory}: waiting for {who} to release the lock", file=sys.stderr)
-
-    with tree_lock(directory, wait=wait, on_wait=waiting):
-        yield
-
-
 class Terminated(KeyboardInterrupt):
     """SIGTERM, raised where Ctrl-C raises KeyboardInterrupt, so that the same clean-up runs
     (staged changelogs removed, temporary folders deleted) before exit status 143."""
@@ -87,14 +63,6 @@ class Terminated(KeyboardInterrupt):
 
 def _raise_terminated(signum: int, frame: object) -> NoReturn:
     raise Terminated
-
-
-class ExitStatus(Exception):  # noqa: N818 (a signal to main, not an error)
-    """Raised by a command to end with a given status after printing what it had to."""
-
-    def __init__(self, code: int) -> None:
-        self.code = code
-        super().__init__(code)
 
 
 def _suffix(ctx: Context, directory: str, nightly: bool, snapshot: bool) -> str:
@@ -268,7 +236,7 @@ def diff(old: str, new: str, *, json_output: bool = False) -> None:
     else:
         sys.stdout.write(diff_to_text(changes))
     if changes.forgotten_bumps:
-        raise ExitStatus(2)
+        raise ExitStatus(EXIT_CHANGES)
 
 
 def _commands(ctx: Context) -> list[Callable[..., Any]]:
@@ -311,7 +279,7 @@ def _commands(ctx: Context) -> list[Callable[..., Any]]:
         else:
             sys.stdout.write(plan_to_text(result))
         if detailed_exitcode and result.has_changes:
-            raise ExitStatus(2)
+            raise ExitStatus(EXIT_CHANGES)
 
     @argh.arg("target", help="a saved plan (PLAN.json) or an image tree to plan and apply")
     @argh.arg("--select", help="fnmatch glob on full labels (with a DIRECTORY)")

@@ -6,11 +6,12 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import argh
 
 from dockerpkg import review
+from dockerpkg.cli_common import EXIT_ERROR, Context, ExitStatus
 from dockerpkg.core.graph_render import GraphFormat, to_dot, to_mermaid
 from dockerpkg.core.lint import (
     RuleChoice,
@@ -22,10 +23,6 @@ from dockerpkg.core.lint import (
 )
 from dockerpkg.errors import DockerPkgError, Severity, problem_lines
 
-if TYPE_CHECKING:
-    from dockerpkg.cli import Context
-
-EXIT_ERRORS = 1
 _FORMATS = [f.value for f in GraphFormat]
 
 
@@ -89,9 +86,7 @@ def commands(ctx: Context) -> list[Callable[..., Any]]:
         sys.stdout.write(findings_json(findings) if json_output else findings_text(findings))
         sys.stdout.flush()
         if count(findings, Severity.ERROR):
-            from dockerpkg.cli import ExitStatus
-
-            raise ExitStatus(EXIT_ERRORS)
+            raise ExitStatus(EXIT_ERROR)
 
     return [graph, lint]
 

@@ -18,16 +18,22 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import argh
 
 from dockerpkg import api, versioning
+from dockerpkg.cli_common import (
+    EXIT_CHANGES,
+    EXIT_ERROR,
+    WAIT_LOCK_HELP,
+    Context,
+    ExitStatus,
+    locked,
+)
 from dockerpkg.core.plan import Action, Plan
 from dockerpkg.core.serialize import plan_to_json, plan_to_text
 from dockerpkg.errors import DockerPkgError, problem_lines
 
 if TYPE_CHECKING:
-    from dockerpkg.cli import Context
     from dockerpkg.effects.engine import Engine
     from dockerpkg.effects.prune import Removal
 
-EXIT_FAILED, EXIT_CHANGES = 1, 2
 DEFAULT_REASON = "Security update"
 
 _REASON = "the changelog text; each line is indented by three spaces"
@@ -36,20 +42,14 @@ _OUT = "also save the plan as JSON to this file, for the matching apply command"
 _VERSION = "NAME's new version, greater than its current one; without it, a bump"
 _SUFFIX = "set -SUFFIX on every version, replacing a trailing one of the same shape"
 _EXITCODE = "exit 2 when the plan has changes, 0 when it is empty"
-WAIT_LOCK_HELP = "when another run holds the tree's lock, wait for it instead of stopping"
 _NIGHTLY = "keep the nightly VERSION-SUFFIX instead of VERSION (strftime codes are expanded)"
 
 
 def _exit(code: int) -> NoReturn:
-    # Imported here: dockerpkg.cli imports this module to build its command list.
-    from dockerpkg.cli import ExitStatus
-
     raise ExitStatus(code)
 
 
 def _locked(directory: str, wait: bool) -> AbstractContextManager[None]:
-    from dockerpkg.cli import locked
-
     return locked(directory, wait=wait)
 
 
@@ -150,7 +150,7 @@ def _report_removals(results: Sequence[Removal]) -> None:
 
     print(summary(results), file=sys.stderr)
     if any(r.error is not None for r in results):
-        _exit(EXIT_FAILED)
+        _exit(EXIT_ERROR)
 
 
 def commands(ctx: Context) -> list[Callable[..., Any]]:  # noqa: PLR0915 (closures)

@@ -31,9 +31,10 @@ class BuildEngine(enum.Enum):
     CLASSIC = "classic"
 
 
-# Builds at once when --jobs does not say, from the benchmark on 2-core machines (README,
-# Performance): BuildKit's steps are cheap enough for 8 to overlap more of the waiting on
-# the daemon and the registry; the classic builder's containers and commits thrash past 4.
+# Builds at once when --jobs does not say, from the benchmark on 2-core machines
+# (docs/performance.md, `--jobs` default): BuildKit's steps are cheap enough for 8 to
+# overlap more of the waiting on the daemon and the registry; the classic builder's
+# containers and commits thrash past 4.
 DEFAULT_JOBS: Mapping[BuildEngine, int] = MappingProxyType(
     {BuildEngine.BUILDKIT: 8, BuildEngine.CLASSIC: 4}
 )

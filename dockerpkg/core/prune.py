@@ -30,7 +30,7 @@ from dockerpkg.core.tree import Tree
 
 
 class LocalImageLike(Protocol):
-    """An image of the daemon (dockerpkg.effects.daemon.LocalImage has this shape)."""
+    """An image of the daemon (dockerpkg.core.images.LocalImage has this shape)."""
 
     @property
     def id(self) -> str: ...

@@ -32,11 +32,11 @@ import urllib3.exceptions
 
 from dockerpkg.core.builders import Builder
 from dockerpkg.core.config import BuildEngine
+from dockerpkg.core.images import LocalImage, local_images
 from dockerpkg.core.labels import split_label
 from dockerpkg.effects import buildkit
 from dockerpkg.effects.causes import causes as causes_of
 from dockerpkg.effects.credentials import Credentials
-from dockerpkg.effects.engine import LocalImage, local_images
 
 log = logging.getLogger(__name__)
 

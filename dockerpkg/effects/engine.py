@@ -18,23 +18,12 @@ import urllib.parse
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
-import attrs
-
 if TYPE_CHECKING:
     import docker
 
 DEFAULT_SOCKET = "/var/run/docker.sock"
 # Listing and removing are quick; a daemon that takes longer is stuck, not busy.
 TIMEOUT_S = 120.0
-
-
-@attrs.frozen
-class LocalImage:
-    """One image in the daemon, as `docker images` lists it."""
-
-    id: str
-    tags: tuple[str, ...]
-    parent: str | None = None
 
 
 class EngineError(Exception):
@@ -171,6 +160,7 @@ class DockerPyEngine:
 
     @classmethod
     def connect(cls, env: Mapping[str, str]) -> DockerPyEngine:
+        # Here, not above: importing docker-py costs the socket path its speed.
         from dockerpkg.effects import daemon
 
         try:
@@ -201,15 +191,3 @@ class DockerPyEngine:
 
     def close(self) -> None:
         self._client.close()
-
-
-def local_images(raw: list[dict[str, Any]]) -> tuple[LocalImage, ...]:
-    """LocalImage values from an image listing."""
-    return tuple(
-        LocalImage(
-            id=item["Id"],
-            tags=tuple(t for t in (item.get("RepoTags") or ()) if t != "<none>:<none>"),
-            parent=item.get("ParentId") or None,
-        )
-        for item in raw
-    )

@@ -16,6 +16,7 @@ from pathlib import Path
 from dockerpkg.core.builders import Builder
 from dockerpkg.core.config import Config
 from dockerpkg.core.definition import DEFINITION_LABEL
+from dockerpkg.core.images import local_images
 from dockerpkg.core.planner import Observed
 from dockerpkg.core.refs import Ref, tree_refs
 from dockerpkg.core.tree import Tree
@@ -125,7 +126,7 @@ class Observation:
                 "docker", f"{exc} (use --offline to plan without it)"
             ) from None
         try:
-            images = engine.local_images(daemon.images(untagged=False))
+            images = local_images(daemon.images(untagged=False))
         except engine.EngineError as exc:
             raise DockerPkgError.single("docker", str(exc)) from None
         finally:

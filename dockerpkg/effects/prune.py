@@ -7,8 +7,9 @@ from collections.abc import Mapping, Sequence
 
 import attrs
 
+from dockerpkg.core.images import LocalImage, local_images
 from dockerpkg.core.plan import Op, Plan, Step
-from dockerpkg.effects.engine import Engine, EngineError, LocalImage, local_images
+from dockerpkg.effects.engine import Engine, EngineError
 
 
 @attrs.frozen

@@ -1,5 +1,5 @@
 """BuildKit (the default) and the classic builder, with the real daemon and registry: both
-build the same tree into the same images; their logs and their few differences as the README
+build the same tree into the same images; their logs and their few differences as docs/config.md
 states them.
 
 The world (a registry holding the busybox base image, unique names, cleanup) is test_build's.

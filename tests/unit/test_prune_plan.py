@@ -7,10 +7,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from dockerpkg.api import Workspace, load_workspace
+from dockerpkg.core.images import LocalImage
 from dockerpkg.core.plan import Op, Plan, Reason
 from dockerpkg.core.prune import plan_prune
 from dockerpkg.core.serialize import plan_to_text
-from dockerpkg.effects.engine import EngineError, LocalImage
+from dockerpkg.effects.engine import EngineError
 from dockerpkg.effects.prune import remove_images
 from tests.support.updates import write_tree
 

@@ -1,0 +1,28 @@
+"""What the daemon was seen to hold: its images, as values the planners take."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+
+
+@attrs.frozen
+class LocalImage:
+    """One image in the daemon, as `docker images` lists it."""
+
+    id: str
+    tags: tuple[str, ...]
+    parent: str | None = None
+
+
+def local_images(raw: list[dict[str, Any]]) -> tuple[LocalImage, ...]:
+    """LocalImage values from an image listing."""
+    return tuple(
+        LocalImage(
+            id=item["Id"],
+            tags=tuple(t for t in (item.get("RepoTags") or ()) if t != "<none>:<none>"),
+            parent=item.get("ParentId") or None,
+        )
+        for item in raw
+    )

@@ -1,0 +1,127 @@
+"""The layers, checked by machine over the import graph (imports inside functions and under
+TYPE_CHECKING count too): cli > api > effects > core > errors, no cycle anywhere, and a core
+that touches no file, clock, process, network or environment."""
+
+from __future__ import annotations
+
+import ast
+import graphlib
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[2] / "dockerpkg"
+
+# Standard and third-party modules the core must not import: they are I/O, clocks,
+# processes, randomness or the environment, which callers pass in as values.
+IMPURE = frozenset(
+    {
+        "os",
+        "sys",
+        "time",
+        "datetime",
+        "random",
+        "socket",
+        "ssl",
+        "threading",
+        "subprocess",
+        "multiprocessing",
+        "concurrent",
+        "signal",
+        "shutil",
+        "tempfile",
+        "pathlib",
+        "glob",
+        "io",
+        "logging",
+        "http",
+        "urllib3",
+        "requests",
+        "docker",
+        "fcntl",
+    }
+)
+# Each layer, and what it may import of the package besides itself and the layers below.
+LAYERS = ("errors", "core", "effects", "api", "cli")
+
+
+def layer(module: str) -> str:
+    """The layer of a module of the package, by its dotted name."""
+    parts = module.split(".")
+    if len(parts) > 1 and parts[1] in ("core", "effects"):
+        return parts[1]
+    if parts[-1] in ("errors",):
+        return "errors"
+    if parts[-1] in ("api", "versioning", "review"):
+        return "api"
+    return "cli"  # cli, cli_common, commands_*, __main__, the package itself
+
+
+def modules() -> dict[str, Path]:
+    found = {}
+    for path in PACKAGE.rglob("*.py"):
+        name = ".".join(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+        found[name.removesuffix(".__init__")] = path
+    return found
+
+
+def imports(path: Path, known: dict[str, Path]) -> tuple[set[str], set[str]]:
+    """The package's modules PATH imports, and the top-level names of the others."""
+    inside, outside = set(), set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            # `from package import module` imports the module; `from module import name`
+            # the module.
+            base = node.module
+            names = [m if (m := f"{base}.{alias.name}") in known else base for alias in node.names]
+        else:
+            continue
+        for name in names:
+            if name in known:
+                inside.add(name)
+            elif not name.startswith("dockerpkg"):
+                outside.add(name.split(".")[0])
+    return inside, outside
+
+
+GRAPH = {name: imports(path, modules()) for name, path in modules().items()}
+
+
+def test_the_graph_is_read() -> None:
+    assert "dockerpkg.core.planner" in GRAPH
+    assert "dockerpkg.core.plan" in GRAPH["dockerpkg.core.planner"][0]
+    assert "attrs" in GRAPH["dockerpkg.core.plan"][1]
+
+
+def test_no_import_cycle() -> None:
+    sorter = graphlib.TopologicalSorter(
+        {name: {m for m in inside if m != name} for name, (inside, _) in GRAPH.items()}
+    )
+    try:
+        sorter.prepare()
+    except graphlib.CycleError as exc:
+        pytest.fail(f"import cycle: {' -> '.join(exc.args[1])}")
+
+
+@pytest.mark.parametrize("name", sorted(GRAPH))
+def test_layers_import_downwards_only(name: str) -> None:
+    mine = LAYERS.index(layer(name))
+    upward = sorted(m for m in GRAPH[name][0] if LAYERS.index(layer(m)) > mine)
+    assert upward == [], f"{name} ({layer(name)}) imports {upward}"
+
+
+@pytest.mark.parametrize("name", sorted(n for n in GRAPH if layer(n) == "core"))
+def test_the_core_is_pure(name: str) -> None:
+    assert sorted(GRAPH[name][1] & IMPURE) == [], f"{name} imports I/O, clocks or processes"
+
+
+def test_the_layer_rule_would_catch_a_breach() -> None:
+    # The checks are only worth something if they see what they look for.
+    assert layer("dockerpkg.effects.apply") == "effects"
+    assert layer("dockerpkg.core.tree") == "core"
+    assert layer("dockerpkg.versioning") == "api"
+    assert layer("dockerpkg.commands_review") == "cli"
+    assert "dockerpkg.effects.links" in GRAPH["dockerpkg.effects.tree"][0]
+    assert LAYERS.index(layer("dockerpkg.effects.tree")) > LAYERS.index("core")
