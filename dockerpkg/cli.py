@@ -277,7 +277,7 @@ def _commands(ctx: Context) -> list[Callable[..., Any]]:
         elif output_format == "markdown":
             sys.stdout.write(plan_to_markdown(result, base_plan))
         else:
-            sys.stdout.write(plan_to_text(result))
+            sys.stdout.write(plan_to_text(result, needs=ctx.echo))
         if detailed_exitcode and result.has_changes:
             raise ExitStatus(EXIT_CHANGES)
 
@@ -390,7 +390,7 @@ def _commands(ctx: Context) -> list[Callable[..., Any]]:
         flags = PlanFlags(select, nightly, snapshot, no_pull, use_cache, builders)
         with locked(directory, wait=wait_lock):
             result, workspace, credentials = _make_plan(ctx, directory, flags)
-            sys.stdout.write(plan_to_text(result))
+            sys.stdout.write(plan_to_text(result, needs=ctx.echo))
             sys.stdout.flush()
             if result.steps:
                 _execute(

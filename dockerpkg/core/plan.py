@@ -11,7 +11,8 @@ import enum
 
 import attrs
 
-FORMAT_VERSION = 3
+# 4: each step carries `needs`, the keys of the steps it waits for.
+FORMAT_VERSION = 4
 
 
 class Action(enum.Enum):
@@ -62,6 +63,10 @@ class Reason(enum.Enum):
     DEFINITION_CHANGED_WITHOUT_VERSION_BUMP = "definition_changed_without_version_bump"
 
 
+def step_key(op: Op, image: str) -> str:
+    return f"{op.value}:{image}"
+
+
 @attrs.frozen
 class Step:
     """One thing to do to one image (or base image, for pulls)."""
@@ -71,6 +76,14 @@ class Step:
     reason: Reason
     label: str | None = None
     detail: str | None = None  # e.g. image ID and tags for prune, new version for update
+    # The keys of the steps this one waits for (see dockerpkg.core.needs); executors follow
+    # them and decide nothing of their own about order.
+    needs: tuple[str, ...] = ()
+
+    @property
+    def key(self) -> str:
+        """The step's name within its plan: `OP:IMAGE` (an image has one step of each op)."""
+        return step_key(self.op, self.image)
 
 
 @attrs.frozen

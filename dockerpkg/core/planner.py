@@ -15,6 +15,7 @@ from dockerpkg.core.config import Config, public_values
 from dockerpkg.core.definition import Definitions, definitions
 from dockerpkg.core.graph import reachable
 from dockerpkg.core.labels import stage_repository
+from dockerpkg.core.needs import with_needs
 from dockerpkg.core.plan import (
     DEFAULT_OPTIONS,
     Action,
@@ -185,15 +186,16 @@ def plan_build(
         for n in selected
         if states[n][0] is State.PUBLISHED and _drifted(tree.images[n], observed, defined)
     ]
+    images = tuple(
+        planned_image(tree.images[n], defined)
+        for n in sorted(tree.images, key=lambda n: tree.images[n].path)
+    )
     return Plan(
         action=Action.BUILD,
         directory=directory,
         digest=digest,
-        images=tuple(
-            planned_image(tree.images[n], defined)
-            for n in sorted(tree.images, key=lambda n: tree.images[n].path)
-        ),
-        steps=tuple(steps),
+        images=images,
+        steps=with_needs(steps, images),
         options=options,
         notes=tuple(notes),
         registry=config.registry,

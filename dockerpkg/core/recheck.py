@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import attrs
 
+from dockerpkg.core.needs import with_needs
 from dockerpkg.core.plan import Op, Plan, Reason, Step
 
 # The steps that make and publish an image; a published image needs none of them.
@@ -53,4 +54,5 @@ def without_published(plan: Plan, published: frozenset[str]) -> tuple[Plan, tupl
     notes = tuple(
         f"published since the plan was made: {label} (not built or pushed)" for label in labels
     )
-    return attrs.evolve(plan, steps=tuple(first + pulls + rest), notes=plan.notes + notes), labels
+    steps = with_needs(first + pulls + rest, plan.images)
+    return attrs.evolve(plan, steps=steps, notes=plan.notes + notes), labels

@@ -63,6 +63,7 @@ def plan_to_data(plan: Plan) -> dict[str, Any]:
                 "reason": s.reason.value,
                 "label": s.label,
                 "detail": s.detail,
+                "needs": list(s.needs),
             }
             for s in plan.steps
         ],
@@ -132,7 +133,14 @@ def plan_from_json(text: str, path: str) -> Plan:
                 for i in data["images"]
             ),
             steps=tuple(
-                Step(Op(s["op"]), s["image"], Reason(s["reason"]), s["label"], s["detail"])
+                Step(
+                    Op(s["op"]),
+                    s["image"],
+                    Reason(s["reason"]),
+                    s["label"],
+                    s["detail"],
+                    tuple(s["needs"]),
+                )
                 for s in data["steps"]
             ),
             edits=tuple(Edit(**e) for e in data["edits"]),
@@ -146,8 +154,9 @@ def plan_from_json(text: str, path: str) -> Plan:
         raise DockerPkgError.single(path, f"not a dockerpkg plan: {exc}") from None
 
 
-def plan_to_text(plan: Plan) -> str:
-    """One line per step with its reason, notes, then a one-line summary."""
+def plan_to_text(plan: Plan, *, needs: bool = False) -> str:
+    """One line per step with its reason (and, with NEEDS, what it waits for), notes, then a
+    one-line summary."""
     lines = []
     op_width = max((len(s.op.value) for s in plan.steps), default=0)
     width = max((len(s.image) for s in plan.steps), default=0)
@@ -156,6 +165,8 @@ def plan_to_text(plan: Plan) -> str:
         extra = f" [{step.detail}]" if step.detail else ""
         head = f"{step.op.value:<{op_width}}  {step.image:<{width}}"
         lines.append(f"{head}  {target}({step.reason.value}){extra}")
+        if needs and step.needs:
+            lines.append(f"  needs: {', '.join(step.needs)}")
     for edit in plan.edits:
         lines.append(f"--- {edit.path}: {edit.old_version} -> {edit.new_version}")
         lines.extend(

@@ -83,10 +83,6 @@ def proxy_args(config: Config) -> dict[str, str]:
     )
 
 
-def task_key(step: Step) -> str:
-    return f"{step.op.value}:{step.image}"
-
-
 class Executor:
     """Runs the steps of one plan; one instance per run."""
 
@@ -119,31 +115,12 @@ class Executor:
     # -- the plan as tasks -------------------------------------------------------------------
 
     def tasks(self, plan: Plan) -> list[Task]:
-        keys = {task_key(s) for s in plan.steps}
-        pulls = {s.label: task_key(s) for s in plan.steps if s.op is Op.PULL}
+        """A task per step, waiting for what the plan says the step needs."""
         images = {i.name: i for i in plan.images}
-        tasks = []
-        for step in plan.steps:
-            image = images.get(step.image)
-            needs: list[str] = []
-            if step.op in (Op.BUILD_STAGE, Op.BUILD) and image is not None:
-                needs += [pulls[label] for label in _bases(image, images) if label in pulls]
-                for parent in image.parents:
-                    ready = f"verify:{parent}" if f"verify:{parent}" in keys else f"build:{parent}"
-                    if ready in keys:
-                        needs.append(ready)
-                stage = f"{Op.BUILD_STAGE.value}:{step.image}"
-                if step.op is Op.BUILD and stage in keys:
-                    needs.append(stage)
-            elif step.op is Op.VERIFY:
-                needs += [k for k in (f"build:{step.image}",) if k in keys]
-            elif step.op is Op.PUBLISH and image is not None:
-                needs += [k for k in (f"verify:{step.image}",) if k in keys]
-                needs += [f"publish:{p}" for p in image.parents if f"publish:{p}" in keys]
-            tasks.append(
-                Task(task_key(step), tuple(needs), _POOLS[step.op], self._runner(step, image))
-            )
-        return tasks
+        return [
+            Task(step.key, step.needs, _POOLS[step.op], self._runner(step, images.get(step.image)))
+            for step in plan.steps
+        ]
 
     def step_runner(self, step: Step, image: PlannedImage | None) -> Callable[[], str | None]:
         """What runs STEP (of IMAGE) on this executor's daemon."""
@@ -190,7 +167,7 @@ class Executor:
                 for folder in self._artifacts.values():
                     shutil.rmtree(folder, ignore_errors=True)
                 self._artifacts.clear()
-        outcomes = tuple(_outcome(step, results[task_key(step)]) for step in plan.steps)
+        outcomes = tuple(_outcome(step, results[step.key]) for step in plan.steps)
         return Report(
             outcomes=outcomes,
             run_dir=str(self._settings.run_dir),
@@ -462,13 +439,6 @@ _POOLS = {
     Op.PUBLISH: Pool.PUSH,
     Op.TAG_LATEST: Pool.PUSH,
 }
-
-
-def _bases(image: PlannedImage, images: Mapping[str, PlannedImage]) -> list[str]:
-    """Labels this image pulls before building: its base images and published parents."""
-    labels = list(image.bases)
-    labels += [images[p].label for p in image.parents if p in images]
-    return labels
 
 
 @contextlib.contextmanager

@@ -14,17 +14,17 @@ MAX_MOVES times. Whatever was published stays published.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any
 
 import attrs
 import docker
 
-from dockerpkg.core.plan import Op, Plan, PlannedImage, Step
+from dockerpkg.core.plan import Op, Plan, PlannedImage, Step, step_key
 from dockerpkg.core.report import Move, Outcome, Report, StepOutcome
 from dockerpkg.effects import daemon
-from dockerpkg.effects.apply import Executor, Settings, task_key
+from dockerpkg.effects.apply import Executor, Settings
 from dockerpkg.effects.scheduler import (
     Interrupt,
     Listener,
@@ -97,13 +97,13 @@ class Fleet:
         outcomes = tuple(
             StepOutcome(
                 step=step,
-                outcome=results[task_key(step)].outcome,
-                started=results[task_key(step)].started,
-                duration=results[task_key(step)].duration,
-                detail=results[task_key(step)].detail,
-                error=results[task_key(step)].error,
-                builder=run.builder_of.get(task_key(step)),
-                waited=run.waited_of.get(task_key(step)),
+                outcome=results[step.key].outcome,
+                started=results[step.key].started,
+                duration=results[step.key].duration,
+                detail=results[step.key].detail,
+                error=results[step.key].error,
+                builder=run.builder_of.get(step.key),
+                waited=run.waited_of.get(step.key),
             )
             for step in plan.steps
         )
@@ -133,10 +133,10 @@ class _Run:
         self.settings = settings
         self.listener = listener
         self.lost = lost
-        self.steps = {task_key(s): s for s in plan.steps}
+        self.steps = {s.key: s for s in plan.steps}
         self.order = {key: i for i, key in enumerate(self.steps)}
         self.images = {i.name: i for i in plan.images}
-        self.needs = _needs(plan, self.images)
+        self.needs = _needs(plan)
         self.chain: dict[str, list[str]] = {}  # image -> its steps' keys, in plan order
         for key, step in self.steps.items():
             if step.op is not Op.PULL:
@@ -279,11 +279,11 @@ class _Run:
                 self.moves[index] = attrs.evolve(move, to=worker.name)
         worker.building += 1
         waited = self._parent_wait(key, self.images[image], worker)
-        self.waited_of[f"build:{image}"] = waited
+        self.waited_of[step_key(Op.BUILD, image)] = waited
         return _Attempt(step, worker, time.monotonic(), self.epoch.get(image, 0), waited)
 
     def _in_run(self, image: PlannedImage) -> list[str]:
-        return [p for p in image.parents if f"build:{p}" in self.steps]
+        return [p for p in image.parents if step_key(Op.BUILD, p) in self.steps]
 
     def _choose(self, image: PlannedImage) -> Worker | None:
         """The free builder for IMAGE holding most of its parents; one without them only
@@ -294,7 +294,7 @@ class _Run:
         def may(worker: Worker) -> bool:
             return all(
                 self.where.get(p) is worker
-                or self.results.get(f"publish:{p}", _PENDING).outcome is Outcome.SUCCEEDED
+                or self.results.get(step_key(Op.PUBLISH, p), _PENDING).outcome is Outcome.SUCCEEDED
                 for p in parents
             )
 
@@ -323,11 +323,13 @@ class _Run:
             return 0.0
         ready = max(
             self.done_at.get(
-                f"verify:{p}" if self.where.get(p) is worker else f"publish:{p}", self.begin
+                step_key(Op.VERIFY if self.where.get(p) is worker else Op.PUBLISH, p), self.begin
             )
             for p in parents
         )
-        others = [self.done_at.get(n, self.begin) for n in self.needs[key] if n.startswith("pull:")]
+        others = [
+            self.done_at.get(n, self.begin) for n in self.needs[key] if self.steps[n].op is Op.PULL
+        ]
         return max(0.0, ready - max(others, default=self.begin))
 
     def _runner(self, key: str, step: Step, attempt: _Attempt) -> Callable[[], Any]:
@@ -438,7 +440,7 @@ class _Run:
         held = [self.results[k] for k in self.chain[image] if k in self.results]
         if any(r.outcome is not Outcome.SUCCEEDED for r in held):
             return False  # it failed for a reason of its own: moving would not help
-        return f"publish:{image}" not in self.results
+        return step_key(Op.PUBLISH, image) not in self.results
 
     def _move(self, image: str, worker: Worker, why: str) -> None:
         chain = self.chain[image]
@@ -474,30 +476,9 @@ _AFTER_BUILD = frozenset({Op.PULL, Op.VERIFY, Op.PUBLISH, Op.TAG_LATEST})
 _PUSHING = frozenset({Op.PUBLISH, Op.TAG_LATEST})  # steps that take a push slot
 
 
-def _needs(plan: Plan, images: Mapping[str, PlannedImage]) -> dict[str, tuple[str, ...]]:
-    """What each step needs, as Executor.tasks has it (placement adds the rest)."""
-    keys = {task_key(s) for s in plan.steps}
-    pulls = {s.label: task_key(s) for s in plan.steps if s.op is Op.PULL}
-    needs: dict[str, tuple[str, ...]] = {}
-    earlier: dict[str, list[str]] = {}
-    for step in plan.steps:
-        image = images.get(step.image)
-        found: list[str] = []
-        if step.op not in _AFTER_BUILD and image is not None:
-            # A build, or a step building for it (a build stage), after the image's earlier
-            # ones of that kind.
-            labels = [*image.bases, *(images[p].label for p in image.parents if p in images)]
-            found += [pulls[label] for label in labels if label in pulls]
-            found += [k for p in image.parents if (k := f"verify:{p}") in keys]
-            found += earlier.get(step.image, [])
-            earlier.setdefault(step.image, []).append(task_key(step))
-        elif step.op is Op.VERIFY:
-            found += [k for k in (f"build:{step.image}",) if k in keys]
-        elif step.op is Op.PUBLISH and image is not None:
-            found += [k for k in (f"verify:{step.image}",) if k in keys]
-            found += [k for p in image.parents if (k := f"publish:{p}") in keys]
-        needs[task_key(step)] = tuple(found)
-    return needs
+def _needs(plan: Plan) -> dict[str, tuple[str, ...]]:
+    """What each step needs, as the plan says (placement adds the rest)."""
+    return {step.key: step.needs for step in plan.steps}
 
 
 def _pull_everywhere(workers: Sequence[Worker], label: str) -> _PullOutcome:

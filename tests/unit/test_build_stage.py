@@ -24,7 +24,7 @@ from dockerpkg.core.planner import Observed, plan_build
 from dockerpkg.core.report import Outcome, Report, StepOutcome, report_table
 from dockerpkg.core.serialize import plan_from_json, plan_to_json
 from dockerpkg.core.tree import analyze_tree, load_tree
-from dockerpkg.effects.apply import Executor, Settings, task_key
+from dockerpkg.effects.apply import Executor, Settings
 from dockerpkg.effects.tree import read_snapshot
 from tests.support.golden import check_golden
 
@@ -104,8 +104,8 @@ class TestPlanViews:
 
     def test_an_older_plan_format_is_refused(self) -> None:
         data = json.loads(plan_to_json(plan_of(FIXTURE / "images")))
-        data["format_version"] = 2
-        with pytest.raises(Exception, match="format_version 2 is not 3; make the plan again"):
+        data["format_version"] = 3
+        with pytest.raises(Exception, match="format_version 3 is not 4; make the plan again"):
             plan_from_json(json.dumps(data), "old.json")
 
 
@@ -156,7 +156,7 @@ class TestTasks:
     def test_needs(self, tmp_path: Path) -> None:
         plan = plan_of(FIXTURE / "images")
         needs = {t.key: t.needs for t in fake_executor(tmp_path).tasks(plan)}
-        assert set(needs) == {task_key(s) for s in plan.steps}
+        assert set(needs) == {s.key for s in plan.steps}
         assert sorted(needs["build-stage:hello"]) == ["verify:base", "verify:toolchain"]
         assert sorted(needs["build:hello"]) == [
             "build-stage:hello",

@@ -1,0 +1,46 @@
+"""What each step of a build plan waits for: the one rule every executor follows.
+
+- A build stage and a build wait for the pulls of the image's base images and published
+  parents, and for each parent built in the run to be verified (built, where it is not
+  verified); a build also waits for its own build stage.
+- A verification waits for its build; a publication for its verification and for the
+  publications of the image's parents, so nothing is published before what it is built on.
+- Pulls and `tag-latest` wait for nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+
+import attrs
+
+from dockerpkg.core.plan import Op, PlannedImage, Step, step_key
+
+
+def with_needs(steps: Sequence[Step], images: Iterable[PlannedImage]) -> tuple[Step, ...]:
+    """STEPS, each with its `needs` worked out from the others and the plan's IMAGES."""
+    by_name = {image.name: image for image in images}
+    keys = {step.key for step in steps}
+    pulls = {step.label: step.key for step in steps if step.op is Op.PULL}
+    return tuple(attrs.evolve(step, needs=_needs(step, by_name, keys, pulls)) for step in steps)
+
+
+def _needs(
+    step: Step, images: Mapping[str, PlannedImage], keys: set[str], pulls: Mapping[str | None, str]
+) -> tuple[str, ...]:
+    image = images.get(step.image)
+    found: list[str] = []
+    if step.op in (Op.BUILD_STAGE, Op.BUILD) and image is not None:
+        labels = [*image.bases, *(images[p].label for p in image.parents if p in images)]
+        found += [pulls[label] for label in labels if label in pulls]
+        for parent in image.parents:
+            verified, built = step_key(Op.VERIFY, parent), step_key(Op.BUILD, parent)
+            found += [verified] if verified in keys else [built] if built in keys else []
+        if step.op is Op.BUILD:
+            found += [k for k in (step_key(Op.BUILD_STAGE, step.image),) if k in keys]
+    elif step.op is Op.VERIFY:
+        found += [k for k in (step_key(Op.BUILD, step.image),) if k in keys]
+    elif step.op is Op.PUBLISH and image is not None:
+        found += [k for k in (step_key(Op.VERIFY, step.image),) if k in keys]
+        found += [k for p in image.parents if (k := step_key(Op.PUBLISH, p)) in keys]
+    return tuple(dict.fromkeys(found))
