@@ -22,8 +22,12 @@ test: venv
 	$(WITH_SERVICES) $(MAKE) --no-print-directory check
 
 # lint and all tests, against a daemon that is already running (`make test` starts one).
+# Branch coverage of the package by every test run in this process (the programs tests start
+# are not counted), with a floor in pyproject.toml.
 check: lint
-	DOCKERPKG_REQUIRE_DOCKER=1 $(VENV)/bin/pytest -q tests
+	rm -f .coverage
+	DOCKERPKG_REQUIRE_DOCKER=1 $(VENV)/bin/coverage run -m pytest -q tests
+	$(VENV)/bin/coverage report
 
 lint: venv
 	$(RUFF) check $(SOURCES)

@@ -22,6 +22,7 @@ setup(
     ],
     extras_require={
         "test": [
+            "coverage>=7.4",
             "hypothesis>=6.100",
             "mypy>=1.10",
             "pytest>=8.0",

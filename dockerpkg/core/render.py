@@ -294,6 +294,28 @@ def _capped(name: str, function: Callable[..., Any]) -> Callable[..., Any]:
     return filter_
 
 
+def _template_error(exc: Exception) -> str:
+    """What went wrong in a template, in the user's words."""
+    import jinja2
+
+    words: list[tuple[type[BaseException] | tuple[type[BaseException], ...], Any]] = [
+        (jinja2.TemplateSyntaxError, lambda e: f"template syntax: {e.message}"),
+        (jinja2.TemplateNotFound, lambda e: f"include '{e.name}' not found in the image folder"),
+        (jinja2.UndefinedError, lambda e: f"undefined variable: {e.message}"),
+        ((FilterError, IncludeError), str),
+        # OverflowError: range() past what Python can count
+        (
+            (jinja2.exceptions.SecurityError, OverflowError),
+            lambda e: f"refused by the template sandbox: {e}",
+        ),
+        (RecursionError, lambda e: "templates include each other without end"),
+    ]
+    for kinds, word in words:
+        if isinstance(exc, kinds):
+            return str(word(exc))
+    return f"template error: {type(exc).__name__}: {exc}"
+
+
 def render_template(
     text: str,
     files: Mapping[str, str],
@@ -363,20 +385,8 @@ def render_template(
 
     try:
         dockerfile = env.get_template(main).render(config.template_variables())
-    except jinja2.TemplateSyntaxError as exc:
-        raise fail(f"template syntax: {exc.message}", exc) from None
-    except jinja2.TemplateNotFound as exc:
-        raise fail(f"include '{exc.name}' not found in the image folder", exc) from None
-    except jinja2.UndefinedError as exc:
-        raise fail(f"undefined variable: {exc.message}", exc) from None
-    except (FilterError, IncludeError) as exc:
-        raise fail(str(exc), exc) from None
-    except (jinja2.exceptions.SecurityError, OverflowError) as exc:  # OverflowError: range()
-        raise fail(f"refused by the template sandbox: {exc}", exc) from None
-    except RecursionError as exc:
-        raise fail("templates include each other without end", exc) from None
-    except Exception as exc:  # any template error is the user's, reported at its line
-        raise fail(f"template error: {type(exc).__name__}: {exc}", exc) from None
+    except Exception as exc:  # noqa: BLE001 (any template error is the user's, at its line)
+        raise fail(_template_error(exc), exc) from None
     if not dockerfile.strip():
         raise DockerPkgError([error(where, "renders to nothing: the result is empty or blank")])
     if config.force_numeric_user and (problem := check_numeric_user(dockerfile)):

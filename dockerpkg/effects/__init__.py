@@ -1,0 +1,1 @@
+"""The effects layer: files, the Docker daemon, registries, processes and locks."""

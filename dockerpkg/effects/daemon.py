@@ -423,7 +423,7 @@ def _send_aside(
     def run() -> None:
         try:
             response = send()
-        except BaseException as exc:  # handed to the waiting thread, which raises it
+        except BaseException as exc:  # noqa: BLE001 (handed to the waiting thread, which raises it)
             box["error"] = exc
         else:
             with lock:

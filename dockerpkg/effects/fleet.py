@@ -378,7 +378,7 @@ class _Run:
         except TaskCancelledError as exc:
             self._record(TaskResult(key, Outcome.CANCELLED, started, duration, error=str(exc)))
             return
-        except Exception as exc:  # a failure, or a bug: either way shown, never hanging the run
+        except Exception as exc:  # noqa: BLE001 (a failure, or a bug: shown, never hanging the run)
             failed = (
                 TaskResult(key, Outcome.FAILED, started, duration, error=str(exc))
                 if isinstance(exc, TaskFailedError)
@@ -402,7 +402,7 @@ class _Run:
         label = attempt.step.label or attempt.step.image
         try:
             outcome: _PullOutcome = future.result()
-        except Exception as exc:  # a bug: shown whole
+        except Exception as exc:  # noqa: BLE001 (a bug: shown whole)
             self._record(bug_result(key, exc, started, duration))
             return
         failures = []
@@ -490,7 +490,7 @@ def _pull_everywhere(workers: Sequence[Worker], label: str) -> _PullOutcome:
         try:
             details[worker.name] = worker.executor.pull(label, "pulls")
             errors[worker.name] = None
-        except Exception as exc:  # reported per builder, bugs included
+        except Exception as exc:  # noqa: BLE001 (reported per builder, bugs included)
             errors[worker.name] = str(exc) if isinstance(exc, TaskFailedError) else repr(exc)
 
     with ThreadPoolExecutor(max_workers=max(1, len(workers))) as pool:

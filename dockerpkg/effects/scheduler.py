@@ -206,6 +206,6 @@ def _result(task: Task, future: Future[str | None], started: float, duration: fl
         return TaskResult(task.key, Outcome.CANCELLED, started, duration, error=str(exc))
     except TaskFailedError as exc:
         return TaskResult(task.key, Outcome.FAILED, started, duration, error=str(exc))
-    except Exception as exc:  # a bug in a task must not hang the run; it is shown whole
+    except Exception as exc:  # noqa: BLE001 (a bug must not hang the run; it is shown whole)
         return bug_result(task.key, exc, started, duration)
     return TaskResult(task.key, Outcome.SUCCEEDED, started, duration, detail=detail)
