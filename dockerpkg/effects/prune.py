@@ -4,6 +4,7 @@ plan says, never forcing; a failure is recorded and the run goes on with the res
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Protocol
 
 import attrs
 
@@ -53,8 +54,14 @@ def _ancestors(image_id: str, images: Mapping[str, LocalImage]) -> set[str]:
     return found
 
 
+class ImageRemover(Protocol):
+    """What removing needs of an engine (an Engine has it)."""
+
+    def remove_image(self, image: str) -> None: ...
+
+
 def remove_images(
-    engine: Engine, plan: Plan, images: Mapping[str, LocalImage]
+    engine: ImageRemover, plan: Plan, images: Mapping[str, LocalImage]
 ) -> tuple[Removal, ...]:
     """Carry out the plan's remove steps in order. An image with several tags loses all but
     one by name first, since the daemon only removes a single-named image by ID unforced;

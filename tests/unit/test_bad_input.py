@@ -956,7 +956,10 @@ class TestContextCopy:
         tree = write_work(tmp_path)
         (tmp_path / "notes.txt").write_text("x\n")
         os.symlink("../../notes.txt", tree / "base" / "notes.txt")
-        with pytest.raises(TaskFailedError) as info, _context(tree, "base", "base", POLICY(tree)):
+        with (
+            pytest.raises(TaskFailedError) as info,
+            _context(tree, "base", "base", POLICY(str(tree))),
+        ):
             pass
         message = str(info.value)
         assert message.startswith("refused to copy into the build context: base/notes.txt: ")
@@ -968,7 +971,7 @@ class TestContextCopy:
         write(tree / "common" / "run.sh", "#!/bin/sh\n")
         (tree / "common" / "run.sh").chmod(0o755)
         os.symlink("../common", tree / "base" / "common")
-        with _context(tree, "base", "base", POLICY(tree)) as context:
+        with _context(tree, "base", "base", POLICY(str(tree))) as context:
             assert not (context / "same.txt").is_symlink()
             assert (context / "same.txt").read_text() == "hello\n"
             assert not (context / "common").is_symlink()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -64,7 +65,11 @@ class TestDeterminism:
     ) -> None:
         source = COMPAT / "11-versions" / "images"
         outputs = []
-        for attempt, order in enumerate([sorted, lambda xs: sorted(xs, reverse=True)]):
+        orders: list[Callable[[list[Path]], list[Path]]] = [
+            sorted,
+            lambda xs: sorted(xs, reverse=True),
+        ]
+        for attempt, order in enumerate(orders):
             tree = tmp_path / f"t{attempt}" / "images"
             tree.mkdir(parents=True)
             for folder in order(list(source.iterdir())):

@@ -20,6 +20,7 @@ def render(text: str, files: dict[str, str] | None = None, config: str = "") -> 
     result = render_template(
         text, files or {}, load_config([("c.yaml", config)]), KNOWN, where="img/Dockerfile.template"
     )
+    assert result.dockerfile is not None
     return result.dockerfile
 
 
