@@ -12,7 +12,7 @@ WITH_SERVICES := scripts/with-services.sh
 venv: $(VENV)/.installed
 
 # Debian's own python3 cannot make a venv until python3-venv is installed.
-$(VENV)/.installed: setup.py
+$(VENV)/.installed: setup.py pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV) || { \
 		rm -rf $(VENV) && scripts/services.sh packages python3-venv && python3 -m venv $(VENV); }
 	$(VENV)/bin/pip install -q -e '.[test]'
