@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import IO, TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, Any
 
 import attrs
 
@@ -34,7 +34,7 @@ from dockerpkg.effects.changelogs import Interrupted, interrupted, leftover_warn
 from dockerpkg.effects.configfile import LoadedConfig, read_config
 from dockerpkg.effects.credentials import Credentials
 from dockerpkg.effects.links import LinkPolicy
-from dockerpkg.effects.scheduler import Interrupt, Listener
+from dockerpkg.effects.tasks import Interrupt, Listener
 from dockerpkg.effects.tree import read_snapshot
 from dockerpkg.errors import DockerPkgError, Problem, Severity, error
 
@@ -386,9 +386,7 @@ def _run_plan(
     log_limit: int | None,
 ) -> Report:
     """Run PLAN; LIMITS: the build, verify and transfer timeouts given (None: the config's)."""
-    from dockerpkg.effects import daemon
-    from dockerpkg.effects.apply import Executor, Settings
-    from dockerpkg.effects.observe import registry_client
+    from dockerpkg.effects.apply import Settings
 
     engine = build_engine(workspace.config, env)
     jobs = DEFAULT_JOBS[engine] if jobs is None else jobs
@@ -408,26 +406,9 @@ def _run_plan(
     )
     if log_limit is not None:
         settings = attrs.evolve(settings, log_limit=log_limit)
-    if len(chosen) > 1:
-        return _apply_on_builders(
-            plan, chosen, settings, credentials, listener=listener, interrupt=interrupt
-        )
-    try:
-        if chosen:
-            client = daemon.connect_to(chosen[0])
-            settings = attrs.evolve(settings, jobs=chosen[0].slots or jobs)
-            settings = attrs.evolve(settings, daemon_env=builder_env(chosen[0]))
-        else:
-            client = daemon.connect(env)
-    except daemon.DaemonError as exc:
-        raise DockerPkgError.single("docker", str(exc)) from None
-    registry = registry_client(workspace.config, credentials) if plan.publish else None
-    try:
-        return Executor(client, registry, settings, listener).run(plan, interrupt)
-    finally:
-        if registry is not None:
-            registry.close()
-        client.close()
+    return _run_on_builders(
+        plan, chosen, settings, credentials, env, listener=listener, interrupt=interrupt
+    )
 
 
 def _given_or(given: float | None, configured: float | None) -> float | None:
@@ -478,42 +459,54 @@ def _run_builders(plan: Plan, workspace: Workspace, given: BuilderSet | None) ->
     return chosen
 
 
-def _apply_on_builders(
+def _run_on_builders(
     plan: Plan,
     builders: list[Builder],
     settings: Settings,
     credentials: Credentials | None,
+    env: Mapping[str, str],
     *,
     listener: Listener,
     interrupt: Interrupt | None,
 ) -> Report:
-    """Run PLAN over several builders; those that do not answer at the start are left out."""
+    """Run PLAN on BUILDERS (none: the environment's daemon), a fleet of one or several;
+    of several, those that do not answer at the start are left out."""
     from dockerpkg.effects import daemon
     from dockerpkg.effects.apply import Executor
-    from dockerpkg.effects.fleet import Fleet, Worker
     from dockerpkg.effects.observe import registry_client
+    from dockerpkg.effects.scheduler import Scheduler, Worker
 
-    if not plan.publish:
+    several = len(builders) > 1
+    if several and not plan.publish:
         raise DockerPkgError.single(
             "--builders", "several builders need a plan that publishes; make the plan again"
         )
-    registry = registry_client(settings.config, credentials)
+    registry = registry_client(settings.config, credentials) if plan.publish else None
     workers: list[Worker] = []
+    clients: list[Any] = []
     lost: list[tuple[str, str]] = []
     try:
-        for builder in builders:
+        targets: list[Builder | None] = [*builders] or [None]
+        for builder in targets:
             try:
-                client = daemon.connect_to(builder)
+                client = daemon.connect(env) if builder is None else daemon.connect_to(builder)
             except daemon.DaemonError as exc:
-                lost.append((builder.name, str(exc)))
+                if not several:
+                    raise DockerPkgError.single("docker", str(exc)) from None
+                lost.append((builder.name if builder else "docker", str(exc)))
                 continue
-            mine = attrs.evolve(settings, daemon_env=builder_env(builder))
+            clients.append(client)
+            mine = (
+                settings
+                if builder is None
+                else attrs.evolve(settings, daemon_env=builder_env(builder))
+            )
+            slots = settings.jobs if builder is None else builder.slots or settings.jobs
             workers.append(
                 Worker(
-                    name=builder.name,
-                    client=client,
-                    executor=Executor(client, registry, mine, listener),
-                    slots=builder.slots or settings.jobs,
+                    name="docker" if builder is None else builder.name,
+                    runner=Executor(client, registry, attrs.evolve(mine, jobs=slots), listener),
+                    slots=slots,
                     push_slots=settings.push_jobs,
                 )
             )
@@ -521,8 +514,12 @@ def _apply_on_builders(
             raise DockerPkgError.single(
                 "docker", "no builder answers: " + "; ".join(why for _, why in lost)
             )
-        return Fleet(workers, settings, listener, lost).run(plan, interrupt)
+        scheduler = Scheduler(
+            workers, listener, settings.run_dir, settings.pull_jobs, several=several, lost=lost
+        )
+        return scheduler.run(plan, interrupt)
     finally:
-        registry.close()
-        for worker in workers:
-            worker.client.close()
+        if registry is not None:
+            registry.close()
+        for client in clients:
+            client.close()

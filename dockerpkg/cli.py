@@ -44,7 +44,7 @@ from dockerpkg.core.report import report_table, report_to_json, summary_line
 from dockerpkg.core.serialize import plan_to_json, plan_to_text
 from dockerpkg.effects.credentials import Credentials
 from dockerpkg.effects.progress import LineProgress, LiveProgress
-from dockerpkg.effects.scheduler import Interrupt
+from dockerpkg.effects.tasks import Interrupt
 from dockerpkg.errors import DockerPkgError, Severity
 
 

@@ -1,9 +1,7 @@
 """Execute a build plan against the daemon and the registry. No decisions: the plan has them.
 
-Each step becomes a task; a build needs its pulls and its parents' verifications (and its
-build stage, which needs the same), a publish needs its own verification and its parents'
-publications. Children therefore build while their parents push, and anything after a failure
-is skipped with the reason.
+An Executor runs the steps of one plan on one daemon, as dockerpkg.effects.scheduler asks: the
+scheduler follows each step's `needs` and chooses where each runs.
 """
 
 from __future__ import annotations
@@ -26,24 +24,15 @@ from dockerpkg.core.config import BuildEngine, Config
 from dockerpkg.core.definition import DEFINITION_LABEL
 from dockerpkg.core.labels import repository_path, split_label, stage_repository
 from dockerpkg.core.plan import Op, Plan, PlannedImage, Step
-from dockerpkg.core.report import Outcome, Report, StepOutcome
+from dockerpkg.core.report import Outcome, Report
 from dockerpkg.effects import daemon
 from dockerpkg.effects import stage as stage_effects
 from dockerpkg.effects.credentials import Credentials
 from dockerpkg.effects.links import LinkPolicy, context_entries, copy_context
 from dockerpkg.effects.logs import DEFAULT_LOG_LIMIT, CappedLog
 from dockerpkg.effects.registry import RegistryClient, RegistryError
-from dockerpkg.effects.scheduler import (
-    Interrupt,
-    Listener,
-    Pool,
-    Task,
-    TaskCancelledError,
-    TaskFailedError,
-    TaskResult,
-    record_bugs,
-    run_tasks,
-)
+from dockerpkg.effects.scheduler import Scheduler, Worker
+from dockerpkg.effects.tasks import Interrupt, Listener, TaskCancelledError, TaskFailedError
 from dockerpkg.effects.tree import BUILD_TEMPLATE
 from dockerpkg.effects.verify import run_verification
 
@@ -112,25 +101,10 @@ class Executor:
             return TaskCancelledError("cancelled")
         return TaskFailedError(str(exc))
 
-    # -- the plan as tasks -------------------------------------------------------------------
-
-    def tasks(self, plan: Plan) -> list[Task]:
-        """A task per step, waiting for what the plan says the step needs."""
-        images = {i.name: i for i in plan.images}
-        return [
-            Task(step.key, step.needs, _POOLS[step.op], self._runner(step, images.get(step.image)))
-            for step in plan.steps
-        ]
+    # -- what the scheduler asks of a builder ----------------------------------------------
 
     def step_runner(self, step: Step, image: PlannedImage | None) -> Callable[[], str | None]:
         """What runs STEP (of IMAGE) on this executor's daemon."""
-        return self._runner(step, image)
-
-    def pull(self, label: str, log_name: str) -> str | None:
-        """Pull LABEL, logging to LOG_NAME.log (an image's log, for its parents)."""
-        return self._pull(label, log_name)
-
-    def _runner(self, step: Step, image: PlannedImage | None) -> Callable[[], str | None]:
         if step.op is Op.PULL:
             return lambda: self._pull(step.label or step.image)
         assert image is not None, f"plan step for unknown image {step.image}"
@@ -146,34 +120,28 @@ class Executor:
         action = actions[step.op]
         return lambda: action(image)
 
+    def pull(self, label: str, log_name: str) -> str | None:
+        """Pull LABEL, logging to LOG_NAME.log (an image's log, for its parents)."""
+        return self._pull(label, log_name)
+
+    def reachable(self) -> bool:
+        """Whether the daemon answers a ping (after a failure: is the builder lost?)."""
+        return daemon.reachable(self._client)
+
+    def finish(self) -> None:
+        """The run is over: artifacts of stages whose build never ran (interrupted, or a
+        parent failed) go."""
+        with self._lock:
+            for folder in self._artifacts.values():
+                shutil.rmtree(folder, ignore_errors=True)
+            self._artifacts.clear()
+
     def run(self, plan: Plan, interrupt: Interrupt | None = None) -> Report:
-        self._settings.run_dir.mkdir(parents=True, exist_ok=True)
-        begin = time.monotonic()
-        limits = {
-            Pool.BUILD: self._settings.jobs,
-            Pool.PUSH: self._settings.push_jobs,
-            Pool.PULL: self._settings.pull_jobs,
-        }
-        if interrupt is not None:
-            interrupt.on_cancel(self.cancel)
-        try:
-            results = record_bugs(
-                run_tasks(self.tasks(plan), limits, self._listener, interrupt),
-                self._settings.run_dir,
-            )
-        finally:
-            # Artifacts of stages whose build never ran (interrupted, or a parent failed).
-            with self._lock:
-                for folder in self._artifacts.values():
-                    shutil.rmtree(folder, ignore_errors=True)
-                self._artifacts.clear()
-        outcomes = tuple(_outcome(step, results[step.key]) for step in plan.steps)
-        return Report(
-            outcomes=outcomes,
-            run_dir=str(self._settings.run_dir),
-            interrupted=bool(interrupt and interrupt.stop.is_set()),
-            elapsed=time.monotonic() - begin,
-        )
+        """Run PLAN on this executor's daemon alone: a fleet of one."""
+        settings = self._settings
+        worker = Worker("docker", self, settings.jobs, settings.push_jobs)
+        scheduler = Scheduler([worker], self._listener, settings.run_dir, settings.pull_jobs)
+        return scheduler.run(plan, interrupt)
 
     # -- steps -------------------------------------------------------------------------------
 
@@ -431,16 +399,6 @@ class Executor:
         )
 
 
-_POOLS = {
-    Op.PULL: Pool.PULL,
-    Op.BUILD_STAGE: Pool.BUILD,
-    Op.BUILD: Pool.BUILD,
-    Op.VERIFY: Pool.BUILD,
-    Op.PUBLISH: Pool.PUSH,
-    Op.TAG_LATEST: Pool.PUSH,
-}
-
-
 @contextlib.contextmanager
 def _context(tree: Path, path: str, name: str, links: LinkPolicy) -> Iterator[Path]:
     """A temporary copy of the image folder PATH of TREE, links followed where LINKS allows
@@ -482,17 +440,6 @@ class _Tee:
 
     def fileno(self) -> int:
         return self._log.fileno()
-
-
-def _outcome(step: Step, result: TaskResult) -> StepOutcome:
-    return StepOutcome(
-        step=step,
-        outcome=result.outcome,
-        started=result.started,
-        duration=result.duration,
-        detail=result.detail,
-        error=result.error,
-    )
 
 
 __all__ = ["Executor", "Outcome", "Settings", "proxy_args"]

@@ -7,7 +7,7 @@ import time
 from typing import IO
 
 from dockerpkg.core.report import Outcome
-from dockerpkg.effects.scheduler import TaskResult
+from dockerpkg.effects.tasks import TaskResult
 
 
 class LineProgress:

@@ -1,211 +1,493 @@
-"""Run a DAG of tasks on threads: a task starts as soon as everything it needs is done.
+"""Run a build plan on one Docker engine or several (builders), the registry between them.
 
-The scheduler decides nothing about images: it only orders and runs what it is given, caps
-how many tasks of each pool run at once, and skips what depends on a failure.
+The one scheduler of build runs: a run on one engine is a run on a fleet of one. It only
+orders and runs: the plan decided what to do and what each step waits for (`Step.needs`),
+and dockerpkg.core.placement chooses where each ready step runs. A step starts as soon as
+the steps it needs have succeeded and a slot of its kind is free; what needs a failure is
+skipped with the reason.
+
+With several builders, a step that fails on a builder which then does not answer a ping
+takes that builder out of the run; the images bound to it and not yet published are built
+again elsewhere (placement says which, and when to give up). Whatever was published stays
+published.
 """
 
 from __future__ import annotations
 
-import enum
-import logging
-import threading
 import time
-import traceback
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import attrs
 
-from dockerpkg.core.report import Outcome
-
-log = logging.getLogger(__name__)
-
-#: Where a run's folder keeps the tracebacks of unexpected exceptions (bugs) in its tasks.
-BUGS_LOG = "bugs.log"
-
-
-class Pool(enum.Enum):
-    """Kinds of work with separate concurrency caps (builds load the CPU, pushes the network)."""
-
-    PULL = "pull"
-    BUILD = "build"
-    PUSH = "push"
-
-
-class TaskFailedError(Exception):
-    """A task failed for a reason worth telling the user (not a bug)."""
+from dockerpkg.core import placement
+from dockerpkg.core.placement import BuilderView, MoveKind
+from dockerpkg.core.plan import Op, Plan, PlannedImage, Step, step_key
+from dockerpkg.core.report import Move, Outcome, Report, StepOutcome
+from dockerpkg.effects.tasks import (
+    Interrupt,
+    Listener,
+    TaskCancelledError,
+    TaskFailedError,
+    TaskResult,
+    bug_result,
+    record_bugs,
+)
 
 
-class TaskCancelledError(TaskFailedError):
-    """A task was stopped by a cancellation (second Ctrl-C)."""
+class StepRunner(Protocol):
+    """What runs steps on one builder (dockerpkg.effects.apply.Executor)."""
+
+    def step_runner(self, step: Step, image: PlannedImage | None) -> Callable[[], str | None]: ...
+
+    def pull(self, label: str, log_name: str) -> str | None: ...
+
+    def cancel(self) -> None: ...
+
+    def reachable(self) -> bool: ...
+
+    def finish(self) -> None: ...
+
+
+@attrs.define(eq=False)
+class Worker:
+    """One builder of the run: what runs its steps, and what runs on it now."""
+
+    name: str
+    runner: StepRunner
+    slots: int
+    push_slots: int
+    building: int = 0  # builds and verifications running (they share the build slots)
+    pushing: int = 0
+    alive: bool = True
+    held: set[str] = attrs.field(factory=set)  # labels it holds: pulled or built in this run
+
+    def view(self) -> BuilderView:
+        return BuilderView(
+            self.name,
+            self.slots,
+            self.push_slots,
+            self.building,
+            self.pushing,
+            self.alive,
+            frozenset(self.held),
+        )
+
+
+@attrs.define(eq=False)
+class _Attempt:
+    step: Step
+    worker: Worker | None  # None: a pull, on every live builder
+    started: float
+    epoch: int  # the image's epoch when it started; a moved image's old attempts are stale
+    fetched: tuple[str, ...] = ()  # parents it pulls from the registry first
 
 
 @attrs.frozen
-class Task:
-    key: str
-    needs: tuple[str, ...]
-    pool: Pool
-    run: Callable[[], str | None] = attrs.field(eq=False, repr=False)
+class _PullOutcome:
+    """What one pull saw on each builder: None for success, else the error (or the bug)."""
+
+    errors: dict[str, str | None]
+    details: dict[str, str | None]
+    bugs: dict[str, BaseException]
 
 
 @attrs.frozen
-class TaskResult:
-    key: str
-    outcome: Outcome
-    started: float | None = None  # seconds since the run began
-    duration: float | None = None
-    detail: str | None = None
-    error: str | None = None
-    # An unexpected exception's traceback: a bug, shown whole (see record_bugs).
-    trace: str | None = attrs.field(default=None, eq=False, repr=False)
+class Scheduler:
+    """Runs one plan over WORKERS. SEVERAL: the run was given several builders (their names
+    go into the report, and a lost one's images move); LOST: those that did not answer at
+    the start."""
+
+    workers: Sequence[Worker]
+    listener: Listener
+    run_dir: Path
+    pull_jobs: int
+    several: bool = False
+    lost: Sequence[tuple[str, str]] = ()
+
+    def run(self, plan: Plan, interrupt: Interrupt | None = None) -> Report:
+        interrupt = interrupt or Interrupt()
+        for worker in self.workers:
+            interrupt.on_cancel(worker.runner.cancel)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        run = _Run(plan, self)
+        try:
+            results = record_bugs(run.go(interrupt), self.run_dir)
+        finally:
+            for worker in self.workers:
+                worker.runner.finish()
+        outcomes = tuple(
+            StepOutcome(
+                step=step,
+                outcome=results[step.key].outcome,
+                started=results[step.key].started,
+                duration=results[step.key].duration,
+                detail=results[step.key].detail,
+                error=results[step.key].error,
+                builder=run.builder_of.get(step.key),
+                waited=run.waited_of.get(step.key),
+            )
+            for step in plan.steps
+        )
+        return Report(
+            outcomes=outcomes,
+            run_dir=str(self.run_dir),
+            interrupted=interrupt.stop.is_set(),
+            elapsed=time.monotonic() - run.begin,
+            moves=tuple(run.moves),
+            lost_builders=tuple(run.lost),
+        )
 
 
-def bug_result(
-    key: str, exc: Exception, started: float | None, duration: float | None
-) -> TaskResult:
-    """A task that raised what no task should: failed, with its traceback kept."""
-    trace = "".join(traceback.format_exception(exc))
-    log.debug("bug in %s:\n%s", key, trace)
-    return TaskResult(
-        key, Outcome.FAILED, started, duration, error=f"internal error: {exc!r}", trace=trace
-    )
+class _Run:
+    """The state of one run; only the scheduling thread touches it."""
 
+    def __init__(self, plan: Plan, scheduler: Scheduler) -> None:
+        self.begin = time.monotonic()
+        self.workers = list(scheduler.workers)
+        self.listener = scheduler.listener
+        self.pull_jobs = scheduler.pull_jobs
+        self.several = scheduler.several
+        self.lost = [f"{name} ({why})" for name, why in scheduler.lost]
+        self.steps = {s.key: s for s in plan.steps}
+        self.images = {i.name: i for i in plan.images}
+        self.built = frozenset(s.image for s in plan.steps if s.op is Op.BUILD)
+        self.chain: dict[str, list[str]] = {}  # image -> its steps' keys, in plan order
+        for key, step in self.steps.items():
+            if step.op is not Op.PULL:
+                self.chain.setdefault(step.image, []).append(key)
+        self.results: dict[str, TaskResult] = {}
+        self.done_at: dict[str, float] = {}
+        self.running: dict[Future[Any], tuple[str, _Attempt]] = {}
+        self.where: dict[str, Worker] = {}  # image -> the builder its build runs or ran on
+        self.epoch: dict[str, int] = {}
+        self.moved: dict[str, int] = {}
+        self.moves: list[Move] = []
+        self.builder_of: dict[str, str] = {}  # only with several builders
+        self.waited_of: dict[str, float] = {}
+        self.pulling = 0
 
-def record_bugs(results: Mapping[str, TaskResult], run_dir: Path) -> dict[str, TaskResult]:
-    """RESULTS, with every bug's traceback written to RUN_DIR/bugs.log and its error naming
-    that file: a bug is shown, never only a row of the report."""
-    bugs = {key: r for key, r in results.items() if r.trace is not None}
-    if not bugs:
-        return dict(results)
-    path = run_dir / BUGS_LOG
-    with path.open("a", encoding="utf-8") as handle:
-        for key, result in bugs.items():
-            handle.write(f"== {key} ==\n{result.trace}\n")
-    shown = {
-        key: attrs.evolve(r, error=f"{r.error} (a bug in dockerpkg: the traceback is in {path})")
-        for key, r in bugs.items()
-    }
-    return {key: shown.get(key, r) for key, r in results.items()}
+    # -- the loop ----------------------------------------------------------------------------
 
+    def go(self, interrupt: Interrupt) -> dict[str, TaskResult]:
+        total = sum(w.slots + w.push_slots for w in self.workers) + self.pull_jobs
+        with ThreadPoolExecutor(max_workers=total, thread_name_prefix="dockerpkg") as pool:
+            while True:
+                self._settle_skips()
+                if not any(w.alive for w in self.workers) and not self.running:
+                    self._fail_pending("no builder left: " + "; ".join(self.lost))
+                    break
+                if not interrupt.stop.is_set():
+                    self._start_ready(pool)
+                if not self.running:
+                    break
+                done, _ = wait(list(self.running), timeout=0.5, return_when=FIRST_COMPLETED)
+                for future in done:
+                    key, attempt = self.running.pop(future)
+                    self._finished(key, attempt, future)
+        why = "run interrupted" if interrupt.stop.is_set() else "could not be placed on a builder"
+        for key in self.steps:
+            if key not in self.results:
+                outcome = Outcome.CANCELLED if interrupt.stop.is_set() else Outcome.FAILED
+                self._record(TaskResult(key, outcome, error=why))
+        return self.results
 
-class Listener(Protocol):
-    def task_started(self, key: str) -> None: ...
+    def _record(self, result: TaskResult) -> None:
+        self.results[result.key] = result
+        if result.outcome is Outcome.SUCCEEDED:
+            self.done_at[result.key] = time.monotonic()
+        self.listener.task_finished(result)
 
-    def task_finished(self, result: TaskResult) -> None: ...
-
-
-@attrs.define
-class Interrupt:
-    """Set by the caller's signal handling: first stop starting tasks, then cancel."""
-
-    stop: threading.Event = attrs.field(factory=threading.Event)
-    _cancellers: list[Callable[[], None]] = attrs.field(factory=list)
-
-    def on_cancel(self, callback: Callable[[], None]) -> None:
-        self._cancellers.append(callback)
-
-    def cancel(self) -> None:
-        """Stop, and abort running work through the callbacks registered by its owners."""
-        self.stop.set()
-        for callback in list(self._cancellers):
-            callback()
-
-
-def _missing_needs(tasks: Sequence[Task]) -> list[str]:
-    keys = {t.key for t in tasks}
-    return [f"{t.key} needs {n}" for t in tasks for n in t.needs if n not in keys]
-
-
-def run_tasks(
-    tasks: Sequence[Task],
-    limits: Mapping[Pool, int],
-    listener: Listener,
-    interrupt: Interrupt | None = None,
-) -> dict[str, TaskResult]:
-    """Run every task whose needs succeeded; at most limits[pool] at once per pool."""
-    broken = _missing_needs(tasks)
-    if broken:
-        raise ValueError("tasks need unknown tasks: " + ", ".join(broken))
-    interrupt = interrupt or Interrupt()
-    begin = time.monotonic()
-    by_key = {t.key: t for t in tasks}
-    order = {t.key: i for i, t in enumerate(tasks)}
-    results: dict[str, TaskResult] = {}
-    running: dict[Future[str | None], tuple[Task, float]] = {}
-    busy = dict.fromkeys(Pool, 0)
-    total_workers = sum(max(1, limits.get(p, 1)) for p in Pool)
-
-    def settle_skips() -> None:
+    def _settle_skips(self) -> None:
         changed = True
         while changed:
             changed = False
-            for task in tasks:
-                if task.key in results:
+            for key, step in self.steps.items():
+                if key in self.results:
                     continue
                 bad = [
                     n
-                    for n in task.needs
-                    if n in results and results[n].outcome is not Outcome.SUCCEEDED
+                    for n in step.needs
+                    if n in self.results and self.results[n].outcome is not Outcome.SUCCEEDED
                 ]
                 if bad:
-                    cause = results[bad[0]]
+                    cause = self.results[bad[0]]
                     # Name the first failure, not the chain of skips it caused.
                     why = cause.error if cause.outcome is Outcome.SKIPPED else None
-                    results[task.key] = TaskResult(
-                        task.key,
-                        Outcome.SKIPPED,
-                        error=why or f"{cause.key.replace(':', ' ', 1)} {cause.outcome.value}",
-                    )
-                    listener.task_finished(results[task.key])
+                    fallback = f"{cause.key.replace(':', ' ', 1)} {cause.outcome.value}"
+                    self._record(TaskResult(key, Outcome.SKIPPED, error=why or fallback))
                     changed = True
 
-    with ThreadPoolExecutor(max_workers=total_workers, thread_name_prefix="dockerpkg") as pool:
-        while True:
-            settle_skips()
-            if not interrupt.stop.is_set():
-                active = {t.key for t, _ in running.values()}
-                ready = sorted(
-                    (
-                        t
-                        for t in tasks
-                        if t.key not in results
-                        and t.key not in active
-                        and all(n in results for n in t.needs)
-                    ),
-                    key=lambda t: order[t.key],
-                )
-                for task in ready:
-                    if busy[task.pool] >= max(1, limits.get(task.pool, 1)):
-                        continue
-                    busy[task.pool] += 1
-                    listener.task_started(task.key)
-                    running[pool.submit(task.run)] = (task, time.monotonic())
-            if not running:
-                break
-            done, _ = wait(list(running), timeout=0.5, return_when=FIRST_COMPLETED)
-            for future in done:
-                task, started = running.pop(future)
-                busy[task.pool] -= 1
-                results[task.key] = _result(
-                    task, future, started - begin, time.monotonic() - started
-                )
-                listener.task_finished(results[task.key])
-    for task in tasks:
-        if task.key not in results:
-            results[task.key] = TaskResult(task.key, Outcome.CANCELLED, error="run interrupted")
-            listener.task_finished(results[task.key])
-    return {key: results[key] for key in by_key}
+    def _fail_pending(self, why: str) -> None:
+        """No builder is left: what has not run fails (its dependents are skipped)."""
+        for key, step in self.steps.items():
+            if key not in self.results and step.op not in _AFTER_BUILD:
+                self._record(TaskResult(key, Outcome.FAILED, error=why))
+        self._settle_skips()
+        for key in self.steps:
+            if key not in self.results:
+                self._record(TaskResult(key, Outcome.FAILED, error=why))
+
+    # -- starting ----------------------------------------------------------------------------
+
+    def _start_ready(self, pool: ThreadPoolExecutor) -> None:
+        active = {key for key, _ in self.running.values()}
+        for key, step in self.steps.items():
+            if key in self.results or key in active:
+                continue
+            if not all(
+                self.results.get(n, _PENDING).outcome is Outcome.SUCCEEDED for n in step.needs
+            ):
+                continue
+            attempt = self._place(key, step)
+            if attempt is None:
+                continue
+            self.listener.task_started(key)
+            self.running[pool.submit(self._runner(step, attempt))] = (key, attempt)
+
+    def _views(self) -> list[BuilderView]:
+        return [w.view() for w in self.workers]
+
+    def _take(self, worker: Worker, key: str, step: Step) -> _Attempt:
+        if step.op in _PUSHING:
+            worker.pushing += 1
+        else:
+            worker.building += 1
+        if self.several:
+            self.builder_of[key] = worker.name
+        return _Attempt(step, worker, time.monotonic(), self.epoch.get(step.image, 0))
+
+    def _place(self, key: str, step: Step) -> _Attempt | None:
+        """An attempt of STEP on a free builder, or None if none may take it now."""
+        if step.op is Op.PULL:
+            if self.pulling >= self.pull_jobs:
+                return None
+            self.pulling += 1  # a pull runs on every live builder at once
+            return _Attempt(step, None, time.monotonic(), 0)
+        if step.op is Op.TAG_LATEST:
+            name = placement.registry_builder(self._views())
+            return None if name is None else self._take(self._worker(name), key, step)
+        worker = self.where.get(step.image)
+        if worker is None:
+            # The image's first step (its build, or a step building for it) chooses.
+            return self._place_build(key, step)
+        # Its other steps run on the builder that took the first.
+        view = worker.view()
+        if not (view.may_push if step.op in _PUSHING else view.may_build):
+            return None
+        return self._take(worker, key, step)
+
+    def _worker(self, name: str) -> Worker:
+        return next(w for w in self.workers if w.name == name)
+
+    def _place_build(self, key: str, step: Step) -> _Attempt | None:
+        image = self.images[step.image]
+        published = frozenset(
+            p
+            for p in image.parents
+            if self.results.get(step_key(Op.PUBLISH, p), _PENDING).outcome is Outcome.SUCCEEDED
+        )
+        name = placement.choose_builder(
+            image,
+            self.images,
+            self._views(),
+            built=self.built,
+            where={i: w.name for i, w in self.where.items()},
+            published=published,
+        )
+        if name is None:
+            return None
+        worker = self._worker(name)
+        self.where[image.name] = worker
+        for index, move in enumerate(self.moves):
+            if move.image == image.name and move.to is None and move.lost != worker.name:
+                self.moves[index] = attrs.evolve(move, to=worker.name)
+        attempt = self._take(worker, key, step)
+        attempt.fetched = placement.parents_to_fetch(
+            image, self.images, frozenset(worker.held), several=self.several
+        )
+        if self.several:
+            self.waited_of[step_key(Op.BUILD, image.name)] = self._parent_wait(key, image, worker)
+        return attempt
+
+    def _parent_wait(self, key: str, image: PlannedImage, worker: Worker) -> float:
+        """Seconds between IMAGE's other needs (pulls) being met and its parents being ready
+        for WORKER: verified there, or published."""
+        parents = placement.parents_in_run(image, self.built)
+        if not parents:
+            return 0.0
+        ready = max(
+            self.done_at.get(
+                step_key(Op.VERIFY if self.where.get(p) is worker else Op.PUBLISH, p), self.begin
+            )
+            for p in parents
+        )
+        others = [
+            self.done_at.get(n, self.begin)
+            for n in self.steps[key].needs
+            if self.steps[n].op is Op.PULL
+        ]
+        return max(0.0, ready - max(others, default=self.begin))
+
+    def _runner(self, step: Step, attempt: _Attempt) -> Callable[[], Any]:
+        worker = attempt.worker
+        if worker is None:
+            targets = [w for w in self.workers if w.alive]
+            return lambda: _pull_everywhere(targets, step.label or step.image)
+        run = worker.runner.step_runner(step, self.images.get(step.image))
+        if not attempt.fetched:
+            return run
+        fetch, name = attempt.fetched, step.image
+
+        def build() -> str | None:
+            # Parents built elsewhere (or published before the run) come from the registry.
+            for label in fetch:
+                worker.runner.pull(label, name)
+            return run()
+
+        return build
+
+    # -- finishing ---------------------------------------------------------------------------
+
+    def _finished(self, key: str, attempt: _Attempt, future: Future[Any]) -> None:
+        started = attempt.started - self.begin
+        duration = time.monotonic() - attempt.started
+        worker = attempt.worker
+        if worker is None:
+            self.pulling -= 1
+            self._pull_finished(key, attempt, future, started, duration)
+            return
+        if attempt.step.op in _PUSHING:
+            worker.pushing -= 1
+        else:
+            worker.building -= 1
+        image = attempt.step.image
+        if attempt.epoch != self.epoch.get(image, 0):
+            return  # the image has moved: this attempt on a lost builder no longer counts
+        try:
+            detail = future.result()
+        except TaskCancelledError as exc:
+            self._record(TaskResult(key, Outcome.CANCELLED, started, duration, error=str(exc)))
+            return
+        except Exception as exc:  # noqa: BLE001 (a failure, or a bug: shown, never hanging the run)
+            failed = (
+                TaskResult(key, Outcome.FAILED, started, duration, error=str(exc))
+                if isinstance(exc, TaskFailedError)
+                else bug_result(key, exc, started, duration)
+            )
+            if self.several and (not worker.alive or not worker.runner.reachable()):
+                self._lose(worker, failed.error or "")
+                if attempt.epoch != self.epoch.get(image, 0):
+                    return  # moved: it runs again elsewhere
+            if key not in self.results:
+                self._record(failed)
+            return
+        worker.held.update(attempt.fetched)
+        if attempt.step.op is Op.BUILD:
+            worker.held.add(attempt.step.label or "")
+        self._record(TaskResult(key, Outcome.SUCCEEDED, started, duration, detail=detail))
+
+    def _pull_finished(
+        self, key: str, attempt: _Attempt, future: Future[Any], started: float, duration: float
+    ) -> None:
+        label = attempt.step.label or attempt.step.image
+        try:
+            outcome: _PullOutcome = future.result()
+        except Exception as exc:  # noqa: BLE001 (a bug: shown whole)
+            self._record(bug_result(key, exc, started, duration))
+            return
+        if outcome.bugs:
+            self._record(bug_result(key, next(iter(outcome.bugs.values())), started, duration))
+            return
+        failures = []
+        for name, error in outcome.errors.items():
+            worker = self._worker(name)
+            if error is None:
+                worker.held.add(label)
+            elif self.several and not worker.runner.reachable():
+                self._lose(worker, error)
+            else:
+                failures.append(f"on {name}: {error}" if self.several else error)
+        if failures:
+            error = "; ".join(failures)
+            self._record(TaskResult(key, Outcome.FAILED, started, duration, error=error))
+        elif not any(w.alive for w in self.workers):
+            self._record(
+                TaskResult(key, Outcome.FAILED, started, duration, error="no builder left")
+            )
+        else:
+            details = {d for d in outcome.details.values() if d}
+            detail = ", ".join(sorted(details)) or None
+            self._record(TaskResult(key, Outcome.SUCCEEDED, started, duration, detail=detail))
+
+    def _lose(self, worker: Worker, why: str) -> None:
+        """WORKER stopped answering: out of the run; its unpublished images move."""
+        if worker.alive:
+            worker.alive = False
+            self.lost.append(f"{worker.name} ({why})")
+        outcomes = {key: r.outcome for key, r in self.results.items()}
+        choices = placement.moves_off(
+            worker.name,
+            {i: w.name for i, w in self.where.items()},
+            self.chain,
+            outcomes,
+            self.moved,
+        )
+        for choice in choices:
+            self.moved[choice.image] = self.moved.get(choice.image, 0) + 1
+            del self.where[choice.image]
+            if choice.kind is MoveKind.GIVE_UP:
+                self._give_up(choice.image, choice.keys[0], worker.name, why)
+            else:
+                self._move(choice.image, choice.keys, worker.name, why)
+
+    def _give_up(self, image: str, first: str, lost: str, why: str) -> None:
+        limit = placement.MAX_MOVES
+        self.moves.append(Move(image, lost, None, f"{why}; moved {limit} times"))
+        self.results.pop(first, None)
+        error = f"builder {lost} lost ({why}); moved {limit} times already"
+        self._record(TaskResult(first, Outcome.FAILED, error=error))
+
+    def _move(self, image: str, chain: Sequence[str], lost: str, why: str) -> None:
+        self.epoch[image] = self.epoch.get(image, 0) + 1
+        reset = [k for k in chain if k in self.results]
+        for key in chain:
+            self.results.pop(key, None)
+            self.done_at.pop(key, None)
+            self.builder_of.pop(key, None)
+            self.waited_of.pop(key, None)
+        self.moves.append(Move(image, lost, None, why))
+        moved = getattr(self.listener, "task_moved", None)
+        if moved is not None:
+            moved(image, reset, f"builder {lost} lost ({why}); building it again elsewhere")
 
 
-def _result(task: Task, future: Future[str | None], started: float, duration: float) -> TaskResult:
-    try:
-        detail = future.result()
-    except TaskCancelledError as exc:
-        return TaskResult(task.key, Outcome.CANCELLED, started, duration, error=str(exc))
-    except TaskFailedError as exc:
-        return TaskResult(task.key, Outcome.FAILED, started, duration, error=str(exc))
-    except Exception as exc:  # noqa: BLE001 (a bug must not hang the run; it is shown whole)
-        return bug_result(task.key, exc, started, duration)
-    return TaskResult(task.key, Outcome.SUCCEEDED, started, duration, detail=detail)
+_PENDING = TaskResult("", Outcome.CANCELLED)
+# Steps that follow an image's build; any other step of an image builds (as a build stage).
+_AFTER_BUILD = frozenset({Op.PULL, Op.VERIFY, Op.PUBLISH, Op.TAG_LATEST})
+_PUSHING = frozenset({Op.PUBLISH, Op.TAG_LATEST})  # steps that take a push slot
+
+
+def _pull_everywhere(workers: Sequence[Worker], label: str) -> _PullOutcome:
+    """Pull LABEL on every one of WORKERS at once; each one's error (or None)."""
+    errors: dict[str, str | None] = {}
+    details: dict[str, str | None] = {}
+    bugs: dict[str, BaseException] = {}
+
+    def pull(worker: Worker) -> None:
+        try:
+            details[worker.name] = worker.runner.pull(label, "pulls")
+            errors[worker.name] = None
+        except TaskFailedError as exc:
+            errors[worker.name] = str(exc)
+        except Exception as exc:  # noqa: BLE001 (a bug: shown whole by the caller)
+            bugs[worker.name] = exc
+
+    if len(workers) == 1:
+        pull(workers[0])  # a run of one needs no thread of its own
+    else:
+        with ThreadPoolExecutor(max_workers=max(1, len(workers))) as pool:
+            list(pool.map(pull, workers))
+    return _PullOutcome(errors, details, bugs)

@@ -29,7 +29,7 @@ from dockerpkg.effects import daemon
 from dockerpkg.effects.apply import Executor, Settings
 from dockerpkg.effects.credentials import Credentials
 from dockerpkg.effects.registry import RegistryClient, RegistryError, RegistryFailure, RetryPolicy
-from dockerpkg.effects.scheduler import TaskResult
+from dockerpkg.effects.tasks import TaskResult
 from tests.support import cleanup, services
 from tests.support.faulty_registry import FaultyRegistry, closed_port, start_faulty_registry
 from tests.support.services import Registry, RegistryFactory

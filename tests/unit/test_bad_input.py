@@ -19,7 +19,7 @@ import pytest
 from dockerpkg.cli import main
 from dockerpkg.effects.apply import _context
 from dockerpkg.effects.links import LinkPolicy
-from dockerpkg.effects.scheduler import TaskFailedError
+from dockerpkg.effects.tasks import TaskFailedError
 from tests.support.badinput import changelog, fingerprint, write, write_image, write_work
 
 POLICY = LinkPolicy.for_tree

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
-from typing import Any, cast
 
 import attrs
 import pytest
@@ -24,7 +23,6 @@ from dockerpkg.core.planner import Observed, plan_build
 from dockerpkg.core.report import Outcome, Report, StepOutcome, report_table
 from dockerpkg.core.serialize import plan_from_json, plan_to_json
 from dockerpkg.core.tree import analyze_tree, load_tree
-from dockerpkg.effects.apply import Executor, Settings
 from dockerpkg.effects.tree import read_snapshot
 from tests.support.golden import check_golden
 
@@ -144,18 +142,12 @@ class TestDependencies:
         assert plan.image("hello").parents == ("base",)
 
 
-def fake_executor(tmp_path: Path) -> Executor:
-    """An executor only asked for its task graph: it never reaches a daemon."""
-    settings = Settings(directory=tmp_path, run_dir=tmp_path, config=config(), credentials=None)
-    return Executor(cast(Any, None), None, settings, cast(Any, None))
-
-
 class TestTasks:
     """The stage runs after what the build needs, and the build after the stage."""
 
-    def test_needs(self, tmp_path: Path) -> None:
+    def test_needs(self) -> None:
         plan = plan_of(FIXTURE / "images")
-        needs = {t.key: t.needs for t in fake_executor(tmp_path).tasks(plan)}
+        needs = {s.key: s.needs for s in plan.steps}
         assert set(needs) == {s.key for s in plan.steps}
         assert sorted(needs["build-stage:hello"]) == ["verify:base", "verify:toolchain"]
         assert sorted(needs["build:hello"]) == [
@@ -167,10 +159,10 @@ class TestTasks:
         pull = "pull:registry.example.org/bookworm:20260301"
         assert needs["build:base"] == (pull,)
 
-    def test_stage_of_an_image_pulls_its_published_parents_first(self, tmp_path: Path) -> None:
+    def test_stage_of_an_image_pulls_its_published_parents_first(self) -> None:
         published = frozenset({f"{REGISTRY}/base:1.0", f"{REGISTRY}/toolchain:2.1"})
         plan = plan_of(FIXTURE / "images", Observed(offline=False, published=published))
-        needs = {t.key: t.needs for t in fake_executor(tmp_path).tasks(plan)}
+        needs = {s.key: s.needs for s in plan.steps}
         assert sorted(needs["build-stage:hello"]) == ["pull:base", "pull:toolchain"]
         assert "build-stage:hello" in needs["build:hello"]
 

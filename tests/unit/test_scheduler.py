@@ -1,4 +1,5 @@
-"""The DAG scheduler: order, concurrency caps, failure isolation and interruption."""
+"""The scheduler: order, concurrency caps, failure isolation, interruption, and a lost
+builder's images moving to another (with fake builders: the scheduler's own logic)."""
 
 from __future__ import annotations
 
@@ -9,20 +10,22 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import attrs
 import pytest
 
-from dockerpkg.core.report import Outcome
+from dockerpkg.core.plan import Action, Op, Plan, PlannedImage, Reason, Step
+from dockerpkg.core.report import Outcome, Report
 from dockerpkg.effects.progress import LineProgress, LiveProgress
-from dockerpkg.effects.scheduler import (
+from dockerpkg.effects.scheduler import Scheduler, Worker
+from dockerpkg.effects.tasks import (
     BUGS_LOG,
     Interrupt,
-    Pool,
-    Task,
+    TaskCancelledError,
     TaskFailedError,
     TaskResult,
-    record_bugs,
-    run_tasks,
 )
+
+Run = Callable[[], "str | None"]
 
 
 class Recorder:
@@ -44,7 +47,7 @@ class Recorder:
         return next(t for k, name, t in self.events if k == kind and name == key)
 
 
-def sleeper(seconds: float, fail: bool = False) -> Callable[[], str | None]:
+def sleeper(seconds: float, fail: bool = False) -> Run:
     def run() -> str:
         time.sleep(seconds)
         if fail:
@@ -54,31 +57,108 @@ def sleeper(seconds: float, fail: bool = False) -> Callable[[], str | None]:
     return run
 
 
-def task(key: str, *needs: str, seconds: float = 0.05, fail: bool = False) -> Task:
-    return Task(key, needs, Pool.BUILD, sleeper(seconds, fail))
+@attrs.define
+class FakeBuilder:
+    """Runs each step as the table says: no daemon (the scheduler's own logic only)."""
+
+    runs: dict[str, Run]
+    answers: bool = True  # what a ping after a failure says
+    ran: list[str] = attrs.field(factory=list)
+    cancelled: bool = False
+    finished: bool = False
+
+    def step_runner(self, step: Step, image: PlannedImage | None) -> Run:
+        run = self.runs[step.key]
+
+        def logged() -> str | None:
+            self.ran.append(step.key)
+            return run()
+
+        return logged
+
+    def pull(self, label: str, log_name: str) -> str | None:
+        self.ran.append(f"fetch:{label}")
+        return None
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+    def reachable(self) -> bool:
+        return self.answers
+
+    def finish(self) -> None:
+        self.finished = True
+
+
+def image(name: str, *parents: str) -> PlannedImage:
+    return PlannedImage(
+        path=name,
+        name=name,
+        tag="1.0",
+        label=f"r.example/{name}:1.0",
+        repository=f"r.example/{name}",
+        depends=parents,
+        parents=parents,
+        dockerfile="FROM scratch\n",
+    )
+
+
+def build(name: str, *needs: str) -> Step:
+    """A build step of NAME waiting for the builds NEEDS (as `build:NAME` keys)."""
+    return Step(Op.BUILD, name, Reason.OFFLINE, needs=tuple(f"build:{n}" for n in needs))
+
+
+def plan_of(steps: list[Step], images: list[PlannedImage] | None = None) -> Plan:
+    images = images or [image(s.image) for s in steps]
+    return Plan(Action.BUILD, ".", "sha256:0", tuple(images), tuple(steps))
+
+
+def run_alone(
+    plan: Plan,
+    runs: dict[str, Run],
+    slots: int,
+    listener: Recorder,
+    tmp_path: Path,
+    interrupt: Interrupt | None = None,
+) -> dict[str, TaskResult]:
+    """Run PLAN on one fake builder with SLOTS build slots; each step's result by key."""
+    worker = Worker("one", FakeBuilder(runs), slots, 1)
+    report = Scheduler([worker], listener, tmp_path, pull_jobs=1).run(plan, interrupt)
+    return results_of(report)
+
+
+def results_of(report: Report) -> dict[str, TaskResult]:
+    return {
+        o.step.key: TaskResult(o.step.key, o.outcome, o.started, o.duration, o.detail, o.error)
+        for o in report.outcomes
+    }
+
+
+def sleepers(plan: Plan, seconds: float = 0.05, failing: tuple[str, ...] = ()) -> dict[str, Run]:
+    return {s.key: sleeper(seconds, s.key in failing) for s in plan.steps}
 
 
 class TestOrdering:
-    """A task starts only after everything it needs has succeeded."""
+    """A step starts only after everything it needs has succeeded."""
 
-    def test_needs_first(self) -> None:
+    def test_needs_first(self, tmp_path: Path) -> None:
         rec = Recorder()
-        tasks = [task("a"), task("b", "a"), task("c", "a"), task("d", "b", "c")]
-        results = run_tasks(tasks, {Pool.BUILD: 4}, rec)
+        plan = plan_of([build("a"), build("b", "a"), build("c", "a"), build("d", "b", "c")])
+        results = run_alone(plan, sleepers(plan), 4, rec, tmp_path)
         assert all(r.outcome is Outcome.SUCCEEDED for r in results.values())
-        assert rec.time_of("start", "b") >= rec.time_of("succeeded", "a")
-        assert rec.time_of("start", "d") >= rec.time_of("succeeded", "c")
+        assert rec.time_of("start", "build:b") >= rec.time_of("succeeded", "build:a")
+        assert rec.time_of("start", "build:d") >= rec.time_of("succeeded", "build:c")
 
-    def test_independent_branches_overlap(self) -> None:
+    def test_independent_branches_overlap(self, tmp_path: Path) -> None:
         rec = Recorder()
-        tasks = [task("x", seconds=0.3), task("y", seconds=0.3)]
-        run_tasks(tasks, {Pool.BUILD: 2}, rec)
-        assert rec.time_of("start", "y") < rec.time_of("succeeded", "x")
+        plan = plan_of([build("x"), build("y")])
+        run_alone(plan, sleepers(plan, 0.3), 2, rec, tmp_path)
+        assert rec.time_of("start", "build:y") < rec.time_of("succeeded", "build:x")
 
-    def test_cap_is_respected(self) -> None:
+    def test_cap_is_respected(self, tmp_path: Path) -> None:
         rec = Recorder()
-        tasks = [task(f"t{i}", seconds=0.05) for i in range(6)]
-        run_tasks(tasks, {Pool.BUILD: 2}, rec)
+        plan = plan_of([build(f"t{i}") for i in range(6)])
+        run_alone(plan, sleepers(plan), 2, rec, tmp_path)
         running = peak = 0
         for kind, _, _ in sorted(rec.events, key=lambda e: e[2]):
             running += 1 if kind == "start" else -1
@@ -89,21 +169,33 @@ class TestOrdering:
 class TestFailures:
     """A failure skips what needs it, with the reason; the rest goes on."""
 
-    def test_dependents_skipped_siblings_continue(self) -> None:
-        tasks = [task("a", fail=True), task("b", "a"), task("c", "b"), task("d")]
-        results = run_tasks(tasks, {Pool.BUILD: 2}, Recorder())
-        assert results["a"].outcome is Outcome.FAILED
-        assert results["a"].error == "boom"
-        assert results["b"].outcome is Outcome.SKIPPED
-        assert results["c"].outcome is Outcome.SKIPPED
-        assert results["c"].error == "a failed"
-        assert results["d"].outcome is Outcome.SUCCEEDED
+    def test_dependents_skipped_siblings_continue(self, tmp_path: Path) -> None:
+        plan = plan_of([build("a"), build("b", "a"), build("c", "b"), build("d")])
+        runs = sleepers(plan, failing=("build:a",))
+        results = run_alone(plan, runs, 2, Recorder(), tmp_path)
+        assert results["build:a"].outcome is Outcome.FAILED
+        assert results["build:a"].error == "boom"
+        assert results["build:b"].outcome is Outcome.SKIPPED
+        assert results["build:c"].outcome is Outcome.SKIPPED
+        assert results["build:c"].error == "build a failed"
+        assert results["build:d"].outcome is Outcome.SUCCEEDED
+
+    def test_cancelled_step(self, tmp_path: Path) -> None:
+        def stopped() -> str:
+            raise TaskCancelledError("cancelled")
+
+        plan = plan_of([build("a"), build("b", "a")])
+        results = run_alone(
+            plan, {"build:a": stopped, "build:b": sleeper(0)}, 1, Recorder(), tmp_path
+        )
+        assert results["build:a"].outcome is Outcome.CANCELLED
+        assert results["build:b"].outcome is Outcome.SKIPPED
 
 
 class TestInterrupt:
-    """After a stop, running tasks finish and nothing new starts."""
+    """After a stop, running steps finish and nothing new starts."""
 
-    def test_stop_lets_running_finish(self) -> None:
+    def test_stop_lets_running_finish(self, tmp_path: Path) -> None:
         interrupt = Interrupt()
         rec = Recorder()
 
@@ -112,11 +204,89 @@ class TestInterrupt:
             time.sleep(0.1)
             return "done"
 
-        tasks = [Task("a", (), Pool.BUILD, first), task("b", "a"), task("c", "a")]
-        results = run_tasks(tasks, {Pool.BUILD: 1}, rec, interrupt)
-        assert results["a"].outcome is Outcome.SUCCEEDED
-        assert results["b"].outcome is Outcome.CANCELLED
-        assert results["c"].outcome is Outcome.CANCELLED
+        plan = plan_of([build("a"), build("b", "a"), build("c", "a")])
+        runs = {**sleepers(plan), "build:a": first}
+        results = run_alone(plan, runs, 1, rec, tmp_path, interrupt)
+        assert results["build:a"].outcome is Outcome.SUCCEEDED
+        assert results["build:b"].outcome is Outcome.CANCELLED
+        assert results["build:c"].outcome is Outcome.CANCELLED
+
+    def test_cancel_reaches_every_builder(self, tmp_path: Path) -> None:
+        interrupt = Interrupt()
+        builders = [FakeBuilder({}), FakeBuilder({})]
+        workers = [Worker(f"b{i}", b, 1, 1) for i, b in enumerate(builders)]
+        plan = plan_of([])
+        Scheduler(workers, Recorder(), tmp_path, 1, several=True).run(plan, interrupt)
+        interrupt.cancel()
+        assert all(b.cancelled and b.finished for b in builders)
+
+
+class TestSeveralBuilders:
+    """Placement as the core chooses it; a lost builder's images are built again elsewhere."""
+
+    def chain(self, name: str, *parents: str) -> list[Step]:
+        return [
+            build(name, *parents),
+            Step(Op.VERIFY, name, Reason.BUILT_IN_THIS_RUN, needs=(f"build:{name}",)),
+            Step(Op.PUBLISH, name, Reason.BUILT_IN_THIS_RUN, needs=(f"verify:{name}",)),
+        ]
+
+    def test_lost_builder_image_moves(self, tmp_path: Path) -> None:
+        plan = plan_of(self.chain("a"), [image("a")])
+        lost = FakeBuilder({**sleepers(plan), "build:a": sleeper(0, fail=True)}, answers=False)
+        kept = FakeBuilder(sleepers(plan, 0))
+        workers = [Worker("b0", lost, 1, 1), Worker("b1", kept, 1, 1)]
+        report = Scheduler(workers, Recorder(), tmp_path, 1, several=True).run(plan)
+        assert [(m.image, m.lost, m.to) for m in report.moves] == [("a", "b0", "b1")]
+        assert report.lost_builders == ("b0 (boom)",)
+        assert all(o.outcome is Outcome.SUCCEEDED for o in report.outcomes)
+        assert {o.step.key: o.builder for o in report.outcomes} == {
+            "build:a": "b1",
+            "verify:a": "b1",
+            "publish:a": "b1",
+        }
+        assert kept.ran == ["build:a", "verify:a", "publish:a"]
+
+    def test_failure_on_a_builder_that_answers_stays_a_failure(self, tmp_path: Path) -> None:
+        plan = plan_of(self.chain("a"), [image("a")])
+        failing = FakeBuilder({**sleepers(plan), "build:a": sleeper(0, fail=True)})
+        workers = [Worker("b0", failing, 1, 1), Worker("b1", FakeBuilder(sleepers(plan)), 1, 1)]
+        report = Scheduler(workers, Recorder(), tmp_path, 1, several=True).run(plan)
+        assert report.moves == ()
+        assert report.lost_builders == ()
+        assert [o.outcome for o in report.outcomes] == [
+            Outcome.FAILED,
+            Outcome.SKIPPED,
+            Outcome.SKIPPED,
+        ]
+
+    def test_child_elsewhere_fetches_its_parent_after_publication(self, tmp_path: Path) -> None:
+        steps = self.chain("a") + self.chain("b", "a") + self.chain("c", "a")
+        plan = plan_of(steps, [image("a"), image("b", "a"), image("c", "a")])
+        builders = [FakeBuilder(sleepers(plan, 0.2)), FakeBuilder(sleepers(plan, 0.2))]
+        workers = [Worker(f"b{i}", b, 1, 1) for i, b in enumerate(builders)]
+        report = Scheduler(workers, Recorder(), tmp_path, 1, several=True).run(plan)
+        where = {o.step.key: o.builder for o in report.outcomes}
+        assert where["build:a"] == "b0"
+        assert {where["build:b"], where["build:c"]} == {"b0", "b1"}
+        elsewhere = builders[1].ran
+        assert elsewhere[0] == "fetch:r.example/a:1.0"  # pulled before building on b1
+        child = next(k for k in ("build:b", "build:c") if where[k] == "b1")
+        published = next(o for o in report.outcomes if o.step.key == "publish:a")
+        built = next(o for o in report.outcomes if o.step.key == child)
+        assert published.started is not None
+        assert built.started is not None
+        assert built.started >= published.started
+
+    def test_one_builder_reports_no_names_and_never_fetches(self, tmp_path: Path) -> None:
+        steps = self.chain("a") + self.chain("b", "a")
+        plan = plan_of(steps, [image("a"), image("b", "a")])
+        alone = FakeBuilder({**sleepers(plan, 0), "build:b": sleeper(0, fail=True)}, answers=False)
+        report = Scheduler([Worker("one", alone, 2, 1)], Recorder(), tmp_path, 1).run(plan)
+        assert all(o.builder is None and o.waited is None for o in report.outcomes)
+        assert report.moves == ()
+        assert report.lost_builders == ()
+        assert not any(r.startswith("fetch:") for r in alone.ran)
 
 
 class TestProgress:
@@ -159,9 +329,11 @@ class TestBugs:
         def broken() -> str | None:
             return {"a": "b"}["missing"]
 
-        tasks = [Task("build:x", (), Pool.BUILD, broken), task("verify:x", "build:x")]
-        with caplog.at_level(logging.DEBUG, logger="dockerpkg.effects.scheduler"):
-            results = record_bugs(run_tasks(tasks, {Pool.BUILD: 1}, Recorder()), tmp_path)
+        verify = Step(Op.VERIFY, "x", Reason.BUILT_IN_THIS_RUN, needs=("build:x",))
+        plan = plan_of([build("x"), verify])
+        runs = {"build:x": broken, "verify:x": sleeper(0)}
+        with caplog.at_level(logging.DEBUG, logger="dockerpkg.effects.tasks"):
+            results = run_alone(plan, runs, 1, Recorder(), tmp_path)
         bug = results["build:x"]
         assert bug.outcome is Outcome.FAILED
         assert bug.error == (
@@ -175,9 +347,9 @@ class TestBugs:
         # With --debug (the DEBUG level), the traceback goes to stderr as well.
         assert any("Traceback" in r.getMessage() for r in caplog.records)
         assert results["verify:x"].outcome is Outcome.SKIPPED
-        assert results["verify:x"].trace is None
 
     def test_no_bug_no_file(self, tmp_path: Path) -> None:
-        results = record_bugs(run_tasks([task("a")], {Pool.BUILD: 1}, Recorder()), tmp_path)
-        assert results["a"].outcome is Outcome.SUCCEEDED
+        plan = plan_of([build("a")])
+        results = run_alone(plan, sleepers(plan), 1, Recorder(), tmp_path)
+        assert results["build:a"].outcome is Outcome.SUCCEEDED
         assert not (tmp_path / BUGS_LOG).exists()
