@@ -36,6 +36,7 @@ from dockerpkg.effects.credentials import Credentials
 from dockerpkg.effects.links import LinkPolicy
 from dockerpkg.effects.tasks import Interrupt, Listener
 from dockerpkg.effects.tree import read_snapshot
+from dockerpkg.effects.workfiles import JOURNAL_NAME
 from dockerpkg.errors import DockerPkgError, Problem, Severity, error
 
 if TYPE_CHECKING:
@@ -157,6 +158,18 @@ def interrupted_update(
     """What an interrupted update left in DIRECTORY (see dockerpkg.effects.changelogs), read
     without resolving the tree (which may not resolve)."""
     return interrupted(directory, _read_inputs(directory, config_path, env)[2].working)
+
+
+def left_behind(found: Interrupted) -> DockerPkgError:
+    """A run refused until the interrupted update FOUND is finished or undone (an update
+    would write on top of it, a build publish half of it, a prune choose by it): its
+    summary, then every file it left."""
+    problems = [error(JOURNAL_NAME if found.journal else found.staged[0], found.summary())]
+    problems += [
+        error(path, "staged by the interrupted update; not read as part of the tree")
+        for path in found.staged
+    ]
+    return DockerPkgError(problems)
 
 
 def load_and_observe(
@@ -322,6 +335,8 @@ def apply_build_plan(
     wait of a pull or push for the daemon (`transfer_timeout`, 300 s); LOG_LIMIT
     (characters) bounds what each step writes to its log.
     """
+    if workspace.interrupted is not None:
+        raise left_behind(workspace.interrupted)
     chosen = _run_builders(plan, workspace, builders)
     published_since: tuple[str, ...] = ()
     if saved:

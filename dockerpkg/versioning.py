@@ -17,7 +17,7 @@ from dockerpkg.core.prune import plan_prune
 from dockerpkg.core.update import plan_update, plan_update_all
 from dockerpkg.effects import changelogs
 from dockerpkg.effects.author import changelog_date, resolve_author
-from dockerpkg.errors import DockerPkgError, error
+from dockerpkg.errors import DockerPkgError
 
 if TYPE_CHECKING:
     from dockerpkg.effects.engine import Engine
@@ -74,23 +74,10 @@ def write_update(
     if plan.digest != workspace.digest:
         raise _stale(workspace.directory)
     if workspace.interrupted is not None:
-        raise _left_behind(workspace.interrupted)
+        raise api.left_behind(workspace.interrupted)
     return changelogs.apply_edits(
         workspace.directory, plan.edits, _originals(workspace), write=write
     )
-
-
-def _left_behind(found: changelogs.Interrupted) -> DockerPkgError:
-    """An update refused until the interrupted one is finished or undone: its summary, then
-    every file it left."""
-    problems = [
-        error(changelogs.JOURNAL_NAME if found.journal else found.staged[0], found.summary())
-    ]
-    problems += [
-        error(path, "staged by the interrupted update; not read as part of the tree")
-        for path in found.staged
-    ]
-    return DockerPkgError(problems)
 
 
 def recover_update(
@@ -178,6 +165,9 @@ def prune_plan(
     from dockerpkg.effects.engine import EngineError
     from dockerpkg.effects.prune import observe_local
 
+    if workspace.interrupted is not None:
+        # Which images are current is what the interrupted update is changing.
+        raise api.left_behind(workspace.interrupted)
     try:
         state = observe_local(client)
     except EngineError as exc:

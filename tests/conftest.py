@@ -7,6 +7,7 @@ and CI), where a missing service fails them: CI must never pass by skipping.
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Iterator
 from contextlib import ExitStack
 from typing import NoReturn
@@ -19,6 +20,15 @@ from tests.support.services import Auth, Registry, RegistryFactory
 
 # Tests using any of these get the `docker` marker, so `-m "not docker"` leaves them out.
 DOCKER_FIXTURES = frozenset({"docker_client", "busybox_base", "registry_factory", "registry"})
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The programs the tests start must see Ctrl-C as a user's would: a shell starting the
+    tests in the background (`make test &`, nohup, some CI runners) makes SIGINT ignored,
+    which its children inherit and Python then leaves ignored. A Python handler here is
+    reset to the default in every child at exec."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

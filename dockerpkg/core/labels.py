@@ -39,6 +39,28 @@ def repository_path(repository: str, registry: str | None) -> str:
     return repository
 
 
+# What Docker calls Docker Hub when a name has no registry, and its other spellings.
+DOCKER_HUB = "docker.io"
+_HUB_ALIASES = frozenset({DOCKER_HUB, "index.docker.io", "registry-1.docker.io"})
+
+
+def registry_of(repository: str) -> str:
+    """The registry host REPOSITORY names, as Docker reads it: its first component when that
+    has a dot, a port or is localhost; else Docker Hub."""
+    first, sep, _ = repository.partition("/")
+    if sep and ("." in first or ":" in first or first == "localhost"):
+        return DOCKER_HUB if first in _HUB_ALIASES else first
+    return DOCKER_HUB
+
+
+def same_registry(repository: str, registry: str | None) -> bool:
+    """Whether REPOSITORY lives in REGISTRY (the config's `registry`; empty: Docker Hub), so
+    that the credentials for REGISTRY may be sent for it, and only then."""
+    host = (registry or "").strip().rstrip("/")
+    configured = registry_of(f"{host}/x") if host else DOCKER_HUB
+    return registry_of(repository) == configured
+
+
 # Docker's reference grammar for a tag.
 _DOCKER_TAG = re.compile(r"[\w][\w.-]{0,127}")
 

@@ -22,7 +22,7 @@ import docker
 
 from dockerpkg.core.config import BuildEngine, Config
 from dockerpkg.core.definition import DEFINITION_LABEL
-from dockerpkg.core.labels import repository_path, split_label, stage_repository
+from dockerpkg.core.labels import repository_path, same_registry, split_label, stage_repository
 from dockerpkg.core.plan import Op, Plan, PlannedImage, Step
 from dockerpkg.core.report import Outcome, Report
 from dockerpkg.effects import daemon
@@ -164,7 +164,7 @@ class Executor:
                 daemon.pull(
                     self._client,
                     label,
-                    self._settings.credentials,
+                    self.credentials_for(label),
                     log,
                     self._cancel,
                     timeout=self._settings.transfer_timeout,
@@ -177,6 +177,14 @@ class Executor:
                     log.write(f"{exc}; using the local copy\n")
                     return "local copy"
                 raise TaskFailedError(str(exc)) from None
+        return None
+
+    def credentials_for(self, label: str) -> Credentials | None:
+        """The run's credentials if LABEL is in the config's registry: a base image from
+        another registry gets the Docker client's own login for it, never this password."""
+        repository, _ = split_label(label)
+        if same_registry(repository, self._settings.config.registry):
+            return self._settings.credentials
         return None
 
     def _context(self, image: PlannedImage) -> contextlib.AbstractContextManager[Path]:

@@ -35,7 +35,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 import attrs
 
 from dockerpkg.core.plan import Edit
-from dockerpkg.effects.workfiles import JOURNAL_NAME, TEMP_NAME
+from dockerpkg.effects.workfiles import JOURNAL_NAME, JOURNAL_TEMP, TEMP_NAME
 from dockerpkg.errors import DockerPkgError, Problem, error, warning
 
 __all__ = ["JOURNAL_NAME", "TEMP_NAME", "Interrupted", "apply_edits", "interrupted", "recover"]
@@ -83,7 +83,7 @@ def apply_edits(
     journal = _write_journal(root, targets)
     finished = False
     try:
-        _stage(targets, write)
+        _stage(root, targets, write)
         try:
             os.sync()  # every staged text is on disk before any changelog is replaced
             _check_unchanged(targets)
@@ -95,7 +95,9 @@ def apply_edits(
         # Gone once every changelog is as it should be: all written, or (a failure before
         # or during the swap, undone) none.
         with _signals_held(), contextlib.suppress(FileNotFoundError):
-            if finished or not any(_read(t.path) == t.new for t in targets):
+            written = [_read(t.path) == t.new for t in targets]
+            # A signal held back during the swap arrives after it: all written is done too.
+            if finished or all(written) or not any(written):
                 os.unlink(journal)
     return tuple(t.edit.path for t in targets)
 
@@ -116,12 +118,20 @@ def _write_journal(root: str, targets: Sequence[_Target]) -> str:
             for t in targets
         ],
     }
+    # Written aside and linked into place: a journal is whole or absent, whenever the
+    # process dies (one left aside means no changelog was touched yet).
+    aside = os.path.join(root, JOURNAL_TEMP)
     try:
-        write_new_file(path, (json.dumps(body, indent=1) + "\n").encode("utf-8"), 0o644)
-        os.sync()
-    except OSError as exc:
         with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)
+            os.unlink(aside)
+        write_new_file(aside, (json.dumps(body, indent=1) + "\n").encode("utf-8"), 0o644)
+        os.sync()
+        os.link(aside, path)
+        os.unlink(aside)
+    except OSError as exc:
+        for leftover in (aside, path):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(leftover)
         raise DockerPkgError.single(
             JOURNAL_NAME, f"cannot write the update's journal: {exc.strerror or exc}"
         ) from None
@@ -204,6 +214,12 @@ def interrupted(root: str, staged: Sequence[str]) -> Interrupted | None:
         listed = [(c["path"], c["entry"], c["before"], c["after"]) for c in body["changelogs"]]
     except (ValueError, KeyError, TypeError):
         raise DockerPkgError.single(JOURNAL_NAME, "not a dockerpkg update journal") from None
+    outside = [p for p, *_ in listed if not _journal_path(p)]
+    if outside:
+        raise DockerPkgError.single(
+            JOURNAL_NAME,
+            f"not a dockerpkg update journal: {outside[0]!r} is not a changelog in the tree",
+        )
     changelogs = []
     for relative, entry, before, after in listed:
         current = _read(os.path.join(root, *relative.split("/")))
@@ -211,6 +227,15 @@ def interrupted(root: str, staged: Sequence[str]) -> Interrupted | None:
         state = {after: State.WRITTEN, before: State.PENDING}.get(digest or "", State.CHANGED)
         changelogs.append(_Journaled(relative, entry, before, after, state))
     return Interrupted(root, tuple(changelogs), staged, journal=True)
+
+
+def _journal_path(relative: object) -> bool:
+    """Whether a journal's path names a changelog inside the tree (a journal committed by
+    mistake must not make recovery write anywhere else)."""
+    if not isinstance(relative, str) or relative.startswith("/") or "\\" in relative:
+        return False
+    parts = relative.split("/")
+    return parts[-1] == "changelog" and not any(p in ("", ".", "..") for p in parts)
 
 
 def leftover_warning(found: Interrupted | None) -> list[Problem]:
@@ -237,6 +262,19 @@ def recover(root: str, found: Interrupted, *, resume: bool) -> tuple[str, ...]:
     moves, problems = _recovery(root, found, resume=resume)
     if problems:
         raise DockerPkgError(problems)
+    try:
+        return _recover_moves(root, found, moves)
+    except OSError as exc:
+        raise DockerPkgError.single(
+            exc.filename or JOURNAL_NAME,
+            f"cannot {'finish' if resume else 'undo'} the interrupted update: "
+            f"{exc.strerror or exc}; its journal is kept, so running this again goes on",
+        ) from None
+
+
+def _recover_moves(
+    root: str, found: Interrupted, moves: Sequence[tuple[_Journaled, bytes]]
+) -> tuple[str, ...]:
     written: list[str] = []
     with _signals_held():
         for changelog, text in moves:
@@ -349,7 +387,7 @@ def _check(root: str, edits: Sequence[Edit], originals: Mapping[str, str]) -> li
     return targets
 
 
-def _stage(targets: Sequence[_Target], write: Writer) -> None:
+def _stage(root: str, targets: Sequence[_Target], write: Writer) -> None:
     """Write every new text beside its target; on failure remove what was staged and raise."""
     staged: list[_Target] = []
     try:
@@ -357,8 +395,8 @@ def _stage(targets: Sequence[_Target], write: Writer) -> None:
             if os.path.lexists(target.temp):
                 raise DockerPkgError.single(
                     _beside(target.edit.path),
-                    "a staged changelog is already there, left by an interrupted update: "
-                    + _CHOICES.format("DIRECTORY"),
+                    "a staged changelog is already there, left by an interrupted update "
+                    f"with no journal: dockerpkg update --discard {root} removes it",
                 )
             staged.append(target)
             try:

@@ -367,19 +367,10 @@ def _transfer(  # noqa: PLR0917 (one request's parts, from two callers)
     set CANCEL ends the wait for the daemon's first word at once (the thread ends at its
     timeout, its answer unread).
     """
-    headers = {}
-    auth_config = _auth(credentials)
-    header = (
-        docker.auth.encode_header(auth_config)
-        if auth_config is not None
-        else docker.auth.get_config_header(
-            client, docker.auth.resolve_repository_name(repository)[0]
-        )
-    )
-    if header:
-        headers["X-Registry-Auth"] = header
     guard = _Guard(cancel, None)
     try:
+        # Inside the try: a credential helper's failure or a bad name is a failure, not a bug.
+        headers = _auth_headers(client, repository, credentials)
         with guard:
             response = _send_aside(
                 lambda: client._post(
@@ -401,6 +392,22 @@ def _transfer(  # noqa: PLR0917 (one request's parts, from two callers)
     guard.raise_if_cut()
     if error:
         raise DaemonError(f"{what}: {error}")
+
+
+def _auth_headers(
+    client: docker.APIClient, repository: str, credentials: Credentials | None
+) -> dict[str, str]:
+    """X-Registry-Auth for REPOSITORY: CREDENTIALS (the caller gives them only for their own
+    registry), else what the Docker client's config holds for its registry, if anything."""
+    auth_config = _auth(credentials)
+    header = (
+        docker.auth.encode_header(auth_config)
+        if auth_config is not None
+        else docker.auth.get_config_header(
+            client, docker.auth.resolve_repository_name(repository)[0]
+        )
+    )
+    return {"X-Registry-Auth": header} if header else {}
 
 
 def _timed_out(exc: BaseException) -> bool:

@@ -59,6 +59,7 @@ def run_verification(
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     stopped: str | None = None
     drain_until: float | None = None
+    closed = False  # the pipe's end: whatever holds it closed it, the command may go on
     with selectors.DefaultSelector() as selector:
         selector.register(process.stdout, selectors.EVENT_READ)
         while True:
@@ -72,13 +73,18 @@ def run_verification(
                 # What the command left behind goes with it.
                 kill_group(process)
                 drain_until = time.monotonic() + DRAIN
-            if drain_until is not None and time.monotonic() >= drain_until:
+            if drain_until is not None and (closed or time.monotonic() >= drain_until):
                 break
+            if closed:
+                time.sleep(_POLL)  # only the command's end, the cancel or the time limit now
+                continue
             if not selector.select(_POLL):
                 continue
             chunk = os.read(process.stdout.fileno(), 65536)
             if not chunk:
-                break
+                closed = True
+                selector.unregister(process.stdout)
+                continue
             log.write(decoder.decode(chunk))
     log.write(decoder.decode(b"", final=True))
     process.stdout.close()

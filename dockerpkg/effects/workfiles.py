@@ -11,4 +11,6 @@ from __future__ import annotations
 TEMP_NAME = ".changelog.dockerpkg-tmp"
 # What an update is writing, in the tree's folder, until it is done (see changelogs).
 JOURNAL_NAME = ".dockerpkg-update.journal"
-WORKING_FILES = frozenset({TEMP_NAME, JOURNAL_NAME})
+# The journal while it is written, before it is linked into place whole.
+JOURNAL_TEMP = ".dockerpkg-update.journal-tmp"
+WORKING_FILES = frozenset({TEMP_NAME, JOURNAL_NAME, JOURNAL_TEMP})

@@ -4,6 +4,8 @@ and `update --resume` / `update --discard` leave the tree all updated or not at 
 
 from __future__ import annotations
 
+import datetime
+import json
 import os
 import random
 import signal
@@ -11,13 +13,18 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 
+from dockerpkg import api, versioning
 from dockerpkg.core.changelog import head_of
+from dockerpkg.core.plan import Plan
+from dockerpkg.effects import changelogs
 from dockerpkg.effects.apply import _context
 from dockerpkg.effects.changelogs import JOURNAL_NAME, TEMP_NAME
 from dockerpkg.effects.links import LinkPolicy
+from dockerpkg.errors import DockerPkgError
 from tests.support.updates import write_tree
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -147,3 +154,66 @@ def test_killed_updates_are_always_recoverable(tmp_path: Path, seed: int) -> Non
         assert working_files(tree) == []
     # The loop is worth something only if it left work half done now and then.
     assert left_behind >= KILLS // 2
+
+
+def small_update(tmp_path: Path) -> tuple[Path, api.Workspace, Plan]:
+    root = write_tree(tmp_path, {"base": ("1.0", []), "app": ("2.0", ["base"])})
+    workspace = api.load_workspace(str(root / "images"), str(root / "config.yaml"), {})
+    request = versioning.UpdateRequest(reason="Rebuild", name="base")
+    when = datetime.datetime(2026, 12, 3, tzinfo=datetime.UTC)
+    env = {"DEBFULLNAME": "Recovery Tester", "DEBEMAIL": "recovery@example.org"}
+    return root, workspace, versioning.update_plan(workspace, request, env, when)
+
+
+def test_a_signal_after_the_last_rename_leaves_no_journal(tmp_path: Path) -> None:
+    """A Ctrl-C held back during the swap arrives once every changelog is written: the
+    update is complete, so its journal goes (the next update must not refuse)."""
+    root, workspace, plan = small_update(tmp_path)
+    originals = {s.file("changelog"): s.changelog for s in workspace.snapshot.images}
+    renamed: list[str] = []
+
+    def replace_then_interrupt(source: str, target: str) -> None:
+        os.replace(source, target)
+        renamed.append(target)
+        if len(renamed) == len(plan.edits):
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        changelogs.apply_edits(
+            workspace.directory, plan.edits, originals, replace=replace_then_interrupt
+        )
+    tree = root / "images"
+    assert working_files(tree) == []
+    assert all((tree / e.path).read_text(encoding="utf-8").startswith(e.entry) for e in plan.edits)
+
+
+def test_a_journal_naming_a_file_outside_the_tree_is_refused(tmp_path: Path) -> None:
+    root = write_tree(tmp_path, {"base": ("1.0", [])})
+    outside = tmp_path / "changelog"
+    outside.write_text("keep me\n", encoding="utf-8")
+    journal = {
+        "format": 1,
+        "changelogs": [{"path": "../changelog", "entry": "x", "before": "a", "after": "b"}],
+    }
+    (root / "images" / JOURNAL_NAME).write_text(json.dumps(journal), encoding="utf-8")
+    done = dockerpkg("-c", "config.yaml", "update", "--resume", "images", cwd=root)
+    assert done.returncode == 1, done.stderr
+    assert "'../changelog' is not a changelog in the tree" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert outside.read_text(encoding="utf-8") == "keep me\n"
+
+
+def test_builds_and_prunes_refuse_while_an_update_is_half_done(tmp_path: Path) -> None:
+    """A build would publish half of the update, a prune choose by half of it."""
+    root = write_tree(tmp_path, {"base": ("1.0", [])})
+    (root / "images" / "base" / TEMP_NAME).write_text("staged\n", encoding="utf-8")
+    workspace = api.load_workspace(str(root / "images"), str(root / "config.yaml"), {})
+    plan = api.build_plan(workspace)
+    run_dir = tmp_path / "run"
+    with pytest.raises(DockerPkgError) as built:
+        api.apply_build_plan(plan, workspace, {}, None, run_dir=run_dir, listener=cast("Any", None))
+    assert "staged by the interrupted update" in str(built.value)
+    assert not run_dir.exists()
+    with pytest.raises(DockerPkgError) as pruned:
+        versioning.prune_plan(workspace, cast("Any", None), select=None, nightly=None)
+    assert "update --discard" in str(pruned.value)
