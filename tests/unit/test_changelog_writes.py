@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from dockerpkg.api import Workspace, load_workspace
+from dockerpkg.api.versioning import write_update
 from dockerpkg.cli import main
 from dockerpkg.core.changelog import Author
 from dockerpkg.core.plan import Plan
@@ -21,7 +22,6 @@ from dockerpkg.core.update import plan_update
 from dockerpkg.effects import changelogs
 from dockerpkg.effects.changelogs import TEMP_NAME, apply_edits, write_new_file
 from dockerpkg.errors import DockerPkgError
-from dockerpkg.versioning import write_update
 from tests.support.compat import COMPAT
 from tests.support.updates import copy_case
 

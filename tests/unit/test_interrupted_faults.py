@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from dockerpkg.api import Workspace, load_workspace
+from dockerpkg.api.versioning import write_update, written_edits
 from dockerpkg.cli import main
 from dockerpkg.core.changelog import Author
 from dockerpkg.core.config import load_config
@@ -15,7 +16,6 @@ from dockerpkg.core.plan import Plan
 from dockerpkg.core.update import plan_update
 from dockerpkg.effects.changelogs import TEMP_NAME, write_new_file
 from dockerpkg.errors import DockerPkgError
-from dockerpkg.versioning import write_update, written_edits
 from tests.support.compat import COMPAT
 from tests.support.updates import copy_case
 

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from dockerpkg.api import Workspace, load_workspace
+from dockerpkg.api.versioning import write_update
 from dockerpkg.cli import main
 from dockerpkg.core.changelog import Author, head_of
 from dockerpkg.core.config import Config
@@ -21,7 +22,6 @@ from dockerpkg.core.serialize import plan_from_json, plan_to_json, plan_to_text
 from dockerpkg.core.update import plan_update, plan_update_all
 from dockerpkg.effects.author import changelog_date, resolve_author
 from dockerpkg.errors import DockerPkgError
-from dockerpkg.versioning import write_update
 from tests.support.compat import COMPAT
 from tests.support.golden import check_golden
 from tests.support.updates import copy_case, write_tree

@@ -17,7 +17,8 @@ from typing import Any, cast
 
 import pytest
 
-from dockerpkg import api, versioning
+from dockerpkg import api
+from dockerpkg.api import versioning
 from dockerpkg.core.changelog import head_of
 from dockerpkg.core.plan import Plan
 from dockerpkg.effects import changelogs

@@ -2,40 +2,32 @@
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import datetime
 import json
-import logging
 import os
 import signal
 import sys
 import tempfile
-import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import argh
 import attrs
 
 from dockerpkg import api
-from dockerpkg.cli_common import (
+from dockerpkg.cli.common import (
     EXIT_CHANGES,
     EXIT_ERROR,
     EXIT_INTERRUPTED,
-    EXIT_OK,
     EXIT_TERMINATED,
-    EXIT_USAGE,
     WAIT_LOCK_HELP,
     Context,
     ExitStatus,
     locked,
     print_problems,
 )
-from dockerpkg.commands_review import commands as review_commands
-from dockerpkg.commands_versioning import commands as versioning_commands
-from dockerpkg.commands_versioning import normalize_argv
 from dockerpkg.core.builders import BuilderSet, parse_builders_flag
 from dockerpkg.core.markdown import plan_to_markdown
 from dockerpkg.core.plan import BuildOptions, Plan
@@ -45,7 +37,7 @@ from dockerpkg.core.serialize import plan_to_json, plan_to_text
 from dockerpkg.effects.credentials import Credentials
 from dockerpkg.effects.progress import LineProgress, LiveProgress
 from dockerpkg.effects.tasks import Interrupt
-from dockerpkg.errors import DockerPkgError, Severity
+from dockerpkg.errors import DockerPkgError
 
 
 def nightly_suffix(now: datetime.datetime, *, nightly: bool, snapshot: bool) -> str:
@@ -54,15 +46,6 @@ def nightly_suffix(now: datetime.datetime, *, nightly: bool, snapshot: bool) -> 
     if nightly:
         return now.strftime("-%Y%m%d")
     return ""
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised where Ctrl-C raises KeyboardInterrupt, so that the same clean-up runs
-    (staged changelogs removed, temporary folders deleted) before exit status 143."""
-
-
-def _raise_terminated(signum: int, frame: object) -> NoReturn:
-    raise Terminated
 
 
 def _suffix(ctx: Context, directory: str, nightly: bool, snapshot: bool) -> str:
@@ -239,7 +222,7 @@ def diff(old: str, new: str, *, json_output: bool = False) -> None:
         raise ExitStatus(EXIT_CHANGES)
 
 
-def _commands(ctx: Context) -> list[Callable[..., Any]]:
+def commands(ctx: Context) -> list[Callable[..., Any]]:
     @argh.arg("directory", help="the image tree")
     @argh.arg("--json", dest="json_output", help="print the plan as JSON")
     @argh.arg("--select", help=_SELECT_HELP)
@@ -407,63 +390,4 @@ def _commands(ctx: Context) -> list[Callable[..., Any]]:
                     transfer_timeout=transfer_timeout,
                 )
 
-    return [plan, apply, build, diff, *versioning_commands(ctx), *review_commands(ctx)]
-
-
-def _global_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(add_help=False)
-    parser.add_argument("-c", "--configfile", default=None)
-    group = parser.add_mutually_exclusive_group()
-    group.add_argument("--debug", action="store_true")
-    group.add_argument("--info", action="store_true")
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI; returns the exit status (0 fine, 1 errors)."""
-    args = list(sys.argv[1:] if argv is None else argv)
-    known, rest = _global_parser().parse_known_args(args)
-    rest = normalize_argv(rest)  # `plan update` -> plan-update, `update --all` -> update-all
-    level = logging.DEBUG if known.debug else logging.INFO if known.info else logging.WARNING
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
-    ctx = Context(
-        config_path=known.configfile,
-        env=dict(os.environ),
-        now=datetime.datetime.now(),
-        echo=known.debug or known.info,
-    )
-    parser = argh.ArghParser(
-        prog="dockerpkg",
-        description="Build, verify, publish, prune and version trees of Docker images.",
-        parents=[_global_parser()],
-    )
-    parser.add_commands(_commands(ctx))
-    if not rest:
-        parser.print_usage(sys.stderr)
-        print(
-            "dockerpkg: a verb is needed (plan, apply, build, update, prune, diff, graph, lint)",
-            file=sys.stderr,
-        )
-        return EXIT_USAGE
-    # SIGTERM ends the run the way Ctrl-C does (only the main thread may set handlers).
-    in_main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, _raise_terminated) if in_main_thread else None
-    try:
-        parser.dispatch(argv=rest)
-    except DockerPkgError as exc:
-        print_problems(exc.problems, every=ctx.echo)
-        errors = sum(1 for p in exc.problems if p.severity is Severity.ERROR)
-        print(f"dockerpkg: {errors} error(s); nothing was changed", file=sys.stderr)
-        return EXIT_ERROR
-    except ExitStatus as status:
-        return status.code
-    except Terminated:
-        print("dockerpkg: terminated", file=sys.stderr)
-        return EXIT_TERMINATED
-    except KeyboardInterrupt:
-        print("dockerpkg: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    finally:
-        if in_main_thread:
-            signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
-    return EXIT_OK
+    return [plan, apply, build, diff]

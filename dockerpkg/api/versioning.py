@@ -1,5 +1,5 @@
 """Library entry points for `update` and `prune`: read inputs, call the pure core, and carry
-out a plan. The CLI (dockerpkg.commands_versioning) only parses, calls these and prints.
+out a plan. The CLI (dockerpkg.cli.versioning) only parses, calls these and prints.
 """
 
 from __future__ import annotations
@@ -10,8 +10,7 @@ from typing import TYPE_CHECKING
 
 import attrs
 
-from dockerpkg import api
-from dockerpkg.api import Workspace
+from dockerpkg.api.workspace import Workspace, interrupted_update, left_behind
 from dockerpkg.core.plan import Action, Op, Plan
 from dockerpkg.core.prune import plan_prune
 from dockerpkg.core.update import plan_update, plan_update_all
@@ -70,11 +69,15 @@ def write_update(
     plan: Plan, workspace: Workspace, *, write: changelogs.Writer = changelogs.write_new_file
 ) -> tuple[str, ...]:
     """Write every edit of an update plan made from WORKSPACE, or none; returns their paths."""
-    _require_action(plan, Action.UPDATE, workspace.directory)
+    if plan.action is not Action.UPDATE:
+        raise DockerPkgError.single(
+            workspace.directory,
+            f"this is a {plan.action.value} plan, not a {Action.UPDATE.value} plan",
+        )
     if plan.digest != workspace.digest:
         raise _stale(workspace.directory)
     if workspace.interrupted is not None:
-        raise api.left_behind(workspace.interrupted)
+        raise left_behind(workspace.interrupted)
     return changelogs.apply_edits(
         workspace.directory, plan.edits, _originals(workspace), write=write
     )
@@ -85,7 +88,7 @@ def recover_update(
 ) -> tuple[changelogs.Interrupted | None, tuple[str, ...]]:
     """Finish (RESUME) or undo what an interrupted update left in DIRECTORY: what it left
     (None: nothing), and the changelogs written."""
-    found = api.interrupted_update(directory, config_path, env)
+    found = interrupted_update(directory, config_path, env)
     if found is None:
         return None, ()
     return found, changelogs.recover(directory, found, resume=resume)
@@ -98,31 +101,6 @@ def written_edits(plan: Plan, workspace: Workspace) -> tuple[str, ...]:
 
 def _originals(workspace: Workspace) -> dict[str, str]:
     return {source.file("changelog"): source.changelog for source in workspace.snapshot.images}
-
-
-def load_saved_plan(
-    path: str, action: Action, config_path: str | None, env: Mapping[str, str]
-) -> tuple[Plan, Workspace]:
-    """A plan saved with --out and its tree read again; refused if it is another kind of plan
-    or anything it was made from changed since."""
-    plan = api.read_saved_plan(path)
-    return plan, saved_plan_workspace(plan, action, path, config_path, env)
-
-
-def saved_plan_workspace(
-    plan: Plan, action: Action, path: str, config_path: str | None, env: Mapping[str, str]
-) -> Workspace:
-    """The tree of PLAN (read from PATH with api.read_saved_plan), checked as load_saved_plan
-    does; separate so that the caller can lock the tree first."""
-    _require_action(plan, action, path)
-    return api.saved_plan_workspace(plan, path, config_path, env)
-
-
-def _require_action(plan: Plan, action: Action, where: str) -> None:
-    if plan.action is not action:
-        raise DockerPkgError.single(
-            where, f"this is a {plan.action.value} plan, not a {action.value} plan"
-        )
 
 
 def _stale(where: str) -> DockerPkgError:
@@ -167,7 +145,7 @@ def prune_plan(
 
     if workspace.interrupted is not None:
         # Which images are current is what the interrupted update is changing.
-        raise api.left_behind(workspace.interrupted)
+        raise left_behind(workspace.interrupted)
     try:
         state = observe_local(client)
     except EngineError as exc:

@@ -17,8 +17,9 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import argh
 
-from dockerpkg import api, versioning
-from dockerpkg.cli_common import (
+from dockerpkg import api
+from dockerpkg.api import versioning
+from dockerpkg.cli.common import (
     EXIT_CHANGES,
     EXIT_ERROR,
     WAIT_LOCK_HELP,
@@ -245,8 +246,8 @@ def commands(ctx: Context) -> list[Callable[..., Any]]:  # noqa: C901, PLR0915 (
         if not directory:
             plan = api.read_saved_plan(target)
             with _locked(plan.directory, wait_lock):
-                workspace = versioning.saved_plan_workspace(
-                    plan, Action.UPDATE, target, ctx.config_path, ctx.env
+                workspace = api.saved_plan_workspace(
+                    plan, target, ctx.config_path, ctx.env, Action.UPDATE
                 )
                 _print_problems(workspace, every=ctx.echo)
                 write(plan, workspace)
@@ -395,8 +396,8 @@ def commands(ctx: Context) -> list[Callable[..., Any]]:  # noqa: C901, PLR0915 (
         plan_file = target
         saved = api.read_saved_plan(plan_file)
         with _locked(saved.directory, wait_lock):
-            workspace = versioning.saved_plan_workspace(
-                saved, Action.PRUNE, plan_file, ctx.config_path, ctx.env
+            workspace = api.saved_plan_workspace(
+                saved, plan_file, ctx.config_path, ctx.env, Action.PRUNE
             )
             _print_problems(workspace, every=ctx.echo)
             client = versioning.connect(ctx.env)

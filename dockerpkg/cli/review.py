@@ -10,8 +10,8 @@ from typing import Any
 
 import argh
 
-from dockerpkg import review
-from dockerpkg.cli_common import EXIT_ERROR, Context, ExitStatus
+from dockerpkg.api import review
+from dockerpkg.cli.common import EXIT_ERROR, Context, ExitStatus
 from dockerpkg.core.graph_render import GraphFormat, to_dot, to_mermaid
 from dockerpkg.core.lint import (
     RuleChoice,

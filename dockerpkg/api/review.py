@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from dockerpkg.api import link_policy, load_workspace
+from dockerpkg.api.workspace import link_policy, load_workspace
 from dockerpkg.core.config import key_location
 from dockerpkg.core.configkeys import unknown_key_problems
 from dockerpkg.core.graph_render import Graph, select_graph

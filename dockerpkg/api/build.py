@@ -1,0 +1,267 @@
+"""Carry out a build plan: on the environment's daemon or on several builders, a fleet
+of one or many (dockerpkg.effects.scheduler), with a saved plan checked against the
+registry again first."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+import attrs
+
+from dockerpkg.api.workspace import Workspace, left_behind
+from dockerpkg.core.builders import (
+    Builder,
+    BuilderSet,
+)
+from dockerpkg.core.config import DEFAULT_JOBS, BuildEngine, Config
+from dockerpkg.core.labels import repository_path, split_label
+from dockerpkg.core.plan import Plan
+from dockerpkg.core.recheck import publishing_labels, without_published
+from dockerpkg.core.report import Report
+from dockerpkg.effects.credentials import Credentials
+from dockerpkg.effects.tasks import Interrupt, Listener
+from dockerpkg.errors import DockerPkgError
+
+if TYPE_CHECKING:
+    from dockerpkg.effects.apply import Settings
+
+
+def apply_build_plan(
+    plan: Plan,
+    workspace: Workspace,
+    env: Mapping[str, str],
+    credentials: Credentials | None,
+    *,
+    run_dir: Path,
+    listener: Listener,
+    jobs: int | None = None,
+    echo: IO[str] | None = None,
+    interrupt: Interrupt | None = None,
+    build_timeout: float | None = None,
+    log_limit: int | None = None,
+    builders: BuilderSet | None = None,
+    saved: bool = False,
+    verify_timeout: float | None = None,
+    transfer_timeout: float | None = None,
+) -> Report:
+    """Execute the plan's steps; failures are in the report, not raised.
+
+    SAVED (a plan read from a file, maybe hours old): the registry is asked again first, and
+    the images published since the plan are neither built nor pushed (`recheck`).
+
+    JOBS (builds at once; default: the builder's, `DEFAULT_JOBS`) is each engine's number of
+    slots when the builders do not say.
+
+    BUILDERS (--builders given with a saved plan) replace the plan's builders.
+
+    BUILD_TIMEOUT (seconds; default: the config's `build_timeout`, else none) bounds each
+    image's build, VERIFY_TIMEOUT its verification (`verify_timeout`), TRANSFER_TIMEOUT each
+    wait of a pull or push for the daemon (`transfer_timeout`, 300 s); LOG_LIMIT
+    (characters) bounds what each step writes to its log.
+    """
+    if workspace.interrupted is not None:
+        raise left_behind(workspace.interrupted)
+    chosen = _run_builders(plan, workspace, builders)
+    published_since: tuple[str, ...] = ()
+    if saved:
+        plan, published_since = recheck(plan, workspace.config, credentials)
+    report = _run_plan(
+        plan,
+        workspace,
+        env,
+        credentials,
+        chosen,
+        run_dir=run_dir,
+        listener=listener,
+        jobs=jobs,
+        echo=echo,
+        interrupt=interrupt,
+        limits=(build_timeout, verify_timeout, transfer_timeout),
+        log_limit=log_limit,
+    )
+    return attrs.evolve(report, published_since=published_since)
+
+
+def recheck(
+    plan: Plan, config: Config, credentials: Credentials | None
+) -> tuple[Plan, tuple[str, ...]]:
+    """PLAN without the images it would publish that are published now (one pipelined round
+    of checks), and their labels."""
+    from dockerpkg.effects.observe import registry_client
+    from dockerpkg.effects.registry import RegistryError
+
+    labels = publishing_labels(plan)
+    if not labels or credentials is None:
+        return plan, ()
+    refs = {}
+    for label in labels:
+        repository, tag = split_label(label)
+        refs[label] = (repository_path(repository, config.registry), tag or "latest")
+    try:
+        with registry_client(config, credentials) as registry:
+            digests = registry.digests_many(refs.values())
+    except RegistryError as exc:
+        where = config.registry or "Docker Hub"
+        raise DockerPkgError.single(
+            where, f"{exc} (asked before applying the saved plan)"
+        ) from None
+    published = frozenset(label for label, ref in refs.items() if digests.get(ref) is not None)
+    return without_published(plan, published)
+
+
+def _run_plan(
+    plan: Plan,
+    workspace: Workspace,
+    env: Mapping[str, str],
+    credentials: Credentials | None,
+    chosen: list[Builder],
+    *,
+    run_dir: Path,
+    listener: Listener,
+    jobs: int | None,
+    echo: IO[str] | None,
+    interrupt: Interrupt | None,
+    limits: tuple[float | None, float | None, float | None],
+    log_limit: int | None,
+) -> Report:
+    """Run PLAN; LIMITS: the build, verify and transfer timeouts given (None: the config's)."""
+    from dockerpkg.effects.apply import Settings
+
+    engine = build_engine(workspace.config, env)
+    jobs = DEFAULT_JOBS[engine] if jobs is None else jobs
+    settings = Settings(
+        directory=Path(workspace.directory),
+        run_dir=run_dir,
+        config=workspace.config,
+        credentials=credentials,
+        use_cache=plan.options.use_cache,
+        jobs=jobs,
+        echo=echo,
+        links=workspace.links,
+        build_timeout=_given_or(limits[0], workspace.config.build_timeout),
+        verify_timeout=_given_or(limits[1], workspace.config.verify_timeout),
+        transfer_timeout=workspace.config.transfer_timeout if limits[2] is None else limits[2],
+        build_engine=engine,
+    )
+    if log_limit is not None:
+        settings = attrs.evolve(settings, log_limit=log_limit)
+    return _run_on_builders(
+        plan, chosen, settings, credentials, env, listener=listener, interrupt=interrupt
+    )
+
+
+def _given_or(given: float | None, configured: float | None) -> float | None:
+    return configured if given is None else given
+
+
+def build_engine(config: Config, env: Mapping[str, str]) -> BuildEngine:
+    """The config's builder (`Config.engine`), unless DOCKER_BUILDKIT (the docker CLI's
+    switch) says."""
+    switch = env.get("DOCKER_BUILDKIT", "").strip().lower()
+    if switch in ("0", "false"):
+        return BuildEngine.CLASSIC
+    if switch in ("1", "true"):
+        return BuildEngine.BUILDKIT
+    return config.engine
+
+
+def builder_env(builder: Builder) -> dict[str, str]:
+    """What a verification's `docker` needs to reach BUILDER: DOCKER_HOST, and for TLS the
+    folder of the client certificate (the docker CLI wants ca.pem, cert.pem, key.pem)."""
+    env = {"DOCKER_HOST": builder.url}
+    if builder.tls is not None:
+        env["DOCKER_TLS_VERIFY"] = "1"
+        env["DOCKER_CERT_PATH"] = os.path.dirname(os.path.expanduser(builder.tls.cert))
+    return env
+
+
+def _run_builders(plan: Plan, workspace: Workspace, given: BuilderSet | None) -> list[Builder]:
+    """The builders to run PLAN on: GIVEN (--builders with a saved plan), else the plan's,
+    with their TLS files from the config (a plan holds no paths of them)."""
+    if given is not None and given.builders:
+        if given.several != (len(plan.builders) > 1):
+            raise DockerPkgError.single(
+                given.origin.path,
+                f"the plan was made for {len(plan.builders) or 'the default'} builder(s); "
+                "make it again with these builders",
+            )
+        return list(given.builders)
+    configured = {b.name: b for b in workspace.config.builders}
+    chosen = []
+    for planned in plan.builders:
+        found = configured.get(planned.url)
+        if planned.tls and (found is None or found.tls is None):
+            raise DockerPkgError.single(
+                planned.url, "the plan uses TLS for this builder, but the config names no TLS files"
+            )
+        chosen.append(Builder(planned.url, planned.slots, found.tls if found else None))
+    return chosen
+
+
+def _run_on_builders(
+    plan: Plan,
+    builders: list[Builder],
+    settings: Settings,
+    credentials: Credentials | None,
+    env: Mapping[str, str],
+    *,
+    listener: Listener,
+    interrupt: Interrupt | None,
+) -> Report:
+    """Run PLAN on BUILDERS (none: the environment's daemon), a fleet of one or several;
+    of several, those that do not answer at the start are left out."""
+    from dockerpkg.effects import daemon
+    from dockerpkg.effects.apply import Executor
+    from dockerpkg.effects.observe import registry_client
+    from dockerpkg.effects.scheduler import Scheduler, Worker
+
+    several = len(builders) > 1
+    if several and not plan.publish:
+        raise DockerPkgError.single(
+            "--builders", "several builders need a plan that publishes; make the plan again"
+        )
+    registry = registry_client(settings.config, credentials) if plan.publish else None
+    workers: list[Worker] = []
+    clients: list[Any] = []
+    lost: list[tuple[str, str]] = []
+    try:
+        targets: list[Builder | None] = [*builders] or [None]
+        for builder in targets:
+            try:
+                client = daemon.connect(env) if builder is None else daemon.connect_to(builder)
+            except daemon.DaemonError as exc:
+                if not several:
+                    raise DockerPkgError.single("docker", str(exc)) from None
+                lost.append((builder.name if builder else "docker", str(exc)))
+                continue
+            clients.append(client)
+            mine = (
+                settings
+                if builder is None
+                else attrs.evolve(settings, daemon_env=builder_env(builder))
+            )
+            slots = settings.jobs if builder is None else builder.slots or settings.jobs
+            workers.append(
+                Worker(
+                    name="docker" if builder is None else builder.name,
+                    runner=Executor(client, registry, attrs.evolve(mine, jobs=slots), listener),
+                    slots=slots,
+                    push_slots=settings.push_jobs,
+                )
+            )
+        if not workers:
+            raise DockerPkgError.single(
+                "docker", "no builder answers: " + "; ".join(why for _, why in lost)
+            )
+        scheduler = Scheduler(
+            workers, listener, settings.run_dir, settings.pull_jobs, several=several, lost=lost
+        )
+        return scheduler.run(plan, interrupt)
+    finally:
+        if registry is not None:
+            registry.close()
+        for client in clients:
+            client.close()

@@ -1,0 +1,79 @@
+"""Plans saved with --out: read them back, and the tree they were made from, refused when
+anything changed since."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from dockerpkg.api.workspace import Workspace, load_workspace
+from dockerpkg.core.plan import Action, Plan
+from dockerpkg.core.serialize import plan_from_json
+from dockerpkg.errors import DockerPkgError, Problem, error
+
+if TYPE_CHECKING:
+    pass
+
+
+def load_saved_plan(
+    path: str, config_path: str | None, env: Mapping[str, str], action: Action | None = None
+) -> tuple[Plan, Workspace]:
+    """A saved plan and its tree, refused when it is not an ACTION plan (if given) or when
+    anything it was made from has changed."""
+    plan = read_saved_plan(path)
+    return plan, saved_plan_workspace(plan, path, config_path, env, action)
+
+
+def read_saved_plan(path: str) -> Plan:
+    """The plan saved in PATH, not yet checked against its tree (see saved_plan_workspace)."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise DockerPkgError.single(path, f"cannot read plan: {exc.strerror}") from None
+    return plan_from_json(text, path)
+
+
+def saved_plan_workspace(
+    plan: Plan,
+    path: str,
+    config_path: str | None,
+    env: Mapping[str, str],
+    action: Action | None = None,
+) -> Workspace:
+    """The tree PLAN (saved in PATH) was made from, read now; refused if it is not an ACTION
+    plan (if given) or anything changed.
+
+    Separate from read_saved_plan so a caller can lock the plan's tree in between.
+    """
+    if action is not None and plan.action is not action:
+        raise DockerPkgError.single(
+            path, f"this is a {plan.action.value} plan, not a {action.value} plan"
+        )
+    workspace = load_workspace(plan.directory, config_path, env, plan.options.suffix, render=False)
+    if workspace.digest != plan.digest:
+        stale = error(
+            path,
+            f"stale plan: the tree in {plan.directory} or the config changed since the plan "
+            "was made; make a new plan",
+        )
+        raise DockerPkgError([stale, *_changed_changelogs(plan, workspace)])
+    return workspace
+
+
+def _changed_changelogs(plan: Plan, workspace: Workspace) -> list[Problem]:
+    """The changelogs an update plan would edit whose newest version is no longer the one the
+    plan was made from (someone else updated them meanwhile)."""
+    versions = {
+        image.spec.source.file("changelog"): image.spec.version
+        for image in workspace.tree.images.values()
+    }
+    problems = []
+    for edit in plan.edits:
+        now = versions.get(edit.path)
+        if now is None:
+            problems.append(error(edit.path, "no longer the changelog of an image of the tree"))
+        elif now != edit.old_version:
+            message = f"changed since the plan was made: version {now}, not {edit.old_version}"
+            problems.append(error(edit.path, message, 1))
+    return problems

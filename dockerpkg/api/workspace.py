@@ -1,0 +1,240 @@
+"""A tree and its config, read once and resolved; and what the daemon and the registry
+say about it (observed early, while the tree is parsed)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import attrs
+
+from dockerpkg.core.builders import (
+    DEFAULT_BUILDERS,
+    BuilderSet,
+    parse_builders_flag,
+)
+from dockerpkg.core.config import Config, key_location
+from dockerpkg.core.configkeys import unknown_key_problems
+from dockerpkg.core.plan import DEFAULT_OPTIONS, BuildOptions, Plan
+from dockerpkg.core.planner import OFFLINE, Observed, inputs_digest, plan_build
+from dockerpkg.core.refs import guessed_refs
+from dockerpkg.core.spec import Snapshot
+from dockerpkg.core.tree import Tree, analyze_tree
+from dockerpkg.effects.changelogs import Interrupted, interrupted, leftover_warning
+from dockerpkg.effects.configfile import LoadedConfig, read_config
+from dockerpkg.effects.credentials import Credentials
+from dockerpkg.effects.links import LinkPolicy
+from dockerpkg.effects.tree import read_snapshot
+from dockerpkg.effects.workfiles import JOURNAL_NAME
+from dockerpkg.errors import DockerPkgError, Problem, Severity, error
+
+if TYPE_CHECKING:
+    pass
+
+
+@attrs.frozen
+class Workspace:
+    """A tree and its config, read once and resolved."""
+
+    directory: str
+    config: Config
+    snapshot: Snapshot
+    tree: Tree
+    digest: str
+    warnings: tuple[Problem, ...]
+    # Where links in image folders may lead; the build context follows the same rules.
+    links: LinkPolicy
+    config_files: tuple[str, ...] = ()  # the files the config was read from
+    builders: BuilderSet = DEFAULT_BUILDERS  # the config's, or --builders
+    # What an interrupted update left in the tree, if anything (a warning says so too).
+    interrupted: Interrupted | None = None
+
+
+def load_workspace(
+    directory: str,
+    config_path: str | None,
+    env: Mapping[str, str],
+    suffix: str = "",
+    *,
+    render: bool = True,
+    builders: str | None = None,
+) -> Workspace:
+    """Read config and tree and resolve them; raises DockerPkgError with every problem.
+
+    render=False leaves Dockerfiles unrendered where the dependency graph does not need them
+    (build_plan renders what it builds): for runs that build little or nothing.
+    """
+    directory, loaded, snapshot, links = _read_inputs(directory, config_path, env)
+    chosen = builder_set(loaded, builders)
+    return _resolve(directory, loaded, snapshot, links, suffix, render=render, builders=chosen)
+
+
+def builder_set(loaded: LoadedConfig, flag: str | None) -> BuilderSet:
+    """The builders of a run: --builders (FLAG) if given, else the config's."""
+    if flag is not None:
+        return parse_builders_flag(flag, loaded.config.builders)
+    if not loaded.config.builders:
+        return DEFAULT_BUILDERS
+    return BuilderSet(loaded.config.builders, key_location(loaded.files, "builders"))
+
+
+def _read_inputs(
+    directory: str, config_path: str | None, env: Mapping[str, str]
+) -> tuple[str, LoadedConfig, Snapshot, LinkPolicy]:
+    # Plans record the tree relative to the current folder: no absolute path in their JSON.
+    directory = os.path.relpath(directory)
+    loaded = read_config(config_path, env)
+    links = link_policy(directory, loaded, env)
+    return directory, loaded, read_snapshot(directory, links), links
+
+
+def link_policy(directory: str, loaded: LoadedConfig, env: Mapping[str, str]) -> LinkPolicy:
+    """Where links in DIRECTORY's image folders may lead: its repository, the config's
+    `context_roots` (relative to the config file naming them), never to the config files or
+    the Docker client's folder (they may hold credentials)."""
+    roots = loaded.config.context_roots
+    base = os.path.dirname(key_location(loaded.files, "context_roots").path) if roots else ""
+    docker_folder = env.get("DOCKER_CONFIG") or os.path.join(
+        env.get("HOME") or str(Path.home()), ".docker"
+    )
+    private = [path for path, _ in loaded.files] + [docker_folder]
+    return LinkPolicy.for_tree(
+        directory, [os.path.join(base, os.path.expanduser(root)) for root in roots], private
+    )
+
+
+def _resolve(
+    directory: str,
+    loaded: LoadedConfig,
+    snapshot: Snapshot,
+    links: LinkPolicy,
+    suffix: str,
+    *,
+    render: bool,
+    builders: BuilderSet = DEFAULT_BUILDERS,
+) -> Workspace:
+    analysis = analyze_tree(snapshot, loaded.config, suffix, render=render)
+    keys = unknown_key_problems(loaded.files, loaded.config.extra, snapshot)
+    left = interrupted(directory, snapshot.working)
+    problems = loaded.warnings + tuple(keys) + tuple(leftover_warning(left)) + analysis.problems
+    if not snapshot.images:
+        # Most likely the wrong folder: doing nothing successfully would hide that.
+        problems += (
+            error(
+                directory,
+                "no images here: no folder holds both a Dockerfile.template and a changelog",
+            ),
+        )
+    if analysis.tree is None or any(p.severity is Severity.ERROR for p in problems):
+        raise DockerPkgError(problems)
+    return Workspace(
+        directory=directory,
+        config=loaded.config,
+        snapshot=snapshot,
+        tree=analysis.tree,
+        digest=inputs_digest(snapshot, loaded.config),
+        warnings=problems,
+        config_files=tuple(path for path, _ in loaded.files),
+        builders=builders,
+        links=links,
+        interrupted=left,
+    )
+
+
+def interrupted_update(
+    directory: str, config_path: str | None, env: Mapping[str, str]
+) -> Interrupted | None:
+    """What an interrupted update left in DIRECTORY (see dockerpkg.effects.changelogs), read
+    without resolving the tree (which may not resolve)."""
+    return interrupted(directory, _read_inputs(directory, config_path, env)[2].working)
+
+
+def left_behind(found: Interrupted) -> DockerPkgError:
+    """A run refused until the interrupted update FOUND is finished or undone (an update
+    would write on top of it, a build publish half of it, a prune choose by it): its
+    summary, then every file it left."""
+    problems = [error(JOURNAL_NAME if found.journal else found.staged[0], found.summary())]
+    problems += [
+        error(path, "staged by the interrupted update; not read as part of the tree")
+        for path in found.staged
+    ]
+    return DockerPkgError(problems)
+
+
+def load_and_observe(
+    directory: str,
+    config_path: str | None,
+    env: Mapping[str, str],
+    suffix: str = "",
+    *,
+    render: bool = True,
+    offline: bool = False,
+    definitions: bool = False,
+    builders: str | None = None,
+) -> tuple[Workspace, Observed, Credentials | None]:
+    """load_workspace, then observe_workspace, with the observation started early: the
+    daemon and the registry answer while the tree is resolved. DEFINITIONS also reads the
+    definitions recorded in published images (for drift: needs render=True). BUILDERS is
+    --builders: with several, no daemon is asked (only published images count); with one,
+    that one is."""
+    from dockerpkg.effects.observe import Observation, credentials_for
+
+    directory, loaded, snapshot, links = _read_inputs(directory, config_path, env)
+    chosen = builder_set(loaded, builders)
+    credentials = credentials_for(loaded.config, env)
+    if offline:
+        workspace = _resolve(
+            directory, loaded, snapshot, links, suffix, render=render, builders=chosen
+        )
+        return workspace, Observed(offline=True, credentials=credentials is not None), credentials
+    guesses = guessed_refs(snapshot, loaded.config, suffix)
+    observation = Observation(
+        loaded.config,
+        credentials,
+        env,
+        guesses,
+        definitions=definitions,
+        builders=chosen.builders,
+    )
+    try:
+        workspace = _resolve(
+            directory, loaded, snapshot, links, suffix, render=render, builders=chosen
+        )
+    except BaseException:
+        observation.cancel()
+        raise
+    try:
+        observed = observation.result(workspace.tree)
+    except DockerPkgError as exc:
+        raise DockerPkgError([*workspace.warnings, *exc.problems]) from None
+    return workspace, observed, credentials
+
+
+def build_plan(
+    workspace: Workspace, observed: Observed = OFFLINE, options: BuildOptions = DEFAULT_OPTIONS
+) -> Plan:
+    """The build plan of a workspace for the observed state (offline: nothing exists)."""
+    return plan_build(
+        workspace.tree,
+        workspace.config,
+        observed,
+        directory=workspace.directory,
+        digest=workspace.digest,
+        options=options,
+        builders=workspace.builders,
+    )
+
+
+def observe_workspace(
+    workspace: Workspace, env: Mapping[str, str], *, offline: bool
+) -> tuple[Observed, Credentials | None]:
+    """Credentials (local files only), then, unless offline, the daemon and the registry."""
+    # docker-py is loaded only by the runs that build: planning starts faster without it.
+    from dockerpkg.effects.observe import credentials_for, observe
+
+    credentials = credentials_for(workspace.config, env)
+    if offline:
+        return Observed(offline=True, credentials=credentials is not None), credentials
+    return observe(workspace.tree, workspace.config, credentials, env), credentials

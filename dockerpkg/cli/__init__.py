@@ -1,0 +1,6 @@
+"""The command line (`dockerpkg`): each command parses, calls one library function of
+dockerpkg.api, and prints."""
+
+from dockerpkg.cli.main import main
+
+__all__ = ["main"]
