@@ -222,7 +222,13 @@ def diff(old: str, new: str, *, json_output: bool = False) -> None:
         raise ExitStatus(EXIT_CHANGES)
 
 
-def commands(ctx: Context) -> list[Callable[..., Any]]:
+class BuildCommands:
+    """The plan, apply, build and diff commands, sharing CTX (global options, environment,
+    clock)."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+
     @argh.arg("directory", help="the image tree")
     @argh.arg("--json", dest="json_output", help="print the plan as JSON")
     @argh.arg("--select", help=_SELECT_HELP)
@@ -233,6 +239,7 @@ def commands(ctx: Context) -> list[Callable[..., Any]]:
     @argh.arg("--base", help="a saved plan to show Dockerfile diffs against (markdown)")
     @argh.arg("--builders", metavar="URL[=SLOTS],...", help=_BUILDERS_HELP)
     def plan(
+        self,
         directory: str,
         *,
         offline: bool = False,
@@ -252,7 +259,7 @@ def commands(ctx: Context) -> list[Callable[..., Any]]:
         flags = PlanFlags(select, nightly, snapshot, no_pull, use_cache, builders)
         base_plan = api.read_saved_plan(base) if base else None
         # A plan shows every Dockerfile and every template error.
-        result, _, _ = _make_plan(ctx, directory, flags, offline=offline, render_all=True)
+        result, _, _ = _make_plan(self.ctx, directory, flags, offline=offline, render_all=True)
         if out:
             Path(out).write_text(plan_to_json(result), encoding="utf-8")
         if json_output or output_format == "json":
@@ -260,7 +267,7 @@ def commands(ctx: Context) -> list[Callable[..., Any]]:
         elif output_format == "markdown":
             sys.stdout.write(plan_to_markdown(result, base_plan))
         else:
-            sys.stdout.write(plan_to_text(result, needs=ctx.echo))
+            sys.stdout.write(plan_to_text(result, needs=self.ctx.echo))
         if detailed_exitcode and result.has_changes:
             raise ExitStatus(EXIT_CHANGES)
 
@@ -275,6 +282,7 @@ def commands(ctx: Context) -> list[Callable[..., Any]]:
     @argh.arg("--transfer-timeout", type=float, metavar="SECONDS", help=_TRANSFER_TIMEOUT_HELP)
     @argh.arg("--builders", metavar="URL[=SLOTS],...", help=_BUILDERS_HELP)
     def apply(
+        self,
         target: str,
         *,
         select: str | None = None,
@@ -307,9 +315,13 @@ def commands(ctx: Context) -> list[Callable[..., Any]]:
 
                 saved = api.read_saved_plan(target)
                 lock.enter_context(locked(saved.directory, wait=wait_lock))
-                workspace = api.saved_plan_workspace(saved, target, ctx.config_path, ctx.env)
-                print_problems(workspace.warnings, workspace.directory, every=ctx.echo)
-                credentials = credentials_for(workspace.config, ctx.env) if saved.publish else None
+                workspace = api.saved_plan_workspace(
+                    saved, target, self.ctx.config_path, self.ctx.env
+                )
+                print_problems(workspace.warnings, workspace.directory, every=self.ctx.echo)
+                credentials = (
+                    credentials_for(workspace.config, self.ctx.env) if saved.publish else None
+                )
                 if saved.publish and credentials is None:
                     raise DockerPkgError.single(
                         target, "the plan publishes but no credentials are found"
@@ -319,9 +331,9 @@ def commands(ctx: Context) -> list[Callable[..., Any]]:
             else:
                 lock.enter_context(locked(target, wait=wait_lock))
                 flags = PlanFlags(select, nightly, snapshot, no_pull, use_cache, builders)
-                saved, workspace, credentials = _make_plan(ctx, target, flags)
+                saved, workspace, credentials = _make_plan(self.ctx, target, flags)
             _execute(
-                ctx,
+                self.ctx,
                 saved,
                 workspace,
                 credentials,
@@ -347,6 +359,7 @@ def commands(ctx: Context) -> list[Callable[..., Any]]:
     @argh.arg("--transfer-timeout", type=float, metavar="SECONDS", help=_TRANSFER_TIMEOUT_HELP)
     @argh.arg("--builders", metavar="URL[=SLOTS],...", help=_BUILDERS_HELP)
     def build(
+        self,
         directory: str,
         *,
         nightly: bool = False,
@@ -372,12 +385,12 @@ def commands(ctx: Context) -> list[Callable[..., Any]]:
         )
         flags = PlanFlags(select, nightly, snapshot, no_pull, use_cache, builders)
         with locked(directory, wait=wait_lock):
-            result, workspace, credentials = _make_plan(ctx, directory, flags)
-            sys.stdout.write(plan_to_text(result, needs=ctx.echo))
+            result, workspace, credentials = _make_plan(self.ctx, directory, flags)
+            sys.stdout.write(plan_to_text(result, needs=self.ctx.echo))
             sys.stdout.flush()
             if result.steps:
                 _execute(
-                    ctx,
+                    self.ctx,
                     result,
                     workspace,
                     credentials,
@@ -390,4 +403,8 @@ def commands(ctx: Context) -> list[Callable[..., Any]]:
                     transfer_timeout=transfer_timeout,
                 )
 
-    return [plan, apply, build, diff]
+
+def commands(ctx: Context) -> list[Callable[..., Any]]:
+    """The commands of BuildCommands, sharing CTX (global options, environment, clock)."""
+    group = BuildCommands(ctx)
+    return [group.plan, group.apply, group.build, diff]

@@ -26,14 +26,18 @@ from dockerpkg.errors import DockerPkgError, Severity, problem_lines
 _FORMATS = [f.value for f in GraphFormat]
 
 
-def commands(ctx: Context) -> list[Callable[..., Any]]:
+class ReviewCommands:
     """The graph and lint commands, sharing CTX (global options, environment)."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
 
     @argh.arg("directory", help="the image tree")
     @argh.arg("--format", dest="fmt", choices=_FORMATS, help="dot (Graphviz) or mermaid")
     @argh.arg("--select", help="fnmatch glob on full labels; the matches and what they need")
     @argh.arg("--out", help="write the graph to this file instead of stdout")
     def graph(
+        self,
         directory: str,
         *,
         fmt: str = GraphFormat.DOT.value,
@@ -41,8 +45,10 @@ def commands(ctx: Context) -> list[Callable[..., Any]]:
         out: str | None = None,
     ) -> None:
         """Print the dependency graph: an arrow from each image to the images built on it."""
-        drawn, warnings = review.dependency_graph(directory, ctx.config_path, ctx.env, select)
-        for line in problem_lines(warnings, directory, every=ctx.echo):
+        drawn, warnings = review.dependency_graph(
+            directory, self.ctx.config_path, self.ctx.env, select
+        )
+        for line in problem_lines(warnings, directory, every=self.ctx.echo):
             print(line, file=sys.stderr)
         if select is not None and not drawn.nodes:
             print(f"no image matches --select {select}", file=sys.stderr)
@@ -63,6 +69,7 @@ def commands(ctx: Context) -> list[Callable[..., Any]]:
     @argh.arg("--ignore", help="RULE,...: leave these rules out")
     @argh.arg("--list-rules", help="print every rule, whether it is on by default, what it finds")
     def lint(
+        self,
         *directory: str,
         strict: bool = False,
         json_output: bool = False,
@@ -80,7 +87,7 @@ def commands(ctx: Context) -> list[Callable[..., Any]]:
         choice = RuleChoice(
             None if select is None else _split(select), _split(extend_select), _split(ignore)
         )
-        findings = review.lint(directory[0], ctx.config_path, ctx.env, choice)
+        findings = review.lint(directory[0], self.ctx.config_path, self.ctx.env, choice)
         if strict:
             findings = strictly(findings)
         sys.stdout.write(findings_json(findings) if json_output else findings_text(findings))
@@ -88,7 +95,11 @@ def commands(ctx: Context) -> list[Callable[..., Any]]:
         if count(findings, Severity.ERROR):
             raise ExitStatus(EXIT_ERROR)
 
-    return [graph, lint]
+
+def commands(ctx: Context) -> list[Callable[..., Any]]:
+    """The commands of ReviewCommands, sharing CTX (global options, environment, clock)."""
+    group = ReviewCommands(ctx)
+    return [group.graph, group.lint]
 
 
 def _split(codes: str | None) -> tuple[str, ...]:

@@ -154,25 +154,28 @@ def _report_removals(results: Sequence[Removal]) -> None:
         _exit(EXIT_ERROR)
 
 
-def commands(ctx: Context) -> list[Callable[..., Any]]:  # noqa: C901, PLR0915 (its closures' sum)
+class VersioningCommands:
     """The update and prune commands, sharing CTX (global options, environment, clock)."""
 
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+
     def make_update_plan(
-        directory: str, request: versioning.UpdateRequest
+        self, directory: str, request: versioning.UpdateRequest
     ) -> tuple[Plan, api.Workspace]:
         # Changelog edits need the dependency graph, not the rendered Dockerfiles.
-        workspace = api.load_workspace(directory, ctx.config_path, ctx.env, render=False)
-        _print_problems(workspace, every=ctx.echo)
-        return versioning.update_plan(workspace, request, ctx.env, ctx.now), workspace
+        workspace = api.load_workspace(directory, self.ctx.config_path, self.ctx.env, render=False)
+        _print_problems(workspace, every=self.ctx.echo)
+        return versioning.update_plan(workspace, request, self.ctx.env, self.ctx.now), workspace
 
     def show_update(
-        plan: Plan, *, json_output: bool, out: str | None, detailed_exitcode: bool
+        self, plan: Plan, *, json_output: bool, out: str | None, detailed_exitcode: bool
     ) -> None:
         _show(plan, json_output=json_output, out=out)
         if detailed_exitcode and plan.has_changes:
             _exit(EXIT_CHANGES)
 
-    def write(plan: Plan, workspace: api.Workspace) -> None:
+    def write(self, plan: Plan, workspace: api.Workspace) -> None:
         if not plan.edits:
             return
         try:
@@ -190,6 +193,7 @@ def commands(ctx: Context) -> list[Callable[..., Any]]:  # noqa: C901, PLR0915 (
     @argh.arg("--out", help=_OUT)
     @argh.arg("--detailed-exitcode", help=_EXITCODE)
     def plan_update(
+        self,
         name: str,
         directory: str,
         *,
@@ -201,8 +205,10 @@ def commands(ctx: Context) -> list[Callable[..., Any]]:  # noqa: C901, PLR0915 (
     ) -> None:
         """Show the changelog entries `update` would add, as text or JSON."""
         request = versioning.UpdateRequest(reason=reason, name=name, version=version)
-        plan, _ = make_update_plan(directory, request)
-        show_update(plan, json_output=json_output, out=out, detailed_exitcode=detailed_exitcode)
+        plan, _ = self.make_update_plan(directory, request)
+        self.show_update(
+            plan, json_output=json_output, out=out, detailed_exitcode=detailed_exitcode
+        )
 
     @argh.arg("directory", metavar="DIRECTORY", help="the image tree")
     @argh.arg("--reason", help=_REASON)
@@ -213,6 +219,7 @@ def commands(ctx: Context) -> list[Callable[..., Any]]:  # noqa: C901, PLR0915 (
     @argh.arg("--out", help=_OUT)
     @argh.arg("--detailed-exitcode", help=_EXITCODE)
     def plan_update_all(
+        self,
         directory: str,
         *,
         reason: str = DEFAULT_REASON,
@@ -225,8 +232,10 @@ def commands(ctx: Context) -> list[Callable[..., Any]]:  # noqa: C901, PLR0915 (
     ) -> None:
         """`plan update --all`: show the entries `update --all` would add."""
         request = _all_request(reason, select, version_suffix, version, directory)
-        plan, _ = make_update_plan(directory, request)
-        show_update(plan, json_output=json_output, out=out, detailed_exitcode=detailed_exitcode)
+        plan, _ = self.make_update_plan(directory, request)
+        self.show_update(
+            plan, json_output=json_output, out=out, detailed_exitcode=detailed_exitcode
+        )
 
     @argh.arg("target", metavar="PLAN|NAME", help="a saved update plan, or an image name")
     @argh.arg("directory", metavar="DIRECTORY", help="the image tree (with NAME)")
@@ -234,6 +243,7 @@ def commands(ctx: Context) -> list[Callable[..., Any]]:  # noqa: C901, PLR0915 (
     @argh.arg("--version", "-v", help=_VERSION)
     @argh.arg("--wait-lock", help=WAIT_LOCK_HELP)
     def apply_update(
+        self,
         target: str,
         *directory: str,
         reason: str = DEFAULT_REASON,
@@ -247,16 +257,16 @@ def commands(ctx: Context) -> list[Callable[..., Any]]:  # noqa: C901, PLR0915 (
             plan = api.read_saved_plan(target)
             with _locked(plan.directory, wait_lock):
                 workspace = api.saved_plan_workspace(
-                    plan, target, ctx.config_path, ctx.env, Action.UPDATE
+                    plan, target, self.ctx.config_path, self.ctx.env, Action.UPDATE
                 )
-                _print_problems(workspace, every=ctx.echo)
-                write(plan, workspace)
+                _print_problems(workspace, every=self.ctx.echo)
+                self.write(plan, workspace)
             return
         request = versioning.UpdateRequest(reason=reason, name=target, version=version)
         with _locked(directory[0], wait_lock):
-            plan, workspace = make_update_plan(directory[0], request)
+            plan, workspace = self.make_update_plan(directory[0], request)
             _show(plan, json_output=False, out=None)
-            write(plan, workspace)
+            self.write(plan, workspace)
 
     @argh.arg("name", metavar="NAME", help="the image to update, by its exact name")
     @argh.arg("directory", metavar="DIRECTORY", help="the image tree")
@@ -265,6 +275,7 @@ def commands(ctx: Context) -> list[Callable[..., Any]]:  # noqa: C901, PLR0915 (
     @argh.arg("--json", dest="json_output", help="print the plan as JSON")
     @argh.arg("--wait-lock", help=WAIT_LOCK_HELP)
     def update(
+        self,
         name: str,
         directory: str,
         *,
@@ -276,9 +287,9 @@ def commands(ctx: Context) -> list[Callable[..., Any]]:  # noqa: C901, PLR0915 (
         """docker-pkg's verb: a new changelog entry for NAME and every image depending on it."""
         request = versioning.UpdateRequest(reason=reason, name=name, version=version)
         with _locked(directory, wait_lock):
-            plan, workspace = make_update_plan(directory, request)
+            plan, workspace = self.make_update_plan(directory, request)
             _show(plan, json_output=json_output, out=None)
-            write(plan, workspace)
+            self.write(plan, workspace)
 
     @argh.arg("directory", metavar="DIRECTORY", help="the image tree")
     @argh.arg("--reason", help=_REASON)
@@ -288,6 +299,7 @@ def commands(ctx: Context) -> list[Callable[..., Any]]:  # noqa: C901, PLR0915 (
     @argh.arg("--json", dest="json_output", help="print the plan as JSON")
     @argh.arg("--wait-lock", help=WAIT_LOCK_HELP)
     def update_all(
+        self,
         directory: str,
         *,
         reason: str = DEFAULT_REASON,
@@ -301,14 +313,14 @@ def commands(ctx: Context) -> list[Callable[..., Any]]:  # noqa: C901, PLR0915 (
         one of them (a scheduled refresh)."""
         request = _all_request(reason, select, version_suffix, version, directory)
         with _locked(directory, wait_lock):
-            plan, workspace = make_update_plan(directory, request)
+            plan, workspace = self.make_update_plan(directory, request)
             _show(plan, json_output=json_output, out=None)
-            write(plan, workspace)
+            self.write(plan, workspace)
 
-    def recover(directory: str, wait_lock: bool, *, resume: bool) -> None:
+    def recover(self, directory: str, wait_lock: bool, *, resume: bool) -> None:
         with _locked(directory, wait_lock):
             found, written = versioning.recover_update(
-                directory, ctx.config_path, ctx.env, resume=resume
+                directory, self.ctx.config_path, self.ctx.env, resume=resume
             )
         if found is None:
             print("No interrupted update here: nothing to do.", file=sys.stderr)
@@ -327,27 +339,31 @@ def commands(ctx: Context) -> list[Callable[..., Any]]:  # noqa: C901, PLR0915 (
 
     @argh.arg("directory", metavar="DIRECTORY", help="the image tree")
     @argh.arg("--wait-lock", help=WAIT_LOCK_HELP)
-    def update_resume(directory: str, *, wait_lock: bool = False) -> None:
+    def update_resume(self, directory: str, *, wait_lock: bool = False) -> None:
         """`update --resume`: finish an interrupted update (the changelogs it had not
         written get their entry, checked against its journal)."""
-        recover(directory, wait_lock, resume=True)
+        self.recover(directory, wait_lock, resume=True)
 
     @argh.arg("directory", metavar="DIRECTORY", help="the image tree")
     @argh.arg("--wait-lock", help=WAIT_LOCK_HELP)
-    def update_discard(directory: str, *, wait_lock: bool = False) -> None:
+    def update_discard(self, directory: str, *, wait_lock: bool = False) -> None:
         """`update --discard`: undo an interrupted update (the changelogs it wrote put back,
         its staged files removed)."""
-        recover(directory, wait_lock, resume=False)
+        self.recover(directory, wait_lock, resume=False)
 
     def make_prune_plan(
-        directory: str, select: str | None, nightly: str | None
+        self, directory: str, select: str | None, nightly: str | None
     ) -> tuple[versioning.PruneRun, Engine]:
-        suffix = _nightly(ctx, nightly)
+        suffix = _nightly(self.ctx, nightly)
         workspace = api.load_workspace(
-            directory, ctx.config_path, ctx.env, f"-{suffix}" if suffix else "", render=False
+            directory,
+            self.ctx.config_path,
+            self.ctx.env,
+            f"-{suffix}" if suffix else "",
+            render=False,
         )
-        _print_problems(workspace, every=ctx.echo)
-        client = versioning.connect(ctx.env)
+        _print_problems(workspace, every=self.ctx.echo)
+        client = versioning.connect(self.ctx.env)
         try:
             run = versioning.prune_plan(workspace, client, select=select, nightly=suffix)
         except BaseException:
@@ -362,6 +378,7 @@ def commands(ctx: Context) -> list[Callable[..., Any]]:  # noqa: C901, PLR0915 (
     @argh.arg("--out", help=_OUT)
     @argh.arg("--detailed-exitcode", help=_EXITCODE)
     def plan_prune(
+        self,
         directory: str,
         *,
         select: str | None = None,
@@ -371,7 +388,7 @@ def commands(ctx: Context) -> list[Callable[..., Any]]:  # noqa: C901, PLR0915 (
         detailed_exitcode: bool = False,
     ) -> None:
         """Show which old local images `prune` would remove, and which it keeps and why."""
-        run, client = make_prune_plan(directory, select, nightly)
+        run, client = self.make_prune_plan(directory, select, nightly)
         client.close()
         _show(run.plan, json_output=json_output, out=out)
         if detailed_exitcode and run.plan.has_changes:
@@ -382,6 +399,7 @@ def commands(ctx: Context) -> list[Callable[..., Any]]:  # noqa: C901, PLR0915 (
     @argh.arg("--nightly", metavar="SUFFIX", help=_NIGHTLY)
     @argh.arg("--wait-lock", help=WAIT_LOCK_HELP)
     def apply_prune(
+        self,
         target: str,
         *,
         select: str | None = None,
@@ -391,16 +409,16 @@ def commands(ctx: Context) -> list[Callable[..., Any]]:  # noqa: C901, PLR0915 (
         """Remove the images of a saved prune plan (if the daemon still looks as planned), or
         plan DIRECTORY and remove at once."""
         if not os.path.isfile(target):
-            prune(target, select=select, nightly=nightly, wait_lock=wait_lock)
+            self.prune(target, select=select, nightly=nightly, wait_lock=wait_lock)
             return
         plan_file = target
         saved = api.read_saved_plan(plan_file)
         with _locked(saved.directory, wait_lock):
             workspace = api.saved_plan_workspace(
-                saved, plan_file, ctx.config_path, ctx.env, Action.PRUNE
+                saved, plan_file, self.ctx.config_path, self.ctx.env, Action.PRUNE
             )
-            _print_problems(workspace, every=ctx.echo)
-            client = versioning.connect(ctx.env)
+            _print_problems(workspace, every=self.ctx.echo)
+            client = versioning.connect(self.ctx.env)
             try:
                 fresh = versioning.prune_plan(
                     workspace,
@@ -420,6 +438,7 @@ def commands(ctx: Context) -> list[Callable[..., Any]]:  # noqa: C901, PLR0915 (
     @argh.arg("--json", dest="json_output", help="print the plan as JSON")
     @argh.arg("--wait-lock", help=WAIT_LOCK_HELP)
     def prune(
+        self,
         directory: str,
         *,
         select: str | None = None,
@@ -429,7 +448,7 @@ def commands(ctx: Context) -> list[Callable[..., Any]]:  # noqa: C901, PLR0915 (
     ) -> None:
         """docker-pkg's verb: remove the old local images of the selected images."""
         with _locked(directory, wait_lock):
-            run, client = make_prune_plan(directory, select, nightly)
+            run, client = self.make_prune_plan(directory, select, nightly)
             try:
                 _show(run.plan, json_output=json_output, out=None)
                 results = versioning.prune(client, run)
@@ -437,15 +456,19 @@ def commands(ctx: Context) -> list[Callable[..., Any]]:  # noqa: C901, PLR0915 (
                 client.close()
         _report_removals(results)
 
+
+def commands(ctx: Context) -> list[Callable[..., Any]]:
+    """The commands of VersioningCommands, sharing CTX (global options, environment, clock)."""
+    group = VersioningCommands(ctx)
     return [
-        plan_update,
-        plan_update_all,
-        apply_update,
-        update,
-        update_all,
-        update_resume,
-        update_discard,
-        plan_prune,
-        apply_prune,
-        prune,
+        group.plan_update,
+        group.plan_update_all,
+        group.apply_update,
+        group.update,
+        group.update_all,
+        group.update_resume,
+        group.update_discard,
+        group.plan_prune,
+        group.apply_prune,
+        group.prune,
     ]

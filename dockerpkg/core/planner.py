@@ -116,6 +116,29 @@ def selected_names(tree: Tree, select: str | None) -> list[str]:
     ]
 
 
+def _run_notes(
+    config: Config, options: BuildOptions, builders: BuilderSet, *, publish: bool, selected: bool
+) -> list[str]:
+    """What the plan says about the run as a whole: publishing off, an empty selection,
+    several builders."""
+    notes = []
+    if not publish:
+        where = config.registry or "Docker Hub"
+        notes.append(
+            f"publishing is off: no credentials for {where} "
+            "(DOCKERPKG_USERNAME/DOCKERPKG_PASSWORD, config or Docker config)"
+        )
+    if not selected:
+        notes.append(f"no image matches --select {options.select}")
+    if builders.several:
+        notes.append(
+            f"{len(builders.builders)} builders: images move between them through the "
+            "registry, so only published images count as built; which builder builds which "
+            "image is decided during the run"
+        )
+    return notes
+
+
 def plan_build(
     tree: Tree,
     config: Config,
@@ -167,20 +190,7 @@ def plan_build(
         latest_steps, latest_notes = _latest(tree, observed, selected, states, options.suffix)
         steps += latest_steps
         notes += latest_notes
-    if not publish:
-        where = config.registry or "Docker Hub"
-        notes.append(
-            f"publishing is off: no credentials for {where} "
-            "(DOCKERPKG_USERNAME/DOCKERPKG_PASSWORD, config or Docker config)"
-        )
-    if not selected:
-        notes.append(f"no image matches --select {options.select}")
-    if builders.several:
-        notes.append(
-            f"{len(builders.builders)} builders: images move between them through the "
-            "registry, so only published images count as built; which builder builds which "
-            "image is decided during the run"
-        )
+    notes += _run_notes(config, options, builders, publish=publish, selected=bool(selected))
     drifted = [
         n
         for n in selected

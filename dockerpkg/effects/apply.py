@@ -25,7 +25,7 @@ from dockerpkg.core.definition import DEFINITION_LABEL
 from dockerpkg.core.labels import repository_path, same_registry, split_label, stage_repository
 from dockerpkg.core.plan import Op, Plan, PlannedImage, Step
 from dockerpkg.core.report import Outcome, Report
-from dockerpkg.effects import daemon
+from dockerpkg.effects import daemon, imagebuild
 from dockerpkg.effects import stage as stage_effects
 from dockerpkg.effects.credentials import Credentials
 from dockerpkg.effects.links import LinkPolicy, context_entries, copy_context
@@ -209,7 +209,7 @@ class Executor:
                 if deadline is not None and time.monotonic() >= deadline:
                     raise daemon.TimedOutError("timed out")
                 (context / "Dockerfile").write_text(image.dockerfile, encoding="utf-8")
-                image_id = daemon.build(
+                image_id = imagebuild.build(
                     self._client,
                     str(context),
                     image.label,

@@ -1,4 +1,5 @@
-"""The Docker daemon: list, pull, build, tag, push and remove images through docker-py.
+"""The Docker daemon: list, pull, tag, push and remove images through docker-py (builds are
+in dockerpkg.effects.imagebuild).
 
 Every call that can fail raises DaemonError with a message for the user; streams are read to
 the end because docker-py reports pull/push failures inside them rather than raising. A
@@ -12,10 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import socket
-import tarfile
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -31,10 +29,8 @@ import requests
 import urllib3.exceptions
 
 from dockerpkg.core.builders import Builder
-from dockerpkg.core.config import BuildEngine
 from dockerpkg.core.images import LocalImage, local_images
 from dockerpkg.core.labels import split_label
-from dockerpkg.effects import buildkit
 from dockerpkg.effects.causes import causes as causes_of
 from dockerpkg.effects.credentials import Credentials
 
@@ -61,7 +57,7 @@ class TimedOutError(DaemonError):
 
 # What a daemon call raises when it fails: docker-py's and requests' errors, and urllib3's and
 # the socket's, which docker-py lets through when the daemon goes away in the middle of a stream.
-_FAILURES = (
+FAILURES = (
     docker.errors.DockerException,
     requests.RequestException,
     urllib3.exceptions.HTTPError,
@@ -77,12 +73,12 @@ def connect(env: Mapping[str, str] | None = None) -> docker.APIClient:
     try:
         client = docker.from_env(version="auto", timeout=TIMEOUT, environment=env).api
         client.ping()
-    except _FAILURES as exc:
+    except FAILURES as exc:
         where = f"DOCKER_HOST={host}" if host else f"{_DEFAULT_HOST}, DOCKER_HOST is not set"
         raise DaemonError(
             f"cannot reach the Docker daemon ({where}): {_reason(exc)}; is dockerd running?"
         ) from None
-    _remember_responses(client)
+    remember_responses(client)
     return client
 
 
@@ -110,11 +106,11 @@ def connect_to(builder: Builder) -> docker.APIClient:
             use_ssh_client=builder.url.startswith("ssh://"),
         )
         client.ping()
-    except _FAILURES as exc:
+    except FAILURES as exc:
         raise DaemonError(
             f"cannot reach the builder {builder.name}: {_reason(exc)}; is dockerd running there?"
         ) from None
-    _remember_responses(client)
+    remember_responses(client)
     return client
 
 
@@ -122,7 +118,7 @@ def reachable(client: docker.APIClient) -> bool:
     """Whether the daemon answers a ping within PING_TIMEOUT seconds."""
     try:
         response = client.get(client.base_url + "/_ping", timeout=PING_TIMEOUT)
-    except _FAILURES:
+    except FAILURES:
         return False
     return bool(response.ok)
 
@@ -155,7 +151,7 @@ def _reason(exc: BaseException) -> str:
     return _lost_daemon(exc) or _short(exc)
 
 
-def _failure(action: str, exc: BaseException, container: str | None = None) -> DaemonError:
+def failure(action: str, exc: BaseException, container: str | None = None) -> DaemonError:
     """DaemonError for a failed ACTION, with a hint when the daemon itself went away (and,
     then, the CONTAINER of the build step it was running, which nobody could remove)."""
     lost = _lost_daemon(exc)
@@ -168,8 +164,6 @@ def _failure(action: str, exc: BaseException, container: str | None = None) -> D
 
 
 # The classic builder's lines around a RUN step's container.
-_STEP_CONTAINER = re.compile(r" ---> Running in ([0-9a-f]+)")
-_STEP_CONTAINER_REMOVED = "Removing intermediate container "
 
 
 # docker-py hands out only the generator reading a stream, not the HTTP response under it; a
@@ -182,13 +176,13 @@ def _note_response(response: requests.Response, *args: Any, **kwargs: Any) -> re
     return response
 
 
-def _remember_responses(client: docker.APIClient) -> None:
+def remember_responses(client: docker.APIClient) -> None:
     hooks = client.hooks.setdefault("response", [])
     if _note_response not in hooks:
         hooks.append(_note_response)
 
 
-class _Guard:
+class Guard:
     """Cuts the stream of one daemon call once CANCEL is set or DEADLINE (monotonic) passes.
 
     A watcher thread looks every POLL seconds; `reason` says afterwards why it cut, if it did.
@@ -204,7 +198,7 @@ class _Guard:
         self._thread: threading.Thread | None = None
         self.reason: type[DaemonError] | None = None
 
-    def __enter__(self) -> _Guard:
+    def __enter__(self) -> Guard:
         _last_response.value = None
         return self
 
@@ -273,8 +267,8 @@ def list_images(client: docker.APIClient) -> tuple[LocalImage, ...]:
     """Every image of the daemon, in one call."""
     try:
         raw = client.images(all=False)
-    except _FAILURES as exc:
-        raise _failure("cannot list images", exc) from None
+    except FAILURES as exc:
+        raise failure("cannot list images", exc) from None
     return local_images(raw)
 
 
@@ -288,7 +282,7 @@ def _auth(credentials: Credentials | None) -> dict[str, str] | None:
     return {"username": credentials.username, "password": credentials.password}
 
 
-def _stream_errors(
+def stream_errors(
     stream: Iterator[Any],
     log_file: IO[str] | None,
     cancel: threading.Event | None = None,
@@ -296,7 +290,7 @@ def _stream_errors(
 ) -> str | None:
     """Copy a JSON progress stream to the log; return the first error it carries.
 
-    A set CANCEL ends the read at the next chunk (the caller's _Guard cuts a silent stream).
+    A set CANCEL ends the read at the next chunk (the caller's Guard cuts a silent stream).
     ON_TEXT sees every text line too.
     """
     error = None
@@ -307,7 +301,7 @@ def _stream_errors(
         for raw in raw_items:
             item = json.loads(raw) if isinstance(raw, bytes | str) else raw
             if "error" in item and error is None:
-                error = _item_error(item)
+                error = item_error(item)
             if log_file is not None:
                 text = item.get("stream") or item.get("status") or item.get("error") or ""
                 if text and on_text is not None:
@@ -318,7 +312,7 @@ def _stream_errors(
     return error
 
 
-def _item_error(item: Mapping[str, Any]) -> str:
+def item_error(item: Mapping[str, Any]) -> str:
     """The text of an error message in a daemon's JSON stream."""
     return str(item.get("error") or item.get("errorDetail", {}).get("message"))
 
@@ -367,7 +361,7 @@ def _transfer(  # noqa: PLR0917 (one request's parts, from two callers)
     set CANCEL ends the wait for the daemon's first word at once (the thread ends at its
     timeout, its answer unread).
     """
-    guard = _Guard(cancel, None)
+    guard = Guard(cancel, None)
     try:
         # Inside the try: a credential helper's failure or a bad name is a failure, not a bug.
         headers = _auth_headers(client, repository, credentials)
@@ -381,14 +375,14 @@ def _transfer(  # noqa: PLR0917 (one request's parts, from two callers)
             guard.watch(response)
             client._raise_for_status(response)
             stream = client._stream_helper(response, decode=True)
-            error = _stream_errors(stream, log_file, cancel)
-    except _FAILURES as exc:
+            error = stream_errors(stream, log_file, cancel)
+    except FAILURES as exc:
         guard.raise_if_cut()
         if _timed_out(exc):
             raise TimedOutError(
                 f"{what}: the daemon said nothing for {timeout:g} s (transfer_timeout)"
             ) from None
-        raise _failure(what, exc) from None
+        raise failure(what, exc) from None
     guard.raise_if_cut()
     if error:
         raise DaemonError(f"{what}: {error}")
@@ -442,7 +436,7 @@ def _send_aside(
             done.set()
 
     threading.Thread(target=run, name="dockerpkg-request", daemon=True).start()
-    while not done.wait(_Guard.POLL):
+    while not done.wait(Guard.POLL):
         if cancel is not None and cancel.is_set():
             with lock:
                 box["abandoned"] = True
@@ -455,223 +449,19 @@ def _send_aside(
     return cast("requests.Response", box["response"])
 
 
-def build(
-    client: docker.APIClient,
-    context: str,
-    label: str,
-    *,
-    dockerfile: str = "Dockerfile",
-    use_cache: bool,
-    buildargs: Mapping[str, str],
-    container_limits: Mapping[str, Any],
-    log_file: IO[str] | None = None,
-    cancel: threading.Event | None = None,
-    labels: Mapping[str, str] | None = None,
-    deadline: float | None = None,
-    engine: BuildEngine,
-) -> str:
-    """Build CONTEXT (docker-py applies its .dockerignore) and tag it LABEL; returns the ID.
-
-    The classic builder's rm and forcerm remove intermediate containers even when a step
-    fails; BuildKit makes none. A build still running at DEADLINE (time.monotonic()) is
-    stopped: TimedOutError.
-    """
-    _remember_responses(client)
-    guard = _Guard(cancel, deadline)
-    if engine is BuildEngine.BUILDKIT:
-        return _build_with_buildkit(
-            client,
-            context,
-            label,
-            guard,
-            params={
-                "dockerfile": dockerfile,
-                "nocache": not use_cache,
-                "buildargs": json.dumps(dict(buildargs)),
-                "labels": json.dumps(dict(labels or {})),
-                **container_limits,
-            },
-            log_file=log_file,
-            cancel=cancel,
-        )
-    running: list[str] = []  # the container of the RUN step under way, if any
-
-    def note(text: str) -> None:
-        if match := _STEP_CONTAINER.match(text):
-            running[:] = [match[1]]
-        elif text.startswith(_STEP_CONTAINER_REMOVED):
-            running.clear()
-
-    try:
-        with guard:
-            stream = client.build(
-                path=context,
-                dockerfile=dockerfile,
-                tag=label,
-                nocache=not use_cache,
-                rm=True,
-                forcerm=True,
-                pull=False,
-                buildargs=dict(buildargs),
-                container_limits=dict(container_limits) or None,
-                labels=dict(labels) if labels else None,
-                decode=True,
-            )
-            guard.watch()
-            error = _stream_errors(stream, log_file, cancel, note)
-    except _FAILURES as exc:
-        guard.raise_if_cut()
-        raise _failure("build failed", exc, running[0] if running else None) from None
-    # A cut stream may end without an error: never take the label's older image for this one.
-    guard.raise_if_cut()
-    if error:
-        raise DaemonError(f"build failed: {error.strip()}")
-    try:
-        image_id: str = client.inspect_image(label)["Id"]
-    except _FAILURES as exc:
-        raise _failure(f"built image {label} not found", exc) from None
-    return image_id
-
-
-def _build_with_buildkit(
-    client: docker.APIClient,
-    context: str,
-    label: str,
-    guard: _Guard,
-    *,
-    params: Mapping[str, Any],
-    log_file: IO[str] | None,
-    cancel: threading.Event | None,
-) -> str:
-    """`POST /build?version=2` with the context as a tar body, which the daemon's BuildKit
-    takes without a client session; docker-py's `build` has no way to ask for it, so this
-    goes through its request layer, which knows every endpoint kind (socket, TCP+TLS, ssh).
-    """
-    try:
-        with guard:
-            body = _context_archive(context, params["dockerfile"])
-            try:
-                response = client._post(
-                    client._url("/build"),
-                    data=body,
-                    params={"t": label, "version": "2", **params},
-                    headers={"Content-Type": "application/tar"},
-                    stream=True,
-                    timeout=None,
-                )
-            finally:
-                body.close()
-            guard.watch()
-            client._raise_for_status(response)
-            stream = client._stream_helper(response, decode=True)
-            image_id, error = _read_buildkit_stream(stream, log_file, cancel)
-    except _FAILURES as exc:
-        guard.raise_if_cut()
-        raise _failure("build failed", exc) from None
-    guard.raise_if_cut()
-    if error:
-        raise DaemonError(f"build failed: {error.strip()}{_buildkit_hint(error)}")
-    if not image_id:
-        raise DaemonError(f"build of {label} ended without an image ID")
-    return image_id
-
-
-def _buildkit_hint(error: str) -> str:
-    """What to do about a BuildKit failure the classic builder would not have had."""
-    if "unable to find user" in error:
-        # BuildKit of dockerd 20.10 reads /etc/passwd even for a numeric USER without group.
-        return (
-            " (this daemon's BuildKit reads the image's /etc/passwd even for a numeric USER:"
-            " write USER uid:gid, give the image an /etc/passwd, or set"
-            " `build_engine: classic`)"
-        )
-    return ""
-
-
-def _read_buildkit_stream(
-    stream: Iterator[dict[str, Any]], log_file: IO[str] | None, cancel: threading.Event | None
-) -> tuple[str, str | None]:
-    """Copy a BuildKit build's stream to the log; the image ID and the first error."""
-    trace = buildkit.TraceLog()
-    image_id, error = "", None
-    for item in stream:
-        if cancel is not None and cancel.is_set():
-            raise CancelledError("cancelled")
-        lines: list[str] = []
-        if item.get("id") == buildkit.TRACE_ID:
-            lines = _trace_lines(trace, item.get("aux"))
-        elif item.get("id") == buildkit.IMAGE_ID:
-            image_id = str((item.get("aux") or {}).get("ID") or "")
-        elif "error" in item or "errorDetail" in item:
-            message = _item_error(item)
-            error = error or message
-            lines = [f"{message}\n"]
-        elif text := item.get("stream"):
-            lines = [text]
-        if log_file is not None:
-            for line in lines:
-                log_file.write(line)
-    return image_id, error
-
-
-def _trace_lines(trace: buildkit.TraceLog, aux: object) -> list[str]:
-    """The log lines of one trace message; one that cannot be read is noted, not fatal."""
-    if not isinstance(aux, str):
-        return []
-    try:
-        return trace.lines(aux)
-    except buildkit.TraceError as exc:
-        return [f"(unreadable progress message: {exc})\n"]
-
-
-def _context_archive(context: str, dockerfile: str) -> IO[bytes]:
-    """The build context after its .dockerignore (matched by docker-py, as for classic builds)
-    as a tar: GNU format, the Dockerfile first.
-
-    BuildKit tells an archive from a bare Dockerfile by parsing the first entry out of the
-    body's first kilobyte. Python's default PAX format starts with an extended header (for
-    the float mtimes), which pushes that entry out of reach: the archive is then read as a
-    Dockerfile.
-    """
-    root = os.path.abspath(context)
-    paths = docker.utils.build.exclude_paths(root, _dockerignore(context), dockerfile)
-    archive = tempfile.TemporaryFile()  # noqa: SIM115 (the caller sends and closes it)
-    with tarfile.open(mode="w", fileobj=archive, format=tarfile.GNU_FORMAT) as tar:
-        for path in sorted(paths, key=lambda p: (p != dockerfile, p)):
-            full = os.path.join(root, path)
-            info = tar.gettarinfo(full, arcname=path)
-            if info.isfile():
-                with open(full, "rb") as file:
-                    tar.addfile(info, file)
-            elif info.isdir() or info.issym():
-                tar.addfile(info)
-    archive.seek(0)
-    return archive
-
-
-def _dockerignore(context: str) -> list[str]:
-    """The context's .dockerignore patterns, read as docker-py's own `build` reads them."""
-    try:
-        with open(os.path.join(context, ".dockerignore"), encoding="utf-8") as file:
-            text = file.read()
-    except FileNotFoundError:
-        return []
-    return [s for line in text.splitlines() if (s := line.strip()) and not s.startswith("#")]
-
-
 def tag(client: docker.APIClient, label: str, repository: str, new_tag: str) -> None:
     try:
         client.tag(label, repository, new_tag, force=True)
-    except _FAILURES as exc:
-        raise _failure(f"cannot tag {label} as {repository}:{new_tag}", exc) from None
+    except FAILURES as exc:
+        raise failure(f"cannot tag {label} as {repository}:{new_tag}", exc) from None
 
 
 def image_id(client: docker.APIClient, label: str) -> str:
     """The ID of the local image LABEL (the digest of its image config)."""
     try:
         return str(client.inspect_image(label)["Id"])
-    except _FAILURES as exc:
-        raise _failure(f"cannot inspect {label}", exc) from None
+    except FAILURES as exc:
+        raise failure(f"cannot inspect {label}", exc) from None
 
 
 def push(
@@ -703,16 +493,16 @@ def remove_image(client: docker.APIClient, image_id: str) -> None:
     """Remove without force: an image a container uses is refused by the daemon, not forced."""
     try:
         client.remove_image(image_id, force=False, noprune=False)
-    except _FAILURES as exc:
-        raise _failure(f"cannot remove {image_id[:19]}", exc) from None
+    except FAILURES as exc:
+        raise failure(f"cannot remove {image_id[:19]}", exc) from None
 
 
 def containers_images(client: docker.APIClient) -> frozenset[str]:
     """IDs of images used by any container, running or not."""
     try:
         return frozenset(c["ImageID"] for c in client.containers(all=True))
-    except _FAILURES as exc:
-        raise _failure("cannot list containers", exc) from None
+    except FAILURES as exc:
+        raise failure("cannot list containers", exc) from None
 
 
 def copy_from_image(

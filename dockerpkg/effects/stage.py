@@ -22,7 +22,7 @@ import docker.errors
 import requests
 
 from dockerpkg.core.config import BuildEngine
-from dockerpkg.effects import daemon
+from dockerpkg.effects import daemon, imagebuild
 
 _STEP = re.compile(r"Step \d+/\d+ : (\S+)")
 _LAYER = re.compile(r"---> ([0-9a-f]{12,64})")
@@ -79,7 +79,7 @@ def build_stage(
     """Build STAGE from CONTEXT's Dockerfile.build and unpack its /build as ARTIFACTS/build;
     returns the stage image's ID. The caller removes the stage (`remove_stage`) whatever
     happens, once this has returned or raised."""
-    stage_id = daemon.build(
+    stage_id = imagebuild.build(
         client,
         str(context),
         stage,

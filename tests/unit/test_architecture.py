@@ -123,3 +123,22 @@ def test_the_layer_rule_would_catch_a_breach() -> None:
     assert layer("dockerpkg.cli.review") == "cli"
     assert "dockerpkg.effects.links" in GRAPH["dockerpkg.effects.tree"][0]
     assert LAYERS.index(layer("dockerpkg.effects.tree")) > LAYERS.index("core")
+
+
+# Sizes past which a module or a function has more than one job (see docs/design.md).
+MAX_MODULE_LINES = 600
+MAX_FUNCTION_LINES = 80
+
+
+def test_modules_and_functions_stay_small() -> None:
+    too_big = []
+    for name, path in sorted(modules().items()):
+        text = path.read_text(encoding="utf-8")
+        if len(text.splitlines()) > MAX_MODULE_LINES:
+            too_big.append(f"{name}: {len(text.splitlines())} lines")
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                length = (node.end_lineno or node.lineno) - node.lineno + 1
+                if length > MAX_FUNCTION_LINES:
+                    too_big.append(f"{name}.{node.name}: {length} lines")
+    assert too_big == []

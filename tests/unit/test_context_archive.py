@@ -8,7 +8,7 @@ from pathlib import Path
 
 import docker.utils
 
-from dockerpkg.effects.daemon import _context_archive
+from dockerpkg.effects.imagebuild import _context_archive
 
 
 def write(root: Path, files: dict[str, str]) -> None:

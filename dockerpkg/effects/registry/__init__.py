@@ -1,0 +1,25 @@
+"""A client of a Docker registry's HTTP API v2, split by job: `client` (the questions and the
+pipelined checks), `auth` (scheme, challenge, tokens), `transport` (session, proxies,
+retries), `errors` (failures, worded for the user)."""
+
+from dockerpkg.effects.registry.client import (
+    DOCKER_HUB_API_HOST,
+    MANIFEST_MEDIA_TYPES,
+    RegistryClient,
+)
+from dockerpkg.effects.registry.errors import (
+    RegistryCancelledError,
+    RegistryError,
+    RegistryFailure,
+)
+from dockerpkg.effects.registry.transport import RetryPolicy
+
+__all__ = [
+    "DOCKER_HUB_API_HOST",
+    "MANIFEST_MEDIA_TYPES",
+    "RegistryCancelledError",
+    "RegistryClient",
+    "RegistryError",
+    "RegistryFailure",
+    "RetryPolicy",
+]
