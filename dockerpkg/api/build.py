@@ -15,8 +15,9 @@ from dockerpkg.api.workspace import Workspace, left_behind
 from dockerpkg.core.builders import (
     Builder,
     BuilderSet,
+    several_builders_problem,
 )
-from dockerpkg.core.config import DEFAULT_JOBS, BuildEngine, Config
+from dockerpkg.core.config import DEFAULT_JOBS, BuildEngine, Config, engine_for
 from dockerpkg.core.labels import repository_path, split_label
 from dockerpkg.core.plan import Plan
 from dockerpkg.core.recheck import publishing_labels, without_published
@@ -158,14 +159,8 @@ def _given_or(given: float | None, configured: float | None) -> float | None:
 
 
 def build_engine(config: Config, env: Mapping[str, str]) -> BuildEngine:
-    """The config's builder (`Config.engine`), unless DOCKER_BUILDKIT (the docker CLI's
-    switch) says."""
-    switch = env.get("DOCKER_BUILDKIT", "").strip().lower()
-    if switch in ("0", "false"):
-        return BuildEngine.CLASSIC
-    if switch in ("1", "true"):
-        return BuildEngine.BUILDKIT
-    return config.engine
+    """The config's builder (`Config.engine`), unless DOCKER_BUILDKIT in ENV says."""
+    return engine_for(config, env.get("DOCKER_BUILDKIT"))
 
 
 def builder_env(builder: Builder) -> dict[str, str]:
@@ -219,10 +214,9 @@ def _run_on_builders(
     from dockerpkg.effects.scheduler import Scheduler, Worker
 
     several = len(builders) > 1
-    if several and not plan.publish:
-        raise DockerPkgError.single(
-            "--builders", "several builders need a plan that publishes; make the plan again"
-        )
+    problem = several_builders_problem(len(builders), publish=plan.publish)
+    if problem is not None:
+        raise DockerPkgError.single("--builders", problem)
     registry = registry_client(settings.config, credentials) if plan.publish else None
     workers: list[Worker] = []
     clients: list[Any] = []

@@ -110,3 +110,11 @@ def publishing_required(builders: BuilderSet, where: str) -> DockerPkgError:
             )
         ]
     )
+
+
+def several_builders_problem(count: int, *, publish: bool) -> str | None:
+    """Why a plan cannot run on COUNT builders, if it cannot: several share images only
+    through the registry, so the plan must publish."""
+    if count > 1 and not publish:
+        return "several builders need a plan that publishes; make the plan again"
+    return None

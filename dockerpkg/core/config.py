@@ -513,3 +513,24 @@ def proxy_password_warnings(config: Config, files: Sequence[tuple[str, str]]) ->
                 )
             )
     return found
+
+
+def proxy_args(config: Config) -> dict[str, str]:
+    """The build args (and verification environment) a proxy gives: docker-pkg passes its
+    proxy to builds and to verification, in both spellings."""
+    if not config.http_proxy:
+        return {}
+    return dict.fromkeys(
+        ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"), config.http_proxy
+    )
+
+
+def engine_for(config: Config, switch: str | None) -> BuildEngine:
+    """The config's builder (`Config.engine`), unless SWITCH (the environment's
+    DOCKER_BUILDKIT, the docker CLI's switch) says."""
+    value = (switch or "").strip().lower()
+    if value in ("0", "false"):
+        return BuildEngine.CLASSIC
+    if value in ("1", "true"):
+        return BuildEngine.BUILDKIT
+    return config.engine

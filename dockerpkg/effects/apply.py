@@ -20,9 +20,9 @@ from typing import IO, cast
 import attrs
 import docker
 
-from dockerpkg.core.config import BuildEngine, Config
+from dockerpkg.core.config import BuildEngine, Config, proxy_args
 from dockerpkg.core.definition import DEFINITION_LABEL
-from dockerpkg.core.labels import repository_path, same_registry, split_label, stage_repository
+from dockerpkg.core.labels import repository_path, same_registry, split_label
 from dockerpkg.core.plan import Op, Plan, PlannedImage, Step
 from dockerpkg.core.report import Outcome, Report
 from dockerpkg.effects import daemon, imagebuild
@@ -63,15 +63,6 @@ class Settings:
     daemon_env: Mapping[str, str] = attrs.field(factory=dict)
 
 
-def proxy_args(config: Config) -> dict[str, str]:
-    """docker-pkg passes its proxy to builds and to verification, in both spellings."""
-    if not config.http_proxy:
-        return {}
-    return dict.fromkeys(
-        ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"), config.http_proxy
-    )
-
-
 class Executor:
     """Runs the steps of one plan; one instance per run."""
 
@@ -109,8 +100,7 @@ class Executor:
             return lambda: self._pull(step.label or step.image)
         assert image is not None, f"plan step for unknown image {step.image}"
         if step.op is Op.BUILD_STAGE:
-            stage = step.label or f"{stage_repository(image.repository)}:{image.tag}"
-            return lambda: self._build_stage(image, stage)
+            return lambda: self._build_stage(image, step.label)
         actions = {
             Op.BUILD: self._build,
             Op.VERIFY: self._verify,
@@ -229,10 +219,12 @@ class Executor:
                 raise self._failed(exc) from None
         return image_id
 
-    def _build_stage(self, image: PlannedImage, stage: str) -> str | None:
+    def _build_stage(self, image: PlannedImage, stage: str | None) -> str | None:
         """Build STAGE from the rendered build template, in a context of its own, and keep its
         /build for the image's build; the container and the stage image go whatever happens."""
         where = BUILD_TEMPLATE if image.path == "." else f"{image.path}/{BUILD_TEMPLATE}"
+        if stage is None:
+            raise TaskFailedError(f"the plan names no stage image for {where}")
         if image.build_dockerfile is None:
             raise TaskFailedError(f"the plan holds no rendered {where}")
         config = self._settings.config
@@ -450,7 +442,7 @@ class _Tee:
         return self._log.fileno()
 
 
-__all__ = ["Executor", "Outcome", "Settings", "proxy_args"]
+__all__ = ["Executor", "Outcome", "Settings"]
 
 
 def definition_labels(image: PlannedImage) -> dict[str, str]:
