@@ -67,6 +67,18 @@ FAILURES = (
 _DEFAULT_HOST = "unix:///var/run/docker.sock"
 
 
+def requests_of(client: docker.APIClient) -> Any:
+    """docker-py's request layer (`_url`, `_post`, `_raise_for_status`, `_stream_helper`),
+    private and so left out of its type stubs: used, in this one way, for the calls docker-py
+    has no bounded or BuildKit form of (pulls, pushes, BuildKit builds)."""
+    return client
+
+
+def inspect(client: docker.APIClient, reference: str) -> dict[str, Any]:
+    """`docker image inspect REFERENCE` (its stubs leave the answer untyped)."""
+    return cast("dict[str, Any]", cast("Any", client).inspect_image(reference))
+
+
 def connect(env: Mapping[str, str] | None = None) -> docker.APIClient:
     """A low-level client for the daemon named by the environment; DaemonError if none answers."""
     host = (os.environ if env is None else env).get("DOCKER_HOST")
@@ -329,7 +341,7 @@ def pull(
     """Pull LABEL; TIMEOUT bounds each wait for the daemon (its answer, each progress line)."""
     repository, tag = split_label(label)
     params = {"fromImage": repository, "tag": tag or "latest"}
-    url = client._url("/images/create")
+    url = requests_of(client)._url("/images/create")
     _transfer(
         client,
         url,
@@ -367,14 +379,14 @@ def _transfer(  # noqa: PLR0917 (one request's parts, from two callers)
         headers = _auth_headers(client, repository, credentials)
         with guard:
             response = _send_aside(
-                lambda: client._post(
+                lambda: requests_of(client)._post(
                     url, params=params, headers=headers, stream=True, timeout=timeout
                 ),
                 cancel,
             )
             guard.watch(response)
-            client._raise_for_status(response)
-            stream = client._stream_helper(response, decode=True)
+            requests_of(client)._raise_for_status(response)
+            stream = requests_of(client)._stream_helper(response, decode=True)
             error = stream_errors(stream, log_file, cancel)
     except FAILURES as exc:
         guard.raise_if_cut()
@@ -401,7 +413,7 @@ def _auth_headers(
             client, docker.auth.resolve_repository_name(repository)[0]
         )
     )
-    return {"X-Registry-Auth": header} if header else {}
+    return {"X-Registry-Auth": str(header)} if header else {}
 
 
 def _timed_out(exc: BaseException) -> bool:
@@ -459,7 +471,7 @@ def tag(client: docker.APIClient, label: str, repository: str, new_tag: str) -> 
 def image_id(client: docker.APIClient, label: str) -> str:
     """The ID of the local image LABEL (the digest of its image config)."""
     try:
-        return str(client.inspect_image(label)["Id"])
+        return str(inspect(client, label)["Id"])
     except FAILURES as exc:
         raise failure(f"cannot inspect {label}", exc) from None
 
@@ -478,7 +490,7 @@ def push(
     TIMEOUT bounds each wait for the daemon."""
     _transfer(
         client,
-        client._url("/images/{0}/push", repository),
+        requests_of(client)._url("/images/{0}/push", repository),
         {"tag": push_tag},
         repository,
         credentials,

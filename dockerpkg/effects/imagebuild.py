@@ -12,7 +12,7 @@ import tarfile
 import tempfile
 import threading
 from collections.abc import Iterator, Mapping
-from typing import IO, Any
+from typing import IO, Any, cast
 
 import docker
 import docker.errors
@@ -26,8 +26,10 @@ from dockerpkg.effects.daemon import (
     DaemonError,
     Guard,
     failure,
+    inspect,
     item_error,
     remember_responses,
+    requests_of,
     stream_errors,
 )
 
@@ -95,7 +97,7 @@ def build(
                 forcerm=True,
                 pull=False,
                 buildargs=dict(buildargs),
-                container_limits=dict(container_limits) or None,
+                container_limits=cast("Any", dict(container_limits) or None),
                 labels=dict(labels) if labels else None,
                 decode=True,
             )
@@ -109,7 +111,7 @@ def build(
     if error:
         raise DaemonError(f"build failed: {error.strip()}")
     try:
-        image_id: str = client.inspect_image(label)["Id"]
+        image_id = str(inspect(client, label)["Id"])
     except FAILURES as exc:
         raise failure(f"built image {label} not found", exc) from None
     return image_id
@@ -133,8 +135,8 @@ def _build_with_buildkit(
         with guard:
             body = _context_archive(context, params["dockerfile"])
             try:
-                response = client._post(
-                    client._url("/build"),
+                response = requests_of(client)._post(
+                    requests_of(client)._url("/build"),
                     data=body,
                     params={"t": label, "version": "2", **params},
                     headers={"Content-Type": "application/tar"},
@@ -144,8 +146,8 @@ def _build_with_buildkit(
             finally:
                 body.close()
             guard.watch()
-            client._raise_for_status(response)
-            stream = client._stream_helper(response, decode=True)
+            requests_of(client)._raise_for_status(response)
+            stream = requests_of(client)._stream_helper(response, decode=True)
             image_id, error = _read_buildkit_stream(stream, log_file, cancel)
     except FAILURES as exc:
         guard.raise_if_cut()

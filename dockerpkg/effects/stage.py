@@ -140,7 +140,7 @@ def remove_stage(
 
 def _exists(client: docker.APIClient, image: str) -> bool:
     try:
-        client.inspect_image(image)
+        daemon.inspect(client, image)
     except docker.errors.NotFound:
         return False
     except (docker.errors.DockerException, requests.RequestException):
@@ -152,7 +152,7 @@ def _untagged(client: docker.APIClient, image: str) -> bool:
     """IMAGE exists with neither tag nor digest (a layer of a build, not an image someone
     made or pulled)."""
     try:
-        found = client.inspect_image(image)
+        found = daemon.inspect(client, image)
     except (docker.errors.DockerException, requests.RequestException):
         return False
     return not (found.get("RepoTags") or found.get("RepoDigests"))
@@ -170,7 +170,7 @@ def _committed(client: docker.APIClient, parent: str, container: str) -> Iterato
         if not str(item.get("ParentId") or "").removeprefix("sha256:").startswith(parent):
             continue
         try:
-            made_by = str(client.inspect_image(item["Id"]).get("Container") or "")
+            made_by = str(daemon.inspect(client, item["Id"]).get("Container") or "")
         except (docker.errors.DockerException, requests.RequestException):
             continue
         if made_by.startswith(container):

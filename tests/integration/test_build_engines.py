@@ -13,6 +13,7 @@ from collections.abc import Callable
 import docker
 import pytest
 
+from dockerpkg.effects import daemon
 from tests.integration.test_build import (
     FROM_BASE,
     NAMESPACE,
@@ -85,7 +86,7 @@ def test_same_images_from_either_builder(
     listing = container_output(docker_client, label, "ls", "/").split()
     assert "hello.txt" in listing
     assert "secret.txt" not in listing  # .dockerignore
-    inspected = docker_client.api.inspect_image(label)
+    inspected = daemon.inspect(docker_client.api, label)
     assert "org.dockerpkg.definition" in inspected["Config"]["Labels"]
     assert container_output(docker_client, site.label("child", "1.0"), "id", "-u") == "65534\n"
     log = (run_dir / f"{top}.log").read_text(encoding="utf-8")

@@ -21,6 +21,7 @@ from pathlib import Path
 import docker
 import pytest
 
+from dockerpkg.effects import daemon
 from tests.integration.test_build import (
     BASE_REPOSITORY,
     DOCKERPKG,
@@ -103,7 +104,7 @@ def assert_layers_gone(client: docker.DockerClient, log: Path, engine: str) -> N
     assert layers, log.read_text(encoding="utf-8")
     for layer in layers:
         try:
-            tags = client.api.inspect_image(layer)["RepoTags"]
+            tags = daemon.inspect(client.api, layer)["RepoTags"]
         except docker.errors.NotFound:
             continue
         assert tags, f"layer {layer} of a build stage remains"
@@ -116,7 +117,7 @@ def layers_running(client: docker.DockerClient, text: str) -> list[str]:
         if image.get("RepoTags") not in (None, [], ["<none>:<none>"]):
             continue
         try:
-            config = client.api.inspect_image(image["Id"]).get("ContainerConfig") or {}
+            config = daemon.inspect(client.api, image["Id"]).get("ContainerConfig") or {}
         except docker.errors.NotFound:  # removed meanwhile by someone else
             continue
         if text in " ".join(config.get("Cmd") or ()):

@@ -19,6 +19,7 @@ import docker.errors
 import pytest
 
 from dockerpkg.cli import main
+from dockerpkg.effects import daemon
 from tests.support import cleanup
 from tests.support.updates import write_tree
 
@@ -70,7 +71,7 @@ class World:
         for chunk in stream:
             if "error" in chunk:
                 raise AssertionError(f"building {name}:{tag} failed: {chunk['error']}")
-        image_id: str = self.client.api.inspect_image(self.ref(name, tag))["Id"]
+        image_id: str = daemon.inspect(self.client.api, self.ref(name, tag))["Id"]
         return image_id
 
     def use(self, ref: str) -> None:
@@ -88,7 +89,7 @@ class World:
 
     def exists(self, image_id: str) -> bool:
         try:
-            self.client.api.inspect_image(image_id)
+            daemon.inspect(self.client.api, image_id)
         except docker.errors.ImageNotFound:
             return False
         return True

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import tarfile
 from pathlib import Path
+from typing import Any, cast
 
 import docker.utils
 
@@ -67,7 +68,9 @@ def test_dockerignore_applies_as_for_classic_builds(tmp_path: Path) -> None:
     # The same files as docker-py's context for a classic build.
     exclude = ["*", "!keep.txt"]
     with (
-        docker.utils.tar(str(tmp_path), exclude, dockerfile=("Dockerfile.build", None)) as classic,
+        cast("Any", docker.utils.tar)(
+            str(tmp_path), exclude, dockerfile=("Dockerfile.build", None)
+        ) as classic,
         tarfile.open(fileobj=classic) as tar,
     ):
         assert sorted(tar.getnames()) == sorted(names)
