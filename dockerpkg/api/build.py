@@ -68,7 +68,7 @@ def apply_build_plan(
     chosen = _run_builders(plan, workspace, builders)
     published_since: tuple[str, ...] = ()
     if saved:
-        plan, published_since = recheck(plan, workspace.config, credentials)
+        plan, published_since = recheck(plan, workspace.config, credentials, env)
     report = _run_plan(
         plan,
         workspace,
@@ -87,7 +87,7 @@ def apply_build_plan(
 
 
 def recheck(
-    plan: Plan, config: Config, credentials: Credentials | None
+    plan: Plan, config: Config, credentials: Credentials | None, env: Mapping[str, str]
 ) -> tuple[Plan, tuple[str, ...]]:
     """PLAN without the images it would publish that are published now (one pipelined round
     of checks), and their labels."""
@@ -102,7 +102,7 @@ def recheck(
         repository, tag = split_label(label)
         refs[label] = (repository_path(repository, config.registry), tag or "latest")
     try:
-        with registry_client(config, credentials) as registry:
+        with registry_client(config, credentials, env) as registry:
             digests = registry.digests_many(refs.values())
     except RegistryError as exc:
         where = config.registry or "Docker Hub"
@@ -146,6 +146,7 @@ def _run_plan(
         verify_timeout=_given_or(limits[1], workspace.config.verify_timeout),
         transfer_timeout=workspace.config.transfer_timeout if limits[2] is None else limits[2],
         build_engine=engine,
+        env=env,
     )
     if log_limit is not None:
         settings = attrs.evolve(settings, log_limit=log_limit)
@@ -217,7 +218,7 @@ def _run_on_builders(
     problem = several_builders_problem(len(builders), publish=plan.publish)
     if problem is not None:
         raise DockerPkgError.single("--builders", problem)
-    registry = registry_client(settings.config, credentials) if plan.publish else None
+    registry = registry_client(settings.config, credentials, env) if plan.publish else None
     workers: list[Worker] = []
     clients: list[Any] = []
     lost: list[tuple[str, str]] = []

@@ -61,6 +61,8 @@ class Settings:
     log_limit: int = DEFAULT_LOG_LIMIT  # characters each step may write to its image's log
     # For verifications: DOCKER_HOST (and TLS variables) of the builder, over the environment's.
     daemon_env: Mapping[str, str] = attrs.field(factory=dict)
+    # The run's environment, read once by the caller: what a verification inherits of it.
+    env: Mapping[str, str] = attrs.field(factory=dict)
 
 
 class Executor:
@@ -296,11 +298,10 @@ class Executor:
                 if "{path}" in token and not os.path.exists(token.replace("{path}", folder)):
                     return "skipped: no " + token.replace("{path}", image.path)
         args = [a.format(image=image.label, path=folder) for a in config.verify_args]
-        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **proxy_args(config)}
+        given = self._settings.env
+        env = {"PATH": given.get("PATH", "/usr/bin:/bin"), **proxy_args(config)}
         # The verification usually runs docker itself: let it reach the same daemon.
-        env.update(
-            {k: v for k in ("DOCKER_HOST", "DOCKER_CONFIG", "HOME") if (v := os.environ.get(k))}
-        )
+        env.update({k: v for k in ("DOCKER_HOST", "DOCKER_CONFIG", "HOME") if (v := given.get(k))})
         env.update(self._settings.daemon_env)
         timeout = self._settings.verify_timeout
         with self._log(image.name, f"verify {image.label}") as log:

@@ -79,9 +79,9 @@ def inspect(client: docker.APIClient, reference: str) -> dict[str, Any]:
     return cast("dict[str, Any]", cast("Any", client).inspect_image(reference))
 
 
-def connect(env: Mapping[str, str] | None = None) -> docker.APIClient:
+def connect(env: Mapping[str, str]) -> docker.APIClient:
     """A low-level client for the daemon named by the environment; DaemonError if none answers."""
-    host = (os.environ if env is None else env).get("DOCKER_HOST")
+    host = env.get("DOCKER_HOST")
     try:
         client = docker.from_env(version="auto", timeout=TIMEOUT, environment=env).api
         client.ping()

@@ -72,12 +72,16 @@ def docker_config_file(env: Mapping[str, str]) -> str | None:
     return path if os.path.isfile(path) else None
 
 
-def registry_client(config: Config, credentials: Credentials | None) -> RegistryClient:
+def registry_client(
+    config: Config, credentials: Credentials | None, env: Mapping[str, str]
+) -> RegistryClient:
+    """The client of the config's registry; ENV may name the CAs to trust."""
     return RegistryClient(
         config.registry or None,
         credentials,
         ca_bundle=config.ca_bundle,
         workers=max(1, config.scan_workers),
+        env=env,
     )
 
 
@@ -99,6 +103,7 @@ class Observation:
         self._builders = builders
         self._definitions = definitions
         self._credentials = credentials
+        self._env = dict(env)
         self._cancel = threading.Event()
         # The daemon's listing and the registry's answers, side by side.
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="observe")
@@ -140,7 +145,7 @@ class Observation:
         own definitions their labels record; one client for both, so one set of connections
         and tokens."""
         try:
-            with registry_client(self._config, self._credentials) as registry:
+            with registry_client(self._config, self._credentials, self._env) as registry:
                 digests = registry.digests_many(refs, cancel)
                 return digests, self._recorded(registry, digests, cancel)
         except RegistryError as exc:
@@ -156,7 +161,7 @@ class Observation:
             return {}, {}
         try:
             with (
-                registry_client(self._config, self._credentials) as registry,
+                registry_client(self._config, self._credentials, self._env) as registry,
                 ThreadPoolExecutor(max(1, self._config.scan_workers)) as pool,
             ):
                 found = dict(zip(paths, pool.map(registry.tags, paths), strict=True))

@@ -82,6 +82,8 @@ class RegistryClient:
         ca_bundle: str | None = None,
         workers: int = 8,
         retry: RetryPolicy | None = None,
+        *,
+        env: Mapping[str, str] | None = None,
     ) -> None:
         if workers < 1:
             msg = f"workers must be at least 1, not {workers}"
@@ -95,7 +97,7 @@ class RegistryClient:
         self._credentials = credentials
         self._words = Wording(self.name, credentials)
         self._retry = retry or RetryPolicy()
-        self._transport = Transport(self._words, self._retry, ca_bundle, workers)
+        self._transport = Transport(self._words, self._retry, ca_bundle, workers, env or {})
         self._auth = Authenticator(self._host, credentials, self._transport, self._words)
         # published_many's fast path: one pipelined connection per worker thread.
         self._local = threading.local()

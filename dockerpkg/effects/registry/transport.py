@@ -60,11 +60,16 @@ class Transport:
     """Sends a client's requests, retrying as its policy says; safe to share between threads."""
 
     def __init__(
-        self, words: Wording, retry: RetryPolicy, ca_bundle: str | None, workers: int
+        self,
+        words: Wording,
+        retry: RetryPolicy,
+        ca_bundle: str | None,
+        workers: int,
+        env: Mapping[str, str],
     ) -> None:
         self.words = words
         self.retry = retry
-        self.verify: str | bool = ca_bundle or system_cas()
+        self.verify: str | bool = ca_bundle or system_cas(env)
         self.session = new_session(workers)
         self._proxies: dict[str, dict[str, str]] = {}
 
@@ -168,12 +173,12 @@ def transient(exc: requests.RequestException) -> bool:
     ) and not is_tls_failure(exc)
 
 
-def system_cas() -> str | bool:
+def system_cas(env: Mapping[str, str]) -> str | bool:
     """The CA file to trust: the environment's choice, else the system's (requests alone
     would use its own certifi copy and ignore CAs the administrator installed)."""
     for name in ("REQUESTS_CA_BUNDLE", "SSL_CERT_FILE"):
-        if os.environ.get(name):
-            return os.environ[name]
+        if env.get(name):
+            return env[name]
     cafile = ssl.get_default_verify_paths().cafile
     return cafile if cafile and os.path.isfile(cafile) else True
 
