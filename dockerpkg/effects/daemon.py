@@ -413,7 +413,9 @@ def _auth_headers(
             client, docker.auth.resolve_repository_name(repository)[0]
         )
     )
-    return {"X-Registry-Auth": str(header)} if header else {}
+    if isinstance(header, bytes):  # encode_header gives bytes, get_config_header a str
+        header = header.decode("ascii")
+    return {"X-Registry-Auth": header} if header else {}
 
 
 def _timed_out(exc: BaseException) -> bool:
