@@ -413,9 +413,9 @@ def _auth_headers(
             client, docker.auth.resolve_repository_name(repository)[0]
         )
     )
-    if isinstance(header, bytes):  # encode_header gives bytes, get_config_header a str
-        header = header.decode("ascii")
-    return {"X-Registry-Auth": header} if header else {}
+    # encode_header gives bytes, get_config_header a str (or None).
+    text = header.decode("ascii") if isinstance(header, bytes) else header
+    return {"X-Registry-Auth": str(text)} if text else {}
 
 
 def _timed_out(exc: BaseException) -> bool:
