@@ -9,12 +9,15 @@ calls one of these and prints.
 
 from dockerpkg.api.build import (
     apply_build_plan,
+    apply_saved_build_plan,
     build_engine,
     builder_env,
     recheck,
 )
 from dockerpkg.api.saved import (
+    TreeLock,
     load_saved_plan,
+    opened_saved_plan,
     read_saved_plan,
     saved_plan_workspace,
 )
@@ -31,8 +34,10 @@ from dockerpkg.api.workspace import (
 )
 
 __all__ = [
+    "TreeLock",
     "Workspace",
     "apply_build_plan",
+    "apply_saved_build_plan",
     "build_engine",
     "build_plan",
     "builder_env",
@@ -44,6 +49,7 @@ __all__ = [
     "load_saved_plan",
     "load_workspace",
     "observe_workspace",
+    "opened_saved_plan",
     "read_saved_plan",
     "recheck",
     "saved_plan_workspace",

@@ -15,6 +15,7 @@ from dockerpkg.api.workspace import Workspace, left_behind
 from dockerpkg.core.builders import (
     Builder,
     BuilderSet,
+    parse_builders_flag,
     several_builders_problem,
 )
 from dockerpkg.core.config import DEFAULT_JOBS, BuildEngine, Config, engine_for
@@ -84,6 +85,27 @@ def apply_build_plan(
         log_limit=log_limit,
     )
     return attrs.evolve(report, published_since=published_since)
+
+
+def apply_saved_build_plan(
+    plan: Plan,
+    workspace: Workspace,
+    env: Mapping[str, str],
+    where: str,
+    *,
+    builders: str | None = None,
+    **run: Any,
+) -> Report:
+    """Carry out a saved build PLAN (from the file WHERE) on its tree, as apply_build_plan
+    with SAVED, after finding the credentials it publishes with. BUILDERS: a --builders
+    flag replacing the plan's builders; RUN: apply_build_plan's keywords."""
+    from dockerpkg.effects.observe import credentials_for
+
+    credentials = credentials_for(workspace.config, env) if plan.publish else None
+    if plan.publish and credentials is None:
+        raise DockerPkgError.single(where, "the plan publishes but no credentials are found")
+    chosen = None if builders is None else parse_builders_flag(builders, workspace.config.builders)
+    return apply_build_plan(plan, workspace, env, credentials, builders=chosen, saved=True, **run)
 
 
 def recheck(

@@ -3,17 +3,19 @@ anything changed since."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from dockerpkg.api.workspace import Workspace, load_workspace
 from dockerpkg.core.plan import Action, Plan
 from dockerpkg.core.serialize import plan_from_json
 from dockerpkg.errors import DockerPkgError, Problem, error
 
-if TYPE_CHECKING:
-    pass
+# What holds a tree's lock while a saved plan of it is checked and carried out (the
+# caller's: whether it waits, and what it says meanwhile, are the caller's to choose).
+TreeLock = Callable[[str], AbstractContextManager[object]]
 
 
 def load_saved_plan(
@@ -23,6 +25,21 @@ def load_saved_plan(
     anything it was made from has changed."""
     plan = read_saved_plan(path)
     return plan, saved_plan_workspace(plan, path, config_path, env, action)
+
+
+@contextlib.contextmanager
+def opened_saved_plan(
+    path: str,
+    config_path: str | None,
+    env: Mapping[str, str],
+    action: Action,
+    lock: TreeLock,
+) -> Iterator[tuple[Plan, Workspace]]:
+    """The ACTION plan saved in PATH and its tree, held under LOCK (of the plan's tree) for
+    as long as the caller carries it out; refused as load_saved_plan refuses."""
+    plan = read_saved_plan(path)
+    with lock(plan.directory):
+        yield plan, saved_plan_workspace(plan, path, config_path, env, action)
 
 
 def read_saved_plan(path: str) -> Plan:

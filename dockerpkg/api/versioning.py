@@ -19,7 +19,7 @@ from dockerpkg.effects.author import changelog_date, resolve_author
 from dockerpkg.errors import DockerPkgError
 
 if TYPE_CHECKING:
-    from dockerpkg.effects.engine import Engine
+    from dockerpkg.effects.imagestore import ImageStore
     from dockerpkg.effects.prune import LocalState, Removal
 
 
@@ -123,24 +123,24 @@ class PruneRun:
     state: LocalState
 
 
-def connect(env: Mapping[str, str]) -> Engine:
-    from dockerpkg.effects import engine
+def connect(env: Mapping[str, str]) -> ImageStore:
+    from dockerpkg.effects import imagestore
 
     try:
-        return engine.connect(env)
-    except engine.EngineError as exc:
+        return imagestore.connect(env)
+    except imagestore.ImageStoreError as exc:
         raise DockerPkgError.single("docker", str(exc)) from None
 
 
 def prune_plan(
     workspace: Workspace,
-    client: Engine,
+    client: ImageStore,
     *,
     select: str | None,
     nightly: str | None,
 ) -> PruneRun:
     """Observe the daemon once and plan which old images go."""
-    from dockerpkg.effects.engine import EngineError
+    from dockerpkg.effects.imagestore import ImageStoreError
     from dockerpkg.effects.prune import observe_local
 
     if workspace.interrupted is not None:
@@ -148,7 +148,7 @@ def prune_plan(
         raise left_behind(workspace.interrupted)
     try:
         state = observe_local(client)
-    except EngineError as exc:
+    except ImageStoreError as exc:
         raise DockerPkgError.single("docker", str(exc)) from None
     plan = plan_prune(
         workspace.tree,
@@ -177,8 +177,22 @@ def check_saved_prune(saved: Plan, fresh: PruneRun, where: str) -> None:
         )
 
 
-def prune(client: Engine, run: PruneRun) -> tuple[Removal, ...]:
+def prune(client: ImageStore, run: PruneRun) -> tuple[Removal, ...]:
     """Remove what the plan says, with the observation it was made from."""
     from dockerpkg.effects.prune import remove_images
 
     return remove_images(client, run.plan, run.state.by_id())
+
+
+def apply_saved_prune(
+    plan: Plan, workspace: Workspace, env: Mapping[str, str], where: str
+) -> tuple[Removal, ...]:
+    """Carry out the saved prune PLAN (from the file WHERE) of WORKSPACE: the daemon is
+    observed again and planning now must give the same steps, else nothing is removed."""
+    client = connect(env)
+    try:
+        fresh = prune_plan(workspace, client, select=plan.options.select, nightly=nightly_of(plan))
+        check_saved_prune(plan, fresh, where)
+        return prune(client, fresh)
+    finally:
+        client.close()

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import datetime
+import functools
 import json
 import os
 import signal
@@ -28,11 +28,10 @@ from dockerpkg.cli.common import (
     locked,
     print_problems,
 )
-from dockerpkg.core.builders import BuilderSet, parse_builders_flag
 from dockerpkg.core.markdown import plan_to_markdown
-from dockerpkg.core.plan import BuildOptions, Plan
+from dockerpkg.core.plan import Action, BuildOptions, Plan
 from dockerpkg.core.plandiff import diff_plans, diff_to_data, diff_to_text
-from dockerpkg.core.report import report_table, report_to_json, summary_line
+from dockerpkg.core.report import Report, report_table, report_to_json, summary_line
 from dockerpkg.core.serialize import plan_to_json, plan_to_text
 from dockerpkg.effects.credentials import Credentials
 from dockerpkg.effects.progress import LineProgress, LiveProgress
@@ -64,6 +63,19 @@ class PlanFlags:
     no_pull: bool = False
     use_cache: bool = False
     builders: str | None = None  # --builders URL[=SLOTS],...
+
+
+@attrs.frozen
+class RunFlags:
+    """How apply and build carry a plan out: flags they share."""
+
+    jobs: int | None = None
+    report: str | None = None
+    quiet: bool = False
+    run_dir: str | None = None
+    build_timeout: float | None = None
+    verify_timeout: float | None = None
+    transfer_timeout: float | None = None
 
 
 def _make_plan(
@@ -111,27 +123,18 @@ def _run_dir(ctx: Context, given: str | None) -> Path:
 def _execute(
     ctx: Context,
     plan: Plan,
-    workspace: api.Workspace,
-    credentials: Credentials | None,
-    *,
-    jobs: int | None,
-    report: str | None,
-    quiet: bool,
-    run_dir: str | None,
-    build_timeout: float | None = None,
-    builders: BuilderSet | None = None,
-    saved: bool = False,
-    verify_timeout: float | None = None,
-    transfer_timeout: float | None = None,
+    start: Callable[..., Report],
+    flags: RunFlags,
 ) -> None:
-    """Apply a plan with progress, signal handling and the final report; exit 1 on failure.
-    SAVED: the plan was read from a file (the registry is asked again first).
+    """Carry out PLAN by START (the library call that applies it, given the run's keywords)
+    with progress, signal handling and the final report; exit 1 on failure.
 
     Ctrl-C stops starting work, a second one cancels running work; SIGTERM does both at once
     (whoever sends it will not wait long). Either way the report of what was done is printed,
     and the exit status is 130 (Ctrl-C) or 143 (SIGTERM).
     """
-    folder = _run_dir(ctx, run_dir)
+    quiet = flags.quiet
+    folder = _run_dir(ctx, flags.run_dir)
     countable = sum(1 for _ in plan.steps)
     progress_class = LiveProgress if sys.stderr.isatty() and not quiet else LineProgress
     progress = progress_class(sys.stderr, total=countable, quiet=quiet)
@@ -154,29 +157,23 @@ def _execute(
 
     previous = {signum: signal.signal(signum, on_signal) for signum in _STOP_SIGNALS}
     try:
-        result = api.apply_build_plan(
-            plan,
-            workspace,
-            ctx.env,
-            credentials,
+        result = start(
             run_dir=folder,
             listener=progress,
-            jobs=jobs,
+            jobs=flags.jobs,
             echo=sys.stderr if ctx.echo else None,
             interrupt=interrupt,
-            build_timeout=build_timeout,
-            builders=builders,
-            saved=saved,
-            verify_timeout=verify_timeout,
-            transfer_timeout=transfer_timeout,
+            build_timeout=flags.build_timeout,
+            verify_timeout=flags.verify_timeout,
+            transfer_timeout=flags.transfer_timeout,
         )
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
         if isinstance(progress, LiveProgress):
             progress.close()
-    if report:
-        Path(report).write_text(report_to_json(result, plan), encoding="utf-8")
+    if flags.report:
+        Path(flags.report).write_text(report_to_json(result, plan), encoding="utf-8")
     if not quiet or result.failed:
         sys.stdout.write(report_table(result))
     print(summary_line(result))
@@ -306,47 +303,29 @@ class BuildCommands:
             verify_timeout=verify_timeout,
             transfer_timeout=transfer_timeout,
         )
-        chosen: BuilderSet | None = None
         if not os.path.lexists(target):
             raise DockerPkgError.single(target, "no such file or folder: give a plan or a tree")
-        with contextlib.ExitStack() as lock:
-            if Path(target).is_file():
-                from dockerpkg.effects.observe import credentials_for
-
-                saved = api.read_saved_plan(target)
-                lock.enter_context(locked(saved.directory, wait=wait_lock))
-                workspace = api.saved_plan_workspace(
-                    saved, target, self.ctx.config_path, self.ctx.env
-                )
-                print_problems(workspace.warnings, workspace.directory, every=self.ctx.echo)
-                credentials = (
-                    credentials_for(workspace.config, self.ctx.env) if saved.publish else None
-                )
-                if saved.publish and credentials is None:
-                    raise DockerPkgError.single(
-                        target, "the plan publishes but no credentials are found"
-                    )
-                if builders is not None:
-                    chosen = parse_builders_flag(builders, workspace.config.builders)
-            else:
-                lock.enter_context(locked(target, wait=wait_lock))
-                flags = PlanFlags(select, nightly, snapshot, no_pull, use_cache, builders)
-                saved, workspace, credentials = _make_plan(self.ctx, target, flags)
-            _execute(
-                self.ctx,
+        run = RunFlags(
+            jobs, report, quiet, run_dir, build_timeout, verify_timeout, transfer_timeout
+        )
+        ctx = self.ctx
+        if Path(target).is_file():
+            lock = functools.partial(locked, wait=wait_lock)
+            with api.opened_saved_plan(target, ctx.config_path, ctx.env, Action.BUILD, lock) as (
                 saved,
                 workspace,
-                credentials,
-                jobs=jobs,
-                report=report,
-                quiet=quiet,
-                run_dir=run_dir,
-                build_timeout=build_timeout,
-                verify_timeout=verify_timeout,
-                transfer_timeout=transfer_timeout,
-                builders=chosen,
-                saved=Path(target).is_file(),
-            )
+            ):
+                print_problems(workspace.warnings, workspace.directory, every=ctx.echo)
+                start = functools.partial(
+                    api.apply_saved_build_plan, saved, workspace, ctx.env, target, builders=builders
+                )
+                _execute(ctx, saved, start, run)
+            return
+        with locked(target, wait=wait_lock):
+            flags = PlanFlags(select, nightly, snapshot, no_pull, use_cache, builders)
+            fresh, workspace, credentials = _make_plan(ctx, target, flags)
+            start = functools.partial(api.apply_build_plan, fresh, workspace, ctx.env, credentials)
+            _execute(ctx, fresh, start, run)
 
     @argh.arg("directory", help="the image tree")
     @argh.arg("--select", help=_SELECT_HELP)
@@ -389,19 +368,13 @@ class BuildCommands:
             sys.stdout.write(plan_to_text(result, needs=self.ctx.echo))
             sys.stdout.flush()
             if result.steps:
-                _execute(
-                    self.ctx,
-                    result,
-                    workspace,
-                    credentials,
-                    jobs=jobs,
-                    report=report,
-                    quiet=quiet,
-                    run_dir=run_dir,
-                    build_timeout=build_timeout,
-                    verify_timeout=verify_timeout,
-                    transfer_timeout=transfer_timeout,
+                start = functools.partial(
+                    api.apply_build_plan, result, workspace, self.ctx.env, credentials
                 )
+                run = RunFlags(
+                    jobs, report, quiet, run_dir, build_timeout, verify_timeout, transfer_timeout
+                )
+                _execute(self.ctx, result, start, run)
 
 
 def commands(ctx: Context) -> list[Callable[..., Any]]:

@@ -7,11 +7,12 @@ print and carry out at once.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
-from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -32,7 +33,7 @@ from dockerpkg.core.serialize import plan_to_json, plan_to_text
 from dockerpkg.errors import DockerPkgError, problem_lines
 
 if TYPE_CHECKING:
-    from dockerpkg.effects.engine import Engine
+    from dockerpkg.effects.imagestore import ImageStore
     from dockerpkg.effects.prune import Removal
 
 DEFAULT_REASON = "Security update"
@@ -52,6 +53,10 @@ def _exit(code: int) -> NoReturn:
 
 def _locked(directory: str, wait: bool) -> AbstractContextManager[None]:
     return locked(directory, wait=wait)
+
+
+def _lock(wait: bool) -> api.TreeLock:
+    return functools.partial(locked, wait=wait)
 
 
 def _print_problems(workspace: api.Workspace, *, every: bool) -> None:
@@ -175,6 +180,17 @@ class VersioningCommands:
         if detailed_exitcode and plan.has_changes:
             _exit(EXIT_CHANGES)
 
+    @contextmanager
+    def _saved(
+        self, target: str, action: Action, wait_lock: bool
+    ) -> Iterator[tuple[Plan, api.Workspace]]:
+        """The ACTION plan saved in TARGET and its tree, under the tree's lock."""
+        ctx = self.ctx
+        lock = _lock(wait_lock)
+        with api.opened_saved_plan(target, ctx.config_path, ctx.env, action, lock) as opened:
+            _print_problems(opened[1], every=ctx.echo)
+            yield opened
+
     def write(self, plan: Plan, workspace: api.Workspace) -> None:
         if not plan.edits:
             return
@@ -254,12 +270,7 @@ class VersioningCommands:
         if len(directory) > 1:
             raise DockerPkgError.single(directory[1], "apply update takes NAME and DIRECTORY")
         if not directory:
-            plan = api.read_saved_plan(target)
-            with _locked(plan.directory, wait_lock):
-                workspace = api.saved_plan_workspace(
-                    plan, target, self.ctx.config_path, self.ctx.env, Action.UPDATE
-                )
-                _print_problems(workspace, every=self.ctx.echo)
+            with self._saved(target, Action.UPDATE, wait_lock) as (plan, workspace):
                 self.write(plan, workspace)
             return
         request = versioning.UpdateRequest(reason=reason, name=target, version=version)
@@ -353,7 +364,7 @@ class VersioningCommands:
 
     def make_prune_plan(
         self, directory: str, select: str | None, nightly: str | None
-    ) -> tuple[versioning.PruneRun, Engine]:
+    ) -> tuple[versioning.PruneRun, ImageStore]:
         suffix = _nightly(self.ctx, nightly)
         workspace = api.load_workspace(
             directory,
@@ -411,25 +422,8 @@ class VersioningCommands:
         if not os.path.isfile(target):
             self.prune(target, select=select, nightly=nightly, wait_lock=wait_lock)
             return
-        plan_file = target
-        saved = api.read_saved_plan(plan_file)
-        with _locked(saved.directory, wait_lock):
-            workspace = api.saved_plan_workspace(
-                saved, plan_file, self.ctx.config_path, self.ctx.env, Action.PRUNE
-            )
-            _print_problems(workspace, every=self.ctx.echo)
-            client = versioning.connect(self.ctx.env)
-            try:
-                fresh = versioning.prune_plan(
-                    workspace,
-                    client,
-                    select=saved.options.select,
-                    nightly=versioning.nightly_of(saved),
-                )
-                versioning.check_saved_prune(saved, fresh, plan_file)
-                results = versioning.prune(client, fresh)
-            finally:
-                client.close()
+        with self._saved(target, Action.PRUNE, wait_lock) as (saved, workspace):
+            results = versioning.apply_saved_prune(saved, workspace, self.ctx.env, target)
         _report_removals(results)
 
     @argh.arg("directory", help="the image tree")

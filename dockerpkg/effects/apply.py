@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shlex
 import shutil
 import tempfile
 import threading
@@ -25,6 +24,7 @@ from dockerpkg.core.definition import DEFINITION_LABEL
 from dockerpkg.core.labels import repository_path, same_registry, split_label
 from dockerpkg.core.plan import Op, Plan, PlannedImage, Step
 from dockerpkg.core.report import Outcome, Report
+from dockerpkg.core.runrules import local_copy_serves, verification, verification_paths
 from dockerpkg.effects import daemon, imagebuild
 from dockerpkg.effects import stage as stage_effects
 from dockerpkg.effects.credentials import Credentials
@@ -164,8 +164,8 @@ class Executor:
             except daemon.DaemonError as exc:
                 if self._cancel.is_set():
                     raise self._failed(exc) from None
-                # A base image made locally (no registry has it) still builds.
-                if label in daemon.local_labels(daemon.list_images(self._client)):
+                local = daemon.local_labels(daemon.list_images(self._client))
+                if local_copy_serves(label, local):
                     log.write(f"{exc}; using the local copy\n")
                     return "local copy"
                 raise TaskFailedError(str(exc)) from None
@@ -291,22 +291,23 @@ class Executor:
             shutil.rmtree(artifacts, ignore_errors=True)
 
     def _verify(self, image: PlannedImage) -> str | None:
-        config = self._settings.config
-        folder = str((self._settings.directory / image.path).resolve())
-        for arg in config.verify_args:
-            for token in shlex.split(arg):
-                if "{path}" in token and not os.path.exists(token.replace("{path}", folder)):
-                    return "skipped: no " + token.replace("{path}", image.path)
-        args = [a.format(image=image.label, path=folder) for a in config.verify_args]
-        given = self._settings.env
-        env = {"PATH": given.get("PATH", "/usr/bin:/bin"), **proxy_args(config)}
-        # The verification usually runs docker itself: let it reach the same daemon.
-        env.update({k: v for k in ("DOCKER_HOST", "DOCKER_CONFIG", "HOME") if (v := given.get(k))})
-        env.update(self._settings.daemon_env)
+        settings = self._settings
+        folder = str((settings.directory / image.path).resolve())
+        paths = verification_paths(settings.config, folder)
+        present = frozenset(path for path in paths if os.path.exists(path))
+        call = verification(
+            settings.config,
+            image.label,
+            (folder, image.path),
+            present,
+            (settings.env, settings.daemon_env),
+        )
+        if call.skipped is not None:
+            return call.skipped
         timeout = self._settings.verify_timeout
         with self._log(image.name, f"verify {image.label}") as log:
             finished = run_verification(
-                [config.verify_command, *args], env, log, cancel=self._cancel, timeout=timeout
+                call.argv, call.env, log, cancel=self._cancel, timeout=timeout
             )
             if finished.timed_out:
                 log.write(f"verification timed out after {timeout:g} s: stopped\n")
@@ -322,25 +323,22 @@ class Executor:
 
     def _publish(self, image: PlannedImage) -> str | None:
         """Push the version tag, then point `latest` at the same manifest in the registry (a
-        second `docker push` would check every layer again), which confirms the push too.
-        Without a registry client (a library caller's choice) `latest` is pushed as well."""
+        second `docker push` would check every layer again), which confirms the push too."""
+        registry = self._registry_for("publishing")
         repository, tag = split_label(image.label)
         tag = tag or "latest"
         path = repository_path(repository, self._settings.config.registry)
         with self._log(image.name, f"publish {image.label}") as log:
             try:
                 daemon.tag(self._client, image.label, repository, "latest")
-                if self._already_published(image, path, tag, log):
+                if self._already_published(registry, image, (path, tag), log):
                     log.write(f"{image.label} is published with this content: not pushed again\n")
                 else:
                     self._push(repository, tag, log)
-                if self._registry is None:
-                    self._push(repository, "latest", log)
-                    return None
             except daemon.DaemonError as exc:
                 raise self._failed(exc) from None
             try:
-                digest = self._registry.copy_tag(path, tag, "latest")
+                digest = registry.copy_tag(path, tag, "latest")
             except RegistryError as exc:
                 raise TaskFailedError(
                     f"pushed, but cannot confirm it or tag it latest: {exc}"
@@ -350,13 +348,21 @@ class Executor:
             log.write(f"latest: {digest} (set in the registry to the manifest of {tag})\n")
         return digest
 
-    def _already_published(self, image: PlannedImage, path: str, tag: str, log: IO[str]) -> bool:
-        """Whether the registry has IMAGE's version with the content built here; a version
-        published with other content is never pushed over (the step fails)."""
+    def _registry_for(self, what: str) -> RegistryClient:
         if self._registry is None:
-            return False
+            # The API gives every publishing run its registry client: this is a caller's bug.
+            raise TaskFailedError(f"{what} needs the registry client of the run")
+        return self._registry
+
+    def _already_published(
+        self, registry: RegistryClient, image: PlannedImage, ref: tuple[str, str], log: IO[str]
+    ) -> bool:
+        """Whether the registry has IMAGE's version (REF: repository path and tag) with the
+        content built here; a version published with other content is never pushed over
+        (the step fails)."""
+        path, tag = ref
         try:
-            published = self._registry.config_digest(path, tag)
+            published = registry.config_digest(path, tag)
         except RegistryError as exc:
             raise TaskFailedError(f"cannot check {image.label} before pushing: {exc}") from None
         if published is None:
@@ -374,13 +380,13 @@ class Executor:
 
     def _tag_latest(self, image: PlannedImage) -> str | None:
         """Point `latest` at the published version's manifest (the plan found it elsewhere)."""
+        registry = self._registry_for("moving latest")
         repository, tag = split_label(image.label)
-        if self._registry is None or tag is None:
-            raise TaskFailedError("moving latest needs the registry client of the run")
+        tag = tag or "latest"
         path = repository_path(repository, self._settings.config.registry)
         with self._log(image.name, f"tag-latest {image.label}") as log:
             try:
-                digest = self._registry.copy_tag(path, tag, "latest")
+                digest = registry.copy_tag(path, tag, "latest")
             except RegistryError as exc:
                 raise TaskFailedError(f"cannot tag it latest: {exc}") from None
             if digest is None:

@@ -20,7 +20,7 @@ from dockerpkg.core.images import local_images
 from dockerpkg.core.planner import Observed
 from dockerpkg.core.refs import Ref, tree_refs
 from dockerpkg.core.tree import Tree
-from dockerpkg.effects import engine
+from dockerpkg.effects import imagestore
 from dockerpkg.effects.credentials import Credentials, find_credentials
 from dockerpkg.effects.registry import RegistryClient, RegistryError
 from dockerpkg.errors import DockerPkgError
@@ -126,13 +126,13 @@ class Observation:
         the registry: none of them is asked)."""
         try:
             daemon = _connect(env, self._builders[0] if self._builders else None)
-        except engine.EngineError as exc:
+        except imagestore.ImageStoreError as exc:
             raise DockerPkgError.single(
                 "docker", f"{exc} (use --offline to plan without it)"
             ) from None
         try:
             images = local_images(daemon.images(untagged=False))
-        except engine.EngineError as exc:
+        except imagestore.ImageStoreError as exc:
             raise DockerPkgError.single("docker", str(exc)) from None
         finally:
             daemon.close()
@@ -250,17 +250,17 @@ class Observation:
         self._pool.shutdown()
 
 
-def _connect(env: Mapping[str, str], builder: Builder | None) -> engine.Engine:
+def _connect(env: Mapping[str, str], builder: Builder | None) -> imagestore.ImageStore:
     if builder is None:
-        return engine.connect(env)
+        return imagestore.connect(env)
     if builder.url.startswith("unix://"):
-        return engine.connect({"DOCKER_HOST": builder.url})
+        return imagestore.connect({"DOCKER_HOST": builder.url})
     from dockerpkg.effects import daemon
 
     try:
-        return engine.DockerPyEngine(daemon.connect_to(builder))
+        return imagestore.DockerPyImageStore(daemon.connect_to(builder))
     except daemon.DaemonError as exc:
-        raise engine.EngineError(str(exc)) from None
+        raise imagestore.ImageStoreError(str(exc)) from None
 
 
 def observe(

@@ -10,7 +10,7 @@ import attrs
 
 from dockerpkg.core.images import LocalImage, local_images
 from dockerpkg.core.plan import Op, Plan, Step
-from dockerpkg.effects.engine import Engine, EngineError
+from dockerpkg.effects.imagestore import ImageStore, ImageStoreError
 
 
 @attrs.frozen
@@ -25,10 +25,10 @@ class LocalState:
         return {image.id: image for image in self.images}
 
 
-def observe_local(engine: Engine) -> LocalState:
+def observe_local(store: ImageStore) -> LocalState:
     """One call for the images, one for the containers."""
-    images = local_images(engine.images())
-    in_use = frozenset(c["ImageID"] for c in engine.containers())
+    images = local_images(store.images())
+    in_use = frozenset(c["ImageID"] for c in store.containers())
     return LocalState(images=images, in_use=in_use)
 
 
@@ -55,13 +55,13 @@ def _ancestors(image_id: str, images: Mapping[str, LocalImage]) -> set[str]:
 
 
 class ImageRemover(Protocol):
-    """What removing needs of an engine (an Engine has it)."""
+    """What removing needs of a daemon (an ImageStore has it)."""
 
     def remove_image(self, image: str) -> None: ...
 
 
 def remove_images(
-    engine: ImageRemover, plan: Plan, images: Mapping[str, LocalImage]
+    store: ImageRemover, plan: Plan, images: Mapping[str, LocalImage]
 ) -> tuple[Removal, ...]:
     """Carry out the plan's remove steps in order. An image with several tags loses all but
     one by name first, since the daemon only removes a single-named image by ID unforced;
@@ -78,9 +78,9 @@ def remove_images(
         known = images.get(step.label)
         try:
             for tag in sorted(known.tags)[:-1] if known is not None else ():
-                engine.remove_image(tag)
-            engine.remove_image(step.label)
-        except EngineError as exc:
+                store.remove_image(tag)
+            store.remove_image(step.label)
+        except ImageStoreError as exc:
             results.append(Removal(step, str(exc)))
             blocked |= _ancestors(step.label, images)
             continue

@@ -11,7 +11,7 @@ from dockerpkg.core.images import LocalImage
 from dockerpkg.core.plan import Op, Plan, Reason
 from dockerpkg.core.prune import plan_prune
 from dockerpkg.core.serialize import plan_to_text
-from dockerpkg.effects.engine import EngineError
+from dockerpkg.effects.imagestore import ImageStoreError
 from dockerpkg.effects.prune import remove_images
 from tests.support.updates import write_tree
 
@@ -222,7 +222,7 @@ class TestOrder:
 
 
 class FakeDaemon:
-    """Enough of an Engine's remove_image for the remover: refuses as the daemon does."""
+    """Enough of an ImageStore's remove_image for the remover: refuses as the daemon does."""
 
     def __init__(self, images: tuple[LocalImage, ...]) -> None:
         self.tags = {i.id: list(i.tags) for i in images}
@@ -236,9 +236,9 @@ class FakeDaemon:
             self.tags[owner].remove(ref)
             return
         if any(parent == ref for parent in self.parents.values()):
-            raise EngineError("conflict: image has dependent child images")
+            raise ImageStoreError("conflict: image has dependent child images")
         if len(self.tags[ref]) > 1:
-            raise EngineError("conflict: image is referenced in multiple repositories")
+            raise ImageStoreError("conflict: image is referenced in multiple repositories")
         self._delete(ref)
 
     def _delete(self, ref: str) -> None:

@@ -1,5 +1,6 @@
 """Choices about a run made in the core, not by the executor: build args from the proxy, the
-build engine, whether a plan may run on several builders."""
+build engine, whether a plan may run on several builders, how an image is verified (or
+skipped), when a local copy stands in for a failed pull."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import pytest
 
 from dockerpkg.core.builders import several_builders_problem
 from dockerpkg.core.config import BuildEngine, engine_for, load_config, proxy_args
+from dockerpkg.core.runrules import local_copy_serves, verification, verification_paths
 
 
 def test_proxy_args_in_both_spellings() -> None:
@@ -45,3 +47,46 @@ def test_several_builders_need_a_publishing_plan() -> None:
     assert several_builders_problem(2, publish=False) is not None
     assert several_builders_problem(2, publish=True) is None
     assert several_builders_problem(1, publish=False) is None
+
+
+_CUSTOM = "verify_command: /bin/sh\nverify_args: ['-c', '{path}/t/run {image} {path}/data']\n"
+_RUN_ENV = {"PATH": "/opt/bin", "HOME": "/home/u", "SECRET": "x", "DOCKER_HOST": "unix:///a"}
+
+
+def test_the_default_verification_runs_test_sh_when_present() -> None:
+    config = load_config([("c.yaml", "http_proxy: http://p:3128\n")])
+    assert verification_paths(config, "/t/img") == ("/t/img/test.sh",)
+    call = verification(config, "r/ns/img:1", ("/t/img", "img"), {"/t/img/test.sh"}, (_RUN_ENV, {}))
+    assert call.skipped is None
+    assert call.argv == ("/bin/bash", "-c", "/t/img/test.sh r/ns/img:1")
+    # PATH, the proxy and what reaches the daemon; nothing else of the run's environment.
+    assert call.env == {
+        "PATH": "/opt/bin",
+        "HOME": "/home/u",
+        "DOCKER_HOST": "unix:///a",
+        **proxy_args(config),
+    }
+
+
+def test_a_verification_whose_file_is_missing_is_skipped_naming_it() -> None:
+    config = load_config([("c.yaml", _CUSTOM)])
+    paths = verification_paths(config, "/t/img")
+    assert paths == ("/t/img/t/run", "/t/img/data")
+    call = verification(config, "l", ("/t/img", "sub/img"), {"/t/img/t/run"}, ({}, {}))
+    assert call == call.__class__(skipped="skipped: no sub/img/data")
+    ran = verification(config, "l", ("/t/img", "sub/img"), set(paths), ({}, {}))
+    assert ran.argv == ("/bin/sh", "-c", "/t/img/t/run l /t/img/data")
+    assert ran.env == {"PATH": "/usr/bin:/bin"}
+
+
+def test_the_builders_daemon_variables_win_over_the_runs() -> None:
+    config = load_config([("c.yaml", "namespace: ns\n")])
+    builder = {"DOCKER_HOST": "tcp://b:2376", "DOCKER_TLS_VERIFY": "1"}
+    call = verification(config, "l", ("/f", "f"), {"/f/test.sh"}, (_RUN_ENV, builder))
+    assert call.env["DOCKER_HOST"] == "tcp://b:2376"
+    assert call.env["DOCKER_TLS_VERIFY"] == "1"
+
+
+def test_a_local_copy_serves_only_the_label_it_has() -> None:
+    assert local_copy_serves("base:1", {"base:1", "other:2"})
+    assert not local_copy_serves("base:2", {"base:1"})

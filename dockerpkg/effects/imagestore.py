@@ -1,12 +1,13 @@
-"""The few daemon calls `prune` makes (list images, list containers, remove an image), behind
-one small interface with two implementations:
+"""A daemon's image store as `plan` and `prune` see it: the few calls they make (list images,
+list containers, remove an image), behind one small interface with two implementations:
 
-- `SocketEngine` speaks the Engine API over the local unix socket with the standard library:
-  three plain HTTP calls. Importing docker-py (and requests) costs more than all of a prune's
-  work on a tree of dozens of images, and the local socket is where almost every prune runs.
-- `DockerPyEngine` wraps docker-py for every other endpoint (tcp://, TLS, ssh://).
+- `SocketImageStore` speaks the Engine API over the local unix socket with the standard
+  library: three plain HTTP calls. Importing docker-py (and requests) costs more than all
+  of a prune's work on a tree of dozens of images, and the local socket is where almost
+  every prune runs.
+- `DockerPyImageStore` wraps docker-py for every other endpoint (tcp://, TLS, ssh://).
 
-Both raise EngineError with a message for the user.
+Both raise ImageStoreError with a message for the user.
 """
 
 from __future__ import annotations
@@ -26,11 +27,11 @@ DEFAULT_SOCKET = "/var/run/docker.sock"
 TIMEOUT_S = 120.0
 
 
-class EngineError(Exception):
+class ImageStoreError(Exception):
     """The daemon refused or failed; the message is for the user."""
 
 
-class Engine(Protocol):
+class ImageStore(Protocol):
     def images(self, *, untagged: bool = True) -> list[dict[str, Any]]:
         """Every image; with UNTAGGED, intermediate ones too (`docker images --all`)."""
 
@@ -54,16 +55,16 @@ def socket_path(env: Mapping[str, str]) -> str | None:
     return None
 
 
-def connect(env: Mapping[str, str]) -> Engine:
-    """The engine for the daemon the environment names; EngineError if none answers."""
+def connect(env: Mapping[str, str]) -> ImageStore:
+    """The image store of the daemon the environment names; ImageStoreError if none answers."""
     path = socket_path(env)
     if path is not None:
         host = env.get("DOCKER_HOST")
         where = f"DOCKER_HOST={host}" if host else f"unix://{path}, DOCKER_HOST is not set"
-        engine = SocketEngine(path, where=where)
-        engine.ping()
-        return engine
-    return DockerPyEngine.connect(env)
+        store = SocketImageStore(path, where=where)
+        store.ping()
+        return store
+    return DockerPyImageStore.connect(env)
 
 
 _REASONS: tuple[tuple[type[OSError], str], ...] = (
@@ -98,7 +99,7 @@ class _UnixConnection(http.client.HTTPConnection):
         self.sock = sock
 
 
-class SocketEngine:
+class SocketImageStore:
     """The Engine API over a unix socket, one kept-alive connection."""
 
     def __init__(self, path: str, timeout: float = TIMEOUT_S, *, where: str = "") -> None:
@@ -115,12 +116,12 @@ class SocketEngine:
             self._connection.close()
             if url == "/_ping":
                 message = f"cannot reach the Docker daemon ({self._where}): {_reason(exc)}"
-                raise EngineError(f"{message}; is dockerd running?") from None
-            raise EngineError(
+                raise ImageStoreError(f"{message}; is dockerd running?") from None
+            raise ImageStoreError(
                 f"cannot {what}: lost the Docker daemon ({_reason(exc)}); is dockerd still running?"
             ) from None
         if response.status >= 400:
-            raise EngineError(f"cannot {what}: {_daemon_message(response.status, body)}")
+            raise ImageStoreError(f"cannot {what}: {_daemon_message(response.status, body)}")
         if "json" not in (response.getheader("Content-Type") or ""):
             return None  # /_ping answers plain text
         return json.loads(body)
@@ -152,21 +153,21 @@ def _daemon_message(status: int, body: bytes) -> str:
     return text if len(text) < 300 else text[:300] + "..."
 
 
-class DockerPyEngine:
+class DockerPyImageStore:
     """Any endpoint docker-py can reach."""
 
     def __init__(self, client: docker.APIClient) -> None:
         self._client = client
 
     @classmethod
-    def connect(cls, env: Mapping[str, str]) -> DockerPyEngine:
+    def connect(cls, env: Mapping[str, str]) -> DockerPyImageStore:
         # Here, not above: importing docker-py costs the socket path its speed.
         from dockerpkg.effects import daemon
 
         try:
             return cls(daemon.connect(env))
         except daemon.DaemonError as exc:
-            raise EngineError(str(exc)) from None
+            raise ImageStoreError(str(exc)) from None
 
     def _call(self, what: str, call: Any, *args: Any, **kwargs: Any) -> Any:
         import docker.errors
@@ -176,7 +177,7 @@ class DockerPyEngine:
             return call(*args, **kwargs)
         except (docker.errors.DockerException, requests.RequestException) as exc:
             text = str(exc)
-            raise EngineError(f"cannot {what}: {text[:300]}") from None
+            raise ImageStoreError(f"cannot {what}: {text[:300]}") from None
 
     def images(self, *, untagged: bool = True) -> list[dict[str, Any]]:
         return list(self._call("list images", self._client.images, all=untagged))
