@@ -10,6 +10,7 @@ import os
 import signal
 from collections.abc import Iterator
 from contextlib import ExitStack
+from pathlib import Path
 from typing import NoReturn
 
 import docker
@@ -42,6 +43,18 @@ def no_login_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """Credentials come only from what a test sets, never from the developer's shell."""
     for name in ("DOCKERPKG_USERNAME", "DOCKERPKG_PASSWORD"):
         monkeypatch.delenv(name, raising=False)
+
+
+# The bundled trees live in this project's own checkout, whose commit would otherwise be the
+# revision label of every plan made from them (and change with each commit): git stops
+# looking for a repository at this folder.
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+@pytest.fixture(autouse=True)
+def bundled_trees_outside_git(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", f"{FIXTURES}:{EXAMPLES}")
 
 
 def _unavailable(reason: str) -> NoReturn:

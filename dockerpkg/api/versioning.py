@@ -10,10 +10,11 @@ from typing import TYPE_CHECKING
 
 import attrs
 
-from dockerpkg.api.workspace import Workspace, interrupted_update, left_behind
+from dockerpkg.api.workspace import Workspace, interrupted_update, left_behind, load_and_observe
+from dockerpkg.core.bases import check_bases
 from dockerpkg.core.plan import Action, Op, Plan
 from dockerpkg.core.prune import plan_prune
-from dockerpkg.core.update import plan_update, plan_update_all
+from dockerpkg.core.update import plan_update, plan_update_all, plan_update_changed_bases
 from dockerpkg.effects import changelogs
 from dockerpkg.effects.author import changelog_date, resolve_author
 from dockerpkg.errors import DockerPkgError
@@ -23,11 +24,14 @@ if TYPE_CHECKING:
     from dockerpkg.effects.prune import LocalState, Removal
 
 
+DEFAULT_REASON = "Security update"
+
+
 @attrs.frozen
 class UpdateRequest:
     """What `update` was asked: one image (NAME, maybe VERSION), or --all (SELECT, SUFFIX)."""
 
-    reason: str = "Security update"
+    reason: str | None = DEFAULT_REASON  # None: --changed-bases' own, naming the base
     name: str | None = None
     version: str | None = None
     select: str | None = None
@@ -40,12 +44,13 @@ def update_plan(
     """The changelog edits for REQUEST, signed by the author the environment names."""
     author = resolve_author(env, workspace.config, cwd=workspace.directory)
     date = changelog_date(now)
+    reason = request.reason or DEFAULT_REASON
     if request.name is not None:
         return plan_update(
             workspace.tree,
             workspace.config,
             name=request.name,
-            reason=request.reason,
+            reason=reason,
             version=request.version,
             author=author,
             date=date,
@@ -56,13 +61,45 @@ def update_plan(
         workspace.tree,
         workspace.config,
         select=request.select,
-        reason=request.reason,
+        reason=reason,
         version_suffix=request.version_suffix,
         author=author,
         date=date,
         directory=workspace.directory,
         digest=workspace.digest,
     )
+
+
+def changed_bases_plan(
+    directory: str,
+    config_path: str | None,
+    env: Mapping[str, str],
+    now: datetime.datetime,
+    request: UpdateRequest,
+) -> tuple[Plan, Workspace]:
+    """`update --changed-bases`: the registry is asked (never the daemon) for the bases
+    recorded on every published image of the tree and for the base images' digests now;
+    the entries go to the images whose base moved and to what depends on them."""
+    workspace, observed, _ = load_and_observe(
+        directory, config_path, env, render=False, definitions=True, daemon=False
+    )
+    tree = workspace.tree
+    published = [name for name in tree.order if tree.images[name].label in observed.published]
+    check = check_bases(tree, published, observed.bases, observed.base_digests)
+    plan = plan_update_changed_bases(
+        tree,
+        workspace.config,
+        check=check,
+        reason=request.reason,
+        version_suffix=request.version_suffix,
+        author=resolve_author(env, workspace.config, cwd=workspace.directory),
+        date=changelog_date(now),
+        directory=workspace.directory,
+        digest=workspace.digest,
+    )
+    if observed.problems:
+        plan = attrs.evolve(plan, notes=plan.notes + observed.problems)
+    return plan, workspace
 
 
 def write_update(

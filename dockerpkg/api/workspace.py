@@ -17,6 +17,7 @@ from dockerpkg.core.builders import (
 )
 from dockerpkg.core.config import Config, key_location
 from dockerpkg.core.configkeys import unknown_key_problems
+from dockerpkg.core.imagelabels import NO_SOURCE, SourceFacts
 from dockerpkg.core.plan import DEFAULT_OPTIONS, BuildOptions, Plan
 from dockerpkg.core.planner import OFFLINE, Observed, inputs_digest, plan_build
 from dockerpkg.core.refs import guessed_refs
@@ -25,6 +26,7 @@ from dockerpkg.core.tree import Tree, analyze_tree
 from dockerpkg.effects.changelogs import Interrupted, interrupted, leftover_warning
 from dockerpkg.effects.configfile import LoadedConfig, read_config
 from dockerpkg.effects.credentials import Credentials
+from dockerpkg.effects.gitfacts import source_facts
 from dockerpkg.effects.links import LinkPolicy
 from dockerpkg.effects.tree import read_snapshot
 from dockerpkg.effects.workfiles import JOURNAL_NAME
@@ -50,6 +52,8 @@ class Workspace:
     builders: BuilderSet = DEFAULT_BUILDERS  # the config's, or --builders
     # What an interrupted update left in the tree, if anything (a warning says so too).
     interrupted: Interrupted | None = None
+    # The git checkout's commit and origin, for the images' labels.
+    source: SourceFacts = NO_SOURCE
 
 
 def load_workspace(
@@ -68,7 +72,9 @@ def load_workspace(
     """
     directory, loaded, snapshot, links = _read_inputs(directory, config_path, env)
     chosen = builder_set(loaded, builders)
-    return _resolve(directory, loaded, snapshot, links, suffix, render=render, builders=chosen)
+    return _resolve(
+        directory, loaded, snapshot, links, suffix, env=env, render=render, builders=chosen
+    )
 
 
 def builder_set(loaded: LoadedConfig, flag: str | None) -> BuilderSet:
@@ -112,6 +118,7 @@ def _resolve(
     links: LinkPolicy,
     suffix: str,
     *,
+    env: Mapping[str, str],
     render: bool,
     builders: BuilderSet = DEFAULT_BUILDERS,
 ) -> Workspace:
@@ -140,6 +147,7 @@ def _resolve(
         builders=builders,
         links=links,
         interrupted=left,
+        source=source_facts(directory, env),
     )
 
 
@@ -173,10 +181,12 @@ def load_and_observe(
     offline: bool = False,
     definitions: bool = False,
     builders: str | None = None,
+    daemon: bool = True,
 ) -> tuple[Workspace, Observed, Credentials | None]:
     """load_workspace, then observe_workspace, with the observation started early: the
     daemon and the registry answer while the tree is resolved. DEFINITIONS also reads the
-    definitions recorded in published images (for drift: needs render=True). BUILDERS is
+    labels recorded in published images (definitions, for drift: needs render=True; bases)
+    and the base images' digests; without DAEMON only the registry is asked. BUILDERS is
     --builders: with several, no daemon is asked (only published images count); with one,
     that one is."""
     from dockerpkg.effects.observe import Observation, credentials_for
@@ -186,7 +196,7 @@ def load_and_observe(
     credentials = credentials_for(loaded.config, env)
     if offline:
         workspace = _resolve(
-            directory, loaded, snapshot, links, suffix, render=render, builders=chosen
+            directory, loaded, snapshot, links, suffix, env=env, render=render, builders=chosen
         )
         return workspace, Observed(offline=True, credentials=credentials is not None), credentials
     guesses = guessed_refs(snapshot, loaded.config, suffix)
@@ -197,10 +207,11 @@ def load_and_observe(
         guesses,
         definitions=definitions,
         builders=chosen.builders,
+        daemon=daemon,
     )
     try:
         workspace = _resolve(
-            directory, loaded, snapshot, links, suffix, render=render, builders=chosen
+            directory, loaded, snapshot, links, suffix, env=env, render=render, builders=chosen
         )
     except BaseException:
         observation.cancel()
@@ -224,6 +235,7 @@ def build_plan(
         digest=workspace.digest,
         options=options,
         builders=workspace.builders,
+        source=workspace.source,
     )
 
 

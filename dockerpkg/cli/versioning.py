@@ -36,7 +36,8 @@ if TYPE_CHECKING:
     from dockerpkg.effects.imagestore import ImageStore
     from dockerpkg.effects.prune import Removal
 
-DEFAULT_REASON = "Security update"
+DEFAULT_REASON = versioning.DEFAULT_REASON
+_BASES_REASON = "the changelog text (default: one naming the base image and its new digest)"
 
 _REASON = "the changelog text; each line is indented by three spaces"
 _SELECT = "fnmatch glob on full labels (registry/namespace/name:tag)"
@@ -101,9 +102,11 @@ def normalize_argv(rest: Sequence[str]) -> list[str]:
     ):
         # `apply PLAN.json` runs any saved plan: pick the command by the plan's action.
         args[0] = f"apply-{action}"
-    if args and args[0] in {"update", "plan-update"} and "--all" in args[1:]:
-        args.remove("--all")
-        args[0] += "-all"
+    for flag in ("--all", "--changed-bases"):
+        if args and args[0] in {"update", "plan-update"} and flag in args[1:]:
+            args.remove(flag)
+            args[0] += "-" + flag[2:]
+            break
     for flag in ("--resume", "--discard"):
         if args and args[0] == "update" and flag in args[1:]:
             args.remove(flag)
@@ -328,6 +331,61 @@ class VersioningCommands:
             _show(plan, json_output=json_output, out=None)
             self.write(plan, workspace)
 
+    def make_bases_plan(
+        self, directory: str, reason: str | None, version_suffix: str | None
+    ) -> tuple[Plan, api.Workspace]:
+        request = versioning.UpdateRequest(reason=reason, version_suffix=version_suffix)
+        ctx = self.ctx
+        plan, workspace = versioning.changed_bases_plan(
+            directory, ctx.config_path, ctx.env, ctx.now, request
+        )
+        _print_problems(workspace, every=ctx.echo)
+        return plan, workspace
+
+    @argh.arg("directory", metavar="DIRECTORY", help="the image tree")
+    @argh.arg("--reason", help=_BASES_REASON)
+    @argh.arg("--version-suffix", metavar="SUFFIX", help=_SUFFIX)
+    @argh.arg("--json", dest="json_output", help="print the plan as JSON")
+    @argh.arg("--out", help=_OUT)
+    @argh.arg("--detailed-exitcode", help=_EXITCODE)
+    def plan_update_changed_bases(
+        self,
+        directory: str,
+        *,
+        reason: str | None = None,
+        version_suffix: str | None = None,
+        json_output: bool = False,
+        out: str | None = None,
+        detailed_exitcode: bool = False,
+    ) -> None:
+        """Show the entries `update --changed-bases` would add: the images built on a base
+        image that moved since (asked of the registry), and what depends on them."""
+        plan, _ = self.make_bases_plan(directory, reason, version_suffix)
+        self.show_update(
+            plan, json_output=json_output, out=out, detailed_exitcode=detailed_exitcode
+        )
+
+    @argh.arg("directory", metavar="DIRECTORY", help="the image tree")
+    @argh.arg("--reason", help=_BASES_REASON)
+    @argh.arg("--version-suffix", metavar="SUFFIX", help=_SUFFIX)
+    @argh.arg("--json", dest="json_output", help="print the plan as JSON")
+    @argh.arg("--wait-lock", help=WAIT_LOCK_HELP)
+    def update_changed_bases(
+        self,
+        directory: str,
+        *,
+        reason: str | None = None,
+        version_suffix: str | None = None,
+        json_output: bool = False,
+        wait_lock: bool = False,
+    ) -> None:
+        """`update --changed-bases`: a new entry for every published image whose base image
+        moved since it was built, and for every image depending on one of them."""
+        with _locked(directory, wait_lock):
+            plan, workspace = self.make_bases_plan(directory, reason, version_suffix)
+            _show(plan, json_output=json_output, out=None)
+            self.write(plan, workspace)
+
     def recover(self, directory: str, wait_lock: bool, *, resume: bool) -> None:
         with _locked(directory, wait_lock):
             found, written = versioning.recover_update(
@@ -457,9 +515,11 @@ def commands(ctx: Context) -> list[Callable[..., Any]]:
     return [
         group.plan_update,
         group.plan_update_all,
+        group.plan_update_changed_bases,
         group.apply_update,
         group.update,
         group.update_all,
+        group.update_changed_bases,
         group.update_resume,
         group.update_discard,
         group.plan_prune,

@@ -84,6 +84,9 @@ _SCHEMA = sy.MapCombined(
         sy.Optional("force_numeric_user"): sy.Bool(),
         sy.Optional("definition_labels"): sy.Bool(),
         sy.Optional("check_latest"): sy.Bool(),
+        sy.Optional("oci_labels"): sy.Bool(),
+        sy.Optional("source_url"): _NULLABLE_STR,
+        sy.Optional("pin_bases"): sy.Bool(),
         sy.Optional("build_engine"): sy.Enum([e.value for e in BuildEngine]),
         sy.Optional("known_uid_mappings"): sy.EmptyDict() | sy.MapPattern(sy.Str(), sy.Int()),
         sy.Optional("verify_command"): sy.Str(),
@@ -124,6 +127,9 @@ KNOWN_KEYS = frozenset(
         "force_numeric_user",
         "definition_labels",
         "check_latest",
+        "oci_labels",
+        "source_url",
+        "pin_bases",
         "build_engine",
         "known_uid_mappings",
         "verify_command",
@@ -197,6 +203,11 @@ class Config:
     definition_labels: bool = True
     # Ask where `latest` is beside each version (a second check per image): see plan_build.
     check_latest: bool = True
+    # Standard OCI labels on built images (title, version, created, revision, source).
+    oci_labels: bool = True
+    source_url: str | None = None  # the `source` label; None: the checkout's origin remote
+    # Render FROM lines of base images with the digest observed when planning.
+    pin_bases: bool = False
     build_engine: BuildEngine | None = None  # None: see `engine`
     known_uid_mappings: Mapping[str, int] = DEFAULT_UID_MAPPINGS
     verify_command: str = "/bin/bash"

@@ -7,7 +7,7 @@ from __future__ import annotations
 import html
 import re
 
-from dockerpkg.core.plan import Plan, PlannedImage
+from dockerpkg.core.plan import Finding, Plan, PlannedImage, Reason
 from dockerpkg.core.plandiff import dockerfile_diff
 from dockerpkg.core.serialize import builder_text, summary
 
@@ -59,9 +59,9 @@ def plan_to_markdown(plan: Plan, base: Plan | None = None) -> str:
             why = ", ".join(reasons) or "requested"
             lines.append(f"| `{_cell(name)}` | {action} | {version} | {why} |")
         lines.append("")
-    if plan.findings:
-        lines += ["#### Changed without a version bump", ""]
-        for finding in plan.findings:
+    for title, found in _findings_by_kind(plan):
+        lines += [f"#### {title}", ""]
+        for finding in found:
             lines.append(f"- `{finding.image}`: {_cell(finding.detail)}. Fix: `{finding.fix}`")
         lines.append("")
     if plan.builders:
@@ -85,3 +85,10 @@ def plan_to_markdown(plan: Plan, base: Plan | None = None) -> str:
                 "",
             ]
     return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def _findings_by_kind(plan: Plan) -> list[tuple[str, list[Finding]]]:
+    moved = [f for f in plan.findings if f.reason is Reason.BASE_CHANGED]
+    drifted = [f for f in plan.findings if f.reason is not Reason.BASE_CHANGED]
+    kinds = [("Changed without a version bump", drifted), ("On an outdated base image", moved)]
+    return [(title, found) for title, found in kinds if found]

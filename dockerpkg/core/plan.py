@@ -8,11 +8,13 @@ verify; every step carries a Reason.
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 
 import attrs
 
 # 4: each step carries `needs`, the keys of the steps it waits for.
-FORMAT_VERSION = 4
+# 5: each image carries the `labels` its build sets; base_changed findings.
+FORMAT_VERSION = 5
 
 
 class Action(enum.Enum):
@@ -61,6 +63,10 @@ class Reason(enum.Enum):
     SCHEDULED_REFRESH = "scheduled_refresh"  # update --all
     # plan: the published image was built from another definition under the same version
     DEFINITION_CHANGED_WITHOUT_VERSION_BUMP = "definition_changed_without_version_bump"
+    # plan: a base image the published image was built on has another digest now
+    BASE_CHANGED = "base_changed"
+    # update --changed-bases: the image was built on a base that moved since
+    BASE_UPDATED = "base_updated"
 
 
 def step_key(op: Op, image: str) -> str:
@@ -105,6 +111,11 @@ class PlannedImage:
     # Digests of what determines the image (dockerpkg.core.definition); None: not rendered.
     definition: str | None = None
     own_definition: str | None = None
+    # The labels its build sets (dockerpkg.core.imagelabels), for the images the plan rendered.
+    labels: Mapping[str, str] = attrs.field(factory=dict)
+    # The base images and pulled parents whose manifest digests its build records in its
+    # bases label (dockerpkg.core.bases); None: no such label (not built, or labels off).
+    records: tuple[str, ...] | None = None
 
 
 @attrs.frozen
@@ -116,6 +127,12 @@ class Finding:
     reason: Reason
     detail: str
     fix: str
+    # base_changed: the base that moved, its digest then and now, and the published images
+    # built on this one (outdated with it).
+    base: str | None = None
+    recorded: str | None = None
+    current: str | None = None
+    below: tuple[str, ...] = ()
 
 
 @attrs.frozen

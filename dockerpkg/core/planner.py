@@ -9,11 +9,13 @@ from collections.abc import Mapping
 
 import attrs
 
+from dockerpkg.core.bases import base_findings, check_bases, unknown_note, with_records
 from dockerpkg.core.builders import DEFAULT_BUILDERS, BuilderSet, publishing_required
 from dockerpkg.core.changelog import versions_in
 from dockerpkg.core.config import Config, public_values
 from dockerpkg.core.definition import Definitions, definitions
 from dockerpkg.core.graph import reachable
+from dockerpkg.core.imagelabels import NO_SOURCE, SourceFacts, image_labels
 from dockerpkg.core.labels import stage_repository
 from dockerpkg.core.needs import with_needs
 from dockerpkg.core.plan import (
@@ -50,6 +52,15 @@ class Observed:
     # Repository -> its tags in the registry, where `latest` is not on the tree's version
     # (and each tag's digest in DIGESTS, to tell which one `latest` is on).
     tags: Mapping[str, tuple[str, ...]] = attrs.field(factory=dict)
+    # Whether the published images' labels were read (RECORDED, BASES): `plan` reads them,
+    # a quick `build` does not.
+    labels_read: bool = False
+    # Published label -> the base references and digests its bases label records.
+    bases: Mapping[str, Mapping[str, str]] = attrs.field(factory=dict)
+    # Base reference -> its manifest digest in the registry now (where it was found).
+    base_digests: Mapping[str, str] = attrs.field(factory=dict)
+    # What could not be observed, for the plan's notes (a registry of base images down).
+    problems: tuple[str, ...] = ()
 
 
 OFFLINE = Observed()
@@ -89,8 +100,26 @@ def inputs_digest(snapshot: Snapshot, config: Config) -> str:
     return "sha256:" + digest.hexdigest()
 
 
-def planned_image(image: Image, defined: Definitions | None = None) -> PlannedImage:
+def planned_image(
+    image: Image,
+    defined: Definitions | None = None,
+    labelled: tuple[Config, SourceFacts] | None = None,
+) -> PlannedImage:
+    """IMAGE as a plan records it; with LABELLED (the config and the checkout's facts), the
+    labels its build sets, when its Dockerfile was rendered."""
     names = image.spec.source.names
+    own = defined.own.get(image.name) if defined else None
+    labels: Mapping[str, str] = {}
+    if labelled is not None and image.dockerfile is not None:
+        config, source = labelled
+        labels = image_labels(
+            name=image.name,
+            version=image.spec.version,
+            changelog=image.spec.source.changelog,
+            own_definition=own,
+            config=config,
+            source=source,
+        )
     return PlannedImage(
         path=image.path,
         name=image.name,
@@ -105,7 +134,8 @@ def planned_image(image: Image, defined: Definitions | None = None) -> PlannedIm
         has_test="test.sh" in names,
         has_dockerignore=".dockerignore" in names,
         definition=defined.full.get(image.name) if defined else None,
-        own_definition=defined.own.get(image.name) if defined else None,
+        own_definition=own,
+        labels=labels,
     )
 
 
@@ -148,6 +178,7 @@ def plan_build(
     digest: str,
     options: BuildOptions = DEFAULT_OPTIONS,
     builders: BuilderSet = DEFAULT_BUILDERS,
+    source: SourceFacts = NO_SOURCE,
 ) -> Plan:
     """Steps to bring the selected images (and the unbuilt images they need) to published.
 
@@ -191,16 +222,14 @@ def plan_build(
         steps += latest_steps
         notes += latest_notes
     notes += _run_notes(config, options, builders, publish=publish, selected=bool(selected))
-    drifted = [
-        n
-        for n in selected
-        if states[n][0] is State.PUBLISHED and _drifted(tree.images[n], observed, defined)
-    ]
+    published = [n for n in selected if states[n][0] is State.PUBLISHED]
+    findings, finding_notes = _findings(tree, observed, defined, published, directory)
+    notes += finding_notes
     images = tuple(
-        planned_image(tree.images[n], defined)
+        planned_image(tree.images[n], defined, (config, source))
         for n in sorted(tree.images, key=lambda n: tree.images[n].path)
     )
-    return Plan(
+    plan = Plan(
         action=Action.BUILD,
         directory=directory,
         digest=digest,
@@ -210,11 +239,13 @@ def plan_build(
         notes=tuple(notes),
         registry=config.registry,
         publish=publish,
-        findings=tuple(_drift(tree.images[n], observed, defined, directory) for n in drifted),
+        findings=tuple(findings),
         builders=tuple(
             PlannedBuilder(b.name, b.slots, b.tls is not None) for b in builders.builders
         ),
     )
+    # The bases label goes with the definition label: both are dockerpkg's own records.
+    return with_records(plan) if config.definition_labels else plan
 
 
 def _for_several_builders(
@@ -231,6 +262,20 @@ def _for_several_builders(
             builders.origin.line,
         )
     return attrs.evolve(observed, local=frozenset())
+
+
+def _findings(
+    tree: Tree, observed: Observed, defined: Definitions, published: list[str], directory: str
+) -> tuple[list[Finding], list[str]]:
+    """What is wrong with the PUBLISHED images that no step fixes: a definition changed
+    without a new version, a base image moved since the build; and the notes that go with."""
+    drifted = [n for n in published if _drifted(tree.images[n], observed, defined)]
+    findings = [_drift(tree.images[n], observed, defined, directory) for n in drifted]
+    if not observed.labels_read:
+        return findings, []
+    check = check_bases(tree, published, observed.bases, observed.base_digests)
+    notes = [note for note in (unknown_note(check),) if note] + list(observed.problems)
+    return findings + list(base_findings(tree, check, directory)), notes
 
 
 def _drifted(image: Image, observed: Observed, defined: Definitions) -> bool:

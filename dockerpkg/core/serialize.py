@@ -53,6 +53,8 @@ def plan_to_data(plan: Plan) -> dict[str, Any]:
                 "has_dockerignore": i.has_dockerignore,
                 "definition": i.definition,
                 "own_definition": i.own_definition,
+                "labels": dict(i.labels),
+                "records": None if i.records is None else list(i.records),
             }
             for i in plan.images
         ],
@@ -67,16 +69,7 @@ def plan_to_data(plan: Plan) -> dict[str, Any]:
             }
             for s in plan.steps
         ],
-        "findings": [
-            {
-                "image": f.image,
-                "label": f.label,
-                "reason": f.reason.value,
-                "detail": f.detail,
-                "fix": f.fix,
-            }
-            for f in plan.findings
-        ],
+        "findings": [_finding_json(f) for f in plan.findings],
         "edits": [
             {
                 "path": e.path,
@@ -128,6 +121,8 @@ def plan_from_json(text: str, path: str) -> Plan:
                         "depends": tuple(i["depends"]),
                         "parents": tuple(i["parents"]),
                         "bases": tuple(i["bases"]),
+                        "labels": dict(i["labels"]),
+                        "records": None if i["records"] is None else tuple(i["records"]),
                     }
                 )
                 for i in data["images"]
@@ -145,13 +140,32 @@ def plan_from_json(text: str, path: str) -> Plan:
             ),
             edits=tuple(Edit(**e) for e in data["edits"]),
             findings=tuple(
-                Finding(**{**f, "reason": Reason(f["reason"])}) for f in data["findings"]
+                Finding(**{**f, "reason": Reason(f["reason"]), "below": tuple(f.get("below", ()))})
+                for f in data["findings"]
             ),
         )
     except DockerPkgError:
         raise
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise DockerPkgError.single(path, f"not a dockerpkg plan: {exc}") from None
+
+
+def _finding_json(finding: Finding) -> dict[str, object]:
+    found: dict[str, object] = {
+        "image": finding.image,
+        "label": finding.label,
+        "reason": finding.reason.value,
+        "detail": finding.detail,
+        "fix": finding.fix,
+    }
+    if finding.base is not None:
+        found.update(
+            base=finding.base,
+            recorded=finding.recorded,
+            current=finding.current,
+            below=list(finding.below),
+        )
+    return found
 
 
 def plan_to_text(plan: Plan, *, needs: bool = False) -> str:
@@ -173,7 +187,8 @@ def plan_to_text(plan: Plan, *, needs: bool = False) -> str:
             "  | " + line if line else "  |" for line in edit.entry.rstrip("\n").split("\n")
         )
     for finding in plan.findings:
-        lines.append(f"drift  {finding.image}  {finding.label}  ({finding.reason.value})")
+        kind = "outdated" if finding.reason is Reason.BASE_CHANGED else "drift"
+        lines.append(f"{kind}  {finding.image}  {finding.label}  ({finding.reason.value})")
         lines.append(f"  {finding.detail}")
         lines.append(f"  fix: {finding.fix}")
     if plan.builders:
@@ -188,8 +203,19 @@ def builder_text(builder: PlannedBuilder) -> str:
     return f"{builder.url} ({slots}{', TLS' if builder.tls else ''})"
 
 
+def findings_summary(plan: Plan) -> str:
+    """The summary's words about findings ("" without any)."""
+    moved = [f for f in plan.findings if f.reason is Reason.BASE_CHANGED]
+    drifted = len(plan.findings) - len(moved)
+    parts = [f", {drifted} changed without a version bump"] if drifted else []
+    if moved:
+        count = len(moved) + sum(len(f.below) for f in moved)
+        parts.append(f", {count} on an outdated base")
+    return "".join(parts)
+
+
 def summary(plan: Plan) -> str:
-    drift = f", {len(plan.findings)} changed without a version bump" if plan.findings else ""
+    drift = findings_summary(plan)
     if not plan.steps and not plan.edits:
         return f"Plan: nothing to do{drift}."
     counts = [

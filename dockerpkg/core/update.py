@@ -9,9 +9,12 @@ exists can be written as a whole: nothing is found wrong half-way through the wr
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
+
+import attrs
 
 from dockerpkg.core import changelog, versions
+from dockerpkg.core.bases import BaseCheck, BaseMove, short, unknown_note
 from dockerpkg.core.changelog import Author
 from dockerpkg.core.config import Config
 from dockerpkg.core.graph import reachable
@@ -119,6 +122,54 @@ def plan_update_all(
     return plan
 
 
+def base_reason(moves: tuple[BaseMove, ...]) -> str:
+    """The default entry of an image whose base moved: which base, and its new digest."""
+    return "\n".join(
+        f"Rebuild for updated base image {m.reference.rpartition('/')[2]} ({short(m.current)})"
+        for m in moves
+    )
+
+
+def plan_update_changed_bases(
+    tree: Tree,
+    config: Config,
+    *,
+    check: BaseCheck,
+    reason: str | None,
+    version_suffix: str | None,
+    author: Author,
+    date: str,
+    directory: str,
+    digest: str,
+) -> Plan:
+    """`update --changed-bases`: an entry for each image whose recorded base moved (REASON,
+    else one naming the base) and for every image depending on one of them; versions as
+    `update --all` gives them."""
+
+    def rule(image: Image) -> str:
+        if version_suffix is not None:
+            return versions.with_suffix(image.spec.version, version_suffix)
+        return versions.bump(image.spec.version, config.update_id)
+
+    reasons = {name: reason or base_reason(moves) for name, moves in check.tops.items()}
+    plan = _plan(
+        tree,
+        config,
+        requested=list(check.tops),
+        requested_reason=Reason.BASE_UPDATED,
+        rule=rule,
+        reason=reasons,
+        author=author,
+        date=date,
+        directory=directory,
+        digest=digest,
+        options=DEFAULT_OPTIONS,
+    )
+    notes = [] if check.tops else ["no published image sits on a base image that moved"]
+    unknown = unknown_note(check)
+    return attrs.evolve(plan, notes=(*plan.notes, *notes, *([unknown] if unknown else [])))
+
+
 def unknown_image(tree: Tree, name: str, directory: str) -> DockerPkgError:
     """No image is called NAME: name the close ones, including those docker-pkg's suffix match
     would have picked."""
@@ -160,7 +211,7 @@ def _plan(
     requested: list[str],
     requested_reason: Reason,
     rule: VersionRule,
-    reason: str,
+    reason: str | Mapping[str, str],  # one for all, or per requested image
     author: Author,
     date: str,
     directory: str,
@@ -179,7 +230,11 @@ def _plan(
     for name in (n for n in tree.order if n in targets):
         image = tree.images[name]
         own = requesters[name] == (name,)
-        text = reason if own else changelog.refresh_reason(requesters[name], reason)
+        if isinstance(reason, str):
+            given = reason
+        else:
+            given = "\n".join(dict.fromkeys(reason[r] for r in requesters[name]))
+        text = given if own else changelog.refresh_reason(requesters[name], given)
         try:
             edit = _edit(
                 image, config, rule=rule, reason=text, author=author, date=date, parsed=parsed

@@ -19,8 +19,9 @@ from typing import IO, cast
 import attrs
 import docker
 
+from dockerpkg.core.bases import BASES_LABEL, bases_label, chosen_digest
 from dockerpkg.core.config import BuildEngine, Config, proxy_args
-from dockerpkg.core.definition import DEFINITION_LABEL
+from dockerpkg.core.imagelabels import labelled_build
 from dockerpkg.core.labels import repository_path, same_registry, split_label
 from dockerpkg.core.plan import Op, Plan, PlannedImage, Step
 from dockerpkg.core.report import Outcome, Report
@@ -200,7 +201,13 @@ class Executor:
                     raise TaskFailedError(f"the plan holds no rendered Dockerfile for {image.name}")
                 if deadline is not None and time.monotonic() >= deadline:
                     raise daemon.TimedOutError("timed out")
-                (context / "Dockerfile").write_text(image.dockerfile, encoding="utf-8")
+                bases = self._bases(image)
+                labels = dict(image.labels)
+                if image.records is not None:
+                    labels[BASES_LABEL] = bases_label(bases)
+                    log.write(f"{BASES_LABEL}: {labels[BASES_LABEL]}\n")
+                build = labelled_build(image.dockerfile, labels, self._settings.build_engine)
+                (context / "Dockerfile").write_text(build.dockerfile, encoding="utf-8")
                 image_id = imagebuild.build(
                     self._client,
                     str(context),
@@ -210,7 +217,7 @@ class Executor:
                     container_limits=config.container_limits,
                     log_file=log,
                     cancel=self._cancel,
-                    labels=definition_labels(image) if config.definition_labels else None,
+                    labels=build.labels or None,
                     deadline=deadline,
                     engine=self._settings.build_engine,
                 )
@@ -219,7 +226,20 @@ class Executor:
                 raise TaskFailedError(f"build timed out after {timeout:g} s") from None
             except daemon.DaemonError as exc:
                 raise self._failed(exc) from None
-        return image_id
+        if not bases:
+            return image_id
+        return f"{image_id} on " + ", ".join(f"{ref}@{digest}" for ref, digest in bases.items())
+
+    def _bases(self, image: PlannedImage) -> dict[str, str]:
+        """The manifest digest of each image IMAGE's build records, as the daemon holds it
+        now (what the build will use); one the daemon holds by no digest (made locally) is
+        left out."""
+        found: dict[str, str] = {}
+        for ref in image.records or ():
+            digest = chosen_digest(daemon.repo_digests(self._client, ref), None)
+            if digest is not None:
+                found[ref] = digest
+        return found
 
     def _build_stage(self, image: PlannedImage, stage: str | None) -> str | None:
         """Build STAGE from the rendered build template, in a context of its own, and keep its
@@ -450,8 +470,3 @@ class _Tee:
 
 
 __all__ = ["Executor", "Outcome", "Settings"]
-
-
-def definition_labels(image: PlannedImage) -> dict[str, str]:
-    found = {DEFINITION_LABEL: image.own_definition}
-    return {key: value for key, value in found.items() if value is not None}

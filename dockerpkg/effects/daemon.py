@@ -478,6 +478,22 @@ def image_id(client: docker.APIClient, label: str) -> str:
         raise failure(f"cannot inspect {label}", exc) from None
 
 
+def repo_digests(client: docker.APIClient, label: str) -> tuple[str, ...]:
+    """The manifest digests the daemon knows the local image LABEL by, in LABEL's repository
+    (none for an image never pulled or pushed); LABEL missing is a failure."""
+    repository, _ = split_label(label.partition("@")[0])
+    try:
+        found = inspect(client, label).get("RepoDigests") or []
+    except FAILURES as exc:
+        raise failure(f"cannot inspect {label}", exc) from None
+    return tuple(
+        digest
+        for item in found
+        for name, _, digest in (str(item).partition("@"),)
+        if name == repository
+    )
+
+
 def push(
     client: docker.APIClient,
     repository: str,

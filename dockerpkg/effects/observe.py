@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
+from dockerpkg.core.bases import BASES_LABEL, BaseRef, base_refs, read_bases_label
 from dockerpkg.core.builders import Builder
 from dockerpkg.core.config import Config
 from dockerpkg.core.definition import DEFINITION_LABEL
@@ -98,6 +99,7 @@ class Observation:
         *,
         definitions: bool = False,
         builders: tuple[Builder, ...] = (),
+        daemon: bool = True,
     ) -> None:
         self._config = config
         self._builders = builders
@@ -105,14 +107,18 @@ class Observation:
         self._credentials = credentials
         self._env = dict(env)
         self._cancel = threading.Event()
-        # The daemon's listing and the registry's answers, side by side.
-        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="observe")
+        # The daemon's listing, the registry's answers and the bases' digests, side by side.
+        self._pool = ThreadPoolExecutor(max_workers=3, thread_name_prefix="observe")
         self._local_labels: Future[frozenset[str]] | None = None
-        if len(builders) < 2:
+        if daemon and len(builders) < 2:
             self._local_labels = self._pool.submit(self._local, dict(env))
-        self._answers: Future[tuple[dict[Ref, str | None], dict[Ref, str]]] = self._pool.submit(
-            self._ask, self._with_latest(refs), self._cancel
+        self._answers: Future[tuple[dict[Ref, str | None], dict[Ref, dict[str, str]]]] = (
+            self._pool.submit(self._ask, self._with_latest(refs), self._cancel)
         )
+        # Only `plan` (which reads the labels) compares bases: a no-op build asks nothing more.
+        self._bases: Future[tuple[dict[str, str], list[str]]] | None = None
+        if definitions:
+            self._bases = self._pool.submit(self._base_digests, self._cancel)
 
     def _with_latest(self, refs: Iterable[Ref]) -> tuple[Ref, ...]:
         """REFS and, when the run can publish (so move `latest`), each repository's latest."""
@@ -138,9 +144,34 @@ class Observation:
             daemon.close()
         return frozenset(tag for image in images for tag in image.tags)
 
+    def _base_digests(self, cancel: threading.Event) -> tuple[dict[str, str], list[str]]:
+        """The manifest digest of every base image of the config now, one HEAD each, with a
+        client per registry (the run's credentials only for its own); a registry that does
+        not answer leaves its bases unjudged, with a note saying so."""
+        by_registry: dict[tuple[str | None, bool], list[BaseRef]] = {}
+        for ref in base_refs(self._config.base_images, self._config.registry):
+            by_registry.setdefault((ref.registry, ref.own), []).append(ref)
+        digests: dict[str, str] = {}
+        problems: list[str] = []
+        for (host, own), refs in by_registry.items():
+            try:
+                with RegistryClient(
+                    (self._config.registry or None) if own else host,
+                    self._credentials if own else None,
+                    ca_bundle=self._config.ca_bundle,
+                    workers=max(1, self._config.scan_workers),
+                    env=self._env,
+                ) as registry:
+                    answers = registry.digests_many([(r.path, r.tag) for r in refs], cancel)
+            except RegistryError as exc:
+                problems.append(f"cannot tell whether base images moved: {exc}")
+                continue
+            digests.update({r.label: d for r in refs if (d := answers[r.path, r.tag])})
+        return digests, problems
+
     def _ask(
         self, refs: Iterable[Ref], cancel: threading.Event | None
-    ) -> tuple[dict[Ref, str | None], dict[Ref, str]]:
+    ) -> tuple[dict[Ref, str | None], dict[Ref, dict[str, str]]]:
         """The manifest digest of each of REFS (None: not published) and, when asked for, the
         own definitions their labels record; one client for both, so one set of connections
         and tokens."""
@@ -175,7 +206,8 @@ class Observation:
         registry: RegistryClient,
         digests: Mapping[Ref, str | None],
         cancel: threading.Event | None,
-    ) -> dict[Ref, str]:
+    ) -> dict[Ref, dict[str, str]]:
+        """The labels dockerpkg reads back (definition, bases) of each published version."""
         wanted = (
             [ref for ref, found in digests.items() if found and ref[1] != "latest"]
             if self._definitions
@@ -184,20 +216,22 @@ class Observation:
         if not wanted:
             return {}
 
-        def labels(ref: Ref) -> str | None:
+        def labels(ref: Ref) -> dict[str, str]:
             if cancel is not None and cancel.is_set():
-                return None
-            return (registry.image_labels(*ref) or {}).get(DEFINITION_LABEL)
+                return {}
+            found = registry.image_labels(*ref) or {}
+            return {key: found[key] for key in (DEFINITION_LABEL, BASES_LABEL) if key in found}
 
         with ThreadPoolExecutor(max(1, self._config.scan_workers)) as pool:
             answers = dict(zip(wanted, pool.map(labels, wanted), strict=True))
-        return {ref: value for ref, value in answers.items() if value is not None}
+        return {ref: value for ref, value in answers.items() if value}
 
     def result(self, tree: Tree) -> Observed:
         """What the plan for TREE needs; references not asked yet are asked now."""
         try:
             local = frozenset() if self._local_labels is None else self._local_labels.result()
             asked, asked_recorded = self._answers.result()
+            base_digests, base_problems = self._bases.result() if self._bases else ({}, [])
         except BaseException:
             self.cancel()
             raise
@@ -235,9 +269,21 @@ class Observation:
             published=published,
             local=local,
             credentials=self._credentials is not None,
-            recorded={tree.images[n].label: recorded[r] for n, r in refs.items() if r in recorded},
+            recorded={
+                tree.images[n].label: value
+                for n, r in refs.items()
+                if (value := recorded.get(r, {}).get(DEFINITION_LABEL))
+            },
             digests=digests,
             tags={by_path[path]: found for path, found in tags.items()},
+            labels_read=self._definitions,
+            bases={
+                tree.images[n].label: based
+                for n, r in refs.items()
+                if (based := read_bases_label(recorded.get(r, {}).get(BASES_LABEL))) is not None
+            },
+            base_digests=base_digests,
+            problems=tuple(base_problems),
         )
 
     def cancel(self) -> None:
@@ -245,6 +291,8 @@ class Observation:
         self._cancel.set()
         # Waits for both; their errors, if any, no longer matter.
         self._answers.exception()
+        if self._bases is not None:
+            self._bases.exception()
         if self._local_labels is not None:
             self._local_labels.exception()
         self._pool.shutdown()

@@ -1,0 +1,168 @@
+"""Base digests: the comparison of recorded bases with the registry's (pure, observed-state
+literals), the findings in every view (golden), and the label's value."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from dockerpkg.core.bases import (
+    BASES_LABEL,
+    bases_label,
+    check_bases,
+    chosen_digest,
+    read_bases_label,
+    recorded_references,
+)
+from dockerpkg.core.markdown import plan_to_markdown
+from dockerpkg.core.plan import Plan, Reason
+from dockerpkg.core.planner import Observed, plan_build
+from dockerpkg.core.serialize import plan_from_json, plan_to_json, plan_to_text
+from dockerpkg.core.tree import Tree, load_tree
+from dockerpkg.effects.tree import read_snapshot
+from tests.support.compat import COMPAT, case_config
+from tests.support.golden import check_golden
+
+CASE = COMPAT / "11-versions"
+R = "registry.example.org/"
+BOOKWORM = R + "bookworm:20260301"
+NATIVE, SECURITY, DATED = R + "native:0.4.1", R + "security:0.4.1-s2", R + "dated:1.21-1-20260816"
+DEBIAN_REV, LEAF = R + "debian-rev:2.0.3-1", R + "leaf:5"
+EVERY = frozenset({NATIVE, SECURITY, DATED, DEBIAN_REV, LEAF})
+ALL_NAMES = ("native", "security", "dated", "debian-rev", "leaf")
+OLD, NEW = "sha256:" + "a" * 64, "sha256:" + "b" * 64
+
+
+@pytest.fixture(scope="module")
+def tree() -> Tree:
+    return load_tree(read_snapshot(CASE / "images"), case_config(CASE))
+
+
+def on_base(digest: str) -> dict[str, str]:
+    return {BOOKWORM: digest}
+
+
+class TestCheck:
+    def test_a_moved_base_outdates_its_image_and_everything_built_on_it(self, tree: Tree) -> None:
+        recorded = {NATIVE: on_base(OLD), SECURITY: {NATIVE: OLD}}
+        check = check_bases(tree, ALL_NAMES, recorded, {BOOKWORM: NEW})
+        assert set(check.tops) == {"native"}
+        assert check.tops["native"][0].recorded == OLD
+        assert check.tops["native"][0].current == NEW
+        assert check.below["native"] == ("dated", "debian-rev", "leaf", "security")
+        assert set(check.outdated) == set(ALL_NAMES)
+        assert check.unknown == ()
+
+    def test_an_unmoved_base_outdates_nothing(self, tree: Tree) -> None:
+        recorded: dict[str, dict[str, str]] = {label: {} for label in EVERY}
+        recorded[NATIVE] = on_base(OLD)
+        check = check_bases(tree, ALL_NAMES, recorded, {BOOKWORM: OLD})
+        assert (check.tops, check.outdated, check.unknown) == ({}, (), ())
+
+    def test_a_reference_not_asked_about_is_not_judged(self, tree: Tree) -> None:
+        check = check_bases(tree, ALL_NAMES, {NATIVE: on_base(OLD)}, {})
+        assert check.tops == {}
+        assert check.unknown == tuple(n for n in tree.order if n != "native")
+
+    def test_a_moved_parent_below_the_top_is_counted_not_reported(self, tree: Tree) -> None:
+        # leaf recorded dated's manifest, which moved too: leaf is still under native.
+        recorded = {NATIVE: on_base(OLD), LEAF: {DATED: OLD}}
+        check = check_bases(tree, ALL_NAMES, recorded, {BOOKWORM: NEW, DATED: NEW})
+        assert set(check.tops) == {"native"}
+        assert "leaf" in check.below["native"]
+
+    def test_a_branch_of_its_own(self, tree: Tree) -> None:
+        recorded: dict[str, dict[str, str]] = {label: {} for label in EVERY}
+        recorded[DATED] = {SECURITY: OLD}
+        check = check_bases(tree, ALL_NAMES, recorded, {SECURITY: NEW})
+        assert set(check.tops) == {"dated"}
+        assert check.below["dated"] == ("leaf",)
+        assert check.outdated == ("dated", "leaf")
+
+    def test_only_published_images_count(self, tree: Tree) -> None:
+        check = check_bases(tree, ("native",), {NATIVE: on_base(OLD)}, {BOOKWORM: NEW})
+        assert check.below["native"] == ()
+        assert check.outdated == ("native",)
+
+
+def planned(tree: Tree, observed: Observed) -> Plan:
+    return plan_build(tree, case_config(CASE), observed, directory="images", digest="sha256:test")
+
+
+def outdated_observed(**more: object) -> Observed:
+    return Observed(
+        offline=False,
+        published=EVERY,
+        credentials=True,
+        labels_read=True,
+        bases={NATIVE: on_base(OLD), SECURITY: {}, DATED: {}, DEBIAN_REV: {}},
+        base_digests={BOOKWORM: NEW},
+        **more,  # type: ignore[arg-type]
+    )
+
+
+class TestPlan:
+    def test_one_finding_at_the_top_with_the_count_below(self, tree: Tree) -> None:
+        plan = planned(tree, outdated_observed())
+        assert [(f.image, f.reason) for f in plan.findings] == [("native", Reason.BASE_CHANGED)]
+        finding = plan.findings[0]
+        assert (finding.base, finding.recorded, finding.current) == (BOOKWORM, OLD, NEW)
+        assert finding.below == ("dated", "debian-rev", "leaf", "security")
+        assert finding.fix == "dockerpkg update --changed-bases images"
+        assert plan.has_changes
+        assert plan.steps == ()
+        # leaf carries no label: but it is below an outdated image, so it is not "unknown".
+        assert not any("without the" in note for note in plan.notes)
+
+    def test_unknown_images_are_one_note(self, tree: Tree) -> None:
+        observed = Observed(
+            offline=False, published=EVERY, credentials=True, labels_read=True, bases={}
+        )
+        plan = planned(tree, observed)
+        assert plan.findings == ()
+        notes = [note for note in plan.notes if BASES_LABEL in note]
+        assert len(notes) == 1
+        assert notes[0].startswith("5 published images without the org.dockerpkg.bases label")
+
+    def test_labels_not_read_no_judgement(self, tree: Tree) -> None:
+        observed = Observed(offline=False, published=EVERY, credentials=True)
+        plan = planned(tree, observed)
+        assert plan.findings == ()
+        assert not any(BASES_LABEL in note for note in plan.notes)
+
+    @pytest.mark.parametrize("view", ["txt", "json", "md"])
+    def test_golden(self, tree: Tree, view: str) -> None:
+        plan = planned(tree, outdated_observed())
+        text = {"txt": plan_to_text, "json": plan_to_json, "md": plan_to_markdown}[view](plan)
+        check_golden(f"plans/base-changed.{view}", text)
+
+    def test_json_round_trip(self, tree: Tree) -> None:
+        plan = planned(tree, outdated_observed())
+        assert plan_from_json(plan_to_json(plan), "p.json") == plan
+
+
+class TestLabel:
+    def test_sorted_compact_json(self) -> None:
+        value = bases_label({"b/x:1": NEW, "a/y:2": OLD})
+        assert value == json.dumps({"a/y:2": OLD, "b/x:1": NEW}, separators=(",", ":"))
+        assert read_bases_label(value) == {"a/y:2": OLD, "b/x:1": NEW}
+
+    @pytest.mark.parametrize("value", [None, "", "not json", "[1]", '{"a": 1}'])
+    def test_a_label_not_ours_reads_as_absent(self, value: str | None) -> None:
+        assert read_bases_label(value) is None
+
+    def test_the_digest_the_plan_saw_wins_else_the_smallest(self) -> None:
+        assert chosen_digest([NEW, OLD], NEW) == NEW
+        assert chosen_digest([NEW, OLD], None) == OLD
+        assert chosen_digest([], OLD) is None
+
+    def test_recorded_references_are_bases_and_pulled_parents(self, tree: Tree) -> None:
+        plan = planned(tree, Observed(offline=False, published=frozenset({NATIVE})))
+        security = plan.image("security")
+        # native is published, so pulled: its manifest is recorded; bookworm is native's.
+        assert recorded_references(plan, security) == (NATIVE,)
+        offline = planned(tree, Observed())
+        assert recorded_references(offline, offline.image("native")) == (BOOKWORM,)
+        # security is built in the same run: nothing of it is recorded on dated.
+        assert recorded_references(offline, offline.image("dated")) == ()
