@@ -11,6 +11,7 @@ security refresh) shows although nothing in the tree changed.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Mapping
 
 import attrs
@@ -224,3 +225,76 @@ def base_refs(labels: Iterable[str], registry: str | None) -> tuple[BaseRef, ...
             )
         )
     return tuple(found)
+
+
+def pinned(label: str, digest: str) -> str:
+    """LABEL held to one manifest: `NAME:TAG@DIGEST` (the tag stays for readers)."""
+    return f"{label}@{digest}"
+
+
+# A FROM instruction: its options, the image, and the rest (`AS stage`).
+_FROM = re.compile(r"^(?P<head>\s*FROM\s+(?:--\S+\s+)*)(?P<image>\S+)(?P<rest>.*)$", re.IGNORECASE)
+
+
+def pin_dockerfile(dockerfile: str, pins: Mapping[str, str]) -> str:
+    """DOCKERFILE with every FROM of a base image in PINS (label -> digest) held to that
+    digest; other lines and FROMs unchanged."""
+    lines = []
+    for line in dockerfile.split("\n"):
+        match = _FROM.match(line)
+        if match is not None and match["image"] in pins:
+            image = match["image"]
+            lines.append(match["head"] + pinned(image, pins[image]) + match["rest"])
+        else:
+            lines.append(line)
+    return "\n".join(lines)
+
+
+def pin_plan(plan: Plan, pins: Mapping[str, str]) -> Plan:
+    """PLAN with its base images held to PINS (label -> digest): FROM lines of rendered
+    Dockerfiles, the pulls of those bases (which fetch that manifest and move no tag), and
+    each image's `pins`, which its build records as its bases' digests."""
+    if not pins:
+        return plan
+    images = []
+    for image in plan.images:
+        used = {base: pins[base] for base in image.bases if base in pins}
+        if image.dockerfile is None or not used:
+            images.append(image)
+            continue
+        build = image.build_dockerfile
+        images.append(
+            attrs.evolve(
+                image,
+                dockerfile=pin_dockerfile(image.dockerfile, used),
+                build_dockerfile=None if build is None else pin_dockerfile(build, used),
+                pins=used,
+            )
+        )
+    steps = tuple(
+        attrs.evolve(step, label=pinned(step.image, pins[step.image]))
+        if step.op is Op.PULL and step.image in pins
+        else step
+        for step in plan.steps
+    )
+    return attrs.evolve(plan, images=tuple(images), steps=steps)
+
+
+def pins_of(
+    bases: Iterable[str], digests: Mapping[str, str], offline: bool
+) -> tuple[dict[str, str], list[str]]:
+    """For `pin_bases`: the digest to hold each of BASES to (from DIGESTS, observed when
+    planning), and notes for those it cannot."""
+    wanted = sorted({base for base in bases if "@" not in base})
+    if offline:
+        return {}, [
+            "pin_bases: planned offline, so the base images' digests are unknown: "
+            "FROM lines are not pinned"
+        ]
+    pins = {base: digests[base] for base in wanted if base in digests}
+    notes = [
+        f"pin_bases: {base} was not found in its registry: not pinned"
+        for base in wanted
+        if base not in pins
+    ]
+    return pins, notes

@@ -21,7 +21,8 @@ def with_needs(steps: Sequence[Step], images: Iterable[PlannedImage]) -> tuple[S
     """STEPS, each with its `needs` worked out from the others and the plan's IMAGES."""
     by_name = {image.name: image for image in images}
     keys = {step.key for step in steps}
-    pulls = {step.label: step.key for step in steps if step.op is Op.PULL}
+    # A pull is found by the label it pulls and, for a base pinned to a digest, by the base.
+    pulls = {name: s.key for s in steps if s.op is Op.PULL for name in (s.image, s.label)}
     return tuple(attrs.evolve(step, needs=_needs(step, by_name, keys, pulls)) for step in steps)
 
 

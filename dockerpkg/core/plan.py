@@ -116,6 +116,8 @@ class PlannedImage:
     # The base images and pulled parents whose manifest digests its build records in its
     # bases label (dockerpkg.core.bases); None: no such label (not built, or labels off).
     records: tuple[str, ...] | None = None
+    # pin_bases: base label -> the manifest digest its FROM lines are held to.
+    pins: Mapping[str, str] = attrs.field(factory=dict)
 
 
 @attrs.frozen

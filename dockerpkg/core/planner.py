@@ -9,7 +9,14 @@ from collections.abc import Mapping
 
 import attrs
 
-from dockerpkg.core.bases import base_findings, check_bases, unknown_note, with_records
+from dockerpkg.core.bases import (
+    base_findings,
+    check_bases,
+    pin_plan,
+    pins_of,
+    unknown_note,
+    with_records,
+)
 from dockerpkg.core.builders import DEFAULT_BUILDERS, BuilderSet, publishing_required
 from dockerpkg.core.changelog import versions_in
 from dockerpkg.core.config import Config, public_values
@@ -244,8 +251,19 @@ def plan_build(
             PlannedBuilder(b.name, b.slots, b.tls is not None) for b in builders.builders
         ),
     )
+    return _finished(plan, tree, config, observed)
+
+
+def _finished(plan: Plan, tree: Tree, config: Config, observed: Observed) -> Plan:
+    """PLAN with what its builds record of their bases, and held to their digests when the
+    config pins them."""
     # The bases label goes with the definition label: both are dockerpkg's own records.
-    return with_records(plan) if config.definition_labels else plan
+    plan = with_records(plan) if config.definition_labels else plan
+    if not config.pin_bases:
+        return plan
+    bases = [base for image in tree.images.values() for base in image.bases]
+    pins, notes = pins_of(bases, observed.base_digests, observed.offline)
+    return attrs.evolve(pin_plan(plan, pins), notes=plan.notes + tuple(notes))
 
 
 def _for_several_builders(

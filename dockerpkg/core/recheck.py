@@ -50,7 +50,7 @@ def without_published(plan: Plan, published: frozenset[str]) -> tuple[Plan, tupl
     # needed goes too.
     wanted = {label for name in building for label in images[name].bases}
     wanted |= {images[p].label for name in building for p in images[name].parents if p in images}
-    first = [s for s in kept if s.op is Op.PULL and s.label in wanted]
+    first = [s for s in kept if s.op is Op.PULL and (s.label in wanted or s.image in wanted)]
     rest = [s for s in kept if s.op is not Op.PULL]
     labels = tuple(label for label in gone.values() if label is not None)
     notes = tuple(

@@ -55,6 +55,7 @@ def plan_to_data(plan: Plan) -> dict[str, Any]:
                 "own_definition": i.own_definition,
                 "labels": dict(i.labels),
                 "records": None if i.records is None else list(i.records),
+                "pins": dict(i.pins),
             }
             for i in plan.images
         ],
@@ -123,6 +124,7 @@ def plan_from_json(text: str, path: str) -> Plan:
                         "bases": tuple(i["bases"]),
                         "labels": dict(i["labels"]),
                         "records": None if i["records"] is None else tuple(i["records"]),
+                        "pins": dict(i["pins"]),
                     }
                 )
                 for i in data["images"]

@@ -19,7 +19,7 @@ from typing import IO, cast
 import attrs
 import docker
 
-from dockerpkg.core.bases import BASES_LABEL, bases_label, chosen_digest
+from dockerpkg.core.bases import BASES_LABEL, bases_label, chosen_digest, pinned
 from dockerpkg.core.config import BuildEngine, Config, proxy_args
 from dockerpkg.core.imagelabels import labelled_build
 from dockerpkg.core.labels import repository_path, same_registry, split_label
@@ -236,7 +236,9 @@ class Executor:
         left out."""
         found: dict[str, str] = {}
         for ref in image.records or ():
-            digest = chosen_digest(daemon.repo_digests(self._client, ref), None)
+            pin = image.pins.get(ref)
+            held = daemon.repo_digests(self._client, ref if pin is None else pinned(ref, pin))
+            digest = chosen_digest(held, pin)
             if digest is not None:
                 found[ref] = digest
         return found

@@ -338,9 +338,11 @@ def pull(
     *,
     timeout: float = TRANSFER_TIMEOUT,
 ) -> None:
-    """Pull LABEL; TIMEOUT bounds each wait for the daemon (its answer, each progress line)."""
-    repository, tag = split_label(label)
-    params = {"fromImage": repository, "tag": tag or "latest"}
+    """Pull LABEL (`NAME:TAG`, or `NAME[:TAG]@DIGEST`: that manifest, no tag moved);
+    TIMEOUT bounds each wait for the daemon (its answer, each progress line)."""
+    named, _, digest = label.partition("@")
+    repository, tag = split_label(named)
+    params = {"fromImage": repository, "tag": digest or tag or "latest"}
     url = requests_of(client)._url("/images/create")
     _transfer(
         client,

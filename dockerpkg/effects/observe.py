@@ -115,9 +115,10 @@ class Observation:
         self._answers: Future[tuple[dict[Ref, str | None], dict[Ref, dict[str, str]]]] = (
             self._pool.submit(self._ask, self._with_latest(refs), self._cancel)
         )
-        # Only `plan` (which reads the labels) compares bases: a no-op build asks nothing more.
+        # `plan` (which reads the labels) compares bases and pin_bases holds builds to them:
+        # otherwise a no-op build asks nothing more.
         self._bases: Future[tuple[dict[str, str], list[str]]] | None = None
-        if definitions:
+        if definitions or config.pin_bases:
             self._bases = self._pool.submit(self._base_digests, self._cancel)
 
     def _with_latest(self, refs: Iterable[Ref]) -> tuple[Ref, ...]:

@@ -4,7 +4,9 @@ literals), the findings in every view (golden), and the label's value."""
 from __future__ import annotations
 
 import json
+from typing import ClassVar
 
+import attrs
 import pytest
 
 from dockerpkg.core.bases import (
@@ -12,11 +14,13 @@ from dockerpkg.core.bases import (
     bases_label,
     check_bases,
     chosen_digest,
+    pin_dockerfile,
+    pins_of,
     read_bases_label,
     recorded_references,
 )
 from dockerpkg.core.markdown import plan_to_markdown
-from dockerpkg.core.plan import Plan, Reason
+from dockerpkg.core.plan import Op, Plan, Reason
 from dockerpkg.core.planner import Observed, plan_build
 from dockerpkg.core.serialize import plan_from_json, plan_to_json, plan_to_text
 from dockerpkg.core.tree import Tree, load_tree
@@ -166,3 +170,53 @@ class TestLabel:
         assert recorded_references(offline, offline.image("native")) == (BOOKWORM,)
         # security is built in the same run: nothing of it is recorded on dated.
         assert recorded_references(offline, offline.image("dated")) == ()
+
+
+class TestPinned:
+    PINS: ClassVar[dict[str, str]] = {BOOKWORM: NEW}
+
+    def test_from_lines_of_bases_are_held_to_the_digest(self) -> None:
+        dockerfile = (
+            f"FROM {BOOKWORM} AS build\nRUN make\n"
+            f"from --platform=linux/amd64 {BOOKWORM}\nFROM {NATIVE}\nCOPY --from=build /a /a\n"
+        )
+        assert pin_dockerfile(dockerfile, self.PINS) == (
+            f"FROM {BOOKWORM}@{NEW} AS build\nRUN make\n"
+            f"from --platform=linux/amd64 {BOOKWORM}@{NEW}\n"
+            f"FROM {NATIVE}\nCOPY --from=build /a /a\n"
+        )
+
+    def test_offline_or_unpublished_bases_are_said_not_pinned(self) -> None:
+        assert pins_of([BOOKWORM], {}, offline=True)[0] == {}
+        assert "digests are unknown" in pins_of([BOOKWORM], {}, offline=True)[1][0]
+        pins, notes = pins_of([BOOKWORM, BOOKWORM], {}, offline=False)
+        assert (pins, notes) == (
+            {},
+            [f"pin_bases: {BOOKWORM} was not found in its registry: not pinned"],
+        )
+        assert pins_of([f"{BOOKWORM}@{OLD}"], {}, offline=False) == ({}, [])
+
+    def test_a_pinned_plan(self, tree: Tree) -> None:
+        config = attrs.evolve(case_config(CASE), pin_bases=True)
+        observed = Observed(offline=False, credentials=True, base_digests=self.PINS)
+        plan = plan_build(tree, config, observed, directory="images", digest="d")
+        unpinned = plan_build(tree, case_config(CASE), observed, directory="images", digest="d")
+        native = plan.image("native")
+        assert native.dockerfile is not None
+        assert f"FROM {BOOKWORM}@{NEW}" in native.dockerfile
+        assert native.pins == {BOOKWORM: NEW}
+        # What determines the image is the tree: pinning changes no definition.
+        assert native.own_definition == unpinned.image("native").own_definition
+        pull = next(s for s in plan.steps if s.op is Op.PULL)
+        assert (pull.image, pull.label) == (BOOKWORM, f"{BOOKWORM}@{NEW}")
+        build = next(s for s in plan.steps if s.op is Op.BUILD and s.image == "native")
+        assert pull.key in build.needs
+        assert plan_from_json(plan_to_json(plan), "p.json") == plan
+
+    def test_an_offline_pinned_plan_says_so(self, tree: Tree) -> None:
+        config = attrs.evolve(case_config(CASE), pin_bases=True)
+        plan = plan_build(tree, config, Observed(), directory="images", digest="d")
+        assert any("digests are unknown" in note for note in plan.notes)
+        native = plan.image("native")
+        assert native.dockerfile is not None
+        assert "@sha256" not in native.dockerfile
