@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
+import io
 import json
 import math
 import os
@@ -61,10 +62,12 @@ HOST = tlsregistry.HOST
 BASE_NAME, BASE_TAG = "base/busybox", "1.36"
 BASE_LABEL = f"{HOST}/{BASE_NAME}:{BASE_TAG}"
 VERSION = "1.0-1"  # every generated image starts at this version
-PREFIXES = {"cold": "cold", "big": "big", "diamonds": "dia"}
+PREFIXES = {"cold": "cold", "big": "big", "diamonds": "dia", "bases": "onbase"}
+# The bases scenario's three base images, each the busybox base with a marker file.
+BASES = tuple(f"{HOST}/base/root{k}:{BASE_TAG}" for k in (1, 2, 3))
 COPY_PATH = "/bin/busybox"  # what second parents are COPY'd from: scratch+busybox has no /etc
 PUSH_JOBS = PULL_JOBS = 4  # dockerpkg's fixed push and pull pools (effects/apply.py)
-SCENARIOS = ("cold", "noop", "update", "diamonds", "prune", "plan")
+SCENARIOS = ("cold", "noop", "update", "diamonds", "prune", "plan", "bases")
 
 
 @attrs.frozen
@@ -80,7 +83,14 @@ class Sizes:
 FULL = Sizes(cold_count=60, cold_depth=6, big_count=2000, big_depth=6, diamond_levels=24, repeat=3)
 QUICK = Sizes(cold_count=12, cold_depth=3, big_count=200, big_depth=6, diamond_levels=12, repeat=1)
 
-TIMEOUT_S = {"cold": 1800.0, "noop": 600.0, "update": 600.0, "prune": 300.0, "plan": 300.0}
+TIMEOUT_S = {
+    "cold": 1800.0,
+    "noop": 600.0,
+    "update": 600.0,
+    "prune": 300.0,
+    "plan": 300.0,
+    "bases": 1800.0,
+}
 DIAMONDS_CAP_S = 60.0
 
 
@@ -377,6 +387,17 @@ class Bench:
                     folder, s.big_count, s.big_depth, base=BASE_NAME, prefix=PREFIXES["big"],
                     roots=1, copy_path=COPY_PATH,
                 )  # fmt: skip
+            elif key == "bases":
+                names = generate(
+                    folder, s.cold_count, s.cold_depth, run=RUN_WORK, test=True,
+                    base=BASE_NAME, prefix=PREFIXES["bases"], roots=len(BASES),
+                    copy_path=COPY_PATH,
+                )  # fmt: skip
+                for root, base in zip(names, BASES, strict=False):
+                    template = folder / root / "Dockerfile.template"
+                    text = template.read_text(encoding="utf-8")
+                    short = base.removeprefix(f"{HOST}/").rpartition(":")[0]
+                    template.write_text(text.replace(BASE_NAME, short, 1), encoding="utf-8")
             elif key == "diamonds":
                 generate_diamonds(
                     folder, s.diamond_levels, base=BASE_NAME, prefix=PREFIXES["diamonds"],
@@ -446,10 +467,11 @@ class Bench:
         auth: bool,
         timeout: float,
         stdout: Path | None = None,
+        config: Path | None = None,
     ) -> tuple[Run, Path]:
         folder = self.fresh_dir(f"{label}-{tool}")
         binary = DOCKERPKG if tool == OURS else DOCKER_PKG
-        command = [binary, "-c", self.config(auth=auth), *args]
+        command = [binary, "-c", config or self.config(auth=auth), *args]
         say(f"{label}: {tool} {' '.join(str(a) for a in args[:1])}")
         run = run_measured(
             tool,
@@ -560,6 +582,96 @@ class Bench:
                 "schedule figures come from the per-step durations in dockerpkg's --report, "
                 "measured while steps ran side by side"
             )
+        return scenario
+
+    def push_base(self, label: str, mark: str, registry: tlsregistry.Registry) -> None:
+        """The busybox base with /mark holding MARK, pushed as LABEL (again: a refresh)."""
+        dockerfile = f"FROM {BASE_LABEL}\nRUN echo {mark} > /mark\n".encode()
+        for chunk in self.client.build(
+            fileobj=io.BytesIO(dockerfile), tag=label, rm=True, pull=False, decode=True
+        ):
+            if "error" in chunk:
+                raise RuntimeError(f"building {label}: {chunk['error']}")
+        self.push(label, registry)
+
+    def bases_config(self) -> Path:
+        path = self.path("bases.yaml")
+        if not path.exists():
+            text = self.config(auth=True).read_text(encoding="utf-8")
+            more = "".join(f"  - {base}\n" for base in BASES)
+            path.touch(mode=0o600)
+            path.write_text(text.replace("base_images:\n", "base_images:\n" + more, 1))
+        return path
+
+    def bases(self) -> Scenario:
+        """After one of three bases is refreshed: `update --changed-bases` + `build` against
+        `update --all` + `build`, each on its own copy of the same published tree."""
+        s = self.sizes
+        _, parents = self.tree("bases")
+        # What the refreshed base outdates: its root and everything built on it.
+        children: dict[str, list[str]] = {}
+        for name, mine in parents.items():
+            for parent in mine:
+                children.setdefault(parent, []).append(name)
+        root = sorted(name for name, mine in parents.items() if not mine)[0]
+        on_base, stack = set(), [root]
+        while stack:
+            name = stack.pop()
+            if name not in on_base:
+                on_base.add(name)
+                stack += children.get(name, [])
+        scenario = Scenario(
+            "bases",
+            f"One of {len(BASES)} base images refreshed, {s.cold_count} images, depth "
+            f"{s.cold_depth} (dockerpkg --jobs {self.jobs})",
+        )
+        config = self.bases_config()
+        ways = {
+            "changed-bases": ["update", "--changed-bases"],
+            "all": ["update", "--all", "--version-suffix", "all1"],
+        }
+        for index, _ in enumerate(self.rounds()):
+            self.remove_images(PREFIXES["bases"])
+            with self.registry(auth=True) as registry:
+                for base in BASES:
+                    self.push_base(base, "first", registry)
+                first = self.copy_tree("bases", "bases-first")
+                self.run(OURS, ["build", first], label="bases-first", auth=True,
+                         timeout=TIMEOUT_S["bases"], config=config)  # fmt: skip
+                self.push_base(BASES[0], "refreshed", registry)
+                order = list(ways) if index % 2 == 0 else list(ways)[::-1]
+                for way in order:
+                    tree = self.copy_tree("bases", f"bases-{way}")
+                    options: dict[str, Any] = {
+                        "auth": True, "timeout": TIMEOUT_S["bases"], "config": config
+                    }  # fmt: skip
+                    bump, _ = self.run(OURS, [*ways[way], tree], label=f"bases-{way}", **options)
+                    report = self.path("runs", f"bases-{way}-{index}.json")
+                    build, _ = self.run(
+                        OURS, ["build", "--report", report, tree], label=f"bases-{way}", **options
+                    )
+                    steps = json.loads(report.read_text(encoding="utf-8"))["steps"]
+                    rebuilt = sum(1 for step in steps if step["op"] == "build")
+                    run = attrs.evolve(build, seconds=bump.seconds + build.seconds)
+                    run.extra.update(way=way, rebuilt=rebuilt, update_seconds=bump.seconds)
+                    if bump.returncode != 0 or build.returncode != 0:
+                        run.extra["problem"] = "a command failed"
+                    scenario.runs.append(run)
+        for way in ways:
+            runs = [r for r in scenario.runs if r.extra["way"] == way]
+            rebuilt = sorted({int(r.extra["rebuilt"]) for r in runs})
+            scenario.rows += [
+                Row(f"{' '.join(ways[way][:2])} + build", seconds_text(median(runs), runs)),
+                Row("  images rebuilt", ", ".join(str(n) for n in rebuilt)),
+            ]
+            scenario.figures[f"{way}_seconds"] = median(runs)
+            scenario.figures[f"{way}_rebuilt"] = rebuilt
+        scenario.rows.append(Row("images on the refreshed base (and below it)", str(len(on_base))))
+        scenario.figures["on_refreshed_base"] = len(on_base)
+        scenario.notes.append(
+            "the first build of each round (everything, untimed) publishes the tree on the "
+            "three bases; then the first base is pushed again with other content"
+        )
         return scenario
 
     def noop(self) -> Scenario:
@@ -1008,6 +1120,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "diamonds": bench.diamonds,
             "prune": bench.prune,
             "plan": bench.plan,
+            "bases": bench.bases,
         }
         for key in chosen:
             scenario = runners[key]()
@@ -1031,7 +1144,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def remove_bench_images(client: docker.APIClient) -> None:
     """Every image tag this benchmark made: 127.0.0.1/<its prefixes> and the base."""
-    prefixes = tuple(f"{HOST}/{p}" for p in (*PREFIXES.values(), BASE_NAME))
+    prefixes = tuple(f"{HOST}/{p}" for p in (*PREFIXES.values(), BASE_NAME, "base/root"))
     for image in client.images():
         for tag in image.get("RepoTags") or ():
             if tag.startswith(prefixes):
