@@ -391,7 +391,7 @@ class Bench:
                 names = generate(
                     folder, s.cold_count, s.cold_depth, run=RUN_WORK, test=True,
                     base=BASE_NAME, prefix=PREFIXES["bases"], roots=len(BASES),
-                    copy_path=COPY_PATH,
+                    copy_path=COPY_PATH, second_parent=0.0,
                 )  # fmt: skip
                 for root, base in zip(names, BASES, strict=False):
                     template = folder / root / "Dockerfile.template"
