@@ -388,16 +388,13 @@ class Bench:
                     roots=1, copy_path=COPY_PATH,
                 )  # fmt: skip
             elif key == "bases":
-                names = generate(
-                    folder, s.cold_count, s.cold_depth, run=RUN_WORK, test=True,
-                    base=BASE_NAME, prefix=PREFIXES["bases"], roots=len(BASES),
-                    copy_path=COPY_PATH, second_parent=0.0,
-                )  # fmt: skip
-                for root, base in zip(names, BASES, strict=False):
-                    template = folder / root / "Dockerfile.template"
-                    text = template.read_text(encoding="utf-8")
-                    short = base.removeprefix(f"{HOST}/").rpartition(":")[0]
-                    template.write_text(text.replace(BASE_NAME, short, 1), encoding="utf-8")
+                # One subtree per base image, a third of the images each.
+                for k, base in enumerate(BASES, 1):
+                    generate(
+                        folder, s.cold_count // len(BASES), s.cold_depth, run=RUN_WORK,
+                        test=True, base=base.removeprefix(f"{HOST}/").rpartition(":")[0],
+                        prefix=f"{PREFIXES['bases']}{k}-", roots=1, copy_path=COPY_PATH,
+                    )  # fmt: skip
             elif key == "diamonds":
                 generate_diamonds(
                     folder, s.diamond_levels, base=BASE_NAME, prefix=PREFIXES["diamonds"],
@@ -613,7 +610,11 @@ class Bench:
         for name, mine in parents.items():
             for parent in mine:
                 children.setdefault(parent, []).append(name)
-        root = sorted(name for name, mine in parents.items() if not mine)[0]
+        root = next(
+            n
+            for n, mine in sorted(parents.items())
+            if not mine and n.startswith(f"{PREFIXES['bases']}1-")
+        )
         on_base, stack = set(), [root]
         while stack:
             name = stack.pop()
