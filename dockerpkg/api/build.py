@@ -23,6 +23,7 @@ from dockerpkg.core.labels import repository_path, split_label
 from dockerpkg.core.plan import Plan
 from dockerpkg.core.recheck import publishing_labels, without_published
 from dockerpkg.core.report import Report
+from dockerpkg.core.staging import staged_labels
 from dockerpkg.effects.credentials import Credentials
 from dockerpkg.effects.tasks import Interrupt, Listener
 from dockerpkg.errors import DockerPkgError
@@ -169,6 +170,7 @@ def _run_plan(
         transfer_timeout=workspace.config.transfer_timeout if limits[2] is None else limits[2],
         build_engine=engine,
         env=env,
+        staged=staged_labels(plan),
     )
     if log_limit is not None:
         settings = attrs.evolve(settings, log_limit=log_limit)

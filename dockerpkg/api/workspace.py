@@ -18,7 +18,7 @@ from dockerpkg.core.builders import (
 from dockerpkg.core.config import Config, key_location
 from dockerpkg.core.configkeys import unknown_key_problems
 from dockerpkg.core.imagelabels import NO_SOURCE, SourceFacts
-from dockerpkg.core.plan import DEFAULT_OPTIONS, BuildOptions, Plan
+from dockerpkg.core.plan import DEFAULT_OPTIONS, BuildOptions, Plan, PublishMode
 from dockerpkg.core.planner import OFFLINE, Observed, inputs_digest, plan_build
 from dockerpkg.core.refs import guessed_refs
 from dockerpkg.core.spec import Snapshot
@@ -182,11 +182,13 @@ def load_and_observe(
     definitions: bool = False,
     builders: str | None = None,
     daemon: bool = True,
+    publish: PublishMode | None = None,
 ) -> tuple[Workspace, Observed, Credentials | None]:
     """load_workspace, then observe_workspace, with the observation started early: the
     daemon and the registry answer while the tree is resolved. DEFINITIONS also reads the
     labels recorded in published images (definitions, for drift: needs render=True; bases)
-    and the base images' digests; without DAEMON only the registry is asked. BUILDERS is
+    and the base images' digests; without DAEMON only the registry is asked. PUBLISH (else
+    the config's `publish`) all_or_nothing asks for staged images too. BUILDERS is
     --builders: with several, no daemon is asked (only published images count); with one,
     that one is."""
     from dockerpkg.effects.observe import Observation, credentials_for
@@ -208,6 +210,7 @@ def load_and_observe(
         definitions=definitions,
         builders=chosen.builders,
         daemon=daemon,
+        staging=(publish or loaded.config.publish) is PublishMode.ALL_OR_NOTHING,
     )
     try:
         workspace = _resolve(

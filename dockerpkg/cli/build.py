@@ -29,9 +29,15 @@ from dockerpkg.cli.common import (
     print_problems,
 )
 from dockerpkg.core.markdown import plan_to_markdown
-from dockerpkg.core.plan import Action, BuildOptions, Plan
+from dockerpkg.core.plan import Action, BuildOptions, Plan, PublishMode
 from dockerpkg.core.plandiff import diff_plans, diff_to_data, diff_to_text
-from dockerpkg.core.report import Report, report_table, report_to_json, summary_line
+from dockerpkg.core.report import (
+    Report,
+    publication_line,
+    report_table,
+    report_to_json,
+    summary_line,
+)
 from dockerpkg.core.serialize import plan_to_json, plan_to_text
 from dockerpkg.effects.credentials import Credentials
 from dockerpkg.effects.progress import LineProgress, LiveProgress
@@ -63,6 +69,7 @@ class PlanFlags:
     no_pull: bool = False
     use_cache: bool = False
     builders: str | None = None  # --builders URL[=SLOTS],...
+    publish: str | None = None  # --publish MODE; None: the config's
 
 
 @attrs.frozen
@@ -97,10 +104,15 @@ def _make_plan(
         # `plan` renders everything and looks for drift; `build` stays a quick no-op.
         definitions=render_all,
         builders=flags.builders,
+        publish=PublishMode(flags.publish) if flags.publish else None,
     )
     print_problems(workspace.warnings, workspace.directory, every=ctx.echo)
     options = BuildOptions(
-        select=flags.select, pull=not flags.no_pull, use_cache=flags.use_cache, suffix=suffix
+        select=flags.select,
+        pull=not flags.no_pull,
+        use_cache=flags.use_cache,
+        suffix=suffix,
+        publish=PublishMode(flags.publish) if flags.publish else workspace.config.publish,
     )
     return api.build_plan(workspace, observed, options), workspace, credentials
 
@@ -177,6 +189,9 @@ def _execute(
     if not quiet or result.failed:
         sys.stdout.write(report_table(result))
     print(summary_line(result))
+    published = publication_line(result)
+    if published is not None:
+        print(published)
     if result.interrupted:
         raise ExitStatus(EXIT_TERMINATED if signal.SIGTERM in received else EXIT_INTERRUPTED)
     if result.failed:
@@ -198,6 +213,11 @@ _TRANSFER_TIMEOUT_HELP = (
     "fail a pull or push that waits SECONDS for the daemon (default: config transfer_timeout, 300)"
 )
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+_PUBLISH_HELP = (
+    "per_image: each image's tags move when it is verified (default: config publish); "
+    "all_or_nothing: only once every image of the run is built, verified and staged"
+)
+_PUBLISH_CHOICES = tuple(mode.value for mode in PublishMode)
 _BUILDERS_HELP = (
     "build on these Docker engines, SLOTS builds at once on each (default: --jobs), "
     "instead of the config's `builders` or DOCKER_HOST"
@@ -235,6 +255,7 @@ class BuildCommands:
     @argh.arg("--format", dest="output_format", choices=FORMATS, help="text, json or markdown")
     @argh.arg("--base", help="a saved plan to show Dockerfile diffs against (markdown)")
     @argh.arg("--builders", metavar="URL[=SLOTS],...", help=_BUILDERS_HELP)
+    @argh.arg("--publish", metavar="MODE", choices=_PUBLISH_CHOICES, help=_PUBLISH_HELP)
     def plan(
         self,
         directory: str,
@@ -251,9 +272,10 @@ class BuildCommands:
         out: str | None = None,
         detailed_exitcode: bool = False,
         builders: str | None = None,
+        publish: str | None = None,
     ) -> None:
         """Show what `build` would do, as text or stable JSON."""
-        flags = PlanFlags(select, nightly, snapshot, no_pull, use_cache, builders)
+        flags = PlanFlags(select, nightly, snapshot, no_pull, use_cache, builders, publish)
         base_plan = api.read_saved_plan(base) if base else None
         # A plan shows every Dockerfile and every template error.
         result, _, _ = _make_plan(self.ctx, directory, flags, offline=offline, render_all=True)
@@ -278,6 +300,7 @@ class BuildCommands:
     @argh.arg("--verify-timeout", type=float, metavar="SECONDS", help=_VERIFY_TIMEOUT_HELP)
     @argh.arg("--transfer-timeout", type=float, metavar="SECONDS", help=_TRANSFER_TIMEOUT_HELP)
     @argh.arg("--builders", metavar="URL[=SLOTS],...", help=_BUILDERS_HELP)
+    @argh.arg("--publish", metavar="MODE", choices=_PUBLISH_CHOICES, help=_PUBLISH_HELP)
     def apply(
         self,
         target: str,
@@ -296,6 +319,7 @@ class BuildCommands:
         verify_timeout: float | None = None,
         transfer_timeout: float | None = None,
         builders: str | None = None,
+        publish: str | None = None,
     ) -> None:
         """Execute a saved plan (refused if stale), or plan DIRECTORY and execute at once."""
         _check_timeouts(
@@ -309,6 +333,11 @@ class BuildCommands:
             jobs, report, quiet, run_dir, build_timeout, verify_timeout, transfer_timeout
         )
         ctx = self.ctx
+        if Path(target).is_file() and publish is not None:
+            raise DockerPkgError.single(
+                target,
+                "--publish goes with a DIRECTORY: a saved plan keeps the mode it was made with",
+            )
         if Path(target).is_file():
             lock = functools.partial(locked, wait=wait_lock)
             with api.opened_saved_plan(target, ctx.config_path, ctx.env, Action.BUILD, lock) as (
@@ -322,7 +351,7 @@ class BuildCommands:
                 _execute(ctx, saved, start, run)
             return
         with locked(target, wait=wait_lock):
-            flags = PlanFlags(select, nightly, snapshot, no_pull, use_cache, builders)
+            flags = PlanFlags(select, nightly, snapshot, no_pull, use_cache, builders, publish)
             fresh, workspace, credentials = _make_plan(ctx, target, flags)
             start = functools.partial(api.apply_build_plan, fresh, workspace, ctx.env, credentials)
             _execute(ctx, fresh, start, run)
@@ -337,6 +366,7 @@ class BuildCommands:
     @argh.arg("--verify-timeout", type=float, metavar="SECONDS", help=_VERIFY_TIMEOUT_HELP)
     @argh.arg("--transfer-timeout", type=float, metavar="SECONDS", help=_TRANSFER_TIMEOUT_HELP)
     @argh.arg("--builders", metavar="URL[=SLOTS],...", help=_BUILDERS_HELP)
+    @argh.arg("--publish", metavar="MODE", choices=_PUBLISH_CHOICES, help=_PUBLISH_HELP)
     def build(
         self,
         directory: str,
@@ -355,6 +385,7 @@ class BuildCommands:
         verify_timeout: float | None = None,
         transfer_timeout: float | None = None,
         builders: str | None = None,
+        publish: str | None = None,
     ) -> None:
         """docker-pkg's verb: print the plan, then apply it."""
         _check_timeouts(
@@ -362,7 +393,7 @@ class BuildCommands:
             verify_timeout=verify_timeout,
             transfer_timeout=transfer_timeout,
         )
-        flags = PlanFlags(select, nightly, snapshot, no_pull, use_cache, builders)
+        flags = PlanFlags(select, nightly, snapshot, no_pull, use_cache, builders, publish)
         with locked(directory, wait=wait_lock):
             result, workspace, credentials = _make_plan(self.ctx, directory, flags)
             sys.stdout.write(plan_to_text(result, needs=self.ctx.echo))

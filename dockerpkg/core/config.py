@@ -21,6 +21,7 @@ from strictyaml.ruamel.error import MarkedYAMLError, YAMLError
 
 from dockerpkg.core.builders import Builder, TLSFiles, url_problem
 from dockerpkg.core.labels import path_problem, registry_problem
+from dockerpkg.core.plan import PublishMode
 from dockerpkg.errors import DockerPkgError, Location, Problem, error, warning
 
 
@@ -87,6 +88,7 @@ _SCHEMA = sy.MapCombined(
         sy.Optional("oci_labels"): sy.Bool(),
         sy.Optional("source_url"): _NULLABLE_STR,
         sy.Optional("pin_bases"): sy.Bool(),
+        sy.Optional("publish"): sy.Enum([m.value for m in PublishMode]),
         sy.Optional("build_engine"): sy.Enum([e.value for e in BuildEngine]),
         sy.Optional("known_uid_mappings"): sy.EmptyDict() | sy.MapPattern(sy.Str(), sy.Int()),
         sy.Optional("verify_command"): sy.Str(),
@@ -130,6 +132,7 @@ KNOWN_KEYS = frozenset(
         "oci_labels",
         "source_url",
         "pin_bases",
+        "publish",
         "build_engine",
         "known_uid_mappings",
         "verify_command",
@@ -157,6 +160,7 @@ RUN_KEYS = frozenset(
         "check_latest",
         "verify_timeout",
         "transfer_timeout",
+        "publish",
     }
 )
 
@@ -208,6 +212,8 @@ class Config:
     source_url: str | None = None  # the `source` label; None: the checkout's origin remote
     # Render FROM lines of base images with the digest observed when planning.
     pin_bases: bool = False
+    # When the tags users pull move: image by image, or once every image is staged.
+    publish: PublishMode = PublishMode.PER_IMAGE
     build_engine: BuildEngine | None = None  # None: see `engine`
     known_uid_mappings: Mapping[str, int] = DEFAULT_UID_MAPPINGS
     verify_command: str = "/bin/bash"
@@ -466,6 +472,8 @@ def build_config(*layers: Mapping[str, Any]) -> Config:
     extra = {k: _freeze(v) for k, v in merged.items() if k not in KNOWN_KEYS}
     if "build_engine" in kwargs:
         kwargs["build_engine"] = BuildEngine(kwargs["build_engine"])
+    if "publish" in kwargs:
+        kwargs["publish"] = PublishMode(kwargs["publish"])
     if "lint" in kwargs:
         kwargs["lint"] = LintSettings(**dict(kwargs["lint"]))
     if kwargs.get("apt_only_proxy") is None and kwargs.get("http_proxy"):

@@ -5,6 +5,8 @@
   verified); a build also waits for its own build stage.
 - A verification waits for its build; a publication for its verification and for the
   publications of the image's parents, so nothing is published before what it is built on.
+- A promotion (all-or-nothing publishing) waits for every step of the run that makes an
+  image (nothing moves until all of them succeeded) and for its parents' promotions.
 - Pulls and `tag-latest` wait for nothing.
 """
 
@@ -21,9 +23,26 @@ def with_needs(steps: Sequence[Step], images: Iterable[PlannedImage]) -> tuple[S
     """STEPS, each with its `needs` worked out from the others and the plan's IMAGES."""
     by_name = {image.name: image for image in images}
     keys = {step.key for step in steps}
+    making = tuple(step.key for step in steps if step.op in _MAKING)
     # A pull is found by the label it pulls and, for a base pinned to a digest, by the base.
     pulls = {name: s.key for s in steps if s.op is Op.PULL for name in (s.image, s.label)}
-    return tuple(attrs.evolve(step, needs=_needs(step, by_name, keys, pulls)) for step in steps)
+    return tuple(
+        attrs.evolve(step, needs=_promotion_needs(step, by_name, keys, making))
+        if step.op is Op.PROMOTE
+        else attrs.evolve(step, needs=_needs(step, by_name, keys, pulls))
+        for step in steps
+    )
+
+
+_MAKING = frozenset({Op.BUILD_STAGE, Op.BUILD, Op.VERIFY, Op.PUBLISH})
+
+
+def _promotion_needs(
+    step: Step, images: Mapping[str, PlannedImage], keys: set[str], making: tuple[str, ...]
+) -> tuple[str, ...]:
+    image = images.get(step.image)
+    parents = [] if image is None else [step_key(Op.PROMOTE, p) for p in image.parents]
+    return making + tuple(key for key in parents if key in keys)
 
 
 def _needs(

@@ -14,7 +14,8 @@ import attrs
 
 # 4: each step carries `needs`, the keys of the steps it waits for.
 # 5: each image carries the `labels` its build sets; base_changed findings.
-FORMAT_VERSION = 5
+# 6: options.publish and promote steps (all-or-nothing publishing).
+FORMAT_VERSION = 6
 
 
 class Action(enum.Enum):
@@ -37,6 +38,9 @@ class Op(enum.Enum):
     PUBLISH = "publish"
     # Point `latest` at the published version's manifest, in the registry: no build, no push.
     TAG_LATEST = "tag-latest"
+    # all_or_nothing: move the version tag and `latest` to the staged manifest, once every
+    # image of the run is built, verified and staged.
+    PROMOTE = "promote"
     REMOVE = "remove"
     KEEP = "keep"
     WRITE_CHANGELOG = "write_changelog"
@@ -67,6 +71,12 @@ class Reason(enum.Enum):
     BASE_CHANGED = "base_changed"
     # update --changed-bases: the image was built on a base that moved since
     BASE_UPDATED = "base_updated"
+    # promote: every image of the run was built, verified and staged
+    ALL_PUBLISHED = "all_published"
+    # promote: an earlier run staged this version with the tree's definition
+    STAGED_IN_EARLIER_RUN = "staged_in_earlier_run"
+    # pull: a parent an earlier run staged, for an image to build
+    STAGED_DEPENDENCY = "staged_dependency"
 
 
 def step_key(op: Op, image: str) -> str:
@@ -157,6 +167,13 @@ class PlannedBuilder:
     tls: bool = False
 
 
+class PublishMode(enum.Enum):
+    """When the tags users pull move: image by image (docker-pkg's way), or all at the end."""
+
+    PER_IMAGE = "per_image"
+    ALL_OR_NOTHING = "all_or_nothing"
+
+
 @attrs.frozen
 class BuildOptions:
     """Options that change what `apply` does with the steps, fixed at plan time."""
@@ -165,6 +182,7 @@ class BuildOptions:
     pull: bool = True
     use_cache: bool = False
     suffix: str = ""
+    publish: PublishMode = PublishMode.PER_IMAGE
 
 
 DEFAULT_OPTIONS = BuildOptions()

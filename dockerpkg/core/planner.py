@@ -34,10 +34,12 @@ from dockerpkg.core.plan import (
     Plan,
     PlannedBuilder,
     PlannedImage,
+    PublishMode,
     Reason,
     Step,
 )
 from dockerpkg.core.spec import Snapshot
+from dockerpkg.core.staging import promotion_steps, staging_label, staging_repository
 from dockerpkg.core.tree import Image, Tree, render_images
 from dockerpkg.core.versions import tag_of_version
 from dockerpkg.errors import DockerPkgError
@@ -68,6 +70,9 @@ class Observed:
     base_digests: Mapping[str, str] = attrs.field(factory=dict)
     # What could not be observed, for the plan's notes (a registry of base images down).
     problems: tuple[str, ...] = ()
+    # all_or_nothing: label -> the own definition recorded on the image an earlier run
+    # staged for it ("" when it has none), for the labels found staged.
+    staged: Mapping[str, str] = attrs.field(factory=dict)
 
 
 OFFLINE = Observed()
@@ -77,6 +82,7 @@ class State(enum.Enum):
     PUBLISHED = "published"
     BUILT = "built"
     TO_BUILD = "to_build"
+    STAGED = "staged"  # all_or_nothing: an earlier run staged it with the tree's definition
 
 
 def image_state(label: str, observed: Observed, pull: bool) -> tuple[State, Reason]:
@@ -165,6 +171,13 @@ def _run_notes(
             f"publishing is off: no credentials for {where} "
             "(DOCKERPKG_USERNAME/DOCKERPKG_PASSWORD, config or Docker config)"
         )
+    if publish and options.publish is PublishMode.ALL_OR_NOTHING:
+        where = staging_repository(config.registry, config.namespace, "NAME")
+        notes.append(
+            f"publish all_or_nothing: images are pushed to {where}:TAG; their version tags "
+            "and latest move (promote) only once every image of the run is built, "
+            "verified and pushed"
+        )
     if not selected:
         notes.append(f"no image matches --select {options.select}")
     if builders.several:
@@ -195,6 +208,8 @@ def plan_build(
     if builders.several:
         observed = _for_several_builders(config, observed, options, builders)
     states = {n: image_state(tree.images[n].label, observed, options.pull) for n in tree.order}
+    if options.publish is PublishMode.ALL_OR_NOTHING:
+        tree, states = _with_staged(tree, config, observed, states)
     selected = selected_names(tree, options.select)
     unbuilt_parents = {
         n: [p for p in tree.images[n].parents if states[p][0] is State.TO_BUILD] for n in tree.order
@@ -206,23 +221,15 @@ def plan_build(
     tree = render_images(tree, config, sorted(reachable(parents, to_build)))
     defined = definitions(tree)
     publish = bool(observed.credentials)
+    staging = publish and options.publish is PublishMode.ALL_OR_NOTHING
     steps: list[Step] = []
     if options.pull:
-        steps.extend(_pulls(tree, to_build, states))
-    for name in tree.order:
-        image = tree.images[name]
-        state, reason = states[name]
-        if name in to_build:
-            if image.spec.source.build_template is not None:
-                stage = f"{stage_repository(image.repository)}:{image.tag}"
-                steps.append(Step(Op.BUILD_STAGE, name, Reason.BUILD_TEMPLATE, stage))
-            steps.append(Step(Op.BUILD, name, reason, image.label))
-            steps.append(Step(Op.VERIFY, name, Reason.BUILT_IN_THIS_RUN, image.label))
-            if publish:
-                steps.append(Step(Op.PUBLISH, name, Reason.BUILT_IN_THIS_RUN, image.label))
-        elif state is State.BUILT and publish and name in selected:
-            steps.append(Step(Op.VERIFY, name, reason, image.label))
-            steps.append(Step(Op.PUBLISH, name, reason, image.label))
+        steps.extend(_pulls(tree, to_build, states, config if staging else None))
+    steps += _image_steps(
+        tree, config, states, (to_build, selected), publish=publish, staging=staging
+    )
+    if staging:
+        steps += _promotions(tree, config, states, steps, selected)
     notes = []
     if publish:
         latest_steps, latest_notes = _latest(tree, observed, selected, states, options.suffix)
@@ -264,6 +271,84 @@ def _finished(plan: Plan, tree: Tree, config: Config, observed: Observed) -> Pla
     bases = [base for image in tree.images.values() for base in image.bases]
     pins, notes = pins_of(bases, observed.base_digests, observed.offline)
     return attrs.evolve(pin_plan(plan, pins), notes=plan.notes + tuple(notes))
+
+
+def _image_steps(
+    tree: Tree,
+    config: Config,
+    states: dict[str, tuple[State, Reason]],
+    chosen: tuple[frozenset[str], list[str]],
+    *,
+    publish: bool,
+    staging: bool,
+) -> list[Step]:
+    """Build, verify and publish steps of CHOSEN (what is built, what is selected), in build
+    order; with STAGING (all_or_nothing) a publication pushes to the staging repository."""
+    to_build, selected = chosen
+    steps: list[Step] = []
+    for name in tree.order:
+        image = tree.images[name]
+        state, reason = states[name]
+        target = (
+            staging_label(config.registry, config.namespace, name, image.tag)
+            if staging
+            else image.label
+        )
+        if name in to_build:
+            if image.spec.source.build_template is not None:
+                stage = f"{stage_repository(image.repository)}:{image.tag}"
+                steps.append(Step(Op.BUILD_STAGE, name, Reason.BUILD_TEMPLATE, stage))
+            steps.append(Step(Op.BUILD, name, reason, image.label))
+            steps.append(Step(Op.VERIFY, name, Reason.BUILT_IN_THIS_RUN, image.label))
+            if publish:
+                steps.append(Step(Op.PUBLISH, name, Reason.BUILT_IN_THIS_RUN, target))
+        elif state is State.BUILT and publish and name in selected:
+            steps.append(Step(Op.VERIFY, name, reason, image.label))
+            steps.append(Step(Op.PUBLISH, name, reason, target))
+    return steps
+
+
+def _promotions(
+    tree: Tree,
+    config: Config,
+    states: dict[str, tuple[State, Reason]],
+    steps: list[Step],
+    selected: list[str],
+) -> list[Step]:
+    """all_or_nothing: a promotion for every image the run stages and for every selected
+    image an earlier run staged, parents first."""
+    labels = {name: tree.images[name].label for name in tree.order}
+    found = {step.image: step for step in promotion_steps(steps, labels)}
+    for name in selected:
+        if states[name][0] is State.STAGED:
+            image = tree.images[name]
+            staged = staging_label(config.registry, config.namespace, name, image.tag)
+            found[name] = Step(Op.PROMOTE, name, Reason.STAGED_IN_EARLIER_RUN, image.label, staged)
+    return [found[name] for name in tree.order if name in found]
+
+
+def _with_staged(
+    tree: Tree, config: Config, observed: Observed, states: dict[str, tuple[State, Reason]]
+) -> tuple[Tree, dict[str, tuple[State, Reason]]]:
+    """STATES with the images not published that an earlier all_or_nothing run staged (so
+    built and verified) with the tree's own definition marked STAGED: they are promoted, not
+    built or verified again; TREE with
+    those candidates rendered, as their definitions need."""
+    candidates = [
+        n
+        for n in tree.order
+        if states[n][0] in (State.TO_BUILD, State.BUILT) and tree.images[n].label in observed.staged
+    ]
+    if not candidates:
+        return tree, states
+    tree = render_images(tree, config, candidates)
+    own = definitions(tree).own
+    states = dict(states)
+    for name in candidates:
+        recorded = observed.staged[tree.images[name].label]
+        if recorded and recorded == own.get(name):
+            states[name] = (State.STAGED, Reason.STAGED_IN_EARLIER_RUN)
+    return tree, states
 
 
 def _for_several_builders(
@@ -359,17 +444,34 @@ def _latest(
 
 
 def _pulls(
-    tree: Tree, to_build: frozenset[str], states: dict[str, tuple[State, Reason]]
+    tree: Tree,
+    to_build: frozenset[str],
+    states: dict[str, tuple[State, Reason]],
+    staging: Config | None,
 ) -> list[Step]:
-    """Base images and published parents of what will be built, each once, sorted."""
+    """Base images and published (or, with STAGING's config, staged) parents of what will be
+    built, each once, sorted."""
     bases: set[str] = set()
     parents: set[str] = set()
+    staged: set[str] = set()
     for name in to_build:
         image = tree.images[name]
         bases.update(image.bases)
         parents.update(p for p in image.parents if states[p][0] is State.PUBLISHED)
+        staged.update(p for p in image.parents if states[p][0] is State.STAGED)
     steps = [Step(Op.PULL, label, Reason.BASE_IMAGE, label) for label in sorted(bases)]
     steps += [
         Step(Op.PULL, p, Reason.PUBLISHED_DEPENDENCY, tree.images[p].label) for p in sorted(parents)
     ]
+    if staging is not None:
+        steps += [
+            Step(
+                Op.PULL,
+                p,
+                Reason.STAGED_DEPENDENCY,
+                staging_label(staging.registry, staging.namespace, p, tree.images[p].tag),
+                tree.images[p].label,
+            )
+            for p in sorted(staged)
+        ]
     return steps

@@ -15,12 +15,18 @@ from dockerpkg.core.needs import with_needs
 from dockerpkg.core.plan import Op, Plan, Reason, Step
 
 # The steps that make and publish an image; a published image needs none of them.
-_MAKING = frozenset({Op.BUILD_STAGE, Op.BUILD, Op.VERIFY, Op.PUBLISH, Op.TAG_LATEST})
+_MAKING = frozenset({Op.BUILD_STAGE, Op.BUILD, Op.VERIFY, Op.PUBLISH, Op.TAG_LATEST, Op.PROMOTE})
 
 
 def publishing_labels(plan: Plan) -> tuple[str, ...]:
     """The labels PLAN would publish: what to ask the registry about before applying it."""
-    return tuple(dict.fromkeys(s.label for s in plan.steps if s.op is Op.PUBLISH and s.label))
+    return tuple(dict.fromkeys(_published_label(plan, s) for s in plan.steps if s.op is Op.PUBLISH))
+
+
+def _published_label(plan: Plan, step: Step) -> str:
+    """The label users will pull STEP's image by (an all_or_nothing publication pushes to
+    a staging label first)."""
+    return plan.image(step.image).label
 
 
 def without_published(plan: Plan, published: frozenset[str]) -> tuple[Plan, tuple[str, ...]]:
@@ -28,9 +34,9 @@ def without_published(plan: Plan, published: frozenset[str]) -> tuple[Plan, tupl
     holds, and those labels; images built from one of them pull it first (unless the plan
     was made with --no-pull, which takes images from the daemon)."""
     gone = {
-        s.image: s.label
+        s.image: label
         for s in plan.steps
-        if s.op is Op.PUBLISH and s.label is not None and s.label in published
+        if s.op is Op.PUBLISH and (label := _published_label(plan, s)) in published
     }
     if not gone:
         return plan, ()

@@ -191,3 +191,30 @@ def report_to_data(report: Report, plan: Plan) -> dict[str, Any]:
 
 def report_to_json(report: Report, plan: Plan) -> str:
     return json.dumps(report_to_data(report, plan), sort_keys=True, indent=2) + "\n"
+
+
+def publication_line(report: Report) -> str | None:
+    """All-or-nothing runs: which images had their version tag and `latest` moved, which
+    not, and what waits under a staging reference; None for runs without promotions."""
+    promotions = [o for o in report.outcomes if o.step.op is Op.PROMOTE]
+    if not promotions:
+        return None
+    moved = [o.step.image for o in promotions if o.outcome is Outcome.SUCCEEDED]
+    waiting = [o.step.image for o in promotions if o.outcome is not Outcome.SUCCEEDED]
+    if not waiting:
+        return f"Promoted all {len(moved)}: version tags and latest moved."
+    staged = [
+        o.step.label
+        for o in report.outcomes
+        if o.step.op is Op.PUBLISH and o.outcome is Outcome.SUCCEEDED and o.step.image in waiting
+    ]
+    held = f"; staged, not promoted: {', '.join(str(s) for s in staged)}" if staged else ""
+    if not moved:
+        return (
+            "Nothing moved: no version tag or latest of this run was created or changed"
+            f"{held}. A rerun with the tree unchanged promotes what is staged."
+        )
+    return (
+        f"Promoted {', '.join(moved)}; not promoted: {', '.join(waiting)}{held}. "
+        "A rerun promotes the rest without building."
+    )

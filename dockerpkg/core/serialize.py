@@ -15,6 +15,7 @@ from dockerpkg.core.plan import (
     Plan,
     PlannedBuilder,
     PlannedImage,
+    PublishMode,
     Reason,
     Step,
 )
@@ -35,6 +36,7 @@ def plan_to_data(plan: Plan) -> dict[str, Any]:
             "pull": plan.options.pull,
             "use_cache": plan.options.use_cache,
             "suffix": plan.options.suffix,
+            "publish": plan.options.publish.value,
         },
         "notes": list(plan.notes),
         "images": [
@@ -113,6 +115,7 @@ def plan_from_json(text: str, path: str) -> Plan:
                 pull=options["pull"],
                 use_cache=options["use_cache"],
                 suffix=options["suffix"],
+                publish=PublishMode(options["publish"]),
             ),
             notes=tuple(data["notes"]),
             images=tuple(
@@ -226,6 +229,7 @@ def summary(plan: Plan) -> str:
         (Op.VERIFY, "to verify"),
         (Op.PUBLISH, "to publish"),
         (Op.TAG_LATEST, "latest to move"),
+        (Op.PROMOTE, "to promote"),
         (Op.REMOVE, "to remove"),
         (Op.KEEP, "kept"),
         (Op.WRITE_CHANGELOG, "changelogs to write"),

@@ -64,6 +64,9 @@ class Settings:
     daemon_env: Mapping[str, str] = attrs.field(factory=dict)
     # The run's environment, read once by the caller: what a verification inherits of it.
     env: Mapping[str, str] = attrs.field(factory=dict)
+    # all_or_nothing: label -> its staging reference, for the images the run stages or
+    # promotes (a builder needing one pulls it from there: nothing is at the label yet).
+    staged: Mapping[str, str] = attrs.field(factory=dict)
 
 
 class Executor:
@@ -100,21 +103,30 @@ class Executor:
     def step_runner(self, step: Step, image: PlannedImage | None) -> Callable[[], str | None]:
         """What runs STEP (of IMAGE) on this executor's daemon."""
         if step.op is Op.PULL:
-            return lambda: self._pull(step.label or step.image)
+            # A pull's detail, when the plan gives one, is the name the image gets here (a
+            # staged parent, pulled from its staging repository).
+            return lambda: self._pull(step.label or step.image, named=step.detail)
         assert image is not None, f"plan step for unknown image {step.image}"
         if step.op is Op.BUILD_STAGE:
             return lambda: self._build_stage(image, step.label)
+        if step.op is Op.PUBLISH:
+            return lambda: self._publish(image, step.label or image.label)
+        if step.op is Op.PROMOTE:
+            return lambda: self._promote(image, step.detail)
         actions = {
             Op.BUILD: self._build,
             Op.VERIFY: self._verify,
-            Op.PUBLISH: self._publish,
             Op.TAG_LATEST: self._tag_latest,
         }
         action = actions[step.op]
         return lambda: action(image)
 
     def pull(self, label: str, log_name: str) -> str | None:
-        """Pull LABEL, logging to LOG_NAME.log (an image's log, for its parents)."""
+        """Pull LABEL, logging to LOG_NAME.log (an image's log, for its parents); from its
+        staging repository when the run stages it."""
+        staged = self._settings.staged.get(label)
+        if staged is not None:
+            return self._pull(staged, log_name, named=label)
         return self._pull(label, log_name)
 
     def reachable(self) -> bool:
@@ -151,7 +163,7 @@ class Executor:
             finally:
                 capped.close()
 
-    def _pull(self, label: str, log_name: str = "pulls") -> str | None:
+    def _pull(self, label: str, log_name: str = "pulls", *, named: str | None = None) -> str | None:
         with self._log(log_name, f"pull {label}") as log:
             try:
                 daemon.pull(
@@ -170,6 +182,13 @@ class Executor:
                     log.write(f"{exc}; using the local copy\n")
                     return "local copy"
                 raise TaskFailedError(str(exc)) from None
+            if named is not None:
+                repository, tag = split_label(named)
+                try:
+                    daemon.tag(self._client, label, repository, tag or "latest")
+                except daemon.DaemonError as exc:
+                    raise self._failed(exc) from None
+                log.write(f"{label} is {named} here\n")
         return None
 
     def credentials_for(self, label: str) -> Credentials | None:
@@ -343,9 +362,12 @@ class Executor:
             )
         return None
 
-    def _publish(self, image: PlannedImage) -> str | None:
+    def _publish(self, image: PlannedImage, target: str) -> str | None:
         """Push the version tag, then point `latest` at the same manifest in the registry (a
-        second `docker push` would check every layer again), which confirms the push too."""
+        second `docker push` would check every layer again), which confirms the push too;
+        a TARGET other than the image's label is its staging reference: pushed alone."""
+        if target != image.label:
+            return self._stage(image, target)
         registry = self._registry_for("publishing")
         repository, tag = split_label(image.label)
         tag = tag or "latest"
@@ -369,6 +391,55 @@ class Executor:
                 raise TaskFailedError(f"pushed, but the registry does not have {image.label}")
             log.write(f"latest: {digest} (set in the registry to the manifest of {tag})\n")
         return digest
+
+    def _stage(self, image: PlannedImage, target: str) -> str | None:
+        """Push IMAGE as TARGET, its staging reference; nothing users pull moves."""
+        registry = self._registry_for("staging")
+        repository, tag = split_label(target)
+        tag = tag or "latest"
+        path = repository_path(repository, self._settings.config.registry)
+        with self._log(image.name, f"stage {image.label} as {target}") as log:
+            try:
+                daemon.tag(self._client, image.label, repository, tag)
+                self._push(repository, tag, log)
+            except daemon.DaemonError as exc:
+                raise self._failed(exc) from None
+            try:
+                digest = registry.manifest_digest(path, tag)
+            except RegistryError as exc:
+                raise TaskFailedError(f"staged, but cannot confirm it: {exc}") from None
+            if digest is None:
+                raise TaskFailedError(f"staged, but the registry does not have {target}")
+            log.write(f"staged: {digest}\n")
+        return digest
+
+    def _promote(self, image: PlannedImage, staged: str | None) -> str | None:
+        """Move IMAGE's version tag and `latest` to its staged manifest (blobs mounted, no
+        push), then delete the staged manifest; one the registry keeps is named, not failed."""
+        registry = self._registry_for("promoting")
+        if staged is None:
+            raise TaskFailedError(f"the plan names no staging reference for {image.name}")
+        config = self._settings.config
+        staging_repo, tag = split_label(staged)
+        repository, _ = split_label(image.label)
+        staging_path = repository_path(staging_repo, config.registry)
+        path = repository_path(repository, config.registry)
+        with self._log(image.name, f"promote {staged} to {image.label}") as log:
+            try:
+                digest = registry.promote(staging_path, path, tag or "latest")
+                if digest is None:
+                    raise TaskFailedError(f"the registry no longer has {staged}")
+                log.write(f"{image.label}: {digest}\n")
+                registry.copy_tag(path, tag or "latest", "latest")
+                log.write(f"latest: {digest}\n")
+                left = registry.delete_manifest(staging_path, digest)
+            except RegistryError as exc:
+                raise TaskFailedError(f"cannot promote {staged}: {exc}") from None
+            if left is not None:
+                log.write(f"{staged} left: {left}\n")
+                return f"{digest}; staging kept: {left}"
+            log.write(f"{staged} deleted\n")
+        return f"{digest}; staging deleted"
 
     def _registry_for(self, what: str) -> RegistryClient:
         if self._registry is None:

@@ -20,6 +20,7 @@ from dockerpkg.core.definition import DEFINITION_LABEL
 from dockerpkg.core.images import local_images
 from dockerpkg.core.planner import Observed
 from dockerpkg.core.refs import Ref, tree_refs
+from dockerpkg.core.staging import STAGING, staging_path
 from dockerpkg.core.tree import Tree
 from dockerpkg.effects import imagestore
 from dockerpkg.effects.credentials import Credentials, find_credentials
@@ -100,10 +101,14 @@ class Observation:
         definitions: bool = False,
         builders: tuple[Builder, ...] = (),
         daemon: bool = True,
+        staging: bool = False,
     ) -> None:
         self._config = config
         self._builders = builders
         self._definitions = definitions
+        # all_or_nothing: each version's staging reference is asked too (an earlier run
+        # may have staged it), with the definition recorded on what is staged.
+        self._staging = staging
         self._credentials = credentials
         self._env = dict(env)
         self._cancel = threading.Event()
@@ -122,11 +127,19 @@ class Observation:
             self._bases = self._pool.submit(self._base_digests, self._cancel)
 
     def _with_latest(self, refs: Iterable[Ref]) -> tuple[Ref, ...]:
-        """REFS and, when the run can publish (so move `latest`), each repository's latest."""
+        """REFS and, when the run can publish (so move `latest`), each repository's latest;
+        when it stages, each version's staging reference."""
         refs = tuple(refs)
+        more: tuple[Ref, ...] = ()
+        if self._staging:
+            more = tuple(self._staged_ref(ref) for ref in refs)
         if self._credentials is None or not self._config.check_latest:
-            return refs
-        return refs + tuple(dict.fromkeys((repository, "latest") for repository, _ in refs))
+            return refs + more
+        latest = tuple(dict.fromkeys((repository, "latest") for repository, _ in refs))
+        return refs + latest + more
+
+    def _staged_ref(self, ref: Ref) -> Ref:
+        return staging_path(ref[0], self._config.namespace), ref[1]
 
     def _local(self, env: Mapping[str, str]) -> frozenset[str]:
         """The labels of the one daemon images are built on (several builders share only
@@ -209,11 +222,9 @@ class Observation:
         cancel: threading.Event | None,
     ) -> dict[Ref, dict[str, str]]:
         """The labels dockerpkg reads back (definition, bases) of each published version."""
-        wanted = (
-            [ref for ref, found in digests.items() if found and ref[1] != "latest"]
-            if self._definitions
-            else []
-        )
+        found = [ref for ref, digest in digests.items() if digest and ref[1] != "latest"]
+        staged = [ref for ref in found if f"/{STAGING}/" in f"/{ref[0]}"]
+        wanted = found if self._definitions else staged
         if not wanted:
             return {}
 
@@ -285,7 +296,26 @@ class Observation:
             },
             base_digests=base_digests,
             problems=tuple(base_problems),
+            staged=self._staged_found(tree, refs, answers, recorded),
         )
+
+    def _staged_found(
+        self,
+        tree: Tree,
+        refs: Mapping[str, Ref],
+        answers: Mapping[Ref, str | None],
+        recorded: Mapping[Ref, Mapping[str, str]],
+    ) -> dict[str, str]:
+        """Label -> the definition recorded on its staged image, for the labels staged."""
+        if not self._staging:
+            return {}
+        found = {}
+        for name, ref in refs.items():
+            staged = self._staged_ref(ref)
+            if answers.get(staged):
+                labels = recorded.get(staged, {})
+                found[tree.images[name].label] = labels.get(DEFINITION_LABEL, "")
+        return found
 
     def cancel(self) -> None:
         """Stop asking (the run ends without a plan) and wait for what is in flight."""

@@ -309,3 +309,67 @@ def test_every_builder_lost(
         timeout=10,
     )
     assert found.status_code == 200
+
+
+def test_two_builders_all_or_nothing(
+    tmp_path: Path,
+    second_daemon: SecondDaemon,
+    registry: Registry,
+    base_in_registry: str,
+) -> None:
+    """Under all_or_nothing a child built on the other engine pulls its parent from the
+    staging repository (nothing is at the parent's label yet); then everything moves."""
+    prefix = unique_prefix()
+    a1, b1, join = (f"{prefix}-{n}" for n in ("a1", "b1", "join"))
+    tree = tmp_path / "tree"
+    for name in (a1, b1):
+        write_image(
+            tree,
+            name,
+            "1.0",
+            f'FROM {{{{ "busybox" | image_tag }}}}\nRUN sleep 2 && echo {name} >/x\n',
+        )
+    write_image(
+        tree,
+        join,
+        "1.0",
+        f'FROM {{{{ "{a1}" | image_tag }}}}\nCOPY --from={{{{ "{b1}" | image_tag }}}} /x /b1\n',
+        depends=[a1, b1],
+    )
+    config = write_config(tmp_path / "config.yaml", registry, base_in_registry)
+    builders = f"{MAIN}=1,{second_daemon.host}=1"
+    report_file, run_dir = tmp_path / "report.json", tmp_path / "run"
+    run = subprocess.run(
+        dockerpkg(
+            "-c",
+            config,
+            "build",
+            "--builders",
+            builders,
+            "--publish",
+            "all_or_nothing",
+            "--report",
+            report_file,
+            "--run-dir",
+            run_dir,
+            tree,
+        ),
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    outcome = steps(json.loads(report_file.read_text(encoding="utf-8")))
+    built_on = {name: outcome[("build", name)]["builder"] for name in (a1, b1, join)}
+    assert set(built_on.values()) == {MAIN, second_daemon.host}, built_on
+    other = b1 if built_on[join] == built_on[a1] else a1
+    log = (run_dir / f"{join}.log").read_text()
+    assert f"== pull {registry.ref('dockerpkg-staging/' + other)}:1.0" in log
+    for name in (a1, b1, join):
+        tags = requests.get(f"{registry.url}/v2/{name}/tags/list", timeout=10).json()["tags"]
+        assert sorted(tags) == ["1.0", "latest"], name
+        staged = requests.get(
+            f"{registry.url}/v2/dockerpkg-staging/{name}/tags/list", timeout=10
+        ).json()
+        assert not staged.get("tags"), (name, staged)

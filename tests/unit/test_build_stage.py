@@ -103,7 +103,7 @@ class TestPlanViews:
     def test_an_older_plan_format_is_refused(self) -> None:
         data = json.loads(plan_to_json(plan_of(FIXTURE / "images")))
         data["format_version"] = 3
-        with pytest.raises(Exception, match="format_version 3 is not 5; make the plan again"):
+        with pytest.raises(Exception, match="format_version 3 is not 6; make the plan again"):
             plan_from_json(json.dumps(data), "old.json")
 
 

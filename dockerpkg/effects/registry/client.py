@@ -184,6 +184,95 @@ class RegistryClient:
             raise self._words.unexpected(put, f"PUT manifest {repository}:{target}")
         return digest
 
+    def promote(self, staging: str, repository: str, tag: str) -> str | None:
+        """Put the manifest of ``staging:tag`` under ``repository:tag``, its blobs mounted
+        from STAGING (or copied, where the registry will not mount them); returns the
+        manifest's digest, or None when STAGING does not have it."""
+        _check_names(staging, tag)
+        _check_names(repository, tag)
+        found = self._manifest(staging, tag)
+        if found is None:
+            return None
+        manifest, body = found
+        try:
+            media_type = manifest["mediaType"]
+            blobs = [manifest["config"]["digest"]] + [
+                layer["digest"] for layer in manifest["layers"]
+            ]
+        except (KeyError, TypeError):
+            raise self._words.error(
+                RegistryFailure.BAD_RESPONSE, f"{staging}:{tag} is not a single image manifest"
+            ) from None
+        for digest in blobs:
+            self._bring_blob(staging, repository, str(digest))
+        repo = self._api_repository(repository)
+        put = self._call(
+            "PUT",
+            repo,
+            f"/v2/{repo}/manifests/{tag}",
+            {"Content-Type": str(media_type)},
+            f"putting the manifest of {repository}:{tag}",
+            body=body,
+            push=True,
+        )
+        if put.status_code not in (200, 201):
+            raise self._words.unexpected(put, f"PUT manifest {repository}:{tag}")
+        return _content_digest(body)
+
+    def _bring_blob(self, source: str, repository: str, digest: str) -> None:
+        """Make blob DIGEST of SOURCE part of REPOSITORY: there already, mounted, or copied."""
+        repo, source_repo = self._api_repository(repository), self._api_repository(source)
+        what = f"blob {digest[:19]} of {repository}"
+        head = self._call("HEAD", repo, f"/v2/{repo}/blobs/{digest}", {}, what, push=True)
+        if head.status_code == 200:
+            return
+        mount = self._call(
+            "POST",
+            repo,
+            f"/v2/{repo}/blobs/uploads/?mount={digest}&from={source_repo}",
+            {"Content-Length": "0"},
+            f"mounting {what}",
+            body=b"",
+            push=True,
+        )
+        if mount.status_code == 201:
+            return
+        if mount.status_code != 202:
+            raise self._words.unexpected(mount, f"mounting {what}")
+        # The registry started an upload instead (no right to read SOURCE in this token, or
+        # no cross-repository mounts): send the blob's bytes.
+        blob = self._call(
+            "GET", source_repo, f"/v2/{source_repo}/blobs/{digest}", {}, f"blob {digest[:19]}"
+        )
+        if blob.status_code != 200:
+            raise self._words.unexpected(blob, f"GET blob {digest[:19]} of {source}")
+        location = urlsplit(urljoin(self._auth.ensure_ready() + "/", mount.headers["Location"]))
+        upload = location.path + "?" + (location.query + "&" if location.query else "")
+        put = self._call(
+            "PUT",
+            repo,
+            f"{upload}digest={digest}",
+            {"Content-Type": "application/octet-stream"},
+            f"copying {what}",
+            body=blob.content,
+            push=True,
+        )
+        if put.status_code not in (201, 204):
+            raise self._words.unexpected(put, f"copying {what}")
+
+    def delete_manifest(self, repository: str, digest: str) -> str | None:
+        """Delete the manifest DIGEST of REPOSITORY (every tag on it goes): None when done or
+        gone already, else why the registry would not (deletion off, say)."""
+        _check_names(repository, "latest")
+        repo = self._api_repository(repository)
+        what = f"the manifest {digest[:19]} of {repository}"
+        response = self._call(
+            "DELETE", repo, f"/v2/{repo}/manifests/{digest}", {}, f"deleting {what}", push=True
+        )
+        if response.status_code in (200, 202, 404):
+            return None
+        return f"the registry answered {response.status_code} to deleting {what}"
+
     def published_many(
         self, refs: Iterable[tuple[str, str]], cancel: threading.Event | None = None
     ) -> dict[tuple[str, str], bool]:

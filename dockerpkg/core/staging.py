@@ -1,0 +1,60 @@
+"""All-or-nothing publishing: where a run stages what it pushes, and the promotion that moves
+the tags users pull only once every image of the run is built, verified and pushed.
+
+Each image is pushed to a staging repository beside its own (`NAMESPACE/dockerpkg-staging/
+NAME`, same tag), never to its own repository: Docker's distribution registry deletes
+manifests by digest only, and deleting a staging tag kept in the image's own repository would
+delete the version tag with it. Promotion mounts the blobs into the image's repository (or
+copies them where the registry will not mount), puts the manifest under the version tag and
+`latest`, and deletes the staged manifest.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from dockerpkg.core.labels import join_repository
+from dockerpkg.core.plan import Op, Plan, PlannedImage, Reason, Step
+
+STAGING = "dockerpkg-staging"
+
+
+def staging_repository(registry: str | None, namespace: str | None, name: str) -> str:
+    """Where an image is staged: its namespace's staging area, under its own name."""
+    return join_repository(registry, namespace, STAGING, name)
+
+
+def staging_label(registry: str | None, namespace: str | None, name: str, tag: str) -> str:
+    return f"{staging_repository(registry, namespace, name)}:{tag}"
+
+
+def staging_path(path: str, namespace: str | None) -> str:
+    """The registry path of the staging repository of the image at registry path PATH."""
+    prefix = f"{namespace.strip('/')}/" if namespace else ""
+    return join_repository(namespace, STAGING, path.removeprefix(prefix))
+
+
+def promotion_steps(steps: list[Step], labels: Mapping[str, str]) -> list[Step]:
+    """One promote step per image the run stages (LABELS: name -> its label), in the order of
+    the stagings (parents first); each waits for every step that makes an image (see
+    dockerpkg.core.needs)."""
+    return [
+        Step(Op.PROMOTE, step.image, Reason.ALL_PUBLISHED, labels[step.image], step.label)
+        for step in steps
+        if step.op is Op.PUBLISH
+    ]
+
+
+def staged_promotion(image: PlannedImage, staged: str) -> Step:
+    """The promotion of an image an earlier run staged with the tree's definition."""
+    return Step(Op.PROMOTE, image.name, Reason.STAGED_IN_EARLIER_RUN, image.label, staged)
+
+
+def staged_labels(plan: Plan) -> Mapping[str, str]:
+    """Real label -> staging label, for every image the plan stages or promotes: what a
+    builder pulls when it needs one of them before the promotion."""
+    return {
+        step.label: step.detail
+        for step in plan.steps
+        if step.op is Op.PROMOTE and step.label is not None and step.detail is not None
+    }
