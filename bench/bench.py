@@ -334,7 +334,9 @@ class Bench:
     verbs: set[str]
     ours_only: bool = False
     definition_labels: bool = True
+    publish: str = "per_image"  # dockerpkg --publish in the cold scenario
     scenarios: list[Scenario] = attrs.field(factory=list)
+    last_registry: Path | None = None
     _counter: int = 0
 
     # -- files and configs ---------------------------------------------------------------------
@@ -430,14 +432,17 @@ class Bench:
         }
 
     @contextlib.contextmanager
-    def registry(self, *, auth: bool, data: Path | None = None) -> Iterator[tlsregistry.Registry]:
+    def registry(
+        self, *, auth: bool, data: Path | None = None, access_log: bool = False
+    ) -> Iterator[tlsregistry.Registry]:
         """A registry with the base image pushed; fresh data unless DATA is given."""
         folder = self.fresh_dir("registry")
+        self.last_registry = folder
         own_data = data is None
         data_dir = folder / "data" if data is None else data
         try:
             with tlsregistry.serve(
-                folder, self.tls, data_dir, self.login if auth else None
+                folder, self.tls, data_dir, self.login if auth else None, access_log=access_log
             ) as registry:
                 self.push(BASE_LABEL, registry)
                 yield registry
@@ -512,12 +517,14 @@ class Bench:
         for index, (_, tools) in enumerate(self.rounds()):
             for tool in tools:
                 self.remove_images(PREFIXES["cold"])
-                with self.registry(auth=True) as registry:
+                with self.registry(auth=True, access_log=True) as registry:
                     report = self.path("runs", f"cold-report-{index}.json")
+                    before = tlsregistry.count_requests(self.last_registry or self.work)
                     if tool == OURS:
                         args: list[str | Path] = [
                             "build", "--jobs", str(self.jobs), "--report", report,
-                            "--run-dir", self.path("runs", f"cold-logs-{index}"), tree,
+                            "--run-dir", self.path("runs", f"cold-logs-{index}"),
+                            "--publish", self.publish, tree,
                         ]  # fmt: skip
                     else:
                         args = ["build", tree]
@@ -525,7 +532,9 @@ class Bench:
                         tool, args, label="cold", auth=True, timeout=TIMEOUT_S["cold"]
                     )
                     published = tlsregistry.count_published(registry, refs)
+                    after = tlsregistry.count_requests(self.last_registry or self.work)
                 run.extra["published"] = published
+                run.extra["registry_requests"] = after - before
                 if published != len(refs):
                     run.extra["problem"] = f"{published}/{len(refs)} published"
                 if tool == OURS and report.exists():
@@ -545,6 +554,14 @@ class Bench:
         theirs = [r for r in scenario.runs if r.tool == THEIRS]
         row, ratio = speedup_row("wall time", ours, theirs, 2.5)
         scenario.rows += [row, busy_row("  all CPUs busy during the run", ours, theirs)]
+        requests = [int(r.extra["registry_requests"]) for r in ours]
+        if requests:
+            scenario.rows.append(
+                Row("  registry requests of the run", str(int(statistics.median(requests))))
+            )
+            scenario.figures["registry_requests"] = statistics.median(requests)
+        if self.publish != "per_image":
+            scenario.notes.append(f"dockerpkg ran with --publish {self.publish}")
         scenario.figures["speedup"] = ratio
         mine = median(ours)
         if estimates_per_run:
@@ -1039,6 +1056,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="skip docker-pkg (no ratios): quicker when only dockerpkg's figures matter",
     )
     parser.add_argument(
+        "--publish",
+        choices=("per_image", "all_or_nothing"),
+        default="per_image",
+        help="dockerpkg --publish MODE for the cold builds",
+    )
+    parser.add_argument(
         "--no-definition-labels",
         action="store_true",
         help="run dockerpkg with `definition_labels: false` (no drift labels on its builds)",
@@ -1103,6 +1126,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             verbs,
             ours_only=args.dockerpkg_only,
             definition_labels=not args.no_definition_labels,
+            publish=args.publish,
         )
         say(f"dockerpkg verbs: {', '.join(sorted(verbs))}; scenarios: {', '.join(chosen)}")
         results: dict[str, Any] = {

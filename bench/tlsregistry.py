@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import shutil
 import socket
 import subprocess
@@ -122,14 +123,17 @@ def port_free() -> bool:
 
 
 @contextlib.contextmanager
-def serve(work: Path, tls: Tls, data_dir: Path, login: Login | None) -> Iterator[Registry]:
-    """Run `docker-registry serve` on 127.0.0.1:443 over DATA_DIR until the block ends."""
+def serve(
+    work: Path, tls: Tls, data_dir: Path, login: Login | None, *, access_log: bool = False
+) -> Iterator[Registry]:
+    """Run `docker-registry serve` on 127.0.0.1:443 over DATA_DIR until the block ends; with
+    ACCESS_LOG every request is a line of WORK/registry.log (see `count_requests`)."""
     if not port_free():
         raise RegistryError(f"{HOST}:{PORT} is taken: the benchmark registry needs that port")
     data_dir.mkdir(parents=True, exist_ok=True)
     config: dict[str, Any] = {
         "version": "0.1",
-        "log": {"level": "error", "accesslog": {"disabled": True}},
+        "log": {"level": "error", "accesslog": {"disabled": not access_log}},
         "storage": {
             "filesystem": {"rootdirectory": str(data_dir)},
             "delete": {"enabled": True},
@@ -253,3 +257,12 @@ def _session(registry: Registry) -> requests.Session:
     if registry.auth is not None:
         session.auth = registry.auth
     return session
+
+
+def count_requests(work: Path) -> int:
+    """The requests the registry served, from its access log (one line each)."""
+    log = work / "registry.log"
+    if not log.exists():
+        return 0
+    request = re.compile(r'"[A-Z]+ \S+ HTTP/[\d.]+" \d{3} ')
+    return sum(1 for line in log.read_text(errors="replace").splitlines() if request.search(line))

@@ -188,3 +188,26 @@ def test_ctrl_c_mid_run_moves_nothing(make_site: Callable[..., Site]) -> None:
     assert "Nothing moved" in out
     for short in SHORTS:
         assert site.tags(short) == [], short
+
+
+@pytest.mark.parametrize("auth", ["none", "token"])
+def test_promotion_under_other_registry_auth(
+    make_site: Callable[..., Site], dockerpkg: Callable[..., Run], auth: str
+) -> None:
+    """Anonymous and token registries: the blobs reach the image's repository (mounted, or
+    copied where the token covers one repository only) and the staging goes."""
+    site = make_site(auth)
+    write_image(site.tree, site.name("root"), "1.0", FROM_BASE + "RUN echo r > /r\n")
+    write_image(
+        site.tree,
+        site.name("mid"),
+        "1.0",
+        f'FROM {{{{ "{site.name("root")}" | image_tag }}}}\nRUN echo mid > /mid\n',
+        depends=[site.name("root")],
+    )
+    done = dockerpkg("-c", site.config(), "build", *ALL, site.tree)
+    assert done.status == 0, done.text
+    for short in ("root", "mid"):
+        assert sorted(site.tags(short)) == ["1.0", "latest"], short
+        assert latest_on(site, short, "1.0"), short
+        assert staging_tags(site, short) == [], short
