@@ -190,12 +190,15 @@ def test_ctrl_c_mid_run_moves_nothing(make_site: Callable[..., Site]) -> None:
         assert site.tags(short) == [], short
 
 
-@pytest.mark.parametrize("auth", ["none", "token"])
+@pytest.mark.parametrize(
+    ("auth", "engine"), [("none", "buildkit"), ("token", "buildkit"), ("htpasswd", "classic")]
+)
 def test_promotion_under_other_registry_auth(
-    make_site: Callable[..., Site], dockerpkg: Callable[..., Run], auth: str
+    make_site: Callable[..., Site], dockerpkg: Callable[..., Run], auth: str, engine: str
 ) -> None:
-    """Anonymous and token registries: the blobs reach the image's repository (mounted, or
-    copied where the token covers one repository only) and the staging goes."""
+    """Anonymous and token registries, and the classic builder: the blobs reach the image's
+    repository (mounted, or copied where the token covers one repository only) and the
+    staging goes."""
     site = make_site(auth)
     write_image(site.tree, site.name("root"), "1.0", FROM_BASE + "RUN echo r > /r\n")
     write_image(
@@ -205,7 +208,11 @@ def test_promotion_under_other_registry_auth(
         f'FROM {{{{ "{site.name("root")}" | image_tag }}}}\nRUN echo mid > /mid\n',
         depends=[site.name("root")],
     )
-    done = dockerpkg("-c", site.config(), "build", *ALL, site.tree)
+    config = site.config()
+    config.write_text(
+        config.read_text(encoding="utf-8") + f"build_engine: {engine}\n", encoding="utf-8"
+    )
+    done = dockerpkg("-c", config, "build", *ALL, site.tree)
     assert done.status == 0, done.text
     for short in ("root", "mid"):
         assert sorted(site.tags(short)) == ["1.0", "latest"], short
