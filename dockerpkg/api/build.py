@@ -171,6 +171,7 @@ def _run_plan(
         build_engine=engine,
         env=env,
         staged=staged_labels(plan),
+        secrets={secret.id: secret.source for secret in plan.secrets},
     )
     if log_limit is not None:
         settings = attrs.evolve(settings, log_limit=log_limit)

@@ -21,6 +21,7 @@ from dockerpkg.core.imagelabels import NO_SOURCE, SourceFacts
 from dockerpkg.core.plan import DEFAULT_OPTIONS, BuildOptions, Plan, PublishMode
 from dockerpkg.core.planner import OFFLINE, Observed, inputs_digest, plan_build
 from dockerpkg.core.refs import guessed_refs
+from dockerpkg.core.secrets import SecretSource, config_sources, merged
 from dockerpkg.core.spec import Snapshot
 from dockerpkg.core.tree import Tree, analyze_tree
 from dockerpkg.effects.changelogs import Interrupted, interrupted, leftover_warning
@@ -54,6 +55,8 @@ class Workspace:
     interrupted: Interrupted | None = None
     # The git checkout's commit and origin, for the images' labels.
     source: SourceFacts = NO_SOURCE
+    # The config's build secrets: where each value comes from (never the value).
+    secrets: tuple[SecretSource, ...] = ()
 
 
 def load_workspace(
@@ -148,7 +151,15 @@ def _resolve(
         links=links,
         interrupted=left,
         source=source_facts(directory, env),
+        secrets=_secret_sources(loaded),
     )
+
+
+def _secret_sources(loaded: LoadedConfig) -> tuple[SecretSource, ...]:
+    if not loaded.config.secrets:
+        return ()
+    origin = key_location(loaded.files, "secrets")
+    return config_sources(loaded.config.secrets, origin, os.path.dirname(origin.path))
 
 
 def interrupted_update(
@@ -227,9 +238,13 @@ def load_and_observe(
 
 
 def build_plan(
-    workspace: Workspace, observed: Observed = OFFLINE, options: BuildOptions = DEFAULT_OPTIONS
+    workspace: Workspace,
+    observed: Observed = OFFLINE,
+    options: BuildOptions = DEFAULT_OPTIONS,
+    secrets: tuple[SecretSource, ...] = (),
 ) -> Plan:
-    """The build plan of a workspace for the observed state (offline: nothing exists)."""
+    """The build plan of a workspace for the observed state (offline: nothing exists);
+    SECRETS (--secret) over the config's."""
     return plan_build(
         workspace.tree,
         workspace.config,
@@ -239,6 +254,7 @@ def build_plan(
         options=options,
         builders=workspace.builders,
         source=workspace.source,
+        secrets=merged(workspace.secrets, secrets),
     )
 
 

@@ -38,6 +38,7 @@ from dockerpkg.core.report import (
     report_to_json,
     summary_line,
 )
+from dockerpkg.core.secrets import parse_secret_flag
 from dockerpkg.core.serialize import plan_to_json, plan_to_text
 from dockerpkg.effects.credentials import Credentials
 from dockerpkg.effects.progress import LineProgress, LiveProgress
@@ -70,6 +71,7 @@ class PlanFlags:
     use_cache: bool = False
     builders: str | None = None  # --builders URL[=SLOTS],...
     publish: str | None = None  # --publish MODE; None: the config's
+    secrets: tuple[str, ...] = ()  # --secret id=ID,env=VAR|src=PATH, over the config's
 
 
 @attrs.frozen
@@ -114,7 +116,8 @@ def _make_plan(
         suffix=suffix,
         publish=PublishMode(flags.publish) if flags.publish else workspace.config.publish,
     )
-    return api.build_plan(workspace, observed, options), workspace, credentials
+    given = tuple(parse_secret_flag(text) for text in flags.secrets)
+    return api.build_plan(workspace, observed, options, given), workspace, credentials
 
 
 def _check_timeouts(**given: float | None) -> None:
@@ -218,6 +221,8 @@ _PUBLISH_HELP = (
     "all_or_nothing: only once every image of the run is built, verified and staged"
 )
 _PUBLISH_CHOICES = tuple(mode.value for mode in PublishMode)
+_SECRET_HELP = "a build secret for this run, as buildx: id=ID,env=VARIABLE or id=ID,src=PATH"  # noqa: S105
+_SECRET_METAVAR = "id=ID,env=VAR|src=PATH"  # noqa: S105
 _BUILDERS_HELP = (
     "build on these Docker engines, SLOTS builds at once on each (default: --jobs), "
     "instead of the config's `builders` or DOCKER_HOST"
@@ -256,6 +261,7 @@ class BuildCommands:
     @argh.arg("--base", help="a saved plan to show Dockerfile diffs against (markdown)")
     @argh.arg("--builders", metavar="URL[=SLOTS],...", help=_BUILDERS_HELP)
     @argh.arg("--publish", metavar="MODE", choices=_PUBLISH_CHOICES, help=_PUBLISH_HELP)
+    @argh.arg("--secret", action="append", metavar=_SECRET_METAVAR, help=_SECRET_HELP)
     def plan(
         self,
         directory: str,
@@ -273,9 +279,12 @@ class BuildCommands:
         detailed_exitcode: bool = False,
         builders: str | None = None,
         publish: str | None = None,
+        secret: list[str] | None = None,
     ) -> None:
         """Show what `build` would do, as text or stable JSON."""
-        flags = PlanFlags(select, nightly, snapshot, no_pull, use_cache, builders, publish)
+        flags = PlanFlags(
+            select, nightly, snapshot, no_pull, use_cache, builders, publish, tuple(secret or ())
+        )
         base_plan = api.read_saved_plan(base) if base else None
         # A plan shows every Dockerfile and every template error.
         result, _, _ = _make_plan(self.ctx, directory, flags, offline=offline, render_all=True)
@@ -301,6 +310,7 @@ class BuildCommands:
     @argh.arg("--transfer-timeout", type=float, metavar="SECONDS", help=_TRANSFER_TIMEOUT_HELP)
     @argh.arg("--builders", metavar="URL[=SLOTS],...", help=_BUILDERS_HELP)
     @argh.arg("--publish", metavar="MODE", choices=_PUBLISH_CHOICES, help=_PUBLISH_HELP)
+    @argh.arg("--secret", action="append", metavar=_SECRET_METAVAR, help=_SECRET_HELP)
     def apply(
         self,
         target: str,
@@ -320,6 +330,7 @@ class BuildCommands:
         transfer_timeout: float | None = None,
         builders: str | None = None,
         publish: str | None = None,
+        secret: list[str] | None = None,
     ) -> None:
         """Execute a saved plan (refused if stale), or plan DIRECTORY and execute at once."""
         _check_timeouts(
@@ -351,7 +362,16 @@ class BuildCommands:
                 _execute(ctx, saved, start, run)
             return
         with locked(target, wait=wait_lock):
-            flags = PlanFlags(select, nightly, snapshot, no_pull, use_cache, builders, publish)
+            flags = PlanFlags(
+                select,
+                nightly,
+                snapshot,
+                no_pull,
+                use_cache,
+                builders,
+                publish,
+                tuple(secret or ()),
+            )
             fresh, workspace, credentials = _make_plan(ctx, target, flags)
             start = functools.partial(api.apply_build_plan, fresh, workspace, ctx.env, credentials)
             _execute(ctx, fresh, start, run)
@@ -367,6 +387,7 @@ class BuildCommands:
     @argh.arg("--transfer-timeout", type=float, metavar="SECONDS", help=_TRANSFER_TIMEOUT_HELP)
     @argh.arg("--builders", metavar="URL[=SLOTS],...", help=_BUILDERS_HELP)
     @argh.arg("--publish", metavar="MODE", choices=_PUBLISH_CHOICES, help=_PUBLISH_HELP)
+    @argh.arg("--secret", action="append", metavar=_SECRET_METAVAR, help=_SECRET_HELP)
     def build(
         self,
         directory: str,
@@ -386,6 +407,7 @@ class BuildCommands:
         transfer_timeout: float | None = None,
         builders: str | None = None,
         publish: str | None = None,
+        secret: list[str] | None = None,
     ) -> None:
         """docker-pkg's verb: print the plan, then apply it."""
         _check_timeouts(
@@ -393,7 +415,9 @@ class BuildCommands:
             verify_timeout=verify_timeout,
             transfer_timeout=transfer_timeout,
         )
-        flags = PlanFlags(select, nightly, snapshot, no_pull, use_cache, builders, publish)
+        flags = PlanFlags(
+            select, nightly, snapshot, no_pull, use_cache, builders, publish, tuple(secret or ())
+        )
         with locked(directory, wait=wait_lock):
             result, workspace, credentials = _make_plan(self.ctx, directory, flags)
             sys.stdout.write(plan_to_text(result, needs=self.ctx.echo))

@@ -89,6 +89,10 @@ _SCHEMA = sy.MapCombined(
         sy.Optional("source_url"): _NULLABLE_STR,
         sy.Optional("pin_bases"): sy.Bool(),
         sy.Optional("publish"): sy.Enum([m.value for m in PublishMode]),
+        sy.Optional("secrets"): sy.EmptyDict()
+        | sy.MapPattern(
+            sy.Str(), sy.Map({sy.Optional("env"): sy.Str(), sy.Optional("file"): sy.Str()})
+        ),
         sy.Optional("build_engine"): sy.Enum([e.value for e in BuildEngine]),
         sy.Optional("known_uid_mappings"): sy.EmptyDict() | sy.MapPattern(sy.Str(), sy.Int()),
         sy.Optional("verify_command"): sy.Str(),
@@ -133,6 +137,7 @@ KNOWN_KEYS = frozenset(
         "source_url",
         "pin_bases",
         "publish",
+        "secrets",
         "build_engine",
         "known_uid_mappings",
         "verify_command",
@@ -161,6 +166,7 @@ RUN_KEYS = frozenset(
         "verify_timeout",
         "transfer_timeout",
         "publish",
+        "secrets",
     }
 )
 
@@ -214,6 +220,8 @@ class Config:
     pin_bases: bool = False
     # When the tags users pull move: image by image, or once every image is staged.
     publish: PublishMode = PublishMode.PER_IMAGE
+    # Build secrets: ID -> {env: VARIABLE} or {file: PATH}, where the value comes from.
+    secrets: Mapping[str, Mapping[str, str]] = attrs.field(factory=lambda: MappingProxyType({}))
     build_engine: BuildEngine | None = None  # None: see `engine`
     known_uid_mappings: Mapping[str, int] = DEFAULT_UID_MAPPINGS
     verify_command: str = "/bin/bash"

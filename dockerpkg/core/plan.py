@@ -14,7 +14,7 @@ import attrs
 
 # 4: each step carries `needs`, the keys of the steps it waits for.
 # 5: each image carries the `labels` its build sets; base_changed findings.
-# 6: options.publish and promote steps (all-or-nothing publishing).
+# 6: options.publish and promote steps (all-or-nothing publishing); build secrets.
 FORMAT_VERSION = 6
 
 
@@ -128,6 +128,8 @@ class PlannedImage:
     records: tuple[str, ...] | None = None
     # pin_bases: base label -> the manifest digest its FROM lines are held to.
     pins: Mapping[str, str] = attrs.field(factory=dict)
+    # The build secrets its Dockerfile mounts (ids), served to its build only.
+    secrets: tuple[str, ...] = ()
 
 
 @attrs.frozen
@@ -156,6 +158,14 @@ class Edit:
     old_version: str
     new_version: str
     entry: str
+
+
+@attrs.frozen
+class PlannedSecret:
+    """A build secret as a plan records it: its id and where its value comes from."""
+
+    id: str
+    source: str  # "env:VARIABLE" or "file:PATH"
 
 
 @attrs.frozen
@@ -205,6 +215,8 @@ class Plan:
     findings: tuple[Finding, ...] = ()
     # The Docker engines the run spreads its builds over; empty: the environment's daemon.
     builders: tuple[PlannedBuilder, ...] = ()
+    # The build secrets the images use, with their sources (never their values).
+    secrets: tuple[PlannedSecret, ...] = ()
     format_version: int = FORMAT_VERSION
 
     def image(self, name: str) -> PlannedImage:

@@ -34,10 +34,12 @@ from dockerpkg.core.plan import (
     Plan,
     PlannedBuilder,
     PlannedImage,
+    PlannedSecret,
     PublishMode,
     Reason,
     Step,
 )
+from dockerpkg.core.secrets import SecretSource, secret_problems, secret_uses
 from dockerpkg.core.spec import Snapshot
 from dockerpkg.core.staging import promotion_steps, staging_label, staging_repository
 from dockerpkg.core.tree import Image, Tree, render_images
@@ -199,6 +201,7 @@ def plan_build(
     options: BuildOptions = DEFAULT_OPTIONS,
     builders: BuilderSet = DEFAULT_BUILDERS,
     source: SourceFacts = NO_SOURCE,
+    secrets: tuple[SecretSource, ...] = (),
 ) -> Plan:
     """Steps to bring the selected images (and the unbuilt images they need) to published.
 
@@ -258,7 +261,46 @@ def plan_build(
             PlannedBuilder(b.name, b.slots, b.tls is not None) for b in builders.builders
         ),
     )
-    return _finished(plan, tree, config, observed)
+    return _with_secrets(_finished(plan, tree, config, observed), tree, config, secrets)
+
+
+def _with_secrets(
+    plan: Plan, tree: Tree, config: Config, sources: tuple[SecretSource, ...]
+) -> Plan:
+    """PLAN with the secrets each image to build mounts, and their sources; an id no source
+    is given for, or secrets with the classic builder, is an error at its template line."""
+    built = {step.image for step in plan.steps if step.op is Op.BUILD}
+    problems = []
+    images = []
+    used: set[str] = set()
+    for image in plan.images:
+        if image.name not in built or image.dockerfile is None:
+            images.append(image)
+            continue
+        template = tree.images[image.name].spec.source
+        for secret_id, line in secret_uses(image.dockerfile):
+            at = next(
+                (
+                    n
+                    for n, text in enumerate(template.template.split("\n"), 1)
+                    if f"id={secret_id}" in text
+                ),
+                line,
+            )
+            problems += secret_problems(
+                template.file("Dockerfile.template"),
+                f"RUN --mount=type=secret,id={secret_id}",
+                sources,
+                config.engine,
+                line=at,
+            )
+        ids = tuple(sorted({secret_id for secret_id, _ in secret_uses(image.dockerfile)}))
+        used.update(ids)
+        images.append(attrs.evolve(image, secrets=ids))
+    if problems:
+        raise DockerPkgError(problems)
+    planned = tuple(PlannedSecret(s.id, str(s)) for s in sources if s.id in used)
+    return attrs.evolve(plan, images=tuple(images), secrets=planned)
 
 
 def _finished(plan: Plan, tree: Tree, config: Config, observed: Observed) -> Plan:

@@ -15,6 +15,7 @@ from dockerpkg.core.plan import (
     Plan,
     PlannedBuilder,
     PlannedImage,
+    PlannedSecret,
     PublishMode,
     Reason,
     Step,
@@ -31,6 +32,7 @@ def plan_to_data(plan: Plan) -> dict[str, Any]:
         "registry": plan.registry,
         "publish": plan.publish,
         "builders": [{"url": b.url, "slots": b.slots, "tls": b.tls} for b in plan.builders],
+        "secrets": [{"id": s.id, "source": s.source} for s in plan.secrets],
         "options": {
             "select": plan.options.select,
             "pull": plan.options.pull,
@@ -58,6 +60,7 @@ def plan_to_data(plan: Plan) -> dict[str, Any]:
                 "labels": dict(i.labels),
                 "records": None if i.records is None else list(i.records),
                 "pins": dict(i.pins),
+                "secrets": list(i.secrets),
             }
             for i in plan.images
         ],
@@ -110,6 +113,7 @@ def plan_from_json(text: str, path: str) -> Plan:
                 PlannedBuilder(b["url"], b["slots"], bool(b["tls"]))
                 for b in data.get("builders", ())
             ),
+            secrets=tuple(PlannedSecret(x["id"], x["source"]) for x in data["secrets"]),
             options=BuildOptions(
                 select=options["select"],
                 pull=options["pull"],
@@ -128,6 +132,7 @@ def plan_from_json(text: str, path: str) -> Plan:
                         "labels": dict(i["labels"]),
                         "records": None if i["records"] is None else tuple(i["records"]),
                         "pins": dict(i["pins"]),
+                        "secrets": tuple(i["secrets"]),
                     }
                 )
                 for i in data["images"]

@@ -67,6 +67,8 @@ class Settings:
     # all_or_nothing: label -> its staging reference, for the images the run stages or
     # promotes (a builder needing one pulls it from there: nothing is at the label yet).
     staged: Mapping[str, str] = attrs.field(factory=dict)
+    # Build secret id -> its source, "env:VARIABLE" or "file:PATH" (the plan's).
+    secrets: Mapping[str, str] = attrs.field(factory=dict)
 
 
 class Executor:
@@ -227,19 +229,22 @@ class Executor:
                     log.write(f"{BASES_LABEL}: {labels[BASES_LABEL]}\n")
                 build = labelled_build(image.dockerfile, labels, self._settings.build_engine)
                 (context / "Dockerfile").write_text(build.dockerfile, encoding="utf-8")
-                image_id = imagebuild.build(
-                    self._client,
-                    str(context),
-                    image.label,
-                    use_cache=self._settings.use_cache,
-                    buildargs=proxy_args(config),
-                    container_limits=config.container_limits,
-                    log_file=log,
-                    cancel=self._cancel,
-                    labels=build.labels or None,
-                    deadline=deadline,
-                    engine=self._settings.build_engine,
-                )
+                session = self._session(image)
+                with session as session_id:
+                    image_id = imagebuild.build(
+                        self._client,
+                        str(context),
+                        image.label,
+                        use_cache=self._settings.use_cache,
+                        buildargs=proxy_args(config),
+                        container_limits=config.container_limits,
+                        log_file=log,
+                        cancel=self._cancel,
+                        labels=build.labels or None,
+                        deadline=deadline,
+                        engine=self._settings.build_engine,
+                        session=session_id,
+                    )
             except daemon.TimedOutError:
                 log.write(f"build timed out after {timeout:g} s: stopped\n")
                 raise TaskFailedError(f"build timed out after {timeout:g} s") from None
@@ -248,6 +253,39 @@ class Executor:
         if not bases:
             return image_id
         return f"{image_id} on " + ", ".join(f"{ref}@{digest}" for ref, digest in bases.items())
+
+    def _session(self, image: PlannedImage) -> contextlib.AbstractContextManager[str | None]:
+        """The BuildKit session serving IMAGE's secrets (none: it mounts none), their values
+        read now from where the plan says, for this build only."""
+        if not image.secrets:
+            return contextlib.nullcontext()
+        settings = self._settings
+        if settings.build_engine is not BuildEngine.BUILDKIT:
+            raise TaskFailedError(f"{image.name} mounts build secrets, which need BuildKit")
+        values = {key: self._secret_value(key) for key in image.secrets}
+        env = {**settings.env, **settings.daemon_env}
+        host = env.get("DOCKER_HOST") or daemon.DEFAULT_HOST
+        tls = env.get("DOCKER_CERT_PATH") if env.get("DOCKER_TLS_VERIFY") else None
+        from dockerpkg.effects.session import build_session
+
+        return build_session(host, tls, values)
+
+    def _secret_value(self, secret_id: str) -> bytes:
+        source = self._settings.secrets.get(secret_id)
+        kind, _, where = (source or "").partition(":")
+        if kind == "env":
+            value = self._settings.env.get(where)
+            if value is None:
+                raise TaskFailedError(f"secret {secret_id}: {where} is not set")
+            return value.encode()
+        if kind == "file":
+            try:
+                return Path(os.path.expanduser(where)).read_bytes()
+            except OSError as exc:
+                raise TaskFailedError(
+                    f"secret {secret_id}: cannot read {where}: {exc.strerror}"
+                ) from None
+        raise TaskFailedError(f"secret {secret_id}: the plan gives no source for it")
 
     def _bases(self, image: PlannedImage) -> dict[str, str]:
         """The manifest digest of each image IMAGE's build records, as the daemon holds it

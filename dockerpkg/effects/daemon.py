@@ -64,7 +64,7 @@ FAILURES = (
     OSError,
 )
 
-_DEFAULT_HOST = "unix:///var/run/docker.sock"
+DEFAULT_HOST = "unix:///var/run/docker.sock"
 
 
 def requests_of(client: docker.APIClient) -> Any:
@@ -86,7 +86,7 @@ def connect(env: Mapping[str, str]) -> docker.APIClient:
         client = docker.from_env(version="auto", timeout=TIMEOUT, environment=env).api
         client.ping()
     except FAILURES as exc:
-        where = f"DOCKER_HOST={host}" if host else f"{_DEFAULT_HOST}, DOCKER_HOST is not set"
+        where = f"DOCKER_HOST={host}" if host else f"{DEFAULT_HOST}, DOCKER_HOST is not set"
         raise DaemonError(
             f"cannot reach the Docker daemon ({where}): {_reason(exc)}; is dockerd running?"
         ) from None

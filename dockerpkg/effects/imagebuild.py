@@ -53,11 +53,13 @@ def build(
     labels: Mapping[str, str] | None = None,
     deadline: float | None = None,
     engine: BuildEngine,
+    session: str | None = None,
 ) -> str:
     """Build CONTEXT (docker-py applies its .dockerignore) and tag it LABEL; returns the ID.
 
     The classic builder's rm and forcerm remove intermediate containers even when a step
-    fails; BuildKit makes none. A build still running at DEADLINE (time.monotonic()) is
+    fails; BuildKit makes none. SESSION: the BuildKit session serving the build's secrets.
+    A build still running at DEADLINE (time.monotonic()) is
     stopped: TimedOutError.
     """
     remember_responses(client)
@@ -73,6 +75,7 @@ def build(
                 "nocache": not use_cache,
                 "buildargs": json.dumps(dict(buildargs)),
                 "labels": json.dumps(dict(labels or {})),
+                **({"session": session} if session else {}),
                 **container_limits,
             },
             log_file=log_file,

@@ -1,0 +1,197 @@
+"""A BuildKit session for one build, serving its secrets.
+
+The daemon's BuildKit asks its client for secrets over a session: the client opens
+`POST /session`, the daemon answers 101 and from then on speaks HTTP/2 gRPC on that
+connection, as the gRPC *client*, calling `moby.buildkit.secrets.v1.Secrets/GetSecret`. The
+session is served by a grpcio server on a private unix socket, the hijacked connection
+relayed to it byte for byte; grpcio is loaded here only, for builds that mount secrets.
+Messages are two small protobufs, encoded by hand (no protobuf runtime).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import shutil
+import socket
+import ssl
+import tempfile
+import threading
+import urllib.parse
+from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from dockerpkg.effects.daemon import DaemonError
+
+_SECRETS = "moby.buildkit.secrets.v1.Secrets"
+_HEALTH = "grpc.health.v1.Health"
+_RESPONSE_LIMIT = 65536  # bytes of the /session answer's head read before giving up
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, value = value & 0x7F, value >> 7
+        out.append(byte | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
+def _read_varint(data: bytes, at: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        byte = data[at]
+        at += 1
+        value |= (byte & 0x7F) << shift
+        shift += 7
+        if not byte & 0x80:
+            return value, at
+
+
+def secret_id_of(request: bytes) -> str:
+    """Field 1 (ID) of a GetSecretRequest; its annotations (field 2) are not needed."""
+    at = 0
+    while at < len(request):
+        key, at = _read_varint(request, at)
+        kind = key & 7
+        if kind == 2:
+            length, at = _read_varint(request, at)
+            if key >> 3 == 1:
+                return request[at : at + length].decode("utf-8", errors="replace")
+            at += length
+        elif kind == 0:
+            _, at = _read_varint(request, at)
+        else:
+            break
+    return ""
+
+
+def secret_response(value: bytes) -> bytes:
+    """A GetSecretResponse: field 1, the data."""
+    return b"\x0a" + _varint(len(value)) + value
+
+
+def _handlers(values: Mapping[str, bytes]) -> tuple[Any, ...]:
+    import grpc
+
+    def get_secret(request: bytes, context: Any) -> bytes:
+        secret_id = secret_id_of(request)
+        if secret_id not in values:
+            context.abort(grpc.StatusCode.NOT_FOUND, f"secret {secret_id} not given to this build")
+        return secret_response(values[secret_id])
+
+    def health(request: bytes, context: Any) -> bytes:
+        return b"\x08\x01"  # SERVING
+
+    def unary(function: Any) -> Any:
+        return grpc.unary_unary_rpc_method_handler(
+            function, request_deserializer=bytes, response_serializer=bytes
+        )
+
+    return (
+        grpc.method_handlers_generic_handler(_SECRETS, {"GetSecret": unary(get_secret)}),
+        grpc.method_handlers_generic_handler(_HEALTH, {"Check": unary(health)}),
+    )
+
+
+def _connect(host: str, tls: str | None) -> socket.socket:
+    """A connection to the Docker engine at HOST (DOCKER_HOST's form); TLS: the folder of
+    ca.pem, cert.pem and key.pem, as DOCKER_CERT_PATH names it."""
+    parts = urllib.parse.urlsplit(host)
+    if parts.scheme == "unix":
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.connect(parts.path)
+        return sock
+    if parts.scheme == "tcp" and parts.hostname:
+        sock = socket.create_connection((parts.hostname, parts.port or 2375), timeout=30)
+        sock.settimeout(None)
+        if tls is None:
+            return sock
+        context = ssl.create_default_context(cafile=os.path.join(tls, "ca.pem"))
+        context.load_cert_chain(os.path.join(tls, "cert.pem"), os.path.join(tls, "key.pem"))
+        return context.wrap_socket(sock, server_hostname=parts.hostname)
+    raise DaemonError(
+        f"build secrets need a BuildKit session, which dockerpkg opens on unix:// and tcp:// "
+        f"engines only, not {parts.scheme}://"
+    )
+
+
+def _open(host: str, tls: str | None, session_id: str) -> socket.socket:
+    """`POST /session`, read up to the end of the daemon's 101 answer (byte by byte: what
+    follows is the daemon's HTTP/2 and must reach the gRPC server whole)."""
+    sock = _connect(host, tls)
+    head = [
+        "POST /session HTTP/1.1",
+        "Host: docker",
+        "Upgrade: h2c",
+        "Connection: Upgrade",
+        "Content-Length: 0",
+        f"X-Docker-Expose-Session-Uuid: {session_id}",
+        "X-Docker-Expose-Session-Name: dockerpkg",
+        f"X-Docker-Expose-Session-Sharedkey: {session_id}",
+        f"X-Docker-Expose-Session-Grpc-Method: /{_SECRETS}/GetSecret",
+        f"X-Docker-Expose-Session-Grpc-Method: /{_HEALTH}/Check",
+    ]
+    sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode())
+    answer = bytearray()
+    while not answer.endswith(b"\r\n\r\n") and len(answer) < _RESPONSE_LIMIT:
+        byte = sock.recv(1)
+        if not byte:
+            break
+        answer += byte
+    status = bytes(answer).split(b"\r\n", 1)[0].decode(errors="replace")
+    if " 101 " not in f"{status} ":
+        sock.close()
+        raise DaemonError(
+            f"the Docker engine does not open BuildKit sessions (it answered {status!r} to "
+            "POST /session): build secrets need a daemon with BuildKit (Docker 18.09 or later)"
+        )
+    return sock
+
+
+def _relay(source: socket.socket, target: socket.socket) -> None:
+    try:
+        while data := source.recv(65536):
+            target.sendall(data)
+    except OSError:
+        pass
+    finally:
+        with contextlib.suppress(OSError):
+            target.shutdown(socket.SHUT_WR)
+
+
+@contextlib.contextmanager
+def build_session(host: str, tls: str | None, values: Mapping[str, bytes]) -> Iterator[str]:
+    """A session on the engine at HOST serving VALUES (secret id -> bytes) to the build that
+    names its id (`POST /build?session=ID`); it ends with the block, however that ends."""
+    import grpc  # only builds that mount secrets pay for loading it
+
+    folder = tempfile.mkdtemp(prefix="dockerpkg-session-")
+    os.chmod(folder, 0o700)
+    path = os.path.join(folder, "grpc.sock")
+    server = grpc.server(ThreadPoolExecutor(max_workers=2))
+    server.add_generic_rpc_handlers(_handlers(values))
+    server.add_insecure_port(f"unix:{path}")
+    server.start()
+    session_id = secrets.token_hex(16)
+    sockets: list[socket.socket] = []
+    try:
+        daemon_side = _open(host, tls, session_id)
+        sockets.append(daemon_side)
+        server_side = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sockets.append(server_side)
+        server_side.connect(path)
+        for source, target in ((daemon_side, server_side), (server_side, daemon_side)):
+            threading.Thread(target=_relay, args=(source, target), daemon=True).start()
+        yield session_id
+    except OSError as exc:
+        raise DaemonError(f"cannot open a BuildKit session: {exc}") from None
+    finally:
+        for sock in sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+        server.stop(0)
+        shutil.rmtree(folder, ignore_errors=True)

@@ -1,0 +1,132 @@
+"""Build secrets through the BuildKit session, against the real daemon and registry: the
+build gets them; the plan, the output, the report, the logs and the image never hold them."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import tarfile
+from collections.abc import Callable
+from pathlib import Path
+
+import docker
+import pytest
+
+from tests.integration.test_build import FROM_BASE, Outcome, Site
+from tests.support.trees import write_image
+
+pytestmark = pytest.mark.usefixtures("isolated_home")
+TOKEN = "tok-8f2a91c4e7b3-value"  # what the test looks for everywhere
+NETRC = "machine pypi.example.org login bot password n3trc-9d1e44b0\n"
+
+
+def secret_config(site: Site, *, engine: str = "buildkit") -> Path:
+    config = site.config()
+    (site.work / "netrc.txt").write_text(NETRC, encoding="utf-8")
+    config.write_text(
+        config.read_text(encoding="utf-8")
+        + f"build_engine: {engine}\nsecrets:\n  tok: {{env: BUILD_TOKEN}}\n"
+        "  netrc: {file: netrc.txt}\n",
+        encoding="utf-8",
+    )
+    return config
+
+
+def write_tree(site: Site) -> None:
+    write_image(
+        site.tree,
+        site.name("tok"),
+        "1.0",
+        FROM_BASE + "RUN --mount=type=secret,id=tok sha256sum /run/secrets/tok | cut -c1-64 > /h\n",
+    )
+    write_image(
+        site.tree,
+        site.name("netrc"),
+        "1.0",
+        FROM_BASE
+        + "RUN --mount=type=secret,id=netrc,target=/root/.netrc wc -c < /root/.netrc > /n\n",
+    )
+
+
+def everything_of(client: docker.DockerClient, label: str) -> bytes:
+    """The image as `docker save` writes it (layers, config, history) and its inspect."""
+    image = client.images.get(label)
+    archive = b"".join(image.save())
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        members = b"".join(
+            tar.extractfile(m).read()  # type: ignore[union-attr]
+            for m in tar.getmembers()
+            if m.isfile() and m.name.endswith(".tar")
+        )
+    return archive + members + json.dumps(image.attrs).encode()
+
+
+def test_secrets_reach_the_build_and_nothing_else(
+    make_site: Callable[..., Site],
+    dockerpkg: Callable[..., Outcome],
+    docker_client: docker.DockerClient,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("BUILD_TOKEN", TOKEN)
+    site = make_site()
+    write_tree(site)
+    config = secret_config(site)
+    plan = dockerpkg("-c", config, "plan", "--json", site.tree)
+    assert plan.status == 0, plan.text
+    data = json.loads(plan.out)
+    assert {s["id"]: s["source"] for s in data["secrets"]} == {
+        "tok": "env:BUILD_TOKEN",
+        "netrc": f"file:{site.work / 'netrc.txt'}",
+    }
+    report, run_dir = site.work / "report.json", site.work / "run"
+    built = dockerpkg("-c", config, "build", "--report", report, "--run-dir", run_dir, site.tree)
+    assert built.status == 0, built.text
+    run = docker_client.containers.run
+    assert run(site.label("tok", "1.0"), ["cat", "/h"], remove=True).decode().strip() == (
+        hashlib.sha256(TOKEN.encode()).hexdigest()
+    )
+    assert run(site.label("netrc", "1.0"), ["cat", "/n"], remove=True).decode().strip() == str(
+        len(NETRC)
+    )
+    places = [plan.text.encode(), built.text.encode(), report.read_bytes()]
+    places += [log.read_bytes() for log in run_dir.rglob("*") if log.is_file()]
+    places += [everything_of(docker_client, site.label(n, "1.0")) for n in ("tok", "netrc")]
+    for secret in (TOKEN, "n3trc-9d1e44b0"):
+        assert not any(secret.encode() in place for place in places), secret
+
+
+def test_a_secret_given_for_one_run(
+    make_site: Callable[..., Site],
+    dockerpkg: Callable[..., Outcome],
+    docker_client: docker.DockerClient,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("OTHER_TOKEN", "another-value")
+    site = make_site()
+    write_image(
+        site.tree,
+        site.name("tok"),
+        "1.0",
+        FROM_BASE + "RUN --mount=type=secret,id=tok sha256sum /run/secrets/tok | cut -c1-64 > /h\n",
+    )
+    config = site.config()
+    missing = dockerpkg("-c", config, "plan", "--offline", site.tree)
+    assert missing.status == 1
+    assert f"{site.name('tok')}/Dockerfile.template:2: error: secret 'tok' is not configured" in (
+        missing.err
+    )
+    built = dockerpkg("-c", config, "build", "--secret", "id=tok,env=OTHER_TOKEN", site.tree)
+    assert built.status == 0, built.text
+    digest = docker_client.containers.run(site.label("tok", "1.0"), ["cat", "/h"], remove=True)
+    assert digest.decode().strip() == hashlib.sha256(b"another-value").hexdigest()
+
+
+def test_the_classic_builder_is_refused_when_planning(
+    make_site: Callable[..., Site], dockerpkg: Callable[..., Outcome]
+) -> None:
+    site = make_site()
+    write_tree(site)
+    refused = dockerpkg("-c", secret_config(site, engine="classic"), "plan", "--offline", site.tree)
+    assert refused.status == 1
+    assert "needs BuildKit; the classic builder has no build secrets" in refused.err
