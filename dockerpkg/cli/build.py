@@ -29,7 +29,7 @@ from dockerpkg.cli.common import (
     print_problems,
 )
 from dockerpkg.core.markdown import plan_to_markdown
-from dockerpkg.core.plan import Action, BuildOptions, Plan, PublishMode
+from dockerpkg.core.plan import Action, BuildOptions, CacheMode, Plan, PublishMode
 from dockerpkg.core.plandiff import diff_plans, diff_to_data, diff_to_text
 from dockerpkg.core.report import (
     Report,
@@ -72,6 +72,7 @@ class PlanFlags:
     builders: str | None = None  # --builders URL[=SLOTS],...
     publish: str | None = None  # --publish MODE; None: the config's
     secrets: tuple[str, ...] = ()  # --secret id=ID,env=VAR|src=PATH, over the config's
+    cache: str | None = None  # --cache MODE; None: the config's
 
 
 @attrs.frozen
@@ -115,6 +116,7 @@ def _make_plan(
         use_cache=flags.use_cache,
         suffix=suffix,
         publish=PublishMode(flags.publish) if flags.publish else workspace.config.publish,
+        cache=CacheMode(flags.cache) if flags.cache else workspace.config.cache,
     )
     given = tuple(parse_secret_flag(text) for text in flags.secrets)
     return api.build_plan(workspace, observed, options, given), workspace, credentials
@@ -223,6 +225,8 @@ _PUBLISH_HELP = (
 _PUBLISH_CHOICES = tuple(mode.value for mode in PublishMode)
 _SECRET_HELP = "a build secret for this run, as buildx: id=ID,env=VARIABLE or id=ID,src=PATH"  # noqa: S105
 _SECRET_METAVAR = "id=ID,env=VAR|src=PATH"  # noqa: S105
+_CACHE_HELP = "registry: import layers from published versions and write inline cache"
+_CACHE_CHOICES = tuple(mode.value for mode in CacheMode)
 _BUILDERS_HELP = (
     "build on these Docker engines, SLOTS builds at once on each (default: --jobs), "
     "instead of the config's `builders` or DOCKER_HOST"
@@ -262,6 +266,7 @@ class BuildCommands:
     @argh.arg("--builders", metavar="URL[=SLOTS],...", help=_BUILDERS_HELP)
     @argh.arg("--publish", metavar="MODE", choices=_PUBLISH_CHOICES, help=_PUBLISH_HELP)
     @argh.arg("--secret", action="append", metavar=_SECRET_METAVAR, help=_SECRET_HELP)
+    @argh.arg("--cache", metavar="MODE", choices=_CACHE_CHOICES, help=_CACHE_HELP)
     def plan(
         self,
         directory: str,
@@ -280,10 +285,19 @@ class BuildCommands:
         builders: str | None = None,
         publish: str | None = None,
         secret: list[str] | None = None,
+        cache: str | None = None,
     ) -> None:
         """Show what `build` would do, as text or stable JSON."""
         flags = PlanFlags(
-            select, nightly, snapshot, no_pull, use_cache, builders, publish, tuple(secret or ())
+            select,
+            nightly,
+            snapshot,
+            no_pull,
+            use_cache,
+            builders,
+            publish,
+            tuple(secret or ()),
+            cache,
         )
         base_plan = api.read_saved_plan(base) if base else None
         # A plan shows every Dockerfile and every template error.
@@ -311,6 +325,7 @@ class BuildCommands:
     @argh.arg("--builders", metavar="URL[=SLOTS],...", help=_BUILDERS_HELP)
     @argh.arg("--publish", metavar="MODE", choices=_PUBLISH_CHOICES, help=_PUBLISH_HELP)
     @argh.arg("--secret", action="append", metavar=_SECRET_METAVAR, help=_SECRET_HELP)
+    @argh.arg("--cache", metavar="MODE", choices=_CACHE_CHOICES, help=_CACHE_HELP)
     def apply(
         self,
         target: str,
@@ -331,6 +346,7 @@ class BuildCommands:
         builders: str | None = None,
         publish: str | None = None,
         secret: list[str] | None = None,
+        cache: str | None = None,
     ) -> None:
         """Execute a saved plan (refused if stale), or plan DIRECTORY and execute at once."""
         _check_timeouts(
@@ -371,6 +387,7 @@ class BuildCommands:
                 builders,
                 publish,
                 tuple(secret or ()),
+                cache,
             )
             fresh, workspace, credentials = _make_plan(ctx, target, flags)
             start = functools.partial(api.apply_build_plan, fresh, workspace, ctx.env, credentials)
@@ -388,6 +405,7 @@ class BuildCommands:
     @argh.arg("--builders", metavar="URL[=SLOTS],...", help=_BUILDERS_HELP)
     @argh.arg("--publish", metavar="MODE", choices=_PUBLISH_CHOICES, help=_PUBLISH_HELP)
     @argh.arg("--secret", action="append", metavar=_SECRET_METAVAR, help=_SECRET_HELP)
+    @argh.arg("--cache", metavar="MODE", choices=_CACHE_CHOICES, help=_CACHE_HELP)
     def build(
         self,
         directory: str,
@@ -408,6 +426,7 @@ class BuildCommands:
         builders: str | None = None,
         publish: str | None = None,
         secret: list[str] | None = None,
+        cache: str | None = None,
     ) -> None:
         """docker-pkg's verb: print the plan, then apply it."""
         _check_timeouts(
@@ -416,7 +435,15 @@ class BuildCommands:
             transfer_timeout=transfer_timeout,
         )
         flags = PlanFlags(
-            select, nightly, snapshot, no_pull, use_cache, builders, publish, tuple(secret or ())
+            select,
+            nightly,
+            snapshot,
+            no_pull,
+            use_cache,
+            builders,
+            publish,
+            tuple(secret or ()),
+            cache,
         )
         with locked(directory, wait=wait_lock):
             result, workspace, credentials = _make_plan(self.ctx, directory, flags)

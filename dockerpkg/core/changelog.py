@@ -65,3 +65,8 @@ def head_of(text: str) -> tuple[str, str] | None:
 def versions_in(text: str) -> frozenset[str]:
     """The version of every entry heading of a changelog text, as written."""
     return frozenset(match[2] for line in text.splitlines() if (match := topline.match(line)))
+
+
+def versions_newest_first(text: str) -> tuple[str, ...]:
+    """The version of every entry heading of a changelog text, newest first, as written."""
+    return tuple(match[2] for line in text.splitlines() if (match := topline.match(line)))

@@ -21,7 +21,7 @@ from strictyaml.ruamel.error import MarkedYAMLError, YAMLError
 
 from dockerpkg.core.builders import Builder, TLSFiles, url_problem
 from dockerpkg.core.labels import path_problem, registry_problem
-from dockerpkg.core.plan import PublishMode
+from dockerpkg.core.plan import CacheMode, PublishMode
 from dockerpkg.errors import DockerPkgError, Location, Problem, error, warning
 
 
@@ -89,6 +89,7 @@ _SCHEMA = sy.MapCombined(
         sy.Optional("source_url"): _NULLABLE_STR,
         sy.Optional("pin_bases"): sy.Bool(),
         sy.Optional("publish"): sy.Enum([m.value for m in PublishMode]),
+        sy.Optional("cache"): sy.Enum([m.value for m in CacheMode]),
         sy.Optional("secrets"): sy.EmptyDict()
         | sy.MapPattern(
             sy.Str(), sy.Map({sy.Optional("env"): sy.Str(), sy.Optional("file"): sy.Str()})
@@ -138,6 +139,7 @@ KNOWN_KEYS = frozenset(
         "pin_bases",
         "publish",
         "secrets",
+        "cache",
         "build_engine",
         "known_uid_mappings",
         "verify_command",
@@ -167,6 +169,7 @@ RUN_KEYS = frozenset(
         "transfer_timeout",
         "publish",
         "secrets",
+        "cache",
     }
 )
 
@@ -220,6 +223,7 @@ class Config:
     pin_bases: bool = False
     # When the tags users pull move: image by image, or once every image is staged.
     publish: PublishMode = PublishMode.PER_IMAGE
+    cache: CacheMode = CacheMode.NONE  # registry: builds reuse layers of published images
     # Build secrets: ID -> {env: VARIABLE} or {file: PATH}, where the value comes from.
     secrets: Mapping[str, Mapping[str, str]] = attrs.field(factory=lambda: MappingProxyType({}))
     build_engine: BuildEngine | None = None  # None: see `engine`
@@ -482,6 +486,8 @@ def build_config(*layers: Mapping[str, Any]) -> Config:
         kwargs["build_engine"] = BuildEngine(kwargs["build_engine"])
     if "publish" in kwargs:
         kwargs["publish"] = PublishMode(kwargs["publish"])
+    if "cache" in kwargs:
+        kwargs["cache"] = CacheMode(kwargs["cache"])
     if "lint" in kwargs:
         kwargs["lint"] = LintSettings(**dict(kwargs["lint"]))
     if kwargs.get("apt_only_proxy") is None and kwargs.get("http_proxy"):

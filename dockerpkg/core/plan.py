@@ -130,6 +130,8 @@ class PlannedImage:
     pins: Mapping[str, str] = attrs.field(factory=dict)
     # The build secrets its Dockerfile mounts (ids), served to its build only.
     secrets: tuple[str, ...] = ()
+    # cache registry: the published images its build imports layers from.
+    cache_from: tuple[str, ...] = ()
 
 
 @attrs.frozen
@@ -184,6 +186,14 @@ class PublishMode(enum.Enum):
     ALL_OR_NOTHING = "all_or_nothing"
 
 
+class CacheMode(enum.Enum):
+    """Where builds find layers to reuse: nowhere but the daemon (docker-pkg's way, and with
+    --use-cache only), or also in the registry's published images (inline cache)."""
+
+    NONE = "none"
+    REGISTRY = "registry"
+
+
 @attrs.frozen
 class BuildOptions:
     """Options that change what `apply` does with the steps, fixed at plan time."""
@@ -193,6 +203,7 @@ class BuildOptions:
     use_cache: bool = False
     suffix: str = ""
     publish: PublishMode = PublishMode.PER_IMAGE
+    cache: CacheMode = CacheMode.NONE
 
 
 DEFAULT_OPTIONS = BuildOptions()

@@ -18,17 +18,18 @@ from dockerpkg.core.bases import (
     with_records,
 )
 from dockerpkg.core.builders import DEFAULT_BUILDERS, BuilderSet, publishing_required
-from dockerpkg.core.changelog import versions_in
+from dockerpkg.core.changelog import versions_in, versions_newest_first
 from dockerpkg.core.config import Config, public_values
 from dockerpkg.core.definition import Definitions, definitions
 from dockerpkg.core.graph import reachable
 from dockerpkg.core.imagelabels import NO_SOURCE, SourceFacts, image_labels
-from dockerpkg.core.labels import stage_repository
+from dockerpkg.core.labels import is_docker_tag, stage_repository
 from dockerpkg.core.needs import with_needs
 from dockerpkg.core.plan import (
     DEFAULT_OPTIONS,
     Action,
     BuildOptions,
+    CacheMode,
     Finding,
     Op,
     Plan,
@@ -261,7 +262,27 @@ def plan_build(
             PlannedBuilder(b.name, b.slots, b.tls is not None) for b in builders.builders
         ),
     )
-    return _with_secrets(_finished(plan, tree, config, observed), tree, config, secrets)
+    plan = _with_secrets(_finished(plan, tree, config, observed), tree, config, secrets)
+    return _with_cache(plan, tree) if options.cache is CacheMode.REGISTRY else plan
+
+
+def _with_cache(plan: Plan, tree: Tree) -> Plan:
+    """cache registry: each image to build imports layers from its previous version and its
+    `latest` in the registry (those that exist; BuildKit skips the others)."""
+    built = {step.image for step in plan.steps if step.op is Op.BUILD}
+    images = []
+    for image in plan.images:
+        if image.name not in built:
+            images.append(image)
+            continue
+        older = [
+            v
+            for v in versions_newest_first(tree.images[image.name].spec.source.changelog)[1:2]
+            if is_docker_tag(v)
+        ]
+        sources = [f"{image.repository}:{v}" for v in older] + [f"{image.repository}:latest"]
+        images.append(attrs.evolve(image, cache_from=tuple(sources)))
+    return attrs.evolve(plan, images=tuple(images))
 
 
 def _with_secrets(

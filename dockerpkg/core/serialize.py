@@ -9,6 +9,7 @@ from dockerpkg.core.plan import (
     FORMAT_VERSION,
     Action,
     BuildOptions,
+    CacheMode,
     Edit,
     Finding,
     Op,
@@ -39,6 +40,7 @@ def plan_to_data(plan: Plan) -> dict[str, Any]:
             "use_cache": plan.options.use_cache,
             "suffix": plan.options.suffix,
             "publish": plan.options.publish.value,
+            "cache": plan.options.cache.value,
         },
         "notes": list(plan.notes),
         "images": [
@@ -61,6 +63,7 @@ def plan_to_data(plan: Plan) -> dict[str, Any]:
                 "records": None if i.records is None else list(i.records),
                 "pins": dict(i.pins),
                 "secrets": list(i.secrets),
+                "cache_from": list(i.cache_from),
             }
             for i in plan.images
         ],
@@ -120,6 +123,7 @@ def plan_from_json(text: str, path: str) -> Plan:
                 use_cache=options["use_cache"],
                 suffix=options["suffix"],
                 publish=PublishMode(options["publish"]),
+                cache=CacheMode(options["cache"]),
             ),
             notes=tuple(data["notes"]),
             images=tuple(
@@ -133,6 +137,7 @@ def plan_from_json(text: str, path: str) -> Plan:
                         "records": None if i["records"] is None else tuple(i["records"]),
                         "pins": dict(i["pins"]),
                         "secrets": tuple(i["secrets"]),
+                        "cache_from": tuple(i["cache_from"]),
                     }
                 )
                 for i in data["images"]

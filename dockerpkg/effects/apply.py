@@ -235,8 +235,8 @@ class Executor:
                         self._client,
                         str(context),
                         image.label,
-                        use_cache=self._settings.use_cache,
-                        buildargs=proxy_args(config),
+                        use_cache=self._settings.use_cache or bool(image.cache_from),
+                        buildargs={**proxy_args(config), **_inline_cache(image)},
                         container_limits=config.container_limits,
                         log_file=log,
                         cancel=self._cancel,
@@ -244,6 +244,8 @@ class Executor:
                         deadline=deadline,
                         engine=self._settings.build_engine,
                         session=session_id,
+                        cache_from=image.cache_from,
+                        registry_auth=self._registry_auth(),
                     )
             except daemon.TimedOutError:
                 log.write(f"build timed out after {timeout:g} s: stopped\n")
@@ -254,38 +256,39 @@ class Executor:
             return image_id
         return f"{image_id} on " + ", ".join(f"{ref}@{digest}" for ref, digest in bases.items())
 
+    def _registry_auth(self) -> dict[str, dict[str, str]] | None:
+        """The run's login for its registry, for the cache imports of a build."""
+        credentials = self._settings.credentials
+        registry = self._settings.config.registry
+        if credentials is None or not registry:
+            return None
+        return {registry: {"username": credentials.username, "password": credentials.password}}
+
     def _session(self, image: PlannedImage) -> contextlib.AbstractContextManager[str | None]:
-        """The BuildKit session serving IMAGE's secrets (none: it mounts none), their values
-        read now from where the plan says, for this build only."""
-        if not image.secrets:
-            return contextlib.nullcontext()
+        """The BuildKit session serving IMAGE's secrets (their values read now from where the
+        plan says) and the registry login its cache imports need, for this build only; none
+        when it needs neither."""
         settings = self._settings
+        if not image.secrets and not image.cache_from:
+            return contextlib.nullcontext()
         if settings.build_engine is not BuildEngine.BUILDKIT:
-            raise TaskFailedError(f"{image.name} mounts build secrets, which need BuildKit")
-        values = {key: self._secret_value(key) for key in image.secrets}
+            if image.secrets:
+                raise TaskFailedError(f"{image.name} mounts build secrets, which need BuildKit")
+            return contextlib.nullcontext()
+        from dockerpkg.effects.session import SecretReadError, build_session, read_secrets
+
+        try:
+            values = read_secrets(image.secrets, settings.secrets, settings.env)
+        except SecretReadError as exc:
+            raise TaskFailedError(str(exc)) from None
+        logins = {
+            host: (login["username"], login["password"])
+            for host, login in (self._registry_auth() or {}).items()
+        }
         env = {**settings.env, **settings.daemon_env}
         host = env.get("DOCKER_HOST") or daemon.DEFAULT_HOST
         tls = env.get("DOCKER_CERT_PATH") if env.get("DOCKER_TLS_VERIFY") else None
-        from dockerpkg.effects.session import build_session
-
-        return build_session(host, tls, values)
-
-    def _secret_value(self, secret_id: str) -> bytes:
-        source = self._settings.secrets.get(secret_id)
-        kind, _, where = (source or "").partition(":")
-        if kind == "env":
-            value = self._settings.env.get(where)
-            if value is None:
-                raise TaskFailedError(f"secret {secret_id}: {where} is not set")
-            return value.encode()
-        if kind == "file":
-            try:
-                return Path(os.path.expanduser(where)).read_bytes()
-            except OSError as exc:
-                raise TaskFailedError(
-                    f"secret {secret_id}: cannot read {where}: {exc.strerror}"
-                ) from None
-        raise TaskFailedError(f"secret {secret_id}: the plan gives no source for it")
+        return build_session(host, tls, values, logins)
 
     def _bases(self, image: PlannedImage) -> dict[str, str]:
         """The manifest digest of each image IMAGE's build records, as the daemon holds it
@@ -535,6 +538,12 @@ class Executor:
             cancel=self._cancel,
             timeout=self._settings.transfer_timeout,
         )
+
+
+def _inline_cache(image: PlannedImage) -> dict[str, str]:
+    """A build that imports cache from the registry also writes its own into the image, so
+    the next build on any machine can import it (BuildKit's inline cache)."""
+    return {"BUILDKIT_INLINE_CACHE": "1"} if image.cache_from else {}
 
 
 @contextlib.contextmanager

@@ -4,6 +4,7 @@ context sent as a tar archive that honours the context's .dockerignore."""
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import os
@@ -54,13 +55,14 @@ def build(
     deadline: float | None = None,
     engine: BuildEngine,
     session: str | None = None,
+    cache_from: tuple[str, ...] = (),
+    registry_auth: Mapping[str, Mapping[str, str]] | None = None,
 ) -> str:
     """Build CONTEXT (docker-py applies its .dockerignore) and tag it LABEL; returns the ID.
 
     The classic builder's rm and forcerm remove intermediate containers even when a step
-    fails; BuildKit makes none. SESSION: the BuildKit session serving the build's secrets.
-    A build still running at DEADLINE (time.monotonic()) is
-    stopped: TimedOutError.
+    fails; BuildKit makes none (and takes SESSION, CACHE_FROM: see `_buildkit_params`). A
+    build still running at DEADLINE (time.monotonic()) is stopped: TimedOutError.
     """
     remember_responses(client)
     guard = Guard(cancel, deadline)
@@ -70,16 +72,12 @@ def build(
             context,
             label,
             guard,
-            params={
-                "dockerfile": dockerfile,
-                "nocache": not use_cache,
-                "buildargs": json.dumps(dict(buildargs)),
-                "labels": json.dumps(dict(labels or {})),
-                **({"session": session} if session else {}),
-                **container_limits,
-            },
+            params=_buildkit_params(
+                dockerfile, use_cache, buildargs, labels, session, cache_from, container_limits
+            ),
             log_file=log_file,
             cancel=cancel,
+            headers=_registry_config(registry_auth) if cache_from else {},
         )
     running: list[str] = []  # the container of the RUN step under way, if any
 
@@ -129,6 +127,7 @@ def _build_with_buildkit(
     params: Mapping[str, Any],
     log_file: IO[str] | None,
     cancel: threading.Event | None,
+    headers: Mapping[str, str],
 ) -> str:
     """`POST /build?version=2` with the context as a tar body, which the daemon's BuildKit
     takes without a client session; docker-py's `build` has no way to ask for it, so this
@@ -142,7 +141,7 @@ def _build_with_buildkit(
                     requests_of(client)._url("/build"),
                     data=body,
                     params={"t": label, "version": "2", **params},
-                    headers={"Content-Type": "application/tar"},
+                    headers={"Content-Type": "application/tar", **headers},
                     stream=True,
                     timeout=None,
                 )
@@ -161,6 +160,36 @@ def _build_with_buildkit(
     if not image_id:
         raise DaemonError(f"build of {label} ended without an image ID")
     return image_id
+
+
+def _buildkit_params(  # noqa: PLR0917 (the query of one request)
+    dockerfile: str,
+    use_cache: bool,
+    buildargs: Mapping[str, str],
+    labels: Mapping[str, str] | None,
+    session: str | None,
+    cache_from: tuple[str, ...],
+    container_limits: Mapping[str, Any],
+) -> dict[str, Any]:
+    """The query of `POST /build?version=2`. SESSION: the BuildKit session serving the
+    build's secrets; CACHE_FROM: published images whose inline cache BuildKit imports."""
+    return {
+        "dockerfile": dockerfile,
+        "nocache": not use_cache,
+        "buildargs": json.dumps(dict(buildargs)),
+        "labels": json.dumps(dict(labels or {})),
+        **({"session": session} if session else {}),
+        **({"cachefrom": json.dumps(list(cache_from))} if cache_from else {}),
+        **container_limits,
+    }
+
+
+def _registry_config(auth: Mapping[str, Mapping[str, str]] | None) -> dict[str, str]:
+    """The X-Registry-Config header the daemon reads logins for a build's pulls from."""
+    if not auth:
+        return {}
+    text = json.dumps({host: dict(login) for host, login in auth.items()})
+    return {"X-Registry-Config": base64.urlsafe_b64encode(text.encode()).decode()}
 
 
 def _buildkit_hint(error: str) -> str:

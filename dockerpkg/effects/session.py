@@ -1,11 +1,12 @@
-"""A BuildKit session for one build, serving its secrets.
+"""A BuildKit session for one build, serving its secrets and registry logins.
 
 The daemon's BuildKit asks its client for secrets over a session: the client opens
 `POST /session`, the daemon answers 101 and from then on speaks HTTP/2 gRPC on that
-connection, as the gRPC *client*, calling `moby.buildkit.secrets.v1.Secrets/GetSecret`. The
-session is served by a grpcio server on a private unix socket, the hijacked connection
-relayed to it byte for byte; grpcio is loaded here only, for builds that mount secrets.
-Messages are two small protobufs, encoded by hand (no protobuf runtime).
+connection, as the gRPC *client*, calling `moby.buildkit.secrets.v1.Secrets/GetSecret` (and
+`moby.filesync.v1.Auth/Credentials` when it imports cache from a registry). The session is
+served by a grpcio server on a private unix socket, the hijacked connection relayed to it
+byte for byte; grpcio is loaded here only, for builds that need a session. The messages
+are small protobufs, encoded by hand (no protobuf runtime).
 """
 
 from __future__ import annotations
@@ -19,15 +20,45 @@ import ssl
 import tempfile
 import threading
 import urllib.parse
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from dockerpkg.effects.daemon import DaemonError
 
 _SECRETS = "moby.buildkit.secrets.v1.Secrets"
+_AUTH = "moby.filesync.v1.Auth"
 _HEALTH = "grpc.health.v1.Health"
 _RESPONSE_LIMIT = 65536  # bytes of the /session answer's head read before giving up
+
+
+class SecretReadError(Exception):
+    """A build secret's value cannot be had (its variable unset, its file unreadable)."""
+
+
+def read_secrets(
+    ids: Iterable[str], sources: Mapping[str, str], env: Mapping[str, str]
+) -> dict[str, bytes]:
+    """The values of the secrets IDS, from SOURCES (id -> "env:VARIABLE" or "file:PATH", as
+    the plan gives them) and ENV, the run's environment; read for one build, kept by none."""
+    values = {}
+    for secret_id in ids:
+        kind, _, where = sources.get(secret_id, "").partition(":")
+        if kind == "env":
+            if where not in env:
+                raise SecretReadError(f"secret {secret_id}: {where} is not set")
+            values[secret_id] = env[where].encode()
+        elif kind == "file":
+            try:
+                with open(os.path.expanduser(where), "rb") as file:
+                    values[secret_id] = file.read()
+            except OSError as exc:
+                raise SecretReadError(
+                    f"secret {secret_id}: cannot read {where}: {exc.strerror}"
+                ) from None
+        else:
+            raise SecretReadError(f"secret {secret_id}: the plan gives no source for it")
+    return values
 
 
 def _varint(value: int) -> bytes:
@@ -73,8 +104,22 @@ def secret_response(value: bytes) -> bytes:
     return b"\x0a" + _varint(len(value)) + value
 
 
-def _handlers(values: Mapping[str, bytes]) -> tuple[Any, ...]:
+def credentials_response(username: str, secret: str) -> bytes:
+    """A CredentialsResponse: field 1 the username, field 2 the secret (both empty: none)."""
+    user, word = username.encode(), secret.encode()
+    found = b"\x0a" + _varint(len(user)) + user if user else b""
+    return found + (b"\x12" + _varint(len(word)) + word if word else b"")
+
+
+def _handlers(
+    values: Mapping[str, bytes], logins: Mapping[str, tuple[str, str]]
+) -> tuple[Any, ...]:
     import grpc
+
+    def credentials(request: bytes, context: Any) -> bytes:
+        # CredentialsRequest{Host: 1}: the login for the registry BuildKit pulls cache from.
+        username, secret = logins.get(secret_id_of(request), ("", ""))
+        return credentials_response(username, secret)
 
     def get_secret(request: bytes, context: Any) -> bytes:
         secret_id = secret_id_of(request)
@@ -92,6 +137,7 @@ def _handlers(values: Mapping[str, bytes]) -> tuple[Any, ...]:
 
     return (
         grpc.method_handlers_generic_handler(_SECRETS, {"GetSecret": unary(get_secret)}),
+        grpc.method_handlers_generic_handler(_AUTH, {"Credentials": unary(credentials)}),
         grpc.method_handlers_generic_handler(_HEALTH, {"Check": unary(health)}),
     )
 
@@ -132,6 +178,7 @@ def _open(host: str, tls: str | None, session_id: str) -> socket.socket:
         "X-Docker-Expose-Session-Name: dockerpkg",
         f"X-Docker-Expose-Session-Sharedkey: {session_id}",
         f"X-Docker-Expose-Session-Grpc-Method: /{_SECRETS}/GetSecret",
+        f"X-Docker-Expose-Session-Grpc-Method: /{_AUTH}/Credentials",
         f"X-Docker-Expose-Session-Grpc-Method: /{_HEALTH}/Check",
     ]
     sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode())
@@ -163,16 +210,22 @@ def _relay(source: socket.socket, target: socket.socket) -> None:
 
 
 @contextlib.contextmanager
-def build_session(host: str, tls: str | None, values: Mapping[str, bytes]) -> Iterator[str]:
-    """A session on the engine at HOST serving VALUES (secret id -> bytes) to the build that
-    names its id (`POST /build?session=ID`); it ends with the block, however that ends."""
+def build_session(
+    host: str,
+    tls: str | None,
+    values: Mapping[str, bytes],
+    logins: Mapping[str, tuple[str, str]] | None = None,
+) -> Iterator[str]:
+    """A session on the engine at HOST serving VALUES (secret id -> bytes) and LOGINS
+    (registry -> username, password: BuildKit asks for them to import cache) to the build
+    that names its id (`POST /build?session=ID`); it ends with the block, however it ends."""
     import grpc  # only builds that mount secrets pay for loading it
 
     folder = tempfile.mkdtemp(prefix="dockerpkg-session-")
     os.chmod(folder, 0o700)
     path = os.path.join(folder, "grpc.sock")
     server = grpc.server(ThreadPoolExecutor(max_workers=2))
-    server.add_generic_rpc_handlers(_handlers(values))
+    server.add_generic_rpc_handlers(_handlers(values, logins or {}))
     server.add_insecure_port(f"unix:{path}")
     server.start()
     session_id = secrets.token_hex(16)

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import pytest
 
+from dockerpkg.core.changelog import versions_newest_first
 from dockerpkg.core.definition import definitions
-from dockerpkg.core.plan import BuildOptions, Op, Plan, PublishMode, Reason, Step
+from dockerpkg.core.plan import BuildOptions, CacheMode, Op, Plan, PublishMode, Reason, Step
 from dockerpkg.core.planner import Observed, plan_build
 from dockerpkg.core.report import Outcome, Report, StepOutcome, publication_line
 from dockerpkg.core.serialize import plan_from_json, plan_to_json, plan_to_text
@@ -131,3 +132,27 @@ class TestLastLine:
         done = Report((outcome(Op.PROMOTE, "a", Outcome.SUCCEEDED),))
         assert publication_line(done) == "Promoted all 1: version tags and latest moved."
         assert publication_line(Report(())) is None
+
+
+class TestRegistryCache:
+    def test_builds_import_their_previous_version_and_latest(self, tree: Tree) -> None:
+        plan = planned(tree, Observed(), BuildOptions(cache=CacheMode.REGISTRY))
+        native = plan.image("native")
+        changelog = tree.images["native"].spec.source.changelog
+        older = versions_newest_first(changelog)[1:2]
+        assert native.cache_from == (
+            *(f"{native.repository}:{v}" for v in older),
+            f"{native.repository}:latest",
+        )
+        assert plan.options.cache is CacheMode.REGISTRY
+        assert plan_from_json(plan_to_json(plan), "p.json") == plan
+
+    def test_off_by_default(self, tree: Tree) -> None:
+        plan = planned(tree, Observed(), BuildOptions())
+        assert all(image.cache_from == () for image in plan.images)
+
+    def test_what_is_not_built_imports_nothing(self, tree: Tree) -> None:
+        every = frozenset(image.label for image in tree.images.values())
+        observed = Observed(offline=False, published=every, credentials=True)
+        plan = planned(tree, observed, BuildOptions(cache=CacheMode.REGISTRY))
+        assert all(image.cache_from == () for image in plan.images)
