@@ -17,11 +17,16 @@ __all__ = ["DEFAULT_LOG_LIMIT", "CappedLog"]
 DEFAULT_LOG_LIMIT = 10 * 1024 * 1024
 
 
+# Characters of small writes gathered before they are joined into one piece of the tail.
+_PIECE = 65536
+
+
 class CappedLog:
     """Writes at most LIMIT characters of what it is given to TARGET (plus one marker line).
 
-    Memory use is bounded by half the limit plus one write. `close` writes the kept end; it
-    does not close TARGET.
+    Memory use is bounded by half the limit plus one write (small writes are joined into
+    pieces, so their count stays small). `close` writes the kept end; it does not close
+    TARGET.
     """
 
     def __init__(self, target: IO[str], limit: int = DEFAULT_LOG_LIMIT) -> None:
@@ -33,7 +38,9 @@ class CappedLog:
         self._head_left = limit // 2
         self._tail_size = limit - limit // 2
         self._tail: collections.deque[str] = collections.deque()
-        self._tail_length = 0
+        self._tail_length = 0  # what the tail holds, gathered or not
+        self._pending: list[str] = []  # the newest small writes, not yet one piece
+        self._pending_length = 0
         self._dropped = 0
         self._closed = False
 
@@ -50,8 +57,13 @@ class CappedLog:
             self._head_left -= len(head)
             text = text[len(head) :]
         if text:
-            self._tail.append(text)
+            # Small writes are gathered and joined into one piece: millions of two-byte
+            # strings would cost twenty times their characters in object headers.
+            self._pending.append(text)
+            self._pending_length += len(text)
             self._tail_length += len(text)
+            if self._pending_length >= _PIECE:
+                self._gather()
             # Drop whole old pieces while what remains still covers the tail.
             while self._tail and self._tail_length - len(self._tail[0]) >= self._tail_size:
                 old = self._tail.popleft()
@@ -59,11 +71,18 @@ class CappedLog:
                 self._dropped += len(old)
         return written
 
+    def _gather(self) -> None:
+        if self._pending:
+            self._tail.append("".join(self._pending))
+            self._pending.clear()
+            self._pending_length = 0
+
     def close(self) -> None:
         """Write the marker (if anything was left out) and the kept end."""
         if self._closed:
             return
         self._closed = True
+        self._gather()
         excess = self._tail_length - self._tail_size
         if excess > 0:
             self._tail[0] = self._tail[0][excess:]

@@ -70,3 +70,24 @@ class TestCappedLog:
                 f"each step's log keeps its first {head} and last {tail}]\n"
                 + text[len(text) - tail :]
             )
+
+
+def test_tiny_writes_are_kept_in_few_pieces() -> None:
+    """A build printing `yes` arrives two characters at a time: the kept tail must not be
+    millions of string objects (twenty times the memory of their characters)."""
+    target = io.StringIO()
+    log = CappedLog(target, limit=2_000_000)
+    for _ in range(2_000_000):
+        log.write("y\n")
+    # What it holds: pieces of 64 KiB, and the newest writes not yet joined into one.
+    assert len(log._tail) < 100
+    assert len(log._pending) <= 65_536 // 2
+    log.close()
+    text = target.getvalue()
+    assert text.startswith("y\n" * 10)
+    assert text.endswith("y\n" * 10)
+    assert log.dropped == 2_000_000
+    head, marker, tail = text.partition("\n[dockerpkg: ")
+    assert marker
+    assert len(head) == 1_000_000
+    assert len(tail.split("]\n", 1)[1]) == 1_000_000
