@@ -10,7 +10,6 @@ from __future__ import annotations
 import attrs
 
 from dockerpkg.core.bases import with_records
-from dockerpkg.core.definition import DEFINITION_LABEL
 from dockerpkg.core.needs import with_needs
 from dockerpkg.core.plan import Op, Plan, Reason, Step
 
@@ -64,7 +63,7 @@ def without_published(plan: Plan, published: frozenset[str]) -> tuple[Plan, tupl
     )
     steps = with_needs(first + pulls + rest, plan.images)
     kept_plan = attrs.evolve(plan, steps=steps, notes=plan.notes + notes)
-    if any(DEFINITION_LABEL in image.labels for image in plan.images):
+    if any(image.records is not None for image in plan.images):
         # A parent published since is pulled now: its children record its manifest.
         kept_plan = with_records(kept_plan)
     return kept_plan, labels

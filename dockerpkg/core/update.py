@@ -89,11 +89,7 @@ def plan_update_all(
     depending on one of them; each gets `-SUFFIX` (replacing an older suffix of the same
     shape) with --version-suffix, else an automatic bump."""
 
-    def rule(image: Image) -> str:
-        if version_suffix is not None:
-            return versions.with_suffix(image.spec.version, version_suffix)
-        return versions.bump(image.spec.version, config.update_id)
-
+    rule = _suffix_or_bump(config, version_suffix)
     selected = selected_names(tree, select)
     plan = _plan(
         tree,
@@ -122,6 +118,17 @@ def plan_update_all(
     return plan
 
 
+def _suffix_or_bump(config: Config, version_suffix: str | None) -> VersionRule:
+    """--version-suffix SUFFIX on every version, else an automatic bump (update --all)."""
+
+    def rule(image: Image) -> str:
+        if version_suffix is not None:
+            return versions.with_suffix(image.spec.version, version_suffix)
+        return versions.bump(image.spec.version, config.update_id)
+
+    return rule
+
+
 def base_reason(moves: tuple[BaseMove, ...]) -> str:
     """The default entry of an image whose base moved: which base, and its new digest."""
     return "\n".join(
@@ -146,11 +153,7 @@ def plan_update_changed_bases(
     else one naming the base) and for every image depending on one of them; versions as
     `update --all` gives them."""
 
-    def rule(image: Image) -> str:
-        if version_suffix is not None:
-            return versions.with_suffix(image.spec.version, version_suffix)
-        return versions.bump(image.spec.version, config.update_id)
-
+    rule = _suffix_or_bump(config, version_suffix)
     reasons = {name: reason or base_reason(moves) for name, moves in check.tops.items()}
     plan = _plan(
         tree,

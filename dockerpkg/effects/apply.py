@@ -410,9 +410,7 @@ class Executor:
         if target != image.label:
             return self._stage(image, target)
         registry = self._registry_for("publishing")
-        repository, tag = split_label(image.label)
-        tag = tag or "latest"
-        path = repository_path(repository, self._settings.config.registry)
+        repository, tag, path = self._reference(image.label)
         with self._log(image.name, f"publish {image.label}") as log:
             try:
                 daemon.tag(self._client, image.label, repository, "latest")
@@ -436,9 +434,7 @@ class Executor:
     def _stage(self, image: PlannedImage, target: str) -> str | None:
         """Push IMAGE as TARGET, its staging reference; nothing users pull moves."""
         registry = self._registry_for("staging")
-        repository, tag = split_label(target)
-        tag = tag or "latest"
-        path = repository_path(repository, self._settings.config.registry)
+        repository, tag, path = self._reference(target)
         with self._log(image.name, f"stage {image.label} as {target}") as log:
             try:
                 daemon.tag(self._client, image.label, repository, tag)
@@ -460,18 +456,15 @@ class Executor:
         registry = self._registry_for("promoting")
         if staged is None:
             raise TaskFailedError(f"the plan names no staging reference for {image.name}")
-        config = self._settings.config
-        staging_repo, tag = split_label(staged)
-        repository, _ = split_label(image.label)
-        staging_path = repository_path(staging_repo, config.registry)
-        path = repository_path(repository, config.registry)
+        _, tag, staging_path = self._reference(staged)
+        _, _, path = self._reference(image.label)
         with self._log(image.name, f"promote {staged} to {image.label}") as log:
             try:
-                digest = registry.promote(staging_path, path, tag or "latest")
+                digest = registry.promote(staging_path, path, tag)
                 if digest is None:
                     raise TaskFailedError(f"the registry no longer has {staged}")
                 log.write(f"{image.label}: {digest}\n")
-                registry.copy_tag(path, tag or "latest", "latest")
+                registry.copy_tag(path, tag, "latest")
                 log.write(f"latest: {digest}\n")
                 left = registry.delete_manifest(staging_path, digest)
             except RegistryError as exc:
@@ -481,6 +474,15 @@ class Executor:
                 return f"{digest}; staging kept: {left}"
             log.write(f"{staged} deleted\n")
         return f"{digest}; staging deleted"
+
+    def _reference(self, label: str) -> tuple[str, str, str]:
+        """LABEL's repository, tag (`latest` when it names none) and path in the registry."""
+        repository, tag = split_label(label)
+        return (
+            repository,
+            tag or "latest",
+            repository_path(repository, self._settings.config.registry),
+        )
 
     def _registry_for(self, what: str) -> RegistryClient:
         if self._registry is None:
@@ -515,9 +517,7 @@ class Executor:
     def _tag_latest(self, image: PlannedImage) -> str | None:
         """Point `latest` at the published version's manifest (the plan found it elsewhere)."""
         registry = self._registry_for("moving latest")
-        repository, tag = split_label(image.label)
-        tag = tag or "latest"
-        path = repository_path(repository, self._settings.config.registry)
+        _, tag, path = self._reference(image.label)
         with self._log(image.name, f"tag-latest {image.label}") as log:
             try:
                 digest = registry.copy_tag(path, tag, "latest")

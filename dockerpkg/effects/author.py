@@ -18,9 +18,15 @@ _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct",
 
 def git_config(key: str, env: Mapping[str, str], cwd: str | None) -> str | None:
     """`git config --get KEY` run in CWD; None when git is missing, fails or has no value."""
+    return git(["config", "--get", key], env, cwd)
+
+
+def git(args: list[str], env: Mapping[str, str], cwd: str | None) -> str | None:
+    """What `git ARGS` run in CWD prints, stripped; None when git is missing, fails or
+    prints nothing."""
     try:
         result = subprocess.run(
-            ["git", "config", "--get", key],
+            ["git", *args],
             cwd=cwd,
             env=dict(env),
             capture_output=True,

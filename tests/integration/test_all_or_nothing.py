@@ -25,26 +25,24 @@ ALL = ("--publish", "all_or_nothing")
 PASS, FAIL = "#!/bin/sh\nexit 0\n", "#!/bin/sh\necho broken; exit 1\n"
 
 
+def write_child(site: Site, short: str, parent: str, test: str | None = None) -> None:
+    """Image SHORT built on the tree's image PARENT, with a layer of its own."""
+    write_image(
+        site.tree,
+        site.name(short),
+        "1.0",
+        f'FROM {{{{ "{site.name(parent)}" | image_tag }}}}\nRUN echo {short} > /{short}\n',
+        depends=[site.name(parent)],
+        files={} if test is None else {"test.sh": test},
+    )
+
+
 def write_tree(site: Site, bad_test: str = PASS) -> None:
     """root -> mid -> (ok, bad): three levels; bad's test.sh is BAD_TEST."""
     write_image(site.tree, site.name("root"), "1.0", FROM_BASE, files={"test.sh": PASS})
-    write_image(
-        site.tree,
-        site.name("mid"),
-        "1.0",
-        f'FROM {{{{ "{site.name("root")}" | image_tag }}}}\nRUN echo mid > /mid\n',
-        depends=[site.name("root")],
-        files={"test.sh": PASS},
-    )
+    write_child(site, "mid", "root", PASS)
     for leaf, test in (("ok", PASS), ("bad", bad_test)):
-        write_image(
-            site.tree,
-            site.name(leaf),
-            "1.0",
-            f'FROM {{{{ "{site.name("mid")}" | image_tag }}}}\nRUN echo {leaf} > /{leaf}\n',
-            depends=[site.name("mid")],
-            files={"test.sh": test},
-        )
+        write_child(site, leaf, "mid", test)
 
 
 SHORTS = ("root", "mid", "ok", "bad")
@@ -201,13 +199,7 @@ def test_promotion_under_other_registry_auth(
     staging goes."""
     site = make_site(auth)
     write_image(site.tree, site.name("root"), "1.0", FROM_BASE + "RUN echo r > /r\n")
-    write_image(
-        site.tree,
-        site.name("mid"),
-        "1.0",
-        f'FROM {{{{ "{site.name("root")}" | image_tag }}}}\nRUN echo mid > /mid\n',
-        depends=[site.name("root")],
-    )
+    write_child(site, "mid", "root")
     config = site.config()
     config.write_text(
         config.read_text(encoding="utf-8") + f"build_engine: {engine}\n", encoding="utf-8"
