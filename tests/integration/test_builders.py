@@ -21,7 +21,7 @@ import pytest
 import requests
 
 from tests.support import cleanup, services
-from tests.support.second_daemon import SecondDaemon, start_second_daemon
+from tests.support.second_daemon import SecondDaemon, second_daemon_or_skip
 from tests.support.services import Registry
 from tests.support.trees import BASE_IMAGE, unique_prefix, write_image
 
@@ -39,13 +39,8 @@ def isolated_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
 
 @pytest.fixture
 def second_daemon(busybox_base: str) -> Iterator[SecondDaemon]:
-    try:
-        with start_second_daemon() as daemon:
-            yield daemon
-    except services.ServiceUnavailableError as error:
-        if os.environ.get("DOCKERPKG_REQUIRE_DOCKER") == "1":
-            pytest.fail(f"{error} (DOCKERPKG_REQUIRE_DOCKER=1: these tests must run)")
-        pytest.skip(str(error))
+    with second_daemon_or_skip() as daemon:
+        yield daemon
 
 
 @pytest.fixture

@@ -1,5 +1,10 @@
 """The registry layer cache: a build on a machine with no local cache reuses the layers of
-the image's published version (BuildKit inline cache), and without the cache it does not."""
+the image's published version (BuildKit inline cache), and without the cache it does not.
+
+Each later build runs on a Docker daemon of its own started for it, a fresh CI machine: no
+layer, no build cache. (Removing images and pruning the shared daemon's build cache instead
+races the daemon's own deferred removal of the layers: a build started meanwhile can find a
+layer that then goes, and fails with "failed to get layer".)"""
 
 from __future__ import annotations
 
@@ -8,11 +13,10 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-import docker
 import pytest
 
 from tests.integration.test_build import FROM_BASE, Outcome, Site
-from tests.support import cleanup
+from tests.support.second_daemon import second_daemon_or_skip
 from tests.support.trees import write_image
 
 pytestmark = pytest.mark.usefixtures("isolated_home")
@@ -35,16 +39,8 @@ def step_cached(log: str) -> bool:
     return re.search(rf"^#{match[1]} CACHED$", log, re.MULTILINE) is not None
 
 
-def forget_everything(client: docker.DockerClient, site: Site) -> None:
-    """As a fresh CI machine: none of the site's images and no build cache."""
-    cleanup.remove_tags_under(client, f"{site.registry.host}/{'tests'}/")
-    client.api.prune_builds()
-
-
 def test_builds_reuse_published_layers_only_with_the_cache(
-    make_site: Callable[..., Site],
-    dockerpkg: Callable[..., Outcome],
-    docker_client: docker.DockerClient,
+    make_site: Callable[..., Site], dockerpkg: Callable[..., Outcome]
 ) -> None:
     site = make_site()
     image = write_image(site.tree, site.name("app"), "1.0", FROM_BASE + STEP)
@@ -57,17 +53,20 @@ def test_builds_reuse_published_layers_only_with_the_cache(
     repository = site.label("app", "1.1").rpartition(":")[0]
     [planned] = json.loads(plan.out)["images"]
     assert planned["cache_from"] == [f"{repository}:1.0", f"{repository}:latest"]
-    forget_everything(docker_client, site)
     run_dir = site.work / "cached"
-    cached = dockerpkg(
-        "-c", config, "build", "--cache", "registry", "--run-dir", run_dir, site.tree
-    )
+    with second_daemon_or_skip() as machine:
+        cached = dockerpkg(
+            "-c", config, "build", "--cache", "registry", "--builders", machine.host,
+            "--run-dir", run_dir, site.tree,
+        )  # fmt: skip
     assert cached.status == 0, cached.text
     assert step_cached((run_dir / f"{image.name}.log").read_text(encoding="utf-8"))
 
     new_version(image.path, image.name, "1.2")
-    forget_everything(docker_client, site)
     run_dir = site.work / "uncached"
-    plain = dockerpkg("-c", config, "build", "--run-dir", run_dir, site.tree)
+    with second_daemon_or_skip() as machine:
+        plain = dockerpkg(
+            "-c", config, "build", "--builders", machine.host, "--run-dir", run_dir, site.tree
+        )
     assert plain.status == 0, plain.text
     assert not step_cached((run_dir / f"{image.name}.log").read_text(encoding="utf-8"))

@@ -23,10 +23,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import docker
+import pytest
 
 from tests.support.services import ServiceError, ServiceUnavailableError
 
-__all__ = ["SecondDaemon", "start_second_daemon"]
+__all__ = ["SecondDaemon", "second_daemon_or_skip", "start_second_daemon"]
 
 READY_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 30.0
@@ -141,6 +142,20 @@ def start_second_daemon() -> Iterator[SecondDaemon]:
         yield daemon
     finally:
         _clean_up(daemon)
+
+
+@contextlib.contextmanager
+def second_daemon_or_skip() -> Iterator[SecondDaemon]:
+    """start_second_daemon, or the test skipped when this machine cannot run one (failed
+    instead under DOCKERPKG_REQUIRE_DOCKER=1: these tests must run)."""
+    with contextlib.ExitStack() as stack:
+        try:
+            daemon = stack.enter_context(start_second_daemon())
+        except ServiceUnavailableError as error:
+            if os.environ.get("DOCKERPKG_REQUIRE_DOCKER") == "1":
+                pytest.fail(f"{error} (DOCKERPKG_REQUIRE_DOCKER=1: these tests must run)")
+            pytest.skip(str(error))
+        yield daemon
 
 
 def _add_bridge(name: str) -> None:
