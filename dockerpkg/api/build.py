@@ -172,6 +172,7 @@ def _run_plan(
         env=env,
         staged=staged_labels(plan),
         secrets={secret.id: secret.source for secret in plan.secrets},
+        ssh={agent.id: agent.source for agent in plan.ssh},
     )
     if log_limit is not None:
         settings = attrs.evolve(settings, log_limit=log_limit)

@@ -21,7 +21,7 @@ from dockerpkg.core.imagelabels import NO_SOURCE, SourceFacts
 from dockerpkg.core.plan import DEFAULT_OPTIONS, BuildOptions, Plan, PublishMode
 from dockerpkg.core.planner import OFFLINE, Observed, inputs_digest, plan_build
 from dockerpkg.core.refs import guessed_refs
-from dockerpkg.core.secrets import SecretSource, config_sources, merged
+from dockerpkg.core.secrets import SecretSource, config_agents, config_sources, merged
 from dockerpkg.core.spec import Snapshot
 from dockerpkg.core.tree import Tree, analyze_tree
 from dockerpkg.effects.changelogs import Interrupted, interrupted, leftover_warning
@@ -55,7 +55,7 @@ class Workspace:
     interrupted: Interrupted | None = None
     # The git checkout's commit and origin, for the images' labels.
     source: SourceFacts = NO_SOURCE
-    # The config's build secrets: where each value comes from (never the value).
+    # The config's build secrets and SSH agents: where each comes from (never a value).
     secrets: tuple[SecretSource, ...] = ()
 
 
@@ -156,10 +156,15 @@ def _resolve(
 
 
 def _secret_sources(loaded: LoadedConfig) -> tuple[SecretSource, ...]:
-    if not loaded.config.secrets:
-        return ()
-    origin = key_location(loaded.files, "secrets")
-    return config_sources(loaded.config.secrets, origin, os.path.dirname(origin.path))
+    """The config's build secrets and SSH agents."""
+    found: tuple[SecretSource, ...] = ()
+    if loaded.config.secrets:
+        origin = key_location(loaded.files, "secrets")
+        found += config_sources(loaded.config.secrets, origin, os.path.dirname(origin.path))
+    if loaded.config.ssh:
+        origin = key_location(loaded.files, "ssh")
+        found += config_agents(loaded.config.ssh, origin, os.path.dirname(origin.path))
+    return found
 
 
 def interrupted_update(
@@ -244,7 +249,7 @@ def build_plan(
     secrets: tuple[SecretSource, ...] = (),
 ) -> Plan:
     """The build plan of a workspace for the observed state (offline: nothing exists);
-    SECRETS (--secret) over the config's."""
+    SECRETS (--secret, --ssh) over the config's."""
     return plan_build(
         workspace.tree,
         workspace.config,

@@ -38,7 +38,7 @@ from dockerpkg.core.report import (
     report_to_json,
     summary_line,
 )
-from dockerpkg.core.secrets import parse_secret_flag
+from dockerpkg.core.secrets import parse_secret_flag, parse_ssh_flag
 from dockerpkg.core.serialize import plan_to_json, plan_to_text
 from dockerpkg.effects.credentials import Credentials
 from dockerpkg.effects.progress import LineProgress, LiveProgress
@@ -73,6 +73,7 @@ class PlanFlags:
     publish: str | None = None  # --publish MODE; None: the config's
     secrets: tuple[str, ...] = ()  # --secret id=ID,env=VAR|src=PATH, over the config's
     cache: str | None = None  # --cache MODE; None: the config's
+    ssh: tuple[str, ...] = ()  # --ssh default|ID[=PATH], over the config's
 
 
 @attrs.frozen
@@ -119,6 +120,7 @@ def _make_plan(
         cache=CacheMode(flags.cache) if flags.cache else workspace.config.cache,
     )
     given = tuple(parse_secret_flag(text) for text in flags.secrets)
+    given += tuple(parse_ssh_flag(text) for text in flags.ssh)
     return api.build_plan(workspace, observed, options, given), workspace, credentials
 
 
@@ -225,6 +227,10 @@ _PUBLISH_HELP = (
 _PUBLISH_CHOICES = tuple(mode.value for mode in PublishMode)
 _SECRET_HELP = "a build secret for this run, as buildx: id=ID,env=VARIABLE or id=ID,src=PATH"  # noqa: S105
 _SECRET_METAVAR = "id=ID,env=VAR|src=PATH"  # noqa: S105
+_SSH_HELP = (
+    "an SSH agent for RUN --mount=type=ssh in this run, as buildx: default (SSH_AUTH_SOCK), "
+    "ID, or ID=PATH (an agent's socket or a private key)"
+)
 _CACHE_HELP = "registry: import layers from published versions and write inline cache"
 _CACHE_CHOICES = tuple(mode.value for mode in CacheMode)
 _BUILDERS_HELP = (
@@ -266,6 +272,7 @@ class BuildCommands:
     @argh.arg("--builders", metavar="URL[=SLOTS],...", help=_BUILDERS_HELP)
     @argh.arg("--publish", metavar="MODE", choices=_PUBLISH_CHOICES, help=_PUBLISH_HELP)
     @argh.arg("--secret", action="append", metavar=_SECRET_METAVAR, help=_SECRET_HELP)
+    @argh.arg("--ssh", action="append", metavar="default|ID[=PATH]", help=_SSH_HELP)
     @argh.arg("--cache", metavar="MODE", choices=_CACHE_CHOICES, help=_CACHE_HELP)
     def plan(
         self,
@@ -286,6 +293,7 @@ class BuildCommands:
         publish: str | None = None,
         secret: list[str] | None = None,
         cache: str | None = None,
+        ssh: list[str] | None = None,
     ) -> None:
         """Show what `build` would do, as text or stable JSON."""
         flags = PlanFlags(
@@ -298,6 +306,7 @@ class BuildCommands:
             publish,
             tuple(secret or ()),
             cache,
+            tuple(ssh or ()),
         )
         base_plan = api.read_saved_plan(base) if base else None
         # A plan shows every Dockerfile and every template error.
@@ -325,6 +334,7 @@ class BuildCommands:
     @argh.arg("--builders", metavar="URL[=SLOTS],...", help=_BUILDERS_HELP)
     @argh.arg("--publish", metavar="MODE", choices=_PUBLISH_CHOICES, help=_PUBLISH_HELP)
     @argh.arg("--secret", action="append", metavar=_SECRET_METAVAR, help=_SECRET_HELP)
+    @argh.arg("--ssh", action="append", metavar="default|ID[=PATH]", help=_SSH_HELP)
     @argh.arg("--cache", metavar="MODE", choices=_CACHE_CHOICES, help=_CACHE_HELP)
     def apply(
         self,
@@ -347,6 +357,7 @@ class BuildCommands:
         publish: str | None = None,
         secret: list[str] | None = None,
         cache: str | None = None,
+        ssh: list[str] | None = None,
     ) -> None:
         """Execute a saved plan (refused if stale), or plan DIRECTORY and execute at once."""
         _check_timeouts(
@@ -388,6 +399,7 @@ class BuildCommands:
                 publish,
                 tuple(secret or ()),
                 cache,
+                tuple(ssh or ()),
             )
             fresh, workspace, credentials = _make_plan(ctx, target, flags)
             start = functools.partial(api.apply_build_plan, fresh, workspace, ctx.env, credentials)
@@ -405,6 +417,7 @@ class BuildCommands:
     @argh.arg("--builders", metavar="URL[=SLOTS],...", help=_BUILDERS_HELP)
     @argh.arg("--publish", metavar="MODE", choices=_PUBLISH_CHOICES, help=_PUBLISH_HELP)
     @argh.arg("--secret", action="append", metavar=_SECRET_METAVAR, help=_SECRET_HELP)
+    @argh.arg("--ssh", action="append", metavar="default|ID[=PATH]", help=_SSH_HELP)
     @argh.arg("--cache", metavar="MODE", choices=_CACHE_CHOICES, help=_CACHE_HELP)
     def build(
         self,
@@ -427,6 +440,7 @@ class BuildCommands:
         publish: str | None = None,
         secret: list[str] | None = None,
         cache: str | None = None,
+        ssh: list[str] | None = None,
     ) -> None:
         """docker-pkg's verb: print the plan, then apply it."""
         _check_timeouts(
@@ -444,6 +458,7 @@ class BuildCommands:
             publish,
             tuple(secret or ()),
             cache,
+            tuple(ssh or ()),
         )
         with locked(directory, wait=wait_lock):
             result, workspace, credentials = _make_plan(self.ctx, directory, flags)

@@ -94,6 +94,7 @@ _SCHEMA = sy.MapCombined(
         | sy.MapPattern(
             sy.Str(), sy.Map({sy.Optional("env"): sy.Str(), sy.Optional("file"): sy.Str()})
         ),
+        sy.Optional("ssh"): sy.EmptyDict() | sy.MapPattern(sy.Str(), sy.Str()) | sy.Str(),
         sy.Optional("build_engine"): sy.Enum([e.value for e in BuildEngine]),
         sy.Optional("known_uid_mappings"): sy.EmptyDict() | sy.MapPattern(sy.Str(), sy.Int()),
         sy.Optional("verify_command"): sy.Str(),
@@ -139,6 +140,7 @@ KNOWN_KEYS = frozenset(
         "pin_bases",
         "publish",
         "secrets",
+        "ssh",
         "cache",
         "build_engine",
         "known_uid_mappings",
@@ -169,6 +171,7 @@ RUN_KEYS = frozenset(
         "transfer_timeout",
         "publish",
         "secrets",
+        "ssh",
         "cache",
     }
 )
@@ -226,6 +229,8 @@ class Config:
     cache: CacheMode = CacheMode.NONE  # registry: builds reuse layers of published images
     # Build secrets: ID -> {env: VARIABLE} or {file: PATH}, where the value comes from.
     secrets: Mapping[str, Mapping[str, str]] = attrs.field(factory=lambda: MappingProxyType({}))
+    # SSH agents for RUN --mount=type=ssh: `default` (SSH_AUTH_SOCK) or ID -> socket or key path.
+    ssh: str | Mapping[str, str] = attrs.field(factory=lambda: MappingProxyType({}))
     build_engine: BuildEngine | None = None  # None: see `engine`
     known_uid_mappings: Mapping[str, int] = DEFAULT_UID_MAPPINGS
     verify_command: str = "/bin/bash"

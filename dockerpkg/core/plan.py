@@ -15,7 +15,8 @@ import attrs
 # 4: each step carries `needs`, the keys of the steps it waits for.
 # 5: each image carries the `labels` its build sets; base_changed findings.
 # 6: options.publish and promote steps (all-or-nothing publishing); build secrets.
-FORMAT_VERSION = 6
+# 7: SSH agents (plan `ssh`, image `ssh`).
+FORMAT_VERSION = 7
 
 
 class Action(enum.Enum):
@@ -130,6 +131,8 @@ class PlannedImage:
     pins: Mapping[str, str] = attrs.field(factory=dict)
     # The build secrets its Dockerfile mounts (ids), served to its build only.
     secrets: tuple[str, ...] = ()
+    # The SSH agents its Dockerfile mounts (ids), forwarded to its build only.
+    ssh: tuple[str, ...] = ()
     # cache registry: the published images its build imports layers from.
     cache_from: tuple[str, ...] = ()
 
@@ -164,10 +167,10 @@ class Edit:
 
 @attrs.frozen
 class PlannedSecret:
-    """A build secret as a plan records it: its id and where its value comes from."""
+    """A build secret or SSH agent as a plan records it: its id and where it comes from."""
 
     id: str
-    source: str  # "env:VARIABLE" or "file:PATH"
+    source: str  # "env:VARIABLE", "file:PATH" or "ssh:PATH" ($SSH_AUTH_SOCK: the run's agent)
 
 
 @attrs.frozen
@@ -228,6 +231,8 @@ class Plan:
     builders: tuple[PlannedBuilder, ...] = ()
     # The build secrets the images use, with their sources (never their values).
     secrets: tuple[PlannedSecret, ...] = ()
+    # The SSH agents the images use, with their sockets or key files.
+    ssh: tuple[PlannedSecret, ...] = ()
     format_version: int = FORMAT_VERSION
 
     def image(self, name: str) -> PlannedImage:

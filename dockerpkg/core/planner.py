@@ -40,7 +40,7 @@ from dockerpkg.core.plan import (
     Reason,
     Step,
 )
-from dockerpkg.core.secrets import SecretSource, secret_problems, secret_uses
+from dockerpkg.core.secrets import MountType, SecretSource, secret_problems, secret_uses
 from dockerpkg.core.spec import Snapshot
 from dockerpkg.core.staging import promotion_steps, staging_label, staging_repository
 from dockerpkg.core.tree import Image, Tree, render_images
@@ -288,40 +288,52 @@ def _with_cache(plan: Plan, tree: Tree) -> Plan:
 def _with_secrets(
     plan: Plan, tree: Tree, config: Config, sources: tuple[SecretSource, ...]
 ) -> Plan:
-    """PLAN with the secrets each image to build mounts, and their sources; an id no source
-    is given for, or secrets with the classic builder, is an error at its template line."""
+    """PLAN with the secrets and SSH agents each image to build mounts, and their sources; an
+    id no source is given for, or such mounts with the classic builder, is an error at its
+    template line."""
     built = {step.image for step in plan.steps if step.op is Op.BUILD}
     problems = []
     images = []
-    used: set[str] = set()
+    used: set[tuple[MountType, str]] = set()
     for image in plan.images:
         if image.name not in built or image.dockerfile is None:
             images.append(image)
             continue
         template = tree.images[image.name].spec.source
-        for secret_id, line in secret_uses(image.dockerfile):
-            at = next(
-                (
-                    n
-                    for n, text in enumerate(template.template.split("\n"), 1)
-                    if f"id={secret_id}" in text
-                ),
-                line,
-            )
-            problems += secret_problems(
-                template.file("Dockerfile.template"),
-                f"RUN --mount=type=secret,id={secret_id}",
-                sources,
-                config.engine,
-                line=at,
-            )
-        ids = tuple(sorted({secret_id for secret_id, _ in secret_uses(image.dockerfile)}))
-        used.update(ids)
-        images.append(attrs.evolve(image, secrets=ids))
+        lines = template.template.split("\n")
+        ids: dict[MountType, tuple[str, ...]] = {}
+        for mount in MountType:
+            uses = secret_uses(image.dockerfile, mount)
+            for secret_id, line in uses:
+                # The template's line naming the id; else the rendered Dockerfile's.
+                named = (n for n, text in enumerate(lines, 1) if f"id={secret_id}" in text)
+                problems += secret_problems(
+                    template.file("Dockerfile.template"),
+                    f"RUN --mount=type={mount.value},id={secret_id}",
+                    sources,
+                    config.engine,
+                    line=next(named, line),
+                    mount=mount,
+                )
+            ids[mount] = tuple(sorted({secret_id for secret_id, _ in uses}))
+            used.update((mount, secret_id) for secret_id in ids[mount])
+        images.append(attrs.evolve(image, secrets=ids[MountType.SECRET], ssh=ids[MountType.SSH]))
     if problems:
         raise DockerPkgError(problems)
-    planned = tuple(PlannedSecret(s.id, str(s)) for s in sources if s.id in used)
-    return attrs.evolve(plan, images=tuple(images), secrets=planned)
+
+    def planned(mount: MountType) -> tuple[PlannedSecret, ...]:
+        return tuple(
+            PlannedSecret(s.id, str(s))
+            for s in sources
+            if (s.mount, s.id) in used and s.mount is mount
+        )
+
+    return attrs.evolve(
+        plan,
+        images=tuple(images),
+        secrets=planned(MountType.SECRET),
+        ssh=planned(MountType.SSH),
+    )
 
 
 def _finished(plan: Plan, tree: Tree, config: Config, observed: Observed) -> Plan:

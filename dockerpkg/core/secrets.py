@@ -1,8 +1,10 @@
-"""Build secrets: where each one's value comes from (never the value), which images use which
-(`RUN --mount=type=secret` in their rendered Dockerfiles), and what is wrong with that.
+"""Build secrets and SSH agents: where each one comes from (never a value), which images use
+which (`RUN --mount=type=secret` and `RUN --mount=type=ssh` in their rendered Dockerfiles),
+and what is wrong with that.
 
-The values are read only when a build asks for them through its BuildKit session
-(dockerpkg.effects.session): they never enter a plan, a report, a log or an image.
+Values are read, and agents reached, only when a build asks for them through its BuildKit
+session (dockerpkg.effects.session): no value enters a plan, a report, a log or an image.
+Secret ids and SSH ids are apart, as in BuildKit: a secret and an agent may share an id.
 """
 
 from __future__ import annotations
@@ -22,6 +24,18 @@ from dockerpkg.errors import DockerPkgError, Location, Problem, error
 class SecretKind(enum.Enum):
     ENV = "env"  # an environment variable of the run
     FILE = "file"  # a file (relative paths: to the config file naming it, or the current folder)
+    SSH = "ssh"  # an SSH agent: its socket, or a private key file one is started for
+
+
+class MountType(enum.Enum):
+    """What a `RUN --mount=type=...` brings from the session."""
+
+    SECRET = "secret"  # noqa: S105 (a mount type, not a password)
+    SSH = "ssh"
+
+
+# Where an SSH source with no path leads: the run's agent, as buildx's `--ssh default`.
+DEFAULT_AGENT = "$SSH_AUTH_SOCK"
 
 
 @attrs.frozen
@@ -31,6 +45,10 @@ class SecretSource:
     id: str
     kind: SecretKind
     where: str  # the variable's name, or the file's path
+
+    @property
+    def mount(self) -> MountType:
+        return MountType.SSH if self.kind is SecretKind.SSH else MountType.SECRET
 
     def __str__(self) -> str:
         return f"{self.kind.value}:{self.where}"
@@ -62,6 +80,48 @@ def config_sources(
     return tuple(found)
 
 
+def config_agents(
+    given: str | Mapping[str, str], origin: Location, base: str
+) -> tuple[SecretSource, ...]:
+    """The config's `ssh`: `default` (the run's SSH_AUTH_SOCK) or ID: PATH (an agent's socket
+    or a private key; empty or `default`: SSH_AUTH_SOCK), paths relative to BASE."""
+    entries = {"default": ""} if isinstance(given, str) else dict(given)
+    if isinstance(given, str) and given != "default":
+        raise DockerPkgError.single(
+            origin.path,
+            f"bad value for 'ssh': {given!r}: expected `default` (the SSH_AUTH_SOCK agent) "
+            "or a mapping ID: PATH (an agent's socket or a private key file)",
+            origin.line,
+        )
+    found = []
+    for agent_id, where in sorted(entries.items()):
+        if not _ID.fullmatch(agent_id):
+            raise DockerPkgError.single(
+                origin.path, f"bad value for 'ssh': {agent_id!r} is not an id", origin.line
+            )
+        found.append(SecretSource(agent_id, SecretKind.SSH, _agent_path(where, base)))
+    return tuple(found)
+
+
+def _agent_path(where: str, base: str) -> str:
+    if where in ("", "default", DEFAULT_AGENT):
+        return DEFAULT_AGENT
+    if posixpath.isabs(where) or where.startswith("~") or not base:
+        return where
+    return posixpath.join(base, where)
+
+
+def parse_ssh_flag(text: str) -> SecretSource:
+    """--ssh as buildx spells it: `default`, `ID` (both: the SSH_AUTH_SOCK agent) or
+    `ID=PATH` (an agent's socket or a private key file)."""
+    agent_id, _, where = text.partition("=")
+    if not _ID.fullmatch(agent_id) or "," in where:
+        raise DockerPkgError.single(
+            "--ssh", f"{text!r}: expected default, ID or ID=PATH (one socket or key file)"
+        )
+    return SecretSource(agent_id, SecretKind.SSH, _agent_path(where, ""))
+
+
 def parse_secret_flag(text: str) -> SecretSource:
     """--secret as buildx spells it: `id=ID,env=VAR` or `id=ID,src=PATH` (`source=` too)."""
     fields = dict(part.partition("=")[::2] for part in text.split(",") if part)
@@ -83,18 +143,21 @@ def parse_secret_flag(text: str) -> SecretSource:
 def merged(
     config: Iterable[SecretSource], flags: Iterable[SecretSource]
 ) -> tuple[SecretSource, ...]:
-    """The config's sources with --secret ones over them, by id."""
-    by_id = {s.id: s for s in config}
-    by_id.update({s.id: s for s in flags})
+    """The config's sources with --secret and --ssh ones over them, by kind of mount and id."""
+    by_id = {(s.mount.value, s.id): s for s in config}
+    by_id.update({(s.mount.value, s.id): s for s in flags})
     return tuple(by_id[key] for key in sorted(by_id))
 
 
 _MOUNT = re.compile(r"--mount=(\S+)")
 
 
-def secret_uses(dockerfile: str) -> tuple[tuple[str, int], ...]:
-    """The (id, line) of every secret a Dockerfile's RUN instructions mount; an id left out is
-    the target's file name, as BuildKit takes it."""
+def secret_uses(
+    dockerfile: str, mount: MountType = MountType.SECRET
+) -> tuple[tuple[str, int], ...]:
+    """The (id, line) of every secret (or SSH agent) a Dockerfile's RUN instructions mount; a
+    secret's id left out is the target's file name, an agent's is `default`, as BuildKit
+    takes them."""
     found = []
     for number, line in enumerate(dockerfile.split("\n"), 1):
         stripped = line.strip()
@@ -111,11 +174,13 @@ def secret_uses(dockerfile: str) -> tuple[tuple[str, int], ...]:
             if match is None:
                 continue
             options = dict(part.partition("=")[::2] for part in match[1].split(","))
-            if options.get("type") != "secret":
+            if options.get("type") != mount.value:
                 continue
-            secret_id = options.get("id") or posixpath.basename(
-                options.get("target") or options.get("dst") or options.get("destination") or ""
-            )
+            target = options.get("target") or options.get("dst") or options.get("destination")
+            if mount is MountType.SSH:
+                secret_id = options.get("id") or "default"
+            else:
+                secret_id = options.get("id") or posixpath.basename(target or "")
             if secret_id:
                 found.append((secret_id, number))
     return tuple(dict.fromkeys(found))
@@ -128,32 +193,35 @@ def secret_problems(
     engine: BuildEngine,
     *,
     line: int | None = None,
+    mount: MountType = MountType.SECRET,
 ) -> list[Problem]:
-    """What is wrong with the secrets DOCKERFILE mounts (rendered from the template at WHERE;
-    LINE: where to point, else the Dockerfile's own line): an id no source is given for, or
-    secrets at all with the classic builder."""
-    known = {source.id for source in sources}
+    """What is wrong with the secrets (or SSH agents) DOCKERFILE mounts (rendered from the
+    template at WHERE; LINE: where to point, else the Dockerfile's own line): an id no source
+    is given for, or such mounts at all with the classic builder."""
+    known = {source.id for source in sources if source.mount is mount}
     problems = []
-    for secret_id, number in secret_uses(dockerfile):
-        line = line or number
+    for secret_id, number in secret_uses(dockerfile, mount):
+        at = line or number
         if engine is BuildEngine.CLASSIC:
-            problems.append(
-                error(
-                    where,
-                    f"RUN --mount=type=secret (id {secret_id}) needs BuildKit; the classic "
-                    "builder has no build secrets (remove `build_engine: classic`, "
-                    "`container_limits` or DOCKER_BUILDKIT=0)",
-                    line,
-                )
+            what = "build secrets" if mount is MountType.SECRET else "SSH forwarding"
+            message = (
+                f"RUN --mount=type={mount.value} (id {secret_id}) needs BuildKit; the classic "
+                f"builder has no {what} (remove `build_engine: classic`, `container_limits` "
+                "or DOCKER_BUILDKIT=0)"
             )
-        elif secret_id not in known:
-            problems.append(
-                error(
-                    where,
-                    f"secret {secret_id!r} is not configured: add it to the config's "
-                    f"`secrets` ({secret_id}: {{env: VARIABLE}} or {{file: PATH}}) or give "
-                    f"--secret id={secret_id},env=VARIABLE",
-                    line,
-                )
+        elif secret_id in known:
+            continue
+        elif mount is MountType.SSH:
+            message = (
+                f"SSH agent {secret_id!r} is not configured: add `ssh: default` (the "
+                f"SSH_AUTH_SOCK agent) or `ssh: {{{secret_id}: PATH}}` to the config, or give "
+                f"--ssh {secret_id}[=PATH]"
             )
+        else:
+            message = (
+                f"secret {secret_id!r} is not configured: add it to the config's `secrets` "
+                f"({secret_id}: {{env: VARIABLE}} or {{file: PATH}}) or give "
+                f"--secret id={secret_id},env=VARIABLE"
+            )
+        problems.append(error(where, message, at))
     return problems

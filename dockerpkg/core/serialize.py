@@ -34,6 +34,7 @@ def plan_to_data(plan: Plan) -> dict[str, Any]:
         "publish": plan.publish,
         "builders": [{"url": b.url, "slots": b.slots, "tls": b.tls} for b in plan.builders],
         "secrets": [{"id": s.id, "source": s.source} for s in plan.secrets],
+        "ssh": [{"id": s.id, "source": s.source} for s in plan.ssh],
         "options": {
             "select": plan.options.select,
             "pull": plan.options.pull,
@@ -63,6 +64,7 @@ def plan_to_data(plan: Plan) -> dict[str, Any]:
                 "records": None if i.records is None else list(i.records),
                 "pins": dict(i.pins),
                 "secrets": list(i.secrets),
+                "ssh": list(i.ssh),
                 "cache_from": list(i.cache_from),
             }
             for i in plan.images
@@ -117,6 +119,7 @@ def plan_from_json(text: str, path: str) -> Plan:
                 for b in data.get("builders", ())
             ),
             secrets=tuple(PlannedSecret(x["id"], x["source"]) for x in data["secrets"]),
+            ssh=tuple(PlannedSecret(x["id"], x["source"]) for x in data["ssh"]),
             options=BuildOptions(
                 select=options["select"],
                 pull=options["pull"],
@@ -137,6 +140,7 @@ def plan_from_json(text: str, path: str) -> Plan:
                         "records": None if i["records"] is None else tuple(i["records"]),
                         "pins": dict(i["pins"]),
                         "secrets": tuple(i["secrets"]),
+                        "ssh": tuple(i["ssh"]),
                         "cache_from": tuple(i["cache_from"]),
                     }
                 )

@@ -28,6 +28,7 @@ from dockerpkg.core.report import Outcome, Report
 from dockerpkg.core.runrules import local_copy_serves, verification, verification_paths
 from dockerpkg.effects import daemon, imagebuild
 from dockerpkg.effects import stage as stage_effects
+from dockerpkg.effects.buildsession import Sources, image_session
 from dockerpkg.effects.credentials import Credentials
 from dockerpkg.effects.links import LinkPolicy, context_entries, copy_context
 from dockerpkg.effects.logs import DEFAULT_LOG_LIMIT, CappedLog
@@ -69,6 +70,8 @@ class Settings:
     staged: Mapping[str, str] = attrs.field(factory=dict)
     # Build secret id -> its source, "env:VARIABLE" or "file:PATH" (the plan's).
     secrets: Mapping[str, str] = attrs.field(factory=dict)
+    # SSH agent id -> its source, "ssh:PATH" ($SSH_AUTH_SOCK: the run's agent).
+    ssh: Mapping[str, str] = attrs.field(factory=dict)
 
 
 class Executor:
@@ -265,30 +268,18 @@ class Executor:
         return {registry: {"username": credentials.username, "password": credentials.password}}
 
     def _session(self, image: PlannedImage) -> contextlib.AbstractContextManager[str | None]:
-        """The BuildKit session serving IMAGE's secrets (their values read now from where the
-        plan says) and the registry login its cache imports need, for this build only; none
-        when it needs neither."""
         settings = self._settings
-        if not image.secrets and not image.cache_from:
-            return contextlib.nullcontext()
-        if settings.build_engine is not BuildEngine.BUILDKIT:
-            if image.secrets:
-                raise TaskFailedError(f"{image.name} mounts build secrets, which need BuildKit")
-            return contextlib.nullcontext()
-        from dockerpkg.effects.session import SecretReadError, build_session, read_secrets
-
-        try:
-            values = read_secrets(image.secrets, settings.secrets, settings.env)
-        except SecretReadError as exc:
-            raise TaskFailedError(str(exc)) from None
         logins = {
             host: (login["username"], login["password"])
             for host, login in (self._registry_auth() or {}).items()
         }
-        env = {**settings.env, **settings.daemon_env}
-        host = env.get("DOCKER_HOST") or daemon.DEFAULT_HOST
-        tls = env.get("DOCKER_CERT_PATH") if env.get("DOCKER_TLS_VERIFY") else None
-        return build_session(host, tls, values, logins)
+        return image_session(
+            image,
+            settings.build_engine,
+            Sources(settings.secrets, settings.ssh, logins),
+            settings.env,
+            {**settings.env, **settings.daemon_env},
+        )
 
     def _bases(self, image: PlannedImage) -> dict[str, str]:
         """The manifest digest of each image IMAGE's build records, as the daemon holds it

@@ -1,9 +1,11 @@
-"""A BuildKit session for one build, serving its secrets and registry logins.
+"""A BuildKit session for one build, serving its secrets, SSH agents and registry logins.
 
 The daemon's BuildKit asks its client for secrets over a session: the client opens
 `POST /session`, the daemon answers 101 and from then on speaks HTTP/2 gRPC on that
 connection, as the gRPC *client*, calling `moby.buildkit.secrets.v1.Secrets/GetSecret` (and
-`moby.filesync.v1.Auth/Credentials` when it imports cache from a registry). The session is
+`moby.filesync.v1.Auth/Credentials` when it imports cache from a registry, and
+`moby.sshforward.v1.SSH/ForwardAgent`, a stream of the bytes between a RUN step's SSH client
+and the agent, for each connection to a mounted agent socket). The session is
 served by a grpcio server on a private unix socket, the hijacked connection relayed to it
 byte for byte; grpcio is loaded here only, for builds that need a session. The messages
 are small protobufs, encoded by hand (no protobuf runtime).
@@ -29,6 +31,9 @@ from dockerpkg.effects.daemon import DaemonError
 _SECRETS = "moby.buildkit.secrets.v1.Secrets"
 _AUTH = "moby.filesync.v1.Auth"
 _HEALTH = "grpc.health.v1.Health"
+_SSH = "moby.sshforward.v1.SSH"
+_SSH_ID_KEY = "buildkit.ssh.id"  # the gRPC metadata naming the agent a stream is for
+_CHUNK = 65536
 _RESPONSE_LIMIT = 65536  # bytes of the /session answer's head read before giving up
 
 
@@ -81,27 +86,64 @@ def _read_varint(data: bytes, at: int) -> tuple[int, int]:
             return value, at
 
 
-def secret_id_of(request: bytes) -> str:
-    """Field 1 (ID) of a GetSecretRequest; its annotations (field 2) are not needed."""
+def first_field(message: bytes) -> bytes:
+    """Field 1 of a protobuf MESSAGE whose field 1 is a string or bytes (GetSecretRequest's
+    ID, CheckAgentRequest's ID, BytesMessage's data); other fields are not needed."""
     at = 0
-    while at < len(request):
-        key, at = _read_varint(request, at)
+    while at < len(message):
+        key, at = _read_varint(message, at)
         kind = key & 7
         if kind == 2:
-            length, at = _read_varint(request, at)
+            length, at = _read_varint(message, at)
             if key >> 3 == 1:
-                return request[at : at + length].decode("utf-8", errors="replace")
+                return message[at : at + length]
             at += length
         elif kind == 0:
-            _, at = _read_varint(request, at)
+            _, at = _read_varint(message, at)
         else:
             break
-    return ""
+    return b""
+
+
+def secret_id_of(request: bytes) -> str:
+    """Field 1 (ID) of a GetSecretRequest (or a CredentialsRequest's Host)."""
+    return first_field(request).decode("utf-8", errors="replace")
+
+
+def bytes_message(data: bytes) -> bytes:
+    """A BytesMessage: field 1, the data."""
+    return b"\x0a" + _varint(len(data)) + data if data else b""
 
 
 def secret_response(value: bytes) -> bytes:
     """A GetSecretResponse: field 1, the data."""
     return b"\x0a" + _varint(len(value)) + value
+
+
+def _forward(agent: str, requests: Iterator[bytes]) -> Iterator[bytes]:
+    """The bytes of one connection to the agent at AGENT, both ways: REQUESTS (BytesMessages
+    from the build) are written to it, what it answers is given back as BytesMessages."""
+    connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    connection.connect(agent)
+
+    def pump() -> None:
+        try:
+            for message in requests:
+                connection.sendall(first_field(message))
+        except Exception:  # noqa: BLE001, S110 (the stream ended: the build closed it)
+            pass
+        finally:
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_WR)
+
+    threading.Thread(target=pump, daemon=True).start()
+    try:
+        while data := connection.recv(_CHUNK):
+            yield bytes_message(data)
+    except OSError:
+        return
+    finally:
+        connection.close()
 
 
 def credentials_response(username: str, secret: str) -> bytes:
@@ -112,7 +154,9 @@ def credentials_response(username: str, secret: str) -> bytes:
 
 
 def _handlers(
-    values: Mapping[str, bytes], logins: Mapping[str, tuple[str, str]]
+    values: Mapping[str, bytes],
+    logins: Mapping[str, tuple[str, str]],
+    agents: Mapping[str, str],
 ) -> tuple[Any, ...]:
     import grpc
 
@@ -130,15 +174,36 @@ def _handlers(
     def health(request: bytes, context: Any) -> bytes:
         return b"\x08\x01"  # SERVING
 
+    def check_agent(request: bytes, context: Any) -> bytes:
+        agent_id = secret_id_of(request) or "default"
+        if agent_id not in agents:
+            context.abort(grpc.StatusCode.NOT_FOUND, f"ssh {agent_id} not given to this build")
+        return b""
+
+    def forward_agent(requests: Iterator[bytes], context: Any) -> Iterator[bytes]:
+        agent_id = dict(context.invocation_metadata()).get(_SSH_ID_KEY) or "default"
+        if agent_id not in agents:
+            context.abort(grpc.StatusCode.NOT_FOUND, f"ssh {agent_id} not given to this build")
+        try:
+            yield from _forward(agents[agent_id], requests)
+        except OSError as exc:
+            context.abort(grpc.StatusCode.UNAVAILABLE, f"ssh {agent_id}: {exc.strerror}")
+
     def unary(function: Any) -> Any:
         return grpc.unary_unary_rpc_method_handler(
             function, request_deserializer=bytes, response_serializer=bytes
         )
 
+    forward = grpc.stream_stream_rpc_method_handler(
+        forward_agent, request_deserializer=bytes, response_serializer=bytes
+    )
     return (
         grpc.method_handlers_generic_handler(_SECRETS, {"GetSecret": unary(get_secret)}),
         grpc.method_handlers_generic_handler(_AUTH, {"Credentials": unary(credentials)}),
         grpc.method_handlers_generic_handler(_HEALTH, {"Check": unary(health)}),
+        grpc.method_handlers_generic_handler(
+            _SSH, {"CheckAgent": unary(check_agent), "ForwardAgent": forward}
+        ),
     )
 
 
@@ -159,7 +224,8 @@ def _connect(host: str, tls: str | None) -> socket.socket:
         context.load_cert_chain(os.path.join(tls, "cert.pem"), os.path.join(tls, "key.pem"))
         return context.wrap_socket(sock, server_hostname=parts.hostname)
     raise DaemonError(
-        f"build secrets need a BuildKit session, which dockerpkg opens on unix:// and tcp:// "
+        f"build secrets, SSH agents and the registry cache need a BuildKit session, which "
+        f"dockerpkg opens on unix:// and tcp:// "
         f"engines only, not {parts.scheme}://"
     )
 
@@ -180,6 +246,8 @@ def _open(host: str, tls: str | None, session_id: str) -> socket.socket:
         f"X-Docker-Expose-Session-Grpc-Method: /{_SECRETS}/GetSecret",
         f"X-Docker-Expose-Session-Grpc-Method: /{_AUTH}/Credentials",
         f"X-Docker-Expose-Session-Grpc-Method: /{_HEALTH}/Check",
+        f"X-Docker-Expose-Session-Grpc-Method: /{_SSH}/CheckAgent",
+        f"X-Docker-Expose-Session-Grpc-Method: /{_SSH}/ForwardAgent",
     ]
     sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode())
     answer = bytearray()
@@ -193,7 +261,8 @@ def _open(host: str, tls: str | None, session_id: str) -> socket.socket:
         sock.close()
         raise DaemonError(
             f"the Docker engine does not open BuildKit sessions (it answered {status!r} to "
-            "POST /session): build secrets need a daemon with BuildKit (Docker 18.09 or later)"
+            "POST /session): build secrets, SSH agents and the registry cache need a daemon "
+            "with BuildKit (Docker 18.09 or later)"
         )
     return sock
 
@@ -215,17 +284,20 @@ def build_session(
     tls: str | None,
     values: Mapping[str, bytes],
     logins: Mapping[str, tuple[str, str]] | None = None,
+    agents: Mapping[str, str] | None = None,
 ) -> Iterator[str]:
-    """A session on the engine at HOST serving VALUES (secret id -> bytes) and LOGINS
-    (registry -> username, password: BuildKit asks for them to import cache) to the build
-    that names its id (`POST /build?session=ID`); it ends with the block, however it ends."""
-    import grpc  # only builds that mount secrets pay for loading it
+    """A session on the engine at HOST serving VALUES (secret id -> bytes), LOGINS (registry
+    -> username, password: BuildKit asks for them to import cache) and AGENTS (SSH id -> the
+    agent's socket) to the build that names its id (`POST /build?session=ID`); it ends with
+    the block, however it ends."""
+    import grpc  # only builds that need a session pay for loading it
 
     folder = tempfile.mkdtemp(prefix="dockerpkg-session-")
     os.chmod(folder, 0o700)
     path = os.path.join(folder, "grpc.sock")
-    server = grpc.server(ThreadPoolExecutor(max_workers=2))
-    server.add_generic_rpc_handlers(_handlers(values, logins or {}))
+    # A forwarded agent connection holds a worker while it lasts: room for a few at once.
+    server = grpc.server(ThreadPoolExecutor(max_workers=8))
+    server.add_generic_rpc_handlers(_handlers(values, logins or {}, agents or {}))
     server.add_insecure_port(f"unix:{path}")
     server.start()
     session_id = secrets.token_hex(16)

@@ -17,7 +17,7 @@ import pytest
 from dockerpkg.cli import main
 from dockerpkg.core.config import Config, load_config
 from dockerpkg.core.markdown import plan_to_markdown
-from dockerpkg.core.plan import Op, Plan, Reason
+from dockerpkg.core.plan import FORMAT_VERSION, Op, Plan, Reason
 from dockerpkg.core.plandiff import dockerfile_diff
 from dockerpkg.core.planner import Observed, plan_build
 from dockerpkg.core.report import Outcome, Report, StepOutcome, report_table
@@ -103,7 +103,9 @@ class TestPlanViews:
     def test_an_older_plan_format_is_refused(self) -> None:
         data = json.loads(plan_to_json(plan_of(FIXTURE / "images")))
         data["format_version"] = 3
-        with pytest.raises(Exception, match="format_version 3 is not 6; make the plan again"):
+        with pytest.raises(
+            Exception, match=f"format_version 3 is not {FORMAT_VERSION}; make the plan again"
+        ):
             plan_from_json(json.dumps(data), "old.json")
 
 

@@ -9,15 +9,19 @@ import pytest
 
 from dockerpkg.core.config import BuildEngine
 from dockerpkg.core.secrets import (
+    DEFAULT_AGENT,
+    MountType,
     SecretKind,
     SecretSource,
+    config_agents,
     config_sources,
     merged,
     parse_secret_flag,
+    parse_ssh_flag,
     secret_problems,
     secret_uses,
 )
-from dockerpkg.effects.session import secret_id_of, secret_response
+from dockerpkg.effects.session import bytes_message, first_field, secret_id_of, secret_response
 from dockerpkg.errors import DockerPkgError, Location
 
 ORIGIN = Location("conf/config.yaml", 7)
@@ -62,6 +66,72 @@ class TestSources:
         assert merged(config, [flag]) == (flag, config[1])
 
 
+class TestAgents:
+    def test_config(self) -> None:
+        origin = Location("/etc/dp/config.yaml", 7)
+        [default] = config_agents("default", origin, "/etc/dp")
+        assert default == SecretSource("default", SecretKind.SSH, DEFAULT_AGENT)
+        given = {"git": "keys/deploy", "run": "", "agent": "/run/agent.sock"}
+        assert config_agents(given, origin, "/etc/dp") == (
+            SecretSource("agent", SecretKind.SSH, "/run/agent.sock"),
+            SecretSource("git", SecretKind.SSH, "/etc/dp/keys/deploy"),
+            SecretSource("run", SecretKind.SSH, DEFAULT_AGENT),
+        )
+
+    @pytest.mark.parametrize("given", ["yes", {"bad id": "/x"}])
+    def test_a_bad_value_is_located(self, given: str | dict[str, str]) -> None:
+        with pytest.raises(DockerPkgError) as caught:
+            config_agents(given, Location("c.yaml", 4), "")
+        [problem] = caught.value.problems
+        assert (problem.location.path, problem.location.line) == ("c.yaml", 4)
+        assert "'ssh'" in problem.message
+
+    @pytest.mark.parametrize(
+        ("flag", "where"),
+        [
+            ("default", DEFAULT_AGENT),
+            ("git", DEFAULT_AGENT),
+            ("git=/k/id_ed25519", "/k/id_ed25519"),
+        ],
+    )
+    def test_flags_as_buildx_spells_them(self, flag: str, where: str) -> None:
+        assert parse_ssh_flag(flag).where == where
+
+    @pytest.mark.parametrize("flag", ["", "a b", "git=/k1,/k2"])
+    def test_bad_flags(self, flag: str) -> None:
+        with pytest.raises(DockerPkgError, match="--ssh"):
+            parse_ssh_flag(flag)
+
+    def test_secret_and_agent_ids_are_apart(self) -> None:
+        secret = SecretSource("default", SecretKind.ENV, "TOKEN")
+        agent = SecretSource("default", SecretKind.SSH, DEFAULT_AGENT)
+        assert merged([secret], [agent]) == (secret, agent)
+        assert merged([agent], [parse_ssh_flag("default=/a.sock")]) == (
+            SecretSource("default", SecretKind.SSH, "/a.sock"),
+        )
+
+    def test_uses_and_problems(self) -> None:
+        dockerfile = (
+            "FROM x\n"
+            "RUN --mount=type=ssh git clone git@example.org:a.git\n"
+            "RUN --mount=type=ssh,id=deploy --mount=type=secret,id=tok make\n"
+        )
+        assert secret_uses(dockerfile, MountType.SSH) == (("default", 2), ("deploy", 3))
+        assert secret_uses(dockerfile) == (("tok", 3),)
+        # A secret named like the agent does not stand for it.
+        known = [SecretSource("deploy", SecretKind.ENV, "D"), parse_ssh_flag("default")]
+        [missing] = secret_problems(
+            "t", dockerfile, known, BuildEngine.BUILDKIT, mount=MountType.SSH
+        )
+        assert (missing.location.line, "SSH agent 'deploy' is not configured") == (
+            3,
+            missing.message[: len("SSH agent 'deploy' is not configured")],
+        )
+        classic = secret_problems("t", dockerfile, known, BuildEngine.CLASSIC, mount=MountType.SSH)
+        assert [p.location.line for p in classic] == [2, 3]
+        assert all("no SSH forwarding" in p.message for p in classic)
+
+
 class TestUses:
     def test_ids_and_lines(self) -> None:
         dockerfile = (
@@ -86,6 +156,15 @@ class TestUses:
 
 
 class TestMessages:
+    def test_bytes_messages(self) -> None:
+        # BytesMessage{data: ...}, as BuildKit's sshforward stream carries an agent's bytes.
+        data = bytes(range(256)) * 2
+        encoded = bytes_message(data)
+        assert encoded[:3] == b"\x0a\x80\x04"
+        assert first_field(encoded) == data
+        assert bytes_message(b"") == b""  # proto3 leaves an empty field out
+        assert first_field(b"") == b""
+
     def test_request_and_response(self) -> None:
         # GetSecretRequest{ID: "tok", annotations: {"a": "b"}}, as BuildKit encodes it.
         request = b"\x0a\x03tok" + b"\x12\x06\x0a\x01a\x12\x01b"

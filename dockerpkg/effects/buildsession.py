@@ -1,0 +1,63 @@
+"""Which BuildKit session one build gets: what of its secrets, SSH agents and registry logins
+it needs, read or reached when it starts and let go when it ends (dockerpkg.effects.session
+serves them)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Mapping
+
+import attrs
+
+from dockerpkg.core.config import BuildEngine
+from dockerpkg.core.plan import PlannedImage
+from dockerpkg.effects import daemon
+from dockerpkg.effects.tasks import TaskFailedError
+
+
+@attrs.frozen
+class Sources:
+    """Where a run's session material comes from, as the plan and the login give it."""
+
+    secrets: Mapping[str, str]  # secret id -> "env:VARIABLE" or "file:PATH"
+    ssh: Mapping[str, str]  # agent id -> "ssh:PATH" ($SSH_AUTH_SOCK: the run's agent)
+    logins: Mapping[str, tuple[str, str]] = attrs.field(repr=False)  # registry -> user, password
+
+
+@contextlib.contextmanager
+def image_session(
+    image: PlannedImage,
+    engine: BuildEngine,
+    sources: Sources,
+    env: Mapping[str, str],
+    engine_env: Mapping[str, str],
+) -> Iterator[str | None]:
+    """The id of the session serving IMAGE's secrets (their values read now), its SSH agents
+    and the registry logins its cache imports need, for its build only; None when it needs
+    none of them. ENV: the run's environment; ENGINE_ENV: with the builder's DOCKER_HOST."""
+    if not image.secrets and not image.ssh and not image.cache_from:
+        yield None
+        return
+    if engine is not BuildEngine.BUILDKIT:
+        if image.secrets or image.ssh:
+            raise TaskFailedError(
+                f"{image.name} mounts build secrets or SSH agents, which need BuildKit"
+            )
+        yield None
+        return
+    # Only builds that need a session load grpcio.
+    from dockerpkg.effects.session import SecretReadError, build_session, read_secrets
+    from dockerpkg.effects.sshagents import AgentError, agent_sockets
+
+    try:
+        values = read_secrets(image.secrets, sources.secrets, env)
+    except SecretReadError as exc:
+        raise TaskFailedError(str(exc)) from None
+    host = engine_env.get("DOCKER_HOST") or daemon.DEFAULT_HOST
+    tls = engine_env.get("DOCKER_CERT_PATH") if engine_env.get("DOCKER_TLS_VERIFY") else None
+    with contextlib.ExitStack() as stack:
+        try:
+            agents = stack.enter_context(agent_sockets(image.ssh, sources.ssh, env))
+        except AgentError as exc:
+            raise TaskFailedError(str(exc)) from None
+        yield stack.enter_context(build_session(host, tls, values, sources.logins, agents))

@@ -1,0 +1,105 @@
+"""The SSH agents a build forwards to its `RUN --mount=type=ssh` steps: each one's socket,
+from the plan's sources; a private key file gets an `ssh-agent` of its own, started for the
+build and stopped with it (the key is never read by dockerpkg itself)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import stat
+import subprocess
+import tempfile
+from collections.abc import Iterable, Iterator, Mapping
+
+from dockerpkg.core.secrets import DEFAULT_AGENT
+
+_START_TIMEOUT = 10.0  # seconds a private agent may take to say it listens
+
+
+class AgentError(Exception):
+    """An SSH agent a build needs cannot be had (no SSH_AUTH_SOCK, no such socket or key)."""
+
+
+@contextlib.contextmanager
+def agent_sockets(
+    ids: Iterable[str], sources: Mapping[str, str], env: Mapping[str, str]
+) -> Iterator[dict[str, str]]:
+    """Agent id -> the path of its socket, for the agents IDS, from SOURCES (id ->
+    "ssh:PATH", as the plan gives them) and ENV, the run's environment; private agents
+    started for key files end with the block."""
+    with contextlib.ExitStack() as stack:
+        sockets = {}
+        for agent_id in ids:
+            kind, _, where = sources.get(agent_id, "").partition(":")
+            if kind != "ssh":
+                raise AgentError(f"ssh {agent_id}: the plan gives no source for it")
+            sockets[agent_id] = _socket_of(agent_id, where, env, stack)
+        yield sockets
+
+
+def _socket_of(
+    agent_id: str, where: str, env: Mapping[str, str], stack: contextlib.ExitStack
+) -> str:
+    if where == DEFAULT_AGENT:
+        found = env.get("SSH_AUTH_SOCK")
+        if not found:
+            raise AgentError(f"ssh {agent_id}: SSH_AUTH_SOCK is not set (no agent to forward)")
+        where = found
+    path = os.path.expanduser(where)
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as exc:
+        raise AgentError(f"ssh {agent_id}: cannot use {where}: {exc.strerror}") from None
+    if stat.S_ISSOCK(mode):
+        return path
+    if stat.S_ISREG(mode):
+        return stack.enter_context(_private_agent(agent_id, path))
+    raise AgentError(f"ssh {agent_id}: {where} is neither an agent's socket nor a key file")
+
+
+@contextlib.contextmanager
+def _private_agent(agent_id: str, key: str) -> Iterator[str]:
+    """An ssh-agent holding only KEY, on a socket in a private folder, for one build."""
+    agent, add = shutil.which("ssh-agent"), shutil.which("ssh-add")
+    if agent is None or add is None:
+        raise AgentError(
+            f"ssh {agent_id}: forwarding the key file {key} needs ssh-agent and ssh-add "
+            "(openssh-client); or give the socket of a running agent"
+        )
+    folder = tempfile.mkdtemp(prefix="dockerpkg-agent-")
+    socket_path = os.path.join(folder, "agent.sock")
+    process = subprocess.Popen(
+        [agent, "-D", "-a", socket_path],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        # ssh-agent prints its settings once its socket listens: then it can take the key.
+        assert process.stdout is not None
+        if not process.stdout.readline():
+            raise AgentError(f"ssh {agent_id}: ssh-agent did not start")
+        quiet = {"SSH_AUTH_SOCK": socket_path, "PATH": os.defpath}
+        added = subprocess.run(
+            [add, "-q", key],
+            env=quiet,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=_START_TIMEOUT,
+            check=False,
+        )
+        if added.returncode != 0:
+            said = added.stderr.decode(errors="replace").strip().splitlines()
+            raise AgentError(
+                f"ssh {agent_id}: ssh-add cannot add {key}"
+                + (f": {said[-1]}" if said else "")
+                + " (a key with a passphrase needs an agent of yours: give its socket)"
+            )
+        yield socket_path
+    finally:
+        process.kill()
+        process.wait()
+        if process.stdout is not None:
+            process.stdout.close()
+        shutil.rmtree(folder, ignore_errors=True)
