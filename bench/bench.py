@@ -11,8 +11,10 @@ installed into bench/.venv-docker-pkg when missing.
 Scenarios: cold (build+verify+publish from nothing), noop (everything already published,
 with and without registry auth), update (new changelog entries below the root), diamonds
 (update through stacked diamonds), prune (nothing to remove), plan (offline plan, dockerpkg
-only). Needs root (port 443, /etc/docker/certs.d), a Docker daemon and the Debian tools that
-scripts/services.sh installs; `make bench` provides them.
+only), bases (one base refreshed: `update --changed-bases` against `update --all`), cache
+(a rebuild of every image on a machine holding nothing: `--cache registry` against none,
+dockerpkg only). Needs root (port 443, /etc/docker/certs.d), a Docker daemon and the Debian
+tools that scripts/services.sh installs; `make bench` provides them.
 """
 
 from __future__ import annotations
@@ -67,7 +69,7 @@ PREFIXES = {"cold": "cold", "big": "big", "diamonds": "dia", "bases": "onbase"}
 BASES = tuple(f"{HOST}/base/root{k}:{BASE_TAG}" for k in (1, 2, 3))
 COPY_PATH = "/bin/busybox"  # what second parents are COPY'd from: scratch+busybox has no /etc
 PUSH_JOBS = PULL_JOBS = 4  # dockerpkg's fixed push and pull pools (effects/apply.py)
-SCENARIOS = ("cold", "noop", "update", "diamonds", "prune", "plan", "bases")
+SCENARIOS = ("cold", "noop", "update", "diamonds", "prune", "plan", "bases", "cache")
 
 
 @attrs.frozen
@@ -90,6 +92,7 @@ TIMEOUT_S = {
     "prune": 300.0,
     "plan": 300.0,
     "bases": 1800.0,
+    "cache": 1800.0,
 }
 DIAMONDS_CAP_S = 60.0
 
@@ -692,6 +695,57 @@ class Bench:
         )
         return scenario
 
+    def forget_local(self, prefix: str) -> None:
+        """As a fresh CI machine: none of the tree's images, no build cache."""
+        self.remove_images(prefix)
+        self.client.prune_builds()
+
+    def cache(self) -> Scenario:
+        """Every image of the cold tree gets a new version and is rebuilt by a machine that
+        holds no image and no build cache: with `--cache registry` (layers of the published
+        versions reused) against without."""
+        s = self.sizes
+        scenario = Scenario(
+            "cache",
+            f"Rebuild of {s.cold_count} images (new versions, same Dockerfiles), depth "
+            f"{s.cold_depth}, no local image or build cache (dockerpkg --jobs {self.jobs})",
+        )
+        ways = {"registry cache": ["--cache", "registry"], "no cache": []}
+        jobs = ["--jobs", str(self.jobs)]
+        for index, _ in enumerate(self.rounds()):
+            self.forget_local(PREFIXES["cold"])
+            with self.registry(auth=True):
+                first = self.copy_tree("cold", "cache-first")
+                self.run(OURS, ["build", *jobs, "--cache", "registry", first],
+                         label="cache-first", auth=True, timeout=TIMEOUT_S["cache"])  # fmt: skip
+                order = list(ways) if index % 2 == 0 else list(ways)[::-1]
+                for way in order:
+                    tree = self.copy_tree("cold", f"cache-{way.replace(' ', '-')}")
+                    options: dict[str, Any] = {"auth": True, "timeout": TIMEOUT_S["cache"]}
+                    suffix = f"r{index}{way[0]}"
+                    bump, _ = self.run(
+                        OURS, ["update", "--all", "--version-suffix", suffix, tree],
+                        label="cache-update", **options,
+                    )  # fmt: skip
+                    self.forget_local(PREFIXES["cold"])
+                    run, _ = self.run(
+                        OURS, ["build", *jobs, *ways[way], tree], label=f"cache-{way}", **options
+                    )
+                    run.extra["way"] = way
+                    if bump.returncode != 0 or run.returncode != 0:
+                        run.extra["problem"] = "a command failed"
+                    scenario.runs.append(run)
+        for way in ways:
+            runs = [r for r in scenario.runs if r.extra["way"] == way]
+            scenario.rows.append(Row(f"build, {way}", seconds_text(median(runs), runs)))
+            scenario.figures[f"{way.replace(' ', '_')}_seconds"] = median(runs)
+        scenario.notes.append(
+            "the first build of each round (untimed) publishes the tree with inline cache; "
+            "each timed build follows `update --all` and the removal of every local image "
+            "and of the daemon's build cache"
+        )
+        return scenario
+
     def noop(self) -> Scenario:
         tree, parents = self.tree("big")
         count = len(parents)
@@ -1146,6 +1200,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "prune": bench.prune,
             "plan": bench.plan,
             "bases": bench.bases,
+            "cache": bench.cache,
         }
         for key in chosen:
             scenario = runners[key]()
