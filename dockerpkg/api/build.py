@@ -262,7 +262,7 @@ def _run_on_builders(
             mine = (
                 settings
                 if builder is None
-                else attrs.evolve(settings, daemon_env=builder_env(builder))
+                else attrs.evolve(settings, daemon_env=builder_env(builder), engine_tls=builder.tls)
             )
             slots = settings.jobs if builder is None else builder.slots or settings.jobs
             workers.append(

@@ -15,7 +15,7 @@ from typing import NoReturn
 
 import argh
 
-from dockerpkg.cli import build, review, versioning
+from dockerpkg.cli import build, review, usages, versioning
 from dockerpkg.cli.common import (
     EXIT_ERROR,
     EXIT_INTERRUPTED,
@@ -66,11 +66,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         description="Build, verify, publish, prune and version trees of Docker images.",
         parents=[_global_parser()],
     )
-    parser.add_commands([*build.commands(ctx), *versioning.commands(ctx), *review.commands(ctx)])
+    parser.add_commands(
+        [
+            *build.commands(ctx),
+            *versioning.commands(ctx),
+            *review.commands(ctx),
+            *usages.commands(ctx),
+        ]
+    )
     if not rest:
         parser.print_usage(sys.stderr)
         print(
-            "dockerpkg: a verb is needed (plan, apply, build, update, prune, diff, graph, lint)",
+            "dockerpkg: a verb is needed (plan, apply, build, update, prune, refs, diff, graph, "
+            "lint)",
             file=sys.stderr,
         )
         return EXIT_USAGE

@@ -93,12 +93,12 @@ def normalize_argv(rest: Sequence[str]) -> list[str]:
     `update NAME --reason TEXT DIRECTORY` has them.
     """
     args = list(rest)
-    if len(args) > 1 and args[0] in {"plan", "apply"} and args[1] in {"update", "prune"}:
+    if len(args) > 1 and args[0] in {"plan", "apply"} and args[1] in {"update", "prune", "refs"}:
         args = [f"{args[0]}-{args[1]}", *args[2:]]
     elif (
         len(args) > 1
         and args[0] == "apply"
-        and (action := saved_action(args[1])) in {Action.UPDATE.value, Action.PRUNE.value}
+        and (action := saved_action(args[1])) in {Action.UPDATE.value, Action.PRUNE.value, "refs"}
     ):
         # `apply PLAN.json` runs any saved plan: pick the command by the plan's action.
         args[0] = f"apply-{action}"

@@ -108,6 +108,13 @@ _SCHEMA = sy.MapCombined(
         sy.Optional("builders"): sy.EmptyList() | sy.Seq(_BUILDER),
         sy.Optional("context_roots"): sy.EmptyList() | sy.Seq(sy.Str()),
         sy.Optional("lint"): sy.EmptyDict() | sy.Map(_LINT),
+        sy.Optional("refs"): sy.EmptyDict()
+        | sy.Map(
+            {
+                sy.Optional("paths"): sy.EmptyList() | sy.Seq(sy.Str()),
+                sy.Optional("ignore"): sy.EmptyList() | sy.Seq(sy.Str()),
+            }
+        ),
     },
     sy.Str(),
     sy.Any(),
@@ -153,6 +160,7 @@ KNOWN_KEYS = frozenset(
         "builders",
         "context_roots",
         "lint",
+        "refs",
     }
 )
 
@@ -166,6 +174,7 @@ RUN_KEYS = frozenset(
         "build_engine",
         "context_roots",
         "lint",
+        "refs",
         "check_latest",
         "verify_timeout",
         "transfer_timeout",
@@ -183,6 +192,15 @@ class LintSettings:
 
     select: tuple[str, ...] | None = None  # None: the default rules
     extend_select: tuple[str, ...] = ()
+    ignore: tuple[str, ...] = ()
+
+
+@attrs.frozen
+class RefsSettings:
+    """The config's `refs` key: where `refs` looks without PATHs (relative to the config
+    file naming them) and globs of files it leaves out."""
+
+    paths: tuple[str, ...] = ()
     ignore: tuple[str, ...] = ()
 
 
@@ -246,6 +264,7 @@ class Config:
     # (relative to the config file naming them).
     context_roots: tuple[str, ...] = ()
     lint: LintSettings = LintSettings()
+    refs: RefsSettings = RefsSettings()
     # Keys the schema does not know, as YAML gave them: template variables only.
     extra: Mapping[str, Any] = attrs.field(factory=lambda: MappingProxyType({}))
 
@@ -495,6 +514,8 @@ def build_config(*layers: Mapping[str, Any]) -> Config:
         kwargs["cache"] = CacheMode(kwargs["cache"])
     if "lint" in kwargs:
         kwargs["lint"] = LintSettings(**dict(kwargs["lint"]))
+    if "refs" in kwargs:
+        kwargs["refs"] = RefsSettings(**dict(kwargs["refs"]))
     if kwargs.get("apt_only_proxy") is None and kwargs.get("http_proxy"):
         kwargs["apt_only_proxy"] = kwargs["http_proxy"]
     for key in ("apt_options",):

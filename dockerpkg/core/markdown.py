@@ -12,7 +12,7 @@ from dockerpkg.core.plandiff import dockerfile_diff
 from dockerpkg.core.serialize import builder_text, summary
 
 
-def _cell(text: str) -> str:
+def cell(text: str) -> str:
     """TEXT as Markdown text of one table cell or line: no HTML, no column break."""
     return html.escape(text, quote=False).replace("|", "\\|").replace("\n", " ")
 
@@ -57,17 +57,17 @@ def plan_to_markdown(plan: Plan, base: Plan | None = None) -> str:
             )
             action = ", ".join(dict.fromkeys(ops)) or "write_changelog"
             why = ", ".join(reasons) or "requested"
-            lines.append(f"| `{_cell(name)}` | {action} | {version} | {why} |")
+            lines.append(f"| `{cell(name)}` | {action} | {version} | {why} |")
         lines.append("")
     for title, found in _findings_by_kind(plan):
         lines += [f"#### {title}", ""]
         for finding in found:
-            lines.append(f"- `{finding.image}`: {_cell(finding.detail)}. Fix: `{finding.fix}`")
+            lines.append(f"- `{finding.image}`: {cell(finding.detail)}. Fix: `{finding.fix}`")
         lines.append("")
     if plan.builders:
         names = ", ".join(f"`{builder_text(b)}`" for b in plan.builders)
         lines += [f"Builders: {names}", ""]
-    lines += [f"> note: {_cell(note)}" for note in plan.notes]
+    lines += [f"> note: {cell(note)}" for note in plan.notes]
     if plan.notes:
         lines.append("")
     for name in rows:

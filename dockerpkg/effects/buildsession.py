@@ -5,10 +5,12 @@ serves them)."""
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator, Mapping
 
 import attrs
 
+from dockerpkg.core.builders import TLSFiles
 from dockerpkg.core.config import BuildEngine
 from dockerpkg.core.plan import PlannedImage
 from dockerpkg.effects import daemon
@@ -27,18 +29,19 @@ class Sources:
 @contextlib.contextmanager
 def image_session(
     image: PlannedImage,
-    engine: BuildEngine,
+    builder: BuildEngine,
     sources: Sources,
     env: Mapping[str, str],
-    engine_env: Mapping[str, str],
+    engine: tuple[Mapping[str, str], TLSFiles | None],
 ) -> Iterator[str | None]:
     """The id of the session serving IMAGE's secrets (their values read now), its SSH agents
     and the registry logins its cache imports need, for its build only; None when it needs
-    none of them. ENV: the run's environment; ENGINE_ENV: with the builder's DOCKER_HOST."""
+    none of them. ENV: the run's environment; ENGINE: that environment with the builder's
+    DOCKER_HOST, and the builder's TLS files (None: DOCKER_CERT_PATH's, if TLS)."""
     if not image.secrets and not image.ssh and not image.cache_from:
         yield None
         return
-    if engine is not BuildEngine.BUILDKIT:
+    if builder is not BuildEngine.BUILDKIT:
         if image.secrets or image.ssh:
             raise TaskFailedError(
                 f"{image.name} mounts build secrets or SSH agents, which need BuildKit"
@@ -53,8 +56,12 @@ def image_session(
         values = read_secrets(image.secrets, sources.secrets, env)
     except SecretReadError as exc:
         raise TaskFailedError(str(exc)) from None
+    engine_env, tls = engine
     host = engine_env.get("DOCKER_HOST") or daemon.DEFAULT_HOST
-    tls = engine_env.get("DOCKER_CERT_PATH") if engine_env.get("DOCKER_TLS_VERIFY") else None
+    if tls is None and engine_env.get("DOCKER_TLS_VERIFY"):
+        # As the docker CLI takes DOCKER_CERT_PATH (default ~/.docker).
+        folder = engine_env.get("DOCKER_CERT_PATH") or "~/.docker"
+        tls = TLSFiles(*(os.path.join(folder, f"{n}.pem") for n in ("ca", "cert", "key")))
     with contextlib.ExitStack() as stack:
         try:
             agents = stack.enter_context(agent_sockets(image.ssh, sources.ssh, env))

@@ -38,7 +38,16 @@ from dockerpkg.core.plan import Edit
 from dockerpkg.effects.workfiles import JOURNAL_NAME, JOURNAL_TEMP, TEMP_NAME
 from dockerpkg.errors import DockerPkgError, Problem, error, warning
 
-__all__ = ["JOURNAL_NAME", "TEMP_NAME", "Interrupted", "apply_edits", "interrupted", "recover"]
+__all__ = [
+    "JOURNAL_NAME",
+    "TEMP_NAME",
+    "Interrupted",
+    "apply_edits",
+    "interrupted",
+    "recover",
+    "signals_held",
+    "write_new_file",
+]
 
 # Creates PATH (which must not exist) holding DATA with MODE (apply_edits syncs afterwards).
 Writer = Callable[[str, bytes, int], None]
@@ -94,7 +103,7 @@ def apply_edits(
     finally:
         # Gone once every changelog is as it should be: all written, or (a failure before
         # or during the swap, undone) none.
-        with _signals_held(), contextlib.suppress(FileNotFoundError):
+        with signals_held(), contextlib.suppress(FileNotFoundError):
             written = [_read(t.path) == t.new for t in targets]
             # A signal held back during the swap arrives after it: all written is done too.
             if finished or all(written) or not any(written):
@@ -276,7 +285,7 @@ def _recover_moves(
     root: str, found: Interrupted, moves: Sequence[tuple[_Journaled, bytes]]
 ) -> tuple[str, ...]:
     written: list[str] = []
-    with _signals_held():
+    with signals_held():
         for changelog, text in moves:
             path = os.path.join(root, *changelog.path.split("/"))
             staged = os.path.join(os.path.dirname(path), TEMP_NAME)
@@ -430,7 +439,7 @@ def _check_unchanged(targets: Sequence[_Target]) -> None:
 
 
 @contextlib.contextmanager
-def _signals_held() -> Iterator[None]:
+def signals_held() -> Iterator[None]:
     """Hold back SIGINT and SIGTERM (delivered when the block ends), where the OS allows."""
     held = {signal.SIGINT, signal.SIGTERM}
     try:
@@ -446,7 +455,7 @@ def _signals_held() -> Iterator[None]:
 
 def _swap(targets: Sequence[_Target], write: Writer, replace: Replacer) -> None:
     done: list[_Target] = []
-    with _signals_held():
+    with signals_held():
         try:
             for target in targets:
                 replace(target.temp, target.path)
@@ -488,7 +497,7 @@ def _undo(
 
 def _remove_staged(targets: Sequence[_Target]) -> None:
     # Held: a second Ctrl-C must not leave staged files behind.
-    with _signals_held():
+    with signals_held():
         for target in targets:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(target.temp)

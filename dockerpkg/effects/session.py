@@ -26,6 +26,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from dockerpkg.core.builders import TLSFiles
 from dockerpkg.effects.daemon import DaemonError
 
 _SECRETS = "moby.buildkit.secrets.v1.Secrets"
@@ -207,9 +208,9 @@ def _handlers(
     )
 
 
-def _connect(host: str, tls: str | None) -> socket.socket:
-    """A connection to the Docker engine at HOST (DOCKER_HOST's form); TLS: the folder of
-    ca.pem, cert.pem and key.pem, as DOCKER_CERT_PATH names it."""
+def _connect(host: str, tls: TLSFiles | None) -> socket.socket:
+    """A connection to the Docker engine at HOST (DOCKER_HOST's form); TLS: the CA that
+    signed the engine's certificate and this client's certificate and key."""
     parts = urllib.parse.urlsplit(host)
     if parts.scheme == "unix":
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -220,8 +221,8 @@ def _connect(host: str, tls: str | None) -> socket.socket:
         sock.settimeout(None)
         if tls is None:
             return sock
-        context = ssl.create_default_context(cafile=os.path.join(tls, "ca.pem"))
-        context.load_cert_chain(os.path.join(tls, "cert.pem"), os.path.join(tls, "key.pem"))
+        context = ssl.create_default_context(cafile=os.path.expanduser(tls.ca))
+        context.load_cert_chain(os.path.expanduser(tls.cert), os.path.expanduser(tls.key))
         return context.wrap_socket(sock, server_hostname=parts.hostname)
     raise DaemonError(
         f"build secrets, SSH agents and the registry cache need a BuildKit session, which "
@@ -230,7 +231,7 @@ def _connect(host: str, tls: str | None) -> socket.socket:
     )
 
 
-def _open(host: str, tls: str | None, session_id: str) -> socket.socket:
+def _open(host: str, tls: TLSFiles | None, session_id: str) -> socket.socket:
     """`POST /session`, read up to the end of the daemon's 101 answer (byte by byte: what
     follows is the daemon's HTTP/2 and must reach the gRPC server whole)."""
     sock = _connect(host, tls)
@@ -281,7 +282,7 @@ def _relay(source: socket.socket, target: socket.socket) -> None:
 @contextlib.contextmanager
 def build_session(
     host: str,
-    tls: str | None,
+    tls: TLSFiles | None,
     values: Mapping[str, bytes],
     logins: Mapping[str, tuple[str, str]] | None = None,
     agents: Mapping[str, str] | None = None,

@@ -13,4 +13,7 @@ TEMP_NAME = ".changelog.dockerpkg-tmp"
 JOURNAL_NAME = ".dockerpkg-update.journal"
 # The journal while it is written, before it is linked into place whole.
 JOURNAL_TEMP = ".dockerpkg-update.journal-tmp"
-WORKING_FILES = frozenset({TEMP_NAME, JOURNAL_NAME, JOURNAL_TEMP})
+# What `refs --apply` is writing (the files using the tree's images), until it is done.
+REFS_JOURNAL = ".dockerpkg-refs.journal"
+REFS_JOURNAL_TEMP = ".dockerpkg-refs.journal-tmp"
+WORKING_FILES = frozenset({TEMP_NAME, JOURNAL_NAME, JOURNAL_TEMP, REFS_JOURNAL, REFS_JOURNAL_TEMP})

@@ -3,6 +3,7 @@ build gets them; the plan, the output, the report, the logs and the image never 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -14,6 +15,7 @@ import docker
 import pytest
 
 from tests.integration.test_build import FROM_BASE, Outcome, Site
+from tests.support.second_daemon import second_daemon_or_skip
 from tests.support.trees import write_image
 
 pytestmark = pytest.mark.usefixtures("isolated_home")
@@ -130,3 +132,33 @@ def test_the_classic_builder_is_refused_when_planning(
     refused = dockerpkg("-c", secret_config(site, engine="classic"), "plan", "--offline", site.tree)
     assert refused.status == 1
     assert "needs BuildKit; the classic builder has no build secrets" in refused.err
+
+
+def test_a_secret_reaches_a_build_on_a_tls_engine(
+    make_site: Callable[..., Site],
+    dockerpkg: Callable[..., Outcome],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The session goes over tcp:// with TLS, with the builder's own certificate files."""
+    monkeypatch.setenv("BUILD_TOKEN", TOKEN)
+    site = make_site()
+    write_image(
+        site.tree,
+        site.name("tok"),
+        "1.0",
+        FROM_BASE + "RUN --mount=type=secret,id=tok sha256sum /run/secrets/tok | cut -c1-64 > /h\n",
+    )
+    with second_daemon_or_skip(tls=True) as engine:
+        config = secret_config(site)
+        tls = engine.tls_files
+        config.write_text(
+            config.read_text(encoding="utf-8")
+            + f"builders:\n  - url: {engine.tls_url}\n    tls: {{ca: {tls['ca']}, "
+            f"cert: {tls['cert']}, key: {tls['key']}}}\n",
+            encoding="utf-8",
+        )
+        built = dockerpkg("-c", config, "build", site.tree)
+        assert built.status == 0, built.text
+        with contextlib.closing(engine.client()) as client:
+            done = client.containers.run(site.label("tok", "1.0"), ["cat", "/h"], remove=True)
+    assert done.decode().strip() == hashlib.sha256(TOKEN.encode()).hexdigest()

@@ -25,6 +25,7 @@ from pathlib import Path
 import docker
 import pytest
 
+from tests.support import services
 from tests.support.services import ServiceError, ServiceUnavailableError
 
 __all__ = ["SecondDaemon", "second_daemon_or_skip", "start_second_daemon"]
@@ -36,12 +37,21 @@ STOP_TIMEOUT_S = 30.0
 class SecondDaemon:
     """A running dockerd of one test; `host` is what DOCKER_HOST takes."""
 
-    def __init__(self, work: Path, bridge: str) -> None:
+    def __init__(self, work: Path, bridge: str, tls_port: int | None = None) -> None:
         self.work = work
         self.bridge = bridge
         self.socket = work / "docker.sock"
         self.host = f"unix://{self.socket}"
+        # With TLS it also listens on tcp://127.0.0.1:PORT, verifying its clients.
+        self.tls_url = None if tls_port is None else f"tcp://127.0.0.1:{tls_port}"
         self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def tls_files(self) -> dict[str, str]:
+        """The CA, client certificate and key a client of tls_url needs (a builder's tls)."""
+        folder = self.work / "tls"
+        names = {"ca": "ca.crt", "cert": "client.crt", "key": "client.key"}
+        return {key: str(folder / name) for key, name in names.items()}
 
     @property
     def running(self) -> bool:
@@ -69,6 +79,18 @@ class SecondDaemon:
             "--iptables=false",
             "--shutdown-timeout=2",
         ]
+        if self.tls_url is not None:
+            folder = self.work / "tls"
+            if not (folder / "client.crt").exists():
+                services.make_server_certificate(folder)
+                services.make_client_certificate(folder)
+            args += [
+                f"--host={self.tls_url}",
+                "--tlsverify",
+                f"--tlscacert={folder / 'ca.crt'}",
+                f"--tlscert={folder / 'server.crt'}",
+                f"--tlskey={folder / 'server.key'}",
+            ]
         with (self.work / "dockerd.log").open("ab") as log:
             self._process = subprocess.Popen(
                 args,
@@ -126,8 +148,9 @@ class SecondDaemon:
 
 
 @contextlib.contextmanager
-def start_second_daemon() -> Iterator[SecondDaemon]:
-    """Run a second dockerd for the block; removes everything it made afterwards."""
+def start_second_daemon(*, tls: bool = False) -> Iterator[SecondDaemon]:
+    """Run a second dockerd for the block (TLS: also on TCP with TLS); removes everything it
+    made afterwards."""
     for tool in ("dockerd", "ip"):
         if shutil.which(tool) is None:
             raise ServiceUnavailableError(f"`{tool}` is missing; a second daemon needs it")
@@ -135,7 +158,7 @@ def start_second_daemon() -> Iterator[SecondDaemon]:
         raise ServiceUnavailableError("a second Docker daemon needs root")
     work = Path(tempfile.mkdtemp(prefix="dpkgd-", dir="/tmp"))
     bridge = "dpkg" + secrets.token_hex(4)
-    daemon = SecondDaemon(work, bridge)
+    daemon = SecondDaemon(work, bridge, services.free_port() if tls else None)
     try:
         _add_bridge(bridge)
         daemon.start()
@@ -145,12 +168,12 @@ def start_second_daemon() -> Iterator[SecondDaemon]:
 
 
 @contextlib.contextmanager
-def second_daemon_or_skip() -> Iterator[SecondDaemon]:
+def second_daemon_or_skip(*, tls: bool = False) -> Iterator[SecondDaemon]:
     """start_second_daemon, or the test skipped when this machine cannot run one (failed
     instead under DOCKERPKG_REQUIRE_DOCKER=1: these tests must run)."""
     with contextlib.ExitStack() as stack:
         try:
-            daemon = stack.enter_context(start_second_daemon())
+            daemon = stack.enter_context(start_second_daemon(tls=tls))
         except ServiceUnavailableError as error:
             if os.environ.get("DOCKERPKG_REQUIRE_DOCKER") == "1":
                 pytest.fail(f"{error} (DOCKERPKG_REQUIRE_DOCKER=1: these tests must run)")

@@ -334,7 +334,7 @@ def _run_registry(
 ) -> Iterator[RegistryProcess]:
     log_path = work / "registry.log"
     for attempt in range(1, START_ATTEMPTS + 1):
-        host = f"127.0.0.1:{_free_port()}"
+        host = f"127.0.0.1:{free_port()}"
         http: dict[str, Any] = {"addr": host}
         if tls_section:
             http["tls"] = tls_section
@@ -392,7 +392,8 @@ def stop_process(process: subprocess.Popen[bytes]) -> None:
             process.wait()
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port on 127.0.0.1, free now (whoever is given it binds it next)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
@@ -465,6 +466,22 @@ def make_server_certificate(directory: Path) -> tuple[Path, Path, Path]:
         cwd=directory,
     )  # fmt: skip
     return directory / "ca.crt", directory / "server.crt", directory / "server.key"
+
+
+def make_client_certificate(directory: Path) -> tuple[Path, Path]:
+    """A client certificate and its key, signed by the CA make_server_certificate left in
+    DIRECTORY (for an engine that verifies its clients, `dockerd --tlsverify`)."""
+    openssl(
+        "req", "-newkey", "rsa:2048", "-nodes", "-keyout", "client.key", "-out", "client.csr",
+        "-subj", "/CN=dockerpkg test client", cwd=directory,
+    )  # fmt: skip
+    (directory / "client.ext").write_text("extendedKeyUsage=clientAuth\n", encoding="utf-8")
+    openssl(
+        "x509", "-req", "-in", "client.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+        "-CAcreateserial", "-days", "2", "-extfile", "client.ext", "-out", "client.crt",
+        cwd=directory,
+    )  # fmt: skip
+    return directory / "client.crt", directory / "client.key"
 
 
 # --- Bearer tokens ----------------------------------------------------------------------------

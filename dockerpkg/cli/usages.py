@@ -1,0 +1,139 @@
+"""Commands for the places that use the tree's images: `refs` lists every reference (and
+with --apply moves the outdated ones), `plan refs --out` saves the edits, `apply refs`
+makes them. Parse, call dockerpkg.api.usages, print, choose the status."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import argh
+
+from dockerpkg.api import usages
+from dockerpkg.cli.common import EXIT_CHANGES, EXIT_ERROR, Context, ExitStatus, locked
+from dockerpkg.core.usages import UsagePlan, UseState
+from dockerpkg.core.usages_render import (
+    plan_from_json,
+    plan_to_json,
+    plan_to_markdown,
+    plan_to_text,
+)
+from dockerpkg.errors import DockerPkgError, problem_lines
+
+_FORMATS = ("text", "json", "markdown")
+_PATHS_HELP = "files or folders to look through (default: the config's refs: paths)"
+_ONLINE_HELP = "also ask the registry: a current version not published yet is not_published"
+
+
+def _show(plan: UsagePlan, output_format: str) -> None:
+    if output_format == "json":
+        sys.stdout.write(plan_to_json(plan))
+    elif output_format == "markdown":
+        sys.stdout.write(plan_to_markdown(plan))
+    else:
+        sys.stdout.write(plan_to_text(plan))
+
+
+def _status(plan: UsagePlan, detailed: bool) -> None:
+    unknown = [u for u in plan.uses if u.state is UseState.UNKNOWN]
+    for use in unknown:
+        print(
+            f"{use.path}:{use.line}: error: {use.text}: {use.note} (a deleted image still in use?)",
+            file=sys.stderr,
+        )
+    if unknown:
+        raise ExitStatus(EXIT_ERROR)
+    if detailed and plan.count(UseState.OUTDATED):
+        raise ExitStatus(EXIT_CHANGES)
+
+
+class UsageCommands:
+    """refs, plan-refs and apply-refs, sharing CTX (global options, environment)."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+
+    def _plan(self, directory: str, paths: list[str], online: bool) -> UsagePlan:
+        run = usages.refs_plan(directory, self.ctx.config_path, self.ctx.env, paths, online=online)
+        for line in problem_lines(run.workspace.warnings, directory, every=self.ctx.echo):
+            print(line, file=sys.stderr)
+        if run.finished is not None:
+            print(
+                f"{directory}: an interrupted refs --apply was finished: "
+                + ", ".join(run.finished),
+                file=sys.stderr,
+            )
+        return run.plan
+
+    @argh.arg("directory", help="the image tree")
+    @argh.arg("paths", nargs="*", metavar="PATH", help=_PATHS_HELP)
+    @argh.arg("--json", dest="json_output", help="print the references as JSON")
+    @argh.arg("--format", dest="output_format", choices=_FORMATS, help="text, json or markdown")
+    @argh.arg("--online", help=_ONLINE_HELP)
+    @argh.arg("--detailed-exitcode", help="exit 2 when a reference is outdated")
+    @argh.arg("--apply", dest="apply_edits", help="move the outdated references: all or none")
+    def refs(
+        self,
+        directory: str,
+        *paths: str,
+        json_output: bool = False,
+        output_format: str = "text",
+        online: bool = False,
+        detailed_exitcode: bool = False,
+        apply_edits: bool = False,
+    ) -> None:
+        """List every reference to the tree's images in other files (CI jobs, Helm values,
+        manifests), its state, and the edit that moves an outdated one."""
+        with locked(directory, wait=False):
+            plan = self._plan(directory, list(paths), online)
+            _show(plan, "json" if json_output else output_format)
+            if apply_edits:
+                written = usages.write_refs(plan, directory)
+                print(f"Edited {len(written)} file(s).", file=sys.stderr)
+                return
+        _status(plan, detailed_exitcode)
+
+    @argh.arg("directory", help="the image tree")
+    @argh.arg("paths", nargs="*", metavar="PATH", help=_PATHS_HELP)
+    @argh.arg("--out", help="save the plan as JSON to this file, for `apply refs REFS.json`")
+    @argh.arg("--format", dest="output_format", choices=_FORMATS, help="text, json or markdown")
+    @argh.arg("--online", help=_ONLINE_HELP)
+    @argh.arg("--detailed-exitcode", help="exit 2 when a reference is outdated")
+    def plan_refs(
+        self,
+        directory: str,
+        *paths: str,
+        out: str | None = None,
+        output_format: str = "text",
+        online: bool = False,
+        detailed_exitcode: bool = False,
+    ) -> None:
+        """`plan refs`: show the edits `refs --apply` would make (saved with --out)."""
+        plan = self._plan(directory, list(paths), online)
+        if out:
+            try:
+                Path(out).write_text(plan_to_json(plan), encoding="utf-8")
+            except OSError as exc:
+                raise DockerPkgError.single(out, f"cannot write: {exc.strerror}") from None
+        _show(plan, output_format)
+        _status(plan, detailed_exitcode)
+
+    @argh.arg("plan", metavar="REFS.json", help="a plan saved by `plan refs --out`")
+    def apply_refs(self, plan: str) -> None:
+        """`apply refs REFS.json`: make a saved plan's edits, all or none; refused when a
+        file changed since the plan was made."""
+        try:
+            text = Path(plan).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise DockerPkgError.single(plan, f"cannot read: {exc.strerror}") from None
+        saved = plan_from_json(text, plan)
+        with locked(saved.directory, wait=False):
+            written = usages.write_refs(saved, saved.directory)
+        print(f"Edited {len(written)} file(s).", file=sys.stderr)
+
+
+def commands(ctx: Context) -> list[Callable[..., Any]]:
+    group = UsageCommands(ctx)
+    return [group.refs, group.plan_refs, group.apply_refs]

@@ -1,0 +1,264 @@
+"""Write the edits of a refs plan into the files that use the tree's images: all or none.
+
+The same steps as an update's changelogs (dockerpkg.effects.changelogs): check every file
+still has the digest the plan read; write a journal (`.dockerpkg-refs.journal` in the tree's
+folder: each file's real path, its digests before and after, and its edits) and sync it;
+stage each new text beside its file and sync; check again; swap them in with SIGINT and
+SIGTERM held back, putting back what was swapped if a rename fails; remove the journal.
+
+A SIGKILL or a crash during the swap leaves some files edited and others not, each whole.
+The next refs run finds the journal, says so and finishes the job (`finish_interrupted`):
+each file still as it was before gets its edits, each one already written is left, and one
+changed by somebody else since is an error that names it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from collections.abc import Callable, Sequence
+
+import attrs
+
+from dockerpkg.core.usages import ImageUse, file_digest, with_spans
+from dockerpkg.effects.changelogs import signals_held, write_new_file
+from dockerpkg.effects.workfiles import REFS_JOURNAL, REFS_JOURNAL_TEMP
+from dockerpkg.errors import DockerPkgError, Problem, error
+
+# Creates PATH (which must not exist) holding DATA with MODE; the real one by default.
+Writer = Callable[[str, bytes, int], None]
+_ENCODING = ("utf-8", "surrogateescape")  # any bytes round-trip unchanged
+
+
+@attrs.frozen
+class FileEdit:
+    """One file's edits: where it is, as shown and on disk, and its digest when planned."""
+
+    shown: str
+    real: str
+    digest: str
+    edits: tuple[tuple[int, int, str], ...]  # (start, end, replacement) in its text
+
+
+@attrs.frozen
+class _Target:
+    edit: FileEdit
+    temp: str
+    original: bytes
+    new: bytes
+    mode: int
+
+
+def file_edits(uses: Sequence[ImageUse], digests: dict[str, str], base: str) -> list[FileEdit]:
+    """The edits of USES grouped by file; DIGESTS: each file's digest in the plan; paths
+    shown relative to BASE (the folder the plan was made in)."""
+    by_path: dict[str, list[tuple[int, int, str]]] = {}
+    for use in uses:
+        if use.replacement is not None:
+            by_path.setdefault(use.path, []).append((use.start, use.end, use.replacement))
+    return [
+        FileEdit(path, os.path.realpath(os.path.join(base, path)), digests[path], tuple(edits))
+        for path, edits in sorted(by_path.items())
+    ]
+
+
+def new_bytes(original: bytes, edits: Sequence[tuple[int, int, str]]) -> bytes:
+    """ORIGINAL with EDITS made (offsets in its text); every other byte as it was."""
+    return with_spans(original.decode(*_ENCODING), edits).encode(*_ENCODING)
+
+
+def _read(path: str) -> bytes | None:
+    try:
+        with open(path, "rb") as handle:
+            return handle.read()
+    except OSError:
+        return None
+
+
+def write_edits(root: str, edits: Sequence[FileEdit], write: Writer = write_new_file) -> None:
+    """Make EDITS, every file or none; ROOT: the tree's folder, where the journal goes."""
+    targets = _checked(edits)
+    if not targets:
+        return
+    journal = _write_journal(root, targets)
+    finished = False
+    try:
+        _staged_and_swapped(targets, write)
+        finished = True
+    finally:
+        with signals_held(), contextlib.suppress(FileNotFoundError):
+            written = [_read(t.edit.real) == t.new for t in targets]
+            if finished or all(written) or not any(written):
+                os.unlink(journal)
+
+
+def _staged_and_swapped(targets: Sequence[_Target], write: Writer) -> None:
+    _stage(targets, write)
+    try:
+        os.sync()  # every staged text is on disk before any file is replaced
+        if changed := [t for t in targets if _read(t.edit.real) != t.original]:
+            raise DockerPkgError(
+                [error(t.edit.shown, "changed while the edits were written") for t in changed]
+            )
+        _swap(targets, write)
+    finally:
+        _remove_staged(targets)
+
+
+def _checked(edits: Sequence[FileEdit]) -> list[_Target]:
+    problems: list[Problem] = []
+    targets = []
+    for edit in edits:
+        current = _read(edit.real)
+        if current is None:
+            problems.append(error(edit.shown, "cannot read the file"))
+        elif file_digest(current) != edit.digest:
+            problems.append(error(edit.shown, "changed since the plan was made; make a new plan"))
+        else:
+            folder, name = os.path.split(edit.real)
+            targets.append(
+                _Target(
+                    edit=edit,
+                    temp=os.path.join(folder, f".{name}.dockerpkg-tmp"),
+                    original=current,
+                    new=new_bytes(current, edit.edits),
+                    mode=os.stat(edit.real).st_mode,
+                )
+            )
+    if problems:
+        raise DockerPkgError(problems)
+    return targets
+
+
+def _write_journal(root: str, targets: Sequence[_Target]) -> str:
+    path = os.path.join(root, REFS_JOURNAL)
+    if os.path.lexists(path):
+        raise DockerPkgError.single(
+            REFS_JOURNAL, "an interrupted refs --apply is not finished; run refs again"
+        )
+    body = {
+        "format": 1,
+        "files": [
+            {
+                "shown": t.edit.shown,
+                "path": t.edit.real,
+                "before": t.edit.digest,
+                "after": file_digest(t.new),
+                "edits": [list(e) for e in t.edit.edits],
+            }
+            for t in targets
+        ],
+    }
+    aside = os.path.join(root, REFS_JOURNAL_TEMP)
+    try:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(aside)
+        write_new_file(aside, (json.dumps(body, indent=1) + "\n").encode(), 0o644)
+        os.sync()
+        os.link(aside, path)  # whole or absent, whenever the process dies
+        os.unlink(aside)
+    except OSError as exc:
+        for leftover in (aside, path):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(leftover)
+        raise DockerPkgError.single(
+            REFS_JOURNAL, f"cannot write the journal: {exc.strerror or exc}"
+        ) from None
+    return path
+
+
+def _stage(targets: Sequence[_Target], write: Writer) -> None:
+    staged: list[_Target] = []
+    try:
+        for target in targets:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(target.temp)  # ours, left by a run killed while staging
+            staged.append(target)
+            try:
+                write(target.temp, target.new, target.mode)
+            except OSError as exc:
+                raise DockerPkgError.single(
+                    target.edit.shown,
+                    f"cannot write the edited file: {exc.strerror or exc}; nothing was changed",
+                ) from None
+    except BaseException:
+        _remove_staged(staged)
+        raise
+
+
+def _swap(targets: Sequence[_Target], write: Writer) -> None:
+    done: list[_Target] = []
+    with signals_held():
+        try:
+            for target in targets:
+                os.replace(target.temp, target.edit.real)
+                done.append(target)
+        except OSError as exc:
+            not_restored = []
+            for target in reversed(done):
+                try:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(target.temp)
+                    write(target.temp, target.original, target.mode)
+                    os.replace(target.temp, target.edit.real)
+                except OSError:
+                    not_restored.append(target.edit.shown)
+            reason = f"cannot replace the file: {exc.strerror or exc}; "
+            reason += (
+                "these were edited and could not be put back: " + ", ".join(not_restored)
+                if not_restored
+                else "nothing was changed"
+            )
+            raise DockerPkgError.single(targets[len(done)].edit.shown, reason) from None
+        os.sync()
+
+
+def _remove_staged(targets: Sequence[_Target]) -> None:
+    with signals_held():
+        for target in targets:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(target.temp)
+
+
+def finish_interrupted(root: str, write: Writer = write_new_file) -> list[str] | None:
+    """Finish what an interrupted refs --apply left in ROOT (its journal): the files it was
+    writing, as shown, once all are written; None when nothing was left."""
+    path = os.path.join(root, REFS_JOURNAL)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(os.path.join(root, REFS_JOURNAL_TEMP))  # no file was touched yet
+    try:
+        with open(path, encoding="utf-8") as handle:
+            body = json.load(handle)
+        files = [
+            (
+                str(f["shown"]),
+                str(f["path"]),
+                str(f["before"]),
+                str(f["after"]),
+                tuple((int(a), int(b), str(c)) for a, b, c in f["edits"]),
+            )
+            for f in body["files"]
+        ]
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise DockerPkgError.single(
+            REFS_JOURNAL, f"cannot read the journal of an interrupted refs --apply: {exc}"
+        ) from None
+    pending = []
+    for shown, real, before, after, edits in files:
+        current = _read(real)
+        digest = None if current is None else file_digest(current)
+        if digest == after:
+            continue
+        if digest != before:
+            raise DockerPkgError.single(
+                shown,
+                f"an interrupted refs --apply was writing this file, which has changed since: "
+                f"put it back or finish its edits by hand, then remove {path}",
+            )
+        pending.append(FileEdit(shown, real, before, edits))
+    _staged_and_swapped(_checked(pending), write)
+    os.unlink(path)
+    return [shown for shown, *_ in files]

@@ -1,0 +1,252 @@
+"""refs: references to the tree's images in other files, their states, the edits, and the
+all-or-nothing write (fixtures/refs: a tree and a folder of files using its images in every
+form: CI jobs, Helm values, a Kubernetes manifest, a compose file with CRLF lines, a script)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from dockerpkg.api import usages
+from dockerpkg.cli import main
+from dockerpkg.core.usages import (
+    Published,
+    TreeFacts,
+    UseState,
+    edited_text,
+    file_digest,
+    find_uses,
+)
+from dockerpkg.effects import usagewrites
+from dockerpkg.effects.changelogs import write_new_file
+from dockerpkg.effects.usagewrites import FileEdit, file_edits, finish_interrupted, write_edits
+from dockerpkg.effects.workfiles import REFS_JOURNAL
+from dockerpkg.errors import DockerPkgError
+from tests.support.golden import GOLDEN, check_golden
+
+ROOT = Path(__file__).resolve().parents[2]
+FIXTURE = ROOT / "fixtures" / "refs"
+REGISTRY = "docker-registry.example.org"
+DIGEST = "sha256:" + "a" * 64
+NEW_DIGEST = "sha256:" + "b" * 64
+FACTS = TreeFacts(
+    prefixes=(f"{REGISTRY}/team", "team"),
+    current={"app": "1.1", "tools": "2.0-1"},
+    versions={"app": frozenset({"1.0", "1.1"}), "tools": frozenset({"2.0-1"})},
+)
+
+
+def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    status = main(argv)
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()
+    }
+
+
+@pytest.fixture
+def work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A copy of fixtures/refs without the unknown reference (which would block --apply),
+    and the current folder there: paths in outputs are relative to it."""
+    target = tmp_path / "refs"
+    shutil.copytree(FIXTURE, target)
+    manifest = target / "uses" / "k8s" / "deployment.yaml"
+    lines = manifest.read_text(encoding="utf-8").splitlines(keepends=True)
+    manifest.write_text("".join(lines[:-2]), encoding="utf-8")
+    monkeypatch.chdir(target)
+    return target
+
+
+class TestOutputs:
+    @pytest.mark.parametrize("fmt", ["text", "json", "markdown"])
+    def test_golden(
+        self, fmt: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.chdir(FIXTURE)
+        status, out, err = run(
+            ["-c", "config.yaml", "refs", "--format", fmt, "tree", "uses"], capsys
+        )
+        # A reference to an image the tree does not have is an error: a deleted image in use.
+        assert status == 1
+        assert (
+            "uses/k8s/deployment.yaml:12: error: docker-registry.example.org/team/retired:0.9: "
+            "no image of the tree is called retired"
+        ) in err
+        check_golden(f"refs/refs.{ {'text': 'txt', 'json': 'json', 'markdown': 'md'}[fmt] }", out)
+
+    def test_detailed_exitcode(self, work: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        args = ["-c", "config.yaml", "refs", "--detailed-exitcode", "tree", "uses"]
+        assert run(args, capsys)[0] == 2
+        assert run([*args[:3], "--apply", "tree", "uses"], capsys)[0] == 0
+        # What is left outdated: a reference by digest, which only --online can rewrite.
+        status, out, _ = run(args, capsys)
+        assert status == 2
+        [left] = [line for line in out.splitlines() if line.startswith("outdated")]
+        assert "deployment.yaml:8:18" in left
+        assert "run with --online" in left
+
+    def test_paths_from_the_config(self, work: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        config = work / "config.yaml"
+        config.write_text(
+            config.read_text(encoding="utf-8") + "refs:\n  paths: [uses]\n  ignore: ['*.sh']\n",
+            encoding="utf-8",
+        )
+        status, out, _ = run(["-c", "config.yaml", "refs", "tree"], capsys)
+        assert status == 0
+        assert "uses/ci/jobs.yml:3:10" in out
+        assert "run.sh" not in out
+
+
+class TestApply:
+    def test_only_the_outdated_references_change(
+        self, work: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        before = snapshot(work / "uses")
+        status, _, err = run(["-c", "config.yaml", "refs", "--apply", "tree", "uses"], capsys)
+        assert status == 0, err
+        after = snapshot(work / "uses")
+        assert after.keys() == before.keys()
+        golden = GOLDEN / "refs" / "after"
+        for name, data in after.items():
+            if os.environ.get("DOCKERPKG_REGENERATE") == "1":
+                (golden / name).parent.mkdir(parents=True, exist_ok=True)
+                (golden / name).write_bytes(data)
+            assert data == (golden / name).read_bytes(), name
+        assert after["compose.yaml"] == before["compose.yaml"]  # pinned and current only
+        assert after["ci/jobs.yml"] != before["ci/jobs.yml"]
+        assert not (work / "tree" / REFS_JOURNAL).exists()
+
+    def test_a_saved_plan_is_refused_when_a_file_changed(
+        self, work: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        args = ["-c", "config.yaml", "plan", "refs", "--out", "refs.json", "tree", "uses"]
+        assert run(args, capsys)[0] == 0
+        script = work / "uses" / "scripts" / "run.sh"
+        script.write_text(script.read_text(encoding="utf-8") + "# edited\n", encoding="utf-8")
+        before = snapshot(work / "uses")
+        status, _, err = run(["apply", "refs.json"], capsys)
+        assert status == 1
+        assert "uses/scripts/run.sh: error: changed since the plan was made" in err
+        assert snapshot(work / "uses") == before
+        script.write_text(script.read_text(encoding="utf-8").replace("# edited\n", ""))
+        assert run(["apply", "refs.json"], capsys)[0] == 0
+        assert "team/app:1.1 ./test" in script.read_text(encoding="utf-8")
+
+    def test_a_failing_write_changes_nothing(self, work: Path) -> None:
+        before = snapshot(work / "uses")
+        plan = usages.refs_plan("tree", "config.yaml", {}, ["uses"]).plan
+        edits = file_edits(plan.edits, {f.path: f.sha256 for f in plan.files}, str(work))
+        assert len(edits) >= 3
+        calls = []
+
+        def third_fails(path: str, data: bytes, mode: int) -> None:
+            calls.append(path)
+            if len(calls) == 3:
+                raise OSError(28, "No space left on device")
+            write_new_file(path, data, mode)
+
+        with pytest.raises(DockerPkgError) as caught:
+            write_edits("tree", edits, third_fails)
+        assert "No space left on device; nothing was changed" in caught.value.problems[0].message
+        assert len(calls) == 3
+        assert snapshot(work / "uses") == before
+        assert not (work / "tree" / REFS_JOURNAL).exists()
+
+    def test_a_run_killed_while_swapping_is_finished_by_the_next(
+        self, work: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        expected = snapshot(GOLDEN / "refs" / "after")
+        real_replace = os.replace
+        replaced = []
+
+        class Killed(BaseException):
+            """As SIGKILL: nothing after it runs (no undo: it is no OSError)."""
+
+        def dies_after_one(source: str, target: str) -> None:
+            if replaced:
+                raise Killed
+            replaced.append(target)
+            real_replace(source, target)
+
+        monkeypatch.setattr(usagewrites.os, "replace", dies_after_one)
+        with pytest.raises(Killed):
+            main(["-c", "config.yaml", "refs", "--apply", "tree", "uses"])
+        monkeypatch.setattr(usagewrites.os, "replace", real_replace)
+        capsys.readouterr()
+        assert (work / "tree" / REFS_JOURNAL).exists()
+        assert snapshot(work / "uses") != expected  # one file written, the others not
+        status, out, err = run(["-c", "config.yaml", "refs", "tree", "uses"], capsys)
+        assert status == 0
+        assert "an interrupted refs --apply was finished" in err
+        assert snapshot(work / "uses") == expected
+        assert not (work / "tree" / REFS_JOURNAL).exists()
+        assert " -> " not in out  # nothing outdated is left
+
+
+class TestStates:
+    def test_forms(self) -> None:
+        text = (
+            f"a: {REGISTRY}/team/app:1.0\n"
+            "b: team/app:1.1\n"
+            f"c: {REGISTRY}/team/app\n"
+            f"d: {REGISTRY}/team/app:1.0  // dockerpkg: pin - see ticket 12\n"
+            f"e: <!-- dockerpkg: pin --> {REGISTRY}/team/tools:1.0\n"
+            f"f: {REGISTRY}/team/gone:1.0\n"
+            f"g: {REGISTRY}/teamx/app:1.0 x{REGISTRY}/team/app:1.0 {REGISTRY}/team/app:1.0/x\n"
+        )
+        uses = find_uses("f.yaml", text, FACTS)
+        states = [(u.line, u.state, u.edited, u.note) for u in uses]
+        assert states == [
+            (1, UseState.OUTDATED, f"{REGISTRY}/team/app:1.1", ""),
+            (2, UseState.CURRENT, None, ""),
+            (3, UseState.CURRENT, None, ""),
+            (4, UseState.PINNED, None, "see ticket 12"),
+            (5, UseState.PINNED, None, ""),
+            (6, UseState.UNKNOWN, None, "no image of the tree is called gone"),
+        ]
+        assert uses[0].column == 4
+
+    def test_online(self) -> None:
+        text = (
+            f"{REGISTRY}/team/app:1.0@{DIGEST}\n"
+            f"{REGISTRY}/team/app@{DIGEST}\n"
+            f"{REGISTRY}/team/app:1.1@{NEW_DIGEST}\n"
+            f"{REGISTRY}/team/tools:1.9\n"
+        )
+        published = {
+            "app": Published(frozenset({"1.1"}), NEW_DIGEST),
+            "tools": Published(frozenset(), None),
+        }
+        uses = find_uses("f", text, FACTS, published)
+        assert [(u.state, u.edited) for u in uses] == [
+            (UseState.OUTDATED, f"{REGISTRY}/team/app:1.1@{NEW_DIGEST}"),
+            (UseState.OUTDATED, f"{REGISTRY}/team/app@{NEW_DIGEST}"),
+            (UseState.CURRENT, None),
+            (UseState.NOT_PUBLISHED, None),
+        ]
+        assert "2.0-1 is not in the registry yet" in uses[3].note
+
+    def test_edits_keep_every_other_character(self) -> None:
+        text = f"x\r\n\tç {REGISTRY}/team/app:1.0;team/app:1.0\r\n\udcff"
+        uses = find_uses("f", text, FACTS)
+        assert edited_text(text, uses) == (
+            f"x\r\n\tç {REGISTRY}/team/app:1.1;team/app:1.1\r\n\udcff"
+        )
+
+    def test_a_journal_of_another_run_is_not_overwritten(self, tmp_path: Path) -> None:
+        target = tmp_path / "f.txt"
+        target.write_bytes(b"team/app:1.0\n")
+        (tmp_path / REFS_JOURNAL).write_text("{}", encoding="utf-8")
+        edit = FileEdit("f.txt", str(target), file_digest(b"team/app:1.0\n"), ((9, 12, "1.1"),))
+        with pytest.raises(DockerPkgError, match="interrupted refs --apply"):
+            write_edits(str(tmp_path), [edit])
+        assert target.read_bytes() == b"team/app:1.0\n"
+        with pytest.raises(DockerPkgError, match="cannot read the journal"):
+            finish_interrupted(str(tmp_path))
