@@ -20,7 +20,6 @@ from dockerpkg.core.usages import (
     file_digest,
     find_uses,
 )
-from dockerpkg.effects import usagewrites
 from dockerpkg.effects.changelogs import write_new_file
 from dockerpkg.effects.usagewrites import FileEdit, file_edits, finish_interrupted, write_edits
 from dockerpkg.effects.workfiles import REFS_JOURNAL
@@ -164,7 +163,7 @@ class TestApply:
     ) -> None:
         expected = snapshot(GOLDEN / "refs" / "after")
         real_replace = os.replace
-        replaced = []
+        replaced: list[str] = []
 
         class Killed(BaseException):
             """As SIGKILL: nothing after it runs (no undo: it is no OSError)."""
@@ -175,10 +174,10 @@ class TestApply:
             replaced.append(target)
             real_replace(source, target)
 
-        monkeypatch.setattr(usagewrites.os, "replace", dies_after_one)
+        monkeypatch.setattr(os, "replace", dies_after_one)
         with pytest.raises(Killed):
             main(["-c", "config.yaml", "refs", "--apply", "tree", "uses"])
-        monkeypatch.setattr(usagewrites.os, "replace", real_replace)
+        monkeypatch.setattr(os, "replace", real_replace)
         capsys.readouterr()
         assert (work / "tree" / REFS_JOURNAL).exists()
         assert snapshot(work / "uses") != expected  # one file written, the others not
