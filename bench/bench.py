@@ -13,7 +13,8 @@ with and without registry auth), update (new changelog entries below the root), 
 (update through stacked diamonds), prune (nothing to remove), plan (offline plan, dockerpkg
 only), bases (one base refreshed: `update --changed-bases` against `update --all`), cache
 (a rebuild of every image on a machine holding nothing: `--cache registry` against none,
-dockerpkg only). Needs root (port 443, /etc/docker/certs.d), a Docker daemon and the Debian
+dockerpkg only), refs (`refs` over a generated repository of 20,000 files against `git grep`).
+Needs root (port 443, /etc/docker/certs.d), a Docker daemon and the Debian
 tools that scripts/services.sh installs; `make bench` provides them.
 """
 
@@ -50,6 +51,7 @@ sys.path.insert(0, str(ROOT))  # tests.support: the busybox base image
 import estimates  # noqa: E402
 import tlsregistry  # noqa: E402
 from gentree import RUN_WORK, generate, generate_diamonds  # noqa: E402
+from refsrepo import generate_repo  # noqa: E402
 
 from dockerpkg.core.config import DEFAULT_JOBS, BuildEngine  # noqa: E402
 from tests.support.services import build_busybox_base, connect_docker  # noqa: E402
@@ -69,7 +71,7 @@ PREFIXES = {"cold": "cold", "big": "big", "diamonds": "dia", "bases": "onbase"}
 BASES = tuple(f"{HOST}/base/root{k}:{BASE_TAG}" for k in (1, 2, 3))
 COPY_PATH = "/bin/busybox"  # what second parents are COPY'd from: scratch+busybox has no /etc
 PUSH_JOBS = PULL_JOBS = 4  # dockerpkg's fixed push and pull pools (effects/apply.py)
-SCENARIOS = ("cold", "noop", "update", "diamonds", "prune", "plan", "bases", "cache")
+SCENARIOS = ("cold", "noop", "update", "diamonds", "prune", "plan", "bases", "cache", "refs")
 
 
 @attrs.frozen
@@ -93,6 +95,7 @@ TIMEOUT_S = {
     "plan": 300.0,
     "bases": 1800.0,
     "cache": 1800.0,
+    "refs": 300.0,
 }
 DIAMONDS_CAP_S = 60.0
 
@@ -746,6 +749,47 @@ class Bench:
         )
         return scenario
 
+    def refs(self) -> Scenario:
+        """`refs` over a repository of 20,000 files (1,000 naming images of the cold tree)
+        against `git grep` of the same pattern: time and memory."""
+        tree, parents = self.tree("cold")
+        repo = self.fresh_dir("refs-repo")
+        written = generate_repo(repo, HOST, [(n, VERSION) for n in sorted(parents)], 20000, 1000)
+        scenario = Scenario("refs", f"refs over 20,000 files, {written} references (dockerpkg)")
+        pattern = rf"{HOST.replace('.', '[.]')}/[a-z0-9.-]+(:[A-Za-z0-9_.-]+)?"
+        commands = {
+            OURS: [DOCKERPKG, "-c", self.config(auth=False), "refs", "--json", tree, repo],
+            "git grep": ["git", "grep", "-n", "-E", pattern],
+        }
+        for index in range(-1, self.sizes.repeat):  # -1: warm-up (page cache), not timed
+            for tool, command in commands.items():
+                output = self.path("runs", f"refs-{tool.replace(' ', '-')}-{index}.out")
+                run = run_measured(
+                    tool, command, env=self.env, cwd=repo, log=self.path("runs", "refs.log"),
+                    timeout=TIMEOUT_S["refs"], stdout=output,
+                )  # fmt: skip
+                if tool == OURS and run.returncode == 0:
+                    found = len(json.loads(output.read_text(encoding="utf-8"))["uses"])
+                    run.extra["references"] = found
+                    if found != written:
+                        run.extra["problem"] = f"{found}/{written} references found"
+                if index >= 0:
+                    scenario.runs.append(run)
+        for tool in commands:
+            runs = [r for r in scenario.runs if r.tool == tool]
+            memory = max((r.max_rss_mb for r in runs), default=0.0)
+            scenario.rows += [
+                Row(f"{tool}: wall time", seconds_text(median(runs), runs)),
+                Row(f"{tool}: peak memory (max RSS)", f"{memory:.0f} MB"),
+            ]
+            scenario.figures[f"{tool.replace(' ', '_')}_seconds"] = median(runs)
+            scenario.figures[f"{tool.replace(' ', '_')}_max_rss_mb"] = memory
+        scenario.notes.append(
+            "dockerpkg reads every file once, decodes only those naming the registry, and "
+            "works out states and edits; git grep only prints the matching lines"
+        )
+        return scenario
+
     def noop(self) -> Scenario:
         tree, parents = self.tree("big")
         count = len(parents)
@@ -1201,6 +1245,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "plan": bench.plan,
             "bases": bench.bases,
             "cache": bench.cache,
+            "refs": bench.refs,
         }
         for key in chosen:
             scenario = runners[key]()
