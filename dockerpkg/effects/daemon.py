@@ -22,6 +22,7 @@ from typing import IO, Any, cast
 
 import docker
 import docker.auth
+import docker.constants
 import docker.errors
 import docker.tls
 import docker.utils.build
@@ -112,11 +113,19 @@ def connect_to(builder: Builder) -> docker.APIClient:
     try:
         client = docker.APIClient(
             base_url=builder.url,
-            version="auto",
+            # (None would ask at once, as "auto" does: before trust_env can be set.)
+            version=docker.constants.DEFAULT_DOCKER_API_VERSION if builder.tls else "auto",
             timeout=TIMEOUT,
             tls=tls,
             use_ssh_client=builder.url.startswith("ssh://"),
         )
+        if builder.tls is not None:
+            # requests lets REQUESTS_CA_BUNDLE (often set machine-wide) win over the
+            # session's CA: the builder's own CA must be the one its certificate is checked
+            # by. Then the version is asked for, as version="auto" would have.
+            client.trust_env = False
+            answer = client.version(api_version=False)
+            client._version = answer["ApiVersion"]  # type: ignore[attr-defined]  # no setter
         client.ping()
     except FAILURES as exc:
         raise DaemonError(
