@@ -28,6 +28,7 @@ import json
 import math
 import os
 import platform
+import re
 import secrets
 import shutil
 import signal
@@ -731,16 +732,21 @@ class Bench:
                         label="cache-update", **options,
                     )  # fmt: skip
                     self.forget_local(PREFIXES["cold"])
+                    logs = self.fresh_dir(f"cache-logs-{index}-{way.replace(' ', '-')}")
                     run, _ = self.run(
-                        OURS, ["build", *jobs, *ways[way], tree], label=f"cache-{way}", **options
-                    )
+                        OURS, ["build", *jobs, "--run-dir", logs, *ways[way], tree],
+                        label=f"cache-{way}", **options,
+                    )  # fmt: skip
                     run.extra["way"] = way
+                    run.extra["cached_runs"] = cached_run_steps(logs)
                     if bump.returncode != 0 or run.returncode != 0:
                         run.extra["problem"] = "a command failed"
                     scenario.runs.append(run)
         for way in ways:
             runs = [r for r in scenario.runs if r.extra["way"] == way]
             scenario.rows.append(Row(f"build, {way}", seconds_text(median(runs), runs)))
+            cached = sorted({int(r.extra["cached_runs"]) for r in runs})
+            scenario.rows.append(Row("  RUN steps taken from cache", ", ".join(map(str, cached))))
             scenario.figures[f"{way.replace(' ', '_')}_seconds"] = median(runs)
         scenario.notes.append(
             "the first build of each round (untimed) publishes the tree with inline cache; "
@@ -1265,6 +1271,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.json.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
             say(f"raw figures in {args.json}")
     return 0
+
+
+def cached_run_steps(logs: Path) -> int:
+    """How many RUN steps the build logs in LOGS report as CACHED (BuildKit's progress)."""
+    count = 0
+    for log in logs.glob("*.log"):
+        text = log.read_text(encoding="utf-8", errors="replace")
+        runs = {m[1] for m in re.finditer(r"^#(\d+) \[[^\]]*\] RUN ", text, re.MULTILINE)}
+        count += sum(1 for v in runs if re.search(rf"^#{v} CACHED$", text, re.MULTILINE))
+    return count
 
 
 def remove_bench_images(client: docker.APIClient) -> None:
