@@ -43,7 +43,7 @@ def refs_plan(
     """The references to DIRECTORY's images in PATHS (none: the config's `refs: paths`);
     ONLINE also asks the registry whether each current version is published. What an
     interrupted `refs --apply` left is finished first."""
-    finished = finish_interrupted(directory)
+    finished = finish_interrupted(directory, [os.getcwd()])
     workspace = load_workspace(directory, config_path, env, render=False)
     config = workspace.config
     ignore = config.refs.ignore

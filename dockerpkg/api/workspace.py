@@ -30,7 +30,7 @@ from dockerpkg.effects.credentials import Credentials
 from dockerpkg.effects.gitfacts import source_facts
 from dockerpkg.effects.links import LinkPolicy
 from dockerpkg.effects.tree import read_snapshot
-from dockerpkg.effects.workfiles import JOURNAL_NAME
+from dockerpkg.effects.workfiles import JOURNAL_NAME, REFS_JOURNAL
 from dockerpkg.errors import DockerPkgError, Problem, Severity, error
 
 if TYPE_CHECKING:
@@ -129,6 +129,14 @@ def _resolve(
     keys = unknown_key_problems(loaded.files, loaded.config.extra, snapshot)
     left = interrupted(directory, snapshot.working)
     problems = loaded.warnings + tuple(keys) + tuple(leftover_warning(left)) + analysis.problems
+    if REFS_JOURNAL in snapshot.working:
+        problems += (
+            error(
+                REFS_JOURNAL,
+                "an interrupted refs --apply (or update --refs) is not finished: "
+                f"`dockerpkg refs {directory}` finishes it",
+            ),
+        )
     if not snapshot.images:
         # Most likely the wrong folder: doing nothing successfully would hide that.
         problems += (

@@ -221,9 +221,20 @@ def _remove_staged(targets: Sequence[_Target]) -> None:
                 os.unlink(target.temp)
 
 
-def finish_interrupted(root: str, write: Writer = write_new_file) -> list[str] | None:
+def _inside(path: str, folders: Sequence[str]) -> bool:
+    real = os.path.realpath(path)
+    return any(
+        os.path.commonpath([real, os.path.realpath(f)]) == os.path.realpath(f) for f in folders
+    )
+
+
+def finish_interrupted(
+    root: str, within: Sequence[str], write: Writer = write_new_file
+) -> list[str] | None:
     """Finish what an interrupted refs --apply left in ROOT (its journal): the files it was
-    writing, as shown, once all are written; None when nothing was left."""
+    writing, as shown, once all are written; None when nothing was left. A journal naming a
+    file outside the folders WITHIN (the tree's and the current one) is refused: a tree may
+    come from anyone, and its journal must not be a way to write elsewhere."""
     path = os.path.join(root, REFS_JOURNAL)
     with contextlib.suppress(FileNotFoundError):
         os.unlink(os.path.join(root, REFS_JOURNAL_TEMP))  # no file was touched yet
@@ -248,6 +259,10 @@ def finish_interrupted(root: str, write: Writer = write_new_file) -> list[str] |
         ) from None
     pending = []
     for shown, real, before, after, edits in files:
+        if not _inside(real, [root, *within]):
+            raise DockerPkgError.single(
+                REFS_JOURNAL, f"not a journal of this tree: {shown} is outside it and this folder"
+            )
         current = _read(real)
         digest = None if current is None else file_digest(current)
         if digest == after:

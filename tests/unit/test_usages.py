@@ -4,6 +4,7 @@ form: CI jobs, Helm values, a Kubernetes manifest, a compose file with CRLF line
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -181,6 +182,10 @@ class TestApply:
         capsys.readouterr()
         assert (work / "tree" / REFS_JOURNAL).exists()
         assert snapshot(work / "uses") != expected  # one file written, the others not
+        # Other verbs do not act on a half-written change: they say how to finish it.
+        refused = run(["-c", "config.yaml", "plan", "--offline", "tree"], capsys)
+        assert refused[0] == 1
+        assert "`dockerpkg refs tree` finishes it" in refused[2]
         status, out, err = run(["-c", "config.yaml", "refs", "tree", "uses"], capsys)
         assert status == 0
         assert "an interrupted refs --apply was finished" in err
@@ -248,4 +253,24 @@ class TestStates:
             write_edits(str(tmp_path), [edit])
         assert target.read_bytes() == b"team/app:1.0\n"
         with pytest.raises(DockerPkgError, match="cannot read the journal"):
-            finish_interrupted(str(tmp_path))
+            finish_interrupted(str(tmp_path), [])
+
+    def test_a_journal_naming_a_file_elsewhere_is_refused(self, tmp_path: Path) -> None:
+        """A tree may come from anyone: its journal must not be a way to write elsewhere."""
+        tree, elsewhere = tmp_path / "tree", tmp_path / "elsewhere"
+        tree.mkdir()
+        elsewhere.mkdir()
+        victim = elsewhere / "authorized_keys"
+        victim.write_bytes(b"key\n")
+        digest = file_digest(b"key\n")
+        journal = {
+            "format": 1,
+            "files": [
+                {"shown": "k", "path": str(victim), "before": digest, "after": "x",
+                 "edits": [[0, 0, "attacker "]]}
+            ],
+        }  # fmt: skip
+        (tree / REFS_JOURNAL).write_text(json.dumps(journal), encoding="utf-8")
+        with pytest.raises(DockerPkgError, match="not a journal of this tree"):
+            finish_interrupted(str(tree), [str(tree / "ci")])
+        assert victim.read_bytes() == b"key\n"
