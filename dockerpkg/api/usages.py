@@ -11,6 +11,7 @@ import attrs
 from dockerpkg.api.workspace import Workspace, load_workspace
 from dockerpkg.core.config import key_location
 from dockerpkg.core.labels import join_repository
+from dockerpkg.core.plan import Plan
 from dockerpkg.core.usages import (
     Published,
     TreeFacts,
@@ -21,7 +22,7 @@ from dockerpkg.core.usages import (
     tree_facts,
 )
 from dockerpkg.effects.usagefiles import candidate_files, read_candidates
-from dockerpkg.effects.usagewrites import file_edits, finish_interrupted, write_edits
+from dockerpkg.effects.usagewrites import FileEdit, file_edits, finish_interrupted, write_edits
 from dockerpkg.errors import DockerPkgError
 
 
@@ -30,6 +31,18 @@ class RefsRun:
     plan: UsagePlan
     workspace: Workspace
     finished: tuple[str, ...] | None  # files an interrupted refs --apply wrote, finished now
+
+
+def _configured_paths(workspace: Workspace) -> list[str]:
+    """The config's `refs: paths`, relative to the config file naming them."""
+    config = workspace.config
+    if not config.refs.paths:
+        raise DockerPkgError.single(
+            "refs", "give the files or folders to look through, or set the config's refs: paths"
+        )
+    base = os.path.dirname(key_location(_files(workspace), "refs").path)
+    found = [p if os.path.isabs(p) else os.path.join(base, p) for p in config.refs.paths]
+    return [p if os.path.isabs(p) else os.path.normpath(p) for p in found]
 
 
 def refs_plan(
@@ -46,17 +59,9 @@ def refs_plan(
     finished = finish_interrupted(directory, [os.getcwd()])
     workspace = load_workspace(directory, config_path, env, render=False)
     config = workspace.config
-    ignore = config.refs.ignore
-    if not paths:
-        if not config.refs.paths:
-            raise DockerPkgError.single(
-                "refs", "give the files or folders to look through, or set the config's refs: paths"
-            )
-        base = os.path.dirname(key_location(_files(workspace), "refs").path)
-        paths = [p if os.path.isabs(p) else os.path.join(base, p) for p in config.refs.paths]
-        paths = [os.path.relpath(p) if not os.path.isabs(p) else p for p in paths]
+    paths = list(paths) or _configured_paths(workspace)
     facts = tree_facts(workspace.tree, config)
-    files, count = read_candidates(candidate_files(paths, ignore, env), needle(facts))
+    files, count = read_candidates(candidate_files(paths, config.refs.ignore, env), needle(facts))
     published = _published(workspace, facts, files, env) if online else None
     plan = plan_usages(directory, files, facts, published, scanned=count)
     return RefsRun(plan, workspace, None if finished is None else tuple(finished))
@@ -127,3 +132,36 @@ def write_refs(plan: UsagePlan, directory: str) -> tuple[str, ...]:
     edits = file_edits(plan.edits, digests, os.getcwd())
     write_edits(directory, edits)
     return tuple(e.shown for e in edits)
+
+
+def write_update_with_refs(
+    plan: Plan, workspace: Workspace, env: Mapping[str, str]
+) -> tuple[tuple[str, ...], UsagePlan]:
+    """`update --refs`: PLAN's changelog entries and the edits that move the users of the
+    config's `refs: paths` to the new versions, in one write, all files or none. Returns the
+    changelogs written and the refs plan."""
+    from dockerpkg.api.versioning import check_update, originals
+    from dockerpkg.core.usages import file_digest
+
+    check_update(plan, workspace)
+    config = workspace.config
+    facts = tree_facts(workspace.tree, config)
+    newer = {edit.image: edit.new_version for edit in plan.edits}
+    facts = attrs.evolve(facts, current={**facts.current, **newer})
+    paths = _configured_paths(workspace)
+    files, count = read_candidates(candidate_files(paths, config.refs.ignore, env), needle(facts))
+    moved = plan_usages(workspace.directory, files, facts, scanned=count)
+    check_plan(moved)
+    texts = originals(workspace)
+    entries = [
+        FileEdit(
+            os.path.join(workspace.directory, edit.path),
+            os.path.realpath(os.path.join(workspace.directory, edit.path)),
+            file_digest(texts[edit.path].encode("utf-8")),
+            ((0, 0, edit.entry),),
+        )
+        for edit in plan.edits
+    ]
+    digests = {f.path: f.sha256 for f in moved.files}
+    write_edits(workspace.directory, [*entries, *file_edits(moved.edits, digests, os.getcwd())])
+    return tuple(edit.path for edit in plan.edits), moved

@@ -106,6 +106,14 @@ def write_update(
     plan: Plan, workspace: Workspace, *, write: changelogs.Writer = changelogs.write_new_file
 ) -> tuple[str, ...]:
     """Write every edit of an update plan made from WORKSPACE, or none; returns their paths."""
+    check_update(plan, workspace)
+    return changelogs.apply_edits(
+        workspace.directory, plan.edits, originals(workspace), write=write
+    )
+
+
+def check_update(plan: Plan, workspace: Workspace) -> None:
+    """PLAN is an update plan made from WORKSPACE as it is now, over nothing left half-done."""
     if plan.action is not Action.UPDATE:
         raise DockerPkgError.single(
             workspace.directory,
@@ -115,9 +123,6 @@ def write_update(
         raise _stale(workspace.directory)
     if workspace.interrupted is not None:
         raise left_behind(workspace.interrupted)
-    return changelogs.apply_edits(
-        workspace.directory, plan.edits, _originals(workspace), write=write
-    )
 
 
 def recover_update(
@@ -133,10 +138,10 @@ def recover_update(
 
 def written_edits(plan: Plan, workspace: Workspace) -> tuple[str, ...]:
     """The changelogs of PLAN that hold their new entry now (after an interrupted write)."""
-    return changelogs.edited(workspace.directory, plan.edits, _originals(workspace))
+    return changelogs.edited(workspace.directory, plan.edits, originals(workspace))
 
 
-def _originals(workspace: Workspace) -> dict[str, str]:
+def originals(workspace: Workspace) -> dict[str, str]:
     return {source.file("changelog"): source.changelog for source in workspace.snapshot.images}
 
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import argh
 
 from dockerpkg import api
-from dockerpkg.api import versioning
+from dockerpkg.api import usages, versioning
 from dockerpkg.cli.common import (
     EXIT_CHANGES,
     EXIT_ERROR,
@@ -30,6 +30,7 @@ from dockerpkg.cli.common import (
 )
 from dockerpkg.core.plan import Action, Plan
 from dockerpkg.core.serialize import plan_to_json, plan_to_text
+from dockerpkg.core.usages_render import plan_to_text as refs_to_text
 from dockerpkg.errors import DockerPkgError, problem_lines
 
 if TYPE_CHECKING:
@@ -82,6 +83,12 @@ def saved_action(path: str) -> str | None:
     except (OSError, ValueError, AttributeError):
         return None
     return action if isinstance(action, str) else None
+
+
+_REFS = (
+    "also move the references in the config's refs: paths to the new versions, in the same "
+    "all-or-nothing write"
+)
 
 
 def normalize_argv(rest: Sequence[str]) -> list[str]:
@@ -194,8 +201,18 @@ class VersioningCommands:
             _print_problems(opened[1], every=ctx.echo)
             yield opened
 
-    def write(self, plan: Plan, workspace: api.Workspace) -> None:
+    def write(self, plan: Plan, workspace: api.Workspace, *, refs: bool = False) -> None:
         if not plan.edits:
+            return
+        if refs:  # one write with the users' edits (journaled: see dockerpkg.api.usages)
+            written, moved = usages.write_update_with_refs(plan, workspace, self.ctx.env)
+            sys.stdout.write(refs_to_text(moved))
+            files = len({use.path for use in moved.edits})
+            print(
+                f"Wrote {len(written)} changelog(s) and moved {len(moved.edits)} reference(s) "
+                f"in {files} file(s).",
+                file=sys.stderr,
+            )
             return
         try:
             written = versioning.write_update(plan, workspace)
@@ -288,6 +305,7 @@ class VersioningCommands:
     @argh.arg("--version", "-v", help=_VERSION)
     @argh.arg("--json", dest="json_output", help="print the plan as JSON")
     @argh.arg("--wait-lock", help=WAIT_LOCK_HELP)
+    @argh.arg("--refs", dest="with_refs", help=_REFS)
     def update(
         self,
         name: str,
@@ -297,13 +315,14 @@ class VersioningCommands:
         version: str | None = None,
         json_output: bool = False,
         wait_lock: bool = False,
+        with_refs: bool = False,
     ) -> None:
         """docker-pkg's verb: a new changelog entry for NAME and every image depending on it."""
         request = versioning.UpdateRequest(reason=reason, name=name, version=version)
         with _locked(directory, wait_lock):
             plan, workspace = self.make_update_plan(directory, request)
             _show(plan, json_output=json_output, out=None)
-            self.write(plan, workspace)
+            self.write(plan, workspace, refs=with_refs)
 
     @argh.arg("directory", metavar="DIRECTORY", help="the image tree")
     @argh.arg("--reason", help=_REASON)
@@ -312,6 +331,7 @@ class VersioningCommands:
     @argh.arg("--version", "-v", help="refused: use --version-suffix (or update NAME)")
     @argh.arg("--json", dest="json_output", help="print the plan as JSON")
     @argh.arg("--wait-lock", help=WAIT_LOCK_HELP)
+    @argh.arg("--refs", dest="with_refs", help=_REFS)
     def update_all(
         self,
         directory: str,
@@ -322,6 +342,7 @@ class VersioningCommands:
         version: str | None = None,
         json_output: bool = False,
         wait_lock: bool = False,
+        with_refs: bool = False,
     ) -> None:
         """`update --all`: a new entry for every selected image and every image depending on
         one of them (a scheduled refresh)."""
@@ -329,7 +350,7 @@ class VersioningCommands:
         with _locked(directory, wait_lock):
             plan, workspace = self.make_update_plan(directory, request)
             _show(plan, json_output=json_output, out=None)
-            self.write(plan, workspace)
+            self.write(plan, workspace, refs=with_refs)
 
     def make_bases_plan(
         self, directory: str, reason: str | None, version_suffix: str | None
@@ -370,6 +391,7 @@ class VersioningCommands:
     @argh.arg("--version-suffix", metavar="SUFFIX", help=_SUFFIX)
     @argh.arg("--json", dest="json_output", help="print the plan as JSON")
     @argh.arg("--wait-lock", help=WAIT_LOCK_HELP)
+    @argh.arg("--refs", dest="with_refs", help=_REFS)
     def update_changed_bases(
         self,
         directory: str,
@@ -378,13 +400,14 @@ class VersioningCommands:
         version_suffix: str | None = None,
         json_output: bool = False,
         wait_lock: bool = False,
+        with_refs: bool = False,
     ) -> None:
         """`update --changed-bases`: a new entry for every published image whose base image
         moved since it was built, and for every image depending on one of them."""
         with _locked(directory, wait_lock):
             plan, workspace = self.make_bases_plan(directory, reason, version_suffix)
             _show(plan, json_output=json_output, out=None)
-            self.write(plan, workspace)
+            self.write(plan, workspace, refs=with_refs)
 
     def recover(self, directory: str, wait_lock: bool, *, resume: bool) -> None:
         with _locked(directory, wait_lock):

@@ -194,6 +194,45 @@ class TestApply:
         assert " -> " not in out  # nothing outdated is left
 
 
+class TestUpdateRefs:
+    def test_entries_and_users_in_one_write(
+        self, work: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setenv("DEBFULLNAME", "Test Maintainer")
+        monkeypatch.setenv("DEBEMAIL", "maintainer@example.org")
+        config = work / "config.yaml"
+        config.write_text(config.read_text(encoding="utf-8") + "refs:\n  paths: [uses]\n")
+        args = ["-c", "config.yaml", "update", "app", "--version", "1.2", "--refs", "tree"]
+        status, out, err = run(args, capsys)
+        assert status == 0, err
+        assert (
+            (work / "tree" / "app" / "changelog")
+            .read_text(encoding="utf-8")
+            .startswith("app (1.2) ")
+        )
+        assert "team/app:1.0 -> team/app:1.2" in out
+        jobs = (work / "uses" / "ci" / "jobs.yml").read_text(encoding="utf-8")
+        assert "image: docker-registry.example.org/team/app:1.2\n" in jobs
+        assert "team/app:1.0  # dockerpkg: pin" in jobs
+        assert "moved 7 reference(s) in 3 file(s)" in err
+        assert not (work / "tree" / REFS_JOURNAL).exists()
+
+    def test_an_unknown_reference_writes_nothing(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        target = tmp_path / "refs"
+        shutil.copytree(FIXTURE, target)
+        monkeypatch.chdir(target)
+        config = target / "config.yaml"
+        config.write_text(config.read_text(encoding="utf-8") + "refs:\n  paths: [uses]\n")
+        before = snapshot(target)
+        args = ["-c", "config.yaml", "update", "app", "--version", "1.2", "--refs", "tree"]
+        status, _, err = run(args, capsys)
+        assert status == 1
+        assert "reference(s) to images the tree does not have" in err
+        assert snapshot(target) == before
+
+
 class TestStates:
     def test_forms(self) -> None:
         text = (
