@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -102,6 +103,24 @@ class TestOutputs:
         assert status == 0
         assert "uses/ci/jobs.yml:3:10" in out
         assert "run.sh" not in out
+
+
+def test_a_git_checkout_is_walked_as_git_lists_it(
+    work: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Tracked and untracked files, but not what .gitignore ignores (nor .git itself)."""
+    uses = work / "uses"
+    (uses / ".gitignore").write_text("build/\n", encoding="utf-8")
+    (uses / "build").mkdir()
+    (uses / "build" / "out.yaml").write_text(f"image: {REGISTRY}/team/app:0.1\n")
+    env = {"PATH": os.environ["PATH"], "HOME": str(work), "GIT_CONFIG_NOSYSTEM": "1"}
+    for args in (["init", "-q"], ["add", "ci"]):
+        subprocess.run(["git", *args], cwd=uses, env=env, check=True)
+    status, out, _ = run(["-c", "config.yaml", "refs", "tree", "uses"], capsys)
+    assert status == 0
+    assert "uses/build/out.yaml" not in out
+    assert "uses/ci/jobs.yml:3:10" in out  # tracked
+    assert "uses/scripts/run.sh:4:13" in out  # untracked, not ignored
 
 
 class TestApply:
