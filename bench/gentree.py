@@ -18,8 +18,10 @@ TEMPLATE = """FROM {{{{ "{parent}" | image_tag }}}}
 {copy}RUN {run}
 """
 
-# About 0.55 s per image on a 2-core machine: a little CPU (a busybox sh loop) and a wait.
-RUN_WORK = "sh -c 'i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done; sleep 0.5'"
+# About 0.55 s per image on a 2-core machine: a little CPU (a busybox sh loop) and a wait,
+# and a file written, as real steps do (a step that changes no file makes an empty layer,
+# which BuildKit's inline cache does not always bring back).
+RUN_WORK = "sh -c 'i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done; sleep 0.5; echo NAME > /work'"
 
 TEST_SCRIPT = '#!/bin/sh\ndocker run --rm "$1" true\n'
 
