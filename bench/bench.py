@@ -55,7 +55,15 @@ from gentree import RUN_WORK, generate, generate_diamonds  # noqa: E402
 from refsrepo import generate_repo  # noqa: E402
 
 from dockerpkg.core.config import DEFAULT_JOBS, BuildEngine  # noqa: E402
-from tests.support.services import build_busybox_base, connect_docker  # noqa: E402
+from tests.support import cleanup  # noqa: E402
+from tests.support.second_daemon import start_second_daemon  # noqa: E402
+from tests.support.services import (  # noqa: E402
+    build_busybox_base,
+    connect_docker,
+    push_image,
+    start_registry,
+    tag_image,
+)
 
 DOCKERPKG = Path(sys.prefix, "bin", "dockerpkg")  # .venv/bin/dockerpkg under `make bench`
 DOCKER_PKG_VERSION = "4.0.4"
@@ -699,49 +707,62 @@ class Bench:
         )
         return scenario
 
-    def forget_local(self, prefix: str) -> None:
-        """As a fresh CI machine: none of the tree's images, no build cache."""
-        self.remove_images(prefix)
-        self.client.prune_builds()
-
     def cache(self) -> Scenario:
-        """Every image of the cold tree gets a new version and is rebuilt by a machine that
-        holds no image and no build cache: with `--cache registry` (layers of the published
-        versions reused) against without."""
+        """Every image of the cold tree gets a new version and is rebuilt on a Docker daemon
+        started for that build (a fresh CI machine: no image, no build cache), with
+        `--cache registry` (layers of the published versions reused) against without.
+
+        The registry is a plain-HTTP one on 127.0.0.1:PORT, as in the tests: for a loopback
+        registry BuildKit's cache import speaks plain HTTP to the port given (80 without
+        one), so the TLS registry on 127.0.0.1:443 of the other scenarios cannot serve it.
+        """
         s = self.sizes
         scenario = Scenario(
             "cache",
             f"Rebuild of {s.cold_count} images (new versions, same Dockerfiles), depth "
-            f"{s.cold_depth}, no local image or build cache (dockerpkg --jobs {self.jobs})",
+            f"{s.cold_depth}, on a fresh daemon each (dockerpkg --jobs {self.jobs})",
         )
         ways = {"registry cache": ["--cache", "registry"], "no cache": []}
         jobs = ["--jobs", str(self.jobs)]
+        client = connect_docker()
         for index, _ in enumerate(self.rounds()):
-            self.forget_local(PREFIXES["cold"])
-            with self.registry(auth=True):
+            with start_registry("htpasswd") as registry:
+                base = tag_image(client, BASE_LABEL, registry.ref(f"{BASE_NAME}:{BASE_TAG}"))
+                push_image(client, base, registry)
+                config = self.path(f"cache-{index}.yaml")
+                config.write_text(
+                    f"registry: {registry.host}\nusername: {registry.username}\n"
+                    f"password: {registry.password}\nbase_images:\n  - {base}\n",
+                    encoding="utf-8",
+                )
+                config.chmod(0o600)
+                options: dict[str, Any] = {
+                    "auth": True, "timeout": TIMEOUT_S["cache"], "config": config
+                }  # fmt: skip
                 first = self.copy_tree("cold", "cache-first")
                 self.run(OURS, ["build", *jobs, "--cache", "registry", first],
-                         label="cache-first", auth=True, timeout=TIMEOUT_S["cache"])  # fmt: skip
+                         label="cache-first", **options)  # fmt: skip
                 order = list(ways) if index % 2 == 0 else list(ways)[::-1]
                 for way in order:
                     tree = self.copy_tree("cold", f"cache-{way.replace(' ', '-')}")
-                    options: dict[str, Any] = {"auth": True, "timeout": TIMEOUT_S["cache"]}
                     suffix = f"r{index}{way[0]}"
                     bump, _ = self.run(
                         OURS, ["update", "--all", "--version-suffix", suffix, tree],
                         label="cache-update", **options,
                     )  # fmt: skip
-                    self.forget_local(PREFIXES["cold"])
                     logs = self.fresh_dir(f"cache-logs-{index}-{way.replace(' ', '-')}")
-                    run, _ = self.run(
-                        OURS, ["build", *jobs, "--run-dir", logs, *ways[way], tree],
-                        label=f"cache-{way}", **options,
-                    )  # fmt: skip
+                    with start_second_daemon() as machine:
+                        run, _ = self.run(
+                            OURS, ["build", *jobs, "--builders", machine.host, "--run-dir",
+                                   logs, *ways[way], tree],
+                            label=f"cache-{way}", **options,
+                        )  # fmt: skip
                     run.extra["way"] = way
                     run.extra["cached_runs"] = cached_run_steps(logs)
                     if bump.returncode != 0 or run.returncode != 0:
                         run.extra["problem"] = "a command failed"
                     scenario.runs.append(run)
+            cleanup.remove_tags_under(client, f"{registry.host}/")
         for way in ways:
             runs = [r for r in scenario.runs if r.extra["way"] == way]
             scenario.rows.append(Row(f"build, {way}", seconds_text(median(runs), runs)))
@@ -749,9 +770,9 @@ class Bench:
             scenario.rows.append(Row("  RUN steps taken from cache", ", ".join(map(str, cached))))
             scenario.figures[f"{way.replace(' ', '_')}_seconds"] = median(runs)
         scenario.notes.append(
-            "the first build of each round (untimed) publishes the tree with inline cache; "
-            "each timed build follows `update --all` and the removal of every local image "
-            "and of the daemon's build cache"
+            "the first build of each round (untimed) publishes the tree with inline cache on "
+            "the shared daemon; each timed build follows `update --all` and runs on a daemon "
+            "started for it (its start is not timed)"
         )
         return scenario
 

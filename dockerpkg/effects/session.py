@@ -19,6 +19,7 @@ import secrets
 import shutil
 import socket
 import ssl
+import subprocess
 import tempfile
 import threading
 import urllib.parse
@@ -208,14 +209,18 @@ def _handlers(
     )
 
 
-def _connect(host: str, tls: TLSFiles | None) -> socket.socket:
+def _connect(host: str, tls: TLSFiles | None, stack: contextlib.ExitStack) -> socket.socket:
     """A connection to the Docker engine at HOST (DOCKER_HOST's form); TLS: the CA that
-    signed the engine's certificate and this client's certificate and key."""
+    signed the engine's certificate and this client's certificate and key. For ssh://, the
+    `ssh` command's `docker system dial-stdio` on the engine's host, as the docker CLI and
+    docker-py reach it, its stdin and stdout one end of a socket pair; STACK ends it."""
     parts = urllib.parse.urlsplit(host)
     if parts.scheme == "unix":
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.connect(parts.path)
         return sock
+    if parts.scheme == "ssh" and parts.hostname:
+        return _dial_over_ssh(parts, stack)
     if parts.scheme == "tcp" and parts.hostname:
         sock = socket.create_connection((parts.hostname, parts.port or 2375), timeout=30)
         sock.settimeout(None)
@@ -226,15 +231,44 @@ def _connect(host: str, tls: TLSFiles | None) -> socket.socket:
         return context.wrap_socket(sock, server_hostname=parts.hostname)
     raise DaemonError(
         f"build secrets, SSH agents and the registry cache need a BuildKit session, which "
-        f"dockerpkg opens on unix:// and tcp:// "
-        f"engines only, not {parts.scheme}://"
+        f"dockerpkg opens on unix://, tcp:// and ssh:// engines, not {parts.scheme}://"
     )
 
 
-def _open(host: str, tls: TLSFiles | None, session_id: str) -> socket.socket:
+def _dial_over_ssh(parts: urllib.parse.SplitResult, stack: contextlib.ExitStack) -> socket.socket:
+    ours, theirs = socket.socketpair()
+    destination = f"{parts.username}@{parts.hostname}" if parts.username else parts.hostname
+    command = ["ssh", *(["-p", str(parts.port)] if parts.port else [])]
+    command += ["--", destination or "", "docker", "system", "dial-stdio"]
+    try:
+        process = subprocess.Popen(  # the user's ssh, keys, agent and ~/.ssh/config
+            command,
+            stdin=theirs.fileno(),
+            stdout=theirs.fileno(),
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    except OSError as exc:
+        ours.close()
+        raise DaemonError(f"cannot run ssh to reach {parts.hostname}: {exc.strerror}") from None
+    finally:
+        theirs.close()
+
+    def end() -> None:
+        with contextlib.suppress(ProcessLookupError):
+            process.kill()
+        process.wait()
+
+    stack.callback(end)
+    return ours
+
+
+def _open(
+    host: str, tls: TLSFiles | None, session_id: str, stack: contextlib.ExitStack
+) -> socket.socket:
     """`POST /session`, read up to the end of the daemon's 101 answer (byte by byte: what
     follows is the daemon's HTTP/2 and must reach the gRPC server whole)."""
-    sock = _connect(host, tls)
+    sock = _connect(host, tls, stack)
     head = [
         "POST /session HTTP/1.1",
         "Host: docker",
@@ -303,8 +337,9 @@ def build_session(
     server.start()
     session_id = secrets.token_hex(16)
     sockets: list[socket.socket] = []
+    ends = contextlib.ExitStack()
     try:
-        daemon_side = _open(host, tls, session_id)
+        daemon_side = _open(host, tls, session_id, ends)
         sockets.append(daemon_side)
         server_side = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sockets.append(server_side)
@@ -319,5 +354,6 @@ def build_session(
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
             sock.close()
+        ends.close()
         server.stop(0)
         shutil.rmtree(folder, ignore_errors=True)

@@ -16,6 +16,8 @@ import pytest
 
 from tests.integration.test_build import FROM_BASE, Outcome, Site
 from tests.support.second_daemon import second_daemon_or_skip
+from tests.support.services import running_or_skip
+from tests.support.sshd import ssh_engine
 from tests.support.trees import write_image
 
 pytestmark = pytest.mark.usefixtures("isolated_home")
@@ -161,4 +163,31 @@ def test_a_secret_reaches_a_build_on_a_tls_engine(
         assert built.status == 0, built.text
         with contextlib.closing(engine.client()) as client:
             done = client.containers.run(site.label("tok", "1.0"), ["cat", "/h"], remove=True)
+    assert done.decode().strip() == hashlib.sha256(TOKEN.encode()).hexdigest()
+
+
+def test_a_secret_reaches_a_build_on_an_ssh_engine(
+    make_site: Callable[..., Site],
+    dockerpkg: Callable[..., Outcome],
+    docker_client: docker.DockerClient,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The session goes through `ssh HOST docker system dial-stdio`, as the build does."""
+    monkeypatch.setenv("BUILD_TOKEN", TOKEN)
+    site = make_site()
+    write_image(
+        site.tree,
+        site.name("tok"),
+        "1.0",
+        FROM_BASE + "RUN --mount=type=secret,id=tok sha256sum /run/secrets/tok | cut -c1-64 > /h\n",
+    )
+    with running_or_skip(ssh_engine()) as url:
+        config = secret_config(site)
+        config.write_text(
+            config.read_text(encoding="utf-8") + f"builders:\n  - url: {url}\n",
+            encoding="utf-8",
+        )
+        built = dockerpkg("-c", config, "build", site.tree)
+    assert built.status == 0, built.text
+    done = docker_client.containers.run(site.label("tok", "1.0"), ["cat", "/h"], remove=True)
     assert done.decode().strip() == hashlib.sha256(TOKEN.encode()).hexdigest()

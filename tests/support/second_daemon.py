@@ -23,7 +23,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import docker
-import pytest
 
 from tests.support import services
 from tests.support.services import ServiceError, ServiceUnavailableError
@@ -167,18 +166,10 @@ def start_second_daemon(*, tls: bool = False) -> Iterator[SecondDaemon]:
         _clean_up(daemon)
 
 
-@contextlib.contextmanager
-def second_daemon_or_skip(*, tls: bool = False) -> Iterator[SecondDaemon]:
+def second_daemon_or_skip(*, tls: bool = False) -> contextlib.AbstractContextManager[SecondDaemon]:
     """start_second_daemon, or the test skipped when this machine cannot run one (failed
     instead under DOCKERPKG_REQUIRE_DOCKER=1: these tests must run)."""
-    with contextlib.ExitStack() as stack:
-        try:
-            daemon = stack.enter_context(start_second_daemon(tls=tls))
-        except ServiceUnavailableError as error:
-            if os.environ.get("DOCKERPKG_REQUIRE_DOCKER") == "1":
-                pytest.fail(f"{error} (DOCKERPKG_REQUIRE_DOCKER=1: these tests must run)")
-            pytest.skip(str(error))
-        yield daemon
+    return services.running_or_skip(start_second_daemon(tls=tls))
 
 
 def _add_bridge(name: str) -> None:

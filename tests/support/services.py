@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import os
 import secrets
 import shutil
 import socket
@@ -25,10 +26,11 @@ import urllib.parse
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, TypeVar
 
 import attrs
 import docker
+import pytest
 import requests
 
 __all__ = [
@@ -390,6 +392,23 @@ def stop_process(process: subprocess.Popen[bytes]) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+T = TypeVar("T")
+
+
+@contextlib.contextmanager
+def running_or_skip(service: contextlib.AbstractContextManager[T]) -> Iterator[T]:
+    """SERVICE for the block, or the test skipped when this machine cannot run it (failed
+    instead under DOCKERPKG_REQUIRE_DOCKER=1: these tests must run)."""
+    with contextlib.ExitStack() as stack:
+        try:
+            running = stack.enter_context(service)
+        except ServiceUnavailableError as error:
+            if os.environ.get("DOCKERPKG_REQUIRE_DOCKER") == "1":
+                pytest.fail(f"{error} (DOCKERPKG_REQUIRE_DOCKER=1: these tests must run)")
+            pytest.skip(str(error))
+        yield running
 
 
 def free_port() -> int:
