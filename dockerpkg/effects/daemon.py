@@ -16,6 +16,7 @@ import os
 import socket
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from types import TracebackType
 from typing import IO, Any, cast
@@ -34,6 +35,7 @@ from dockerpkg.core.images import LocalImage, local_images
 from dockerpkg.core.labels import split_label
 from dockerpkg.effects.causes import causes as causes_of
 from dockerpkg.effects.credentials import Credentials
+from dockerpkg.effects.sshtunnel import SshTunnel
 
 log = logging.getLogger(__name__)
 
@@ -80,13 +82,43 @@ def inspect(client: docker.APIClient, reference: str) -> dict[str, Any]:
     return cast("dict[str, Any]", cast("Any", client).inspect_image(reference))
 
 
+def _tunnel(host: str | None) -> SshTunnel | None:
+    """For an ssh:// engine, the local socket standing for it (see effects/sshtunnel)."""
+    if not host or not host.startswith("ssh://"):
+        return None
+    return SshTunnel(host)
+
+
+class _Client(docker.APIClient):
+    """An APIClient that ends its ssh tunnel (if any) when closed, or else when collected."""
+
+    _tunnel: SshTunnel | None = None
+
+    def keep(self, tunnel: SshTunnel | None) -> None:
+        if tunnel is not None:
+            self._tunnel = tunnel
+            weakref.finalize(self, tunnel.close)
+
+    def close(self) -> None:
+        super().close()
+        if self._tunnel is not None:
+            self._tunnel.close()
+
+
 def connect(env: Mapping[str, str]) -> docker.APIClient:
     """A low-level client for the daemon named by the environment; DaemonError if none answers."""
     host = env.get("DOCKER_HOST")
+    tunnel = _tunnel(host)
     try:
-        client = docker.from_env(version="auto", timeout=TIMEOUT, environment=env).api
+        given = env if tunnel is None else {**env, "DOCKER_HOST": tunnel.host}
+        client = _Client(
+            version="auto", timeout=TIMEOUT, **docker.utils.kwargs_from_env(environment=given)
+        )
+        client.keep(tunnel)
         client.ping()
     except FAILURES as exc:
+        if tunnel is not None:
+            tunnel.close()
         where = f"DOCKER_HOST={host}" if host else f"{DEFAULT_HOST}, DOCKER_HOST is not set"
         raise DaemonError(
             f"cannot reach the Docker daemon ({where}): {_reason(exc)}; is dockerd running?"
@@ -103,6 +135,7 @@ def connect_to(builder: Builder) -> docker.APIClient:
     """A low-level client for BUILDER (TLS with its files; ssh:// through the `ssh` command,
     which brings the user's keys, agent and ~/.ssh/config); DaemonError if it does not answer."""
     tls: docker.tls.TLSConfig | bool = False
+    tunnel = _tunnel(builder.url)
     if builder.tls is not None:
         files = builder.tls
         tls = docker.tls.TLSConfig(
@@ -111,14 +144,14 @@ def connect_to(builder: Builder) -> docker.APIClient:
             verify=True,
         )
     try:
-        client = docker.APIClient(
-            base_url=builder.url,
+        client = _Client(
+            base_url=builder.url if tunnel is None else tunnel.host,
             # (None would ask at once, as "auto" does: before trust_env can be set.)
             version=docker.constants.DEFAULT_DOCKER_API_VERSION if builder.tls else "auto",
             timeout=TIMEOUT,
             tls=tls,
-            use_ssh_client=builder.url.startswith("ssh://"),
         )
+        client.keep(tunnel)
         if builder.tls is not None:
             # requests lets REQUESTS_CA_BUNDLE (often set machine-wide) win over the
             # session's CA: the builder's own CA must be the one its certificate is checked
@@ -128,6 +161,8 @@ def connect_to(builder: Builder) -> docker.APIClient:
             client._version = answer["ApiVersion"]  # type: ignore[attr-defined]  # no setter
         client.ping()
     except FAILURES as exc:
+        if tunnel is not None:
+            tunnel.close()
         raise DaemonError(
             f"cannot reach the builder {builder.name}: {_reason(exc)}; is dockerd running there?"
         ) from None

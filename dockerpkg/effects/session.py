@@ -19,7 +19,6 @@ import secrets
 import shutil
 import socket
 import ssl
-import subprocess
 import tempfile
 import threading
 import urllib.parse
@@ -29,6 +28,8 @@ from typing import Any
 
 from dockerpkg.core.builders import TLSFiles
 from dockerpkg.effects.daemon import DaemonError
+from dockerpkg.effects.sshtunnel import SshError, dial_stdio, relay
+from dockerpkg.effects.sshtunnel import end as end_process
 
 _SECRETS = "moby.buildkit.secrets.v1.Secrets"
 _AUTH = "moby.filesync.v1.Auth"
@@ -236,30 +237,11 @@ def _connect(host: str, tls: TLSFiles | None, stack: contextlib.ExitStack) -> so
 
 
 def _dial_over_ssh(parts: urllib.parse.SplitResult, stack: contextlib.ExitStack) -> socket.socket:
-    ours, theirs = socket.socketpair()
-    destination = f"{parts.username}@{parts.hostname}" if parts.username else parts.hostname
-    command = ["ssh", *(["-p", str(parts.port)] if parts.port else [])]
-    command += ["--", destination or "", "docker", "system", "dial-stdio"]
     try:
-        process = subprocess.Popen(  # the user's ssh, keys, agent and ~/.ssh/config
-            command,
-            stdin=theirs.fileno(),
-            stdout=theirs.fileno(),
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-    except OSError as exc:
-        ours.close()
-        raise DaemonError(f"cannot run ssh to reach {parts.hostname}: {exc.strerror}") from None
-    finally:
-        theirs.close()
-
-    def end() -> None:
-        with contextlib.suppress(ProcessLookupError):
-            process.kill()
-        process.wait()
-
-    stack.callback(end)
+        ours, process = dial_stdio(parts.geturl())
+    except SshError as exc:
+        raise DaemonError(f"cannot reach {parts.hostname}: {exc}") from None
+    stack.callback(end_process, process)
     return ours
 
 
@@ -302,17 +284,6 @@ def _open(
     return sock
 
 
-def _relay(source: socket.socket, target: socket.socket) -> None:
-    try:
-        while data := source.recv(65536):
-            target.sendall(data)
-    except OSError:
-        pass
-    finally:
-        with contextlib.suppress(OSError):
-            target.shutdown(socket.SHUT_WR)
-
-
 @contextlib.contextmanager
 def build_session(
     host: str,
@@ -345,7 +316,7 @@ def build_session(
         sockets.append(server_side)
         server_side.connect(path)
         for source, target in ((daemon_side, server_side), (server_side, daemon_side)):
-            threading.Thread(target=_relay, args=(source, target), daemon=True).start()
+            threading.Thread(target=relay, args=(source, target), daemon=True).start()
         yield session_id
     except OSError as exc:
         raise DaemonError(f"cannot open a BuildKit session: {exc}") from None
