@@ -16,7 +16,6 @@ import os
 import socket
 import threading
 import time
-import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from types import TracebackType
 from typing import IO, Any, cast
@@ -35,7 +34,7 @@ from dockerpkg.core.images import LocalImage, local_images
 from dockerpkg.core.labels import split_label
 from dockerpkg.effects.causes import causes as causes_of
 from dockerpkg.effects.credentials import Credentials
-from dockerpkg.effects.sshtunnel import SshTunnel
+from dockerpkg.effects.sshtunnel import Client, tunnel_for
 
 log = logging.getLogger(__name__)
 
@@ -82,36 +81,13 @@ def inspect(client: docker.APIClient, reference: str) -> dict[str, Any]:
     return cast("dict[str, Any]", cast("Any", client).inspect_image(reference))
 
 
-def _tunnel(host: str | None) -> SshTunnel | None:
-    """For an ssh:// engine, the local socket standing for it (see effects/sshtunnel)."""
-    if not host or not host.startswith("ssh://"):
-        return None
-    return SshTunnel(host)
-
-
-class _Client(docker.APIClient):
-    """An APIClient that ends its ssh tunnel (if any) when closed, or else when collected."""
-
-    _tunnel: SshTunnel | None = None
-
-    def keep(self, tunnel: SshTunnel | None) -> None:
-        if tunnel is not None:
-            self._tunnel = tunnel
-            weakref.finalize(self, tunnel.close)
-
-    def close(self) -> None:
-        super().close()
-        if self._tunnel is not None:
-            self._tunnel.close()
-
-
 def connect(env: Mapping[str, str]) -> docker.APIClient:
     """A low-level client for the daemon named by the environment; DaemonError if none answers."""
     host = env.get("DOCKER_HOST")
-    tunnel = _tunnel(host)
+    tunnel = tunnel_for(host)
     try:
         given = env if tunnel is None else {**env, "DOCKER_HOST": tunnel.host}
-        client = _Client(
+        client = Client(
             version="auto", timeout=TIMEOUT, **docker.utils.kwargs_from_env(environment=given)
         )
         client.keep(tunnel)
@@ -135,7 +111,7 @@ def connect_to(builder: Builder) -> docker.APIClient:
     """A low-level client for BUILDER (TLS with its files; ssh:// through the `ssh` command,
     which brings the user's keys, agent and ~/.ssh/config); DaemonError if it does not answer."""
     tls: docker.tls.TLSConfig | bool = False
-    tunnel = _tunnel(builder.url)
+    tunnel = tunnel_for(builder.url)
     if builder.tls is not None:
         files = builder.tls
         tls = docker.tls.TLSConfig(
@@ -144,7 +120,7 @@ def connect_to(builder: Builder) -> docker.APIClient:
             verify=True,
         )
     try:
-        client = _Client(
+        client = Client(
             base_url=builder.url if tunnel is None else tunnel.host,
             # (None would ask at once, as "auto" does: before trust_env can be set.)
             version=docker.constants.DEFAULT_DOCKER_API_VERSION if builder.tls else "auto",

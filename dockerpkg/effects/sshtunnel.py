@@ -17,6 +17,9 @@ import subprocess
 import tempfile
 import threading
 import urllib.parse
+import weakref
+
+import docker
 
 _BACKLOG = 16
 
@@ -132,3 +135,26 @@ class SshTunnel:
         for process in processes:
             end(process)
         shutil.rmtree(self._folder, ignore_errors=True)
+
+
+def tunnel_for(host: str | None) -> SshTunnel | None:
+    """For an ssh:// engine, the local socket standing for it (see effects/sshtunnel)."""
+    if not host or not host.startswith("ssh://"):
+        return None
+    return SshTunnel(host)
+
+
+class Client(docker.APIClient):
+    """An APIClient that ends its ssh tunnel (if any) when closed, or else when collected."""
+
+    _tunnel: SshTunnel | None = None
+
+    def keep(self, tunnel: SshTunnel | None) -> None:
+        if tunnel is not None:
+            self._tunnel = tunnel
+            weakref.finalize(self, tunnel.close)
+
+    def close(self) -> None:
+        super().close()
+        if self._tunnel is not None:
+            self._tunnel.close()
