@@ -13,7 +13,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 run_dir="$root/.run"
 pid_file="$run_dir/dockerd.pid"
 log_file="$run_dir/dockerd.log"
-packages=(docker.io docker-registry busybox-static apache2-utils openssl iproute2 openssh-client procps)
+packages=(docker.io docker-registry busybox-static apache2-utils openssl iproute2 openssh-client openssh-server procps)
 start_timeout=60
 stop_timeout=60
 
