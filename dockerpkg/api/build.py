@@ -4,6 +4,7 @@ registry again first."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -190,13 +191,14 @@ def build_engine(config: Config, env: Mapping[str, str]) -> BuildEngine:
     return engine_for(config, env.get("DOCKER_BUILDKIT"))
 
 
-def builder_env(builder: Builder) -> dict[str, str]:
-    """What a verification's `docker` needs to reach BUILDER: DOCKER_HOST, and for TLS the
-    folder of the client certificate (the docker CLI wants ca.pem, cert.pem, key.pem)."""
+def builder_env(builder: Builder, cert_path: str | None = None) -> dict[str, str]:
+    """What a verification's `docker` needs to reach BUILDER: DOCKER_HOST, and for TLS
+    CERT_PATH, the folder holding its files as the docker CLI names them (ca.pem, cert.pem,
+    key.pem; see effects/certfolder; None: the client certificate's folder)."""
     env = {"DOCKER_HOST": builder.url}
     if builder.tls is not None:
         env["DOCKER_TLS_VERIFY"] = "1"
-        env["DOCKER_CERT_PATH"] = os.path.dirname(os.path.expanduser(builder.tls.cert))
+        env["DOCKER_CERT_PATH"] = cert_path or os.path.dirname(os.path.expanduser(builder.tls.cert))
     return env
 
 
@@ -237,6 +239,7 @@ def _run_on_builders(
     of several, those that do not answer at the start are left out."""
     from dockerpkg.effects import daemon
     from dockerpkg.effects.apply import Executor
+    from dockerpkg.effects.certfolder import cert_folder
     from dockerpkg.effects.observe import registry_client
     from dockerpkg.effects.scheduler import Scheduler, Worker
 
@@ -247,6 +250,7 @@ def _run_on_builders(
     registry = registry_client(settings.config, credentials, env) if plan.publish else None
     workers: list[Worker] = []
     clients: list[Any] = []
+    held = contextlib.ExitStack()  # what lasts as long as the run (TLS file folders)
     lost: list[tuple[str, str]] = []
     try:
         targets: list[Builder | None] = [*builders] or [None]
@@ -259,10 +263,15 @@ def _run_on_builders(
                 lost.append((builder.name if builder else "docker", str(exc)))
                 continue
             clients.append(client)
+            certs = None
+            if builder is not None and builder.tls is not None:
+                certs = held.enter_context(cert_folder(builder.tls))
             mine = (
                 settings
                 if builder is None
-                else attrs.evolve(settings, daemon_env=builder_env(builder), engine_tls=builder.tls)
+                else attrs.evolve(
+                    settings, daemon_env=builder_env(builder, certs), engine_tls=builder.tls
+                )
             )
             slots = settings.jobs if builder is None else builder.slots or settings.jobs
             workers.append(
@@ -286,3 +295,4 @@ def _run_on_builders(
             registry.close()
         for client in clients:
             client.close()
+        held.close()

@@ -141,7 +141,9 @@ def test_a_secret_reaches_a_build_on_a_tls_engine(
     dockerpkg: Callable[..., Outcome],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """The session goes over tcp:// with TLS, with the builder's own certificate files."""
+    """The session goes over tcp:// with TLS, with the builder's own certificate files; the
+    verification's docker CLI reaches the engine too, though its files are not named as the
+    CLI wants them (ca.crt, client.crt, client.key)."""
     monkeypatch.setenv("BUILD_TOKEN", TOKEN)
     site = make_site()
     write_image(
@@ -149,6 +151,7 @@ def test_a_secret_reaches_a_build_on_a_tls_engine(
         site.name("tok"),
         "1.0",
         FROM_BASE + "RUN --mount=type=secret,id=tok sha256sum /run/secrets/tok | cut -c1-64 > /h\n",
+        files={"test.sh": '#!/bin/sh\nset -e\ndocker run --rm "$1" cat /h\n'},
     )
     with second_daemon_or_skip(tls=True) as engine:
         config = secret_config(site)
@@ -159,8 +162,11 @@ def test_a_secret_reaches_a_build_on_a_tls_engine(
             f"cert: {tls['cert']}, key: {tls['key']}}}\n",
             encoding="utf-8",
         )
-        built = dockerpkg("-c", config, "build", site.tree)
+        report = site.work / "report.json"
+        built = dockerpkg("-c", config, "build", "--report", report, site.tree)
         assert built.status == 0, built.text
+        verified = [s for s in json.loads(report.read_text())["steps"] if s["op"] == "verify"]
+        assert [s["outcome"] for s in verified] == ["succeeded"], verified
         with contextlib.closing(engine.client()) as client:
             done = client.containers.run(site.label("tok", "1.0"), ["cat", "/h"], remove=True)
     assert done.decode().strip() == hashlib.sha256(TOKEN.encode()).hexdigest()

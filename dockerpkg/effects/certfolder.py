@@ -1,0 +1,33 @@
+"""The folder the docker CLI reads a TLS engine's files from (DOCKER_CERT_PATH: ca.pem,
+cert.pem and key.pem, by those names), for the verifications run on a builder whose files
+are named or placed otherwise: links to them in a private folder, for the run."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+
+from dockerpkg.core.builders import TLSFiles
+
+
+@contextlib.contextmanager
+def cert_folder(tls: TLSFiles) -> Iterator[str]:
+    """A folder holding TLS's files as ca.pem, cert.pem and key.pem: theirs when they are
+    already so, else one made for the block."""
+    wanted = {"ca.pem": tls.ca, "cert.pem": tls.cert, "key.pem": tls.key}
+    files = {name: os.path.abspath(os.path.expanduser(path)) for name, path in wanted.items()}
+    folders = {os.path.dirname(path) for path in files.values()}
+    if len(folders) == 1 and all(os.path.basename(p) == n for n, p in files.items()):
+        yield folders.pop()
+        return
+    folder = tempfile.mkdtemp(prefix="dockerpkg-certs-")
+    try:
+        os.chmod(folder, 0o700)
+        for name, path in files.items():
+            os.symlink(path, os.path.join(folder, name))
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
