@@ -130,7 +130,7 @@ def write_refs(plan: UsagePlan, directory: str) -> tuple[str, ...]:
     check_plan(plan)
     digests = {f.path: f.sha256 for f in plan.files}
     edits = file_edits(plan.edits, digests, os.getcwd())
-    write_edits(directory, edits)
+    write_edits(directory, edits, [os.getcwd()])
     return tuple(e.shown for e in edits)
 
 
@@ -163,5 +163,6 @@ def write_update_with_refs(
         for edit in plan.edits
     ]
     digests = {f.path: f.sha256 for f in moved.files}
-    write_edits(workspace.directory, [*entries, *file_edits(moved.edits, digests, os.getcwd())])
+    users = file_edits(moved.edits, digests, os.getcwd())
+    write_edits(workspace.directory, [*entries, *users], [os.getcwd()])
     return tuple(edit.path for edit in plan.edits), moved

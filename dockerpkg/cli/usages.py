@@ -111,7 +111,8 @@ class UsageCommands:
         detailed_exitcode: bool = False,
     ) -> None:
         """`plan refs`: show the edits `refs --apply` would make (saved with --out)."""
-        plan = self._plan(directory, list(paths), online)
+        with locked(directory, wait=False):  # it may finish an interrupted write first
+            plan = self._plan(directory, list(paths), online)
         if out:
             try:
                 Path(out).write_text(plan_to_json(plan), encoding="utf-8")

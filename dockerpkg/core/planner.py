@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 import fnmatch
 import hashlib
+import re
 from collections.abc import Mapping
 
 import attrs
@@ -306,7 +307,8 @@ def _with_secrets(
             uses = secret_uses(image.dockerfile, mount)
             for secret_id, line in uses:
                 # The template's line naming the id; else the rendered Dockerfile's.
-                named = (n for n, text in enumerate(lines, 1) if f"id={secret_id}" in text)
+                named_id = re.compile(rf"\bid={re.escape(secret_id)}(?![\w.-])")
+                named = (n for n, text in enumerate(lines, 1) if named_id.search(text))
                 problems += secret_problems(
                     template.file("Dockerfile.template"),
                     f"RUN --mount=type={mount.value},id={secret_id}",

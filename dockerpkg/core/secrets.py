@@ -152,6 +152,25 @@ def merged(
 _MOUNT = re.compile(r"--mount=(\S+)")
 
 
+def _instructions(dockerfile: str) -> list[tuple[int, str]]:
+    """Each instruction of DOCKERFILE with the number of its first line, lines ending in a
+    backslash joined to the next (`RUN --mount=... \\` then `--mount=type=ssh \\`)."""
+    found: list[tuple[int, str]] = []
+    pending: list[str] = []
+    start = 1
+    for number, line in enumerate(dockerfile.split("\n"), 1):
+        if not pending:
+            start = number
+        if line.rstrip().endswith("\\"):
+            pending.append(line.rstrip()[:-1])
+            continue
+        found.append((start, " ".join([*pending, line])))
+        pending = []
+    if pending:
+        found.append((start, " ".join(pending)))
+    return found
+
+
 def secret_uses(
     dockerfile: str, mount: MountType = MountType.SECRET
 ) -> tuple[tuple[str, int], ...]:
@@ -159,7 +178,7 @@ def secret_uses(
     secret's id left out is the target's file name, an agent's is `default`, as BuildKit
     takes them."""
     found = []
-    for number, line in enumerate(dockerfile.split("\n"), 1):
+    for number, line in _instructions(dockerfile):
         stripped = line.strip()
         if not stripped.upper().startswith("RUN") or "--mount=" not in stripped:
             continue

@@ -29,10 +29,13 @@ FORMAT_VERSION = 1
 # image's name may hold several, as in `releng/tox`.
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 _NAME = rf"{_COMPONENT}(?:/{_COMPONENT})*"
-_TAG = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"
+# A tag ends in a letter, digit or _: a full stop or dash after it ends a sentence, not it.
+_TAG = r"[A-Za-z0-9_](?:[A-Za-z0-9_.-]{0,126}[A-Za-z0-9_])?"
 _DIGEST = r"sha256:[0-9a-f]{64}"
 # What may not touch a reference on either side: it would be part of a longer word or path.
+# (After it, a full stop or a dash alone may: the end of a sentence, a YAML list's dash.)
 _EDGE = r"[A-Za-z0-9_.\-/:@]"
+_AFTER = r"(?:[A-Za-z0-9_/:@]|[.-][A-Za-z0-9_])"
 # `# dockerpkg: pin [reason]`, or with //, --, ;, <!-- or /* as the comment's start.
 _PIN = re.compile(r"(?:#|//|--|;|<!--|/\*)\s*dockerpkg:\s*pin\b(?P<reason>(?:(?!-->|\*/).)*)")
 _PIN_PUNCTUATION = string.whitespace + ":,-"  # around a pin's reason
@@ -147,7 +150,7 @@ def _pattern(prefixes: Sequence[str]) -> re.Pattern[str]:
     alternatives = "|".join(re.escape(p) for p in sorted(prefixes, key=len, reverse=True))
     return re.compile(
         rf"(?<!{_EDGE})(?P<prefix>{alternatives})/(?P<name>{_NAME})"
-        rf"(?::(?P<tag>{_TAG}))?(?:@(?P<digest>{_DIGEST}))?(?!{_EDGE})"
+        rf"(?::(?P<tag>{_TAG}))?(?:@(?P<digest>{_DIGEST}))?(?!{_AFTER})"
     )
 
 
@@ -164,9 +167,11 @@ def find_uses(
     found = []
     line_starts = _line_starts(text)
     for match in _pattern(facts.prefixes).finditer(text):
+        name = match["name"]
+        if name not in facts.current and any(name.startswith(f"{n}/") for n in facts.current):
+            continue  # a path under an image's name (team/app/config.yaml), not a reference
         line = _line_of(line_starts, match.start())
         begin = line_starts[line - 1]
-        name = match["name"]
         use = ImageUse(
             path=path,
             line=line,
@@ -288,6 +293,15 @@ def edited_text(text: str, uses: Iterable[ImageUse]) -> str:
     return with_spans(
         text, [(u.start, u.end, u.replacement) for u in uses if u.replacement is not None]
     )
+
+
+_EDIT = re.compile(rf"(?:{_TAG})?(?:@?{_DIGEST})?")
+
+
+def is_version_text(text: str) -> bool:
+    """Whether TEXT is what an edit of a reference replaces or writes: a tag, a digest or a
+    tag and a digest (what a journal may ask for; see dockerpkg.effects.usagewrites)."""
+    return bool(text) and _EDIT.fullmatch(text) is not None
 
 
 def with_spans(text: str, spans: Iterable[tuple[int, int, str]]) -> str:

