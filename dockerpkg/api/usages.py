@@ -56,7 +56,8 @@ def refs_plan(
     """The references to DIRECTORY's images in PATHS (none: the config's `refs: paths`);
     ONLINE also asks the registry whether each current version is published. What an
     interrupted `refs --apply` left is finished first."""
-    finished = finish_interrupted(directory, [os.getcwd()])
+    # Where edits may go: the current folder and the paths given (and the tree).
+    finished = finish_interrupted(directory, [os.getcwd(), *paths])
     workspace = load_workspace(directory, config_path, env, render=False)
     config = workspace.config
     paths = list(paths) or _configured_paths(workspace)
@@ -124,13 +125,16 @@ def check_plan(plan: UsagePlan) -> None:
         )
 
 
-def write_refs(plan: UsagePlan, directory: str) -> tuple[str, ...]:
-    """Make PLAN's edits, every file or none (refused when one changed since it was made);
-    returns the files written."""
+def write_refs(
+    plan: UsagePlan, directory: str, within: Sequence[str] = ()
+) -> tuple[str, ...]:
+    """Make PLAN's edits, every file or none (refused when one changed since it was made),
+    in files inside DIRECTORY, the current folder or WITHIN (the paths given); returns the
+    files written."""
     check_plan(plan)
     digests = {f.path: f.sha256 for f in plan.files}
     edits = file_edits(plan.edits, digests, os.getcwd())
-    write_edits(directory, edits, [os.getcwd()])
+    write_edits(directory, edits, [os.getcwd(), *within])
     return tuple(e.shown for e in edits)
 
 
@@ -164,5 +168,5 @@ def write_update_with_refs(
     ]
     digests = {f.path: f.sha256 for f in moved.files}
     users = file_edits(moved.edits, digests, os.getcwd())
-    write_edits(workspace.directory, [*entries, *users], [os.getcwd()])
+    write_edits(workspace.directory, [*entries, *users], [os.getcwd(), *paths])
     return tuple(edit.path for edit in plan.edits), moved

@@ -90,7 +90,7 @@ class UsageCommands:
             plan = self._plan(directory, list(paths), online)
             _show(plan, "json" if json_output else output_format)
             if apply_edits:
-                written = usages.write_refs(plan, directory)
+                written = usages.write_refs(plan, directory, paths)
                 print(f"Edited {len(written)} file(s).", file=sys.stderr)
                 return
         _status(plan, detailed_exitcode)

@@ -158,6 +158,23 @@ class TestApply:
         assert run(["apply", "refs.json"], capsys)[0] == 0
         assert "team/app:1.1 ./test" in script.read_text(encoding="utf-8")
 
+    def test_files_outside_the_folders_named_are_not_edited(
+        self, work: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        outside = work.parent / "outside"
+        outside.mkdir()
+        job = outside / "job.yaml"
+        job.write_text(f"image: {REGISTRY}/team/app:1.0\n", encoding="utf-8")
+        args = ["-c", "config.yaml", "plan", "refs", "--out", "refs.json", "tree", str(outside)]
+        assert run(args, capsys)[0] == 0
+        # Given as a PATH it may be edited; a saved plan reaches the tree and this folder only.
+        status, _, err = run(["apply", "refs.json"], capsys)
+        assert status == 1
+        assert "outside the tree and the current folder" in err
+        assert job.read_text(encoding="utf-8") == f"image: {REGISTRY}/team/app:1.0\n"
+        assert run(["-c", "config.yaml", "refs", "--apply", "tree", str(outside)], capsys)[0] == 0
+        assert job.read_text(encoding="utf-8") == f"image: {REGISTRY}/team/app:1.1\n"
+
     def test_a_failing_write_changes_nothing(self, work: Path) -> None:
         before = snapshot(work / "uses")
         plan = usages.refs_plan("tree", "config.yaml", {}, ["uses"]).plan
