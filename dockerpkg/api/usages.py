@@ -125,9 +125,7 @@ def check_plan(plan: UsagePlan) -> None:
         )
 
 
-def write_refs(
-    plan: UsagePlan, directory: str, within: Sequence[str] = ()
-) -> tuple[str, ...]:
+def write_refs(plan: UsagePlan, directory: str, within: Sequence[str] = ()) -> tuple[str, ...]:
     """Make PLAN's edits, every file or none (refused when one changed since it was made),
     in files inside DIRECTORY, the current folder or WITHIN (the paths given); returns the
     files written."""
