@@ -37,13 +37,19 @@ def secret_config(site: Site, *, engine: str = "buildkit") -> Path:
     return config
 
 
-def write_tree(site: Site) -> None:
+def write_token_image(site: Site, files: dict[str, str] | None = None) -> None:
+    """The `tok` image: its build writes the digest of secret `tok` to /h."""
     write_image(
         site.tree,
         site.name("tok"),
         "1.0",
         FROM_BASE + "RUN --mount=type=secret,id=tok sha256sum /run/secrets/tok | cut -c1-64 > /h\n",
+        files=files or {},
     )
+
+
+def write_tree(site: Site) -> None:
+    write_token_image(site)
     write_image(
         site.tree,
         site.name("netrc"),
@@ -108,12 +114,7 @@ def test_a_secret_given_for_one_run(
 ) -> None:
     monkeypatch.setenv("OTHER_TOKEN", "another-value")
     site = make_site()
-    write_image(
-        site.tree,
-        site.name("tok"),
-        "1.0",
-        FROM_BASE + "RUN --mount=type=secret,id=tok sha256sum /run/secrets/tok | cut -c1-64 > /h\n",
-    )
+    write_token_image(site)
     config = site.config()
     missing = dockerpkg("-c", config, "plan", "--offline", site.tree)
     assert missing.status == 1
@@ -146,13 +147,7 @@ def test_a_secret_reaches_a_build_on_a_tls_engine(
     CLI wants them (ca.crt, client.crt, client.key)."""
     monkeypatch.setenv("BUILD_TOKEN", TOKEN)
     site = make_site()
-    write_image(
-        site.tree,
-        site.name("tok"),
-        "1.0",
-        FROM_BASE + "RUN --mount=type=secret,id=tok sha256sum /run/secrets/tok | cut -c1-64 > /h\n",
-        files={"test.sh": '#!/bin/sh\nset -e\ndocker run --rm "$1" cat /h\n'},
-    )
+    write_token_image(site, files={"test.sh": '#!/bin/sh\nset -e\ndocker run --rm "$1" cat /h\n'})
     with second_daemon_or_skip(tls=True) as engine:
         config = secret_config(site)
         tls = engine.tls_files
@@ -181,12 +176,7 @@ def test_a_secret_reaches_a_build_on_an_ssh_engine(
     """The session goes through `ssh HOST docker system dial-stdio`, as the build does."""
     monkeypatch.setenv("BUILD_TOKEN", TOKEN)
     site = make_site()
-    write_image(
-        site.tree,
-        site.name("tok"),
-        "1.0",
-        FROM_BASE + "RUN --mount=type=secret,id=tok sha256sum /run/secrets/tok | cut -c1-64 > /h\n",
-    )
+    write_token_image(site)
     with running_or_skip(ssh_engine()) as url:
         config = secret_config(site)
         config.write_text(
