@@ -20,7 +20,7 @@ import attrs
 
 from dockerpkg.core.changelog import versions_newest_first
 from dockerpkg.core.config import Config
-from dockerpkg.core.labels import join_repository
+from dockerpkg.core.labels import join_repository, split_label
 from dockerpkg.core.tree import Tree
 
 FORMAT_VERSION = 1
@@ -120,6 +120,9 @@ class TreeFacts:
     prefixes: tuple[str, ...]  # the repository prefixes references are looked for under
     current: Mapping[str, str]  # image name -> its current version
     versions: Mapping[str, frozenset[str]]  # image name -> every version of its changelog
+    # Names under the prefixes that are the config's base images, not the tree's: neither
+    # references to edit nor unknown (a registry without a namespace holds both).
+    external: frozenset[str] = frozenset()
 
 
 def tree_facts(tree: Tree, config: Config) -> TreeFacts:
@@ -127,8 +130,16 @@ def tree_facts(tree: Tree, config: Config) -> TreeFacts:
     prefixes = [full] if full else []
     if config.registry and config.namespace:
         prefixes.append(config.namespace.strip("/"))
+    bases = [split_label(base)[0] for base in config.base_images]
+    external = frozenset(
+        repository[len(p) + 1 :]
+        for repository in bases
+        for p in prefixes
+        if repository.startswith(f"{p}/")
+    )
     return TreeFacts(
         prefixes=tuple(prefixes),
+        external=external,
         current={name: image.tag for name, image in tree.images.items()},
         versions={
             name: frozenset(versions_newest_first(image.spec.source.changelog))
@@ -168,8 +179,10 @@ def find_uses(
     line_starts = _line_starts(text)
     for match in _pattern(facts.prefixes).finditer(text):
         name = match["name"]
-        if name not in facts.current and any(name.startswith(f"{n}/") for n in facts.current):
-            continue  # a path under an image's name (team/app/config.yaml), not a reference
+        if name not in facts.current and (
+            name in facts.external or any(name.startswith(f"{n}/") for n in facts.current)
+        ):
+            continue  # a base image, or a path under an image's name (team/app/config.yaml)
         line = _line_of(line_starts, match.start())
         begin = line_starts[line - 1]
         use = ImageUse(

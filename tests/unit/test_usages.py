@@ -10,6 +10,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import attrs
 import pytest
 
 from dockerpkg.api import usages
@@ -294,6 +295,16 @@ class TestStates:
             (9, UseState.CURRENT, None, ""),  # the full stop ends the sentence, not the tag
         ]
         assert uses[0].column == 4
+
+    def test_base_images_in_the_same_registry_are_neither_used_nor_unknown(self) -> None:
+        """docker-pkg trees often have a registry and no namespace, bases beside images."""
+        facts = attrs.evolve(FACTS, prefixes=(REGISTRY,), external=frozenset({"bookworm"}))
+        text = f"{REGISTRY}/bookworm:20260301 {REGISTRY}/app:1.0 {REGISTRY}/gone:1\n"
+        uses = find_uses("f", text, facts)
+        assert [(u.text, u.state) for u in uses] == [
+            (f"{REGISTRY}/app:1.0", UseState.OUTDATED),
+            (f"{REGISTRY}/gone:1", UseState.UNKNOWN),
+        ]
 
     def test_online(self) -> None:
         text = (
