@@ -114,6 +114,11 @@ _SCHEMA = sy.MapCombined(
 _CONTAINER_LIMIT_KEYS = frozenset({"memory", "memswap", "cpushares", "cpusetcpus"})
 
 
+# Keys docker-pkg's README lists among its built-in template variables, though docker-pkg
+# gives them no default and no other use: trees set them for their templates. Known (never
+# reported as unknown), they stay template variables of whatever YAML shape they have.
+DOCUMENTED_VARIABLES = frozenset({"seed_image"})
+
 KNOWN_KEYS = frozenset(
     {
         "registry",
