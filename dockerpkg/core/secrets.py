@@ -225,9 +225,9 @@ def secret_problems(
             what = "build secrets" if mount is MountType.SECRET else "SSH forwarding"
             message = (
                 f"RUN --mount=type={mount.value} (id {secret_id}) needs BuildKit; the classic "
-                f"builder has no {what} (the run's engine is --engine, else DOCKER_BUILDKIT, "
-                "else the config's `build_engine` or `container_limits`: give --engine "
-                "buildkit or change the one that chose classic)"
+                f"builder has no {what} (the engine comes from --engine, else DOCKER_BUILDKIT, "
+                "else the config's `build_engine` or `container_limits`; give --engine "
+                "buildkit, or change the one that chose classic)"
             )
         elif secret_id in known:
             continue
