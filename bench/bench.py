@@ -54,7 +54,8 @@ import tlsregistry  # noqa: E402
 from gentree import RUN_WORK, generate, generate_diamonds  # noqa: E402
 from refsrepo import generate_repo  # noqa: E402
 
-from dockerpkg.core.config import DEFAULT_JOBS, BuildEngine  # noqa: E402
+from dockerpkg.core.config import DEFAULT_JOBS  # noqa: E402
+from dockerpkg.core.plan import BuildEngine  # noqa: E402
 from tests.support import cleanup  # noqa: E402
 from tests.support.second_daemon import start_second_daemon  # noqa: E402
 from tests.support.services import (  # noqa: E402

@@ -19,9 +19,9 @@ from dockerpkg.core.builders import (
     parse_builders_flag,
     several_builders_problem,
 )
-from dockerpkg.core.config import DEFAULT_JOBS, BuildEngine, Config, engine_for
+from dockerpkg.core.config import DEFAULT_JOBS, Config, engine_for
 from dockerpkg.core.labels import repository_path, split_label
-from dockerpkg.core.plan import Plan
+from dockerpkg.core.plan import BuildEngine, Plan
 from dockerpkg.core.recheck import publishing_labels, without_published
 from dockerpkg.core.report import Report
 from dockerpkg.core.staging import staged_labels
@@ -56,7 +56,10 @@ def apply_build_plan(
     SAVED (a plan read from a file, maybe hours old): the registry is asked again first, and
     the images published since the plan are neither built nor pushed (`recheck`).
 
-    JOBS (builds at once; default: the builder's, `DEFAULT_JOBS`) is each engine's number of
+    The plan's engine (options.engine) builds every image: DOCKER_BUILDKIT in ENV counted
+    when the plan was made, not now.
+
+    JOBS (builds at once; default: the engine's, `DEFAULT_JOBS`) is each builder's number of
     slots when the builders do not say.
 
     BUILDERS (--builders given with a saved plan) replace the plan's builders.
@@ -155,7 +158,9 @@ def _run_plan(
     """Run PLAN; LIMITS: the build, verify and transfer timeouts given (None: the config's)."""
     from dockerpkg.effects.apply import Settings
 
-    engine = build_engine(workspace.config, env)
+    engine = plan.options.engine
+    if engine is None:
+        raise DockerPkgError.single(plan.directory, "the plan names no build engine")
     jobs = DEFAULT_JOBS[engine] if jobs is None else jobs
     settings = Settings(
         directory=Path(workspace.directory),
@@ -186,9 +191,13 @@ def _given_or(given: float | None, configured: float | None) -> float | None:
     return configured if given is None else given
 
 
-def build_engine(config: Config, env: Mapping[str, str]) -> BuildEngine:
-    """The config's builder (`Config.engine`), unless DOCKER_BUILDKIT in ENV says."""
-    return engine_for(config, env.get("DOCKER_BUILDKIT"))
+def build_engine(
+    config: Config, env: Mapping[str, str], given: BuildEngine | None = None
+) -> BuildEngine:
+    """The builder a plan records (BuildOptions.engine): GIVEN (--engine), else
+    DOCKER_BUILDKIT in ENV, else the config's (`Config.engine`). Only planning asks: a plan
+    is carried out with the engine it records."""
+    return engine_for(config, env.get("DOCKER_BUILDKIT"), given)
 
 
 def builder_env(builder: Builder, cert_path: str | None = None) -> dict[str, str]:

@@ -29,7 +29,7 @@ from dockerpkg.cli.common import (
     print_problems,
 )
 from dockerpkg.core.markdown import plan_to_markdown
-from dockerpkg.core.plan import Action, BuildOptions, CacheMode, Plan, PublishMode
+from dockerpkg.core.plan import Action, BuildEngine, BuildOptions, CacheMode, Plan, PublishMode
 from dockerpkg.core.plandiff import diff_plans, diff_to_data, diff_to_text
 from dockerpkg.core.report import (
     Report,
@@ -74,6 +74,7 @@ class PlanFlags:
     secrets: tuple[str, ...] = ()  # --secret id=ID,env=VAR|src=PATH, over the config's
     cache: str | None = None  # --cache MODE; None: the config's
     ssh: tuple[str, ...] = ()  # --ssh default|ID[=PATH], over the config's
+    engine: str | None = None  # --engine; None: DOCKER_BUILDKIT, else the config's
 
 
 @attrs.frozen
@@ -118,6 +119,9 @@ def _make_plan(
         suffix=suffix,
         publish=PublishMode(flags.publish) if flags.publish else workspace.config.publish,
         cache=CacheMode(flags.cache) if flags.cache else workspace.config.cache,
+        engine=api.build_engine(
+            workspace.config, ctx.env, BuildEngine(flags.engine) if flags.engine else None
+        ),
     )
     given = tuple(parse_secret_flag(text) for text in flags.secrets)
     given += tuple(parse_ssh_flag(text) for text in flags.ssh)
@@ -233,6 +237,11 @@ _SSH_HELP = (
 )
 _CACHE_HELP = "registry: import layers from published versions and write inline cache"
 _CACHE_CHOICES = tuple(mode.value for mode in CacheMode)
+_ENGINE_HELP = (
+    "the daemon's builder for this run (default: DOCKER_BUILDKIT=0/1, else the config's "
+    "build_engine); the plan records it"
+)
+_ENGINE_CHOICES = tuple(engine.value for engine in BuildEngine)
 _BUILDERS_HELP = (
     "build on these Docker engines, SLOTS builds at once on each (default: --jobs), "
     "instead of the config's `builders` or DOCKER_HOST"
@@ -274,6 +283,7 @@ class BuildCommands:
     @argh.arg("--secret", action="append", metavar=_SECRET_METAVAR, help=_SECRET_HELP)
     @argh.arg("--ssh", action="append", metavar="default|ID[=PATH]", help=_SSH_HELP)
     @argh.arg("--cache", metavar="MODE", choices=_CACHE_CHOICES, help=_CACHE_HELP)
+    @argh.arg("--engine", choices=_ENGINE_CHOICES, help=_ENGINE_HELP)
     def plan(
         self,
         directory: str,
@@ -294,6 +304,7 @@ class BuildCommands:
         secret: list[str] | None = None,
         cache: str | None = None,
         ssh: list[str] | None = None,
+        engine: str | None = None,
     ) -> None:
         """Show what `build` would do, as text or stable JSON."""
         flags = PlanFlags(
@@ -307,6 +318,7 @@ class BuildCommands:
             tuple(secret or ()),
             cache,
             tuple(ssh or ()),
+            engine,
         )
         base_plan = api.read_saved_plan(base) if base else None
         # A plan shows every Dockerfile and every template error.
@@ -336,6 +348,7 @@ class BuildCommands:
     @argh.arg("--secret", action="append", metavar=_SECRET_METAVAR, help=_SECRET_HELP)
     @argh.arg("--ssh", action="append", metavar="default|ID[=PATH]", help=_SSH_HELP)
     @argh.arg("--cache", metavar="MODE", choices=_CACHE_CHOICES, help=_CACHE_HELP)
+    @argh.arg("--engine", choices=_ENGINE_CHOICES, help=_ENGINE_HELP)
     def apply(
         self,
         target: str,
@@ -358,6 +371,7 @@ class BuildCommands:
         secret: list[str] | None = None,
         cache: str | None = None,
         ssh: list[str] | None = None,
+        engine: str | None = None,
     ) -> None:
         """Execute a saved plan (refused if stale), or plan DIRECTORY and execute at once."""
         _check_timeouts(
@@ -375,6 +389,11 @@ class BuildCommands:
             raise DockerPkgError.single(
                 target,
                 "--publish goes with a DIRECTORY: a saved plan keeps the mode it was made with",
+            )
+        if Path(target).is_file() and engine is not None:
+            raise DockerPkgError.single(
+                target,
+                "--engine goes with a DIRECTORY: a saved plan keeps the engine it was made with",
             )
         if Path(target).is_file():
             lock = functools.partial(locked, wait=wait_lock)
@@ -400,6 +419,7 @@ class BuildCommands:
                 tuple(secret or ()),
                 cache,
                 tuple(ssh or ()),
+                engine,
             )
             fresh, workspace, credentials = _make_plan(ctx, target, flags)
             start = functools.partial(api.apply_build_plan, fresh, workspace, ctx.env, credentials)
@@ -419,6 +439,7 @@ class BuildCommands:
     @argh.arg("--secret", action="append", metavar=_SECRET_METAVAR, help=_SECRET_HELP)
     @argh.arg("--ssh", action="append", metavar="default|ID[=PATH]", help=_SSH_HELP)
     @argh.arg("--cache", metavar="MODE", choices=_CACHE_CHOICES, help=_CACHE_HELP)
+    @argh.arg("--engine", choices=_ENGINE_CHOICES, help=_ENGINE_HELP)
     def build(
         self,
         directory: str,
@@ -441,6 +462,7 @@ class BuildCommands:
         secret: list[str] | None = None,
         cache: str | None = None,
         ssh: list[str] | None = None,
+        engine: str | None = None,
     ) -> None:
         """docker-pkg's verb: print the plan, then apply it."""
         _check_timeouts(
@@ -459,6 +481,7 @@ class BuildCommands:
             tuple(secret or ()),
             cache,
             tuple(ssh or ()),
+            engine,
         )
         with locked(directory, wait=wait_lock):
             result, workspace, credentials = _make_plan(self.ctx, directory, flags)

@@ -6,7 +6,6 @@ template variable; unknown keys keep whatever YAML shape they have.
 
 from __future__ import annotations
 
-import enum
 import json
 import math
 import re
@@ -21,16 +20,8 @@ from strictyaml.ruamel.error import MarkedYAMLError, YAMLError
 
 from dockerpkg.core.builders import Builder, TLSFiles, url_problem
 from dockerpkg.core.labels import path_problem, registry_problem
-from dockerpkg.core.plan import CacheMode, PublishMode
+from dockerpkg.core.plan import BuildEngine, CacheMode, PublishMode
 from dockerpkg.errors import DockerPkgError, Location, Problem, error, warning
-
-
-class BuildEngine(enum.Enum):
-    """Which of the daemon's builders builds images."""
-
-    BUILDKIT = "buildkit"
-    CLASSIC = "classic"
-
 
 # Builds at once when --jobs does not say, from the benchmark on 2-core machines
 # (docs/performance.md, `--jobs` default): BuildKit's steps are cheap enough for 8 to
@@ -122,6 +113,11 @@ _SCHEMA = sy.MapCombined(
 
 _CONTAINER_LIMIT_KEYS = frozenset({"memory", "memswap", "cpushares", "cpusetcpus"})
 
+
+# Keys docker-pkg's README lists among its built-in template variables, though docker-pkg
+# gives them no default and no other use: trees set them for their templates. Known (never
+# reported as unknown), they stay template variables of whatever YAML shape they have.
+DOCUMENTED_VARIABLES = frozenset({"seed_image"})
 
 KNOWN_KEYS = frozenset(
     {
@@ -584,9 +580,13 @@ def proxy_args(config: Config) -> dict[str, str]:
     )
 
 
-def engine_for(config: Config, switch: str | None) -> BuildEngine:
-    """The config's builder (`Config.engine`), unless SWITCH (the environment's
-    DOCKER_BUILDKIT, the docker CLI's switch) says."""
+def engine_for(config: Config, switch: str | None, given: BuildEngine | None = None) -> BuildEngine:
+    """The builder of a run, first found of: GIVEN (--engine), SWITCH (the environment's
+    DOCKER_BUILDKIT, the docker CLI's switch: 0/false or 1/true, anything else says
+    nothing), the config's (`Config.engine`). Decided once, when planning: the plan
+    records it and `apply` follows the plan."""
+    if given is not None:
+        return given
     value = (switch or "").strip().lower()
     if value in ("0", "false"):
         return BuildEngine.CLASSIC

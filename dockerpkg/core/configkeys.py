@@ -8,7 +8,7 @@ import difflib
 import re
 from collections.abc import Iterable
 
-from dockerpkg.core.config import KNOWN_KEYS, key_location
+from dockerpkg.core.config import DOCUMENTED_VARIABLES, KNOWN_KEYS, key_location
 from dockerpkg.core.spec import Snapshot
 from dockerpkg.errors import Problem, Severity
 
@@ -43,8 +43,9 @@ def unknown_key_problems(
     files: tuple[tuple[str, str], ...], extra: Iterable[str], snapshot: Snapshot
 ) -> list[Problem]:
     """For each of the config's keys EXTRA (the unknown ones) that no template names: an
-    error when it is one edit from a known key, else a warning; located in FILES."""
-    unused = set(extra)
+    error when it is one edit from a known key, else a warning; located in FILES. The keys
+    docker-pkg documents as template variables (DOCUMENTED_VARIABLES) are known."""
+    unused = set(extra) - DOCUMENTED_VARIABLES
     if not unused:
         return []
     for text in _template_texts(snapshot):
@@ -52,9 +53,10 @@ def unknown_key_problems(
         if not unused:
             return []
     problems = []
+    known = sorted(KNOWN_KEYS | DOCUMENTED_VARIABLES)
     for key in sorted(unused):
         location = key_location(files, key)
-        near = [k for k in sorted(KNOWN_KEYS) if edit_distance(key, k) <= 1]
+        near = [k for k in known if edit_distance(key, k) <= 1]
         if near:
             message = (
                 f"unknown key '{key}': did you mean '{near[0]}'? (no template uses '{key}', "
@@ -62,7 +64,7 @@ def unknown_key_problems(
             )
             problems.append(Problem(location, message, Severity.ERROR))
             continue
-        close = difflib.get_close_matches(key, sorted(KNOWN_KEYS), n=1, cutoff=0.75)
+        close = difflib.get_close_matches(key, known, n=1, cutoff=0.75)
         hint = f"; did you mean '{close[0]}'?" if close else ""
         message = f"unknown key '{key}' that no template uses{hint}"
         problems.append(Problem(location, message, Severity.WARNING))

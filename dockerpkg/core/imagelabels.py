@@ -14,8 +14,9 @@ from collections.abc import Mapping
 
 import attrs
 
-from dockerpkg.core.config import BuildEngine, Config
+from dockerpkg.core.config import Config
 from dockerpkg.core.definition import DEFINITION_LABEL
+from dockerpkg.core.plan import BuildEngine
 
 OCI = "org.opencontainers.image."
 

@@ -16,7 +16,8 @@ import attrs
 # 5: each image carries the `labels` its build sets; base_changed findings.
 # 6: options.publish and promote steps (all-or-nothing publishing); build secrets.
 # 7: SSH agents (plan `ssh`, image `ssh`).
-FORMAT_VERSION = 7
+# 8: options.engine, the build engine decided when planning (null in plans that build nothing).
+FORMAT_VERSION = 8
 
 
 class Action(enum.Enum):
@@ -25,6 +26,13 @@ class Action(enum.Enum):
     BUILD = "build"
     PRUNE = "prune"
     UPDATE = "update"
+
+
+class BuildEngine(enum.Enum):
+    """Which of the daemon's builders builds images."""
+
+    BUILDKIT = "buildkit"
+    CLASSIC = "classic"
 
 
 class Op(enum.Enum):
@@ -207,6 +215,10 @@ class BuildOptions:
     suffix: str = ""
     publish: PublishMode = PublishMode.PER_IMAGE
     cache: CacheMode = CacheMode.NONE
+    # The builder every build of the run uses. Asked for: None is the config's (see
+    # Config.engine); in a build plan always set, and `apply` uses it whatever the
+    # environment says then. None in plans that build nothing (prune, update).
+    engine: BuildEngine | None = None
 
 
 DEFAULT_OPTIONS = BuildOptions()

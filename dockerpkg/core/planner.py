@@ -209,7 +209,11 @@ def plan_build(
 
     With several BUILDERS the registry is the only store they share: an image counts as
     built only when published, and a plan that cannot publish is refused.
+
+    OPTIONS.engine (None: the config's) is recorded in the plan: its secret checks and
+    `apply` both go by it.
     """
+    options = attrs.evolve(options, engine=options.engine or config.engine)
     if builders.several:
         observed = _for_several_builders(config, observed, options, builders)
     states = {n: image_state(tree.images[n].label, observed, options.pull) for n in tree.order}
@@ -313,7 +317,7 @@ def _with_secrets(
                     template.file("Dockerfile.template"),
                     f"RUN --mount=type={mount.value},id={secret_id}",
                     sources,
-                    config.engine,
+                    plan.options.engine or config.engine,
                     line=next(named, line),
                     mount=mount,
                 )

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping
 
 import attrs
 
-from dockerpkg.core.config import BuildEngine
+from dockerpkg.core.plan import BuildEngine
 from dockerpkg.errors import DockerPkgError, Location, Problem, error
 
 
@@ -225,8 +225,9 @@ def secret_problems(
             what = "build secrets" if mount is MountType.SECRET else "SSH forwarding"
             message = (
                 f"RUN --mount=type={mount.value} (id {secret_id}) needs BuildKit; the classic "
-                f"builder has no {what} (remove `build_engine: classic`, `container_limits` "
-                "or DOCKER_BUILDKIT=0)"
+                f"builder has no {what} (the engine comes from --engine, else DOCKER_BUILDKIT, "
+                "else the config's `build_engine` or `container_limits`; give --engine "
+                "buildkit, or change the one that chose classic)"
             )
         elif secret_id in known:
             continue

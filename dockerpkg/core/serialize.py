@@ -8,6 +8,7 @@ from typing import Any
 from dockerpkg.core.plan import (
     FORMAT_VERSION,
     Action,
+    BuildEngine,
     BuildOptions,
     CacheMode,
     Edit,
@@ -42,6 +43,7 @@ def plan_to_data(plan: Plan) -> dict[str, Any]:
             "suffix": plan.options.suffix,
             "publish": plan.options.publish.value,
             "cache": plan.options.cache.value,
+            "engine": None if plan.options.engine is None else plan.options.engine.value,
         },
         "notes": list(plan.notes),
         "images": [
@@ -127,6 +129,7 @@ def plan_from_json(text: str, path: str) -> Plan:
                 suffix=options["suffix"],
                 publish=PublishMode(options["publish"]),
                 cache=CacheMode(options["cache"]),
+                engine=_engine(data["action"], options["engine"], path),
             ),
             notes=tuple(data["notes"]),
             images=tuple(
@@ -167,6 +170,14 @@ def plan_from_json(text: str, path: str) -> Plan:
         raise
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise DockerPkgError.single(path, f"not a dockerpkg plan: {exc}") from None
+
+
+def _engine(action: str, value: str | None, path: str) -> BuildEngine | None:
+    """A saved plan's engine: a build plan must name the one it was planned for, which
+    `apply` then builds with."""
+    if value is None and action == Action.BUILD.value:
+        raise DockerPkgError.single(path, "the build plan names no engine (options.engine)")
+    return None if value is None else BuildEngine(value)
 
 
 def _finding_json(finding: Finding) -> dict[str, object]:
@@ -212,6 +223,8 @@ def plan_to_text(plan: Plan, *, needs: bool = False) -> str:
         lines.append(f"  fix: {finding.fix}")
     if plan.builders:
         lines.append("builders: " + ", ".join(builder_text(b) for b in plan.builders))
+    if plan.options.engine is not None and (plan.count(Op.BUILD) or plan.count(Op.BUILD_STAGE)):
+        lines.append(f"engine: {plan.options.engine.value}")
     lines.extend(f"note: {note}" for note in plan.notes)
     lines.append(summary(plan))
     return "\n".join(lines) + "\n"

@@ -21,10 +21,10 @@ import docker
 
 from dockerpkg.core.bases import BASES_LABEL, bases_label, chosen_digest, pinned
 from dockerpkg.core.builders import TLSFiles
-from dockerpkg.core.config import BuildEngine, Config, proxy_args
+from dockerpkg.core.config import Config, proxy_args
 from dockerpkg.core.imagelabels import labelled_build
 from dockerpkg.core.labels import repository_path, same_registry, split_label
-from dockerpkg.core.plan import Op, Plan, PlannedImage, Step
+from dockerpkg.core.plan import BuildEngine, Op, Plan, PlannedImage, Step
 from dockerpkg.core.report import Outcome, Report
 from dockerpkg.core.runrules import local_copy_serves, verification, verification_paths
 from dockerpkg.effects import daemon, imagebuild

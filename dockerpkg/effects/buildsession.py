@@ -11,8 +11,7 @@ from collections.abc import Iterator, Mapping
 import attrs
 
 from dockerpkg.core.builders import TLSFiles
-from dockerpkg.core.config import BuildEngine
-from dockerpkg.core.plan import PlannedImage
+from dockerpkg.core.plan import BuildEngine, PlannedImage
 from dockerpkg.effects import daemon
 from dockerpkg.effects.tasks import TaskFailedError
 

@@ -19,7 +19,7 @@ import docker
 import docker.errors
 import docker.utils.build
 
-from dockerpkg.core.config import BuildEngine
+from dockerpkg.core.plan import BuildEngine
 from dockerpkg.effects import buildkit
 from dockerpkg.effects.daemon import (
     FAILURES,

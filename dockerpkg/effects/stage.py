@@ -21,7 +21,7 @@ import docker
 import docker.errors
 import requests
 
-from dockerpkg.core.config import BuildEngine
+from dockerpkg.core.plan import BuildEngine
 from dockerpkg.effects import daemon, imagebuild
 
 _STEP = re.compile(r"Step \d+/\d+ : (\S+)")

@@ -137,6 +137,58 @@ def test_the_classic_builder_is_refused_when_planning(
     assert "needs BuildKit; the classic builder has no build secrets" in refused.err
 
 
+def test_docker_buildkit_0_never_fails_a_secret_build_half_way(
+    make_site: Callable[..., Site],
+    dockerpkg: Callable[..., Outcome],
+    docker_client: docker.DockerClient,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The engine is decided when planning: with DOCKER_BUILDKIT=0 a secret mount is refused
+    before anything runs; a plan made for BuildKit (saved, or forced by --engine) builds with
+    BuildKit whatever DOCKER_BUILDKIT says, and its build sees the secret."""
+    monkeypatch.setenv("BUILD_TOKEN", TOKEN)
+    site = make_site()
+    write_token_image(site)
+    template = site.tree / site.name("tok") / "Dockerfile.template"
+    other = site.tree / site.name("tok2")
+    other.mkdir()
+    (other / "Dockerfile.template").write_text(template.read_text(encoding="utf-8"))
+    changelog = (template.parent / "changelog").read_text(encoding="utf-8")
+    (other / "changelog").write_text(changelog.replace(site.name("tok"), site.name("tok2"), 1))
+    config = secret_config(site)
+    expected = hashlib.sha256(TOKEN.encode()).hexdigest()
+
+    def secret_seen(short: str) -> str:
+        done = docker_client.containers.run(site.label(short, "1.0"), ["cat", "/h"], remove=True)
+        return str(done.decode().strip())
+
+    monkeypatch.setenv("DOCKER_BUILDKIT", "0")
+    refused = dockerpkg("-c", config, "build", site.tree)
+    assert refused.status == 1, refused.text
+    assert f"{site.name('tok')}/Dockerfile.template:2: error: RUN --mount=type=secret" in (
+        refused.err
+    )
+    assert "needs BuildKit; the classic builder has no build secrets" in refused.err
+    assert "Logs:" not in refused.err  # no run started
+    assert not docker_client.images.list(name=site.label("tok", "1.0").rsplit(":", 1)[0])
+
+    monkeypatch.delenv("DOCKER_BUILDKIT")
+    saved = site.work / "plan.json"
+    select = ["--select", f"*/{site.name('tok')}:*"]
+    made = dockerpkg("-c", config, "plan", *select, "--out", saved, site.tree)
+    assert made.status == 0, made.text
+    assert json.loads(saved.read_text(encoding="utf-8"))["options"]["engine"] == "buildkit"
+    monkeypatch.setenv("DOCKER_BUILDKIT", "0")
+    applied = dockerpkg("-c", config, "apply", saved)
+    assert applied.status == 0, applied.text
+    assert secret_seen("tok") == expected
+
+    forced = dockerpkg("-c", config, "build", "--engine", "buildkit", site.tree)
+    assert forced.status == 0, forced.text
+    assert "engine: buildkit" in forced.out
+    assert secret_seen("tok2") == expected
+
+
 def test_a_secret_reaches_a_build_on_a_tls_engine(
     make_site: Callable[..., Site],
     dockerpkg: Callable[..., Outcome],

@@ -1,4 +1,4 @@
-"""Unit tests see no user config file and no author from the environment."""
+"""Unit tests see no user config file, no author and no DOCKER_BUILDKIT from the environment."""
 
 from __future__ import annotations
 
@@ -14,5 +14,5 @@ def isolated_environment(
     home = tmp_path_factory.mktemp("home")
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(Path(home) / ".config"))
-    for name in ("DEBFULLNAME", "DEBEMAIL", "DOCKER_CONFIG"):
+    for name in ("DEBFULLNAME", "DEBEMAIL", "DOCKER_CONFIG", "DOCKER_BUILDKIT"):
         monkeypatch.delenv(name, raising=False)

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from dockerpkg.api import build_engine
-from dockerpkg.core.config import BuildEngine, Config, load_config
+from dockerpkg.core.config import Config, load_config
+from dockerpkg.core.plan import BuildEngine
 from dockerpkg.effects.configfile import read_config
 from dockerpkg.errors import DockerPkgError
 

@@ -93,3 +93,44 @@ def test_unused_unknown_key_is_a_warning_with_a_hint(
         "config.yaml:3: warning: unknown key 'build_timeouts_s' that no template uses; did you "
         "mean 'build_timeout'?\n"
     )
+
+
+@pytest.mark.parametrize("verb", ["plan", "lint"])
+def test_keys_docker_pkg_documents_as_variables_are_known(
+    verb: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """docker-pkg's README lists `seed_image` among its built-in template variables;
+    Wikimedia's production config sets it whether or not a template uses it."""
+    write_work(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    config = tmp_path / "config.yaml"
+    config.write_text(config.read_text() + "seed_image: docker-registry.example/bookworm:1\n")
+    argv = ["plan", "--offline", "images"] if verb == "plan" else ["lint", "images"]
+    assert main(argv) == 0
+    out, err = capsys.readouterr()
+    assert "seed_image" not in out + err
+    assert "unknown key" not in out + err
+
+
+def test_a_documented_variable_is_a_template_variable_and_a_near_miss_target(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tree = write_work(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    config = tmp_path / "config.yaml"
+    config.write_text(config.read_text() + "seed_image: seed.example/bookworm:1\n")
+    template = tree / "base" / "Dockerfile.template"
+    template.write_text("FROM {{ seed_image }}\n")
+    assert main(["plan", "--offline", "--json", "images"]) == 0
+    out, err = capsys.readouterr()
+    assert err == ""
+    assert "FROM seed.example/bookworm:1" in out
+    config.write_text(config.read_text().replace("seed_image:", "seed_imag:"))
+    template.write_text("FROM scratch\n")
+    assert main(["plan", "--offline", "images"]) == 1
+    assert "config.yaml:3: error: unknown key 'seed_imag': did you mean 'seed_image'?" in (
+        capsys.readouterr().err
+    )

@@ -7,7 +7,7 @@ from typing import ClassVar
 
 import pytest
 
-from dockerpkg.core.config import BuildEngine, Config
+from dockerpkg.core.config import Config
 from dockerpkg.core.definition import DEFINITION_LABEL
 from dockerpkg.core.imagelabels import (
     OCI,
@@ -18,6 +18,7 @@ from dockerpkg.core.imagelabels import (
     labelled_build,
     public_url,
 )
+from dockerpkg.core.plan import BuildEngine
 
 CHANGELOG = (
     "web (1.2-3) wikimedia; urgency=high\n\n   Security update\n\n"

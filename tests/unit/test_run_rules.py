@@ -7,7 +7,8 @@ from __future__ import annotations
 import pytest
 
 from dockerpkg.core.builders import several_builders_problem
-from dockerpkg.core.config import BuildEngine, engine_for, load_config, proxy_args
+from dockerpkg.core.config import engine_for, load_config, proxy_args
+from dockerpkg.core.plan import BuildEngine
 from dockerpkg.core.runrules import local_copy_serves, verification, verification_paths
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from dockerpkg.core.config import BuildEngine
+from dockerpkg.core.plan import BuildEngine
 from dockerpkg.core.secrets import (
     DEFAULT_AGENT,
     MountType,
