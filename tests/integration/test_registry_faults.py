@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -478,3 +479,52 @@ class TestLatestOfAPublishedVersion:
         ) in planned.stdout
         assert "Plan: nothing to do." in planned.stdout
         assert latest_digest(registry, name) == newer
+
+
+class TestSignalWhileWaiting:
+    """SIGTERM while `plan` waits on a registry that says nothing ends the run within about a
+    second, not after the timeouts (30 s per attempt). Two builders, so that no daemon is
+    asked: the registry is the only thing waited on."""
+
+    @pytest.mark.parametrize(
+        ("mode", "waited_on"),
+        # hang: the API root's GET never answered (requests' connection); stall: the root
+        # answers, the pipelined HEADs of the plan's checks never are.
+        [("hang", None), ("stall", "HEAD /v2/")],
+    )
+    def test_sigterm_ends_the_wait(
+        self, mode: str, waited_on: str | None, faulty: Any, tmp_path: Path
+    ) -> None:
+        registry = faulty(mode)
+        prefix = unique_prefix()
+        write_images(tmp_path / "tree", prefix, 3)
+        config = tmp_path / "config.yaml"
+        config.write_text(f"registry: {registry.host}\nnamespace: t\nbase_images:\n  - busybox\n")
+        builders = "tcp://127.0.0.1:1,tcp://127.0.0.1:2"
+        process = subprocess.Popen(
+            dockerpkg("-c", config, "plan", "--builders", builders, tmp_path / "tree"),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                asked = registry.requests()
+                if waited_on is None or any(r.startswith(waited_on) for r in asked):
+                    break
+                time.sleep(0.1)
+            time.sleep(1.5)  # well into the wait
+            assert process.poll() is None, process.communicate()
+            sent = time.monotonic()
+            process.send_signal(signal.SIGTERM)
+            out, err = process.communicate(timeout=60)
+            elapsed = time.monotonic() - sent
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.communicate()
+        assert process.returncode == 143, err
+        assert elapsed < 3, elapsed
+        assert err == "dockerpkg: terminated\n"
+        assert out == ""
