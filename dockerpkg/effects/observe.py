@@ -129,7 +129,7 @@ class Observation:
         )
         # `plan` (which reads the labels) compares bases and pin_bases holds builds to them:
         # otherwise a no-op build asks nothing more.
-        self._bases: Future[tuple[dict[str, str], list[str]]] | None = None
+        self._bases: Future[tuple[dict[str, str], list[str], frozenset[str]]] | None = None
         if definitions or config.pin_bases:
             self._bases = self._pool.submit(self._base_digests, self._cancel)
 
@@ -165,14 +165,17 @@ class Observation:
             daemon.close()
         return frozenset(tag for image in images for tag in image.tags)
 
-    def _base_digests(self, cancel: threading.Event) -> tuple[dict[str, str], list[str]]:
+    def _base_digests(
+        self, cancel: threading.Event
+    ) -> tuple[dict[str, str], list[str], frozenset[str]]:
         """The manifest digest of every base image of the config now, one HEAD each, with a
-        client per registry (the run's credentials only for its own); a registry that does
-        not answer leaves its bases unjudged, with a note saying so."""
+        client per registry (the run's credentials only for its own), and those not found; a
+        registry that does not answer leaves its bases unjudged, with a note saying so."""
         by_registry: dict[tuple[str | None, bool], list[BaseRef]] = {}
         for ref in base_refs(self._config.base_images, self._config.registry):
             by_registry.setdefault((ref.registry, ref.own), []).append(ref)
         digests: dict[str, str] = {}
+        absent: set[str] = set()
         problems: list[str] = []
         for (host, own), refs in by_registry.items():
             try:
@@ -189,7 +192,8 @@ class Observation:
                 problems.append(f"cannot tell whether base images moved: {exc}")
                 continue
             digests.update({r.label: d for r in refs if (d := answers[r.path, r.tag])})
-        return digests, problems
+            absent.update(r.label for r in refs if answers[r.path, r.tag] is None)
+        return digests, problems, frozenset(absent)
 
     def _ask(
         self, refs: Iterable[Ref], cancel: threading.Event | None
@@ -261,16 +265,14 @@ class Observation:
         try:
             local = frozenset() if self._local_labels is None else self._local_labels.result()
             asked, asked_recorded = self._answers.result()
-            base_digests, base_problems = self._bases.result() if self._bases else ({}, [])
+            bases = self._bases.result() if self._bases else ({}, [], frozenset())
         except BaseException:
             self.cancel()
             raise
         finally:
             self._pool.shutdown()
         try:
-            return self._completed(
-                tree, local, asked, asked_recorded, bases=(base_digests, base_problems)
-            )
+            return self._completed(tree, local, asked, asked_recorded, bases=bases)
         except BaseException as exc:
             if not isinstance(exc, Exception):  # a signal: end the waits in flight
                 self._interrupter.interrupt()
@@ -283,11 +285,11 @@ class Observation:
         asked: Mapping[Ref, str | None],
         asked_recorded: Mapping[Ref, dict[str, str]],
         *,
-        bases: tuple[dict[str, str], list[str]],
+        bases: tuple[dict[str, str], list[str], frozenset[str]],
     ) -> Observed:
         """The observation for TREE from what the background asked; what it did not (the
         resolved tree's references not guessed) is asked now."""
-        base_digests, base_problems = bases
+        base_digests, base_problems, bases_absent = bases
         refs = tree_refs(tree, self._config)
         answers = dict(asked)
         recorded = dict(asked_recorded)
@@ -334,6 +336,7 @@ class Observation:
                 if (based := read_bases_label(recorded.get(r, {}).get(BASES_LABEL))) is not None
             },
             base_digests=base_digests,
+            bases_absent=bases_absent,
             problems=tuple(base_problems),
             staged=self._staged_found(tree, refs, answers, recorded),
         )
