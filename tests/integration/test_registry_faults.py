@@ -15,6 +15,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,7 +30,14 @@ from dockerpkg.core.report import Outcome, Report
 from dockerpkg.effects import daemon
 from dockerpkg.effects.apply import Executor, Settings
 from dockerpkg.effects.credentials import Credentials
-from dockerpkg.effects.registry import RegistryClient, RegistryError, RegistryFailure, RetryPolicy
+from dockerpkg.effects.registry import (
+    Interrupter,
+    RegistryCancelledError,
+    RegistryClient,
+    RegistryError,
+    RegistryFailure,
+    RetryPolicy,
+)
 from dockerpkg.effects.tasks import TaskResult
 from tests.support import cleanup, services
 from tests.support.faulty_registry import FaultyRegistry, closed_port, start_faulty_registry
@@ -479,6 +487,37 @@ class TestLatestOfAPublishedVersion:
         ) in planned.stdout
         assert "Plan: nothing to do." in planned.stdout
         assert latest_digest(registry, name) == newer
+
+
+class TestInterrupter:
+    """What a signal does to a client's waits, without the signal: an Interrupter shared by
+    clients ends each wait at once, TLS handshake and pipelined reads included."""
+
+    @pytest.mark.parametrize("mode", ["hang", "stall"])
+    def test_interrupt_ends_every_wait(self, mode: str, faulty: Any) -> None:
+        registry = faulty(mode)
+        interrupter = Interrupter()
+        refs = [("team/app", f"1.{n}") for n in range(20)]
+        timer = threading.Timer(1.0, interrupter.interrupt)
+        began = time.monotonic()
+        timer.start()
+        try:
+            with (
+                RegistryClient(registry.host, interrupter=interrupter) as client,
+                pytest.raises(RegistryCancelledError),
+            ):
+                # hang: the TLS handshake of the API root's check never ends; stall: the
+                # pipelined HEADs are never answered.
+                client.digests_many(refs)
+        finally:
+            timer.cancel()
+        assert time.monotonic() - began < 2.5
+        # A client sharing it after the interrupt does not wait at all.
+        with (
+            RegistryClient(registry.host, interrupter=interrupter) as late,
+            pytest.raises(RegistryCancelledError),
+        ):
+            late.published("team/app", "1.0")
 
 
 class TestSignalWhileWaiting:
