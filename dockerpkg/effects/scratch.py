@@ -1,5 +1,6 @@
-"""Temporary folders of a run (build contexts, build stage outputs, TLS and session folders),
-named so that a later run can tell whose they are and remove those a killed run left.
+"""Temporary folders of a run (build contexts, build stage outputs, TLS, session, SSH agent
+and tunnel folders), named so that a later run can tell whose they are and remove those a
+killed run left.
 
 A folder is `dockerpkg.PID.START.KIND.RANDOM` in the temporary folder: PID and START (its
 start time in clock ticks since boot, /proc/PID/stat's 22nd field) name the process that made
