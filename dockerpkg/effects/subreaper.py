@@ -14,11 +14,9 @@ process; the process tree is the one thing a child cannot leave.
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import os
 import signal
-import subprocess
 import sys
 import time
 from collections.abc import Sequence
@@ -110,7 +108,7 @@ def _end_as(status: int) -> None:
     code = os.waitstatus_to_exitcode(status)
     if code >= 0:
         sys.exit(code)
-    with contextlib.suppress(OSError, ValueError):  # SIGKILL and SIGSTOP have no handler
+    if -code not in (signal.SIGKILL, signal.SIGSTOP):  # they have no handler to reset
         signal.signal(-code, signal.SIG_DFL)
     os.kill(os.getpid(), -code)
     sys.exit(128 - code)  # a signal that does not end a process (not one a command dies of)
@@ -126,14 +124,14 @@ def main(argv: Sequence[str]) -> None:
     signal.signal(signal.SIGTERM, _stop)
     try:
         try:
-            child = subprocess.Popen(command)
+            # posix_spawn rather than subprocess: an import fewer, a faster start.
+            child = os.posix_spawnp(command[0], command, os.environ)
         except OSError as exc:
             print(f"{command[0]}: cannot run: {exc.strerror}", file=sys.stderr)
             sys.exit(127 if isinstance(exc, FileNotFoundError) else 126)
         while True:
             pid, status = os.wait()  # orphans that end are collected here too
-            if pid == child.pid:
-                child.returncode = os.waitstatus_to_exitcode(status)
+            if pid == child:
                 break
     except _Stop:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
