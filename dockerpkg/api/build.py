@@ -246,7 +246,7 @@ def _run_on_builders(
 ) -> Report:
     """Run PLAN on BUILDERS (none: the environment's daemon), a fleet of one or several;
     of several, those that do not answer at the start are left out."""
-    from dockerpkg.effects import daemon
+    from dockerpkg.effects import daemon, scratch
     from dockerpkg.effects.apply import Executor
     from dockerpkg.effects.certfolder import cert_folder
     from dockerpkg.effects.observe import registry_client
@@ -256,6 +256,7 @@ def _run_on_builders(
     problem = several_builders_problem(len(builders), publish=plan.publish)
     if problem is not None:
         raise DockerPkgError.single("--builders", problem)
+    scratch.remove_abandoned()  # what runs killed by SIGKILL left
     registry = registry_client(settings.config, credentials, env) if plan.publish else None
     workers: list[Worker] = []
     clients: list[Any] = []

@@ -62,9 +62,17 @@ def refs_plan(
     config = workspace.config
     paths = list(paths) or _configured_paths(workspace)
     facts = tree_facts(workspace.tree, config)
-    files, count = read_candidates(candidate_files(paths, config.refs.ignore, env), needle(facts))
-    published = _published(workspace, facts, files, env) if online else None
-    plan = plan_usages(directory, files, facts, published, scanned=count)
+    read = read_candidates(candidate_files(paths, config.refs.ignore, env), needle(facts))
+    published = _published(workspace, facts, read.files, env) if online else None
+    plan = plan_usages(
+        directory,
+        read.files,
+        facts,
+        published,
+        scanned=read.count,
+        skipped=read.skipped,
+        unedited=read.unedited,
+    )
     return RefsRun(plan, workspace, None if finished is None else tuple(finished))
 
 
@@ -151,8 +159,15 @@ def write_update_with_refs(
     newer = {edit.image: edit.new_version for edit in plan.edits}
     facts = attrs.evolve(facts, current={**facts.current, **newer})
     paths = _configured_paths(workspace)
-    files, count = read_candidates(candidate_files(paths, config.refs.ignore, env), needle(facts))
-    moved = plan_usages(workspace.directory, files, facts, scanned=count)
+    read = read_candidates(candidate_files(paths, config.refs.ignore, env), needle(facts))
+    moved = plan_usages(
+        workspace.directory,
+        read.files,
+        facts,
+        scanned=read.count,
+        skipped=read.skipped,
+        unedited=read.unedited,
+    )
     check_plan(moved)
     texts = originals(workspace)
     entries = [

@@ -19,6 +19,7 @@ from dockerpkg.core.usages_render import (
     plan_to_json,
     plan_to_markdown,
     plan_to_text,
+    skipped_lines,
 )
 from dockerpkg.errors import DockerPkgError, problem_lines
 
@@ -37,6 +38,9 @@ def _show(plan: UsagePlan, output_format: str) -> None:
 
 
 def _status(plan: UsagePlan, detailed: bool) -> None:
+    """Exit 1 for unknown references; with DETAILED, 1 too when files that may hold
+    references were not looked through (the answer is incomplete: 0 would say every
+    reference is current), else 2 for outdated references."""
     unknown = [u for u in plan.uses if u.state is UseState.UNKNOWN]
     for use in unknown:
         print(
@@ -44,6 +48,13 @@ def _status(plan: UsagePlan, detailed: bool) -> None:
             file=sys.stderr,
         )
     if unknown:
+        raise ExitStatus(EXIT_ERROR)
+    if detailed and plan.skipped:
+        print(
+            f"dockerpkg: {len(plan.skipped)} file(s) that may hold references were not looked "
+            "through: cannot tell whether every reference is current",
+            file=sys.stderr,
+        )
         raise ExitStatus(EXIT_ERROR)
     if detailed and plan.count(UseState.OUTDATED):
         raise ExitStatus(EXIT_CHANGES)
@@ -58,6 +69,8 @@ class UsageCommands:
     def _plan(self, directory: str, paths: list[str], online: bool) -> UsagePlan:
         run = usages.refs_plan(directory, self.ctx.config_path, self.ctx.env, paths, online=online)
         for line in problem_lines(run.workspace.warnings, directory, every=self.ctx.echo):
+            print(line, file=sys.stderr)
+        for line in skipped_lines(run.plan):
             print(line, file=sys.stderr)
         if run.finished is not None:
             print(

@@ -31,6 +31,7 @@ from dockerpkg.cli.common import (
 from dockerpkg.core.plan import Action, Plan
 from dockerpkg.core.serialize import plan_to_json, plan_to_text
 from dockerpkg.core.usages_render import plan_to_text as refs_to_text
+from dockerpkg.core.usages_render import skipped_lines
 from dockerpkg.errors import DockerPkgError, problem_lines
 
 if TYPE_CHECKING:
@@ -207,6 +208,8 @@ class VersioningCommands:
         if refs:  # one write with the users' edits (journaled: see dockerpkg.api.usages)
             written, moved = usages.write_update_with_refs(plan, workspace, self.ctx.env)
             sys.stdout.write(refs_to_text(moved))
+            for line in skipped_lines(moved):
+                print(line, file=sys.stderr)
             files = len({use.path for use in moved.edits})
             print(
                 f"Wrote {len(written)} changelog(s) and moved {len(moved.edits)} reference(s) "

@@ -227,6 +227,35 @@ def base_refs(labels: Iterable[str], registry: str | None) -> tuple[BaseRef, ...
     return tuple(found)
 
 
+def absent_base_notes(
+    tree: Tree, absent: Iterable[str], to_build: Iterable[str], *, pull: bool = True
+) -> list[str]:
+    """A note for each base image of the tree that its registry said it does not hold
+    (ABSENT), naming the images on it and those of TO_BUILD, whose pull of it will fail
+    (with PULL off, the daemon's copy is all they have)."""
+    missing = frozenset(absent)
+    building = frozenset(to_build)
+    users: dict[str, list[str]] = {}
+    for name in tree.order:
+        for base in tree.images[name].bases:
+            if base in missing:
+                users.setdefault(base, []).append(name)
+    notes = []
+    for base, names in sorted(users.items()):
+        built = [name for name in names if name in building]
+        if not built:
+            consequence = "nothing this plan builds needs it, but a rebuild will"
+        elif pull:
+            consequence = f"building {', '.join(built)} will fail to pull it"
+        else:
+            consequence = f"building {', '.join(built)} needs the daemon's copy of it"
+        notes.append(
+            f"base image {base} is not in its registry (deleted or renamed?); images on it: "
+            f"{', '.join(names)}; {consequence}"
+        )
+    return notes
+
+
 def pinned(label: str, digest: str) -> str:
     """LABEL held to one manifest: `NAME:TAG@DIGEST` (the tag stays for readers)."""
     return f"{label}@{digest}"

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 import attrs
 
 from dockerpkg.core.bases import (
+    absent_base_notes,
     base_findings,
     check_bases,
     pin_plan,
@@ -72,6 +73,8 @@ class Observed:
     bases: Mapping[str, Mapping[str, str]] = attrs.field(factory=dict)
     # Base reference -> its manifest digest in the registry now (where it was found).
     base_digests: Mapping[str, str] = attrs.field(factory=dict)
+    # Base references asked about that their registry does not hold (deleted, renamed).
+    bases_absent: frozenset[str] = frozenset()
     # What could not be observed, for the plan's notes (a registry of base images down).
     problems: tuple[str, ...] = ()
     # all_or_nothing: label -> the own definition recorded on the image an earlier run
@@ -248,6 +251,7 @@ def plan_build(
     published = [n for n in selected if states[n][0] is State.PUBLISHED]
     findings, finding_notes = _findings(tree, observed, defined, published, directory)
     notes += finding_notes
+    notes += absent_base_notes(tree, observed.bases_absent, to_build, pull=options.pull)
     images = tuple(
         planned_image(tree.images[n], defined, (config, source))
         for n in sorted(tree.images, key=lambda n: tree.images[n].path)

@@ -51,6 +51,24 @@ class UseState(enum.Enum):
     UNCHECKED = "unchecked"  # a digest alone, offline: which version it is needs the registry
 
 
+class SkipReason(enum.Enum):
+    """Why a file that may hold references was not looked through."""
+
+    TOO_LARGE = "too_large"  # over the size limit, and holds the needle
+    BINARY = "binary"  # a NUL byte early on (and no UTF-16 byte order mark); holds the needle
+    UNREADABLE = "unreadable"  # it could not be read (permissions, a read error)
+
+
+@attrs.frozen
+class SkippedFile:
+    """A file `refs` did not look through, though it may hold references: it cannot say the
+    references there are current."""
+
+    path: str
+    reason: SkipReason
+    detail: str  # for people: what was seen
+
+
 @attrs.frozen
 class Published:
     """What the registry holds of one image, asked with --online."""
@@ -104,6 +122,7 @@ class UsagePlan:
     files: tuple[FileDigest, ...] = ()  # the files with edits, as they were read
     scanned: int = 0  # how many files were read
     format_version: int = FORMAT_VERSION
+    skipped: tuple[SkippedFile, ...] = ()  # files that may hold references, not looked through
 
     @property
     def edits(self) -> tuple[ImageUse, ...]:
@@ -332,6 +351,10 @@ def file_digest(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
+# Why a reference in a file read but not written (UTF-16) has no edit.
+UNEDITED_NOTE = "a UTF-16 file, which refs reads but does not edit: change it by hand"
+
+
 def plan_usages(
     directory: str,
     files: Sequence[tuple[str, str, str]],
@@ -339,13 +362,19 @@ def plan_usages(
     published: Mapping[str, Published] | None = None,
     *,
     scanned: int | None = None,
+    skipped: Sequence[SkippedFile] = (),
+    unedited: frozenset[str] = frozenset(),
 ) -> UsagePlan:
     """The references in FILES ((path, text, digest of its bytes) of each file holding the
-    needle), sorted by file, line and column; the digests of the files with edits."""
+    needle), sorted by file, line and column; the digests of the files with edits. Those in
+    UNEDITED (read, but not written back: UTF-16) keep their state and get no edit. SKIPPED:
+    the files not looked through."""
     uses: list[ImageUse] = []
     digests = []
     for path, text, digest in sorted(files):
         mine = find_uses(path, text, facts, published)
+        if path in unedited:
+            mine = [_unedited(use) for use in mine]
         uses += mine
         if any(use.replacement is not None for use in mine):
             digests.append(FileDigest(path, digest))
@@ -355,4 +384,11 @@ def plan_usages(
         uses=tuple(uses),
         files=tuple(digests),
         scanned=len(files) if scanned is None else scanned,
+        skipped=tuple(sorted(skipped, key=lambda f: f.path)),
     )
+
+
+def _unedited(use: ImageUse) -> ImageUse:
+    if use.replacement is None:
+        return use
+    return attrs.evolve(use, start=0, end=0, replacement=None, note=UNEDITED_NOTE)

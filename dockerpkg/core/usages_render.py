@@ -7,7 +7,15 @@ import json
 from typing import Any
 
 from dockerpkg.core.markdown import cell
-from dockerpkg.core.usages import FORMAT_VERSION, FileDigest, ImageUse, UsagePlan, UseState
+from dockerpkg.core.usages import (
+    FORMAT_VERSION,
+    FileDigest,
+    ImageUse,
+    SkippedFile,
+    SkipReason,
+    UsagePlan,
+    UseState,
+)
 from dockerpkg.errors import DockerPkgError
 
 # Most telling first: what needs a hand, then what the plan changes, then the rest.
@@ -25,7 +33,17 @@ def summary(plan: UsagePlan) -> str:
     counts = [f"{plan.count(s)} {s.value}" for s in _ORDER if plan.count(s)]
     files = len({use.path for use in plan.uses})
     found = ", ".join(counts) if counts else "none"
-    return f"References: {found} in {files} file(s) ({plan.scanned} read)."
+    unread = f", {len(plan.skipped)} not looked through" if plan.skipped else ""
+    return f"References: {found} in {files} file(s) ({plan.scanned} read{unread})."
+
+
+def skipped_lines(plan: UsagePlan) -> list[str]:
+    """One warning per file not looked through, `PATH: warning: WHY ...`."""
+    return [
+        f"{f.path}: warning: not looked through: {f.detail}; its references are not checked "
+        "(add it to the config's refs: ignore if it holds none)"
+        for f in plan.skipped
+    ]
 
 
 def _where(use: ImageUse) -> str:
@@ -63,6 +81,10 @@ def plan_to_markdown(plan: UsagePlan) -> str:
                 f"{use.state.value} | {change} |"
             )
         out.append("")
+    if plan.skipped:
+        out += ["Not looked through (their references are not checked):", ""]
+        out += [f"- `{cell(f.path)}`: {cell(f.detail)}" for f in plan.skipped]
+        out.append("")
     return "\n".join(out) + "\n"
 
 
@@ -75,6 +97,9 @@ def plan_to_data(plan: UsagePlan) -> dict[str, Any]:
         "scanned": plan.scanned,
         "summary": {s.value: plan.count(s) for s in _ORDER},
         "files": [{"path": f.path, "sha256": f.sha256} for f in plan.files],
+        "skipped": [
+            {"path": f.path, "reason": f.reason.value, "detail": f.detail} for f in plan.skipped
+        ],
         "uses": [
             {
                 "path": u.path,
@@ -115,6 +140,10 @@ def plan_from_json(text: str, path: str) -> UsagePlan:
             scanned=int(data["scanned"]),
             files=tuple(FileDigest(f["path"], f["sha256"]) for f in data["files"]),
             uses=tuple(_use_from(u) for u in data["uses"]),
+            skipped=tuple(
+                SkippedFile(f["path"], SkipReason(f["reason"]), f["detail"])
+                for f in data.get("skipped", [])
+            ),
         )
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise DockerPkgError.single(path, f"not a readable refs plan: {exc}") from None

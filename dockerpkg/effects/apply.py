@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -27,7 +26,7 @@ from dockerpkg.core.labels import repository_path, same_registry, split_label
 from dockerpkg.core.plan import BuildEngine, Op, Plan, PlannedImage, Step
 from dockerpkg.core.report import Outcome, Report
 from dockerpkg.core.runrules import local_copy_serves, verification, verification_paths
-from dockerpkg.effects import daemon, imagebuild
+from dockerpkg.effects import daemon, imagebuild, scratch
 from dockerpkg.effects import stage as stage_effects
 from dockerpkg.effects.buildsession import Sources, image_session
 from dockerpkg.effects.credentials import Credentials
@@ -305,7 +304,7 @@ class Executor:
         if image.build_dockerfile is None:
             raise TaskFailedError(f"the plan holds no rendered {where}")
         config = self._settings.config
-        artifacts = Path(tempfile.mkdtemp(prefix=f"dockerpkg-{image.name.replace('/', '-')}-"))
+        artifacts = Path(scratch.make_folder(f"stage-{image.name}"))
         kept = False
         try:
             with (
@@ -546,7 +545,7 @@ def _context(tree: Path, path: str, name: str, links: LinkPolicy) -> Iterator[Pa
 
     The links are checked again on this copy: one made or changed after planning is caught.
     """
-    temp = tempfile.mkdtemp(prefix=f"dockerpkg-{name.replace('/', '-')}-")
+    temp = scratch.make_folder(f"context-{name}")
     try:
         context = Path(temp) / "context"
         entries, refusals = context_entries(str(tree / path), links, skip=links.private)

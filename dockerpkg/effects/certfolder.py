@@ -7,10 +7,10 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import tempfile
 from collections.abc import Iterator
 
 from dockerpkg.core.builders import TLSFiles
+from dockerpkg.effects import scratch
 
 
 @contextlib.contextmanager
@@ -23,7 +23,7 @@ def cert_folder(tls: TLSFiles) -> Iterator[str]:
     if len(folders) == 1 and all(os.path.basename(p) == n for n, p in files.items()):
         yield folders.pop()
         return
-    folder = tempfile.mkdtemp(prefix="dockerpkg-certs-")
+    folder = scratch.make_folder("certs")
     try:
         os.chmod(folder, 0o700)
         for name, path in files.items():

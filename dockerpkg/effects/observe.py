@@ -24,7 +24,7 @@ from dockerpkg.core.staging import STAGING, staging_path
 from dockerpkg.core.tree import Tree
 from dockerpkg.effects import imagestore
 from dockerpkg.effects.credentials import Credentials, find_credentials
-from dockerpkg.effects.registry import RegistryClient, RegistryError
+from dockerpkg.effects.registry import Interrupter, RegistryClient, RegistryError
 from dockerpkg.errors import DockerPkgError
 
 #: Environment variables that supply the registry login, ahead of the config file's.
@@ -75,15 +75,20 @@ def docker_config_file(env: Mapping[str, str]) -> str | None:
 
 
 def registry_client(
-    config: Config, credentials: Credentials | None, env: Mapping[str, str]
+    config: Config,
+    credentials: Credentials | None,
+    env: Mapping[str, str],
+    interrupter: Interrupter | None = None,
 ) -> RegistryClient:
-    """The client of the config's registry; ENV may name the CAs to trust."""
+    """The client of the config's registry; ENV may name the CAs to trust; INTERRUPTER ends
+    its waits (and those of the other clients sharing it) on a signal."""
     return RegistryClient(
         config.registry or None,
         credentials,
         ca_bundle=config.ca_bundle,
         workers=max(1, config.scan_workers),
         env=env,
+        interrupter=interrupter,
     )
 
 
@@ -112,6 +117,8 @@ class Observation:
         self._credentials = credentials
         self._env = dict(env)
         self._cancel = threading.Event()
+        # Shared by every client asking for this observation: cancel() ends their waits.
+        self._interrupter = Interrupter()
         # The daemon's listing, the registry's answers and the bases' digests, side by side.
         self._pool = ThreadPoolExecutor(max_workers=3, thread_name_prefix="observe")
         self._local_labels: Future[frozenset[str]] | None = None
@@ -122,7 +129,7 @@ class Observation:
         )
         # `plan` (which reads the labels) compares bases and pin_bases holds builds to them:
         # otherwise a no-op build asks nothing more.
-        self._bases: Future[tuple[dict[str, str], list[str]]] | None = None
+        self._bases: Future[tuple[dict[str, str], list[str], frozenset[str]]] | None = None
         if definitions or config.pin_bases:
             self._bases = self._pool.submit(self._base_digests, self._cancel)
 
@@ -158,14 +165,17 @@ class Observation:
             daemon.close()
         return frozenset(tag for image in images for tag in image.tags)
 
-    def _base_digests(self, cancel: threading.Event) -> tuple[dict[str, str], list[str]]:
+    def _base_digests(
+        self, cancel: threading.Event
+    ) -> tuple[dict[str, str], list[str], frozenset[str]]:
         """The manifest digest of every base image of the config now, one HEAD each, with a
-        client per registry (the run's credentials only for its own); a registry that does
-        not answer leaves its bases unjudged, with a note saying so."""
+        client per registry (the run's credentials only for its own), and those not found; a
+        registry that does not answer leaves its bases unjudged, with a note saying so."""
         by_registry: dict[tuple[str | None, bool], list[BaseRef]] = {}
         for ref in base_refs(self._config.base_images, self._config.registry):
             by_registry.setdefault((ref.registry, ref.own), []).append(ref)
         digests: dict[str, str] = {}
+        absent: set[str] = set()
         problems: list[str] = []
         for (host, own), refs in by_registry.items():
             try:
@@ -175,13 +185,15 @@ class Observation:
                     ca_bundle=self._config.ca_bundle,
                     workers=max(1, self._config.scan_workers),
                     env=self._env,
+                    interrupter=self._interrupter,
                 ) as registry:
                     answers = registry.digests_many([(r.path, r.tag) for r in refs], cancel)
             except RegistryError as exc:
                 problems.append(f"cannot tell whether base images moved: {exc}")
                 continue
             digests.update({r.label: d for r in refs if (d := answers[r.path, r.tag])})
-        return digests, problems
+            absent.update(r.label for r in refs if answers[r.path, r.tag] is None)
+        return digests, problems, frozenset(absent)
 
     def _ask(
         self, refs: Iterable[Ref], cancel: threading.Event | None
@@ -190,11 +202,14 @@ class Observation:
         own definitions their labels record; one client for both, so one set of connections
         and tokens."""
         try:
-            with registry_client(self._config, self._credentials, self._env) as registry:
+            with self._client() as registry:
                 digests = registry.digests_many(refs, cancel)
                 return digests, self._recorded(registry, digests, cancel)
         except RegistryError as exc:
             raise self._registry_error(exc) from None
+
+    def _client(self) -> RegistryClient:
+        return registry_client(self._config, self._credentials, self._env, self._interrupter)
 
     def _registry_error(self, exc: RegistryError) -> DockerPkgError:
         return DockerPkgError.single(self._config.registry or "Docker Hub", str(exc))
@@ -205,11 +220,13 @@ class Observation:
         if not paths:
             return {}, {}
         try:
-            with (
-                registry_client(self._config, self._credentials, self._env) as registry,
-                ThreadPoolExecutor(max(1, self._config.scan_workers)) as pool,
-            ):
-                found = dict(zip(paths, pool.map(registry.tags, paths), strict=True))
+            with self._client() as registry, ThreadPoolExecutor(self._config.scan_workers) as pool:
+                try:
+                    found = dict(zip(paths, pool.map(registry.tags, paths), strict=True))
+                except BaseException as exc:
+                    if not isinstance(exc, Exception):  # a signal: end the waits in flight
+                        registry.interrupt()
+                    raise
                 refs = [(path, tag) for path, tags in found.items() for tag in tags]
                 return {p: tuple(t) for p, t in found.items()}, registry.digests_many(refs)
         except RegistryError as exc:
@@ -235,7 +252,12 @@ class Observation:
             return {key: found[key] for key in (DEFINITION_LABEL, BASES_LABEL) if key in found}
 
         with ThreadPoolExecutor(max(1, self._config.scan_workers)) as pool:
-            answers = dict(zip(wanted, pool.map(labels, wanted), strict=True))
+            try:
+                answers = dict(zip(wanted, pool.map(labels, wanted), strict=True))
+            except BaseException as exc:
+                if not isinstance(exc, Exception):  # a signal: end the waits in flight
+                    registry.interrupt()
+                raise
         return {ref: value for ref, value in answers.items() if value}
 
     def result(self, tree: Tree) -> Observed:
@@ -243,12 +265,31 @@ class Observation:
         try:
             local = frozenset() if self._local_labels is None else self._local_labels.result()
             asked, asked_recorded = self._answers.result()
-            base_digests, base_problems = self._bases.result() if self._bases else ({}, [])
+            bases = self._bases.result() if self._bases else ({}, [], frozenset())
         except BaseException:
             self.cancel()
             raise
         finally:
             self._pool.shutdown()
+        try:
+            return self._completed(tree, local, asked, asked_recorded, bases=bases)
+        except BaseException as exc:
+            if not isinstance(exc, Exception):  # a signal: end the waits in flight
+                self._interrupter.interrupt()
+            raise
+
+    def _completed(
+        self,
+        tree: Tree,
+        local: frozenset[str],
+        asked: Mapping[Ref, str | None],
+        asked_recorded: Mapping[Ref, dict[str, str]],
+        *,
+        bases: tuple[dict[str, str], list[str], frozenset[str]],
+    ) -> Observed:
+        """The observation for TREE from what the background asked; what it did not (the
+        resolved tree's references not guessed) is asked now."""
+        base_digests, base_problems, bases_absent = bases
         refs = tree_refs(tree, self._config)
         answers = dict(asked)
         recorded = dict(asked_recorded)
@@ -295,6 +336,7 @@ class Observation:
                 if (based := read_bases_label(recorded.get(r, {}).get(BASES_LABEL))) is not None
             },
             base_digests=base_digests,
+            bases_absent=bases_absent,
             problems=tuple(base_problems),
             staged=self._staged_found(tree, refs, answers, recorded),
         )
@@ -318,8 +360,10 @@ class Observation:
         return found
 
     def cancel(self) -> None:
-        """Stop asking (the run ends without a plan) and wait for what is in flight."""
+        """Stop asking (the run ends without a plan): every wait on the registry ends at once;
+        then wait for the threads asking."""
         self._cancel.set()
+        self._interrupter.interrupt()
         # Waits for both; their errors, if any, no longer matter.
         self._answers.exception()
         if self._bases is not None:

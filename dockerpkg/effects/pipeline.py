@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import socket
 import ssl
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import attrs
 
@@ -55,9 +55,17 @@ class Endpoint:
 class PipelinedConnection:
     """One connection, used by one thread at a time."""
 
-    def __init__(self, endpoint: Endpoint, host_header: str) -> None:
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        host_header: str,
+        watch: Callable[[socket.socket], socket.socket] | None = None,
+    ) -> None:
         self._endpoint = endpoint
         self._host_header = host_header
+        # Gives a twin of each socket that can end its waits (see registry.Interrupter).
+        self._watch = watch
+        self._twin: socket.socket | None = None
         self._socket: socket.socket | None = None
         self._buffer = b""
 
@@ -81,12 +89,17 @@ class PipelinedConnection:
         if self._socket is not None:
             self._socket.close()
             self._socket = None
+        if self._twin is not None:
+            self._twin.close()
+            self._twin = None
         self._buffer = b""
 
     def _connect(self) -> socket.socket:
         if self._socket is None:
             where = self._endpoint
             raw = socket.create_connection((where.host, where.port), where.connect_timeout)
+            if self._watch is not None:
+                self._twin = self._watch(raw)
             raw.settimeout(where.read_timeout)
             # Small writes and reads in turn: Nagle's delay would stall each batch.
             raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

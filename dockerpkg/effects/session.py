@@ -19,7 +19,6 @@ import secrets
 import shutil
 import socket
 import ssl
-import tempfile
 import threading
 import urllib.parse
 from collections.abc import Iterable, Iterator, Mapping
@@ -27,6 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from dockerpkg.core.builders import TLSFiles
+from dockerpkg.effects import scratch
 from dockerpkg.effects.daemon import DaemonError
 from dockerpkg.effects.sshtunnel import SshError, dial_stdio, relay
 from dockerpkg.effects.sshtunnel import end as end_process
@@ -298,7 +298,7 @@ def build_session(
     the block, however it ends."""
     import grpc  # only builds that need a session pay for loading it
 
-    folder = tempfile.mkdtemp(prefix="dockerpkg-session-")
+    folder = scratch.make_folder("session")
     os.chmod(folder, 0o700)
     path = os.path.join(folder, "grpc.sock")
     # A forwarded agent connection holds a worker while it lasts: room for a few at once.

@@ -10,10 +10,10 @@ import shutil
 import signal
 import stat
 import subprocess
-import tempfile
 from collections.abc import Iterable, Iterator, Mapping
 
 from dockerpkg.core.secrets import DEFAULT_AGENT
+from dockerpkg.effects import scratch
 
 _START_TIMEOUT = 10.0  # seconds a private agent may take to say it listens
 
@@ -73,7 +73,7 @@ def _private_agent(agent_id: str, key: str) -> Iterator[str]:
             f"ssh {agent_id}: forwarding the key file {key} needs ssh-agent and ssh-add "
             "(openssh-client); or give the socket of a running agent"
         )
-    folder = tempfile.mkdtemp(prefix="dockerpkg-agent-")
+    folder = scratch.make_folder("agent")
     socket_path = os.path.join(folder, "agent.sock")
     process = None
     agent_pid = None

@@ -14,12 +14,13 @@ import os
 import shutil
 import socket
 import subprocess
-import tempfile
 import threading
 import urllib.parse
 import weakref
 
 import docker
+
+from dockerpkg.effects import scratch
 
 _BACKLOG = 16
 
@@ -79,7 +80,7 @@ class SshTunnel:
 
     def __init__(self, url: str) -> None:
         self.url = url
-        self._folder = tempfile.mkdtemp(prefix="dockerpkg-ssh-")
+        self._folder = scratch.make_folder("ssh")
         os.chmod(self._folder, 0o700)
         self.path = os.path.join(self._folder, "docker.sock")
         self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

@@ -5,16 +5,20 @@ decoded only when it holds the needle (see dockerpkg.core.usages.needle)."""
 from __future__ import annotations
 
 import fnmatch
+import mmap
 import os
 import posixpath
 from collections.abc import Iterator, Mapping, Sequence
 
-from dockerpkg.core.usages import file_digest
+import attrs
+
+from dockerpkg.core.usages import SkippedFile, SkipReason, file_digest
 from dockerpkg.effects.author import git
 from dockerpkg.errors import DockerPkgError
 
 _BINARY_PROBE = 8192  # bytes looked at for a NUL: a file holding one is not text
-_LARGEST = 16 * 1024 * 1024  # bytes; larger files are not looked through
+_LARGEST = 16 * 1024 * 1024  # bytes; larger files are not read whole (only searched)
+_UTF16_MARKS = (b"\xff\xfe", b"\xfe\xff")  # the byte order marks of UTF-16 LE and BE
 
 
 def _listed(folder: str, env: Mapping[str, str]) -> list[str] | None:
@@ -59,24 +63,76 @@ def candidate_files(
             yield shown
 
 
-def read_candidates(
-    shown: Iterator[str] | Sequence[str], needle: bytes | None
-) -> tuple[list[tuple[str, str, str]], int]:
-    """(path, text, digest of its bytes) of each file holding NEEDLE, and how many files
-    were read; a file that vanished or cannot be read is skipped (it holds no reference
-    dockerpkg could edit)."""
+@attrs.frozen
+class Candidates:
+    """What reading the candidate files gave."""
+
+    files: list[
+        tuple[str, str, str]
+    ]  # (path, text, digest of its bytes) of each holding the needle
+    count: int  # files read
+    skipped: tuple[SkippedFile, ...]  # files that may hold references, not looked through
+    unedited: frozenset[str]  # files read but not to be written (UTF-16)
+
+
+def read_candidates(shown: Iterator[str] | Sequence[str], needle: bytes | None) -> Candidates:
+    """Each file holding NEEDLE, decoded (UTF-8, or UTF-16 with its byte order mark), and the
+    files that may hold it but were not looked through: too large, binary, unreadable. A file
+    that vanished is left out (it holds no reference dockerpkg could edit)."""
     found = []
+    skipped: list[SkippedFile] = []
+    unedited: set[str] = set()
     count = 0
+    shown_needle = "" if needle is None else needle.decode()
     for path in shown:
         try:
             if os.path.getsize(path) > _LARGEST:
+                if needle is not None and _holds(path, needle):
+                    detail = f"larger than {_LARGEST // 2**20} MiB, and holds '{shown_needle}'"
+                    skipped.append(SkippedFile(path, SkipReason.TOO_LARGE, detail))
                 continue
             with open(path, "rb") as handle:
                 data = handle.read()
-        except OSError:
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            if needle is not None:
+                detail = f"cannot read it: {exc.strerror or exc}"
+                skipped.append(SkippedFile(path, SkipReason.UNREADABLE, detail))
             continue
         count += 1
-        if needle is None or needle not in data or b"\0" in data[:_BINARY_PROBE]:
+        if needle is None:
             continue
-        found.append((path, data.decode("utf-8", "surrogateescape"), file_digest(data)))
-    return found, count
+        if data[:2] in _UTF16_MARKS:
+            text = data.decode("utf-16", "replace")  # the mark says which order
+            if shown_needle in text:
+                found.append((path, text, file_digest(data)))
+                unedited.add(path)
+            continue
+        if b"\0" in data[:_BINARY_PROBE]:
+            if any(form in data for form in _forms(needle)):
+                detail = f"binary (a NUL byte in its first 8 KiB), and holds '{shown_needle}'"
+                skipped.append(SkippedFile(path, SkipReason.BINARY, detail))
+            continue
+        if needle in data:
+            found.append((path, data.decode("utf-8", "surrogateescape"), file_digest(data)))
+    return Candidates(found, count, tuple(skipped), frozenset(unedited))
+
+
+def _forms(needle: bytes) -> tuple[bytes, ...]:
+    """NEEDLE as UTF-8 and as UTF-16 of either byte order (a file without its mark)."""
+    text = needle.decode()
+    return needle, text.encode("utf-16-le"), text.encode("utf-16-be")
+
+
+def _holds(path: str, needle: bytes) -> bool:
+    """Whether the file at PATH holds NEEDLE in any of its forms, read through a memory map
+    (a file too large to read whole)."""
+    try:
+        with (
+            open(path, "rb") as handle,
+            mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as view,
+        ):
+            return any(view.find(form) >= 0 for form in _forms(needle))
+    except (OSError, ValueError):
+        return True  # it cannot be searched: it may hold references

@@ -1,9 +1,11 @@
 """Run one verification command (an image's test.sh, by default) within bounds.
 
-The command runs in a session of its own, so whatever it starts (a `sleep`, a server in the
-background) is in its process group: a cancel or a time limit ends the whole group, and so
-does the command's own end (what it left running would otherwise outlive the run). Its output
-comes through a pipe into the step's log, so the log's cap holds for it as for a build.
+The command runs under a small supervisor (dockerpkg/effects/subreaper.py), a child
+subreaper in a session of its own: whatever the command starts (a `sleep`, a server in the
+background, one that called `setsid` or forked twice) stays below the supervisor. A cancel or
+a time limit ends them all (SIGTERM, then SIGKILL GRACE seconds later), and so does the
+command's own end: what it left running would otherwise outlive the run. Its output comes
+through a pipe into the step's log, so the log's cap holds for it as for a build.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import os
 import selectors
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -21,8 +24,12 @@ from typing import IO
 
 import attrs
 
-# After SIGTERM, how long the group has before SIGKILL.
+# After SIGTERM, how long the command and what it started have before SIGKILL.
 GRACE = 5.0
+# The supervisor SIGKILLs what is left after GRACE; after this, the whole group goes too (in
+# case the supervisor itself is stuck).
+_LAST_RESORT = GRACE + 2.0
+_SUPERVISOR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "subreaper.py")
 # After the command ends, how long what it left may keep the pipe open before it is cut.
 DRAIN = 5.0
 _POLL = 0.1
@@ -48,7 +55,8 @@ def run_verification(
     """Run ARGV with ENV, its output (stdout and stderr) written to LOG as it comes."""
     deadline = None if timeout is None else time.monotonic() + timeout
     process = subprocess.Popen(
-        list(argv),
+        # -I -S: the supervisor reads no PYTHON* variable and no site packages.
+        [sys.executable, "-I", "-S", _SUPERVISOR, str(GRACE), "--", *argv],
         env=dict(env),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
@@ -97,12 +105,13 @@ def run_verification(
 
 
 def end_group(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM to PROCESS's group; SIGKILL to it GRACE seconds later, from a thread, if
-    anything of it is still there."""
+    """SIGTERM to PROCESS's group (the supervisor passes it on to every descendant, and
+    SIGKILLs them GRACE seconds later); SIGKILL to the group a little later, from a thread,
+    if anything of it is still there."""
     _signal_group(process, signal.SIGTERM)
 
     def later() -> None:
-        time.sleep(GRACE)
+        time.sleep(_LAST_RESORT)
         if process.returncode is None:  # else its end killed the group already
             kill_group(process)
 

@@ -220,3 +220,23 @@ def test_a_pinned_plan_builds_on_the_digest_it_saw(
     mark = docker_client.containers.run(label, ["cat", "/base-mark"], remove=True)
     assert mark == b"one\n"
     assert json.loads(published_labels(site, "a")[BASES_LABEL]) == {second_ref: first}
+
+
+def test_a_base_missing_from_the_registry_is_said(
+    make_site: Callable[..., Site], dockerpkg: Callable[..., Outcome]
+) -> None:
+    """The second base is configured but not in the registry (deleted): plan says so, with
+    pin_bases off."""
+    site = make_site()
+    tree, config = write_tree(site), config_with_bases(site)
+    assert "pin_bases" not in config.read_text(encoding="utf-8")
+    planned = dockerpkg("-c", config, "plan", tree)
+    assert planned.status == 0, planned.text
+    assert (
+        f"note: base image {site.registry.ref(SECOND)} is not in its registry (deleted or "
+        f"renamed?); images on it: {site.name('a')}; building {site.name('a')} will fail to "
+        "pull it"
+    ) in planned.out
+    assert "busybox" not in "".join(
+        line for line in planned.out.splitlines() if "not in its registry" in line
+    )

@@ -195,7 +195,7 @@ def steps_by_key(report: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]
 
 def leftover_contexts(site: Site) -> list[Path]:
     """Build folders of this site's images still in the temporary directory."""
-    return sorted(Path(tempfile.gettempdir()).glob(f"dockerpkg-{site.prefix}-*"))
+    return sorted(Path(tempfile.gettempdir()).glob(f"dockerpkg.*-{site.prefix}-*"))
 
 
 def container_output(client: docker.DockerClient, image: str, *command: str) -> str:

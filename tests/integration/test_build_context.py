@@ -10,6 +10,9 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import subprocess
+import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -19,6 +22,7 @@ import pytest
 from dockerpkg import api
 from dockerpkg.core.plan import Op
 from dockerpkg.core.report import Outcome, Report
+from dockerpkg.effects import scratch
 from dockerpkg.effects.progress import LineProgress
 from tests.support.trees import unique_prefix, write_image
 
@@ -95,3 +99,33 @@ def test_link_made_after_planning_is_refused_when_copying(
     with pytest.raises(docker.errors.ImageNotFound):
         docker_client.images.get(f"{image_name}:1.0")
     assert os.readlink(link) == "../../config.yaml"
+
+
+def test_a_run_removes_the_folders_killed_runs_left(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    docker_client: docker.DockerClient,
+    image_name: str,
+) -> None:
+    """A run killed by SIGKILL leaves its build context; the next building run removes it,
+    and keeps a folder whose owner still runs."""
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    ended = subprocess.Popen(
+        [sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE
+    )
+    began = scratch.start_time(ended.pid)
+    ended.communicate(b"")
+    left = temp / f"dockerpkg.{ended.pid}.{began}.context-{image_name}.abcdef"
+    (left / "context").mkdir(parents=True)
+    (left / "context" / "Dockerfile").write_text("FROM scratch\n", encoding="utf-8")
+    running = temp / f"dockerpkg.{os.getpid()}.{scratch.start_time(os.getpid())}.context-x.ghijkl"
+    running.mkdir()
+    (tmp_path / "config.yaml").write_text("", encoding="utf-8")
+    write_image(
+        tmp_path / "tree", image_name, "1.0", "FROM scratch\nCOPY a.txt /\n", files={"a.txt": "a\n"}
+    )
+    report, _ = build(tmp_path / "tree", tmp_path)
+    assert [o.outcome for o in report.outcomes if o.step.op is Op.BUILD] == [Outcome.SUCCEEDED]
+    assert sorted(p.name for p in temp.iterdir()) == [running.name]

@@ -56,7 +56,7 @@ def write_config(path: Path, registry: str, base: str, extra: str = "") -> Path:
 
 
 def temp_folders(prefix: str) -> list[str]:
-    return glob.glob(str(Path(tempfile.gettempdir()) / f"dockerpkg-{prefix}*"))
+    return glob.glob(str(Path(tempfile.gettempdir()) / f"dockerpkg.*-{prefix}*"))
 
 
 def steps(report: Path) -> dict[tuple[str, str], dict[str, Any]]:

@@ -135,7 +135,7 @@ class TestParallelRun:
 
 
 def _temp_folders(prefix: str) -> set[str]:
-    return set(glob.glob(str(Path(tempfile.gettempdir()) / f"dockerpkg-{prefix}*-*")))
+    return set(glob.glob(str(Path(tempfile.gettempdir()) / f"dockerpkg.*-{prefix}*")))
 
 
 def _start(config: Path, tree: Path) -> subprocess.Popen[str]:

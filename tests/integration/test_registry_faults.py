@@ -12,8 +12,10 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,7 +30,14 @@ from dockerpkg.core.report import Outcome, Report
 from dockerpkg.effects import daemon
 from dockerpkg.effects.apply import Executor, Settings
 from dockerpkg.effects.credentials import Credentials
-from dockerpkg.effects.registry import RegistryClient, RegistryError, RegistryFailure, RetryPolicy
+from dockerpkg.effects.registry import (
+    Interrupter,
+    RegistryCancelledError,
+    RegistryClient,
+    RegistryError,
+    RegistryFailure,
+    RetryPolicy,
+)
 from dockerpkg.effects.tasks import TaskResult
 from tests.support import cleanup, services
 from tests.support.faulty_registry import FaultyRegistry, closed_port, start_faulty_registry
@@ -478,3 +487,83 @@ class TestLatestOfAPublishedVersion:
         ) in planned.stdout
         assert "Plan: nothing to do." in planned.stdout
         assert latest_digest(registry, name) == newer
+
+
+class TestInterrupter:
+    """What a signal does to a client's waits, without the signal: an Interrupter shared by
+    clients ends each wait at once, TLS handshake and pipelined reads included."""
+
+    @pytest.mark.parametrize("mode", ["hang", "stall"])
+    def test_interrupt_ends_every_wait(self, mode: str, faulty: Any) -> None:
+        registry = faulty(mode)
+        interrupter = Interrupter()
+        refs = [("team/app", f"1.{n}") for n in range(20)]
+        timer = threading.Timer(1.0, interrupter.interrupt)
+        began = time.monotonic()
+        timer.start()
+        try:
+            with (
+                RegistryClient(registry.host, interrupter=interrupter) as client,
+                pytest.raises(RegistryCancelledError),
+            ):
+                # hang: the TLS handshake of the API root's check never ends; stall: the
+                # pipelined HEADs are never answered.
+                client.digests_many(refs)
+        finally:
+            timer.cancel()
+        assert time.monotonic() - began < 2.5
+        # A client sharing it after the interrupt does not wait at all.
+        with (
+            RegistryClient(registry.host, interrupter=interrupter) as late,
+            pytest.raises(RegistryCancelledError),
+        ):
+            late.published("team/app", "1.0")
+
+
+class TestSignalWhileWaiting:
+    """SIGTERM while `plan` waits on a registry that says nothing ends the run within about a
+    second, not after the timeouts (30 s per attempt). Two builders, so that no daemon is
+    asked: the registry is the only thing waited on."""
+
+    @pytest.mark.parametrize(
+        ("mode", "waited_on"),
+        # hang: the API root's GET never answered (requests' connection); stall: the root
+        # answers, the pipelined HEADs of the plan's checks never are.
+        [("hang", None), ("stall", "HEAD /v2/")],
+    )
+    def test_sigterm_ends_the_wait(
+        self, mode: str, waited_on: str | None, faulty: Any, tmp_path: Path
+    ) -> None:
+        registry = faulty(mode)
+        prefix = unique_prefix()
+        write_images(tmp_path / "tree", prefix, 3)
+        config = tmp_path / "config.yaml"
+        config.write_text(f"registry: {registry.host}\nnamespace: t\nbase_images:\n  - busybox\n")
+        builders = "tcp://127.0.0.1:1,tcp://127.0.0.1:2"
+        process = subprocess.Popen(
+            dockerpkg("-c", config, "plan", "--builders", builders, tmp_path / "tree"),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                asked = registry.requests()
+                if waited_on is None or any(r.startswith(waited_on) for r in asked):
+                    break
+                time.sleep(0.1)
+            time.sleep(1.5)  # well into the wait
+            assert process.poll() is None, process.communicate()
+            sent = time.monotonic()
+            process.send_signal(signal.SIGTERM)
+            out, err = process.communicate(timeout=60)
+            elapsed = time.monotonic() - sent
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.communicate()
+        assert process.returncode == 143, err
+        assert elapsed < 3, elapsed
+        assert err == "dockerpkg: terminated\n"
+        assert out == ""

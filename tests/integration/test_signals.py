@@ -84,7 +84,7 @@ def test_sigterm_during_apply(
     outcomes = {(s["op"], s["image"]): s["outcome"] for s in data["steps"]}
     assert outcomes[("build", f"{prefix}-0")] == "cancelled"
     assert outcomes[("build", f"{prefix}-1")] == "cancelled"
-    assert not glob.glob(str(Path(tempfile.gettempdir()) / f"dockerpkg-{prefix}*"))
+    assert not glob.glob(str(Path(tempfile.gettempdir()) / f"dockerpkg.*-{prefix}*"))
     deadline = time.monotonic() + 10
     while build_steps(docker_client, prefix) and time.monotonic() < deadline:
         time.sleep(0.3)

@@ -182,7 +182,10 @@ def test_a_key_file_for_one_run_gets_an_agent_of_its_own(
     assert fingerprint in listed, listed
     # The agent started for the build ended with it.
     left = subprocess.run(
-        ["pgrep", "-f", "dockerpkg-agent-"], capture_output=True, text=True, check=False
+        ["pgrep", "-f", r"dockerpkg\.[0-9]+\.[0-9]+\.agent\."],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert left.stdout == "", left.stdout
 

@@ -20,7 +20,7 @@ from dockerpkg.core.bases import (
     recorded_references,
 )
 from dockerpkg.core.markdown import plan_to_markdown
-from dockerpkg.core.plan import Op, Plan, Reason
+from dockerpkg.core.plan import DEFAULT_OPTIONS, Op, Plan, Reason
 from dockerpkg.core.planner import Observed, plan_build
 from dockerpkg.core.serialize import plan_from_json, plan_to_json, plan_to_text
 from dockerpkg.core.tree import Tree, load_tree
@@ -220,3 +220,56 @@ class TestPinned:
         native = plan.image("native")
         assert native.dockerfile is not None
         assert "@sha256" not in native.dockerfile
+
+
+class TestAbsentBase:
+    """A base image its registry no longer holds is said, with or without pin_bases."""
+
+    def test_a_plan_that_builds_on_it_says_the_pull_will_fail(self, tree: Tree) -> None:
+        config = case_config(CASE)
+        assert not config.pin_bases
+        observed = Observed(offline=False, credentials=True, bases_absent=frozenset({BOOKWORM}))
+        plan = plan_build(tree, config, observed, directory="images", digest="d")
+        users = sorted(n for n in tree.order if BOOKWORM in tree.images[n].bases)
+        assert users
+        assert [n for n in plan.notes if BOOKWORM in n] == [
+            f"base image {BOOKWORM} is not in its registry (deleted or renamed?); images on it: "
+            f"{', '.join(users)}; building {', '.join(users)} will fail to pull it"
+        ]
+        check_golden("plans/base-absent.txt", plan_to_text(plan))
+
+    def test_published_images_on_it_are_named_too(self, tree: Tree) -> None:
+        observed = Observed(
+            offline=False,
+            published=EVERY,
+            credentials=True,
+            labels_read=True,
+            bases={},
+            bases_absent=frozenset({BOOKWORM}),
+        )
+        plan = planned(tree, observed)
+        assert plan.steps == ()
+        notes = [n for n in plan.notes if BOOKWORM in n]
+        assert len(notes) == 1
+        assert notes[0].endswith("; nothing this plan builds needs it, but a rebuild will")
+
+    def test_with_no_pull_the_daemons_copy_is_needed(self, tree: Tree) -> None:
+        observed = Observed(offline=False, credentials=True, bases_absent=frozenset({BOOKWORM}))
+        options = attrs.evolve(DEFAULT_OPTIONS, pull=False)
+        plan = plan_build(
+            tree, case_config(CASE), observed, directory="images", digest="d", options=options
+        )
+        assert any(
+            n.endswith("building native needs the daemon's copy of it")
+            for n in plan.notes
+            if BOOKWORM in n
+        )
+
+    def test_a_base_found_or_not_asked_about_gets_no_note(self, tree: Tree) -> None:
+        for observed in (
+            Observed(offline=False, credentials=True, base_digests={BOOKWORM: NEW}),
+            Observed(offline=False, credentials=True),
+            Observed(),
+        ):
+            plan = plan_build(tree, case_config(CASE), observed, directory="images", digest="d")
+            assert not any("not in its registry" in n for n in plan.notes)

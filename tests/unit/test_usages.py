@@ -17,6 +17,8 @@ from dockerpkg.api import usages
 from dockerpkg.cli import main
 from dockerpkg.core.usages import (
     Published,
+    SkippedFile,
+    SkipReason,
     TreeFacts,
     UseState,
     edited_text,
@@ -24,6 +26,7 @@ from dockerpkg.core.usages import (
     find_uses,
 )
 from dockerpkg.effects.changelogs import write_new_file
+from dockerpkg.effects.usagefiles import read_candidates
 from dockerpkg.effects.usagewrites import FileEdit, file_edits, finish_interrupted, write_edits
 from dockerpkg.effects.workfiles import REFS_JOURNAL
 from dockerpkg.errors import DockerPkgError
@@ -66,6 +69,92 @@ def work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return target
 
 
+def ignore_binaries(work: Path) -> None:
+    config = work / "config.yaml"
+    config.write_text(
+        config.read_text(encoding="utf-8") + "refs:\n  ignore: ['*.bin']\n", encoding="utf-8"
+    )
+
+
+class TestFilesNotLookedThrough:
+    """A file that may hold references and is not read is said, by name and in JSON; with
+    --detailed-exitcode the run exits 1 (it cannot tell all references are current). UTF-16
+    files with a byte order mark are read, and their references judged, but not edited."""
+
+    OLD = "docker-registry.example.org/team/app:1.0"
+
+    def test_a_large_file_holding_a_reference(
+        self, work: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        ignore_binaries(work)
+        big = work / "uses" / "big.yaml"
+        filler = "# " + "x" * 1021 + "\n"
+        with big.open("w", encoding="utf-8") as handle:
+            handle.write(filler * (17 * 1024))
+            handle.write(f"image: {self.OLD}\n")
+        quiet = work / "uses" / "quiet.log"
+        quiet.write_text(filler * (17 * 1024), encoding="utf-8")  # large, but no reference
+        args = ["-c", "config.yaml", "refs", "--detailed-exitcode", "--json", "tree", "uses"]
+        status, out, err = run(args, capsys)
+        assert status == 1
+        assert (
+            "uses/big.yaml: warning: not looked through: larger than 16 MiB, and holds 'team/'"
+        ) in err
+        assert "quiet.log" not in err
+        data = json.loads(out)
+        assert data["skipped"] == [
+            {
+                "path": "uses/big.yaml",
+                "reason": "too_large",
+                "detail": "larger than 16 MiB, and holds 'team/'",
+            }
+        ]
+        assert "1 not looked through" not in out  # JSON: the list says it
+        text_status, text, _ = run(["-c", "config.yaml", "refs", "tree", "uses"], capsys)
+        assert text_status == 0  # without --detailed-exitcode: the warning only
+        assert text.endswith("(6 read, 1 not looked through).\n")
+        big.unlink()
+        assert run(args, capsys)[0] == 2  # the outdated references of the other files
+
+    @pytest.mark.parametrize("encoding", ["utf-16-le", "utf-16-be"])
+    def test_a_utf16_file_is_read_not_edited(
+        self, encoding: str, work: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        ignore_binaries(work)
+        shutil.rmtree(work / "uses")
+        (work / "uses").mkdir()
+        wide = work / "uses" / "windows.yaml"
+        mark = "\ufeff".encode(encoding)
+        original = mark + f"name: app\r\nimage: {self.OLD}\r\n".encode(encoding)
+        wide.write_bytes(original)
+        args = ["-c", "config.yaml", "refs", "--detailed-exitcode", "tree", "uses"]
+        status, out, err = run(args, capsys)
+        assert status == 2, err
+        assert "not looked through" not in err
+        assert out.splitlines()[0] == (
+            f"outdated      uses/windows.yaml:2:8  {self.OLD}  (a UTF-16 file, which refs reads "
+            "but does not edit: change it by hand)"
+        )
+        assert run([*args[:3], "--apply", "tree", "uses"], capsys)[0] == 0
+        assert wide.read_bytes() == original
+        (work / "uses" / "windows.yaml").write_bytes(
+            mark + "image: docker-registry.example.org/team/app:1.1\n".encode(encoding)
+        )
+        status, out, _ = run(args, capsys)
+        assert status == 0
+        assert out.startswith("current ")
+
+    def test_a_file_that_cannot_be_read_is_said(self, work: Path) -> None:
+        # (A folder given as a file: what a file without read permission gives a non-root.)
+        read = read_candidates([str(work / "uses")], b"team/")
+        assert read.skipped == (
+            SkippedFile(
+                str(work / "uses"), SkipReason.UNREADABLE, "cannot read it: Is a directory"
+            ),
+        )
+        assert read.count == 0
+
+
 class TestOutputs:
     @pytest.mark.parametrize("fmt", ["text", "json", "markdown"])
     def test_golden(
@@ -85,6 +174,13 @@ class TestOutputs:
 
     def test_detailed_exitcode(self, work: Path, capsys: pytest.CaptureFixture[str]) -> None:
         args = ["-c", "config.yaml", "refs", "--detailed-exitcode", "tree", "uses"]
+        # uses/blob.bin holds a reference, but is binary: not looked through, so refs cannot
+        # say every reference is current.
+        status, _, err = run(args, capsys)
+        assert status == 1
+        assert "uses/blob.bin: warning: not looked through: binary" in err
+        assert "1 file(s) that may hold references were not looked through" in err
+        ignore_binaries(work)
         assert run(args, capsys)[0] == 2
         assert run([*args[:3], "--apply", "tree", "uses"], capsys)[0] == 0
         # What is left outdated: a reference by digest, which only --online can rewrite.
@@ -252,6 +348,7 @@ class TestUpdateRefs:
         assert "image: docker-registry.example.org/team/app:1.2\n" in jobs
         assert "team/app:1.0  # dockerpkg: pin" in jobs
         assert "moved 7 reference(s) in 3 file(s)" in err
+        assert "uses/blob.bin: warning: not looked through: binary" in err
         assert not (work / "tree" / REFS_JOURNAL).exists()
 
     def test_an_unknown_reference_writes_nothing(

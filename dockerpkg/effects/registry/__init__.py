@@ -12,11 +12,12 @@ from dockerpkg.effects.registry.errors import (
     RegistryError,
     RegistryFailure,
 )
-from dockerpkg.effects.registry.transport import RetryPolicy
+from dockerpkg.effects.registry.transport import Interrupter, RetryPolicy
 
 __all__ = [
     "DOCKER_HUB_API_HOST",
     "MANIFEST_MEDIA_TYPES",
+    "Interrupter",
     "RegistryCancelledError",
     "RegistryClient",
     "RegistryError",

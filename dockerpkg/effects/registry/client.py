@@ -44,7 +44,7 @@ from dockerpkg.effects.registry.errors import (
     RegistryFailure,
     Wording,
 )
-from dockerpkg.effects.registry.transport import RetryPolicy, Transport
+from dockerpkg.effects.registry.transport import Interrupter, RetryPolicy, Transport
 
 #: Where Docker Hub's registry API lives; ``docker.io`` itself only redirects to the website.
 DOCKER_HUB_API_HOST = "registry-1.docker.io"
@@ -91,6 +91,7 @@ class RegistryClient:
         retry: RetryPolicy | None = None,
         *,
         env: Mapping[str, str] | None = None,
+        interrupter: Interrupter | None = None,
     ) -> None:
         if workers < 1:
             msg = f"workers must be at least 1, not {workers}"
@@ -104,7 +105,9 @@ class RegistryClient:
         self._credentials = credentials
         self._words = Wording(self.name, credentials)
         self._retry = retry or RetryPolicy()
-        self._transport = Transport(self._words, self._retry, ca_bundle, workers, env or {})
+        self._transport = Transport(
+            self._words, self._retry, ca_bundle, workers, env or {}, interrupter=interrupter
+        )
         self._auth = Authenticator(self._host, credentials, self._transport, self._words)
         # published_many's fast path: one pipelined connection per worker thread.
         self._local = threading.local()
@@ -133,6 +136,11 @@ class RegistryClient:
             for connection in self._quick_connections:
                 connection.close()
             self._quick_connections.clear()
+
+    def interrupt(self) -> None:
+        """End every wait on the registry now (those of the clients sharing its Interrupter
+        too): each raises RegistryCancelledError or a connection error."""
+        self._transport.interrupter.interrupt()
 
     # --- questions -------------------------------------------------------------------------
 
@@ -334,7 +342,9 @@ class RegistryClient:
             try:
                 for future in as_completed(futures):
                     answers.update(future.result())
-            except BaseException:
+            except BaseException as exc:
+                if not isinstance(exc, Exception):  # a signal: end the waits in flight
+                    self.interrupt()
                 pool.shutdown(wait=True, cancel_futures=True)
                 raise
         return {ref: answers[ref] for ref in unique}
@@ -394,7 +404,7 @@ class RegistryClient:
             self._retry.connect_timeout,
             self._retry.read_timeout,
         )
-        connection = PipelinedConnection(endpoint, url.netloc)
+        connection = PipelinedConnection(endpoint, url.netloc, self._transport.interrupter.watch)
         self._local.connection = connection
         with self._lock:
             self._quick_connections.append(connection)

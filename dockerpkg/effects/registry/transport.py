@@ -3,21 +3,31 @@ proxies and CAs, and a retry policy for a registry that refuses, fails or hangs.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import logging
 import os
 import random
+import socket
 import ssl
-import time
+import threading
 import urllib.parse
+import weakref
 from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import attrs
 import requests
 import requests.adapters
 import requests.auth
+import urllib3
 
-from dockerpkg.effects.registry.errors import Wording, describe, is_tls_failure
+from dockerpkg.effects.registry.errors import (
+    RegistryCancelledError,
+    Wording,
+    describe,
+    is_tls_failure,
+)
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +66,48 @@ class RetryPolicy:
         return pause
 
 
+class Interrupter:
+    """Ends every wait of the clients sharing it at once: `interrupt` shuts down each
+    connection they opened (which wakes a thread blocked reading it or in its TLS handshake;
+    closing it would not), connections opened later are shut as they open, and no request is
+    tried again. A signal then ends a run within a second, not after the timeouts.
+
+    What is watched is a duplicate of each socket, held by its connection: shutting it down
+    ends the connection under both, and it cannot outlive the connection and hit an unrelated
+    socket that reused the number."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._watched: weakref.WeakSet[socket.socket] = weakref.WeakSet()
+        self.event = threading.Event()
+
+    def watch(self, sock: socket.socket) -> socket.socket:
+        """A duplicate of SOCK for its owner to keep, and close, with it."""
+        twin = sock.dup()
+        with self._lock:
+            if not self.event.is_set():
+                self._watched.add(twin)
+                return twin
+        _shut(twin)
+        return twin
+
+    def interrupt(self) -> None:
+        with self._lock:
+            self.event.set()
+            watched = list(self._watched)
+        for twin in watched:
+            _shut(twin)
+
+    def check(self) -> None:
+        if self.event.is_set():
+            raise RegistryCancelledError("interrupted")
+
+
+def _shut(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):  # closed or never connected: nothing waits on it
+        sock.shutdown(socket.SHUT_RDWR)
+
+
 class Transport:
     """Sends a client's requests, retrying as its policy says; safe to share between threads."""
 
@@ -66,11 +118,14 @@ class Transport:
         ca_bundle: str | None,
         workers: int,
         env: Mapping[str, str],
+        *,
+        interrupter: Interrupter | None = None,
     ) -> None:
         self.words = words
         self.retry = retry
         self.verify: str | bool = ca_bundle or system_cas(env)
-        self.session = new_session(workers)
+        self.interrupter = interrupter or Interrupter()
+        self.session = new_session(workers, self.interrupter)
         self._proxies: dict[str, dict[str, str]] = {}
 
     def close(self) -> None:
@@ -143,11 +198,14 @@ class Transport:
         """
         retry_error = retry_error or transient
         policy = self.retry
+        stop = self.interrupter
         attempt = 1
         while True:
+            stop.check()
             try:
                 response = send()
             except requests.RequestException as exc:
+                stop.check()
                 if not retry_error(exc):
                     raise
                 if attempt >= policy.attempts:
@@ -160,7 +218,7 @@ class Transport:
                     raise self.words.unexpected(response, what, attempt)
                 log.debug("attempt %d of %s: HTTP %d", attempt, url, response.status_code)
                 response.close()
-            time.sleep(policy.delay(attempt))
+            stop.event.wait(policy.delay(attempt))
             attempt += 1
 
 
@@ -183,7 +241,7 @@ def system_cas(env: Mapping[str, str]) -> str | bool:
     return cafile if cafile and os.path.isfile(cafile) else True
 
 
-def new_session(workers: int) -> requests.Session:
+def new_session(workers: int, interrupter: Interrupter | None = None) -> requests.Session:
     session = requests.Session()
     # Proxies and CAs are given per request (see Transport.proxies_for, system_cas): no per-call
     # environment scan, and no .netrc credentials slipping into registry requests.
@@ -191,10 +249,64 @@ def new_session(workers: int) -> requests.Session:
     # Connections to the registry and, for Bearer registries, to its token server. No retries
     # down here: Transport.retrying does them all, so that the policy's count is the
     # real one.
-    adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=workers, max_retries=0)
+    adapter = _WatchedAdapter(
+        interrupter or Interrupter(), pool_connections=4, pool_maxsize=workers, max_retries=0
+    )
     session.mount("https://", adapter)
     session.mount("http://", adapter)
     return session
+
+
+class _WatchedAdapter(requests.adapters.HTTPAdapter):
+    """An adapter whose connections INTERRUPTER watches (direct ones and through a proxy)."""
+
+    def __init__(self, interrupter: Interrupter, **options: Any) -> None:
+        self._pools = _watched_pools(interrupter)
+        super().__init__(**options)
+
+    def init_poolmanager(self, *args: Any, **options: Any) -> None:
+        super().init_poolmanager(*args, **options)
+        self.poolmanager.pool_classes_by_scheme = self._pools
+
+    def proxy_manager_for(self, proxy: str, **options: Any) -> urllib3.PoolManager:
+        manager: urllib3.PoolManager = super().proxy_manager_for(proxy, **options)
+        if type(manager) is urllib3.ProxyManager:  # SOCKS proxies have pools of their own
+            manager.pool_classes_by_scheme = self._pools
+        return manager
+
+
+def _watched_pools(interrupter: Interrupter) -> dict[str, type[urllib3.HTTPConnectionPool]]:
+    """urllib3's pool classes, with connections whose sockets INTERRUPTER watches from the
+    moment they open (the TLS handshake included)."""
+
+    class Plain(urllib3.connection.HTTPConnection):
+        _twin: socket.socket | None = None
+
+        def _new_conn(self) -> socket.socket:
+            sock = super()._new_conn()
+            if self._twin is not None:  # a reconnection: the old twin goes with the old socket
+                self._twin.close()
+            self._twin = interrupter.watch(sock)
+            return sock
+
+        def close(self) -> None:
+            try:
+                super().close()
+            finally:
+                if self._twin is not None:
+                    self._twin.close()
+                    self._twin = None
+
+    class Secure(urllib3.connection.HTTPSConnection, Plain):
+        pass
+
+    class PlainPool(urllib3.HTTPConnectionPool):
+        ConnectionCls = Plain
+
+    class SecurePool(urllib3.HTTPSConnectionPool):
+        ConnectionCls = Secure
+
+    return {"http": PlainPool, "https": SecurePool}
 
 
 def is_loopback(host: str) -> bool:
