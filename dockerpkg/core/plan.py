@@ -16,7 +16,9 @@ import attrs
 # 5: each image carries the `labels` its build sets; base_changed findings.
 # 6: options.publish and promote steps (all-or-nothing publishing); build secrets.
 # 7: SSH agents (plan `ssh`, image `ssh`).
-FORMAT_VERSION = 7
+# 8: build identities: images' `org.dockerpkg.identity` label; staged promotions and pulls
+#    held to a digest (`LABEL@DIGEST`); reason identity_changed; unstage steps.
+FORMAT_VERSION = 8
 
 
 class Action(enum.Enum):
@@ -78,6 +80,9 @@ class Reason(enum.Enum):
     STAGED_IN_EARLIER_RUN = "staged_in_earlier_run"
     # pull: a parent an earlier run staged, for an image to build
     STAGED_DEPENDENCY = "staged_dependency"
+    # build: the daemon's image of this version, or the one an earlier run staged, records
+    # another identity (its definition, or one of its parents', changed since it was built)
+    IDENTITY_CHANGED = "identity_changed"
 
 
 def step_key(op: Op, image: str) -> str:

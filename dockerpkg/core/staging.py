@@ -13,10 +13,33 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+import attrs
+
 from dockerpkg.core.labels import join_repository
-from dockerpkg.core.plan import Op, Plan, PlannedImage, Reason, Step
+from dockerpkg.core.plan import Op, Plan, Reason, Step
 
 STAGING = "dockerpkg-staging"
+
+
+@attrs.frozen
+class Staged:
+    """What an earlier run left under an image's staging reference, as observed."""
+
+    identity: str = ""  # the build identity its label records ("" when none)
+    digest: str | None = None  # the staged manifest's digest
+    # The manifest digest of the image's version tag in its own repository, when published.
+    published: str | None = None
+
+
+def by_digest(label: str, digest: str | None) -> str:
+    """LABEL held to the manifest DIGEST (`NAME:TAG@DIGEST`), when one is known."""
+    return label if digest is None else f"{label}@{digest}"
+
+
+def staged_reference(detail: str) -> tuple[str, str | None]:
+    """A staging reference as a plan gives it: its label, and its digest when held to one."""
+    label, _, digest = detail.partition("@")
+    return label, digest or None
 
 
 def staging_repository(registry: str | None, namespace: str | None, name: str) -> str:
@@ -43,11 +66,6 @@ def promotion_steps(steps: list[Step], labels: Mapping[str, str]) -> list[Step]:
         for step in steps
         if step.op is Op.PUBLISH
     ]
-
-
-def staged_promotion(image: PlannedImage, staged: str) -> Step:
-    """The promotion of an image an earlier run staged with the tree's definition."""
-    return Step(Op.PROMOTE, image.name, Reason.STAGED_IN_EARLIER_RUN, image.label, staged)
 
 
 def staged_labels(plan: Plan) -> Mapping[str, str]:
