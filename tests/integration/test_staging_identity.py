@@ -1,0 +1,123 @@
+"""All-or-nothing publishing holds together against a real registry and daemon: staged and
+local images are reused only when their build identity is the tree's, promotion moves the
+digest the run staged, a staged parent serves a fresh daemon, and later runs remove what a
+promotion left under staging."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from dockerpkg import api
+from dockerpkg.core.definition import IDENTITY_LABEL
+from dockerpkg.core.plan import BuildOptions, PublishMode
+from tests.integration.test_all_or_nothing import (
+    ALL,
+    PASS,
+    built,
+    failing_while,
+    latest_on,
+    staging_tags,
+    write_child,
+)
+from tests.integration.test_build import FROM_BASE, NAMESPACE, Site, read_json
+from tests.integration.test_build import Outcome as Run
+from tests.support.trees import write_image
+
+pytestmark = pytest.mark.usefixtures("isolated_home")
+
+
+def write_chain(site: Site, flag: Path) -> None:
+    """root -> leaf; leaf's test.sh fails while FLAG exists."""
+    write_image(site.tree, site.name("root"), "1.0", FROM_BASE, files={"test.sh": PASS})
+    write_child(site, "leaf", "root", failing_while(flag))
+
+
+def edit_template(site: Site, short: str, line: str) -> None:
+    """Add LINE to SHORT's template, without a new version."""
+    template = site.tree / site.name(short) / "Dockerfile.template"
+    template.write_text(template.read_text(encoding="utf-8") + line + "\n", encoding="utf-8")
+
+
+def published_identity(site: Site, short: str, tag: str) -> str | None:
+    with site.registry_client() as client:
+        labels = client.image_labels(f"{NAMESPACE}/{site.name(short)}", tag) or {}
+    return labels.get(IDENTITY_LABEL)
+
+
+def planned_identities(site: Site, config: Path) -> dict[str, str | None]:
+    workspace, observed, _ = api.load_and_observe(
+        str(site.tree), str(config), dict(os.environ), publish=PublishMode.ALL_OR_NOTHING
+    )
+    plan = api.build_plan(workspace, observed, BuildOptions(publish=PublishMode.ALL_OR_NOTHING))
+    return {image.name: image.definition for image in plan.images}
+
+
+def failed_run(site: Site, config: Path, flag: Path, dockerpkg: Callable[..., Run]) -> None:
+    """An all_or_nothing run whose leaf fails its test: root staged, nothing moved."""
+    flag.write_text("", encoding="utf-8")
+    failed = dockerpkg("-c", config, "build", *ALL, site.tree)
+    assert failed.status == 1, failed.text
+    assert "Nothing moved" in failed.out
+    assert staging_tags(site, "root") == ["1.0"]
+    flag.unlink()
+
+
+def test_children_staged_on_a_parent_fixed_since_are_built_again(
+    make_site: Callable[..., Site], dockerpkg: Callable[..., Run]
+) -> None:
+    site = make_site()
+    flag = site.work / "broken"
+    write_image(site.tree, site.name("root"), "1.0", FROM_BASE, files={"test.sh": PASS})
+    write_child(site, "mid", "root", PASS)
+    write_child(site, "leaf", "mid", failing_while(flag))
+    config = site.config()
+    failed_run(site, config, flag, dockerpkg)
+    assert staging_tags(site, "mid") == ["1.0"]
+
+    # The parent is fixed without a new version (it was never published): mid, staged on
+    # the old root, must not be promoted; the plan says so.
+    edit_template(site, "root", "RUN echo fixed > /fixed")
+    plan = dockerpkg("-c", config, "plan", *ALL, "--json", site.tree)
+    assert plan.status == 0, plan.text
+    steps = json.loads(plan.out)["steps"]
+    builds = {s["image"]: s["reason"] for s in steps if s["op"] == "build"}
+    assert builds == {site.name(s): "identity_changed" for s in ("root", "mid", "leaf")}
+    assert not any(s["reason"] == "staged_in_earlier_run" for s in steps)
+
+    report = site.work / "report.json"
+    fixed = dockerpkg("-c", config, "build", *ALL, "--report", report, site.tree)
+    assert fixed.status == 0, fixed.text
+    assert built(report) == sorted(site.name(s) for s in ("root", "mid", "leaf"))
+    identities = planned_identities(site, config)
+    for short in ("root", "mid", "leaf"):
+        assert published_identity(site, short, "1.0") == identities[site.name(short)], short
+        assert latest_on(site, short, "1.0"), short
+        assert staging_tags(site, short) == [], short
+
+
+def test_a_template_edited_after_a_failed_run_is_built_again(
+    make_site: Callable[..., Site], dockerpkg: Callable[..., Run]
+) -> None:
+    site = make_site()
+    flag = site.work / "broken"
+    write_chain(site, flag)
+    config = site.config()
+    failed_run(site, config, flag, dockerpkg)
+
+    # The daemon holds the failed run's leaf; its template is edited without a new version.
+    edit_template(site, "leaf", "RUN echo edited > /edited")
+    report = site.work / "report.json"
+    again = dockerpkg("-c", config, "build", *ALL, "--report", report, site.tree)
+    assert again.status == 0, again.text
+    steps = {(s["op"], s["image"]): s for s in read_json(report)["steps"]}
+    assert built(report) == [site.name("leaf")]
+    assert steps["build", site.name("leaf")]["reason"] == "identity_changed"
+    assert steps["promote", site.name("root")]["reason"] == "staged_in_earlier_run"
+    identities = planned_identities(site, config)
+    for short in ("root", "leaf"):
+        assert published_identity(site, short, "1.0") == identities[site.name(short)], short
