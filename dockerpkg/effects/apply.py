@@ -27,12 +27,13 @@ from dockerpkg.core.labels import repository_path, same_registry, split_label
 from dockerpkg.core.plan import Op, Plan, PlannedImage, Step
 from dockerpkg.core.report import Outcome, Report
 from dockerpkg.core.runrules import local_copy_serves, verification, verification_paths
+from dockerpkg.core.staging import staged_reference
 from dockerpkg.effects import daemon, imagebuild
 from dockerpkg.effects import stage as stage_effects
 from dockerpkg.effects.buildsession import Sources, image_session
 from dockerpkg.effects.credentials import Credentials
 from dockerpkg.effects.links import LinkPolicy, context_entries, copy_context
-from dockerpkg.effects.logs import DEFAULT_LOG_LIMIT, CappedLog
+from dockerpkg.effects.logs import DEFAULT_LOG_LIMIT, CappedLog, Tee
 from dockerpkg.effects.registry import RegistryClient, RegistryError
 from dockerpkg.effects.scheduler import Scheduler, Worker
 from dockerpkg.effects.tasks import Interrupt, Listener, TaskCancelledError, TaskFailedError
@@ -94,6 +95,9 @@ class Executor:
         self._lock = threading.Lock()
         # Image name -> folder holding build/ from its build stage, until its build takes it.
         self._artifacts: dict[str, Path] = {}
+        # Image name -> the manifest digest this run pushed to its staging reference (after
+        # its verification): what its promotion moves, whatever the staging tag holds then.
+        self._staged: dict[str, str] = {}
 
     def cancel(self) -> None:
         """Abort running work: streams end at their next chunk, verifications are killed
@@ -166,7 +170,7 @@ class Executor:
             echo = self._settings.echo
             try:
                 # Both write, flush and give a file descriptor: all the log users need of IO.
-                yield cast("IO[str]", capped if echo is None else _Tee(capped, echo, name))
+                yield cast("IO[str]", capped if echo is None else Tee(capped, echo, name))
             finally:
                 capped.close()
 
@@ -431,42 +435,55 @@ class Executor:
         with self._log(image.name, f"stage {image.label} as {target}") as log:
             try:
                 daemon.tag(self._client, image.label, repository, tag)
-                self._push(repository, tag, log)
+                pushed = self._push(repository, tag, log)
             except daemon.DaemonError as exc:
                 raise self._failed(exc) from None
             try:
-                digest = registry.manifest_digest(path, tag)
+                # By the digest pushed: the tag may hold someone else's push by now.
+                digest = registry.manifest_digest(path, pushed or tag)
             except RegistryError as exc:
                 raise TaskFailedError(f"staged, but cannot confirm it: {exc}") from None
             if digest is None:
                 raise TaskFailedError(f"staged, but the registry does not have {target}")
             log.write(f"staged: {digest}\n")
+        with self._lock:
+            self._staged[image.name] = digest
         return digest
 
-    def _promote(self, image: PlannedImage, staged: str | None) -> str | None:
-        """Move IMAGE's version tag and `latest` to its staged manifest (blobs mounted, no
-        push), then delete the staged manifest; one the registry keeps is named, not failed."""
+    def _promote(self, image: PlannedImage, detail: str | None) -> str | None:
+        """Move IMAGE's version tag and `latest` to the manifest staged (by its digest: the
+        one this run pushed after verifying it, or the one the plan observed), then delete
+        the staged manifest; one the registry keeps is named, not failed."""
         registry = self._registry_for("promoting")
-        if staged is None:
+        if detail is None:
             raise TaskFailedError(f"the plan names no staging reference for {image.name}")
+        staged, held = staged_reference(detail)
+        with self._lock:
+            digest = held or self._staged.get(image.name)
+        if digest is None:
+            raise TaskFailedError(f"this run staged no image of {image.name} to promote")
         _, tag, staging_path = self._reference(staged)
         _, _, path = self._reference(image.label)
-        with self._log(image.name, f"promote {staged} to {image.label}") as log:
+        with self._log(image.name, f"promote {staged}@{digest} to {image.label}") as log:
             try:
-                digest = registry.promote(staging_path, path, tag)
-                if digest is None:
-                    raise TaskFailedError(f"the registry no longer has {staged}")
-                log.write(f"{image.label}: {digest}\n")
-                registry.copy_tag(path, tag, "latest")
-                log.write(f"latest: {digest}\n")
-                left = registry.delete_manifest(staging_path, digest)
+                moved = registry.promote(staging_path, path, tag, digest)
             except RegistryError as exc:
                 raise TaskFailedError(f"cannot promote {staged}: {exc}") from None
+            if moved is None:
+                raise TaskFailedError(f"the registry no longer has {staged}@{digest}")
+            log.write(f"{image.label}: {moved}\n")
+            try:
+                registry.copy_tag(path, moved, "latest")
+            except RegistryError as exc:
+                why = f"{image.label} moved to {moved[:19]}, but cannot tag it latest: {exc}"
+                raise TaskFailedError(why) from None
+            log.write(f"latest: {moved}\n")
+            left = registry.delete_manifest(staging_path, moved)
             if left is not None:
                 log.write(f"{staged} left: {left}\n")
-                return f"{digest}; staging kept: {left}"
+                return f"{moved}; staging kept: {left}"
             log.write(f"{staged} deleted\n")
-        return f"{digest}; staging deleted"
+        return f"{moved}; staging deleted"
 
     def _reference(self, label: str) -> tuple[str, str, str]:
         """LABEL's repository, tag (`latest` when it names none) and path in the registry."""
@@ -521,8 +538,8 @@ class Executor:
             log.write(f"latest: {digest} (set in the registry to the manifest of {tag})\n")
         return digest
 
-    def _push(self, repository: str, tag: str, log: IO[str]) -> None:
-        daemon.push(
+    def _push(self, repository: str, tag: str, log: IO[str]) -> str | None:
+        return daemon.push(
             self._client,
             repository,
             tag,
@@ -561,25 +578,6 @@ def _context(tree: Path, path: str, name: str, links: LinkPolicy) -> Iterator[Pa
         yield context
     finally:
         shutil.rmtree(temp, ignore_errors=True)
-
-
-class _Tee:
-    """Writes to the log file and, prefixed with the image name, to the terminal."""
-
-    def __init__(self, log: CappedLog, echo: IO[str], name: str) -> None:
-        self._log, self._echo, self._name = log, echo, name
-
-    def write(self, text: str) -> int:
-        self._log.write(text)
-        for line in text.splitlines():
-            self._echo.write(f"{self._name} | {line}\n")
-        return len(text)
-
-    def flush(self) -> None:
-        self._log.flush()
-
-    def fileno(self) -> int:
-        return self._log.fileno()
 
 
 __all__ = ["Executor", "Outcome", "Settings"]

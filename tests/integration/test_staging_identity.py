@@ -10,11 +10,13 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+import docker
 import pytest
 
 from dockerpkg import api
 from dockerpkg.core.definition import IDENTITY_LABEL
-from dockerpkg.core.plan import BuildOptions, PublishMode
+from dockerpkg.core.plan import BuildOptions, Op, PublishMode
+from dockerpkg.core.report import Outcome
 from tests.integration.test_all_or_nothing import (
     ALL,
     PASS,
@@ -26,6 +28,7 @@ from tests.integration.test_all_or_nothing import (
 )
 from tests.integration.test_build import FROM_BASE, NAMESPACE, Site, read_json
 from tests.integration.test_build import Outcome as Run
+from tests.support import services
 from tests.support.trees import write_image
 
 pytestmark = pytest.mark.usefixtures("isolated_home")
@@ -121,3 +124,58 @@ def test_a_template_edited_after_a_failed_run_is_built_again(
     identities = planned_identities(site, config)
     for short in ("root", "leaf"):
         assert published_identity(site, short, "1.0") == identities[site.name(short)], short
+
+
+class PushesOverStaging:
+    """A listener that pushes another image to root's staging tag as promotion starts:
+    someone else's push, after the run staged and verified its own."""
+
+    def __init__(self, site: Site, client: docker.DockerClient, other: str) -> None:
+        self.site, self.client, self.other = site, client, other
+        self.pushed: str | None = None
+
+    def task_started(self, key: str) -> None:
+        if key == f"promote:{self.site.name('root')}" and self.pushed is None:
+            target = self.site.registry.ref(
+                f"{NAMESPACE}/dockerpkg-staging/{self.site.name('root')}:1.0"
+            )
+            services.tag_image(self.client, self.other, target)
+            services.push_image(self.client, target, self.site.registry)
+            with self.site.registry_client() as registry:
+                self.pushed = registry.manifest_digest(
+                    f"{NAMESPACE}/dockerpkg-staging/{self.site.name('root')}", "1.0"
+                )
+
+    def task_finished(self, result: object) -> None:
+        pass
+
+
+def test_promotion_moves_the_digest_the_run_staged(
+    make_site: Callable[..., Site],
+    docker_client: docker.DockerClient,
+    busybox_base: str,
+    tmp_path: Path,
+) -> None:
+    site = make_site()
+    write_image(site.tree, site.name("root"), "1.0", FROM_BASE + "RUN echo r > /r\n")
+    config = site.config()
+    env = dict(os.environ)
+    workspace, observed, credentials = api.load_and_observe(
+        str(site.tree), str(config), env, publish=PublishMode.ALL_OR_NOTHING
+    )
+    plan = api.build_plan(workspace, observed, BuildOptions(publish=PublishMode.ALL_OR_NOTHING))
+    listener = PushesOverStaging(site, docker_client, busybox_base)
+    result = api.apply_build_plan(
+        plan, workspace, env, credentials, run_dir=tmp_path / "run", listener=listener
+    )
+    staged = result.of(Op.PUBLISH, site.name("root"))
+    promoted = result.of(Op.PROMOTE, site.name("root"))
+    assert staged is not None
+    assert promoted is not None
+    assert staged.outcome is Outcome.SUCCEEDED
+    assert promoted.outcome is Outcome.SUCCEEDED
+    assert listener.pushed is not None
+    assert listener.pushed != staged.detail
+    # The version tag and latest hold what the run pushed and verified, not the intruder.
+    assert site.digest("root", "1.0") == staged.detail
+    assert site.digest("root", "latest") == staged.detail
