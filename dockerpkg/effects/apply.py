@@ -132,13 +132,13 @@ class Executor:
         action = actions[step.op]
         return lambda: action(image)
 
-    def pull(self, label: str, log_name: str) -> str | None:
-        """Pull LABEL, logging to LOG_NAME.log (an image's log, for its parents); from its
-        staging repository when the run stages it."""
+    def pull(self, label: str, log_name: str, named: str | None = None) -> str | None:
+        """Pull LABEL, logging to LOG_NAME.log (an image's log, for its parents), and name it
+        NAMED when given; from its staging repository when the run stages it."""
         staged = self._settings.staged.get(label)
-        if staged is not None:
+        if staged is not None and named is None:
             return self._pull(staged, log_name, named=label)
-        return self._pull(label, log_name)
+        return self._pull(label, log_name, named=named)
 
     def reachable(self) -> bool:
         """Whether the daemon answers a ping (after a failure: is the builder lost?)."""
@@ -195,8 +195,11 @@ class Executor:
                 raise TaskFailedError(str(exc)) from None
             if named is not None:
                 repository, tag = split_label(named)
+                # Pulled by digest, the image has no tag of LABEL's: it is named by the digest.
+                name, _, digest = label.partition("@")
+                source = f"{split_label(name)[0]}@{digest}" if digest else label
                 try:
-                    daemon.tag(self._client, label, repository, tag or "latest")
+                    daemon.tag(self._client, source, repository, tag or "latest")
                 except daemon.DaemonError as exc:
                     raise self._failed(exc) from None
                 log.write(f"{label} is {named} here\n")

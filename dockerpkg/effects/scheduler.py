@@ -42,7 +42,7 @@ class StepRunner(Protocol):
 
     def step_runner(self, step: Step, image: PlannedImage | None) -> Callable[[], str | None]: ...
 
-    def pull(self, label: str, log_name: str) -> str | None: ...
+    def pull(self, label: str, log_name: str, named: str | None = None) -> str | None: ...
 
     def cancel(self) -> None: ...
 
@@ -335,7 +335,8 @@ class _Run:
         worker = attempt.worker
         if worker is None:
             targets = [w for w in self.workers if w.alive]
-            return lambda: _pull_everywhere(targets, step.label or step.image)
+            # A pull's detail is the name the image gets (a staged parent's own label).
+            return lambda: _pull_everywhere(targets, step.label or step.image, step.detail)
         run = worker.runner.step_runner(step, self.images.get(step.image))
         if not attempt.fetched:
             return run
@@ -470,15 +471,18 @@ _AFTER_BUILD = frozenset({Op.PULL, Op.VERIFY, Op.PUBLISH, Op.TAG_LATEST})
 _PUSHING = frozenset({Op.PUBLISH, Op.TAG_LATEST})  # steps that take a push slot
 
 
-def _pull_everywhere(workers: Sequence[Worker], label: str) -> _PullOutcome:
-    """Pull LABEL on every one of WORKERS at once; each one's error (or None)."""
+def _pull_everywhere(
+    workers: Sequence[Worker], label: str, named: str | None = None
+) -> _PullOutcome:
+    """Pull LABEL (to be named NAMED) on every one of WORKERS at once; each one's error (or
+    None)."""
     errors: dict[str, str | None] = {}
     details: dict[str, str | None] = {}
     bugs: dict[str, BaseException] = {}
 
     def pull(worker: Worker) -> None:
         try:
-            details[worker.name] = worker.runner.pull(label, "pulls")
+            details[worker.name] = worker.runner.pull(label, "pulls", named)
             errors[worker.name] = None
         except TaskFailedError as exc:
             errors[worker.name] = str(exc)

@@ -179,3 +179,29 @@ def test_promotion_moves_the_digest_the_run_staged(
     # The version tag and latest hold what the run pushed and verified, not the intruder.
     assert site.digest("root", "1.0") == staged.detail
     assert site.digest("root", "latest") == staged.detail
+
+
+def test_a_rerun_on_a_fresh_daemon_builds_on_the_staged_parent(
+    make_site: Callable[..., Site],
+    dockerpkg: Callable[..., Run],
+    docker_client: docker.DockerClient,
+) -> None:
+    site = make_site()
+    flag = site.work / "broken"
+    write_chain(site, flag)
+    config = site.config()
+    failed_run(site, config, flag, dockerpkg)
+
+    # A fresh daemon: none of the run's images is left (the base image is).
+    staged_root = site.registry.ref(f"{NAMESPACE}/dockerpkg-staging/{site.name('root')}:1.0")
+    for label in (site.label("leaf", "1.0"), site.label("root", "1.0"), staged_root):
+        docker_client.api.remove_image(label, force=True)
+    report = site.work / "report.json"
+    again = dockerpkg("-c", config, "build", *ALL, "--report", report, site.tree)
+    assert again.status == 0, again.text
+    steps = {(s["op"], s["image"]): s for s in read_json(report)["steps"]}
+    assert steps["pull", site.name("root")]["reason"] == "staged_dependency"
+    assert built(report) == [site.name("leaf")]
+    for short in ("root", "leaf"):
+        assert sorted(site.tags(short)) == ["1.0", "latest"], short
+        assert staging_tags(site, short) == [], short

@@ -76,8 +76,8 @@ class FakeBuilder:
 
         return logged
 
-    def pull(self, label: str, log_name: str) -> str | None:
-        self.ran.append(f"fetch:{label}")
+    def pull(self, label: str, log_name: str, named: str | None = None) -> str | None:
+        self.ran.append(f"fetch:{label}" if named is None else f"fetch:{label} as {named}")
         return None
 
     def cancel(self) -> None:
@@ -219,6 +219,25 @@ class TestInterrupt:
         Scheduler(workers, Recorder(), tmp_path, 1, several=True).run(plan, interrupt)
         interrupt.cancel()
         assert all(b.cancelled and b.finished for b in builders)
+
+
+class TestAllOrNothing:
+    """Staged parents pulled for a child are named as their label."""
+
+    def test_a_staged_parent_is_named_as_its_label(self, tmp_path: Path) -> None:
+        pull = Step(
+            Op.PULL,
+            "a",
+            Reason.STAGED_DEPENDENCY,
+            "r.example/dockerpkg-staging/a:1.0@sha256:1",
+            "r.example/a:1.0",
+        )
+        builder = FakeBuilder({})
+        plan = plan_of([pull], [image("a")])
+        Scheduler([Worker("one", builder, 1, 1)], Recorder(), tmp_path, 1).run(plan)
+        assert builder.ran == [
+            "fetch:r.example/dockerpkg-staging/a:1.0@sha256:1 as r.example/a:1.0"
+        ]
 
 
 class TestSeveralBuilders:

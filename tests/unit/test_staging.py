@@ -91,6 +91,14 @@ class TestPlan:
             R + "native:0.4.1",
         )
 
+    def test_a_child_builds_once_its_staged_parent_is_pulled_and_named(self, tree: Tree) -> None:
+        staged = {R + "native:0.4.1": Staged(identities(tree)["native"], DIGEST)}
+        plan = planned(tree, Observed(offline=False, credentials=True, staged=staged))
+        pull = next(s for s in plan.steps if s.op is Op.PULL and s.image == "native")
+        for child in ("debian-rev", "security"):
+            build = next(s for s in plan.steps if s.op is Op.BUILD and s.image == child)
+            assert pull.key in build.needs, child
+
     def test_staged_from_another_definition_is_built_again(self, tree: Tree) -> None:
         observed = Observed(
             offline=False, credentials=True, staged={R + "native:0.4.1": Staged("sha256:x")}
