@@ -456,7 +456,8 @@ class Executor:
     def _promote(self, image: PlannedImage, detail: str | None) -> str | None:
         """Move IMAGE's version tag and `latest` to the manifest staged (by its digest: the
         one this run pushed after verifying it, or the one the plan observed), then delete
-        the staged manifest; one the registry keeps is named, not failed."""
+        the staged manifest; one the registry keeps is named, not failed. A failure after
+        the version tag moved says so (its detail is the digest)."""
         registry = self._registry_for("promoting")
         if detail is None:
             raise TaskFailedError(f"the plan names no staging reference for {image.name}")
@@ -479,7 +480,7 @@ class Executor:
                 registry.copy_tag(path, moved, "latest")
             except RegistryError as exc:
                 why = f"{image.label} moved to {moved[:19]}, but cannot tag it latest: {exc}"
-                raise TaskFailedError(why) from None
+                raise TaskFailedError(why, detail=moved) from None
             log.write(f"latest: {moved}\n")
             left = registry.delete_manifest(staging_path, moved)
             if left is not None:

@@ -374,7 +374,7 @@ class _Run:
             return
         except Exception as exc:  # noqa: BLE001 (a failure, or a bug: shown, never hanging the run)
             failed = (
-                TaskResult(key, Outcome.FAILED, started, duration, error=str(exc))
+                TaskResult(key, Outcome.FAILED, started, duration, exc.detail, str(exc))
                 if isinstance(exc, TaskFailedError)
                 else bug_result(key, exc, started, duration)
             )

@@ -222,7 +222,7 @@ class TestInterrupt:
 
 
 class TestAllOrNothing:
-    """Staged parents pulled for a child are named as their label."""
+    """Staged parents named as their label; what a promotion did before failing kept."""
 
     def test_a_staged_parent_is_named_as_its_label(self, tmp_path: Path) -> None:
         pull = Step(
@@ -238,6 +238,16 @@ class TestAllOrNothing:
         assert builder.ran == [
             "fetch:r.example/dockerpkg-staging/a:1.0@sha256:1 as r.example/a:1.0"
         ]
+
+    def test_what_a_promotion_did_before_failing_is_kept(self, tmp_path: Path) -> None:
+        def half() -> str:
+            raise TaskFailedError("cannot tag it latest", detail="sha256:moved")
+
+        plan = plan_of([Step(Op.PROMOTE, "a", Reason.ALL_PUBLISHED)])
+        results = run_alone(plan, {"promote:a": half}, 1, Recorder(), tmp_path)
+        assert results["promote:a"].outcome is Outcome.FAILED
+        assert results["promote:a"].detail == "sha256:moved"
+        assert results["promote:a"].error == "cannot tag it latest"
 
 
 class TestSeveralBuilders:

@@ -238,8 +238,10 @@ class TestReuseByIdentity:
         assert [n for n in tree.order if judged.images[n].dockerfile is not None] == ["native"]
 
 
-def outcome(op: Op, image: str, result: Outcome, label: str | None = None) -> StepOutcome:
-    return StepOutcome(Step(op, image, Reason.ALL_PUBLISHED, label), result)
+def outcome(
+    op: Op, image: str, result: Outcome, label: str | None = None, detail: str | None = None
+) -> StepOutcome:
+    return StepOutcome(Step(op, image, Reason.ALL_PUBLISHED, label), result, detail=detail)
 
 
 class TestLastLine:
@@ -270,6 +272,31 @@ class TestLastLine:
         done = Report((outcome(Op.PROMOTE, "a", Outcome.SUCCEEDED),))
         assert publication_line(done) == "Promoted all 1: version tags and latest moved."
         assert publication_line(Report(())) is None
+
+    def test_a_version_tag_moved_before_latest_failed_is_said(self) -> None:
+        # The version PUT done, the `latest` PUT failed: the version tag exists.
+        report = Report(
+            (
+                outcome(Op.PUBLISH, "a", Outcome.SUCCEEDED, "r/dockerpkg-staging/a:1"),
+                outcome(Op.PROMOTE, "a", Outcome.FAILED, detail="sha256:moved"),
+            )
+        )
+        line = publication_line(report)
+        assert line == (
+            "Version tag moved, latest not: a. A rerun promotes the rest without building."
+        )
+        assert "Nothing moved" not in line
+        both = Report(
+            (
+                outcome(Op.PROMOTE, "a", Outcome.SUCCEEDED),
+                outcome(Op.PROMOTE, "b", Outcome.FAILED, detail="sha256:moved"),
+                outcome(Op.PROMOTE, "c", Outcome.SKIPPED),
+            )
+        )
+        assert publication_line(both) == (
+            "Promoted a; version tag moved, latest not: b; not promoted: c. "
+            "A rerun promotes the rest without building."
+        )
 
 
 class TestRegistryCache:
