@@ -44,6 +44,9 @@ class Op(enum.Enum):
     # all_or_nothing: move the version tag and `latest` to the staged manifest, once every
     # image of the run is built, verified and staged.
     PROMOTE = "promote"
+    # all_or_nothing: delete a staged manifest an earlier run promoted but left (a kill
+    # during the promotion, a failed `latest`).
+    UNSTAGE = "unstage"
     REMOVE = "remove"
     KEEP = "keep"
     WRITE_CHANGELOG = "write_changelog"
@@ -83,6 +86,8 @@ class Reason(enum.Enum):
     # build: the daemon's image of this version, or the one an earlier run staged, records
     # another identity (its definition, or one of its parents', changed since it was built)
     IDENTITY_CHANGED = "identity_changed"
+    # unstage: the version tag holds the staged manifest: an earlier run promoted it
+    PROMOTED_IN_EARLIER_RUN = "promoted_in_earlier_run"
 
 
 def step_key(op: Op, image: str) -> str:

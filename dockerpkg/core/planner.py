@@ -244,6 +244,7 @@ def plan_build(
     )
     if staging:
         steps += _promotions(tree, config, states, steps, (selected, observed.staged))
+        steps += _unstaging(tree, config, states, observed.staged)
     notes = []
     if publish:
         latest_steps, latest_notes = _latest(tree, observed, selected, states, options.suffix)
@@ -416,6 +417,29 @@ def _promotions(
             )
             found[name] = Step(Op.PROMOTE, name, Reason.STAGED_IN_EARLIER_RUN, image.label, held)
     return [found[name] for name in tree.order if name in found]
+
+
+def _unstaging(
+    tree: Tree,
+    config: Config,
+    states: dict[str, tuple[State, Reason]],
+    staged: Mapping[str, Staged],
+) -> list[Step]:
+    """all_or_nothing: an unstage step for every published image whose staging reference
+    still holds the manifest its version tag holds (promoted by an earlier run, which was
+    killed or failed before deleting it). A staged manifest of any other content was not
+    promoted from there: left alone."""
+    steps = []
+    for name in tree.order:
+        image = tree.images[name]
+        found = staged.get(image.label)
+        if states[name][0] is not State.PUBLISHED or found is None or found.digest is None:
+            continue
+        if found.digest == found.published:
+            where = staging_label(config.registry, config.namespace, name, image.tag)
+            held = by_digest(where, found.digest)
+            steps.append(Step(Op.UNSTAGE, name, Reason.PROMOTED_IN_EARLIER_RUN, held))
+    return steps
 
 
 def _judged(

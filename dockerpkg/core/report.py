@@ -85,6 +85,8 @@ def summary_line(report: Report) -> str:
         parts.insert(0, f"{report.count(Op.REMOVE)} removed")
     if report.count(Op.TAG_LATEST):
         parts.insert(-2, f"{report.count(Op.TAG_LATEST)} latest set")
+    if report.count(Op.UNSTAGE):
+        parts.insert(-2, f"{report.count(Op.UNSTAGE)} staging removed")
     if cancelled:
         parts.append(f"{cancelled} not started (interrupted)")
     return "Done: " + ", ".join(parts) + f" in {report.elapsed:.1f}s."

@@ -124,6 +124,8 @@ class Executor:
             return lambda: self._publish(image, step.label or image.label)
         if step.op is Op.PROMOTE:
             return lambda: self._promote(image, step.detail)
+        if step.op is Op.UNSTAGE:
+            return lambda: self._unstage(image, step.label)
         actions = {
             Op.BUILD: self._build,
             Op.VERIFY: self._verify,
@@ -488,6 +490,19 @@ class Executor:
                 return f"{moved}; staging kept: {left}"
             log.write(f"{staged} deleted\n")
         return f"{moved}; staging deleted"
+
+    def _unstage(self, image: PlannedImage, held: str | None) -> str | None:
+        """Delete the staged manifest an earlier run promoted and left (HELD: its staging
+        reference, held to its digest); one the registry keeps is named, not failed."""
+        registry = self._registry_for("removing staged images")
+        staged, digest = staged_reference(held or "")
+        if digest is None:
+            raise TaskFailedError(f"the plan names no staged digest for {image.name}")
+        _, _, staging_path = self._reference(staged)
+        with self._log(image.name, f"unstage {staged}@{digest}") as log:
+            left = registry.delete_manifest(staging_path, digest)
+            log.write(f"{staged} {'left: ' + left if left else 'deleted'}\n")
+        return f"staging kept: {left}" if left else "staging deleted"
 
     def _reference(self, label: str) -> tuple[str, str, str]:
         """LABEL's repository, tag (`latest` when it names none) and path in the registry."""

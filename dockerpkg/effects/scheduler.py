@@ -266,7 +266,7 @@ class _Run:
                 return None
             self.pulling += 1  # a pull runs on every live builder at once
             return _Attempt(step, None, time.monotonic(), 0)
-        if step.op is Op.TAG_LATEST:
+        if step.op in _REGISTRY_ONLY:
             name = placement.registry_builder(self._views())
             return None if name is None else self._take(self._worker(name), key, step)
         worker = self.where.get(step.image)
@@ -467,8 +467,10 @@ class _Run:
 
 _PENDING = TaskResult("", Outcome.CANCELLED)
 # Steps that follow an image's build; any other step of an image builds (as a build stage).
-_AFTER_BUILD = frozenset({Op.PULL, Op.VERIFY, Op.PUBLISH, Op.TAG_LATEST})
-_PUSHING = frozenset({Op.PUBLISH, Op.TAG_LATEST})  # steps that take a push slot
+_AFTER_BUILD = frozenset({Op.PULL, Op.VERIFY, Op.PUBLISH, Op.TAG_LATEST, Op.UNSTAGE})
+_PUSHING = frozenset({Op.PUBLISH, Op.TAG_LATEST, Op.UNSTAGE})  # steps that take a push slot
+# Steps that only talk to the registry: any live builder's push slot runs them.
+_REGISTRY_ONLY = frozenset({Op.TAG_LATEST, Op.UNSTAGE})
 
 
 def _pull_everywhere(

@@ -205,3 +205,32 @@ def test_a_rerun_on_a_fresh_daemon_builds_on_the_staged_parent(
     for short in ("root", "leaf"):
         assert sorted(site.tags(short)) == ["1.0", "latest"], short
         assert staging_tags(site, short) == [], short
+
+
+def test_a_later_run_removes_what_a_promotion_left_staged(
+    make_site: Callable[..., Site], dockerpkg: Callable[..., Run]
+) -> None:
+    site = make_site()
+    write_image(site.tree, site.name("root"), "1.0", FROM_BASE + "RUN echo r > /r\n")
+    config = site.config()
+    done = dockerpkg("-c", config, "build", *ALL, site.tree)
+    assert done.status == 0, done.text
+    # What a run killed after moving the tags, before deleting the staged manifest, leaves:
+    # the version's manifest under its staging reference too.
+    own = f"{NAMESPACE}/{site.name('root')}"
+    staging = f"{NAMESPACE}/dockerpkg-staging/{site.name('root')}"
+    with site.registry_client() as client:
+        assert client.promote(own, staging, "1.0") == site.digest("root", "1.0")
+    assert staging_tags(site, "root") == ["1.0"]
+
+    plan = dockerpkg("-c", config, "plan", *ALL, site.tree)
+    assert "1 staged to remove" in plan.out, plan.text
+    report = site.work / "report.json"
+    again = dockerpkg("-c", config, "build", *ALL, "--report", report, site.tree)
+    assert again.status == 0, again.text
+    unstaged = [s for s in read_json(report)["steps"] if s["op"] == "unstage"]
+    assert [(s["image"], s["outcome"]) for s in unstaged] == [(site.name("root"), "succeeded")]
+    assert staging_tags(site, "root") == []
+    assert sorted(site.tags("root")) == ["1.0", "latest"]
+    quiet = dockerpkg("-c", config, "plan", *ALL, site.tree)
+    assert "Plan: nothing to do." in quiet.out, quiet.text

@@ -238,6 +238,28 @@ class TestReuseByIdentity:
         assert [n for n in tree.order if judged.images[n].dockerfile is not None] == ["native"]
 
 
+class TestUnstaging:
+    """A later run removes the staging references an earlier one promoted and left."""
+
+    def test_a_promoted_and_left_staging_reference_is_removed(self, tree: Tree) -> None:
+        labels = frozenset(tree.images[n].label for n in tree.order)
+        staged = {
+            R + "native:0.4.1": Staged("sha256:any", DIGEST, published=DIGEST),
+            # Not what the version tag holds: not promoted from there, left alone.
+            R + "leaf:5": Staged("sha256:any", DIGEST, published="sha256:" + "e" * 64),
+        }
+        observed = Observed(offline=False, credentials=True, published=labels, staged=staged)
+        plan = planned(tree, observed)
+        assert [(s.op, s.image, s.reason, s.label) for s in plan.steps] == [
+            (Op.UNSTAGE, "native", Reason.PROMOTED_IN_EARLIER_RUN, f"{STAGED_NATIVE}@{DIGEST}")
+        ]
+        assert plan.has_changes
+        assert "1 staged to remove" in plan_to_text(plan)
+        assert plan_from_json(plan_to_json(plan), "p.json") == plan
+        # Per image publishing does not look at staging: nothing to remove.
+        assert planned(tree, observed, BuildOptions()).steps == ()
+
+
 def outcome(
     op: Op, image: str, result: Outcome, label: str | None = None, detail: str | None = None
 ) -> StepOutcome:
