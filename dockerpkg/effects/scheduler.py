@@ -168,6 +168,7 @@ class _Run:
         self.builder_of: dict[str, str] = {}  # only with several builders
         self.waited_of: dict[str, float] = {}
         self.pulling = 0
+        self.promoting = False  # a promotion has started: the set is finished whatever comes
 
     # -- the loop ----------------------------------------------------------------------------
 
@@ -181,6 +182,11 @@ class _Run:
                     break
                 if not interrupt.stop.is_set():
                     self._start_ready(pool)
+                elif self.promoting:
+                    # Once a promotion has started, an interruption waits for the rest of
+                    # the set (as update's swap holds signals back): all_or_nothing never
+                    # leaves some tags of the run moved and others not by its own choice.
+                    self._start_ready(pool, Op.PROMOTE)
                 if not self.running:
                     break
                 done, _ = wait(list(self.running), timeout=0.5, return_when=FIRST_COMPLETED)
@@ -232,10 +238,11 @@ class _Run:
 
     # -- starting ----------------------------------------------------------------------------
 
-    def _start_ready(self, pool: ThreadPoolExecutor) -> None:
+    def _start_ready(self, pool: ThreadPoolExecutor, only: Op | None = None) -> None:
+        """Start every step (of op ONLY, when given) whose needs have succeeded."""
         active = {key for key, _ in self.running.values()}
         for key, step in self.steps.items():
-            if key in self.results or key in active:
+            if key in self.results or key in active or only not in (None, step.op):
                 continue
             if not all(
                 self.results.get(n, _PENDING).outcome is Outcome.SUCCEEDED for n in step.needs
@@ -245,6 +252,7 @@ class _Run:
             if attempt is None:
                 continue
             self.listener.task_started(key)
+            self.promoting = self.promoting or step.op is Op.PROMOTE
             self.running[pool.submit(self._runner(step, attempt))] = (key, attempt)
 
     def _views(self) -> list[BuilderView]:
