@@ -256,5 +256,8 @@ class Plan:
 
     @property
     def has_changes(self) -> bool:
-        pending = any(step.op is not Op.KEEP for step in self.steps)
+        """Whether anything users pull would change (--detailed-exitcode): removing what an
+        earlier run left staged does not count (a registry without deletes keeps it, and
+        would otherwise never give a plan without changes)."""
+        pending = any(step.op not in (Op.KEEP, Op.UNSTAGE) for step in self.steps)
         return pending or bool(self.edits) or bool(self.findings)

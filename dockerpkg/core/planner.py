@@ -46,9 +46,10 @@ from dockerpkg.core.spec import Snapshot
 from dockerpkg.core.staging import (
     Staged,
     by_digest,
-    promotion_steps,
+    promotions,
     staging_label,
     staging_repository,
+    unstaging,
 )
 from dockerpkg.core.tree import Image, Tree, render_images
 from dockerpkg.core.versions import tag_of_version
@@ -243,8 +244,10 @@ def plan_build(
         tree, config, states, (to_build, selected), publish=publish, staging=staging
     )
     if staging:
-        steps += _promotions(tree, config, states, steps, (selected, observed.staged))
-        steps += _unstaging(tree, config, states, observed.staged)
+        staged = [n for n in selected if states[n][0] is State.STAGED]
+        published = [n for n in tree.order if states[n][0] is State.PUBLISHED]
+        steps += promotions(tree, config, steps, (staged, observed.staged))
+        steps += unstaging(tree, config, published, observed.staged)
     notes = []
     if publish:
         latest_steps, latest_notes = _latest(tree, observed, selected, states, options.suffix)
@@ -392,53 +395,6 @@ def _image_steps(
         elif state is State.BUILT and publish and name in selected:
             steps.append(Step(Op.VERIFY, name, reason, image.label))
             steps.append(Step(Op.PUBLISH, name, reason, target))
-    return steps
-
-
-def _promotions(
-    tree: Tree,
-    config: Config,
-    states: dict[str, tuple[State, Reason]],
-    steps: list[Step],
-    chosen: tuple[list[str], Mapping[str, Staged]],
-) -> list[Step]:
-    """all_or_nothing: a promotion for every image the run stages and for every selected
-    image an earlier run staged (held to the digest observed, whose identity was read),
-    parents first."""
-    selected, staged = chosen
-    labels = {name: tree.images[name].label for name in tree.order}
-    found = {step.image: step for step in promotion_steps(steps, labels)}
-    for name in selected:
-        if states[name][0] is State.STAGED:
-            image = tree.images[name]
-            held = by_digest(
-                staging_label(config.registry, config.namespace, name, image.tag),
-                staged[image.label].digest,
-            )
-            found[name] = Step(Op.PROMOTE, name, Reason.STAGED_IN_EARLIER_RUN, image.label, held)
-    return [found[name] for name in tree.order if name in found]
-
-
-def _unstaging(
-    tree: Tree,
-    config: Config,
-    states: dict[str, tuple[State, Reason]],
-    staged: Mapping[str, Staged],
-) -> list[Step]:
-    """all_or_nothing: an unstage step for every published image whose staging reference
-    still holds the manifest its version tag holds (promoted by an earlier run, which was
-    killed or failed before deleting it). A staged manifest of any other content was not
-    promoted from there: left alone."""
-    steps = []
-    for name in tree.order:
-        image = tree.images[name]
-        found = staged.get(image.label)
-        if states[name][0] is not State.PUBLISHED or found is None or found.digest is None:
-            continue
-        if found.digest == found.published:
-            where = staging_label(config.registry, config.namespace, name, image.tag)
-            held = by_digest(where, found.digest)
-            steps.append(Step(Op.UNSTAGE, name, Reason.PROMOTED_IN_EARLIER_RUN, held))
     return steps
 
 

@@ -11,12 +11,14 @@ copies them where the registry will not mount), puts the manifest under the vers
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import attrs
 
+from dockerpkg.core.config import Config
 from dockerpkg.core.labels import join_repository
 from dockerpkg.core.plan import Op, Plan, Reason, Step
+from dockerpkg.core.tree import Tree
 
 STAGING = "dockerpkg-staging"
 
@@ -66,6 +68,46 @@ def promotion_steps(steps: list[Step], labels: Mapping[str, str]) -> list[Step]:
         for step in steps
         if step.op is Op.PUBLISH
     ]
+
+
+def promotions(
+    tree: Tree,
+    config: Config,
+    steps: Sequence[Step],
+    earlier: tuple[Sequence[str], Mapping[str, Staged]],
+) -> list[Step]:
+    """A promotion for every image the run stages (publish steps of STEPS) and for every
+    image an earlier run staged (EARLIER: their names, and what was observed staged by
+    label), held to the digest whose identity was read; parents first."""
+    names, staged = earlier
+    labels = {name: tree.images[name].label for name in tree.order}
+    found = {step.image: step for step in promotion_steps(list(steps), labels)}
+    for name in names:
+        image = tree.images[name]
+        held = by_digest(
+            staging_label(config.registry, config.namespace, name, image.tag),
+            staged[image.label].digest,
+        )
+        found[name] = Step(Op.PROMOTE, name, Reason.STAGED_IN_EARLIER_RUN, image.label, held)
+    return [found[name] for name in tree.order if name in found]
+
+
+def unstaging(
+    tree: Tree, config: Config, published: Sequence[str], staged: Mapping[str, Staged]
+) -> list[Step]:
+    """An unstage step for every PUBLISHED image (names) whose staging reference still holds
+    the manifest its version tag holds: an earlier run promoted it, and was killed or failed
+    before deleting it. A staged manifest of other content was not promoted from there:
+    left alone."""
+    steps = []
+    for name in published:
+        image = tree.images[name]
+        found = staged.get(image.label)
+        if found is not None and found.digest is not None and found.digest == found.published:
+            where = staging_label(config.registry, config.namespace, name, image.tag)
+            held = by_digest(where, found.digest)
+            steps.append(Step(Op.UNSTAGE, name, Reason.PROMOTED_IN_EARLIER_RUN, held))
+    return steps
 
 
 def staged_labels(plan: Plan) -> Mapping[str, str]:

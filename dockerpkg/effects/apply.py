@@ -451,8 +451,7 @@ class Executor:
             if digest is None:
                 raise TaskFailedError(f"staged, but the registry does not have {target}")
             log.write(f"staged: {digest}\n")
-        with self._lock:
-            self._staged[image.name] = digest
+        self._staged[image.name] = digest  # one dict write: atomic
         return digest
 
     def _promote(self, image: PlannedImage, detail: str | None) -> str | None:
@@ -464,8 +463,7 @@ class Executor:
         if detail is None:
             raise TaskFailedError(f"the plan names no staging reference for {image.name}")
         staged, held = staged_reference(detail)
-        with self._lock:
-            digest = held or self._staged.get(image.name)
+        digest = held or self._staged.get(image.name)
         if digest is None:
             raise TaskFailedError(f"this run staged no image of {image.name} to promote")
         _, tag, staging_path = self._reference(staged)

@@ -10,6 +10,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+import attrs
 import docker
 import pytest
 
@@ -17,6 +18,7 @@ from dockerpkg import api
 from dockerpkg.core.definition import IDENTITY_LABEL
 from dockerpkg.core.plan import BuildOptions, Op, PublishMode
 from dockerpkg.core.report import Outcome
+from dockerpkg.effects.registry.transport import RetryPolicy
 from tests.integration.test_all_or_nothing import (
     ALL,
     PASS,
@@ -29,6 +31,7 @@ from tests.integration.test_all_or_nothing import (
 from tests.integration.test_build import FROM_BASE, NAMESPACE, Site, read_json
 from tests.integration.test_build import Outcome as Run
 from tests.support import services
+from tests.support.faulty_registry import start_faulty_registry
 from tests.support.trees import write_image
 
 pytestmark = pytest.mark.usefixtures("isolated_home")
@@ -234,3 +237,35 @@ def test_a_later_run_removes_what_a_promotion_left_staged(
     assert sorted(site.tags("root")) == ["1.0", "latest"]
     quiet = dockerpkg("-c", config, "plan", *ALL, site.tree)
     assert "Plan: nothing to do." in quiet.out, quiet.text
+
+
+def test_a_failed_latest_says_the_version_moved_and_a_later_run_finishes(
+    make_site: Callable[..., Site], dockerpkg: Callable[..., Run], tmp_path: Path
+) -> None:
+    site = make_site("none")
+    # Every attempt at putting root's `latest` fails, in this run only.
+    latest = rf"PUT /v2/{NAMESPACE}/{site.name('root')}/manifests/latest"
+    failing = (site.registry.host, latest, RetryPolicy().attempts)
+    with start_faulty_registry(tmp_path, "proxy", 500, proxy=failing) as proxy:
+        seen = attrs.evolve(site.registry, host=proxy.host, url=f"http://{proxy.host}")
+        site = attrs.evolve(site, registry=seen)
+        write_image(site.tree, site.name("root"), "1.0", FROM_BASE + "RUN echo r > /r\n")
+        config = site.config()
+        failed = dockerpkg("-c", config, "build", *ALL, site.tree)
+        assert failed.status == 1, failed.text
+        # The version tag exists: the report says so, never "Nothing moved".
+        assert site.tags("root") == ["1.0"]
+        assert "Nothing moved" not in failed.out, failed.text
+        assert f"Version tag moved, latest not: {site.name('root')}." in failed.out
+        assert staging_tags(site, "root") == ["1.0"]
+        assert sum(1 for r in proxy.requests() if r == latest) == RetryPolicy().attempts
+
+        # The next run moves latest and removes what the promotion left staged.
+        plan = dockerpkg("-c", config, "plan", *ALL, site.tree)
+        assert "1 latest to move" in plan.out, plan.text
+        assert "1 staged to remove" in plan.out, plan.text
+        again = dockerpkg("-c", config, "build", *ALL, site.tree)
+        assert again.status == 0, again.text
+        assert sorted(site.tags("root")) == ["1.0", "latest"]
+        assert latest_on(site, "root", "1.0")
+        assert staging_tags(site, "root") == []
