@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
@@ -28,10 +30,11 @@ from tests.integration.test_all_or_nothing import (
     staging_tags,
     write_child,
 )
-from tests.integration.test_build import FROM_BASE, NAMESPACE, Site, read_json
+from tests.integration.test_build import DOCKERPKG, FROM_BASE, NAMESPACE, Site, read_json
 from tests.integration.test_build import Outcome as Run
 from tests.support import services
 from tests.support.faulty_registry import start_faulty_registry
+from tests.support.processes import wait_for_line
 from tests.support.trees import write_image
 
 pytestmark = pytest.mark.usefixtures("isolated_home")
@@ -269,3 +272,38 @@ def test_a_failed_latest_says_the_version_moved_and_a_later_run_finishes(
         assert sorted(site.tags("root")) == ["1.0", "latest"]
         assert latest_on(site, "root", "1.0")
         assert staging_tags(site, "root") == []
+
+
+def test_sigterm_during_promotion_waits_for_the_set(
+    make_site: Callable[..., Site], tmp_path: Path
+) -> None:
+    site = make_site("none")
+    # Each version tag put takes a second: the promotions (parents first) take three.
+    versions = rf"PUT /v2/{NAMESPACE}/{site.prefix}-[a-z]+/manifests/1\.0"
+    never = (site.registry.host, "(?!)", 0)
+    with start_faulty_registry(tmp_path, "proxy", proxy=never, slow=(versions, 1.0)) as proxy:
+        site = attrs.evolve(
+            site, registry=attrs.evolve(site.registry, host=proxy.host, url=f"http://{proxy.host}")
+        )
+        write_image(site.tree, site.name("root"), "1.0", FROM_BASE + "RUN echo r > /r\n")
+        write_child(site, "mid", "root")
+        write_child(site, "leaf", "mid")
+        config = site.config()
+        process = subprocess.Popen(
+            [str(DOCKERPKG), "-c", str(config), "build", *ALL, str(site.tree)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            wait_for_line(process, rf"start\s+promote\s+{site.name('root')}")
+            process.send_signal(signal.SIGTERM)
+            out, err = process.communicate(timeout=300)
+        finally:
+            if process.poll() is None:
+                process.kill()
+        assert process.returncode == 143, out + err
+        assert "Promoted all 3" in out, out + err
+        for short in ("root", "mid", "leaf"):
+            assert sorted(site.tags(short)) == ["1.0", "latest"], short
+            assert staging_tags(site, short) == [], short

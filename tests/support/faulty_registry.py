@@ -17,7 +17,8 @@ the port, and records every request as one line "METHOD PATH" in a log file. Wha
 
 - ``proxy``: every request is passed on to the registry ``--upstream`` (plain HTTP), except
   the first ``--fail-times`` requests whose "METHOD PATH" matches ``--fail-matching``, which
-  get STATUS: a real registry that fails one kind of request (a `PUT` of `latest`, say).
+  get STATUS: a real registry that fails one kind of request (a `PUT` of `latest`, say);
+  requests matching ``--slow-matching`` are passed on ``--slow`` seconds late.
 
 A closed port, the other common fault, needs no process: see ``closed_port``.
 """
@@ -67,10 +68,11 @@ def start_faulty_registry(
     fail_first: int = 0,
     absent_first: int = 0,
     proxy: tuple[str, str, int] | None = None,
+    slow: tuple[str, float] | None = None,
 ) -> Iterator[FaultyRegistry]:
     """Run the server for the duration of the block (MODE: "status", "hang", "stall" or
     "proxy", with PROXY: the upstream host, the pattern of the requests to fail and how many
-    of them)."""
+    of them; and SLOW: the pattern of the requests to delay, and by how many seconds)."""
     log = Path(tempfile.mkstemp(prefix="faulty-registry-", suffix=".log", dir=tmp)[1])
     args = [sys.executable, str(Path(__file__)), mode, "--status", str(status), "--log", str(log)]
     if ping_ok:
@@ -82,6 +84,8 @@ def start_faulty_registry(
     if proxy is not None:
         upstream, pattern, times = proxy
         args += ["--upstream", upstream, "--fail-matching", pattern, "--fail-times", str(times)]
+    if slow is not None:
+        args += ["--slow-matching", slow[0], "--slow", str(slow[1])]
     process = subprocess.Popen(
         args, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True, start_new_session=True
     )
@@ -183,6 +187,8 @@ class _Handler(BaseHTTPRequestHandler):
         if failing:
             self._fail(options.status)
             return
+        if re.fullmatch(options.slow_matching, request):
+            time.sleep(options.slow)
         # The Host header goes along: the registry's Location headers then name this proxy.
         headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP}
         upstream = http.client.HTTPConnection(options.upstream, timeout=120)
@@ -254,6 +260,8 @@ def main() -> None:
     parser.add_argument("--upstream")
     parser.add_argument("--fail-matching", default="(?!)")
     parser.add_argument("--fail-times", type=int, default=0)
+    parser.add_argument("--slow-matching", default="(?!)")
+    parser.add_argument("--slow", type=float, default=0.0)
     parser.add_argument("--log", required=True)
     options = parser.parse_args()
     server = _Server(options)
