@@ -223,8 +223,8 @@ def plan_build(
     if builders.several:
         observed = _for_several_builders(config, observed, options, builders)
     states = {n: image_state(tree.images[n].label, observed, options.pull) for n in tree.order}
-    staging_mode = options.publish is PublishMode.ALL_OR_NOTHING
-    tree, states = _judged(tree, config, observed, states, staging=staging_mode)
+    all_or_nothing = options.publish is PublishMode.ALL_OR_NOTHING
+    tree, states = _judged(tree, config, observed, states, staging=all_or_nothing)
     selected = selected_names(tree, options.select)
     unbuilt_parents = {
         n: [p for p in tree.images[n].parents if states[p][0] is State.TO_BUILD] for n in tree.order
@@ -236,7 +236,7 @@ def plan_build(
     tree = render_images(tree, config, sorted(reachable(parents, to_build)))
     defined = definitions(tree)
     publish = bool(observed.credentials)
-    staging = publish and options.publish is PublishMode.ALL_OR_NOTHING
+    staging = publish and all_or_nothing
     steps: list[Step] = []
     if options.pull:
         steps.extend(_pulls(tree, to_build, states, (config, observed.staged) if staging else None))
