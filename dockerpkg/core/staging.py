@@ -6,7 +6,9 @@ NAME`, same tag), never to its own repository: Docker's distribution registry de
 manifests by digest only, and deleting a staging tag kept in the image's own repository would
 delete the version tag with it. Promotion mounts the blobs into the image's repository (or
 copies them where the registry will not mount), puts the manifest under the version tag and
-`latest`, and deletes the staged manifest.
+`latest`, and deletes the staged manifest. It takes the manifest by digest (the one the run
+pushed, or the one the plan observed), never whatever the staging tag holds by then; a later
+run deletes a staged manifest a promotion moved but left (`unstage`).
 """
 
 from __future__ import annotations
