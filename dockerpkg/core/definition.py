@@ -5,7 +5,10 @@ base images it names, and its build context after `.dockerignore` (file names an
 The metadata dockerpkg itself reads (changelog, control, the templates, which the rendered
 Dockerfiles stand for) is left out: a new changelog entry is a new version, not a new
 definition. Its *definition* adds the definitions of the tree images it depends on, so it
-changes whenever anything it is built from changes.
+changes whenever anything it is built from changes: it is the *identity* of a build (as
+docker-library's build ids are), computed in one pass over the tree in build order, each
+parent's once. An image in the daemon or in the staging repository is reused only when its
+identity label records the tree's.
 
 `.dockerignore` follows the rules of docker-py, which makes the build context dockerpkg sends:
 `#` comments, `!` exceptions (the last matching line wins), `*` and `?` within one path
@@ -28,6 +31,10 @@ from dockerpkg.core.tree import Image, Tree
 # it, `plan` reads it back from the registry to find images whose definition changed without a
 # new version. One label only: the classic builder commits each label as a step of its own.
 DEFINITION_LABEL = "org.dockerpkg.definition"
+
+# The image label recording the build's identity (its definition: own and parents', see
+# `definitions`): a staged or local image is reused only when it records the tree's.
+IDENTITY_LABEL = "org.dockerpkg.identity"
 
 METADATA = frozenset({"changelog", "control", "Dockerfile.template", "Dockerfile.build.template"})
 _VERSION = "dockerpkg-definition-1"
@@ -132,11 +139,12 @@ def own_definition(image: Image) -> str | None:
 @attrs.frozen
 class Definitions:
     own: Mapping[str, str | None]
-    full: Mapping[str, str | None]
+    full: Mapping[str, str | None]  # the identity of each image's build
 
 
 def definitions(tree: Tree) -> Definitions:
-    """Own and full definitions of every image (None where something was not rendered)."""
+    """Own and full definitions (identities) of every image (None where something was not
+    rendered): one pass in build order, each parent's full definition computed once."""
     own: dict[str, str | None] = {}
     full: dict[str, str | None] = {}
     for name in tree.order:

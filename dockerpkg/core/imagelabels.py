@@ -15,7 +15,7 @@ from collections.abc import Mapping
 import attrs
 
 from dockerpkg.core.config import Config
-from dockerpkg.core.definition import DEFINITION_LABEL
+from dockerpkg.core.definition import DEFINITION_LABEL, IDENTITY_LABEL
 from dockerpkg.core.plan import BuildEngine
 
 OCI = "org.opencontainers.image."
@@ -66,12 +66,15 @@ def image_labels(
     own_definition: str | None,
     config: Config,
     source: SourceFacts,
+    identity: str | None = None,
 ) -> Mapping[str, str]:
-    """The labels of one image: the definition (for drift) unless `definition_labels` is off,
-    and the OCI ones unless `oci_labels` is off; `source_url` replaces the remote's URL."""
+    """The labels of one image: the definition (for drift) and the identity (for reusing
+    staged and local images) unless `definition_labels` is off, and the OCI ones unless
+    `oci_labels` is off; `source_url` replaces the remote's URL."""
     found: dict[str, str | None] = {}
     if config.definition_labels:
         found[DEFINITION_LABEL] = own_definition
+        found[IDENTITY_LABEL] = identity
     if config.oci_labels:
         found.update(
             {

@@ -6,6 +6,8 @@ from typing import Any
 
 import attrs
 
+from dockerpkg.core.definition import IDENTITY_LABEL
+
 
 @attrs.frozen
 class LocalImage:
@@ -14,6 +16,7 @@ class LocalImage:
     id: str
     tags: tuple[str, ...]
     parent: str | None = None
+    identity: str | None = None  # the build identity its label records (dockerpkg builds)
 
 
 def local_images(raw: list[dict[str, Any]]) -> tuple[LocalImage, ...]:
@@ -23,6 +26,12 @@ def local_images(raw: list[dict[str, Any]]) -> tuple[LocalImage, ...]:
             id=item["Id"],
             tags=tuple(t for t in (item.get("RepoTags") or ()) if t != "<none>:<none>"),
             parent=item.get("ParentId") or None,
+            identity=_identity(item.get("Labels")),
         )
         for item in raw
     )
+
+
+def _identity(labels: object) -> str | None:
+    found = labels.get(IDENTITY_LABEL) if isinstance(labels, dict) else None
+    return found if isinstance(found, str) and found else None

@@ -24,8 +24,15 @@ def with_needs(steps: Sequence[Step], images: Iterable[PlannedImage]) -> tuple[S
     by_name = {image.name: image for image in images}
     keys = {step.key for step in steps}
     making = tuple(step.key for step in steps if step.op in _MAKING)
-    # A pull is found by the label it pulls and, for a base pinned to a digest, by the base.
-    pulls = {name: s.key for s in steps if s.op is Op.PULL for name in (s.image, s.label)}
+    # A pull is found by the label it pulls, for a base pinned to a digest by the base, and
+    # for a staged parent by the label it is named as (its detail).
+    pulls = {
+        name: s.key
+        for s in steps
+        if s.op is Op.PULL
+        for name in (s.image, s.label, s.detail)
+        if name is not None
+    }
     return tuple(
         attrs.evolve(step, needs=_promotion_needs(step, by_name, keys, making))
         if step.op is Op.PROMOTE
@@ -46,7 +53,7 @@ def _promotion_needs(
 
 
 def _needs(
-    step: Step, images: Mapping[str, PlannedImage], keys: set[str], pulls: Mapping[str | None, str]
+    step: Step, images: Mapping[str, PlannedImage], keys: set[str], pulls: Mapping[str, str]
 ) -> tuple[str, ...]:
     image = images.get(step.image)
     found: list[str] = []

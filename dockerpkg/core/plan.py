@@ -16,7 +16,9 @@ import attrs
 # 5: each image carries the `labels` its build sets; base_changed findings.
 # 6: options.publish and promote steps (all-or-nothing publishing); build secrets.
 # 7: SSH agents (plan `ssh`, image `ssh`).
-# 8: options.engine, the build engine decided when planning (null in plans that build nothing).
+# 8: options.engine, the build engine decided when planning (null in plans that build nothing);
+#    build identities: images' `org.dockerpkg.identity` label; staged promotions and pulls
+#    held to a digest (`LABEL@DIGEST`); reason identity_changed; unstage steps.
 FORMAT_VERSION = 8
 
 
@@ -50,6 +52,9 @@ class Op(enum.Enum):
     # all_or_nothing: move the version tag and `latest` to the staged manifest, once every
     # image of the run is built, verified and staged.
     PROMOTE = "promote"
+    # all_or_nothing: delete a staged manifest an earlier run promoted but left (a kill
+    # during the promotion, a failed `latest`).
+    UNSTAGE = "unstage"
     REMOVE = "remove"
     KEEP = "keep"
     WRITE_CHANGELOG = "write_changelog"
@@ -86,6 +91,11 @@ class Reason(enum.Enum):
     STAGED_IN_EARLIER_RUN = "staged_in_earlier_run"
     # pull: a parent an earlier run staged, for an image to build
     STAGED_DEPENDENCY = "staged_dependency"
+    # build: the daemon's image of this version, or the one an earlier run staged, records
+    # another identity (its definition, or one of its parents', changed since it was built)
+    IDENTITY_CHANGED = "identity_changed"
+    # unstage: the version tag holds the staged manifest: an earlier run promoted it
+    PROMOTED_IN_EARLIER_RUN = "promoted_in_earlier_run"
 
 
 def step_key(op: Op, image: str) -> str:
@@ -258,5 +268,8 @@ class Plan:
 
     @property
     def has_changes(self) -> bool:
-        pending = any(step.op is not Op.KEEP for step in self.steps)
+        """Whether anything users pull would change (--detailed-exitcode): removing what an
+        earlier run left staged does not count (a registry without deletes keeps it, and
+        would otherwise never give a plan without changes)."""
+        pending = any(step.op not in (Op.KEEP, Op.UNSTAGE) for step in self.steps)
         return pending or bool(self.edits) or bool(self.findings)

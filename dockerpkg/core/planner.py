@@ -44,7 +44,14 @@ from dockerpkg.core.plan import (
 )
 from dockerpkg.core.secrets import MountType, SecretSource, secret_problems, secret_uses
 from dockerpkg.core.spec import Snapshot
-from dockerpkg.core.staging import promotion_steps, staging_label, staging_repository
+from dockerpkg.core.staging import (
+    Staged,
+    by_digest,
+    promotions,
+    staging_label,
+    staging_repository,
+    unstaging,
+)
 from dockerpkg.core.tree import Image, Tree, render_images
 from dockerpkg.core.versions import tag_of_version
 from dockerpkg.errors import DockerPkgError
@@ -77,9 +84,11 @@ class Observed:
     bases_absent: frozenset[str] = frozenset()
     # What could not be observed, for the plan's notes (a registry of base images down).
     problems: tuple[str, ...] = ()
-    # all_or_nothing: label -> the own definition recorded on the image an earlier run
-    # staged for it ("" when it has none), for the labels found staged.
-    staged: Mapping[str, str] = attrs.field(factory=dict)
+    # all_or_nothing: label -> what an earlier run staged for it (the identity its label
+    # records, its digest), for the labels found staged.
+    staged: Mapping[str, Staged] = attrs.field(factory=dict)
+    # Label -> the build identity recorded on the daemon's image of it, where one is.
+    local_identities: Mapping[str, str] = attrs.field(factory=dict)
 
 
 OFFLINE = Observed()
@@ -89,7 +98,7 @@ class State(enum.Enum):
     PUBLISHED = "published"
     BUILT = "built"
     TO_BUILD = "to_build"
-    STAGED = "staged"  # all_or_nothing: an earlier run staged it with the tree's definition
+    STAGED = "staged"  # all_or_nothing: an earlier run staged it with the tree's identity
 
 
 def image_state(label: str, observed: Observed, pull: bool) -> tuple[State, Reason]:
@@ -139,6 +148,7 @@ def planned_image(
             own_definition=own,
             config=config,
             source=source,
+            identity=defined.full.get(image.name) if defined else None,
         )
     return PlannedImage(
         path=image.path,
@@ -220,8 +230,8 @@ def plan_build(
     if builders.several:
         observed = _for_several_builders(config, observed, options, builders)
     states = {n: image_state(tree.images[n].label, observed, options.pull) for n in tree.order}
-    if options.publish is PublishMode.ALL_OR_NOTHING:
-        tree, states = _with_staged(tree, config, observed, states)
+    all_or_nothing = options.publish is PublishMode.ALL_OR_NOTHING
+    tree, states = _judged(tree, config, observed, states, staging=all_or_nothing)
     selected = selected_names(tree, options.select)
     unbuilt_parents = {
         n: [p for p in tree.images[n].parents if states[p][0] is State.TO_BUILD] for n in tree.order
@@ -233,15 +243,18 @@ def plan_build(
     tree = render_images(tree, config, sorted(reachable(parents, to_build)))
     defined = definitions(tree)
     publish = bool(observed.credentials)
-    staging = publish and options.publish is PublishMode.ALL_OR_NOTHING
+    staging = publish and all_or_nothing
     steps: list[Step] = []
     if options.pull:
-        steps.extend(_pulls(tree, to_build, states, config if staging else None))
+        steps.extend(_pulls(tree, to_build, states, (config, observed.staged) if staging else None))
     steps += _image_steps(
         tree, config, states, (to_build, selected), publish=publish, staging=staging
     )
     if staging:
-        steps += _promotions(tree, config, states, steps, selected)
+        staged = [n for n in selected if states[n][0] is State.STAGED]
+        published = [n for n in tree.order if states[n][0] is State.PUBLISHED]
+        steps += promotions(tree, config, steps, (staged, observed.staged))
+        steps += unstaging(tree, config, published, observed.staged)
     notes = []
     if publish:
         latest_steps, latest_notes = _latest(tree, observed, selected, states, options.suffix)
@@ -393,46 +406,50 @@ def _image_steps(
     return steps
 
 
-def _promotions(
+def _judged(
     tree: Tree,
     config: Config,
+    observed: Observed,
     states: dict[str, tuple[State, Reason]],
-    steps: list[Step],
-    selected: list[str],
-) -> list[Step]:
-    """all_or_nothing: a promotion for every image the run stages and for every selected
-    image an earlier run staged, parents first."""
-    labels = {name: tree.images[name].label for name in tree.order}
-    found = {step.image: step for step in promotion_steps(steps, labels)}
-    for name in selected:
-        if states[name][0] is State.STAGED:
-            image = tree.images[name]
-            staged = staging_label(config.registry, config.namespace, name, image.tag)
-            found[name] = Step(Op.PROMOTE, name, Reason.STAGED_IN_EARLIER_RUN, image.label, staged)
-    return [found[name] for name in tree.order if name in found]
-
-
-def _with_staged(
-    tree: Tree, config: Config, observed: Observed, states: dict[str, tuple[State, Reason]]
+    *,
+    staging: bool,
 ) -> tuple[Tree, dict[str, tuple[State, Reason]]]:
-    """STATES with the images not published that an earlier all_or_nothing run staged (so
-    built and verified) with the tree's own definition marked STAGED: they are promoted, not
-    built or verified again; TREE with
-    those candidates rendered, as their definitions need."""
-    candidates = [
+    """STATES with reuse judged by identity (the definition, own and parents'): an image the
+    daemon holds with another identity recorded is built again; with STAGING, one not
+    published that an earlier all_or_nothing run staged (so built and verified) with the
+    tree's identity is STAGED, promoted without being built or verified again. TREE with
+    those judged, and what they are built from, rendered (identities need it).
+
+    A daemon's image without an identity label (built by docker-pkg, or with
+    `definition_labels` off) cannot be judged and is reused, as docker-pkg did; a staged one
+    without it is built again."""
+    local = [
         n
         for n in tree.order
-        if states[n][0] in (State.TO_BUILD, State.BUILT) and tree.images[n].label in observed.staged
+        if states[n][0] is State.BUILT and tree.images[n].label in observed.local_identities
     ]
-    if not candidates:
+    staged = [
+        n
+        for n in tree.order
+        if staging
+        and states[n][0] in (State.TO_BUILD, State.BUILT)
+        and tree.images[n].label in observed.staged
+    ]
+    if not local and not staged:
         return tree, states
-    tree = render_images(tree, config, candidates)
-    own = definitions(tree).own
+    parents = {n: tree.images[n].parents for n in tree.order}
+    tree = render_images(tree, config, sorted(reachable(parents, [*local, *staged])))
+    identity = definitions(tree).full
     states = dict(states)
-    for name in candidates:
-        recorded = observed.staged[tree.images[name].label]
-        if recorded and recorded == own.get(name):
+    for name in local:
+        if observed.local_identities[tree.images[name].label] != identity.get(name):
+            states[name] = (State.TO_BUILD, Reason.IDENTITY_CHANGED)
+    for name in staged:
+        recorded = observed.staged[tree.images[name].label].identity
+        if recorded and recorded == identity.get(name):
             states[name] = (State.STAGED, Reason.STAGED_IN_EARLIER_RUN)
+        elif states[name][0] is State.TO_BUILD:
+            states[name] = (State.TO_BUILD, Reason.IDENTITY_CHANGED)
     return tree, states
 
 
@@ -532,10 +549,11 @@ def _pulls(
     tree: Tree,
     to_build: frozenset[str],
     states: dict[str, tuple[State, Reason]],
-    staging: Config | None,
+    staging: tuple[Config, Mapping[str, Staged]] | None,
 ) -> list[Step]:
-    """Base images and published (or, with STAGING's config, staged) parents of what will be
-    built, each once, sorted."""
+    """Base images and published (or, with STAGING's config and what was staged, staged)
+    parents of what will be built, each once, sorted; a staged parent is pulled by the digest
+    whose identity was read, and named as its label."""
     bases: set[str] = set()
     parents: set[str] = set()
     staged: set[str] = set()
@@ -549,12 +567,16 @@ def _pulls(
         Step(Op.PULL, p, Reason.PUBLISHED_DEPENDENCY, tree.images[p].label) for p in sorted(parents)
     ]
     if staging is not None:
+        config, found = staging
         steps += [
             Step(
                 Op.PULL,
                 p,
                 Reason.STAGED_DEPENDENCY,
-                staging_label(staging.registry, staging.namespace, p, tree.images[p].tag),
+                by_digest(
+                    staging_label(config.registry, config.namespace, p, tree.images[p].tag),
+                    found[tree.images[p].label].digest,
+                ),
                 tree.images[p].label,
             )
             for p in sorted(staged)

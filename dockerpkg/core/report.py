@@ -85,6 +85,8 @@ def summary_line(report: Report) -> str:
         parts.insert(0, f"{report.count(Op.REMOVE)} removed")
     if report.count(Op.TAG_LATEST):
         parts.insert(-2, f"{report.count(Op.TAG_LATEST)} latest set")
+    if report.count(Op.UNSTAGE):
+        parts.insert(-2, f"{report.count(Op.UNSTAGE)} staging removed")
     if cancelled:
         parts.append(f"{cancelled} not started (interrupted)")
     return "Done: " + ", ".join(parts) + f" in {report.elapsed:.1f}s."
@@ -194,14 +196,18 @@ def report_to_json(report: Report, plan: Plan) -> str:
 
 
 def publication_line(report: Report) -> str | None:
-    """All-or-nothing runs: which images had their version tag and `latest` moved, which
-    not, and what waits under a staging reference; None for runs without promotions."""
+    """All-or-nothing runs: exactly which images had their version tag and `latest` moved,
+    which only their version tag (a promotion that failed after it, whose detail is the
+    digest moved), which neither, and what waits under a staging reference; None for runs
+    without promotions."""
     promotions = [o for o in report.outcomes if o.step.op is Op.PROMOTE]
     if not promotions:
         return None
     moved = [o.step.image for o in promotions if o.outcome is Outcome.SUCCEEDED]
-    waiting = [o.step.image for o in promotions if o.outcome is not Outcome.SUCCEEDED]
-    if not waiting:
+    failed = [o for o in promotions if o.outcome is not Outcome.SUCCEEDED]
+    half = [o.step.image for o in failed if o.detail is not None]
+    waiting = [o.step.image for o in failed if o.detail is None]
+    if not failed:
         return f"Promoted all {len(moved)}: version tags and latest moved."
     staged = [
         o.step.label
@@ -209,12 +215,15 @@ def publication_line(report: Report) -> str | None:
         if o.step.op is Op.PUBLISH and o.outcome is Outcome.SUCCEEDED and o.step.image in waiting
     ]
     held = f"; staged, not promoted: {', '.join(str(s) for s in staged)}" if staged else ""
-    if not moved:
+    if not moved and not half:
         return (
             "Nothing moved: no version tag or latest of this run was created or changed"
             f"{held}. A rerun with the tree unchanged promotes what is staged."
         )
-    return (
-        f"Promoted {', '.join(moved)}; not promoted: {', '.join(waiting)}{held}. "
-        "A rerun promotes the rest without building."
-    )
+    parts = [f"Promoted {', '.join(moved)}"] if moved else []
+    if half:
+        parts.append(f"version tag moved, latest not: {', '.join(half)}")
+    if waiting:
+        parts.append(f"not promoted: {', '.join(waiting)}")
+    line = "; ".join(parts)
+    return line[0].upper() + line[1:] + f"{held}. A rerun promotes the rest without building."

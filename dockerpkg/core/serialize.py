@@ -257,6 +257,7 @@ def summary(plan: Plan) -> str:
         (Op.PUBLISH, "to publish"),
         (Op.TAG_LATEST, "latest to move"),
         (Op.PROMOTE, "to promote"),
+        (Op.UNSTAGE, "staged to remove"),
         (Op.REMOVE, "to remove"),
         (Op.KEEP, "kept"),
         (Op.WRITE_CHANGELOG, "changelogs to write"),

@@ -26,12 +26,13 @@ from dockerpkg.core.labels import repository_path, same_registry, split_label
 from dockerpkg.core.plan import BuildEngine, Op, Plan, PlannedImage, Step
 from dockerpkg.core.report import Outcome, Report
 from dockerpkg.core.runrules import local_copy_serves, verification, verification_paths
+from dockerpkg.core.staging import staged_reference
 from dockerpkg.effects import daemon, imagebuild, scratch
 from dockerpkg.effects import stage as stage_effects
 from dockerpkg.effects.buildsession import Sources, image_session
 from dockerpkg.effects.credentials import Credentials
 from dockerpkg.effects.links import LinkPolicy, context_entries, copy_context
-from dockerpkg.effects.logs import DEFAULT_LOG_LIMIT, CappedLog
+from dockerpkg.effects.logs import DEFAULT_LOG_LIMIT, CappedLog, Tee
 from dockerpkg.effects.registry import RegistryClient, RegistryError
 from dockerpkg.effects.scheduler import Scheduler, Worker
 from dockerpkg.effects.tasks import Interrupt, Listener, TaskCancelledError, TaskFailedError
@@ -93,6 +94,9 @@ class Executor:
         self._lock = threading.Lock()
         # Image name -> folder holding build/ from its build stage, until its build takes it.
         self._artifacts: dict[str, Path] = {}
+        # Image name -> the manifest digest this run pushed to its staging reference (after
+        # its verification): what its promotion moves, whatever the staging tag holds then.
+        self._staged: dict[str, str] = {}
 
     def cancel(self) -> None:
         """Abort running work: streams end at their next chunk, verifications are killed
@@ -119,6 +123,8 @@ class Executor:
             return lambda: self._publish(image, step.label or image.label)
         if step.op is Op.PROMOTE:
             return lambda: self._promote(image, step.detail)
+        if step.op is Op.UNSTAGE:
+            return lambda: self._unstage(image, step.label)
         actions = {
             Op.BUILD: self._build,
             Op.VERIFY: self._verify,
@@ -127,13 +133,13 @@ class Executor:
         action = actions[step.op]
         return lambda: action(image)
 
-    def pull(self, label: str, log_name: str) -> str | None:
-        """Pull LABEL, logging to LOG_NAME.log (an image's log, for its parents); from its
-        staging repository when the run stages it."""
+    def pull(self, label: str, log_name: str, named: str | None = None) -> str | None:
+        """Pull LABEL, logging to LOG_NAME.log (an image's log, for its parents), and name it
+        NAMED when given; from its staging repository when the run stages it."""
         staged = self._settings.staged.get(label)
-        if staged is not None:
+        if staged is not None and named is None:
             return self._pull(staged, log_name, named=label)
-        return self._pull(label, log_name)
+        return self._pull(label, log_name, named=named)
 
     def reachable(self) -> bool:
         """Whether the daemon answers a ping (after a failure: is the builder lost?)."""
@@ -165,7 +171,7 @@ class Executor:
             echo = self._settings.echo
             try:
                 # Both write, flush and give a file descriptor: all the log users need of IO.
-                yield cast("IO[str]", capped if echo is None else _Tee(capped, echo, name))
+                yield cast("IO[str]", capped if echo is None else Tee(capped, echo, name))
             finally:
                 capped.close()
 
@@ -190,8 +196,11 @@ class Executor:
                 raise TaskFailedError(str(exc)) from None
             if named is not None:
                 repository, tag = split_label(named)
+                # Pulled by digest, the image has no tag of LABEL's: it is named by the digest.
+                name, _, digest = label.partition("@")
+                source = f"{split_label(name)[0]}@{digest}" if digest else label
                 try:
-                    daemon.tag(self._client, label, repository, tag or "latest")
+                    daemon.tag(self._client, source, repository, tag or "latest")
                 except daemon.DaemonError as exc:
                     raise self._failed(exc) from None
                 log.write(f"{label} is {named} here\n")
@@ -430,42 +439,67 @@ class Executor:
         with self._log(image.name, f"stage {image.label} as {target}") as log:
             try:
                 daemon.tag(self._client, image.label, repository, tag)
-                self._push(repository, tag, log)
+                pushed = self._push(repository, tag, log)
             except daemon.DaemonError as exc:
                 raise self._failed(exc) from None
             try:
-                digest = registry.manifest_digest(path, tag)
+                # By the digest pushed: the tag may hold someone else's push by now.
+                digest = registry.manifest_digest(path, pushed or tag)
             except RegistryError as exc:
                 raise TaskFailedError(f"staged, but cannot confirm it: {exc}") from None
             if digest is None:
                 raise TaskFailedError(f"staged, but the registry does not have {target}")
             log.write(f"staged: {digest}\n")
+        self._staged[image.name] = digest  # one dict write: atomic
         return digest
 
-    def _promote(self, image: PlannedImage, staged: str | None) -> str | None:
-        """Move IMAGE's version tag and `latest` to its staged manifest (blobs mounted, no
-        push), then delete the staged manifest; one the registry keeps is named, not failed."""
+    def _promote(self, image: PlannedImage, detail: str | None) -> str | None:
+        """Move IMAGE's version tag and `latest` to the manifest staged (by its digest: the
+        one this run pushed after verifying it, or the one the plan observed), then delete
+        the staged manifest; one the registry keeps is named, not failed. A failure after
+        the version tag moved says so (its detail is the digest)."""
         registry = self._registry_for("promoting")
-        if staged is None:
+        if detail is None:
             raise TaskFailedError(f"the plan names no staging reference for {image.name}")
+        staged, held = staged_reference(detail)
+        digest = held or self._staged.get(image.name)
+        if digest is None:
+            raise TaskFailedError(f"this run staged no image of {image.name} to promote")
         _, tag, staging_path = self._reference(staged)
         _, _, path = self._reference(image.label)
-        with self._log(image.name, f"promote {staged} to {image.label}") as log:
+        with self._log(image.name, f"promote {staged}@{digest} to {image.label}") as log:
             try:
-                digest = registry.promote(staging_path, path, tag)
-                if digest is None:
-                    raise TaskFailedError(f"the registry no longer has {staged}")
-                log.write(f"{image.label}: {digest}\n")
-                registry.copy_tag(path, tag, "latest")
-                log.write(f"latest: {digest}\n")
-                left = registry.delete_manifest(staging_path, digest)
+                moved = registry.promote(staging_path, path, tag, digest)
             except RegistryError as exc:
                 raise TaskFailedError(f"cannot promote {staged}: {exc}") from None
+            if moved is None:
+                raise TaskFailedError(f"the registry no longer has {staged}@{digest}")
+            log.write(f"{image.label}: {moved}\n")
+            try:
+                registry.copy_tag(path, moved, "latest")
+            except RegistryError as exc:
+                why = f"{image.label} moved to {moved[:19]}, but cannot tag it latest: {exc}"
+                raise TaskFailedError(why, detail=moved) from None
+            log.write(f"latest: {moved}\n")
+            left = registry.delete_manifest(staging_path, moved)
             if left is not None:
                 log.write(f"{staged} left: {left}\n")
-                return f"{digest}; staging kept: {left}"
+                return f"{moved}; staging kept: {left}"
             log.write(f"{staged} deleted\n")
-        return f"{digest}; staging deleted"
+        return f"{moved}; staging deleted"
+
+    def _unstage(self, image: PlannedImage, held: str | None) -> str | None:
+        """Delete the staged manifest an earlier run promoted and left (HELD: its staging
+        reference, held to its digest); one the registry keeps is named, not failed."""
+        registry = self._registry_for("removing staged images")
+        staged, digest = staged_reference(held or "")
+        if digest is None:
+            raise TaskFailedError(f"the plan names no staged digest for {image.name}")
+        _, _, staging_path = self._reference(staged)
+        with self._log(image.name, f"unstage {staged}@{digest}") as log:
+            left = registry.delete_manifest(staging_path, digest)
+            log.write(f"{staged} {'left: ' + left if left else 'deleted'}\n")
+        return f"staging kept: {left}" if left else "staging deleted"
 
     def _reference(self, label: str) -> tuple[str, str, str]:
         """LABEL's repository, tag (`latest` when it names none) and path in the registry."""
@@ -520,8 +554,8 @@ class Executor:
             log.write(f"latest: {digest} (set in the registry to the manifest of {tag})\n")
         return digest
 
-    def _push(self, repository: str, tag: str, log: IO[str]) -> None:
-        daemon.push(
+    def _push(self, repository: str, tag: str, log: IO[str]) -> str | None:
+        return daemon.push(
             self._client,
             repository,
             tag,
@@ -560,25 +594,6 @@ def _context(tree: Path, path: str, name: str, links: LinkPolicy) -> Iterator[Pa
         yield context
     finally:
         shutil.rmtree(temp, ignore_errors=True)
-
-
-class _Tee:
-    """Writes to the log file and, prefixed with the image name, to the terminal."""
-
-    def __init__(self, log: CappedLog, echo: IO[str], name: str) -> None:
-        self._log, self._echo, self._name = log, echo, name
-
-    def write(self, text: str) -> int:
-        self._log.write(text)
-        for line in text.splitlines():
-            self._echo.write(f"{self._name} | {line}\n")
-        return len(text)
-
-    def flush(self) -> None:
-        self._log.flush()
-
-    def fileno(self) -> int:
-        return self._log.fileno()
 
 
 __all__ = ["Executor", "Outcome", "Settings"]

@@ -319,11 +319,12 @@ def stream_errors(
     log_file: IO[str] | None,
     cancel: threading.Event | None = None,
     on_text: Callable[[str], None] | None = None,
+    on_aux: Callable[[Mapping[str, Any]], None] | None = None,
 ) -> str | None:
     """Copy a JSON progress stream to the log; return the first error it carries.
 
     A set CANCEL ends the read at the next chunk (the caller's Guard cuts a silent stream).
-    ON_TEXT sees every text line too.
+    ON_TEXT sees every text line too, ON_AUX every `aux` item (a push's digest).
     """
     error = None
     for chunk in stream:
@@ -334,6 +335,8 @@ def stream_errors(
             item = json.loads(raw) if isinstance(raw, bytes | str) else raw
             if "error" in item and error is None:
                 error = item_error(item)
+            if on_aux is not None and isinstance(item.get("aux"), dict):
+                on_aux(item["aux"])
             if log_file is not None:
                 text = item.get("stream") or item.get("status") or item.get("error") or ""
                 if text and on_text is not None:
@@ -387,6 +390,7 @@ def _transfer(  # noqa: PLR0917 (one request's parts, from two callers)
     cancel: threading.Event | None,
     timeout: float,
     what: str,
+    on_aux: Callable[[Mapping[str, Any]], None] | None = None,
 ) -> None:
     """A pull or a push: POST URL and read its progress stream, each read bounded by TIMEOUT.
 
@@ -409,7 +413,7 @@ def _transfer(  # noqa: PLR0917 (one request's parts, from two callers)
             guard.watch(response)
             requests_of(client)._raise_for_status(response)
             stream = requests_of(client)._stream_helper(response, decode=True)
-            error = stream_errors(stream, log_file, cancel)
+            error = stream_errors(stream, log_file, cancel, on_aux=on_aux)
     except FAILURES as exc:
         guard.raise_if_cut()
         if _timed_out(exc):
@@ -525,9 +529,16 @@ def push(
     log_file: IO[str] | None = None,
     cancel: threading.Event | None = None,
     timeout: float = TRANSFER_TIMEOUT,
-) -> None:
+) -> str | None:
     """Push and read the whole stream: an error in it is a failure, whatever docker-py says.
-    TIMEOUT bounds each wait for the daemon."""
+    TIMEOUT bounds each wait for the daemon. Returns the digest of the manifest pushed, as
+    the daemon reports it (None when it does not)."""
+    pushed: list[str] = []
+
+    def note(aux: Mapping[str, Any]) -> None:
+        if isinstance(aux.get("Digest"), str) and aux.get("Tag") in (None, push_tag):
+            pushed.append(aux["Digest"])
+
     _transfer(
         client,
         requests_of(client)._url("/images/{0}/push", repository),
@@ -538,7 +549,9 @@ def push(
         cancel,
         timeout,
         f"push of {repository}:{push_tag} failed",
+        note,
     )
+    return pushed[-1] if pushed else None
 
 
 def remove_image(client: docker.APIClient, image_id: str) -> None:

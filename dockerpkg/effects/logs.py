@@ -104,3 +104,22 @@ class CappedLog:
     def fileno(self) -> int:
         """The file's descriptor, for a child process to write to it (not capped)."""
         return self._target.fileno()
+
+
+class Tee:
+    """Writes to the log file and, prefixed with the image name, to the terminal."""
+
+    def __init__(self, log: CappedLog, echo: IO[str], name: str) -> None:
+        self._log, self._echo, self._name = log, echo, name
+
+    def write(self, text: str) -> int:
+        self._log.write(text)
+        for line in text.splitlines():
+            self._echo.write(f"{self._name} | {line}\n")
+        return len(text)
+
+    def flush(self) -> None:
+        self._log.flush()
+
+    def fileno(self) -> int:
+        return self._log.fileno()

@@ -16,11 +16,11 @@ from pathlib import Path
 from dockerpkg.core.bases import BASES_LABEL, BaseRef, base_refs, read_bases_label
 from dockerpkg.core.builders import Builder
 from dockerpkg.core.config import Config
-from dockerpkg.core.definition import DEFINITION_LABEL
+from dockerpkg.core.definition import DEFINITION_LABEL, IDENTITY_LABEL
 from dockerpkg.core.images import local_images
 from dockerpkg.core.planner import Observed
 from dockerpkg.core.refs import Ref, tree_refs
-from dockerpkg.core.staging import STAGING, staging_path
+from dockerpkg.core.staging import STAGING, Staged, staging_path
 from dockerpkg.core.tree import Tree
 from dockerpkg.effects import imagestore
 from dockerpkg.effects.credentials import Credentials, find_credentials
@@ -121,7 +121,7 @@ class Observation:
         self._interrupter = Interrupter()
         # The daemon's listing, the registry's answers and the bases' digests, side by side.
         self._pool = ThreadPoolExecutor(max_workers=3, thread_name_prefix="observe")
-        self._local_labels: Future[frozenset[str]] | None = None
+        self._local_labels: Future[tuple[frozenset[str], dict[str, str]]] | None = None
         if daemon and len(builders) < 2:
             self._local_labels = self._pool.submit(self._local, dict(env))
         self._answers: Future[tuple[dict[Ref, str | None], dict[Ref, dict[str, str]]]] = (
@@ -148,9 +148,9 @@ class Observation:
     def _staged_ref(self, ref: Ref) -> Ref:
         return staging_path(ref[0], self._config.namespace), ref[1]
 
-    def _local(self, env: Mapping[str, str]) -> frozenset[str]:
+    def _local(self, env: Mapping[str, str]) -> tuple[frozenset[str], dict[str, str]]:
         """The labels of the one daemon images are built on (several builders share only
-        the registry: none of them is asked)."""
+        the registry: none of them is asked), and the build identity each records."""
         try:
             daemon = _connect(env, self._builders[0] if self._builders else None)
         except imagestore.ImageStoreError as exc:
@@ -163,7 +163,10 @@ class Observation:
             raise DockerPkgError.single("docker", str(exc)) from None
         finally:
             daemon.close()
-        return frozenset(tag for image in images for tag in image.tags)
+        identities = {
+            tag: image.identity for image in images if image.identity for tag in image.tags
+        }
+        return frozenset(tag for image in images for tag in image.tags), identities
 
     def _base_digests(
         self, cancel: threading.Event
@@ -242,14 +245,18 @@ class Observation:
         found = [ref for ref, digest in digests.items() if digest and ref[1] != "latest"]
         staged = [ref for ref in found if f"/{STAGING}/" in f"/{ref[0]}"]
         wanted = found if self._definitions else staged
+        staging = frozenset(staged)
         if not wanted:
             return {}
 
         def labels(ref: Ref) -> dict[str, str]:
             if cancel is not None and cancel.is_set():
                 return {}
-            found = registry.image_labels(*ref) or {}
-            return {key: found[key] for key in (DEFINITION_LABEL, BASES_LABEL) if key in found}
+            # A staged image's labels are read by the digest observed: the one promoted.
+            held = digests[ref] if ref in staging else None
+            found = registry.image_labels(ref[0], held or ref[1]) or {}
+            kept = (DEFINITION_LABEL, BASES_LABEL, IDENTITY_LABEL)
+            return {key: found[key] for key in kept if key in found}
 
         with ThreadPoolExecutor(max(1, self._config.scan_workers)) as pool:
             try:
@@ -263,7 +270,9 @@ class Observation:
     def result(self, tree: Tree) -> Observed:
         """What the plan for TREE needs; references not asked yet are asked now."""
         try:
-            local = frozenset() if self._local_labels is None else self._local_labels.result()
+            local, identities = (
+                (frozenset(), {}) if self._local_labels is None else self._local_labels.result()
+            )
             asked, asked_recorded = self._answers.result()
             bases = self._bases.result() if self._bases else ({}, [], frozenset())
         except BaseException:
@@ -272,7 +281,7 @@ class Observation:
         finally:
             self._pool.shutdown()
         try:
-            return self._completed(tree, local, asked, asked_recorded, bases=bases)
+            return self._completed(tree, (local, identities), asked, asked_recorded, bases=bases)
         except BaseException as exc:
             if not isinstance(exc, Exception):  # a signal: end the waits in flight
                 self._interrupter.interrupt()
@@ -281,14 +290,16 @@ class Observation:
     def _completed(
         self,
         tree: Tree,
-        local: frozenset[str],
+        daemon_held: tuple[frozenset[str], dict[str, str]],
         asked: Mapping[Ref, str | None],
         asked_recorded: Mapping[Ref, dict[str, str]],
         *,
         bases: tuple[dict[str, str], list[str], frozenset[str]],
     ) -> Observed:
         """The observation for TREE from what the background asked; what it did not (the
-        resolved tree's references not guessed) is asked now."""
+        resolved tree's references not guessed) is asked now; DAEMON_HELD: the daemon's
+        labels and the build identity each records."""
+        local, identities = daemon_held
         base_digests, base_problems, bases_absent = bases
         refs = tree_refs(tree, self._config)
         answers = dict(asked)
@@ -339,6 +350,7 @@ class Observation:
             bases_absent=bases_absent,
             problems=tuple(base_problems),
             staged=self._staged_found(tree, refs, answers, recorded),
+            local_identities=identities,
         )
 
     def _staged_found(
@@ -347,16 +359,18 @@ class Observation:
         refs: Mapping[str, Ref],
         answers: Mapping[Ref, str | None],
         recorded: Mapping[Ref, Mapping[str, str]],
-    ) -> dict[str, str]:
-        """Label -> the definition recorded on its staged image, for the labels staged."""
+    ) -> dict[str, Staged]:
+        """Label -> what is staged for it (the identity its label records, its digest, and
+        the version tag's digest), for the labels staged."""
         if not self._staging:
             return {}
         found = {}
         for name, ref in refs.items():
             staged = self._staged_ref(ref)
-            if answers.get(staged):
-                labels = recorded.get(staged, {})
-                found[tree.images[name].label] = labels.get(DEFINITION_LABEL, "")
+            digest = answers.get(staged)
+            if digest:
+                identity = recorded.get(staged, {}).get(IDENTITY_LABEL, "")
+                found[tree.images[name].label] = Staged(identity, digest, answers.get(ref))
         return found
 
     def cancel(self) -> None:

@@ -42,7 +42,7 @@ class StepRunner(Protocol):
 
     def step_runner(self, step: Step, image: PlannedImage | None) -> Callable[[], str | None]: ...
 
-    def pull(self, label: str, log_name: str) -> str | None: ...
+    def pull(self, label: str, log_name: str, named: str | None = None) -> str | None: ...
 
     def cancel(self) -> None: ...
 
@@ -168,6 +168,7 @@ class _Run:
         self.builder_of: dict[str, str] = {}  # only with several builders
         self.waited_of: dict[str, float] = {}
         self.pulling = 0
+        self.promoting = False  # a promotion has started: the set is finished whatever comes
 
     # -- the loop ----------------------------------------------------------------------------
 
@@ -181,6 +182,11 @@ class _Run:
                     break
                 if not interrupt.stop.is_set():
                     self._start_ready(pool)
+                elif self.promoting:
+                    # Once a promotion has started, an interruption waits for the rest of
+                    # the set (as update's swap holds signals back): all_or_nothing never
+                    # leaves some tags of the run moved and others not by its own choice.
+                    self._start_ready(pool, Op.PROMOTE)
                 if not self.running:
                     break
                 done, _ = wait(list(self.running), timeout=0.5, return_when=FIRST_COMPLETED)
@@ -232,10 +238,11 @@ class _Run:
 
     # -- starting ----------------------------------------------------------------------------
 
-    def _start_ready(self, pool: ThreadPoolExecutor) -> None:
+    def _start_ready(self, pool: ThreadPoolExecutor, only: Op | None = None) -> None:
+        """Start every step (of op ONLY, when given) whose needs have succeeded."""
         active = {key for key, _ in self.running.values()}
         for key, step in self.steps.items():
-            if key in self.results or key in active:
+            if key in self.results or key in active or only not in (None, step.op):
                 continue
             if not all(
                 self.results.get(n, _PENDING).outcome is Outcome.SUCCEEDED for n in step.needs
@@ -245,6 +252,7 @@ class _Run:
             if attempt is None:
                 continue
             self.listener.task_started(key)
+            self.promoting = self.promoting or step.op is Op.PROMOTE
             self.running[pool.submit(self._runner(step, attempt))] = (key, attempt)
 
     def _views(self) -> list[BuilderView]:
@@ -266,7 +274,7 @@ class _Run:
                 return None
             self.pulling += 1  # a pull runs on every live builder at once
             return _Attempt(step, None, time.monotonic(), 0)
-        if step.op is Op.TAG_LATEST:
+        if step.op in _REGISTRY_ONLY:
             name = placement.registry_builder(self._views())
             return None if name is None else self._take(self._worker(name), key, step)
         worker = self.where.get(step.image)
@@ -335,7 +343,8 @@ class _Run:
         worker = attempt.worker
         if worker is None:
             targets = [w for w in self.workers if w.alive]
-            return lambda: _pull_everywhere(targets, step.label or step.image)
+            # A pull's detail is the name the image gets (a staged parent's own label).
+            return lambda: _pull_everywhere(targets, step.label or step.image, step.detail)
         run = worker.runner.step_runner(step, self.images.get(step.image))
         if not attempt.fetched:
             return run
@@ -373,7 +382,7 @@ class _Run:
             return
         except Exception as exc:  # noqa: BLE001 (a failure, or a bug: shown, never hanging the run)
             failed = (
-                TaskResult(key, Outcome.FAILED, started, duration, error=str(exc))
+                TaskResult(key, Outcome.FAILED, started, duration, exc.detail, str(exc))
                 if isinstance(exc, TaskFailedError)
                 else bug_result(key, exc, started, duration)
             )
@@ -466,19 +475,24 @@ class _Run:
 
 _PENDING = TaskResult("", Outcome.CANCELLED)
 # Steps that follow an image's build; any other step of an image builds (as a build stage).
-_AFTER_BUILD = frozenset({Op.PULL, Op.VERIFY, Op.PUBLISH, Op.TAG_LATEST})
-_PUSHING = frozenset({Op.PUBLISH, Op.TAG_LATEST})  # steps that take a push slot
+_AFTER_BUILD = frozenset({Op.PULL, Op.VERIFY, Op.PUBLISH, Op.TAG_LATEST, Op.UNSTAGE})
+_PUSHING = frozenset({Op.PUBLISH, Op.TAG_LATEST, Op.UNSTAGE})  # steps that take a push slot
+# Steps that only talk to the registry: any live builder's push slot runs them.
+_REGISTRY_ONLY = frozenset({Op.TAG_LATEST, Op.UNSTAGE})
 
 
-def _pull_everywhere(workers: Sequence[Worker], label: str) -> _PullOutcome:
-    """Pull LABEL on every one of WORKERS at once; each one's error (or None)."""
+def _pull_everywhere(
+    workers: Sequence[Worker], label: str, named: str | None = None
+) -> _PullOutcome:
+    """Pull LABEL (to be named NAMED) on every one of WORKERS at once; each one's error (or
+    None)."""
     errors: dict[str, str | None] = {}
     details: dict[str, str | None] = {}
     bugs: dict[str, BaseException] = {}
 
     def pull(worker: Worker) -> None:
         try:
-            details[worker.name] = worker.runner.pull(label, "pulls")
+            details[worker.name] = worker.runner.pull(label, "pulls", named)
             errors[worker.name] = None
         except TaskFailedError as exc:
             errors[worker.name] = str(exc)

@@ -21,7 +21,12 @@ BUGS_LOG = "bugs.log"
 
 
 class TaskFailedError(Exception):
-    """A step failed for a reason worth telling the user (not a bug)."""
+    """A step failed for a reason worth telling the user (not a bug); DETAIL, when given,
+    is what it did before failing (a promotion's digest, once its version tag moved)."""
+
+    def __init__(self, message: str, detail: str | None = None) -> None:
+        super().__init__(message)
+        self.detail = detail
 
 
 class TaskCancelledError(TaskFailedError):

@@ -75,18 +75,25 @@ def built(report: Path) -> list[str]:
     return sorted(s["image"] for s in read_json(report)["steps"] if s["op"] == "build")
 
 
+def failing_while(flag: Path) -> str:
+    """A test.sh failing while FLAG exists: fixed without changing the build context (the
+    image's identity), which test.sh is part of."""
+    return f"#!/bin/sh\nif [ -e {flag} ]; then echo broken; exit 1; fi\n"
+
+
 def test_a_failing_leaf_moves_nothing_and_the_fixed_tree_moves_everything(
     make_site: Callable[..., Site], dockerpkg: Callable[..., Run]
 ) -> None:
     site = make_site()
-    write_tree(site)
+    flag = site.work / "broken"
+    write_tree(site, failing_while(flag))
     config = site.config()
     first = dockerpkg("-c", config, "build", site.tree)
     assert first.status == 0, first.text
     before = {short: site.digest(short, "1.0") for short in SHORTS}
 
     bump(site, "1.1")
-    (site.tree / site.name("bad") / "test.sh").write_text(FAIL, encoding="utf-8")
+    flag.write_text("", encoding="utf-8")
     failed = dockerpkg("-c", config, "build", *ALL, site.tree)
     assert failed.status == 1, failed.text
     assert "Nothing moved" in failed.out
@@ -96,7 +103,7 @@ def test_a_failing_leaf_moves_nothing_and_the_fixed_tree_moves_everything(
     assert staging_tags(site, "root") == ["1.1"]  # staged, waiting
     assert staging_tags(site, "bad") == []
 
-    (site.tree / site.name("bad") / "test.sh").write_text(PASS, encoding="utf-8")
+    flag.unlink()
     report = site.work / "report.json"
     fixed = dockerpkg("-c", config, "build", *ALL, "--report", report, site.tree)
     assert fixed.status == 0, fixed.text

@@ -15,6 +15,11 @@ the port, and records every request as one line "METHOD PATH" in a log file. Wha
   404 (not published), later ones for it STATUS: a registry that fails after the check that
   comes before a push.
 
+- ``proxy``: every request is passed on to the registry ``--upstream`` (plain HTTP), except
+  the first ``--fail-times`` requests whose "METHOD PATH" matches ``--fail-matching``, which
+  get STATUS: a real registry that fails one kind of request (a `PUT` of `latest`, say);
+  requests matching ``--slow-matching`` are passed on ``--slow`` seconds late.
+
 A closed port, the other common fault, needs no process: see ``closed_port``.
 """
 
@@ -22,6 +27,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import http.client
+import re
 import socket
 import subprocess
 import sys
@@ -60,8 +67,12 @@ def start_faulty_registry(
     ping_ok: bool = False,
     fail_first: int = 0,
     absent_first: int = 0,
+    proxy: tuple[str, str, int] | None = None,
+    slow: tuple[str, float] | None = None,
 ) -> Iterator[FaultyRegistry]:
-    """Run the server for the duration of the block (MODE: "status", "hang" or "stall")."""
+    """Run the server for the duration of the block (MODE: "status", "hang", "stall" or
+    "proxy", with PROXY: the upstream host, the pattern of the requests to fail and how many
+    of them; and SLOW: the pattern of the requests to delay, and by how many seconds)."""
     log = Path(tempfile.mkstemp(prefix="faulty-registry-", suffix=".log", dir=tmp)[1])
     args = [sys.executable, str(Path(__file__)), mode, "--status", str(status), "--log", str(log)]
     if ping_ok:
@@ -70,6 +81,11 @@ def start_faulty_registry(
         args += ["--fail-first", str(fail_first)]
     if absent_first:
         args += ["--absent-first", str(absent_first)]
+    if proxy is not None:
+        upstream, pattern, times = proxy
+        args += ["--upstream", upstream, "--fail-matching", pattern, "--fail-times", str(times)]
+    if slow is not None:
+        args += ["--slow-matching", slow[0], "--slow", str(slow[1])]
     process = subprocess.Popen(
         args, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True, start_new_session=True
     )
@@ -99,6 +115,9 @@ def closed_port() -> str:
 
 # --- the server -------------------------------------------------------------------------------
 
+# Headers of one connection, never passed on by a proxy.
+_HOP = frozenset({"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade"})
+
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
@@ -109,6 +128,7 @@ class _Server(ThreadingHTTPServer):
         self.lock = threading.Lock()
         self.manifest_requests = 0
         self.per_path: dict[str, int] = {}
+        self.failed = 0  # proxy: requests failed on purpose so far
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -141,10 +161,70 @@ class _Handler(BaseHTTPRequestHandler):
         while True:
             time.sleep(3600)
 
+    def _body(self) -> bytes:
+        """The request's body, sent with a length or in chunks."""
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            chunks: list[bytes] = []
+            while True:
+                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                if size == 0:
+                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                        pass  # trailers
+                    return b"".join(chunks)
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline()
+        return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+
+    def _proxy(self) -> None:
+        options = self.server.options
+        body = self._body()
+        request = f"{self.command} {self.path}"
+        with self.server.lock, Path(options.log).open("a", encoding="utf-8") as log:
+            log.write(request + "\n")
+            failing = bool(re.fullmatch(options.fail_matching, request))
+            failing = failing and self.server.failed < options.fail_times
+            self.server.failed += failing
+        if failing:
+            self._fail(options.status)
+            return
+        if re.fullmatch(options.slow_matching, request):
+            time.sleep(options.slow)
+        # The Host header goes along: the registry's Location headers then name this proxy.
+        headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP}
+        upstream = http.client.HTTPConnection(options.upstream, timeout=120)
+        try:
+            upstream.request(self.command, self.path, body=body, headers=headers)
+            response = upstream.getresponse()
+            data = response.read()
+        finally:
+            upstream.close()
+        self.send_response(response.status)
+        for key, value in response.getheaders():
+            if key.lower() not in _HOP | {"content-length"}:
+                self.send_header(key, value)
+        length = response.getheader("Content-Length") if self.command == "HEAD" else len(data)
+        if length is not None:
+            self.send_header("Content-Length", str(length))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
+
+    def _fail(self, status: int) -> None:
+        body = b'{"errors":[{"code":"UNAVAILABLE","message":"service unavailable"}]}'
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
     def _answer(self) -> None:
         options = self.server.options
         if options.mode == "stall":
             self._stall()
+            return
+        if options.mode == "proxy":
+            self._proxy()
             return
         with self.server.lock, Path(options.log).open("a", encoding="utf-8") as log:
             log.write(f"{self.command} {self.path}\n")
@@ -162,13 +242,7 @@ class _Handler(BaseHTTPRequestHandler):
             status = 404
         else:
             status = options.status
-        body = b'{"errors":[{"code":"UNAVAILABLE","message":"service unavailable"}]}'
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
+        self._fail(status)
 
     do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = _answer  # noqa: N815 (http.server's names)
 
@@ -178,11 +252,16 @@ class _Handler(BaseHTTPRequestHandler):
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("mode", choices=["status", "hang", "stall"])
+    parser.add_argument("mode", choices=["status", "hang", "stall", "proxy"])
     parser.add_argument("--status", type=int, default=503)
     parser.add_argument("--ping-ok", action="store_true")
     parser.add_argument("--fail-first", type=int, default=0)
     parser.add_argument("--absent-first", type=int, default=0)
+    parser.add_argument("--upstream")
+    parser.add_argument("--fail-matching", default="(?!)")
+    parser.add_argument("--fail-times", type=int, default=0)
+    parser.add_argument("--slow-matching", default="(?!)")
+    parser.add_argument("--slow", type=float, default=0.0)
     parser.add_argument("--log", required=True)
     options = parser.parse_args()
     server = _Server(options)

@@ -76,8 +76,8 @@ class FakeBuilder:
 
         return logged
 
-    def pull(self, label: str, log_name: str) -> str | None:
-        self.ran.append(f"fetch:{label}")
+    def pull(self, label: str, log_name: str, named: str | None = None) -> str | None:
+        self.ran.append(f"fetch:{label}" if named is None else f"fetch:{label} as {named}")
         return None
 
     def cancel(self) -> None:
@@ -219,6 +219,63 @@ class TestInterrupt:
         Scheduler(workers, Recorder(), tmp_path, 1, several=True).run(plan, interrupt)
         interrupt.cancel()
         assert all(b.cancelled and b.finished for b in builders)
+
+
+def promotions(*names: str) -> list[Step]:
+    """A promote step per image of NAMES, each waiting for the one before (its parent's)."""
+    return [
+        Step(Op.PROMOTE, name, Reason.ALL_PUBLISHED, needs=(f"promote:{names[i - 1]}",) * (i > 0))
+        for i, name in enumerate(names)
+    ]
+
+
+class TestAllOrNothing:
+    """Promotions: a set finished once started; staged parents named as their label; what
+    a promotion did before failing kept."""
+
+    def test_an_interruption_waits_for_the_promotion_set(self, tmp_path: Path) -> None:
+        interrupt = Interrupt()
+        rec = Recorder()
+
+        def first() -> str:
+            interrupt.cancel()  # SIGTERM during the first promotion
+            return "moved"
+
+        plan = plan_of([*promotions("a", "b", "c"), build("d")])
+        runs = {**sleepers(plan), "promote:a": first}
+        worker = Worker("one", FakeBuilder(runs), 1, 1)
+        report = Scheduler([worker], rec, tmp_path, pull_jobs=1).run(plan, interrupt)
+        results = results_of(report)
+        assert report.interrupted
+        for name in ("a", "b", "c"):
+            assert results[f"promote:{name}"].outcome is Outcome.SUCCEEDED, name
+        # Nothing else starts: the hold is for the promotions only.
+        assert results["build:d"].outcome is Outcome.CANCELLED
+
+    def test_a_staged_parent_is_named_as_its_label(self, tmp_path: Path) -> None:
+        pull = Step(
+            Op.PULL,
+            "a",
+            Reason.STAGED_DEPENDENCY,
+            "r.example/dockerpkg-staging/a:1.0@sha256:1",
+            "r.example/a:1.0",
+        )
+        builder = FakeBuilder({})
+        plan = plan_of([pull], [image("a")])
+        Scheduler([Worker("one", builder, 1, 1)], Recorder(), tmp_path, 1).run(plan)
+        assert builder.ran == [
+            "fetch:r.example/dockerpkg-staging/a:1.0@sha256:1 as r.example/a:1.0"
+        ]
+
+    def test_what_a_promotion_did_before_failing_is_kept(self, tmp_path: Path) -> None:
+        def half() -> str:
+            raise TaskFailedError("cannot tag it latest", detail="sha256:moved")
+
+        plan = plan_of(promotions("a"))
+        results = run_alone(plan, {"promote:a": half}, 1, Recorder(), tmp_path)
+        assert results["promote:a"].outcome is Outcome.FAILED
+        assert results["promote:a"].detail == "sha256:moved"
+        assert results["promote:a"].error == "cannot tag it latest"
 
 
 class TestSeveralBuilders:

@@ -3,15 +3,19 @@ images an earlier run staged (observed-state literals), and the run's last line.
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import pytest
 
+from dockerpkg.core import definition
 from dockerpkg.core.changelog import versions_newest_first
-from dockerpkg.core.definition import definitions
+from dockerpkg.core.definition import IDENTITY_LABEL, definitions
 from dockerpkg.core.plan import BuildOptions, CacheMode, Op, Plan, PublishMode, Reason, Step
-from dockerpkg.core.planner import Observed, plan_build
+from dockerpkg.core.planner import Observed, State, _judged, plan_build
 from dockerpkg.core.report import Outcome, Report, StepOutcome, publication_line
 from dockerpkg.core.serialize import plan_from_json, plan_to_json, plan_to_text
-from dockerpkg.core.staging import staged_labels, staging_path
+from dockerpkg.core.staging import Staged, staged_labels, staging_path
 from dockerpkg.core.tree import Tree, load_tree, render_images
 from dockerpkg.effects.tree import read_snapshot
 from tests.support.compat import COMPAT, case_config
@@ -20,6 +24,7 @@ from tests.support.golden import check_golden
 CASE = COMPAT / "11-versions"
 R = "registry.example.org/"
 STAGED_NATIVE = R + "dockerpkg-staging/native:0.4.1"
+DIGEST = "sha256:" + "d" * 64
 ALL = BuildOptions(publish=PublishMode.ALL_OR_NOTHING)
 
 
@@ -36,6 +41,12 @@ def planned(tree: Tree, observed: Observed, options: BuildOptions = ALL) -> Plan
 
 def fresh() -> Observed:
     return Observed(offline=False, credentials=True)
+
+
+def identities(tree: Tree) -> dict[str, str]:
+    """The build identity of every image of TREE, as the plan computes it."""
+    found = definitions(render_images(tree, case_config(CASE), tree.order)).full
+    return {name: value for name, value in found.items() if value is not None}
 
 
 class TestPlan:
@@ -65,25 +76,32 @@ class TestPlan:
         assert not any(s.op in {Op.PUBLISH, Op.PROMOTE} for s in plan.steps)
 
     def test_staged_by_an_earlier_run_is_promoted_not_built(self, tree: Tree) -> None:
-        own = definitions(render_images(tree, case_config(CASE), ["native"])).own["native"]
-        assert own is not None
-        plan = planned(
-            tree, Observed(offline=False, credentials=True, staged={R + "native:0.4.1": own})
-        )
+        identity = identities(tree)["native"]
+        staged = {R + "native:0.4.1": Staged(identity, DIGEST)}
+        plan = planned(tree, Observed(offline=False, credentials=True, staged=staged))
         assert not any(s.image == "native" and s.op is Op.BUILD for s in plan.steps)
         promote = next(s for s in plan.steps if s.op is Op.PROMOTE and s.image == "native")
         assert promote.reason is Reason.STAGED_IN_EARLIER_RUN
-        assert promote.detail == STAGED_NATIVE
+        # Held to the digest whose identity was read, not to whatever the tag holds later.
+        assert promote.detail == f"{STAGED_NATIVE}@{DIGEST}"
         pull = next(s for s in plan.steps if s.op is Op.PULL and s.image == "native")
         assert (pull.reason, pull.label, pull.detail) == (
             Reason.STAGED_DEPENDENCY,
-            STAGED_NATIVE,
+            f"{STAGED_NATIVE}@{DIGEST}",
             R + "native:0.4.1",
         )
 
+    def test_a_child_builds_once_its_staged_parent_is_pulled_and_named(self, tree: Tree) -> None:
+        staged = {R + "native:0.4.1": Staged(identities(tree)["native"], DIGEST)}
+        plan = planned(tree, Observed(offline=False, credentials=True, staged=staged))
+        pull = next(s for s in plan.steps if s.op is Op.PULL and s.image == "native")
+        for child in ("debian-rev", "security"):
+            build = next(s for s in plan.steps if s.op is Op.BUILD and s.image == child)
+            assert pull.key in build.needs, child
+
     def test_staged_from_another_definition_is_built_again(self, tree: Tree) -> None:
         observed = Observed(
-            offline=False, credentials=True, staged={R + "native:0.4.1": "sha256:x"}
+            offline=False, credentials=True, staged={R + "native:0.4.1": Staged("sha256:x")}
         )
         plan = planned(tree, observed)
         assert any(s.image == "native" and s.op is Op.BUILD for s in plan.steps)
@@ -100,8 +118,153 @@ class TestPlan:
         assert staging_path("web", None) == "dockerpkg-staging/web"
 
 
-def outcome(op: Op, image: str, result: Outcome, label: str | None = None) -> StepOutcome:
-    return StepOutcome(Step(op, image, Reason.ALL_PUBLISHED, label), result)
+def edited_tree(tmp_path: Path, name: str, line: str) -> Tree:
+    """The case's tree with LINE added to image NAME's template (no new version)."""
+    copy = tmp_path / "images"
+    shutil.copytree(CASE / "images", copy)
+    template = copy / name / "Dockerfile.template"
+    template.write_text(template.read_text(encoding="utf-8") + line + "\n", encoding="utf-8")
+    return load_tree(read_snapshot(copy), case_config(CASE))
+
+
+class TestIdentity:
+    """A build's identity: its own definition and its parents' identities, recursively."""
+
+    def test_a_parent_edit_changes_every_identity_below_it(
+        self, tree: Tree, tmp_path: Path
+    ) -> None:
+        before = identities(tree)
+        edited = identities(edited_tree(tmp_path, "security", "RUN true"))
+        # security, and what is built on it (dated, then leaf); not native nor debian-rev.
+        changed = {n for n in tree.order if before[n] != edited[n]}
+        assert changed == {"security", "dated", "leaf"}
+
+    def test_one_pass_each_definition_once(
+        self, tree: Tree, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        rendered = render_images(tree, case_config(CASE), tree.order)
+        calls: list[str] = []
+        real = definition.own_definition
+
+        def counted(image: object) -> str | None:
+            calls.append(image.name)  # type: ignore[attr-defined]
+            return real(image)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(definition, "own_definition", counted)
+        definitions(rendered)
+        assert sorted(calls) == sorted(tree.order)
+
+    def test_recorded_in_the_plan_and_on_the_image(self, tree: Tree) -> None:
+        plan = planned(tree, fresh())
+        ids = identities(tree)
+        for image in plan.images:
+            assert image.definition == ids[image.name]
+            assert image.labels[IDENTITY_LABEL] == ids[image.name]
+
+
+def staged_as(tree: Tree, found: dict[str, str]) -> dict[str, Staged]:
+    """What an earlier run staged: every image of TREE, with the identities FOUND."""
+    return {tree.images[n].label: Staged(value, DIGEST) for n, value in found.items()}
+
+
+class TestReuseByIdentity:
+    """Staged and local images are reused only when their identity is the tree's."""
+
+    def test_children_staged_on_an_old_parent_are_built_again(
+        self, tree: Tree, tmp_path: Path
+    ) -> None:
+        # A failed run staged everything; then native was fixed without a new version: the
+        # children's own definitions are unchanged, but they sit on the old native.
+        old = identities(edited_tree(tmp_path, "native", "RUN echo broken"))
+        plan = planned(tree, Observed(offline=False, credentials=True, staged=staged_as(tree, old)))
+        built = {s.image for s in plan.steps if s.op is Op.BUILD}
+        assert built == set(tree.order)
+        assert not any(s.reason is Reason.STAGED_IN_EARLIER_RUN for s in plan.steps)
+        reasons = {s.image: s.reason for s in plan.steps if s.op is Op.BUILD}
+        assert set(reasons.values()) == {Reason.IDENTITY_CHANGED}
+        assert plan.has_changes
+
+    def test_only_the_branch_below_a_fixed_image_is_built_again(
+        self, tree: Tree, tmp_path: Path
+    ) -> None:
+        old = identities(edited_tree(tmp_path, "security", "RUN echo broken"))
+        plan = planned(tree, Observed(offline=False, credentials=True, staged=staged_as(tree, old)))
+        built = {s.image for s in plan.steps if s.op is Op.BUILD}
+        assert built == {"security", "dated", "leaf"}
+        promoted = {s.image for s in plan.steps if s.reason is Reason.STAGED_IN_EARLIER_RUN}
+        assert promoted == {"native", "debian-rev"}
+
+    def test_a_local_image_of_another_identity_is_built_again(
+        self, tree: Tree, tmp_path: Path
+    ) -> None:
+        # A failed run built every image; a template was then edited without a new version:
+        # the daemon's image is built again, never verified and published (nor staged).
+        old = identities(edited_tree(tmp_path, "leaf", "RUN echo broken"))
+        local = {tree.images[n].label: old[n] for n in tree.order}
+        for options in (ALL, BuildOptions()):
+            observed = Observed(
+                offline=False,
+                credentials=True,
+                local=frozenset(local),
+                local_identities=local,
+            )
+            plan = planned(tree, observed, options)
+            builds = {s.image: s.reason for s in plan.steps if s.op is Op.BUILD}
+            assert builds == {"leaf": Reason.IDENTITY_CHANGED}
+            verified = {s.image for s in plan.steps if s.op is Op.VERIFY}
+            assert verified == set(tree.order)  # the others: verified and published as built
+
+    def test_a_local_image_without_an_identity_is_reused_as_docker_pkg_did(
+        self, tree: Tree
+    ) -> None:
+        local = frozenset(tree.images[n].label for n in tree.order)
+        observed = Observed(offline=False, credentials=True, local=local)
+        plan = planned(tree, observed)
+        assert not any(s.op is Op.BUILD for s in plan.steps)
+
+    def test_judging_renders_only_what_is_judged(self, tree: Tree) -> None:
+        ids = identities(tree)
+        tree = load_tree(read_snapshot(CASE / "images"), case_config(CASE), render=False)
+        observed = Observed(
+            offline=False,
+            credentials=True,
+            local=frozenset({R + "native:0.4.1"}),
+            local_identities={R + "native:0.4.1": ids["native"]},
+        )
+        states = dict.fromkeys(tree.order, (State.TO_BUILD, Reason.NOT_IN_REGISTRY))
+        states["native"] = (State.BUILT, Reason.BUILT_LOCALLY_NOT_PUBLISHED)
+        judged, after = _judged(tree, case_config(CASE), observed, states, staging=False)
+        assert after == states
+        assert [n for n in tree.order if judged.images[n].dockerfile is not None] == ["native"]
+
+
+class TestUnstaging:
+    """A later run removes the staging references an earlier one promoted and left."""
+
+    def test_a_promoted_and_left_staging_reference_is_removed(self, tree: Tree) -> None:
+        labels = frozenset(tree.images[n].label for n in tree.order)
+        staged = {
+            R + "native:0.4.1": Staged("sha256:any", DIGEST, published=DIGEST),
+            # Not what the version tag holds: not promoted from there, left alone.
+            R + "leaf:5": Staged("sha256:any", DIGEST, published="sha256:" + "e" * 64),
+        }
+        observed = Observed(offline=False, credentials=True, published=labels, staged=staged)
+        plan = planned(tree, observed)
+        assert [(s.op, s.image, s.reason, s.label) for s in plan.steps] == [
+            (Op.UNSTAGE, "native", Reason.PROMOTED_IN_EARLIER_RUN, f"{STAGED_NATIVE}@{DIGEST}")
+        ]
+        # Nothing users pull changes (--detailed-exitcode says 0).
+        assert not plan.has_changes
+        assert "1 staged to remove" in plan_to_text(plan)
+        assert plan_from_json(plan_to_json(plan), "p.json") == plan
+        # Per image publishing does not look at staging: nothing to remove.
+        assert planned(tree, observed, BuildOptions()).steps == ()
+
+
+def outcome(
+    op: Op, image: str, result: Outcome, label: str | None = None, detail: str | None = None
+) -> StepOutcome:
+    return StepOutcome(Step(op, image, Reason.ALL_PUBLISHED, label), result, detail=detail)
 
 
 class TestLastLine:
@@ -132,6 +295,31 @@ class TestLastLine:
         done = Report((outcome(Op.PROMOTE, "a", Outcome.SUCCEEDED),))
         assert publication_line(done) == "Promoted all 1: version tags and latest moved."
         assert publication_line(Report(())) is None
+
+    def test_a_version_tag_moved_before_latest_failed_is_said(self) -> None:
+        # The version PUT done, the `latest` PUT failed: the version tag exists.
+        report = Report(
+            (
+                outcome(Op.PUBLISH, "a", Outcome.SUCCEEDED, "r/dockerpkg-staging/a:1"),
+                outcome(Op.PROMOTE, "a", Outcome.FAILED, detail="sha256:moved"),
+            )
+        )
+        line = publication_line(report)
+        assert line == (
+            "Version tag moved, latest not: a. A rerun promotes the rest without building."
+        )
+        assert "Nothing moved" not in line
+        both = Report(
+            (
+                outcome(Op.PROMOTE, "a", Outcome.SUCCEEDED),
+                outcome(Op.PROMOTE, "b", Outcome.FAILED, detail="sha256:moved"),
+                outcome(Op.PROMOTE, "c", Outcome.SKIPPED),
+            )
+        )
+        assert publication_line(both) == (
+            "Promoted a; version tag moved, latest not: b; not promoted: c. "
+            "A rerun promotes the rest without building."
+        )
 
 
 class TestRegistryCache:

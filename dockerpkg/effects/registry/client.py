@@ -65,6 +65,7 @@ _HUB_NAMES = frozenset({"docker.io", "index.docker.io", DOCKER_HUB_API_HOST})
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 _REPOSITORY = re.compile(rf"{_COMPONENT}(?:/{_COMPONENT})*")
 _TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 
 # Checks written at once on one connection by published_many: a round trip for many, a share
 # for every worker when the checks are few, and few enough that the batch's requests (with
@@ -166,13 +167,14 @@ class RegistryClient:
         return _content_digest(body.content)
 
     def copy_tag(self, repository: str, source: str, target: str) -> str | None:
-        """Point tag TARGET of REPOSITORY at SOURCE's manifest, as it is (one GET, one PUT);
-        returns the manifest's digest, or None when SOURCE is not published.
+        """Point tag TARGET of REPOSITORY at SOURCE's manifest (SOURCE a tag or a digest), as
+        it is (one GET, one PUT); returns the manifest's digest, or None when SOURCE is not
+        published.
 
         What a second `docker push` of the same image would leave, without its check of
         every layer.
         """
-        _check_names(repository, source)
+        _check_names(repository, source, digest=True)
         _check_names(repository, target)
         repo = self._api_repository(repository)
         what = f"the manifest of {repository}:{source}"
@@ -199,16 +201,24 @@ class RegistryClient:
             raise self._words.unexpected(put, f"PUT manifest {repository}:{target}")
         return digest
 
-    def promote(self, staging: str, repository: str, tag: str) -> str | None:
-        """Put the manifest of ``staging:tag`` under ``repository:tag``, its blobs mounted
+    def promote(
+        self, staging: str, repository: str, tag: str, digest: str | None = None
+    ) -> str | None:
+        """Put the manifest of ``staging:tag`` (with DIGEST, ``staging@DIGEST``: that
+        manifest, whatever the tag holds now) under ``repository:tag``, its blobs mounted
         from STAGING (or copied, where the registry will not mount them); returns the
         manifest's digest, or None when STAGING does not have it."""
         _check_names(staging, tag)
         _check_names(repository, tag)
-        found = self._manifest(staging, tag)
+        found = self._manifest(staging, digest or tag)
         if found is None:
             return None
         manifest, body = found
+        if digest is not None and _content_digest(body) != digest:
+            raise self._words.error(
+                RegistryFailure.BAD_RESPONSE,
+                f"{staging}@{digest[:19]} came back as another manifest",
+            )
         try:
             media_type = manifest["mediaType"]
             blobs = [manifest["config"]["digest"]] + [
@@ -218,8 +228,8 @@ class RegistryClient:
             raise self._words.error(
                 RegistryFailure.BAD_RESPONSE, f"{staging}:{tag} is not a single image manifest"
             ) from None
-        for digest in blobs:
-            self._bring_blob(staging, repository, str(digest))
+        for blob in blobs:
+            self._bring_blob(staging, repository, str(blob))
         repo = self._api_repository(repository)
         put = self._call(
             "PUT",
@@ -461,8 +471,9 @@ class RegistryClient:
         return {str(k): str(v) for k, v in labels.items()}
 
     def _manifest(self, repository: str, tag: str) -> tuple[Any, bytes] | None:
-        """``repository:tag``'s manifest, parsed, and its bytes; None when not published."""
-        _check_names(repository, tag)
+        """``repository:tag``'s manifest (TAG may be a digest), parsed, and its bytes; None
+        when not published."""
+        _check_names(repository, tag, digest=True)
         repo = self._api_repository(repository)
         what = f"{repository}:{tag}"
         manifest = self._call("GET", repo, f"/v2/{repo}/manifests/{tag}", {"Accept": _ACCEPT}, what)
@@ -478,7 +489,7 @@ class RegistryClient:
     # --- one request, authenticated --------------------------------------------------------
 
     def _head_manifest(self, repository: str, tag: str) -> requests.Response | None:
-        _check_names(repository, tag)
+        _check_names(repository, tag, digest=True)
         repo = self._api_repository(repository)
         what = f"{repository}:{tag}"
         response = self._call(
@@ -563,10 +574,13 @@ def _content_digest(content: bytes) -> str:
     return "sha256:" + hashlib.sha256(content).hexdigest()
 
 
-def _check_names(repository: str, tag: str | None) -> None:
+def _check_names(repository: str, tag: str | None, *, digest: bool = False) -> None:
+    """REPOSITORY and TAG as the spec allows them (with DIGEST, TAG may be a digest)."""
     if not _REPOSITORY.fullmatch(repository):
         msg = f"not a valid repository name: {repository!r}"
         raise ValueError(msg)
+    if digest and tag is not None and _DIGEST.fullmatch(tag):
+        return
     if tag is not None and not _TAG.fullmatch(tag):
         msg = f"not a valid tag: {tag!r}"
         raise ValueError(msg)
