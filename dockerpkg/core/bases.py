@@ -250,6 +250,21 @@ def pin_dockerfile(dockerfile: str, pins: Mapping[str, str]) -> str:
     return "\n".join(lines)
 
 
+def unpin_dockerfile(dockerfile: str, pins: Mapping[str, str]) -> str:
+    """DOCKERFILE as it was before `pin_dockerfile` held it to PINS (label -> digest)."""
+    if not pins:
+        return dockerfile
+    held = {pinned(label, digest): label for label, digest in pins.items()}
+    lines = []
+    for line in dockerfile.split("\n"):
+        match = _FROM.match(line)
+        if match is not None and match["image"] in held:
+            lines.append(match["head"] + held[match["image"]] + match["rest"])
+        else:
+            lines.append(line)
+    return "\n".join(lines)
+
+
 def pin_plan(plan: Plan, pins: Mapping[str, str]) -> Plan:
     """PLAN with its base images held to PINS (label -> digest): FROM lines of rendered
     Dockerfiles, the pulls of those bases (which fetch that manifest and move no tag), and

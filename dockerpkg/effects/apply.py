@@ -29,9 +29,10 @@ from dockerpkg.core.report import Outcome, Report
 from dockerpkg.core.runrules import local_copy_serves, verification, verification_paths
 from dockerpkg.effects import daemon, imagebuild
 from dockerpkg.effects import stage as stage_effects
+from dockerpkg.effects.buildcontext import build_context
 from dockerpkg.effects.buildsession import Sources, image_session
 from dockerpkg.effects.credentials import Credentials
-from dockerpkg.effects.links import LinkPolicy, context_entries, copy_context
+from dockerpkg.effects.links import LinkPolicy
 from dockerpkg.effects.logs import DEFAULT_LOG_LIMIT, CappedLog
 from dockerpkg.effects.registry import RegistryClient, RegistryError
 from dockerpkg.effects.scheduler import Scheduler, Worker
@@ -210,7 +211,7 @@ class Executor:
         """A temporary copy of IMAGE's folder (see `_context` below)."""
         settings = self._settings
         links = settings.links or LinkPolicy.for_tree(str(settings.directory))
-        return _context(settings.directory, image.path, image.name, links)
+        return build_context(settings.directory, image.path, image.name, links, image)
 
     def _build(self, image: PlannedImage) -> str | None:
         config = self._settings.config
@@ -537,30 +538,6 @@ def _inline_cache(image: PlannedImage) -> dict[str, str]:
     """A build that imports cache from the registry also writes its own into the image, so
     the next build on any machine can import it (BuildKit's inline cache)."""
     return {"BUILDKIT_INLINE_CACHE": "1"} if image.cache_from else {}
-
-
-@contextlib.contextmanager
-def _context(tree: Path, path: str, name: str, links: LinkPolicy) -> Iterator[Path]:
-    """A temporary copy of the image folder PATH of TREE, links followed where LINKS allows
-    (its private files left out), removed whatever happens.
-
-    The links are checked again on this copy: one made or changed after planning is caught.
-    """
-    temp = tempfile.mkdtemp(prefix=f"dockerpkg-{name.replace('/', '-')}-")
-    try:
-        context = Path(temp) / "context"
-        entries, refusals = context_entries(str(tree / path), links, skip=links.private)
-        if refusals:
-            named = [f"{r.name if path == '.' else f'{path}/{r.name}'}: {r.why}" for r in refusals]
-            raise TaskFailedError("refused to copy into the build context: " + "; ".join(named))
-        try:
-            context.mkdir()
-            copy_context(entries, str(context))
-        except OSError as exc:
-            raise TaskFailedError(f"cannot copy {path} into the build context: {exc}") from None
-        yield context
-    finally:
-        shutil.rmtree(temp, ignore_errors=True)
 
 
 class _Tee:

@@ -18,7 +18,9 @@ from dockerpkg.core.bases import (
     pins_of,
     read_bases_label,
     recorded_references,
+    unpin_dockerfile,
 )
+from dockerpkg.core.definition import sent_definition
 from dockerpkg.core.markdown import plan_to_markdown
 from dockerpkg.core.plan import Op, Plan, Reason
 from dockerpkg.core.planner import Observed, plan_build
@@ -212,6 +214,24 @@ class TestPinned:
         build = next(s for s in plan.steps if s.op is Op.BUILD and s.image == "native")
         assert pull.key in build.needs
         assert plan_from_json(plan_to_json(plan), "p.json") == plan
+
+    def test_the_definition_of_what_a_pinned_build_sends_is_the_plan_s(self, tree: Tree) -> None:
+        """apply checks a build context against the plan's definition, made from the tree
+        before pinning: the pinned Dockerfiles give the same definition back."""
+        config = attrs.evolve(case_config(CASE), pin_bases=True)
+        observed = Observed(offline=False, credentials=True, base_digests=self.PINS)
+        plan = plan_build(tree, config, observed, directory="images", digest="d")
+        for image in plan.images:
+            if image.own_definition is None:
+                continue
+            source = tree.images[image.name].spec.source
+            ignore = dict(source.files).get(".dockerignore")
+            assert sent_definition(image, source.hashes, ignore) == image.own_definition
+            changed = (*source.hashes, ("new-file", "0" * 64))
+            assert sent_definition(image, changed, ignore) != image.own_definition
+        native = plan.image("native")
+        assert native.dockerfile is not None
+        assert unpin_dockerfile(native.dockerfile, native.pins) == tree.images["native"].dockerfile
 
     def test_an_offline_pinned_plan_says_so(self, tree: Tree) -> None:
         config = attrs.evolve(case_config(CASE), pin_bases=True)
