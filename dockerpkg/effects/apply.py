@@ -39,6 +39,7 @@ from dockerpkg.effects.scheduler import Scheduler, Worker
 from dockerpkg.effects.tasks import Interrupt, Listener, TaskCancelledError, TaskFailedError
 from dockerpkg.effects.tree import BUILD_TEMPLATE
 from dockerpkg.effects.verify import run_verification
+from dockerpkg.effects.waits import Patience
 
 
 @attrs.frozen
@@ -235,7 +236,7 @@ class Executor:
                     log.write(f"{BASES_LABEL}: {labels[BASES_LABEL]}\n")
                 build = labelled_build(image.dockerfile, labels, self._settings.build_engine)
                 (context / "Dockerfile").write_text(build.dockerfile, encoding="utf-8")
-                session = self._session(image)
+                session = self._session(image, Patience(self._cancel, deadline))
                 with session as session_id:
                     image_id = imagebuild.build(
                         self._client,
@@ -270,7 +271,9 @@ class Executor:
             return None
         return {registry: {"username": credentials.username, "password": credentials.password}}
 
-    def _session(self, image: PlannedImage) -> contextlib.AbstractContextManager[str | None]:
+    def _session(
+        self, image: PlannedImage, patience: Patience
+    ) -> contextlib.AbstractContextManager[str | None]:
         settings = self._settings
         logins = {
             host: (login["username"], login["password"])
@@ -282,6 +285,7 @@ class Executor:
             Sources(settings.secrets, settings.ssh, logins),
             settings.env,
             ({**settings.env, **settings.daemon_env}, settings.engine_tls),
+            patience=patience,
         )
 
     def _bases(self, image: PlannedImage) -> dict[str, str]:
