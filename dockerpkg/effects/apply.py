@@ -96,6 +96,8 @@ class Executor:
         self._lock = threading.Lock()
         # Image name -> folder holding build/ from its build stage, until its build takes it.
         self._artifacts: dict[str, Path] = {}
+        # Label -> the manifest digest the daemon said its pull in this run resolved it to.
+        self._pulled: dict[str, str] = {}
 
     def cancel(self) -> None:
         """Abort running work: streams end at their next chunk, verifications are killed
@@ -175,7 +177,7 @@ class Executor:
     def _pull(self, label: str, log_name: str = "pulls", *, named: str | None = None) -> str | None:
         with self._log(log_name, f"pull {label}") as log:
             try:
-                daemon.pull(
+                pulled = daemon.pull(
                     self._client,
                     label,
                     self.credentials_for(label),
@@ -191,6 +193,9 @@ class Executor:
                     log.write(f"{exc}; using the local copy\n")
                     return "local copy"
                 raise TaskFailedError(str(exc)) from None
+            if pulled is not None:
+                with self._lock:
+                    self._pulled[label] = pulled
             if named is not None:
                 repository, tag = split_label(named)
                 try:
@@ -290,13 +295,16 @@ class Executor:
 
     def _bases(self, image: PlannedImage) -> dict[str, str]:
         """The manifest digest of each image IMAGE's build records, as the daemon holds it
-        now (what the build will use); one the daemon holds by no digest (made locally) is
+        now (what the build will use), the one its tag resolved to when pulled in this run
+        where the daemon holds several; one the daemon holds by no digest (made locally) is
         left out."""
         found: dict[str, str] = {}
         for ref in image.records or ():
             pin = image.pins.get(ref)
             held = daemon.repo_digests(self._client, ref if pin is None else pinned(ref, pin))
-            digest = chosen_digest(held, pin)
+            with self._lock:
+                pulled = self._pulled.get(ref)
+            digest = chosen_digest(held, pin, pulled)
             if digest is not None:
                 found[ref] = digest
         return found

@@ -26,6 +26,7 @@ import docker.utils.build
 import requests
 import urllib3.exceptions
 
+from dockerpkg.core.bases import pulled_digest
 from dockerpkg.core.builders import Builder
 from dockerpkg.core.images import LocalImage, local_images
 from dockerpkg.core.labels import split_label
@@ -231,13 +232,12 @@ def stream_errors(
             item = json.loads(raw) if isinstance(raw, bytes | str) else raw
             if "error" in item and error is None:
                 error = item_error(item)
-            if log_file is not None:
-                text = item.get("stream") or item.get("status") or item.get("error") or ""
-                if text and on_text is not None:
-                    on_text(text)
-                if text:
-                    progress = f" {item['progress']}" if item.get("progress") else ""
-                    log_file.write(text if text.endswith("\n") else f"{text}{progress}\n")
+            text = item.get("stream") or item.get("status") or item.get("error") or ""
+            if text and on_text is not None:
+                on_text(text)
+            if log_file is not None and text:
+                progress = f" {item['progress']}" if item.get("progress") else ""
+                log_file.write(text if text.endswith("\n") else f"{text}{progress}\n")
     return error
 
 
@@ -254,36 +254,40 @@ def pull(
     cancel: threading.Event | None = None,
     *,
     timeout: float = TRANSFER_TIMEOUT,
-) -> None:
+) -> str | None:
     """Pull LABEL (`NAME:TAG`, or `NAME[:TAG]@DIGEST`: that manifest, no tag moved);
-    TIMEOUT bounds each wait for the daemon (its answer, each progress line)."""
+    TIMEOUT bounds each wait for the daemon (its answer, each progress line). Returns the
+    manifest digest the daemon says LABEL resolved to (an index's, for a multi-platform
+    image), if it says one."""
     named, _, digest = label.partition("@")
     repository, tag = split_label(named)
     params = {"fromImage": repository, "tag": digest or tag or "latest"}
     url = requests_of(client)._url("/images/create")
+    said: list[str] = []
     _transfer(
         client,
         url,
         params,
-        repository,
-        credentials,
+        (repository, credentials),
         log_file,
         cancel,
         timeout,
         f"cannot pull {label}",
+        said.append,
     )
+    return pulled_digest(said)
 
 
 def _transfer(  # noqa: PLR0917 (one request's parts, from two callers)
     client: docker.APIClient,
     url: str,
     params: Mapping[str, str],
-    repository: str,
-    credentials: Credentials | None,
+    login: tuple[str, Credentials | None],
     log_file: IO[str] | None,
     cancel: threading.Event | None,
     timeout: float,
     what: str,
+    on_text: Callable[[str], None] | None = None,
 ) -> None:
     """A pull or a push: POST URL and read its progress stream, each read bounded by TIMEOUT.
 
@@ -293,6 +297,7 @@ def _transfer(  # noqa: PLR0917 (one request's parts, from two callers)
     timeout, its answer unread).
     """
     guard = Guard(cancel, None)
+    repository, credentials = login
     try:
         # Inside the try: a credential helper's failure or a bad name is a failure, not a bug.
         headers = _auth_headers(client, repository, credentials)
@@ -306,7 +311,7 @@ def _transfer(  # noqa: PLR0917 (one request's parts, from two callers)
             guard.watch(response)
             requests_of(client)._raise_for_status(response)
             stream = requests_of(client)._stream_helper(response, decode=True)
-            error = stream_errors(stream, log_file, cancel)
+            error = stream_errors(stream, log_file, cancel, on_text)
     except FAILURES as exc:
         guard.raise_if_cut()
         if _timed_out(exc):
@@ -392,8 +397,7 @@ def push(
         client,
         requests_of(client)._url("/images/{0}/push", repository),
         {"tag": push_tag},
-        repository,
-        credentials,
+        (repository, credentials),
         log_file,
         cancel,
         timeout,

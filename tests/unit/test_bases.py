@@ -16,6 +16,7 @@ from dockerpkg.core.bases import (
     chosen_digest,
     pin_dockerfile,
     pins_of,
+    pulled_digest,
     read_bases_label,
     recorded_references,
     unpin_dockerfile,
@@ -162,6 +163,25 @@ class TestLabel:
         assert chosen_digest([NEW, OLD], NEW) == NEW
         assert chosen_digest([NEW, OLD], None) == OLD
         assert chosen_digest([], OLD) is None
+
+    def test_a_base_held_under_two_digests_records_the_one_its_tag_resolved_to(self) -> None:
+        """The tag became a multi-platform index: the daemon holds the image under the
+        platform manifest it had and under the index. The index is what the registry answers
+        for the tag, so what `plan` compares with: recording the smaller digest instead made
+        the image outdated again after every rebuild."""
+        index, platform = max(NEW, OLD), min(NEW, OLD)
+        said = [
+            "Pulling from base/second",
+            f"Digest: {index}",
+            "Status: Image is up to date for registry.example.org/base/second:1.0",
+        ]
+        pulled = pulled_digest(said)
+        assert pulled == index
+        assert chosen_digest([platform, index], None, pulled) == index
+        # A pin still wins; a pulled digest the daemon does not hold is not taken.
+        assert chosen_digest([platform, index], platform, pulled) == platform
+        assert chosen_digest([platform], None, index) == platform
+        assert pulled_digest(["Status: Downloaded newer image for x:1"]) is None
 
     def test_recorded_references_are_bases_and_pulled_parents(self, tree: Tree) -> None:
         plan = planned(tree, Observed(offline=False, published=frozenset({NATIVE})))
