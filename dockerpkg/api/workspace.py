@@ -21,7 +21,14 @@ from dockerpkg.core.imagelabels import NO_SOURCE, SourceFacts
 from dockerpkg.core.plan import DEFAULT_OPTIONS, BuildOptions, Plan, PublishMode
 from dockerpkg.core.planner import OFFLINE, Observed, inputs_digest, plan_build
 from dockerpkg.core.refs import guessed_refs
-from dockerpkg.core.secrets import SecretSource, config_agents, config_sources, merged
+from dockerpkg.core.secrets import (
+    SecretKind,
+    SecretSource,
+    config_agents,
+    config_sources,
+    merged,
+    source_problems,
+)
 from dockerpkg.core.spec import Snapshot
 from dockerpkg.core.tree import Tree, analyze_tree
 from dockerpkg.effects.changelogs import Interrupted, interrupted, leftover_warning
@@ -29,6 +36,7 @@ from dockerpkg.effects.configfile import LoadedConfig, read_config
 from dockerpkg.effects.credentials import Credentials
 from dockerpkg.effects.gitfacts import source_facts
 from dockerpkg.effects.links import LinkPolicy
+from dockerpkg.effects.secretvalues import source_facts as secret_facts
 from dockerpkg.effects.tree import read_snapshot
 from dockerpkg.effects.workfiles import JOURNAL_NAME, REFS_JOURNAL
 from dockerpkg.errors import DockerPkgError, Problem, Severity, error
@@ -255,10 +263,14 @@ def build_plan(
     observed: Observed = OFFLINE,
     options: BuildOptions = DEFAULT_OPTIONS,
     secrets: tuple[SecretSource, ...] = (),
+    env: Mapping[str, str] | None = None,
 ) -> Plan:
     """The build plan of a workspace for the observed state (offline: nothing exists);
-    SECRETS (--secret, --ssh) over the config's."""
-    return plan_build(
+    SECRETS (--secret, --ssh) over the config's. The sources of the secrets it uses must be
+    regular files (or, with ENV, variables) of at most 500 KiB: else an error where each
+    was given."""
+    sources = merged(workspace.secrets, secrets)
+    plan = plan_build(
         workspace.tree,
         workspace.config,
         observed,
@@ -267,8 +279,17 @@ def build_plan(
         options=options,
         builders=workspace.builders,
         source=workspace.source,
-        secrets=merged(workspace.secrets, secrets),
+        secrets=sources,
     )
+    # Only what the plan uses: a source named in the config for other trees is no error.
+    used = {(s.id, s.source) for s in plan.secrets}
+    checked = [s for s in sources if (s.id, str(s)) in used]
+    if env is None:
+        checked = [s for s in checked if s.kind is SecretKind.FILE]
+    problems = source_problems(checked, secret_facts(checked, env or {}))
+    if problems:
+        raise DockerPkgError(problems)
+    return plan
 
 
 def observe_workspace(

@@ -125,7 +125,8 @@ def _make_plan(
     )
     given = tuple(parse_secret_flag(text) for text in flags.secrets)
     given += tuple(parse_ssh_flag(text) for text in flags.ssh)
-    return api.build_plan(workspace, observed, options, given), workspace, credentials
+    plan = api.build_plan(workspace, observed, options, given, ctx.env)
+    return plan, workspace, credentials
 
 
 def _check_timeouts(**given: float | None) -> None:

@@ -68,14 +68,32 @@ def with_records(plan: Plan) -> Plan:
     return attrs.evolve(plan, images=images)
 
 
-def chosen_digest(held: Iterable[str], expected: str | None) -> str | None:
+def chosen_digest(
+    held: Iterable[str], expected: str | None, pulled: str | None = None
+) -> str | None:
     """The manifest digest a daemon's image stands for, from the digests it holds for the
-    reference's repository (several when one image was pushed under several manifests): the
-    one the plan observed if held, else the smallest, so the choice is repeatable."""
+    reference's repository (several when one image was pushed under several manifests, or
+    its tag became a multi-platform index): the one the plan pinned (EXPECTED) if held, else
+    the one the run's pull said the tag resolved to (PULLED: what the registry answers for
+    the tag, so what `plan` compares with), else the smallest, so the choice is repeatable."""
     digests = sorted(set(held))
-    if expected is not None and expected in digests:
-        return expected
+    for wanted in (expected, pulled):
+        if wanted is not None and wanted in digests:
+            return wanted
     return digests[0] if digests else None
+
+
+# What the daemon says a pull resolved its tag to (`Digest: sha256:...`).
+_PULLED = re.compile(r"Digest: (sha256:[0-9a-f]{64})\s*")
+
+
+def pulled_digest(said: Iterable[str]) -> str | None:
+    """The digest a pull's progress lines SAID the pulled reference resolved to, if any."""
+    found = None
+    for line in said:
+        if match := _PULLED.fullmatch(line.strip()):
+            found = match[1]
+    return found
 
 
 @attrs.frozen
@@ -274,6 +292,21 @@ def pin_dockerfile(dockerfile: str, pins: Mapping[str, str]) -> str:
         if match is not None and match["image"] in pins:
             image = match["image"]
             lines.append(match["head"] + pinned(image, pins[image]) + match["rest"])
+        else:
+            lines.append(line)
+    return "\n".join(lines)
+
+
+def unpin_dockerfile(dockerfile: str, pins: Mapping[str, str]) -> str:
+    """DOCKERFILE as it was before `pin_dockerfile` held it to PINS (label -> digest)."""
+    if not pins:
+        return dockerfile
+    held = {pinned(label, digest): label for label, digest in pins.items()}
+    lines = []
+    for line in dockerfile.split("\n"):
+        match = _FROM.match(line)
+        if match is not None and match["image"] in held:
+            lines.append(match["head"] + held[match["image"]] + match["rest"])
         else:
             lines.append(line)
     return "\n".join(lines)

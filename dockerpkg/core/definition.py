@@ -25,6 +25,8 @@ from collections.abc import Iterable, Mapping
 
 import attrs
 
+from dockerpkg.core.bases import unpin_dockerfile
+from dockerpkg.core.plan import PlannedImage
 from dockerpkg.core.tree import Image, Tree
 
 # The image label recording what an image was built from (its own definition): `apply` sets
@@ -126,14 +128,49 @@ def own_definition(image: Image) -> str | None:
     if image.dockerfile is None:
         return None
     source = image.spec.source
+    return definition_of(
+        (image.dockerfile, image.build_dockerfile),
+        image.bases,
+        source.hashes,
+        dict(source.files).get(".dockerignore"),
+    )
+
+
+def definition_of(
+    dockerfiles: tuple[str, str | None],
+    bases: Iterable[str],
+    hashes: Iterable[tuple[str, str]],
+    dockerignore: str | None,
+) -> str:
+    """The own definition of an image from its parts: the rendered Dockerfile and build
+    Dockerfile, its base images, and the (path, sha256) of the files of its folder."""
+    dockerfile, build = dockerfiles
     digest = hashlib.sha256(f"{_VERSION}\0".encode())
-    digest.update(f"dockerfile\0{image.dockerfile}\0".encode())
-    digest.update(f"build\0{image.build_dockerfile or ''}\0".encode())
-    for base in sorted(image.bases):
+    digest.update(f"dockerfile\0{dockerfile}\0".encode())
+    digest.update(f"build\0{build or ''}\0".encode())
+    for base in sorted(bases):
         digest.update(f"base\0{base}\0".encode())
-    for path, content in context_files(source.hashes, dict(source.files).get(".dockerignore")):
+    for path, content in context_files(hashes, dockerignore):
         digest.update(f"file\0{path}\0{content}\0".encode())
     return "sha256:" + digest.hexdigest()
+
+
+def sent_definition(
+    image: PlannedImage, hashes: Iterable[tuple[str, str]], dockerignore: str | None
+) -> str:
+    """The own definition of what a build of the planned IMAGE sends: the plan's Dockerfiles
+    (as rendered, before pin_bases held their FROM lines) with HASHES, the (path, sha256) of
+    the files of the context as copied for the daemon, and its DOCKERIGNORE text."""
+    build = image.build_dockerfile
+    return definition_of(
+        (
+            unpin_dockerfile(image.dockerfile or "", image.pins),
+            None if build is None else unpin_dockerfile(build, image.pins),
+        ),
+        image.bases,
+        hashes,
+        dockerignore,
+    )
 
 
 @attrs.frozen

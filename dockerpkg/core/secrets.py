@@ -45,6 +45,8 @@ class SecretSource:
     id: str
     kind: SecretKind
     where: str  # the variable's name, or the file's path
+    # Where it was given (the config's `secrets` key, or --secret), for errors about it.
+    origin: Location | None = attrs.field(default=None, eq=False, repr=False)
 
     @property
     def mount(self) -> MountType:
@@ -76,7 +78,7 @@ def config_sources(
         where = source[kind.value]
         if kind is SecretKind.FILE and not posixpath.isabs(where) and not where.startswith("~"):
             where = posixpath.join(base, where) if base else where
-        found.append(SecretSource(secret_id, kind, where))
+        found.append(SecretSource(secret_id, kind, where, origin))
     return tuple(found)
 
 
@@ -137,7 +139,7 @@ def parse_secret_flag(text: str) -> SecretSource:
         raise DockerPkgError.single(
             "--secret", f"{text!r}: expected id=ID,env=VARIABLE or id=ID,src=PATH"
         )
-    return SecretSource(secret_id, kind, where)
+    return SecretSource(secret_id, kind, where, Location("--secret"))
 
 
 def merged(
@@ -244,4 +246,74 @@ def secret_problems(
                 f"--secret id={secret_id},env=VARIABLE"
             )
         problems.append(error(where, message, at))
+    return problems
+
+
+# The most a build secret may hold, as buildx allows (500 KiB): a secret is a token, a key or
+# a small file, sent whole to the daemon in one message; more is a mistake (a build artifact
+# named as a secret) that would be read into memory.
+SECRET_SIZE_LIMIT = 500 * 1024
+
+
+class SourceState(enum.Enum):
+    """What a secret's source was found to be (dockerpkg.effects.secretvalues looks)."""
+
+    REGULAR = "regular"  # a regular file (links followed)
+    MISSING = "missing"
+    OTHER = "other"  # a FIFO, socket, device or folder
+    UNREADABLE = "unreadable"
+    SET = "set"  # an environment variable that is set
+    UNSET = "unset"
+
+
+@attrs.frozen
+class SourceFact:
+    """One secret source as found: its state, its size in bytes, and for OTHER what it is
+    (`a FIFO`), for UNREADABLE why."""
+
+    state: SourceState
+    size: int = 0
+    what: str = ""
+
+
+def source_problem(source: SecretSource, fact: SourceFact, *, planning: bool) -> str | None:
+    """What makes SOURCE unusable as a build secret, found as FACT, or None. An unset
+    variable is the run's to set (it is read when the build starts): when PLANNING it is no
+    problem, when serving it is."""
+    where = f"{source.kind.value}:{source.where}"
+    said = f"secret {source.id!r} ({where})"
+    if fact.state is SourceState.MISSING:
+        return f"{said}: no such file"
+    if fact.state is SourceState.UNREADABLE:
+        return f"{said}: cannot read it: {fact.what}"
+    if fact.state is SourceState.OTHER:
+        return (
+            f"{said}: is {fact.what}, not a regular file: a build secret is read from a "
+            "regular file (reading a FIFO or a device could wait for ever)"
+        )
+    if fact.state is SourceState.UNSET:
+        return None if planning else f"{said}: {source.where} is not set"
+    if fact.size > SECRET_SIZE_LIMIT:
+        return (
+            f"{said}: holds {fact.size} bytes; a build secret holds at most 500 KiB "
+            f"({SECRET_SIZE_LIMIT} bytes), as with buildx"
+        )
+    return None
+
+
+def source_problems(
+    sources: Iterable[SecretSource], facts: Mapping[SecretSource, SourceFact]
+) -> list[Problem]:
+    """When planning: what is wrong with the build secrets' SOURCES (those a plan uses), as
+    FACTS found them, each an error where the source was given (the config's `secrets` key
+    or --secret)."""
+    problems = []
+    for source in sources:
+        fact = facts.get(source)
+        if fact is None or source.kind is SecretKind.SSH:
+            continue
+        why = source_problem(source, fact, planning=True)
+        if why is not None:
+            origin = source.origin or Location("secrets")
+            problems.append(error(origin.path, why, origin.line))
     return problems

@@ -29,15 +29,17 @@ from dockerpkg.core.runrules import local_copy_serves, verification, verificatio
 from dockerpkg.core.staging import staged_reference
 from dockerpkg.effects import daemon, imagebuild, scratch
 from dockerpkg.effects import stage as stage_effects
+from dockerpkg.effects.buildcontext import build_context
 from dockerpkg.effects.buildsession import Sources, image_session
 from dockerpkg.effects.credentials import Credentials
-from dockerpkg.effects.links import LinkPolicy, context_entries, copy_context
+from dockerpkg.effects.links import LinkPolicy
 from dockerpkg.effects.logs import DEFAULT_LOG_LIMIT, CappedLog, Tee
 from dockerpkg.effects.registry import RegistryClient, RegistryError
 from dockerpkg.effects.scheduler import Scheduler, Worker
 from dockerpkg.effects.tasks import Interrupt, Listener, TaskCancelledError, TaskFailedError
 from dockerpkg.effects.tree import BUILD_TEMPLATE
 from dockerpkg.effects.verify import run_verification
+from dockerpkg.effects.waits import Patience
 
 
 @attrs.frozen
@@ -97,6 +99,8 @@ class Executor:
         # Image name -> the manifest digest this run pushed to its staging reference (after
         # its verification): what its promotion moves, whatever the staging tag holds then.
         self._staged: dict[str, str] = {}
+        # Label -> the manifest digest the daemon said its pull in this run resolved it to.
+        self._pulled: dict[str, str] = {}
 
     def cancel(self) -> None:
         """Abort running work: streams end at their next chunk, verifications are killed
@@ -178,7 +182,7 @@ class Executor:
     def _pull(self, label: str, log_name: str = "pulls", *, named: str | None = None) -> str | None:
         with self._log(log_name, f"pull {label}") as log:
             try:
-                daemon.pull(
+                pulled = daemon.pull(
                     self._client,
                     label,
                     self.credentials_for(label),
@@ -194,6 +198,9 @@ class Executor:
                     log.write(f"{exc}; using the local copy\n")
                     return "local copy"
                 raise TaskFailedError(str(exc)) from None
+            if pulled is not None:
+                with self._lock:
+                    self._pulled[label] = pulled
             if named is not None:
                 repository, tag = split_label(named)
                 # Pulled by digest, the image has no tag of LABEL's: it is named by the digest.
@@ -218,7 +225,7 @@ class Executor:
         """A temporary copy of IMAGE's folder (see `_context` below)."""
         settings = self._settings
         links = settings.links or LinkPolicy.for_tree(str(settings.directory))
-        return _context(settings.directory, image.path, image.name, links)
+        return build_context(settings.directory, image.path, image.name, links, image)
 
     def _build(self, image: PlannedImage) -> str | None:
         config = self._settings.config
@@ -242,7 +249,7 @@ class Executor:
                     log.write(f"{BASES_LABEL}: {labels[BASES_LABEL]}\n")
                 build = labelled_build(image.dockerfile, labels, self._settings.build_engine)
                 (context / "Dockerfile").write_text(build.dockerfile, encoding="utf-8")
-                session = self._session(image)
+                session = self._session(image, Patience(self._cancel, deadline))
                 with session as session_id:
                     image_id = imagebuild.build(
                         self._client,
@@ -277,7 +284,9 @@ class Executor:
             return None
         return {registry: {"username": credentials.username, "password": credentials.password}}
 
-    def _session(self, image: PlannedImage) -> contextlib.AbstractContextManager[str | None]:
+    def _session(
+        self, image: PlannedImage, patience: Patience
+    ) -> contextlib.AbstractContextManager[str | None]:
         settings = self._settings
         logins = {
             host: (login["username"], login["password"])
@@ -289,17 +298,21 @@ class Executor:
             Sources(settings.secrets, settings.ssh, logins),
             settings.env,
             ({**settings.env, **settings.daemon_env}, settings.engine_tls),
+            patience=patience,
         )
 
     def _bases(self, image: PlannedImage) -> dict[str, str]:
         """The manifest digest of each image IMAGE's build records, as the daemon holds it
-        now (what the build will use); one the daemon holds by no digest (made locally) is
+        now (what the build will use), the one its tag resolved to when pulled in this run
+        where the daemon holds several; one the daemon holds by no digest (made locally) is
         left out."""
         found: dict[str, str] = {}
         for ref in image.records or ():
             pin = image.pins.get(ref)
             held = daemon.repo_digests(self._client, ref if pin is None else pinned(ref, pin))
-            digest = chosen_digest(held, pin)
+            with self._lock:
+                pulled = self._pulled.get(ref)
+            digest = chosen_digest(held, pin, pulled)
             if digest is not None:
                 found[ref] = digest
         return found
@@ -570,30 +583,6 @@ def _inline_cache(image: PlannedImage) -> dict[str, str]:
     """A build that imports cache from the registry also writes its own into the image, so
     the next build on any machine can import it (BuildKit's inline cache)."""
     return {"BUILDKIT_INLINE_CACHE": "1"} if image.cache_from else {}
-
-
-@contextlib.contextmanager
-def _context(tree: Path, path: str, name: str, links: LinkPolicy) -> Iterator[Path]:
-    """A temporary copy of the image folder PATH of TREE, links followed where LINKS allows
-    (its private files left out), removed whatever happens.
-
-    The links are checked again on this copy: one made or changed after planning is caught.
-    """
-    temp = scratch.make_folder(f"context-{name}")
-    try:
-        context = Path(temp) / "context"
-        entries, refusals = context_entries(str(tree / path), links, skip=links.private)
-        if refusals:
-            named = [f"{r.name if path == '.' else f'{path}/{r.name}'}: {r.why}" for r in refusals]
-            raise TaskFailedError("refused to copy into the build context: " + "; ".join(named))
-        try:
-            context.mkdir()
-            copy_context(entries, str(context))
-        except OSError as exc:
-            raise TaskFailedError(f"cannot copy {path} into the build context: {exc}") from None
-        yield context
-    finally:
-        shutil.rmtree(temp, ignore_errors=True)
 
 
 __all__ = ["Executor", "Outcome", "Settings"]

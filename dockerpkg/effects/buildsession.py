@@ -14,6 +14,7 @@ from dockerpkg.core.builders import TLSFiles
 from dockerpkg.core.plan import BuildEngine, PlannedImage
 from dockerpkg.effects import daemon
 from dockerpkg.effects.tasks import TaskFailedError
+from dockerpkg.effects.waits import Patience
 
 
 @attrs.frozen
@@ -32,11 +33,14 @@ def image_session(
     sources: Sources,
     env: Mapping[str, str],
     engine: tuple[Mapping[str, str], TLSFiles | None],
+    *,
+    patience: Patience | None = None,
 ) -> Iterator[str | None]:
     """The id of the session serving IMAGE's secrets (their values read now), its SSH agents
     and the registry logins its cache imports need, for its build only; None when it needs
     none of them. ENV: the run's environment; ENGINE: that environment with the builder's
-    DOCKER_HOST, and the builder's TLS files (None: DOCKER_CERT_PATH's, if TLS)."""
+    DOCKER_HOST, and the builder's TLS files (None: DOCKER_CERT_PATH's, if TLS). PATIENCE
+    (the build's cancellation and deadline) ends every wait for them."""
     if not image.secrets and not image.ssh and not image.cache_from:
         yield None
         return
@@ -48,7 +52,8 @@ def image_session(
         yield None
         return
     # Only builds that need a session load grpcio.
-    from dockerpkg.effects.session import SecretReadError, build_session, read_secrets
+    from dockerpkg.effects.secretvalues import SecretReadError
+    from dockerpkg.effects.session import build_session, read_secrets
     from dockerpkg.effects.sshagents import AgentError, agent_sockets
 
     try:
@@ -63,7 +68,9 @@ def image_session(
         tls = TLSFiles(*(os.path.join(folder, f"{n}.pem") for n in ("ca", "cert", "key")))
     with contextlib.ExitStack() as stack:
         try:
-            agents = stack.enter_context(agent_sockets(image.ssh, sources.ssh, env))
+            agents = stack.enter_context(agent_sockets(image.ssh, sources.ssh, env, patience))
         except AgentError as exc:
             raise TaskFailedError(str(exc)) from None
-        yield stack.enter_context(build_session(host, tls, values, sources.logins, agents))
+        yield stack.enter_context(
+            build_session(host, tls, values, sources.logins, agents, patience=patience)
+        )

@@ -13,11 +13,8 @@ from __future__ import annotations
 import json
 import logging
 import os
-import socket
 import threading
-import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from types import TracebackType
 from typing import IO, Any, cast
 
 import docker
@@ -29,32 +26,30 @@ import docker.utils.build
 import requests
 import urllib3.exceptions
 
+from dockerpkg.core.bases import pulled_digest
 from dockerpkg.core.builders import Builder
 from dockerpkg.core.images import LocalImage, local_images
 from dockerpkg.core.labels import split_label
+from dockerpkg.effects import waits
 from dockerpkg.effects.causes import causes as causes_of
 from dockerpkg.effects.credentials import Credentials
 from dockerpkg.effects.sshtunnel import Client, tunnel_for
+from dockerpkg.effects.waits import send_aside
 
 log = logging.getLogger(__name__)
+
+# The errors and waits of daemon calls, as callers have always named them.
+DaemonError = waits.DaemonError
+CancelledError = waits.CancelledError
+TimedOutError = waits.TimedOutError
+Guard = waits.Guard
+remember_responses = waits.remember_responses
 
 # Builds and pushes of big images take long; docker-pkg used the same.
 TIMEOUT = 600
 #: Seconds a pull or a push may wait for a word from the daemon (config `transfer_timeout`):
 #: a daemon pulling from a registry that stalls says nothing at all.
 TRANSFER_TIMEOUT = 300.0
-
-
-class DaemonError(Exception):
-    """The daemon refused or failed; the message is for the user."""
-
-
-class CancelledError(DaemonError):
-    """The run was cancelled while the daemon was streaming."""
-
-
-class TimedOutError(DaemonError):
-    """A stream went on past its deadline and was cut."""
 
 
 # What a daemon call raises when it fails: docker-py's and requests' errors, and urllib3's and
@@ -198,103 +193,6 @@ def failure(action: str, exc: BaseException, container: str | None = None) -> Da
 # The classic builder's lines around a RUN step's container.
 
 
-# docker-py hands out only the generator reading a stream, not the HTTP response under it; a
-# session hook notes each thread's last response, so that the stream can be cut.
-_last_response = threading.local()
-
-
-def _note_response(response: requests.Response, *args: Any, **kwargs: Any) -> requests.Response:
-    _last_response.value = response
-    return response
-
-
-def remember_responses(client: docker.APIClient) -> None:
-    hooks = client.hooks.setdefault("response", [])
-    if _note_response not in hooks:
-        hooks.append(_note_response)
-
-
-class Guard:
-    """Cuts the stream of one daemon call once CANCEL is set or DEADLINE (monotonic) passes.
-
-    A watcher thread looks every POLL seconds; `reason` says afterwards why it cut, if it did.
-    """
-
-    POLL = 0.1
-
-    def __init__(self, cancel: threading.Event | None, deadline: float | None) -> None:
-        self._cancel = cancel
-        self._deadline = deadline
-        self._done = threading.Event()
-        self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
-        self.reason: type[DaemonError] | None = None
-
-    def __enter__(self) -> Guard:
-        _last_response.value = None
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        with self._lock:
-            self._done.set()
-        if self._thread is not None:
-            self._thread.join()
-
-    def watch(self, response: requests.Response | None = None) -> None:
-        """Watch RESPONSE's stream, by default that of the request this thread has just sent."""
-        if response is None:
-            response = getattr(_last_response, "value", None)
-        if response is None or (self._cancel is None and self._deadline is None):
-            return
-        self._thread = threading.Thread(
-            target=self._run, args=(response,), name="dockerpkg-stream-guard", daemon=True
-        )
-        self._thread.start()
-
-    def _run(self, response: requests.Response) -> None:
-        while not self._done.wait(self._pause()):
-            if self._cancel is not None and self._cancel.is_set():
-                reason: type[DaemonError] = CancelledError
-            elif self._deadline is not None and time.monotonic() >= self._deadline:
-                reason = TimedOutError
-            else:
-                continue
-            with self._lock:
-                if not self._done.is_set():
-                    self.reason = reason
-                    _cut(response)
-            return
-
-    def _pause(self) -> float:
-        pause = self.POLL if self._cancel is not None else 3600.0
-        if self._deadline is not None:
-            pause = min(pause, max(0.0, self._deadline - time.monotonic()))
-        return pause
-
-    def raise_if_cut(self) -> None:
-        if self.reason is not None:
-            raise self.reason("cancelled" if self.reason is CancelledError else "timed out")
-
-
-def _cut(response: requests.Response) -> None:
-    """Shut the connection under RESPONSE down: a read blocked on it in another thread ends."""
-    connection = getattr(response.raw, "connection", None)
-    sock = getattr(connection, "sock", None)
-    if isinstance(sock, socket.socket):
-        try:
-            sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-        else:
-            return
-    response.close()
-
-
 def list_images(client: docker.APIClient) -> tuple[LocalImage, ...]:
     """Every image of the daemon, in one call."""
     try:
@@ -337,13 +235,12 @@ def stream_errors(
                 error = item_error(item)
             if on_aux is not None and isinstance(item.get("aux"), dict):
                 on_aux(item["aux"])
-            if log_file is not None:
-                text = item.get("stream") or item.get("status") or item.get("error") or ""
-                if text and on_text is not None:
-                    on_text(text)
-                if text:
-                    progress = f" {item['progress']}" if item.get("progress") else ""
-                    log_file.write(text if text.endswith("\n") else f"{text}{progress}\n")
+            text = item.get("stream") or item.get("status") or item.get("error") or ""
+            if text and on_text is not None:
+                on_text(text)
+            if log_file is not None and text:
+                progress = f" {item['progress']}" if item.get("progress") else ""
+                log_file.write(text if text.endswith("\n") else f"{text}{progress}\n")
     return error
 
 
@@ -360,37 +257,42 @@ def pull(
     cancel: threading.Event | None = None,
     *,
     timeout: float = TRANSFER_TIMEOUT,
-) -> None:
+) -> str | None:
     """Pull LABEL (`NAME:TAG`, or `NAME[:TAG]@DIGEST`: that manifest, no tag moved);
-    TIMEOUT bounds each wait for the daemon (its answer, each progress line)."""
+    TIMEOUT bounds each wait for the daemon (its answer, each progress line). Returns the
+    manifest digest the daemon says LABEL resolved to (an index's, for a multi-platform
+    image), if it says one."""
     named, _, digest = label.partition("@")
     repository, tag = split_label(named)
     params = {"fromImage": repository, "tag": digest or tag or "latest"}
     url = requests_of(client)._url("/images/create")
+    said: list[str] = []
     _transfer(
         client,
         url,
         params,
-        repository,
-        credentials,
+        (repository, credentials),
         log_file,
         cancel,
         timeout,
         f"cannot pull {label}",
+        on_text=said.append,
     )
+    return pulled_digest(said)
 
 
 def _transfer(  # noqa: PLR0917 (one request's parts, from two callers)
     client: docker.APIClient,
     url: str,
     params: Mapping[str, str],
-    repository: str,
-    credentials: Credentials | None,
+    login: tuple[str, Credentials | None],
     log_file: IO[str] | None,
     cancel: threading.Event | None,
     timeout: float,
     what: str,
+    *,
     on_aux: Callable[[Mapping[str, Any]], None] | None = None,
+    on_text: Callable[[str], None] | None = None,
 ) -> None:
     """A pull or a push: POST URL and read its progress stream, each read bounded by TIMEOUT.
 
@@ -400,11 +302,12 @@ def _transfer(  # noqa: PLR0917 (one request's parts, from two callers)
     timeout, its answer unread).
     """
     guard = Guard(cancel, None)
+    repository, credentials = login
     try:
         # Inside the try: a credential helper's failure or a bad name is a failure, not a bug.
         headers = _auth_headers(client, repository, credentials)
         with guard:
-            response = _send_aside(
+            response = send_aside(
                 lambda: requests_of(client)._post(
                     url, params=params, headers=headers, stream=True, timeout=timeout
                 ),
@@ -413,7 +316,7 @@ def _transfer(  # noqa: PLR0917 (one request's parts, from two callers)
             guard.watch(response)
             requests_of(client)._raise_for_status(response)
             stream = requests_of(client)._stream_helper(response, decode=True)
-            error = stream_errors(stream, log_file, cancel, on_aux=on_aux)
+            error = stream_errors(stream, log_file, cancel, on_text=on_text, on_aux=on_aux)
     except FAILURES as exc:
         guard.raise_if_cut()
         if _timed_out(exc):
@@ -450,43 +353,6 @@ def _timed_out(exc: BaseException) -> bool:
         isinstance(cause, TimeoutError | urllib3.exceptions.TimeoutError | requests.Timeout)
         for cause in causes_of(exc)
     )
-
-
-def _send_aside(
-    send: Callable[[], requests.Response], cancel: threading.Event | None
-) -> requests.Response:
-    """SEND's answer, waited for in this thread while SEND runs in another; a set CANCEL
-    ends the wait (CancelledError) and the answer, if it comes, is closed unread."""
-    box: dict[str, Any] = {}
-    done = threading.Event()
-    lock = threading.Lock()
-
-    def run() -> None:
-        try:
-            response = send()
-        except BaseException as exc:  # noqa: BLE001 (handed to the waiting thread, which raises it)
-            box["error"] = exc
-        else:
-            with lock:
-                if box.get("abandoned"):
-                    response.close()
-                else:
-                    box["response"] = response
-        finally:
-            done.set()
-
-    threading.Thread(target=run, name="dockerpkg-request", daemon=True).start()
-    while not done.wait(Guard.POLL):
-        if cancel is not None and cancel.is_set():
-            with lock:
-                box["abandoned"] = True
-                late = box.pop("response", None)
-            if late is not None:
-                late.close()
-            raise CancelledError("cancelled")
-    if "error" in box:
-        raise box["error"]
-    return cast("requests.Response", box["response"])
 
 
 def tag(client: docker.APIClient, label: str, repository: str, new_tag: str) -> None:
@@ -543,13 +409,12 @@ def push(
         client,
         requests_of(client)._url("/images/{0}/push", repository),
         {"tag": push_tag},
-        repository,
-        credentials,
+        (repository, credentials),
         log_file,
         cancel,
         timeout,
         f"push of {repository}:{push_tag} failed",
-        note,
+        on_aux=note,
     )
     return pushed[-1] if pushed else None
 

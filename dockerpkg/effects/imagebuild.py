@@ -13,7 +13,7 @@ import tarfile
 import tempfile
 import threading
 from collections.abc import Iterator, Mapping
-from typing import IO, Any, cast
+from typing import IO, Any
 
 import docker
 import docker.errors
@@ -33,6 +33,7 @@ from dockerpkg.effects.daemon import (
     requests_of,
     stream_errors,
 )
+from dockerpkg.effects.waits import Patience, send_aside
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +80,30 @@ def build(
             cancel=cancel,
             headers=_registry_config(registry_auth) if cache_from else {},
         )
+    request = {
+        "path": context,
+        "dockerfile": dockerfile,
+        "tag": label,
+        "nocache": not use_cache,
+        "rm": True,
+        "forcerm": True,
+        "pull": False,
+        "buildargs": dict(buildargs),
+        "container_limits": dict(container_limits) or None,
+        "labels": dict(labels) if labels else None,
+        "decode": True,
+    }
+    return _build_classic(client, label, guard, request, log_file)
+
+
+def _build_classic(
+    client: docker.APIClient,
+    label: str,
+    guard: Guard,
+    request: Mapping[str, Any],
+    log_file: IO[str] | None,
+) -> str:
+    """docker-py's build with REQUEST (its keywords); the failed step's container named."""
     running: list[str] = []  # the container of the RUN step under way, if any
 
     def note(text: str) -> None:
@@ -87,23 +112,13 @@ def build(
         elif text.startswith(_STEP_CONTAINER_REMOVED):
             running.clear()
 
+    patience = guard.patience
     try:
         with guard:
-            stream = client.build(
-                path=context,
-                dockerfile=dockerfile,
-                tag=label,
-                nocache=not use_cache,
-                rm=True,
-                forcerm=True,
-                pull=False,
-                buildargs=dict(buildargs),
-                container_limits=cast("Any", dict(container_limits) or None),
-                labels=dict(labels) if labels else None,
-                decode=True,
-            )
+            # Aside: sending the context and waiting for the answer end on a cancellation.
+            stream = send_aside(lambda: client.build(**request), patience.cancel, patience.deadline)
             guard.watch()
-            error = stream_errors(stream, log_file, cancel, note)
+            error = stream_errors(stream, log_file, patience.cancel, note)
     except FAILURES as exc:
         guard.raise_if_cut()
         raise failure("build failed", exc, running[0] if running else None) from None
@@ -135,15 +150,20 @@ def _build_with_buildkit(
     """
     try:
         with guard:
-            body = _context_archive(context, params["dockerfile"])
+            body = _context_archive(context, params["dockerfile"], guard.patience)
             try:
-                response = requests_of(client)._post(
-                    requests_of(client)._url("/build"),
-                    data=body,
-                    params={"t": label, "version": "2", **params},
-                    headers={"Content-Type": "application/tar", **headers},
-                    stream=True,
-                    timeout=None,
+                # Aside: sending the context and waiting for the answer end on a cancellation.
+                response = send_aside(
+                    lambda: requests_of(client)._post(
+                        requests_of(client)._url("/build"),
+                        data=body,
+                        params={"t": label, "version": "2", **params},
+                        headers={"Content-Type": "application/tar", **headers},
+                        stream=True,
+                        timeout=None,
+                    ),
+                    guard.patience.cancel,
+                    guard.patience.deadline,
                 )
             finally:
                 body.close()
@@ -240,7 +260,7 @@ def _trace_lines(trace: buildkit.TraceLog, aux: object) -> list[str]:
         return [f"(unreadable progress message: {exc})\n"]
 
 
-def _context_archive(context: str, dockerfile: str) -> IO[bytes]:
+def _context_archive(context: str, dockerfile: str, patience: Patience | None = None) -> IO[bytes]:
     """The build context after its .dockerignore (matched by docker-py, as for classic builds)
     as a tar: GNU format, the Dockerfile first.
 
@@ -254,6 +274,8 @@ def _context_archive(context: str, dockerfile: str) -> IO[bytes]:
     archive = tempfile.TemporaryFile()  # noqa: SIM115 (the caller sends and closes it)
     with tarfile.open(mode="w", fileobj=archive, format=tarfile.GNU_FORMAT) as tar:
         for path in sorted(paths, key=lambda p: (p != dockerfile, p)):
+            if patience is not None:
+                patience.check()  # a large context takes a while: a cancellation ends it
             full = os.path.join(root, path)
             info = tar.gettarinfo(full, arcname=path)
             if info.isfile():

@@ -13,6 +13,7 @@ would put files of the machine into an image, so it is refused before anything i
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import shutil
 import stat
@@ -128,6 +129,12 @@ class Entry:
     name: str  # relative to the context, "/"-separated
     source: str  # the path to read (through links already followed)
     folder: bool
+    # Part of the image's definition; not so in an image folder nested in this one (the
+    # snapshot gives its files to that image), which the context still holds, as docker-pkg's.
+    counted: bool = True
+    # Sent to the daemon; a private file (see LinkPolicy) is only hashed, as the snapshot
+    # hashed it.
+    sent: bool = True
 
 
 @attrs.frozen
@@ -158,8 +165,12 @@ def context_entries(
     """
     walker = _Walker(policy, frozenset(skip))
     real = os.path.realpath(folder)
-    entries = list(walker.folder(real, "", (real,)))
+    entries = list(walker.folder(real, "", (real,), top=True))
     return entries, walker.refusals
+
+
+# The files that make a folder an image folder (dockerpkg.effects.tree reads them).
+_IMAGE_FILES = frozenset({"Dockerfile.template", "changelog"})
 
 
 @attrs.define
@@ -170,17 +181,31 @@ class _Walker:
     skip: frozenset[str] = frozenset()
     refusals: list[Refusal] = attrs.field(factory=list)
 
-    def link(self, path: str, name: str, holders: tuple[str, ...]) -> Iterator[Entry]:
+    def link(
+        self, path: str, name: str, holders: tuple[str, ...], *, counted: bool = True
+    ) -> Iterator[Entry]:
         followed = follow(path, self.policy, holders)
         if isinstance(followed, str):
             self.refusals.append(Refusal(name, followed))
         elif followed.folder:
-            yield Entry(name, followed.real, folder=True)
-            yield from self.folder(followed.real, name + "/", (*holders, followed.real))
+            yield Entry(name, followed.real, folder=True, counted=counted)
+            # The snapshot follows a linked folder whole: no image folder is found in it.
+            yield from self.folder(
+                followed.real, name + "/", (*holders, followed.real), linked=True, counted=counted
+            )
         else:
-            yield Entry(name, followed.real, folder=False)
+            yield Entry(name, followed.real, folder=False, counted=counted)
 
-    def folder(self, path: str, prefix: str, holders: tuple[str, ...]) -> Iterator[Entry]:
+    def folder(
+        self,
+        path: str,
+        prefix: str,
+        holders: tuple[str, ...],
+        *,
+        top: bool = False,
+        linked: bool = False,
+        counted: bool = True,
+    ) -> Iterator[Entry]:
         try:
             with os.scandir(path) as scan:
                 found = sorted(scan, key=lambda e: e.name)
@@ -188,33 +213,109 @@ class _Walker:
             why = f"cannot read the folder: {exc.strerror}"
             self.refusals.append(Refusal(prefix.rstrip("/") or ".", why))
             return
+        if not top and not linked and {item.name for item in found} >= _IMAGE_FILES:
+            counted = False  # an image folder of its own
         for item in found:
             name = prefix + item.name
-            if item.path in self.skip or item.name in WORKING_FILES:
+            if item.name in WORKING_FILES:
+                continue
+            if item.path in self.skip:
+                if counted and item.is_file(follow_symlinks=False):
+                    yield Entry(name, item.path, folder=False, sent=False)
                 continue
             if item.is_symlink():
-                yield from self.link(item.path, name, holders)
+                yield from self.link(item.path, name, holders, counted=counted)
             elif item.is_dir(follow_symlinks=False):
-                yield Entry(name, item.path, folder=True)
-                yield from self.folder(item.path, name + "/", (*holders, item.path))
+                yield Entry(name, item.path, folder=True, counted=counted)
+                yield from self.folder(
+                    item.path,
+                    name + "/",
+                    (*holders, item.path),
+                    linked=linked,
+                    counted=counted,
+                )
             elif item.is_file(follow_symlinks=False):
-                yield Entry(name, item.path, folder=False)
+                yield Entry(name, item.path, folder=False, counted=counted)
             else:
                 why = "not a file, folder or symlink: refused in a build context"
                 self.refusals.append(Refusal(name, why))
 
 
-def copy_context(entries: Iterable[Entry], destination: str) -> None:
+@attrs.frozen
+class Copied:
+    """What a copy of a build context holds, read in the copying pass: the sha256 of each
+    file of the image's definition, and its .dockerignore text (as the snapshot reads it)."""
+
+    hashes: tuple[tuple[str, str], ...]  # (name, sha256 hex), in copy order
+    dockerignore: str | None
+
+
+_BLOCK = 1 << 20
+_DOCKERIGNORE_LIMIT = 256 * 1024  # as the snapshot: larger files are context, not text
+
+
+def copy_context(entries: Iterable[Entry], destination: str) -> Copied:
     """Write ENTRIES under DESTINATION (which exists): folders made, files copied with their
-    mode, as docker-pkg's copy of the folder did; raises OSError."""
+    mode and times, as docker-pkg's copy of the folder did, each file hashed as it is copied;
+    raises OSError (also for what is no longer a regular file: a FIFO is never waited on)."""
     folders = []
+    hashes = []
+    dockerignore = None
     for entry in entries:
         path = os.path.join(destination, *entry.name.split("/"))
         if entry.folder:
             os.mkdir(path)
             folders.append((entry.source, path))
-        else:
-            shutil.copy2(entry.source, path)
+            continue
+        digest, head = _copy_file(entry.source, path if entry.sent else None)
+        if entry.counted:
+            hashes.append((entry.name, digest))
+        if entry.name == ".dockerignore":
+            dockerignore = _text(head)
     # Modes last: a read-only folder must take its files first.
     for source, path in reversed(folders):
         shutil.copymode(source, path)
+    return Copied(tuple(hashes), dockerignore)
+
+
+def _copy_file(source: str, path: str | None) -> tuple[str, bytes]:
+    """Copy SOURCE to the new file PATH (None: only read it); the sha256 hex of the content
+    and its first bytes (up to the .dockerignore limit, and one more)."""
+    # Non-blocking: opening a FIFO put where a file was would wait for a writer for ever.
+    reader = os.open(source, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        info = os.fstat(reader)
+        if not stat.S_ISREG(info.st_mode):
+            raise OSError(errno.EINVAL, "no longer a regular file", source)
+        digest = hashlib.sha256()
+        head = bytearray()
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+        writer = None if path is None else os.open(path, flags, 0o600)
+        try:
+            while block := os.read(reader, _BLOCK):
+                digest.update(block)
+                if len(head) <= _DOCKERIGNORE_LIMIT:
+                    head += block[: _DOCKERIGNORE_LIMIT + 1 - len(head)]
+                view = memoryview(block)
+                while writer is not None and view:
+                    view = view[os.write(writer, view) :]
+            if writer is not None:
+                os.fchmod(writer, stat.S_IMODE(info.st_mode))
+        finally:
+            if writer is not None:
+                os.close(writer)
+        if path is not None:
+            os.utime(path, ns=(info.st_atime_ns, info.st_mtime_ns))
+    finally:
+        os.close(reader)
+    return digest.hexdigest(), bytes(head)
+
+
+def _text(head: bytes) -> str | None:
+    """HEAD as the snapshot reads a small file's text: None when too large or not UTF-8."""
+    if len(head) > _DOCKERIGNORE_LIMIT:
+        return None
+    try:
+        return head.decode("utf-8")
+    except UnicodeDecodeError:
+        return None

@@ -14,22 +14,28 @@ are small protobufs, encoded by hand (no protobuf runtime).
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import secrets
+import select
 import shutil
 import socket
 import ssl
 import threading
+import time
 import urllib.parse
 from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from dockerpkg.core.builders import TLSFiles
+from dockerpkg.core.secrets import SecretKind, SecretSource
 from dockerpkg.effects import scratch
 from dockerpkg.effects.daemon import DaemonError
+from dockerpkg.effects.secretvalues import SecretReadError, read_value
 from dockerpkg.effects.sshtunnel import SshError, dial_stdio, relay
 from dockerpkg.effects.sshtunnel import end as end_process
+from dockerpkg.effects.waits import Patience
 
 _SECRETS = "moby.buildkit.secrets.v1.Secrets"
 _AUTH = "moby.filesync.v1.Auth"
@@ -40,32 +46,18 @@ _CHUNK = 65536
 _RESPONSE_LIMIT = 65536  # bytes of the /session answer's head read before giving up
 
 
-class SecretReadError(Exception):
-    """A build secret's value cannot be had (its variable unset, its file unreadable)."""
-
-
 def read_secrets(
     ids: Iterable[str], sources: Mapping[str, str], env: Mapping[str, str]
 ) -> dict[str, bytes]:
     """The values of the secrets IDS, from SOURCES (id -> "env:VARIABLE" or "file:PATH", as
-    the plan gives them) and ENV, the run's environment; read for one build, kept by none."""
+    the plan gives them) and ENV, the run's environment; read for one build, kept by none.
+    Each is checked again as when planning (a regular file, at most 500 KiB)."""
     values = {}
     for secret_id in ids:
         kind, _, where = sources.get(secret_id, "").partition(":")
-        if kind == "env":
-            if where not in env:
-                raise SecretReadError(f"secret {secret_id}: {where} is not set")
-            values[secret_id] = env[where].encode()
-        elif kind == "file":
-            try:
-                with open(os.path.expanduser(where), "rb") as file:
-                    values[secret_id] = file.read()
-            except OSError as exc:
-                raise SecretReadError(
-                    f"secret {secret_id}: cannot read {where}: {exc.strerror}"
-                ) from None
-        else:
+        if kind not in ("env", "file"):
             raise SecretReadError(f"secret {secret_id}: the plan gives no source for it")
+        values[secret_id] = read_value(SecretSource(secret_id, SecretKind(kind), where), env)
     return values
 
 
@@ -210,7 +202,9 @@ def _handlers(
     )
 
 
-def _connect(host: str, tls: TLSFiles | None, stack: contextlib.ExitStack) -> socket.socket:
+def _connect(
+    host: str, tls: TLSFiles | None, stack: contextlib.ExitStack, patience: Patience
+) -> socket.socket:
     """A connection to the Docker engine at HOST (DOCKER_HOST's form); TLS: the CA that
     signed the engine's certificate and this client's certificate and key. For ssh://, the
     `ssh` command's `docker system dial-stdio` on the engine's host, as the docker CLI and
@@ -223,8 +217,7 @@ def _connect(host: str, tls: TLSFiles | None, stack: contextlib.ExitStack) -> so
     if parts.scheme == "ssh" and parts.hostname:
         return _dial_over_ssh(parts, stack)
     if parts.scheme == "tcp" and parts.hostname:
-        sock = socket.create_connection((parts.hostname, parts.port or 2375), timeout=30)
-        sock.settimeout(None)
+        sock = _tcp(parts.hostname, parts.port or 2375, patience)
         if tls is None:
             return sock
         context = ssl.create_default_context(cafile=os.path.expanduser(tls.ca))
@@ -234,6 +227,35 @@ def _connect(host: str, tls: TLSFiles | None, stack: contextlib.ExitStack) -> so
         f"build secrets, SSH agents and the registry cache need a BuildKit session, which "
         f"dockerpkg opens on unix://, tcp:// and ssh:// engines, not {parts.scheme}://"
     )
+
+
+_CONNECT_TIMEOUT = 30.0  # seconds a TCP engine may take to accept the session's connection
+
+
+def _tcp(host: str, port: int, patience: Patience) -> socket.socket:
+    """A connection to HOST:PORT, made without blocking so that PATIENCE ends the wait."""
+    give_up = time.monotonic() + _CONNECT_TIMEOUT
+    failure: OSError = OSError(errno.EHOSTUNREACH, f"no address for {host}")
+    for family, kind, proto, _, address in socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM):
+        sock = socket.socket(family, kind, proto)
+        try:
+            sock.setblocking(False)
+            code = sock.connect_ex(address)
+            while code in (errno.EINPROGRESS, errno.EALREADY):
+                patience.check()
+                if select.select([], [sock], [], Patience.POLL)[1]:
+                    code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                elif time.monotonic() > give_up:
+                    code = errno.ETIMEDOUT
+            if code == 0:
+                sock.setblocking(True)
+                return sock
+            failure = OSError(code, os.strerror(code))
+        except BaseException:
+            sock.close()
+            raise
+        sock.close()
+    raise failure
 
 
 def _dial_over_ssh(parts: urllib.parse.SplitResult, stack: contextlib.ExitStack) -> socket.socket:
@@ -246,11 +268,17 @@ def _dial_over_ssh(parts: urllib.parse.SplitResult, stack: contextlib.ExitStack)
 
 
 def _open(
-    host: str, tls: TLSFiles | None, session_id: str, stack: contextlib.ExitStack
+    host: str,
+    tls: TLSFiles | None,
+    session_id: str,
+    stack: contextlib.ExitStack,
+    patience: Patience,
 ) -> socket.socket:
     """`POST /session`, read up to the end of the daemon's 101 answer (byte by byte: what
-    follows is the daemon's HTTP/2 and must reach the gRPC server whole)."""
-    sock = _connect(host, tls, stack)
+    follows is the daemon's HTTP/2 and must reach the gRPC server whole); PATIENCE ends
+    the wait for it."""
+    sock = _connect(host, tls, stack, patience)
+    stack.callback(sock.close)  # a wait ended by PATIENCE leaves no connection behind
     head = [
         "POST /session HTTP/1.1",
         "Host: docker",
@@ -268,11 +296,17 @@ def _open(
     ]
     sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode())
     answer = bytearray()
+    sock.settimeout(Patience.POLL)
     while not answer.endswith(b"\r\n\r\n") and len(answer) < _RESPONSE_LIMIT:
-        byte = sock.recv(1)
+        try:
+            byte = sock.recv(1)
+        except TimeoutError:
+            patience.check()
+            continue
         if not byte:
             break
         answer += byte
+    sock.settimeout(None)
     status = bytes(answer).split(b"\r\n", 1)[0].decode(errors="replace")
     if " 101 " not in f"{status} ":
         sock.close()
@@ -291,11 +325,13 @@ def build_session(
     values: Mapping[str, bytes],
     logins: Mapping[str, tuple[str, str]] | None = None,
     agents: Mapping[str, str] | None = None,
+    *,
+    patience: Patience | None = None,
 ) -> Iterator[str]:
     """A session on the engine at HOST serving VALUES (secret id -> bytes), LOGINS (registry
     -> username, password: BuildKit asks for them to import cache) and AGENTS (SSH id -> the
     agent's socket) to the build that names its id (`POST /build?session=ID`); it ends with
-    the block, however it ends."""
+    the block, however it ends. PATIENCE ends the wait for the engine to open it."""
     import grpc  # only builds that need a session pay for loading it
 
     folder = scratch.make_folder("session")
@@ -310,7 +346,7 @@ def build_session(
     sockets: list[socket.socket] = []
     ends = contextlib.ExitStack()
     try:
-        daemon_side = _open(host, tls, session_id, ends)
+        daemon_side = _open(host, tls, session_id, ends, patience or Patience())
         sockets.append(daemon_side)
         server_side = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sockets.append(server_side)

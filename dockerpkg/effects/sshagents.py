@@ -6,16 +6,20 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import shutil
 import signal
 import stat
 import subprocess
+import time
 from collections.abc import Iterable, Iterator, Mapping
 
 from dockerpkg.core.secrets import DEFAULT_AGENT
 from dockerpkg.effects import scratch
+from dockerpkg.effects.waits import Patience
 
 _START_TIMEOUT = 10.0  # seconds a private agent may take to say it listens
+_STOP_TIMEOUT = 1.0  # seconds it may take to end once told to, before it is killed
 
 
 class AgentError(Exception):
@@ -24,24 +28,31 @@ class AgentError(Exception):
 
 @contextlib.contextmanager
 def agent_sockets(
-    ids: Iterable[str], sources: Mapping[str, str], env: Mapping[str, str]
+    ids: Iterable[str],
+    sources: Mapping[str, str],
+    env: Mapping[str, str],
+    patience: Patience | None = None,
 ) -> Iterator[dict[str, str]]:
     """Agent id -> the path of its socket, for the agents IDS, from SOURCES (id ->
     "ssh:PATH", as the plan gives them) and ENV, the run's environment; private agents
-    started for key files end with the block."""
+    started for key files end with the block. PATIENCE ends the waits for them to start."""
     with contextlib.ExitStack() as stack:
         sockets = {}
         for agent_id in ids:
             kind, _, where = sources.get(agent_id, "").partition(":")
             if kind != "ssh":
                 raise AgentError(f"ssh {agent_id}: the plan gives no source for it")
-            sockets[agent_id] = _socket_of(agent_id, where, env, stack)
+            sockets[agent_id] = _socket_of(agent_id, where, env, (stack, patience or Patience()))
         yield sockets
 
 
 def _socket_of(
-    agent_id: str, where: str, env: Mapping[str, str], stack: contextlib.ExitStack
+    agent_id: str,
+    where: str,
+    env: Mapping[str, str],
+    waits: tuple[contextlib.ExitStack, Patience],
 ) -> str:
+    stack, patience = waits
     if where == DEFAULT_AGENT:
         found = env.get("SSH_AUTH_SOCK")
         if not found:
@@ -55,12 +66,12 @@ def _socket_of(
     if stat.S_ISSOCK(mode):
         return path
     if stat.S_ISREG(mode):
-        return stack.enter_context(_private_agent(agent_id, path))
+        return stack.enter_context(_private_agent(agent_id, path, patience))
     raise AgentError(f"ssh {agent_id}: {where} is neither an agent's socket nor a key file")
 
 
 @contextlib.contextmanager
-def _private_agent(agent_id: str, key: str) -> Iterator[str]:
+def _private_agent(agent_id: str, key: str, patience: Patience) -> Iterator[str]:
     """An ssh-agent holding only KEY, on a socket in a private folder, for one build.
 
     The agent runs a command (a shell waiting on a pipe from this process) and ends when that
@@ -87,11 +98,11 @@ def _private_agent(agent_id: str, key: str) -> Iterator[str]:
             start_new_session=True,
         )
         assert process.stdout is not None
-        said = process.stdout.readline().strip()
+        said = _first_line(process.stdout.fileno(), patience)
         if not said.isdigit():
             raise AgentError(f"ssh {agent_id}: ssh-agent did not start")
         agent_pid = int(said)
-        _add_key(agent_id, add, key, socket_path)
+        _add_key(agent_id, add, key, socket_path, patience)
         yield socket_path
     finally:
         if process is not None:
@@ -99,20 +110,45 @@ def _private_agent(agent_id: str, key: str) -> Iterator[str]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def _add_key(agent_id: str, add: str, key: str, socket_path: str) -> None:
+def _first_line(descriptor: int, patience: Patience) -> str:
+    """The first line read from DESCRIPTOR (what came, at its end or after _START_TIMEOUT
+    seconds); PATIENCE ends the wait sooner."""
+    give_up = time.monotonic() + _START_TIMEOUT
+    said = b""
+    while b"\n" not in said and time.monotonic() < give_up:
+        patience.check()
+        if select.select([descriptor], [], [], Patience.POLL)[0]:
+            chunk = os.read(descriptor, 256)
+            if not chunk:
+                break
+            said += chunk
+    return said.partition(b"\n")[0].decode(errors="replace").strip()
+
+
+def _add_key(agent_id: str, add: str, key: str, socket_path: str, patience: Patience) -> None:
+    adding = subprocess.Popen(
+        [add, "-q", key],
+        env={"SSH_AUTH_SOCK": socket_path, "PATH": os.defpath},
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    give_up = time.monotonic() + _START_TIMEOUT
     try:
-        added = subprocess.run(
-            [add, "-q", key],
-            env={"SSH_AUTH_SOCK": socket_path, "PATH": os.defpath},
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            timeout=_START_TIMEOUT,
-            check=False,
-        )
-    except subprocess.TimeoutExpired:
-        raise AgentError(f"ssh {agent_id}: ssh-add did not finish adding {key}") from None
-    if added.returncode != 0:
-        said = added.stderr.decode(errors="replace").strip().splitlines()
+        while adding.poll() is None:
+            patience.check()
+            if time.monotonic() > give_up:
+                raise AgentError(f"ssh {agent_id}: ssh-add did not finish adding {key}")
+            time.sleep(Patience.POLL)
+    finally:
+        if adding.poll() is None:
+            adding.kill()
+            adding.wait()
+    assert adding.stderr is not None
+    stderr = adding.stderr.read()
+    adding.stderr.close()
+    if adding.returncode != 0:
+        said = stderr.decode(errors="replace").strip().splitlines()
         raise AgentError(
             f"ssh {agent_id}: ssh-add cannot add {key}"
             + (f": {said[-1]}" if said else "")
@@ -131,7 +167,7 @@ def _stop(process: subprocess.Popen[bytes], agent_pid: int | None) -> None:
             with contextlib.suppress(OSError):
                 stream.close()
     try:
-        process.wait(timeout=_START_TIMEOUT)
+        process.wait(timeout=_STOP_TIMEOUT)
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()

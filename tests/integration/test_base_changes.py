@@ -4,6 +4,7 @@ standard labels under both builders."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import re
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import docker
 import pytest
+import requests
 
 from dockerpkg.core.bases import BASES_LABEL
 from tests.integration.test_build import NAMESPACE, Outcome, Site, read_json, steps_by_key
@@ -240,3 +242,83 @@ def test_a_base_missing_from_the_registry_is_said(
     assert "busybox" not in "".join(
         line for line in planned.out.splitlines() if "not in its registry" in line
     )
+
+
+MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+MANIFEST_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
+
+
+def make_tag_an_index(site: Site, platform_digest: str, arch: str) -> str:
+    """Put a manifest list holding the manifest PLATFORM_DIGEST (for linux/ARCH) under the
+    second base's tag, as when a base starts being published for several platforms; its
+    digest is made to sort after the platform manifest's (padding in the JSON), so the
+    smallest digest the daemon holds is not the tag's. Returns the list's digest."""
+    repository, tag = SECOND.split(":")
+    registry = site.registry
+    auth = (registry.username or "", registry.password or "")
+    url = f"{registry.url}/v2/{repository}/manifests"
+    got = requests.get(
+        f"{url}/{platform_digest}",
+        headers={"Accept": MANIFEST},
+        auth=auth,
+        verify=registry.verify,
+        timeout=30,
+    )
+    got.raise_for_status()
+    entry = {
+        "mediaType": MANIFEST,
+        "size": len(got.content),
+        "digest": platform_digest,
+        "platform": {"architecture": arch, "os": "linux"},
+    }
+    text = json.dumps({"schemaVersion": 2, "mediaType": MANIFEST_LIST, "manifests": [entry]})
+    body = text.encode()
+    while "sha256:" + hashlib.sha256(body).hexdigest() <= platform_digest:
+        body += b" "
+    put = requests.put(
+        f"{url}/{tag}",
+        data=body,
+        headers={"Content-Type": MANIFEST_LIST},
+        auth=auth,
+        verify=registry.verify,
+        timeout=30,
+    )
+    put.raise_for_status()
+    index = "sha256:" + hashlib.sha256(body).hexdigest()
+    assert put.headers["Docker-Content-Digest"] == index
+    return index
+
+
+def test_a_base_that_became_an_index_is_recorded_as_its_tag_resolves(
+    make_site: Callable[..., Site],
+    dockerpkg: Callable[..., Outcome],
+    docker_client: docker.DockerClient,
+    busybox_base: str,
+) -> None:
+    """The daemon holds the base under its platform manifest and under the index its tag
+    now names: the build records the index (what the registry answers for the tag), so
+    neither `plan` nor `update --changed-bases` finds the image outdated after it."""
+    site = make_site()
+    ref = push_second_base(docker_client, busybox_base, site, "one")
+    platform = second_digest(site)
+    index = make_tag_an_index(site, platform, str(docker_client.version()["Arch"]))
+    assert second_digest(site) == index
+    write_image(site.tree, site.name("a"), "1.0", 'FROM {{ "second" | image_tag }}\n')
+    config = config_with_bases(site)
+    built = dockerpkg("-c", config, "build", site.tree)
+    assert built.status == 0, built.text
+    held = docker_client.api.inspect_image(ref)["RepoDigests"]  # type: ignore[no-untyped-call]
+    repository = ref.partition(":1.0")[0]
+    assert sorted(d.partition("@")[2] for d in held if d.startswith(repository + "@")) == [
+        platform,
+        index,
+    ]
+    assert json.loads(published_labels(site, "a")[BASES_LABEL]) == {ref: index}
+
+    quiet = dockerpkg("-c", config, "plan", "--detailed-exitcode", site.tree)
+    assert quiet.status == 0, quiet.text
+    changelog = site.tree / site.name("a") / "changelog"
+    before = changelog.read_text(encoding="utf-8")
+    update = dockerpkg("-c", config, "update", "--changed-bases", site.tree)
+    assert update.status == 0, update.text
+    assert changelog.read_text(encoding="utf-8") == before

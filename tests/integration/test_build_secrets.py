@@ -7,7 +7,11 @@ import contextlib
 import hashlib
 import io
 import json
+import os
+import subprocess
+import sys
 import tarfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -239,3 +243,43 @@ def test_a_secret_reaches_a_build_on_an_ssh_engine(
     assert built.status == 0, built.text
     done = docker_client.containers.run(site.label("tok", "1.0"), ["cat", "/h"], remove=True)
     assert done.decode().strip() == hashlib.sha256(TOKEN.encode()).hexdigest()
+
+
+def test_a_secret_file_made_a_fifo_after_planning_fails_its_build_at_once(
+    make_site: Callable[..., Site],
+    dockerpkg: Callable[..., Outcome],
+    docker_client: docker.DockerClient,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A FIFO where the secret file was is refused when the build is served (it used to make
+    the build wait for a writer for ever, deaf to SIGTERM and --build-timeout); the image
+    using it fails, naming why, and the other one is built."""
+    monkeypatch.setenv("BUILD_TOKEN", TOKEN)
+    site = make_site()
+    write_tree(site)
+    config = secret_config(site)
+    saved, report = site.work / "plan.json", site.work / "report.json"
+    planned = dockerpkg("-c", config, "plan", "--out", saved, site.tree)
+    assert planned.status == 0, planned.text
+    netrc = site.work / "netrc.txt"
+    netrc.unlink()
+    os.mkfifo(netrc)
+    started = time.monotonic()
+    # Another process, bounded: a run that waits on the FIFO must fail this test, not hang it.
+    argv = ["-c", str(config), "apply", "--report", str(report), str(saved)]
+    applied = subprocess.run(
+        [sys.executable, "-m", "dockerpkg", *argv],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert time.monotonic() - started < 45
+    assert applied.returncode == 1, applied.stdout + applied.stderr
+    steps = {(s["op"], s["image"]): s for s in json.loads(report.read_text())["steps"]}
+    failed = steps["build", site.name("netrc")]
+    assert failed["outcome"] == "failed"
+    assert f"secret 'netrc' (file:{netrc}): is a FIFO, not a regular file" in failed["error"]
+    assert steps["build", site.name("tok")]["outcome"] == "succeeded"
+    tags = {tag for image in docker_client.api.images() for tag in image.get("RepoTags") or ()}
+    assert site.label("netrc", "1.0") not in tags

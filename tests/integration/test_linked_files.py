@@ -24,6 +24,8 @@ from tests.integration.test_build import (
     SiteFactory,
     assert_no_traceback,
     container_output,
+    read_json,
+    steps_by_key,
 )
 from tests.integration.test_builders import second_daemon  # noqa: F401 (a fixture)
 from tests.support.second_daemon import SecondDaemon
@@ -159,3 +161,55 @@ def test_a_second_builder_gets_the_same_content(
     assert run.returncode == 0, run.stdout + run.stderr
     with contextlib.closing(second_daemon.client()) as client:
         assert_holds_linked_content(client, site.label("linked", "1.0"))
+
+
+def test_a_link_retargeted_during_the_run_fails_that_image_and_publishes_nothing_of_it(
+    make_site: SiteFactory,
+    dockerpkg: Callable[..., Outcome],
+    docker_client: docker.DockerClient,
+) -> None:
+    """The parent's verification (any program of the machine would do) retargets a link of
+    the child between planning and the child's build: the child's build context is not the
+    one planned, so it fails, naming that, and nothing of it is built or published; the
+    next run builds what the tree holds then."""
+    site = make_site()
+    (site.work / ".git").mkdir()
+    shared = site.work / "shared"
+    shared.mkdir()
+    (shared / "planned.txt").write_text("planned\n")
+    (shared / "other.txt").write_text("retargeted\n")
+    parent, child = site.name("parent"), site.name("child")
+    retarget = f'#!/bin/sh\nln -sfn ../../shared/other.txt "$(dirname "$0")/../{child}/data.txt"\n'
+    write_image(site.tree, parent, "1.0", FROM_BASE, files={"test.sh": retarget})
+    folder = write_image(
+        site.tree,
+        child,
+        "1.0",
+        f'FROM {{{{ "{parent}" | image_tag }}}}\nCOPY data.txt /data.txt\n',
+        depends=[parent],
+    ).path
+    os.symlink("../../shared/planned.txt", folder / "data.txt")
+    config = site.config()
+    report = site.work / "report.json"
+    outcome = dockerpkg("-c", config, "build", "--report", report, site.tree)
+    assert outcome.status == 1, outcome.text
+    assert_no_traceback(outcome)
+    steps = steps_by_key(read_json(report))
+    assert steps["publish", parent]["outcome"] == "succeeded"
+    build = steps["build", child]
+    assert build["outcome"] == "failed"
+    assert build["error"].startswith(
+        f"the build context is not the one planned: the files of {child} changed after planning"
+    )
+    assert steps["publish", child]["outcome"] != "succeeded"
+    assert site.tags("child") == []
+    tags = {tag for image in docker_client.api.images() for tag in image.get("RepoTags") or ()}
+    assert site.label("child", "1.0") not in tags
+
+    # The next run builds the tree as it is now, and says so in its label.
+    again = dockerpkg("-c", config, "build", site.tree)
+    assert again.status == 0, again.text
+    label = site.label("child", "1.0")
+    assert container_output(docker_client, label, "cat", "/data.txt") == "retargeted\n"
+    quiet = dockerpkg("-c", config, "plan", "--detailed-exitcode", site.tree)
+    assert quiet.status == 0, quiet.text

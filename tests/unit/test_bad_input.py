@@ -17,7 +17,7 @@ import attrs
 import pytest
 
 from dockerpkg.cli import main
-from dockerpkg.effects.apply import _context
+from dockerpkg.effects.buildcontext import build_context as _context
 from dockerpkg.effects.links import LinkPolicy
 from dockerpkg.effects.tasks import TaskFailedError
 from tests.support.badinput import changelog, fingerprint, write, write_image, write_work

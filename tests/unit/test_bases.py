@@ -16,9 +16,12 @@ from dockerpkg.core.bases import (
     chosen_digest,
     pin_dockerfile,
     pins_of,
+    pulled_digest,
     read_bases_label,
     recorded_references,
+    unpin_dockerfile,
 )
+from dockerpkg.core.definition import sent_definition
 from dockerpkg.core.markdown import plan_to_markdown
 from dockerpkg.core.plan import DEFAULT_OPTIONS, Op, Plan, Reason
 from dockerpkg.core.planner import Observed, plan_build
@@ -161,6 +164,25 @@ class TestLabel:
         assert chosen_digest([NEW, OLD], None) == OLD
         assert chosen_digest([], OLD) is None
 
+    def test_a_base_held_under_two_digests_records_the_one_its_tag_resolved_to(self) -> None:
+        """The tag became a multi-platform index: the daemon holds the image under the
+        platform manifest it had and under the index. The index is what the registry answers
+        for the tag, so what `plan` compares with: recording the smaller digest instead made
+        the image outdated again after every rebuild."""
+        index, platform = max(NEW, OLD), min(NEW, OLD)
+        said = [
+            "Pulling from base/second",
+            f"Digest: {index}",
+            "Status: Image is up to date for registry.example.org/base/second:1.0",
+        ]
+        pulled = pulled_digest(said)
+        assert pulled == index
+        assert chosen_digest([platform, index], None, pulled) == index
+        # A pin still wins; a pulled digest the daemon does not hold is not taken.
+        assert chosen_digest([platform, index], platform, pulled) == platform
+        assert chosen_digest([platform], None, index) == platform
+        assert pulled_digest(["Status: Downloaded newer image for x:1"]) is None
+
     def test_recorded_references_are_bases_and_pulled_parents(self, tree: Tree) -> None:
         plan = planned(tree, Observed(offline=False, published=frozenset({NATIVE})))
         security = plan.image("security")
@@ -212,6 +234,24 @@ class TestPinned:
         build = next(s for s in plan.steps if s.op is Op.BUILD and s.image == "native")
         assert pull.key in build.needs
         assert plan_from_json(plan_to_json(plan), "p.json") == plan
+
+    def test_the_definition_of_what_a_pinned_build_sends_is_the_plan_s(self, tree: Tree) -> None:
+        """apply checks a build context against the plan's definition, made from the tree
+        before pinning: the pinned Dockerfiles give the same definition back."""
+        config = attrs.evolve(case_config(CASE), pin_bases=True)
+        observed = Observed(offline=False, credentials=True, base_digests=self.PINS)
+        plan = plan_build(tree, config, observed, directory="images", digest="d")
+        for image in plan.images:
+            if image.own_definition is None:
+                continue
+            source = tree.images[image.name].spec.source
+            ignore = dict(source.files).get(".dockerignore")
+            assert sent_definition(image, source.hashes, ignore) == image.own_definition
+            changed = (*source.hashes, ("new-file", "0" * 64))
+            assert sent_definition(image, changed, ignore) != image.own_definition
+        native = plan.image("native")
+        assert native.dockerfile is not None
+        assert unpin_dockerfile(native.dockerfile, native.pins) == tree.images["native"].dockerfile
 
     def test_an_offline_pinned_plan_says_so(self, tree: Tree) -> None:
         config = attrs.evolve(case_config(CASE), pin_bases=True)

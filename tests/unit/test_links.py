@@ -17,7 +17,11 @@ from pathlib import Path
 import pytest
 
 from dockerpkg.cli import main
-from dockerpkg.effects.links import LinkPolicy, repository_root
+from dockerpkg.core.plan import PlannedImage
+from dockerpkg.core.serialize import plan_from_json
+from dockerpkg.effects.buildcontext import build_context
+from dockerpkg.effects.links import Entry, LinkPolicy, copy_context, repository_root
+from dockerpkg.effects.tasks import TaskFailedError
 from dockerpkg.effects.tree import read_snapshot
 from tests.support.compat import COMPAT
 
@@ -233,3 +237,72 @@ class TestAsANewUser:
                 "1 warning about the tree: dockerpkg lint images lists them "
                 "(--info shows them here)"
             ]
+
+
+class TestTheContextSentIsThePlanned:
+    """apply hashes each build context as it copies it and compares that with the plan's
+    definition of the image: what the plan covered is what the daemon gets."""
+
+    @staticmethod
+    def planned(repo: Path, capsys: pytest.CaptureFixture[str]) -> dict[str, PlannedImage]:
+        own_definitions(capsys, "plan.json")
+        plan = plan_from_json((repo / "plan.json").read_text(encoding="utf-8"), "plan.json")
+        return {image.name: image for image in plan.images}
+
+    @staticmethod
+    def copy(repo: Path, image: PlannedImage) -> None:
+        policy = LinkPolicy.for_tree(str(repo / "images"))
+        with build_context(repo / "images", image.path, image.name, policy, image) as context:
+            assert (context / "Dockerfile.template").exists()
+
+    def test_every_context_of_the_case_is_its_plan(
+        self, repo: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        envoy = repo / "images" / "envoy"
+        # What the definition leaves out is left out of the check too: an ignored file, and an
+        # image folder nested in this one (its files are that image's, though sent with this).
+        (envoy / ".dockerignore").write_text("*.md\n")
+        (envoy / "NOTES.md").write_text("notes\n")
+        (envoy / "inner").mkdir()
+        (envoy / "inner" / "Dockerfile.template").write_text("FROM scratch\n")
+        (envoy / "inner" / "changelog").write_text(
+            (envoy / "changelog").read_text().replace("envoy ", "envoy-inner ", 1)
+        )
+        images = self.planned(repo, capsys)
+        assert "envoy-inner" in images
+        for image in images.values():
+            self.copy(repo, image)
+        # A change the definition leaves out is no difference.
+        (envoy / "NOTES.md").write_text("other notes\n")
+        (envoy / "inner" / "Dockerfile.template").write_text("FROM busybox\n")
+        self.copy(repo, images["envoy"])
+
+    def test_a_link_retargeted_after_planning_fails_that_image(
+        self, repo: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        images = self.planned(repo, capsys)
+        link = repo / "images" / "envoy-future" / "envoy.yaml"
+        link.unlink()
+        link.symlink_to("../../jjb/run-tests.sh")  # inside the repository: allowed, other content
+        with pytest.raises(TaskFailedError) as info:
+            self.copy(repo, images["envoy-future"])
+        message = str(info.value)
+        assert message.startswith(
+            "the build context is not the one planned: the files of envoy-future changed after "
+            "planning (a file edited, or a link retargeted); its definition is now sha256:"
+        )
+        planned = images["envoy-future"].own_definition
+        assert planned is not None
+        assert f"the plan's {planned[:19]}" in message
+        # The other images are what their plan says.
+        self.copy(repo, images["envoy"])
+        self.copy(repo, images["ci"])
+
+    def test_a_file_made_a_fifo_after_the_walk_is_refused_not_waited_on(
+        self, tmp_path: Path
+    ) -> None:
+        fifo = tmp_path / "was-a-file"
+        os.mkfifo(fifo)
+        (tmp_path / "out").mkdir()
+        with pytest.raises(OSError, match="no longer a regular file"):
+            copy_context([Entry("file", str(fifo), folder=False)], str(tmp_path / "out"))

@@ -22,7 +22,7 @@ from dockerpkg.api import versioning
 from dockerpkg.core.changelog import head_of
 from dockerpkg.core.plan import Plan
 from dockerpkg.effects import changelogs
-from dockerpkg.effects.apply import _context
+from dockerpkg.effects.buildcontext import build_context as _context
 from dockerpkg.effects.changelogs import JOURNAL_NAME, TEMP_NAME
 from dockerpkg.effects.links import LinkPolicy
 from dockerpkg.errors import DockerPkgError
