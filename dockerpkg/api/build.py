@@ -24,6 +24,7 @@ from dockerpkg.core.labels import repository_path, split_label
 from dockerpkg.core.plan import Plan
 from dockerpkg.core.recheck import publishing_labels, without_published
 from dockerpkg.core.report import Report
+from dockerpkg.core.secrets import SecretSource
 from dockerpkg.core.staging import staged_labels
 from dockerpkg.effects.credentials import Credentials
 from dockerpkg.effects.tasks import Interrupt, Listener
@@ -96,18 +97,28 @@ def apply_saved_build_plan(
     where: str,
     *,
     builders: str | None = None,
+    secrets: tuple[SecretSource, ...] = (),
     **run: Any,
 ) -> Report:
     """Carry out a saved build PLAN (from the file WHERE) on its tree, as apply_build_plan
-    with SAVED, after finding the credentials it publishes with. BUILDERS: a --builders
-    flag replacing the plan's builders; RUN: apply_build_plan's keywords."""
+    with SAVED, after finding the credentials it publishes with. The plan carried out is the
+    one the tree and the config give for the state PLAN claims, and PLAN is refused unless it
+    is that plan (api.saved.derived_build_plan). BUILDERS: a --builders flag replacing the
+    plan's builders; SECRETS: this run's --secret and --ssh sources, over the config's; RUN:
+    apply_build_plan's keywords."""
+    from dockerpkg.api.saved import derived_build_plan
     from dockerpkg.effects.observe import credentials_for
 
-    credentials = credentials_for(workspace.config, env) if plan.publish else None
-    if plan.publish and credentials is None:
-        raise DockerPkgError.single(where, "the plan publishes but no credentials are found")
     chosen = None if builders is None else parse_builders_flag(builders, workspace.config.builders)
-    return apply_build_plan(plan, workspace, env, credentials, builders=chosen, saved=True, **run)
+    if chosen is not None and chosen.builders:
+        _check_several(plan, chosen)
+    derived = derived_build_plan(plan, workspace, where, secrets, chosen)
+    credentials = credentials_for(workspace.config, env) if derived.publish else None
+    if derived.publish and credentials is None:
+        raise DockerPkgError.single(where, "the plan publishes but no credentials are found")
+    return apply_build_plan(
+        derived, workspace, env, credentials, builders=chosen, saved=True, **run
+    )
 
 
 def recheck(
@@ -206,12 +217,7 @@ def _run_builders(plan: Plan, workspace: Workspace, given: BuilderSet | None) ->
     """The builders to run PLAN on: GIVEN (--builders with a saved plan), else the plan's,
     with their TLS files from the config (a plan holds no paths of them)."""
     if given is not None and given.builders:
-        if given.several != (len(plan.builders) > 1):
-            raise DockerPkgError.single(
-                given.origin.path,
-                f"the plan was made for {len(plan.builders) or 'the default'} builder(s); "
-                "make it again with these builders",
-            )
+        _check_several(plan, given)
         return list(given.builders)
     configured = {b.name: b for b in workspace.config.builders}
     chosen = []
@@ -223,6 +229,17 @@ def _run_builders(plan: Plan, workspace: Workspace, given: BuilderSet | None) ->
             )
         chosen.append(Builder(planned.url, planned.slots, found.tls if found else None))
     return chosen
+
+
+def _check_several(plan: Plan, given: BuilderSet) -> None:
+    """--builders GIVEN with a saved plan: one builder for a plan made for one, several for
+    one made for several (what counts as built differs)."""
+    if given.several != (len(plan.builders) > 1):
+        raise DockerPkgError.single(
+            given.origin.path,
+            f"the plan was made for {len(plan.builders) or 'the default'} builder(s); "
+            "make it again with these builders",
+        )
 
 
 def _run_on_builders(

