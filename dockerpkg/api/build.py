@@ -5,8 +5,9 @@ registry again first."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -101,11 +102,26 @@ def apply_saved_build_plan(
     **run: Any,
 ) -> Report:
     """Carry out a saved build PLAN (from the file WHERE) on its tree, as apply_build_plan
-    with SAVED, after finding the credentials it publishes with. The plan carried out is the
-    one the tree and the config give for the state PLAN claims, and PLAN is refused unless it
-    is that plan (api.saved.derived_build_plan). BUILDERS: a --builders flag replacing the
-    plan's builders; SECRETS: this run's --secret and --ssh sources, over the config's; RUN:
-    apply_build_plan's keywords."""
+    with SAVED (see saved_build_run; RUN: apply_build_plan's keywords)."""
+    return saved_build_run(plan, workspace, env, where, builders=builders, secrets=secrets)(**run)
+
+
+def saved_build_run(
+    plan: Plan,
+    workspace: Workspace,
+    env: Mapping[str, str],
+    where: str,
+    *,
+    builders: str | None = None,
+    secrets: tuple[SecretSource, ...] = (),
+) -> Callable[..., Report]:
+    """What carries out a saved build PLAN (from the file WHERE) on its tree, given
+    apply_build_plan's keywords: checked before it is returned, so a refusal comes before
+    anything starts. The plan carried out is the one the tree and the config give for the
+    state PLAN claims, and PLAN is refused unless it is that plan
+    (api.saved.derived_build_plan); then the credentials it publishes with are found.
+    BUILDERS: a --builders flag replacing the plan's builders; SECRETS: this run's --secret
+    and --ssh sources, over the config's."""
     from dockerpkg.api.saved import derived_build_plan
     from dockerpkg.effects.observe import credentials_for
 
@@ -116,8 +132,8 @@ def apply_saved_build_plan(
     credentials = credentials_for(workspace.config, env) if derived.publish else None
     if derived.publish and credentials is None:
         raise DockerPkgError.single(where, "the plan publishes but no credentials are found")
-    return apply_build_plan(
-        derived, workspace, env, credentials, builders=chosen, saved=True, **run
+    return functools.partial(
+        apply_build_plan, derived, workspace, env, credentials, builders=chosen, saved=True
     )
 
 

@@ -16,6 +16,7 @@ from dockerpkg.core.planmatch import build_differences, claimed_observed, suffix
 from dockerpkg.core.planner import plan_build
 from dockerpkg.core.secrets import SecretSource, merged
 from dockerpkg.core.serialize import plan_from_json
+from dockerpkg.core.tree import render_images
 from dockerpkg.effects.planfiles import read_plan_text
 from dockerpkg.errors import DockerPkgError, Problem, error
 
@@ -114,11 +115,17 @@ def derived_build_plan(
     difference, unless SAVED is that plan. What `apply PLAN.json` carries out is this plan,
     never the file's (see dockerpkg.core.planmatch)."""
     chosen = workspace.builders if builders is None else builders
+    # `plan` renders every image, `build` what it builds: the images the saved plan shows
+    # rendered are rendered here too (and must then agree).
+    shown = [
+        i.name for i in saved.images if i.dockerfile is not None and i.name in workspace.tree.images
+    ]
     try:
+        tree = render_images(workspace.tree, workspace.config, shown)
         derived = plan_build(
-            workspace.tree,
+            tree,
             workspace.config,
-            claimed_observed(saved, workspace.tree),
+            claimed_observed(saved, tree),
             directory=workspace.directory,
             digest=workspace.digest,
             options=saved.options,

@@ -20,6 +20,7 @@ from dockerpkg.core.usages_render import (
     plan_to_markdown,
     plan_to_text,
 )
+from dockerpkg.effects.planfiles import read_plan_text
 from dockerpkg.errors import DockerPkgError, problem_lines
 
 _FORMATS = ("text", "json", "markdown")
@@ -125,11 +126,7 @@ class UsageCommands:
     def apply_refs(self, plan: str) -> None:
         """`apply refs REFS.json`: make a saved plan's edits, all or none; refused when a
         file changed since the plan was made."""
-        try:
-            text = Path(plan).read_text(encoding="utf-8")
-        except OSError as exc:
-            raise DockerPkgError.single(plan, f"cannot read: {exc.strerror}") from None
-        saved = plan_from_json(text, plan)
+        saved = plan_from_json(read_plan_text(plan), plan)
         with locked(saved.directory, wait=False):
             written = usages.write_refs(saved, saved.directory)
         print(f"Edited {len(written)} file(s).", file=sys.stderr)

@@ -10,7 +10,6 @@ naming the file, never in a traceback, a deep recursion or the whole of a huge f
 
 from __future__ import annotations
 
-import enum
 import functools
 import json
 import re
@@ -44,11 +43,11 @@ def depth_of(text: str) -> int:
     """How deeply TEXT (JSON) nests arrays and objects: one pass, no recursion."""
     depth = deepest = 0
     for match in _TOKEN.finditer(text):
-        token = match[0]
-        if token in "[{":
+        found = match[0]
+        if found in "[{":
             depth += 1
             deepest = max(deepest, depth)
-        elif token in "]}":
+        elif found in "]}":
             depth -= 1
     return deepest
 
@@ -68,13 +67,13 @@ def loads(text: str, path: str, what: str = "dockerpkg plan") -> object:
 _T = typing.TypeVar("_T")
 
 
-class WrongType(ValueError):
+class TypeMismatchError(ValueError):
     """A value of a plan does not have its declared type; the message says where."""
 
 
 def checked(value: _T) -> _T:
     """VALUE (an attrs instance read from a plan), after checking every field against the
-    type its class declares, recursively; raises WrongType naming the first wrong field."""
+    type its class declares, recursively; raises TypeMismatchError naming the first wrong field."""
     _check(value, type(value), "")
     return value
 
@@ -87,25 +86,12 @@ def _hints(cls: type) -> dict[str, object]:
 def _check(value: object, expected: object, where: str) -> None:
     origin = typing.get_origin(expected)
     if origin in (typing.Union, types.UnionType):
-        options = typing.get_args(expected)
-        problems = []
-        for option in options:
-            try:
-                _check(value, option, where)
-            except WrongType as exc:
-                problems.append(exc)
-            else:
-                return
-        raise problems[-1]
-    if expected is type(None):
-        if value is not None:
-            raise _wrong(where, "null", value)
+        _check_union(value, typing.get_args(expected), where)
     elif origin is tuple:
-        args = typing.get_args(expected)
         if not isinstance(value, tuple):
             raise _wrong(where, "a list", value)
         for index, item in enumerate(value):
-            _check(item, args[0], f"{where}[{index}]")
+            _check(item, typing.get_args(expected)[0], f"{where}[{index}]")
     elif origin is Mapping or origin is dict:
         key_type, item_type = typing.get_args(expected)
         if not isinstance(value, Mapping):
@@ -122,15 +108,28 @@ def _check(value: object, expected: object, where: str) -> None:
         _check_plain(value, expected, where)
 
 
+def _check_union(value: object, options: tuple[object, ...], where: str) -> None:
+    last = None
+    for option in options:
+        try:
+            _check(value, option, where)
+        except TypeMismatchError as exc:
+            last = exc
+        else:
+            return
+    assert last is not None
+    raise last
+
+
 def _check_plain(value: object, expected: object, where: str) -> None:
-    if expected is bool:
+    if expected is type(None):
+        ok = value is None
+    elif expected is bool:
         ok = isinstance(value, bool)
     elif expected is int:
         ok = isinstance(value, int) and not isinstance(value, bool)
-    elif isinstance(expected, type) and issubclass(expected, enum.Enum):
-        ok = isinstance(value, expected)
     elif isinstance(expected, type):
-        ok = isinstance(value, expected)
+        ok = isinstance(value, expected)  # str, an enum
     else:
         ok = True  # a type no plan field has: nothing to hold it to
     if not ok:
@@ -138,12 +137,14 @@ def _check_plain(value: object, expected: object, where: str) -> None:
         raise _wrong(where, _WORDS.get(name, name), value)
 
 
-_WORDS = {"str": "a string", "int": "a number", "bool": "true or false"}
+_WORDS = {"str": "a string", "int": "a number", "bool": "true or false", "NoneType": "null"}
 
 
-def _wrong(where: str, expected: str, value: object) -> WrongType:
+def _wrong(where: str, expected: str, value: object) -> TypeMismatchError:
     got = type(value).__name__
-    return WrongType(f"{where or 'the plan'}: expected {expected}, not {got} {_shown(value)}")
+    return TypeMismatchError(
+        f"{where or 'the plan'}: expected {expected}, not {got} {_shown(value)}"
+    )
 
 
 def _shown(value: object) -> str:

@@ -23,6 +23,7 @@ import re
 from collections.abc import Iterable, Mapping
 
 import attrs
+from attrs import AttrsInstance
 
 from dockerpkg.core.imagelabels import OCI
 from dockerpkg.core.plan import Op, Plan, PlannedImage, Reason, Step
@@ -132,7 +133,9 @@ def _comparable(image: PlannedImage) -> PlannedImage:
     return attrs.evolve(image, labels=labels)
 
 
-def _field_differences(saved: object, derived: object, skipped: frozenset[str]) -> list[str]:
+def _field_differences(
+    saved: AttrsInstance, derived: AttrsInstance, skipped: frozenset[str]
+) -> list[str]:
     found = []
     for field in attrs.fields(type(derived)):
         if field.name in skipped:
@@ -163,7 +166,7 @@ def _worded(field: str, saved: object, derived: object) -> str:
 def _first_changed_line(saved: str, derived: str) -> str:
     ours, theirs = derived.splitlines(), saved.splitlines()
     matcher = difflib.SequenceMatcher(a=ours, b=theirs, autojunk=False)
-    for tag, low, high, first, last in matcher.get_opcodes():
+    for tag, low, _, first, _ in matcher.get_opcodes():
         where = f"line {first + 1}"
         if tag == "insert":
             return f"{where}: the saved plan adds {_short(theirs[first])}"

@@ -21,7 +21,7 @@ from dockerpkg.core.plan import (
     Reason,
     Step,
 )
-from dockerpkg.core.planjson import WrongType, checked, loads
+from dockerpkg.core.planjson import TypeMismatchError, checked, loads
 from dockerpkg.errors import DockerPkgError
 
 
@@ -104,7 +104,7 @@ def plan_from_json(text: str, path: str) -> Plan:
     data = loads(text, path)
     try:
         if not isinstance(data, dict):
-            raise WrongType("the plan: expected an object")
+            raise TypeMismatchError("the plan: expected an object")
         version = data.get("format_version")
         if version != FORMAT_VERSION:
             raise DockerPkgError.single(
@@ -115,7 +115,7 @@ def plan_from_json(text: str, path: str) -> Plan:
     except DockerPkgError:
         raise
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        message = str(exc) if isinstance(exc, WrongType) else f"{type(exc).__name__} {exc}"
+        message = str(exc) if isinstance(exc, TypeMismatchError) else f"{type(exc).__name__} {exc}"
         raise DockerPkgError.single(path, f"not a dockerpkg plan: {message}") from None
 
 

@@ -12,7 +12,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import attrs
 import pytest
 
 from dockerpkg.api.saved import derived_build_plan
@@ -29,10 +28,7 @@ CONFIG = (
     f"registry: {REGISTRY}\nnamespace: team\nusername: bot\npassword: pw\n"
     "secrets:\n  token: {env: BUILD_TOKEN}\n"
 )
-APP_TEMPLATE = (
-    "FROM {{ 'base' | image_tag }}\n"
-    "RUN --mount=type=secret,id=token true\n"
-)
+APP_TEMPLATE = "FROM {{ 'base' | image_tag }}\nRUN --mount=type=secret,id=token true\n"
 
 
 @pytest.fixture
@@ -106,26 +102,23 @@ STATES: dict[str, tuple[Observed, BuildOptions]] = {
 }
 
 
-def made(root: Path, state: str, **config: Any) -> tuple[Plan, Workspace]:
-    """The plan `plan --out` saves for STATE, and the tree it was made from."""
+def made(root: Path, state: str, *, render: bool = True) -> tuple[Plan, Workspace]:
+    """The plan saved for STATE (RENDER: by `plan --out`, which renders every image; else as
+    `build` plans), and the tree as `apply` reads it."""
     observed, options = STATES[state]
-    options = attrs.evolve(options, **config)
-    workspace = load_workspace(
-        str(root / "images"),
-        str(root / "config.yaml"),
-        {"HOME": str(root)},
-        options.suffix,
-        render=False,
-    )
-    return saved(build_plan(workspace, observed, options)), workspace
+    env = {"HOME": str(root)}
+    where = (str(root / "images"), str(root / "config.yaml"), env, options.suffix)
+    planned = build_plan(load_workspace(*where, render=render), observed, options)
+    return saved(planned), load_workspace(*where, render=False)
 
 
 class TestSavedPlansAgree:
     """A plan made by `plan --out` is the plan derived again, in every state it is made in."""
 
+    @pytest.mark.parametrize("render", [True, False], ids=["plan", "build"])
     @pytest.mark.parametrize("state", sorted(STATES))
-    def test_derived_again(self, tree: Path, state: str) -> None:
-        plan, workspace = made(tree, state)
+    def test_derived_again(self, tree: Path, state: str, render: bool) -> None:
+        plan, workspace = made(tree, state, render=render)
         assert plan.steps, "a plan with nothing to do proves nothing"
         derived = derived_build_plan(plan, workspace, "p.json")
         assert build_differences(plan, derived) == ()
@@ -214,7 +207,10 @@ def added_step(data: dict[str, Any]) -> None:
 
 
 HOSTILE = {
-    "run-added": (add_run, "app: dockerfile differs from the tree's: line 3: the saved plan adds 'RUN curl"),
+    "run-added": (
+        add_run,
+        "app: dockerfile differs from the tree's: line 3: the saved plan adds 'RUN curl",
+    ),
     "label-moved": (move_label, "app: label is 'registry.example.org/victim/app:2.0'"),
     "host-file-secret": (host_file_secret, "plan: secrets is"),
     "outside-path": (outside_path, "app: path is '../../outside/private' in the saved plan"),
