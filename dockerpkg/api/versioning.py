@@ -12,12 +12,14 @@ import attrs
 
 from dockerpkg.api.workspace import Workspace, interrupted_update, left_behind, load_and_observe
 from dockerpkg.core.bases import check_bases
-from dockerpkg.core.plan import Action, Op, Plan
+from dockerpkg.core.editmatch import update_edit_problem
+from dockerpkg.core.plan import Action, Edit, Op, Plan
 from dockerpkg.core.prune import plan_prune
+from dockerpkg.core.tree import Image
 from dockerpkg.core.update import plan_update, plan_update_all, plan_update_changed_bases
 from dockerpkg.effects import changelogs
 from dockerpkg.effects.author import changelog_date, resolve_author
-from dockerpkg.errors import DockerPkgError
+from dockerpkg.errors import DockerPkgError, error
 
 if TYPE_CHECKING:
     from dockerpkg.effects.imagestore import ImageStore
@@ -123,6 +125,23 @@ def check_update(plan: Plan, workspace: Workspace) -> None:
         raise _stale(workspace.directory)
     if workspace.interrupted is not None:
         raise left_behind(workspace.interrupted)
+    # The plan is a claim: each edit must be an entry update would put in front of the
+    # changelog of the image it names (see dockerpkg.core.editmatch).
+    images = workspace.tree.images
+    problems = [
+        error(edit.path, f"not a plan dockerpkg made: {wrong}", 1)
+        for edit in plan.edits
+        if (wrong := _edit_problem(edit, images.get(edit.image))) is not None
+    ]
+    if problems:
+        raise DockerPkgError(problems)
+
+
+def _edit_problem(edit: Edit, image: Image | None) -> str | None:
+    if image is None:
+        return update_edit_problem(edit, None, None)
+    source = image.spec.source
+    return update_edit_problem(edit, source.changelog, source.file("changelog"))
 
 
 def recover_update(

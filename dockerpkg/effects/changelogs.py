@@ -34,6 +34,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 
 import attrs
 
+from dockerpkg.core.editmatch import entry_problem
 from dockerpkg.core.plan import Edit
 from dockerpkg.effects.workfiles import JOURNAL_NAME, JOURNAL_TEMP, TEMP_NAME
 from dockerpkg.errors import DockerPkgError, Problem, error, warning
@@ -151,6 +152,10 @@ def _digest(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
+_DISCARD = (
+    f"not finished: the journal asks for what update would not write; nothing was changed "
+    f"(to discard the journal without undoing anything, remove {JOURNAL_NAME} from the tree)"
+)
 _LEFT_BEHIND = "an interrupted update left its journal here"
 _CHOICES = "dockerpkg update --resume {0} finishes it, dockerpkg update --discard {0} undoes it"
 
@@ -323,14 +328,22 @@ def _recovery(
             # The journal's entry over the text before is the staged text, whether or not
             # staging got as far as this one.
             text = entry + current
-            if _digest(text) != changelog.after:
+            wrong = entry_problem(changelog.entry, current.decode("utf-8", "replace"))
+            if wrong is not None:
+                # A journal is a claim (a tree may come from anyone): only what update
+                # itself would write is finished.
+                problems.append(error(changelog.path, f"{wrong}; {_DISCARD}", 1))
+            elif _digest(text) != changelog.after:
                 problems.append(error(changelog.path, "the journal's entry does not fit it", 1))
             else:
                 moves.append((changelog, text))
         elif not resume and changelog.state is State.WRITTEN:
             before = current[len(entry) :]
+            wrong = entry_problem(changelog.entry, before.decode("utf-8", "replace"))
             if not current.startswith(entry) or _digest(before) != changelog.before:
                 problems.append(error(changelog.path, "cannot take the update's entry out", 1))
+            elif wrong is not None:
+                problems.append(error(changelog.path, f"{wrong}; {_DISCARD}", 1))
             else:
                 moves.append((changelog, before))
     return moves, problems
