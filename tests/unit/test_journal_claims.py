@@ -26,6 +26,7 @@ FACTS = TreeFacts(
 )
 AUTHOR = Author("Jane Doe", "jane@example.org")
 DATE = "Mon, 07 Dec 2026 10:00:00 +0000"
+PLAN_UPDATE = ("-c", "config.yaml", "plan", "update", "base", "images", "--out", "p.json")
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
@@ -167,9 +168,7 @@ class TestSavedUpdatePlan:
         monkeypatch.setenv("DEBFULLNAME", "Jane Doe")
         monkeypatch.setenv("DEBEMAIL", "jane@example.org")
         monkeypatch.chdir(root / "work")
-        planned = run(capsys, "-c", "config.yaml", "plan", "update", "base", "images")
-        assert planned[0] == 0
-        assert run(capsys, *"-c config.yaml plan update base images --out p.json".split())[0] == 0
+        assert run(capsys, *PLAN_UPDATE)[0] == 0
         data = json.loads(Path("p.json").read_text("utf-8"))
         edit = next(e for e in data["edits"] if e["image"] == "base")
         edit["path"] = "app/changelog"
@@ -188,7 +187,7 @@ class TestSavedUpdatePlan:
         monkeypatch.setenv("DEBFULLNAME", "Jane Doe")
         monkeypatch.setenv("DEBEMAIL", "jane@example.org")
         monkeypatch.chdir(root / "work")
-        assert run(capsys, *"-c config.yaml plan update base images --out p.json".split())[0] == 0
+        assert run(capsys, *PLAN_UPDATE)[0] == 0
         data = json.loads(Path("p.json").read_text("utf-8"))
         for edit in data["edits"]:
             edit["entry"] += "base (0.1) d; urgency=high\n"
@@ -199,7 +198,7 @@ class TestSavedUpdatePlan:
             output
         )
         # The plan as made is written.
-        assert run(capsys, *"-c config.yaml plan update base images --out p.json".split())[0] == 0
+        assert run(capsys, *PLAN_UPDATE)[0] == 0
         assert run(capsys, "-c", "config.yaml", "apply", "p.json")[0] == 0
 
 

@@ -16,6 +16,7 @@ import pytest
 
 from dockerpkg.api.saved import derived_build_plan
 from dockerpkg.api.workspace import Workspace, build_plan, load_workspace
+from dockerpkg.core.builders import parse_builders_flag
 from dockerpkg.core.plan import BuildOptions, Plan, PublishMode
 from dockerpkg.core.planmatch import build_differences, claimed_observed, suffix_problem
 from dockerpkg.core.planner import Observed
@@ -257,3 +258,24 @@ class TestHostilePlansRefused:
         assert suffix_problem("-20261207") is None
         assert suffix_problem("-20261207-101500") is None
         assert suffix_problem("-evil") is not None
+
+
+class TestBuilders:
+    """Builders a plan was made with by --builders are not the config's: `apply` takes them
+    again from its own --builders, never from the file (a builder gets the build's secrets)."""
+
+    def test_builders_of_the_file_are_refused_those_of_the_command_line_taken(
+        self, tree: Path
+    ) -> None:
+        flag = "tcp://builder-a.example:2376=2"
+        env = {"HOME": str(tree)}
+        made_with = load_workspace(
+            str(tree / "images"), str(tree / "config.yaml"), env, render=False, builders=flag
+        )
+        plan = saved(build_plan(made_with, Observed(offline=True, credentials=True)))
+        assert [b.url for b in plan.builders] == ["tcp://builder-a.example:2376"]
+        workspace = workspace_of(tree)
+        assert "plan: builders is" in refused(plan, workspace)
+        given = parse_builders_flag(flag, workspace.config.builders)
+        derived = derived_build_plan(plan, workspace, "p.json", builders=given)
+        assert plan_to_json(derived) == plan_to_json(plan)
