@@ -203,6 +203,25 @@ def _step_differences(saved: Iterable[Step], derived: Iterable[Step]) -> list[tu
     return found
 
 
+def prune_differences(saved: Plan, derived: Plan) -> tuple[tuple[str, str], ...]:
+    """Where the removals and keeps of a saved prune plan differ from those planned again
+    (DERIVED): an image removed or kept by one and not the other."""
+    words = {Op.REMOVE: "removes", Op.KEEP: "keeps"}
+
+    def acts(plan: Plan) -> list[tuple[str, str, str]]:
+        return [(s.op.value, s.image, s.label or "") for s in plan.steps if s.op in words]
+
+    theirs, ours = acts(saved), acts(derived)
+    found = []
+    for op, image, label in [a for a in theirs if a not in ours]:
+        found.append((image, f"the saved plan {words[Op(op)]} {label}; planned now, it does not"))
+    for op, image, label in [a for a in ours if a not in theirs]:
+        found.append((image, f"planned now, {label} {op}s; the saved plan does not say so"))
+    if not found and theirs != ours:
+        found.append(("plan", "the same steps in another order"))
+    return tuple(found)
+
+
 def suffix_problem(suffix: str) -> str | None:
     """What is wrong with a saved plan's version suffix: only --nightly's `-YYYYMMDD` and
     --snapshot's `-YYYYMMDD-HHMMSS` are made by dockerpkg (a suffix is part of every tag)."""
