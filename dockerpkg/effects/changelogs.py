@@ -36,6 +36,7 @@ import attrs
 
 from dockerpkg.core.editmatch import entry_problem
 from dockerpkg.core.plan import Edit
+from dockerpkg.core.planjson import MAX_PLAN_BYTES, loads
 from dockerpkg.effects.workfiles import JOURNAL_NAME, JOURNAL_TEMP, TEMP_NAME
 from dockerpkg.errors import DockerPkgError, Problem, error, warning
 
@@ -219,14 +220,20 @@ def interrupted(root: str, staged: Sequence[str]) -> Interrupted | None:
     """What an interrupted update left under ROOT (STAGED: the staged files the snapshot
     found, relative), or None when nothing."""
     path = os.path.join(root, JOURNAL_NAME)
+    with contextlib.suppress(OSError):
+        if os.path.getsize(path) > MAX_PLAN_BYTES:  # a journal is a plan's size at most
+            raise DockerPkgError.single(JOURNAL_NAME, "not a dockerpkg update journal: too large")
     raw = _read(path)
     staged = tuple(s for s in staged if s.rpartition("/")[2] == TEMP_NAME)
     if raw is None:
         return Interrupted(root, (), staged, journal=False) if staged else None
     try:
-        body = json.loads(raw)
-        listed = [(c["path"], c["entry"], c["before"], c["after"]) for c in body["changelogs"]]
-    except (ValueError, KeyError, TypeError):
+        body = loads(raw.decode("utf-8"), JOURNAL_NAME, "dockerpkg update journal")
+        listed = [
+            (str(c["path"]), str(c["entry"]), str(c["before"]), str(c["after"]))
+            for c in body["changelogs"]  # type: ignore[index]
+        ]
+    except (ValueError, KeyError, TypeError, DockerPkgError):
         raise DockerPkgError.single(JOURNAL_NAME, "not a dockerpkg update journal") from None
     outside = [p for p, *_ in listed if not _journal_path(p)]
     if outside:

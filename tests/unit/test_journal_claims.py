@@ -225,3 +225,22 @@ class TestRules:
         digest = text.index("sha256:")
         new = "sha256:" + "d" * 64
         assert reference_edits_problem("f", text, [(digest, digest + 71, new)], FACTS) is None
+
+
+class TestHostileJournalFiles:
+    """A journal nested without end is an error naming it, not a RecursionError."""
+
+    @pytest.mark.parametrize("name", [JOURNAL_NAME, REFS_JOURNAL])
+    def test_deeply_nested(
+        self,
+        name: str,
+        root: Path,
+        capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        (root / "work" / "images" / name).write_text("[" * 100_000 + "]" * 100_000, "utf-8")
+        monkeypatch.chdir(root / "work")
+        status, output = run(capsys, "-c", "config.yaml", "refs", "images", "images")
+        assert status == 1
+        assert f"{name}: error:" in output
+        assert "Recursion" not in output
