@@ -164,6 +164,11 @@ def write_refs(
     written."""
     check_plan(plan)
     digests = {f.path: f.sha256 for f in plan.files}
+    unread = sorted({use.path for use in plan.edits if use.path not in digests})
+    if unread:
+        raise DockerPkgError.single(
+            unread[0], "not a plan dockerpkg made: an edit of a file it gives no digest of"
+        )
     edits = file_edits(plan.edits, digests, os.getcwd())
     write_edits(workspace.directory, edits, list(within), rules=edit_rules(workspace))
     return tuple(e.shown for e in edits)

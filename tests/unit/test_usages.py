@@ -16,6 +16,7 @@ import pytest
 from dockerpkg.api import usages
 from dockerpkg.api.workspace import load_workspace
 from dockerpkg.cli import main
+from dockerpkg.core import usages_render
 from dockerpkg.core.editmatch import EditRules
 from dockerpkg.core.usages import (
     Published,
@@ -379,3 +380,62 @@ class TestStates:
         with pytest.raises(DockerPkgError, match="not in a reference to an image of the tree"):
             finish_interrupted(str(tree), [], EditRules(FACTS))
         assert inside.read_bytes() == b"image: team/app:1.0\n"
+
+
+def test_mistyped_refs_plans_are_errors_not_crashes(
+    work: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Each field of a real saved refs plan set to each wrong value: applying it gives a
+    DockerPkgError, or makes only the edits the plan as made makes; never another error."""
+    args = ["-c", "config.yaml", "plan", "refs", "--out", "refs.json", "tree", "uses"]
+    assert run(args, capsys)[0] == 0
+    data = json.loads(Path("refs.json").read_text(encoding="utf-8"))
+    before = snapshot(work / "uses")
+    usages.write_saved_refs(
+        usages_render.plan_from_json(json.dumps(data), "r"), "config.yaml", {}, ["uses"]
+    )
+    after = snapshot(work / "uses")
+    wrong_values: tuple[object, ...] = (-1, 10**9, "x", None, [], {})
+
+    def places(value: object, path: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+        found = [path] if path else []
+        if isinstance(value, dict):
+            for key, item in value.items():
+                found += places(item, (*path, key))
+        elif isinstance(value, list):
+            for index, item in enumerate(value[:2]):
+                found += places(item, (*path, index))
+        return found
+
+    refused = 0
+    for place in places(data):
+        for wrong in wrong_values:
+            mutated = json.loads(json.dumps(data))
+            target = mutated
+            for part in place[:-1]:
+                target = target[part]
+            target[place[-1]] = wrong
+            for name, content in before.items():  # each try starts from the files as planned
+                (work / "uses" / name).write_bytes(content)
+            try:
+                plan = usages_render.plan_from_json(json.dumps(mutated), "r")
+                usages.write_saved_refs(plan, "config.yaml", {}, ["uses"])
+            except DockerPkgError:
+                refused += 1
+                assert snapshot(work / "uses") == before, (place, wrong)
+            else:
+                assert _within(snapshot(work / "uses"), before, after), (place, wrong)
+    assert refused > 100
+
+
+def _within(now: dict[str, bytes], before: dict[str, bytes], after: dict[str, bytes]) -> bool:
+    """Whether each line of each file of NOW is its line BEFORE or AFTER the plan as made
+    (a plan doing less than that plan is fine; one doing anything else is not)."""
+    for name, content in now.items():
+        lines = content.splitlines()
+        old, new = before[name].splitlines(), after[name].splitlines()
+        if not len(lines) == len(old) == len(new):
+            return False
+        if any(line not in (a, b) for line, a, b in zip(lines, old, new, strict=True)):
+            return False
+    return now.keys() == before.keys()
