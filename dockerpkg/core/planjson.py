@@ -128,8 +128,11 @@ def _check_plain(value: object, expected: object, where: str) -> None:
         ok = isinstance(value, bool)
     elif expected is int:
         ok = isinstance(value, int) and not isinstance(value, bool)
+    elif expected is str:
+        # No path, name or text of a plan holds a NUL (and the OS refuses paths with one).
+        ok = isinstance(value, str) and "\x00" not in value
     elif isinstance(expected, type):
-        ok = isinstance(value, expected)  # str, an enum
+        ok = isinstance(value, expected)  # an enum
     else:
         ok = True  # a type no plan field has: nothing to hold it to
     if not ok:
@@ -137,7 +140,12 @@ def _check_plain(value: object, expected: object, where: str) -> None:
         raise _wrong(where, _WORDS.get(name, name), value)
 
 
-_WORDS = {"str": "a string", "int": "a number", "bool": "true or false", "NoneType": "null"}
+_WORDS = {
+    "str": "a string without NUL",
+    "int": "a number",
+    "bool": "true or false",
+    "NoneType": "null",
+}
 
 
 def _wrong(where: str, expected: str, value: object) -> TypeMismatchError:

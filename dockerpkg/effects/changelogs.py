@@ -255,6 +255,8 @@ def _journal_path(relative: object) -> bool:
     mistake must not make recovery write anywhere else)."""
     if not isinstance(relative, str) or relative.startswith("/") or "\\" in relative:
         return False
+    if "\x00" in relative:
+        return False
     parts = relative.split("/")
     return parts[-1] == "changelog" and not any(p in ("", ".", "..") for p in parts)
 

@@ -335,7 +335,7 @@ def _journal_files(path: str) -> list[_JournalFile] | None:
             raise ValueError(f"over {MAX_PLAN_BYTES} bytes")
         with open(path, encoding="utf-8") as handle:
             body = loads(handle.read(), path, "refs journal")
-        return [
+        files = [
             (
                 str(f["shown"]),
                 str(f["path"]),
@@ -346,6 +346,9 @@ def _journal_files(path: str) -> list[_JournalFile] | None:
             )
             for f in body["files"]  # type: ignore[index]
         ]
+        if any("\x00" in name for file in files for name in (file[0], file[1], file[5])):
+            raise ValueError("a path with a NUL character")
+        return files
     except FileNotFoundError:
         return None
     except (OSError, ValueError, KeyError, TypeError, AttributeError, DockerPkgError) as exc:

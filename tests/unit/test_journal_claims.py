@@ -244,3 +244,16 @@ class TestHostileJournalFiles:
         assert status == 1
         assert f"{name}: error:" in output
         assert "Recursion" not in output
+
+
+def test_a_refs_journal_naming_a_path_with_a_nul(
+    root: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tree = root / "work" / "images"
+    body = {"format": 1, "files": [{"shown": "a", "path": "/tmp/a\x00b", "before": "x",
+                                    "after": "y", "edits": []}]}  # fmt: skip
+    (tree / REFS_JOURNAL).write_text(json.dumps(body), "utf-8")
+    monkeypatch.chdir(root / "work")
+    status, output = run(capsys, "-c", "config.yaml", "refs", "images", "images")
+    assert status == 1
+    assert "a path with a NUL character" in output

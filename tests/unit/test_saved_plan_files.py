@@ -129,7 +129,7 @@ class TestPlanFileLimits:
         assert depth_of('["\\"]]]"]') == 1
 
 
-_WRONG: tuple[Any, ...] = (0, 1.5, "x", None, True, [], {}, [[]], {"a": {}})
+_WRONG: tuple[Any, ...] = (0, 1.5, "x", "x\x00", None, True, [], {}, [[]], {"a": {}})
 
 
 def _mutations(data: Any, path: tuple[Any, ...] = ()) -> Iterator[tuple[tuple[Any, ...], Any]]:
@@ -179,3 +179,12 @@ def test_mistyped_plans_are_errors_not_crashes(
             counts["refused"] += 1
     assert set(where) == {"p.json"}  # each refusal names the plan file first
     assert counts["refused"] > 500  # most wrong values are refused; the rest are harmless
+
+
+def test_a_nul_in_the_trees_path(work: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = saved_plan(capsys)
+    data["directory"] = "ima\x00ges"
+    Path("p.json").write_text(json.dumps(data), "utf-8")
+    status, output = cli(capsys, "apply", "p.json")
+    assert status == 1
+    assert "p.json: error: not a dockerpkg plan: directory: expected a string without NUL" in output
