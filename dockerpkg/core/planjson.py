@@ -78,6 +78,13 @@ def checked(value: _T) -> _T:
     return value
 
 
+def with_directory(value: _T) -> _T:
+    """VALUE (a plan read back), after checking it names its tree's folder."""
+    if not getattr(value, "directory", None):
+        raise TypeMismatchError("directory: expected the tree's folder, not an empty string")
+    return value
+
+
 @functools.cache
 def _hints(cls: type) -> dict[str, object]:
     return typing.get_type_hints(cls)

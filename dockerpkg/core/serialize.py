@@ -21,7 +21,7 @@ from dockerpkg.core.plan import (
     Reason,
     Step,
 )
-from dockerpkg.core.planjson import TypeMismatchError, checked, loads
+from dockerpkg.core.planjson import TypeMismatchError, checked, loads, with_directory
 from dockerpkg.errors import DockerPkgError
 
 
@@ -111,7 +111,7 @@ def plan_from_json(text: str, path: str) -> Plan:
                 path, f"plan format_version {version} is not {FORMAT_VERSION}; make the plan again"
             )
         options = data["options"]
-        return checked(_plan_from_data(data, options))
+        return with_directory(checked(_plan_from_data(data, options)))
     except DockerPkgError:
         raise
     except (ValueError, KeyError, TypeError, AttributeError) as exc:

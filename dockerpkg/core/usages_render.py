@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 from dockerpkg.core.markdown import cell
-from dockerpkg.core.planjson import checked, loads
+from dockerpkg.core.planjson import checked, loads, with_directory
 from dockerpkg.core.usages import FORMAT_VERSION, FileDigest, ImageUse, UsagePlan, UseState
 from dockerpkg.errors import DockerPkgError
 
@@ -110,13 +110,15 @@ def plan_from_json(text: str, path: str) -> UsagePlan:
             raise DockerPkgError.single(path, "not a refs plan (made by `plan refs --out`)")
         if data.get("format_version") != FORMAT_VERSION:
             raise DockerPkgError.single(path, "a refs plan of another format; make it again")
-        return checked(
-            UsagePlan(
-                directory=data["directory"],
-                online=bool(data["online"]),
-                scanned=int(data["scanned"]),
-                files=tuple(FileDigest(f["path"], f["sha256"]) for f in data["files"]),
-                uses=tuple(_use_from(u) for u in data["uses"]),
+        return with_directory(
+            checked(
+                UsagePlan(
+                    directory=data["directory"],
+                    online=bool(data["online"]),
+                    scanned=int(data["scanned"]),
+                    files=tuple(FileDigest(f["path"], f["sha256"]) for f in data["files"]),
+                    uses=tuple(_use_from(u) for u in data["uses"]),
+                )
             )
         )
     except (ValueError, KeyError, TypeError, AttributeError, OverflowError) as exc:

@@ -129,7 +129,7 @@ class TestPlanFileLimits:
         assert depth_of('["\\"]]]"]') == 1
 
 
-_WRONG: tuple[Any, ...] = (0, 1.5, "x", "x\x00", None, True, [], {}, [[]], {"a": {}})
+_WRONG: tuple[Any, ...] = (0, 1.5, "", "x", "x\x00", None, True, [], {}, [[]], {"a": {}})
 
 
 def _mutations(data: Any, path: tuple[Any, ...] = ()) -> Iterator[tuple[tuple[Any, ...], Any]]:

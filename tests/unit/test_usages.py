@@ -395,7 +395,7 @@ def test_mistyped_refs_plans_are_errors_not_crashes(
         usages_render.plan_from_json(json.dumps(data), "r"), "config.yaml", {}, ["uses"]
     )
     after = snapshot(work / "uses")
-    wrong_values: tuple[object, ...] = (-1, 10**9, "x", "x\x00", None, [], {})
+    wrong_values: tuple[object, ...] = (-1, 10**9, "", "x", "x\x00", None, [], {})
 
     def places(value: object, path: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
         found = [path] if path else []
