@@ -71,7 +71,8 @@ def saved_plan_workspace(
             path, f"this is a {plan.action.value} plan, not a {action.value} plan"
         )
     wrong_suffix = suffix_problem(plan.options.suffix)
-    if wrong_suffix is not None:
+    if plan.action is Action.BUILD and wrong_suffix is not None:
+        # (A prune plan's suffix is --nightly's, any text: it only says which tag stays.)
         raise DockerPkgError.single(path, f"not a plan dockerpkg made: {wrong_suffix}")
     workspace = load_workspace(plan.directory, config_path, env, plan.options.suffix, render=False)
     if workspace.digest != plan.digest:

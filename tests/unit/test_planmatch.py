@@ -279,3 +279,27 @@ class TestBuilders:
         given = parse_builders_flag(flag, workspace.config.builders)
         derived = derived_build_plan(plan, workspace, "p.json", builders=given)
         assert plan_to_json(derived) == plan_to_json(plan)
+
+
+def test_a_prune_plans_suffix_is_any_nightly_text(tree: Path) -> None:
+    """--nightly SUFFIX of prune is any text (only which tag stays): not refused as a build
+    plan's suffix is."""
+    from dockerpkg.api.saved import saved_plan_workspace
+    from dockerpkg.core.plan import Action
+
+    workspace = workspace_of(tree)
+    for action, refused_here in ((Action.PRUNE, False), (Action.BUILD, True)):
+        plan = Plan(
+            action=action,
+            directory=workspace.directory,
+            digest=workspace.digest,
+            images=(),
+            steps=(),
+            options=BuildOptions(suffix="-stable", pull=False),
+        )
+        args = (plan, "p.json", str(tree / "config.yaml"), {"HOME": str(tree)})
+        if refused_here:
+            with pytest.raises(DockerPkgError, match=r"options\.suffix '-stable'"):
+                saved_plan_workspace(*args)
+        else:
+            assert saved_plan_workspace(*args).digest == workspace.digest
