@@ -50,8 +50,9 @@ _SHOWN = 120
 def claimed_observed(saved: Plan, tree: Tree) -> Observed:
     """The registry and daemon state SAVED's steps imply for the images of TREE (keyed by the
     tree's labels, never the plan's): built images were neither published nor local, images
-    only verified were local, staged ones staged with the definition the plan gives, and every
-    other image published (it needs nothing)."""
+    only verified, or parents of built images not pulled, were local only, staged ones staged
+    with the definition the plan gives, and every other image published (it needs
+    nothing)."""
     by_op: dict[Op, set[str]] = {op: set() for op in Op}
     for step in saved.steps:
         by_op[step.op].add(step.image)
@@ -62,6 +63,12 @@ def claimed_observed(saved: Plan, tree: Tree) -> Observed:
     }
     built = by_op[Op.BUILD]
     local_only = by_op[Op.VERIFY] - built
+    if saved.options.pull:
+        # A parent of a built image that is not pulled was taken from the daemon: built
+        # there, not published (published, it would be pulled).
+        pulled = {s.image for s in saved.steps if s.op is Op.PULL}
+        parents = {p for name in built if name in tree.images for p in tree.images[name].parents}
+        local_only |= parents - built - pulled
     own = {image.name: image.own_definition or "" for image in saved.images}
     published: set[str] = set()
     local: set[str] = set()

@@ -70,6 +70,14 @@ STATES: dict[str, tuple[Observed, BuildOptions]] = {
         Observed(offline=False, credentials=True, local=frozenset({BASE})),
         BuildOptions(),
     ),
+    "base-built-locally-app-selected": (
+        Observed(offline=False, credentials=True, local=frozenset({BASE})),
+        BuildOptions(select="*app*"),
+    ),
+    "base-built-locally-no-credentials": (
+        Observed(offline=False, credentials=False, local=frozenset({BASE})),
+        BuildOptions(),
+    ),
     "no-pull": (
         Observed(offline=False, credentials=True, local=frozenset({BASE})),
         BuildOptions(pull=False),
@@ -239,11 +247,10 @@ class TestHostilePlansRefused:
         derived = derived_build_plan(plan, workspace, "p.json", given)
         assert derived.secrets == plan.secrets
 
-    def test_published_since_is_not_a_difference_but_a_dropped_build_is_a_claim(
-        self, tree: Path
-    ) -> None:
-        """A plan that leaves out the build of a parent claims it is published: the derived
-        plan then pulls it, so a plan without that pull is refused."""
+    def test_steps_left_out_are_claims_checked_too(self, tree: Path) -> None:
+        """A plan that leaves out the verification and publication of a parent built
+        locally claims it is built locally and not published (it is not pulled): the tree
+        then gives those steps, so the plan is refused."""
         plan, workspace = made(tree, "base-built-locally")
 
         def drop_base(data: dict[str, Any]) -> None:
@@ -251,7 +258,9 @@ class TestHostilePlansRefused:
             for step in data["steps"]:
                 step["needs"] = [n for n in step["needs"] if not n.endswith(":base")]
 
-        assert "step pull of the tree is missing" in refused(edited(plan, drop_base), workspace)
+        assert "base: step verify of the tree is missing" in refused(
+            edited(plan, drop_base), workspace
+        )
 
     def test_suffix_not_made_by_dockerpkg(self) -> None:
         assert suffix_problem("") is None
