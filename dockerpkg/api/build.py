@@ -56,7 +56,9 @@ def apply_build_plan(
     """Execute the plan's steps; failures are in the report, not raised.
 
     SAVED (a plan read from a file, maybe hours old): the registry is asked again first, and
-    the images published since the plan are neither built nor pushed (`recheck`).
+    the images published since the plan are neither built nor pushed (`recheck`). A plan read
+    from a file is a claim: carry it out through saved_build_run (or apply_saved_build_plan),
+    which runs the plan the tree gives, never PLAN as read.
 
     JOBS (builds at once; default: the builder's, `DEFAULT_JOBS`) is each engine's number of
     slots when the builders do not say.
