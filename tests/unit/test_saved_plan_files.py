@@ -188,3 +188,19 @@ def test_a_nul_in_the_trees_path(work: Path, capsys: pytest.CaptureFixture[str])
     status, output = cli(capsys, "apply", "p.json")
     assert status == 1
     assert "p.json: error: not a dockerpkg plan: directory: expected a string without NUL" in output
+
+
+def test_a_wrong_type_is_named_by_its_place(work: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = saved_plan(capsys)
+    data["images"][1]["depends"] = 0
+    Path("p.json").write_text(json.dumps(data), "utf-8")
+    status, output = cli(capsys, "apply", "p.json")
+    assert status == 1
+    assert "p.json: error: not a dockerpkg plan: images[1].depends: expected a list, not int" in (
+        output
+    )
+    data["images"][1]["depends"] = []
+    data["steps"][0]["needs"] = "verify:base"  # a string is no list of steps
+    Path("p.json").write_text(json.dumps(data), "utf-8")
+    status, output = cli(capsys, "apply", "p.json")
+    assert "p.json: error: not a dockerpkg plan: steps[0].needs: expected a list, not str" in output
