@@ -13,9 +13,11 @@ from dockerpkg.api.build import (
     build_engine,
     builder_env,
     recheck,
+    saved_build_run,
 )
 from dockerpkg.api.saved import (
     TreeLock,
+    derived_build_plan,
     load_saved_plan,
     opened_saved_plan,
     read_saved_plan,
@@ -42,6 +44,7 @@ __all__ = [
     "build_plan",
     "builder_env",
     "builder_set",
+    "derived_build_plan",
     "interrupted_update",
     "left_behind",
     "link_policy",
@@ -52,5 +55,6 @@ __all__ = [
     "opened_saved_plan",
     "read_saved_plan",
     "recheck",
+    "saved_build_run",
     "saved_plan_workspace",
 ]

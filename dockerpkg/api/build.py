@@ -5,8 +5,9 @@ registry again first."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -24,6 +25,7 @@ from dockerpkg.core.labels import repository_path, split_label
 from dockerpkg.core.plan import BuildEngine, Plan
 from dockerpkg.core.recheck import publishing_labels, without_published
 from dockerpkg.core.report import Report
+from dockerpkg.core.secrets import SecretSource
 from dockerpkg.core.staging import staged_labels
 from dockerpkg.effects.credentials import Credentials
 from dockerpkg.effects.tasks import Interrupt, Listener
@@ -54,7 +56,9 @@ def apply_build_plan(
     """Execute the plan's steps; failures are in the report, not raised.
 
     SAVED (a plan read from a file, maybe hours old): the registry is asked again first, and
-    the images published since the plan are neither built nor pushed (`recheck`).
+    the images published since the plan are neither built nor pushed (`recheck`). A plan read
+    from a file is a claim: carry it out through saved_build_run (or apply_saved_build_plan),
+    which runs the plan the tree gives, never PLAN as read.
 
     The plan's engine (options.engine) builds every image: DOCKER_BUILDKIT in ENV counted
     when the plan was made, not now.
@@ -99,18 +103,43 @@ def apply_saved_build_plan(
     where: str,
     *,
     builders: str | None = None,
+    secrets: tuple[SecretSource, ...] = (),
     **run: Any,
 ) -> Report:
     """Carry out a saved build PLAN (from the file WHERE) on its tree, as apply_build_plan
-    with SAVED, after finding the credentials it publishes with. BUILDERS: a --builders
-    flag replacing the plan's builders; RUN: apply_build_plan's keywords."""
+    with SAVED (see saved_build_run; RUN: apply_build_plan's keywords)."""
+    return saved_build_run(plan, workspace, env, where, builders=builders, secrets=secrets)(**run)
+
+
+def saved_build_run(
+    plan: Plan,
+    workspace: Workspace,
+    env: Mapping[str, str],
+    where: str,
+    *,
+    builders: str | None = None,
+    secrets: tuple[SecretSource, ...] = (),
+) -> Callable[..., Report]:
+    """What carries out a saved build PLAN (from the file WHERE) on its tree, given
+    apply_build_plan's keywords: checked before it is returned, so a refusal comes before
+    anything starts. The plan carried out is the one the tree and the config give for the
+    state PLAN claims, and PLAN is refused unless it is that plan
+    (api.saved.derived_build_plan); then the credentials it publishes with are found.
+    BUILDERS: a --builders flag replacing the plan's builders; SECRETS: this run's --secret
+    and --ssh sources, over the config's."""
+    from dockerpkg.api.saved import derived_build_plan
     from dockerpkg.effects.observe import credentials_for
 
-    credentials = credentials_for(workspace.config, env) if plan.publish else None
-    if plan.publish and credentials is None:
-        raise DockerPkgError.single(where, "the plan publishes but no credentials are found")
     chosen = None if builders is None else parse_builders_flag(builders, workspace.config.builders)
-    return apply_build_plan(plan, workspace, env, credentials, builders=chosen, saved=True, **run)
+    if chosen is not None and chosen.builders:
+        _check_several(plan, chosen)
+    derived = derived_build_plan(plan, workspace, where, secrets, chosen)
+    credentials = credentials_for(workspace.config, env) if derived.publish else None
+    if derived.publish and credentials is None:
+        raise DockerPkgError.single(where, "the plan publishes but no credentials are found")
+    return functools.partial(
+        apply_build_plan, derived, workspace, env, credentials, builders=chosen, saved=True
+    )
 
 
 def recheck(
@@ -215,12 +244,7 @@ def _run_builders(plan: Plan, workspace: Workspace, given: BuilderSet | None) ->
     """The builders to run PLAN on: GIVEN (--builders with a saved plan), else the plan's,
     with their TLS files from the config (a plan holds no paths of them)."""
     if given is not None and given.builders:
-        if given.several != (len(plan.builders) > 1):
-            raise DockerPkgError.single(
-                given.origin.path,
-                f"the plan was made for {len(plan.builders) or 'the default'} builder(s); "
-                "make it again with these builders",
-            )
+        _check_several(plan, given)
         return list(given.builders)
     configured = {b.name: b for b in workspace.config.builders}
     chosen = []
@@ -232,6 +256,17 @@ def _run_builders(plan: Plan, workspace: Workspace, given: BuilderSet | None) ->
             )
         chosen.append(Builder(planned.url, planned.slots, found.tls if found else None))
     return chosen
+
+
+def _check_several(plan: Plan, given: BuilderSet) -> None:
+    """--builders GIVEN with a saved plan: one builder for a plan made for one, several for
+    one made for several (what counts as built differs)."""
+    if given.several != (len(plan.builders) > 1):
+        raise DockerPkgError.single(
+            given.origin.path,
+            f"the plan was made for {len(plan.builders) or 'the default'} builder(s); "
+            "make it again with these builders",
+        )
 
 
 def _run_on_builders(

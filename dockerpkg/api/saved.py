@@ -6,11 +6,18 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager
-from pathlib import Path
+
+import attrs
 
 from dockerpkg.api.workspace import Workspace, load_workspace
+from dockerpkg.core.builders import BuilderSet
 from dockerpkg.core.plan import Action, Plan
+from dockerpkg.core.planmatch import build_differences, claimed_observed, suffix_problem
+from dockerpkg.core.planner import plan_build
+from dockerpkg.core.secrets import SecretSource, merged
 from dockerpkg.core.serialize import plan_from_json
+from dockerpkg.core.tree import render_images
+from dockerpkg.effects.planfiles import read_plan_text
 from dockerpkg.errors import DockerPkgError, Problem, error
 
 # What holds a tree's lock while a saved plan of it is checked and carried out (the
@@ -44,11 +51,7 @@ def opened_saved_plan(
 
 def read_saved_plan(path: str) -> Plan:
     """The plan saved in PATH, not yet checked against its tree (see saved_plan_workspace)."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise DockerPkgError.single(path, f"cannot read plan: {exc.strerror}") from None
-    return plan_from_json(text, path)
+    return plan_from_json(read_plan_text(path), path)
 
 
 def saved_plan_workspace(
@@ -67,6 +70,10 @@ def saved_plan_workspace(
         raise DockerPkgError.single(
             path, f"this is a {plan.action.value} plan, not a {action.value} plan"
         )
+    wrong_suffix = suffix_problem(plan.options.suffix)
+    if plan.action is Action.BUILD and wrong_suffix is not None:
+        # (A prune plan's suffix is --nightly's, any text: it only says which tag stays.)
+        raise DockerPkgError.single(path, f"not a plan dockerpkg made: {wrong_suffix}")
     workspace = load_workspace(plan.directory, config_path, env, plan.options.suffix, render=False)
     if workspace.digest != plan.digest:
         stale = error(
@@ -94,3 +101,52 @@ def _changed_changelogs(plan: Plan, workspace: Workspace) -> list[Problem]:
             message = f"changed since the plan was made: version {now}, not {edit.old_version}"
             problems.append(error(edit.path, message, 1))
     return problems
+
+
+def derived_build_plan(
+    saved: Plan,
+    workspace: Workspace,
+    where: str,
+    secrets: tuple[SecretSource, ...] = (),
+    builders: BuilderSet | None = None,
+) -> Plan:
+    """The build plan of WORKSPACE for the state the SAVED plan (from the file WHERE) claims,
+    made with the config's build secrets and SSH agents and SECRETS (this run's --secret and
+    --ssh) and BUILDERS (this run's --builders; None: the config's); refused, naming every
+    difference, unless SAVED is that plan. What `apply PLAN.json` carries out is this plan,
+    never the file's (see dockerpkg.core.planmatch)."""
+    chosen = workspace.builders if builders is None else builders
+    # `plan` renders every image, `build` what it builds: the images the saved plan shows
+    # rendered are rendered here too (and must then agree).
+    shown = [
+        i.name for i in saved.images if i.dockerfile is not None and i.name in workspace.tree.images
+    ]
+    try:
+        tree = render_images(workspace.tree, workspace.config, shown)
+        derived = plan_build(
+            tree,
+            workspace.config,
+            claimed_observed(saved, tree),
+            directory=workspace.directory,
+            digest=workspace.digest,
+            options=saved.options,
+            builders=chosen,
+            source=workspace.source,
+            secrets=merged(workspace.secrets, secrets),
+        )
+    except DockerPkgError as exc:
+        head = error(where, "the tree and the config do not give this plan: nothing was done")
+        raise DockerPkgError([head, *exc.problems]) from None
+    # --builders replaces the plan's builders: only the config's are compared.
+    compared = derived if builders is None else attrs.evolve(derived, builders=saved.builders)
+    differences = build_differences(saved, compared)
+    if differences:
+        head = error(
+            where,
+            f"not the plan the tree and the config give ({len(differences)} difference(s)); "
+            "nothing was done: make the plan again with `dockerpkg plan --out`",
+        )
+        raise DockerPkgError(
+            [head, *(error(where, f"{what}: {text}") for what, text in differences)]
+        )
+    return derived

@@ -10,6 +10,7 @@ import attrs
 
 from dockerpkg.api.workspace import Workspace, load_workspace
 from dockerpkg.core.config import key_location
+from dockerpkg.core.editmatch import EditRules
 from dockerpkg.core.labels import join_repository
 from dockerpkg.core.plan import Plan
 from dockerpkg.core.usages import (
@@ -23,6 +24,7 @@ from dockerpkg.core.usages import (
 )
 from dockerpkg.effects.usagefiles import candidate_files, read_candidates
 from dockerpkg.effects.usagewrites import FileEdit, file_edits, finish_interrupted, write_edits
+from dockerpkg.effects.workfiles import REFS_JOURNAL, REFS_JOURNAL_TEMP
 from dockerpkg.errors import DockerPkgError
 
 
@@ -31,6 +33,9 @@ class RefsRun:
     plan: UsagePlan
     workspace: Workspace
     finished: tuple[str, ...] | None  # files an interrupted refs --apply wrote, finished now
+    # Where the plan looked (the PATHs given, else the config's refs: paths): where its edits
+    # may go besides the tree.
+    paths: tuple[str, ...] = ()
 
 
 def _configured_paths(workspace: Workspace) -> list[str]:
@@ -56,8 +61,7 @@ def refs_plan(
     """The references to DIRECTORY's images in PATHS (none: the config's `refs: paths`);
     ONLINE also asks the registry whether each current version is published. What an
     interrupted `refs --apply` left is finished first."""
-    # Where edits may go: the current folder and the paths given (and the tree).
-    finished = finish_interrupted(directory, [os.getcwd(), *paths])
+    finished = _finish_journal(directory, config_path, env, paths)
     workspace = load_workspace(directory, config_path, env, render=False)
     config = workspace.config
     paths = list(paths) or _configured_paths(workspace)
@@ -73,7 +77,33 @@ def refs_plan(
         skipped=read.skipped,
         unedited=read.unedited,
     )
-    return RefsRun(plan, workspace, None if finished is None else tuple(finished))
+    return RefsRun(plan, workspace, None if finished is None else tuple(finished), tuple(paths))
+
+
+def _finish_journal(
+    directory: str, config_path: str | None, env: Mapping[str, str], paths: Sequence[str]
+) -> list[str] | None:
+    """Finish what an interrupted refs --apply left in DIRECTORY: the edits refs derives
+    itself, in files inside the tree or under the PATHS given on this command line only
+    (never the current folder, nor what the journal says)."""
+    if not any(
+        os.path.lexists(os.path.join(directory, n)) for n in (REFS_JOURNAL, REFS_JOURNAL_TEMP)
+    ):
+        return None
+    workspace = load_workspace(directory, config_path, env, render=False, refs_journal=True)
+    return finish_interrupted(directory, list(paths), edit_rules(workspace))
+
+
+def edit_rules(workspace: Workspace, facts: TreeFacts | None = None) -> EditRules:
+    """What edits of WORKSPACE's users and changelogs may be (FACTS: the tree's, else the
+    tree's facts now)."""
+    return EditRules(
+        facts or tree_facts(workspace.tree, workspace.config),
+        frozenset(
+            os.path.realpath(os.path.join(workspace.directory, source.file("changelog")))
+            for source in workspace.snapshot.images
+        ),
+    )
 
 
 def _files(workspace: Workspace) -> list[tuple[str, str]]:
@@ -133,15 +163,33 @@ def check_plan(plan: UsagePlan) -> None:
         )
 
 
-def write_refs(plan: UsagePlan, directory: str, within: Sequence[str] = ()) -> tuple[str, ...]:
+def write_refs(
+    plan: UsagePlan, workspace: Workspace, within: Sequence[str] = ()
+) -> tuple[str, ...]:
     """Make PLAN's edits, every file or none (refused when one changed since it was made),
-    in files inside DIRECTORY, the current folder or WITHIN (the paths given); returns the
-    files written."""
+    in files inside WORKSPACE's tree or WITHIN (the paths given, or the config's), and only
+    the edits refs derives itself from the tree (a saved plan is a claim); returns the files
+    written."""
     check_plan(plan)
     digests = {f.path: f.sha256 for f in plan.files}
+    unread = sorted({use.path for use in plan.edits if use.path not in digests})
+    if unread:
+        raise DockerPkgError.single(
+            unread[0], "not a plan dockerpkg made: an edit of a file it gives no digest of"
+        )
     edits = file_edits(plan.edits, digests, os.getcwd())
-    write_edits(directory, edits, [os.getcwd(), *within])
+    write_edits(workspace.directory, edits, list(within), rules=edit_rules(workspace))
     return tuple(e.shown for e in edits)
+
+
+def write_saved_refs(
+    plan: UsagePlan, config_path: str | None, env: Mapping[str, str], paths: Sequence[str]
+) -> tuple[str, ...]:
+    """`apply refs REFS.json`: PLAN's edits (see write_refs), in its tree, the PATHS given on
+    the command line and the config's refs: paths; the files written."""
+    workspace = load_workspace(plan.directory, config_path, env, render=False)
+    configured = _configured_paths(workspace) if workspace.config.refs.paths else []
+    return write_refs(plan, workspace, [*paths, *configured])
 
 
 def write_update_with_refs(
@@ -181,5 +229,6 @@ def write_update_with_refs(
     ]
     digests = {f.path: f.sha256 for f in moved.files}
     users = file_edits(moved.edits, digests, os.getcwd())
-    write_edits(workspace.directory, [*entries, *users], [os.getcwd(), *paths])
+    rules = edit_rules(workspace, facts)
+    write_edits(workspace.directory, [*entries, *users], paths, rules=rules)
     return tuple(edit.path for edit in plan.edits), moved

@@ -12,12 +12,15 @@ import attrs
 
 from dockerpkg.api.workspace import Workspace, interrupted_update, left_behind, load_and_observe
 from dockerpkg.core.bases import check_bases
-from dockerpkg.core.plan import Action, Op, Plan
+from dockerpkg.core.editmatch import update_edit_problem
+from dockerpkg.core.plan import Action, Edit, Plan
+from dockerpkg.core.planmatch import prune_differences
 from dockerpkg.core.prune import plan_prune
+from dockerpkg.core.tree import Image
 from dockerpkg.core.update import plan_update, plan_update_all, plan_update_changed_bases
 from dockerpkg.effects import changelogs
 from dockerpkg.effects.author import changelog_date, resolve_author
-from dockerpkg.errors import DockerPkgError
+from dockerpkg.errors import DockerPkgError, error
 
 if TYPE_CHECKING:
     from dockerpkg.effects.imagestore import ImageStore
@@ -123,6 +126,23 @@ def check_update(plan: Plan, workspace: Workspace) -> None:
         raise _stale(workspace.directory)
     if workspace.interrupted is not None:
         raise left_behind(workspace.interrupted)
+    # The plan is a claim: each edit must be an entry update would put in front of the
+    # changelog of the image it names (see dockerpkg.core.editmatch).
+    images = workspace.tree.images
+    problems = [
+        error(edit.path, f"not a plan dockerpkg made: {wrong}", 1)
+        for edit in plan.edits
+        if (wrong := _edit_problem(edit, images.get(edit.image))) is not None
+    ]
+    if problems:
+        raise DockerPkgError(problems)
+
+
+def _edit_problem(edit: Edit, image: Image | None) -> str | None:
+    if image is None:
+        return update_edit_problem(edit, None, None)
+    source = image.spec.source
+    return update_edit_problem(edit, source.changelog, source.file("changelog"))
 
 
 def recover_update(
@@ -205,17 +225,18 @@ def prune_plan(
     return PruneRun(plan, state)
 
 
-def _actions(plan: Plan) -> list[tuple[str, str, str | None]]:
-    return [(s.op.value, s.image, s.label) for s in plan.steps if s.op in {Op.REMOVE, Op.KEEP}]
-
-
-def check_saved_prune(saved: Plan, fresh: PruneRun, where: str) -> None:
-    """A saved prune plan is carried out only if planning now gives the same steps."""
-    if _actions(saved) != _actions(fresh.plan):
-        raise DockerPkgError.single(
+def check_saved_prune(saved: Plan, fresh: Plan, where: str) -> None:
+    """A saved prune plan is carried out only if planning now gives the same steps (and
+    what is carried out is the plan made now, never the file's)."""
+    differences = prune_differences(saved, fresh)
+    if differences:
+        head = error(
             where,
-            "stale plan: the daemon's images or containers changed since the plan was made; "
-            "make a new plan",
+            "stale plan: the daemon's images or containers changed since the plan was made "
+            "(or the plan was edited); nothing was removed: make a new plan",
+        )
+        raise DockerPkgError(
+            [head, *(error(where, f"{what}: {text}") for what, text in differences)]
         )
 
 
@@ -234,7 +255,7 @@ def apply_saved_prune(
     client = connect(env)
     try:
         fresh = prune_plan(workspace, client, select=plan.options.select, nightly=nightly_of(plan))
-        check_saved_prune(plan, fresh, where)
+        check_saved_prune(plan, fresh.plan, where)
         return prune(client, fresh)
     finally:
         client.close()

@@ -75,16 +75,26 @@ def load_workspace(
     *,
     render: bool = True,
     builders: str | None = None,
+    refs_journal: bool = False,
 ) -> Workspace:
     """Read config and tree and resolve them; raises DockerPkgError with every problem.
 
     render=False leaves Dockerfiles unrendered where the dependency graph does not need them
-    (build_plan renders what it builds): for runs that build little or nothing.
+    (build_plan renders what it builds): for runs that build little or nothing. REFS_JOURNAL:
+    the tree is read to finish an interrupted refs --apply, whose journal is no error then.
     """
     directory, loaded, snapshot, links = _read_inputs(directory, config_path, env)
     chosen = builder_set(loaded, builders)
     return _resolve(
-        directory, loaded, snapshot, links, suffix, env=env, render=render, builders=chosen
+        directory,
+        loaded,
+        snapshot,
+        links,
+        suffix,
+        env=env,
+        render=render,
+        builders=chosen,
+        refs_journal=refs_journal,
     )
 
 
@@ -132,12 +142,13 @@ def _resolve(
     env: Mapping[str, str],
     render: bool,
     builders: BuilderSet = DEFAULT_BUILDERS,
+    refs_journal: bool = False,
 ) -> Workspace:
     analysis = analyze_tree(snapshot, loaded.config, suffix, render=render)
     keys = unknown_key_problems(loaded.files, loaded.config.extra, snapshot)
     left = interrupted(directory, snapshot.working)
     problems = loaded.warnings + tuple(keys) + tuple(leftover_warning(left)) + analysis.problems
-    if REFS_JOURNAL in snapshot.working:
+    if REFS_JOURNAL in snapshot.working and not refs_journal:
         problems += (
             error(
                 REFS_JOURNAL,

@@ -403,8 +403,10 @@ class BuildCommands:
                 workspace,
             ):
                 print_problems(workspace.warnings, workspace.directory, every=ctx.echo)
-                start = functools.partial(
-                    api.apply_saved_build_plan, saved, workspace, ctx.env, target, builders=builders
+                given = tuple(parse_secret_flag(text) for text in secret or ())
+                given += tuple(parse_ssh_flag(text) for text in ssh or ())
+                start = api.saved_build_run(
+                    saved, workspace, ctx.env, target, builders=builders, secrets=given
                 )
                 _execute(ctx, saved, start, run)
             return

@@ -21,10 +21,15 @@ from dockerpkg.core.usages_render import (
     plan_to_text,
     skipped_lines,
 )
+from dockerpkg.effects.planfiles import read_plan_text
 from dockerpkg.errors import DockerPkgError, problem_lines
 
 _FORMATS = ("text", "json", "markdown")
 _PATHS_HELP = "files or folders to look through (default: the config's refs: paths)"
+_APPLY_PATHS_HELP = (
+    "files or folders the plan may edit besides the tree and the config's refs: paths "
+    "(give those the plan was made with)"
+)
 _ONLINE_HELP = "also ask the registry: a current version not published yet is not_published"
 
 
@@ -67,6 +72,9 @@ class UsageCommands:
         self.ctx = ctx
 
     def _plan(self, directory: str, paths: list[str], online: bool) -> UsagePlan:
+        return self._run(directory, paths, online).plan
+
+    def _run(self, directory: str, paths: list[str], online: bool) -> usages.RefsRun:
         run = usages.refs_plan(directory, self.ctx.config_path, self.ctx.env, paths, online=online)
         for line in problem_lines(run.workspace.warnings, directory, every=self.ctx.echo):
             print(line, file=sys.stderr)
@@ -78,7 +86,7 @@ class UsageCommands:
                 + ", ".join(run.finished),
                 file=sys.stderr,
             )
-        return run.plan
+        return run
 
     @argh.arg("directory", help="the image tree")
     @argh.arg("paths", nargs="*", metavar="PATH", help=_PATHS_HELP)
@@ -100,10 +108,11 @@ class UsageCommands:
         """List every reference to the tree's images in other files (CI jobs, Helm values,
         manifests), its state, and the edit that moves an outdated one."""
         with locked(directory, wait=False):
-            plan = self._plan(directory, list(paths), online)
+            run = self._run(directory, list(paths), online)
+            plan = run.plan
             _show(plan, "json" if json_output else output_format)
             if apply_edits:
-                written = usages.write_refs(plan, directory, paths)
+                written = usages.write_refs(run.plan, run.workspace, run.paths)
                 print(f"Edited {len(written)} file(s).", file=sys.stderr)
                 return
         _status(plan, detailed_exitcode)
@@ -135,16 +144,16 @@ class UsageCommands:
         _status(plan, detailed_exitcode)
 
     @argh.arg("plan", metavar="REFS.json", help="a plan saved by `plan refs --out`")
-    def apply_refs(self, plan: str) -> None:
+    @argh.arg("paths", nargs="*", metavar="PATH", help=_APPLY_PATHS_HELP)
+    def apply_refs(self, plan: str, *paths: str) -> None:
         """`apply refs REFS.json`: make a saved plan's edits, all or none; refused when a
-        file changed since the plan was made."""
-        try:
-            text = Path(plan).read_text(encoding="utf-8")
-        except OSError as exc:
-            raise DockerPkgError.single(plan, f"cannot read: {exc.strerror}") from None
-        saved = plan_from_json(text, plan)
+        file changed since the plan was made, or when an edit is not one refs derives from
+        the tree, or is in a file outside the tree, the PATHs and the config's refs: paths."""
+        saved = plan_from_json(read_plan_text(plan), plan)
         with locked(saved.directory, wait=False):
-            written = usages.write_refs(saved, saved.directory)
+            written = usages.write_saved_refs(
+                saved, self.ctx.config_path, self.ctx.env, list(paths)
+            )
         print(f"Edited {len(written)} file(s).", file=sys.stderr)
 
 

@@ -8,7 +8,6 @@ print and carry out at once.
 from __future__ import annotations
 
 import functools
-import json
 import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -29,9 +28,11 @@ from dockerpkg.cli.common import (
     locked,
 )
 from dockerpkg.core.plan import Action, Plan
+from dockerpkg.core.planjson import loads
 from dockerpkg.core.serialize import plan_to_json, plan_to_text
 from dockerpkg.core.usages_render import plan_to_text as refs_to_text
 from dockerpkg.core.usages_render import skipped_lines
+from dockerpkg.effects.planfiles import read_plan_text
 from dockerpkg.errors import DockerPkgError, problem_lines
 
 if TYPE_CHECKING:
@@ -79,10 +80,11 @@ def saved_action(path: str) -> str | None:
     if not path.endswith(".json") or not os.path.isfile(path):
         return None
     try:
-        with open(path, encoding="utf-8") as handle:
-            action = json.load(handle).get("action")
-    except (OSError, ValueError, AttributeError):
+        # Within the limits of a plan file (a huge or deeply nested one is refused later).
+        data = loads(read_plan_text(path), path)
+    except DockerPkgError:
         return None
+    action = data.get("action") if isinstance(data, dict) else None
     return action if isinstance(action, str) else None
 
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from dockerpkg.core.plan import (
     FORMAT_VERSION,
@@ -22,7 +23,10 @@ from dockerpkg.core.plan import (
     Reason,
     Step,
 )
+from dockerpkg.core.planjson import TypeMismatchError, checked, loads, with_directory
 from dockerpkg.errors import DockerPkgError
+
+_T = TypeVar("_T")
 
 
 def plan_to_data(plan: Plan) -> dict[str, Any]:
@@ -102,74 +106,112 @@ def plan_to_json(plan: Plan) -> str:
 
 def plan_from_json(text: str, path: str) -> Plan:
     """Read a saved plan; a plan from another format version is refused, not guessed at."""
+    data = loads(text, path)
     try:
-        data = json.loads(text)
+        if not isinstance(data, dict):
+            raise TypeMismatchError("the plan: expected an object")
         version = data.get("format_version")
         if version != FORMAT_VERSION:
             raise DockerPkgError.single(
                 path, f"plan format_version {version} is not {FORMAT_VERSION}; make the plan again"
             )
         options = data["options"]
-        return Plan(
-            action=Action(data["action"]),
-            directory=data["directory"],
-            digest=data["digest"],
-            registry=data["registry"],
-            publish=data["publish"],
-            builders=tuple(
-                PlannedBuilder(b["url"], b["slots"], bool(b["tls"]))
-                for b in data.get("builders", ())
-            ),
-            secrets=tuple(PlannedSecret(x["id"], x["source"]) for x in data["secrets"]),
-            ssh=tuple(PlannedSecret(x["id"], x["source"]) for x in data["ssh"]),
-            options=BuildOptions(
-                select=options["select"],
-                pull=options["pull"],
-                use_cache=options["use_cache"],
-                suffix=options["suffix"],
-                publish=PublishMode(options["publish"]),
-                cache=CacheMode(options["cache"]),
-                engine=_engine(data["action"], options["engine"], path),
-            ),
-            notes=tuple(data["notes"]),
-            images=tuple(
-                PlannedImage(
-                    **{
-                        **i,
-                        "depends": tuple(i["depends"]),
-                        "parents": tuple(i["parents"]),
-                        "bases": tuple(i["bases"]),
-                        "labels": dict(i["labels"]),
-                        "records": None if i["records"] is None else tuple(i["records"]),
-                        "pins": dict(i["pins"]),
-                        "secrets": tuple(i["secrets"]),
-                        "ssh": tuple(i["ssh"]),
-                        "cache_from": tuple(i["cache_from"]),
-                    }
-                )
-                for i in data["images"]
-            ),
-            steps=tuple(
-                Step(
-                    Op(s["op"]),
-                    s["image"],
-                    Reason(s["reason"]),
-                    s["label"],
-                    s["detail"],
-                    tuple(s["needs"]),
-                )
-                for s in data["steps"]
-            ),
-            edits=tuple(Edit(**e) for e in data["edits"]),
-            findings=tuple(
-                Finding(**{**f, "reason": Reason(f["reason"]), "below": tuple(f.get("below", ()))})
-                for f in data["findings"]
-            ),
-        )
+        return with_directory(checked(_plan_from_data(data, options, path)))
     except DockerPkgError:
         raise
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise DockerPkgError.single(path, f"not a dockerpkg plan: {exc}") from None
+        message = str(exc) if isinstance(exc, TypeMismatchError) else f"{type(exc).__name__} {exc}"
+        raise DockerPkgError.single(path, f"not a dockerpkg plan: {message}") from None
+
+
+def _plan_from_data(data: dict[str, Any], options: dict[str, Any], path: str) -> Plan:
+    return Plan(
+        action=Action(data["action"]),
+        directory=data["directory"],
+        digest=data["digest"],
+        registry=data["registry"],
+        publish=data["publish"],
+        builders=_each(
+            data.get("builders", []),
+            "builders",
+            lambda b: PlannedBuilder(b["url"], b["slots"], bool(b["tls"])),
+        ),
+        secrets=_each(data["secrets"], "secrets", lambda x: PlannedSecret(x["id"], x["source"])),
+        ssh=_each(data["ssh"], "ssh", lambda x: PlannedSecret(x["id"], x["source"])),
+        options=BuildOptions(
+            select=options["select"],
+            pull=options["pull"],
+            use_cache=options["use_cache"],
+            suffix=options["suffix"],
+            publish=PublishMode(options["publish"]),
+            cache=CacheMode(options["cache"]),
+            engine=_engine(data["action"], options["engine"], path),
+        ),
+        notes=_listed(data["notes"], "notes"),
+        images=_each(data["images"], "images", _image_from),
+        steps=_each(data["steps"], "steps", _step_from),
+        edits=_each(data["edits"], "edits", lambda e: Edit(**e)),
+        findings=_each(
+            data["findings"],
+            "findings",
+            lambda f: Finding(
+                **{
+                    **f,
+                    "reason": Reason(f["reason"]),
+                    "below": _listed(f.get("below", []), "below"),
+                }
+            ),
+        ),
+    )
+
+
+def _image_from(i: dict[str, Any]) -> PlannedImage:
+    lists = ("depends", "parents", "bases", "secrets", "ssh", "cache_from")
+    return PlannedImage(
+        **{
+            **i,
+            **{key: _listed(i[key], key) for key in lists},
+            "labels": _mapping(i["labels"], "labels"),
+            "records": None if i["records"] is None else _listed(i["records"], "records"),
+            "pins": _mapping(i["pins"], "pins"),
+        }
+    )
+
+
+def _step_from(s: dict[str, Any]) -> Step:
+    return Step(
+        Op(s["op"]),
+        s["image"],
+        Reason(s["reason"]),
+        s["label"],
+        s["detail"],
+        _listed(s["needs"], "needs"),
+    )
+
+
+def _each(items: object, where: str, make: Callable[[Any], _T]) -> tuple[_T, ...]:
+    """MAKE of each of ITEMS (the list WHERE of a plan), a failure named by its place."""
+    made = []
+    for index, item in enumerate(_listed(items, where)):
+        try:
+            made.append(make(item))
+        except TypeMismatchError as exc:
+            raise TypeMismatchError(f"{where}[{index}].{exc}") from None
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise TypeMismatchError(f"{where}[{index}]: {type(exc).__name__} {exc}") from None
+    return tuple(made)
+
+
+def _listed(value: object, where: str) -> tuple[Any, ...]:
+    if not isinstance(value, list):
+        raise TypeMismatchError(f"{where}: expected a list, not {type(value).__name__}")
+    return tuple(value)
+
+
+def _mapping(value: object, where: str) -> dict[Any, Any]:
+    if not isinstance(value, dict):
+        raise TypeMismatchError(f"{where}: expected an object, not {type(value).__name__}")
+    return dict(value)
 
 
 def _engine(action: str, value: str | None, path: str) -> BuildEngine | None:

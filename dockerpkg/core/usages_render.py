@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 from dockerpkg.core.markdown import cell
+from dockerpkg.core.planjson import checked, loads, with_directory
 from dockerpkg.core.usages import (
     FORMAT_VERSION,
     FileDigest,
@@ -128,24 +129,28 @@ def plan_to_json(plan: UsagePlan) -> str:
 
 def plan_from_json(text: str, path: str) -> UsagePlan:
     """A plan saved by `plan refs --out`; a bad or foreign file is an error naming PATH."""
+    data = loads(text, path, "readable refs plan")
     try:
-        data = json.loads(text)
-        if data.get("action") != "refs":
+        if not isinstance(data, dict) or data.get("action") != "refs":
             raise DockerPkgError.single(path, "not a refs plan (made by `plan refs --out`)")
         if data.get("format_version") != FORMAT_VERSION:
             raise DockerPkgError.single(path, "a refs plan of another format; make it again")
-        return UsagePlan(
-            directory=data["directory"],
-            online=bool(data["online"]),
-            scanned=int(data["scanned"]),
-            files=tuple(FileDigest(f["path"], f["sha256"]) for f in data["files"]),
-            uses=tuple(_use_from(u) for u in data["uses"]),
-            skipped=tuple(
-                SkippedFile(f["path"], SkipReason(f["reason"]), f["detail"])
-                for f in data.get("skipped", [])
-            ),
+        return with_directory(
+            checked(
+                UsagePlan(
+                    directory=data["directory"],
+                    online=bool(data["online"]),
+                    scanned=int(data["scanned"]),
+                    files=tuple(FileDigest(f["path"], f["sha256"]) for f in data["files"]),
+                    uses=tuple(_use_from(u) for u in data["uses"]),
+                    skipped=tuple(
+                        SkippedFile(f["path"], SkipReason(f["reason"]), f["detail"])
+                        for f in data.get("skipped", [])
+                    ),
+                )
+            )
         )
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+    except (ValueError, KeyError, TypeError, AttributeError, OverflowError) as exc:
         raise DockerPkgError.single(path, f"not a readable refs plan: {exc}") from None
 
 

@@ -34,7 +34,9 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 
 import attrs
 
+from dockerpkg.core.editmatch import entry_problem
 from dockerpkg.core.plan import Edit
+from dockerpkg.core.planjson import MAX_PLAN_BYTES, loads
 from dockerpkg.effects.workfiles import JOURNAL_NAME, JOURNAL_TEMP, TEMP_NAME
 from dockerpkg.errors import DockerPkgError, Problem, error, warning
 
@@ -151,6 +153,10 @@ def _digest(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
+_DISCARD = (
+    f"not finished: the journal asks for what update would not write; nothing was changed "
+    f"(to discard the journal without undoing anything, remove {JOURNAL_NAME} from the tree)"
+)
 _LEFT_BEHIND = "an interrupted update left its journal here"
 _CHOICES = "dockerpkg update --resume {0} finishes it, dockerpkg update --discard {0} undoes it"
 
@@ -214,14 +220,20 @@ def interrupted(root: str, staged: Sequence[str]) -> Interrupted | None:
     """What an interrupted update left under ROOT (STAGED: the staged files the snapshot
     found, relative), or None when nothing."""
     path = os.path.join(root, JOURNAL_NAME)
+    with contextlib.suppress(OSError):
+        if os.path.getsize(path) > MAX_PLAN_BYTES:  # a journal is a plan's size at most
+            raise DockerPkgError.single(JOURNAL_NAME, "not a dockerpkg update journal: too large")
     raw = _read(path)
     staged = tuple(s for s in staged if s.rpartition("/")[2] == TEMP_NAME)
     if raw is None:
         return Interrupted(root, (), staged, journal=False) if staged else None
     try:
-        body = json.loads(raw)
-        listed = [(c["path"], c["entry"], c["before"], c["after"]) for c in body["changelogs"]]
-    except (ValueError, KeyError, TypeError):
+        body = loads(raw.decode("utf-8"), JOURNAL_NAME, "dockerpkg update journal")
+        listed = [
+            (str(c["path"]), str(c["entry"]), str(c["before"]), str(c["after"]))
+            for c in body["changelogs"]  # type: ignore[index]
+        ]
+    except (ValueError, KeyError, TypeError, DockerPkgError):
         raise DockerPkgError.single(JOURNAL_NAME, "not a dockerpkg update journal") from None
     outside = [p for p, *_ in listed if not _journal_path(p)]
     if outside:
@@ -242,6 +254,8 @@ def _journal_path(relative: object) -> bool:
     """Whether a journal's path names a changelog inside the tree (a journal committed by
     mistake must not make recovery write anywhere else)."""
     if not isinstance(relative, str) or relative.startswith("/") or "\\" in relative:
+        return False
+    if "\x00" in relative:
         return False
     parts = relative.split("/")
     return parts[-1] == "changelog" and not any(p in ("", ".", "..") for p in parts)
@@ -323,14 +337,22 @@ def _recovery(
             # The journal's entry over the text before is the staged text, whether or not
             # staging got as far as this one.
             text = entry + current
-            if _digest(text) != changelog.after:
+            wrong = entry_problem(changelog.entry, current.decode("utf-8", "replace"))
+            if wrong is not None:
+                # A journal is a claim (a tree may come from anyone): only what update
+                # itself would write is finished.
+                problems.append(error(changelog.path, f"{wrong}; {_DISCARD}", 1))
+            elif _digest(text) != changelog.after:
                 problems.append(error(changelog.path, "the journal's entry does not fit it", 1))
             else:
                 moves.append((changelog, text))
         elif not resume and changelog.state is State.WRITTEN:
             before = current[len(entry) :]
+            wrong = entry_problem(changelog.entry, before.decode("utf-8", "replace"))
             if not current.startswith(entry) or _digest(before) != changelog.before:
                 problems.append(error(changelog.path, "cannot take the update's entry out", 1))
+            elif wrong is not None:
+                problems.append(error(changelog.path, f"{wrong}; {_DISCARD}", 1))
             else:
                 moves.append((changelog, before))
     return moves, problems

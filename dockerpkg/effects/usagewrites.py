@@ -22,7 +22,9 @@ from collections.abc import Callable, Sequence
 
 import attrs
 
-from dockerpkg.core.usages import ImageUse, file_digest, is_version_text, with_spans
+from dockerpkg.core.editmatch import EditRules, entry_problem, reference_edits_problem, with_entries
+from dockerpkg.core.planjson import MAX_PLAN_BYTES, loads
+from dockerpkg.core.usages import ImageUse, file_digest, with_spans
 from dockerpkg.effects.changelogs import signals_held, write_new_file
 from dockerpkg.effects.workfiles import REFS_JOURNAL, REFS_JOURNAL_TEMP
 from dockerpkg.errors import DockerPkgError, Problem, error
@@ -30,6 +32,12 @@ from dockerpkg.errors import DockerPkgError, Problem, error
 # Creates PATH (which must not exist) holding DATA with MODE; the real one by default.
 Writer = Callable[[str, bytes, int], None]
 _ENCODING = ("utf-8", "surrogateescape")  # any bytes round-trip unchanged
+
+
+OUTSIDE = (
+    "outside the tree and the folders given on the command line (or in the config's refs: "
+    "paths): refs edits files there only"
+)
 
 
 @attrs.frozen
@@ -85,10 +93,13 @@ def write_edits(
     edits: Sequence[FileEdit],
     within: Sequence[str],
     write: Writer = write_new_file,
+    *,
+    rules: EditRules,
 ) -> None:
     """Make EDITS, every file or none; ROOT: the tree's folder, where the journal goes;
-    WITHIN: the other folder files may be in (the current one)."""
-    targets = _checked(edits, root, within)
+    WITHIN: the other folders files may be in (those given on the command line, the config's
+    refs: paths); RULES: what the edits must be (see dockerpkg.core.editmatch)."""
+    targets = _checked(edits, root, within, rules)
     if not targets:
         return
     journal = _write_journal(root, targets)
@@ -116,37 +127,32 @@ def _staged_and_swapped(targets: Sequence[_Target], write: Writer) -> None:
         _remove_staged(targets)
 
 
-def _edits_problem(edit: FileEdit, current: bytes, root: str) -> str | None:
-    """What is wrong with EDIT's spans over CURRENT: each must replace a tag or digest by
-    another, or (update --refs) put an entry in front of one of the tree's changelogs. A plan
-    or journal asking for anything else did not come from dockerpkg."""
+def _edits_problem(edit: FileEdit, current: bytes, rules: EditRules) -> str | None:
+    """What is wrong with EDIT's spans over CURRENT: in one of the tree's changelogs, one entry
+    in front (update --refs); anywhere else, each a move of a reference's tag or digest that
+    refs derives itself. A plan or journal asking for anything else did not come from
+    dockerpkg."""
     text = current.decode(*_ENCODING)
-    for start, end, replacement in edit.edits:
-        entry = start == end == 0 and os.path.basename(edit.real) == "changelog"
-        if entry and _inside(edit.real, [root]):
-            continue
-        if not (0 <= start < end <= len(text)):
-            return "an edit outside the file"
-        if not (is_version_text(text[start:end]) and is_version_text(replacement)):
-            return f"an edit of {text[start:end]!r} to {replacement!r}, not of a tag or digest"
-    return None
+    if edit.real in rules.changelogs:
+        if len(edit.edits) != 1 or edit.edits[0][:2] != (0, 0):
+            return "an edit of a changelog of the tree that is not one entry in front"
+        return entry_problem(edit.edits[0][2], text)
+    if any(not 0 <= start < end <= len(text) for start, end, _ in edit.edits):
+        return "an edit outside the file"
+    return reference_edits_problem(edit.shown, text, edit.edits, rules.facts)
 
 
-def _checked(edits: Sequence[FileEdit], root: str, within: Sequence[str]) -> list[_Target]:
+def _checked(
+    edits: Sequence[FileEdit], root: str, within: Sequence[str], rules: EditRules
+) -> list[_Target]:
     problems: list[Problem] = []
     targets = []
     seen: set[str] = set()
     for edit in edits:
         current = _read(edit.real)
-        wrong = None if current is None else _edits_problem(edit, current, root)
+        wrong = None if current is None else _edits_problem(edit, current, rules)
         if not _inside(edit.real, [root, *within]):
-            problems.append(
-                error(
-                    edit.shown,
-                    "outside the tree and the current folder: refs edits files there only "
-                    "(run it from a folder holding both)",
-                )
-            )
+            problems.append(error(edit.shown, OUTSIDE))
         elif edit.real in seen:
             problems.append(error(edit.shown, "named twice"))
         elif wrong is not None:
@@ -271,41 +277,28 @@ def _inside(path: str, folders: Sequence[str]) -> bool:
 
 
 def finish_interrupted(
-    root: str, within: Sequence[str], write: Writer = write_new_file
+    root: str, within: Sequence[str], rules: EditRules, write: Writer = write_new_file
 ) -> list[str] | None:
     """Finish what an interrupted refs --apply left in ROOT (its journal): the files it was
-    writing, as shown, once all are written; None when nothing was left. A journal naming a
-    file outside the folders WITHIN (the tree's and the current one) is refused: a tree may
-    come from anyone, and its journal must not be a way to write elsewhere."""
+    writing, as shown, once all are written; None when nothing was left.
+
+    A tree may come from anyone, and its journal must not be a way to write anything else:
+    only files inside ROOT or the folders WITHIN (given on this run's command line) are
+    written, and only with edits RULES allow (see dockerpkg.core.editmatch; the journal's own
+    changelog entries count as the tree's versions). Otherwise nothing is written, and the
+    error says how to discard the journal."""
     path = os.path.join(root, REFS_JOURNAL)
     with contextlib.suppress(FileNotFoundError):
         os.unlink(os.path.join(root, REFS_JOURNAL_TEMP))  # no file was touched yet
-    try:
-        with open(path, encoding="utf-8") as handle:
-            body = json.load(handle)
-        files = [
-            (
-                str(f["shown"]),
-                str(f["path"]),
-                str(f["before"]),
-                str(f["after"]),
-                tuple((int(a), int(b), str(c)) for a, b, c in f["edits"]),
-            )
-            for f in body["files"]
-        ]
-        staged = [str(f.get("staged", "")) for f in body["files"]]
-    except FileNotFoundError:
+    files = _journal_files(path)
+    if files is None:
         return None
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise DockerPkgError.single(
-            REFS_JOURNAL, f"cannot read the journal of an interrupted refs --apply: {exc}"
-        ) from None
+    entries = [span[2] for *_, edits, _ in files for span in edits if span[:2] == (0, 0)]
+    rules = attrs.evolve(rules, facts=with_entries(rules.facts, entries))
     pending = []
-    for shown, real, before, after, edits in files:
+    for shown, real, before, after, edits, _ in files:
         if not _inside(real, [root, *within]):
-            raise DockerPkgError.single(
-                REFS_JOURNAL, f"not a journal of this tree: {shown} is outside it and this folder"
-            )
+            raise _not_finished(path, shown, OUTSIDE)
         current = _read(real)
         digest = None if current is None else file_digest(current)
         if digest == after:
@@ -317,10 +310,58 @@ def finish_interrupted(
                 f"put it back or finish its edits by hand, then remove {path}",
             )
         pending.append(FileEdit(shown, real, before, edits))
-    for leftover in staged:  # what the interrupted run staged, if the kill came before the swap
+    try:
+        targets = _checked(pending, root, within, rules)
+    except DockerPkgError as exc:
+        first = exc.problems[0]
+        raise _not_finished(path, first.location.path, first.message) from None
+    for *_, leftover in files:  # what the interrupted run staged, if killed before the swap
         if _inside(leftover, [root, *within]) and leftover.endswith(".dockerpkg-tmp"):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(leftover)
-    _staged_and_swapped(_checked(pending, root, within), write)
+    _staged_and_swapped(targets, write)
     os.unlink(path)
     return [shown for shown, *_ in files]
+
+
+_JournalFile = tuple[str, str, str, str, tuple[tuple[int, int, str], ...], str]
+
+
+def _journal_files(path: str) -> list[_JournalFile] | None:
+    """Each file of the refs journal at PATH: as shown, its real path, its digests before
+    and after, its edits and its staged file; None: no journal."""
+    try:
+        if os.path.getsize(path) > MAX_PLAN_BYTES:
+            raise ValueError(f"over {MAX_PLAN_BYTES} bytes")
+        with open(path, encoding="utf-8") as handle:
+            body = loads(handle.read(), path, "refs journal")
+        files = [
+            (
+                str(f["shown"]),
+                str(f["path"]),
+                str(f["before"]),
+                str(f["after"]),
+                tuple((int(a), int(b), str(c)) for a, b, c in f["edits"]),
+                str(f.get("staged", "")),
+            )
+            for f in body["files"]  # type: ignore[index]
+        ]
+        if any("\x00" in name for file in files for name in (file[0], file[1], file[5])):
+            raise ValueError("a path with a NUL character")
+        return files
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, DockerPkgError) as exc:
+        raise DockerPkgError.single(
+            REFS_JOURNAL, f"cannot read the journal of an interrupted refs --apply: {exc}"
+        ) from None
+
+
+def _not_finished(path: str, shown: str, why: str) -> DockerPkgError:
+    return DockerPkgError.single(
+        REFS_JOURNAL,
+        f"not finished: the journal of an interrupted refs --apply asks for what refs would "
+        f"not do ({shown}: {why}); nothing was written. If the paths it names are yours, "
+        f"give them on the command line; to discard the journal, remove {path} (each file "
+        "it names is whole, edited or not)",
+    )

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import attrs
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from dockerpkg.api import Workspace, load_workspace
+from dockerpkg.api.versioning import check_saved_prune
 from dockerpkg.core.images import LocalImage
-from dockerpkg.core.plan import Op, Plan, Reason
+from dockerpkg.core.plan import Op, Plan, Reason, Step
 from dockerpkg.core.prune import plan_prune
 from dockerpkg.core.serialize import plan_to_text
 from dockerpkg.effects.imagestore import ImageStoreError
 from dockerpkg.effects.prune import remove_images
+from dockerpkg.errors import DockerPkgError
 from tests.support.updates import write_tree
 
 REPO = "127.0.0.1:1/ns"
@@ -275,3 +278,20 @@ class TestRemover:
             (BASE_OLD.id, False, True),
         ]
         assert daemon.calls == [APP_OLD.id]
+
+
+class TestSavedPrunePlan:
+    """A saved prune plan is a claim: only what planning again removes is removed."""
+
+    def test_a_removal_added_to_the_file_is_refused(self, workspace: Workspace) -> None:
+        planned = prune(workspace)
+        extra = Step(Op.REMOVE, "app", Reason.OLD_VERSION, APP_NEW.id, "current app")
+        hostile = attrs.evolve(planned, steps=(*planned.steps, extra))
+        with pytest.raises(DockerPkgError) as caught:
+            check_saved_prune(hostile, planned, "p.json")
+        lines = [str(p) for p in caught.value.problems]
+        assert lines[0].startswith("p.json: error: stale plan")
+        assert lines[1:] == [
+            f"p.json: error: app: the saved plan removes {APP_NEW.id}; planned now, it does not"
+        ]
+        check_saved_prune(planned, prune(workspace), "p.json")  # the plan as made is good

