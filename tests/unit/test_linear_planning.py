@@ -42,7 +42,8 @@ MOST = 5.0
 
 def gentree() -> ModuleType:
     spec = importlib.util.spec_from_file_location("gentree", ROOT / "bench" / "gentree.py")
-    assert spec is not None and spec.loader is not None
+    assert spec is not None
+    assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -53,7 +54,8 @@ def plan_everything(snapshot: Snapshot) -> None:
     tree = load_tree(snapshot, CONFIG)
     observed = Observed(offline=True, credentials=True)
     plan = plan_build(tree, CONFIG, observed, directory="tree", digest="sha256:x")
-    assert plan.publish and all(i.records is not None for i in plan.images)
+    assert plan.publish
+    assert all(i.records is not None for i in plan.images)
     plan_to_json(plan)
     labels = publishing_labels(plan)
     without_published(plan, frozenset(labels[::2]))
