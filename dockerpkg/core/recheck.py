@@ -33,11 +33,11 @@ def without_published(plan: Plan, published: frozenset[str]) -> tuple[Plan, tupl
     """PLAN without the steps of the images it would publish that PUBLISHED (labels) now
     holds, and those labels; images built from one of them pull it first (unless the plan
     was made with --no-pull, which takes images from the daemon)."""
-    labels = _labels(plan)
+    label_of = _labels(plan)
     gone = {
         s.image: label
         for s in plan.steps
-        if s.op is Op.PUBLISH and (label := labels[s.image]) in published
+        if s.op is Op.PUBLISH and (label := label_of[s.image]) in published
     }
     if not gone:
         return plan, ()
