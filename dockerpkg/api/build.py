@@ -101,7 +101,7 @@ def apply_saved_build_plan(
     """Carry out a saved build PLAN (from the file WHERE) on its tree, as apply_build_plan
     with SAVED, after finding the credentials it publishes with. BUILDERS: a --builders
     flag replacing the plan's builders; RUN: apply_build_plan's keywords."""
-    from dockerpkg.effects.observe import credentials_for
+    from dockerpkg.effects.credentials import credentials_for
 
     credentials = credentials_for(workspace.config, env) if plan.publish else None
     if plan.publish and credentials is None:

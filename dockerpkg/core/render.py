@@ -214,7 +214,7 @@ _CONSTANTS = frozenset({"true", "false", "none", "True", "False", "None"})
 
 
 def _direct(
-    env: Any, text: str, config: Config, known: KnownImages
+    lexer: Any, text: str, config: Config, known: KnownImages
 ) -> tuple[str, list[str]] | None:
     """TEXT rendered from its tokens, without compiling it, when its only Jinja is
     `{{ "name" | image_tag }}` and `{{ variable }}` (besides comments and whitespace control):
@@ -225,7 +225,7 @@ def _direct(
     from jinja2 import TemplateSyntaxError
 
     try:
-        tokens = [(token.type, token.value) for token in env.lexer.tokenize(text)]
+        tokens = [(token.type, token.value) for token in lexer.tokenize(text)]
     except TemplateSyntaxError:
         return None
     variables: dict[str, Any] | None = None
@@ -385,6 +385,10 @@ def render_template(
     """
     import jinja2
 
+    # The sandbox's lexer is Jinja's default one: only lexing, so no sandbox is needed yet.
+    direct = _direct(jinja2.Environment().lexer, text, config, known)  # noqa: S701
+    if direct is not None:
+        return _checked(*direct, (), where, config)
     used: list[str] = []
     notes: list[Problem] = []
     folder, _, main = where.rpartition("/")
@@ -436,9 +440,6 @@ def render_template(
             message += f" (included from {where})"
         return DockerPkgError([error(at(name), message, line)])
 
-    direct = _direct(env, text, config, known)
-    if direct is not None:
-        return _checked(*direct, (), where, config)
     try:
         dockerfile = env.get_template(main).render(config.template_variables())
     except Exception as exc:  # noqa: BLE001 (any template error is the user's, at its line)

@@ -68,7 +68,7 @@ def both_ways(text: str, monkeypatch: pytest.MonkeyPatch) -> tuple[Rendered, Ren
 
 
 def tokens_render(text: str) -> tuple[str, list[str]] | None:
-    return render_module._direct(render_module.sandbox(), text, CONFIG, KNOWN)
+    return render_module._direct(render_module.sandbox().lexer, text, CONFIG, KNOWN)
 
 
 @pytest.mark.parametrize("text", [t for t in DIRECT if t.strip()])
@@ -82,6 +82,13 @@ def test_rendered_by_tokens_as_by_jinja(text: str, monkeypatch: pytest.MonkeyPat
 @pytest.mark.parametrize("text", BY_JINJA)
 def test_other_templates_are_left_to_jinja(text: str) -> None:
     assert tokens_render(text) is None
+
+
+def test_the_sandbox_lexes_as_jinja_by_default() -> None:
+    """Templates are lexed for the shortcut without a sandbox: its lexer must be the same."""
+    import jinja2
+
+    assert render_module.sandbox().lexer is jinja2.Environment().lexer
 
 
 def test_blank_template_is_still_an_error() -> None:
@@ -141,7 +148,7 @@ def test_every_template_of_the_repository_renders_alike(monkeypatch: pytest.Monk
 
         direct = rendered()
         direct_count += (
-            render_module._direct(render_module.sandbox(), text, CONFIG, known) is not None
+            render_module._direct(render_module.sandbox().lexer, text, CONFIG, known) is not None
         )
         with monkeypatch.context() as patch:
             patch.setattr(render_module, "_direct", lambda *args: None)
