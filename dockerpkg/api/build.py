@@ -128,7 +128,7 @@ def saved_build_run(
     BUILDERS: a --builders flag replacing the plan's builders; SECRETS: this run's --secret
     and --ssh sources, over the config's."""
     from dockerpkg.api.saved import derived_build_plan
-    from dockerpkg.effects.observe import credentials_for
+    from dockerpkg.effects.credentials import credentials_for
 
     chosen = None if builders is None else parse_builders_flag(builders, workspace.config.builders)
     if chosen is not None and chosen.builders:

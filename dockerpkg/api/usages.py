@@ -126,7 +126,8 @@ def _published(
     """What the registry holds of the current version of each image FILES refer to."""
     from dockerpkg.core.labels import repository_path
     from dockerpkg.core.usages import find_uses
-    from dockerpkg.effects.observe import credentials_for, registry_client
+    from dockerpkg.effects.credentials import credentials_for
+    from dockerpkg.effects.observe import registry_client
     from dockerpkg.effects.registry import RegistryError
 
     config = workspace.config

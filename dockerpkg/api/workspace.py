@@ -234,7 +234,7 @@ def load_and_observe(
     the config's `publish`) all_or_nothing asks for staged images too. BUILDERS is
     --builders: with several, no daemon is asked (only published images count); with one,
     that one is."""
-    from dockerpkg.effects.observe import Observation, credentials_for
+    from dockerpkg.effects.credentials import credentials_for
 
     directory, loaded, snapshot, links = _read_inputs(directory, config_path, env)
     chosen = builder_set(loaded, builders)
@@ -244,6 +244,9 @@ def load_and_observe(
             directory, loaded, snapshot, links, suffix, env=env, render=render, builders=chosen
         )
         return workspace, Observed(offline=True, credentials=credentials is not None), credentials
+    # Loaded only to observe: the registry client brings requests in.
+    from dockerpkg.effects.observe import Observation
+
     guesses = guessed_refs(snapshot, loaded.config, suffix)
     observation = Observation(
         loaded.config,
@@ -308,9 +311,11 @@ def observe_workspace(
 ) -> tuple[Observed, Credentials | None]:
     """Credentials (local files only), then, unless offline, the daemon and the registry."""
     # docker-py is loaded only by the runs that build: planning starts faster without it.
-    from dockerpkg.effects.observe import credentials_for, observe
+    from dockerpkg.effects.credentials import credentials_for
 
     credentials = credentials_for(workspace.config, env)
     if offline:
         return Observed(offline=True, credentials=credentials is not None), credentials
+    from dockerpkg.effects.observe import observe
+
     return observe(workspace.tree, workspace.config, credentials, env), credentials

@@ -51,21 +51,32 @@ def recorded_references(plan: Plan, image: PlannedImage) -> tuple[str, ...]:
     """What IMAGE's build records the digest of: its external bases and the tree parents the
     plan does not build (published before the run, so pulled). A parent built in the run has
     no manifest yet when its child is built; the parent's own label records what it sits on."""
-    built = {step.image for step in plan.steps if step.op is Op.BUILD}
-    parents = {p.label for p in plan.images if p.name in image.parents and p.name not in built}
-    return tuple(sorted({*image.bases, *parents}))
+    return _recorded(image, _built(plan), {i.name: i.label for i in plan.images})
 
 
 def with_records(plan: Plan) -> Plan:
     """PLAN with `records` set on every image it builds (when its config records bases)."""
-    built = {step.image for step in plan.steps if step.op is Op.BUILD}
+    # Worked out once for the plan, not per image: planning stays linear in the tree's size.
+    built = _built(plan)
+    labels = {image.name: image.label for image in plan.images}
     images = tuple(
         attrs.evolve(
-            image, records=recorded_references(plan, image) if image.name in built else None
+            image, records=_recorded(image, built, labels) if image.name in built else None
         )
         for image in plan.images
     )
     return attrs.evolve(plan, images=images)
+
+
+def _built(plan: Plan) -> frozenset[str]:
+    return frozenset(step.image for step in plan.steps if step.op is Op.BUILD)
+
+
+def _recorded(
+    image: PlannedImage, built: frozenset[str], labels: Mapping[str, str]
+) -> tuple[str, ...]:
+    parents = {labels[p] for p in image.parents if p in labels and p not in built}
+    return tuple(sorted({*image.bases, *parents}))
 
 
 def chosen_digest(

@@ -19,23 +19,25 @@ _MAKING = frozenset({Op.BUILD_STAGE, Op.BUILD, Op.VERIFY, Op.PUBLISH, Op.TAG_LAT
 
 def publishing_labels(plan: Plan) -> tuple[str, ...]:
     """The labels PLAN would publish: what to ask the registry about before applying it."""
-    return tuple(dict.fromkeys(_published_label(plan, s) for s in plan.steps if s.op is Op.PUBLISH))
+    labels = _labels(plan)
+    return tuple(dict.fromkeys(labels[s.image] for s in plan.steps if s.op is Op.PUBLISH))
 
 
-def _published_label(plan: Plan, step: Step) -> str:
-    """The label users will pull STEP's image by (an all_or_nothing publication pushes to
-    a staging label first)."""
-    return plan.image(step.image).label
+def _labels(plan: Plan) -> dict[str, str]:
+    """Image name -> the label users pull it by (an all_or_nothing publication pushes to a
+    staging label first); one index, not a search of the images per step."""
+    return {image.name: image.label for image in plan.images}
 
 
 def without_published(plan: Plan, published: frozenset[str]) -> tuple[Plan, tuple[str, ...]]:
     """PLAN without the steps of the images it would publish that PUBLISHED (labels) now
     holds, and those labels; images built from one of them pull it first (unless the plan
     was made with --no-pull, which takes images from the daemon)."""
+    label_of = _labels(plan)
     gone = {
         s.image: label
         for s in plan.steps
-        if s.op is Op.PUBLISH and (label := _published_label(plan, s)) in published
+        if s.op is Op.PUBLISH and (label := label_of[s.image]) in published
     }
     if not gone:
         return plan, ()

@@ -2,7 +2,9 @@
 
 A fresh sandboxed Jinja environment per call (templates are untrusted: CI plans merge
 requests), loading only the image's own files; filters close over their inputs, so there is
-no shared state between renders.
+no shared state between renders. The usual template, whose only Jinja is `image_tag` of a
+constant and plain variables, is rendered from Jinja's own tokens instead of being compiled:
+the same text, at a twentieth of the cost (see `_direct`).
 """
 
 from __future__ import annotations
@@ -207,6 +209,57 @@ def static_image_tags(text: str) -> tuple[str, ...] | None:
     return tuple(dict.fromkeys(names))
 
 
+# Names Jinja's parser reads as constants, never as variables.
+_CONSTANTS = frozenset({"true", "false", "none", "True", "False", "None"})
+
+
+def _direct(
+    lexer: Any, text: str, config: Config, known: KnownImages
+) -> tuple[str, list[str]] | None:
+    """TEXT rendered from its tokens, without compiling it, when its only Jinja is
+    `{{ "name" | image_tag }}` and `{{ variable }}` (besides comments and whitespace control):
+    the usual template, where Jinja's parsing and compiling cost twenty times its lexing.
+    Jinja's own lexer splits the text, so newlines, whitespace control and the trailing
+    newline come out as Jinja renders them; None for anything else, or anything that fails
+    (an unknown image, an undefined variable), which Jinja then renders or reports itself."""
+    from jinja2 import TemplateSyntaxError
+
+    try:
+        tokens = [(token.type, token.value) for token in lexer.tokenize(text)]
+    except TemplateSyntaxError:
+        return None
+    variables: dict[str, Any] | None = None
+    parts: list[str] = []
+    used: list[str] = []
+    at = 0
+    while at < len(tokens):
+        kind, value = tokens[at]
+        if kind == "data":
+            parts.append(value)
+            at += 1
+            continue
+        shape = tuple(kind for kind, _ in tokens[at : at + 6])
+        if shape[:5] == ("variable_begin", "string", "pipe", "name", "variable_end"):
+            if tokens[at + 3][1] != "image_tag":
+                return None
+            repository = known.resolve(str(tokens[at + 1][1]))
+            if repository is None:
+                return None
+            used.append(repository)
+            parts.append(known.labels[repository])
+            at += 5
+        elif shape[:3] == ("variable_begin", "name", "variable_end"):
+            name = tokens[at + 1][1]
+            variables = config.template_variables() if variables is None else variables
+            if name in _CONSTANTS or name not in variables:
+                return None
+            parts.append(str(variables[name]))
+            at += 3
+        else:
+            return None
+    return "".join(parts), used
+
+
 _NUMERIC_USER = re.compile(r"USER\s+\d+(:\d+)?")
 
 
@@ -332,6 +385,10 @@ def render_template(
     """
     import jinja2
 
+    # The sandbox's lexer is Jinja's default one: only lexing, so no sandbox is needed yet.
+    direct = _direct(jinja2.Environment().lexer, text, config, known)  # noqa: S701
+    if direct is not None:
+        return _checked(*direct, (), where, config)
     used: list[str] = []
     notes: list[Problem] = []
     folder, _, main = where.rpartition("/")
@@ -387,8 +444,15 @@ def render_template(
         dockerfile = env.get_template(main).render(config.template_variables())
     except Exception as exc:  # noqa: BLE001 (any template error is the user's, at its line)
         raise fail(_template_error(exc), exc) from None
+    return _checked(dockerfile, used, tuple(notes), where, config)
+
+
+def _checked(
+    dockerfile: str, used: list[str], notes: tuple[Problem, ...], where: str, config: Config
+) -> Rendered:
+    """A rendered Dockerfile, refused when blank or (force_numeric_user) its user is named."""
     if not dockerfile.strip():
         raise DockerPkgError([error(where, "renders to nothing: the result is empty or blank")])
     if config.force_numeric_user and (problem := check_numeric_user(dockerfile)):
         raise DockerPkgError([error(where, problem)])
-    return Rendered(dockerfile=dockerfile, used=tuple(dict.fromkeys(used)), warnings=tuple(notes))
+    return Rendered(dockerfile=dockerfile, used=tuple(dict.fromkeys(used)), warnings=notes)

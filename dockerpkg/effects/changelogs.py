@@ -106,11 +106,17 @@ def apply_edits(
         # Gone once every changelog is as it should be: all written, or (a failure before
         # or during the swap, undone) none.
         with signals_held(), contextlib.suppress(FileNotFoundError):
-            written = [_read(t.path) == t.new for t in targets]
             # A signal held back during the swap arrives after it: all written is done too.
-            if finished or all(written) or not any(written):
+            # (Finished, the changelogs are not read again: thousands of reads.)
+            if finished or _all_or_none(targets):
                 os.unlink(journal)
     return tuple(t.edit.path for t in targets)
+
+
+def _all_or_none(targets: Sequence[_Target]) -> bool:
+    """Whether every changelog holds its new text, or none does."""
+    written = [_read(t.path) == t.new for t in targets]
+    return all(written) or not any(written)
 
 
 def _write_journal(root: str, targets: Sequence[_Target]) -> str:

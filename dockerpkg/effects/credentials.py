@@ -20,9 +20,18 @@ from pathlib import Path
 
 import attrs
 
+from dockerpkg.core.config import Config
 from dockerpkg.errors import DockerPkgError
 
-__all__ = ["DOCKER_HUB_KEY", "Credentials", "find_credentials"]
+__all__ = [
+    "DOCKER_HUB_KEY",
+    "ENV_PASSWORD",
+    "ENV_USERNAME",
+    "Credentials",
+    "credentials_for",
+    "docker_config_file",
+    "find_credentials",
+]
 
 log = logging.getLogger(__name__)
 
@@ -267,3 +276,50 @@ def _parse_auth_entry(entry: Mapping[str, object], key: str, path: Path) -> Cred
         log.debug("docker config holds an identity token for %s; those are not supported", key)
     # An empty entry is what `docker login` leaves when a credential store holds the secret.
     return None
+
+
+#: Environment variables that supply the registry login, ahead of the config file's.
+ENV_USERNAME = "DOCKERPKG_USERNAME"
+ENV_PASSWORD = "DOCKERPKG_PASSWORD"  # noqa: S105 (a variable name, not a secret)
+
+
+def credentials_for(config: Config, env: Mapping[str, str]) -> Credentials | None:
+    """The login for the config's registry, first found wins:
+
+    1. DOCKERPKG_USERNAME / DOCKERPKG_PASSWORD from ENV, each replacing the config's key;
+    2. the config's ``username`` and ``password``;
+    3. the Docker client config (``auths``, ``credsStore``, ``credHelpers``), for the
+       username from 1 or 2 if one is set, else for whoever is logged in.
+
+    The config's password goes only with the config's username: an environment naming
+    another user must bring that user's password (or find it in the Docker config).
+    """
+    env_username = env.get(ENV_USERNAME) or None
+    env_password = env.get(ENV_PASSWORD) or None
+    username = env_username or config.username or None
+    same_user = env_username is None or env_username == config.username
+    password = env_password or (config.password if same_user else None) or None
+    if env_password and not username:
+        raise DockerPkgError.single(
+            ENV_PASSWORD, f"set, but no username is: set {ENV_USERNAME} or the config's username"
+        )
+    if username and password:
+        return Credentials(username, password)
+    path = docker_config_file(env)
+    if path is None:
+        return None
+    return find_credentials(config.registry, username, None, path)
+
+
+def docker_config_file(env: Mapping[str, str]) -> str | None:
+    """The Docker client config named by ENV (as the docker CLI finds it), if it exists.
+
+    Docker reads a DOCKER_CONFIG folder without config.json as "not logged in".
+    """
+    folder = env.get("DOCKER_CONFIG")
+    if folder:
+        path = os.path.join(folder, "config.json")
+    else:
+        home = env.get("HOME") or str(Path.home())
+        path = os.path.join(home, ".docker", "config.json")
+    return path if os.path.isfile(path) else None

@@ -7,11 +7,9 @@ instead of after it. Only the answers for the resolved tree's references are use
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
-from pathlib import Path
 
 from dockerpkg.core.bases import BASES_LABEL, BaseRef, base_refs, read_bases_label
 from dockerpkg.core.builders import Builder
@@ -23,55 +21,9 @@ from dockerpkg.core.refs import Ref, tree_refs
 from dockerpkg.core.staging import STAGING, Staged, staging_path
 from dockerpkg.core.tree import Tree
 from dockerpkg.effects import imagestore
-from dockerpkg.effects.credentials import Credentials, find_credentials
+from dockerpkg.effects.credentials import Credentials
 from dockerpkg.effects.registry import Interrupter, RegistryClient, RegistryError
 from dockerpkg.errors import DockerPkgError
-
-#: Environment variables that supply the registry login, ahead of the config file's.
-ENV_USERNAME = "DOCKERPKG_USERNAME"
-ENV_PASSWORD = "DOCKERPKG_PASSWORD"  # noqa: S105 (a variable name, not a secret)
-
-
-def credentials_for(config: Config, env: Mapping[str, str]) -> Credentials | None:
-    """The login for the config's registry, first found wins:
-
-    1. DOCKERPKG_USERNAME / DOCKERPKG_PASSWORD from ENV, each replacing the config's key;
-    2. the config's ``username`` and ``password``;
-    3. the Docker client config (``auths``, ``credsStore``, ``credHelpers``), for the
-       username from 1 or 2 if one is set, else for whoever is logged in.
-
-    The config's password goes only with the config's username: an environment naming
-    another user must bring that user's password (or find it in the Docker config).
-    """
-    env_username = env.get(ENV_USERNAME) or None
-    env_password = env.get(ENV_PASSWORD) or None
-    username = env_username or config.username or None
-    same_user = env_username is None or env_username == config.username
-    password = env_password or (config.password if same_user else None) or None
-    if env_password and not username:
-        raise DockerPkgError.single(
-            ENV_PASSWORD, f"set, but no username is: set {ENV_USERNAME} or the config's username"
-        )
-    if username and password:
-        return Credentials(username, password)
-    path = docker_config_file(env)
-    if path is None:
-        return None
-    return find_credentials(config.registry, username, None, path)
-
-
-def docker_config_file(env: Mapping[str, str]) -> str | None:
-    """The Docker client config named by ENV (as the docker CLI finds it), if it exists.
-
-    Docker reads a DOCKER_CONFIG folder without config.json as "not logged in".
-    """
-    folder = env.get("DOCKER_CONFIG")
-    if folder:
-        path = os.path.join(folder, "config.json")
-    else:
-        home = env.get("HOME") or str(Path.home())
-        path = os.path.join(home, ".docker", "config.json")
-    return path if os.path.isfile(path) else None
 
 
 def registry_client(

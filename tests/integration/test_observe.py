@@ -10,7 +10,8 @@ import pytest
 
 from dockerpkg.api import load_workspace
 from dockerpkg.core.refs import tree_refs
-from dockerpkg.effects.observe import Observation, credentials_for
+from dockerpkg.effects.credentials import credentials_for
+from dockerpkg.effects.observe import Observation
 from dockerpkg.errors import DockerPkgError
 from tests.integration.test_registry import publish
 from tests.support.services import Registry

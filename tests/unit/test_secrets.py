@@ -17,8 +17,7 @@ from dockerpkg.core.config import Config, load_config, public_values
 from dockerpkg.core.planner import OFFLINE, plan_build
 from dockerpkg.core.serialize import plan_to_json
 from dockerpkg.effects.configfile import read_config
-from dockerpkg.effects.credentials import Credentials
-from dockerpkg.effects.observe import credentials_for
+from dockerpkg.effects.credentials import Credentials, credentials_for
 from dockerpkg.errors import DockerPkgError, Severity
 from tests.support.badinput import write_work
 from tests.support.updates import write_tree
