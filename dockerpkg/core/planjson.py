@@ -24,8 +24,10 @@ from dockerpkg.errors import DockerPkgError
 # 32 MiB: a plan of 10,000 images with their Dockerfiles is about 30 times smaller.
 MAX_PLAN_BYTES = 32 * 1024 * 1024
 MAX_DEPTH = 32
-# What changes the nesting depth, with strings skipped whole (a bracket inside one does not).
-_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]', re.DOTALL)
+# What changes the nesting depth, with strings skipped whole (a bracket inside one does not);
+# a string never closed runs to the end in one match (scanning on from each of its quotes
+# again would make a hostile file quadratic).
+_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"?|[\[\]{}]', re.DOTALL)
 
 
 def too_large(size: int, path: str) -> DockerPkgError | None:

@@ -26,7 +26,7 @@ import attrs
 from attrs import AttrsInstance
 
 from dockerpkg.core.imagelabels import OCI
-from dockerpkg.core.plan import Op, Plan, PlannedImage, Reason, Step
+from dockerpkg.core.plan import Op, Plan, PlannedImage, PublishMode, Reason, Step
 from dockerpkg.core.planner import Observed
 from dockerpkg.core.staging import Staged, staged_reference
 from dockerpkg.core.tree import Tree
@@ -42,6 +42,7 @@ CHECKOUT_LABELS = frozenset({OCI + "revision", OCI + "source"})
 # Stand-ins for manifest digests the saved plan's steps imply but do not record.
 _CLAIMED_VERSION = "sha256:" + "0" * 63 + "1"
 _CLAIMED_LATEST = "sha256:" + "0" * 63 + "2"
+_CLAIMED_OTHER = "sha256:" + "0" * 63 + "3"  # an identity no tree gives
 _LATEST_ON = "latest on "
 _SUFFIX = re.compile(r"-[0-9]{8}(?:-[0-9]{6})?")
 # How much of a long value a difference shows.
@@ -70,13 +71,6 @@ def claimed_observed(saved: Plan, tree: Tree) -> Observed:
         pulled = {s.image for s in saved.steps if s.op is Op.PULL}
         parents = {p for name in built if name in tree.images for p in tree.images[name].parents}
         local_only |= parents - built - pulled
-    identity = {image.name: image.definition or "" for image in saved.images}
-    # The staged manifest each promotion of an earlier run's staging is held to.
-    held = {
-        step.image: staged_reference(step.detail)[1]
-        for step in saved.steps
-        if step.op is Op.PROMOTE and step.reason is Reason.STAGED_IN_EARLIER_RUN and step.detail
-    }
     published: set[str] = set()
     local: set[str] = set()
     for name, image in tree.images.items():
@@ -86,6 +80,8 @@ def claimed_observed(saved: Plan, tree: Tree) -> Observed:
             published.add(image.label)
             local.add(image.label)
     digests, tags = _claimed_latest(saved, tree)
+    claimed_staged, local_identities = _claimed_identities(saved, tree, staged)
+    local |= local_identities.keys()
     return Observed(
         offline=any(step.reason is Reason.OFFLINE for step in saved.steps),
         published=frozenset(published),
@@ -94,12 +90,45 @@ def claimed_observed(saved: Plan, tree: Tree) -> Observed:
         digests=digests,
         tags=tags,
         base_digests={ref: digest for image in saved.images for ref, digest in image.pins.items()},
-        staged={
-            tree.images[name].label: Staged(identity.get(name, ""), held.get(name))
-            for name in staged
-            if name in tree.images
-        },
+        staged=claimed_staged,
+        local_identities=local_identities,
     )
+
+
+def _claimed_identities(
+    saved: Plan, tree: Tree, staged: set[str]
+) -> tuple[dict[str, Staged], dict[str, str]]:
+    """What SAVED's steps imply an earlier run staged (label -> Staged) and which daemon
+    images carry another identity than the tree's (label -> a stand-in that never matches):
+    staged images with the identity the plan gives and the digest their promotion or pull is
+    held to; a staged manifest an unstage step removes, as what the version tag holds; an
+    image built again for `identity_changed`, as staged (all_or_nothing) or held by the
+    daemon with another identity."""
+    identity = {image.name: image.definition or "" for image in saved.images}
+    held: dict[str, str | None] = {}
+    unstaged: dict[str, str | None] = {}
+    changed: set[str] = set()
+    for step in saved.steps:
+        if step.image not in tree.images:
+            continue
+        if step.op is Op.PROMOTE and step.reason is Reason.STAGED_IN_EARLIER_RUN and step.detail:
+            held[step.image] = staged_reference(step.detail)[1]
+        elif step.op is Op.PULL and step.reason is Reason.STAGED_DEPENDENCY and step.label:
+            held[step.image] = staged_reference(step.label)[1]
+        elif step.op is Op.UNSTAGE:
+            unstaged[step.image] = staged_reference(step.label or "")[1]
+        elif step.op is Op.BUILD and step.reason is Reason.IDENTITY_CHANGED:
+            changed.add(step.image)
+    label = {name: tree.images[name].label for name in tree.images}
+    claimed = {
+        label[n]: Staged(identity.get(n, ""), held.get(n)) for n in staged if n in tree.images
+    }
+    claimed.update({label[n]: Staged("", digest, digest) for n, digest in unstaged.items()})
+    all_or_nothing = saved.publish and saved.options.publish is PublishMode.ALL_OR_NOTHING
+    if all_or_nothing:
+        claimed.update({label[n]: Staged("", None) for n in changed})
+        return claimed, {}
+    return claimed, {label[n]: _CLAIMED_OTHER for n in changed}
 
 
 def _claimed_latest(saved: Plan, tree: Tree) -> tuple[dict[str, str], dict[str, tuple[str, ...]]]:

@@ -149,6 +149,61 @@ class TestSavedPlansAgree:
         derived = derived_build_plan(plan, workspace, "p.json")
         assert plan_to_json(derived) == plan_to_json(plan)
 
+    @pytest.mark.parametrize(
+        ("state", "reason"),
+        [
+            ("local-identity-changed", "identity_changed"),
+            ("staged-identity-changed", "identity_changed"),
+            ("staged-manifest-left", "promoted_in_earlier_run"),
+            ("staged-parent-of-the-selected", "staged_dependency"),
+        ],
+    )
+    def test_identity_and_staging_states(self, tree: Path, state: str, reason: str) -> None:
+        """Plans made where the daemon or the staging area holds another identity, or a
+        promoted manifest left staged, or a staged parent of the one image selected, are the
+        plans derived again (they were refused as not the tree's)."""
+        rendered = load_workspace(
+            str(tree / "images"), str(tree / "config.yaml"), {"HOME": str(tree)}
+        )
+        aon = BuildOptions(publish=PublishMode.ALL_OR_NOTHING)
+        first = build_plan(rendered, Observed(offline=True, credentials=True), aon)
+        identity, other = first.image("base").definition or "", "sha256:" + "9" * 64
+        digest = "sha256:" + "c" * 64
+        observed, options = {
+            "local-identity-changed": (
+                Observed(
+                    offline=False,
+                    credentials=True,
+                    local=frozenset({BASE}),
+                    local_identities={BASE: other},
+                ),
+                BuildOptions(),
+            ),
+            "staged-identity-changed": (
+                Observed(offline=False, credentials=True, staged={BASE: Staged(other, digest)}),
+                aon,
+            ),
+            "staged-manifest-left": (
+                Observed(
+                    offline=False,
+                    credentials=True,
+                    published=frozenset({BASE, APP}),
+                    local=frozenset({BASE, APP}),
+                    staged={BASE: Staged(identity, digest, digest)},
+                ),
+                aon,
+            ),
+            "staged-parent-of-the-selected": (
+                Observed(offline=False, credentials=True, staged={BASE: Staged(identity, digest)}),
+                BuildOptions(publish=PublishMode.ALL_OR_NOTHING, select="*app*"),
+            ),
+        }[state]
+        plan = saved(build_plan(rendered, observed, options))
+        assert any(s.reason.value == reason for s in plan.steps), plan.steps
+        derived = derived_build_plan(plan, workspace_of(tree), "p.json")
+        assert build_differences(plan, derived) == ()
+        assert plan_to_json(derived) == plan_to_json(plan)
+
     def test_claims_name_the_trees_labels(self, tree: Path) -> None:
         plan, workspace = made(tree, "base-published")
         observed = claimed_observed(plan, workspace.tree)
