@@ -241,7 +241,7 @@ def interrupted(root: str, staged: Sequence[str]) -> Interrupted | None:
         ]
     except (ValueError, KeyError, TypeError, DockerPkgError):
         raise DockerPkgError.single(JOURNAL_NAME, "not a dockerpkg update journal") from None
-    outside = [p for p, *_ in listed if not _journal_path(p)]
+    outside = [p for p, *_ in listed if not _journal_path(p) or not _inside(root, p)]
     if outside:
         raise DockerPkgError.single(
             JOURNAL_NAME,
@@ -265,6 +265,13 @@ def _journal_path(relative: object) -> bool:
         return False
     parts = relative.split("/")
     return parts[-1] == "changelog" and not any(p in ("", ".", "..") for p in parts)
+
+
+def _inside(root: str, relative: str) -> bool:
+    """Whether RELATIVE, links resolved, is still a file inside ROOT (a link committed into
+    the tree may lead a journal's write elsewhere)."""
+    tree = os.path.realpath(root)
+    return os.path.realpath(os.path.join(root, *relative.split("/"))).startswith(tree + os.sep)
 
 
 def leftover_warning(found: Interrupted | None) -> list[Problem]:

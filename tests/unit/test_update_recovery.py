@@ -5,6 +5,7 @@ and `update --resume` / `update --discard` leave the tree all updated or not at 
 from __future__ import annotations
 
 import datetime
+import hashlib
 import json
 import os
 import random
@@ -202,6 +203,44 @@ def test_a_journal_naming_a_file_outside_the_tree_is_refused(tmp_path: Path) -> 
     assert "'../changelog' is not a changelog in the tree" in done.stderr
     assert "Traceback" not in done.stderr
     assert outside.read_text(encoding="utf-8") == "keep me\n"
+
+
+def test_a_journal_naming_a_changelog_behind_a_link_out_of_the_tree_is_refused(
+    tmp_path: Path,
+) -> None:
+    """`evil/changelog` reads as a changelog in the tree, but `evil` is a link committed into
+    the tree that leads out of it: recovery must not write there."""
+    root = write_tree(tmp_path, {"base": ("1.0", [])})
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "changelog").write_text("keep me\n", encoding="utf-8")
+    (root / "images" / "evil").symlink_to(outside)
+    before = (outside / "changelog").read_bytes()
+    entry = (
+        "victim (2.0) wikimedia; urgency=medium\n\n  * x\n\n"
+        " -- X <x@y>  Mon, 02 Mar 2026 10:00:00 +0000\n\n"
+    )
+
+    def digest(data: bytes) -> str:
+        return "sha256:" + hashlib.sha256(data).hexdigest()
+
+    journal = {
+        "format": 1,
+        "changelogs": [
+            {
+                "path": "evil/changelog",
+                "entry": entry,
+                "before": digest(before),
+                "after": digest(entry.encode() + before),
+            }
+        ],
+    }
+    (root / "images" / JOURNAL_NAME).write_text(json.dumps(journal), encoding="utf-8")
+    done = dockerpkg("-c", "config.yaml", "update", "--resume", "images", cwd=root)
+    assert done.returncode == 1, done.stderr
+    assert "'evil/changelog' is not a changelog in the tree" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert (outside / "changelog").read_bytes() == before
 
 
 def test_builds_and_prunes_refuse_while_an_update_is_half_done(tmp_path: Path) -> None:
