@@ -257,10 +257,12 @@ def prune_differences(saved: Plan, derived: Plan) -> tuple[tuple[str, str], ...]
         return [(s.op.value, s.image, s.label or "") for s in plan.steps if s.op in words]
 
     theirs, ours = acts(saved), acts(derived)
+    # Sets, not list lookups: a prune plan may name thousands of images.
+    their_set, our_set = set(theirs), set(ours)
     found = []
-    for op, image, label in [a for a in theirs if a not in ours]:
+    for op, image, label in [a for a in theirs if a not in our_set]:
         found.append((image, f"the saved plan {words[Op(op)]} {label}; planned now, it does not"))
-    for op, image, label in [a for a in ours if a not in theirs]:
+    for op, image, label in [a for a in ours if a not in their_set]:
         found.append((image, f"planned now, {label} {op}s; the saved plan does not say so"))
     if not found and theirs != ours:
         found.append(("plan", "the same steps in another order"))
