@@ -222,7 +222,7 @@ def _connect(
             return sock
         context = ssl.create_default_context(cafile=os.path.expanduser(tls.ca))
         context.load_cert_chain(os.path.expanduser(tls.cert), os.path.expanduser(tls.key))
-        return context.wrap_socket(sock, server_hostname=parts.hostname)
+        return _handshake(context, sock, parts.hostname, patience)
     raise DaemonError(
         f"build secrets, SSH agents and the registry cache need a BuildKit session, which "
         f"dockerpkg opens on unix://, tcp:// and ssh:// engines, not {parts.scheme}://"
@@ -256,6 +256,35 @@ def _tcp(host: str, port: int, patience: Patience) -> socket.socket:
             raise
         sock.close()
     raise failure
+
+
+def _handshake(
+    context: ssl.SSLContext, sock: socket.socket, hostname: str, patience: Patience
+) -> ssl.SSLSocket:
+    """SOCK wrapped in TLS for HOSTNAME, its handshake made without blocking so that
+    PATIENCE (or the connect timeout) ends the wait for an engine that never answers."""
+    give_up = time.monotonic() + _CONNECT_TIMEOUT
+    wrapped = context.wrap_socket(sock, server_hostname=hostname, do_handshake_on_connect=False)
+    waiting: tuple[list[ssl.SSLSocket], list[ssl.SSLSocket]]
+    try:
+        wrapped.setblocking(False)
+        while True:
+            try:
+                wrapped.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                waiting = ([wrapped], [])
+            except ssl.SSLWantWriteError:
+                waiting = ([], [wrapped])
+            patience.check()
+            if time.monotonic() > give_up:
+                raise OSError(errno.ETIMEDOUT, "the engine did not finish the TLS handshake")
+            select.select(*waiting, [], Patience.POLL)
+        wrapped.setblocking(True)
+    except BaseException:
+        wrapped.close()
+        raise
+    return wrapped
 
 
 def _dial_over_ssh(parts: urllib.parse.SplitResult, stack: contextlib.ExitStack) -> socket.socket:

@@ -14,9 +14,11 @@ from pathlib import Path
 import pytest
 import requests
 
+from dockerpkg.core.builders import TLSFiles
 from dockerpkg.effects.session import build_session
 from dockerpkg.effects.sshagents import _first_line
 from dockerpkg.effects.waits import CancelledError, Patience, TimedOutError, send_aside
+from tests.support.services import make_client_certificate, make_server_certificate
 
 
 @contextlib.contextmanager
@@ -100,3 +102,26 @@ def test_an_agent_that_never_says_it_listens_ends_on_cancel() -> None:
     finally:
         os.close(reader)
         os.close(writer)
+
+
+def test_a_tls_engine_that_never_finishes_the_handshake_ends_on_cancel(tmp_path: Path) -> None:
+    """A tcp:// engine with TLS that accepts the connection and never answers the handshake:
+    the session's wait ends on the cancellation (it waited for ever)."""
+    ca, _, _ = make_server_certificate(tmp_path / "certs")
+    cert, key = make_client_certificate(tmp_path / "certs")
+    server = socket.create_server(("127.0.0.1", 0))
+    accepted: list[socket.socket] = []
+    threading.Thread(target=lambda: accepted.append(server.accept()[0]), daemon=True).start()
+    host = f"tcp://127.0.0.1:{server.getsockname()[1]}"
+    try:
+
+        def open_session() -> None:
+            patience = Patience(cancelled_after(0.3))
+            with build_session(host, TLSFiles(str(ca), str(cert), str(key)), {}, patience=patience):
+                pass
+
+        ends_within(1.3, open_session, CancelledError)
+    finally:
+        server.close()
+        for sock in accepted:
+            sock.close()
