@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
+from types import ModuleType
+
 import pytest
 
-from dockerpkg.core.plan import BuildOptions, Plan
+from dockerpkg.core.config import load_config
+from dockerpkg.core.plan import BuildOptions, Op, Plan, PublishMode
+from dockerpkg.core.planjson import MAX_PLAN_BYTES
 from dockerpkg.core.planner import Observed, plan_build
 from dockerpkg.core.recheck import without_published
 from dockerpkg.core.serialize import plan_from_json, plan_to_json, plan_to_text
@@ -14,6 +20,17 @@ from tests.support.compat import COMPAT, case_config
 
 CASE = COMPAT / "11-versions"
 R = "registry.example.org/"
+ROOT = Path(__file__).resolve().parents[2]
+MAKING = {Op.BUILD_STAGE, Op.BUILD, Op.VERIFY, Op.PUBLISH}
+
+
+def gentree() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("gentree", ROOT / "bench" / "gentree.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.fixture(scope="module")
@@ -72,3 +89,38 @@ def test_a_recheck_works_them_out_again(tree: Tree) -> None:
     assert "verify:dated" not in found
     assert found["build:leaf"] == ("pull:dated", "verify:debian-rev")
     assert found["publish:leaf"] == ("verify:leaf", "publish:debian-rev")
+
+
+def independent(tmp_path: Path, count: int) -> Plan:
+    """The all_or_nothing plan of COUNT generated images on one base, none a parent."""
+    folder = tmp_path / str(count)
+    gentree().generate(folder, count, 1)
+    config = load_config(
+        [("c.yaml", "registry: reg.example\nusername: u\npassword: p\nbase_images:\n  - busybox\n")]
+    )
+    return plan_build(
+        load_tree(read_snapshot(folder), config),
+        config,
+        Observed(offline=True, credentials=True),
+        directory="tree",
+        digest="sha256:x",
+        options=BuildOptions(publish=PublishMode.ALL_OR_NOTHING),
+    )
+
+
+def test_promotions_wait_through_one_barrier_so_needs_stay_linear(tmp_path: Path) -> None:
+    # Every promotion waiting for every step that makes an image made plans quadratic:
+    # 1,922,400 needs and 53 MB of JSON at 800 images, over the plan-file limit.
+    plans = {count: independent(tmp_path, count) for count in (100, 800)}
+    total = {count: sum(len(step.needs) for step in plan.steps) for count, plan in plans.items()}
+    for count, plan in plans.items():
+        promotions = [step for step in plan.steps if step.op is Op.PROMOTE]
+        making = [step.key for step in plan.steps if step.op in MAKING]
+        assert len(promotions) == count
+        assert promotions[0].needs == tuple(making)
+        assert all(step.needs == (promotions[0].key,) for step in promotions[1:])
+        # Linear: the making steps' own needs, the barrier's, one per later promotion.
+        own = sum(len(step.needs) for step in plan.steps if step.op is not Op.PROMOTE)
+        assert total[count] == own + len(making) + count - 1
+    assert total[800] < 9 * total[100]
+    assert len(plan_to_json(plans[800]).encode()) < MAX_PLAN_BYTES / 10

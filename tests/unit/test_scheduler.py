@@ -13,6 +13,7 @@ from pathlib import Path
 import attrs
 import pytest
 
+from dockerpkg.core.needs import with_needs
 from dockerpkg.core.plan import Action, Op, Plan, PlannedImage, Reason, Step
 from dockerpkg.core.report import Outcome, Report
 from dockerpkg.effects.progress import LineProgress, LiveProgress
@@ -232,6 +233,50 @@ def promotions(*names: str) -> list[Step]:
 class TestAllOrNothing:
     """Promotions: a set finished once started; staged parents named as their label; what
     a promotion did before failing kept."""
+
+    def staged_set(self, *names: str) -> Plan:
+        """Independent images NAMES built, verified, staged and promoted, with the needs
+        the core works out (the first promotion is the barrier)."""
+        made = [
+            Step(op, name, Reason.BUILT_IN_THIS_RUN)
+            for name in names
+            for op in (Op.BUILD, Op.VERIFY, Op.PUBLISH)
+        ]
+        promoted = [Step(Op.PROMOTE, name, Reason.ALL_PUBLISHED) for name in names]
+        images = [image(name) for name in names]
+        return plan_of(list(with_needs([*made, *promoted], images)), images)
+
+    def test_one_failed_image_moves_nothing(self, tmp_path: Path) -> None:
+        plan = self.staged_set("a", "b", "c")
+        runs = sleepers(plan, 0.01, failing=("publish:c",))
+        results = run_alone(plan, runs, 3, Recorder(), tmp_path)
+        assert results["publish:a"].outcome is Outcome.SUCCEEDED
+        for name in ("a", "b", "c"):
+            assert results[f"promote:{name}"].outcome is Outcome.SKIPPED, name
+            assert results[f"promote:{name}"].error == "publish c failed", name
+
+    def test_promotions_after_the_barrier_run_side_by_side(self, tmp_path: Path) -> None:
+        rec = Recorder()
+        plan = self.staged_set("a", "b", "c")
+        runs = {**sleepers(plan, 0.01), "promote:b": sleeper(0.3), "promote:c": sleeper(0.3)}
+        worker = Worker("one", FakeBuilder(runs), 3, 3)
+        Scheduler([worker], rec, tmp_path, pull_jobs=1).run(plan)
+        assert rec.time_of("start", "promote:b") >= rec.time_of("succeeded", "promote:a")
+        assert rec.time_of("start", "promote:c") < rec.time_of("succeeded", "promote:b")
+
+    def test_an_interruption_in_the_barrier_waits_for_the_rest(self, tmp_path: Path) -> None:
+        interrupt = Interrupt()
+
+        def first() -> str:
+            interrupt.cancel()  # SIGTERM during the first promotion, the barrier
+            time.sleep(0.1)
+            return "moved"
+
+        plan = self.staged_set("a", "b", "c")
+        runs = {**sleepers(plan, 0.01), "promote:a": first}
+        results = run_alone(plan, runs, 3, Recorder(), tmp_path, interrupt)
+        for name in ("a", "b", "c"):
+            assert results[f"promote:{name}"].outcome is Outcome.SUCCEEDED, name
 
     def test_an_interruption_waits_for_the_promotion_set(self, tmp_path: Path) -> None:
         interrupt = Interrupt()
