@@ -206,6 +206,7 @@ def _run_plan(
         build_engine=engine,
         env=env,
         staged=staged_labels(plan),
+        identities={i.label: i.definition for i in plan.images if i.definition is not None},
         secrets={secret.id: secret.source for secret in plan.secrets},
         ssh={agent.id: agent.source for agent in plan.ssh},
     )

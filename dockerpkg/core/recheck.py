@@ -17,10 +17,15 @@ from dockerpkg.core.plan import Op, Plan, Reason, Step
 _MAKING = frozenset({Op.BUILD_STAGE, Op.BUILD, Op.VERIFY, Op.PUBLISH, Op.TAG_LATEST, Op.PROMOTE})
 
 
+# The steps that put an image's version where users pull it: a publication, or the promotion
+# of what an earlier run staged (a plan saved hours ago must not move it over another run's).
+_PUBLISHING = frozenset({Op.PUBLISH, Op.PROMOTE})
+
+
 def publishing_labels(plan: Plan) -> tuple[str, ...]:
     """The labels PLAN would publish: what to ask the registry about before applying it."""
     labels = _labels(plan)
-    return tuple(dict.fromkeys(labels[s.image] for s in plan.steps if s.op is Op.PUBLISH))
+    return tuple(dict.fromkeys(labels[s.image] for s in plan.steps if s.op in _PUBLISHING))
 
 
 def _labels(plan: Plan) -> dict[str, str]:
@@ -37,11 +42,13 @@ def without_published(plan: Plan, published: frozenset[str]) -> tuple[Plan, tupl
     gone = {
         s.image: label
         for s in plan.steps
-        if s.op is Op.PUBLISH and (label := label_of[s.image]) in published
+        if s.op in _PUBLISHING and (label := label_of[s.image]) in published
     }
     if not gone:
         return plan, ()
     kept = [s for s in plan.steps if not (s.op in _MAKING and s.image in gone)]
+    # An image gone is pulled as published, never from an earlier run's staging.
+    kept = [s for s in kept if not (s.reason is Reason.STAGED_DEPENDENCY and s.image in gone)]
     images = {i.name: i for i in plan.images}
     building = {s.image for s in kept if s.op in (Op.BUILD_STAGE, Op.BUILD)}
     pulled = {s.label for s in kept if s.op is Op.PULL}
@@ -54,10 +61,15 @@ def without_published(plan: Plan, published: frozenset[str]) -> tuple[Plan, tupl
             if gone[p] not in pulled
         ]
     # Pulls come first in a plan, these after the plan's own; a pull only the images gone
-    # needed goes too.
+    # needed goes too. A staged parent's pull names the parent's label in its detail (its
+    # label is the staging reference).
     wanted = {label for name in building for label in images[name].bases}
     wanted |= {images[p].label for name in building for p in images[name].parents if p in images}
-    first = [s for s in kept if s.op is Op.PULL and (s.label in wanted or s.image in wanted)]
+    first = [
+        s
+        for s in kept
+        if s.op is Op.PULL and (s.label in wanted or s.image in wanted or s.detail in wanted)
+    ]
     rest = [s for s in kept if s.op is not Op.PULL]
     labels = tuple(label for label in gone.values() if label is not None)
     notes = tuple(

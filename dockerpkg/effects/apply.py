@@ -36,6 +36,7 @@ from dockerpkg.effects.links import LinkPolicy
 from dockerpkg.effects.logs import DEFAULT_LOG_LIMIT, CappedLog, Tee
 from dockerpkg.effects.registry import RegistryClient, RegistryError
 from dockerpkg.effects.scheduler import Scheduler, Worker
+from dockerpkg.effects.stagedidentity import require_identity
 from dockerpkg.effects.tasks import Interrupt, Listener, TaskCancelledError, TaskFailedError
 from dockerpkg.effects.tree import BUILD_TEMPLATE
 from dockerpkg.effects.verify import run_verification
@@ -72,6 +73,8 @@ class Settings:
     # all_or_nothing: label -> its staging reference, for the images the run stages or
     # promotes (a builder needing one pulls it from there: nothing is at the label yet).
     staged: Mapping[str, str] = attrs.field(factory=dict)
+    # Label -> the build identity the plan gives the image (what a staged one must record).
+    identities: Mapping[str, str] = attrs.field(factory=dict)
     # Build secret id -> its source, "env:VARIABLE" or "file:PATH" (the plan's).
     secrets: Mapping[str, str] = attrs.field(factory=dict)
     # SSH agent id -> its source, "ssh:PATH" ($SSH_AUTH_SOCK: the run's agent).
@@ -180,6 +183,10 @@ class Executor:
                 capped.close()
 
     def _pull(self, label: str, log_name: str = "pulls", *, named: str | None = None) -> str | None:
+        if named is not None:
+            # An earlier run's staged parent, held to the digest the plan names.
+            expected = self._settings.identities.get(named)
+            require_identity(self._registry, self._settings.config.registry, label, expected)
         with self._log(log_name, f"pull {label}") as log:
             try:
                 pulled = daemon.pull(
@@ -478,6 +485,7 @@ class Executor:
         digest = held or self._staged.get(image.name)
         if digest is None:
             raise TaskFailedError(f"this run staged no image of {image.name} to promote")
+        require_identity(registry, self._settings.config.registry, detail, image.definition)
         _, tag, staging_path = self._reference(staged)
         _, _, path = self._reference(image.label)
         with self._log(image.name, f"promote {staged}@{digest} to {image.label}") as log:

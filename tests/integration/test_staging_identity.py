@@ -18,8 +18,8 @@ import pytest
 
 from dockerpkg import api
 from dockerpkg.core.definition import IDENTITY_LABEL
-from dockerpkg.core.plan import BuildOptions, Op, PublishMode
-from dockerpkg.core.report import Outcome
+from dockerpkg.core.plan import BuildOptions, Op, PublishMode, Step
+from dockerpkg.core.report import Outcome, Report
 from dockerpkg.effects.registry.transport import RetryPolicy
 from tests.integration.test_all_or_nothing import (
     ALL,
@@ -307,3 +307,106 @@ def test_sigterm_during_promotion_waits_for_the_set(
         for short in ("root", "mid", "leaf"):
             assert sorted(site.tags(short)) == ["1.0", "latest"], short
             assert staging_tags(site, short) == [], short
+
+
+class Quiet:
+    def task_started(self, key: str) -> None:
+        pass
+
+    def task_finished(self, result: object) -> None:
+        pass
+
+
+def other_manifest_staged(site: Site, client: docker.DockerClient, image: str) -> str:
+    """Push IMAGE to root's staging repository under another tag; its manifest digest."""
+    repository = f"{NAMESPACE}/dockerpkg-staging/{site.name('root')}"
+    target = site.registry.ref(f"{repository}:other")
+    services.tag_image(client, image, target)
+    services.push_image(client, target, site.registry)
+    with site.registry_client() as registry:
+        digest = registry.manifest_digest(repository, "other")
+    assert digest is not None
+    return digest
+
+
+def held_to(step: Step, root: str, op: Op, digest: str) -> Step:
+    """STEP, when it is ROOT's step OP of an earlier run's staging, held to DIGEST instead."""
+    if step.op is not op or step.image != root:
+        return step
+    if op is Op.PROMOTE and step.detail:
+        return attrs.evolve(step, detail=f"{step.detail.partition('@')[0]}@{digest}")
+    if op is Op.PULL and step.label:
+        return attrs.evolve(step, label=f"{step.label.partition('@')[0]}@{digest}")
+    return step
+
+
+def applied_with_root_held_to(
+    site: Site, config: Path, op: Op, digest: str, run_dir: Path
+) -> Report:
+    """Plan the rerun, point its step OP of root's earlier staging at DIGEST (a hostile
+    plan file), and apply it."""
+    env = dict(os.environ)
+    publish = PublishMode.ALL_OR_NOTHING
+    workspace, observed, credentials = api.load_and_observe(
+        str(site.tree), str(config), env, publish=publish
+    )
+    plan = api.build_plan(workspace, observed, BuildOptions(publish=publish))
+    root = site.name("root")
+    steps = [held_to(step, root, op, digest) for step in plan.steps]
+    assert steps != list(plan.steps)
+    edited = attrs.evolve(plan, steps=tuple(steps))
+    return api.apply_build_plan(
+        edited, workspace, env, credentials, run_dir=run_dir, listener=Quiet()
+    )
+
+
+def test_a_plan_naming_another_staged_manifest_does_not_promote_it(
+    make_site: Callable[..., Site],
+    dockerpkg: Callable[..., Run],
+    docker_client: docker.DockerClient,
+    busybox_base: str,
+    tmp_path: Path,
+) -> None:
+    site = make_site()
+    flag = site.work / "broken"
+    write_chain(site, flag)
+    config = site.config()
+    failed_run(site, config, flag, dockerpkg)
+    other = other_manifest_staged(site, docker_client, busybox_base)
+
+    result = applied_with_root_held_to(site, config, Op.PROMOTE, other, tmp_path / "run")
+    promoted = result.of(Op.PROMOTE, site.name("root"))
+    assert promoted is not None
+    assert promoted.outcome is Outcome.FAILED
+    assert "refused" in (promoted.error or ""), promoted.error
+    assert site.tags("root") == []
+
+
+def test_a_plan_naming_another_staged_parent_does_not_build_on_it(
+    make_site: Callable[..., Site],
+    dockerpkg: Callable[..., Run],
+    docker_client: docker.DockerClient,
+    busybox_base: str,
+    tmp_path: Path,
+) -> None:
+    site = make_site()
+    flag = site.work / "broken"
+    write_chain(site, flag)
+    config = site.config()
+    failed_run(site, config, flag, dockerpkg)
+    other = other_manifest_staged(site, docker_client, busybox_base)
+    # A fresh daemon: the leaf's build pulls its staged parent.
+    staged_root = site.registry.ref(f"{NAMESPACE}/dockerpkg-staging/{site.name('root')}:1.0")
+    for label in (site.label("leaf", "1.0"), site.label("root", "1.0"), staged_root):
+        docker_client.api.remove_image(label, force=True)
+
+    result = applied_with_root_held_to(site, config, Op.PULL, other, tmp_path / "run")
+    pulled = result.of(Op.PULL, site.name("root"))
+    assert pulled is not None
+    assert pulled.outcome is Outcome.FAILED
+    assert "refused" in (pulled.error or ""), pulled.error
+    built_leaf = result.of(Op.BUILD, site.name("leaf"))
+    assert built_leaf is not None
+    assert built_leaf.outcome is not Outcome.SUCCEEDED
+    assert site.tags("leaf") == []
+    assert site.tags("root") == []

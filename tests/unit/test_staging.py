@@ -13,6 +13,7 @@ from dockerpkg.core.changelog import versions_newest_first
 from dockerpkg.core.definition import IDENTITY_LABEL, definitions
 from dockerpkg.core.plan import BuildOptions, CacheMode, Op, Plan, PublishMode, Reason, Step
 from dockerpkg.core.planner import Observed, State, _judged, plan_build
+from dockerpkg.core.recheck import publishing_labels, without_published
 from dockerpkg.core.report import Outcome, Report, StepOutcome, publication_line
 from dockerpkg.core.serialize import plan_from_json, plan_to_json, plan_to_text
 from dockerpkg.core.staging import Staged, staged_labels, staging_path
@@ -128,6 +129,48 @@ class TestPlan:
     def test_staging_paths(self) -> None:
         assert staging_path("ns/web", "ns") == "ns/dockerpkg-staging/web"
         assert staging_path("web", None) == "dockerpkg-staging/web"
+
+
+class TestRecheck:
+    """A saved plan that promotes what an earlier run staged, brought up to date with what
+    was published since it was made."""
+
+    NATIVE = R + "native:0.4.1"
+
+    def plan(self, tree: Tree) -> Plan:
+        staged = {self.NATIVE: Staged(identities(tree)["native"], DIGEST)}
+        return planned(tree, Observed(offline=False, credentials=True, staged=staged))
+
+    def test_a_staged_parent_is_still_pulled_when_another_image_was_published(
+        self, tree: Tree
+    ) -> None:
+        plan = self.plan(tree)
+        leaf = R + "leaf:5"
+        rechecked, labels = without_published(plan, frozenset({leaf}))
+        assert labels == (leaf,)
+        pull = next(s for s in rechecked.steps if s.op is Op.PULL and s.image == "native")
+        assert (pull.reason, pull.label) == (Reason.STAGED_DEPENDENCY, f"{STAGED_NATIVE}@{DIGEST}")
+        for child in ("debian-rev", "security"):
+            build = next(s for s in rechecked.steps if s.op is Op.BUILD and s.image == child)
+            assert pull.key in build.needs, child
+
+    def test_a_staged_image_published_since_is_neither_promoted_nor_pulled_from_staging(
+        self, tree: Tree
+    ) -> None:
+        plan = self.plan(tree)
+        assert self.NATIVE in publishing_labels(plan)
+        rechecked, labels = without_published(plan, frozenset({self.NATIVE}))
+        assert labels == (self.NATIVE,)
+        assert not any(s.op is Op.PROMOTE and s.image == "native" for s in rechecked.steps)
+        assert self.NATIVE not in staged_labels(rechecked)
+        pulls = [s for s in rechecked.steps if s.op is Op.PULL and s.image == "native"]
+        assert [(s.reason, s.label) for s in pulls] == [(Reason.PUBLISHED_DEPENDENCY, self.NATIVE)]
+        for child in ("debian-rev", "security"):
+            build = next(s for s in rechecked.steps if s.op is Op.BUILD and s.image == child)
+            assert pulls[0].key in build.needs, child
+        assert rechecked.notes[-1] == (
+            f"published since the plan was made: {self.NATIVE} (not built or pushed)"
+        )
 
 
 def edited_tree(tmp_path: Path, name: str, line: str) -> Tree:
