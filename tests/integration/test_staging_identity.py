@@ -360,6 +360,21 @@ def applied_with_root_held_to(
     )
 
 
+def root_staged_beside_another(
+    site: Site,
+    dockerpkg: Callable[..., Run],
+    docker_client: docker.DockerClient,
+    busybox_base: str,
+) -> tuple[Site, Path, str]:
+    """SITE after a failed run left root staged, with another manifest (busybox) pushed to
+    root's staging repository: the site, its config and that manifest's digest."""
+    flag = site.work / "broken"
+    write_chain(site, flag)
+    config = site.config()
+    failed_run(site, config, flag, dockerpkg)
+    return site, config, other_manifest_staged(site, docker_client, busybox_base)
+
+
 def test_a_plan_naming_another_staged_manifest_does_not_promote_it(
     make_site: Callable[..., Site],
     dockerpkg: Callable[..., Run],
@@ -367,12 +382,9 @@ def test_a_plan_naming_another_staged_manifest_does_not_promote_it(
     busybox_base: str,
     tmp_path: Path,
 ) -> None:
-    site = make_site()
-    flag = site.work / "broken"
-    write_chain(site, flag)
-    config = site.config()
-    failed_run(site, config, flag, dockerpkg)
-    other = other_manifest_staged(site, docker_client, busybox_base)
+    site, config, other = root_staged_beside_another(
+        make_site(), dockerpkg, docker_client, busybox_base
+    )
 
     result = applied_with_root_held_to(site, config, Op.PROMOTE, other, tmp_path / "run")
     promoted = result.of(Op.PROMOTE, site.name("root"))
@@ -389,12 +401,9 @@ def test_a_plan_naming_another_staged_parent_does_not_build_on_it(
     busybox_base: str,
     tmp_path: Path,
 ) -> None:
-    site = make_site()
-    flag = site.work / "broken"
-    write_chain(site, flag)
-    config = site.config()
-    failed_run(site, config, flag, dockerpkg)
-    other = other_manifest_staged(site, docker_client, busybox_base)
+    site, config, other = root_staged_beside_another(
+        make_site(), dockerpkg, docker_client, busybox_base
+    )
     # A fresh daemon: the leaf's build pulls its staged parent.
     staged_root = site.registry.ref(f"{NAMESPACE}/dockerpkg-staging/{site.name('root')}:1.0")
     for label in (site.label("leaf", "1.0"), site.label("root", "1.0"), staged_root):

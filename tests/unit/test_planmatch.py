@@ -2,7 +2,7 @@
 for the state the saved plan claims, and refuses it, naming each difference, unless they agree.
 
 The plans saved here are real ones (the planner's, for several observed states, through their
-JSON); the hostile ones are those plans with the red team's edits.
+JSON); the hostile ones are those plans with an attacker's edits.
 """
 
 from __future__ import annotations
@@ -288,7 +288,7 @@ HOSTILE = {
 
 
 class TestHostilePlansRefused:
-    """The red team's edits to a saved plan, each refused naming the difference."""
+    """An attacker's edits to a saved plan, each refused naming the difference."""
 
     @pytest.mark.parametrize("case", sorted(HOSTILE))
     def test_refused(self, tree: Path, case: str) -> None:
