@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 
@@ -161,15 +162,22 @@ class TestUpdateJournal:
         assert changelog.read_bytes() == before
 
 
+def saved_update_plan(
+    root: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> dict[str, Any]:
+    """The update plan `plan update --out p.json` saves from ROOT's work folder, as JSON."""
+    monkeypatch.setenv("DEBFULLNAME", "Jane Doe")
+    monkeypatch.setenv("DEBEMAIL", "jane@example.org")
+    monkeypatch.chdir(root / "work")
+    assert run(capsys, *PLAN_UPDATE)[0] == 0
+    return cast("dict[str, Any]", json.loads(Path("p.json").read_text("utf-8")))
+
+
 class TestSavedUpdatePlan:
     def test_an_entry_moved_to_another_images_changelog(
         self, root: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        monkeypatch.setenv("DEBFULLNAME", "Jane Doe")
-        monkeypatch.setenv("DEBEMAIL", "jane@example.org")
-        monkeypatch.chdir(root / "work")
-        assert run(capsys, *PLAN_UPDATE)[0] == 0
-        data = json.loads(Path("p.json").read_text("utf-8"))
+        data = saved_update_plan(root, capsys, monkeypatch)
         edit = next(e for e in data["edits"] if e["image"] == "base")
         edit["path"] = "app/changelog"
         edit["entry"] += "trailing text\n"
@@ -184,11 +192,7 @@ class TestSavedUpdatePlan:
     def test_trailing_text_in_its_own_changelog(
         self, root: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        monkeypatch.setenv("DEBFULLNAME", "Jane Doe")
-        monkeypatch.setenv("DEBEMAIL", "jane@example.org")
-        monkeypatch.chdir(root / "work")
-        assert run(capsys, *PLAN_UPDATE)[0] == 0
-        data = json.loads(Path("p.json").read_text("utf-8"))
+        data = saved_update_plan(root, capsys, monkeypatch)
         for edit in data["edits"]:
             edit["entry"] += "base (0.1) d; urgency=high\n"
         Path("p.json").write_text(json.dumps(data), "utf-8")
