@@ -6,6 +6,7 @@ import json
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from dockerpkg.core.ops import reported_as
 from dockerpkg.core.plan import (
     FORMAT_VERSION,
     Action,
@@ -22,6 +23,7 @@ from dockerpkg.core.plan import (
     PublishMode,
     Reason,
     Step,
+    StepKey,
 )
 from dockerpkg.core.planjson import TypeMismatchError, checked, loads, with_directory
 from dockerpkg.errors import DockerPkgError
@@ -82,7 +84,7 @@ def plan_to_data(plan: Plan) -> dict[str, Any]:
                 "reason": s.reason.value,
                 "label": s.label,
                 "detail": s.detail,
-                "needs": list(s.needs),
+                "needs": [str(key) for key in s.needs],
             }
             for s in plan.steps
         ],
@@ -185,8 +187,14 @@ def _step_from(s: dict[str, Any]) -> Step:
         Reason(s["reason"]),
         s["label"],
         s["detail"],
-        _listed(s["needs"], "needs"),
+        tuple(_step_key(key) for key in _listed(s["needs"], "needs")),
     )
+
+
+def _step_key(value: object) -> StepKey:
+    if not isinstance(value, str):
+        raise TypeMismatchError(f"needs: expected OP:IMAGE, not {type(value).__name__}")
+    return StepKey.parse(value)
 
 
 def _each(items: object, where: str, make: Callable[[Any], _T]) -> tuple[_T, ...]:
@@ -252,7 +260,7 @@ def plan_to_text(plan: Plan, *, needs: bool = False) -> str:
         head = f"{step.op.value:<{op_width}}  {step.image:<{width}}"
         lines.append(f"{head}  {target}({step.reason.value}){extra}")
         if needs and step.needs:
-            lines.append(f"  needs: {', '.join(step.needs)}")
+            lines.append(f"  needs: {', '.join(str(key) for key in step.needs)}")
     for edit in plan.edits:
         lines.append(f"--- {edit.path}: {edit.old_version} -> {edit.new_version}")
         lines.extend(
@@ -305,10 +313,15 @@ def summary(plan: Plan) -> str:
         (Op.WRITE_CHANGELOG, "changelogs to write"),
     ]
     stages = plan.count(Op.BUILD_STAGE)
+    # A staging push is counted as a publication (it is one, held back until the promotion).
+    counted = {op: 0 for op, _ in counts}
+    for step in plan.steps:
+        if (op := reported_as(step.op)) in counted:
+            counted[op] += 1
     parts = [
-        f"{plan.count(op)} {words}"
+        f"{counted[op]} {words}"
         + (f" ({stages} with a build stage)" if op is Op.BUILD and stages else "")
         for op, words in counts
-        if plan.count(op)
+        if counted[op]
     ]
     return "Plan: " + ", ".join(parts) + drift + "."

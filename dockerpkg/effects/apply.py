@@ -132,10 +132,11 @@ class Executor:
             return lambda: self._promote(image, step.detail)
         if step.op is Op.UNSTAGE:
             return lambda: self._unstage(image, step.label)
-        actions = {
+        actions: dict[Op, Callable[[PlannedImage], str | None]] = {
             Op.BUILD: self._build,
             Op.VERIFY: self._verify,
             Op.TAG_LATEST: self._tag_latest,
+            Op.STAGE: lambda planned: self._stage(planned, step.label or planned.label),
         }
         action = actions[step.op]
         return lambda: action(image)
