@@ -208,12 +208,37 @@ class Edit:
     entry: str
 
 
+class SecretKind(enum.Enum):
+    """Where a build secret's value, or an SSH agent, comes from."""
+
+    ENV = "env"  # an environment variable of the run
+    FILE = "file"  # a file (relative paths: to the config file naming it, or the current folder)
+    SSH = "ssh"  # an SSH agent: its socket, or a private key file one is started for
+
+
+# Where an SSH source with no path leads: the run's agent, as buildx's `--ssh default`.
+DEFAULT_AGENT = "$SSH_AUTH_SOCK"
+
+
 @attrs.frozen
 class PlannedSecret:
-    """A build secret or SSH agent as a plan records it: its id and where it comes from."""
+    """A build secret or SSH agent as a plan records it: its id and where it comes from
+    (never its value). Plan JSON spells the source `KIND:WHERE` (`source`)."""
 
     id: str
-    source: str  # "env:VARIABLE", "file:PATH" or "ssh:PATH" ($SSH_AUTH_SOCK: the run's agent)
+    kind: SecretKind
+    where: str  # the variable's name, or the file's, socket's or key file's path
+
+    @property
+    def run_agent(self) -> bool:
+        """Whether it is the run's own SSH agent (SSH_AUTH_SOCK), not a socket or key file."""
+        return self.kind is SecretKind.SSH and self.where == DEFAULT_AGENT
+
+    @property
+    def source(self) -> str:
+        """The source as plan JSON and messages spell it: `env:VARIABLE`, `file:PATH` or
+        `ssh:PATH` (`ssh:$SSH_AUTH_SOCK`: the run's agent)."""
+        return f"{self.kind.value}:{self.where}"
 
 
 @attrs.frozen

@@ -346,7 +346,7 @@ def _with_secrets(
 
     def planned(mount: MountType) -> tuple[PlannedSecret, ...]:
         return tuple(
-            PlannedSecret(s.id, str(s))
+            PlannedSecret(s.id, s.kind, s.where)
             for s in sources
             if (s.mount, s.id) in used and s.mount is mount
         )

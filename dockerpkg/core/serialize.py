@@ -22,6 +22,7 @@ from dockerpkg.core.plan import (
     PlannedSecret,
     PublishMode,
     Reason,
+    SecretKind,
     Step,
     StepKey,
 )
@@ -138,8 +139,8 @@ def _plan_from_data(data: dict[str, Any], options: dict[str, Any], path: str) ->
             "builders",
             lambda b: PlannedBuilder(b["url"], b["slots"], bool(b["tls"])),
         ),
-        secrets=_each(data["secrets"], "secrets", lambda x: PlannedSecret(x["id"], x["source"])),
-        ssh=_each(data["ssh"], "ssh", lambda x: PlannedSecret(x["id"], x["source"])),
+        secrets=_each(data["secrets"], "secrets", _planned_secret),
+        ssh=_each(data["ssh"], "ssh", _planned_secret),
         options=BuildOptions(
             select=options["select"],
             pull=options["pull"],
@@ -165,6 +166,17 @@ def _plan_from_data(data: dict[str, Any], options: dict[str, Any], path: str) ->
             ),
         ),
     )
+
+
+def _planned_secret(x: dict[str, Any]) -> PlannedSecret:
+    """A secret or agent as plan JSON spells it: its id and its source, `KIND:WHERE`."""
+    source = x["source"]
+    if not isinstance(source, str):
+        raise TypeMismatchError(f"source: expected KIND:WHERE, not {type(source).__name__}")
+    kind, colon, where = source.partition(":")
+    if not colon:
+        raise TypeMismatchError(f"source: {source!r} is not KIND:WHERE")
+    return PlannedSecret(x["id"], SecretKind(kind), where)
 
 
 def _image_from(i: dict[str, Any]) -> PlannedImage:
