@@ -65,7 +65,8 @@ def test_step_keys_are_values_spelled_op_colon_image() -> None:
     assert str(key) == "pull:registry.example.org/bookworm:20260301"
     assert StepKey.parse(str(key)) == key
     assert key.words == "pull registry.example.org/bookworm:20260301"
-    assert key != str(key)
+    spelled: object = str(key)
+    assert key != spelled  # a value, not its spelling
     for bad in ("publish", "publish:", "bogus:a"):
         with pytest.raises(ValueError, match=r"OP:IMAGE|bogus"):
             StepKey.parse(bad)
