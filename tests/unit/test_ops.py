@@ -6,7 +6,9 @@ from __future__ import annotations
 import pytest
 
 from dockerpkg.core.ops import OPS, Where, reported_as
-from dockerpkg.core.plan import Op, StepKey
+from dockerpkg.core.plan import Action, Op, Plan, Reason, Step, StepKey
+from dockerpkg.core.report import Outcome, Report, StepOutcome, report_table, summary_line
+from dockerpkg.core.serialize import summary
 
 IMG, E, A, N = Where.IMAGE_BUILDER, Where.EVERY_BUILDER, Where.ANY_BUILDER, Where.NOT_SCHEDULED
 # op: where, push slot, after build, pushes image, publishes, before promotion, dropped once
@@ -70,3 +72,36 @@ def test_step_keys_are_values_spelled_op_colon_image() -> None:
     for bad in ("publish", "publish:", "bogus:a"):
         with pytest.raises(ValueError, match=r"OP:IMAGE|bogus"):
             StepKey.parse(bad)
+
+
+def report_of(push: Op, outcome: Outcome = Outcome.SUCCEEDED) -> Report:
+    """A run that built, verified and pushed (by PUSH) image a, with OUTCOME for the push."""
+    steps = [Step(op, "a", Reason.BUILT_IN_THIS_RUN, "r/a:1") for op in (Op.BUILD, Op.VERIFY)]
+    pushed = Step(push, "a", Reason.BUILT_IN_THIS_RUN, "r/dockerpkg-staging/a:1")
+    outcomes = [StepOutcome(s, Outcome.SUCCEEDED, duration=1.0) for s in steps]
+    outcomes.append(StepOutcome(pushed, outcome, duration=2.0, error="denied"))
+    return Report(tuple(outcomes), elapsed=3.0)
+
+
+@pytest.mark.parametrize("outcome", [Outcome.SUCCEEDED, Outcome.FAILED])
+def test_a_staged_image_is_reported_as_a_published_one(outcome: Outcome) -> None:
+    staged, published = report_of(Op.STAGE, outcome), report_of(Op.PUBLISH, outcome)
+    assert summary_line(staged) == summary_line(published)
+    assert report_table(staged) == report_table(published)
+    if outcome is Outcome.SUCCEEDED:
+        assert "1 published" in summary_line(staged)
+        assert report_table(staged).splitlines()[0].split() == [
+            "image",
+            "result",
+            "build",
+            "verify",
+            "publish",
+        ]
+    else:
+        assert "  publish a: denied" in report_table(staged)
+
+
+def test_a_plan_counts_its_stage_steps_as_publications() -> None:
+    steps = tuple(Step(op, "a", Reason.BUILT_IN_THIS_RUN) for op in (Op.BUILD, Op.STAGE))
+    plan = Plan(Action.BUILD, ".", "sha256:0", (), steps)
+    assert summary(plan) == "Plan: 1 to build, 1 to publish."
