@@ -10,6 +10,9 @@ With several builders, a step that fails on a builder which then does not answer
 takes that builder out of the run; the images bound to it and not yet published are built
 again elsewhere (placement says which, and when to give up). Whatever was published stays
 published.
+
+The loop is here; the results and the skips they imply are kept by dockerpkg.effects.ledger,
+the builders, their slots and where each image's steps run by dockerpkg.effects.placing.
 """
 
 from __future__ import annotations
