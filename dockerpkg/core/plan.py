@@ -102,7 +102,7 @@ class Reason(enum.Enum):
     PROMOTED_IN_EARLIER_RUN = "promoted_in_earlier_run"
 
 
-@attrs.frozen
+@attrs.frozen(cache_hash=True)  # keys are looked up in sets and maps throughout a run
 class StepKey:
     """A step's name within its plan (an image has at most one step of each op). Plan JSON
     and text spell it `OP:IMAGE` (str, parse)."""
