@@ -10,6 +10,7 @@ plan was made no longer needs, and the op a report counts it under.
 from __future__ import annotations
 
 import enum
+import types
 from collections.abc import Mapping
 
 import attrs
@@ -51,40 +52,47 @@ class OpRule:
     reported_as: Op | None = None
 
 
-OPS: Mapping[Op, OpRule] = {
-    Op.PULL: OpRule(Where.EVERY_BUILDER),
-    Op.BUILD_STAGE: OpRule(Where.IMAGE_BUILDER, before_promotion=True, dropped_once_published=True),
-    Op.BUILD: OpRule(Where.IMAGE_BUILDER, before_promotion=True, dropped_once_published=True),
-    Op.VERIFY: OpRule(
-        Where.IMAGE_BUILDER, after_build=True, before_promotion=True, dropped_once_published=True
-    ),
-    Op.STAGE: OpRule(
-        Where.IMAGE_BUILDER,
-        push_slot=True,
-        after_build=True,
-        pushes_image=True,
-        before_promotion=True,
-        dropped_once_published=True,
-        reported_as=Op.PUBLISH,
-    ),
-    Op.PUBLISH: OpRule(
-        Where.IMAGE_BUILDER,
-        push_slot=True,
-        after_build=True,
-        pushes_image=True,
-        publishes=True,
-        before_promotion=True,
-        dropped_once_published=True,
-    ),
-    Op.TAG_LATEST: OpRule(Where.ANY_BUILDER, push_slot=True, dropped_once_published=True),
-    # A promotion runs where its image was built (or, staged by an earlier run, where its
-    # first step is placed) and takes a build slot there.
-    Op.PROMOTE: OpRule(Where.IMAGE_BUILDER, publishes=True, dropped_once_published=True),
-    Op.UNSTAGE: OpRule(Where.ANY_BUILDER, push_slot=True),
-    Op.REMOVE: OpRule(Where.NOT_SCHEDULED),
-    Op.KEEP: OpRule(Where.NOT_SCHEDULED),
-    Op.WRITE_CHANGELOG: OpRule(Where.NOT_SCHEDULED),
-}
+OPS: Mapping[Op, OpRule] = types.MappingProxyType(
+    {
+        Op.PULL: OpRule(Where.EVERY_BUILDER),
+        Op.BUILD_STAGE: OpRule(
+            Where.IMAGE_BUILDER, before_promotion=True, dropped_once_published=True
+        ),
+        Op.BUILD: OpRule(Where.IMAGE_BUILDER, before_promotion=True, dropped_once_published=True),
+        Op.VERIFY: OpRule(
+            Where.IMAGE_BUILDER,
+            after_build=True,
+            before_promotion=True,
+            dropped_once_published=True,
+        ),
+        Op.STAGE: OpRule(
+            Where.IMAGE_BUILDER,
+            push_slot=True,
+            after_build=True,
+            pushes_image=True,
+            before_promotion=True,
+            dropped_once_published=True,
+            reported_as=Op.PUBLISH,
+        ),
+        Op.PUBLISH: OpRule(
+            Where.IMAGE_BUILDER,
+            push_slot=True,
+            after_build=True,
+            pushes_image=True,
+            publishes=True,
+            before_promotion=True,
+            dropped_once_published=True,
+        ),
+        Op.TAG_LATEST: OpRule(Where.ANY_BUILDER, push_slot=True, dropped_once_published=True),
+        # A promotion runs where its image was built (or, staged by an earlier run, where its
+        # first step is placed) and takes a build slot there.
+        Op.PROMOTE: OpRule(Where.IMAGE_BUILDER, publishes=True, dropped_once_published=True),
+        Op.UNSTAGE: OpRule(Where.ANY_BUILDER, push_slot=True),
+        Op.REMOVE: OpRule(Where.NOT_SCHEDULED),
+        Op.KEEP: OpRule(Where.NOT_SCHEDULED),
+        Op.WRITE_CHANGELOG: OpRule(Where.NOT_SCHEDULED),
+    }
+)
 
 
 def reported_as(op: Op) -> Op:
