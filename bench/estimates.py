@@ -27,6 +27,7 @@ POOL_OF_OP = {
     "build": "build",
     "verify": "build",
     "publish": "push",
+    "stage": "push",  # all_or_nothing's push, to the staging reference
 }
 
 
@@ -69,9 +70,9 @@ def tasks_from_report(
                 needs.append(f"build-stage:{image}")
         elif op == "verify":
             needs += [k for k in (f"build:{image}",) if k in keys]
-        elif op == "publish":
+        elif op in ("publish", "stage"):
             needs += [k for k in (f"verify:{image}",) if k in keys]
-            needs += [f"publish:{p}" for p in parents.get(image, ()) if f"publish:{p}" in keys]
+            needs += [f"{op}:{p}" for p in parents.get(image, ()) if f"{op}:{p}" in keys]
         if op in POOL_OF_OP:
             duration = float(step["duration"] or 0.0)
             tasks.append(Task(f"{op}:{image}", POOL_OF_OP[op], duration, tuple(needs)))

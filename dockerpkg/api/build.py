@@ -207,8 +207,8 @@ def _run_plan(
         env=env,
         staged=staged_labels(plan),
         identities={i.label: i.definition for i in plan.images if i.definition is not None},
-        secrets={secret.id: secret.source for secret in plan.secrets},
-        ssh={agent.id: agent.source for agent in plan.ssh},
+        secrets={secret.id: secret for secret in plan.secrets},
+        ssh={agent.id: agent for agent in plan.ssh},
     )
     if log_limit is not None:
         settings = attrs.evolve(settings, log_limit=log_limit)

@@ -296,8 +296,8 @@ def build_plan(
         secrets=sources,
     )
     # Only what the plan uses: a source named in the config for other trees is no error.
-    used = {(s.id, s.source) for s in plan.secrets}
-    checked = [s for s in sources if (s.id, str(s)) in used]
+    used = {(s.id, s.kind, s.where) for s in plan.secrets}
+    checked = [s for s in sources if (s.id, s.kind, s.where) in used]
     if env is None:
         checked = [s for s in checked if s.kind is SecretKind.FILE]
     problems = source_problems(checked, secret_facts(checked, env or {}))

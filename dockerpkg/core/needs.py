@@ -3,15 +3,17 @@
 - A build stage and a build wait for the pulls of the image's base images and published
   parents, and for each parent built in the run to be verified (built, where it is not
   verified); a build also waits for its own build stage.
-- A verification waits for its build; a publication for its verification and for the
-  publications of the image's parents, so nothing is published before what it is built on.
+- A verification waits for its build; a publication (or a staging push) for its
+  verification and for the pushes of the image's parents, so nothing is pushed before what
+  it is built on.
 - A promotion (all-or-nothing publishing) waits for its parents' promotions. The first
   one of the plan without a promoted parent is the barrier: it waits for every step of the
-  run that makes an image, and every other promotion without a promoted parent waits for
-  it. So nothing moves until all of them succeeded (one failure skips the barrier, hence
-  every promotion), while the needs stay linear in the tree (every promotion waiting for
-  every such step made plans quadratic: 53 MB of JSON at 800 images) and the promotions
-  after the barrier still run side by side.
+  run that makes or stages an image (OpRule.before_promotion in dockerpkg.core.ops), and
+  every other promotion without a promoted parent waits for it. So nothing moves until all
+  of them succeeded (one failure skips the barrier, hence every promotion), while the needs
+  stay linear in the tree (every promotion waiting for every such step made plans
+  quadratic: 53 MB of JSON at 800 images) and the promotions after the barrier still run
+  side by side.
 - Pulls and `tag-latest` wait for nothing.
 """
 
@@ -21,14 +23,15 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import attrs
 
-from dockerpkg.core.plan import Op, PlannedImage, Step, step_key
+from dockerpkg.core.ops import OPS
+from dockerpkg.core.plan import Op, PlannedImage, Step, StepKey
 
 
 def with_needs(steps: Sequence[Step], images: Iterable[PlannedImage]) -> tuple[Step, ...]:
     """STEPS, each with its `needs` worked out from the others and the plan's IMAGES."""
     by_name = {image.name: image for image in images}
     keys = {step.key for step in steps}
-    making = tuple(step.key for step in steps if step.op in _MAKING)
+    making = tuple(step.key for step in steps if OPS[step.op].before_promotion)
     # The barrier: the first promotion (parents come first) with no promoted parent, so
     # no promotion can wait for itself through it.
     first = next(
@@ -43,24 +46,23 @@ def with_needs(steps: Sequence[Step], images: Iterable[PlannedImage]) -> tuple[S
         for name in (s.image, s.label, s.detail)
         if name is not None
     }
+    # An image's push: its publication, or its staging push (all_or_nothing).
+    pushes = {s.image: s.key for s in steps if OPS[s.op].pushes_image}
     return tuple(
         attrs.evolve(step, needs=_promotion_needs(step, by_name, keys, making, first))
         if step.op is Op.PROMOTE
-        else attrs.evolve(step, needs=_needs(step, by_name, keys, pulls))
+        else attrs.evolve(step, needs=_needs(step, by_name, keys, (pulls, pushes)))
         for step in steps
     )
-
-
-_MAKING = frozenset({Op.BUILD_STAGE, Op.BUILD, Op.VERIFY, Op.PUBLISH})
 
 
 def _promotion_needs(
     step: Step,
     images: Mapping[str, PlannedImage],
-    keys: set[str],
-    making: tuple[str, ...],
-    first: str | None,
-) -> tuple[str, ...]:
+    keys: set[StepKey],
+    making: tuple[StepKey, ...],
+    first: StepKey | None,
+) -> tuple[StepKey, ...]:
     parents = _promoted(step, images, keys)
     if step.key == first:
         return making
@@ -68,29 +70,37 @@ def _promotion_needs(
     return parents or ((first,) if first is not None else ())
 
 
-def _promoted(step: Step, images: Mapping[str, PlannedImage], keys: set[str]) -> tuple[str, ...]:
+def _promoted(
+    step: Step, images: Mapping[str, PlannedImage], keys: set[StepKey]
+) -> tuple[StepKey, ...]:
     """The promotions of the plan (KEYS) of STEP's image's parents."""
     image = images.get(step.image)
     names = () if image is None else image.parents
-    return tuple(key for p in names if (key := step_key(Op.PROMOTE, p)) in keys)
+    return tuple(key for p in names if (key := StepKey(Op.PROMOTE, p)) in keys)
 
 
 def _needs(
-    step: Step, images: Mapping[str, PlannedImage], keys: set[str], pulls: Mapping[str, str]
-) -> tuple[str, ...]:
+    step: Step,
+    images: Mapping[str, PlannedImage],
+    keys: set[StepKey],
+    found_by: tuple[Mapping[str, StepKey], Mapping[str, StepKey]],
+) -> tuple[StepKey, ...]:
+    """STEP's needs (not a promotion's); FOUND_BY: the pulls by the names they pull, and
+    the images' pushes by image."""
+    pulls, pushes = found_by
     image = images.get(step.image)
-    found: list[str] = []
+    found: list[StepKey] = []
     if step.op in (Op.BUILD_STAGE, Op.BUILD) and image is not None:
         labels = [*image.bases, *(images[p].label for p in image.parents if p in images)]
         found += [pulls[label] for label in labels if label in pulls]
         for parent in image.parents:
-            verified, built = step_key(Op.VERIFY, parent), step_key(Op.BUILD, parent)
+            verified, built = StepKey(Op.VERIFY, parent), StepKey(Op.BUILD, parent)
             found += [verified] if verified in keys else [built] if built in keys else []
         if step.op is Op.BUILD:
-            found += [k for k in (step_key(Op.BUILD_STAGE, step.image),) if k in keys]
+            found += [k for k in (StepKey(Op.BUILD_STAGE, step.image),) if k in keys]
     elif step.op is Op.VERIFY:
-        found += [k for k in (step_key(Op.BUILD, step.image),) if k in keys]
-    elif step.op is Op.PUBLISH and image is not None:
-        found += [k for k in (step_key(Op.VERIFY, step.image),) if k in keys]
-        found += [k for p in image.parents if (k := step_key(Op.PUBLISH, p)) in keys]
+        found += [k for k in (StepKey(Op.BUILD, step.image),) if k in keys]
+    elif OPS[step.op].pushes_image and image is not None:
+        found += [k for k in (StepKey(Op.VERIFY, step.image),) if k in keys]
+        found += [pushes[p] for p in image.parents if p in pushes]
     return tuple(dict.fromkeys(found))

@@ -14,7 +14,8 @@ from collections.abc import Mapping, Sequence
 
 import attrs
 
-from dockerpkg.core.plan import Op, PlannedImage, step_key
+from dockerpkg.core.ops import OPS
+from dockerpkg.core.plan import PlannedImage, StepKey
 from dockerpkg.core.report import Outcome
 
 # Times one image may be taken off a lost builder and built again on another.
@@ -113,22 +114,22 @@ class MoveChoice:
 
     kind: MoveKind
     image: str
-    keys: tuple[str, ...]  # MOVE: the steps to run again; GIVE_UP: the step that fails
+    keys: tuple[StepKey, ...]  # MOVE: the steps to run again; GIVE_UP: the step that fails
 
 
-def unfinished(chain: Sequence[str], results: Mapping[str, Outcome], image: str) -> bool:
-    """Whether an image (its steps CHAIN) still needs its builder: not yet published, and
-    nothing of it failed for a reason of its own (moving would not help then)."""
+def unfinished(chain: Sequence[StepKey], results: Mapping[StepKey, Outcome]) -> bool:
+    """Whether an image (its steps CHAIN) still needs its builder: not yet pushed (published
+    or staged), and nothing of it failed for a reason of its own (moving would not help)."""
     if any(results[k] is not Outcome.SUCCEEDED for k in chain if k in results):
         return False
-    return step_key(Op.PUBLISH, image) not in results
+    return not any(OPS[k.op].pushes_image for k in chain if k in results)
 
 
 def moves_off(
     lost: str,
     where: Mapping[str, str],
-    chains: Mapping[str, Sequence[str]],
-    results: Mapping[str, Outcome],
+    chains: Mapping[str, Sequence[StepKey]],
+    results: Mapping[StepKey, Outcome],
     moved: Mapping[str, int],
 ) -> tuple[MoveChoice, ...]:
     """What happens to each image placed on the builder LOST (WHERE: image -> builder) that
@@ -136,7 +137,7 @@ def moves_off(
     choices = []
     for image, placed in where.items():
         chain = chains[image]
-        if placed != lost or not unfinished(chain, results, image):
+        if placed != lost or not unfinished(chain, results):
             continue
         if moved.get(image, 0) + 1 > MAX_MOVES:
             first = next(k for k in chain if results.get(k) is not Outcome.SUCCEEDED)

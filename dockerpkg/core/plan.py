@@ -19,7 +19,8 @@ import attrs
 # 8: options.engine, the build engine decided when planning (null in plans that build nothing);
 #    build identities: images' `org.dockerpkg.identity` label; staged promotions and pulls
 #    held to a digest (`LABEL@DIGEST`); reason identity_changed; unstage steps.
-FORMAT_VERSION = 8
+# 9: stage steps: all_or_nothing pushes to the staging reference (publish steps before).
+FORMAT_VERSION = 9
 
 
 class Action(enum.Enum):
@@ -46,6 +47,9 @@ class Op(enum.Enum):
     BUILD_STAGE = "build-stage"
     BUILD = "build"
     VERIFY = "verify"
+    # all_or_nothing: push the image to its staging reference (its label names it); nothing
+    # users pull moves until its promotion.
+    STAGE = "stage"
     PUBLISH = "publish"
     # Point `latest` at the published version's manifest, in the registry: no build, no push.
     TAG_LATEST = "tag-latest"
@@ -98,8 +102,29 @@ class Reason(enum.Enum):
     PROMOTED_IN_EARLIER_RUN = "promoted_in_earlier_run"
 
 
-def step_key(op: Op, image: str) -> str:
-    return f"{op.value}:{image}"
+@attrs.frozen(cache_hash=True)  # keys are looked up in sets and maps throughout a run
+class StepKey:
+    """A step's name within its plan (an image has at most one step of each op). Plan JSON
+    and text spell it `OP:IMAGE` (str, parse)."""
+
+    op: Op
+    image: str
+
+    def __str__(self) -> str:
+        return f"{self.op.value}:{self.image}"
+
+    @property
+    def words(self) -> str:
+        """The key as progress lines and messages show it: `OP IMAGE`."""
+        return f"{self.op.value} {self.image}"
+
+    @classmethod
+    def parse(cls, text: str) -> StepKey:
+        """The key spelled TEXT (`OP:IMAGE`); ValueError when it names no op."""
+        op, colon, image = text.partition(":")
+        if not colon or not image:
+            raise ValueError(f"step key {text!r} is not OP:IMAGE")
+        return cls(Op(op), image)
 
 
 @attrs.frozen
@@ -113,12 +138,12 @@ class Step:
     detail: str | None = None  # e.g. image ID and tags for prune, new version for update
     # The keys of the steps this one waits for (see dockerpkg.core.needs); executors follow
     # them and decide nothing of their own about order.
-    needs: tuple[str, ...] = ()
+    needs: tuple[StepKey, ...] = ()
 
     @property
-    def key(self) -> str:
-        """The step's name within its plan: `OP:IMAGE` (an image has one step of each op)."""
-        return step_key(self.op, self.image)
+    def key(self) -> StepKey:
+        """The step's name within its plan (an image has one step of each op)."""
+        return StepKey(self.op, self.image)
 
 
 @attrs.frozen
@@ -183,12 +208,37 @@ class Edit:
     entry: str
 
 
+class SecretKind(enum.Enum):
+    """Where a build secret's value, or an SSH agent, comes from."""
+
+    ENV = "env"  # an environment variable of the run
+    FILE = "file"  # a file (relative paths: to the config file naming it, or the current folder)
+    SSH = "ssh"  # an SSH agent: its socket, or a private key file one is started for
+
+
+# Where an SSH source with no path leads: the run's agent, as buildx's `--ssh default`.
+DEFAULT_AGENT = "$SSH_AUTH_SOCK"
+
+
 @attrs.frozen
 class PlannedSecret:
-    """A build secret or SSH agent as a plan records it: its id and where it comes from."""
+    """A build secret or SSH agent as a plan records it: its id and where it comes from
+    (never its value). Plan JSON spells the source `KIND:WHERE` (`source`)."""
 
     id: str
-    source: str  # "env:VARIABLE", "file:PATH" or "ssh:PATH" ($SSH_AUTH_SOCK: the run's agent)
+    kind: SecretKind
+    where: str  # the variable's name, or the file's, socket's or key file's path
+
+    @property
+    def run_agent(self) -> bool:
+        """Whether it is the run's own SSH agent (SSH_AUTH_SOCK), not a socket or key file."""
+        return self.kind is SecretKind.SSH and self.where == DEFAULT_AGENT
+
+    @property
+    def source(self) -> str:
+        """The source as plan JSON and messages spell it: `env:VARIABLE`, `file:PATH` or
+        `ssh:PATH` (`ssh:$SSH_AUTH_SOCK`: the run's agent)."""
+        return f"{self.kind.value}:{self.where}"
 
 
 @attrs.frozen

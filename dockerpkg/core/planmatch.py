@@ -26,7 +26,16 @@ import attrs
 from attrs import AttrsInstance
 
 from dockerpkg.core.imagelabels import OCI
-from dockerpkg.core.plan import Op, Plan, PlannedImage, PublishMode, Reason, Step
+from dockerpkg.core.plan import (
+    Op,
+    Plan,
+    PlannedImage,
+    PlannedSecret,
+    PublishMode,
+    Reason,
+    Step,
+    StepKey,
+)
 from dockerpkg.core.planner import Observed
 from dockerpkg.core.staging import Staged, staged_reference
 from dockerpkg.core.tree import Tree
@@ -192,7 +201,12 @@ def _field_differences(
 
 
 def _plain(value: object) -> object:
-    """VALUE as plain data, so a mapping and a dict (or a tuple and a list) compare equal."""
+    """VALUE as plain data, so a mapping and a dict (or a tuple and a list) compare equal;
+    step keys and secret sources as plan JSON spells them (what a difference shows)."""
+    if isinstance(value, StepKey):
+        return str(value)
+    if isinstance(value, PlannedSecret):
+        return {"id": value.id, "source": value.source}
     if attrs.has(type(value)):
         return _plain(attrs.asdict(value, recurse=False))  # type: ignore[arg-type]
     if isinstance(value, Mapping):
@@ -231,7 +245,7 @@ def _step_differences(saved: Iterable[Step], derived: Iterable[Step]) -> list[tu
     theirs = {step.key: step for step in saved}
     ours = {step.key: step for step in derived}
     found = []
-    for key in sorted(theirs.keys() | ours.keys()):
+    for key in sorted(theirs.keys() | ours.keys(), key=str):
         mine, other = ours.get(key), theirs.get(key)
         if mine == other:
             continue

@@ -346,7 +346,7 @@ def _with_secrets(
 
     def planned(mount: MountType) -> tuple[PlannedSecret, ...]:
         return tuple(
-            PlannedSecret(s.id, str(s))
+            PlannedSecret(s.id, s.kind, s.where)
             for s in sources
             if (s.mount, s.id) in used and s.mount is mount
         )
@@ -381,8 +381,9 @@ def _image_steps(
     staging: bool,
 ) -> list[Step]:
     """Build, verify and publish steps of CHOSEN (what is built, what is selected), in build
-    order; with STAGING (all_or_nothing) a publication pushes to the staging repository."""
+    order; with STAGING (all_or_nothing) the push is a stage step, to the staging repository."""
     to_build, selected = chosen
+    push = Op.STAGE if staging else Op.PUBLISH
     steps: list[Step] = []
     for name in tree.order:
         image = tree.images[name]
@@ -399,10 +400,10 @@ def _image_steps(
             steps.append(Step(Op.BUILD, name, reason, image.label))
             steps.append(Step(Op.VERIFY, name, Reason.BUILT_IN_THIS_RUN, image.label))
             if publish:
-                steps.append(Step(Op.PUBLISH, name, Reason.BUILT_IN_THIS_RUN, target))
+                steps.append(Step(push, name, Reason.BUILT_IN_THIS_RUN, target))
         elif state is State.BUILT and publish and name in selected:
             steps.append(Step(Op.VERIFY, name, reason, image.label))
-            steps.append(Step(Op.PUBLISH, name, reason, target))
+            steps.append(Step(push, name, reason, target))
     return steps
 
 

@@ -11,21 +11,19 @@ import attrs
 
 from dockerpkg.core.bases import with_records
 from dockerpkg.core.needs import with_needs
+from dockerpkg.core.ops import OPS
 from dockerpkg.core.plan import Op, Plan, Reason, Step
 
-# The steps that make and publish an image; a published image needs none of them.
-_MAKING = frozenset({Op.BUILD_STAGE, Op.BUILD, Op.VERIFY, Op.PUBLISH, Op.TAG_LATEST, Op.PROMOTE})
-
-
-# The steps that put an image's version where users pull it: a publication, or the promotion
-# of what an earlier run staged (a plan saved hours ago must not move it over another run's).
-_PUBLISHING = frozenset({Op.PUBLISH, Op.PROMOTE})
+# The steps that put an image's version where users pull it (OpRule.publishes) include the
+# promotion of what an earlier run staged: a plan saved hours ago must not move it over
+# another run's. A published image needs none of the steps that make or publish it
+# (OpRule.dropped_once_published).
 
 
 def publishing_labels(plan: Plan) -> tuple[str, ...]:
     """The labels PLAN would publish: what to ask the registry about before applying it."""
     labels = _labels(plan)
-    return tuple(dict.fromkeys(labels[s.image] for s in plan.steps if s.op in _PUBLISHING))
+    return tuple(dict.fromkeys(labels[s.image] for s in plan.steps if OPS[s.op].publishes))
 
 
 def _labels(plan: Plan) -> dict[str, str]:
@@ -42,11 +40,11 @@ def without_published(plan: Plan, published: frozenset[str]) -> tuple[Plan, tupl
     gone = {
         s.image: label
         for s in plan.steps
-        if s.op in _PUBLISHING and (label := label_of[s.image]) in published
+        if OPS[s.op].publishes and (label := label_of[s.image]) in published
     }
     if not gone:
         return plan, ()
-    kept = [s for s in plan.steps if not (s.op in _MAKING and s.image in gone)]
+    kept = [s for s in plan.steps if not (OPS[s.op].dropped_once_published and s.image in gone)]
     # An image gone is pulled as published, never from an earlier run's staging.
     kept = [s for s in kept if not (s.reason is Reason.STAGED_DEPENDENCY and s.image in gone)]
     images = {i.name: i for i in plan.images}

@@ -8,6 +8,7 @@ from typing import Any
 
 import attrs
 
+from dockerpkg.core.ops import reported_as
 from dockerpkg.core.plan import Op, Plan, Step
 
 
@@ -77,7 +78,7 @@ def summary_line(report: Report) -> str:
     parts = [
         f"{report.count(Op.BUILD)} built",
         f"{report.count(Op.VERIFY)} verified",
-        f"{report.count(Op.PUBLISH)} published",
+        f"{_reported(report, Op.PUBLISH)} published",
         f"{failed} failed",
         f"{skipped} skipped",
     ]
@@ -92,22 +93,21 @@ def summary_line(report: Report) -> str:
     return "Done: " + ", ".join(parts) + f" in {report.elapsed:.1f}s."
 
 
+def _reported(report: Report, op: Op) -> int:
+    """The steps that succeeded counted under OP (a staging push under publish)."""
+    return sum(
+        1
+        for o in report.outcomes
+        if reported_as(o.step.op) is op and o.outcome is Outcome.SUCCEEDED
+    )
+
+
 def report_table(report: Report) -> str:
     """Per image: result, and the duration of each phase."""
     ops = [Op.PULL, Op.BUILD_STAGE, Op.BUILD, Op.VERIFY, Op.PUBLISH, Op.TAG_LATEST, Op.REMOVE]
-    rows = [
-        [
-            "image",
-            "result",
-            *[
-                op.value
-                for op in ops
-                if report.count(op, Outcome.SUCCEEDED)
-                or any(o.step.op is op for o in report.outcomes)
-            ],
-        ]
-    ]
-    shown = rows[0][2:]
+    present = {reported_as(o.step.op) for o in report.outcomes}
+    shown = [op for op in ops if op in present]
+    rows = [["image", "result", *[op.value for op in shown]]]
     placed = any(o.builder for o in report.outcomes)
     if placed:
         rows[0] += ["builder", "wait"]
@@ -115,8 +115,8 @@ def report_table(report: Report) -> str:
         mine = [o for o in report.outcomes if o.step.image == image]
         result = next((o.outcome.value for o in mine if o.outcome is not Outcome.SUCCEEDED), "ok")
         cells = []
-        for name in shown:
-            item = next((o for o in mine if o.step.op.value == name), None)
+        for op in shown:
+            item = next((o for o in mine if reported_as(o.step.op) is op), None)
             if item is None:
                 cells.append("")
             elif item.duration is not None and item.outcome is Outcome.SUCCEEDED:
@@ -129,7 +129,7 @@ def report_table(report: Report) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
     errors = [
-        f"  {o.step.op.value} {o.step.image}: {o.error}"
+        f"  {reported_as(o.step.op).value} {o.step.image}: {o.error}"
         for o in report.outcomes
         if o.outcome is Outcome.FAILED
     ]
@@ -212,7 +212,7 @@ def publication_line(report: Report) -> str | None:
     staged = [
         o.step.label
         for o in report.outcomes
-        if o.step.op is Op.PUBLISH and o.outcome is Outcome.SUCCEEDED and o.step.image in waiting
+        if o.step.op is Op.STAGE and o.outcome is Outcome.SUCCEEDED and o.step.image in waiting
     ]
     held = f"; staged, not promoted: {', '.join(str(s) for s in staged)}" if staged else ""
     if not moved and not half:

@@ -17,14 +17,13 @@ from collections.abc import Iterable, Mapping
 
 import attrs
 
+from dockerpkg.core import plan
 from dockerpkg.core.plan import BuildEngine
 from dockerpkg.errors import DockerPkgError, Location, Problem, error
 
-
-class SecretKind(enum.Enum):
-    ENV = "env"  # an environment variable of the run
-    FILE = "file"  # a file (relative paths: to the config file naming it, or the current folder)
-    SSH = "ssh"  # an SSH agent: its socket, or a private key file one is started for
+# Defined beside the plan's record of sources (PlannedSecret); named here too, with the rest.
+SecretKind = plan.SecretKind
+DEFAULT_AGENT = plan.DEFAULT_AGENT
 
 
 class MountType(enum.Enum):
@@ -32,10 +31,6 @@ class MountType(enum.Enum):
 
     SECRET = "secret"  # noqa: S105 (a mount type, not a password)
     SSH = "ssh"
-
-
-# Where an SSH source with no path leads: the run's agent, as buildx's `--ssh default`.
-DEFAULT_AGENT = "$SSH_AUTH_SOCK"
 
 
 @attrs.frozen

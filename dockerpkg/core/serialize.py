@@ -6,6 +6,7 @@ import json
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from dockerpkg.core.ops import reported_as
 from dockerpkg.core.plan import (
     FORMAT_VERSION,
     Action,
@@ -21,7 +22,9 @@ from dockerpkg.core.plan import (
     PlannedSecret,
     PublishMode,
     Reason,
+    SecretKind,
     Step,
+    StepKey,
 )
 from dockerpkg.core.planjson import TypeMismatchError, checked, loads, with_directory
 from dockerpkg.errors import DockerPkgError
@@ -82,7 +85,7 @@ def plan_to_data(plan: Plan) -> dict[str, Any]:
                 "reason": s.reason.value,
                 "label": s.label,
                 "detail": s.detail,
-                "needs": list(s.needs),
+                "needs": [str(key) for key in s.needs],
             }
             for s in plan.steps
         ],
@@ -136,8 +139,8 @@ def _plan_from_data(data: dict[str, Any], options: dict[str, Any], path: str) ->
             "builders",
             lambda b: PlannedBuilder(b["url"], b["slots"], bool(b["tls"])),
         ),
-        secrets=_each(data["secrets"], "secrets", lambda x: PlannedSecret(x["id"], x["source"])),
-        ssh=_each(data["ssh"], "ssh", lambda x: PlannedSecret(x["id"], x["source"])),
+        secrets=_each(data["secrets"], "secrets", _planned_secret),
+        ssh=_each(data["ssh"], "ssh", _planned_secret),
         options=BuildOptions(
             select=options["select"],
             pull=options["pull"],
@@ -165,6 +168,17 @@ def _plan_from_data(data: dict[str, Any], options: dict[str, Any], path: str) ->
     )
 
 
+def _planned_secret(x: dict[str, Any]) -> PlannedSecret:
+    """A secret or agent as plan JSON spells it: its id and its source, `KIND:WHERE`."""
+    source = x["source"]
+    if not isinstance(source, str):
+        raise TypeMismatchError(f"source: expected KIND:WHERE, not {type(source).__name__}")
+    kind, colon, where = source.partition(":")
+    if not colon:
+        raise TypeMismatchError(f"source: {source!r} is not KIND:WHERE")
+    return PlannedSecret(x["id"], SecretKind(kind), where)
+
+
 def _image_from(i: dict[str, Any]) -> PlannedImage:
     lists = ("depends", "parents", "bases", "secrets", "ssh", "cache_from")
     return PlannedImage(
@@ -185,8 +199,14 @@ def _step_from(s: dict[str, Any]) -> Step:
         Reason(s["reason"]),
         s["label"],
         s["detail"],
-        _listed(s["needs"], "needs"),
+        tuple(_step_key(key) for key in _listed(s["needs"], "needs")),
     )
+
+
+def _step_key(value: object) -> StepKey:
+    if not isinstance(value, str):
+        raise TypeMismatchError(f"needs: expected OP:IMAGE, not {type(value).__name__}")
+    return StepKey.parse(value)
 
 
 def _each(items: object, where: str, make: Callable[[Any], _T]) -> tuple[_T, ...]:
@@ -252,7 +272,7 @@ def plan_to_text(plan: Plan, *, needs: bool = False) -> str:
         head = f"{step.op.value:<{op_width}}  {step.image:<{width}}"
         lines.append(f"{head}  {target}({step.reason.value}){extra}")
         if needs and step.needs:
-            lines.append(f"  needs: {', '.join(step.needs)}")
+            lines.append(f"  needs: {', '.join(str(key) for key in step.needs)}")
     for edit in plan.edits:
         lines.append(f"--- {edit.path}: {edit.old_version} -> {edit.new_version}")
         lines.extend(
@@ -305,10 +325,15 @@ def summary(plan: Plan) -> str:
         (Op.WRITE_CHANGELOG, "changelogs to write"),
     ]
     stages = plan.count(Op.BUILD_STAGE)
+    # A staging push is counted as a publication (it is one, held back until the promotion).
+    counted = {op: 0 for op, _ in counts}
+    for step in plan.steps:
+        if (op := reported_as(step.op)) in counted:
+            counted[op] += 1
     parts = [
-        f"{plan.count(op)} {words}"
+        f"{counted[op]} {words}"
         + (f" ({stages} with a build stage)" if op is Op.BUILD and stages else "")
         for op, words in counts
-        if plan.count(op)
+        if counted[op]
     ]
     return "Plan: " + ", ".join(parts) + drift + "."

@@ -68,7 +68,7 @@ def promotion_steps(steps: list[Step], labels: Mapping[str, str]) -> list[Step]:
     return [
         Step(Op.PROMOTE, step.image, Reason.ALL_PUBLISHED, labels[step.image], step.label)
         for step in steps
-        if step.op is Op.PUBLISH
+        if step.op is Op.STAGE
     ]
 
 
@@ -78,7 +78,7 @@ def promotions(
     steps: Sequence[Step],
     earlier: tuple[Sequence[str], Mapping[str, Staged]],
 ) -> list[Step]:
-    """A promotion for every image the run stages (publish steps of STEPS) and for every
+    """A promotion for every image the run stages (stage steps of STEPS) and for every
     image an earlier run staged (EARLIER: their names, and what was observed staged by
     label), held to the digest whose identity was read; parents first."""
     names, staged = earlier

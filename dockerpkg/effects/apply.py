@@ -23,7 +23,7 @@ from dockerpkg.core.builders import TLSFiles
 from dockerpkg.core.config import Config, proxy_args
 from dockerpkg.core.imagelabels import labelled_build
 from dockerpkg.core.labels import repository_path, same_registry, split_label
-from dockerpkg.core.plan import BuildEngine, Op, Plan, PlannedImage, Step
+from dockerpkg.core.plan import BuildEngine, Op, Plan, PlannedImage, PlannedSecret, Step
 from dockerpkg.core.report import Outcome, Report
 from dockerpkg.core.runrules import local_copy_serves, verification, verification_paths
 from dockerpkg.core.staging import staged_reference
@@ -75,10 +75,10 @@ class Settings:
     staged: Mapping[str, str] = attrs.field(factory=dict)
     # Label -> the build identity the plan gives the image (what a staged one must record).
     identities: Mapping[str, str] = attrs.field(factory=dict)
-    # Build secret id -> its source, "env:VARIABLE" or "file:PATH" (the plan's).
-    secrets: Mapping[str, str] = attrs.field(factory=dict)
-    # SSH agent id -> its source, "ssh:PATH" ($SSH_AUTH_SOCK: the run's agent).
-    ssh: Mapping[str, str] = attrs.field(factory=dict)
+    # Build secret id -> its source (the plan's).
+    secrets: Mapping[str, PlannedSecret] = attrs.field(factory=dict)
+    # SSH agent id -> its socket, key file or the run's agent (the plan's).
+    ssh: Mapping[str, PlannedSecret] = attrs.field(factory=dict)
 
 
 class Executor:
@@ -132,10 +132,11 @@ class Executor:
             return lambda: self._promote(image, step.detail)
         if step.op is Op.UNSTAGE:
             return lambda: self._unstage(image, step.label)
-        actions = {
+        actions: dict[Op, Callable[[PlannedImage], str | None]] = {
             Op.BUILD: self._build,
             Op.VERIFY: self._verify,
             Op.TAG_LATEST: self._tag_latest,
+            Op.STAGE: lambda planned: self._stage(planned, step.label or planned.label),
         }
         action = actions[step.op]
         return lambda: action(image)

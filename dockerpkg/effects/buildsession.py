@@ -11,7 +11,7 @@ from collections.abc import Iterator, Mapping
 import attrs
 
 from dockerpkg.core.builders import TLSFiles
-from dockerpkg.core.plan import BuildEngine, PlannedImage
+from dockerpkg.core.plan import BuildEngine, PlannedImage, PlannedSecret
 from dockerpkg.effects import daemon
 from dockerpkg.effects.tasks import TaskFailedError
 from dockerpkg.effects.waits import Patience
@@ -21,8 +21,8 @@ from dockerpkg.effects.waits import Patience
 class Sources:
     """Where a run's session material comes from, as the plan and the login give it."""
 
-    secrets: Mapping[str, str]  # secret id -> "env:VARIABLE" or "file:PATH"
-    ssh: Mapping[str, str]  # agent id -> "ssh:PATH" ($SSH_AUTH_SOCK: the run's agent)
+    secrets: Mapping[str, PlannedSecret]  # secret id -> its source
+    ssh: Mapping[str, PlannedSecret]  # agent id -> its socket, key file or the run's agent
     logins: Mapping[str, tuple[str, str]] = attrs.field(repr=False)  # registry -> user, password
 
 

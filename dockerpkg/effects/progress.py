@@ -6,6 +6,7 @@ import threading
 import time
 from typing import IO
 
+from dockerpkg.core.plan import StepKey
 from dockerpkg.core.report import Outcome
 from dockerpkg.effects.tasks import TaskResult
 
@@ -26,15 +27,15 @@ class LineProgress:
         self._stream.write(f"[{stamp}] {text}\n")
         self._stream.flush()
 
-    def task_started(self, key: str) -> None:
+    def task_started(self, key: StepKey) -> None:
         if not self._quiet:
             with self._lock:
-                self._emit(f"start   {key.replace(':', ' ', 1)}")
+                self._emit(f"start   {key.words}")
 
     def task_finished(self, result: TaskResult) -> None:
         with self._lock:
             self._done += 1
-            what = result.key.replace(":", " ", 1)
+            what = result.key.words
             count = f"({self._done}/{self._total})"
             if result.outcome is Outcome.SUCCEEDED:
                 if not self._quiet:
@@ -45,7 +46,7 @@ class LineProgress:
             elif not self._quiet:
                 self._emit(f"{result.outcome.value:<7} {what}: {result.error} {count}")
 
-    def task_moved(self, image: str, finished: list[str], why: str) -> None:
+    def task_moved(self, image: str, finished: list[StepKey], why: str) -> None:
         """IMAGE left a lost builder: its FINISHED steps run again, so count them again."""
         with self._lock:
             self._done -= len(finished)
@@ -57,31 +58,31 @@ class LiveProgress(LineProgress):
 
     def __init__(self, stream: IO[str], *, total: int, quiet: bool = False) -> None:
         super().__init__(stream, total=total, quiet=quiet)
-        self._running: list[str] = []
+        self._running: list[StepKey] = []
 
     def _emit(self, text: str) -> None:
         self._stream.write("\r\033[K")
         super()._emit(text)
-        running = ", ".join(self._running[:4]) + (" ..." if len(self._running) > 4 else "")
+        shown = ", ".join(key.words for key in self._running[:4])
+        running = shown + (" ..." if len(self._running) > 4 else "")
         elapsed = time.monotonic() - self._begin
         self._stream.write(f"{self._done}/{self._total} done, {elapsed:.0f}s | {running}")
         self._stream.flush()
 
-    def task_started(self, key: str) -> None:
+    def task_started(self, key: StepKey) -> None:
         with self._lock:
-            self._running.append(key.replace(":", " ", 1))
+            self._running.append(key)
         super().task_started(key)
 
     def task_finished(self, result: TaskResult) -> None:
         with self._lock:
-            name = result.key.replace(":", " ", 1)
-            if name in self._running:
-                self._running.remove(name)
+            if result.key in self._running:
+                self._running.remove(result.key)
         super().task_finished(result)
 
-    def task_moved(self, image: str, finished: list[str], why: str) -> None:
+    def task_moved(self, image: str, finished: list[StepKey], why: str) -> None:
         with self._lock:
-            self._running = [r for r in self._running if r.partition(" ")[2] != image]
+            self._running = [key for key in self._running if key.image != image]
         super().task_moved(image, finished, why)
 
     def close(self) -> None:

@@ -29,7 +29,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from dockerpkg.core.builders import TLSFiles
-from dockerpkg.core.secrets import SecretKind, SecretSource
+from dockerpkg.core.plan import PlannedSecret, SecretKind
+from dockerpkg.core.secrets import SecretSource
 from dockerpkg.effects import scratch
 from dockerpkg.effects.daemon import DaemonError
 from dockerpkg.effects.secretvalues import SecretReadError, read_value
@@ -47,17 +48,17 @@ _RESPONSE_LIMIT = 65536  # bytes of the /session answer's head read before givin
 
 
 def read_secrets(
-    ids: Iterable[str], sources: Mapping[str, str], env: Mapping[str, str]
+    ids: Iterable[str], sources: Mapping[str, PlannedSecret], env: Mapping[str, str]
 ) -> dict[str, bytes]:
-    """The values of the secrets IDS, from SOURCES (id -> "env:VARIABLE" or "file:PATH", as
-    the plan gives them) and ENV, the run's environment; read for one build, kept by none.
-    Each is checked again as when planning (a regular file, at most 500 KiB)."""
+    """The values of the secrets IDS, from SOURCES (id -> its source, as the plan gives it)
+    and ENV, the run's environment; read for one build, kept by none. Each is checked again
+    as when planning (a regular file, at most 500 KiB)."""
     values = {}
     for secret_id in ids:
-        kind, _, where = sources.get(secret_id, "").partition(":")
-        if kind not in ("env", "file"):
+        source = sources.get(secret_id)
+        if source is None or source.kind is SecretKind.SSH:
             raise SecretReadError(f"secret {secret_id}: the plan gives no source for it")
-        values[secret_id] = read_value(SecretSource(secret_id, SecretKind(kind), where), env)
+        values[secret_id] = read_value(SecretSource(secret_id, source.kind, source.where), env)
     return values
 
 

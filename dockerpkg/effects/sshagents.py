@@ -14,7 +14,7 @@ import subprocess
 import time
 from collections.abc import Iterable, Iterator, Mapping
 
-from dockerpkg.core.secrets import DEFAULT_AGENT
+from dockerpkg.core.plan import PlannedSecret, SecretKind
 from dockerpkg.effects import scratch
 from dockerpkg.effects.waits import Patience
 
@@ -29,31 +29,31 @@ class AgentError(Exception):
 @contextlib.contextmanager
 def agent_sockets(
     ids: Iterable[str],
-    sources: Mapping[str, str],
+    sources: Mapping[str, PlannedSecret],
     env: Mapping[str, str],
     patience: Patience | None = None,
 ) -> Iterator[dict[str, str]]:
-    """Agent id -> the path of its socket, for the agents IDS, from SOURCES (id ->
-    "ssh:PATH", as the plan gives them) and ENV, the run's environment; private agents
-    started for key files end with the block. PATIENCE ends the waits for them to start."""
+    """Agent id -> the path of its socket, for the agents IDS, from SOURCES (id -> its
+    source, as the plan gives it) and ENV, the run's environment; private agents started
+    for key files end with the block. PATIENCE ends the waits for them to start."""
     with contextlib.ExitStack() as stack:
         sockets = {}
         for agent_id in ids:
-            kind, _, where = sources.get(agent_id, "").partition(":")
-            if kind != "ssh":
+            source = sources.get(agent_id)
+            if source is None or source.kind is not SecretKind.SSH:
                 raise AgentError(f"ssh {agent_id}: the plan gives no source for it")
-            sockets[agent_id] = _socket_of(agent_id, where, env, (stack, patience or Patience()))
+            sockets[agent_id] = _socket_of(source, env, (stack, patience or Patience()))
         yield sockets
 
 
 def _socket_of(
-    agent_id: str,
-    where: str,
+    source: PlannedSecret,
     env: Mapping[str, str],
     waits: tuple[contextlib.ExitStack, Patience],
 ) -> str:
     stack, patience = waits
-    if where == DEFAULT_AGENT:
+    agent_id, where = source.id, source.where
+    if source.run_agent:
         found = env.get("SSH_AUTH_SOCK")
         if not found:
             raise AgentError(f"ssh {agent_id}: SSH_AUTH_SOCK is not set (no agent to forward)")

@@ -12,6 +12,7 @@ from typing import Protocol
 
 import attrs
 
+from dockerpkg.core.plan import StepKey
 from dockerpkg.core.report import Outcome
 
 log = logging.getLogger(__name__)
@@ -35,7 +36,7 @@ class TaskCancelledError(TaskFailedError):
 
 @attrs.frozen
 class TaskResult:
-    key: str
+    key: StepKey
     outcome: Outcome
     started: float | None = None  # seconds since the run began
     duration: float | None = None
@@ -46,7 +47,7 @@ class TaskResult:
 
 
 def bug_result(
-    key: str, exc: BaseException, started: float | None, duration: float | None
+    key: StepKey, exc: BaseException, started: float | None, duration: float | None
 ) -> TaskResult:
     """A step that raised what no step should: failed, with its traceback kept."""
     trace = "".join(traceback.format_exception(exc))
@@ -56,7 +57,7 @@ def bug_result(
     )
 
 
-def record_bugs(results: Mapping[str, TaskResult], run_dir: Path) -> dict[str, TaskResult]:
+def record_bugs(results: Mapping[StepKey, TaskResult], run_dir: Path) -> dict[StepKey, TaskResult]:
     """RESULTS, with every bug's traceback written to RUN_DIR/bugs.log and its error naming
     that file: a bug is shown, never only a row of the report."""
     bugs = {key: r for key, r in results.items() if r.trace is not None}
@@ -74,7 +75,7 @@ def record_bugs(results: Mapping[str, TaskResult], run_dir: Path) -> dict[str, T
 
 
 class Listener(Protocol):
-    def task_started(self, key: str) -> None: ...
+    def task_started(self, key: StepKey) -> None: ...
 
     def task_finished(self, result: TaskResult) -> None: ...
 

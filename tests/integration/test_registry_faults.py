@@ -25,7 +25,7 @@ import docker
 import pytest
 
 from dockerpkg import api
-from dockerpkg.core.plan import BuildOptions, Op
+from dockerpkg.core.plan import BuildOptions, Op, StepKey
 from dockerpkg.core.report import Outcome, Report
 from dockerpkg.effects import daemon
 from dockerpkg.effects.apply import Executor, Settings
@@ -226,7 +226,7 @@ class RecordingListener:
         self.finished: list[TaskResult] = []
         self._on_finished = on_finished
 
-    def task_started(self, key: str) -> None:
+    def task_started(self, key: StepKey) -> None:
         pass
 
     def task_finished(self, result: TaskResult) -> None:
@@ -292,10 +292,12 @@ class TestRegistryStopsMidPublish:
         assert sum(step.op is Op.PUBLISH for step in plan.steps) == 3
 
         def stop_after_first_publish(result: TaskResult) -> None:
-            published = result.key.startswith("publish:") and result.outcome is Outcome.SUCCEEDED
+            published = (
+                str(result.key).startswith("publish:") and result.outcome is Outcome.SUCCEEDED
+            )
             if published and not stopped:
                 registry.stop()
-                stopped.append(result.key)
+                stopped.append(str(result.key))
 
         stopped: list[str] = []
         listener = RecordingListener(stop_after_first_publish)

@@ -18,7 +18,7 @@ import pytest
 
 from dockerpkg import api
 from dockerpkg.core.definition import IDENTITY_LABEL
-from dockerpkg.core.plan import BuildOptions, Op, PublishMode, Step
+from dockerpkg.core.plan import BuildOptions, Op, PublishMode, Step, StepKey
 from dockerpkg.core.report import Outcome, Report
 from dockerpkg.effects.registry.transport import RetryPolicy
 from tests.integration.test_all_or_nothing import (
@@ -140,8 +140,8 @@ class PushesOverStaging:
         self.site, self.client, self.other = site, client, other
         self.pushed: str | None = None
 
-    def task_started(self, key: str) -> None:
-        if key == f"promote:{self.site.name('root')}" and self.pushed is None:
+    def task_started(self, key: StepKey) -> None:
+        if str(key) == f"promote:{self.site.name('root')}" and self.pushed is None:
             target = self.site.registry.ref(
                 f"{NAMESPACE}/dockerpkg-staging/{self.site.name('root')}:1.0"
             )
@@ -174,7 +174,7 @@ def test_promotion_moves_the_digest_the_run_staged(
     result = api.apply_build_plan(
         plan, workspace, env, credentials, run_dir=tmp_path / "run", listener=listener
     )
-    staged = result.of(Op.PUBLISH, site.name("root"))
+    staged = result.of(Op.STAGE, site.name("root"))
     promoted = result.of(Op.PROMOTE, site.name("root"))
     assert staged is not None
     assert promoted is not None
@@ -310,7 +310,7 @@ def test_sigterm_during_promotion_waits_for_the_set(
 
 
 class Quiet:
-    def task_started(self, key: str) -> None:
+    def task_started(self, key: StepKey) -> None:
         pass
 
     def task_finished(self, result: object) -> None:

@@ -13,7 +13,7 @@ from dockerpkg.core.placement import (
     parents_to_fetch,
     registry_builder,
 )
-from dockerpkg.core.plan import PlannedImage
+from dockerpkg.core.plan import Op, PlannedImage, StepKey
 from dockerpkg.core.report import Outcome
 
 
@@ -96,8 +96,14 @@ class TestFetch:
 
 
 CHAINS = {
-    name: (f"build:{name}", f"verify:{name}", f"publish:{name}") for name in ("base", "tool", "app")
+    name: (StepKey(Op.BUILD, name), StepKey(Op.VERIFY, name), StepKey(Op.PUBLISH, name))
+    for name in ("base", "tool", "app")
 }
+
+
+def keyed(results: dict[str, Outcome]) -> dict[StepKey, Outcome]:
+    """RESULTS by the keys spelled `OP:IMAGE`."""
+    return {StepKey.parse(text): outcome for text, outcome in results.items()}
 
 
 class TestMoves:
@@ -109,20 +115,19 @@ class TestMoves:
             "publish:base": Outcome.SUCCEEDED,  # published: stays published
             "build:tool": Outcome.SUCCEEDED,
         }
-        assert moves_off("a", where, CHAINS, results, {}) == (
+        assert moves_off("a", where, CHAINS, keyed(results), {}) == (
             MoveChoice(MoveKind.MOVE, "tool", CHAINS["tool"]),
         )
 
     def test_an_image_that_failed_on_its_own_does_not_move(self) -> None:
         results = {"build:tool": Outcome.SUCCEEDED, "verify:tool": Outcome.FAILED}
-        assert moves_off("a", {"tool": "a"}, CHAINS, results, {}) == ()
+        assert moves_off("a", {"tool": "a"}, CHAINS, keyed(results), {}) == ()
 
     def test_given_up_after_max_moves(self) -> None:
         results = {"build:tool": Outcome.SUCCEEDED}
         moved = {"tool": MAX_MOVES}
-        assert moves_off("a", {"tool": "a"}, CHAINS, results, moved) == (
-            MoveChoice(MoveKind.GIVE_UP, "tool", ("verify:tool",)),
+        assert moves_off("a", {"tool": "a"}, CHAINS, keyed(results), moved) == (
+            MoveChoice(MoveKind.GIVE_UP, "tool", (StepKey(Op.VERIFY, "tool"),)),
         )
-        assert moves_off("a", {"tool": "a"}, CHAINS, results, {"tool": MAX_MOVES - 1})[0].kind is (
-            MoveKind.MOVE
-        )
+        choices = moves_off("a", {"tool": "a"}, CHAINS, keyed(results), {"tool": MAX_MOVES - 1})
+        assert choices[0].kind is (MoveKind.MOVE)

@@ -14,7 +14,7 @@ import attrs
 import pytest
 
 from dockerpkg.core.needs import with_needs
-from dockerpkg.core.plan import Action, Op, Plan, PlannedImage, Reason, Step
+from dockerpkg.core.plan import Action, Op, Plan, PlannedImage, Reason, Step, StepKey
 from dockerpkg.core.report import Outcome, Report
 from dockerpkg.effects.progress import LineProgress, LiveProgress
 from dockerpkg.effects.scheduler import Scheduler, Worker
@@ -36,13 +36,13 @@ class Recorder:
         self.events: list[tuple[str, str, float]] = []
         self.lock = threading.Lock()
 
-    def task_started(self, key: str) -> None:
+    def task_started(self, key: StepKey) -> None:
         with self.lock:
-            self.events.append(("start", key, time.monotonic()))
+            self.events.append(("start", str(key), time.monotonic()))
 
     def task_finished(self, result: TaskResult) -> None:
         with self.lock:
-            self.events.append((result.outcome.value, result.key, time.monotonic()))
+            self.events.append((result.outcome.value, str(result.key), time.monotonic()))
 
     def time_of(self, kind: str, key: str) -> float:
         return next(t for k, name, t in self.events if k == kind and name == key)
@@ -69,10 +69,10 @@ class FakeBuilder:
     finished: bool = False
 
     def step_runner(self, step: Step, image: PlannedImage | None) -> Run:
-        run = self.runs[step.key]
+        run = self.runs[str(step.key)]
 
         def logged() -> str | None:
-            self.ran.append(step.key)
+            self.ran.append(str(step.key))
             return run()
 
         return logged
@@ -106,7 +106,7 @@ def image(name: str, *parents: str) -> PlannedImage:
 
 def build(name: str, *needs: str) -> Step:
     """A build step of NAME waiting for the builds NEEDS (as `build:NAME` keys)."""
-    return Step(Op.BUILD, name, Reason.OFFLINE, needs=tuple(f"build:{n}" for n in needs))
+    return Step(Op.BUILD, name, Reason.OFFLINE, needs=tuple(StepKey(Op.BUILD, n) for n in needs))
 
 
 def plan_of(steps: list[Step], images: list[PlannedImage] | None = None) -> Plan:
@@ -130,13 +130,13 @@ def run_alone(
 
 def results_of(report: Report) -> dict[str, TaskResult]:
     return {
-        o.step.key: TaskResult(o.step.key, o.outcome, o.started, o.duration, o.detail, o.error)
+        str(o.step.key): TaskResult(o.step.key, o.outcome, o.started, o.duration, o.detail, o.error)
         for o in report.outcomes
     }
 
 
 def sleepers(plan: Plan, seconds: float = 0.05, failing: tuple[str, ...] = ()) -> dict[str, Run]:
-    return {s.key: sleeper(seconds, s.key in failing) for s in plan.steps}
+    return {str(s.key): sleeper(seconds, str(s.key) in failing) for s in plan.steps}
 
 
 class TestOrdering:
@@ -225,7 +225,12 @@ class TestInterrupt:
 def promotions(*names: str) -> list[Step]:
     """A promote step per image of NAMES, each waiting for the one before (its parent's)."""
     return [
-        Step(Op.PROMOTE, name, Reason.ALL_PUBLISHED, needs=(f"promote:{names[i - 1]}",) * (i > 0))
+        Step(
+            Op.PROMOTE,
+            name,
+            Reason.ALL_PUBLISHED,
+            needs=(StepKey(Op.PROMOTE, names[i - 1]),) * (i > 0),
+        )
         for i, name in enumerate(names)
     ]
 
@@ -329,8 +334,8 @@ class TestSeveralBuilders:
     def chain(self, name: str, *parents: str) -> list[Step]:
         return [
             build(name, *parents),
-            Step(Op.VERIFY, name, Reason.BUILT_IN_THIS_RUN, needs=(f"build:{name}",)),
-            Step(Op.PUBLISH, name, Reason.BUILT_IN_THIS_RUN, needs=(f"verify:{name}",)),
+            Step(Op.VERIFY, name, Reason.BUILT_IN_THIS_RUN, needs=(StepKey(Op.BUILD, name),)),
+            Step(Op.PUBLISH, name, Reason.BUILT_IN_THIS_RUN, needs=(StepKey(Op.VERIFY, name),)),
         ]
 
     def test_lost_builder_image_moves(self, tmp_path: Path) -> None:
@@ -342,7 +347,7 @@ class TestSeveralBuilders:
         assert [(m.image, m.lost, m.to) for m in report.moves] == [("a", "b0", "b1")]
         assert report.lost_builders == ("b0 (boom)",)
         assert all(o.outcome is Outcome.SUCCEEDED for o in report.outcomes)
-        assert {o.step.key: o.builder for o in report.outcomes} == {
+        assert {str(o.step.key): o.builder for o in report.outcomes} == {
             "build:a": "b1",
             "verify:a": "b1",
             "publish:a": "b1",
@@ -368,14 +373,14 @@ class TestSeveralBuilders:
         builders = [FakeBuilder(sleepers(plan, 0.2)), FakeBuilder(sleepers(plan, 0.2))]
         workers = [Worker(f"b{i}", b, 1, 1) for i, b in enumerate(builders)]
         report = Scheduler(workers, Recorder(), tmp_path, 1, several=True).run(plan)
-        where = {o.step.key: o.builder for o in report.outcomes}
+        where = {str(o.step.key): o.builder for o in report.outcomes}
         assert where["build:a"] == "b0"
         assert {where["build:b"], where["build:c"]} == {"b0", "b1"}
         elsewhere = builders[1].ran
         assert elsewhere[0] == "fetch:r.example/a:1.0"  # pulled before building on b1
         child = next(k for k in ("build:b", "build:c") if where[k] == "b1")
-        published = next(o for o in report.outcomes if o.step.key == "publish:a")
-        built = next(o for o in report.outcomes if o.step.key == child)
+        published = next(o for o in report.outcomes if str(o.step.key) == "publish:a")
+        built = next(o for o in report.outcomes if str(o.step.key) == child)
         assert published.started is not None
         assert built.started is not None
         assert built.started >= published.started
@@ -397,26 +402,28 @@ class TestProgress:
     def test_lines_and_quiet(self) -> None:
         stream = io.StringIO()
         progress = LineProgress(stream, total=2)
-        progress.task_started("build:a")
-        progress.task_finished(TaskResult("build:a", Outcome.SUCCEEDED, 0.0, 1.5))
-        progress.task_finished(TaskResult("verify:a", Outcome.FAILED, 1.5, 0.1, error="exit 1"))
+        progress.task_started(StepKey(Op.BUILD, "a"))
+        progress.task_finished(TaskResult(StepKey(Op.BUILD, "a"), Outcome.SUCCEEDED, 0.0, 1.5))
+        progress.task_finished(
+            TaskResult(StepKey(Op.VERIFY, "a"), Outcome.FAILED, 1.5, 0.1, error="exit 1")
+        )
         lines = stream.getvalue().splitlines()
         assert lines[0].endswith("start   build a")
         assert lines[1].endswith("done    build a in 1.5s (1/2)")
         assert lines[2].endswith("FAILED  verify a: exit 1 (2/2)")
         quiet = io.StringIO()
         progress = LineProgress(quiet, total=2, quiet=True)
-        progress.task_started("build:a")
-        progress.task_finished(TaskResult("build:a", Outcome.SUCCEEDED, 0.0, 1.5))
+        progress.task_started(StepKey(Op.BUILD, "a"))
+        progress.task_finished(TaskResult(StepKey(Op.BUILD, "a"), Outcome.SUCCEEDED, 0.0, 1.5))
         assert quiet.getvalue() == ""
 
     def test_live_status_line(self) -> None:
         stream = io.StringIO()
         progress = LiveProgress(stream, total=3)
-        progress.task_started("build:a")
-        progress.task_started("build:b")
+        progress.task_started(StepKey(Op.BUILD, "a"))
+        progress.task_started(StepKey(Op.BUILD, "b"))
         assert stream.getvalue().rstrip().endswith("0/3 done, 0s | build a, build b")
-        progress.task_finished(TaskResult("build:a", Outcome.SUCCEEDED, 0.0, 0.2))
+        progress.task_finished(TaskResult(StepKey(Op.BUILD, "a"), Outcome.SUCCEEDED, 0.0, 0.2))
         assert stream.getvalue().endswith("1/3 done, 0s | build b")
         progress.close()
         assert stream.getvalue().endswith("\r\033[K")
@@ -431,7 +438,7 @@ class TestBugs:
         def broken() -> str | None:
             return {"a": "b"}["missing"]
 
-        verify = Step(Op.VERIFY, "x", Reason.BUILT_IN_THIS_RUN, needs=("build:x",))
+        verify = Step(Op.VERIFY, "x", Reason.BUILT_IN_THIS_RUN, needs=(StepKey(Op.BUILD, "x"),))
         plan = plan_of([build("x"), verify])
         runs = {"build:x": broken, "verify:x": sleeper(0)}
         with caplog.at_level(logging.DEBUG, logger="dockerpkg.effects.tasks"):

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from dockerpkg.cli import main
+from dockerpkg.core.plan import PlannedSecret
 from dockerpkg.core.secrets import (
     SECRET_SIZE_LIMIT,
     SecretKind,
@@ -129,13 +130,17 @@ class TestServed:
 
     def test_read_secrets_from_the_plan_s_sources(self, tmp_path: Path) -> None:
         (tmp_path / "tok").write_text("file-value")
-        sources = {"f": f"file:{tmp_path / 'tok'}", "e": "env:TOKEN", "big": "env:BIG"}
+        sources = {
+            "f": PlannedSecret("f", SecretKind.FILE, str(tmp_path / "tok")),
+            "e": PlannedSecret("e", SecretKind.ENV, "TOKEN"),
+            "big": PlannedSecret("big", SecretKind.ENV, "BIG"),
+        }
         env = {"TOKEN": "env-value", "BIG": "b" * (SECRET_SIZE_LIMIT + 1)}
         assert read_secrets(["f", "e"], sources, env) == {"f": b"file-value", "e": b"env-value"}
         with pytest.raises(SecretReadError, match="'big' \\(env:BIG\\): holds 512001 bytes"):
             read_secrets(["big"], sources, env)
         with pytest.raises(SecretReadError, match="MISSING is not set"):
-            read_secrets(["m"], {"m": "env:MISSING"}, env)
+            read_secrets(["m"], {"m": PlannedSecret("m", SecretKind.ENV, "MISSING")}, env)
 
 
 class TestWhenPlanning:

@@ -11,7 +11,16 @@ import pytest
 from dockerpkg.core import definition
 from dockerpkg.core.changelog import versions_newest_first
 from dockerpkg.core.definition import IDENTITY_LABEL, definitions
-from dockerpkg.core.plan import BuildOptions, CacheMode, Op, Plan, PublishMode, Reason, Step
+from dockerpkg.core.plan import (
+    BuildOptions,
+    CacheMode,
+    Op,
+    Plan,
+    PublishMode,
+    Reason,
+    Step,
+    StepKey,
+)
 from dockerpkg.core.planner import Observed, State, _judged, plan_build
 from dockerpkg.core.recheck import publishing_labels, without_published
 from dockerpkg.core.report import Outcome, Report, StepOutcome, publication_line
@@ -53,13 +62,13 @@ def identities(tree: Tree) -> dict[str, str]:
 class TestPlan:
     def test_every_image_is_staged_then_promoted_parents_first(self, tree: Tree) -> None:
         plan = planned(tree, fresh())
-        publishes = [s for s in plan.steps if s.op is Op.PUBLISH]
+        publishes = [s for s in plan.steps if s.op is Op.STAGE]
         assert {s.label for s in publishes} >= {STAGED_NATIVE}
         assert all("/dockerpkg-staging/" in (s.label or "") for s in publishes)
         promotions = [s for s in plan.steps if s.op is Op.PROMOTE]
         assert [s.image for s in promotions] == [s.image for s in publishes]
         assert [s.image for s in promotions] == list(tree.order)
-        making = {s.key for s in plan.steps if s.op in {Op.BUILD, Op.VERIFY, Op.PUBLISH}}
+        making = {s.key for s in plan.steps if s.op in {Op.BUILD, Op.VERIFY, Op.STAGE}}
         # The first promotion is the barrier: it waits for every step that makes an image;
         # every later one waits for its parents' promotions, or for the barrier if it has
         # none, so for every step that makes an image through them.
@@ -67,9 +76,9 @@ class TestPlan:
         assert set(first.needs) == making
         needs = {s.key: set(s.needs) for s in plan.steps}
         for step in later:
-            parents = {f"promote:{p}" for p in tree.images[step.image].parents}
+            parents = {StepKey(Op.PROMOTE, p) for p in tree.images[step.image].parents}
             assert set(step.needs) == (parents or {first.key}), step.key
-            reached: set[str] = set()
+            reached: set[StepKey] = set()
             todo = [step.key]
             while todo:
                 found = needs[todo.pop()] - reached
@@ -86,7 +95,7 @@ class TestPlan:
 
     def test_no_credentials_no_staging(self, tree: Tree) -> None:
         plan = planned(tree, Observed(offline=False))
-        assert not any(s.op in {Op.PUBLISH, Op.PROMOTE} for s in plan.steps)
+        assert not any(s.op in {Op.STAGE, Op.PUBLISH, Op.PROMOTE} for s in plan.steps)
 
     def test_staged_by_an_earlier_run_is_promoted_not_built(self, tree: Tree) -> None:
         identity = identities(tree)["native"]
@@ -326,7 +335,7 @@ class TestLastLine:
     def test_nothing_moved(self) -> None:
         report = Report(
             (
-                outcome(Op.PUBLISH, "a", Outcome.SUCCEEDED, "r/dockerpkg-staging/a:1"),
+                outcome(Op.STAGE, "a", Outcome.SUCCEEDED, "r/dockerpkg-staging/a:1"),
                 outcome(Op.VERIFY, "b", Outcome.FAILED),
                 outcome(Op.PROMOTE, "a", Outcome.SKIPPED),
                 outcome(Op.PROMOTE, "b", Outcome.SKIPPED),
@@ -355,7 +364,7 @@ class TestLastLine:
         # The version PUT done, the `latest` PUT failed: the version tag exists.
         report = Report(
             (
-                outcome(Op.PUBLISH, "a", Outcome.SUCCEEDED, "r/dockerpkg-staging/a:1"),
+                outcome(Op.STAGE, "a", Outcome.SUCCEEDED, "r/dockerpkg-staging/a:1"),
                 outcome(Op.PROMOTE, "a", Outcome.FAILED, detail="sha256:moved"),
             )
         )
