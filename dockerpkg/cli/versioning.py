@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import argh
 
 from dockerpkg import api
-from dockerpkg.api import usages, versioning
+from dockerpkg.api import refs as refs_api
+from dockerpkg.api import versioning
 from dockerpkg.cli.common import (
     EXIT_CHANGES,
     EXIT_ERROR,
@@ -29,9 +30,9 @@ from dockerpkg.cli.common import (
 )
 from dockerpkg.core.plan import Action, Plan
 from dockerpkg.core.planjson import loads
+from dockerpkg.core.refsrender import plan_to_text as refs_to_text
+from dockerpkg.core.refsrender import skipped_lines
 from dockerpkg.core.serialize import plan_to_json, plan_to_text
-from dockerpkg.core.usages_render import plan_to_text as refs_to_text
-from dockerpkg.core.usages_render import skipped_lines
 from dockerpkg.effects.planfiles import read_plan_text
 from dockerpkg.errors import DockerPkgError, problem_lines
 
@@ -207,8 +208,8 @@ class VersioningCommands:
     def write(self, plan: Plan, workspace: api.Workspace, *, refs: bool = False) -> None:
         if not plan.edits:
             return
-        if refs:  # one write with the users' edits (journaled: see dockerpkg.api.usages)
-            written, moved = usages.write_update_with_refs(plan, workspace, self.ctx.env)
+        if refs:  # one write with the users' edits (journaled: see dockerpkg.api.refs)
+            written, moved = refs_api.write_update_with_refs(plan, workspace, self.ctx.env)
             sys.stdout.write(refs_to_text(moved))
             for line in skipped_lines(moved):
                 print(line, file=sys.stderr)

@@ -1,6 +1,6 @@
-"""Where other files use the tree's images (CI jobs, Helm values, manifests, compose files,
-scripts): every reference to an image of the tree, its state, and the edit that moves an
-outdated one to the image's current version.
+"""The `refs` verb's plan: where other files use the tree's images (CI jobs, Helm values,
+manifests, compose files, scripts): every reference to an image of the tree, its state, and
+the edit that moves an outdated one to the image's current version.
 
 A reference is the image's repository (`REGISTRY/NAMESPACE/NAME`, or `NAMESPACE/NAME`
 without the registry when the config has both) with an optional `:TAG` and `@sha256:`
@@ -332,7 +332,7 @@ _EDIT = re.compile(rf"(?:{_TAG})?(?:@?{_DIGEST})?")
 
 def is_version_text(text: str) -> bool:
     """Whether TEXT is what an edit of a reference replaces or writes: a tag, a digest or a
-    tag and a digest (what a journal may ask for; see dockerpkg.effects.usagewrites)."""
+    tag and a digest (what a journal may ask for; see dockerpkg.effects.refswrites)."""
     return bool(text) and _EDIT.fullmatch(text) is not None
 
 

@@ -13,7 +13,7 @@ from dockerpkg.core.config import key_location
 from dockerpkg.core.editmatch import EditRules
 from dockerpkg.core.labels import join_repository
 from dockerpkg.core.plan import Plan
-from dockerpkg.core.usages import (
+from dockerpkg.core.refsplan import (
     Published,
     TreeFacts,
     UsagePlan,
@@ -22,8 +22,8 @@ from dockerpkg.core.usages import (
     plan_usages,
     tree_facts,
 )
-from dockerpkg.effects.usagefiles import candidate_files, read_candidates
-from dockerpkg.effects.usagewrites import FileEdit, file_edits, finish_interrupted, write_edits
+from dockerpkg.effects.refsfiles import candidate_files, read_candidates
+from dockerpkg.effects.refswrites import FileEdit, file_edits, finish_interrupted, write_edits
 from dockerpkg.effects.workfiles import REFS_JOURNAL, REFS_JOURNAL_TEMP
 from dockerpkg.errors import DockerPkgError
 
@@ -125,7 +125,7 @@ def _published(
 ) -> dict[str, Published]:
     """What the registry holds of the current version of each image FILES refer to."""
     from dockerpkg.core.labels import repository_path
-    from dockerpkg.core.usages import find_uses
+    from dockerpkg.core.refsplan import find_uses
     from dockerpkg.effects.credentials import credentials_for
     from dockerpkg.effects.observe import registry_client
     from dockerpkg.effects.registry import RegistryError
@@ -200,7 +200,7 @@ def write_update_with_refs(
     config's `refs: paths` to the new versions, in one write, all files or none. Returns the
     changelogs written and the refs plan."""
     from dockerpkg.api.versioning import check_update, originals
-    from dockerpkg.core.usages import file_digest
+    from dockerpkg.core.refsplan import file_digest
 
     check_update(plan, workspace)
     config = workspace.config

@@ -1,4 +1,4 @@
-"""A usage plan (dockerpkg.core.usages) as text, stable JSON (which `apply refs` reads back)
+"""A refs plan (dockerpkg.core.refsplan) as text, stable JSON (which `apply refs` reads back)
 and Markdown for a review comment."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from typing import Any
 
 from dockerpkg.core.markdown import cell
 from dockerpkg.core.planjson import checked, loads, with_directory
-from dockerpkg.core.usages import (
+from dockerpkg.core.refsplan import (
     FORMAT_VERSION,
     FileDigest,
     ImageUse,

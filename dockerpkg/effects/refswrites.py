@@ -24,7 +24,7 @@ import attrs
 
 from dockerpkg.core.editmatch import EditRules, entry_problem, reference_edits_problem, with_entries
 from dockerpkg.core.planjson import MAX_PLAN_BYTES, loads
-from dockerpkg.core.usages import ImageUse, file_digest, with_spans
+from dockerpkg.core.refsplan import ImageUse, file_digest, with_spans
 from dockerpkg.effects.changelogs import signals_held, write_new_file
 from dockerpkg.effects.workfiles import REFS_JOURNAL, REFS_JOURNAL_TEMP
 from dockerpkg.errors import DockerPkgError, Problem, error
