@@ -214,7 +214,7 @@ class TestSavedPlans:
             plan_from_json(json.dumps(data), "old.json")
         [problem] = caught.value.problems
         assert problem.location.path == "old.json"
-        assert problem.message == "plan format_version 7 is not 8; make the plan again"
+        assert problem.message == "plan format_version 7 is not 9; make the plan again"
 
     @pytest.mark.parametrize(
         ("value", "message"), [(None, "names no engine"), ("kaniko", "kaniko")]
