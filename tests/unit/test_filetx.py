@@ -79,6 +79,15 @@ class TestCommit:
             filetx.commit(journal(tmp_path), RECORD, changes, WORDING)
         assert contents(tmp_path) == before
 
+    def test_a_journal_that_cannot_be_written_changes_nothing(self, tmp_path: Path) -> None:
+        changes = files(tmp_path, 2)
+        before = contents(tmp_path)
+        nowhere = filetx.Journal(str(tmp_path / "j"), str(tmp_path / "gone" / "j-tmp"), "j")
+        with pytest.raises(DockerPkgError) as caught:
+            filetx.commit(nowhere, RECORD, changes, WORDING)
+        assert str(caught.value) == "j: error: cannot journal: No such file or directory"
+        assert contents(tmp_path) == before
+
     def test_a_failed_staging_changes_nothing(self, tmp_path: Path) -> None:
         changes = files(tmp_path, 3)
         before = contents(tmp_path)
