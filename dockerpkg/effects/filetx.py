@@ -161,15 +161,18 @@ def recover(
 def _write_journal(journal: Journal, record: bytes, wording: Wording) -> None:
     if os.path.lexists(journal.path):
         raise DockerPkgError.single(journal.shown, wording.journal_there)
+    linked = False
     try:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(journal.aside)
         write_new_file(journal.aside, record, 0o644)
         os.sync()
         os.link(journal.aside, journal.path)  # whole or absent, whenever the process dies
+        linked = True
         os.unlink(journal.aside)
     except OSError as exc:
-        unlink_all([journal.aside, journal.path])
+        # A journal linked meanwhile by another run is that run's: it stays.
+        unlink_all([journal.aside, journal.path] if linked else [journal.aside])
         message = wording.journal_failed.format(cause=exc.strerror or exc)
         raise DockerPkgError.single(journal.shown, message) from None
 
