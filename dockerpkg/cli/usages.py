@@ -1,6 +1,6 @@
 """Commands for the places that use the tree's images: `refs` lists every reference (and
 with --apply moves the outdated ones), `plan refs --out` saves the edits, `apply refs`
-makes them. Parse, call dockerpkg.api.usages, print, choose the status."""
+makes them. Parse, call dockerpkg.api.refs, print, choose the status."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ from typing import Any
 
 import argh
 
-from dockerpkg.api import usages
+from dockerpkg.api import refs as refs_api
 from dockerpkg.cli.common import EXIT_CHANGES, EXIT_ERROR, Context, ExitStatus, locked
-from dockerpkg.core.usages import UsagePlan, UseState
-from dockerpkg.core.usages_render import (
+from dockerpkg.core.refsplan import UsagePlan, UseState
+from dockerpkg.core.refsrender import (
     plan_from_json,
     plan_to_json,
     plan_to_markdown,
@@ -74,8 +74,10 @@ class UsageCommands:
     def _plan(self, directory: str, paths: list[str], online: bool) -> UsagePlan:
         return self._run(directory, paths, online).plan
 
-    def _run(self, directory: str, paths: list[str], online: bool) -> usages.RefsRun:
-        run = usages.refs_plan(directory, self.ctx.config_path, self.ctx.env, paths, online=online)
+    def _run(self, directory: str, paths: list[str], online: bool) -> refs_api.RefsRun:
+        run = refs_api.refs_plan(
+            directory, self.ctx.config_path, self.ctx.env, paths, online=online
+        )
         for line in problem_lines(run.workspace.warnings, directory, every=self.ctx.echo):
             print(line, file=sys.stderr)
         for line in skipped_lines(run.plan):
@@ -112,7 +114,7 @@ class UsageCommands:
             plan = run.plan
             _show(plan, "json" if json_output else output_format)
             if apply_edits:
-                written = usages.write_refs(run.plan, run.workspace, run.paths)
+                written = refs_api.write_refs(run.plan, run.workspace, run.paths)
                 print(f"Edited {len(written)} file(s).", file=sys.stderr)
                 return
         _status(plan, detailed_exitcode)
@@ -151,7 +153,7 @@ class UsageCommands:
         the tree, or is in a file outside the tree, the PATHs and the config's refs: paths."""
         saved = plan_from_json(read_plan_text(plan), plan)
         with locked(saved.directory, wait=False):
-            written = usages.write_saved_refs(
+            written = refs_api.write_saved_refs(
                 saved, self.ctx.config_path, self.ctx.env, list(paths)
             )
         print(f"Edited {len(written)} file(s).", file=sys.stderr)

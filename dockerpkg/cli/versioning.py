@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import argh
 
 from dockerpkg import api
-from dockerpkg.api import usages, versioning
+from dockerpkg.api import refs as refs_api
+from dockerpkg.api import versioning
 from dockerpkg.cli.common import (
     EXIT_CHANGES,
     EXIT_ERROR,
@@ -29,9 +30,8 @@ from dockerpkg.cli.common import (
 )
 from dockerpkg.core.plan import Action, Plan
 from dockerpkg.core.planjson import loads
+from dockerpkg.core.refsrender import skipped_lines, update_to_json, update_to_text
 from dockerpkg.core.serialize import plan_to_json, plan_to_text
-from dockerpkg.core.usages_render import plan_to_text as refs_to_text
-from dockerpkg.core.usages_render import skipped_lines
 from dockerpkg.effects.planfiles import read_plan_text
 from dockerpkg.errors import DockerPkgError, problem_lines
 
@@ -204,20 +204,8 @@ class VersioningCommands:
             _print_problems(opened[1], every=ctx.echo)
             yield opened
 
-    def write(self, plan: Plan, workspace: api.Workspace, *, refs: bool = False) -> None:
+    def write(self, plan: Plan, workspace: api.Workspace) -> None:
         if not plan.edits:
-            return
-        if refs:  # one write with the users' edits (journaled: see dockerpkg.api.usages)
-            written, moved = usages.write_update_with_refs(plan, workspace, self.ctx.env)
-            sys.stdout.write(refs_to_text(moved))
-            for line in skipped_lines(moved):
-                print(line, file=sys.stderr)
-            files = len({use.path for use in moved.edits})
-            print(
-                f"Wrote {len(written)} changelog(s) and moved {len(moved.edits)} reference(s) "
-                f"in {files} file(s).",
-                file=sys.stderr,
-            )
             return
         try:
             written = versioning.write_update(plan, workspace)
@@ -225,6 +213,29 @@ class VersioningCommands:
             print(_interrupted_update(plan, workspace), file=sys.stderr)
             raise
         print(f"Wrote {len(written)} changelog(s).", file=sys.stderr)
+
+    def show_and_write(
+        self, plan: Plan, workspace: api.Workspace, *, json_output: bool, refs: bool
+    ) -> None:
+        """Print PLAN, then write it; with REFS, one plan with the edits that move the users
+        of the new versions (see dockerpkg.api.refs), printed whole before anything is
+        written, then written in one transaction."""
+        if not (refs and plan.edits):
+            _show(plan, json_output=json_output, out=None)
+            self.write(plan, workspace)
+            return
+        combined = refs_api.plan_update_with_refs(plan, workspace, self.ctx.env)
+        sys.stdout.write(update_to_json(combined) if json_output else update_to_text(combined))
+        sys.stdout.flush()
+        for line in skipped_lines(combined.refs):
+            print(line, file=sys.stderr)
+        written = refs_api.write_update_with_refs(combined, workspace)
+        moved = combined.refs.edits
+        print(
+            f"Wrote {len(written)} changelog(s) and moved {len(moved)} reference(s) "
+            f"in {len({use.path for use in moved})} file(s).",
+            file=sys.stderr,
+        )
 
     @argh.arg("name", metavar="NAME", help="the image to update, by its exact name")
     @argh.arg("directory", metavar="DIRECTORY", help="the image tree")
@@ -326,8 +337,7 @@ class VersioningCommands:
         request = versioning.UpdateRequest(reason=reason, name=name, version=version)
         with _locked(directory, wait_lock):
             plan, workspace = self.make_update_plan(directory, request)
-            _show(plan, json_output=json_output, out=None)
-            self.write(plan, workspace, refs=with_refs)
+            self.show_and_write(plan, workspace, json_output=json_output, refs=with_refs)
 
     @argh.arg("directory", metavar="DIRECTORY", help="the image tree")
     @argh.arg("--reason", help=_REASON)
@@ -354,8 +364,7 @@ class VersioningCommands:
         request = _all_request(reason, select, version_suffix, version, directory)
         with _locked(directory, wait_lock):
             plan, workspace = self.make_update_plan(directory, request)
-            _show(plan, json_output=json_output, out=None)
-            self.write(plan, workspace, refs=with_refs)
+            self.show_and_write(plan, workspace, json_output=json_output, refs=with_refs)
 
     def make_bases_plan(
         self, directory: str, reason: str | None, version_suffix: str | None
@@ -411,8 +420,7 @@ class VersioningCommands:
         moved since it was built, and for every image depending on one of them."""
         with _locked(directory, wait_lock):
             plan, workspace = self.make_bases_plan(directory, reason, version_suffix)
-            _show(plan, json_output=json_output, out=None)
-            self.write(plan, workspace, refs=with_refs)
+            self.show_and_write(plan, workspace, json_output=json_output, refs=with_refs)
 
     def recover(self, directory: str, wait_lock: bool, *, resume: bool) -> None:
         with _locked(directory, wait_lock):

@@ -20,7 +20,7 @@ import attrs
 
 from dockerpkg.core.changelog import head_of
 from dockerpkg.core.plan import Edit
-from dockerpkg.core.usages import Published, TreeFacts, find_uses
+from dockerpkg.core.refsplan import Published, TreeFacts, find_uses
 from dockerpkg.core.versions import VersionError, is_greater
 
 # One entry as dockerpkg.core.changelog.entry writes it, and nothing more.

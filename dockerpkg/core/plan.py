@@ -19,7 +19,9 @@ import attrs
 # 8: options.engine, the build engine decided when planning (null in plans that build nothing);
 #    build identities: images' `org.dockerpkg.identity` label; staged promotions and pulls
 #    held to a digest (`LABEL@DIGEST`); reason identity_changed; unstage steps.
-# 9: stage steps: all_or_nothing pushes to the staging reference (publish steps before).
+# 9: stage steps: all_or_nothing pushes to the staging reference (publish steps before);
+#    `update --refs --json` prints one plan: the update's, with `refs`, the refs plan of the
+#    references it moves (shown before anything is written).
 FORMAT_VERSION = 9
 
 

@@ -14,7 +14,7 @@ import pytest
 from dockerpkg.cli import main
 from dockerpkg.core.changelog import Author, entry
 from dockerpkg.core.editmatch import entry_problem, reference_edits_problem
-from dockerpkg.core.usages import TreeFacts, file_digest
+from dockerpkg.core.refsplan import TreeFacts, file_digest
 from dockerpkg.effects.workfiles import JOURNAL_NAME, REFS_JOURNAL
 from tests.support.updates import write_tree
 

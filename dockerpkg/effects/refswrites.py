@@ -1,10 +1,12 @@
-"""Write the edits of a refs plan into the files that use the tree's images: all or none.
+"""Write the edits of a refs plan into the files that use the tree's images (and, for
+`update --refs`, the changelog entries with them), every file or none, through the
+file-transaction engine (dockerpkg.effects.filetx); and finish what an interrupted write left.
 
-The same steps as an update's changelogs (dockerpkg.effects.changelogs): check every file
-still has the digest the plan read; write a journal (`.dockerpkg-refs.journal` in the tree's
-folder: each file's real path, its digests before and after, and its edits) and sync it;
-stage each new text beside its file and sync; check again; swap them in with SIGINT and
-SIGTERM held back, putting back what was swapped if a rename fails; remove the journal.
+What is refs' own: each file must still have the digest the plan read, and its edits must be
+ones refs derives itself (a journal or a saved plan is a claim); the journal,
+`.dockerpkg-refs.journal` in the tree's folder, lists each file's real path, its digests
+before and after, and its edits; each new text is staged under a name of its own beside its
+file (another run may be staging the same file).
 
 A SIGKILL or a crash during the swap leaves some files edited and others not, each whole.
 The next refs run finds the journal, says so and finishes the job (`finish_interrupted`):
@@ -18,19 +20,18 @@ import contextlib
 import json
 import os
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import attrs
 
 from dockerpkg.core.editmatch import EditRules, entry_problem, reference_edits_problem, with_entries
 from dockerpkg.core.planjson import MAX_PLAN_BYTES, loads
-from dockerpkg.core.usages import ImageUse, file_digest, with_spans
-from dockerpkg.effects.changelogs import signals_held, write_new_file
+from dockerpkg.core.refsplan import ImageUse, file_digest, with_spans
+from dockerpkg.effects import filetx
+from dockerpkg.effects.filetx import Writer, write_new_file
 from dockerpkg.effects.workfiles import REFS_JOURNAL, REFS_JOURNAL_TEMP
 from dockerpkg.errors import DockerPkgError, Problem, error
 
-# Creates PATH (which must not exist) holding DATA with MODE; the real one by default.
-Writer = Callable[[str, bytes, int], None]
 _ENCODING = ("utf-8", "surrogateescape")  # any bytes round-trip unchanged
 
 
@@ -48,15 +49,6 @@ class FileEdit:
     real: str
     digest: str
     edits: tuple[tuple[int, int, str], ...]  # (start, end, replacement) in its text
-
-
-@attrs.frozen
-class _Target:
-    edit: FileEdit
-    temp: str
-    original: bytes
-    new: bytes
-    mode: int
 
 
 def file_edits(uses: Sequence[ImageUse], digests: dict[str, str], base: str) -> list[FileEdit]:
@@ -80,12 +72,15 @@ def new_bytes(original: bytes, edits: Sequence[tuple[int, int, str]]) -> bytes:
     return with_spans(original.decode(*_ENCODING), edits).encode(*_ENCODING)
 
 
-def _read(path: str) -> bytes | None:
-    try:
-        with open(path, "rb") as handle:
-            return handle.read()
-    except OSError:
-        return None
+_WORDING = filetx.Wording(
+    stage_failed="cannot write the edited file: {cause}; nothing was changed",
+    changed="changed while the edits were written",
+    replace_failed="cannot replace the file: {cause}",
+    not_restored="these were edited and could not be put back: {files}",
+    restored="nothing was changed",
+    journal_failed="cannot write the journal: {cause}",
+    journal_there="an interrupted refs --apply is not finished; run refs again",
+)
 
 
 def write_edits(
@@ -99,32 +94,26 @@ def write_edits(
     """Make EDITS, every file or none; ROOT: the tree's folder, where the journal goes;
     WITHIN: the other folders files may be in (those given on the command line, the config's
     refs: paths); RULES: what the edits must be (see dockerpkg.core.editmatch)."""
-    targets = _checked(edits, root, within, rules)
-    if not targets:
-        return
-    journal = _write_journal(root, targets)
-    finished = False
-    try:
-        _staged_and_swapped(targets, write)
-        finished = True
-    finally:
-        with signals_held(), contextlib.suppress(FileNotFoundError):
-            written = [_read(t.edit.real) == t.new for t in targets]
-            if finished or all(written) or not any(written):
-                os.unlink(journal)
-
-
-def _staged_and_swapped(targets: Sequence[_Target], write: Writer) -> None:
-    _stage(targets, write)
-    try:
-        os.sync()  # every staged text is on disk before any file is replaced
-        if changed := [t for t in targets if _read(t.edit.real) != t.original]:
-            raise DockerPkgError(
-                [error(t.edit.shown, "changed while the edits were written") for t in changed]
-            )
-        _swap(targets, write)
-    finally:
-        _remove_staged(targets)
+    changes = _checked(edits, root, within, rules)
+    record = {
+        "format": 1,
+        "files": [
+            {
+                "shown": edit.shown,
+                "path": edit.real,
+                "before": edit.digest,
+                "after": file_digest(change.after),
+                "staged": change.staged,
+                "edits": [list(e) for e in edit.edits],
+            }
+            for edit, change in zip(edits, changes, strict=True)
+        ],
+    }
+    journal = filetx.Journal(
+        os.path.join(root, REFS_JOURNAL), os.path.join(root, REFS_JOURNAL_TEMP), REFS_JOURNAL
+    )
+    body = (json.dumps(record, indent=1) + "\n").encode()
+    filetx.commit(journal, body, changes, _WORDING, write=write)
 
 
 def _edits_problem(edit: FileEdit, current: bytes, rules: EditRules) -> str | None:
@@ -144,12 +133,14 @@ def _edits_problem(edit: FileEdit, current: bytes, rules: EditRules) -> str | No
 
 def _checked(
     edits: Sequence[FileEdit], root: str, within: Sequence[str], rules: EditRules
-) -> list[_Target]:
+) -> list[filetx.Change]:
+    """Each edit as a change of its file, which must be inside ROOT or WITHIN, still have the
+    digest the plan read, and be edited only as RULES allow."""
     problems: list[Problem] = []
-    targets = []
+    changes = []
     seen: set[str] = set()
     for edit in edits:
-        current = _read(edit.real)
+        current = filetx.read_bytes(edit.real)
         wrong = None if current is None else _edits_problem(edit, current, rules)
         if not _inside(edit.real, [root, *within]):
             problems.append(error(edit.shown, OUTSIDE))
@@ -165,108 +156,20 @@ def _checked(
             folder, name = os.path.split(edit.real)
             # A name of its own: another run may be staging the same file.
             staged = f".{name}.{secrets.token_hex(4)}.dockerpkg-tmp"
-            targets.append(
-                _Target(
-                    edit=edit,
-                    temp=os.path.join(folder, staged),
-                    original=current,
-                    new=new_bytes(current, edit.edits),
+            changes.append(
+                filetx.Change(
+                    shown=edit.shown,
+                    path=edit.real,
+                    staged=os.path.join(folder, staged),
+                    before=current,
+                    after=new_bytes(current, edit.edits),
                     mode=os.stat(edit.real).st_mode,
                 )
             )
         seen.add(edit.real)
     if problems:
         raise DockerPkgError(problems)
-    return targets
-
-
-def _write_journal(root: str, targets: Sequence[_Target]) -> str:
-    path = os.path.join(root, REFS_JOURNAL)
-    if os.path.lexists(path):
-        raise DockerPkgError.single(
-            REFS_JOURNAL, "an interrupted refs --apply is not finished; run refs again"
-        )
-    body = {
-        "format": 1,
-        "files": [
-            {
-                "shown": t.edit.shown,
-                "path": t.edit.real,
-                "before": t.edit.digest,
-                "after": file_digest(t.new),
-                "staged": t.temp,
-                "edits": [list(e) for e in t.edit.edits],
-            }
-            for t in targets
-        ],
-    }
-    aside = os.path.join(root, REFS_JOURNAL_TEMP)
-    try:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(aside)
-        write_new_file(aside, (json.dumps(body, indent=1) + "\n").encode(), 0o644)
-        os.sync()
-        os.link(aside, path)  # whole or absent, whenever the process dies
-        os.unlink(aside)
-    except OSError as exc:
-        for leftover in (aside, path):
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(leftover)
-        raise DockerPkgError.single(
-            REFS_JOURNAL, f"cannot write the journal: {exc.strerror or exc}"
-        ) from None
-    return path
-
-
-def _stage(targets: Sequence[_Target], write: Writer) -> None:
-    staged: list[_Target] = []
-    try:
-        for target in targets:
-            staged.append(target)
-            try:
-                write(target.temp, target.new, target.mode)
-            except OSError as exc:
-                raise DockerPkgError.single(
-                    target.edit.shown,
-                    f"cannot write the edited file: {exc.strerror or exc}; nothing was changed",
-                ) from None
-    except BaseException:
-        _remove_staged(staged)
-        raise
-
-
-def _swap(targets: Sequence[_Target], write: Writer) -> None:
-    done: list[_Target] = []
-    with signals_held():
-        try:
-            for target in targets:
-                os.replace(target.temp, target.edit.real)
-                done.append(target)
-        except OSError as exc:
-            not_restored = []
-            for target in reversed(done):
-                try:
-                    with contextlib.suppress(FileNotFoundError):
-                        os.unlink(target.temp)
-                    write(target.temp, target.original, target.mode)
-                    os.replace(target.temp, target.edit.real)
-                except OSError:
-                    not_restored.append(target.edit.shown)
-            reason = f"cannot replace the file: {exc.strerror or exc}; "
-            reason += (
-                "these were edited and could not be put back: " + ", ".join(not_restored)
-                if not_restored
-                else "nothing was changed"
-            )
-            raise DockerPkgError.single(targets[len(done)].edit.shown, reason) from None
-        os.sync()
-
-
-def _remove_staged(targets: Sequence[_Target]) -> None:
-    with signals_held():
-        for target in targets:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(target.temp)
+    return changes
 
 
 def _inside(path: str, folders: Sequence[str]) -> bool:
@@ -299,7 +202,7 @@ def finish_interrupted(
     for shown, real, before, after, edits, _ in files:
         if not _inside(real, [root, *within]):
             raise _not_finished(path, shown, OUTSIDE)
-        current = _read(real)
+        current = filetx.read_bytes(real)
         digest = None if current is None else file_digest(current)
         if digest == after:
             continue
@@ -311,16 +214,18 @@ def finish_interrupted(
             )
         pending.append(FileEdit(shown, real, before, edits))
     try:
-        targets = _checked(pending, root, within, rules)
+        changes = _checked(pending, root, within, rules)
     except DockerPkgError as exc:
         first = exc.problems[0]
         raise _not_finished(path, first.location.path, first.message) from None
-    for *_, leftover in files:  # what the interrupted run staged, if killed before the swap
-        if _inside(leftover, [root, *within]) and leftover.endswith(".dockerpkg-tmp"):
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(leftover)
-    _staged_and_swapped(targets, write)
-    os.unlink(path)
+    # What the interrupted run staged, if killed before the swap (a claim too: only its own
+    # kind of file, where refs may write).
+    leftovers = [
+        staged
+        for *_, staged in files
+        if _inside(staged, [root, *within]) and staged.endswith(".dockerpkg-tmp")
+    ]
+    filetx.recover(path, changes, leftovers, _WORDING, write=write)
     return [shown for shown, *_ in files]
 
 

@@ -1,4 +1,4 @@
-"""A usage plan (dockerpkg.core.usages) as text, stable JSON (which `apply refs` reads back)
+"""A refs plan (dockerpkg.core.refsplan) as text, stable JSON (which `apply refs` reads back)
 and Markdown for a review comment."""
 
 from __future__ import annotations
@@ -6,14 +6,16 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from dockerpkg.core import serialize
 from dockerpkg.core.markdown import cell
 from dockerpkg.core.planjson import checked, loads, with_directory
-from dockerpkg.core.usages import (
+from dockerpkg.core.refsplan import (
     FORMAT_VERSION,
     FileDigest,
     ImageUse,
     SkippedFile,
     SkipReason,
+    UpdateWithRefs,
     UsagePlan,
     UseState,
 )
@@ -125,6 +127,17 @@ def plan_to_data(plan: UsagePlan) -> dict[str, Any]:
 
 def plan_to_json(plan: UsagePlan) -> str:
     return json.dumps(plan_to_data(plan), indent=2, sort_keys=True) + "\n"
+
+
+def update_to_text(plan: UpdateWithRefs) -> str:
+    """`update --refs`: the update plan's text, then the references it moves."""
+    return serialize.plan_to_text(plan.update) + plan_to_text(plan.refs)
+
+
+def update_to_json(plan: UpdateWithRefs) -> str:
+    """`update --refs --json`: the update plan's JSON with the refs plan's as its `refs`."""
+    data = {**serialize.plan_to_data(plan.update), "refs": plan_to_data(plan.refs)}
+    return json.dumps(data, indent=2, sort_keys=True) + "\n"
 
 
 def plan_from_json(text: str, path: str) -> UsagePlan:

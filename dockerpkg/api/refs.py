@@ -13,17 +13,20 @@ from dockerpkg.core.config import key_location
 from dockerpkg.core.editmatch import EditRules
 from dockerpkg.core.labels import join_repository
 from dockerpkg.core.plan import Plan
-from dockerpkg.core.usages import (
+from dockerpkg.core.refsplan import (
     Published,
     TreeFacts,
+    UpdateWithRefs,
     UsagePlan,
     UseState,
+    file_digest,
+    moved_facts,
     needle,
     plan_usages,
     tree_facts,
 )
-from dockerpkg.effects.usagefiles import candidate_files, read_candidates
-from dockerpkg.effects.usagewrites import FileEdit, file_edits, finish_interrupted, write_edits
+from dockerpkg.effects.refsfiles import candidate_files, read_candidates
+from dockerpkg.effects.refswrites import FileEdit, file_edits, finish_interrupted, write_edits
 from dockerpkg.effects.workfiles import REFS_JOURNAL, REFS_JOURNAL_TEMP
 from dockerpkg.errors import DockerPkgError
 
@@ -125,7 +128,7 @@ def _published(
 ) -> dict[str, Published]:
     """What the registry holds of the current version of each image FILES refer to."""
     from dockerpkg.core.labels import repository_path
-    from dockerpkg.core.usages import find_uses
+    from dockerpkg.core.refsplan import find_uses
     from dockerpkg.effects.credentials import credentials_for
     from dockerpkg.effects.observe import registry_client
     from dockerpkg.effects.registry import RegistryError
@@ -193,20 +196,14 @@ def write_saved_refs(
     return write_refs(plan, workspace, [*paths, *configured])
 
 
-def write_update_with_refs(
+def plan_update_with_refs(
     plan: Plan, workspace: Workspace, env: Mapping[str, str]
-) -> tuple[tuple[str, ...], UsagePlan]:
-    """`update --refs`: PLAN's changelog entries and the edits that move the users of the
-    config's `refs: paths` to the new versions, in one write, all files or none. Returns the
-    changelogs written and the refs plan."""
-    from dockerpkg.api.versioning import check_update, originals
-    from dockerpkg.core.usages import file_digest
-
-    check_update(plan, workspace)
+) -> UpdateWithRefs:
+    """`update --refs`: one plan of PLAN's changelog entries and the edits that move the
+    users in the config's `refs: paths` to its new versions (read now; written, unless a file
+    changed since, by write_update_with_refs)."""
     config = workspace.config
-    facts = tree_facts(workspace.tree, config)
-    newer = {edit.image: edit.new_version for edit in plan.edits}
-    facts = attrs.evolve(facts, current={**facts.current, **newer})
+    facts = moved_facts(tree_facts(workspace.tree, config), plan)
     paths = _configured_paths(workspace)
     read = read_candidates(candidate_files(paths, config.refs.ignore, env), needle(facts))
     moved = plan_usages(
@@ -217,7 +214,17 @@ def write_update_with_refs(
         skipped=read.skipped,
         unedited=read.unedited,
     )
-    check_plan(moved)
+    return UpdateWithRefs(plan, moved, tuple(paths), facts)
+
+
+def write_update_with_refs(plan: UpdateWithRefs, workspace: Workspace) -> tuple[str, ...]:
+    """Write the `update --refs` PLAN made from WORKSPACE: its changelog entries and its
+    users' edits in one write, all files or none (refused when one changed since the plan
+    was made). Returns the changelogs written."""
+    from dockerpkg.api.versioning import check_update, originals
+
+    check_update(plan.update, workspace)
+    check_plan(plan.refs)
     texts = originals(workspace)
     entries = [
         FileEdit(
@@ -226,10 +233,10 @@ def write_update_with_refs(
             file_digest(texts[edit.path].encode("utf-8")),
             ((0, 0, edit.entry),),
         )
-        for edit in plan.edits
+        for edit in plan.update.edits
     ]
-    digests = {f.path: f.sha256 for f in moved.files}
-    users = file_edits(moved.edits, digests, os.getcwd())
-    rules = edit_rules(workspace, facts)
-    write_edits(workspace.directory, [*entries, *users], paths, rules=rules)
-    return tuple(edit.path for edit in plan.edits), moved
+    digests = {f.path: f.sha256 for f in plan.refs.files}
+    users = file_edits(plan.refs.edits, digests, os.getcwd())
+    rules = edit_rules(workspace, plan.facts)
+    write_edits(workspace.directory, [*entries, *users], plan.paths, rules=rules)
+    return tuple(edit.path for edit in plan.update.edits)

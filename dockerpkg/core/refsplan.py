@@ -1,6 +1,6 @@
-"""Where other files use the tree's images (CI jobs, Helm values, manifests, compose files,
-scripts): every reference to an image of the tree, its state, and the edit that moves an
-outdated one to the image's current version.
+"""The `refs` verb's plan: where other files use the tree's images (CI jobs, Helm values,
+manifests, compose files, scripts): every reference to an image of the tree, its state, and
+the edit that moves an outdated one to the image's current version.
 
 A reference is the image's repository (`REGISTRY/NAMESPACE/NAME`, or `NAMESPACE/NAME`
 without the registry when the config has both) with an optional `:TAG` and `@sha256:`
@@ -21,6 +21,7 @@ import attrs
 from dockerpkg.core.changelog import versions_newest_first
 from dockerpkg.core.config import Config
 from dockerpkg.core.labels import join_repository, split_label
+from dockerpkg.core.plan import Plan
 from dockerpkg.core.tree import Tree
 
 FORMAT_VERSION = 1
@@ -165,6 +166,26 @@ def tree_facts(tree: Tree, config: Config) -> TreeFacts:
             for name, image in tree.images.items()
         },
     )
+
+
+def moved_facts(facts: TreeFacts, update: Plan) -> TreeFacts:
+    """FACTS once the UPDATE plan's entries are written: each image it updates is current at
+    its new version (`update --refs` moves the users to it)."""
+    newer = {edit.image: edit.new_version for edit in update.edits}
+    return attrs.evolve(facts, current={**facts.current, **newer})
+
+
+@attrs.frozen
+class UpdateWithRefs:
+    """`update --refs` as one plan: the UPDATE's changelog entries and the REFS edits that
+    move the users in the config's refs: paths (PATHS, where those edits may go besides the
+    tree) to its new versions (FACTS: the tree's, once updated). Shown whole, then written
+    in one transaction, all files or none."""
+
+    update: Plan
+    refs: UsagePlan
+    paths: tuple[str, ...]
+    facts: TreeFacts
 
 
 def needle(facts: TreeFacts) -> bytes | None:
@@ -332,7 +353,7 @@ _EDIT = re.compile(rf"(?:{_TAG})?(?:@?{_DIGEST})?")
 
 def is_version_text(text: str) -> bool:
     """Whether TEXT is what an edit of a reference replaces or writes: a tag, a digest or a
-    tag and a digest (what a journal may ask for; see dockerpkg.effects.usagewrites)."""
+    tag and a digest (what a journal may ask for; see dockerpkg.effects.refswrites)."""
     return bool(text) and _EDIT.fullmatch(text) is not None
 
 

@@ -13,12 +13,12 @@ from pathlib import Path
 import attrs
 import pytest
 
-from dockerpkg.api import usages
+from dockerpkg.api import refs
 from dockerpkg.api.workspace import load_workspace
 from dockerpkg.cli import main
-from dockerpkg.core import usages_render
+from dockerpkg.core import refsrender
 from dockerpkg.core.editmatch import EditRules
-from dockerpkg.core.usages import (
+from dockerpkg.core.refsplan import (
     Published,
     SkippedFile,
     SkipReason,
@@ -29,8 +29,8 @@ from dockerpkg.core.usages import (
     find_uses,
 )
 from dockerpkg.effects.changelogs import write_new_file
-from dockerpkg.effects.usagefiles import read_candidates
-from dockerpkg.effects.usagewrites import FileEdit, file_edits, finish_interrupted, write_edits
+from dockerpkg.effects.refsfiles import read_candidates
+from dockerpkg.effects.refswrites import FileEdit, file_edits, finish_interrupted, write_edits
 from dockerpkg.effects.workfiles import REFS_JOURNAL
 from dockerpkg.errors import DockerPkgError
 from tests.support.golden import GOLDEN, check_golden
@@ -279,7 +279,7 @@ class TestApply:
 
     def test_a_failing_write_changes_nothing(self, work: Path) -> None:
         before = snapshot(work / "uses")
-        plan = usages.refs_plan("tree", "config.yaml", {}, ["uses"]).plan
+        plan = refs.refs_plan("tree", "config.yaml", {}, ["uses"]).plan
         edits = file_edits(plan.edits, {f.path: f.sha256 for f in plan.files}, str(work))
         assert len(edits) >= 3
         calls = []
@@ -290,7 +290,7 @@ class TestApply:
                 raise OSError(28, "No space left on device")
             write_new_file(path, data, mode)
 
-        rules = usages.edit_rules(load_workspace("tree", "config.yaml", {}, render=False))
+        rules = refs.edit_rules(load_workspace("tree", "config.yaml", {}, render=False))
         with pytest.raises(DockerPkgError) as caught:
             write_edits("tree", edits, [str(work)], third_fails, rules=rules)
         assert "No space left on device; nothing was changed" in caught.value.problems[0].message
@@ -488,8 +488,8 @@ def test_mistyped_refs_plans_are_errors_not_crashes(
     assert run(args, capsys)[0] == 0
     data = json.loads(Path("refs.json").read_text(encoding="utf-8"))
     before = snapshot(work / "uses")
-    usages.write_saved_refs(
-        usages_render.plan_from_json(json.dumps(data), "r"), "config.yaml", {}, ["uses"]
+    refs.write_saved_refs(
+        refsrender.plan_from_json(json.dumps(data), "r"), "config.yaml", {}, ["uses"]
     )
     after = snapshot(work / "uses")
     wrong_values: tuple[object, ...] = (-1, 10**9, "", "x", "x\x00", None, [], {})
@@ -515,8 +515,8 @@ def test_mistyped_refs_plans_are_errors_not_crashes(
             for name, content in before.items():  # each try starts from the files as planned
                 (work / "uses" / name).write_bytes(content)
             try:
-                plan = usages_render.plan_from_json(json.dumps(mutated), "r")
-                usages.write_saved_refs(plan, "config.yaml", {}, ["uses"])
+                plan = refsrender.plan_from_json(json.dumps(mutated), "r")
+                refs.write_saved_refs(plan, "config.yaml", {}, ["uses"])
             except DockerPkgError:
                 refused += 1
                 assert snapshot(work / "uses") == before, (place, wrong)

@@ -1,6 +1,6 @@
 """The files `refs` looks through: the paths given, folders walked (in a git checkout, what
 git lists: tracked and untracked files not ignored by .gitignore), each file read once and
-decoded only when it holds the needle (see dockerpkg.core.usages.needle)."""
+decoded only when it holds the needle (see dockerpkg.core.refsplan.needle)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from collections.abc import Iterator, Mapping, Sequence
 
 import attrs
 
-from dockerpkg.core.usages import SkippedFile, SkipReason, file_digest
+from dockerpkg.core.refsplan import SkippedFile, SkipReason, file_digest
 from dockerpkg.effects.author import git
 from dockerpkg.errors import DockerPkgError
 
