@@ -11,7 +11,7 @@ from typing import Any
 
 import argh
 
-from dockerpkg.api import usages
+from dockerpkg.api import read_plan_text, usages
 from dockerpkg.cli.common import EXIT_CHANGES, EXIT_ERROR, Context, ExitStatus, locked
 from dockerpkg.core.usages import UsagePlan, UseState
 from dockerpkg.core.usages_render import (
@@ -21,7 +21,6 @@ from dockerpkg.core.usages_render import (
     plan_to_text,
     skipped_lines,
 )
-from dockerpkg.effects.planfiles import read_plan_text
 from dockerpkg.errors import DockerPkgError, problem_lines
 
 _FORMATS = ("text", "json", "markdown")
