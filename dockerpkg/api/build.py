@@ -1,6 +1,6 @@
-"""Carry out a build plan: on the environment's daemon or on several builders, a fleet
-of one or many (dockerpkg.effects.scheduler), with a saved plan checked against the
-registry again first."""
+"""Carry out a build run (`apply_run`): its plan, with the run's ApplyOptions and nothing
+else read then, on the environment's daemon or on several builders, a fleet of one or many
+(dockerpkg.effects.scheduler), with a saved plan checked against the registry again first."""
 
 from __future__ import annotations
 
