@@ -1,6 +1,7 @@
 """dockerpkg: build, verify, publish, prune and version trees of Docker images.
 
-The public API: read a tree and its config, plan, and (with Docker) observe and apply.
+The public API: read a tree and its config, plan, and (with Docker) observe and apply;
+`plan_run` and `apply_run` do a build run in one call each.
 `dockerpkg.core` is the pure part and needs no Docker at all.
 """
 
@@ -9,13 +10,18 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from dockerpkg.api import (
+        ApplyOptions,
+        PlanRequest,
         Workspace,
         apply_build_plan,
+        apply_options,
+        apply_run,
         build_plan,
         load_and_observe,
         load_saved_plan,
         load_workspace,
         observe_workspace,
+        plan_run,
     )
     from dockerpkg.core.config import Config, load_config
     from dockerpkg.core.plan import Plan
@@ -27,8 +33,13 @@ if TYPE_CHECKING:
 
 # Imported on first use, so that `import dockerpkg.core...` does not load docker-py.
 _WHERE = {
+    "ApplyOptions": "dockerpkg.api",
+    "PlanRequest": "dockerpkg.api",
     "Workspace": "dockerpkg.api",
     "apply_build_plan": "dockerpkg.api",
+    "apply_options": "dockerpkg.api",
+    "apply_run": "dockerpkg.api",
+    "plan_run": "dockerpkg.api",
     "build_plan": "dockerpkg.api",
     "load_saved_plan": "dockerpkg.api",
     "load_and_observe": "dockerpkg.api",
@@ -57,14 +68,18 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "ApplyOptions",
     "Config",
     "DockerPkgError",
     "Observed",
     "Plan",
+    "PlanRequest",
     "Problem",
     "Tree",
     "Workspace",
     "apply_build_plan",
+    "apply_options",
+    "apply_run",
     "build_plan",
     "load_and_observe",
     "load_config",
@@ -74,6 +89,7 @@ __all__ = [
     "observe_workspace",
     "plan_build",
     "plan_from_json",
+    "plan_run",
     "plan_to_json",
     "plan_to_text",
     "read_snapshot",

@@ -1,6 +1,6 @@
-"""Carry out a build plan: on the environment's daemon or on several builders, a fleet
-of one or many (dockerpkg.effects.scheduler), with a saved plan checked against the
-registry again first."""
+"""Carry out a build run (`apply_run`): its plan, with the run's ApplyOptions and nothing
+else read then, on the environment's daemon or on several builders, a fleet of one or many
+(dockerpkg.effects.scheduler), with a saved plan checked against the registry again first."""
 
 from __future__ import annotations
 
@@ -14,13 +14,14 @@ from typing import IO, TYPE_CHECKING, Any
 import attrs
 
 from dockerpkg.api.workspace import Workspace, left_behind
+from dockerpkg.core.applyoptions import ApplyOptions, resolved_options
 from dockerpkg.core.builders import (
     Builder,
     BuilderSet,
     parse_builders_flag,
     several_builders_problem,
 )
-from dockerpkg.core.config import DEFAULT_JOBS, Config, engine_for
+from dockerpkg.core.config import Config, engine_for
 from dockerpkg.core.labels import repository_path, split_label
 from dockerpkg.core.plan import BuildEngine, Plan
 from dockerpkg.core.recheck import publishing_labels, without_published
@@ -33,6 +34,59 @@ from dockerpkg.errors import DockerPkgError
 
 if TYPE_CHECKING:
     from dockerpkg.effects.apply import Settings
+
+
+@attrs.frozen
+class PlannedRun:
+    """A build plan ready to carry out, with what carrying it out needs of its making: the
+    tree it was made from, the credentials it publishes with, the run's environment (read
+    once by the caller: the daemon's address, the registry's proxies and CA, the `env:`
+    secrets, what a verification inherits). Made by api.plan_run or saved_run."""
+
+    plan: Plan
+    workspace: Workspace
+    credentials: Credentials | None
+    env: Mapping[str, str]
+    # --builders given with a saved plan: they replace the plan's (None: the plan's).
+    builders: BuilderSet | None = None
+    # A plan read from a file: the registry is asked again before anything starts.
+    saved: bool = False
+
+
+def apply_run(
+    planned: PlannedRun,
+    options: ApplyOptions,
+    listener: Listener,
+    *,
+    interrupt: Interrupt | None = None,
+    echo: IO[str] | None = None,
+) -> Report:
+    """Carry out PLANNED's plan with OPTIONS (api.apply_options), all that the run adds to
+    it; failures are in the report (which shows OPTIONS), not raised. LISTENER hears of
+    each step; INTERRUPT stops or cancels the run; ECHO also gets the build output.
+
+    A saved plan (PLANNED.saved) is checked against the registry first: the images
+    published since it was made are neither built nor pushed (`recheck`). The plan's engine
+    (options.engine) builds every image, whatever DOCKER_BUILDKIT says now.
+    """
+    plan, workspace = planned.plan, planned.workspace
+    if workspace.interrupted is not None:
+        raise left_behind(workspace.interrupted)
+    chosen = _run_builders(plan, workspace, planned.builders)
+    published_since: tuple[str, ...] = ()
+    if planned.saved:
+        plan, published_since = recheck(plan, workspace.config, planned.credentials, planned.env)
+    settings = _settings(attrs.evolve(planned, plan=plan), options, echo)
+    report = _run_on_builders(
+        plan,
+        chosen,
+        settings,
+        planned.credentials,
+        planned.env,
+        listener=listener,
+        interrupt=interrupt,
+    )
+    return attrs.evolve(report, published_since=published_since, options=options)
 
 
 def apply_build_plan(
@@ -53,47 +107,26 @@ def apply_build_plan(
     verify_timeout: float | None = None,
     transfer_timeout: float | None = None,
 ) -> Report:
-    """Execute the plan's steps; failures are in the report, not raised.
+    """apply_run of PLAN made of WORKSPACE, with CREDENTIALS and ENV (see PlannedRun); the
+    keywords are apply_options' (each None: the config's or the default) and apply_run's.
 
-    SAVED (a plan read from a file, maybe hours old): the registry is asked again first, and
-    the images published since the plan are neither built nor pushed (`recheck`). A plan read
-    from a file is a claim: carry it out through saved_build_run (or apply_saved_build_plan),
-    which runs the plan the tree gives, never PLAN as read.
-
-    The plan's engine (options.engine) builds every image: DOCKER_BUILDKIT in ENV counted
-    when the plan was made, not now.
-
-    JOBS (builds at once; default: the engine's, `DEFAULT_JOBS`) is each builder's number of
-    slots when the builders do not say.
-
-    BUILDERS (--builders given with a saved plan) replace the plan's builders.
-
-    BUILD_TIMEOUT (seconds; default: the config's `build_timeout`, else none) bounds each
-    image's build, VERIFY_TIMEOUT its verification (`verify_timeout`), TRANSFER_TIMEOUT each
-    wait of a pull or push for the daemon (`transfer_timeout`, 300 s); LOG_LIMIT
-    (characters) bounds what each step writes to its log.
+    SAVED (a plan read from a file): carry it out through saved_run instead, which runs the
+    plan the tree gives, never PLAN as read. BUILDERS (--builders given with a saved plan)
+    replace the plan's builders.
     """
     if workspace.interrupted is not None:
         raise left_behind(workspace.interrupted)
-    chosen = _run_builders(plan, workspace, builders)
-    published_since: tuple[str, ...] = ()
-    if saved:
-        plan, published_since = recheck(plan, workspace.config, credentials, env)
-    report = _run_plan(
-        plan,
-        workspace,
-        env,
-        credentials,
-        chosen,
-        run_dir=run_dir,
-        listener=listener,
+    planned = PlannedRun(plan, workspace, credentials, env, builders, saved)
+    options = options_for(
+        planned,
+        str(run_dir),
         jobs=jobs,
-        echo=echo,
-        interrupt=interrupt,
-        limits=(build_timeout, verify_timeout, transfer_timeout),
+        build_timeout=build_timeout,
+        verify_timeout=verify_timeout,
+        transfer_timeout=transfer_timeout,
         log_limit=log_limit,
     )
-    return attrs.evolve(report, published_since=published_since)
+    return apply_run(planned, options, listener, interrupt=interrupt, echo=echo)
 
 
 def apply_saved_build_plan(
@@ -107,7 +140,7 @@ def apply_saved_build_plan(
     **run: Any,
 ) -> Report:
     """Carry out a saved build PLAN (from the file WHERE) on its tree, as apply_build_plan
-    with SAVED (see saved_build_run; RUN: apply_build_plan's keywords)."""
+    with SAVED (see saved_run; RUN: apply_build_plan's keywords)."""
     return saved_build_run(plan, workspace, env, where, builders=builders, secrets=secrets)(**run)
 
 
@@ -120,10 +153,32 @@ def saved_build_run(
     builders: str | None = None,
     secrets: tuple[SecretSource, ...] = (),
 ) -> Callable[..., Report]:
-    """What carries out a saved build PLAN (from the file WHERE) on its tree, given
-    apply_build_plan's keywords: checked before it is returned, so a refusal comes before
-    anything starts. The plan carried out is the one the tree and the config give for the
-    state PLAN claims, and PLAN is refused unless it is that plan
+    """What carries out a saved build PLAN given apply_build_plan's keywords: saved_run's
+    run, checked before it is returned."""
+    planned = saved_run(plan, workspace, env, where, builders=builders, secrets=secrets)
+    return functools.partial(
+        apply_build_plan,
+        planned.plan,
+        workspace,
+        env,
+        planned.credentials,
+        builders=planned.builders,
+        saved=True,
+    )
+
+
+def saved_run(
+    plan: Plan,
+    workspace: Workspace,
+    env: Mapping[str, str],
+    where: str,
+    *,
+    builders: str | None = None,
+    secrets: tuple[SecretSource, ...] = (),
+) -> PlannedRun:
+    """The run of a saved build PLAN (from the file WHERE) on its tree, checked, so a
+    refusal comes before anything starts. The plan carried out is the one the tree and the
+    config give for the state PLAN claims, and PLAN is refused unless it is that plan
     (api.saved.derived_build_plan); then the credentials it publishes with are found.
     BUILDERS: a --builders flag replacing the plan's builders; SECRETS: this run's --secret
     and --ssh sources, over the config's."""
@@ -137,9 +192,7 @@ def saved_build_run(
     credentials = credentials_for(workspace.config, env) if derived.publish else None
     if derived.publish and credentials is None:
         raise DockerPkgError.single(where, "the plan publishes but no credentials are found")
-    return functools.partial(
-        apply_build_plan, derived, workspace, env, credentials, builders=chosen, saved=True
-    )
+    return PlannedRun(derived, workspace, credentials, env, chosen, saved=True)
 
 
 def recheck(
@@ -169,56 +222,45 @@ def recheck(
     return without_published(plan, published)
 
 
-def _run_plan(
-    plan: Plan,
-    workspace: Workspace,
-    env: Mapping[str, str],
-    credentials: Credentials | None,
-    chosen: list[Builder],
-    *,
-    run_dir: Path,
-    listener: Listener,
-    jobs: int | None,
-    echo: IO[str] | None,
-    interrupt: Interrupt | None,
-    limits: tuple[float | None, float | None, float | None],
-    log_limit: int | None,
-) -> Report:
-    """Run PLAN; LIMITS: the build, verify and transfer timeouts given (None: the config's)."""
+def options_for(planned: PlannedRun, run_dir: str, **given: Any) -> ApplyOptions:
+    """The options of PLANNED's run in RUN_DIR (see resolved_options): GIVEN (jobs, the
+    timeouts, log_limit), else the config's, else the defaults."""
+    return resolved_options(planned.workspace.config, _engine(planned.plan), run_dir, **given)
+
+
+def _engine(plan: Plan) -> BuildEngine:
+    if plan.options.engine is None:
+        raise DockerPkgError.single(plan.directory, "the plan names no build engine")
+    return plan.options.engine
+
+
+def _settings(planned: PlannedRun, options: ApplyOptions, echo: IO[str] | None) -> Settings:
+    """The executors' settings: the plan's decisions, OPTIONS, and nothing else."""
     from dockerpkg.effects.apply import Settings
 
-    engine = plan.options.engine
-    if engine is None:
-        raise DockerPkgError.single(plan.directory, "the plan names no build engine")
-    jobs = DEFAULT_JOBS[engine] if jobs is None else jobs
-    settings = Settings(
+    plan, workspace = planned.plan, planned.workspace
+    return Settings(
         directory=Path(workspace.directory),
-        run_dir=run_dir,
+        run_dir=Path(options.run_dir),
         config=workspace.config,
-        credentials=credentials,
+        credentials=planned.credentials,
         use_cache=plan.options.use_cache,
-        jobs=jobs,
+        jobs=options.jobs,
+        push_jobs=options.push_jobs,
+        pull_jobs=options.pull_jobs,
         echo=echo,
         links=workspace.links,
-        build_timeout=_given_or(limits[0], workspace.config.build_timeout),
-        verify_timeout=_given_or(limits[1], workspace.config.verify_timeout),
-        transfer_timeout=workspace.config.transfer_timeout if limits[2] is None else limits[2],
-        build_engine=engine,
-        env=env,
+        build_timeout=options.build_timeout,
+        verify_timeout=options.verify_timeout,
+        transfer_timeout=options.transfer_timeout,
+        log_limit=options.log_limit,
+        build_engine=_engine(plan),
+        env=planned.env,
         staged=staged_labels(plan),
         identities={i.label: i.definition for i in plan.images if i.definition is not None},
         secrets={secret.id: secret for secret in plan.secrets},
         ssh={agent.id: agent for agent in plan.ssh},
     )
-    if log_limit is not None:
-        settings = attrs.evolve(settings, log_limit=log_limit)
-    return _run_on_builders(
-        plan, chosen, settings, credentials, env, listener=listener, interrupt=interrupt
-    )
-
-
-def _given_or(given: float | None, configured: float | None) -> float | None:
-    return configured if given is None else given
 
 
 def build_engine(

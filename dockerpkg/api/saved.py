@@ -18,7 +18,19 @@ from dockerpkg.core.secrets import SecretSource, merged
 from dockerpkg.core.serialize import plan_from_json
 from dockerpkg.core.tree import render_images
 from dockerpkg.effects.planfiles import read_plan_text
+from dockerpkg.effects.treelock import tree_lock
 from dockerpkg.errors import DockerPkgError, Problem, error
+
+__all__ = [
+    "TreeLock",
+    "derived_build_plan",
+    "load_saved_plan",
+    "opened_saved_plan",
+    "read_plan_text",
+    "read_saved_plan",
+    "saved_plan_workspace",
+    "tree_lock",
+]
 
 # What holds a tree's lock while a saved plan of it is checked and carried out (the
 # caller's: whether it waits, and what it says meanwhile, are the caller's to choose).

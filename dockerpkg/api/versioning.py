@@ -5,7 +5,7 @@ out a plan. The CLI (dockerpkg.cli.versioning) only parses, calls these and prin
 from __future__ import annotations
 
 import datetime
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import attrs
@@ -23,8 +23,9 @@ from dockerpkg.effects.author import changelog_date, resolve_author
 from dockerpkg.errors import DockerPkgError, error
 
 if TYPE_CHECKING:
-    from dockerpkg.effects.imagestore import ImageStore
-    from dockerpkg.effects.prune import LocalState, Removal
+    from dockerpkg.effects.imagestore import ImageStore as ImageStore  # noqa: PLC0414 (for the CLI)
+    from dockerpkg.effects.prune import LocalState
+    from dockerpkg.effects.prune import Removal as Removal  # noqa: PLC0414 (for the CLI)
 
 
 DEFAULT_REASON = "Security update"
@@ -259,3 +260,10 @@ def apply_saved_prune(
         return prune(client, fresh)
     finally:
         client.close()
+
+
+def removal_summary(results: Sequence[Removal]) -> str:
+    """The last line of a prune: how many images were removed, failed, skipped."""
+    from dockerpkg.effects.prune import summary
+
+    return summary(results)

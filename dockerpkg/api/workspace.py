@@ -4,7 +4,7 @@ say about it (observed early, while the tree is parsed)."""
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -234,16 +234,52 @@ def load_and_observe(
     the config's `publish`) all_or_nothing asks for staged images too. BUILDERS is
     --builders: with several, no daemon is asked (only published images count); with one,
     that one is."""
+
+    def options(config: Config) -> BuildOptions:
+        return BuildOptions(suffix=suffix, publish=config.publish if publish is None else publish)
+
+    workspace, observed, credentials, _ = observe_tree(
+        directory,
+        config_path,
+        env,
+        options,
+        render=render,
+        offline=offline,
+        definitions=definitions,
+        builders=builders,
+        daemon=daemon,
+    )
+    return workspace, observed, credentials
+
+
+def observe_tree(
+    directory: str,
+    config_path: str | None,
+    env: Mapping[str, str],
+    options: Callable[[Config], BuildOptions],
+    *,
+    render: bool = True,
+    offline: bool = False,
+    definitions: bool = False,
+    builders: str | None = None,
+    daemon: bool = True,
+) -> tuple[Workspace, Observed, Credentials | None, BuildOptions]:
+    """load_and_observe, with the run's OPTIONS decided once from the config as soon as it
+    is read: their suffix names the versions, their publish mode says whether staged images
+    are asked for; returned with the rest, for the plan."""
     from dockerpkg.effects.credentials import credentials_for
 
     directory, loaded, snapshot, links = _read_inputs(directory, config_path, env)
     chosen = builder_set(loaded, builders)
     credentials = credentials_for(loaded.config, env)
+    wanted = options(loaded.config)
+    suffix = wanted.suffix
     if offline:
         workspace = _resolve(
             directory, loaded, snapshot, links, suffix, env=env, render=render, builders=chosen
         )
-        return workspace, Observed(offline=True, credentials=credentials is not None), credentials
+        observed = Observed(offline=True, credentials=credentials is not None)
+        return workspace, observed, credentials, wanted
     # Loaded only to observe: the registry client brings requests in.
     from dockerpkg.effects.observe import Observation
 
@@ -256,7 +292,7 @@ def load_and_observe(
         definitions=definitions,
         builders=chosen.builders,
         daemon=daemon,
-        staging=(publish or loaded.config.publish) is PublishMode.ALL_OR_NOTHING,
+        staging=wanted.publish is PublishMode.ALL_OR_NOTHING,
     )
     try:
         workspace = _resolve(
@@ -269,7 +305,7 @@ def load_and_observe(
         observed = observation.result(workspace.tree)
     except DockerPkgError as exc:
         raise DockerPkgError([*workspace.warnings, *exc.problems]) from None
-    return workspace, observed, credentials
+    return workspace, observed, credentials, wanted
 
 
 def build_plan(

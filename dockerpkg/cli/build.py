@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import datetime
 import functools
 import json
 import os
 import signal
 import sys
-import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +27,7 @@ from dockerpkg.cli.common import (
     print_problems,
 )
 from dockerpkg.core.markdown import plan_to_markdown
-from dockerpkg.core.plan import Action, BuildEngine, BuildOptions, CacheMode, Plan, PublishMode
+from dockerpkg.core.plan import Action, BuildEngine, CacheMode, Plan, PublishMode
 from dockerpkg.core.plandiff import diff_plans, diff_to_data, diff_to_text
 from dockerpkg.core.report import (
     Report,
@@ -38,31 +36,14 @@ from dockerpkg.core.report import (
     report_to_json,
     summary_line,
 )
-from dockerpkg.core.secrets import parse_secret_flag, parse_ssh_flag
+from dockerpkg.core.secrets import SecretSource, parse_secret_flag, parse_ssh_flag
 from dockerpkg.core.serialize import plan_to_json, plan_to_text
-from dockerpkg.effects.credentials import Credentials
-from dockerpkg.effects.progress import LineProgress, LiveProgress
-from dockerpkg.effects.tasks import Interrupt
 from dockerpkg.errors import DockerPkgError
-
-
-def nightly_suffix(now: datetime.datetime, *, nightly: bool, snapshot: bool) -> str:
-    if snapshot:
-        return now.strftime("-%Y%m%d-%H%M%S")
-    if nightly:
-        return now.strftime("-%Y%m%d")
-    return ""
-
-
-def _suffix(ctx: Context, directory: str, nightly: bool, snapshot: bool) -> str:
-    if nightly and snapshot:
-        raise DockerPkgError.single(directory, "--nightly and --snapshot exclude each other")
-    return nightly_suffix(ctx.now, nightly=nightly, snapshot=snapshot)
 
 
 @attrs.frozen
 class PlanFlags:
-    """docker-pkg's build flags, shared by plan, apply and build."""
+    """docker-pkg's build flags, shared by plan, apply and build, as given."""
 
     select: str | None = None
     nightly: bool = False
@@ -90,43 +71,44 @@ class RunFlags:
     transfer_timeout: float | None = None
 
 
-def _make_plan(
-    ctx: Context,
-    directory: str,
-    flags: PlanFlags,
-    *,
-    offline: bool = False,
-    render_all: bool = False,
-) -> tuple[Plan, api.Workspace, Credentials | None]:
-    suffix = _suffix(ctx, directory, flags.nightly, flags.snapshot)
-    workspace, observed, credentials = api.load_and_observe(
-        directory,
-        ctx.config_path,
-        ctx.env,
-        suffix,
-        render=render_all,
-        offline=offline,
-        # `plan` renders everything and looks for drift; `build` stays a quick no-op.
-        definitions=render_all,
-        builders=flags.builders,
-        publish=PublishMode(flags.publish) if flags.publish else None,
-    )
-    print_problems(workspace.warnings, workspace.directory, every=ctx.echo)
-    options = BuildOptions(
+def _secret_flags(secrets: Sequence[str], ssh: Sequence[str]) -> tuple[SecretSource, ...]:
+    """--secret and --ssh, parsed."""
+    given = tuple(parse_secret_flag(text) for text in secrets)
+    return given + tuple(parse_ssh_flag(text) for text in ssh)
+
+
+def _request(ctx: Context, flags: PlanFlags, *, offline: bool = False) -> api.PlanRequest:
+    return api.PlanRequest(
+        env=ctx.env,
+        config_path=ctx.config_path,
         select=flags.select,
+        nightly=flags.nightly,
+        snapshot=flags.snapshot,
+        now=ctx.now,
         pull=not flags.no_pull,
         use_cache=flags.use_cache,
-        suffix=suffix,
-        publish=PublishMode(flags.publish) if flags.publish else workspace.config.publish,
-        cache=CacheMode(flags.cache) if flags.cache else workspace.config.cache,
-        engine=api.build_engine(
-            workspace.config, ctx.env, BuildEngine(flags.engine) if flags.engine else None
-        ),
+        builders=flags.builders,
+        publish=PublishMode(flags.publish) if flags.publish else None,
+        cache=CacheMode(flags.cache) if flags.cache else None,
+        engine=BuildEngine(flags.engine) if flags.engine else None,
+        secrets=_secret_flags(flags.secrets, flags.ssh),
+        offline=offline,
     )
-    given = tuple(parse_secret_flag(text) for text in flags.secrets)
-    given += tuple(parse_ssh_flag(text) for text in flags.ssh)
-    plan = api.build_plan(workspace, observed, options, given, ctx.env)
-    return plan, workspace, credentials
+
+
+def _make_plan(
+    ctx: Context, directory: str, request: api.PlanRequest, *, render_all: bool = False
+) -> api.PlannedRun:
+    # `plan` renders everything and looks for drift; `build` stays a quick no-op.
+    return api.plan_run(
+        directory,
+        attrs.evolve(request, render_all=render_all),
+        on_read=lambda workspace: _print_warnings(ctx, workspace),
+    )
+
+
+def _print_warnings(ctx: Context, workspace: api.Workspace) -> None:
+    print_problems(workspace.warnings, workspace.directory, every=ctx.echo)
 
 
 def _check_timeouts(**given: float | None) -> None:
@@ -137,34 +119,30 @@ def _check_timeouts(**given: float | None) -> None:
             raise DockerPkgError.single(flag, "expected a number of seconds above 0")
 
 
-def _run_dir(ctx: Context, given: str | None) -> Path:
-    if given:
-        return Path(given)
-    stamp = ctx.now.strftime("%Y%m%d-%H%M%S")
-    return Path(tempfile.gettempdir()) / "dockerpkg-runs" / f"{stamp}-{os.getpid()}"
-
-
-def _execute(
-    ctx: Context,
-    plan: Plan,
-    start: Callable[..., Report],
-    flags: RunFlags,
-) -> None:
-    """Carry out PLAN by START (the library call that applies it, given the run's keywords)
-    with progress, signal handling and the final report; exit 1 on failure.
+def _execute(ctx: Context, planned: api.PlannedRun, flags: RunFlags) -> None:
+    """Carry out PLANNED with progress, signal handling and the final report; exit 1 on
+    failure.
 
     Ctrl-C stops starting work, a second one cancels running work; SIGTERM does both at once
     (whoever sends it will not wait long). Either way the report of what was done is printed,
     and the exit status is 130 (Ctrl-C) or 143 (SIGTERM).
     """
     quiet = flags.quiet
-    folder = _run_dir(ctx, flags.run_dir)
-    countable = sum(1 for _ in plan.steps)
-    progress_class = LiveProgress if sys.stderr.isatty() and not quiet else LineProgress
+    options = api.apply_options(
+        planned,
+        run_dir=flags.run_dir,
+        now=ctx.now,
+        jobs=flags.jobs,
+        build_timeout=flags.build_timeout,
+        verify_timeout=flags.verify_timeout,
+        transfer_timeout=flags.transfer_timeout,
+    )
+    countable = sum(1 for _ in planned.plan.steps)
+    progress_class = api.LiveProgress if sys.stderr.isatty() and not quiet else api.LineProgress
     progress = progress_class(sys.stderr, total=countable, quiet=quiet)
-    interrupt = Interrupt()
+    interrupt = api.Interrupt()
     if not quiet:
-        print(f"Logs: {folder}", file=sys.stderr)
+        print(f"Logs: {options.run_dir}", file=sys.stderr)
     received: set[int] = set()
 
     def on_signal(signum: int, frame: object) -> None:
@@ -181,24 +159,21 @@ def _execute(
 
     previous = {signum: signal.signal(signum, on_signal) for signum in _STOP_SIGNALS}
     try:
-        result = start(
-            run_dir=folder,
-            listener=progress,
-            jobs=flags.jobs,
-            echo=sys.stderr if ctx.echo else None,
-            interrupt=interrupt,
-            build_timeout=flags.build_timeout,
-            verify_timeout=flags.verify_timeout,
-            transfer_timeout=flags.transfer_timeout,
-        )
+        echo = sys.stderr if ctx.echo else None
+        result = api.apply_run(planned, options, progress, interrupt=interrupt, echo=echo)
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
-        if isinstance(progress, LiveProgress):
+        if isinstance(progress, api.LiveProgress):
             progress.close()
+    _finish(result, planned.plan, flags, received)
+
+
+def _finish(result: Report, plan: Plan, flags: RunFlags, received: set[int]) -> None:
+    """Print RESULT (and write it to --report), then exit as it ended."""
     if flags.report:
         Path(flags.report).write_text(report_to_json(result, plan), encoding="utf-8")
-    if not quiet or result.failed:
+    if not flags.quiet or result.failed:
         sys.stdout.write(report_table(result))
     print(summary_line(result))
     published = publication_line(result)
@@ -322,8 +297,9 @@ class BuildCommands:
             engine,
         )
         base_plan = api.read_saved_plan(base) if base else None
+        request = _request(self.ctx, flags, offline=offline)
         # A plan shows every Dockerfile and every template error.
-        result, _, _ = _make_plan(self.ctx, directory, flags, offline=offline, render_all=True)
+        result = _make_plan(self.ctx, directory, request, render_all=True).plan
         if out:
             Path(out).write_text(plan_to_json(result), encoding="utf-8")
         if json_output or output_format == "json":
@@ -403,12 +379,11 @@ class BuildCommands:
                 workspace,
             ):
                 print_problems(workspace.warnings, workspace.directory, every=ctx.echo)
-                given = tuple(parse_secret_flag(text) for text in secret or ())
-                given += tuple(parse_ssh_flag(text) for text in ssh or ())
-                start = api.saved_build_run(
+                given = _secret_flags(secret or (), ssh or ())
+                planned = api.saved_run(
                     saved, workspace, ctx.env, target, builders=builders, secrets=given
                 )
-                _execute(ctx, saved, start, run)
+                _execute(ctx, planned, run)
             return
         with locked(target, wait=wait_lock):
             flags = PlanFlags(
@@ -424,9 +399,7 @@ class BuildCommands:
                 tuple(ssh or ()),
                 engine,
             )
-            fresh, workspace, credentials = _make_plan(ctx, target, flags)
-            start = functools.partial(api.apply_build_plan, fresh, workspace, ctx.env, credentials)
-            _execute(ctx, fresh, start, run)
+            _execute(ctx, _make_plan(ctx, target, _request(ctx, flags)), run)
 
     @argh.arg("directory", help="the image tree")
     @argh.arg("--select", help=_SELECT_HELP)
@@ -487,17 +460,14 @@ class BuildCommands:
             engine,
         )
         with locked(directory, wait=wait_lock):
-            result, workspace, credentials = _make_plan(self.ctx, directory, flags)
-            sys.stdout.write(plan_to_text(result, needs=self.ctx.echo))
+            planned = _make_plan(self.ctx, directory, _request(self.ctx, flags))
+            sys.stdout.write(plan_to_text(planned.plan, needs=self.ctx.echo))
             sys.stdout.flush()
-            if result.steps:
-                start = functools.partial(
-                    api.apply_build_plan, result, workspace, self.ctx.env, credentials
-                )
+            if planned.plan.steps:
                 run = RunFlags(
                     jobs, report, quiet, run_dir, build_timeout, verify_timeout, transfer_timeout
                 )
-                _execute(self.ctx, result, start, run)
+                _execute(self.ctx, planned, run)
 
 
 def commands(ctx: Context) -> list[Callable[..., Any]]:

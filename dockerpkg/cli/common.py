@@ -10,7 +10,7 @@ from collections.abc import Iterator, Sequence
 
 import attrs
 
-from dockerpkg.effects.treelock import tree_lock
+from dockerpkg.api import tree_lock
 from dockerpkg.errors import Problem, problem_lines
 
 # The one table of exit statuses. 2: a usage error (argparse), or "changes" where a command
@@ -43,7 +43,7 @@ def print_problems(
 
 @contextlib.contextmanager
 def locked(directory: str, *, wait: bool) -> Iterator[None]:
-    """Hold DIRECTORY's lock (see dockerpkg.effects.treelock): refuse at once if another run
+    """Hold DIRECTORY's lock (see dockerpkg.api.tree_lock): refuse at once if another run
     holds it, or with WAIT say so and wait."""
 
     def waiting(holder: int | None) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 
 import argh
 
+from dockerpkg.api import read_plan_text
 from dockerpkg.api import refs as refs_api
 from dockerpkg.cli.common import EXIT_CHANGES, EXIT_ERROR, Context, ExitStatus, locked
 from dockerpkg.core.refsplan import UsagePlan, UseState
@@ -21,7 +22,6 @@ from dockerpkg.core.refsrender import (
     plan_to_text,
     skipped_lines,
 )
-from dockerpkg.effects.planfiles import read_plan_text
 from dockerpkg.errors import DockerPkgError, problem_lines
 
 _FORMATS = ("text", "json", "markdown")

@@ -32,12 +32,10 @@ from dockerpkg.core.plan import Action, Plan
 from dockerpkg.core.planjson import loads
 from dockerpkg.core.refsrender import skipped_lines, update_to_json, update_to_text
 from dockerpkg.core.serialize import plan_to_json, plan_to_text
-from dockerpkg.effects.planfiles import read_plan_text
 from dockerpkg.errors import DockerPkgError, problem_lines
 
 if TYPE_CHECKING:
-    from dockerpkg.effects.imagestore import ImageStore
-    from dockerpkg.effects.prune import Removal
+    from dockerpkg.api.versioning import ImageStore, Removal
 
 DEFAULT_REASON = versioning.DEFAULT_REASON
 _BASES_REASON = "the changelog text (default: one naming the base image and its new digest)"
@@ -81,7 +79,7 @@ def saved_action(path: str) -> str | None:
         return None
     try:
         # Within the limits of a plan file (a huge or deeply nested one is refused later).
-        data = loads(read_plan_text(path), path)
+        data = loads(api.read_plan_text(path), path)
     except DockerPkgError:
         return None
     action = data.get("action") if isinstance(data, dict) else None
@@ -146,7 +144,7 @@ def _nightly(ctx: Context, nightly: str | None) -> str | None:
 
 
 def _interrupted_update(plan: Plan, workspace: api.Workspace) -> str:
-    """What an interrupted write left: none or all of the changelogs (see effects.changelogs)."""
+    """What an interrupted write left: none or all of the changelogs (see api.versioning)."""
     done = versioning.written_edits(plan, workspace)
     total = len(plan.edits)
     if not done:
@@ -165,9 +163,7 @@ def _report_removals(results: Sequence[Removal]) -> None:
             print(f"failed   {what}: {result.error}", file=sys.stderr)
         else:
             print(f"removed  {what}", file=sys.stderr)
-    from dockerpkg.effects.prune import summary
-
-    print(summary(results), file=sys.stderr)
+    print(versioning.removal_summary(results), file=sys.stderr)
     if any(r.error is not None for r in results):
         _exit(EXIT_ERROR)
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import attrs
 
+from dockerpkg.core.applyoptions import ApplyOptions, options_to_data
 from dockerpkg.core.ops import reported_as
 from dockerpkg.core.plan import Op, Plan, Step
 
@@ -53,6 +54,8 @@ class Report:
     lost_builders: tuple[str, ...] = ()
     # Labels a saved plan would have published that another run published meanwhile.
     published_since: tuple[str, ...] = ()
+    # What the run took from itself rather than the plan (None: not told).
+    options: ApplyOptions | None = None
 
     def of(self, op: Op, image: str) -> StepOutcome | None:
         for item in self.outcomes:
@@ -166,6 +169,7 @@ def report_to_data(report: Report, plan: Plan) -> dict[str, Any]:
         "elapsed": round(report.elapsed, 3),
         "lost_builders": list(report.lost_builders),
         "published_since": list(report.published_since),
+        "apply_options": None if report.options is None else options_to_data(report.options),
         "moves": [
             {"image": m.image, "lost": m.lost, "to": m.to, "reason": m.reason} for m in report.moves
         ],

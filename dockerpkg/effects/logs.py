@@ -11,10 +11,9 @@ from __future__ import annotations
 import collections
 from typing import IO
 
-__all__ = ["DEFAULT_LOG_LIMIT", "CappedLog"]
+from dockerpkg.core.applyoptions import DEFAULT_LOG_LIMIT
 
-#: Characters one step (a pull, a build, a verification, a publish) may write to its log.
-DEFAULT_LOG_LIMIT = 10 * 1024 * 1024
+__all__ = ["DEFAULT_LOG_LIMIT", "CappedLog"]
 
 
 # Characters of small writes gathered before they are joined into one piece of the tail.

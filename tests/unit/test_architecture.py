@@ -1,6 +1,7 @@
 """The layers, checked by machine over the import graph (imports inside functions and under
-TYPE_CHECKING count too): cli > api > effects > core > errors, no cycle anywhere, and a core
-that touches no file, clock, process, network or environment."""
+TYPE_CHECKING count too): cli > api > effects > core > errors, no cycle anywhere, a core
+that touches no file, clock, process, network or environment, and a CLI that reaches the
+effects only through the api."""
 
 from __future__ import annotations
 
@@ -115,6 +116,17 @@ def test_the_core_is_pure(name: str) -> None:
     assert sorted(GRAPH[name][1] & IMPURE) == [], f"{name} imports I/O, clocks or processes"
 
 
+def cli_effects(name: str) -> list[str]:
+    """The modules of the effects layer the module NAME of the CLI imports."""
+    return sorted(m for m in GRAPH[name][0] if layer(m) == "effects")
+
+
+@pytest.mark.parametrize("name", sorted(n for n in GRAPH if n.startswith("dockerpkg.cli")))
+def test_the_cli_imports_no_effects(name: str) -> None:
+    # The CLI parses, calls the api, prints: what it needs of the effects, the api gives.
+    assert cli_effects(name) == [], f"{name} imports {cli_effects(name)}; use dockerpkg.api"
+
+
 def test_the_layer_rule_would_catch_a_breach() -> None:
     # The checks are only worth something if they see what they look for.
     assert layer("dockerpkg.effects.apply") == "effects"
@@ -123,6 +135,10 @@ def test_the_layer_rule_would_catch_a_breach() -> None:
     assert layer("dockerpkg.cli.review") == "cli"
     assert "dockerpkg.effects.links" in GRAPH["dockerpkg.effects.tree"][0]
     assert LAYERS.index(layer("dockerpkg.effects.tree")) > LAYERS.index("core")
+    # The CLI rule looks through the api: the api itself does import effects.
+    assert layer("dockerpkg.effects.treelock") == "effects"
+    assert "dockerpkg.effects.treelock" in GRAPH["dockerpkg.api.saved"][0]
+    assert any(n.startswith("dockerpkg.cli.") for n in GRAPH)
 
 
 # Sizes past which a module or a function has more than one job (see docs/design.md).
