@@ -11,7 +11,6 @@ import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import argh
 import attrs
@@ -225,6 +224,12 @@ _TRANSFER_TIMEOUT_HELP = (
     "fail a pull or push that waits SECONDS for the daemon (default: config transfer_timeout, 300)"
 )
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+_FORMAT_HELP = "print the plan as text, json or markdown (a review comment)"
+_NIGHTLY_HELP = "append -YYYYMMDD (today) to every tag of the tree"
+_SNAPSHOT_HELP = "append -YYYYMMDD-HHMMSS (now) to every tag of the tree"
+_NO_PULL_HELP = "do not pull what is published: build what the daemon does not have"
+_USE_CACHE_HELP = "let builds use the daemon's layer cache"
+_QUIET_HELP = "show only failures: no progress, no table when all went well"
 _PUBLISH_HELP = (
     "per_image: each image's tags move when it is verified (default: config publish); "
     "all_or_nothing: only once every image of the run is built, verified and staged"
@@ -236,7 +241,10 @@ _SSH_HELP = (
     "an SSH agent for RUN --mount=type=ssh in this run, as buildx: default (SSH_AUTH_SOCK), "
     "ID, or ID=PATH (an agent's socket or a private key)"
 )
-_CACHE_HELP = "registry: import layers from published versions and write inline cache"
+_CACHE_HELP = (
+    "registry: also import layers from published versions and write inline cache; none: only "
+    "the daemon's (default: config cache)"
+)
 _CACHE_CHOICES = tuple(mode.value for mode in CacheMode)
 _ENGINE_HELP = (
     "the daemon's builder for this run (default: DOCKER_BUILDKIT=0/1, else the config's "
@@ -251,7 +259,7 @@ _BUILDERS_HELP = (
 
 @argh.arg("old", metavar="OLD.json", help="the plan before (e.g. of the base branch)")
 @argh.arg("new", metavar="NEW.json", help="the plan after (e.g. of the change)")
-@argh.arg("--json", dest="json_output", help="print the changes as JSON")
+@argh.arg("--json", "-j", dest="json_output", help="print the changes as JSON")
 def diff(old: str, new: str, *, json_output: bool = False) -> None:
     """Compare two saved plans: images added, removed, with a new version, or changed
     without one (exit 2: a forgotten changelog entry). Offline, on plan files only."""
@@ -271,20 +279,24 @@ class BuildCommands:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
 
-    @argh.arg("directory", help="the image tree")
-    @argh.arg("--json", dest="json_output", help="print the plan as JSON")
+    @argh.arg("directory", metavar="DIRECTORY", help="the image tree")
+    @argh.arg("--json", "-j", dest="json_output", help="print the plan as JSON")
     @argh.arg("--select", help=_SELECT_HELP)
     @argh.arg("--out", help="also save the plan as JSON to this file, for `apply PLAN.json`")
     @argh.arg("--offline", help="observe nothing: assume no image is built or published")
-    @argh.arg("--detailed-exitcode", help="exit 2 when the plan has changes, 0 when empty")
-    @argh.arg("--format", dest="output_format", choices=FORMATS, help="text, json or markdown")
+    @argh.arg("--detailed-exitcode", "-d", help="exit 2 when the plan has changes, 0 when empty")
+    @argh.arg("--format", dest="output_format", choices=FORMATS, help=_FORMAT_HELP)
     @argh.arg("--base", help="a saved plan to show Dockerfile diffs against (markdown)")
     @argh.arg("--builders", metavar="URL[=SLOTS],...", help=_BUILDERS_HELP)
-    @argh.arg("--publish", metavar="MODE", choices=_PUBLISH_CHOICES, help=_PUBLISH_HELP)
+    @argh.arg("--publish", "-p", metavar="MODE", choices=_PUBLISH_CHOICES, help=_PUBLISH_HELP)
     @argh.arg("--secret", action="append", metavar=_SECRET_METAVAR, help=_SECRET_HELP)
     @argh.arg("--ssh", action="append", metavar="default|ID[=PATH]", help=_SSH_HELP)
     @argh.arg("--cache", metavar="MODE", choices=_CACHE_CHOICES, help=_CACHE_HELP)
-    @argh.arg("--engine", choices=_ENGINE_CHOICES, help=_ENGINE_HELP)
+    @argh.arg("--engine", "-e", choices=_ENGINE_CHOICES, help=_ENGINE_HELP)
+    @argh.arg("--nightly", help=_NIGHTLY_HELP)
+    @argh.arg("--snapshot", help=_SNAPSHOT_HELP)
+    @argh.arg("--no-pull", help=_NO_PULL_HELP)
+    @argh.arg("--use-cache", "-u", help=_USE_CACHE_HELP)
     def plan(
         self,
         directory: str,
@@ -335,21 +347,30 @@ class BuildCommands:
         if detailed_exitcode and result.has_changes:
             raise ExitStatus(EXIT_CHANGES)
 
-    @argh.arg("target", help="a saved plan (PLAN.json) or an image tree to plan and apply")
+    @argh.arg(
+        "target",
+        metavar="PLAN.json|DIRECTORY",
+        help="a saved plan (of any action) or an image tree to plan and apply",
+    )
     @argh.arg("--select", help="fnmatch glob on full labels (with a DIRECTORY)")
     @argh.arg("--jobs", "-j", type=int, help=_JOBS_HELP)
     @argh.arg("--report", help=_REPORT_HELP)
     @argh.arg("--run-dir", help=_RUN_DIR_HELP)
-    @argh.arg("--wait-lock", help=WAIT_LOCK_HELP)
+    @argh.arg("--quiet", "-q", help=_QUIET_HELP)
+    @argh.arg("--wait-lock", "-w", help=WAIT_LOCK_HELP)
     @argh.arg("--build-timeout", type=float, metavar="SECONDS", help=_BUILD_TIMEOUT_HELP)
     @argh.arg("--verify-timeout", type=float, metavar="SECONDS", help=_VERIFY_TIMEOUT_HELP)
     @argh.arg("--transfer-timeout", type=float, metavar="SECONDS", help=_TRANSFER_TIMEOUT_HELP)
     @argh.arg("--builders", metavar="URL[=SLOTS],...", help=_BUILDERS_HELP)
-    @argh.arg("--publish", metavar="MODE", choices=_PUBLISH_CHOICES, help=_PUBLISH_HELP)
+    @argh.arg("--publish", "-p", metavar="MODE", choices=_PUBLISH_CHOICES, help=_PUBLISH_HELP)
     @argh.arg("--secret", action="append", metavar=_SECRET_METAVAR, help=_SECRET_HELP)
     @argh.arg("--ssh", action="append", metavar="default|ID[=PATH]", help=_SSH_HELP)
     @argh.arg("--cache", metavar="MODE", choices=_CACHE_CHOICES, help=_CACHE_HELP)
-    @argh.arg("--engine", choices=_ENGINE_CHOICES, help=_ENGINE_HELP)
+    @argh.arg("--engine", "-e", choices=_ENGINE_CHOICES, help=_ENGINE_HELP)
+    @argh.arg("--nightly", help=_NIGHTLY_HELP)
+    @argh.arg("--snapshot", help=_SNAPSHOT_HELP)
+    @argh.arg("--no-pull", help=_NO_PULL_HELP)
+    @argh.arg("--use-cache", "-u", help=_USE_CACHE_HELP)
     def apply(
         self,
         target: str,
@@ -428,21 +449,26 @@ class BuildCommands:
             start = functools.partial(api.apply_build_plan, fresh, workspace, ctx.env, credentials)
             _execute(ctx, fresh, start, run)
 
-    @argh.arg("directory", help="the image tree")
+    @argh.arg("directory", metavar="DIRECTORY", help="the image tree")
     @argh.arg("--select", help=_SELECT_HELP)
     @argh.arg("--jobs", "-j", type=int, help=_JOBS_HELP)
     @argh.arg("--report", help=_REPORT_HELP)
     @argh.arg("--run-dir", help=_RUN_DIR_HELP)
-    @argh.arg("--wait-lock", help=WAIT_LOCK_HELP)
+    @argh.arg("--quiet", "-q", help=_QUIET_HELP)
+    @argh.arg("--wait-lock", "-w", help=WAIT_LOCK_HELP)
     @argh.arg("--build-timeout", type=float, metavar="SECONDS", help=_BUILD_TIMEOUT_HELP)
     @argh.arg("--verify-timeout", type=float, metavar="SECONDS", help=_VERIFY_TIMEOUT_HELP)
     @argh.arg("--transfer-timeout", type=float, metavar="SECONDS", help=_TRANSFER_TIMEOUT_HELP)
     @argh.arg("--builders", metavar="URL[=SLOTS],...", help=_BUILDERS_HELP)
-    @argh.arg("--publish", metavar="MODE", choices=_PUBLISH_CHOICES, help=_PUBLISH_HELP)
+    @argh.arg("--publish", "-p", metavar="MODE", choices=_PUBLISH_CHOICES, help=_PUBLISH_HELP)
     @argh.arg("--secret", action="append", metavar=_SECRET_METAVAR, help=_SECRET_HELP)
     @argh.arg("--ssh", action="append", metavar="default|ID[=PATH]", help=_SSH_HELP)
     @argh.arg("--cache", metavar="MODE", choices=_CACHE_CHOICES, help=_CACHE_HELP)
-    @argh.arg("--engine", choices=_ENGINE_CHOICES, help=_ENGINE_HELP)
+    @argh.arg("--engine", "-e", choices=_ENGINE_CHOICES, help=_ENGINE_HELP)
+    @argh.arg("--nightly", help=_NIGHTLY_HELP)
+    @argh.arg("--snapshot", help=_SNAPSHOT_HELP)
+    @argh.arg("--no-pull", help=_NO_PULL_HELP)
+    @argh.arg("--use-cache", "-u", help=_USE_CACHE_HELP)
     def build(
         self,
         directory: str,
@@ -498,9 +524,3 @@ class BuildCommands:
                     jobs, report, quiet, run_dir, build_timeout, verify_timeout, transfer_timeout
                 )
                 _execute(self.ctx, result, start, run)
-
-
-def commands(ctx: Context) -> list[Callable[..., Any]]:
-    """The commands of BuildCommands, sharing CTX (global options, environment, clock)."""
-    group = BuildCommands(ctx)
-    return [group.plan, group.apply, group.build, diff]
