@@ -30,7 +30,14 @@ from dockerpkg.cli.common import (
     ExitStatus,
     print_problems,
 )
-from dockerpkg.cli.parsing import CommandParser, Commands, HelpFormatter, add_globals, command
+from dockerpkg.cli.parsing import (
+    CommandParser,
+    Commands,
+    HelpFormatter,
+    add_globals,
+    command,
+    group,
+)
 from dockerpkg.cli.versioning import saved_action, usage_problem
 from dockerpkg.core.plan import Action
 from dockerpkg.errors import DockerPkgError, Severity
@@ -55,31 +62,11 @@ def _version() -> str:
         return "unknown (not installed)"
 
 
-def _saved_plan_command(words: Sequence[str]) -> str | None:
+def _saved_plan_command(words: list[str]) -> str | None:
     """`apply PLAN.json` runs any saved plan: the sub-command its action names (None: a
     build plan, or a tree, for `apply` itself)."""
     action = saved_action(words[0]) if words else None
     return action if action in {Action.UPDATE.value, Action.PRUNE.value, "refs"} else None
-
-
-def _nest(parent: CommandParser, children: dict[str, tuple[CommandParser, str]]) -> None:
-    """CHILDREN (name: parser and summary) as PARENT's sub-commands, listed in its --help
-    and completed after it."""
-    parent.subcommands.update({name: child for name, (child, _) in children.items()})
-    width = max(len(name) for name in children)
-    lines = [f"  {name:{width}}  {summary}" for name, (_, summary) in children.items()]
-    parent.epilog = (
-        f"sub-commands ({parent.prog} NAME --help for each):\n" + "\n".join(lines) + "\n"
-    )
-    first = next(a for a in parent._actions if not a.option_strings and a.dest != "help")
-
-    def complete(prefix: str, **kwargs: Any) -> list[str]:
-        from argcomplete.completers import FilesCompleter
-
-        names = [name for name in children if name.startswith(prefix)]
-        return names + list(FilesCompleter()(prefix, **kwargs))
-
-    first.completer = complete  # type: ignore[attr-defined]
 
 
 def _commands(ctx: Context) -> Iterator[tuple[str, CommandParser, str | None]]:
@@ -93,9 +80,9 @@ def _commands(ctx: Context) -> Iterator[tuple[str, CommandParser, str | None]]:
         return command(function, f"{PROG} {words}", **how)
 
     changelogs = {"intermixed": True, "check": usage_problem}
-    plan, apply = cmd(b.plan, "plan"), cmd(b.apply, "apply")
-    _nest(
-        plan,
+    plan = group(
+        f"{PROG} plan",
+        cmd(b.plan, "plan"),
         {
             "update": (
                 cmd(up.plan_update, "plan update", **changelogs),
@@ -105,8 +92,9 @@ def _commands(ctx: Context) -> Iterator[tuple[str, CommandParser, str | None]]:
             "refs": (cmd(r.plan_refs, "plan refs"), "the edits refs --apply would make"),
         },
     )
-    _nest(
-        apply,
+    apply = group(
+        f"{PROG} apply",
+        cmd(b.apply, "apply"),
         {
             "update": (
                 cmd(up.apply_update, "apply update"),
@@ -118,8 +106,8 @@ def _commands(ctx: Context) -> Iterator[tuple[str, CommandParser, str | None]]:
             ),
             "refs": (cmd(r.apply_refs, "apply refs"), "make a saved refs plan's edits"),
         },
+        route=_saved_plan_command,
     )
-    apply.route = _saved_plan_command
     yield "plan", plan, "show what a run would do (plan update|prune|refs: of those verbs)"
     yield "apply", apply, "carry out a saved plan of any verb, or plan a tree and build it"
     yield "build", cmd(b.build, "build"), "docker-pkg's verb: plan, then build, verify, publish"
@@ -132,10 +120,10 @@ def _commands(ctx: Context) -> Iterator[tuple[str, CommandParser, str | None]]:
     # The spellings made by rewriting argv before there were sub-commands.
     aliases: dict[str, tuple[Callable[..., Any], dict[str, bool]]] = {
         "plan-update": (up.plan_update, {}),
-        "plan-update-all": (up.plan_update, {"all_images": True}),
+        "plan-update-all": (up.plan_update, {"all": True}),
         "plan-update-changed-bases": (up.plan_update, {"changed_bases": True}),
         "apply-update": (up.apply_update, {}),
-        "update-all": (u.update, {"all_images": True}),
+        "update-all": (u.update, {"all": True}),
         "update-changed-bases": (u.update, {"changed_bases": True}),
         "update-resume": (u.update, {"resume": True}),
         "update-discard": (u.update, {"discard": True}),
@@ -164,6 +152,7 @@ def make_parser(ctx: Context) -> argh.ArghParser:
         help="print dockerpkg's version and exit",
     )
     verbs = parser.add_subparsers(action=Commands, title="verbs", metavar="VERB")
+    assert isinstance(verbs, Commands)
     for name, verb, summary in _commands(ctx):
         verbs.register(name, verb, summary)
     return parser

@@ -1,21 +1,24 @@
 """How the command line is parsed: verbs, the sub-commands of a verb (`plan update`), hidden
 aliases for old spellings (`plan-update`), and help that says each default once.
 
-argparse gives one level of sub-commands per positional; a verb such as `plan` is both a
-command (`plan DIRECTORY`) and the parent of others (`plan update NAME DIRECTORY`), which
-argparse cannot say with a positional before the sub-command's name. So a verb's parser keeps
-its sub-commands beside it (`CommandParser.subcommands`), and `Commands`, the action that
-runs the parser a verb names, picks the sub-command's parser when the next word names one.
-Nothing in argv is rewritten: each word is parsed by the parser that declares it.
+A verb such as `plan` is both a command (`plan DIRECTORY`) and a group of others (`plan update
+NAME DIRECTORY`). argparse gives a group real sub-commands (their own parsers, --help and
+shell completion) but no default one, and a positional cannot come before the sub-command's
+name. So `Commands`, the action that runs the parser a word names, gives a group its default
+sub-command when the next word names none of the group's: the verb's own command, registered
+under `DEFAULT`, a name no word on a command line can be (argv cannot hold NUL).
 """
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import argh
+
+# The name a group's default sub-command is registered under; hidden everywhere.
+DEFAULT = "\0"
 
 # The options given before the verb; also accepted after it (as before: hidden there).
 CONFIG_HELP = "the config file (default: config.yaml; without it, the built-in defaults)"
@@ -41,36 +44,64 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
 
 
 Check = Callable[[argparse.Namespace], str | None]
+Route = Callable[[list[str]], str | None]
 
 
 class CommandParser(argh.ArghParser):
-    """The parser of one command: its sub-commands by name (`plan update`), whether options
-    may come between its positionals (`update NAME --reason TEXT DIRECTORY`), and a check
-    of what was given together (a usage error: its message)."""
+    """The parser of one command or group: whether options may come between its
+    positionals (`update NAME --reason TEXT DIRECTORY`), a check of what was given together
+    (a usage error: its message), and for a group, which sub-command words name when their
+    first names none (`apply PLAN.json` runs any saved plan: its action names one; None:
+    the default)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("formatter_class", HelpFormatter)
         super().__init__(*args, **kwargs)
-        self.subcommands: dict[str, CommandParser] = {}
-        # Which sub-command the words name when the first is none of theirs (`apply
-        # PLAN.json` runs any saved plan: its action names one), or None: this parser's.
-        self.route: Callable[[Sequence[str]], str | None] | None = None
         self.intermixed = False
         self.check: Check | None = None
+        self.route: Route | None = None
+        self.commands: Commands | None = None  # a group's sub-commands
+
+
+class _Shown(Mapping[str, argparse.ArgumentParser]):
+    """Every command by name, listing only those shown: argparse checks a word against it
+    (an alias is found), its error message and shell completion list it (an alias is not)."""
+
+    def __init__(self, parsers: dict[str, argparse.ArgumentParser], shown: list[str]) -> None:
+        self._parsers, self._shown = parsers, shown
+
+    def __getitem__(self, name: str) -> argparse.ArgumentParser:
+        return self._parsers[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._shown)
+
+    def __len__(self) -> int:
+        return len(self._shown)
 
 
 class Commands(argparse._SubParsersAction):  # type: ignore[type-arg]
-    """The verbs: runs the parser the first word names, or its sub-command's when the
-    second word names one (`plan update ...`)."""
+    """The commands a word names (the verbs, or a group's sub-commands): runs the parser
+    of the one named, with the group's default when the next word names none."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._shown: list[str] = []
+        self.choices = _Shown(self._name_parser_map, self._shown)  # type: ignore[assignment]
 
     def register(self, name: str, parser: CommandParser, summary: str | None) -> None:
-        """PARSER as the verb NAME; listed in --help with SUMMARY, or hidden (an alias kept
-        for an old spelling) without one."""
+        """PARSER as the command NAME; listed in --help with SUMMARY, or hidden (an alias
+        kept for an old spelling) without one."""
         if name in self._name_parser_map:
-            raise ValueError(f"two verbs called {name}")
+            raise ValueError(f"two commands called {name!r}")
         self._name_parser_map[name] = parser
         if summary is not None:
+            self._shown.append(name)
             self._choices_actions.append(self._ChoicesPseudoAction(name, (), summary))
+
+    def every(self) -> dict[str, argparse.ArgumentParser]:
+        """Every command by name, hidden ones included."""
+        return dict(self._name_parser_map)
 
     def __call__(
         self,
@@ -81,31 +112,58 @@ class Commands(argparse._SubParsersAction):  # type: ignore[type-arg]
     ) -> None:
         name, *words = values
         chosen = self._name_parser_map.get(name)
-        if chosen is None:  # argparse's own message
+        if not isinstance(chosen, CommandParser):  # unknown: argparse's own message
             super().__call__(parser, namespace, values, option_string)
             return
-        while isinstance(chosen, CommandParser):
-            if words and words[0] in chosen.subcommands:
-                chosen = chosen.subcommands[words.pop(0)]
-            elif chosen.route is not None and (routed := chosen.route(words)) is not None:
-                chosen = chosen.subcommands[routed]
-            else:
-                break
-        parse = (
-            chosen.parse_known_intermixed_args
-            if isinstance(chosen, CommandParser) and chosen.intermixed
-            else chosen.parse_known_args
-        )
+        group = chosen.commands
+        # No word at all: the group's check says what is missing (and a shell completing
+        # the next word is offered the sub-commands' names).
+        if group is not None and words and words[0] not in group.every():
+            routed = chosen.route(words) if chosen.route is not None else None
+            words = [routed or DEFAULT, *words]
+        parse = chosen.parse_known_intermixed_args if chosen.intermixed else chosen.parse_known_args
         # A namespace of its own, copied over, as argparse does for its sub-commands.
         found, rest = parse(words, None)
-        if isinstance(chosen, CommandParser) and chosen.check is not None:
-            problem = chosen.check(found)
-            if problem is not None:
-                chosen.error(problem)
+        if chosen.check is not None and (problem := chosen.check(found)) is not None:
+            chosen.error(problem)
         for key, value in vars(found).items():
             setattr(namespace, key, value)
         if rest:
             vars(namespace).setdefault(argparse._UNRECOGNIZED_ARGS_ATTR, []).extend(rest)
+
+
+def _paths(prefix: str, **kwargs: Any) -> list[str]:
+    """Shell completion of a group's first word: the paths (the default's DIRECTORY or
+    PLAN.json) besides the sub-commands' names."""
+    from argcomplete.completers import FilesCompleter
+
+    return list(FilesCompleter()(prefix, **kwargs))
+
+
+def group(
+    prog: str,
+    default: CommandParser,
+    children: dict[str, tuple[CommandParser, str]],
+    route: Route | None = None,
+) -> CommandParser:
+    """The group PROG: DEFAULT when the next word names none of CHILDREN (name: parser and
+    summary) or, with ROUTE, the child it names. DEFAULT's --help lists the children."""
+    usage = f"{prog} [OPTION ...] ARGUMENT ...\n       {prog} {{{','.join(children)}}} ..."
+    parser = CommandParser(prog=prog, add_help=False, usage=usage)
+    commands = parser.add_subparsers(action=Commands, metavar="SUB-COMMAND")
+    assert isinstance(commands, Commands)
+    commands.register(DEFAULT, default, None)
+    for name, (child, summary) in children.items():
+        commands.register(name, child, summary)
+    parser.commands, parser.route = commands, route
+    first = next(a for a in default._actions if not a.option_strings)
+    needed = f"give {first.metavar or first.dest} (or a sub-command: {', '.join(children)})"
+    parser.check = lambda found: None if hasattr(found, "function") else needed
+    commands.completer = _paths  # type: ignore[attr-defined]  # besides the children's names
+    width = max(len(name) for name in children)
+    lines = [f"  {name:{width}}  {summary}" for name, (_, summary) in children.items()]
+    default.epilog = f"sub-commands ({prog} NAME --help for each):\n" + "\n".join(lines) + "\n"
+    return parser
 
 
 def add_globals(parser: argparse.ArgumentParser, *, hidden: bool) -> None:
@@ -142,7 +200,7 @@ def command(
     for action in list(parser._actions):
         for option in list(action.option_strings):
             if len(option) == 2 and option != "-h" and option not in declared:
-                action.option_strings.remove(option)
+                action.option_strings = [o for o in action.option_strings if o != option]
                 del parser._option_string_actions[option]
     add_globals(parser, hidden=True)
     if defaults:
@@ -155,12 +213,10 @@ def command(
 def walk(
     parser: argparse.ArgumentParser, path: tuple[str, ...] = ()
 ) -> Iterator[tuple[tuple[str, ...], argparse.ArgumentParser]]:
-    """Every command under PARSER with the words that reach it, hidden aliases included."""
+    """Every parser under PARSER with the words that reach it (a group's default: the
+    group's words), hidden aliases included."""
     yield path, parser
     for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            for name, child in action.choices.items():
-                yield from walk(child, (*path, name))
-    if isinstance(parser, CommandParser):
-        for name, child in parser.subcommands.items():
-            yield from walk(child, (*path, name))
+        if isinstance(action, Commands):
+            for name, child in action.every().items():
+                yield from walk(child, path if name == DEFAULT else (*path, name))

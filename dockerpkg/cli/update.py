@@ -41,7 +41,7 @@ class UpdateCommands(Changelogs):
 
     @argh.arg("name", nargs="?", metavar="NAME", help=NAME_HELP)
     @argh.arg("directory", metavar="DIRECTORY", help=DIRECTORY_HELP)
-    @argh.arg("--all", dest="all_images", help=ALL_HELP)
+    @argh.arg("--all", help=ALL_HELP)
     @argh.arg("--changed-bases", help=BASES_HELP)
     @argh.arg("--resume", help=_RESUME_HELP)
     @argh.arg("--discard", help=_DISCARD_HELP)
@@ -57,7 +57,7 @@ class UpdateCommands(Changelogs):
         name: str | None,
         directory: str,
         *,
-        all_images: bool = False,
+        all: bool = False,  # the flag's name: argh would make one of another
         changed_bases: bool = False,
         resume: bool = False,
         discard: bool = False,
@@ -87,7 +87,7 @@ class UpdateCommands(Changelogs):
             return
         given = {"json_output": json_output, "wait_lock": wait_lock, "with_refs": with_refs}
         reason = DEFAULT_REASON if reason is None else reason
-        if all_images:
+        if all:
             self.update_all(
                 directory,
                 reason=reason,

@@ -36,7 +36,7 @@ class UpdatePlanCommands(Changelogs):
 
     @argh.arg("name", nargs="?", metavar="NAME", help=NAME_HELP)
     @argh.arg("directory", metavar="DIRECTORY", help=DIRECTORY_HELP)
-    @argh.arg("--all", dest="all_images", help=ALL_HELP)
+    @argh.arg("--all", help=ALL_HELP)
     @argh.arg("--changed-bases", help=BASES_HELP)
     @argh.arg("--reason", "-r", help=REASON_HELP)
     @argh.arg("--version", "-v", help=VERSION_HELP)
@@ -50,7 +50,7 @@ class UpdatePlanCommands(Changelogs):
         name: str | None,
         directory: str,
         *,
-        all_images: bool = False,
+        all: bool = False,  # the flag's name: argh would make one of another
         changed_bases: bool = False,
         reason: str | None = None,
         version: str | None = None,
@@ -62,26 +62,40 @@ class UpdatePlanCommands(Changelogs):
     ) -> None:
         """Show the changelog entries `update` would add (with the same NAME, --all or
         --changed-bases), as text or JSON."""
-        shown = {"json_output": json_output, "out": out, "detailed_exitcode": detailed_exitcode}
         if changed_bases:
             self.plan_update_changed_bases(
-                directory, reason=reason, version_suffix=version_suffix, **shown
+                directory,
+                reason=reason,
+                version_suffix=version_suffix,
+                json_output=json_output,
+                out=out,
+                detailed_exitcode=detailed_exitcode,
             )
             return
         reason = DEFAULT_REASON if reason is None else reason
-        if all_images:
+        if all:
             self.plan_update_all(
                 directory,
                 reason=reason,
                 select=select,
                 version_suffix=version_suffix,
                 version=version,
-                **shown,
+                json_output=json_output,
+                out=out,
+                detailed_exitcode=detailed_exitcode,
             )
             return
         if name is None:  # refused by the parser's check (cli.versioning.usage_problem)
             raise DockerPkgError.single(directory, "plan update takes NAME and DIRECTORY")
-        self.plan_update_name(name, directory, reason=reason, version=version, **shown)
+        self.plan_update_name(
+            name,
+            directory,
+            reason=reason,
+            version=version,
+            json_output=json_output,
+            out=out,
+            detailed_exitcode=detailed_exitcode,
+        )
 
     def plan_update_name(
         self,

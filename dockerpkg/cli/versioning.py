@@ -60,7 +60,7 @@ BASES_HELP = (
     "the published images whose base image moved since they were built (asked of the "
     "registry), and those depending on them"
 )
-_MODES = {"all_images": "--all", "changed_bases": "--changed-bases"}
+_MODES = {"all": "--all", "changed_bases": "--changed-bases"}
 _RECOVERY = {"resume": "--resume", "discard": "--discard"}
 # The options each kind of update takes (None: update NAME); the rest are usage errors.
 _TAKEN_WITH = {
