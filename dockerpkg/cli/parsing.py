@@ -156,6 +156,12 @@ def group(
     for name, (child, summary) in children.items():
         commands.register(name, child, summary)
     parser.commands, parser.route = commands, route
+    # The default's options, for a shell completing `plan --off`: the words before the one
+    # completed name no sub-command yet. Parsing never reads them here (Commands gives the
+    # words to a sub-command, the default if none).
+    for action in default._actions:
+        if action.option_strings and action.help != argparse.SUPPRESS:
+            parser._add_action(action)
     first = next(a for a in default._actions if not a.option_strings)
     needed = f"give {first.metavar or first.dest} (or a sub-command: {', '.join(children)})"
     parser.check = lambda found: None if hasattr(found, "function") else needed
