@@ -12,6 +12,7 @@ under `DEFAULT`, a name no word on a command line can be (argv cannot hold NUL).
 from __future__ import annotations
 
 import argparse
+import copy
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
@@ -196,24 +197,40 @@ def command(
     check: Check | None = None,
 ) -> CommandParser:
     """The parser of FUNCTION (its arguments as argh reads them from its signature and its
-    @argh.arg declarations), with only the short options declared: argh also makes one from
-    every option's first letter, which let `-v` be a timeout here and a version there.
-    DEFAULTS: the values an alias fixes (`update-all`: --all). INTERMIXED: options may come
-    between the positionals. CHECK: a usage error in what was given together."""
+    @argh.arg declarations), with the option names declared. DEFAULTS: the values an alias
+    fixes (`update-all`: --all). INTERMIXED: options may come between the positionals.
+    CHECK: a usage error in what was given together."""
     parser = CommandParser(prog=prog)
     argh.set_default_command(parser, function)
     declared = {name for spec in getattr(function, "argh_args", ()) for name in spec.cli_arg_names}
     for action in list(parser._actions):
-        for option in list(action.option_strings):
-            if len(option) == 2 and option != "-h" and option not in declared:
-                action.option_strings = [o for o in action.option_strings if o != option]
-                del parser._option_string_actions[option]
+        _declared_names_only(parser, action, declared)
     add_globals(parser, hidden=True)
     if defaults:
         parser.set_defaults(**defaults)
     parser.intermixed = intermixed
     parser.check = check
     return parser
+
+
+def _declared_names_only(
+    parser: argparse.ArgumentParser, action: argparse.Action, declared: set[str]
+) -> None:
+    """ACTION with only its DECLARED names. argh also names an option after its parameter
+    (`--json-output` beside `--json`) and its first letter, which let `-v` be a timeout
+    here and a version there: the short ones go; the long ones, which worked, stay, hidden."""
+    if "-h" in action.option_strings:
+        return
+    named = bool(declared & set(action.option_strings))  # else keep the long names as shown
+    dropped = [o for o in action.option_strings if o not in declared and (named or len(o) == 2)]
+    for option in dropped:
+        del parser._option_string_actions[option]
+    action.option_strings = [o for o in action.option_strings if o not in dropped]
+    hidden = [o for o in dropped if o.startswith("--")]
+    if hidden:
+        twin = copy.copy(action)
+        twin.option_strings, twin.help = hidden, argparse.SUPPRESS
+        parser._add_action(twin)
 
 
 def walk(

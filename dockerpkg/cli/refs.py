@@ -132,7 +132,7 @@ class RefsCommands:
         online: bool = False,
         detailed_exitcode: bool = False,
     ) -> None:
-        """`plan refs`: show the edits `refs --apply` would make (saved with --out)."""
+        """Show the edits `refs --apply` would make (saved with --out, for `apply refs`)."""
         with locked(directory, wait=False):  # it may finish an interrupted write first
             plan = self._plan(directory, list(paths), online)
         if out:
@@ -146,7 +146,7 @@ class RefsCommands:
     @argh.arg("plan", metavar="REFS.json", help="a plan saved by `plan refs --out`")
     @argh.arg("paths", nargs="*", metavar="PATH", help=_APPLY_PATHS_HELP)
     def apply_refs(self, plan: str, *paths: str) -> None:
-        """`apply refs REFS.json`: make a saved plan's edits, all or none; refused when a
+        """Make the edits of a plan saved by `plan refs --out`, all or none; refused when a
         file changed since the plan was made, or when an edit is not one refs derives from
         the tree, or is in a file outside the tree, the PATHs and the config's refs: paths."""
         saved = plan_from_json(read_plan_text(plan), plan)

@@ -283,6 +283,17 @@ def test_usage_errors(
     assert message in err
 
 
+def test_names_argh_made_still_work_hidden(tree: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # argh named options after their parameters too (`--fmt` beside `--format`).
+    assert run(capsys, "graph", "--fmt", "mermaid", "images") == run(
+        capsys, "graph", "--format", "mermaid", "images"
+    )
+    assert run(capsys, "lint", "--json-output", "images") == run(capsys, "lint", "-j", "images")
+    status, out, _ = run(capsys, "graph", "--help")
+    assert status == 0
+    assert "--fmt" not in out
+
+
 def test_global_options_after_the_verb_as_before_it(
     tree: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
