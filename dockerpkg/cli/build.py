@@ -11,6 +11,7 @@ import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import argh
 import attrs
@@ -43,6 +44,8 @@ from dockerpkg.effects.credentials import Credentials
 from dockerpkg.effects.progress import LineProgress, LiveProgress
 from dockerpkg.effects.tasks import Interrupt
 from dockerpkg.errors import DockerPkgError
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def nightly_suffix(now: datetime.datetime, *, nightly: bool, snapshot: bool) -> str:
@@ -257,6 +260,43 @@ _BUILDERS_HELP = (
 )
 
 
+def _declared(*declarations: Callable[[F], F]) -> Callable[[F], F]:
+    """One decorator for several @argh.arg declarations that commands share."""
+
+    def declare(function: F) -> F:
+        for declaration in declarations:
+            function = declaration(function)
+        return function
+
+    return declare
+
+
+# The flags that choose what a run builds and how (plan, apply DIRECTORY, build).
+_tree_flags = _declared(
+    argh.arg("--builders", metavar="URL[=SLOTS],...", help=_BUILDERS_HELP),
+    argh.arg("--publish", "-p", metavar="MODE", choices=_PUBLISH_CHOICES, help=_PUBLISH_HELP),
+    argh.arg("--secret", action="append", metavar=_SECRET_METAVAR, help=_SECRET_HELP),
+    argh.arg("--ssh", action="append", metavar="default|ID[=PATH]", help=_SSH_HELP),
+    argh.arg("--cache", metavar="MODE", choices=_CACHE_CHOICES, help=_CACHE_HELP),
+    argh.arg("--engine", "-e", choices=_ENGINE_CHOICES, help=_ENGINE_HELP),
+    argh.arg("--nightly", help=_NIGHTLY_HELP),
+    argh.arg("--snapshot", help=_SNAPSHOT_HELP),
+    argh.arg("--no-pull", help=_NO_PULL_HELP),
+    argh.arg("--use-cache", "-u", help=_USE_CACHE_HELP),
+)
+# The flags of carrying a plan out (apply, build).
+_run_flags = _declared(
+    argh.arg("--jobs", "-j", type=int, help=_JOBS_HELP),
+    argh.arg("--report", help=_REPORT_HELP),
+    argh.arg("--run-dir", help=_RUN_DIR_HELP),
+    argh.arg("--quiet", "-q", help=_QUIET_HELP),
+    argh.arg("--wait-lock", "-w", help=WAIT_LOCK_HELP),
+    argh.arg("--build-timeout", type=float, metavar="SECONDS", help=_BUILD_TIMEOUT_HELP),
+    argh.arg("--verify-timeout", type=float, metavar="SECONDS", help=_VERIFY_TIMEOUT_HELP),
+    argh.arg("--transfer-timeout", type=float, metavar="SECONDS", help=_TRANSFER_TIMEOUT_HELP),
+)
+
+
 @argh.arg("old", metavar="OLD.json", help="the plan before (e.g. of the base branch)")
 @argh.arg("new", metavar="NEW.json", help="the plan after (e.g. of the change)")
 @argh.arg("--json", "-j", dest="json_output", help="print the changes as JSON")
@@ -287,16 +327,7 @@ class BuildCommands:
     @argh.arg("--detailed-exitcode", "-d", help="exit 2 when the plan has changes, 0 when empty")
     @argh.arg("--format", dest="output_format", choices=FORMATS, help=_FORMAT_HELP)
     @argh.arg("--base", help="a saved plan to show Dockerfile diffs against (markdown)")
-    @argh.arg("--builders", metavar="URL[=SLOTS],...", help=_BUILDERS_HELP)
-    @argh.arg("--publish", "-p", metavar="MODE", choices=_PUBLISH_CHOICES, help=_PUBLISH_HELP)
-    @argh.arg("--secret", action="append", metavar=_SECRET_METAVAR, help=_SECRET_HELP)
-    @argh.arg("--ssh", action="append", metavar="default|ID[=PATH]", help=_SSH_HELP)
-    @argh.arg("--cache", metavar="MODE", choices=_CACHE_CHOICES, help=_CACHE_HELP)
-    @argh.arg("--engine", "-e", choices=_ENGINE_CHOICES, help=_ENGINE_HELP)
-    @argh.arg("--nightly", help=_NIGHTLY_HELP)
-    @argh.arg("--snapshot", help=_SNAPSHOT_HELP)
-    @argh.arg("--no-pull", help=_NO_PULL_HELP)
-    @argh.arg("--use-cache", "-u", help=_USE_CACHE_HELP)
+    @_tree_flags
     def plan(
         self,
         directory: str,
@@ -353,24 +384,8 @@ class BuildCommands:
         help="a saved plan (of any action) or an image tree to plan and apply",
     )
     @argh.arg("--select", help="fnmatch glob on full labels (with a DIRECTORY)")
-    @argh.arg("--jobs", "-j", type=int, help=_JOBS_HELP)
-    @argh.arg("--report", help=_REPORT_HELP)
-    @argh.arg("--run-dir", help=_RUN_DIR_HELP)
-    @argh.arg("--quiet", "-q", help=_QUIET_HELP)
-    @argh.arg("--wait-lock", "-w", help=WAIT_LOCK_HELP)
-    @argh.arg("--build-timeout", type=float, metavar="SECONDS", help=_BUILD_TIMEOUT_HELP)
-    @argh.arg("--verify-timeout", type=float, metavar="SECONDS", help=_VERIFY_TIMEOUT_HELP)
-    @argh.arg("--transfer-timeout", type=float, metavar="SECONDS", help=_TRANSFER_TIMEOUT_HELP)
-    @argh.arg("--builders", metavar="URL[=SLOTS],...", help=_BUILDERS_HELP)
-    @argh.arg("--publish", "-p", metavar="MODE", choices=_PUBLISH_CHOICES, help=_PUBLISH_HELP)
-    @argh.arg("--secret", action="append", metavar=_SECRET_METAVAR, help=_SECRET_HELP)
-    @argh.arg("--ssh", action="append", metavar="default|ID[=PATH]", help=_SSH_HELP)
-    @argh.arg("--cache", metavar="MODE", choices=_CACHE_CHOICES, help=_CACHE_HELP)
-    @argh.arg("--engine", "-e", choices=_ENGINE_CHOICES, help=_ENGINE_HELP)
-    @argh.arg("--nightly", help=_NIGHTLY_HELP)
-    @argh.arg("--snapshot", help=_SNAPSHOT_HELP)
-    @argh.arg("--no-pull", help=_NO_PULL_HELP)
-    @argh.arg("--use-cache", "-u", help=_USE_CACHE_HELP)
+    @_run_flags
+    @_tree_flags
     def apply(
         self,
         target: str,
@@ -451,24 +466,8 @@ class BuildCommands:
 
     @argh.arg("directory", metavar="DIRECTORY", help="the image tree")
     @argh.arg("--select", help=_SELECT_HELP)
-    @argh.arg("--jobs", "-j", type=int, help=_JOBS_HELP)
-    @argh.arg("--report", help=_REPORT_HELP)
-    @argh.arg("--run-dir", help=_RUN_DIR_HELP)
-    @argh.arg("--quiet", "-q", help=_QUIET_HELP)
-    @argh.arg("--wait-lock", "-w", help=WAIT_LOCK_HELP)
-    @argh.arg("--build-timeout", type=float, metavar="SECONDS", help=_BUILD_TIMEOUT_HELP)
-    @argh.arg("--verify-timeout", type=float, metavar="SECONDS", help=_VERIFY_TIMEOUT_HELP)
-    @argh.arg("--transfer-timeout", type=float, metavar="SECONDS", help=_TRANSFER_TIMEOUT_HELP)
-    @argh.arg("--builders", metavar="URL[=SLOTS],...", help=_BUILDERS_HELP)
-    @argh.arg("--publish", "-p", metavar="MODE", choices=_PUBLISH_CHOICES, help=_PUBLISH_HELP)
-    @argh.arg("--secret", action="append", metavar=_SECRET_METAVAR, help=_SECRET_HELP)
-    @argh.arg("--ssh", action="append", metavar="default|ID[=PATH]", help=_SSH_HELP)
-    @argh.arg("--cache", metavar="MODE", choices=_CACHE_CHOICES, help=_CACHE_HELP)
-    @argh.arg("--engine", "-e", choices=_ENGINE_CHOICES, help=_ENGINE_HELP)
-    @argh.arg("--nightly", help=_NIGHTLY_HELP)
-    @argh.arg("--snapshot", help=_SNAPSHOT_HELP)
-    @argh.arg("--no-pull", help=_NO_PULL_HELP)
-    @argh.arg("--use-cache", "-u", help=_USE_CACHE_HELP)
+    @_run_flags
+    @_tree_flags
     def build(
         self,
         directory: str,
