@@ -1,4 +1,3 @@
-# PYTHON_ARGCOMPLETE_OK (argcomplete's global completion looks for this line)
 """The command line: global options, then one verb, perhaps one of its sub-commands
 (`plan update`); each verb is a module of its own (build: plan, apply, build, diff; update,
 updateplan, prune; refs; review: graph, lint). cli/parsing.py says how they are parsed."""
@@ -43,6 +42,9 @@ from dockerpkg.core.plan import Action
 from dockerpkg.errors import DockerPkgError, Severity
 
 PROG = "dockerpkg"
+# How update and plan update are parsed: options between NAME and DIRECTORY, as docker-pkg
+# had them, and one kind of update with only its options.
+_CHANGELOGS: dict[str, Any] = {"intermixed": True, "check": usage_problem}
 VERBS = "plan, apply, build, update, prune, refs, diff, graph, lint"
 
 
@@ -79,13 +81,12 @@ def _commands(ctx: Context) -> Iterator[tuple[str, CommandParser, str | None]]:
     def cmd(function: Callable[..., Any], words: str, **how: Any) -> CommandParser:
         return command(function, f"{PROG} {words}", **how)
 
-    changelogs = {"intermixed": True, "check": usage_problem}
     plan = group(
         f"{PROG} plan",
         cmd(b.plan, "plan"),
         {
             "update": (
-                cmd(up.plan_update, "plan update", **changelogs),
+                cmd(up.plan_update, "plan update", **_CHANGELOGS),
                 "the changelog entries update would add (NAME, --all, --changed-bases)",
             ),
             "prune": (cmd(p.plan_prune, "plan prune"), "the old images prune would remove"),
@@ -111,30 +112,46 @@ def _commands(ctx: Context) -> Iterator[tuple[str, CommandParser, str | None]]:
     yield "plan", plan, "show what a run would do (plan update|prune|refs: of those verbs)"
     yield "apply", apply, "carry out a saved plan of any verb, or plan a tree and build it"
     yield "build", cmd(b.build, "build"), "docker-pkg's verb: plan, then build, verify, publish"
-    yield "update", cmd(u.update, "update", **changelogs), "add changelog entries (new versions)"
+    yield "update", cmd(u.update, "update", **_CHANGELOGS), "add changelog entries (new versions)"
     yield "prune", cmd(p.prune, "prune"), "remove the old local images of the tree's images"
     yield "refs", cmd(r.refs, "refs"), "list (and move) the references to the tree's images"
     yield "diff", cmd(build.diff, "diff"), "compare two saved plans (a forgotten changelog entry)"
     yield "graph", cmd(v.graph, "graph"), "print the dependency graph (dot or mermaid)"
     yield "lint", cmd(v.lint, "lint"), "check the tree without a daemon"
-    # The spellings made by rewriting argv before there were sub-commands.
-    aliases: dict[str, tuple[Callable[..., Any], dict[str, bool]]] = {
-        "plan-update": (up.plan_update, {}),
-        "plan-update-all": (up.plan_update, {"all": True}),
-        "plan-update-changed-bases": (up.plan_update, {"changed_bases": True}),
-        "apply-update": (up.apply_update, {}),
-        "update-all": (u.update, {"all": True}),
-        "update-changed-bases": (u.update, {"changed_bases": True}),
-        "update-resume": (u.update, {"resume": True}),
-        "update-discard": (u.update, {"discard": True}),
-        "plan-prune": (p.plan_prune, {}),
-        "apply-prune": (p.apply_prune, {}),
-        "plan-refs": (r.plan_refs, {}),
-        "apply-refs": (r.apply_refs, {}),
+    yield from _old_spellings(u, up, p, r)
+
+
+def _old_spellings(
+    u: update.UpdateCommands,
+    up: updateplan.UpdatePlanCommands,
+    p: prune.PruneCommands,
+    r: refs.RefsCommands,
+) -> Iterator[tuple[str, CommandParser, None]]:
+    """The spellings made by rewriting argv before there were sub-commands: each runs the
+    command that replaced it (with the option it stood for), hidden from --help."""
+    aliases: dict[str, tuple[str, Callable[..., Any], dict[str, bool]]] = {
+        "plan-update": ("plan update", up.plan_update, {}),
+        "plan-update-all": ("plan update --all", up.plan_update, {"all": True}),
+        "plan-update-changed-bases": (
+            "plan update --changed-bases",
+            up.plan_update,
+            {"changed_bases": True},
+        ),
+        "apply-update": ("apply update", up.apply_update, {}),
+        "update-all": ("update --all", u.update, {"all": True}),
+        "update-changed-bases": ("update --changed-bases", u.update, {"changed_bases": True}),
+        "update-resume": ("update --resume", u.update, {"resume": True}),
+        "update-discard": ("update --discard", u.update, {"discard": True}),
+        "plan-prune": ("plan prune", p.plan_prune, {}),
+        "apply-prune": ("apply prune", p.apply_prune, {}),
+        "plan-refs": ("plan refs", r.plan_refs, {}),
+        "apply-refs": ("apply refs", r.apply_refs, {}),
     }
-    for name, (function, defaults) in aliases.items():
-        how = changelogs if function in (up.plan_update, u.update) else {}
-        yield name, cmd(function, name, defaults=defaults, **how), None
+    for name, (spelling, function, defaults) in aliases.items():
+        how = _CHANGELOGS if function in (up.plan_update, u.update) else {}
+        alias = command(function, f"{PROG} {name}", defaults=defaults, **how)
+        alias.description = f"The old spelling of `{PROG} {spelling}`.\n\n{alias.description}"
+        yield name, alias, None
 
 
 def make_parser(ctx: Context) -> argh.ArghParser:
