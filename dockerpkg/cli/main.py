@@ -109,10 +109,18 @@ def _commands(ctx: Context) -> Iterator[tuple[str, CommandParser, str | None]]:
         },
         route=_saved_plan_command,
     )
-    yield "plan", plan, "show what a run would do (plan update|prune|refs: of those verbs)"
-    yield "apply", apply, "carry out a saved plan of any verb, or plan a tree and build it"
+    yield "plan", plan, "show what build would do; plan update|prune|refs: what those would"
+    yield (
+        "apply",
+        apply,
+        "carry out a saved plan, or plan a tree and build; apply update|prune|refs",
+    )
     yield "build", cmd(b.build, "build"), "docker-pkg's verb: plan, then build, verify, publish"
-    yield "update", cmd(u.update, "update", **_CHANGELOGS), "add changelog entries (new versions)"
+    yield (
+        "update",
+        cmd(u.update, "update", **_CHANGELOGS),
+        "new versions: NAME and its dependents, --all, --changed-bases",
+    )
     yield "prune", cmd(p.prune, "prune"), "remove the old local images of the tree's images"
     yield "refs", cmd(r.refs, "refs"), "list (and move) the references to the tree's images"
     yield "diff", cmd(build.diff, "diff"), "compare two saved plans (a forgotten changelog entry)"
