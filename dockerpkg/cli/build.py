@@ -9,7 +9,7 @@ import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import argh
 import attrs
@@ -39,6 +39,8 @@ from dockerpkg.core.report import (
 from dockerpkg.core.secrets import SecretSource, parse_secret_flag, parse_ssh_flag
 from dockerpkg.core.serialize import plan_to_json, plan_to_text
 from dockerpkg.errors import DockerPkgError
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 @attrs.frozen
@@ -200,6 +202,12 @@ _TRANSFER_TIMEOUT_HELP = (
     "fail a pull or push that waits SECONDS for the daemon (default: config transfer_timeout, 300)"
 )
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+_FORMAT_HELP = "print the plan as text, json or markdown (a review comment)"
+_NIGHTLY_HELP = "append -YYYYMMDD (today) to every tag of the tree"
+_SNAPSHOT_HELP = "append -YYYYMMDD-HHMMSS (now) to every tag of the tree"
+_NO_PULL_HELP = "do not pull what is published: build what the daemon does not have"
+_USE_CACHE_HELP = "let builds use the daemon's layer cache"
+_QUIET_HELP = "show only failures: no progress, no table when all went well"
 _PUBLISH_HELP = (
     "per_image: each image's tags move when it is verified (default: config publish); "
     "all_or_nothing: only once every image of the run is built, verified and staged"
@@ -211,7 +219,10 @@ _SSH_HELP = (
     "an SSH agent for RUN --mount=type=ssh in this run, as buildx: default (SSH_AUTH_SOCK), "
     "ID, or ID=PATH (an agent's socket or a private key)"
 )
-_CACHE_HELP = "registry: import layers from published versions and write inline cache"
+_CACHE_HELP = (
+    "registry: also import layers from published versions and write inline cache; none: only "
+    "the daemon's (default: config cache)"
+)
 _CACHE_CHOICES = tuple(mode.value for mode in CacheMode)
 _ENGINE_HELP = (
     "the daemon's builder for this run (default: DOCKER_BUILDKIT=0/1, else the config's "
@@ -224,9 +235,46 @@ _BUILDERS_HELP = (
 )
 
 
+def _declared(*declarations: Callable[[F], F]) -> Callable[[F], F]:
+    """One decorator for several @argh.arg declarations that commands share."""
+
+    def declare(function: F) -> F:
+        for declaration in declarations:
+            function = declaration(function)
+        return function
+
+    return declare
+
+
+# The flags that choose what a run builds and how (plan, apply DIRECTORY, build).
+_tree_flags = _declared(
+    argh.arg("--builders", metavar="URL[=SLOTS],...", help=_BUILDERS_HELP),
+    argh.arg("--publish", "-p", metavar="MODE", choices=_PUBLISH_CHOICES, help=_PUBLISH_HELP),
+    argh.arg("--secret", action="append", metavar=_SECRET_METAVAR, help=_SECRET_HELP),
+    argh.arg("--ssh", action="append", metavar="default|ID[=PATH]", help=_SSH_HELP),
+    argh.arg("--cache", metavar="MODE", choices=_CACHE_CHOICES, help=_CACHE_HELP),
+    argh.arg("--engine", "-e", choices=_ENGINE_CHOICES, help=_ENGINE_HELP),
+    argh.arg("--nightly", help=_NIGHTLY_HELP),
+    argh.arg("--snapshot", help=_SNAPSHOT_HELP),
+    argh.arg("--no-pull", help=_NO_PULL_HELP),
+    argh.arg("--use-cache", "-u", help=_USE_CACHE_HELP),
+)
+# The flags of carrying a plan out (apply, build).
+_run_flags = _declared(
+    argh.arg("--jobs", "-j", type=int, help=_JOBS_HELP),
+    argh.arg("--report", help=_REPORT_HELP),
+    argh.arg("--run-dir", help=_RUN_DIR_HELP),
+    argh.arg("--quiet", "-q", help=_QUIET_HELP),
+    argh.arg("--wait-lock", "-w", help=WAIT_LOCK_HELP),
+    argh.arg("--build-timeout", type=float, metavar="SECONDS", help=_BUILD_TIMEOUT_HELP),
+    argh.arg("--verify-timeout", type=float, metavar="SECONDS", help=_VERIFY_TIMEOUT_HELP),
+    argh.arg("--transfer-timeout", type=float, metavar="SECONDS", help=_TRANSFER_TIMEOUT_HELP),
+)
+
+
 @argh.arg("old", metavar="OLD.json", help="the plan before (e.g. of the base branch)")
 @argh.arg("new", metavar="NEW.json", help="the plan after (e.g. of the change)")
-@argh.arg("--json", dest="json_output", help="print the changes as JSON")
+@argh.arg("--json", "-j", dest="json_output", help="print the changes as JSON")
 def diff(old: str, new: str, *, json_output: bool = False) -> None:
     """Compare two saved plans: images added, removed, with a new version, or changed
     without one (exit 2: a forgotten changelog entry). Offline, on plan files only."""
@@ -246,20 +294,15 @@ class BuildCommands:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
 
-    @argh.arg("directory", help="the image tree")
-    @argh.arg("--json", dest="json_output", help="print the plan as JSON")
+    @argh.arg("directory", metavar="DIRECTORY", help="the image tree")
+    @argh.arg("--json", "-j", dest="json_output", help="print the plan as JSON")
     @argh.arg("--select", help=_SELECT_HELP)
     @argh.arg("--out", help="also save the plan as JSON to this file, for `apply PLAN.json`")
     @argh.arg("--offline", help="observe nothing: assume no image is built or published")
-    @argh.arg("--detailed-exitcode", help="exit 2 when the plan has changes, 0 when empty")
-    @argh.arg("--format", dest="output_format", choices=FORMATS, help="text, json or markdown")
+    @argh.arg("--detailed-exitcode", "-d", help="exit 2 when the plan has changes, 0 when empty")
+    @argh.arg("--format", dest="output_format", choices=FORMATS, help=_FORMAT_HELP)
     @argh.arg("--base", help="a saved plan to show Dockerfile diffs against (markdown)")
-    @argh.arg("--builders", metavar="URL[=SLOTS],...", help=_BUILDERS_HELP)
-    @argh.arg("--publish", metavar="MODE", choices=_PUBLISH_CHOICES, help=_PUBLISH_HELP)
-    @argh.arg("--secret", action="append", metavar=_SECRET_METAVAR, help=_SECRET_HELP)
-    @argh.arg("--ssh", action="append", metavar="default|ID[=PATH]", help=_SSH_HELP)
-    @argh.arg("--cache", metavar="MODE", choices=_CACHE_CHOICES, help=_CACHE_HELP)
-    @argh.arg("--engine", choices=_ENGINE_CHOICES, help=_ENGINE_HELP)
+    @_tree_flags
     def plan(
         self,
         directory: str,
@@ -311,21 +354,14 @@ class BuildCommands:
         if detailed_exitcode and result.has_changes:
             raise ExitStatus(EXIT_CHANGES)
 
-    @argh.arg("target", help="a saved plan (PLAN.json) or an image tree to plan and apply")
+    @argh.arg(
+        "target",
+        metavar="PLAN.json|DIRECTORY",
+        help="a saved plan (of any action) or an image tree to plan and apply",
+    )
     @argh.arg("--select", help="fnmatch glob on full labels (with a DIRECTORY)")
-    @argh.arg("--jobs", "-j", type=int, help=_JOBS_HELP)
-    @argh.arg("--report", help=_REPORT_HELP)
-    @argh.arg("--run-dir", help=_RUN_DIR_HELP)
-    @argh.arg("--wait-lock", help=WAIT_LOCK_HELP)
-    @argh.arg("--build-timeout", type=float, metavar="SECONDS", help=_BUILD_TIMEOUT_HELP)
-    @argh.arg("--verify-timeout", type=float, metavar="SECONDS", help=_VERIFY_TIMEOUT_HELP)
-    @argh.arg("--transfer-timeout", type=float, metavar="SECONDS", help=_TRANSFER_TIMEOUT_HELP)
-    @argh.arg("--builders", metavar="URL[=SLOTS],...", help=_BUILDERS_HELP)
-    @argh.arg("--publish", metavar="MODE", choices=_PUBLISH_CHOICES, help=_PUBLISH_HELP)
-    @argh.arg("--secret", action="append", metavar=_SECRET_METAVAR, help=_SECRET_HELP)
-    @argh.arg("--ssh", action="append", metavar="default|ID[=PATH]", help=_SSH_HELP)
-    @argh.arg("--cache", metavar="MODE", choices=_CACHE_CHOICES, help=_CACHE_HELP)
-    @argh.arg("--engine", choices=_ENGINE_CHOICES, help=_ENGINE_HELP)
+    @_run_flags
+    @_tree_flags
     def apply(
         self,
         target: str,
@@ -401,21 +437,10 @@ class BuildCommands:
             )
             _execute(ctx, _make_plan(ctx, target, _request(ctx, flags)), run)
 
-    @argh.arg("directory", help="the image tree")
+    @argh.arg("directory", metavar="DIRECTORY", help="the image tree")
     @argh.arg("--select", help=_SELECT_HELP)
-    @argh.arg("--jobs", "-j", type=int, help=_JOBS_HELP)
-    @argh.arg("--report", help=_REPORT_HELP)
-    @argh.arg("--run-dir", help=_RUN_DIR_HELP)
-    @argh.arg("--wait-lock", help=WAIT_LOCK_HELP)
-    @argh.arg("--build-timeout", type=float, metavar="SECONDS", help=_BUILD_TIMEOUT_HELP)
-    @argh.arg("--verify-timeout", type=float, metavar="SECONDS", help=_VERIFY_TIMEOUT_HELP)
-    @argh.arg("--transfer-timeout", type=float, metavar="SECONDS", help=_TRANSFER_TIMEOUT_HELP)
-    @argh.arg("--builders", metavar="URL[=SLOTS],...", help=_BUILDERS_HELP)
-    @argh.arg("--publish", metavar="MODE", choices=_PUBLISH_CHOICES, help=_PUBLISH_HELP)
-    @argh.arg("--secret", action="append", metavar=_SECRET_METAVAR, help=_SECRET_HELP)
-    @argh.arg("--ssh", action="append", metavar="default|ID[=PATH]", help=_SSH_HELP)
-    @argh.arg("--cache", metavar="MODE", choices=_CACHE_CHOICES, help=_CACHE_HELP)
-    @argh.arg("--engine", choices=_ENGINE_CHOICES, help=_ENGINE_HELP)
+    @_run_flags
+    @_tree_flags
     def build(
         self,
         directory: str,
@@ -468,9 +493,3 @@ class BuildCommands:
                     jobs, report, quiet, run_dir, build_timeout, verify_timeout, transfer_timeout
                 )
                 _execute(self.ctx, planned, run)
-
-
-def commands(ctx: Context) -> list[Callable[..., Any]]:
-    """The commands of BuildCommands, sharing CTX (global options, environment, clock)."""
-    group = BuildCommands(ctx)
-    return [group.plan, group.apply, group.build, diff]

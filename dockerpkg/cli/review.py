@@ -4,9 +4,7 @@ daemon. Parse, call dockerpkg.review, print, choose the status."""
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import argh
 
@@ -32,10 +30,10 @@ class ReviewCommands:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
 
-    @argh.arg("directory", help="the image tree")
-    @argh.arg("--format", dest="fmt", choices=_FORMATS, help="dot (Graphviz) or mermaid")
-    @argh.arg("--select", help="fnmatch glob on full labels; the matches and what they need")
-    @argh.arg("--out", help="write the graph to this file instead of stdout")
+    @argh.arg("directory", metavar="DIRECTORY", help="the image tree")
+    @argh.arg("--format", "-f", dest="fmt", choices=_FORMATS, help="dot (Graphviz) or mermaid")
+    @argh.arg("--select", "-s", help="fnmatch glob on full labels; the matches and what they need")
+    @argh.arg("--out", "-o", help="write the graph to this file instead of stdout")
     def graph(
         self,
         directory: str,
@@ -63,11 +61,13 @@ class ReviewCommands:
 
     @argh.arg("directory", metavar="DIRECTORY", help="the image tree")
     @argh.arg("--strict", help="treat warnings as errors")
-    @argh.arg("--json", dest="json_output", help="print the findings as JSON")
+    @argh.arg("--json", "-j", dest="json_output", help="print the findings as JSON")
     @argh.arg("--select", help="RULE,...: these rules instead of the defaults (ALL: every rule)")
-    @argh.arg("--extend-select", help="RULE,...: these rules besides the selected ones")
-    @argh.arg("--ignore", help="RULE,...: leave these rules out")
-    @argh.arg("--list-rules", help="print every rule, whether it is on by default, what it finds")
+    @argh.arg("--extend-select", "-e", help="RULE,...: these rules besides the selected ones")
+    @argh.arg("--ignore", "-i", help="RULE,...: leave these rules out")
+    @argh.arg(
+        "--list-rules", "-l", help="print every rule, whether it is on by default, what it finds"
+    )
     def lint(
         self,
         *directory: str,
@@ -94,12 +94,6 @@ class ReviewCommands:
         sys.stdout.flush()
         if count(findings, Severity.ERROR):
             raise ExitStatus(EXIT_ERROR)
-
-
-def commands(ctx: Context) -> list[Callable[..., Any]]:
-    """The commands of ReviewCommands, sharing CTX (global options, environment, clock)."""
-    group = ReviewCommands(ctx)
-    return [group.graph, group.lint]
 
 
 def _split(codes: str | None) -> tuple[str, ...]:

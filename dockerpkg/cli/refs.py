@@ -1,13 +1,11 @@
-"""Commands for the places that use the tree's images: `refs` lists every reference (and
-with --apply moves the outdated ones), `plan refs --out` saves the edits, `apply refs`
+"""The refs verb, for the places that use the tree's images: `refs` lists every reference
+(and with --apply moves the outdated ones), `plan refs --out` saves the edits, `apply refs`
 makes them. Parse, call dockerpkg.api.refs, print, choose the status."""
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import argh
 
@@ -31,6 +29,8 @@ _APPLY_PATHS_HELP = (
     "(give those the plan was made with)"
 )
 _ONLINE_HELP = "also ask the registry: a current version not published yet is not_published"
+_FORMAT_HELP = "print the references as text, json or markdown"
+_EXITCODE_HELP = "exit 2 when a reference is outdated (1 when files were not looked through)"
 
 
 def _show(plan: UsagePlan, output_format: str) -> None:
@@ -65,8 +65,8 @@ def _status(plan: UsagePlan, detailed: bool) -> None:
         raise ExitStatus(EXIT_CHANGES)
 
 
-class UsageCommands:
-    """refs, plan-refs and apply-refs, sharing CTX (global options, environment)."""
+class RefsCommands:
+    """refs, plan refs and apply refs, sharing CTX (global options, environment)."""
 
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
@@ -90,13 +90,13 @@ class UsageCommands:
             )
         return run
 
-    @argh.arg("directory", help="the image tree")
+    @argh.arg("directory", metavar="DIRECTORY", help="the image tree")
     @argh.arg("paths", nargs="*", metavar="PATH", help=_PATHS_HELP)
-    @argh.arg("--json", dest="json_output", help="print the references as JSON")
-    @argh.arg("--format", dest="output_format", choices=_FORMATS, help="text, json or markdown")
+    @argh.arg("--json", "-j", dest="json_output", help="print the references as JSON")
+    @argh.arg("--format", dest="output_format", choices=_FORMATS, help=_FORMAT_HELP)
     @argh.arg("--online", help=_ONLINE_HELP)
-    @argh.arg("--detailed-exitcode", help="exit 2 when a reference is outdated")
-    @argh.arg("--apply", dest="apply_edits", help="move the outdated references: all or none")
+    @argh.arg("--detailed-exitcode", "-d", help=_EXITCODE_HELP)
+    @argh.arg("--apply", "-a", dest="apply_edits", help="move the outdated references: all or none")
     def refs(
         self,
         directory: str,
@@ -119,12 +119,12 @@ class UsageCommands:
                 return
         _status(plan, detailed_exitcode)
 
-    @argh.arg("directory", help="the image tree")
+    @argh.arg("directory", metavar="DIRECTORY", help="the image tree")
     @argh.arg("paths", nargs="*", metavar="PATH", help=_PATHS_HELP)
     @argh.arg("--out", help="save the plan as JSON to this file, for `apply refs REFS.json`")
-    @argh.arg("--format", dest="output_format", choices=_FORMATS, help="text, json or markdown")
+    @argh.arg("--format", dest="output_format", choices=_FORMATS, help=_FORMAT_HELP)
     @argh.arg("--online", help=_ONLINE_HELP)
-    @argh.arg("--detailed-exitcode", help="exit 2 when a reference is outdated")
+    @argh.arg("--detailed-exitcode", "-d", help=_EXITCODE_HELP)
     def plan_refs(
         self,
         directory: str,
@@ -134,7 +134,7 @@ class UsageCommands:
         online: bool = False,
         detailed_exitcode: bool = False,
     ) -> None:
-        """`plan refs`: show the edits `refs --apply` would make (saved with --out)."""
+        """Show the edits `refs --apply` would make (saved with --out, for `apply refs`)."""
         with locked(directory, wait=False):  # it may finish an interrupted write first
             plan = self._plan(directory, list(paths), online)
         if out:
@@ -148,7 +148,7 @@ class UsageCommands:
     @argh.arg("plan", metavar="REFS.json", help="a plan saved by `plan refs --out`")
     @argh.arg("paths", nargs="*", metavar="PATH", help=_APPLY_PATHS_HELP)
     def apply_refs(self, plan: str, *paths: str) -> None:
-        """`apply refs REFS.json`: make a saved plan's edits, all or none; refused when a
+        """Make the edits of a plan saved by `plan refs --out`, all or none; refused when a
         file changed since the plan was made, or when an edit is not one refs derives from
         the tree, or is in a file outside the tree, the PATHs and the config's refs: paths."""
         saved = plan_from_json(read_plan_text(plan), plan)
@@ -157,8 +157,3 @@ class UsageCommands:
                 saved, self.ctx.config_path, self.ctx.env, list(paths)
             )
         print(f"Edited {len(written)} file(s).", file=sys.stderr)
-
-
-def commands(ctx: Context) -> list[Callable[..., Any]]:
-    group = UsageCommands(ctx)
-    return [group.refs, group.plan_refs, group.apply_refs]
