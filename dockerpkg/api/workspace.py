@@ -20,7 +20,7 @@ from dockerpkg.core.configkeys import unknown_key_problems
 from dockerpkg.core.imagelabels import NO_SOURCE, SourceFacts
 from dockerpkg.core.plan import DEFAULT_OPTIONS, BuildOptions, Plan, PublishMode
 from dockerpkg.core.planner import OFFLINE, Observed, inputs_digest, plan_build
-from dockerpkg.core.refs import guessed_refs
+from dockerpkg.core.registryrefs import guessed_refs
 from dockerpkg.core.secrets import (
     SecretKind,
     SecretSource,

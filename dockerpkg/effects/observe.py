@@ -17,7 +17,7 @@ from dockerpkg.core.config import Config
 from dockerpkg.core.definition import DEFINITION_LABEL, IDENTITY_LABEL
 from dockerpkg.core.images import local_images
 from dockerpkg.core.planner import Observed
-from dockerpkg.core.refs import Ref, tree_refs
+from dockerpkg.core.registryrefs import Ref, tree_refs
 from dockerpkg.core.staging import STAGING, Staged, staging_path
 from dockerpkg.core.tree import Tree
 from dockerpkg.effects import imagestore
