@@ -157,12 +157,14 @@ def environment_reads(tree: ast.Module) -> list[int]:
         if isinstance(statement, ast.If) and "__main__" in ast.unparse(statement.test):
             continue
         for node in ast.walk(statement):
-            if isinstance(node, ast.Attribute) and node.attr in ENVIRONMENT_READS:
-                if isinstance(node.value, ast.Name) and node.value.id == "os":
-                    found.append(node.lineno)
-            elif isinstance(node, ast.ImportFrom) and node.module == "os":
-                if any(alias.name in ENVIRONMENT_READS for alias in node.names):
-                    found.append(node.lineno)
+            if isinstance(node, ast.Attribute):
+                read = node.attr in ENVIRONMENT_READS and ast.unparse(node.value) == "os"
+            elif isinstance(node, ast.ImportFrom):
+                read = node.module == "os" and any(a.name in ENVIRONMENT_READS for a in node.names)
+            else:
+                read = False
+            if read:
+                found.append(node.lineno)
     return found
 
 
