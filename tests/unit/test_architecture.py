@@ -157,6 +157,7 @@ def environment_reads(tree: ast.Module) -> list[int]:
         if isinstance(statement, ast.If) and "__main__" in ast.unparse(statement.test):
             continue
         for node in ast.walk(statement):
+            read: bool
             if isinstance(node, ast.Attribute):
                 read = node.attr in ENVIRONMENT_READS and ast.unparse(node.value) == "os"
             elif isinstance(node, ast.ImportFrom):
@@ -164,7 +165,7 @@ def environment_reads(tree: ast.Module) -> list[int]:
             else:
                 read = False
             if read:
-                found.append(node.lineno)
+                found.append(getattr(node, "lineno", 0))
     return found
 
 
