@@ -16,15 +16,17 @@ from collections.abc import Mapping
 
 import attrs
 
+from dockerpkg.core import runenv
 from dockerpkg.core.config import Config
+from dockerpkg.core.runenv import run_environment
 from dockerpkg.errors import DockerPkgError
 
 #: The key under which Docker stores Docker Hub credentials, for historical reasons.
 DOCKER_HUB_KEY = "https://index.docker.io/v1/"
 
 #: Environment variables that supply the registry login, ahead of the config file's.
-ENV_USERNAME = "DOCKERPKG_USERNAME"
-ENV_PASSWORD = "DOCKERPKG_PASSWORD"  # noqa: S105 (a variable name, not a secret)
+ENV_USERNAME = runenv.USERNAME
+ENV_PASSWORD = runenv.PASSWORD
 
 # Every spelling that means Docker Hub, whether as a config key or as the registry we were given.
 _DOCKER_HUB_HOSTS = frozenset(
@@ -86,8 +88,8 @@ def login_settings(config: Config, env: Mapping[str, str]) -> LoginSettings:
     only with the config's username: an environment naming another user must bring that
     user's password (or find it in the Docker config). A password without any username is
     an error naming the variable."""
-    env_username = env.get(ENV_USERNAME) or None
-    env_password = env.get(ENV_PASSWORD) or None
+    env_username = run_environment(env).username
+    env_password = run_environment(env).password
     username = env_username or config.username or None
     same_user = env_username is None or env_username == config.username
     password = env_password or (config.password if same_user else None) or None

@@ -10,7 +10,6 @@ runs the helper, with the run's environment passed in; core/logins.py chooses.
 from __future__ import annotations
 
 import os
-import pwd
 import shutil
 import subprocess
 from collections.abc import Mapping
@@ -30,6 +29,7 @@ from dockerpkg.core.logins import (
     read_docker_config,
     server_address,
 )
+from dockerpkg.effects.homes import docker_config_folder
 from dockerpkg.errors import DockerPkgError
 
 __all__ = [
@@ -85,16 +85,6 @@ def docker_config_file(env: Mapping[str, str]) -> str | None:
     """
     path = os.path.join(docker_config_folder(env), "config.json")
     return path if os.path.isfile(path) else None
-
-
-def docker_config_folder(env: Mapping[str, str]) -> str:
-    """The Docker client's folder: DOCKER_CONFIG, else ``.docker`` in the home ENV names
-    (HOME unset: the user's home in the password database, as the docker CLI does)."""
-    folder = env.get("DOCKER_CONFIG")
-    if folder:
-        return folder
-    home = env.get("HOME") or pwd.getpwuid(os.getuid()).pw_dir
-    return os.path.join(home, ".docker")
 
 
 def _read_text(path: str) -> str:
