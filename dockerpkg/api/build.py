@@ -224,7 +224,7 @@ def _given_or(given: float | None, configured: float | None) -> float | None:
 def build_engine(
     config: Config, env: Mapping[str, str], given: BuildEngine | None = None
 ) -> BuildEngine:
-    """The builder a plan records (BuildOptions.engine): GIVEN (--engine), else
+    """The engine a plan records (BuildOptions.engine): GIVEN (--engine), else
     DOCKER_BUILDKIT in ENV, else the config's (`Config.engine`). Only planning asks: a plan
     is carried out with the engine it records."""
     return engine_for(config, env.get("DOCKER_BUILDKIT"), given)
@@ -316,7 +316,7 @@ def _run_on_builders(
                 settings
                 if builder is None
                 else attrs.evolve(
-                    settings, daemon_env=builder_env(builder, certs), engine_tls=builder.tls
+                    settings, daemon_env=builder_env(builder, certs), builder_tls=builder.tls
                 )
             )
             slots = settings.jobs if builder is None else builder.slots or settings.jobs

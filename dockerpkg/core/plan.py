@@ -225,7 +225,7 @@ class BuildOptions:
     suffix: str = ""
     publish: PublishMode = PublishMode.PER_IMAGE
     cache: CacheMode = CacheMode.NONE
-    # The builder every build of the run uses. Asked for: None is the config's (see
+    # The engine every build of the run uses. Asked for: None is the config's (see
     # Config.engine); in a build plan always set, and `apply` uses it whatever the
     # environment says then. None in plans that build nothing (prune, update).
     engine: BuildEngine | None = None
@@ -249,7 +249,7 @@ class Plan:
     registry: str | None = None
     publish: bool = False
     findings: tuple[Finding, ...] = ()
-    # The Docker engines the run spreads its builds over; empty: the environment's daemon.
+    # The builders (Docker hosts) the run spreads its builds over; empty: DOCKER_HOST's.
     builders: tuple[PlannedBuilder, ...] = ()
     # The build secrets the images use, with their sources (never their values).
     secrets: tuple[PlannedSecret, ...] = ()

@@ -29,22 +29,22 @@ class Sources:
 @contextlib.contextmanager
 def image_session(
     image: PlannedImage,
-    builder: BuildEngine,
+    engine: BuildEngine,
     sources: Sources,
     env: Mapping[str, str],
-    engine: tuple[Mapping[str, str], TLSFiles | None],
+    builder: tuple[Mapping[str, str], TLSFiles | None],
     *,
     patience: Patience | None = None,
 ) -> Iterator[str | None]:
     """The id of the session serving IMAGE's secrets (their values read now), its SSH agents
     and the registry logins its cache imports need, for its build only; None when it needs
-    none of them. ENV: the run's environment; ENGINE: that environment with the builder's
+    none of them. ENV: the run's environment; BUILDER: that environment with the builder's
     DOCKER_HOST, and the builder's TLS files (None: DOCKER_CERT_PATH's, if TLS). PATIENCE
     (the build's cancellation and deadline) ends every wait for them."""
     if not image.secrets and not image.ssh and not image.cache_from:
         yield None
         return
-    if builder is not BuildEngine.BUILDKIT:
+    if engine is not BuildEngine.BUILDKIT:
         if image.secrets or image.ssh:
             raise TaskFailedError(
                 f"{image.name} mounts build secrets or SSH agents, which need BuildKit"
@@ -60,11 +60,11 @@ def image_session(
         values = read_secrets(image.secrets, sources.secrets, env)
     except SecretReadError as exc:
         raise TaskFailedError(str(exc)) from None
-    engine_env, tls = engine
-    host = engine_env.get("DOCKER_HOST") or daemon.DEFAULT_HOST
-    if tls is None and engine_env.get("DOCKER_TLS_VERIFY"):
+    builder_env, tls = builder
+    host = builder_env.get("DOCKER_HOST") or daemon.DEFAULT_HOST
+    if tls is None and builder_env.get("DOCKER_TLS_VERIFY"):
         # As the docker CLI takes DOCKER_CERT_PATH (default ~/.docker).
-        folder = engine_env.get("DOCKER_CERT_PATH") or "~/.docker"
+        folder = builder_env.get("DOCKER_CERT_PATH") or "~/.docker"
         tls = TLSFiles(*(os.path.join(folder, f"{n}.pem") for n in ("ca", "cert", "key")))
     with contextlib.ExitStack() as stack:
         try:

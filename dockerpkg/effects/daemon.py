@@ -190,7 +190,7 @@ def failure(action: str, exc: BaseException, container: str | None = None) -> Da
     return DaemonError(message)
 
 
-# The classic builder's lines around a RUN step's container.
+# The classic engine's lines around a RUN step's container.
 
 
 def list_images(client: docker.APIClient) -> tuple[LocalImage, ...]:
