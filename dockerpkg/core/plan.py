@@ -31,7 +31,7 @@ class Action(enum.Enum):
 
 
 class BuildEngine(enum.Enum):
-    """Which of the daemon's builders builds images."""
+    """Which of the daemon's two engines builds images: BuildKit or the classic one."""
 
     BUILDKIT = "buildkit"
     CLASSIC = "classic"
