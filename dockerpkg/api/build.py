@@ -25,6 +25,7 @@ from dockerpkg.core.labels import repository_path, split_label
 from dockerpkg.core.plan import BuildEngine, Plan
 from dockerpkg.core.recheck import publishing_labels, without_published
 from dockerpkg.core.report import Report
+from dockerpkg.core.runenv import run_environment
 from dockerpkg.core.secrets import SecretSource
 from dockerpkg.core.staging import staged_labels
 from dockerpkg.effects.credentials import Credentials
@@ -227,7 +228,7 @@ def build_engine(
     """The engine a plan records (BuildOptions.engine): GIVEN (--engine), else
     DOCKER_BUILDKIT in ENV, else the config's (`Config.engine`). Only planning asks: a plan
     is carried out with the engine it records."""
-    return engine_for(config, env.get("DOCKER_BUILDKIT"), given)
+    return engine_for(config, run_environment(env).docker_buildkit, given)
 
 
 def builder_env(builder: Builder, cert_path: str | None = None) -> dict[str, str]:

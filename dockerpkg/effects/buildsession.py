@@ -12,6 +12,7 @@ import attrs
 
 from dockerpkg.core.builders import TLSFiles
 from dockerpkg.core.plan import BuildEngine, PlannedImage
+from dockerpkg.core.runenv import run_environment
 from dockerpkg.effects import daemon
 from dockerpkg.effects.tasks import TaskFailedError
 from dockerpkg.effects.waits import Patience
@@ -61,10 +62,11 @@ def image_session(
     except SecretReadError as exc:
         raise TaskFailedError(str(exc)) from None
     builder_env, tls = builder
-    host = builder_env.get("DOCKER_HOST") or daemon.DEFAULT_HOST
-    if tls is None and builder_env.get("DOCKER_TLS_VERIFY"):
+    named = run_environment(builder_env)
+    host = named.docker_host or daemon.DEFAULT_HOST
+    if tls is None and named.docker_tls_verify:
         # As the docker CLI takes DOCKER_CERT_PATH (default ~/.docker).
-        folder = builder_env.get("DOCKER_CERT_PATH") or "~/.docker"
+        folder = named.docker_cert_path or "~/.docker"
         tls = TLSFiles(*(os.path.join(folder, f"{n}.pem") for n in ("ca", "cert", "key")))
     with contextlib.ExitStack() as stack:
         try:

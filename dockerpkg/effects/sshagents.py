@@ -14,6 +14,7 @@ import subprocess
 import time
 from collections.abc import Iterable, Iterator, Mapping
 
+from dockerpkg.core.runenv import run_environment
 from dockerpkg.core.secrets import DEFAULT_AGENT
 from dockerpkg.effects import scratch
 from dockerpkg.effects.waits import Patience
@@ -54,7 +55,7 @@ def _socket_of(
 ) -> str:
     stack, patience = waits
     if where == DEFAULT_AGENT:
-        found = env.get("SSH_AUTH_SOCK")
+        found = run_environment(env).ssh_auth_sock
         if not found:
             raise AgentError(f"ssh {agent_id}: SSH_AUTH_SOCK is not set (no agent to forward)")
         where = found
