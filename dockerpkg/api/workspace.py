@@ -35,7 +35,7 @@ from dockerpkg.effects.changelogs import Interrupted, interrupted, leftover_warn
 from dockerpkg.effects.configfile import LoadedConfig, read_config
 from dockerpkg.effects.credentials import Credentials
 from dockerpkg.effects.gitfacts import source_facts
-from dockerpkg.effects.homes import docker_config_folder
+from dockerpkg.effects.homes import docker_config_folder, expand_user
 from dockerpkg.effects.links import LinkPolicy
 from dockerpkg.effects.secretvalues import source_facts as secret_facts
 from dockerpkg.effects.tree import read_snapshot
@@ -127,7 +127,7 @@ def link_policy(directory: str, loaded: LoadedConfig, env: Mapping[str, str]) ->
     base = os.path.dirname(key_location(loaded.files, "context_roots").path) if roots else ""
     private = [path for path, _ in loaded.files] + [docker_config_folder(env)]
     return LinkPolicy.for_tree(
-        directory, [os.path.join(base, os.path.expanduser(root)) for root in roots], private
+        directory, [os.path.join(base, expand_user(root, env)) for root in roots], private
     )
 
 

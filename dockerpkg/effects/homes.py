@@ -25,3 +25,13 @@ def docker_config_folder(env: Mapping[str, str]) -> str:
 def user_config_folder(env: Mapping[str, str]) -> str:
     """Where the user's own config files are: XDG_CONFIG_HOME, else ``.config`` in the home."""
     return run_environment(env).xdg_config_home or os.path.join(home_folder(env), ".config")
+
+
+def expand_user(path: str, env: Mapping[str, str]) -> str:
+    """PATH with a leading ``~`` made the home ENV names (``~USER``: that user's home in the
+    password database), as a shell does; any other path as it is."""
+    if path == "~" or path.startswith("~/"):
+        return home_folder(env) + path[1:]
+    if path.startswith("~"):
+        return os.path.expanduser(path)  # ~USER: the password database, not the environment
+    return path

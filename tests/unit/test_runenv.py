@@ -5,7 +5,12 @@ from __future__ import annotations
 import os
 
 from dockerpkg.core.runenv import RunEnvironment, run_environment
-from dockerpkg.effects.homes import docker_config_folder, home_folder, user_config_folder
+from dockerpkg.effects.homes import (
+    docker_config_folder,
+    expand_user,
+    home_folder,
+    user_config_folder,
+)
 
 
 class TestRunEnvironment:
@@ -71,3 +76,10 @@ class TestHomes:
 
         assert home_folder({"HOME": "/h"}) == "/h"
         assert home_folder({}) == pwd.getpwuid(os.getuid()).pw_dir
+
+    def test_expand_user_with_the_given_home(self) -> None:
+        env = {"HOME": "/h"}
+        assert expand_user("~", env) == "/h"
+        assert expand_user("~/shared", env) == "/h/shared"
+        assert expand_user("shared/~x", env) == "shared/~x"
+        assert expand_user("/abs", env) == "/abs"
