@@ -171,7 +171,7 @@ def fold_observed(
             for label, kept in recorded.items()
             if (value := kept.get(DEFINITION_LABEL))
         },
-        digests=_digests(tree, config, answers, by_path),
+        digests=_digests(tree, refs, answers, by_path),
         tags={by_path[path]: found for path, found in answers.tags.items()},
         labels_read=asked.definitions,
         bases={
@@ -182,7 +182,7 @@ def fold_observed(
         base_digests={label: d for label, d in bases.digests.items() if d is not None},
         bases_absent=frozenset(label for label, d in bases.digests.items() if d is None),
         problems=tuple(f"cannot tell whether base images moved: {e}" for e in bases.failures),
-        staged=_staged(tree, config, answers) if asked.staging else {},
+        staged=_staged(tree, config, refs, answers) if asked.staging else {},
         local_identities={
             tag: image.identity for image in local if image.identity for tag in image.tags
         },
@@ -190,12 +190,12 @@ def fold_observed(
 
 
 def _digests(
-    tree: Tree, config: Config, answers: RegistryAnswers, by_path: Mapping[str, str]
+    tree: Tree, refs: Mapping[str, Ref], answers: RegistryAnswers, by_path: Mapping[str, str]
 ) -> dict[str, str]:
     """Label -> manifest digest: each published version and its repository's `latest`,
     where `latest` was asked, then the tags listed of repositories whose `latest` moved."""
     digests: dict[str, str] = {}
-    for name, (path, tag) in tree_refs(tree, config).items():
+    for name, (path, tag) in refs.items():
         image = tree.images[name]
         version = answers.digests.get((path, tag))
         if version is None or (path, "latest") not in answers.digests:
@@ -211,11 +211,13 @@ def _digests(
     return digests
 
 
-def _staged(tree: Tree, config: Config, answers: RegistryAnswers) -> dict[str, Staged]:
+def _staged(
+    tree: Tree, config: Config, refs: Mapping[str, Ref], answers: RegistryAnswers
+) -> dict[str, Staged]:
     """Label -> what is staged for it (the identity its label records, its digest, and the
     version tag's digest), for the labels staged."""
     found = {}
-    for name, ref in tree_refs(tree, config).items():
+    for name, ref in refs.items():
         staged = staged_ref(config, ref)
         if digest := answers.digests.get(staged):
             identity = answers.labels.get(staged, {}).get(IDENTITY_LABEL, "")
