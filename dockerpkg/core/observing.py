@@ -53,8 +53,8 @@ class RegistryAnswers:
 
 @attrs.frozen
 class BaseQuestions:
-    """The base images to ask one registry about: HOST (None: Docker Hub, or the config's
-    own registry when OWN), with the run's login only when OWN."""
+    """The base images to ask one registry about, HOST (None: Docker Hub); OWN: it is the
+    config's registry, the only one asked with the run's login."""
 
     host: str | None
     own: bool
