@@ -26,6 +26,7 @@ from dockerpkg.core.labels import repository_path, split_label
 from dockerpkg.core.plan import BuildEngine, Plan
 from dockerpkg.core.recheck import publishing_labels, without_published
 from dockerpkg.core.report import Report
+from dockerpkg.core.runenv import run_environment
 from dockerpkg.core.secrets import SecretSource
 from dockerpkg.core.staging import staged_labels
 from dockerpkg.effects.credentials import Credentials
@@ -266,10 +267,10 @@ def _settings(planned: PlannedRun, options: ApplyOptions, echo: IO[str] | None) 
 def build_engine(
     config: Config, env: Mapping[str, str], given: BuildEngine | None = None
 ) -> BuildEngine:
-    """The builder a plan records (BuildOptions.engine): GIVEN (--engine), else
+    """The engine a plan records (BuildOptions.engine): GIVEN (--engine), else
     DOCKER_BUILDKIT in ENV, else the config's (`Config.engine`). Only planning asks: a plan
     is carried out with the engine it records."""
-    return engine_for(config, env.get("DOCKER_BUILDKIT"), given)
+    return engine_for(config, run_environment(env).docker_buildkit, given)
 
 
 def builder_env(builder: Builder, cert_path: str | None = None) -> dict[str, str]:
@@ -358,7 +359,7 @@ def _run_on_builders(
                 settings
                 if builder is None
                 else attrs.evolve(
-                    settings, daemon_env=builder_env(builder, certs), engine_tls=builder.tls
+                    settings, daemon_env=builder_env(builder, certs), builder_tls=builder.tls
                 )
             )
             slots = settings.jobs if builder is None else builder.slots or settings.jobs

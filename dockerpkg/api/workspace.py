@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import attrs
@@ -20,7 +19,8 @@ from dockerpkg.core.configkeys import unknown_key_problems
 from dockerpkg.core.imagelabels import NO_SOURCE, SourceFacts
 from dockerpkg.core.plan import DEFAULT_OPTIONS, BuildOptions, Plan, PublishMode
 from dockerpkg.core.planner import OFFLINE, Observed, inputs_digest, plan_build
-from dockerpkg.core.refs import guessed_refs
+from dockerpkg.core.registryrefs import guessed_refs
+from dockerpkg.core.runenv import run_environment
 from dockerpkg.core.secrets import (
     SecretKind,
     SecretSource,
@@ -35,6 +35,7 @@ from dockerpkg.effects.changelogs import Interrupted, interrupted, leftover_warn
 from dockerpkg.effects.configfile import LoadedConfig, read_config
 from dockerpkg.effects.credentials import Credentials
 from dockerpkg.effects.gitfacts import source_facts
+from dockerpkg.effects.homes import docker_config_folder, expand_user
 from dockerpkg.effects.links import LinkPolicy
 from dockerpkg.effects.secretvalues import source_facts as secret_facts
 from dockerpkg.effects.tree import read_snapshot
@@ -83,6 +84,7 @@ def load_workspace(
     (build_plan renders what it builds): for runs that build little or nothing. REFS_JOURNAL:
     the tree is read to finish an interrupted refs --apply, whose journal is no error then.
     """
+    env = run_environment(env)  # the run's environment, as one typed value from here down
     directory, loaded, snapshot, links = _read_inputs(directory, config_path, env)
     chosen = builder_set(loaded, builders)
     return _resolve(
@@ -123,12 +125,9 @@ def link_policy(directory: str, loaded: LoadedConfig, env: Mapping[str, str]) ->
     the Docker client's folder (they may hold credentials)."""
     roots = loaded.config.context_roots
     base = os.path.dirname(key_location(loaded.files, "context_roots").path) if roots else ""
-    docker_folder = env.get("DOCKER_CONFIG") or os.path.join(
-        env.get("HOME") or str(Path.home()), ".docker"
-    )
-    private = [path for path, _ in loaded.files] + [docker_folder]
+    private = [path for path, _ in loaded.files] + [docker_config_folder(env)]
     return LinkPolicy.for_tree(
-        directory, [os.path.join(base, os.path.expanduser(root)) for root in roots], private
+        directory, [os.path.join(base, expand_user(root, env)) for root in roots], private
     )
 
 
@@ -269,6 +268,7 @@ def observe_tree(
     are asked for; returned with the rest, for the plan."""
     from dockerpkg.effects.credentials import credentials_for
 
+    env = run_environment(env)  # the run's environment, as one typed value from here down
     directory, loaded, snapshot, links = _read_inputs(directory, config_path, env)
     chosen = builder_set(loaded, builders)
     credentials = credentials_for(loaded.config, env)

@@ -191,7 +191,7 @@ FORMATS = ("text", "json", "markdown")
 
 # Help of the options plan, apply and build share.
 _SELECT_HELP = "fnmatch glob on full labels (registry/namespace/name:tag)"
-_JOBS_HELP = "builds at once (default: 8 with BuildKit, 4 with the classic builder)"
+_JOBS_HELP = "builds at once (default: 8 with BuildKit, 4 with the classic engine)"
 _REPORT_HELP = "write the run report as JSON to this file"
 _RUN_DIR_HELP = "folder for per-image logs (default: a new one under /tmp)"
 _BUILD_TIMEOUT_HELP = "stop a build still running after SECONDS (default: config build_timeout)"
@@ -225,12 +225,12 @@ _CACHE_HELP = (
 )
 _CACHE_CHOICES = tuple(mode.value for mode in CacheMode)
 _ENGINE_HELP = (
-    "the daemon's builder for this run (default: DOCKER_BUILDKIT=0/1, else the config's "
+    "the build engine for this run (default: DOCKER_BUILDKIT=0/1, else the config's "
     "build_engine); the plan records it"
 )
 _ENGINE_CHOICES = tuple(engine.value for engine in BuildEngine)
 _BUILDERS_HELP = (
-    "build on these Docker engines, SLOTS builds at once on each (default: --jobs), "
+    "build on these Docker hosts, SLOTS builds at once on each (default: --jobs), "
     "instead of the config's `builders` or DOCKER_HOST"
 )
 

@@ -1,4 +1,4 @@
-"""Builders: the Docker engines a run spreads its builds over, as the config or --builders
+"""Builders: the Docker hosts a run spreads its builds over, as the config or --builders
 name them. Pure values and parsing; connecting is dockerpkg.effects.daemon's job.
 
 No builders given means the one daemon of the environment (DOCKER_HOST or the local socket)
@@ -33,7 +33,7 @@ class TLSFiles:
 
 @attrs.frozen
 class Builder:
-    """One Docker engine and how many builds it runs at once (None: --jobs)."""
+    """One Docker host and how many builds it runs at once (None: --jobs)."""
 
     url: str
     slots: int | None = None

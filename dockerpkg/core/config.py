@@ -25,7 +25,7 @@ from dockerpkg.errors import DockerPkgError, Location, Problem, error, warning
 
 # Builds at once when --jobs does not say, from the benchmark on 2-core machines
 # (docs/performance.md, `--jobs` default): BuildKit's steps are cheap enough for 8 to
-# overlap more of the waiting on the daemon and the registry; the classic builder's
+# overlap more of the waiting on the daemon and the registry; the classic engine's
 # containers and commits thrash past 4.
 DEFAULT_JOBS: Mapping[BuildEngine, int] = MappingProxyType(
     {BuildEngine.BUILDKIT: 8, BuildEngine.CLASSIC: 4}
@@ -228,7 +228,7 @@ class Config:
     update_id: str = "s"
     ca_bundle: str | None = None
     force_numeric_user: bool = False
-    # Label built images with their definitions, for drift (the classic builder spends one
+    # Label built images with their definitions, for drift (the classic engine spends one
     # metadata commit a build on it; BuildKit sets it on export).
     definition_labels: bool = True
     # Ask where `latest` is beside each version (a second check per image): see plan_build.
@@ -254,7 +254,7 @@ class Config:
     verify_timeout: float | None = None  # seconds one image's verification may take
     # Seconds a pull or a push may wait for a word from the daemon.
     transfer_timeout: float = 300.0
-    # The Docker engines to build on; empty: the daemon of the environment (DOCKER_HOST).
+    # The builders (Docker hosts) to build on; empty: the environment's daemon (DOCKER_HOST).
     builders: tuple[Builder, ...] = ()
     # Folders outside the repository that links in image folders may lead into, as written
     # (relative to the config file naming them).
@@ -266,8 +266,8 @@ class Config:
 
     @property
     def engine(self) -> BuildEngine:
-        """The builder the config asks for: BuildKit, unless `container_limits` are set (the
-        daemon's BuildKit ignores them; the classic builder applies them to every RUN) and
+        """The engine the config asks for: BuildKit, unless `container_limits` are set (the
+        daemon's BuildKit ignores them; the classic engine applies them to every RUN) and
         `build_engine` does not say."""
         if self.build_engine is not None:
             return self.build_engine
@@ -581,7 +581,7 @@ def proxy_args(config: Config) -> dict[str, str]:
 
 
 def engine_for(config: Config, switch: str | None, given: BuildEngine | None = None) -> BuildEngine:
-    """The builder of a run, first found of: GIVEN (--engine), SWITCH (the environment's
+    """The engine of a run, first found of: GIVEN (--engine), SWITCH (the environment's
     DOCKER_BUILDKIT, the docker CLI's switch: 0/false or 1/true, anything else says
     nothing), the config's (`Config.engine`). Decided once, when planning: the plan
     records it and `apply` follows the plan."""

@@ -31,7 +31,7 @@ from dockerpkg.core.tree import Image, Tree
 
 # The image label recording what an image was built from (its own definition): `apply` sets
 # it, `plan` reads it back from the registry to find images whose definition changed without a
-# new version. One label only: the classic builder commits each label as a step of its own.
+# new version. One label only: the classic engine commits each label as a step of its own.
 DEFINITION_LABEL = "org.dockerpkg.definition"
 
 # The image label recording the build's identity (its definition: own and parents', see

@@ -98,7 +98,7 @@ def _quoted(text: str, escape: str) -> str:
 
 
 def label_instruction(labels: Mapping[str, str], escape: str = "\\") -> str:
-    """One LABEL instruction setting every label: one commit for the classic builder, which
+    """One LABEL instruction setting every label: one commit for the classic engine, which
     commits each label passed beside the build as a step of its own."""
     pairs = (f"{_quoted(k, escape)}={_quoted(v, escape)}" for k, v in sorted(labels.items()))
     return "LABEL " + " ".join(pairs)
@@ -115,7 +115,7 @@ class LabelledBuild:
 def labelled_build(
     dockerfile: str, labels: Mapping[str, str], engine: BuildEngine
 ) -> LabelledBuild:
-    """BuildKit sets labels on export, with no step; the classic builder gets them as one
+    """BuildKit sets labels on export, with no step; the classic engine gets them as one
     LABEL line at the end of the Dockerfile (the final stage's), in a single commit."""
     if engine is BuildEngine.BUILDKIT or not labels:
         return LabelledBuild(dockerfile, labels)

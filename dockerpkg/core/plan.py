@@ -34,7 +34,7 @@ class Action(enum.Enum):
 
 
 class BuildEngine(enum.Enum):
-    """Which of the daemon's builders builds images."""
+    """Which of the daemon's two engines builds images: BuildKit or the classic one."""
 
     BUILDKIT = "buildkit"
     CLASSIC = "classic"
@@ -277,7 +277,7 @@ class BuildOptions:
     suffix: str = ""
     publish: PublishMode = PublishMode.PER_IMAGE
     cache: CacheMode = CacheMode.NONE
-    # The builder every build of the run uses. Asked for: None is the config's (see
+    # The engine every build of the run uses. Asked for: None is the config's (see
     # Config.engine); in a build plan always set, and `apply` uses it whatever the
     # environment says then. None in plans that build nothing (prune, update).
     engine: BuildEngine | None = None
@@ -301,7 +301,7 @@ class Plan:
     registry: str | None = None
     publish: bool = False
     findings: tuple[Finding, ...] = ()
-    # The Docker engines the run spreads its builds over; empty: the environment's daemon.
+    # The builders (Docker hosts) the run spreads its builds over; empty: DOCKER_HOST's.
     builders: tuple[PlannedBuilder, ...] = ()
     # The build secrets the images use, with their sources (never their values).
     secrets: tuple[PlannedSecret, ...] = ()

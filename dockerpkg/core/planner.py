@@ -311,7 +311,7 @@ def _with_secrets(
     plan: Plan, tree: Tree, config: Config, sources: tuple[SecretSource, ...]
 ) -> Plan:
     """PLAN with the secrets and SSH agents each image to build mounts, and their sources; an
-    id no source is given for, or such mounts with the classic builder, is an error at its
+    id no source is given for, or such mounts with the classic engine, is an error at its
     template line."""
     built = {step.image for step in plan.steps if step.op is Op.BUILD}
     problems = []

@@ -213,7 +213,7 @@ def secret_problems(
 ) -> list[Problem]:
     """What is wrong with the secrets (or SSH agents) DOCKERFILE mounts (rendered from the
     template at WHERE; LINE: where to point, else the Dockerfile's own line): an id no source
-    is given for, or such mounts at all with the classic builder."""
+    is given for, or such mounts at all with the classic engine."""
     known = {source.id for source in sources if source.mount is mount}
     problems = []
     for secret_id, number in secret_uses(dockerfile, mount):

@@ -67,7 +67,7 @@ class Settings:
     log_limit: int = DEFAULT_LOG_LIMIT  # characters each step may write to its image's log
     # For verifications: DOCKER_HOST (and TLS variables) of the builder, over the environment's.
     daemon_env: Mapping[str, str] = attrs.field(factory=dict)
-    engine_tls: TLSFiles | None = None  # the builder's TLS files, for its BuildKit sessions
+    builder_tls: TLSFiles | None = None  # the builder's TLS files, for its BuildKit sessions
     # The run's environment, read once by the caller: what a verification inherits of it.
     env: Mapping[str, str] = attrs.field(factory=dict)
     # all_or_nothing: label -> its staging reference, for the images the run stages or
@@ -305,7 +305,7 @@ class Executor:
             settings.build_engine,
             Sources(settings.secrets, settings.ssh, logins),
             settings.env,
-            ({**settings.env, **settings.daemon_env}, settings.engine_tls),
+            ({**settings.env, **settings.daemon_env}, settings.builder_tls),
             patience=patience,
         )
 

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 
 from dockerpkg.core.changelog import Author
 from dockerpkg.core.config import Config
+from dockerpkg.core.runenv import run_environment
 from dockerpkg.errors import DockerPkgError
 
 GIT_TIMEOUT_S = 10
@@ -42,8 +43,16 @@ def git(args: list[str], env: Mapping[str, str], cwd: str | None) -> str | None:
 def resolve_author(env: Mapping[str, str], config: Config, cwd: str | None = None) -> Author:
     """DEBFULLNAME / DEBEMAIL, else git's user.name / user.email (as seen from CWD, the tree),
     else fallback_author / fallback_email; name and email are looked up independently."""
-    name = env.get("DEBFULLNAME") or git_config("user.name", env, cwd) or config.fallback_author
-    email = env.get("DEBEMAIL") or git_config("user.email", env, cwd) or config.fallback_email
+    name = (
+        run_environment(env).author_name
+        or git_config("user.name", env, cwd)
+        or config.fallback_author
+    )
+    email = (
+        run_environment(env).author_email
+        or git_config("user.email", env, cwd)
+        or config.fallback_email
+    )
     try:
         return Author(name=name.strip(), email=email.strip())
     except ValueError as exc:

@@ -1,6 +1,6 @@
 """Reading BuildKit's build stream: its progress arrives as base64 protobuf in JSON messages.
 
-The daemon's `POST /build?version=2` answers with JSON lines like the classic builder's, but
+The daemon's `POST /build?version=2` answers with JSON lines like the classic engine's, but
 a step's progress and output come as `{"id": "moby.buildkit.trace", "aux": BASE64}`, each an
 encoded `StatusResponse` of BuildKit's control API, and the built image's ID as
 `{"id": "moby.image.id", "aux": {"ID": ...}}`. Only the few fields a build log needs are

@@ -12,6 +12,7 @@ import attrs
 
 from dockerpkg.core.builders import TLSFiles
 from dockerpkg.core.plan import BuildEngine, PlannedImage, PlannedSecret
+from dockerpkg.core.runenv import run_environment
 from dockerpkg.effects import daemon
 from dockerpkg.effects.tasks import TaskFailedError
 from dockerpkg.effects.waits import Patience
@@ -29,22 +30,22 @@ class Sources:
 @contextlib.contextmanager
 def image_session(
     image: PlannedImage,
-    builder: BuildEngine,
+    engine: BuildEngine,
     sources: Sources,
     env: Mapping[str, str],
-    engine: tuple[Mapping[str, str], TLSFiles | None],
+    builder: tuple[Mapping[str, str], TLSFiles | None],
     *,
     patience: Patience | None = None,
 ) -> Iterator[str | None]:
     """The id of the session serving IMAGE's secrets (their values read now), its SSH agents
     and the registry logins its cache imports need, for its build only; None when it needs
-    none of them. ENV: the run's environment; ENGINE: that environment with the builder's
+    none of them. ENV: the run's environment; BUILDER: that environment with the builder's
     DOCKER_HOST, and the builder's TLS files (None: DOCKER_CERT_PATH's, if TLS). PATIENCE
     (the build's cancellation and deadline) ends every wait for them."""
     if not image.secrets and not image.ssh and not image.cache_from:
         yield None
         return
-    if builder is not BuildEngine.BUILDKIT:
+    if engine is not BuildEngine.BUILDKIT:
         if image.secrets or image.ssh:
             raise TaskFailedError(
                 f"{image.name} mounts build secrets or SSH agents, which need BuildKit"
@@ -60,11 +61,12 @@ def image_session(
         values = read_secrets(image.secrets, sources.secrets, env)
     except SecretReadError as exc:
         raise TaskFailedError(str(exc)) from None
-    engine_env, tls = engine
-    host = engine_env.get("DOCKER_HOST") or daemon.DEFAULT_HOST
-    if tls is None and engine_env.get("DOCKER_TLS_VERIFY"):
+    builder_env, tls = builder
+    named = run_environment(builder_env)
+    host = named.docker_host or daemon.DEFAULT_HOST
+    if tls is None and named.docker_tls_verify:
         # As the docker CLI takes DOCKER_CERT_PATH (default ~/.docker).
-        folder = engine_env.get("DOCKER_CERT_PATH") or "~/.docker"
+        folder = named.docker_cert_path or "~/.docker"
         tls = TLSFiles(*(os.path.join(folder, f"{n}.pem") for n in ("ca", "cert", "key")))
     with contextlib.ExitStack() as stack:
         try:

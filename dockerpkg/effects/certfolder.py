@@ -1,4 +1,4 @@
-"""The folder the docker CLI reads a TLS engine's files from (DOCKER_CERT_PATH: ca.pem,
+"""The folder the docker CLI reads a TLS builder's files from (DOCKER_CERT_PATH: ca.pem,
 cert.pem and key.pem, by those names), for the verifications run on a builder whose files
 are named or placed otherwise: links to them in a private folder, for the run."""
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import attrs
 
 from dockerpkg.core.config import Config, load_config, parse_config_data, proxy_password_warnings
+from dockerpkg.effects.homes import user_config_folder
 from dockerpkg.errors import DockerPkgError, Problem, warning
 
 DEFAULT_CONFIG = "config.yaml"
@@ -25,8 +26,7 @@ class LoadedConfig:
 
 
 def user_config_path(env: Mapping[str, str]) -> Path:
-    base = env.get("XDG_CONFIG_HOME") or str(Path(env.get("HOME", "~")).expanduser() / ".config")
-    return Path(base) / "docker-pkg.yaml"
+    return Path(user_config_folder(env)) / "docker-pkg.yaml"
 
 
 def read_config(path: str | None, env: Mapping[str, str]) -> LoadedConfig:

@@ -30,6 +30,7 @@ from dockerpkg.core.bases import pulled_digest
 from dockerpkg.core.builders import Builder
 from dockerpkg.core.images import LocalImage, local_images
 from dockerpkg.core.labels import split_label
+from dockerpkg.core.runenv import run_environment
 from dockerpkg.effects import waits
 from dockerpkg.effects.causes import causes as causes_of
 from dockerpkg.effects.credentials import Credentials
@@ -78,7 +79,7 @@ def inspect(client: docker.APIClient, reference: str) -> dict[str, Any]:
 
 def connect(env: Mapping[str, str]) -> docker.APIClient:
     """A low-level client for the daemon named by the environment; DaemonError if none answers."""
-    host = env.get("DOCKER_HOST")
+    host = run_environment(env).docker_host
     tunnel = tunnel_for(host)
     try:
         given = env if tunnel is None else {**env, "DOCKER_HOST": tunnel.host}
@@ -190,7 +191,7 @@ def failure(action: str, exc: BaseException, container: str | None = None) -> Da
     return DaemonError(message)
 
 
-# The classic builder's lines around a RUN step's container.
+# The classic engine's lines around a RUN step's container.
 
 
 def list_images(client: docker.APIClient) -> tuple[LocalImage, ...]:

@@ -1,5 +1,5 @@
 """Build an image on the Docker daemon: BuildKit (`POST /build?version=2`, its progress
-decoded by dockerpkg.effects.buildkit) or the classic builder (docker-py's build), from a
+decoded by dockerpkg.effects.buildkit) or the classic engine (docker-py's build), from a
 context sent as a tar archive that honours the context's .dockerignore."""
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ def build(
 ) -> str:
     """Build CONTEXT (docker-py applies its .dockerignore) and tag it LABEL; returns the ID.
 
-    The classic builder's rm and forcerm remove intermediate containers even when a step
+    The classic engine's rm and forcerm remove intermediate containers even when a step
     fails; BuildKit makes none (and takes SESSION, CACHE_FROM: see `_buildkit_params`). A
     build still running at DEADLINE (time.monotonic()) is stopped: TimedOutError.
     """
@@ -213,7 +213,7 @@ def _registry_config(auth: Mapping[str, Mapping[str, str]] | None) -> dict[str, 
 
 
 def _buildkit_hint(error: str) -> str:
-    """What to do about a BuildKit failure the classic builder would not have had."""
+    """What to do about a BuildKit failure the classic engine would not have had."""
     if "unable to find user" in error:
         # BuildKit of dockerd 20.10 reads /etc/passwd even for a numeric USER without group.
         return (

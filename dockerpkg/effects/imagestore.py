@@ -19,6 +19,8 @@ import urllib.parse
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
+from dockerpkg.core.runenv import run_environment
+
 if TYPE_CHECKING:
     import docker
 
@@ -47,7 +49,7 @@ class ImageStore(Protocol):
 def socket_path(env: Mapping[str, str]) -> str | None:
     """The unix socket DOCKER_HOST names (the default socket when unset), or None for any
     other kind of endpoint."""
-    host = env.get("DOCKER_HOST", "")
+    host = run_environment(env).docker_host
     if not host:
         return DEFAULT_SOCKET
     if host.startswith("unix://"):
@@ -59,7 +61,7 @@ def connect(env: Mapping[str, str]) -> ImageStore:
     """The image store of the daemon the environment names; ImageStoreError if none answers."""
     path = socket_path(env)
     if path is not None:
-        host = env.get("DOCKER_HOST")
+        host = run_environment(env).docker_host
         where = f"DOCKER_HOST={host}" if host else f"unix://{path}, DOCKER_HOST is not set"
         store = SocketImageStore(path, where=where)
         store.ping()

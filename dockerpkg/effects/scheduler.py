@@ -1,6 +1,6 @@
-"""Run a build plan on one Docker engine or several (builders), the registry between them.
+"""Run a build plan on one builder (a Docker host) or several, the registry between them.
 
-The one scheduler of build runs: a run on one engine is a run on a fleet of one. It only
+The one scheduler of build runs: a run on one builder is a run on a fleet of one. It only
 orders and runs: the plan decided what to do and what each step waits for (`Step.needs`),
 and dockerpkg.core.placement chooses where each ready step runs. A step starts as soon as
 the steps it needs have succeeded and a slot of its kind is free; what needs a failure is

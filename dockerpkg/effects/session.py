@@ -206,9 +206,9 @@ def _handlers(
 def _connect(
     host: str, tls: TLSFiles | None, stack: contextlib.ExitStack, patience: Patience
 ) -> socket.socket:
-    """A connection to the Docker engine at HOST (DOCKER_HOST's form); TLS: the CA that
-    signed the engine's certificate and this client's certificate and key. For ssh://, the
-    `ssh` command's `docker system dial-stdio` on the engine's host, as the docker CLI and
+    """A connection to the Docker host at HOST (DOCKER_HOST's form); TLS: the CA that
+    signed the host's certificate and this client's certificate and key. For ssh://, the
+    `ssh` command's `docker system dial-stdio` on that host, as the docker CLI and
     docker-py reach it, its stdin and stdout one end of a socket pair; STACK ends it."""
     parts = urllib.parse.urlsplit(host)
     if parts.scheme == "unix":
@@ -226,11 +226,11 @@ def _connect(
         return _handshake(context, sock, parts.hostname, patience)
     raise DaemonError(
         f"build secrets, SSH agents and the registry cache need a BuildKit session, which "
-        f"dockerpkg opens on unix://, tcp:// and ssh:// engines, not {parts.scheme}://"
+        f"dockerpkg opens on unix://, tcp:// and ssh:// builders, not {parts.scheme}://"
     )
 
 
-_CONNECT_TIMEOUT = 30.0  # seconds a TCP engine may take to accept the session's connection
+_CONNECT_TIMEOUT = 30.0  # seconds a TCP builder may take to accept the session's connection
 
 
 def _tcp(host: str, port: int, patience: Patience) -> socket.socket:
@@ -263,7 +263,7 @@ def _handshake(
     context: ssl.SSLContext, sock: socket.socket, hostname: str, patience: Patience
 ) -> ssl.SSLSocket:
     """SOCK wrapped in TLS for HOSTNAME, its handshake made without blocking so that
-    PATIENCE (or the connect timeout) ends the wait for an engine that never answers."""
+    PATIENCE (or the connect timeout) ends the wait for a builder that never answers."""
     give_up = time.monotonic() + _CONNECT_TIMEOUT
     wrapped = context.wrap_socket(sock, server_hostname=hostname, do_handshake_on_connect=False)
     waiting: tuple[list[ssl.SSLSocket], list[ssl.SSLSocket]]
@@ -279,7 +279,7 @@ def _handshake(
                 waiting = ([], [wrapped])
             patience.check()
             if time.monotonic() > give_up:
-                raise OSError(errno.ETIMEDOUT, "the engine did not finish the TLS handshake")
+                raise OSError(errno.ETIMEDOUT, "the builder did not finish the TLS handshake")
             select.select(*waiting, [], Patience.POLL)
         wrapped.setblocking(True)
     except BaseException:
@@ -341,7 +341,7 @@ def _open(
     if " 101 " not in f"{status} ":
         sock.close()
         raise DaemonError(
-            f"the Docker engine does not open BuildKit sessions (it answered {status!r} to "
+            f"the Docker daemon does not open BuildKit sessions (it answered {status!r} to "
             "POST /session): build secrets, SSH agents and the registry cache need a daemon "
             "with BuildKit (Docker 18.09 or later)"
         )
@@ -358,10 +358,10 @@ def build_session(
     *,
     patience: Patience | None = None,
 ) -> Iterator[str]:
-    """A session on the engine at HOST serving VALUES (secret id -> bytes), LOGINS (registry
+    """A session on the Docker host at HOST serving VALUES (secret id -> bytes), LOGINS (registry
     -> username, password: BuildKit asks for them to import cache) and AGENTS (SSH id -> the
     agent's socket) to the build that names its id (`POST /build?session=ID`); it ends with
-    the block, however it ends. PATIENCE ends the wait for the engine to open it."""
+    the block, however it ends. PATIENCE ends the wait for the host to open it."""
     import grpc  # only builds that need a session pay for loading it
 
     folder = scratch.make_folder("session")

@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterable, Iterator, Mapping
 
 from dockerpkg.core.plan import PlannedSecret, SecretKind
+from dockerpkg.core.runenv import run_environment
 from dockerpkg.effects import scratch
 from dockerpkg.effects.waits import Patience
 
@@ -54,7 +55,7 @@ def _socket_of(
     stack, patience = waits
     agent_id, where = source.id, source.where
     if source.run_agent:
-        found = env.get("SSH_AUTH_SOCK")
+        found = run_environment(env).ssh_auth_sock
         if not found:
             raise AgentError(f"ssh {agent_id}: SSH_AUTH_SOCK is not set (no agent to forward)")
         where = found

@@ -1,4 +1,4 @@
-"""ssh:// Docker engines reached the way the docker CLI reaches them: `ssh HOST docker system
+"""ssh:// builders reached the way the docker CLI reaches them: `ssh HOST docker system
 dial-stdio`, with the user's ssh, keys, agent and ~/.ssh/config.
 
 docker-py can only do this with paramiko installed (its ssh transport imports it even to
@@ -49,7 +49,7 @@ def _command(url: str) -> list[str]:
 
 
 def dial_stdio(url: str) -> tuple[socket.socket, subprocess.Popen[bytes]]:
-    """A connection to the engine at URL (ssh://[USER@]HOST[:PORT]): one end of a socket
+    """A connection to the Docker host at URL (ssh://[USER@]HOST[:PORT]): one end of a socket
     pair whose other end is the stdin and stdout of `ssh ... docker system dial-stdio`;
     the caller ends the process once done."""
     ours, theirs = socket.socketpair()
@@ -76,7 +76,7 @@ def end(process: subprocess.Popen[bytes]) -> None:
 
 
 class SshTunnel:
-    """A private unix socket standing for the engine at an ssh:// URL, until closed."""
+    """A private unix socket standing for the Docker host at an ssh:// URL, until closed."""
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -141,7 +141,7 @@ class SshTunnel:
 
 
 def tunnel_for(host: str | None) -> SshTunnel | None:
-    """For an ssh:// engine, the local socket standing for it (see effects/sshtunnel)."""
+    """For an ssh:// builder, the local socket standing for it (see effects/sshtunnel)."""
     if not host or not host.startswith("ssh://"):
         return None
     return SshTunnel(host)

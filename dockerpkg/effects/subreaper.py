@@ -19,7 +19,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 _PR_SET_CHILD_SUBREAPER = 36
 # How long killing what is left may take (a process in uninterruptible sleep may not die).
@@ -114,7 +114,9 @@ def _end_as(status: int) -> None:
     sys.exit(128 - code)  # a signal that does not end a process (not one a command dies of)
 
 
-def main(argv: Sequence[str]) -> None:
+def main(argv: Sequence[str], env: Mapping[str, str]) -> None:
+    """Run the command of ARGV (`GRACE -- COMMAND [ARG...]`) with ENV, this supervisor's
+    own environment as its parent gave it."""
     grace, separator, *command = argv
     if separator != "--" or not command:
         sys.exit("usage: subreaper.py GRACE -- COMMAND [ARG...]")
@@ -125,7 +127,7 @@ def main(argv: Sequence[str]) -> None:
     try:
         try:
             # posix_spawn rather than subprocess: an import fewer, a faster start.
-            child = os.posix_spawnp(command[0], command, os.environ)
+            child = os.posix_spawnp(command[0], command, env)
         except OSError as exc:
             print(f"{command[0]}: cannot run: {exc.strerror}", file=sys.stderr)
             sys.exit(127 if isinstance(exc, FileNotFoundError) else 126)
@@ -143,4 +145,5 @@ def main(argv: Sequence[str]) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    # A program of its own: its environment is what verify.py gave it, read here once.
+    main(sys.argv[1:], os.environ)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from dockerpkg.api import load_workspace
-from dockerpkg.core.refs import tree_refs
+from dockerpkg.core.registryrefs import tree_refs
 from dockerpkg.effects.credentials import credentials_for
 from dockerpkg.effects.observe import Observation
 from dockerpkg.errors import DockerPkgError

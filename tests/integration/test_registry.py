@@ -25,7 +25,8 @@ from typing import Any
 import pytest
 import requests
 
-from dockerpkg.effects.credentials import Credentials, find_credentials
+from dockerpkg.api.logins import find_credentials
+from dockerpkg.effects.credentials import Credentials
 from dockerpkg.effects.registry import RegistryClient, RegistryError, RegistryFailure
 from tests.support.services import Auth, Registry, RegistryFactory
 

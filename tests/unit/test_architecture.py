@@ -158,3 +158,41 @@ def test_modules_and_functions_stay_small() -> None:
                 if length > MAX_FUNCTION_LINES:
                     too_big.append(f"{name}.{node.name}: {length} lines")
     assert too_big == []
+
+
+# What reads or changes the process's environment: the run's environment is read once, at the
+# edge (cli/main.py, or a library caller), and passed down as a value.
+ENVIRONMENT_READS = frozenset({"environ", "environb", "getenv", "getenvb", "putenv", "unsetenv"})
+
+
+def environment_reads(tree: ast.Module) -> list[int]:
+    """The lines of TREE that touch `os.environ` and its kin, outside an `if __name__ ==
+    "__main__":` block (a program of its own, started with the environment its parent gave)."""
+    found = []
+    for statement in tree.body:
+        if isinstance(statement, ast.If) and "__main__" in ast.unparse(statement.test):
+            continue
+        for node in ast.walk(statement):
+            read: bool
+            if isinstance(node, ast.Attribute):
+                read = node.attr in ENVIRONMENT_READS and ast.unparse(node.value) == "os"
+            elif isinstance(node, ast.ImportFrom):
+                read = node.module == "os" and any(a.name in ENVIRONMENT_READS for a in node.names)
+            else:
+                read = False
+            if read:
+                found.append(getattr(node, "lineno", 0))
+    return found
+
+
+@pytest.mark.parametrize("name", sorted(n for n in GRAPH if layer(n) == "effects"))
+def test_effects_never_read_the_environment(name: str) -> None:
+    tree = ast.parse(modules()[name].read_text(encoding="utf-8"))
+    assert environment_reads(tree) == [], f"{name} reads the process's environment"
+
+
+def test_the_environment_rule_would_catch_a_breach() -> None:
+    assert environment_reads(ast.parse("import os\nx = os.environ.get('HOME')")) == [2]
+    assert environment_reads(ast.parse("import os\ndef f():\n    return os.getenv('X')")) == [3]
+    assert environment_reads(ast.parse("from os import environ")) == [1]
+    assert environment_reads(ast.parse("if __name__ == '__main__':\n    main(os.environ)")) == []

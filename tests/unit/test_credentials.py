@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from dockerpkg.effects.credentials import DOCKER_HUB_KEY, Credentials, find_credentials
+from dockerpkg.api.logins import find_credentials
+from dockerpkg.effects.credentials import DOCKER_HUB_KEY, Credentials
 from dockerpkg.errors import DockerPkgError
 
 REGISTRY = "127.0.0.1:5000"

@@ -22,6 +22,7 @@ import requests.adapters
 import requests.auth
 import urllib3
 
+from dockerpkg.core.runenv import run_environment
 from dockerpkg.effects.registry.errors import (
     RegistryCancelledError,
     Wording,
@@ -234,9 +235,8 @@ def transient(exc: requests.RequestException) -> bool:
 def system_cas(env: Mapping[str, str]) -> str | bool:
     """The CA file to trust: the environment's choice, else the system's (requests alone
     would use its own certifi copy and ignore CAs the administrator installed)."""
-    for name in ("REQUESTS_CA_BUNDLE", "SSL_CERT_FILE"):
-        if env.get(name):
-            return env[name]
+    if found := run_environment(env).ca_bundle:
+        return found
     cafile = ssl.get_default_verify_paths().cafile
     return cafile if cafile and os.path.isfile(cafile) else True
 

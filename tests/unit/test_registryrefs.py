@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from dockerpkg.core.config import load_config
-from dockerpkg.core.refs import guessed_refs, tree_refs
+from dockerpkg.core.registryrefs import guessed_refs, tree_refs
 from dockerpkg.core.tree import analyze_tree
 from dockerpkg.effects.tree import read_snapshot
 from tests.support.updates import write_tree
