@@ -27,12 +27,13 @@ from dockerpkg.core.recheck import publishing_labels, without_published
 from dockerpkg.core.report import Report
 from dockerpkg.core.secrets import SecretSource
 from dockerpkg.core.staging import staged_labels
+from dockerpkg.core.stepchoices import local_copies
 from dockerpkg.effects.credentials import Credentials
 from dockerpkg.effects.tasks import Interrupt, Listener
 from dockerpkg.errors import DockerPkgError
 
 if TYPE_CHECKING:
-    from dockerpkg.effects.apply import Settings
+    from dockerpkg.effects.executor import Settings
 
 
 def apply_build_plan(
@@ -185,7 +186,7 @@ def _run_plan(
     log_limit: int | None,
 ) -> Report:
     """Run PLAN; LIMITS: the build, verify and transfer timeouts given (None: the config's)."""
-    from dockerpkg.effects.apply import Settings
+    from dockerpkg.effects.executor import Settings
 
     engine = plan.options.engine
     if engine is None:
@@ -196,7 +197,6 @@ def _run_plan(
         run_dir=run_dir,
         config=workspace.config,
         credentials=credentials,
-        use_cache=plan.options.use_cache,
         jobs=jobs,
         echo=echo,
         links=workspace.links,
@@ -209,6 +209,7 @@ def _run_plan(
         identities={i.label: i.definition for i in plan.images if i.definition is not None},
         secrets={secret.id: secret.source for secret in plan.secrets},
         ssh={agent.id: agent.source for agent in plan.ssh},
+        local_copies=local_copies(plan),
     )
     if log_limit is not None:
         settings = attrs.evolve(settings, log_limit=log_limit)
@@ -283,8 +284,9 @@ def _run_on_builders(
     """Run PLAN on BUILDERS (none: the environment's daemon), a fleet of one or several;
     of several, those that do not answer at the start are left out."""
     from dockerpkg.effects import daemon, scratch
-    from dockerpkg.effects.apply import Executor
     from dockerpkg.effects.certfolder import cert_folder
+    from dockerpkg.effects.dockerdaemon import DockerDaemon
+    from dockerpkg.effects.executor import Executor
     from dockerpkg.effects.observe import registry_client
     from dockerpkg.effects.scheduler import Scheduler, Worker
 
@@ -323,7 +325,9 @@ def _run_on_builders(
             workers.append(
                 Worker(
                     name="docker" if builder is None else builder.name,
-                    runner=Executor(client, registry, attrs.evolve(mine, jobs=slots), listener),
+                    runner=Executor(
+                        DockerDaemon(client), registry, attrs.evolve(mine, jobs=slots), listener
+                    ),
                     slots=slots,
                     push_slots=settings.push_jobs,
                 )

@@ -19,7 +19,9 @@ import attrs
 # 8: options.engine, the build engine decided when planning (null in plans that build nothing);
 #    build identities: images' `org.dockerpkg.identity` label; staged promotions and pulls
 #    held to a digest (`LABEL@DIGEST`); reason identity_changed; unstage steps.
-FORMAT_VERSION = 8
+# 9: what each step's run decides ahead: a pull's `local_copy`, a verification's
+#    `missing_test`, a build's `use_cache` (written only where set).
+FORMAT_VERSION = 9
 
 
 class Action(enum.Enum):
@@ -114,6 +116,14 @@ class Step:
     # The keys of the steps this one waits for (see dockerpkg.core.needs); executors follow
     # them and decide nothing of their own about order.
     needs: tuple[str, ...] = ()
+    # What the run of the step follows, decided when planning (dockerpkg.core.stepchoices).
+    # pull: when the pull fails, the daemon's own copy of the label serves (the daemon held
+    # one when planned, or was not asked).
+    local_copy: bool = False
+    # verify: the file of its test the image lacks, as the tree names it: skipped.
+    missing_test: str | None = None
+    # build, build-stage: the build may reuse the daemon's layers.
+    use_cache: bool = False
 
     @property
     def key(self) -> str:
