@@ -15,7 +15,7 @@ import pytest
 from dockerpkg import api
 from dockerpkg.api import build as api_build
 from dockerpkg.cli import main
-from dockerpkg.core.plan import BuildEngine, BuildOptions, Plan
+from dockerpkg.core.plan import FORMAT_VERSION, BuildEngine, BuildOptions, Plan
 from dockerpkg.core.report import Report
 from dockerpkg.core.serialize import plan_from_json, plan_to_json, plan_to_text
 from dockerpkg.errors import DockerPkgError
@@ -214,7 +214,9 @@ class TestSavedPlans:
             plan_from_json(json.dumps(data), "old.json")
         [problem] = caught.value.problems
         assert problem.location.path == "old.json"
-        assert problem.message == "plan format_version 7 is not 8; make the plan again"
+        assert problem.message == (
+            f"plan format_version 7 is not {FORMAT_VERSION}; make the plan again"
+        )
 
     @pytest.mark.parametrize(
         ("value", "message"), [(None, "names no engine"), ("kaniko", "kaniko")]
