@@ -616,3 +616,117 @@ class TestTheExecutor:
         assert all(f.exists() for f in folders)
         executor.finish()
         assert not any(f.exists() for f in folders)
+
+
+class TestStagingFailures:
+    """all_or_nothing's pushes and promotions when the daemon or the registry fails."""
+
+    def staged_run(self, tree: Path, tmp_path: Path, daemon: FakeDaemon, registry: FakeRegistry):  # type: ignore[no-untyped-def]
+        workspace, plan = planned(tree, publish=PublishMode.ALL_OR_NOTHING)
+        return outcomes(run(workspace, plan, daemon, registry, tmp_path))
+
+    def test_a_failed_push_to_staging(self, tree: Path, tmp_path: Path) -> None:
+        daemon, registry = with_base()
+        daemon.fault("push", f"{HOST}/ns/dockerpkg-staging/base:1.0", message="denied")
+        found = self.staged_run(tree, tmp_path, daemon, registry)
+        assert found["publish:base"][2] == "denied"
+        # Nothing moves: every promotion waits for every image staged.
+        assert {found[f"promote:{n}"][0] for n in ("base", "app")} == {Outcome.SKIPPED}
+        assert ("ns/app", "1.0") not in registry.tags
+
+    def test_staging_the_registry_cannot_confirm(self, tree: Path, tmp_path: Path) -> None:
+        daemon, registry = with_base()
+        registry.fail("manifest_digest", "answered HTTP 502")
+        found = self.staged_run(tree, tmp_path, daemon, registry)
+        assert found["publish:base"][2] == "staged, but cannot confirm it: answered HTTP 502"
+
+    def test_staging_the_registry_does_not_have(self, tree: Path, tmp_path: Path) -> None:
+        daemon, _ = with_base()
+        found = self.staged_run(tree, tmp_path, daemon, FakeRegistry(HOST))
+        staging = f"{HOST}/ns/dockerpkg-staging/base:1.0"
+        assert found["publish:base"][2] == f"staged, but the registry does not have {staging}"
+
+    def test_a_promotion_the_registry_refuses(self, tree: Path, tmp_path: Path) -> None:
+        daemon, registry = with_base()
+        registry.fail("promote", "answered HTTP 500")
+        found = self.staged_run(tree, tmp_path, daemon, registry)
+        staging = f"{HOST}/ns/dockerpkg-staging/base:1.0"
+        assert found["promote:base"][2] == f"cannot promote {staging}: answered HTTP 500"
+
+    def test_promotions_the_plan_cannot_carry_out(self, tree: Path, tmp_path: Path) -> None:
+        workspace, plan = planned(tree)
+        daemon, registry = with_base()
+        staging = f"{HOST}/ns/dockerpkg-staging/app:1.0"
+        gone = f"{staging}@sha256:{'4' * 64}"
+        steps = {
+            "no reference": Step(Op.PROMOTE, "app", Reason.ALL_PUBLISHED, APP_LABEL),
+            "not staged": Step(Op.PROMOTE, "app", Reason.ALL_PUBLISHED, APP_LABEL, staging),
+        }
+        for step in steps.values():
+            found = outcomes(run(workspace, registry_plan(plan, step), daemon, registry, tmp_path))
+            assert found["promote:app"][0] is Outcome.FAILED
+        found = outcomes(
+            run(workspace, registry_plan(plan, steps["no reference"]), daemon, registry, tmp_path)
+        )
+        assert found["promote:app"][2] == "the plan names no staging reference for app"
+        found = outcomes(
+            run(workspace, registry_plan(plan, steps["not staged"]), daemon, registry, tmp_path)
+        )
+        assert found["promote:app"][2] == "this run staged no image of app to promote"
+        # Held to a digest the registry does not have: refused before anything moves.
+        held = Step(Op.PROMOTE, "app", Reason.STAGED_IN_EARLIER_RUN, APP_LABEL, gone)
+        found = outcomes(run(workspace, registry_plan(plan, held), daemon, registry, tmp_path))
+        assert found["promote:app"][2] == f"the registry has no image at {gone}"
+
+
+class TestPlansTheExecutorRefuses:
+    """A plan that does not hold what a step needs fails that step, naming what is missing."""
+
+    def test_a_build_without_its_dockerfile(self, tree: Path, tmp_path: Path) -> None:
+        workspace, plan = planned(tree)
+        images = tuple(
+            # (No definition either: the context is checked against it before the build.)
+            attrs.evolve(i, dockerfile=None, own_definition=None) if i.name == "base" else i
+            for i in plan.images
+        )
+        daemon, registry = with_base()
+        found = outcomes(
+            run(workspace, attrs.evolve(plan, images=images), daemon, registry, tmp_path)
+        )
+        assert found["build:base"][2] == "the plan holds no rendered Dockerfile for base"
+        assert daemon.builds == []
+
+    def test_a_stage_without_its_name_or_template(self, staged_tree: Path, tmp_path: Path) -> None:
+        workspace, plan = planned(staged_tree)
+        daemon, registry = with_base()
+        stage = next(s for s in plan.steps if s.op is Op.BUILD_STAGE)
+        unnamed = registry_plan(plan, attrs.evolve(stage, label=None, needs=()))
+        found = outcomes(run(workspace, unnamed, daemon, registry, tmp_path))
+        where = "app/Dockerfile.build.template"
+        assert found[stage.key][2] == f"the plan names no stage image for {where}"
+        images = tuple(attrs.evolve(i, build_dockerfile=None) for i in plan.images)
+        untemplated = attrs.evolve(
+            registry_plan(plan, attrs.evolve(stage, needs=())), images=images
+        )
+        found = outcomes(run(workspace, untemplated, daemon, registry, tmp_path))
+        assert found[stage.key][2] == f"the plan holds no rendered {where}"
+
+    def test_a_registry_that_fails_the_check_before_a_push(
+        self, tree: Path, tmp_path: Path
+    ) -> None:
+        workspace, plan = planned(tree)
+        daemon, registry = with_base()
+        registry.fail("config_digest", "answered HTTP 503")
+        found = outcomes(run(workspace, plan, daemon, registry, tmp_path))
+        assert found["publish:base"][2] == (
+            f"cannot check {BASE_LABEL} before pushing: answered HTTP 503"
+        )
+        assert ("push", BASE_LABEL) not in daemon.calls
+
+    def test_without_credentials_cache_imports_get_no_login(
+        self, tree: Path, tmp_path: Path
+    ) -> None:
+        workspace, plan = planned(tree, cache=CacheMode.REGISTRY)
+        daemon, registry = with_base()
+        run(workspace, plan, daemon, registry, tmp_path, credentials=None)
+        assert [b.request.registry_auth for b in daemon.builds] == [None, None]
