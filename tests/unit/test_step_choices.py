@@ -134,3 +134,20 @@ class TestPlans:
         assert text.count('"missing_test"') == 1
         assert text.count('"local_copy": true') == plan.count(Op.PULL)
         assert plan_from_json(text, "p.json") == plan
+
+
+def test_a_pull_held_to_a_digest_has_no_local_copy(tree: Path) -> None:
+    config = (tree / "config.yaml").read_text("utf-8") + "pin_bases: true\n"
+    (tree / "config.yaml").write_text(config, "utf-8")
+    digest = "sha256:" + "e" * 64
+    observed = Observed(
+        offline=False,
+        credentials=True,
+        local=frozenset({DEBIAN}),
+        base_digests={DEBIAN: digest},
+    )
+    plan = plan_for(tree, observed)
+    [pull] = [s for s in plan.steps if s.op is Op.PULL]
+    assert pull.label == f"{DEBIAN}@{digest}"
+    assert not pull.local_copy
+    assert plan_to_json(derived_again(tree, plan)) == plan_to_json(plan)
