@@ -83,7 +83,7 @@ PREFIXES = {"cold": "cold", "big": "big", "diamonds": "dia", "bases": "onbase"}
 # The bases scenario's three base images, each the busybox base with a marker file.
 BASES = tuple(f"{HOST}/base/root{k}:{BASE_TAG}" for k in (1, 2, 3))
 COPY_PATH = "/bin/busybox"  # what second parents are COPY'd from: scratch+busybox has no /etc
-PUSH_JOBS = PULL_JOBS = 4  # dockerpkg's fixed push and pull pools (effects/apply.py)
+PUSH_JOBS = PULL_JOBS = 4  # dockerpkg's fixed push and pull pools (effects/executor/settings.py)
 SCENARIOS = ("cold", "noop", "update", "diamonds", "prune", "plan", "bases", "cache", "refs")
 
 

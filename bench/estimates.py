@@ -4,7 +4,7 @@ Pure: takes a `--report` JSON (steps with op, image, duration) and each image's 
 parents, and rebuilds the step graph dockerpkg's executor runs: a build waits for its parents'
 verifications (or builds, when an image has no test) and for the base pull; a verify waits for
 its build; a publish waits for its verify and its parents' publishes. Builds and verifications
-share W slots, pushes and pulls have their own (as in dockerpkg.effects.apply).
+share W slots, pushes and pulls have their own (as in dockerpkg.effects.executor).
 
 Two figures come out:
 - the critical path: the longest chain of dependent steps, a lower bound for any width;

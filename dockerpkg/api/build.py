@@ -29,12 +29,13 @@ from dockerpkg.core.report import Report
 from dockerpkg.core.runenv import run_environment
 from dockerpkg.core.secrets import SecretSource
 from dockerpkg.core.staging import staged_labels
+from dockerpkg.core.stepchoices import local_copies
 from dockerpkg.effects.credentials import Credentials
 from dockerpkg.effects.tasks import Interrupt, Listener
 from dockerpkg.errors import DockerPkgError
 
 if TYPE_CHECKING:
-    from dockerpkg.effects.apply import Settings
+    from dockerpkg.effects.executor import Settings
 
 
 @attrs.frozen
@@ -237,7 +238,7 @@ def _engine(plan: Plan) -> BuildEngine:
 
 def _settings(planned: PlannedRun, options: ApplyOptions, echo: IO[str] | None) -> Settings:
     """The executors' settings: the plan's decisions, OPTIONS, and nothing else."""
-    from dockerpkg.effects.apply import Settings
+    from dockerpkg.effects.executor import Settings
 
     plan, workspace = planned.plan, planned.workspace
     return Settings(
@@ -245,7 +246,6 @@ def _settings(planned: PlannedRun, options: ApplyOptions, echo: IO[str] | None) 
         run_dir=Path(options.run_dir),
         config=workspace.config,
         credentials=planned.credentials,
-        use_cache=plan.options.use_cache,
         jobs=options.jobs,
         push_jobs=options.push_jobs,
         pull_jobs=options.pull_jobs,
@@ -261,6 +261,7 @@ def _settings(planned: PlannedRun, options: ApplyOptions, echo: IO[str] | None) 
         identities={i.label: i.definition for i in plan.images if i.definition is not None},
         secrets={secret.id: secret for secret in plan.secrets},
         ssh={agent.id: agent for agent in plan.ssh},
+        local_copies=local_copies(plan),
     )
 
 
@@ -326,8 +327,9 @@ def _run_on_builders(
     """Run PLAN on BUILDERS (none: the environment's daemon), a fleet of one or several;
     of several, those that do not answer at the start are left out."""
     from dockerpkg.effects import daemon, scratch
-    from dockerpkg.effects.apply import Executor
     from dockerpkg.effects.certfolder import cert_folder
+    from dockerpkg.effects.dockerdaemon import DockerDaemon
+    from dockerpkg.effects.executor import Executor
     from dockerpkg.effects.observe import registry_client
     from dockerpkg.effects.scheduler import Scheduler, Worker
 
@@ -366,7 +368,9 @@ def _run_on_builders(
             workers.append(
                 Worker(
                     name="docker" if builder is None else builder.name,
-                    runner=Executor(client, registry, attrs.evolve(mine, jobs=slots), listener),
+                    runner=Executor(
+                        DockerDaemon(client), registry, attrs.evolve(mine, jobs=slots), listener
+                    ),
                     slots=slots,
                     push_slots=settings.push_jobs,
                 )

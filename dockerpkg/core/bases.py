@@ -344,8 +344,10 @@ def pin_plan(plan: Plan, pins: Mapping[str, str]) -> Plan:
                 pins=used,
             )
         )
+    # A pull held to a digest has no local copy to go on with: the daemon's image under the
+    # tag may be another manifest.
     steps = tuple(
-        attrs.evolve(step, label=pinned(step.image, pins[step.image]))
+        attrs.evolve(step, label=pinned(step.image, pins[step.image]), local_copy=False)
         if step.op is Op.PULL and step.image in pins
         else step
         for step in plan.steps

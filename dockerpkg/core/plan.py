@@ -22,6 +22,8 @@ import attrs
 # 9: stage steps: all_or_nothing pushes to the staging reference (publish steps before);
 #    `update --refs --json` prints one plan: the update's, with `refs`, the refs plan of the
 #    references it moves (shown before anything is written).
+#    what each step's run decides ahead: a pull's `local_copy`, a verification's
+#    `missing_test`, a build's `use_cache` (written only where set).
 FORMAT_VERSION = 9
 
 
@@ -141,6 +143,14 @@ class Step:
     # The keys of the steps this one waits for (see dockerpkg.core.needs); executors follow
     # them and decide nothing of their own about order.
     needs: tuple[StepKey, ...] = ()
+    # What the run of the step follows, decided when planning (dockerpkg.core.stepchoices).
+    # pull: when the pull fails, the daemon's own copy of the label serves (the daemon held
+    # one when planned, or was not asked).
+    local_copy: bool = False
+    # verify: the file of its test the image lacks, as the tree names it: skipped.
+    missing_test: str | None = None
+    # build, build-stage: the build may reuse the daemon's layers.
+    use_cache: bool = False
 
     @property
     def key(self) -> StepKey:

@@ -91,6 +91,9 @@ def claimed_observed(saved: Plan, tree: Tree) -> Observed:
     digests, tags = _claimed_latest(saved, tree)
     claimed_staged, local_identities = _claimed_identities(saved, tree, staged)
     local |= local_identities.keys()
+    # A pull may go on with the daemon's copy only where the daemon held one.
+    pulls = {s.label or s.image: s.local_copy for s in saved.steps if s.op is Op.PULL}
+    local = (local - pulls.keys()) | {label for label, copy in pulls.items() if copy}
     return Observed(
         offline=any(step.reason is Reason.OFFLINE for step in saved.steps),
         published=frozenset(published),

@@ -52,6 +52,7 @@ from dockerpkg.core.staging import (
     staging_repository,
     unstaging,
 )
+from dockerpkg.core.stepchoices import decided_steps
 from dockerpkg.core.tree import Image, Tree, render_images
 from dockerpkg.core.versions import tag_of_version
 from dockerpkg.errors import DockerPkgError
@@ -274,7 +275,7 @@ def plan_build(
         directory=directory,
         digest=digest,
         images=images,
-        steps=with_needs(steps, images),
+        steps=with_needs(decided_steps(steps, tree, config, options, observed), images),
         options=options,
         notes=tuple(notes),
         registry=config.registry,

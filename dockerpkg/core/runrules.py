@@ -1,9 +1,10 @@
-"""Rules a run follows that depend on what it finds when a step starts (files of an image's
-folder, images of the daemon), decided here from those facts so the executor only looks and
-does what they say."""
+"""Rules of a run: how an image is verified, whether its test is there, and whether a local
+copy stands in for a failed pull. The plan decides with them (dockerpkg.core.stepchoices) what
+each step's run follows; the executor only looks and does what the plan says."""
 
 from __future__ import annotations
 
+import posixpath
 import shlex
 from collections.abc import Collection, Mapping
 
@@ -53,6 +54,17 @@ def verification(
     for token in _path_words(config):
         if token.replace("{path}", folder) not in present:
             return Verification(skipped="skipped: no " + token.replace("{path}", shown))
+    return verification_call(config, label, folder, envs)
+
+
+def verification_call(
+    config: Config,
+    label: str,
+    folder: str,
+    envs: tuple[Mapping[str, str], Mapping[str, str]],
+) -> Verification:
+    """The verification of LABEL, run (the plan found its test): FOLDER is the image's
+    folder (absolute); ENVS as for `verification`."""
     args = [arg.format(image=label, path=folder) for arg in config.verify_args]
     env, builder_env = envs
     given = {"PATH": env.get("PATH", _DEFAULT_PATH), **proxy_args(config)}
@@ -65,3 +77,27 @@ def local_copy_serves(label: str, local_labels: Collection[str]) -> bool:
     """Whether a failed pull of LABEL may go on with the daemon's own copy: a base image
     made locally (no registry has it) still builds, as with docker-pkg."""
     return label in local_labels
+
+
+def missing_test(config: Config, names: Collection[str], shown: str) -> str | None:
+    """The first file the verification names (the `{path}` words of `verify_args`) that the
+    image's folder lacks, as the tree names it (SHOWN: the folder); None when it has them all.
+    NAMES: the folder's files, relative ("/"-separated); a word naming anything but a file or
+    folder inside it counts as missing."""
+    for token in _path_words(config):
+        if not _inside(token, names):
+            return token.replace("{path}", shown)
+    return None
+
+
+def _inside(token: str, names: Collection[str]) -> bool:
+    if token in ("{path}", "{path}/"):
+        return True
+    if not token.startswith("{path}/"):
+        return False
+    rest = posixpath.normpath(token.removeprefix("{path}/"))
+    if "{path}" in rest or rest == ".." or rest.startswith("../"):
+        return False
+    if rest == ".":
+        return True
+    return rest in names or any(name.startswith(rest + "/") for name in names)

@@ -27,6 +27,7 @@ from dockerpkg.core.plan import (
     StepKey,
 )
 from dockerpkg.core.planjson import TypeMismatchError, checked, loads, with_directory
+from dockerpkg.core.stepchoices import cache_text, step_text
 from dockerpkg.errors import DockerPkgError
 
 _T = TypeVar("_T")
@@ -78,17 +79,7 @@ def plan_to_data(plan: Plan) -> dict[str, Any]:
             }
             for i in plan.images
         ],
-        "steps": [
-            {
-                "op": s.op.value,
-                "image": s.image,
-                "reason": s.reason.value,
-                "label": s.label,
-                "detail": s.detail,
-                "needs": [str(key) for key in s.needs],
-            }
-            for s in plan.steps
-        ],
+        "steps": [_step_json(s) for s in plan.steps],
         "findings": [_finding_json(f) for f in plan.findings],
         "edits": [
             {
@@ -192,6 +183,25 @@ def _image_from(i: dict[str, Any]) -> PlannedImage:
     )
 
 
+def _step_json(step: Step) -> dict[str, object]:
+    data: dict[str, object] = {
+        "op": step.op.value,
+        "image": step.image,
+        "reason": step.reason.value,
+        "label": step.label,
+        "detail": step.detail,
+        "needs": [str(key) for key in step.needs],
+    }
+    # What the step's run follows (core/stepchoices), only where set: few steps have any.
+    if step.local_copy:
+        data["local_copy"] = True
+    if step.missing_test is not None:
+        data["missing_test"] = step.missing_test
+    if step.use_cache:
+        data["use_cache"] = True
+    return data
+
+
 def _step_from(s: dict[str, Any]) -> Step:
     return Step(
         Op(s["op"]),
@@ -200,6 +210,9 @@ def _step_from(s: dict[str, Any]) -> Step:
         s["label"],
         s["detail"],
         tuple(_step_key(key) for key in _listed(s["needs"], "needs")),
+        local_copy=s.get("local_copy", False),
+        missing_test=s.get("missing_test"),
+        use_cache=s.get("use_cache", False),
     )
 
 
@@ -268,7 +281,7 @@ def plan_to_text(plan: Plan, *, needs: bool = False) -> str:
     width = max((len(s.image) for s in plan.steps), default=0)
     for step in plan.steps:
         target = f"{step.label}  " if step.label and step.label != step.image else ""
-        extra = f" [{step.detail}]" if step.detail else ""
+        extra = (f" [{step.detail}]" if step.detail else "") + step_text(step)
         head = f"{step.op.value:<{op_width}}  {step.image:<{width}}"
         lines.append(f"{head}  {target}({step.reason.value}){extra}")
         if needs and step.needs:
@@ -287,6 +300,8 @@ def plan_to_text(plan: Plan, *, needs: bool = False) -> str:
         lines.append("builders: " + ", ".join(builder_text(b) for b in plan.builders))
     if plan.options.engine is not None and (plan.count(Op.BUILD) or plan.count(Op.BUILD_STAGE)):
         lines.append(f"engine: {plan.options.engine.value}")
+    if (cache := cache_text(plan)) is not None:
+        lines.append(f"cache: {cache}")
     lines.extend(f"note: {note}" for note in plan.notes)
     lines.append(summary(plan))
     return "\n".join(lines) + "\n"

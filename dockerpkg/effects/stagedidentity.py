@@ -11,12 +11,13 @@ from __future__ import annotations
 from dockerpkg.core.definition import IDENTITY_LABEL
 from dockerpkg.core.labels import repository_path, split_label
 from dockerpkg.core.staging import staged_reference
-from dockerpkg.effects.registry import RegistryClient, RegistryError
+from dockerpkg.effects.ports import Registry
+from dockerpkg.effects.registry import RegistryError
 from dockerpkg.effects.tasks import TaskFailedError
 
 
 def require_identity(
-    registry: RegistryClient | None, host: str | None, reference: str, expected: str | None
+    registry: Registry | None, host: str | None, reference: str, expected: str | None
 ) -> None:
     """Fail unless REFERENCE (a staging label as the plan gives it), when held to a digest
     (an earlier run's staging), is an image in registry HOST recording the build identity

@@ -1,0 +1,79 @@
+"""What a build plan decides for the run of its steps, so that `apply` only follows: whether a
+failed pull may go on with the daemon's own copy, whether a verification runs or is skipped
+for want of its test, and whether a build reuses the daemon's layers (`--use-cache`, which
+`--cache registry` implies for builds: BuildKit imports a published image's layers only as
+cache)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Protocol
+
+import attrs
+
+from dockerpkg.core.config import Config
+from dockerpkg.core.plan import BuildOptions, CacheMode, Op, Plan, Step
+from dockerpkg.core.runrules import local_copy_serves, missing_test
+from dockerpkg.core.tree import Tree
+
+
+class DaemonSeen(Protocol):
+    """What the planner saw of the daemon (dockerpkg.core.planner.Observed)."""
+
+    @property
+    def offline(self) -> bool: ...
+
+    @property
+    def local(self) -> frozenset[str]: ...
+
+
+def decided_steps(
+    steps: Iterable[Step], tree: Tree, config: Config, options: BuildOptions, seen: DaemonSeen
+) -> list[Step]:
+    """STEPS with what each one's run follows; SEEN: the labels the daemon was seen to hold
+    (offline: the daemon was not asked, so any copy it holds may serve)."""
+    local = None if seen.offline else seen.local
+    return [_decided(step, tree, config, options, local) for step in steps]
+
+
+def _decided(
+    step: Step, tree: Tree, config: Config, options: BuildOptions, local: frozenset[str] | None
+) -> Step:
+    if step.op is Op.PULL:
+        label = step.label or step.image
+        return attrs.evolve(step, local_copy=local is None or local_copy_serves(label, local))
+    if step.op is Op.VERIFY and step.image in tree.images:
+        image = tree.images[step.image]
+        missing = missing_test(config, image.spec.source.names, image.path)
+        return attrs.evolve(step, missing_test=missing)
+    if step.op is Op.BUILD:
+        use = options.use_cache or options.cache is CacheMode.REGISTRY
+        return attrs.evolve(step, use_cache=use)
+    if step.op is Op.BUILD_STAGE:
+        return attrs.evolve(step, use_cache=options.use_cache)
+    return step
+
+
+def local_copies(plan: Plan) -> frozenset[str]:
+    """The labels whose failed pull PLAN lets go on with the daemon's own copy."""
+    return frozenset(
+        step.label or step.image for step in plan.steps if step.op is Op.PULL and step.local_copy
+    )
+
+
+def cache_text(plan: Plan) -> str | None:
+    """What the plan's text says of the cache its builds use (None: no build reuses any)."""
+    if not any(step.use_cache for step in plan.steps if step.op is Op.BUILD):
+        return None
+    if plan.options.cache is CacheMode.REGISTRY:
+        return "builds reuse the daemon's layers and import the registry's (cache registry)"
+    return "builds reuse the daemon's layers (--use-cache)"
+
+
+def step_text(step: Step) -> str:
+    """What the plan's text says of what STEP's run follows ("" when nothing to say)."""
+    if step.local_copy:
+        return " [else the local copy]"
+    if step.missing_test is not None:
+        return f" [skipped: no {step.missing_test}]"
+    return ""

@@ -1,0 +1,345 @@
+"""An in-memory Docker daemon and registry behind the executor's ports
+(dockerpkg.effects.ports): images as literals, for unit tests of the executor without Docker.
+
+Each call is recorded (`calls`); any call can be told to fail, to hang until the run is
+cancelled (or its deadline or transfer timeout passes), or to time out (`fault`). A push
+lands in the FakeRegistry the daemon was given, which answers the executor's registry
+questions from what it holds, and can be told to fail any of them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import hashlib
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import IO
+
+import attrs
+
+from dockerpkg.core.builders import TLSFiles
+from dockerpkg.core.labels import repository_path, split_label
+from dockerpkg.core.plan import BuildEngine, PlannedImage
+from dockerpkg.effects.buildsession import Sources
+from dockerpkg.effects.credentials import Credentials
+from dockerpkg.effects.ports import BuildRequest, StageBuilt
+from dockerpkg.effects.registry import RegistryError, RegistryFailure
+from dockerpkg.effects.verify import Finished
+from dockerpkg.effects.waits import CancelledError, DaemonError, Patience, TimedOutError
+
+__all__ = ["Built", "FakeDaemon", "FakeRegistry", "Fault", "digest_of"]
+
+
+def digest_of(*parts: str) -> str:
+    return "sha256:" + hashlib.sha256("\0".join(parts).encode()).hexdigest()
+
+
+class Fault(enum.Enum):
+    """What a call told to misbehave does."""
+
+    FAIL = "fail"  # raises DaemonError (RegistryError for the registry)
+    HANG = "hang"  # waits until cancelled, or until its deadline or timeout passes
+    TIME_OUT = "time out"  # raises TimedOutError at once (a wait that ran out)
+
+
+@attrs.frozen
+class Manifest:
+    config: str  # the image's ID (its config's digest)
+    labels: Mapping[str, str] = attrs.field(factory=dict)
+
+
+class FakeRegistry:
+    """A registry's manifests and tags (repository paths, as the executor names them)."""
+
+    def __init__(self, host: str = "registry.example.org", *, deletes: bool = True) -> None:
+        self.host = host
+        self.deletes = deletes
+        self.manifests: dict[tuple[str, str], Manifest] = {}  # (path, digest) -> manifest
+        self.tags: dict[tuple[str, str], str] = {}  # (path, tag) -> digest
+        self.faults: dict[str, str] = {}  # method -> the error it raises
+        self.calls: list[tuple[str, ...]] = []
+
+    def put(self, path: str, tag: str, manifest: Manifest) -> str:
+        digest = digest_of(path, manifest.config)
+        self.manifests[path, digest] = manifest
+        self.tags[path, tag] = digest
+        return digest
+
+    def fail(self, method: str, message: str = "answered HTTP 503") -> None:
+        self.faults[method] = message
+
+    def _enter(self, method: str, *args: str) -> None:
+        self.calls.append((method, *args))
+        if method in self.faults:
+            raise RegistryError(self.host, RegistryFailure.UNEXPECTED_STATUS, self.faults[method])
+
+    def _digest(self, path: str, reference: str) -> str | None:
+        if reference.startswith("sha256:"):
+            return reference if (path, reference) in self.manifests else None
+        return self.tags.get((path, reference))
+
+    def manifest_digest(self, repository: str, tag: str) -> str | None:
+        self._enter("manifest_digest", repository, tag)
+        return self._digest(repository, tag)
+
+    def config_digest(self, repository: str, tag: str) -> str | None:
+        self._enter("config_digest", repository, tag)
+        digest = self._digest(repository, tag)
+        return None if digest is None else self.manifests[repository, digest].config
+
+    def copy_tag(self, repository: str, source: str, target: str) -> str | None:
+        self._enter("copy_tag", repository, source, target)
+        digest = self._digest(repository, source)
+        if digest is not None:
+            self.tags[repository, target] = digest
+        return digest
+
+    def promote(self, staging: str, repository: str, tag: str, digest: str) -> str | None:
+        self._enter("promote", staging, repository, tag, digest)
+        manifest = self.manifests.get((staging, digest))
+        if manifest is None:
+            return None
+        self.manifests[repository, digest] = manifest
+        self.tags[repository, tag] = digest
+        return digest
+
+    def delete_manifest(self, repository: str, digest: str) -> str | None:
+        self._enter("delete_manifest", repository, digest)
+        if not self.deletes:
+            return "the registry answered 405 to deleting it"
+        self.manifests.pop((repository, digest), None)
+        for key in [k for k, held in self.tags.items() if k[0] == repository and held == digest]:
+            del self.tags[key]
+        return None
+
+    def image_labels(self, repository: str, tag: str) -> dict[str, str] | None:
+        self._enter("image_labels", repository, tag)
+        digest = self._digest(repository, tag)
+        return None if digest is None else dict(self.manifests[repository, digest].labels)
+
+
+@attrs.frozen
+class Built:
+    """One build the daemon was asked for, as it saw it."""
+
+    label: str
+    request: BuildRequest
+    dockerfile: str  # the Dockerfile of the context, as sent
+    files: frozenset[str]  # the context's files, relative
+    session: str | None
+
+
+class FakeDaemon:
+    """A daemon holding IMAGES (label -> image ID); REMOTE: what its pulls find (label ->
+    image ID), and REGISTRY, where its pushes land (and its pulls look too)."""
+
+    def __init__(
+        self,
+        images: Mapping[str, str] | None = None,
+        *,
+        remote: Mapping[str, str] | None = None,
+        registry: FakeRegistry | None = None,
+    ) -> None:
+        self.images: dict[str, str] = dict(images or {})
+        self.remote: dict[str, str] = dict(remote or {})
+        self.registry = registry
+        self.digests: dict[str, tuple[str, ...]] = {}  # label -> its repo digests
+        self.labels: dict[str, dict[str, str]] = {}  # image ID -> its labels
+        self.faults: dict[tuple[str, str], tuple[Fault, str]] = {}
+        self.calls: list[tuple[str, str]] = []
+        self.builds: list[Built] = []
+        self.verified: list[tuple[tuple[str, ...], dict[str, str]]] = []
+        self.exits: dict[str, int] = {}  # label -> its verification's exit status
+        self.stage_left: str | None = None
+        self.answers = True
+        self.hanging = threading.Event()  # set when a call starts hanging
+        self.lock = threading.Lock()
+
+    # -- telling it what to do ---------------------------------------------------------------
+
+    def fault(self, call: str, target: str, fault: Fault = Fault.FAIL, message: str = "") -> None:
+        """Make CALL ("pull", "push", "build", "stage", "tag", "inspect", "verify", "list")
+        of TARGET (a label; "push" and "tag": REPOSITORY:TAG; "list": "") misbehave."""
+        self.faults[call, target] = (fault, message or f"{call} of {target} refused")
+
+    def _enter(
+        self,
+        call: str,
+        target: str,
+        cancel: threading.Event | None = None,
+        until: float | None = None,
+    ) -> None:
+        with self.lock:
+            self.calls.append((call, target))
+        found = self.faults.get((call, target))
+        if found is None:
+            return
+        fault, message = found
+        if fault is Fault.FAIL:
+            raise DaemonError(message)
+        if fault is Fault.TIME_OUT:
+            raise TimedOutError(message)
+        self.hanging.set()
+        _hang(cancel, until, message)
+
+    # -- the port ----------------------------------------------------------------------------
+
+    def build(
+        self,
+        context: Path,
+        label: str,
+        request: BuildRequest,
+        log: IO[str],
+        cancel: threading.Event,
+    ) -> str:
+        dockerfile = (context / request.dockerfile).read_text(encoding="utf-8")
+        files = frozenset(str(p.relative_to(context)) for p in context.rglob("*") if p.is_file())
+        with self.lock:
+            self.builds.append(Built(label, request, dockerfile, files, request.session))
+        self._enter("build", label, cancel, request.deadline)
+        log.write(f"building {label}\n")
+        image_id = digest_of(label, dockerfile, *sorted(files))
+        self.images[label] = image_id
+        self.labels[image_id] = dict(request.labels or {})
+        return image_id
+
+    def build_stage(
+        self,
+        context: Path,
+        stage: str,
+        artifacts: Path,
+        request: BuildRequest,
+        *,
+        log: IO[str],
+        cancel: threading.Event,
+    ) -> StageBuilt:
+        dockerfile = (context / request.dockerfile).read_text(encoding="utf-8")
+        with self.lock:
+            self.builds.append(Built(stage, request, dockerfile, frozenset(), None))
+        self._enter("stage", stage, cancel)
+        log.write(f"building stage {stage}\n")
+        (artifacts / "build").mkdir(parents=True)
+        (artifacts / "build" / "made-by-stage").write_text(stage, encoding="utf-8")
+        return StageBuilt(digest_of(stage, dockerfile), self.stage_left)
+
+    @contextlib.contextmanager
+    def session(
+        self,
+        image: PlannedImage,
+        engine: BuildEngine,
+        sources: Sources,
+        envs: tuple[Mapping[str, str], Mapping[str, str]],
+        tls: TLSFiles | None,
+        *,
+        patience: Patience,
+    ) -> Iterator[str | None]:
+        needed = image.secrets or image.ssh or image.cache_from
+        yield f"session-{image.name}" if needed and engine is BuildEngine.BUILDKIT else None
+
+    def pull(
+        self,
+        label: str,
+        credentials: Credentials | None,
+        log: IO[str],
+        cancel: threading.Event,
+        *,
+        timeout: float,
+    ) -> str | None:
+        self._enter("pull", label, cancel, time.monotonic() + timeout)
+        found = self.remote.get(label)
+        if found is None:
+            raise DaemonError(f"cannot pull {label}: manifest unknown")
+        log.write(f"pulled {label}\n")
+        name, _, held = label.partition("@")
+        if held:
+            # As a daemon does: an image pulled by digest gets no tag, only REPOSITORY@DIGEST.
+            self.images[f"{split_label(name)[0]}@{held}"] = found
+            return held
+        self.images[label] = found
+        digest = digest_of(label, found)
+        self.digests[label] = (digest,)
+        return digest
+
+    def push(
+        self,
+        repository: str,
+        tag: str,
+        credentials: Credentials | None,
+        log: IO[str],
+        cancel: threading.Event,
+        *,
+        timeout: float,
+    ) -> str | None:
+        label = f"{repository}:{tag}"
+        self._enter("push", label, cancel, time.monotonic() + timeout)
+        image_id = self.images.get(label)
+        if image_id is None:
+            raise DaemonError(f"push of {label} failed: An image does not exist locally")
+        log.write(f"pushed {label}\n")
+        if self.registry is None:
+            return None
+        path = repository_path(repository, self.registry.host)
+        return self.registry.put(path, tag, Manifest(image_id, self.labels.get(image_id, {})))
+
+    def tag(self, source: str, repository: str, tag: str) -> None:
+        self._enter("tag", f"{repository}:{tag}")
+        image_id = self.images.get(source)
+        if image_id is None:
+            raise DaemonError(f"cannot tag {source} as {repository}:{tag}: No such image")
+        self.images[f"{repository}:{tag}"] = image_id
+
+    def image_id(self, label: str) -> str:
+        self._enter("inspect", label)
+        if label not in self.images:
+            raise DaemonError(f"cannot inspect {label}: No such image")
+        return self.images[label]
+
+    def repo_digests(self, label: str) -> tuple[str, ...]:
+        self._enter("inspect", label)
+        if label not in self.images:
+            raise DaemonError(f"cannot inspect {label}: No such image")
+        return self.digests.get(label, ())
+
+    def local_labels(self) -> frozenset[str]:
+        self._enter("list", "")
+        return frozenset(label for label in self.images if "@" not in label)
+
+    def reachable(self) -> bool:
+        return self.answers
+
+    def verify(
+        self,
+        argv: Sequence[str],
+        env: Mapping[str, str],
+        log: IO[str],
+        cancel: threading.Event,
+        timeout: float | None,
+    ) -> Finished:
+        with self.lock:
+            self.verified.append((tuple(argv), dict(env)))
+        label = next((lb for lb in self.exits if any(lb in word for word in argv)), "")
+        target = next(
+            (t for c, t in self.faults if c == "verify" and any(t in w for w in argv)), ""
+        )
+        until = None if timeout is None else time.monotonic() + timeout
+        try:
+            self._enter("verify", target, cancel, until)
+        except CancelledError:
+            return Finished(None, cancelled=True)
+        except TimedOutError:
+            return Finished(None, timed_out=True)
+        log.write(f"verified {' '.join(argv)}\n")
+        return Finished(self.exits.get(label, 0))
+
+
+def _hang(cancel: threading.Event | None, until: float | None, message: str) -> None:
+    """Wait until CANCEL is set (CancelledError) or UNTIL passes (TimedOutError)."""
+    while True:
+        if cancel is not None and cancel.is_set():
+            raise CancelledError("cancelled")
+        if until is not None and time.monotonic() >= until:
+            raise TimedOutError(message)
+        time.sleep(0.01)
