@@ -142,3 +142,48 @@ def test_modules_and_functions_stay_small() -> None:
                 if length > MAX_FUNCTION_LINES:
                     too_big.append(f"{name}.{node.name}: {length} lines")
     assert too_big == []
+
+
+# A class past this many lines (decorators aside, measured as functions are) holds more than
+# one job: see docs/design.md.
+MAX_CLASS_LINES = 250
+
+# Classes over the cap whose split is under way elsewhere: the executor, the scheduler's run,
+# the versioning commands, and the observation whose conclusions move into the core.
+# Temporary: an entry fails the test once its class is under the cap (or gone), so the list
+# empties as the splits land, and then goes.
+CLASSES_BEING_SPLIT = frozenset(
+    {
+        "dockerpkg.cli.versioning.VersioningCommands",
+        "dockerpkg.effects.apply.Executor",
+        "dockerpkg.effects.observe.Observation",
+        "dockerpkg.effects.scheduler._Run",
+    }
+)
+
+
+def big_classes(name: str, text: str) -> dict[str, int]:
+    """The classes of module NAME (its source TEXT) over the cap, with their lengths."""
+    found = {}
+    for node in ast.walk(ast.parse(text)):
+        if isinstance(node, ast.ClassDef):
+            length = (node.end_lineno or node.lineno) - node.lineno + 1
+            if length > MAX_CLASS_LINES:
+                found[f"{name}.{node.name}"] = length
+    return found
+
+
+def test_classes_stay_small() -> None:
+    found: dict[str, int] = {}
+    for name, path in sorted(modules().items()):
+        found.update(big_classes(name, path.read_text(encoding="utf-8")))
+    assert {name: lines for name, lines in found.items() if name not in CLASSES_BEING_SPLIT} == {}
+    assert sorted(CLASSES_BEING_SPLIT - found.keys()) == [], "split: take off the list"
+
+
+def test_the_class_rule_would_catch_a_breach() -> None:
+    body = "".join(f"    x{n} = {n}\n" for n in range(MAX_CLASS_LINES - 1))
+    at_cap = f"@decorated\nclass Fits:\n{body}"
+    over = f"class Big:\n{body}    one_more = 1\n"
+    assert big_classes("m", at_cap) == {}
+    assert big_classes("m", over) == {"m.Big": MAX_CLASS_LINES + 1}
