@@ -1,5 +1,6 @@
 # Everyday entry points. `make test` is what CI runs (.ci/run): it installs what a bare Debian
-# machine lacks, starts a Docker daemon if none runs, and stops it again afterwards.
+# machine lacks, starts a Docker daemon if none runs, and stops it again afterwards. `make unit`
+# is the fast loop: lint and the unit tests, with no Docker and no root.
 
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -7,7 +8,7 @@ RUFF := $(VENV)/bin/ruff
 SOURCES := dockerpkg tests bench scripts
 WITH_SERVICES := scripts/with-services.sh
 
-.PHONY: venv test check lint format run bench clean
+.PHONY: venv test unit check lint format run bench clean
 
 venv: $(VENV)/.installed
 
@@ -20,6 +21,11 @@ $(VENV)/.installed: setup.py pyproject.toml
 
 test: venv
 	$(WITH_SERVICES) $(MAKE) --no-print-directory check
+
+# The unit tests need no daemon, no registry and no root, and each works in its own temporary
+# folder (ports, where any, are the system's choice), so they run on every core at once.
+unit: lint
+	$(VENV)/bin/pytest -q -n auto tests/unit
 
 # lint and all tests, against a daemon that is already running (`make test` starts one).
 # Branch coverage of the package by every test run in this process (the programs tests start

@@ -15,9 +15,16 @@ from typing import NoReturn
 
 import docker
 import pytest
+from hypothesis import HealthCheck, settings
 
 from tests.support import services
 from tests.support.services import Auth, Registry, RegistryFactory
+
+# Hypothesis's own clock checks time the machine, not the code: on a shared machine, or with
+# `make unit` running a worker per core, a starved worker draws and runs examples slowly.
+# Planning's cost is checked where it matters (test_linear_planning).
+settings.register_profile("dockerpkg", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("dockerpkg")
 
 # Tests using any of these get the `docker` marker, so `-m "not docker"` leaves them out.
 DOCKER_FIXTURES = frozenset({"docker_client", "busybox_base", "registry_factory", "registry"})

@@ -1,48 +1,47 @@
-"""Build planning: tree + config + observed state -> Plan. docker-pkg's rules, made explicit."""
+"""Build planning: tree + config + observed state -> Plan. docker-pkg's rules, made explicit.
+
+What each image's state is and which steps bring the selection to published live here; the
+plan's other parts have modules of their own: `core.latest` (moving `latest`),
+`core.findings` (drift, moved bases), `core.plansecrets` (secret and SSH mounts), and
+`core.observed` (the facts planning starts from, still importable from here).
+"""
 
 from __future__ import annotations
 
 import enum
 import fnmatch
 import hashlib
-import re
 from collections.abc import Mapping
 
 import attrs
 
-from dockerpkg.core.bases import (
-    absent_base_notes,
-    base_findings,
-    check_bases,
-    pin_plan,
-    pins_of,
-    unknown_note,
-    with_records,
-)
+from dockerpkg.core.bases import absent_base_notes, pin_plan, pins_of, with_records
 from dockerpkg.core.builders import DEFAULT_BUILDERS, BuilderSet, publishing_required
-from dockerpkg.core.changelog import versions_in, versions_newest_first
+from dockerpkg.core.changelog import versions_newest_first
 from dockerpkg.core.config import Config, public_values
 from dockerpkg.core.definition import Definitions, definitions
+from dockerpkg.core.findings import findings_of
 from dockerpkg.core.graph import reachable
 from dockerpkg.core.imagelabels import NO_SOURCE, SourceFacts, image_labels
 from dockerpkg.core.labels import is_docker_tag, stage_repository
+from dockerpkg.core.latest import latest_steps
 from dockerpkg.core.needs import with_needs
+from dockerpkg.core.observed import OFFLINE, Observed
 from dockerpkg.core.plan import (
     DEFAULT_OPTIONS,
     Action,
     BuildOptions,
     CacheMode,
-    Finding,
     Op,
     Plan,
     PlannedBuilder,
     PlannedImage,
-    PlannedSecret,
     PublishMode,
     Reason,
     Step,
 )
-from dockerpkg.core.secrets import MountType, SecretSource, secret_problems, secret_uses
+from dockerpkg.core.plansecrets import with_secrets
+from dockerpkg.core.secrets import SecretSource
 from dockerpkg.core.spec import Snapshot
 from dockerpkg.core.staging import (
     Staged,
@@ -54,45 +53,18 @@ from dockerpkg.core.staging import (
 )
 from dockerpkg.core.stepchoices import decided_steps
 from dockerpkg.core.tree import Image, Tree, render_images
-from dockerpkg.core.versions import tag_of_version
 from dockerpkg.errors import DockerPkgError
 
-
-@attrs.frozen
-class Observed:
-    """What the daemon and the registry were seen to hold, by full label."""
-
-    offline: bool = True
-    published: frozenset[str] = frozenset()
-    local: frozenset[str] = frozenset()
-    credentials: bool = False
-    # Published label -> the own definition recorded in its image label, where one was read.
-    recorded: Mapping[str, str] = attrs.field(factory=dict)
-    # Label -> its manifest digest, for the published version labels and `REPOSITORY:latest`
-    # where asked; without them `latest` is not checked.
-    digests: Mapping[str, str] = attrs.field(factory=dict)
-    # Repository -> its tags in the registry, where `latest` is not on the tree's version
-    # (and each tag's digest in DIGESTS, to tell which one `latest` is on).
-    tags: Mapping[str, tuple[str, ...]] = attrs.field(factory=dict)
-    # Whether the published images' labels were read (RECORDED, BASES): `plan` reads them,
-    # a quick `build` does not.
-    labels_read: bool = False
-    # Published label -> the base references and digests its bases label records.
-    bases: Mapping[str, Mapping[str, str]] = attrs.field(factory=dict)
-    # Base reference -> its manifest digest in the registry now (where it was found).
-    base_digests: Mapping[str, str] = attrs.field(factory=dict)
-    # Base references asked about that their registry does not hold (deleted, renamed).
-    bases_absent: frozenset[str] = frozenset()
-    # What could not be observed, for the plan's notes (a registry of base images down).
-    problems: tuple[str, ...] = ()
-    # all_or_nothing: label -> what an earlier run staged for it (the identity its label
-    # records, its digest), for the labels found staged.
-    staged: Mapping[str, Staged] = attrs.field(factory=dict)
-    # Label -> the build identity recorded on the daemon's image of it, where one is.
-    local_identities: Mapping[str, str] = attrs.field(factory=dict)
-
-
-OFFLINE = Observed()
+__all__ = [
+    "OFFLINE",
+    "Observed",
+    "State",
+    "image_state",
+    "inputs_digest",
+    "plan_build",
+    "planned_image",
+    "selected_names",
+]
 
 
 class State(enum.Enum):
@@ -257,13 +229,13 @@ def plan_build(
         steps += promotions(tree, config, steps, (staged, observed.staged))
         steps += unstaging(tree, config, published, observed.staged)
     notes = []
+    published = [n for n in selected if states[n][0] is State.PUBLISHED]
     if publish:
-        latest_steps, latest_notes = _latest(tree, observed, selected, states, options.suffix)
-        steps += latest_steps
+        latest, latest_notes = latest_steps(tree, observed, published, options.suffix)
+        steps += latest
         notes += latest_notes
     notes += _run_notes(config, options, builders, publish=publish, selected=bool(selected))
-    published = [n for n in selected if states[n][0] is State.PUBLISHED]
-    findings, finding_notes = _findings(tree, observed, defined, published, directory)
+    findings, finding_notes = findings_of(tree, observed, defined, published, directory)
     notes += finding_notes
     notes += absent_base_notes(tree, observed.bases_absent, to_build, pull=options.pull)
     images = tuple(
@@ -285,7 +257,7 @@ def plan_build(
             PlannedBuilder(b.name, b.slots, b.tls is not None) for b in builders.builders
         ),
     )
-    plan = _with_secrets(_finished(plan, tree, config, observed), tree, config, secrets)
+    plan = with_secrets(_finished(plan, tree, config, observed), tree, config, secrets)
     return _with_cache(plan, tree) if options.cache is CacheMode.REGISTRY else plan
 
 
@@ -306,58 +278,6 @@ def _with_cache(plan: Plan, tree: Tree) -> Plan:
         sources = [f"{image.repository}:{v}" for v in older] + [f"{image.repository}:latest"]
         images.append(attrs.evolve(image, cache_from=tuple(sources)))
     return attrs.evolve(plan, images=tuple(images))
-
-
-def _with_secrets(
-    plan: Plan, tree: Tree, config: Config, sources: tuple[SecretSource, ...]
-) -> Plan:
-    """PLAN with the secrets and SSH agents each image to build mounts, and their sources; an
-    id no source is given for, or such mounts with the classic engine, is an error at its
-    template line."""
-    built = {step.image for step in plan.steps if step.op is Op.BUILD}
-    problems = []
-    images = []
-    used: set[tuple[MountType, str]] = set()
-    for image in plan.images:
-        if image.name not in built or image.dockerfile is None:
-            images.append(image)
-            continue
-        template = tree.images[image.name].spec.source
-        lines = template.template.split("\n")
-        ids: dict[MountType, tuple[str, ...]] = {}
-        for mount in MountType:
-            uses = secret_uses(image.dockerfile, mount)
-            for secret_id, line in uses:
-                # The template's line naming the id; else the rendered Dockerfile's.
-                named_id = re.compile(rf"\bid={re.escape(secret_id)}(?![\w.-])")
-                named = (n for n, text in enumerate(lines, 1) if named_id.search(text))
-                problems += secret_problems(
-                    template.file("Dockerfile.template"),
-                    f"RUN --mount=type={mount.value},id={secret_id}",
-                    sources,
-                    plan.options.engine or config.engine,
-                    line=next(named, line),
-                    mount=mount,
-                )
-            ids[mount] = tuple(sorted({secret_id for secret_id, _ in uses}))
-            used.update((mount, secret_id) for secret_id in ids[mount])
-        images.append(attrs.evolve(image, secrets=ids[MountType.SECRET], ssh=ids[MountType.SSH]))
-    if problems:
-        raise DockerPkgError(problems)
-
-    def planned(mount: MountType) -> tuple[PlannedSecret, ...]:
-        return tuple(
-            PlannedSecret(s.id, s.kind, s.where)
-            for s in sources
-            if (s.mount, s.id) in used and s.mount is mount
-        )
-
-    return attrs.evolve(
-        plan,
-        images=tuple(images),
-        secrets=planned(MountType.SECRET),
-        ssh=planned(MountType.SSH),
-    )
 
 
 def _finished(plan: Plan, tree: Tree, config: Config, observed: Observed) -> Plan:
@@ -469,82 +389,6 @@ def _for_several_builders(
             builders.origin.line,
         )
     return attrs.evolve(observed, local=frozenset())
-
-
-def _findings(
-    tree: Tree, observed: Observed, defined: Definitions, published: list[str], directory: str
-) -> tuple[list[Finding], list[str]]:
-    """What is wrong with the PUBLISHED images that no step fixes: a definition changed
-    without a new version, a base image moved since the build; and the notes that go with."""
-    drifted = [n for n in published if _drifted(tree.images[n], observed, defined)]
-    findings = [_drift(tree.images[n], observed, defined, directory) for n in drifted]
-    if not observed.labels_read:
-        return findings, []
-    check = check_bases(tree, published, observed.bases, observed.base_digests)
-    notes = [note for note in (unknown_note(check),) if note] + list(observed.problems)
-    return findings + list(base_findings(tree, check, directory)), notes
-
-
-def _drifted(image: Image, observed: Observed, defined: Definitions) -> bool:
-    recorded = observed.recorded.get(image.label)
-    current = defined.own.get(image.name)
-    return recorded is not None and current is not None and recorded != current
-
-
-def _drift(image: Image, observed: Observed, defined: Definitions, directory: str) -> Finding:
-    return Finding(
-        image=image.name,
-        label=image.label,
-        reason=Reason.DEFINITION_CHANGED_WITHOUT_VERSION_BUMP,
-        detail=(
-            f"{image.label} was built from definition {observed.recorded[image.label]}, the "
-            f"tree now gives {defined.own[image.name]} under the same version"
-        ),
-        fix=f"dockerpkg update {image.name} {directory}",
-    )
-
-
-def _latest(
-    tree: Tree,
-    observed: Observed,
-    selected: list[str],
-    states: dict[str, tuple[State, Reason]],
-    suffix: str,
-) -> tuple[list[Step], list[str]]:
-    """A tag-latest step for each selected published image whose `latest` is missing or on
-    an older version of this image (a tag its changelog names); `latest` anywhere else was
-    moved by someone else: a note, never an overwrite."""
-    steps: list[Step] = []
-    notes: list[str] = []
-    for name in selected:
-        image = tree.images[name]
-        version = observed.digests.get(image.label)
-        if states[name][0] is not State.PUBLISHED or version is None:
-            continue
-        latest = observed.digests.get(f"{image.repository}:latest")
-        if latest == version:
-            continue
-        if latest is None:
-            detail = "latest not set"
-        else:
-            tags = observed.tags.get(image.repository, ())
-            on = [
-                tag
-                for tag in tags
-                if tag != "latest" and observed.digests.get(f"{image.repository}:{tag}") == latest
-            ]
-            ours = versions_in(image.spec.source.changelog)
-            if not on or not all(any(tag_of_version(t, v, suffix) for v in ours) for t in on):
-                where = ", ".join(on) or "an image no other tag names"
-                notes.append(
-                    f"{image.repository}:latest is on {where}, not on a version in "
-                    f"{image.spec.source.file('changelog')}: left alone, as this tree did not "
-                    "set it"
-                )
-                continue
-            detail = f"latest on {', '.join(on)}"
-        steps.append(Step(Op.TAG_LATEST, name, Reason.LATEST_NOT_CURRENT, image.label, detail))
-    return steps, notes
 
 
 def _pulls(

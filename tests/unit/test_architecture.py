@@ -196,3 +196,34 @@ def test_the_environment_rule_would_catch_a_breach() -> None:
     assert environment_reads(ast.parse("import os\ndef f():\n    return os.getenv('X')")) == [3]
     assert environment_reads(ast.parse("from os import environ")) == [1]
     assert environment_reads(ast.parse("if __name__ == '__main__':\n    main(os.environ)")) == []
+
+
+# A class past this many lines (decorators aside, measured as functions are) holds more than
+# one job: see docs/design.md.
+MAX_CLASS_LINES = 250
+
+
+def big_classes(name: str, text: str) -> dict[str, int]:
+    """The classes of module NAME (its source TEXT) over the cap, with their lengths."""
+    found = {}
+    for node in ast.walk(ast.parse(text)):
+        if isinstance(node, ast.ClassDef):
+            length = (node.end_lineno or node.lineno) - node.lineno + 1
+            if length > MAX_CLASS_LINES:
+                found[f"{name}.{node.name}"] = length
+    return found
+
+
+def test_classes_stay_small() -> None:
+    found: dict[str, int] = {}
+    for name, path in sorted(modules().items()):
+        found.update(big_classes(name, path.read_text(encoding="utf-8")))
+    assert found == {}
+
+
+def test_the_class_rule_would_catch_a_breach() -> None:
+    body = "".join(f"    x{n} = {n}\n" for n in range(MAX_CLASS_LINES - 1))
+    at_cap = f"@decorated\nclass Fits:\n{body}"
+    over = f"class Big:\n{body}    one_more = 1\n"
+    assert big_classes("m", at_cap) == {}
+    assert big_classes("m", over) == {"m.Big": MAX_CLASS_LINES + 1}

@@ -1,0 +1,161 @@
+"""What changes a registry: a tag copied onto a manifest, an image promoted from its staging
+repository (its blobs mounted, or copied where the registry will not mount them), a
+manifest deleted. Each write is idempotent: at worst it leaves an unused upload behind."""
+
+from __future__ import annotations
+
+from urllib.parse import urljoin, urlsplit
+
+from dockerpkg.effects.registry.auth import insufficient_scope
+from dockerpkg.effects.registry.errors import RegistryError, RegistryFailure
+from dockerpkg.effects.registry.session import (
+    ACCEPT,
+    RegistrySession,
+    check_names,
+    content_digest,
+)
+
+
+def copy_tag(session: RegistrySession, repository: str, source: str, target: str) -> str | None:
+    """Point tag TARGET of REPOSITORY at SOURCE's manifest (SOURCE a tag or a digest), as it
+    is (one GET, one PUT); returns the manifest's digest, or None when SOURCE is not
+    published."""
+    check_names(repository, source, digest=True)
+    check_names(repository, target)
+    repo = session.api_repository(repository)
+    what = f"the manifest of {repository}:{source}"
+    manifest = session.call("GET", repo, f"/v2/{repo}/manifests/{source}", {"Accept": ACCEPT}, what)
+    if manifest.status_code == 404 or insufficient_scope(manifest):
+        return None
+    if manifest.status_code != 200:
+        raise session.words.unexpected(manifest, what)
+    media_type = manifest.headers.get("Content-Type", "")
+    body = manifest.content
+    digest = content_digest(body)
+    put = session.call(
+        "PUT",
+        repo,
+        f"/v2/{repo}/manifests/{target}",
+        {"Content-Type": media_type},
+        f"tagging {repository}:{source} as {target}",
+        body=body,
+        push=True,
+    )
+    if put.status_code not in (200, 201):
+        raise session.words.unexpected(put, f"PUT manifest {repository}:{target}")
+    return digest
+
+
+def promote(
+    session: RegistrySession, staging: str, repository: str, tag: str, digest: str | None
+) -> str | None:
+    """Put the manifest of ``staging:tag`` (with DIGEST, ``staging@DIGEST``) under
+    ``repository:tag``, its blobs brought from STAGING; returns the manifest's digest, or
+    None when STAGING does not have it."""
+    check_names(staging, tag)
+    check_names(repository, tag)
+    found = session.manifest(staging, digest or tag)
+    if found is None:
+        return None
+    manifest, body = found
+    if digest is not None and content_digest(body) != digest:
+        raise session.words.error(
+            RegistryFailure.BAD_RESPONSE,
+            f"{staging}@{digest[:19]} came back as another manifest",
+        )
+    try:
+        media_type = manifest["mediaType"]
+        blobs = [manifest["config"]["digest"]] + [layer["digest"] for layer in manifest["layers"]]
+    except (KeyError, TypeError):
+        raise session.words.error(
+            RegistryFailure.BAD_RESPONSE, f"{staging}:{tag} is not a single image manifest"
+        ) from None
+    for blob in blobs:
+        bring_blob(session, staging, repository, str(blob))
+    repo = session.api_repository(repository)
+    put = session.call(
+        "PUT",
+        repo,
+        f"/v2/{repo}/manifests/{tag}",
+        {"Content-Type": str(media_type)},
+        f"putting the manifest of {repository}:{tag}",
+        body=body,
+        push=True,
+    )
+    if put.status_code not in (200, 201):
+        raise session.words.unexpected(put, f"PUT manifest {repository}:{tag}")
+    return content_digest(body)
+
+
+def bring_blob(session: RegistrySession, source: str, repository: str, digest: str) -> None:
+    """Make blob DIGEST of SOURCE part of REPOSITORY: there already, mounted, or copied."""
+    repo, source_repo = session.api_repository(repository), session.api_repository(source)
+    what = f"blob {digest[:19]} of {repository}"
+    head = session.call("HEAD", repo, f"/v2/{repo}/blobs/{digest}", {}, what, push=True)
+    if head.status_code == 200:
+        return
+    mount = session.call(
+        "POST",
+        repo,
+        f"/v2/{repo}/blobs/uploads/?mount={digest}&from={source_repo}",
+        {"Content-Length": "0"},
+        f"mounting {what}",
+        body=b"",
+        push=True,
+    )
+    if mount.status_code == 201:
+        return
+    upload = mount
+    if mount.status_code != 202:
+        # A token for one repository cannot mount from another (the registry asks for
+        # both scopes at once): start a plain upload and send the bytes.
+        upload = session.call(
+            "POST",
+            repo,
+            f"/v2/{repo}/blobs/uploads/",
+            {"Content-Length": "0"},
+            f"uploading {what}",
+            body=b"",
+            push=True,
+        )
+        if upload.status_code != 202:
+            raise session.words.unexpected(upload, f"uploading {what}")
+    # The registry started an upload rather than mount (no right to read SOURCE with
+    # this token, or no cross-repository mounts): send the blob's bytes.
+    blob = session.call(
+        "GET", source_repo, f"/v2/{source_repo}/blobs/{digest}", {}, f"blob {digest[:19]}"
+    )
+    if blob.status_code != 200:
+        raise session.words.unexpected(blob, f"GET blob {digest[:19]} of {source}")
+    location = urlsplit(urljoin(session.auth.ensure_ready() + "/", upload.headers["Location"]))
+    target = location.path + "?" + (location.query + "&" if location.query else "")
+    put = session.call(
+        "PUT",
+        repo,
+        f"{target}digest={digest}",
+        {"Content-Type": "application/octet-stream"},
+        f"copying {what}",
+        body=blob.content,
+        push=True,
+    )
+    if put.status_code not in (201, 204):
+        raise session.words.unexpected(put, f"copying {what}")
+
+
+def delete_manifest(session: RegistrySession, repository: str, digest: str) -> str | None:
+    """Delete the manifest DIGEST of REPOSITORY (every tag on it goes): None when done or
+    gone already, else why the registry would not (deletion off, say)."""
+    check_names(repository, "latest")
+    repo = session.api_repository(repository)
+    what = f"the manifest {digest[:19]} of {repository}"
+    try:
+        response = session.call(
+            "DELETE", repo, f"/v2/{repo}/manifests/{digest}", {}, f"deleting {what}", push=True
+        )
+    except RegistryError as exc:
+        # Refused (a token without the delete right) or unreachable: the tags have moved
+        # already, so this is a leftover to report, not a failure.
+        return str(exc)
+    if response.status_code in (200, 202, 404):
+        return None
+    return f"the registry answered {response.status_code} to deleting {what}"
