@@ -159,9 +159,15 @@ def _placement(mine: list[StepOutcome]) -> list[str]:
     return [where or "", wait]
 
 
+# The `--report` JSON's format history (bumped on any change a consumer must follow):
+# 2: an all_or_nothing run's pushes to the staging reference are `stage` steps (`publish`
+#    before, as in plan format 9); `apply_options`, what the run took from itself.
+REPORT_FORMAT_VERSION = 2
+
+
 def report_to_data(report: Report, plan: Plan) -> dict[str, Any]:
     return {
-        "format_version": 1,
+        "format_version": REPORT_FORMAT_VERSION,
         "action": plan.action.value,
         "digest": plan.digest,
         "run_dir": report.run_dir,
