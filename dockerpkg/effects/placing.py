@@ -19,7 +19,7 @@ from dockerpkg.effects.ledger import Ledger
 
 
 class StepRunner(Protocol):
-    """What runs steps on one builder (dockerpkg.effects.apply.Executor)."""
+    """What runs steps on one builder (dockerpkg.effects.executor.Executor)."""
 
     def step_runner(self, step: Step, image: PlannedImage | None) -> Callable[[], str | None]: ...
 

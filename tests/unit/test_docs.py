@@ -44,3 +44,58 @@ def test_the_front_door_is_short_and_points_to_the_reference() -> None:
     docs = {p.name for p in PAGES[1:]}
     assert len(docs) >= 3
     assert all(f"docs/{name}" in text for name in docs)
+
+
+def _design() -> str:
+    return (ROOT / "docs" / "design.md").read_text(encoding="utf-8")
+
+
+def test_the_op_table_of_the_design_is_the_code_s() -> None:
+    """docs/design.md copies core/ops.OPS, one row per op, every column as the code says."""
+    from dockerpkg.core.ops import OPS
+
+    section = _design().split("## The op table", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| `")]
+    documented = [[cell.strip() for cell in row.strip("|").split("|")] for row in rows]
+    flags = (
+        "push_slot",
+        "after_build",
+        "pushes_image",
+        "publishes",
+        "before_promotion",
+        "dropped_once_published",
+    )
+    expected = [
+        [
+            f"`{op.value}`",
+            f"`{rule.where.value}`",
+            *("yes" if getattr(rule, flag) else "" for flag in flags),
+            f"`{rule.reported_as.value}`" if rule.reported_as else "",
+        ]
+        for op, rule in OPS.items()
+    ]
+    assert documented == expected
+
+
+def test_the_library_examples_of_the_design_run(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """Every Python example of docs/design.md runs as written, in order, from the checkout
+    (offline: no Docker); the one that applies a plan is left out, as it needs a daemon."""
+    blocks = re.findall(r"```python\n(.*?)```", _design(), re.DOTALL)
+    runnable = [block for block in blocks if "apply_run(" not in block]
+    assert len(runnable) >= 2
+    monkeypatch.chdir(ROOT)
+    # The example reads the environment: no login or user config of this machine counts.
+    for name in ("HOME", "DOCKER_CONFIG", "XDG_CONFIG_HOME"):
+        monkeypatch.setenv(name, str(tmp_path))
+    for name in ("DOCKERPKG_USERNAME", "DOCKERPKG_PASSWORD", "DOCKER_BUILDKIT"):
+        monkeypatch.delenv(name, raising=False)
+    namespace: dict[str, object] = {}
+    for block in runnable:
+        exec(compile(block, "docs/design.md", "exec"), namespace)  # the examples of our own docs
+    printed = capsys.readouterr().out
+    # The selected image alone, then the whole tree; and the options the run would take.
+    assert "Plan: 1 to pull, 1 to build, 1 to verify." in printed
+    assert "Plan: 1 to pull, 4 to build, 4 to verify." in printed
+    assert "\n2 300.0 " in printed
