@@ -20,41 +20,14 @@ _DEFAULT_PATH = "/usr/bin:/bin"
 
 @attrs.frozen
 class Verification:
-    """How to verify one image: ARGV run with ENV, or SKIPPED (why) when its test is absent."""
+    """How to verify one image: ARGV run with ENV."""
 
     argv: tuple[str, ...] = ()
     env: Mapping[str, str] = attrs.field(factory=dict)
-    skipped: str | None = None
 
 
 def _path_words(config: Config) -> list[str]:
     return [token for arg in config.verify_args for token in shlex.split(arg) if "{path}" in token]
-
-
-def verification_paths(config: Config, folder: str) -> tuple[str, ...]:
-    """The files the verification names in FOLDER (the image's folder, absolute): the
-    `{path}` words of `verify_args`, whose presence decides whether it runs."""
-    return tuple(token.replace("{path}", folder) for token in _path_words(config))
-
-
-def verification(
-    config: Config,
-    label: str,
-    folders: tuple[str, str],
-    present: Collection[str],
-    envs: tuple[Mapping[str, str], Mapping[str, str]],
-) -> Verification:
-    """The verification of LABEL; FOLDERS: the image's folder (absolute) and as the tree
-    names it; PRESENT: which of its `verification_paths` exist; ENVS: the run's environment
-    and the builder's (DOCKER_HOST and TLS variables, over the run's).
-
-    An image without its test is skipped, as docker-pkg does: most trees test a few images.
-    """
-    folder, shown = folders
-    for token in _path_words(config):
-        if token.replace("{path}", folder) not in present:
-            return Verification(skipped="skipped: no " + token.replace("{path}", shown))
-    return verification_call(config, label, folder, envs)
 
 
 def verification_call(
@@ -63,8 +36,10 @@ def verification_call(
     folder: str,
     envs: tuple[Mapping[str, str], Mapping[str, str]],
 ) -> Verification:
-    """The verification of LABEL, run (the plan found its test): FOLDER is the image's
-    folder (absolute); ENVS as for `verification`."""
+    """The verification of LABEL, run (the plan found its test; an image without one is
+    skipped, as docker-pkg does: see `missing_test`): FOLDER is the image's folder
+    (absolute); ENVS: the run's environment and the builder's (DOCKER_HOST and TLS
+    variables, over the run's)."""
     args = [arg.format(image=label, path=folder) for arg in config.verify_args]
     env, builder_env = envs
     given = {"PATH": env.get("PATH", _DEFAULT_PATH), **proxy_args(config)}
