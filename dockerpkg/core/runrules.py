@@ -54,15 +54,38 @@ def local_copy_serves(label: str, local_labels: Collection[str]) -> bool:
     return label in local_labels
 
 
-def missing_test(config: Config, names: Collection[str], shown: str) -> str | None:
+def missing_test(
+    config: Config, names: Collection[str], shown: str, found: Collection[str] = frozenset()
+) -> str | None:
     """The first file the verification names (the `{path}` words of `verify_args`) that the
     image's folder lacks, as the tree names it (SHOWN: the folder); None when it has them all.
-    NAMES: the folder's files, relative ("/"-separated); a word naming anything but a file or
-    folder inside it counts as missing."""
+    NAMES: the folder's files, relative ("/"-separated); a word naming a file outside the
+    folder (`{path}/../x`) is there when FOUND (see `outside_files`) holds it; any other
+    word counts as missing."""
     for token in _path_words(config):
-        if not _inside(token, names):
+        if not _inside(token, names) and _outside(token, shown) not in found:
             return token.replace("{path}", shown)
     return None
+
+
+def outside_files(config: Config, shown: str) -> tuple[str, ...]:
+    """The files the verification names outside the image's folder SHOWN (as the tree
+    names it): its `{path}/..` words, as paths relative to the tree ("/"-separated). The
+    tree's snapshot holds only the images' folders: whether these exist is seen on disk
+    when planning, and given to `missing_test` as FOUND."""
+    return tuple(
+        path for token in _path_words(config) if (path := _outside(token, shown)) is not None
+    )
+
+
+def _outside(token: str, shown: str) -> str | None:
+    """TOKEN's file relative to the tree when it leads out of the folder SHOWN; else None."""
+    rest = posixpath.normpath(token.removeprefix("{path}/"))
+    if not token.startswith("{path}/") or "{path}" in rest:
+        return None
+    if rest != ".." and not rest.startswith("../"):
+        return None
+    return posixpath.normpath(posixpath.join(shown, rest))
 
 
 def _inside(token: str, names: Collection[str]) -> bool:
