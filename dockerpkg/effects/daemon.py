@@ -84,7 +84,10 @@ def connect(env: Mapping[str, str]) -> docker.APIClient:
     try:
         given = env if tunnel is None else {**env, "DOCKER_HOST": tunnel.host}
         client = Client(
-            version="auto", timeout=TIMEOUT, **docker.utils.kwargs_from_env(environment=given)
+            version="auto",
+            timeout=TIMEOUT,
+            credstore_env=dict(env),  # the credential helpers docker-py runs: the run's
+            **docker.utils.kwargs_from_env(environment=given),
         )
         client.keep(tunnel)
         client.ping()
@@ -123,6 +126,7 @@ def connect_to(builder: Builder, env: Mapping[str, str]) -> docker.APIClient:
             version=docker.constants.DEFAULT_DOCKER_API_VERSION if builder.tls else "auto",
             timeout=TIMEOUT,
             tls=tls,
+            credstore_env=dict(env),
         )
         client.keep(tunnel)
         if builder.tls is not None:
