@@ -31,6 +31,7 @@ from dockerpkg.core.secrets import SecretSource
 from dockerpkg.core.staging import staged_labels
 from dockerpkg.core.stepchoices import local_copies
 from dockerpkg.effects.credentials import Credentials
+from dockerpkg.effects.homes import expand_user
 from dockerpkg.effects.tasks import Interrupt, Listener
 from dockerpkg.errors import DockerPkgError
 
@@ -274,15 +275,19 @@ def build_engine(
     return engine_for(config, run_environment(env).docker_buildkit, given)
 
 
-def builder_env(builder: Builder, cert_path: str | None = None) -> dict[str, str]:
+def builder_env(
+    builder: Builder, env: Mapping[str, str], cert_path: str | None = None
+) -> dict[str, str]:
     """What a verification's `docker` needs to reach BUILDER: DOCKER_HOST, and for TLS
     CERT_PATH, the folder holding its files as the docker CLI names them (ca.pem, cert.pem,
-    key.pem; see effects/certfolder; None: the client certificate's folder)."""
-    env = {"DOCKER_HOST": builder.url}
+    key.pem; see effects/certfolder; None: the client certificate's folder, `~` the home
+    of ENV, the run's environment)."""
+    given = {"DOCKER_HOST": builder.url}
     if builder.tls is not None:
-        env["DOCKER_TLS_VERIFY"] = "1"
-        env["DOCKER_CERT_PATH"] = cert_path or os.path.dirname(os.path.expanduser(builder.tls.cert))
-    return env
+        given["DOCKER_TLS_VERIFY"] = "1"
+        cert = expand_user(builder.tls.cert, env)
+        given["DOCKER_CERT_PATH"] = cert_path or os.path.dirname(cert)
+    return given
 
 
 def _run_builders(plan: Plan, workspace: Workspace, given: BuilderSet | None) -> list[Builder]:
@@ -347,7 +352,7 @@ def _run_on_builders(
         targets: list[Builder | None] = [*builders] or [None]
         for builder in targets:
             try:
-                client = daemon.connect(env) if builder is None else daemon.connect_to(builder)
+                client = daemon.connect(env) if builder is None else daemon.connect_to(builder, env)
             except daemon.DaemonError as exc:
                 if not several:
                     raise DockerPkgError.single("docker", str(exc)) from None
@@ -356,12 +361,12 @@ def _run_on_builders(
             clients.append(client)
             certs = None
             if builder is not None and builder.tls is not None:
-                certs = held.enter_context(cert_folder(builder.tls))
+                certs = held.enter_context(cert_folder(builder.tls, env))
             mine = (
                 settings
                 if builder is None
                 else attrs.evolve(
-                    settings, daemon_env=builder_env(builder, certs), builder_tls=builder.tls
+                    settings, daemon_env=builder_env(builder, env, certs), builder_tls=builder.tls
                 )
             )
             slots = settings.jobs if builder is None else builder.slots or settings.jobs

@@ -9,7 +9,7 @@ from contextlib import AbstractContextManager
 
 import attrs
 
-from dockerpkg.api.workspace import Workspace, load_workspace
+from dockerpkg.api.workspace import Workspace, load_workspace, with_test_files
 from dockerpkg.core.builders import BuilderSet
 from dockerpkg.core.plan import Action, Plan
 from dockerpkg.core.planmatch import build_differences, claimed_observed, suffix_problem
@@ -138,7 +138,8 @@ def derived_build_plan(
         derived = plan_build(
             tree,
             workspace.config,
-            claimed_observed(saved, tree),
+            # Files outside the folders are looked at again, as the folders were read again.
+            with_test_files(claimed_observed(saved, tree), workspace),
             directory=workspace.directory,
             digest=workspace.digest,
             options=saved.options,

@@ -30,6 +30,7 @@ from dockerpkg.core.secrets import (
     source_problems,
 )
 from dockerpkg.core.spec import Snapshot
+from dockerpkg.core.stepchoices import test_files_to_look_for
 from dockerpkg.core.tree import Tree, analyze_tree
 from dockerpkg.effects.changelogs import Interrupted, interrupted, leftover_warning
 from dockerpkg.effects.configfile import LoadedConfig, read_config
@@ -323,7 +324,7 @@ def build_plan(
     plan = plan_build(
         workspace.tree,
         workspace.config,
-        observed,
+        with_test_files(observed, workspace),
         directory=workspace.directory,
         digest=workspace.digest,
         options=options,
@@ -340,6 +341,15 @@ def build_plan(
     if problems:
         raise DockerPkgError(problems)
     return plan
+
+
+def with_test_files(observed: Observed, workspace: Workspace) -> Observed:
+    """OBSERVED with the files outside the images' folders that WORKSPACE's verifications
+    name (`{path}/../x`) found on disk now: the tree's snapshot does not hold them, and the
+    plan decides from them whether those verifications run."""
+    wanted = test_files_to_look_for(workspace.tree, workspace.config)
+    found = {f for f in wanted if os.path.exists(os.path.join(workspace.directory, f))}
+    return attrs.evolve(observed, test_files=observed.test_files | found)
 
 
 def observe_workspace(

@@ -18,6 +18,7 @@ import attrs
 
 from dockerpkg.core import runenv
 from dockerpkg.core.config import Config
+from dockerpkg.core.labels import same_registry, split_label
 from dockerpkg.core.runenv import run_environment
 from dockerpkg.errors import DockerPkgError
 
@@ -98,6 +99,16 @@ def login_settings(config: Config, env: Mapping[str, str]) -> LoginSettings:
             ENV_PASSWORD, f"set, but no username is: set {ENV_USERNAME} or the config's username"
         )
     return LoginSettings(config.registry, username, password)
+
+
+def login_for(
+    label: str, registry: str | None, run_login: Credentials | None
+) -> Credentials | None:
+    """The login a pull or push of LABEL is given: RUN_LOGIN, the run's, when LABEL lives in
+    REGISTRY (the config's `registry`; empty: Docker Hub); None for any other registry, whose
+    images get the Docker client's own login for them, never this password."""
+    repository, _ = split_label(label)
+    return run_login if same_registry(repository, registry) else None
 
 
 def read_docker_config(path: str, text: str) -> DockerConfig:

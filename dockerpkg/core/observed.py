@@ -42,6 +42,9 @@ class Observed:
     staged: Mapping[str, Staged] = attrs.field(factory=dict)
     # Label -> the build identity recorded on the daemon's image of it, where one is.
     local_identities: Mapping[str, str] = attrs.field(factory=dict)
+    # The files outside the images' folders that verifications name (`{path}/../x`) seen on
+    # disk, relative to the tree: its snapshot holds only the folders (core.runrules).
+    test_files: frozenset[str] = frozenset()
 
 
 OFFLINE = Observed()

@@ -20,41 +20,14 @@ _DEFAULT_PATH = "/usr/bin:/bin"
 
 @attrs.frozen
 class Verification:
-    """How to verify one image: ARGV run with ENV, or SKIPPED (why) when its test is absent."""
+    """How to verify one image: ARGV run with ENV."""
 
     argv: tuple[str, ...] = ()
     env: Mapping[str, str] = attrs.field(factory=dict)
-    skipped: str | None = None
 
 
 def _path_words(config: Config) -> list[str]:
     return [token for arg in config.verify_args for token in shlex.split(arg) if "{path}" in token]
-
-
-def verification_paths(config: Config, folder: str) -> tuple[str, ...]:
-    """The files the verification names in FOLDER (the image's folder, absolute): the
-    `{path}` words of `verify_args`, whose presence decides whether it runs."""
-    return tuple(token.replace("{path}", folder) for token in _path_words(config))
-
-
-def verification(
-    config: Config,
-    label: str,
-    folders: tuple[str, str],
-    present: Collection[str],
-    envs: tuple[Mapping[str, str], Mapping[str, str]],
-) -> Verification:
-    """The verification of LABEL; FOLDERS: the image's folder (absolute) and as the tree
-    names it; PRESENT: which of its `verification_paths` exist; ENVS: the run's environment
-    and the builder's (DOCKER_HOST and TLS variables, over the run's).
-
-    An image without its test is skipped, as docker-pkg does: most trees test a few images.
-    """
-    folder, shown = folders
-    for token in _path_words(config):
-        if token.replace("{path}", folder) not in present:
-            return Verification(skipped="skipped: no " + token.replace("{path}", shown))
-    return verification_call(config, label, folder, envs)
 
 
 def verification_call(
@@ -63,8 +36,10 @@ def verification_call(
     folder: str,
     envs: tuple[Mapping[str, str], Mapping[str, str]],
 ) -> Verification:
-    """The verification of LABEL, run (the plan found its test): FOLDER is the image's
-    folder (absolute); ENVS as for `verification`."""
+    """The verification of LABEL, run (the plan found its test; an image without one is
+    skipped, as docker-pkg does: see `missing_test`): FOLDER is the image's folder
+    (absolute); ENVS: the run's environment and the builder's (DOCKER_HOST and TLS
+    variables, over the run's)."""
     args = [arg.format(image=label, path=folder) for arg in config.verify_args]
     env, builder_env = envs
     given = {"PATH": env.get("PATH", _DEFAULT_PATH), **proxy_args(config)}
@@ -79,15 +54,38 @@ def local_copy_serves(label: str, local_labels: Collection[str]) -> bool:
     return label in local_labels
 
 
-def missing_test(config: Config, names: Collection[str], shown: str) -> str | None:
+def missing_test(
+    config: Config, names: Collection[str], shown: str, found: Collection[str] = frozenset()
+) -> str | None:
     """The first file the verification names (the `{path}` words of `verify_args`) that the
     image's folder lacks, as the tree names it (SHOWN: the folder); None when it has them all.
-    NAMES: the folder's files, relative ("/"-separated); a word naming anything but a file or
-    folder inside it counts as missing."""
+    NAMES: the folder's files, relative ("/"-separated); a word naming a file outside the
+    folder (`{path}/../x`) is there when FOUND (see `outside_files`) holds it; any other
+    word counts as missing."""
     for token in _path_words(config):
-        if not _inside(token, names):
+        if not _inside(token, names) and _outside(token, shown) not in found:
             return token.replace("{path}", shown)
     return None
+
+
+def outside_files(config: Config, shown: str) -> tuple[str, ...]:
+    """The files the verification names outside the image's folder SHOWN (as the tree
+    names it): its `{path}/..` words, as paths relative to the tree ("/"-separated). The
+    tree's snapshot holds only the images' folders: whether these exist is seen on disk
+    when planning, and given to `missing_test` as FOUND."""
+    return tuple(
+        path for token in _path_words(config) if (path := _outside(token, shown)) is not None
+    )
+
+
+def _outside(token: str, shown: str) -> str | None:
+    """TOKEN's file relative to the tree when it leads out of the folder SHOWN; else None."""
+    rest = posixpath.normpath(token.removeprefix("{path}/"))
+    if not token.startswith("{path}/") or "{path}" in rest:
+        return None
+    if rest != ".." and not rest.startswith("../"):
+        return None
+    return posixpath.normpath(posixpath.join(shown, rest))
 
 
 def _inside(token: str, names: Collection[str]) -> bool:

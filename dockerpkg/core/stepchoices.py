@@ -13,18 +13,22 @@ import attrs
 
 from dockerpkg.core.config import Config
 from dockerpkg.core.plan import BuildOptions, CacheMode, Op, Plan, Step
-from dockerpkg.core.runrules import local_copy_serves, missing_test
+from dockerpkg.core.runrules import local_copy_serves, missing_test, outside_files
 from dockerpkg.core.tree import Tree
 
 
 class DaemonSeen(Protocol):
-    """What the planner saw of the daemon (dockerpkg.core.planner.Observed)."""
+    """What the planner saw of the daemon, and of the test files outside the images'
+    folders (dockerpkg.core.planner.Observed)."""
 
     @property
     def offline(self) -> bool: ...
 
     @property
     def local(self) -> frozenset[str]: ...
+
+    @property
+    def test_files(self) -> frozenset[str]: ...
 
 
 def decided_steps(
@@ -33,18 +37,29 @@ def decided_steps(
     """STEPS with what each one's run follows; SEEN: the labels the daemon was seen to hold
     (offline: the daemon was not asked, so any copy it holds may serve)."""
     local = None if seen.offline else seen.local
-    return [_decided(step, tree, config, options, local) for step in steps]
+    return [_decided(step, tree, config, options, (local, seen.test_files)) for step in steps]
+
+
+def test_files_to_look_for(tree: Tree, config: Config) -> frozenset[str]:
+    """The files outside the images' folders of TREE that their verifications name, relative
+    to the tree: whether each exists is observed when planning (Observed.test_files)."""
+    return frozenset(f for image in tree.images.values() for f in outside_files(config, image.path))
 
 
 def _decided(
-    step: Step, tree: Tree, config: Config, options: BuildOptions, local: frozenset[str] | None
+    step: Step,
+    tree: Tree,
+    config: Config,
+    options: BuildOptions,
+    seen: tuple[frozenset[str] | None, frozenset[str]],
 ) -> Step:
+    local, test_files = seen
     if step.op is Op.PULL:
         label = step.label or step.image
         return attrs.evolve(step, local_copy=local is None or local_copy_serves(label, local))
     if step.op is Op.VERIFY and step.image in tree.images:
         image = tree.images[step.image]
-        missing = missing_test(config, image.spec.source.names, image.path)
+        missing = missing_test(config, image.spec.source.names, image.path, test_files)
         return attrs.evolve(step, missing_test=missing)
     if step.op is Op.BUILD:
         use = options.use_cache or options.cache is CacheMode.REGISTRY

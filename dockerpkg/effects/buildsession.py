@@ -74,5 +74,5 @@ def image_session(
         except AgentError as exc:
             raise TaskFailedError(str(exc)) from None
         yield stack.enter_context(
-            build_session(host, tls, values, sources.logins, agents, patience=patience)
+            build_session(host, tls, values, sources.logins, agents, patience=patience, env=env)
         )

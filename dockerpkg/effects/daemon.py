@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import IO, Any, cast
@@ -34,6 +33,7 @@ from dockerpkg.core.runenv import run_environment
 from dockerpkg.effects import waits
 from dockerpkg.effects.causes import causes as causes_of
 from dockerpkg.effects.credentials import Credentials
+from dockerpkg.effects.homes import expand_user
 from dockerpkg.effects.sshtunnel import Client, tunnel_for
 from dockerpkg.effects.waits import send_aside
 
@@ -80,11 +80,14 @@ def inspect(client: docker.APIClient, reference: str) -> dict[str, Any]:
 def connect(env: Mapping[str, str]) -> docker.APIClient:
     """A low-level client for the daemon named by the environment; DaemonError if none answers."""
     host = run_environment(env).docker_host
-    tunnel = tunnel_for(host)
+    tunnel = tunnel_for(host, env)
     try:
         given = env if tunnel is None else {**env, "DOCKER_HOST": tunnel.host}
         client = Client(
-            version="auto", timeout=TIMEOUT, **docker.utils.kwargs_from_env(environment=given)
+            version="auto",
+            timeout=TIMEOUT,
+            credstore_env=dict(env),  # the credential helpers docker-py runs: the run's
+            **docker.utils.kwargs_from_env(environment=given),
         )
         client.keep(tunnel)
         client.ping()
@@ -103,16 +106,17 @@ def connect(env: Mapping[str, str]) -> docker.APIClient:
 PING_TIMEOUT = 10
 
 
-def connect_to(builder: Builder) -> docker.APIClient:
+def connect_to(builder: Builder, env: Mapping[str, str]) -> docker.APIClient:
     """A low-level client for BUILDER (TLS with its files; ssh:// through the `ssh` command,
-    which brings the user's keys, agent and ~/.ssh/config); DaemonError if it does not answer."""
+    which brings the user's keys, agent and ~/.ssh/config); DaemonError if it does not answer.
+    ENV: the run's environment (`ssh` runs with it; its HOME stands for `~` in file names)."""
     tls: docker.tls.TLSConfig | bool = False
-    tunnel = tunnel_for(builder.url)
+    tunnel = tunnel_for(builder.url, env)
     if builder.tls is not None:
         files = builder.tls
         tls = docker.tls.TLSConfig(
-            client_cert=(os.path.expanduser(files.cert), os.path.expanduser(files.key)),
-            ca_cert=os.path.expanduser(files.ca),
+            client_cert=(expand_user(files.cert, env), expand_user(files.key, env)),
+            ca_cert=expand_user(files.ca, env),
             verify=True,
         )
     try:
@@ -122,6 +126,7 @@ def connect_to(builder: Builder) -> docker.APIClient:
             version=docker.constants.DEFAULT_DOCKER_API_VERSION if builder.tls else "auto",
             timeout=TIMEOUT,
             tls=tls,
+            credstore_env=dict(env),
         )
         client.keep(tunnel)
         if builder.tls is not None:

@@ -33,5 +33,10 @@ def expand_user(path: str, env: Mapping[str, str]) -> str:
     if path == "~" or path.startswith("~/"):
         return home_folder(env) + path[1:]
     if path.startswith("~"):
-        return os.path.expanduser(path)  # ~USER: the password database, not the environment
+        user, slash, rest = path[1:].partition("/")
+        try:  # ~USER: that user's home in the password database, not the environment
+            home = pwd.getpwnam(user).pw_dir
+        except KeyError:
+            return path  # no such user: the path as it is, as a shell leaves it
+        return (home.rstrip("/") + slash + rest) or "/"
     return path

@@ -244,7 +244,7 @@ def _connect(env: Mapping[str, str], builder: Builder | None) -> imagestore.Imag
     from dockerpkg.effects import daemon
 
     try:
-        return imagestore.DockerPyImageStore(daemon.connect_to(builder))
+        return imagestore.DockerPyImageStore(daemon.connect_to(builder, env))
     except daemon.DaemonError as exc:
         raise imagestore.ImageStoreError(str(exc)) from None
 

@@ -19,6 +19,7 @@ from dockerpkg.core.secrets import (
     SourceState,
     source_problem,
 )
+from dockerpkg.effects.homes import expand_user
 
 
 class SecretReadError(Exception):
@@ -37,7 +38,7 @@ def source_facts(
             found[source] = _variable_fact(source.where, env)
         elif source.kind is SecretKind.FILE:
             try:
-                found[source] = _file_fact(os.stat(os.path.expanduser(source.where)))
+                found[source] = _file_fact(os.stat(expand_user(source.where, env)))
             except OSError as exc:
                 found[source] = _error_fact(exc)
     return found
@@ -52,7 +53,7 @@ def read_value(source: SecretSource, env: Mapping[str, str]) -> bytes:
         return env[source.where].encode()
     if source.kind is not SecretKind.FILE:
         raise SecretReadError(f"secret {source.id}: the plan gives no source for it")
-    path = os.path.expanduser(source.where)
+    path = expand_user(source.where, env)
     try:
         # Non-blocking: a FIFO put where the file was would make open() wait for a writer.
         descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)

@@ -33,6 +33,7 @@ from dockerpkg.core.plan import PlannedSecret, SecretKind
 from dockerpkg.core.secrets import SecretSource
 from dockerpkg.effects import scratch
 from dockerpkg.effects.daemon import DaemonError
+from dockerpkg.effects.homes import expand_user
 from dockerpkg.effects.secretvalues import SecretReadError, read_value
 from dockerpkg.effects.sshtunnel import SshError, dial_stdio, relay
 from dockerpkg.effects.sshtunnel import end as end_process
@@ -204,25 +205,30 @@ def _handlers(
 
 
 def _connect(
-    host: str, tls: TLSFiles | None, stack: contextlib.ExitStack, patience: Patience
+    host: str,
+    tls: TLSFiles | None,
+    env: Mapping[str, str],
+    ends: tuple[contextlib.ExitStack, Patience],
 ) -> socket.socket:
     """A connection to the Docker host at HOST (DOCKER_HOST's form); TLS: the CA that
-    signed the host's certificate and this client's certificate and key. For ssh://, the
-    `ssh` command's `docker system dial-stdio` on that host, as the docker CLI and
-    docker-py reach it, its stdin and stdout one end of a socket pair; STACK ends it."""
+    signed the host's certificate and this client's certificate and key; ENV: the run's
+    environment. For ssh://, the `ssh` command's `docker system dial-stdio` on that host,
+    as the docker CLI and docker-py reach it, its stdin and stdout one end of a socket
+    pair; ENDS: the stack that ends it, and the patience that ends the waits."""
+    stack, patience = ends
     parts = urllib.parse.urlsplit(host)
     if parts.scheme == "unix":
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.connect(parts.path)
         return sock
     if parts.scheme == "ssh" and parts.hostname:
-        return _dial_over_ssh(parts, stack)
+        return _dial_over_ssh(parts, env, stack)
     if parts.scheme == "tcp" and parts.hostname:
         sock = _tcp(parts.hostname, parts.port or 2375, patience)
         if tls is None:
             return sock
-        context = ssl.create_default_context(cafile=os.path.expanduser(tls.ca))
-        context.load_cert_chain(os.path.expanduser(tls.cert), os.path.expanduser(tls.key))
+        context = ssl.create_default_context(cafile=expand_user(tls.ca, env))
+        context.load_cert_chain(expand_user(tls.cert, env), expand_user(tls.key, env))
         return _handshake(context, sock, parts.hostname, patience)
     raise DaemonError(
         f"build secrets, SSH agents and the registry cache need a BuildKit session, which "
@@ -288,9 +294,11 @@ def _handshake(
     return wrapped
 
 
-def _dial_over_ssh(parts: urllib.parse.SplitResult, stack: contextlib.ExitStack) -> socket.socket:
+def _dial_over_ssh(
+    parts: urllib.parse.SplitResult, env: Mapping[str, str], stack: contextlib.ExitStack
+) -> socket.socket:
     try:
-        ours, process = dial_stdio(parts.geturl())
+        ours, process = dial_stdio(parts.geturl(), env)
     except SshError as exc:
         raise DaemonError(f"cannot reach {parts.hostname}: {exc}") from None
     stack.callback(end_process, process)
@@ -298,16 +306,17 @@ def _dial_over_ssh(parts: urllib.parse.SplitResult, stack: contextlib.ExitStack)
 
 
 def _open(
-    host: str,
-    tls: TLSFiles | None,
+    host: tuple[str, TLSFiles | None, Mapping[str, str]],
     session_id: str,
     stack: contextlib.ExitStack,
     patience: Patience,
 ) -> socket.socket:
-    """`POST /session`, read up to the end of the daemon's 101 answer (byte by byte: what
-    follows is the daemon's HTTP/2 and must reach the gRPC server whole); PATIENCE ends
-    the wait for it."""
-    sock = _connect(host, tls, stack, patience)
+    """`POST /session` to HOST (its address, TLS files and the run's environment, as
+    `_connect` takes them), read up to the end of the daemon's 101 answer (byte by byte:
+    what follows is the daemon's HTTP/2 and must reach the gRPC server whole); PATIENCE
+    ends the wait for it."""
+    address, tls, env = host
+    sock = _connect(address, tls, env, (stack, patience))
     stack.callback(sock.close)  # a wait ended by PATIENCE leaves no connection behind
     head = [
         "POST /session HTTP/1.1",
@@ -357,11 +366,13 @@ def build_session(
     agents: Mapping[str, str] | None = None,
     *,
     patience: Patience | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> Iterator[str]:
     """A session on the Docker host at HOST serving VALUES (secret id -> bytes), LOGINS (registry
     -> username, password: BuildKit asks for them to import cache) and AGENTS (SSH id -> the
     agent's socket) to the build that names its id (`POST /build?session=ID`); it ends with
-    the block, however it ends. PATIENCE ends the wait for the host to open it."""
+    the block, however it ends. PATIENCE ends the wait for the host to open it; ENV: the
+    run's environment (the HOME of `~` in TLS file names, the `ssh` of ssh:// hosts)."""
     import grpc  # only builds that need a session pay for loading it
 
     folder = scratch.make_folder("session")
@@ -376,7 +387,8 @@ def build_session(
     sockets: list[socket.socket] = []
     ends = contextlib.ExitStack()
     try:
-        daemon_side = _open(host, tls, session_id, ends, patience or Patience())
+        where = (host, tls, env or {})
+        daemon_side = _open(where, session_id, ends, patience or Patience())
         sockets.append(daemon_side)
         server_side = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sockets.append(server_side)

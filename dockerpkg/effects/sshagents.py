@@ -17,6 +17,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dockerpkg.core.plan import PlannedSecret, SecretKind
 from dockerpkg.core.runenv import run_environment
 from dockerpkg.effects import scratch
+from dockerpkg.effects.homes import expand_user
 from dockerpkg.effects.waits import Patience
 
 _START_TIMEOUT = 10.0  # seconds a private agent may take to say it listens
@@ -59,7 +60,7 @@ def _socket_of(
         if not found:
             raise AgentError(f"ssh {agent_id}: SSH_AUTH_SOCK is not set (no agent to forward)")
         where = found
-    path = os.path.expanduser(where)
+    path = expand_user(where, env)
     try:
         mode = os.stat(path).st_mode
     except OSError as exc:
@@ -67,19 +68,23 @@ def _socket_of(
     if stat.S_ISSOCK(mode):
         return path
     if stat.S_ISREG(mode):
-        return stack.enter_context(_private_agent(agent_id, path, patience))
+        return stack.enter_context(_private_agent(agent_id, path, env, patience))
     raise AgentError(f"ssh {agent_id}: {where} is neither an agent's socket nor a key file")
 
 
 @contextlib.contextmanager
-def _private_agent(agent_id: str, key: str, patience: Patience) -> Iterator[str]:
-    """An ssh-agent holding only KEY, on a socket in a private folder, for one build.
+def _private_agent(
+    agent_id: str, key: str, env: Mapping[str, str], patience: Patience
+) -> Iterator[str]:
+    """An ssh-agent holding only KEY, on a socket in a private folder, for one build; found
+    on the PATH of ENV, the run's environment, and run with it.
 
     The agent runs a command (a shell waiting on a pipe from this process) and ends when that
     command ends: when the block ends, and also when dockerpkg is killed (the pipe closes, the
     shell ends, the agent follows within seconds) - a key must not stay loaded after a run.
     """
-    agent, add = shutil.which("ssh-agent"), shutil.which("ssh-add")
+    path = env.get("PATH", os.defpath)
+    agent, add = shutil.which("ssh-agent", path=path), shutil.which("ssh-add", path=path)
     if agent is None or add is None:
         raise AgentError(
             f"ssh {agent_id}: forwarding the key file {key} needs ssh-agent and ssh-add "
@@ -93,6 +98,7 @@ def _private_agent(agent_id: str, key: str, patience: Patience) -> Iterator[str]
         # The agent listens before it starts the command, which says so with the agent's pid.
         process = subprocess.Popen(
             [agent, "-a", socket_path, "sh", "-c", 'echo "$SSH_AGENT_PID"; read _'],
+            env=dict(env),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,

@@ -17,6 +17,7 @@ import subprocess
 import threading
 import urllib.parse
 import weakref
+from collections.abc import Mapping
 
 import docker
 
@@ -48,10 +49,11 @@ def _command(url: str) -> list[str]:
     return ["ssh", *port, "--", destination or "", "docker", "system", "dial-stdio"]
 
 
-def dial_stdio(url: str) -> tuple[socket.socket, subprocess.Popen[bytes]]:
+def dial_stdio(url: str, env: Mapping[str, str]) -> tuple[socket.socket, subprocess.Popen[bytes]]:
     """A connection to the Docker host at URL (ssh://[USER@]HOST[:PORT]): one end of a socket
-    pair whose other end is the stdin and stdout of `ssh ... docker system dial-stdio`;
-    the caller ends the process once done."""
+    pair whose other end is the stdin and stdout of `ssh ... docker system dial-stdio`, run
+    with ENV, the run's environment (ssh finds the user's agent and files by it); the caller
+    ends the process once done."""
     ours, theirs = socket.socketpair()
     try:
         process = subprocess.Popen(
@@ -59,6 +61,7 @@ def dial_stdio(url: str) -> tuple[socket.socket, subprocess.Popen[bytes]]:
             stdin=theirs.fileno(),
             stdout=theirs.fileno(),
             stderr=subprocess.DEVNULL,
+            env=dict(env),
             start_new_session=True,  # Ctrl-C is the run's to handle, not ssh's
         )
     except OSError as exc:
@@ -78,8 +81,9 @@ def end(process: subprocess.Popen[bytes]) -> None:
 class SshTunnel:
     """A private unix socket standing for the Docker host at an ssh:// URL, until closed."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, env: Mapping[str, str]) -> None:
         self.url = url
+        self._env = env
         self._folder = scratch.make_folder("ssh")
         os.chmod(self._folder, 0o700)
         self.path = os.path.join(self._folder, "docker.sock")
@@ -105,7 +109,7 @@ class SshTunnel:
 
     def _carry(self, connection: socket.socket) -> None:
         try:
-            remote, process = dial_stdio(self.url)
+            remote, process = dial_stdio(self.url, self._env)
         except SshError:
             connection.close()
             return
@@ -140,11 +144,12 @@ class SshTunnel:
         shutil.rmtree(self._folder, ignore_errors=True)
 
 
-def tunnel_for(host: str | None) -> SshTunnel | None:
-    """For an ssh:// builder, the local socket standing for it (see effects/sshtunnel)."""
+def tunnel_for(host: str | None, env: Mapping[str, str]) -> SshTunnel | None:
+    """For an ssh:// builder, the local socket standing for it (see effects/sshtunnel); ENV:
+    the run's environment, the `ssh` commands' own."""
     if not host or not host.startswith("ssh://"):
         return None
-    return SshTunnel(host)
+    return SshTunnel(host, env)
 
 
 class Client(docker.APIClient):

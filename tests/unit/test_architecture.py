@@ -163,6 +163,10 @@ def test_modules_and_functions_stay_small() -> None:
 # What reads or changes the process's environment: the run's environment is read once, at the
 # edge (cli/main.py, or a library caller), and passed down as a value.
 ENVIRONMENT_READS = frozenset({"environ", "environb", "getenv", "getenvb", "putenv", "unsetenv"})
+# What reads HOME behind the caller's back (`os.path.expanduser`, `Path.expanduser`,
+# `Path.home`): effects/homes.py's `expand_user` takes the run's environment instead.
+HOME_READS = frozenset({"expanduser"})
+PATH_CLASSES = frozenset({"Path", "pathlib.Path", "PosixPath", "pathlib.PosixPath"})
 
 
 def environment_reads(tree: ast.Module) -> list[int]:
@@ -175,9 +179,16 @@ def environment_reads(tree: ast.Module) -> list[int]:
         for node in ast.walk(statement):
             read: bool
             if isinstance(node, ast.Attribute):
-                read = node.attr in ENVIRONMENT_READS and ast.unparse(node.value) == "os"
+                read = (
+                    (node.attr in ENVIRONMENT_READS and ast.unparse(node.value) == "os")
+                    or node.attr in HOME_READS
+                    or (node.attr == "home" and ast.unparse(node.value) in PATH_CLASSES)
+                )
             elif isinstance(node, ast.ImportFrom):
-                read = node.module == "os" and any(a.name in ENVIRONMENT_READS for a in node.names)
+                names = {a.name for a in node.names}
+                read = (node.module == "os" and bool(names & ENVIRONMENT_READS)) or (
+                    node.module in ("os.path", "posixpath") and bool(names & HOME_READS)
+                )
             else:
                 read = False
             if read:
@@ -196,6 +207,15 @@ def test_the_environment_rule_would_catch_a_breach() -> None:
     assert environment_reads(ast.parse("import os\ndef f():\n    return os.getenv('X')")) == [3]
     assert environment_reads(ast.parse("from os import environ")) == [1]
     assert environment_reads(ast.parse("if __name__ == '__main__':\n    main(os.environ)")) == []
+
+
+def test_the_environment_rule_would_catch_a_read_of_home() -> None:
+    assert environment_reads(ast.parse("import os\np = os.path.expanduser('~/x')")) == [2]
+    assert environment_reads(ast.parse("from os.path import expanduser")) == [1]
+    assert environment_reads(ast.parse("from pathlib import Path\nh = Path.home()")) == [2]
+    assert environment_reads(ast.parse("import pathlib\nh = pathlib.Path('~').expanduser()")) == [2]
+    # A home given by the caller, or an attribute that only shares the name, is no read.
+    assert environment_reads(ast.parse("h = expand_user('~/x', env)\nh = run.home")) == []
 
 
 # A class past this many lines (decorators aside, measured as functions are) holds more than

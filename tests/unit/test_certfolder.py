@@ -15,7 +15,7 @@ def test_files_named_otherwise_get_a_folder_of_links_for_the_block(tmp_path: Pat
     tls = TLSFiles(
         str(tmp_path / "ca.crt"), str(tmp_path / "client.crt"), str(tmp_path / "client.key")
     )
-    with cert_folder(tls) as folder:
+    with cert_folder(tls, {}) as folder:
         assert folder != str(tmp_path)
         assert oct(os.stat(folder).st_mode & 0o777) == "0o700"
         found = {n: Path(folder, n).read_text(encoding="utf-8") for n in os.listdir(folder)}
@@ -25,6 +25,6 @@ def test_files_named_otherwise_get_a_folder_of_links_for_the_block(tmp_path: Pat
 
 def test_files_named_as_the_cli_wants_are_used_where_they_are(tmp_path: Path) -> None:
     tls = TLSFiles(*(str(tmp_path / f"{n}.pem") for n in ("ca", "cert", "key")))
-    with cert_folder(tls) as folder:
+    with cert_folder(tls, {}) as folder:
         assert folder == str(tmp_path)
     assert tmp_path.is_dir()

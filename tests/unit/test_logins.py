@@ -16,6 +16,7 @@ from dockerpkg.core.logins import (
     LoginSettings,
     choose_credentials,
     helper_for,
+    login_for,
     login_settings,
     read_docker_config,
     server_address,
@@ -174,3 +175,30 @@ class TestDockerConfig:
     def test_cred_helpers_must_be_an_object(self) -> None:
         with pytest.raises(DockerPkgError, match="'credHelpers'"):
             helper_for(docker({"credHelpers": ["x"]}), REGISTRY)
+
+
+class TestLoginFor:
+    """Which pulls and pushes get the run's login: those of the config's registry only."""
+
+    RUN = Credentials("ci", "s3cret")
+
+    @pytest.mark.parametrize(
+        ("label", "registry", "given"),
+        [
+            (f"{REGISTRY}/team/app:1.0", REGISTRY, True),
+            (f"{REGISTRY}/team/app", f"{REGISTRY}/", True),
+            (f"{REGISTRY}:5000/team/app:1.0", REGISTRY, False),
+            ("other.example.org/debian:bookworm", REGISTRY, False),
+            ("debian:bookworm", REGISTRY, False),
+            ("debian:bookworm", None, True),  # no registry: Docker Hub's login
+            ("docker.io/library/debian:bookworm", "", True),
+            (f"{REGISTRY}/team/app:1.0", None, False),
+        ],
+    )
+    def test_only_the_configs_registry_gets_it(
+        self, label: str, registry: str | None, given: bool
+    ) -> None:
+        assert login_for(label, registry, self.RUN) == (self.RUN if given else None)
+
+    def test_without_a_run_login_none_is_given(self) -> None:
+        assert login_for(f"{REGISTRY}/team/app:1.0", REGISTRY, None) is None

@@ -9,7 +9,7 @@ import pytest
 from dockerpkg.core.builders import several_builders_problem
 from dockerpkg.core.config import engine_for, load_config, proxy_args
 from dockerpkg.core.plan import BuildEngine
-from dockerpkg.core.runrules import local_copy_serves, verification, verification_paths
+from dockerpkg.core.runrules import local_copy_serves, verification_call
 
 
 def test_proxy_args_in_both_spellings() -> None:
@@ -54,11 +54,9 @@ _CUSTOM = "verify_command: /bin/sh\nverify_args: ['-c', '{path}/t/run {image} {p
 _RUN_ENV = {"PATH": "/opt/bin", "HOME": "/home/u", "SECRET": "x", "DOCKER_HOST": "unix:///a"}
 
 
-def test_the_default_verification_runs_test_sh_when_present() -> None:
+def test_the_default_verification_runs_test_sh() -> None:
     config = load_config([("c.yaml", "http_proxy: http://p:3128\n")])
-    assert verification_paths(config, "/t/img") == ("/t/img/test.sh",)
-    call = verification(config, "r/ns/img:1", ("/t/img", "img"), {"/t/img/test.sh"}, (_RUN_ENV, {}))
-    assert call.skipped is None
+    call = verification_call(config, "r/ns/img:1", "/t/img", (_RUN_ENV, {}))
     assert call.argv == ("/bin/bash", "-c", "/t/img/test.sh r/ns/img:1")
     # PATH, the proxy and what reaches the daemon; nothing else of the run's environment.
     assert call.env == {
@@ -69,13 +67,9 @@ def test_the_default_verification_runs_test_sh_when_present() -> None:
     }
 
 
-def test_a_verification_whose_file_is_missing_is_skipped_naming_it() -> None:
+def test_a_custom_verification_names_the_image_and_its_folder() -> None:
     config = load_config([("c.yaml", _CUSTOM)])
-    paths = verification_paths(config, "/t/img")
-    assert paths == ("/t/img/t/run", "/t/img/data")
-    call = verification(config, "l", ("/t/img", "sub/img"), {"/t/img/t/run"}, ({}, {}))
-    assert call == call.__class__(skipped="skipped: no sub/img/data")
-    ran = verification(config, "l", ("/t/img", "sub/img"), set(paths), ({}, {}))
+    ran = verification_call(config, "l", "/t/img", ({}, {}))
     assert ran.argv == ("/bin/sh", "-c", "/t/img/t/run l /t/img/data")
     assert ran.env == {"PATH": "/usr/bin:/bin"}
 
@@ -83,7 +77,7 @@ def test_a_verification_whose_file_is_missing_is_skipped_naming_it() -> None:
 def test_the_builders_daemon_variables_win_over_the_runs() -> None:
     config = load_config([("c.yaml", "namespace: ns\n")])
     builder = {"DOCKER_HOST": "tcp://b:2376", "DOCKER_TLS_VERIFY": "1"}
-    call = verification(config, "l", ("/f", "f"), {"/f/test.sh"}, (_RUN_ENV, builder))
+    call = verification_call(config, "l", "/f", (_RUN_ENV, builder))
     assert call.env["DOCKER_HOST"] == "tcp://b:2376"
     assert call.env["DOCKER_TLS_VERIFY"] == "1"
 

@@ -83,3 +83,11 @@ class TestHomes:
         assert expand_user("~/shared", env) == "/h/shared"
         assert expand_user("shared/~x", env) == "shared/~x"
         assert expand_user("/abs", env) == "/abs"
+
+    def test_expand_user_of_another_user_reads_the_password_database(self) -> None:
+        import pwd
+
+        me = pwd.getpwuid(os.getuid())
+        # HOME does not count for ~USER, as in a shell.
+        assert expand_user(f"~{me.pw_name}/x", {"HOME": "/h"}) == me.pw_dir.rstrip("/") + "/x"
+        assert expand_user("~no-such-user-here/x", {"HOME": "/h"}) == "~no-such-user-here/x"

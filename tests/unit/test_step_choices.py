@@ -14,9 +14,10 @@ from dockerpkg.core.config import load_config
 from dockerpkg.core.plan import BuildOptions, CacheMode, Op, Plan
 from dockerpkg.core.planmatch import build_differences
 from dockerpkg.core.planner import Observed
-from dockerpkg.core.runrules import missing_test
+from dockerpkg.core.runrules import missing_test, outside_files
 from dockerpkg.core.serialize import plan_from_json, plan_to_json, plan_to_text
 from dockerpkg.core.stepchoices import local_copies
+from dockerpkg.errors import DockerPkgError
 from tests.support.updates import write_tree
 
 REGISTRY = "registry.example.org"
@@ -50,6 +51,35 @@ class TestMissingTest:
     ) -> None:
         config = load_config([("c.yaml", f"verify_args: ['-c', '{word} {{image}}']\n")])
         assert missing_test(config, names, "img") == missing
+
+    @pytest.mark.parametrize(
+        ("word", "shown", "outside"),
+        [
+            ("{path}/../shared/test.sh", "img", ("shared/test.sh",)),
+            ("{path}/../../shared/test.sh", "sub/img", ("shared/test.sh",)),
+            ("{path}/../../t.sh", "img", ("../t.sh",)),
+            ("{path}/..", ".", ("..",)),
+            ("{path}/../img/test.sh", "img", ("img/test.sh",)),  # out, then back in
+            ("{path}/t/../test.sh", "img", ()),  # never leaves the folder
+            ("{path}/test.sh", "img", ()),
+            ("--file={path}/../t.sh", "img", ()),  # not a path the plan can tell
+        ],
+    )
+    def test_files_outside_the_folder_are_named_relative_to_the_tree(
+        self, word: str, shown: str, outside: tuple[str, ...]
+    ) -> None:
+        config = load_config([("c.yaml", f"verify_args: ['-c', '{word} {{image}}']\n")])
+        assert outside_files(config, shown) == outside
+
+    def test_a_file_outside_the_folder_is_there_when_seen_there(self) -> None:
+        config = load_config([("c.yaml", "verify_args: ['-c', '{path}/../shared/t.sh {image}']\n")])
+        assert missing_test(config, set(), "img", {"shared/t.sh"}) is None
+        assert missing_test(config, set(), "img", {"other/t.sh"}) == "img/../shared/t.sh"
+        # Seen outside does not stand for a file the folder itself must hold.
+        both = "verify_args: ['-c', '{path}/../shared/t.sh {path}/test.sh']\n"
+        config = load_config([("c.yaml", both)])
+        assert missing_test(config, set(), "img", {"shared/t.sh"}) == "img/test.sh"
+        assert missing_test(config, {"test.sh"}, "img", {"shared/t.sh"}) is None
 
 
 @pytest.fixture
@@ -151,3 +181,45 @@ def test_a_pull_held_to_a_digest_has_no_local_copy(tree: Path) -> None:
     assert pull.label == f"{DEBIAN}@{digest}"
     assert not pull.local_copy
     assert plan_to_json(derived_again(tree, plan)) == plan_to_json(plan)
+
+
+class TestTestFilesOutsideTheFolders:
+    """A verification naming a file outside its image's folder (`{path}/../x`) runs when the
+    file is there when planning: the tree's snapshot does not hold it, so it is looked at."""
+
+    SHARED = "verify_args: ['-c', '{path}/../../shared-test.sh {image}']\n"
+
+    @pytest.fixture
+    def shared_tree(self, tree: Path) -> Path:
+        config = (tree / "config.yaml").read_text("utf-8") + self.SHARED
+        (tree / "config.yaml").write_text(config, "utf-8")
+        return tree
+
+    def verifications(self, plan: Plan) -> dict[str, str | None]:
+        return {s.image: s.missing_test for s in plan.steps if s.op is Op.VERIFY}
+
+    def test_skipped_when_the_file_is_absent(self, shared_tree: Path) -> None:
+        plan = plan_for(shared_tree, Observed())
+        assert self.verifications(plan) == {
+            "base": "base/../../shared-test.sh",
+            "app": "app/../../shared-test.sh",
+        }
+        assert derived_again(shared_tree, plan).steps == plan.steps
+
+    def test_run_when_the_file_is_there(self, shared_tree: Path) -> None:
+        (shared_tree / "shared-test.sh").write_text("#!/bin/sh\n", "utf-8")
+        plan = plan_for(shared_tree, Observed())
+        assert self.verifications(plan) == {"base": None, "app": None}
+        assert "[skipped" not in plan_to_text(plan)
+        assert derived_again(shared_tree, plan).steps == plan.steps
+
+    def test_a_saved_plan_is_refused_once_the_file_is_gone(self, shared_tree: Path) -> None:
+        (shared_tree / "shared-test.sh").write_text("#!/bin/sh\n", "utf-8")
+        saved = plan_from_json(plan_to_json(plan_for(shared_tree, Observed())), "p.json")
+        (shared_tree / "shared-test.sh").unlink()
+        env = {"HOME": str(shared_tree)}
+        images, config = str(shared_tree / "images"), str(shared_tree / "config.yaml")
+        workspace = load_workspace(images, config, env, render=False)
+        with pytest.raises(DockerPkgError) as raised:
+            derived_build_plan(saved, workspace, "p.json")
+        assert "shared-test.sh" in str(raised.value)

@@ -11,7 +11,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, cast
 
-from dockerpkg.core.labels import repository_path, same_registry, split_label
+from dockerpkg.core.labels import repository_path, split_label
+from dockerpkg.core.logins import login_for
 from dockerpkg.effects.credentials import Credentials
 from dockerpkg.effects.executor.settings import Settings
 from dockerpkg.effects.logs import CappedLog, Tee
@@ -57,12 +58,8 @@ class Shared:
                 capped.close()
 
     def credentials_for(self, label: str) -> Credentials | None:
-        """The run's credentials if LABEL is in the config's registry: a base image from
-        another registry gets the Docker client's own login for it, never this password."""
-        repository, _ = split_label(label)
-        if same_registry(repository, self.settings.config.registry):
-            return self.settings.credentials
-        return None
+        """The login a pull or push of LABEL is given (see core.logins.login_for)."""
+        return login_for(label, self.settings.config.registry, self.settings.credentials)
 
     def reference(self, label: str) -> tuple[str, str, str]:
         """LABEL's repository, tag (`latest` when it names none) and path in the registry."""

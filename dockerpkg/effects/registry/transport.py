@@ -29,6 +29,7 @@ from dockerpkg.effects.registry.errors import (
     describe,
     is_tls_failure,
 )
+from dockerpkg.effects.registry.proxies import proxies_for
 
 log = logging.getLogger(__name__)
 
@@ -128,6 +129,7 @@ class Transport:
         self.interrupter = interrupter or Interrupter()
         self.session = new_session(workers, self.interrupter)
         self._proxies: dict[str, dict[str, str]] = {}
+        self._env = env
 
     def close(self) -> None:
         self.session.close()
@@ -144,11 +146,12 @@ class Transport:
         )
 
     def proxies_for(self, url: str) -> dict[str, str]:
-        """The environment's proxies for URL's host, worked out once per host: requests would
-        scan the environment on every call, a third of the cost of a kept-alive HEAD."""
+        """The run's environment's proxies for URL's host, worked out once per host: requests
+        would scan the process's environment on every call, a third of the cost of a
+        kept-alive HEAD."""
         host = urllib.parse.urlsplit(url).netloc
         if host not in self._proxies:
-            self._proxies[host] = requests.utils.get_environ_proxies(url)
+            self._proxies[host] = proxies_for(url, self._env)
         return self._proxies[host]
 
     def send(
