@@ -84,6 +84,12 @@ def _plan_to_apply(path: str) -> Plan:
     return plan
 
 
+def named_plan(action: Action) -> str:
+    """ "a build plan", "an update plan": ACTION's plan as messages name it."""
+    article = "an" if action.value[0] in "aeiou" else "a"
+    return f"{article} {action.value} plan"
+
+
 def saved_plan_workspace(
     plan: Plan,
     path: str,
@@ -98,7 +104,7 @@ def saved_plan_workspace(
     """
     if action is not None and plan.action is not action:
         raise DockerPkgError.single(
-            path, f"this is a {plan.action.value} plan, not a {action.value} plan"
+            path, f"this is {named_plan(plan.action)}, not {named_plan(action)}"
         )
     wrong_suffix = suffix_problem(plan.options.suffix)
     if plan.action is Action.BUILD and wrong_suffix is not None:
