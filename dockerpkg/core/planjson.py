@@ -128,9 +128,9 @@ def _check_union(value: object, options: tuple[object, ...], where: str) -> None
             return
     # A list, object or string that fits an option's shape is wrong inside: that option's
     # error says where (or that the string holds a NUL). Anything else: every option named.
-    for option, exc in failed:
+    for option, error in failed:
         if _shaped(value, option):
-            raise exc
+            raise error
     raise _wrong(where, " or ".join(_described(option) for option in options), value)
 
 

@@ -62,8 +62,10 @@ class TestPlanned:
     def test_the_observation_says_whether_the_daemon_was_asked(self, tree: Path) -> None:
         workspace = api.load_workspace(str(tree / "images"), str(tree / "config.yaml"), {})
         folded = [
-            fold_observed(workspace.tree, workspace.config, Asked(), RegistryAnswers(), **given)
-            for given in ({}, {"daemon_asked": False})
+            fold_observed(
+                workspace.tree, workspace.config, Asked(), RegistryAnswers(), daemon_asked=asked
+            )
+            for asked in (True, False)
         ]
         assert [o.daemon_asked for o in folded] == [True, False]
 
