@@ -17,7 +17,7 @@ from pathlib import Path
 import attrs
 
 from dockerpkg.api.build import PlannedRun, build_engine, options_for
-from dockerpkg.api.workspace import Workspace, build_plan, observe_tree
+from dockerpkg.api.workspace import Workspace, build_plan, observe_tree, publish_mode
 from dockerpkg.core.applyoptions import ApplyOptions
 from dockerpkg.core.config import Config
 from dockerpkg.core.plan import BuildEngine, BuildOptions, CacheMode, PublishMode
@@ -103,7 +103,7 @@ def build_options(request: PlanRequest, suffix: str, config: Config) -> BuildOpt
         pull=request.pull,
         use_cache=request.use_cache,
         suffix=suffix,
-        publish=config.publish if request.publish is None else request.publish,
+        publish=publish_mode(config, request.publish),
         cache=config.cache if request.cache is None else request.cache,
         engine=build_engine(config, request.env, request.engine),
     )

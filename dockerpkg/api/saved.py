@@ -12,6 +12,7 @@ import attrs
 from dockerpkg.api.workspace import Workspace, load_workspace, with_test_files
 from dockerpkg.core.builders import BuilderSet
 from dockerpkg.core.plan import Action, Plan
+from dockerpkg.core.planjson import loads
 from dockerpkg.core.planmatch import build_differences, claimed_observed, suffix_problem
 from dockerpkg.core.planner import plan_build
 from dockerpkg.core.secrets import SecretSource, merged
@@ -42,7 +43,7 @@ def load_saved_plan(
 ) -> tuple[Plan, Workspace]:
     """A saved plan and its tree, refused when it is not an ACTION plan (if given) or when
     anything it was made from has changed."""
-    plan = read_saved_plan(path)
+    plan = _plan_to_apply(path)
     return plan, saved_plan_workspace(plan, path, config_path, env, action)
 
 
@@ -56,7 +57,7 @@ def opened_saved_plan(
 ) -> Iterator[tuple[Plan, Workspace]]:
     """The ACTION plan saved in PATH and its tree, held under LOCK (of the plan's tree) for
     as long as the caller carries it out; refused as load_saved_plan refuses."""
-    plan = read_saved_plan(path)
+    plan = _plan_to_apply(path)
     with lock(plan.directory):
         yield plan, saved_plan_workspace(plan, path, config_path, env, action)
 
@@ -64,6 +65,29 @@ def opened_saved_plan(
 def read_saved_plan(path: str) -> Plan:
     """The plan saved in PATH, not yet checked against its tree (see saved_plan_workspace)."""
     return plan_from_json(read_plan_text(path), path)
+
+
+def _plan_to_apply(path: str) -> Plan:
+    """The plan saved in PATH, refused when it is `update --refs --json`'s: its reference
+    edits (`refs`) are no part of a saved plan, and writing only its changelogs would
+    silently leave the references behind."""
+    text = read_plan_text(path)
+    plan = plan_from_json(text, path)
+    data = loads(text, path)
+    if plan.action is Action.UPDATE and isinstance(data, dict) and "refs" in data:
+        raise DockerPkgError.single(
+            path,
+            "this is an `update --refs` plan, printed for review: apply writes changelogs "
+            "only and would leave its reference edits behind; to write both, run "
+            "`dockerpkg update ... --refs` (nothing was written)",
+        )
+    return plan
+
+
+def named_plan(action: Action) -> str:
+    """ "a build plan", "an update plan": ACTION's plan as messages name it."""
+    article = "an" if action.value[0] in "aeiou" else "a"
+    return f"{article} {action.value} plan"
 
 
 def saved_plan_workspace(
@@ -80,7 +104,7 @@ def saved_plan_workspace(
     """
     if action is not None and plan.action is not action:
         raise DockerPkgError.single(
-            path, f"this is a {plan.action.value} plan, not a {action.value} plan"
+            path, f"this is {named_plan(plan.action)}, not {named_plan(action)}"
         )
     wrong_suffix = suffix_problem(plan.options.suffix)
     if plan.action is Action.BUILD and wrong_suffix is not None:

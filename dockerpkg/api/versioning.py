@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 import attrs
 
+from dockerpkg.api.saved import named_plan
 from dockerpkg.api.workspace import Workspace, interrupted_update, left_behind, load_and_observe
 from dockerpkg.core.bases import check_bases
 from dockerpkg.core.editmatch import update_edit_problem
@@ -121,7 +122,7 @@ def check_update(plan: Plan, workspace: Workspace) -> None:
     if plan.action is not Action.UPDATE:
         raise DockerPkgError.single(
             workspace.directory,
-            f"this is a {plan.action.value} plan, not a {Action.UPDATE.value} plan",
+            f"this is {named_plan(plan.action)}, not {named_plan(Action.UPDATE)}",
         )
     if plan.digest != workspace.digest:
         raise _stale(workspace.directory)

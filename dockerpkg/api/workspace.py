@@ -236,7 +236,7 @@ def load_and_observe(
     that one is."""
 
     def options(config: Config) -> BuildOptions:
-        return BuildOptions(suffix=suffix, publish=config.publish if publish is None else publish)
+        return BuildOptions(suffix=suffix, publish=publish_mode(config, publish))
 
     workspace, observed, credentials, _ = observe_tree(
         directory,
@@ -250,6 +250,12 @@ def load_and_observe(
         daemon=daemon,
     )
     return workspace, observed, credentials
+
+
+def publish_mode(config: Config, given: PublishMode | None) -> PublishMode:
+    """The run's publish mode: GIVEN (--publish), else CONFIG's `publish`. The one place it
+    is worked out, for a build's plan and for the observation of an update alike."""
+    return config.publish if given is None else given
 
 
 def observe_tree(

@@ -117,11 +117,8 @@ class Commands(argparse._SubParsersAction):  # type: ignore[type-arg]
             super().__call__(parser, namespace, values, option_string)
             return
         group = chosen.commands
-        # No word at all: the group's check says what is missing (and a shell completing
-        # the next word is offered the sub-commands' names).
-        if group is not None and words and words[0] not in group.every():
-            routed = chosen.route(words) if chosen.route is not None else None
-            words = [routed or DEFAULT, *words]
+        if group is not None:
+            words = _sub_command_first(chosen, group, words)
         parse = chosen.parse_known_intermixed_args if chosen.intermixed else chosen.parse_known_args
         # A namespace of its own, copied over, as argparse does for its sub-commands.
         found, rest = parse(words, None)
@@ -131,6 +128,36 @@ class Commands(argparse._SubParsersAction):  # type: ignore[type-arg]
             setattr(namespace, key, value)
         if rest:
             vars(namespace).setdefault(argparse._UNRECOGNIZED_ARGS_ATTR, []).extend(rest)
+
+
+def _sub_command_first(chosen: CommandParser, group: Commands, words: list[str]) -> list[str]:
+    """WORDS with the group's sub-command first: the one the first word after the global
+    options names (they are taken anywhere, as before the verb), or the one ROUTE or the
+    default gives. No word at all: the group's check says what is missing (and a shell
+    completing the next word is offered the sub-commands' names)."""
+    given = leading_globals(words)
+    rest = words[given:]
+    if not rest:
+        return words
+    if rest[0] in group.every():
+        return [rest[0], *words[:given], *rest[1:]]
+    routed = chosen.route(rest) if chosen.route is not None else None
+    return [routed or DEFAULT, *words]
+
+
+def leading_globals(words: list[str]) -> int:
+    """How many of WORDS, from the first, are global options (-c CONFIG, -cCONFIG,
+    --configfile CONFIG, --configfile=CONFIG, --debug, --info)."""
+    at = 0
+    while at < len(words):
+        word = words[at]
+        if word in ("-c", "--configfile"):
+            at += 2
+        elif word in ("--debug", "--info") or word.startswith(("--configfile=", "-c")):
+            at += 1
+        else:
+            break
+    return min(at, len(words))
 
 
 def _paths(prefix: str, **kwargs: Any) -> list[str]:

@@ -17,6 +17,8 @@ class Observed:
     offline: bool = True
     published: frozenset[str] = frozenset()
     local: frozenset[str] = frozenset()
+    # Whether the daemon was asked for LOCAL (not with several builders: each has its own).
+    daemon_asked: bool = True
     credentials: bool = False
     # Published label -> the own definition recorded in its image label, where one was read.
     recorded: Mapping[str, str] = attrs.field(factory=dict)

@@ -153,9 +153,11 @@ def fold_observed(
     *,
     local: tuple[LocalImage, ...] = (),
     bases: BaseAnswers | None = None,
+    daemon_asked: bool = True,
 ) -> Observed:
     """What TREE's plan needs to know, from what the registry (ANSWERS), the daemon (LOCAL:
-    its images, none when it was not asked) and the base images' registries (BASES) said."""
+    its images; none when it was not asked: DAEMON_ASKED false) and the base images'
+    registries (BASES) said."""
     bases = bases or BaseAnswers()
     refs = tree_refs(tree, config)
     images = {name: tree.images[name] for name in refs}
@@ -165,6 +167,7 @@ def fold_observed(
         offline=False,
         published=frozenset(images[n].label for n, r in refs.items() if answers.digests.get(r)),
         local=frozenset(tag for image in local for tag in image.tags),
+        daemon_asked=daemon_asked,
         credentials=asked.credentials,
         recorded={
             label: value

@@ -118,16 +118,44 @@ def _check(value: object, expected: object, where: str) -> None:
 
 
 def _check_union(value: object, options: tuple[object, ...], where: str) -> None:
-    last = None
+    failed = []
     for option in options:
         try:
             _check(value, option, where)
         except TypeMismatchError as exc:
-            last = exc
+            failed.append((option, exc))
         else:
             return
-    assert last is not None
-    raise last
+    # A list, object or string that fits an option's shape is wrong inside: that option's
+    # error says where (or that the string holds a NUL). Anything else: every option named.
+    for option, error in failed:
+        if _shaped(value, option):
+            raise error
+    raise _wrong(where, " or ".join(_described(option) for option in options), value)
+
+
+def _shaped(value: object, option: object) -> bool:
+    if option is str:
+        return isinstance(value, str)
+    origin = typing.get_origin(option)
+    if origin is tuple:
+        return isinstance(value, tuple)
+    if origin is Mapping or origin is dict:
+        return isinstance(value, Mapping)
+    return isinstance(option, type) and attrs.has(option) and isinstance(value, option)
+
+
+def _described(option: object) -> str:
+    """OPTION of a union as an error names it."""
+    origin = typing.get_origin(option)
+    if origin is tuple:
+        return "a list"
+    if origin is Mapping or origin is dict or (isinstance(option, type) and attrs.has(option)):
+        return "an object"
+    if option is str:
+        return "a string"
+    name = getattr(option, "__name__", str(option))
+    return _WORDS.get(name, name)
 
 
 def _check_plain(value: object, expected: object, where: str) -> None:

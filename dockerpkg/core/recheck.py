@@ -53,8 +53,10 @@ def without_published(plan: Plan, published: frozenset[str]) -> tuple[Plan, tupl
     pulls = []
     if plan.options.pull:
         needed = sorted({p for name in building for p in images[name].parents if p in gone})
+        # No daemon was asked about them: a failed pull may go on with the daemon's copy
+        # (the executor looks for one), as any pull no daemon was asked about.
         pulls = [
-            Step(Op.PULL, p, Reason.PUBLISHED_DEPENDENCY, gone[p])
+            Step(Op.PULL, p, Reason.PUBLISHED_DEPENDENCY, gone[p], local_copy=True)
             for p in needed
             if gone[p] not in pulled
         ]

@@ -14,6 +14,7 @@ import attrs
 from dockerpkg.core.config import Config
 from dockerpkg.core.plan import BuildOptions, CacheMode, Op, Plan, Step
 from dockerpkg.core.runrules import local_copy_serves, missing_test, outside_files
+from dockerpkg.core.staging import staged_labels
 from dockerpkg.core.tree import Tree
 
 
@@ -30,13 +31,17 @@ class DaemonSeen(Protocol):
     @property
     def test_files(self) -> frozenset[str]: ...
 
+    @property
+    def daemon_asked(self) -> bool: ...
+
 
 def decided_steps(
     steps: Iterable[Step], tree: Tree, config: Config, options: BuildOptions, seen: DaemonSeen
 ) -> list[Step]:
     """STEPS with what each one's run follows; SEEN: the labels the daemon was seen to hold
-    (offline: the daemon was not asked, so any copy it holds may serve)."""
-    local = None if seen.offline else seen.local
+    (offline, or several builders: no daemon was asked, so any copy it holds may serve; the
+    executor still looks for one when the pull fails)."""
+    local = None if seen.offline or not seen.daemon_asked else seen.local
     return [_decided(step, tree, config, options, (local, seen.test_files)) for step in steps]
 
 
@@ -70,10 +75,16 @@ def _decided(
 
 
 def local_copies(plan: Plan) -> frozenset[str]:
-    """The labels whose failed pull PLAN lets go on with the daemon's own copy."""
-    return frozenset(
+    """The labels whose failed pull PLAN lets go on with the daemon's own copy: its pulls
+    that say so and, with several builders, the parents each one fetches from the registry
+    (built elsewhere, or staged): no daemon was asked, so each builder's own copy may serve."""
+    pulls = {
         step.label or step.image for step in plan.steps if step.op is Op.PULL and step.local_copy
-    )
+    }
+    if len(plan.builders) < 2:
+        return frozenset(pulls)
+    fetched = {image.label for image in plan.images} | set(staged_labels(plan).values())
+    return frozenset(pulls | fetched)
 
 
 def cache_text(plan: Plan) -> str | None:

@@ -209,7 +209,10 @@ class Observation:
             if not isinstance(exc, Exception):  # a signal: end the waits in flight
                 self._interrupter.interrupt()
             raise
-        return fold_observed(tree, self._config, self._asked, answers, local=local, bases=bases)
+        asked = self._local is not None
+        return fold_observed(
+            tree, self._config, self._asked, answers, local=local, bases=bases, daemon_asked=asked
+        )
 
     def _completed(self, tree: Tree, answers: RegistryAnswers) -> RegistryAnswers:
         """ANSWERS with what the background did not ask (the resolved tree's references not

@@ -18,8 +18,11 @@ import pytest
 
 from dockerpkg import api
 from dockerpkg.api import build as api_build
+from dockerpkg.api.run import PlanRequest, build_options
+from dockerpkg.api.workspace import publish_mode
 from dockerpkg.cli import main
 from dockerpkg.core.applyoptions import DEFAULT_LOG_LIMIT, ApplyOptions
+from dockerpkg.core.config import load_config
 from dockerpkg.core.plan import BuildEngine, CacheMode, Plan, PublishMode
 from dockerpkg.core.report import Report, report_to_data
 from dockerpkg.core.secrets import parse_secret_flag
@@ -288,3 +291,16 @@ def test_the_reports_json_shows_the_options_of_a_cli_run(
     }
     [settings] = daemons.settings
     assert (settings.jobs, settings.build_timeout, settings.verify_timeout) == (3, 5.0, 30.0)
+
+
+@pytest.mark.parametrize("configured", list(PublishMode))
+def test_the_publish_mode_is_worked_out_in_one_place(configured: PublishMode) -> None:
+    """--publish, else the config's: one helper, used by a build's plan and by the
+    observation of an update."""
+    config = load_config([("c.yaml", f"publish: {configured.value}\n")])
+    assert publish_mode(config, None) is configured
+    for given in PublishMode:
+        assert publish_mode(config, given) is given
+        request = PlanRequest(env={}, publish=given)
+        assert build_options(request, "", config).publish is given
+    assert build_options(PlanRequest(env={}), "", config).publish is configured

@@ -213,3 +213,32 @@ def test_a_wrong_type_is_named_by_its_place(work: Path, capsys: pytest.CaptureFi
     Path("p.json").write_text(json.dumps(data), "utf-8")
     status, output = cli(capsys, "apply", "p.json")
     assert "p.json: error: not a dockerpkg plan: steps[0].needs: expected a list, not str" in output
+
+
+def test_a_wrong_type_where_null_may_be_names_both(
+    work: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = saved_plan(capsys)
+    index = next(i for i, step in enumerate(data["steps"]) if step["op"] == "verify")
+    data["steps"][index]["missing_test"] = 5
+    Path("p.json").write_text(json.dumps(data), "utf-8")
+    status, output = cli(capsys, "apply", "p.json")
+    assert status == 1
+    expected = f"steps[{index}].missing_test: expected a string or null, not int 5"
+    assert f"p.json: error: not a dockerpkg plan: {expected}" in output
+
+
+def test_a_plan_of_another_verb_is_named_with_its_article(
+    work: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DEBFULLNAME", "Release Bot")
+    monkeypatch.setenv("DEBEMAIL", "bot@example.org")
+    saved_plan(capsys)
+    status, output = cli(capsys, "plan", "update", "app", "images", "--out", "u.json")
+    assert status == 0, output
+    status, output = cli(capsys, "apply", "prune", "u.json")
+    assert status == 1
+    assert "u.json: error: this is an update plan, not a prune plan" in output
+    status, output = cli(capsys, "apply", "update", "p.json")
+    assert status == 1
+    assert "this is a build plan, not an update plan" in output

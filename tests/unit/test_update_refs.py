@@ -15,6 +15,8 @@ from dockerpkg.api.workspace import load_workspace
 from dockerpkg.cli import main
 from dockerpkg.core.plan import FORMAT_VERSION
 from dockerpkg.core.refsplan import FORMAT_VERSION as REFS_FORMAT_VERSION
+from dockerpkg.core.refsrender import update_to_json
+from dockerpkg.core.serialize import plan_to_json
 from dockerpkg.effects.workfiles import TEMP_NAME
 from dockerpkg.errors import DockerPkgError
 
@@ -95,3 +97,30 @@ def test_a_user_changed_after_planning_refuses_the_whole_write(work: Path) -> No
     with pytest.raises(DockerPkgError, match="changed since the plan was made; make a new plan"):
         refs.write_update_with_refs(plan, workspace)
     assert snapshot(work) == before
+
+
+@pytest.mark.parametrize("apply", [["apply"], ["apply", "update"]])
+def test_apply_refuses_a_combined_plan(
+    work: Path, apply: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`update --refs --json` prints the whole plan for review; saved and given to `apply`,
+    which writes changelogs only, it is refused rather than leaving its references behind."""
+    workspace = load_workspace("tree", "config.yaml", ENV, render=False)
+    request = versioning.UpdateRequest(reason="Rebuild", name="app", version="1.2")
+    when = datetime.datetime(2026, 12, 7, tzinfo=datetime.UTC)
+    combined = refs.plan_update_with_refs(
+        versioning.update_plan(workspace, request, ENV, when), workspace, ENV
+    )
+    Path("u.json").write_text(update_to_json(combined), encoding="utf-8")
+    Path("changelogs-only.json").write_text(plan_to_json(combined.update), encoding="utf-8")
+    before = snapshot(work)
+    status = main(["-c", "config.yaml", *apply, "u.json"])
+    _, err = capsys.readouterr()
+    assert status == 1
+    assert "u.json: error: this is an `update --refs` plan" in err
+    assert "dockerpkg update ... --refs" in err
+    assert "Traceback" not in err
+    assert snapshot(work) == before
+    # The same plan without its reference edits is an update plan apply writes.
+    assert main(["-c", "config.yaml", *apply, "changelogs-only.json"]) == 0
+    assert snapshot(work) != before
