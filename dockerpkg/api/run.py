@@ -13,12 +13,13 @@ import os
 import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Unpack
 
 import attrs
 
 from dockerpkg.api.build import PlannedRun, build_engine, options_for
 from dockerpkg.api.workspace import Workspace, build_plan, observe_tree, publish_mode
-from dockerpkg.core.applyoptions import ApplyOptions
+from dockerpkg.core.applyoptions import ApplyOptions, GivenOptions
 from dockerpkg.core.config import Config
 from dockerpkg.core.plan import BuildEngine, BuildOptions, CacheMode, PublishMode
 from dockerpkg.core.secrets import SecretSource
@@ -124,23 +125,14 @@ def apply_options(
     *,
     run_dir: str | None = None,
     now: datetime.datetime | None = None,
-    jobs: int | None = None,
-    build_timeout: float | None = None,
-    verify_timeout: float | None = None,
-    transfer_timeout: float | None = None,
-    log_limit: int | None = None,
+    **given: Unpack[GivenOptions],
 ) -> ApplyOptions:
-    """What the run of PLANNED adds to its plan: each value given (a flag), else the
-    config's, else the default (see dockerpkg.core.applyoptions). RUN_DIR: default, a new
-    folder under the temporary folder, named by NOW (default: the clock) and the process."""
+    """What the run of PLANNED adds to its plan: each value GIVEN (jobs, build_timeout,
+    verify_timeout, transfer_timeout, log_limit: the flags), else the config's, else the
+    default (see dockerpkg.core.applyoptions). RUN_DIR: default, a new folder under the
+    temporary folder, named by NOW (default: the clock) and the process."""
     return options_for(
-        planned,
-        run_dir or str(default_run_dir(now or datetime.datetime.now())),
-        jobs=jobs,
-        build_timeout=build_timeout,
-        verify_timeout=verify_timeout,
-        transfer_timeout=transfer_timeout,
-        log_limit=log_limit,
+        planned, run_dir or str(default_run_dir(now or datetime.datetime.now())), **given
     )
 
 

@@ -7,9 +7,8 @@ import json
 import os
 import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TypeVar
 
 import argh
 import attrs
@@ -26,6 +25,7 @@ from dockerpkg.cli.common import (
     locked,
     print_problems,
 )
+from dockerpkg.cli.parsing import arg, declared
 from dockerpkg.core.markdown import plan_to_markdown
 from dockerpkg.core.plan import Action, BuildEngine, CacheMode, Plan, PublishMode
 from dockerpkg.core.plandiff import diff_plans, diff_to_data, diff_to_text
@@ -39,8 +39,6 @@ from dockerpkg.core.report import (
 from dockerpkg.core.secrets import SecretSource, parse_secret_flag, parse_ssh_flag
 from dockerpkg.core.serialize import plan_to_json, plan_to_text
 from dockerpkg.errors import DockerPkgError
-
-F = TypeVar("F", bound=Callable[..., Any])
 
 
 @attrs.frozen
@@ -235,40 +233,29 @@ _BUILDERS_HELP = (
 )
 
 
-def _declared(*declarations: Callable[[F], F]) -> Callable[[F], F]:
-    """One decorator for several @argh.arg declarations that commands share."""
-
-    def declare(function: F) -> F:
-        for declaration in declarations:
-            function = declaration(function)
-        return function
-
-    return declare
-
-
 # The flags that choose what a run builds and how (plan, apply DIRECTORY, build).
-_tree_flags = _declared(
-    argh.arg("--builders", metavar="URL[=SLOTS],...", help=_BUILDERS_HELP),
-    argh.arg("--publish", "-p", metavar="MODE", choices=_PUBLISH_CHOICES, help=_PUBLISH_HELP),
-    argh.arg("--secret", action="append", metavar=_SECRET_METAVAR, help=_SECRET_HELP),
-    argh.arg("--ssh", action="append", metavar="default|ID[=PATH]", help=_SSH_HELP),
-    argh.arg("--cache", metavar="MODE", choices=_CACHE_CHOICES, help=_CACHE_HELP),
-    argh.arg("--engine", "-e", choices=_ENGINE_CHOICES, help=_ENGINE_HELP),
-    argh.arg("--nightly", help=_NIGHTLY_HELP),
-    argh.arg("--snapshot", help=_SNAPSHOT_HELP),
-    argh.arg("--no-pull", help=_NO_PULL_HELP),
-    argh.arg("--use-cache", "-u", help=_USE_CACHE_HELP),
+_tree_flags = declared(
+    arg("--builders", metavar="URL[=SLOTS],...", help=_BUILDERS_HELP),
+    arg("--publish", "-p", metavar="MODE", choices=_PUBLISH_CHOICES, help=_PUBLISH_HELP),
+    arg("--secret", action="append", metavar=_SECRET_METAVAR, help=_SECRET_HELP),
+    arg("--ssh", action="append", metavar="default|ID[=PATH]", help=_SSH_HELP),
+    arg("--cache", metavar="MODE", choices=_CACHE_CHOICES, help=_CACHE_HELP),
+    arg("--engine", "-e", choices=_ENGINE_CHOICES, help=_ENGINE_HELP),
+    arg("--nightly", help=_NIGHTLY_HELP),
+    arg("--snapshot", help=_SNAPSHOT_HELP),
+    arg("--no-pull", help=_NO_PULL_HELP),
+    arg("--use-cache", "-u", help=_USE_CACHE_HELP),
 )
 # The flags of carrying a plan out (apply, build).
-_run_flags = _declared(
-    argh.arg("--jobs", "-j", type=int, help=_JOBS_HELP),
-    argh.arg("--report", help=_REPORT_HELP),
-    argh.arg("--run-dir", help=_RUN_DIR_HELP),
-    argh.arg("--quiet", "-q", help=_QUIET_HELP),
-    argh.arg("--wait-lock", "-w", help=WAIT_LOCK_HELP),
-    argh.arg("--build-timeout", type=float, metavar="SECONDS", help=_BUILD_TIMEOUT_HELP),
-    argh.arg("--verify-timeout", type=float, metavar="SECONDS", help=_VERIFY_TIMEOUT_HELP),
-    argh.arg("--transfer-timeout", type=float, metavar="SECONDS", help=_TRANSFER_TIMEOUT_HELP),
+_run_flags = declared(
+    arg("--jobs", "-j", type=int, help=_JOBS_HELP),
+    arg("--report", help=_REPORT_HELP),
+    arg("--run-dir", help=_RUN_DIR_HELP),
+    arg("--quiet", "-q", help=_QUIET_HELP),
+    arg("--wait-lock", "-w", help=WAIT_LOCK_HELP),
+    arg("--build-timeout", type=float, metavar="SECONDS", help=_BUILD_TIMEOUT_HELP),
+    arg("--verify-timeout", type=float, metavar="SECONDS", help=_VERIFY_TIMEOUT_HELP),
+    arg("--transfer-timeout", type=float, metavar="SECONDS", help=_TRANSFER_TIMEOUT_HELP),
 )
 
 

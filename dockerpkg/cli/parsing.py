@@ -14,9 +14,11 @@ from __future__ import annotations
 import argparse
 import copy
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 import argh
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 # The name a group's default sub-command is registered under; hidden everywhere.
 DEFAULT = "\0"
@@ -213,6 +215,27 @@ def add_globals(parser: argparse.ArgumentParser, *, hidden: bool) -> None:
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     group.add_argument("--info", action="store_true", help=INFO_HELP)
+
+
+Declaration = tuple[tuple[str, ...], dict[str, Any]]
+
+
+def arg(*names: str, **how: Any) -> Declaration:
+    """An @argh.arg declaration for `declared`, made anew on each command: argh's decorator
+    takes `dest` out of what it was given, so one decorator can serve one command only."""
+    return names, how
+
+
+def declared(*declarations: Declaration) -> Callable[[F], F]:
+    """One decorator for several @argh.arg declarations (see `arg`) that commands share, in
+    the order they would have stacked (argh keeps the positionals in the order written)."""
+
+    def declare(function: F) -> F:
+        for names, how in reversed(declarations):
+            function = argh.arg(*names, **how)(function)
+        return function
+
+    return declare
 
 
 def command(

@@ -12,17 +12,18 @@ import argh
 
 from dockerpkg import api
 from dockerpkg.api import versioning
-from dockerpkg.cli.common import EXIT_CHANGES, EXIT_ERROR, WAIT_LOCK_HELP, Context
+from dockerpkg.cli.common import EXIT_ERROR, WAIT_LOCK_HELP, Context
+from dockerpkg.cli.parsing import arg, declared
 from dockerpkg.cli.versioning import (
     DIRECTORY_HELP,
-    EXITCODE_HELP,
     JSON_HELP,
-    OUT_HELP,
+    PLAN_OUTPUT,
     SavedPlans,
     _exit,
     _locked,
     _print_problems,
     _show,
+    show_plan,
 )
 from dockerpkg.core.plan import Action
 
@@ -31,6 +32,11 @@ if TYPE_CHECKING:
 
 _SELECT = "fnmatch glob on full labels (registry/namespace/name:tag) (default: every image)"
 _NIGHTLY = "keep the nightly VERSION-SUFFIX instead of VERSION (strftime codes are expanded)"
+# Which images the three prune commands look at.
+_selection = declared(
+    arg("--select", "-s", help=_SELECT),
+    arg("--nightly", "-n", metavar="SUFFIX", help=_NIGHTLY),
+)
 
 
 def _nightly(ctx: Context, nightly: str | None) -> str | None:
@@ -76,11 +82,9 @@ class PruneCommands(SavedPlans):
         return run, client
 
     @argh.arg("directory", metavar="DIRECTORY", help=DIRECTORY_HELP)
-    @argh.arg("--select", "-s", help=_SELECT)
-    @argh.arg("--nightly", "-n", metavar="SUFFIX", help=_NIGHTLY)
+    @_selection
     @argh.arg("--json", "-j", dest="json_output", help=JSON_HELP)
-    @argh.arg("--out", "-o", help=OUT_HELP)
-    @argh.arg("--detailed-exitcode", "-d", help=EXITCODE_HELP)
+    @PLAN_OUTPUT
     def plan_prune(
         self,
         directory: str,
@@ -94,13 +98,10 @@ class PruneCommands(SavedPlans):
         """Show which old local images `prune` would remove, and which it keeps and why."""
         run, client = self.make_prune_plan(directory, select, nightly)
         client.close()
-        _show(run.plan, json_output=json_output, out=out)
-        if detailed_exitcode and run.plan.has_changes:
-            _exit(EXIT_CHANGES)
+        show_plan(run.plan, json_output=json_output, out=out, detailed_exitcode=detailed_exitcode)
 
     @argh.arg("target", metavar="PLAN|DIRECTORY", help="a saved prune plan, or the image tree")
-    @argh.arg("--select", "-s", help=_SELECT)
-    @argh.arg("--nightly", "-n", metavar="SUFFIX", help=_NIGHTLY)
+    @_selection
     @argh.arg("--wait-lock", "-w", help=WAIT_LOCK_HELP)
     def apply_prune(
         self,
@@ -120,8 +121,7 @@ class PruneCommands(SavedPlans):
         _report_removals(results)
 
     @argh.arg("directory", metavar="DIRECTORY", help=DIRECTORY_HELP)
-    @argh.arg("--select", "-s", help=_SELECT)
-    @argh.arg("--nightly", "-n", metavar="SUFFIX", help=_NIGHTLY)
+    @_selection
     @argh.arg("--json", "-j", dest="json_output", help=JSON_HELP)
     @argh.arg("--wait-lock", "-w", help=WAIT_LOCK_HELP)
     def prune(

@@ -27,6 +27,7 @@ from dockerpkg.cli.common import (
     ExitStatus,
     locked,
 )
+from dockerpkg.cli.parsing import arg, declared
 from dockerpkg.core.plan import Action, Plan
 from dockerpkg.core.planjson import loads
 from dockerpkg.core.refsrender import skipped_lines, update_to_json, update_to_text
@@ -35,9 +36,9 @@ from dockerpkg.errors import DockerPkgError, problem_lines
 
 DEFAULT_REASON = versioning.DEFAULT_REASON
 
-_REASON = "the changelog text; each line is indented by three spaces"
+CHANGELOG_TEXT = "the changelog text; each line is indented by three spaces"
 REASON_HELP = (
-    f"{_REASON} (default: {DEFAULT_REASON}; with --changed-bases, one naming the base image "
+    f"{CHANGELOG_TEXT} (default: {DEFAULT_REASON}; with --changed-bases, one naming the base image "
     "and its new digest)"
 )
 NAME_HELP = "the image to update, by its exact name (left out with --all, --changed-bases, ...)"
@@ -55,6 +56,26 @@ ALL_HELP = "every image --select matches (default: all) and those depending on t
 BASES_HELP = (
     "the published images whose base image moved since they were built (asked of the "
     "registry), and those depending on them"
+)
+# The arguments update and plan update share, in two runs: the kind of update, then the
+# options of planning it.
+UPDATE_KIND = declared(
+    arg("name", nargs="?", metavar="NAME", help=NAME_HELP),
+    arg("directory", metavar="DIRECTORY", help=DIRECTORY_HELP),
+    arg("--all", help=ALL_HELP),
+    arg("--changed-bases", help=BASES_HELP),
+)
+UPDATE_OPTIONS = declared(
+    arg("--reason", "-r", help=REASON_HELP),
+    arg("--version", "-v", help=VERSION_HELP),
+    arg("--select", "-s", help=SELECT_HELP),
+    arg("--version-suffix", metavar="SUFFIX", help=SUFFIX_HELP),
+    arg("--json", "-j", dest="json_output", help=JSON_HELP),
+)
+# What plan update and plan prune do with the plan they show.
+PLAN_OUTPUT = declared(
+    arg("--out", "-o", help=OUT_HELP),
+    arg("--detailed-exitcode", "-d", help=EXITCODE_HELP),
 )
 _MODES = {"all": "--all", "changed_bases": "--changed-bases"}
 _RECOVERY = {"resume": "--resume", "discard": "--discard"}
@@ -121,6 +142,13 @@ def _show(plan: Plan, *, json_output: bool, out: str | None) -> None:
     sys.stdout.flush()
 
 
+def show_plan(plan: Plan, *, json_output: bool, out: str | None, detailed_exitcode: bool) -> None:
+    """What `plan update` and `plan prune` print (and save to OUT), and how they exit."""
+    _show(plan, json_output=json_output, out=out)
+    if detailed_exitcode and plan.has_changes:
+        _exit(EXIT_CHANGES)
+
+
 def saved_action(path: str) -> str | None:
     """The action of a saved plan file, or None when PATH is not one (errors come later)."""
     if not path.endswith(".json") or not os.path.isfile(path):
@@ -134,10 +162,28 @@ def saved_action(path: str) -> str | None:
     return action if isinstance(action, str) else None
 
 
-_REFS = (
-    "also move the references in the config's refs: paths to the new versions, in the same "
-    "all-or-nothing write"
-)
+def update_request(
+    command: str,
+    name: str | None,
+    directory: str,
+    *,
+    all: bool,  # the flag's name, as the commands take it
+    changed_bases: bool,
+    reason: str | None,
+    version: str | None,
+    select: str | None,
+    version_suffix: str | None,
+) -> versioning.UpdateRequest:
+    """What COMMAND (update or plan update) was asked: NAME, --all or --changed-bases (a
+    reason of None: --changed-bases' own, naming the base)."""
+    if changed_bases:
+        return versioning.UpdateRequest(reason=reason, version_suffix=version_suffix)
+    reason = DEFAULT_REASON if reason is None else reason
+    if all:
+        return _all_request(reason, select, version_suffix, version, directory)
+    if name is None:  # refused by the parser's check (usage_problem)
+        raise DockerPkgError.single(directory, f"{command} takes NAME and DIRECTORY")
+    return versioning.UpdateRequest(reason=reason, name=name, version=version)
 
 
 def _all_request(
@@ -198,13 +244,6 @@ class Changelogs(SavedPlans):
         _print_problems(workspace, every=self.ctx.echo)
         return versioning.update_plan(workspace, request, self.ctx.env, self.ctx.now), workspace
 
-    def show_update(
-        self, plan: Plan, *, json_output: bool, out: str | None, detailed_exitcode: bool
-    ) -> None:
-        _show(plan, json_output=json_output, out=out)
-        if detailed_exitcode and plan.has_changes:
-            _exit(EXIT_CHANGES)
-
     def write(self, plan: Plan, workspace: api.Workspace) -> None:
         if not plan.edits:
             return
@@ -238,10 +277,17 @@ class Changelogs(SavedPlans):
             file=sys.stderr,
         )
 
-    def make_bases_plan(
-        self, directory: str, reason: str | None, version_suffix: str | None
+    def make_plan(
+        self, directory: str, request: versioning.UpdateRequest, *, changed_bases: bool
     ) -> tuple[Plan, api.Workspace]:
-        request = versioning.UpdateRequest(reason=reason, version_suffix=version_suffix)
+        """The plan of REQUEST (update NAME, --all, or with CHANGED_BASES --changed-bases)."""
+        if changed_bases:
+            return self.make_bases_plan(directory, request)
+        return self.make_update_plan(directory, request)
+
+    def make_bases_plan(
+        self, directory: str, request: versioning.UpdateRequest
+    ) -> tuple[Plan, api.Workspace]:
         ctx = self.ctx
         plan, workspace = versioning.changed_bases_plan(
             directory, ctx.config_path, ctx.env, ctx.now, request

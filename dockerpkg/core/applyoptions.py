@@ -10,7 +10,7 @@ takes from its run").
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 import attrs
 
@@ -40,19 +40,27 @@ class ApplyOptions:
     log_limit: int = DEFAULT_LOG_LIMIT  # characters each step may write to its log
 
 
+class GivenOptions(TypedDict, total=False):
+    """What a run may give of its options (its flags): each left out or None is the config's
+    (the timeouts), else the default (JOBS: the engine's, `DEFAULT_JOBS`)."""
+
+    jobs: int | None
+    build_timeout: float | None
+    verify_timeout: float | None
+    transfer_timeout: float | None
+    log_limit: int | None
+
+
 def resolved_options(
-    config: Config,
-    engine: BuildEngine,
-    run_dir: str,
-    *,
-    jobs: int | None = None,
-    build_timeout: float | None = None,
-    verify_timeout: float | None = None,
-    transfer_timeout: float | None = None,
-    log_limit: int | None = None,
+    config: Config, engine: BuildEngine, run_dir: str, **given: Unpack[GivenOptions]
 ) -> ApplyOptions:
-    """The options of a run of a plan made for ENGINE: each given value (a flag), else the
-    CONFIG's (the timeouts), else the default (JOBS: the engine's, `DEFAULT_JOBS`)."""
+    """The options of a run of a plan made for ENGINE: each GIVEN value, else the CONFIG's,
+    else the default (see GivenOptions)."""
+    jobs = given.get("jobs")
+    build_timeout = given.get("build_timeout")
+    verify_timeout = given.get("verify_timeout")
+    transfer_timeout = given.get("transfer_timeout")
+    log_limit = given.get("log_limit")
     return ApplyOptions(
         run_dir=run_dir,
         jobs=DEFAULT_JOBS[engine] if jobs is None else jobs,

@@ -4,12 +4,10 @@ finishes it: every changelog updated and every user moved to the new versions, o
 
 from __future__ import annotations
 
-import os
 import random
 import re
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -17,34 +15,13 @@ import pytest
 
 from dockerpkg.core.changelog import head_of
 from dockerpkg.effects.workfiles import REFS_JOURNAL
+from tests.support.killed import dockerpkg, start_writing
 from tests.support.updates import write_tree
 
-ROOT = Path(__file__).resolve().parents[2]
 IMAGES = 120
 KILLS = 6
 CONFIG = "registry: registry.example.org\nnamespace: team\nrefs:\n  paths: [uses]\n"
 USE = re.compile(r"registry\.example\.org/team/(img\d+):(\S+)\n")
-
-
-def environment() -> dict[str, str]:
-    return {
-        **os.environ,
-        "PYTHONPATH": str(ROOT),
-        "DEBFULLNAME": "Recovery Tester",
-        "DEBEMAIL": "recovery@example.org",
-    }
-
-
-def dockerpkg(*argv: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "dockerpkg", *argv],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        env=environment(),
-        timeout=120,
-        check=False,
-    )
 
 
 def state(work: Path) -> tuple[dict[str, str], dict[str, str]]:
@@ -65,19 +42,9 @@ def state(work: Path) -> tuple[dict[str, str], dict[str, str]]:
 
 def start(work: Path) -> tuple[subprocess.Popen[bytes], float]:
     """`update --all --refs`, started; returns once its journal is there (or it ended)."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "dockerpkg", "update", "--all", "--refs", "images"],
-        cwd=work,
-        env=environment(),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+    return start_writing(
+        ("update", "--all", "--refs", "images"), work, work / "images" / REFS_JOURNAL
     )
-    journal = work / "images" / REFS_JOURNAL
-    deadline = time.monotonic() + 60
-    while not journal.exists() and process.poll() is None:
-        assert time.monotonic() < deadline
-        time.sleep(0.001)
-    return process, time.monotonic()
 
 
 @pytest.mark.parametrize("seed", [20261207])

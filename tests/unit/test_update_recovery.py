@@ -11,7 +11,6 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any, cast
@@ -27,32 +26,11 @@ from dockerpkg.effects.buildcontext import build_context as _context
 from dockerpkg.effects.changelogs import JOURNAL_NAME, TEMP_NAME
 from dockerpkg.effects.links import LinkPolicy
 from dockerpkg.errors import DockerPkgError
+from tests.support.killed import dockerpkg, start_writing
 from tests.support.updates import write_tree
 
-ROOT = Path(__file__).resolve().parents[2]
 IMAGES = 300
 KILLS = 10
-
-
-def environment() -> dict[str, str]:
-    return {
-        **os.environ,
-        "PYTHONPATH": str(ROOT),
-        "DEBFULLNAME": "Recovery Tester",
-        "DEBEMAIL": "recovery@example.org",
-    }
-
-
-def dockerpkg(*argv: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "dockerpkg", *argv],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        env=environment(),
-        timeout=120,
-        check=False,
-    )
 
 
 def versions(tree: Path) -> dict[str, str]:
@@ -72,19 +50,7 @@ def working_files(tree: Path) -> list[Path]:
 
 def start_update(work: Path) -> tuple[subprocess.Popen[bytes], float]:
     """`update --all`, started; returns once its journal is there (or it ended), with when."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "dockerpkg", "update", "--all", "images"],
-        cwd=work,
-        env=environment(),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    journal = work / "images" / JOURNAL_NAME
-    deadline = time.monotonic() + 60
-    while not journal.exists() and process.poll() is None:
-        assert time.monotonic() < deadline
-        time.sleep(0.001)
-    return process, time.monotonic()
+    return start_writing(("update", "--all", "images"), work, work / "images" / JOURNAL_NAME)
 
 
 def write_window(work: Path) -> float:
