@@ -109,7 +109,7 @@ def _commands(ctx: Context) -> Iterator[tuple[str, CommandParser, str | None]]:
         },
         route=_saved_plan_command,
     )
-    yield "plan", plan, "show what build would do; plan update|prune|refs: what those would"
+    yield "plan", plan, "show what build would do; plan update|prune|refs: what those would change"
     yield (
         "apply",
         apply,
