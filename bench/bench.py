@@ -8,13 +8,14 @@ installed into bench/.venv-docker-pkg when missing.
     .venv/bin/python bench/bench.py [--repeat N] [--quick] [--jobs W] [--json OUT]
                                     [--only SCENARIO ...] [--dockerpkg-only] [--keep]
 
-Scenarios: cold (build+verify+publish from nothing), noop (everything already published,
-with and without registry auth), update (new changelog entries below the root), diamonds
-(update through stacked diamonds), prune (nothing to remove), plan (offline plan of two
-sizes of tree, with credentials, dockerpkg only), bases (one base refreshed: `update
---changed-bases` against `update --all`), cache (a rebuild of every image on a machine
-holding nothing: `--cache registry` against none, dockerpkg only), refs (`refs` over a
-generated repository of 20,000 files against `git grep`).
+Scenarios: cold (build+verify+publish from nothing), noop (everything already published, with
+and without registry auth), update (new changelog entries below the root), diamonds (update
+through stacked diamonds), prune (nothing to remove), plan (offline plan of two sizes of tree,
+with credentials, dockerpkg only), collect (`pytest --dockerpkg --collect-only` of the big tree
+against `lint` and an empty pytest run), bases (one base refreshed: `update --changed-bases`
+against `update --all`), cache (a rebuild of every image on a machine holding nothing: `--cache
+registry` against none, dockerpkg only), refs (`refs` over a generated repository of 20,000
+files against `git grep`).
 Needs root (port 443, /etc/docker/certs.d), a Docker daemon and the Debian
 tools that scripts/services.sh installs; `make bench` provides them.
 """
@@ -84,7 +85,9 @@ PREFIXES = {"cold": "cold", "big": "big", "diamonds": "dia", "bases": "onbase"}
 BASES = tuple(f"{HOST}/base/root{k}:{BASE_TAG}" for k in (1, 2, 3))
 COPY_PATH = "/bin/busybox"  # what second parents are COPY'd from: scratch+busybox has no /etc
 PUSH_JOBS = PULL_JOBS = 4  # dockerpkg's fixed push and pull pools (effects/executor/settings.py)
-SCENARIOS = ("cold", "noop", "update", "diamonds", "prune", "plan", "bases", "cache", "refs")
+SCENARIOS = (
+    "cold", "noop", "update", "diamonds", "prune", "plan", "collect", "bases", "cache", "refs",
+)  # fmt: skip
 
 
 @attrs.frozen
@@ -106,6 +109,7 @@ TIMEOUT_S = {
     "update": 600.0,
     "prune": 300.0,
     "plan": 300.0,
+    "collect": 300.0,
     "bases": 1800.0,
     "cache": 1800.0,
     "refs": 300.0,
@@ -1030,6 +1034,57 @@ class Bench:
         scenario.figures.update(seconds=mine, seconds_bigger=more, growth=growth, max_rss_mb=memory)
         return scenario
 
+    def collect(self) -> Scenario:
+        """The pytest plugin's collection of the big tree (render and lint items, no Docker)
+        against what it is made of: `dockerpkg lint` of the same tree, and pytest collecting
+        nothing (its own start-up). Collection reads, renders and lints the tree once."""
+        tree, parents = self.tree("big")
+        count = len(parents)
+        empty = self.path("empty-tests")
+        empty.mkdir(exist_ok=True)
+        pytest = [Path(sys.prefix, "bin", "pytest"), "-q", "-p", "no:cacheprovider"]
+        pytest += ["--collect-only", "--rootdir", empty]
+        commands: dict[str, list[str | Path]] = {
+            "collect": [*pytest, "--dockerpkg", tree, "--dockerpkg-config",
+                        self.config(auth=False), empty],
+            "lint": [DOCKERPKG, "-c", self.config(auth=False), "lint", tree],
+            "pytest": [*pytest, empty],
+        }  # fmt: skip
+        runs: dict[str, list[Run]] = {key: [] for key in commands}
+        for index in range(-1, self.sizes.repeat):  # -1: warm-up, not timed
+            for key, command in commands.items():
+                folder = self.fresh_dir(f"collect-{key}")
+                run = run_measured(
+                    key, command, env=dict(self.env), cwd=folder, log=folder / "output.log",
+                    timeout=TIMEOUT_S["collect"],
+                )  # fmt: skip
+                say(f"collect: {key} {run.seconds:.2f} s (exit {run.returncode})")
+                if index >= 0:
+                    runs[key].append(run)
+        # pytest exits 5 when it collects nothing; lint exits 1 on error findings.
+        allowed = {"collect": {0}, "lint": {0, 1}, "pytest": {5}}
+        collected, lint, bare = (
+            statistics.median(r.seconds for r in runs[k])
+            if runs[k] and all(r.returncode in allowed[k] for r in runs[k])
+            else None
+            for k in ("collect", "lint", "pytest")
+        )
+        budget = lint + bare if lint is not None and bare is not None else None
+        scenario = Scenario("collect", f"pytest --dockerpkg --collect-only, {count:,} images")
+        scenario.runs += [r for key in commands for r in runs[key]]
+        scenario.rows += [
+            Row(
+                "collection, render and lint items",
+                seconds_text(collected, runs["collect"]),
+                target="< lint + pytest" + (f" ({budget:.2f} s)" if budget else ""),
+                result=verdict(None not in (collected, budget) and collected < budget, collected),
+            ),
+            Row("dockerpkg lint", seconds_text(lint, runs["lint"])),
+            Row("pytest collecting nothing", seconds_text(bare, runs["pytest"])),
+        ]
+        scenario.figures.update(seconds=collected, lint_seconds=lint, pytest_seconds=bare)
+        return scenario
+
     def _plan_runs(self, key: str, tree: Path, count: int) -> list[Run]:
         found = []
         for index in range(-1, self.sizes.repeat):  # -1: warm-up, not timed
@@ -1332,6 +1387,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "diamonds": bench.diamonds,
             "prune": bench.prune,
             "plan": bench.plan,
+            "collect": bench.collect,
             "bases": bench.bases,
             "cache": bench.cache,
             "refs": bench.refs,
