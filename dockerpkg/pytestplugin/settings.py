@@ -1,0 +1,53 @@
+"""What a run asks of the plugin, read once from its options and ini keys."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import attrs
+import pytest
+
+from dockerpkg.pytestplugin.options import CONFIG_KEY, TREE_KEY
+
+
+@attrs.frozen
+class Settings:
+    """The plugin's options, with the paths made absolute."""
+
+    tree: Path
+    config_path: str | None
+    # --dockerpkg on the command line: the tree is collected whatever else is given.
+    on_command_line: bool
+    build: bool
+    require_docker: bool
+    pull: bool = True
+    use_cache: bool = True
+    jobs: int | None = None
+    keep_images: bool = False
+
+
+def _ini_folder(config: pytest.Config) -> Path:
+    """Where ini values' relative paths start: the ini file's folder, else the rootdir."""
+    return config.inipath.parent if config.inipath is not None else config.rootpath
+
+
+def read_settings(config: pytest.Config) -> Settings:
+    """The settings of CONFIG's run (which names a tree: see options.enabled)."""
+    given = config.getoption("dockerpkg_tree")
+    here = config.invocation_params.dir
+    tree = here / given if given else _ini_folder(config) / str(config.getini(TREE_KEY))
+    named = config.getoption("dockerpkg_config")
+    ini = str(config.getini(CONFIG_KEY) or "")
+    config_path = str(here / named) if named else str(_ini_folder(config) / ini) if ini else None
+    require = bool(config.getoption("dockerpkg_require_docker"))
+    return Settings(
+        tree=Path(tree).resolve(),
+        config_path=config_path,
+        on_command_line=bool(given),
+        build=require or bool(config.getoption("dockerpkg_build")),
+        require_docker=require,
+        pull=not config.getoption("dockerpkg_no_pull"),
+        use_cache=not config.getoption("dockerpkg_no_cache"),
+        jobs=config.getoption("dockerpkg_jobs"),
+        keep_images=bool(config.getoption("dockerpkg_keep_images")),
+    )
