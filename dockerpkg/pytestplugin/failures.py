@@ -9,7 +9,7 @@ import pytest
 from dockerpkg.errors import DockerPkgError
 
 
-class ItemFailure(Exception):
+class ItemError(Exception):
     """An item's failure, worded for the user (dockerpkg's file:line messages, a build's
     log tail); shown as it is."""
 
@@ -20,6 +20,6 @@ class ItemFailure(Exception):
 def worded(excinfo: pytest.ExceptionInfo[BaseException]) -> str | None:
     """The message of an expected failure (ours, or bad input dockerpkg reports), else None:
     anything else is a bug, and pytest shows its traceback."""
-    if isinstance(excinfo.value, ItemFailure | DockerPkgError):
+    if isinstance(excinfo.value, ItemError | DockerPkgError):
         return str(excinfo.value)
     return None

@@ -10,6 +10,7 @@ import pytest
 
 from dockerpkg.pytestplugin.items import WARNING_PROPERTY
 from dockerpkg.pytestplugin.nodes import TreeNode
+from dockerpkg.pytestplugin.options import TREE_KEY
 from dockerpkg.pytestplugin.settings import read_settings
 from dockerpkg.pytestplugin.state import STATE, PluginState
 
@@ -18,6 +19,10 @@ def start(config: pytest.Config) -> None:
     """Turn the plugin on for CONFIG's run: its state, its hooks, and the tree among what
     pytest collects."""
     settings = read_settings(config)
+    if not settings.tree.is_dir():
+        where = config.getoption("dockerpkg_tree") or config.getini(TREE_KEY)
+        option = "--dockerpkg" if config.getoption("dockerpkg_tree") else TREE_KEY
+        raise pytest.UsageError(f"{option} {where}: no such folder: the image tree is not there")
     # The run's environment, read once here, at the edge, as the command line reads it.
     state = PluginState(settings, os.environ)
     config.stash[STATE] = state
@@ -27,7 +32,7 @@ def start(config: pytest.Config) -> None:
 
 
 def _arg_path(config: pytest.Config, arg: str) -> Path:
-    return (config.invocation_params.dir / arg.split("::")[0]).resolve()
+    return (config.invocation_params.dir / arg.split("::", maxsplit=1)[0]).resolve()
 
 
 def _adds_tree(config: pytest.Config, tree: Path, on_command_line: bool) -> bool:

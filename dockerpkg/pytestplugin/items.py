@@ -11,12 +11,19 @@ import pytest
 
 from dockerpkg.core.lint import Finding
 from dockerpkg.errors import Severity
-from dockerpkg.pytestplugin.failures import ItemFailure, worded
+from dockerpkg.pytestplugin.failures import ItemError, worded
 from dockerpkg.pytestplugin.treeview import ImageView
 
 # What a lint item records of each warning, on its report (and in JUnit XML's properties):
 # the terminal summary lists them from there, on xdist's controller too.
 WARNING_PROPERTY = "dockerpkg lint warning"
+
+
+def domain(node: pytest.Node) -> str:
+    """What a report's headline calls NODE: its parent's name and its own, apart. Not the
+    end of its node id, where pytest takes the "domain" for Python's module.Class.function
+    and prints the dots of `test.sh` (or of an image's name) as `::`."""
+    return f"{node.parent.name} {node.name}" if node.parent is not None else node.name
 
 
 class DockerPkgItem(pytest.Item):
@@ -28,7 +35,7 @@ class DockerPkgItem(pytest.Item):
         self.add_marker("dockerpkg")
 
     def reportinfo(self) -> tuple[Path, int | None, str]:
-        return self.path, None, f"{self.parent.name}::{self.name}" if self.parent else self.name
+        return self.path, None, domain(self)
 
     def repr_failure(  # type: ignore[override]
         self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None
@@ -47,7 +54,7 @@ class RenderItem(DockerPkgItem):
 
     def runtest(self) -> None:
         if self.shown.errors:
-            raise ItemFailure(str(p) for p in self.shown.errors)
+            raise ItemError(str(p) for p in self.shown.errors)
 
 
 class LintItem(DockerPkgItem):
@@ -64,11 +71,8 @@ class LintItem(DockerPkgItem):
                 self.user_properties.append((WARNING_PROPERTY, str(finding)))
         errors = [str(f) for f in self.findings if f.severity is Severity.ERROR]
         if errors:
-            raise ItemFailure(errors)
+            raise ItemError(errors)
 
 
 class TreeLintItem(LintItem):
     """The findings about no image folder: the config's, the tree's as a whole."""
-
-    def reportinfo(self) -> tuple[Path, int | None, str]:
-        return self.path, None, "lint"

@@ -9,9 +9,15 @@ from typing import Any
 
 import pytest
 
-from dockerpkg.pytestplugin.failures import worded
 from dockerpkg.pytestplugin.dockeritems import BuildItem, VerifyItem, check_items
-from dockerpkg.pytestplugin.items import DockerPkgItem, LintItem, RenderItem, TreeLintItem
+from dockerpkg.pytestplugin.failures import worded
+from dockerpkg.pytestplugin.items import (
+    DockerPkgItem,
+    LintItem,
+    RenderItem,
+    TreeLintItem,
+    domain,
+)
 from dockerpkg.pytestplugin.state import state_of
 from dockerpkg.pytestplugin.treeview import ImageView
 
@@ -41,7 +47,7 @@ class ImageNode(pytest.Collector):
         self.image = image
 
     def reportinfo(self) -> tuple[Path, int | None, str]:
-        return self.path, None, self.name
+        return self.path, None, domain(self)
 
     def collect(self) -> Iterator[DockerPkgItem]:
         image = self.image

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import attrs
@@ -38,7 +39,9 @@ def read_settings(config: pytest.Config) -> Settings:
     tree = here / given if given else _ini_folder(config) / str(config.getini(TREE_KEY))
     named = config.getoption("dockerpkg_config")
     ini = str(config.getini(CONFIG_KEY) or "")
-    config_path = str(here / named) if named else str(_ini_folder(config) / ini) if ini else None
+    found = here / named if named else _ini_folder(config) / ini if ini else None
+    # Relative, as dockerpkg's command line names it in messages.
+    config_path = None if found is None else os.path.relpath(found)
     require = bool(config.getoption("dockerpkg_require_docker"))
     return Settings(
         tree=Path(tree).resolve(),

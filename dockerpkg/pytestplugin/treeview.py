@@ -110,9 +110,10 @@ def _numeric_user(
 
 def _unique(images: Sequence[ImageView]) -> list[ImageView]:
     """IMAGES with names made unique (an unread folder may be named as another image is)."""
-    return [attrs.evolve(image, name=name) for image, name in zip(images, unique_names(
-        [image.name for image in images]
-    ), strict=True)]
+    return [
+        attrs.evolve(image, name=name)
+        for image, name in zip(images, unique_names([image.name for image in images]), strict=True)
+    ]
 
 
 def unique_names(names: Sequence[str]) -> list[str]:
