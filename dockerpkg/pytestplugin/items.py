@@ -19,7 +19,7 @@ from dockerpkg.pytestplugin.treeview import ImageView
 WARNING_PROPERTY = "dockerpkg lint warning"
 
 
-def domain(node: pytest.Node) -> str:
+def domain(node: pytest.Item | pytest.Collector) -> str:
     """What a report's headline calls NODE: its parent's name and its own, apart. Not the
     end of its node id, where pytest takes the "domain" for Python's module.Class.function
     and prints the dots of `test.sh` (or of an image's name) as `::`."""
@@ -37,7 +37,7 @@ class DockerPkgItem(pytest.Item):
     def reportinfo(self) -> tuple[Path, int | None, str]:
         return self.path, None, domain(self)
 
-    def repr_failure(  # type: ignore[override]
+    def repr_failure(
         self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None
     ) -> str | Any:
         return worded(excinfo) or super().repr_failure(excinfo, style=style)

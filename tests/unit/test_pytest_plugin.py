@@ -270,6 +270,7 @@ def test_require_docker_fails_the_docker_items(
     result.stdout.fnmatch_lines(
         [
             "*_ plugin-base build _*",
-            f"cannot reach the Docker daemon (DOCKER_HOST={DEAD_DOCKER}): *(--dockerpkg-require-docker)",
+            f"cannot reach the Docker daemon (DOCKER_HOST={DEAD_DOCKER}): *"
+            "(--dockerpkg-require-docker)",
         ]
     )
