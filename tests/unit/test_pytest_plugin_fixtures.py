@@ -4,6 +4,7 @@ xdist (each worker its own session)."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -104,3 +105,16 @@ def test_under_xdist_each_worker_collects_the_tree(pytester: pytest.Pytester, tr
 def test_the_plugin_needs_no_tree_for_its_help(pytester: pytest.Pytester) -> None:
     result = run(pytester, "--help")
     result.stdout.fnmatch_lines(["*--dockerpkg=DIRECTORY*", "*dockerpkg_tree (string)*"])
+
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+def test_the_example_tests_pass_without_docker(pytester: pytest.Pytester) -> None:
+    shutil.copytree(EXAMPLES / "tree", pytester.path / "tree")
+    shutil.copy(EXAMPLES / "config.yaml", pytester.path / "tree-config.yaml")
+    shutil.copy(EXAMPLES / "tests" / "test_images.py", pytester.path / "test_images.py")
+    result = with_tree(pytester, "-m", "not dockerpkg", "-rs", "test_images.py")
+    # Four images for the marker; the tests needing Docker are skipped without --dockerpkg-build.
+    result.assert_outcomes(passed=2 + 4, skipped=2)
+    result.stdout.fnmatch_lines(["SKIPPED * needs Docker: --dockerpkg-build runs it"])
