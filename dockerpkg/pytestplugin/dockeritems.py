@@ -14,12 +14,16 @@ from dockerpkg.pytestplugin.state import state_of
 from dockerpkg.pytestplugin.treeview import ImageView
 
 
+# Made once: a mark per item, looked up by name each time, costs in a big tree.
+DOCKER_MARK = pytest.mark.dockerpkg_docker
+
+
 class DockerItem(DockerPkgItem):
     """An item run against the image built in the run's test session."""
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.add_marker("dockerpkg_docker")
+        self.add_marker(DOCKER_MARK)
 
     def runtest(self) -> None:
         state_of(self.config).need_docker()

@@ -32,7 +32,6 @@ class DockerPkgItem(pytest.Item):
     def __init__(self, *, image: ImageView | None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.image = image
-        self.add_marker("dockerpkg")
 
     def reportinfo(self) -> tuple[Path, int | None, str]:
         return self.path, None, domain(self)

@@ -23,7 +23,12 @@ from dockerpkg.pytestplugin.treeview import ImageView
 
 
 class TreeNode(pytest.Directory):
-    """The image tree: read, rendered and linted once, when collected."""
+    """The image tree: read, rendered and linted once, when collected. Its `dockerpkg`
+    marker is every item's (markers are inherited: one mark, not one per item)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.add_marker("dockerpkg")
 
     def collect(self) -> Iterator[pytest.Item | pytest.Collector]:
         view = state_of(self.config).view()  # DockerPkgError: one collection error

@@ -9,7 +9,6 @@ from collections.abc import Mapping
 
 import pytest
 
-from dockerpkg.api.daemoncheck import daemon_problem
 from dockerpkg.api.review import review_tree
 from dockerpkg.errors import DockerPkgError
 from dockerpkg.pytestplugin.settings import Settings
@@ -55,6 +54,9 @@ class PluginState:
     def daemon_problem(self) -> str | None:
         """Why Docker cannot be used (asked once per run), or None."""
         if self._daemon is None:
+            # Loaded on first use: Docker's client is no part of a collection.
+            from dockerpkg.api.daemoncheck import daemon_problem
+
             self._daemon = (daemon_problem(self.env),)
         return self._daemon[0]
 
