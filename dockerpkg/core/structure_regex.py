@@ -112,7 +112,7 @@ def _escape(pattern: str, index: int, in_class: bool) -> tuple[str, int]:
         return (_SPACE if in_class else f"[{_SPACE}]"), after
     if letter == "S" and not in_class:
         return f"[^{_SPACE}]", after
-    if letter in "ZpP" or letter.isdigit() and letter != "0":
+    if letter in "ZpP" or (letter.isdigit() and letter != "0"):
         raise GoRegexError(f"'\\{letter}' is not an escape dockerpkg reads in Go's syntax")
     return pattern[index:after], after
 

@@ -85,7 +85,7 @@ _METADATA = frozenset(
 _PAIR = frozenset({"key", "value", "isRegex"})
 
 
-class _Bad(Exception):
+class _BadError(Exception):
     """A problem at a node, raised while reading and located by the caller."""
 
     def __init__(self, node: Node | None, message: str) -> None:
@@ -112,7 +112,7 @@ def parse_structure_tests(text: str, where: str) -> StructureTests:
         raise DockerPkgError.single(where, f"not valid YAML ({type(exc).__name__})") from None
     try:
         checks = _document(root)
-    except _Bad as bad:
+    except _BadError as bad:
         raise DockerPkgError.single(where, bad.message, _line(bad.node)) from None
     seen: dict[str, StructureCheck] = {}
     for check in checks:
@@ -133,13 +133,13 @@ def parse_structure_tests(text: str, where: str) -> StructureTests:
 
 def _document(root: Node | None) -> list[StructureCheck]:
     if root is None or (isinstance(root, ScalarNode) and root.tag == _NULL):
-        raise _Bad(root, f"empty file: expected 'schemaVersion: {SCHEMA_VERSION}' and tests")
+        raise _BadError(root, f"empty file: expected 'schemaVersion: {SCHEMA_VERSION}' and tests")
     fields = _mapping(root, _TOP, "the file")
     version = fields.get("schemaVersion")
     if version is None:
-        raise _Bad(root, f"'schemaVersion' is missing (dockerpkg reads {SCHEMA_VERSION})")
+        raise _BadError(root, f"'schemaVersion' is missing (dockerpkg reads {SCHEMA_VERSION})")
     if _text(version) != SCHEMA_VERSION:
-        raise _Bad(
+        raise _BadError(
             version,
             f"schemaVersion '{_text(version)}' is not supported: dockerpkg reads "
             f"{SCHEMA_VERSION} only",
@@ -147,7 +147,7 @@ def _document(root: Node | None) -> list[StructureCheck]:
     for key, why in UNSUPPORTED.items():
         node = fields.get(key)
         if node is not None and not _empty(node):
-            raise _Bad(node, f"'{key}': {why}")
+            raise _BadError(node, f"'{key}': {why}")
     checks = [
         *_items(fields.get(CheckKind.COMMAND.value), CheckKind.COMMAND, _command),
         *_items(fields.get(CheckKind.FILE_CONTENT.value), CheckKind.FILE_CONTENT, _content),
@@ -177,11 +177,12 @@ def _items(
         fields = _mapping(item, what[1], what[0])
         name = _text(fields["name"]) if "name" in fields else ""
         if not name:
-            raise _Bad(fields.get("name", item), f"{what[0]} without a 'name'")
+            raise _BadError(fields.get("name", item), f"{what[0]} without a 'name'")
         try:
             spec = read(fields)
-        except _Bad as bad:
-            raise _Bad(bad.node, f"{what[0][2:]} '{name}': {bad.message}") from None
+        except _BadError as bad:
+            node = item if bad.node is None else bad.node
+            raise _BadError(node, f"{what[0][2:]} '{name}': {bad.message}") from None
         checks.append(StructureCheck(name, kind, Location("", _line(item)), spec))
     return checks
 
@@ -189,11 +190,11 @@ def _items(
 def _command(fields: dict[str, Node]) -> CommandSpec:
     command = _text(fields["command"]) if "command" in fields else ""
     if not command:
-        raise _Bad(fields.get("command"), "'command' is missing or empty")
+        raise _BadError(fields.get("command"), "'command' is missing or empty")
     env = _pairs(fields.get("envVars"), "envVars")
     for pair, node in zip(env, _sequence(fields.get("envVars"), "envVars"), strict=True):
         if not pair.key or not pair.value:
-            raise _Bad(node, "each of 'envVars' needs a non-empty 'key' and 'value'")
+            raise _BadError(node, "each of 'envVars' needs a non-empty 'key' and 'value'")
     return CommandSpec(
         command=(command, *_texts(fields.get("args"), "args")),
         env=env,
@@ -210,18 +211,20 @@ def _command(fields: dict[str, Node]) -> CommandSpec:
 def _existence(fields: dict[str, Node]) -> FileExistenceSpec:
     executable = _text(fields["isExecutableBy"]) if "isExecutableBy" in fields else ""
     if executable and executable.upper() not in ExecutableBy.__members__:
-        raise _Bad(
+        raise _BadError(
             fields["isExecutableBy"],
             f"'isExecutableBy' is '{executable}', expected any, owner, group or other",
         )
     if executable and executable != executable.lower():
-        raise _Bad(fields["isExecutableBy"], f"'isExecutableBy' is '{executable}': lower case")
+        raise _BadError(fields["isExecutableBy"], f"'isExecutableBy' is '{executable}': lower case")
     permissions = _text(fields["permissions"]) if "permissions" in fields else ""
     uid = _int(fields["uid"], "uid") if "uid" in fields else -1
     gid = _int(fields["gid"], "gid") if "gid" in fields else -1
     return FileExistenceSpec(
         path=_path(fields),
-        should_exist=_bool(fields["shouldExist"], "shouldExist") if "shouldExist" in fields else True,
+        should_exist=_bool(fields["shouldExist"], "shouldExist")
+        if "shouldExist" in fields
+        else True,
         permissions=permissions or None,
         # -1 is container-structure-test's "not checked".
         uid=None if uid == -1 else uid,
@@ -244,14 +247,14 @@ def _metadata(fields: dict[str, Node]) -> MetadataSpec:
     for key, pairs in (("envVars", env), ("labels", labels)):
         for pair, node in zip(pairs, _sequence(fields.get(key), key), strict=True):
             if not pair.key:
-                raise _Bad(node, f"each of '{key}' needs a non-empty 'key'")
+                raise _BadError(node, f"each of '{key}' needs a non-empty 'key'")
     lists = {
         key: _texts(fields.get(key), key)
         for key in ("exposedPorts", "unexposedPorts", "volumes", "unmountedVolumes")
     }
     for key in ("exposedPorts", "volumes"):
         if "" in lists[key]:
-            raise _Bad(fields[key], f"'{key}' holds an empty entry")
+            raise _BadError(fields[key], f"'{key}' holds an empty entry")
     unbound = _pairs(fields.get("unboundEnvVars"), "unboundEnvVars")
     return MetadataSpec(
         env=env,
@@ -271,7 +274,7 @@ def _metadata(fields: dict[str, Node]) -> MetadataSpec:
 def _path(fields: dict[str, Node]) -> str:
     path = _text(fields["path"]) if "path" in fields else ""
     if not path:
-        raise _Bad(fields.get("path"), "'path' is missing or empty")
+        raise _BadError(fields.get("path"), "'path' is missing or empty")
     return path
 
 
@@ -286,15 +289,15 @@ def _empty(node: Node) -> bool:
 
 def _mapping(node: Node, known: frozenset[str], what: str) -> dict[str, Node]:
     if not isinstance(node, MappingNode):
-        raise _Bad(node, f"{what} must be a mapping")
+        raise _BadError(node, f"{what} must be a mapping")
     fields: dict[str, Node] = {}
     for key_node, value in node.value:
         key = _text(key_node)
         if key not in known:
             listed = ", ".join(sorted(known))
-            raise _Bad(key_node, f"unknown key '{key}' in {what} (known: {listed})")
+            raise _BadError(key_node, f"unknown key '{key}' in {what} (known: {listed})")
         if key in fields:
-            raise _Bad(key_node, f"key '{key}' is given twice in {what}")
+            raise _BadError(key_node, f"key '{key}' is given twice in {what}")
         fields[key] = value
     return fields
 
@@ -303,13 +306,13 @@ def _sequence(node: Node | None, key: str) -> list[Node]:
     if node is None or _empty(node):
         return []
     if not isinstance(node, SequenceNode):
-        raise _Bad(node, f"'{key}' must be a list")
+        raise _BadError(node, f"'{key}' must be a list")
     return list(node.value)
 
 
 def _text(node: Node) -> str:
     if not isinstance(node, ScalarNode):
-        raise _Bad(node, "expected a single value, not a list or mapping")
+        raise _BadError(node, "expected a single value, not a list or mapping")
     return "" if node.tag == _NULL else str(node.value)
 
 
@@ -329,7 +332,9 @@ def _commands(node: Node | None, key: str) -> tuple[tuple[str, ...], ...]:
     for item in _sequence(node, key):
         command = _texts(item, key)
         if not command:
-            raise _Bad(item, f"each of '{key}' must be a non-empty list (a command and its args)")
+            raise _BadError(
+                item, f"each of '{key}' must be a non-empty list (a command and its args)"
+            )
         commands.append(command)
     return tuple(commands)
 
@@ -345,7 +350,7 @@ def _pattern(node: Node, key: str) -> None:
     try:
         compile_go(_text(node))
     except GoRegexError as exc:
-        raise _Bad(node, f"bad pattern in '{key}': {exc}") from None
+        raise _BadError(node, f"bad pattern in '{key}': {exc}") from None
 
 
 def _pairs(node: Node | None, key: str) -> tuple[EnvVar, ...]:
@@ -367,19 +372,19 @@ def _pairs(node: Node | None, key: str) -> tuple[EnvVar, ...]:
 
 def _plain(node: Node, key: str, expected: str) -> str:
     if not isinstance(node, ScalarNode) or node.style is not None or node.tag == _NULL:
-        raise _Bad(node, f"'{key}' must be {expected}")
+        raise _BadError(node, f"'{key}' must be {expected}")
     return str(node.value)
 
 
 def _int(node: Node, key: str) -> int:
     value = _plain(node, key, "a whole number")
     if not _INT.fullmatch(value):
-        raise _Bad(node, f"'{key}' must be a whole number, not '{value}'")
+        raise _BadError(node, f"'{key}' must be a whole number, not '{value}'")
     return int(value)
 
 
 def _bool(node: Node, key: str) -> bool:
     value = _plain(node, key, "true or false")
     if value not in _TRUE | _FALSE:
-        raise _Bad(node, f"'{key}' must be true or false, not '{value}'")
+        raise _BadError(node, f"'{key}' must be true or false, not '{value}'")
     return value in _TRUE
