@@ -4,8 +4,8 @@ and the containers carrying its label.
 Tags are removed one by one, never image IDs, and without pruning (docker rmi's noprune):
 an image goes with its last tag, but the untagged layers beneath it stay, so the classic
 builder's cache (its intermediate images) still serves the next session. Removing a tag
-only untags an image that has children; a refusal (a container created meanwhile) is tried
-again, after the containers.
+only untags an image that has children, or that a container outside the session uses (it
+keeps its image, untagged); a refusal is tried again.
 """
 
 from __future__ import annotations
@@ -65,11 +65,11 @@ def _remove_tags(client: docker.APIClient, tags: Sequence[str]) -> list[str]:
     removed = []
     for tag in tags:
         try:
-            client.remove_image(tag, force=False, noprune=True)
+            client.remove_image(tag, force=True, noprune=True)
         except docker.errors.NotFound:
             continue
         except docker.errors.APIError as exc:
-            if exc.status_code == 409:  # a container or a child uses it: the next pass
+            if exc.status_code == 409:  # removed by another call meanwhile: the next pass
                 continue
             raise failure(f"cannot remove {tag}", exc) from None
         except FAILURES as exc:
