@@ -15,7 +15,7 @@ import secrets
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import attrs
 
@@ -38,7 +38,8 @@ from dockerpkg.effects.tasks import Listener
 from dockerpkg.errors import DockerPkgError
 
 if TYPE_CHECKING:
-    from dockerpkg.effects.sessionimages import Removed
+    from dockerpkg.effects.imageprobe import ImageProbe
+    from dockerpkg.effects.sessionimages import ProbeClient, Removed
 
 __all__ = [
     "BuildOutcome",
@@ -95,6 +96,7 @@ class TestSession:
         self._mark = take_mark(self.id, self._marks)
         self._swept = False
         self._closed = False
+        self._client: ProbeClient | None = None  # the probes', made on first use
 
     def __enter__(self) -> TestSession:
         return self
@@ -140,10 +142,25 @@ class TestSession:
         """NAME's result in this session; None: not built (nor asked) yet."""
         return self._results.get(name)
 
-    def probe(self, name: str) -> Any:
-        """An ImageProbe of NAME's session image (built by build()), whose containers carry
-        the session's labels."""
-        raise NotImplementedError("probe needs dockerpkg.api.imagetests (not merged yet)")
+    def probe(self, name: str) -> ImageProbe:
+        """An ImageProbe of NAME's session image (built by build()), on the daemon it was
+        built on; its containers carry the session's labels, so close() removes them."""
+        from dockerpkg.effects.imageprobe import ImageProbe  # loads docker-py
+
+        result = self._results.get(name)
+        if result is None or result.build is not BuildOutcome.BUILT:
+            why = "is not built yet" if result is None else f"was not built: {result.message}"
+            raise DockerPkgError.single(self.directory, f"image {name} {why}")
+        if self._client is None:
+            from dockerpkg.effects.daemon import DaemonError
+            from dockerpkg.effects.sessionimages import probe_client
+
+            builder = self._builders[0] if self._builders else None
+            try:
+                self._client = probe_client(builder, self.options.env)
+            except DaemonError as exc:
+                raise DockerPkgError.single("docker", str(exc)) from None
+        return ImageProbe(self._client, result.label, labels=self.container_labels)
 
     def close(self) -> None:
         """Remove every container and tag the session made (the tags too unless
@@ -151,6 +168,9 @@ class TestSession:
         mark goes last: a close killed half-way leaves it, and the next session finishes."""
         if self._closed:
             return
+        if self._client is not None:
+            self._client.close()
+            self._client = None
         if self._builders is not None:
             self._clean([self.id], tags=not self.options.keep_images)
         self._mark.release(forget=True)

@@ -22,6 +22,9 @@ from dockerpkg.effects.daemon import FAILURES, DaemonError, failure
 
 _PASSES = 5
 
+# What an ImageProbe takes (named here: the api imports nothing of docker-py).
+ProbeClient = docker.DockerClient
+
 
 @attrs.frozen
 class Removed:
@@ -121,3 +124,18 @@ def clean_sessions(
         finally:
             client.close()
     return found
+
+
+def probe_client(builder: Builder | None, env: Mapping[str, str]) -> docker.DockerClient:
+    """A high-level client (what an ImageProbe takes) of BUILDER (None: the daemon ENV
+    names), reached as builds reach it (TLS files, ssh:// tunnels): DaemonError if none
+    answers."""
+    from dockerpkg.effects import daemon
+
+    api = daemon.connect(env) if builder is None else daemon.connect_to(builder, env)
+    # A DockerClient is a thin shell over its `api`: given an explicit version it connects
+    # to nothing when made, and then takes the connected client in place of its own.
+    client = docker.DockerClient(version=api.api_version)
+    client.api.close()
+    client.api = api
+    return client

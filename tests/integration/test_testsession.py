@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from dockerpkg.api.testsession import (
     TestSession,
     VerifyOutcome,
 )
+from dockerpkg.errors import DockerPkgError
 from tests.integration.test_build import FROM_BASE, Site, SiteFactory
 from tests.support import cleanup
 from tests.support.trees import write_image
@@ -156,16 +158,22 @@ def test_a_failing_parent_leaves_its_children_unbuilt(
     assert session_tags(docker_client, session) == []
 
 
-def test_close_removes_the_session_containers(
+def test_probes_and_close_removing_the_session_containers(
     site: Site,
     options: SessionOptions,
     marks: str,
     sessions: list[TestSession],
     docker_client: docker.DockerClient,
 ) -> None:
-    parent, _, _ = write_family(site)
+    parent, good, _ = write_family(site)
     session = open_session(sessions, site, options, marks)
     label = session.build([parent])[parent].label
+    probe = session.probe(parent)
+    assert probe.run(["cat", "/etc/parent-marker"]).stdout == "parent\n"
+    assert probe.file("/etc/parent-marker") == b"parent\n"
+    assert probe.digest == docker_client.images.get(label).id
+    with pytest.raises(DockerPkgError, match=f"image {good} is not built yet"):
+        session.probe(good)
     container = docker_client.containers.create(
         label, ["true"], labels=dict(session.container_labels)
     )
@@ -256,3 +264,50 @@ def test_two_live_sessions_keep_their_own_tags(
     assert session_tags(docker_client, second) == []
     first.close()
     assert session_tags(docker_client, first) == []
+
+
+_TERMINATED = """
+import os, sys
+from dockerpkg.api.testsession import SessionOptions, TestSession
+tree, config, marks, run_dir, name = sys.argv[1:]
+options = SessionOptions(config, dict(os.environ), run_dir=run_dir)
+with TestSession(tree, options, marks=marks) as session:
+    print(session.suffix, flush=True)
+    try:
+        session.build([name])
+    except KeyboardInterrupt:
+        print("interrupted", flush=True)
+print("closed", flush=True)
+"""
+
+
+def test_sigterm_during_a_build_stops_it_and_close_removes_its_tags(
+    site: Site, options: SessionOptions, marks: str, docker_client: docker.DockerClient
+) -> None:
+    parent, _, _ = write_family(site)
+    slow = site.name("slow")
+    write_image(
+        site.tree,
+        slow,
+        "1",
+        f'FROM {{{{ "{parent}" | image_tag }}}}\nRUN sleep 120\n',
+        depends=[parent],
+    )
+    run_dir = Path(site.work, "run")
+    script = [_TERMINATED, str(site.tree), options.config_path or "", marks, str(run_dir), slow]
+    session = subprocess.Popen([sys.executable, "-c", *script], stdout=subprocess.PIPE, text=True)
+    try:
+        assert session.stdout is not None
+        suffix = session.stdout.readline().strip()
+        deadline = time.monotonic() + 120
+        while not (run_dir / f"{slow}.log").exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(1)  # the slow build is under way
+        session.send_signal(signal.SIGTERM)
+        out, _ = session.communicate(timeout=60)
+    finally:
+        session.kill()
+    assert out.split() == ["interrupted", "closed"]
+    assert session.returncode == 0
+    assert [t for t in cleanup.tags_under(docker_client, "") if t.endswith(suffix)] == []
+    assert os.listdir(marks) == []
