@@ -4,9 +4,9 @@ Dockerfiles, handles on built images; and the parametrization over images."""
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType
-from typing import NoReturn
+from typing import TYPE_CHECKING, NamedTuple, NoReturn
 
 import attrs
 import pytest
@@ -19,6 +19,9 @@ from dockerpkg.errors import DockerPkgError
 from dockerpkg.pytestplugin.state import state_of
 from dockerpkg.pytestplugin.treeview import TreeView
 from dockerpkg.pytestplugin.wanted import IMAGE_ARGUMENT
+
+if TYPE_CHECKING:
+    from dockerpkg.api.imagetests import ImageConfig, ImageProbe
 
 
 @attrs.frozen
@@ -75,15 +78,63 @@ def parametrize_images(metafunc: pytest.Metafunc, marker: pytest.Mark) -> None:
     metafunc.parametrize(argument, names, ids=names)
 
 
+class RunOutcome(NamedTuple):
+    """What a command run in a throwaway container of the image gave."""
+
+    exit_code: int
+    stdout: str
+    stderr: str
+
+
 class ImageHandle:
-    """A built image (filled in with the test session)."""
+    """An image built in the run's test session: its session tag (`label`), its id
+    (`digest`), its configuration, commands run in throwaway containers, files read."""
+
+    def __init__(self, name: str, label: str, probe: ImageProbe) -> None:
+        self.name = name
+        self.label = label
+        self._probe = probe
+
+    @property
+    def digest(self) -> str:
+        return self._probe.digest
+
+    @property
+    def config(self) -> ImageConfig:
+        """Env, labels, user, entrypoint, cmd, workdir, exposed ports, volumes, architecture."""
+        return self._probe.config()
+
+    def run(self, command: str | Sequence[str], env: Mapping[str, str] | None = None) -> RunOutcome:
+        """COMMAND (a string goes through `sh -c`) in a container removed after."""
+        argv = ["sh", "-c", command] if isinstance(command, str) else list(command)
+        result = self._probe.run(argv, env=env)
+        return RunOutcome(result.exit_code, result.stdout, result.stderr)
+
+    def file(self, path: str) -> bytes | None:
+        """The file at PATH in the image; None when there is none."""
+        return self._probe.file(path)
+
+    def __repr__(self) -> str:
+        return f"<ImageHandle {self.name} {self.label}>"
 
 
 def image_factory(config: pytest.Config) -> Callable[[str], ImageHandle]:
+    """The dockerpkg_image fixture's factory: a name of the tree -> its handle, built (with
+    its parents, and what else the run wants) on first use; skipped as the Docker items are."""
     state = state_of(config)
+    known = {i.name for i in _view(config).images}
 
     def image(name: str) -> ImageHandle:
+        if name not in known:
+            pytest.fail(f"no image {name!r} in {state.directory}", pytrace=False)
         state.need_docker()
-        raise NotImplementedError
+        # Imported here: the session's modules load Docker's client.
+        from dockerpkg.pytestplugin.sessionbuilds import not_built
+
+        builds = state.builds()
+        result = builds.result(name)
+        if (why := not_built(result)) is not None:
+            pytest.fail(why, pytrace=False)
+        return ImageHandle(name, result.label, builds.probe(name))
 
     return image

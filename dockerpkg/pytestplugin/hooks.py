@@ -77,11 +77,15 @@ class _Hooks:
         )
 
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
-        warnings = self.state.warnings
-        if warnings:
-            terminalreporter.write_sep("=", "dockerpkg lint warnings")
-            for line in warnings:
-                terminalreporter.write_line(line)
+        sections = (
+            ("dockerpkg lint warnings", self.state.warnings),
+            ("dockerpkg test session", self.state.session_warnings()),
+        )
+        for title, lines in sections:
+            if lines:
+                terminalreporter.write_sep("=", title)
+                for line in lines:
+                    terminalreporter.write_line(line)
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         self.state.close()

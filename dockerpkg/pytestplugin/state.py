@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -13,6 +14,9 @@ from dockerpkg.api.review import review_tree
 from dockerpkg.errors import DockerPkgError
 from dockerpkg.pytestplugin.settings import Settings
 from dockerpkg.pytestplugin.treeview import TreeView, tree_view
+
+if TYPE_CHECKING:
+    from dockerpkg.pytestplugin.sessionbuilds import SessionBuilds
 
 OFF = (
     "the dockerpkg plugin is off: name a tree with --dockerpkg DIRECTORY or the "
@@ -33,6 +37,7 @@ class PluginState:
         self.wanted: tuple[str, ...] = ()
         # What the lint items warned of (from their reports), for the terminal summary.
         self.warnings: list[str] = []
+        self._builds: SessionBuilds | None = None
 
     @property
     def directory(self) -> str:
@@ -71,8 +76,26 @@ class PluginState:
                 pytest.fail(f"{problem} (--dockerpkg-require-docker)", pytrace=False)
             pytest.skip(problem)
 
+    def builds(self) -> SessionBuilds:
+        """The run's builds (the test session starts with the first build)."""
+        if self._builds is None:
+            # Loaded on first use: Docker's client is no part of a collection.
+            from dockerpkg.pytestplugin.sessionbuilds import SessionBuilds
+
+            self._builds = SessionBuilds(self.directory, self.settings, self.env, self._want)
+        return self._builds
+
+    def _want(self) -> tuple[str, ...]:
+        return self.wanted
+
+    def session_warnings(self) -> list[str]:
+        """What the test session asks to say (leftovers of dead sessions it removed)."""
+        return [] if self._builds is None else self._builds.warnings
+
     def close(self) -> None:
         """End the run's test session, if one was started (idempotent)."""
+        if self._builds is not None:
+            self._builds.close()
 
 
 STATE = pytest.StashKey[PluginState]()
