@@ -274,3 +274,63 @@ def test_require_docker_fails_the_docker_items(
             "(--dockerpkg-require-docker)",
         ]
     )
+
+
+CHECKS = """\
+schemaVersion: 2.0.0
+commandTests:
+  - name: says hello
+    command: echo
+    args: [hello]
+  - name: build
+    command: "true"
+fileExistenceTests:
+  - name: has a shell
+    path: /bin/sh
+metadataTest:
+  user: "65534"
+"""
+
+
+def test_every_structure_check_is_an_item_named_after_it(
+    pytester: pytest.Pytester, tree: Path
+) -> None:
+    (tree / "base" / "structure-tests.yaml").write_text(CHECKS)
+    result = with_tree(pytester, "--collect-only", "-q", "-k", "plugin-base")
+    # A check named as a fixed item is numbered (the file's names are unique: checked).
+    assert collected(result) == [
+        *(f"tree::plugin-base::{item}" for item in ITEMS),
+        "tree::plugin-base::says hello",
+        "tree::plugin-base::build #2",
+        "tree::plugin-base::has a shell",
+        "tree::plugin-base::Metadata Test",
+    ]
+
+
+def test_structure_checks_are_skipped_without_docker(
+    pytester: pytest.Pytester, tree: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DOCKER_HOST", DEAD_DOCKER)
+    (tree / "base" / "structure-tests.yaml").write_text(CHECKS)
+    result = with_tree(pytester, "--dockerpkg-build", "-k", "plugin-base")
+    result.assert_outcomes(passed=2, skipped=2 + 4, deselected=2 * len(ITEMS))
+
+
+def test_a_structure_tests_file_that_cannot_be_read_is_the_images_collection_error(
+    pytester: pytest.Pytester, tree: Path
+) -> None:
+    (tree / "child-b" / "structure-tests.yaml").write_text(
+        "schemaVersion: 2.0.0\ncommandTests:\n  - name: no command\n"
+    )
+    result = with_tree(pytester)
+    # As for any collection error, pytest runs nothing (--continue-on-collection-errors).
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*ERROR collecting tree*",
+            "child-b/structure-tests.yaml:3: error: *",
+            "ERROR tree::plugin-child-b",
+        ]
+    )
+    assert "Traceback" not in result.stdout.str()
