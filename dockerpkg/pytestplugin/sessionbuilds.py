@@ -13,6 +13,7 @@ from dockerpkg.api.testsession import (
     SessionOptions,
     TestSession,
 )
+from dockerpkg.errors import DockerPkgError
 from dockerpkg.pytestplugin.settings import Settings
 
 
@@ -38,6 +39,9 @@ class SessionBuilds:
         self._wanted = wanted
         self._session: TestSession | None = None
         self._probes: dict[str, ImageProbe] = {}
+        # A run that could not start (bad input, a registry that does not answer): every
+        # item after fails with its message rather than trying again.
+        self._refused: DockerPkgError | None = None
         # What the session asks its caller to say (leftovers of dead sessions removed).
         self.warnings: list[str] = []
 
@@ -49,8 +53,14 @@ class SessionBuilds:
         known = self._session.result(name)
         if known is not None:
             return known
+        if self._refused is not None:
+            raise self._refused
         pending = [n for n in self._wanted() if self._session.result(n) is None]
-        results = self._session.build(pending if name in pending else [*pending, name])
+        try:
+            results = self._session.build(pending if name in pending else [*pending, name])
+        except DockerPkgError as exc:
+            self._refused = exc
+            raise
         self.warnings.extend(w for w in self._session.warnings if w not in self.warnings)
         return results[name]
 
