@@ -188,3 +188,21 @@ def test_the_fixtures_on_a_built_image(
     # Asked by the fixture alone: one run, the child with the parent it needs.
     result.stdout.fnmatch_lines(["session builds: [('plugin-child-a',)]"])
     assert leftovers(docker_client) == before
+
+
+def test_ctrl_c_closes_the_session(
+    pytester: pytest.Pytester, tree: Path, docker_client: docker.DockerClient
+) -> None:
+    pytester.makepyfile(
+        test_own="""
+        def test_interrupted(dockerpkg_image):
+            child = dockerpkg_image("plugin-child-a")
+            print("built", child.label)
+            raise KeyboardInterrupt  # as pytest sees Ctrl-C
+        """
+    )
+    before = leftovers(docker_client)
+    result = run_tree(pytester, "-s", "-m", "not dockerpkg", "test_own.py")
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    result.stdout.fnmatch_lines(["*built *plugin-child-a:2.0-pytest-*", "*KeyboardInterrupt*"])
+    assert leftovers(docker_client) == before
