@@ -79,6 +79,13 @@ def test_go_end_of_text_is_not_before_a_final_newline() -> None:
         (r"\Qa.b\E", "axb", False),
         (r"(?i)HELLO", "hello", True),
         ("w.rld", "world", True),
+        (r"\(?=", "=", True),
+        (r"[(?=]+", "?=", True),
+        (r"\++", "++", True),
+        ("(?P<x>a)b", "ab", True),
+        ("(?i:A)b", "ab", True),
+        ("(?s)a.b", "a\nb", True),
+        ("a{2}b+", "aab", True),
     ],
 )
 def test_go_patterns(pattern: str, text: str, matches: bool) -> None:
