@@ -93,7 +93,25 @@ def test_go_patterns(pattern: str, text: str, matches: bool) -> None:
 
 
 @pytest.mark.parametrize(
-    "pattern", ["(?=a)", "a(?<!b)", r"(a)\1", r"\Z", r"\pL", "(", "[[:nope:]]"]
+    "pattern",
+    [
+        "(?=a)",
+        "a(?<!b)",
+        "(?>a)",
+        r"(a)\1",
+        "(?P<x>a)(?P=x)",
+        "(?<x>a)",
+        "(?#note)a",
+        "(?x)a b",
+        "(?U)a+",
+        "a++",
+        "a{2}+",
+        r"\Z",
+        r"\pL",
+        "(",
+        "[[:nope:]]",
+        "[[:^alpha:]]",
+    ],
 )
 def test_patterns_go_refuses(pattern: str) -> None:
     with pytest.raises(GoRegexError):
