@@ -80,7 +80,7 @@ class ImageProbe:
             except docker.errors.APIError as exc:
                 raise ProbeError(f"cannot run {list(command)}: {_explain(exc)}") from None
             except requests.exceptions.RequestException:
-                raise ProbeError(f"{list(command)} did not end within {timeout} seconds") from None
+                raise ProbeError(f"{list(command)} did not end within {timeout:g} s") from None
             stdout = container.logs(stdout=True, stderr=False)
             stderr = container.logs(stdout=False, stderr=True)
         return RunResult(

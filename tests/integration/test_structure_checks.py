@@ -211,3 +211,14 @@ def test_a_missing_image_fails_each_check_with_the_reason(
         assert not verdict.passed, check.name
         assert "dockerpkg-test/missing" in verdict.messages[0]
     assert _left(docker_client, labels) == []
+
+
+def test_a_command_check_can_be_bounded(
+    docker_client: docker.DockerClient, image: str, labels: dict[str, str]
+) -> None:
+    text = 'schemaVersion: "2.0.0"\ncommandTests: [{name: slow, command: sleep, args: ["30"]}]\n'
+    (check,) = parse_structure_tests(text, "structure-tests.yaml").checks
+    verdict = run_structure_check(ImageProbe(docker_client, image, labels=labels), check, timeout=1)
+    assert not verdict.passed
+    assert "did not end within 1 s" in verdict.messages[0]
+    assert _left(docker_client, labels) == []
