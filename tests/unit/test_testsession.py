@@ -266,6 +266,12 @@ class TestMarks:
         dead[0].release(forget=True)
         assert os.listdir(folder) == []
 
+    def test_a_link_is_no_marks_folder(self, tmp_path: Path) -> None:
+        (tmp_path / "elsewhere").mkdir()
+        (tmp_path / "marks").symlink_to(tmp_path / "elsewhere")
+        with pytest.raises(DockerPkgError, match="not a folder of this user's"):
+            marks_folder(str(tmp_path / "marks"))
+
     def test_only_marks_are_read(self, tmp_path: Path) -> None:
         folder = marks_folder(str(tmp_path / "marks"))
         for name in ("notes.txt", "UPPERCASE000.live", ".dddddddddddd.new"):
