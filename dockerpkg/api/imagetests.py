@@ -66,13 +66,16 @@ def read_structure_tests(folder: str) -> StructureTests | None:
     return parse_structure_tests(text, path)
 
 
-def run_structure_check(probe: ImageProbe, check: StructureCheck) -> Verdict:
+def run_structure_check(
+    probe: ImageProbe, check: StructureCheck, *, timeout: float | None = None
+) -> Verdict:
     """CHECK's verdict on PROBE's image; what the daemon could not do fails the check
-    with its reason, as container-structure-test fails it."""
+    with its reason, as container-structure-test fails it. TIMEOUT bounds a command
+    check's command, in seconds (container-structure-test has no bound)."""
     try:
         spec = check.spec
         if isinstance(spec, CommandSpec):
-            return _command(probe, spec)
+            return _command(probe, spec, timeout)
         if isinstance(spec, FileExistenceSpec):
             path = expand(spec.path, probe.config().env)
             return existence_verdict(spec, probe.stat(path))
@@ -83,16 +86,16 @@ def run_structure_check(probe: ImageProbe, check: StructureCheck) -> Verdict:
         return Verdict(False, (str(exc),))
 
 
-def _command(probe: ImageProbe, spec: CommandSpec) -> Verdict:
+def _command(probe: ImageProbe, spec: CommandSpec, timeout: float | None) -> Verdict:
     if not spec.setup:
         line = command_line(spec, probe.config().env)
-        return command_verdict(spec, probe.run(line, run_env(spec)))
+        return command_verdict(spec, probe.run(line, run_env(spec), timeout=timeout))
     env = setup_env(spec, probe.config().env)
     # Setup commands run one after the other, each in the image the previous one left;
     # the command then runs in the last one, whose environment has the test's variables.
     with probe.committed(spec.setup, env) as prepared:
         line = command_line(spec, prepared.config().env)
-        return command_verdict(spec, prepared.run(line, run_env(spec)))
+        return command_verdict(spec, prepared.run(line, run_env(spec), timeout=timeout))
 
 
 def _content(probe: ImageProbe, spec: FileContentSpec) -> Verdict:

@@ -247,7 +247,12 @@ class TestSession:
         dead = dead_marks(self._marks, but=self.id)
         if not dead:
             return
-        removed = self._clean([mark.session_id for mark in dead], tags=True)
+        try:
+            removed = self._clean([mark.session_id for mark in dead], tags=True)
+        except BaseException:
+            for mark in dead:
+                mark.release(forget=False)  # still dead: the next session tries again
+            raise
         for mark in dead:
             mark.release(forget=True)
             tags = removed[mark.session_id].tags

@@ -118,7 +118,8 @@ METADATA_NAME = "Metadata Test"
 @attrs.frozen
 class StructureTests:
     """The checks of one `structure-tests.yaml`, in the file's order within each kind
-    (command, file existence, file content, metadata)."""
+    (command, file content, file existence, metadata: the order container-structure-test
+    runs them in)."""
 
     path: str
     checks: tuple[StructureCheck, ...]

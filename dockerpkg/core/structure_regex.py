@@ -29,8 +29,11 @@ _POSIX_CLASSES = {
     "xdigit": "0-9A-Fa-f",
 }
 
-# Group openings Go's syntax has not: look-arounds and atomic groups.
-_NOT_GO = ("(?=", "(?!", "(?<=", "(?<!", "(?>")
+# Group openings Go's syntax has not: look-arounds, atomic groups, comments,
+# back-references by name.
+_NOT_GO = ("(?=", "(?!", "(?<=", "(?<!", "(?>", "(?#", "(?P=")
+_FLAGS = re.compile(r"\(\?([a-zA-Z-]*)[:)]")
+_REPEAT_END = re.compile(r"\{[0-9]+(,[0-9]*)?$")
 
 
 class GoRegexError(ValueError):
@@ -45,9 +48,6 @@ class _Scan:
 
 def compile_go(pattern: str) -> re.Pattern[str]:
     """PATTERN compiled with Go's meaning; GoRegexError says why it cannot be."""
-    for opening in _NOT_GO:
-        if opening in pattern:
-            raise GoRegexError(f"'{opening}' is not in Go's regular expression syntax")
     multiline = re.search(r"\(\?[a-zA-Z]*m", pattern) is not None
     try:
         return re.compile(_translate(_Scan(pattern, multiline)), re.ASCII)
@@ -78,6 +78,10 @@ def _translate(scan: _Scan) -> str:
                 continue
             if char == "]":
                 in_class = False
+        elif char == "(":
+            _check_group(pattern, index)
+        elif char in "*+?}" and pattern.startswith("+", index + 1):
+            _check_possessive(pattern, index)
         elif char == "[":
             in_class = True
             out.append(char)
@@ -96,6 +100,24 @@ def _translate(scan: _Scan) -> str:
         out.append(char)
         index += 1
     return "".join(out)
+
+
+def _check_group(pattern: str, index: int) -> None:
+    """Refuse a group opening at INDEX that Go refuses (or reads otherwise)."""
+    for opening in _NOT_GO:
+        if pattern.startswith(opening, index):
+            raise GoRegexError(f"'{opening}' is not in Go's regular expression syntax")
+    if pattern.startswith("(?<", index):
+        raise GoRegexError("a named group is written (?P<name>...)")
+    flags = _FLAGS.match(pattern, index)
+    if flags is not None and set(flags.group(1)) - set("ims-"):
+        raise GoRegexError(f"flags '{flags.group(1)}': dockerpkg reads i, m and s only")
+
+
+def _check_possessive(pattern: str, index: int) -> None:
+    """A repetition of a repetition (Python's possessive `a++`) is an error in Go."""
+    if pattern[index] != "}" or _REPEAT_END.search(pattern, 0, index):
+        raise GoRegexError(f"'{pattern[index : index + 2]}' repeats a repetition, which Go refuses")
 
 
 def _escape(pattern: str, index: int, in_class: bool) -> tuple[str, int]:

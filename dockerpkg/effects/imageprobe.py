@@ -80,7 +80,10 @@ class ImageProbe:
             except docker.errors.APIError as exc:
                 raise ProbeError(f"cannot run {list(command)}: {_explain(exc)}") from None
             except requests.exceptions.RequestException:
-                raise ProbeError(f"{list(command)} did not end within {timeout} seconds") from None
+                # Over the unix socket, a read timeout comes as a ConnectionError.
+                if timeout is None:
+                    raise ProbeError(f"lost the daemon while running {list(command)}") from None
+                raise ProbeError(f"{list(command)} did not end within {timeout:g} s") from None
             stdout = container.logs(stdout=True, stderr=False)
             stderr = container.logs(stdout=False, stderr=True)
         return RunResult(
@@ -192,6 +195,18 @@ def _entry(container: Container, path: str, *, read: bool) -> tuple[FileStat, by
     except docker.errors.APIError as exc:
         raise ProbeError(f"cannot read {path}: {_explain(exc)}") from None
     # Stream: the archive of a folder holds all it contains, and only its first entry counts.
+    try:
+        return _first_entry(path, chunks, read=read)
+    finally:
+        # Let go of the rest of the answer now, not when the collector gets to it.
+        close = getattr(chunks, "close", None)
+        if close is not None:
+            close()
+
+
+def _first_entry(
+    path: str, chunks: Iterator[bytes], *, read: bool
+) -> tuple[FileStat, bytes | None] | None:
     with tarfile.open(fileobj=_ChunkReader(chunks), mode="r|") as archive:
         member = archive.next()
         if member is None:

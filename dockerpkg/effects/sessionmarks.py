@@ -12,11 +12,13 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import stat
 import tempfile
 
 import attrs
 
 from dockerpkg.core.testsession import is_session_id
+from dockerpkg.errors import DockerPkgError
 
 _SUFFIX = ".live"
 
@@ -26,6 +28,11 @@ def marks_folder(folder: str | None = None) -> str:
     temporary folder, per user), made with mode 0700 when missing."""
     where = folder or os.path.join(tempfile.gettempdir(), f"dockerpkg-sessions-{os.getuid()}")
     os.makedirs(where, mode=0o700, exist_ok=True)
+    found = os.lstat(where)
+    # In a shared temporary folder, a folder someone else made (or a link) is not ours to
+    # trust: its marks could name sessions that never were this user's.
+    if not stat.S_ISDIR(found.st_mode) or found.st_uid != os.getuid():
+        raise DockerPkgError.single(where, "not a folder of this user's: test sessions need one")
     return where
 
 

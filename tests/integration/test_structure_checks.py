@@ -196,3 +196,29 @@ def test_verdicts_match_container_structure_test(
             expected = check.name.startswith("pass")
         assert passed is expected, check.name
     assert _left(docker_client, labels) == []
+
+
+def test_a_missing_image_fails_each_check_with_the_reason(
+    docker_client: docker.DockerClient, labels: dict[str, str]
+) -> None:
+    tests = parse_structure_tests(
+        (FIXTURES / "structure-tests.yaml").read_text(encoding="utf-8"), "structure-tests.yaml"
+    )
+    probe = ImageProbe(docker_client, f"dockerpkg-test/missing:{uuid.uuid4().hex}", labels=labels)
+    by_kind = {check.kind: check for check in tests.checks}
+    for check in by_kind.values():
+        verdict = run_structure_check(probe, check)
+        assert not verdict.passed, check.name
+        assert "dockerpkg-test/missing" in verdict.messages[0]
+    assert _left(docker_client, labels) == []
+
+
+def test_a_command_check_can_be_bounded(
+    docker_client: docker.DockerClient, image: str, labels: dict[str, str]
+) -> None:
+    text = 'schemaVersion: "2.0.0"\ncommandTests: [{name: slow, command: sleep, args: ["30"]}]\n'
+    (check,) = parse_structure_tests(text, "structure-tests.yaml").checks
+    verdict = run_structure_check(ImageProbe(docker_client, image, labels=labels), check, timeout=1)
+    assert not verdict.passed
+    assert "did not end within 1 s" in verdict.messages[0]
+    assert _left(docker_client, labels) == []

@@ -17,6 +17,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import attrs
 import docker
 import pytest
 from docker.models.containers import Container
@@ -311,3 +312,20 @@ def test_sigterm_during_a_build_stops_it_and_close_removes_its_tags(
     assert session.returncode == 0
     assert [t for t in cleanup.tags_under(docker_client, "") if t.endswith(suffix)] == []
     assert os.listdir(marks) == []
+
+
+def test_a_closed_session_leaves_the_classic_builders_cache(
+    site: Site, options: SessionOptions, marks: str, sessions: list[TestSession]
+) -> None:
+    name = site.name("cached")
+    # A step no other build ran: the first session cannot find it in the cache.
+    write_image(site.tree, name, "1", f"{FROM_BASE}RUN echo {site.prefix} > /etc/marker\n")
+    classic = attrs.evolve(options, env={**options.env, "DOCKER_BUILDKIT": "0"})
+    logs = []
+    for _ in range(2):
+        session = open_session(sessions, site, classic, marks)
+        assert session.build([name])[name].build is BuildOutcome.BUILT
+        session.close()
+        logs.append(Path(session.run_dir, f"{name}.log").read_text(encoding="utf-8"))
+    assert "Using cache" not in logs[0]
+    assert "Using cache" in logs[1]  # the tag went, the layer beneath stayed

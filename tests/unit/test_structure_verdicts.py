@@ -79,6 +79,13 @@ def test_go_end_of_text_is_not_before_a_final_newline() -> None:
         (r"\Qa.b\E", "axb", False),
         (r"(?i)HELLO", "hello", True),
         ("w.rld", "world", True),
+        (r"\(?=", "=", True),
+        (r"[(?=]+", "?=", True),
+        (r"\++", "++", True),
+        ("(?P<x>a)b", "ab", True),
+        ("(?i:A)b", "ab", True),
+        ("(?s)a.b", "a\nb", True),
+        ("a{2}b+", "aab", True),
     ],
 )
 def test_go_patterns(pattern: str, text: str, matches: bool) -> None:
@@ -86,7 +93,25 @@ def test_go_patterns(pattern: str, text: str, matches: bool) -> None:
 
 
 @pytest.mark.parametrize(
-    "pattern", ["(?=a)", "a(?<!b)", r"(a)\1", r"\Z", r"\pL", "(", "[[:nope:]]"]
+    "pattern",
+    [
+        "(?=a)",
+        "a(?<!b)",
+        "(?>a)",
+        r"(a)\1",
+        "(?P<x>a)(?P=x)",
+        "(?<x>a)",
+        "(?#note)a",
+        "(?x)a b",
+        "(?U)a+",
+        "a++",
+        "a{2}+",
+        r"\Z",
+        r"\pL",
+        "(",
+        "[[:nope:]]",
+        "[[:^alpha:]]",
+    ],
 )
 def test_patterns_go_refuses(pattern: str) -> None:
     with pytest.raises(GoRegexError):

@@ -14,6 +14,8 @@ import attrs
 import pytest
 
 from dockerpkg.api.run import PlanRequest, version_suffix
+from dockerpkg.api.sessionsignals import stopping_on_signals
+from dockerpkg.api.testsession import SessionOptions, TestSession
 from dockerpkg.core.labels import is_docker_tag
 from dockerpkg.core.plan import FORMAT_VERSION, BuildOptions, Op, Plan
 from dockerpkg.core.planner import Observed, plan_build
@@ -264,8 +266,56 @@ class TestMarks:
         dead[0].release(forget=True)
         assert os.listdir(folder) == []
 
+    def test_a_link_is_no_marks_folder(self, tmp_path: Path) -> None:
+        (tmp_path / "elsewhere").mkdir()
+        (tmp_path / "marks").symlink_to(tmp_path / "elsewhere")
+        with pytest.raises(DockerPkgError, match="not a folder of this user's"):
+            marks_folder(str(tmp_path / "marks"))
+
     def test_only_marks_are_read(self, tmp_path: Path) -> None:
         folder = marks_folder(str(tmp_path / "marks"))
         for name in ("notes.txt", "UPPERCASE000.live", ".dddddddddddd.new"):
             Path(folder, name).write_text("", encoding="utf-8")
         assert dead_marks(folder) == []
+
+
+class TestSignals:
+    def test_ctrl_c_stops_then_cancels_and_sigterm_cancels(self) -> None:
+        before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+        with stopping_on_signals() as interrupt:
+            cancelled: list[bool] = []
+            interrupt.on_cancel(lambda: cancelled.append(True))
+            signal.raise_signal(signal.SIGINT)
+            assert interrupt.stop.is_set()
+            assert cancelled == []
+            signal.raise_signal(signal.SIGINT)
+            assert cancelled == [True]
+        with stopping_on_signals() as interrupt:
+            interrupt.on_cancel(lambda: cancelled.append(True))
+            signal.raise_signal(signal.SIGTERM)
+            assert interrupt.stop.is_set()
+            assert cancelled == [True, True]
+        assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
+
+
+class TestSessionWithoutDocker:
+    @pytest.fixture
+    def session(self, tmp_path: Path) -> TestSession:
+        config = str(CASE / "config.yaml")
+        options = SessionOptions(config, {}, run_dir=str(tmp_path / "run"))
+        return TestSession(str(CASE / "images"), options, marks=str(tmp_path / "marks"))
+
+    def test_its_mark_lives_until_close(self, session: TestSession, tmp_path: Path) -> None:
+        assert os.listdir(tmp_path / "marks") == [f"{session.id}.live"]
+        assert session.suffix == f"-pytest-{session.id}"
+        assert session.container_labels == {"org.dockerpkg.session": session.id}
+        session.close()
+        session.close()
+        assert os.listdir(tmp_path / "marks") == []
+        with pytest.raises(DockerPkgError, match="the test session is closed"):
+            session.build(["native"])
+
+    def test_a_probe_before_building(self, session: TestSession) -> None:
+        with session, pytest.raises(DockerPkgError, match="image native is not built yet"):
+            session.probe("native")
+        assert session.result("native") is None
