@@ -5,6 +5,7 @@ the fixtures' run, file and config on a built image, and nothing left behind."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import docker
@@ -105,7 +106,7 @@ def leftovers(client: docker.DockerClient) -> tuple[list[str], list[str]]:
         tag
         for image in client.api.images()
         for tag in image.get("RepoTags") or ()
-        if "/plugin-" in tag and "-pytest-" in tag
+        if ("/plugin-" in tag or "/example-" in tag) and "-pytest-" in tag
     ]
     containers = [
         str(c.id) for c in client.containers.list(all=True, filters={"label": SESSION_LABEL})
@@ -205,4 +206,32 @@ def test_ctrl_c_closes_the_session(
     result = run_tree(pytester, "-s", "-m", "not dockerpkg", "test_own.py")
     assert result.ret == pytest.ExitCode.INTERRUPTED
     result.stdout.fnmatch_lines(["*built *plugin-child-a:2.0-pytest-*", "*KeyboardInterrupt*"])
+    assert leftovers(docker_client) == before
+
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+def test_the_example_tree_and_tests_pass(
+    pytester: pytest.Pytester, site: Site, docker_client: docker.DockerClient
+) -> None:
+    # The example tree and tests as shipped, on a registry of the test's own.
+    shutil.copytree(EXAMPLES / "tree", pytester.path / "tree")
+    shutil.copytree(EXAMPLES / "tests", pytester.path / "tests")
+    config = pytester.path / "tree-config.yaml"
+    config.write_text(site.config().read_text() + "greeting: hello from dockerpkg\n")
+    config.chmod(0o600)
+    before = leftovers(docker_client)
+    result = run_tree(pytester, "tests")
+    for check in (
+        "hello greets with the base image's greeting",
+        "the hello tool is installed",
+        "the base image's greeting is there",
+        "Metadata Test",
+    ):
+        result.stdout.fnmatch_lines([f"tree::example-tools::{check} PASSED*"])
+    result.stdout.fnmatch_lines(["tests/test_images.py::test_the_tool_greets PASSED*"])
+    outcomes = result.parseoutcomes()
+    assert outcomes.get("failed", 0) == 0
+    assert outcomes.get("errors", 0) == 0
     assert leftovers(docker_client) == before
