@@ -132,9 +132,12 @@ def image_factory(config: pytest.Config) -> Callable[[str], ImageHandle]:
         from dockerpkg.pytestplugin.sessionbuilds import not_built
 
         builds = state.builds()
-        result = builds.result(name)
-        if (why := not_built(result)) is not None:
-            pytest.fail(why, pytrace=False)
-        return ImageHandle(name, result.label, builds.probe(name))
+        try:
+            result = builds.result(name)
+            if (why := not_built(result)) is not None:
+                pytest.fail(why, pytrace=False)
+            return ImageHandle(name, result.label, builds.probe(name))
+        except DockerPkgError as exc:
+            _failed(exc)
 
     return image
