@@ -6,6 +6,14 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+# pytester's in-process runs drop, when they end, the modules imported during them: the
+# plugin's modules (and the library's they import) are imported here first, so the tests of
+# one process share one copy of each (an enum of a second copy never equals the first's).
+import dockerpkg.api.daemoncheck
+import dockerpkg.pytestplugin.fixtures
+import dockerpkg.pytestplugin.hooks
+import dockerpkg.pytestplugin.sessionbuilds  # noqa: F401
+
 PLUGIN_TREE = Path(__file__).resolve().parents[2] / "fixtures" / "trees" / "plugin"
 IMAGES = ("plugin-base", "plugin-child-a", "plugin-child-b")
 
