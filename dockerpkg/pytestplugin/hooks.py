@@ -32,7 +32,8 @@ def start(config: pytest.Config) -> None:
 
 
 def _arg_path(config: pytest.Config, arg: str) -> Path:
-    return (config.invocation_params.dir / arg.split("::", maxsplit=1)[0]).resolve()
+    # Absolute without following links, as pytest makes its arguments' paths.
+    return Path(os.path.abspath(config.invocation_params.dir / arg.split("::", maxsplit=1)[0]))
 
 
 def _adds_tree(config: pytest.Config, tree: Path, on_command_line: bool) -> bool:

@@ -44,7 +44,8 @@ def read_settings(config: pytest.Config) -> Settings:
     config_path = None if found is None else os.path.relpath(found)
     require = bool(config.getoption("dockerpkg_require_docker"))
     return Settings(
-        tree=Path(tree).resolve(),
+        # Absolute without following links: pytest's own paths, which it is compared with.
+        tree=Path(os.path.abspath(tree)),
         config_path=config_path,
         on_command_line=bool(given),
         build=require or bool(config.getoption("dockerpkg_build")),

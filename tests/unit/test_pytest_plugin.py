@@ -334,3 +334,9 @@ def test_a_structure_tests_file_that_cannot_be_read_is_the_images_collection_err
         ]
     )
     assert "Traceback" not in result.stdout.str()
+
+
+def test_a_tree_named_through_a_link_is_collected(pytester: pytest.Pytester, tree: Path) -> None:
+    (pytester.path / "link").symlink_to(tree)
+    result = run(pytester, "--dockerpkg", "link", "--dockerpkg-config", "tree-config.yaml")
+    result.assert_outcomes(passed=2 * len(IMAGES), skipped=2 * len(IMAGES))
