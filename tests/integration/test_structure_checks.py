@@ -222,3 +222,16 @@ def test_a_command_check_can_be_bounded(
     assert not verdict.passed
     assert "did not end within 1 s" in verdict.messages[0]
     assert _left(docker_client, labels) == []
+
+
+def test_setup_on_an_untagged_image_keeps_it(
+    docker_client: docker.DockerClient, image: str, labels: dict[str, str]
+) -> None:
+    """Removing the images setup commands made never takes the probed one with them."""
+    probe = ImageProbe(docker_client, image, labels=labels)
+    with probe.committed([["touch", "/tmp/one"]]) as first:
+        untagged = ImageProbe(docker_client, first.image, labels=labels)
+        with untagged.committed([["touch", "/tmp/two"]]) as second:
+            assert second.stat("/tmp/one") is not None
+        assert docker_client.images.get(first.image).id == first.image
+    assert _left(docker_client, labels) == []
