@@ -150,9 +150,10 @@ class ImageProbe:
                 made.append(image)
             yield ImageProbe(self.client, image, labels=self.labels)
         finally:
+            # One by one, pruning nothing: the probed image itself may be an untagged parent.
             for made_image in reversed(made):
                 with suppress(docker.errors.NotFound):
-                    self.client.images.remove(made_image, force=True)
+                    self.client.images.remove(made_image, force=True, noprune=True)
 
     def _inspect(self) -> dict[str, Any]:
         try:

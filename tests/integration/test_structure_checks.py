@@ -66,6 +66,12 @@ def _left(client: docker.DockerClient, labels: dict[str, str]) -> list[str]:
     return [str(c.id) for c in client.containers.list(all=True, filters={"label": wanted})]
 
 
+def _images_left(client: docker.DockerClient, labels: dict[str, str]) -> list[str]:
+    """Images made from containers carrying LABELS (setup commands' commits)."""
+    wanted = [f"{key}={value}" for key, value in labels.items()]
+    return [str(i.id) for i in client.images.list(all=True, filters={"label": wanted})]
+
+
 def test_run_gives_exit_code_and_both_outputs(
     docker_client: docker.DockerClient, image: str, labels: dict[str, str]
 ) -> None:
@@ -151,10 +157,12 @@ def test_committed_images_are_removed(
         assert p.file("/tmp/a") == b"v1\n"
         assert p.stat("/tmp/b") is not None
         assert p.config().env["V"] == "v1"
+        assert made in _images_left(docker_client, labels)
     with pytest.raises(docker.errors.ImageNotFound):
         docker_client.images.get(made)
     assert probe.file("/tmp/a") is None
     assert _left(docker_client, labels) == []
+    assert _images_left(docker_client, labels) == []
 
 
 def _cross_check_files() -> list[Path]:
@@ -222,3 +230,17 @@ def test_a_command_check_can_be_bounded(
     assert not verdict.passed
     assert "did not end within 1 s" in verdict.messages[0]
     assert _left(docker_client, labels) == []
+
+
+def test_setup_on_an_untagged_image_keeps_it(
+    docker_client: docker.DockerClient, image: str, labels: dict[str, str]
+) -> None:
+    """Removing the images setup commands made never takes the probed one with them."""
+    probe = ImageProbe(docker_client, image, labels=labels)
+    with probe.committed([["touch", "/tmp/one"]]) as first:
+        untagged = ImageProbe(docker_client, first.image, labels=labels)
+        with untagged.committed([["touch", "/tmp/two"]]) as second:
+            assert second.stat("/tmp/one") is not None
+        assert docker_client.images.get(first.image).id == first.image
+    assert _left(docker_client, labels) == []
+    assert _images_left(docker_client, labels) == []

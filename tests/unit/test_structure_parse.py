@@ -3,9 +3,12 @@ as located errors."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from dockerpkg.api.imagetests import read_structure_tests
 from dockerpkg.core.structure import (
@@ -280,3 +283,42 @@ def test_the_cross_check_fixture_reads() -> None:
     tests = read_structure_tests(str(folder))
     assert tests is not None
     assert {check.kind for check in tests.checks} == set(CheckKind)
+
+
+# Printable text: YAML refuses raw control characters. The JSON is written unescaped
+# (ensure_ascii=False), as JSON's surrogate-pair escapes are not paired up by YAML.
+_TEXT = st.text(st.characters(blacklist_categories=("Cs", "Cc", "Cn", "Co")), max_size=12)
+
+
+@given(
+    names=st.lists(_TEXT.filter(bool), min_size=1, max_size=4, unique=True),
+    command=_TEXT.filter(bool),
+    args=st.lists(_TEXT, max_size=4),
+    exit_code=st.integers(-300, 300),
+    should_exist=st.booleans(),
+    uid=st.integers(0, 70000),
+)
+def test_what_json_holds_reads_back(
+    names: list[str],
+    command: str,
+    args: list[str],
+    exit_code: int,
+    should_exist: bool,
+    uid: int,
+) -> None:
+    """JSON is YAML in flow style: any text (`yes`, `~`, `1`, quotes, `#`) stays itself."""
+    document = {
+        "schemaVersion": "2.0.0",
+        "commandTests": [
+            {"name": names[0], "command": command, "args": args, "exitCode": exit_code}
+        ],
+        "fileExistenceTests": [
+            {"name": name, "path": command, "shouldExist": should_exist, "uid": uid}
+            for name in names[1:]
+        ],
+    }
+    tests = parse_structure_tests(json.dumps(document, ensure_ascii=False), "s.json")
+    assert [c.name for c in tests.checks] == names
+    assert tests.checks[0].spec == CommandSpec(command=(command, *args), exit_code=exit_code)
+    for check in tests.checks[1:]:
+        assert check.spec == FileExistenceSpec(command, should_exist, uid=uid)
