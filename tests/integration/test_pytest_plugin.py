@@ -235,3 +235,28 @@ def test_the_example_tree_and_tests_pass(
     assert outcomes.get("failed", 0) == 0
     assert outcomes.get("errors", 0) == 0
     assert leftovers(docker_client) == before
+
+
+def test_keep_images_leaves_the_session_tags(
+    pytester: pytest.Pytester, tree: Path, docker_client: docker.DockerClient
+) -> None:
+    pytester.makepyfile(
+        test_own="""
+        def test_built(dockerpkg_image):
+            print("label", dockerpkg_image("plugin-child-b").label)
+        """
+    )
+    before = leftovers(docker_client)
+    result = run_tree(pytester, "-s", "--dockerpkg-keep-images", "-m", "not dockerpkg")
+    result.assert_outcomes(passed=1)
+    kept = sorted(set(leftovers(docker_client)[0]) - set(before[0]))
+    try:
+        assert [tag.rsplit("/", 1)[1].split(":")[0] for tag in kept] == [
+            "plugin-base",
+            "plugin-child-b",
+        ]
+        result.stdout.fnmatch_lines([f"*label {kept[1]}*"])
+        assert leftovers(docker_client)[1] == before[1]  # the containers go all the same
+    finally:
+        for tag in kept:
+            docker_client.images.remove(tag, noprune=True)
