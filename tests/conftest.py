@@ -26,6 +26,9 @@ from tests.support.services import Auth, Registry, RegistryFactory
 settings.register_profile("dockerpkg", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("dockerpkg")
 
+# The standard way to test a pytest plugin (dockerpkg's own: tests/*/test_pytest_plugin*.py).
+pytest_plugins = ["pytester"]
+
 # Tests using any of these get the `docker` marker, so `-m "not docker"` leaves them out.
 DOCKER_FIXTURES = frozenset({"docker_client", "busybox_base", "registry_factory", "registry"})
 

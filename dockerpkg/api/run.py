@@ -50,6 +50,14 @@ class PlanRequest:
     env: Mapping[str, str]
     config_path: str | None = None  # -c; None: the usual places
     select: str | None = None  # fnmatch glob on full labels
+    # Images asked for by name (with the parents they need; None: every image --select
+    # matches), as a test session asks.
+    names: tuple[str, ...] | None = None
+    # Publish nothing, whatever the credentials (a test session); the plan says so.
+    no_publish: bool = False
+    # What a caller of its own appends to every version (a test session's `-pytest-ID`);
+    # excludes nightly and snapshot.
+    suffix: str = ""
     nightly: bool = False  # versions get -YYYYMMDD
     snapshot: bool = False  # versions get -YYYYMMDD-HHMMSS
     now: datetime.datetime | None = None  # the clock --nightly/--snapshot read; None: now
@@ -101,6 +109,8 @@ def build_options(request: PlanRequest, suffix: str, config: Config) -> BuildOpt
     """REQUEST's options, each the config's where the request leaves it open."""
     return BuildOptions(
         select=request.select,
+        names=None if request.names is None else tuple(sorted(set(request.names))),
+        no_publish=request.no_publish,
         pull=request.pull,
         use_cache=request.use_cache,
         suffix=suffix,
@@ -111,9 +121,16 @@ def build_options(request: PlanRequest, suffix: str, config: Config) -> BuildOpt
 
 
 def version_suffix(request: PlanRequest, directory: str) -> str:
-    """What --nightly or --snapshot append to every version (by REQUEST's clock)."""
+    """What --nightly or --snapshot append to every version (by REQUEST's clock), or the
+    caller's own suffix."""
     if request.nightly and request.snapshot:
         raise DockerPkgError.single(directory, "--nightly and --snapshot exclude each other")
+    if request.suffix:
+        if request.nightly or request.snapshot:
+            raise DockerPkgError.single(
+                directory, "a run's own version suffix excludes --nightly and --snapshot"
+            )
+        return request.suffix
     if not (request.nightly or request.snapshot):
         return ""
     now = request.now or datetime.datetime.now()

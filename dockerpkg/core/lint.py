@@ -23,7 +23,7 @@ from dockerpkg.core.config import Config
 from dockerpkg.core.labels import join_repository
 from dockerpkg.core.render import KnownImages, Rendered, non_numeric_user
 from dockerpkg.core.spec import ImageSpec, Snapshot, _first_bad_line
-from dockerpkg.core.tree import analyze_tree, known_images, undeclared_warning
+from dockerpkg.core.tree import Analysis, analyze_tree, known_images, undeclared_warning
 from dockerpkg.core.versions import VersionError, parse_version
 from dockerpkg.errors import DockerPkgError, Location, Problem, Severity
 
@@ -349,12 +349,14 @@ def lint_tree(
     directory: str = ".",
     extra: Iterable[Problem] = (),
     rules: frozenset[Rule] = DEFAULT_RULES,
+    analysis: Analysis | None = None,
 ) -> tuple[Finding, ...]:
     """Every finding of RULES for the tree (DIRECTORY names it in messages); EXTRA problems
-    (the config's warnings, say) are reported as bad input."""
-    # Rendered without force_numeric_user: the USER rule reports every image, as an error
-    # when the config asks for numeric users.
-    analysis = analyze_tree(snapshot, attrs.evolve(config, force_numeric_user=False))
+    (the config's warnings, say) are reported as bad input. ANALYSIS: the caller's
+    `lint_analysis` of the same snapshot and config, so that a caller that also needs the
+    rendered Dockerfiles renders the tree once."""
+    if analysis is None:
+        analysis = lint_analysis(snapshot, config)
     known = known_images(list(analysis.specs), config, "")
     tree_repos = {
         join_repository(config.registry, config.namespace, s.name): s.name for s in analysis.specs
@@ -382,6 +384,12 @@ def lint_tree(
         problems.append(Problem(Location(directory), message))
     findings += [Finding(Rule.BAD_INPUT, p) for p in problems]
     return tuple(sorted(findings, key=_sort_key))
+
+
+def lint_analysis(snapshot: Snapshot, config: Config) -> Analysis:
+    """The tree as lint reads it: rendered without force_numeric_user, so that the USER rule
+    reports every image (as an error when the config asks for numeric users)."""
+    return analyze_tree(snapshot, attrs.evolve(config, force_numeric_user=False))
 
 
 def _sort_key(finding: Finding) -> tuple[str, int, str, str]:

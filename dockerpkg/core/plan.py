@@ -24,7 +24,9 @@ import attrs
 #    references it moves (shown before anything is written).
 #    what each step's run decides ahead: a pull's `local_copy`, a verification's
 #    `missing_test`, a build's `use_cache` (written only where set).
-FORMAT_VERSION = 9
+# 10: options.names, a selection by image names (a test session's), and options.no_publish,
+#    publishing turned off by the run (nothing pushed whatever the credentials).
+FORMAT_VERSION = 10
 
 
 class Action(enum.Enum):
@@ -282,10 +284,15 @@ class BuildOptions:
     """Options that change what `apply` does with the steps, fixed at plan time."""
 
     select: str | None = None
+    # The images asked for by name (sorted; None: every image --select matches); the
+    # parents they need are built too, as for any selection.
+    names: tuple[str, ...] | None = None
     pull: bool = True
     use_cache: bool = False
     suffix: str = ""
     publish: PublishMode = PublishMode.PER_IMAGE
+    # The run asked to publish nothing (a test session): no push, whatever the credentials.
+    no_publish: bool = False
     cache: CacheMode = CacheMode.NONE
     # The engine every build of the run uses. Asked for: None is the config's (see
     # Config.engine); in a build plan always set, and `apply` uses it whatever the

@@ -64,6 +64,7 @@ __all__ = [
     "plan_build",
     "planned_image",
     "selected_names",
+    "unknown_names",
 ]
 
 
@@ -142,11 +143,33 @@ def planned_image(
     )
 
 
-def selected_names(tree: Tree, select: str | None) -> list[str]:
-    """Images whose full label matches the glob (fnmatch, as docker-pkg), in build order."""
+def selected_names(
+    tree: Tree, select: str | None, names: tuple[str, ...] | None = None
+) -> list[str]:
+    """Images whose full label matches the glob (fnmatch, as docker-pkg) and, with NAMES,
+    that are named there, in build order."""
+    wanted = None if names is None else frozenset(names)
     return [
-        n for n in tree.order if select is None or fnmatch.fnmatch(tree.images[n].label, select)
+        n
+        for n in tree.order
+        if (select is None or fnmatch.fnmatch(tree.images[n].label, select))
+        and (wanted is None or n in wanted)
     ]
+
+
+def unknown_names(tree: Tree, names: tuple[str, ...] | None, directory: str) -> None:
+    """Raise DockerPkgError when NAMES (a selection by name) holds one TREE has no image of."""
+    unknown = sorted(set(names or ()) - tree.images.keys())
+    if unknown:
+        raise DockerPkgError.single(
+            directory, f"no image named {', '.join(repr(n) for n in unknown)} in the tree"
+        )
+
+
+def _selected(tree: Tree, options: BuildOptions, directory: str) -> list[str]:
+    """The images OPTIONS select (a glob, names or both), in build order."""
+    unknown_names(tree, options.names, directory)
+    return selected_names(tree, options.select, options.names)
 
 
 def _run_notes(
@@ -155,7 +178,9 @@ def _run_notes(
     """What the plan says about the run as a whole: publishing off, an empty selection,
     several builders."""
     notes = []
-    if not publish:
+    if options.no_publish:
+        notes.append("publishing is off: the run asked not to publish (nothing is pushed)")
+    elif not publish:
         where = config.registry or "Docker Hub"
         notes.append(
             f"publishing is off: no credentials for {where} "
@@ -169,7 +194,8 @@ def _run_notes(
             "verified and pushed"
         )
     if not selected:
-        notes.append(f"no image matches --select {options.select}")
+        asked = f"--select {options.select}" if options.names is None else "the names asked for"
+        notes.append(f"no image matches {asked}")
     if builders.several:
         notes.append(
             f"{len(builders.builders)} builders: images move between them through the "
@@ -205,7 +231,7 @@ def plan_build(
     states = {n: image_state(tree.images[n].label, observed, options.pull) for n in tree.order}
     all_or_nothing = options.publish is PublishMode.ALL_OR_NOTHING
     tree, states = _judged(tree, config, observed, states, staging=all_or_nothing)
-    selected = selected_names(tree, options.select)
+    selected = _selected(tree, options, directory)
     unbuilt_parents = {
         n: [p for p in tree.images[n].parents if states[p][0] is State.TO_BUILD] for n in tree.order
     }
@@ -215,7 +241,7 @@ def plan_build(
     parents = {n: tree.images[n].parents for n in tree.order}
     tree = render_images(tree, config, sorted(reachable(parents, to_build)))
     defined = definitions(tree)
-    publish = bool(observed.credentials)
+    publish = bool(observed.credentials) and not options.no_publish
     staging = publish and all_or_nothing
     steps: list[Step] = []
     if options.pull:
@@ -379,6 +405,13 @@ def _for_several_builders(
     config: Config, observed: Observed, options: BuildOptions, builders: BuilderSet
 ) -> Observed:
     """What several builders can count on: the registry's images, never one daemon's."""
+    if options.no_publish:
+        raise DockerPkgError.single(
+            builders.origin.path,
+            f"{len(builders.builders)} builders need publishing (images move between them "
+            "through the registry), but this run publishes nothing: use one builder",
+            builders.origin.line,
+        )
     if not observed.credentials:
         raise publishing_required(builders, config.registry or "Docker Hub")
     if not options.pull:

@@ -46,6 +46,8 @@ def plan_to_data(plan: Plan) -> dict[str, Any]:
         "ssh": [{"id": s.id, "source": s.source} for s in plan.ssh],
         "options": {
             "select": plan.options.select,
+            "names": None if plan.options.names is None else list(plan.options.names),
+            "no_publish": plan.options.no_publish,
             "pull": plan.options.pull,
             "use_cache": plan.options.use_cache,
             "suffix": plan.options.suffix,
@@ -134,6 +136,8 @@ def _plan_from_data(data: dict[str, Any], options: dict[str, Any], path: str) ->
         ssh=_each(data["ssh"], "ssh", _planned_secret),
         options=BuildOptions(
             select=options["select"],
+            names=None if options["names"] is None else _listed(options["names"], "names"),
+            no_publish=bool(options["no_publish"]),
             pull=options["pull"],
             use_cache=options["use_cache"],
             suffix=options["suffix"],

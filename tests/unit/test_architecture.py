@@ -247,3 +247,34 @@ def test_the_class_rule_would_catch_a_breach() -> None:
     over = f"class Big:\n{body}    one_more = 1\n"
     assert big_classes("m", at_cap) == {}
     assert big_classes("m", over) == {"m.Big": MAX_CLASS_LINES + 1}
+
+
+# The pytest plugin is a front end as the CLI is: it reaches dockerpkg through the library
+# (and the pure core's values), never the effects.
+PLUGIN_MAY_IMPORT = (
+    "dockerpkg.api",
+    "dockerpkg.core",
+    "dockerpkg.errors",
+    "dockerpkg.pytestplugin",
+)
+
+
+def plugin_imports(name: str) -> list[str]:
+    """The modules of the package outside the api, the core and errors that NAME imports."""
+    return sorted(
+        m
+        for m in GRAPH[name][0]
+        if not any(m == allowed or m.startswith(allowed + ".") for allowed in PLUGIN_MAY_IMPORT)
+    )
+
+
+@pytest.mark.parametrize("name", sorted(n for n in GRAPH if n.startswith("dockerpkg.pytestplugin")))
+def test_the_pytest_plugin_imports_the_api_and_the_core_only(name: str) -> None:
+    assert plugin_imports(name) == [], f"{name} imports {plugin_imports(name)}; use dockerpkg.api"
+
+
+def test_the_plugin_rule_would_catch_a_breach() -> None:
+    assert "dockerpkg.pytestplugin.plugin" in GRAPH
+    assert "dockerpkg.api.review" in GRAPH["dockerpkg.pytestplugin.state"][0]
+    # A module importing the effects, as the api's do, would be refused.
+    assert plugin_imports("dockerpkg.api.review") != []

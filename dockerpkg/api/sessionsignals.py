@@ -1,0 +1,38 @@
+"""Ctrl-C and SIGTERM during a test session's run, handled as `build` handles them: the
+first Ctrl-C stops starting steps, a second cancels running ones; SIGTERM cancels at once.
+The run then ends with its report (interrupted), and the session raises KeyboardInterrupt
+so the test runner stops and closes the session."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+from collections.abc import Iterator
+
+from dockerpkg.effects.tasks import Interrupt
+
+_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+@contextlib.contextmanager
+def stopping_on_signals() -> Iterator[Interrupt]:
+    """An Interrupt that SIGINT and SIGTERM set while the block runs (the previous handlers
+    come back after). Off the main thread, where handlers cannot be set, a bare Interrupt."""
+    interrupt = Interrupt()
+    if threading.current_thread() is not threading.main_thread():
+        yield interrupt
+        return
+
+    def on_signal(signum: int, frame: object) -> None:
+        if signum == signal.SIGTERM or interrupt.stop.is_set():
+            interrupt.cancel()
+        else:
+            interrupt.stop.set()
+
+    previous = {signum: signal.signal(signum, on_signal) for signum in _SIGNALS}
+    try:
+        yield interrupt
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)

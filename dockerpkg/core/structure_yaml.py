@@ -1,0 +1,390 @@
+"""Read a container-structure-test file (schema 2.0.0, YAML in block or flow style) into
+`StructureTests`, with every bad input a located error: unknown or repeated keys, values of
+the wrong type, missing names, commands or paths, patterns Go would not take, another
+schema version, and the sections dockerpkg does not run. The YAML is composed into nodes
+(which keep their lines) and typed here as Go's yaml.v2 types it (YAML 1.1 booleans; a
+scalar read as text stays as written)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+from strictyaml.ruamel.error import MarkedYAMLError, YAMLError
+from strictyaml.ruamel.loader import SafeLoader
+from strictyaml.ruamel.main import compose
+from strictyaml.ruamel.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+from dockerpkg.core.structure import (
+    METADATA_NAME,
+    CheckKind,
+    CommandSpec,
+    EnvVar,
+    ExecutableBy,
+    FileContentSpec,
+    FileExistenceSpec,
+    MetadataSpec,
+    StructureCheck,
+    StructureTests,
+)
+from dockerpkg.core.structure_regex import GoRegexError, compile_go
+from dockerpkg.errors import DockerPkgError, Location
+
+SCHEMA_VERSION = "2.0.0"
+
+_NULL = "tag:yaml.org,2002:null"
+_TRUE = frozenset({"y", "Y", "yes", "Yes", "YES", "on", "On", "ON", "true", "True", "TRUE"})
+_FALSE = frozenset({"n", "N", "no", "No", "NO", "off", "Off", "OFF", "false", "False", "FALSE"})
+_INT = re.compile(r"[-+]?[0-9]+")
+
+# Sections container-structure-test has and dockerpkg does not run, with why.
+UNSUPPORTED = {
+    "globalEnvVars": "variables for every test are not supported; give each command test "
+    "its own 'envVars'",
+    "containerRunOptions": "run options (user, privileges, mounts, a TTY, the host's "
+    "variables) are not supported: checks run as the image says",
+    "licenseTests": "license tests are not supported",
+}
+
+_TOP = frozenset({"schemaVersion", *(k.value for k in CheckKind), *UNSUPPORTED})
+_COMMAND = frozenset(
+    {
+        "name",
+        "command",
+        "args",
+        "envVars",
+        "setup",
+        "teardown",
+        "expectedOutput",
+        "excludedOutput",
+        "expectedError",
+        "excludedError",
+        "exitCode",
+    }
+)
+_EXISTENCE = frozenset(
+    {"name", "path", "shouldExist", "permissions", "uid", "gid", "isExecutableBy"}
+)
+_CONTENT = frozenset({"name", "path", "expectedContents", "excludedContents"})
+_METADATA = frozenset(
+    {
+        "envVars",
+        "unboundEnvVars",
+        "labels",
+        "exposedPorts",
+        "unexposedPorts",
+        "volumes",
+        "unmountedVolumes",
+        "entrypoint",
+        "cmd",
+        "workdir",
+        "user",
+    }
+)
+_PAIR = frozenset({"key", "value", "isRegex"})
+
+
+class _BadError(Exception):
+    """A problem at a node, raised while reading and located by the caller."""
+
+    def __init__(self, node: Node | None, message: str) -> None:
+        super().__init__(message)
+        self.node = node
+        self.message = message
+
+
+def _line(node: Node | None) -> int | None:
+    return None if node is None else int(node.start_mark.line) + 1
+
+
+def parse_structure_tests(text: str, where: str) -> StructureTests:
+    """The checks of the file WHERE holding TEXT; DockerPkgError names WHERE and the line
+    of anything wrong."""
+    try:
+        root = compose(text, Loader=SafeLoader)
+    except MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        what = " ".join(part for part in (exc.context, exc.problem) if part)
+        line = mark.line + 1 if mark is not None else None
+        raise DockerPkgError.single(where, f"not valid YAML: {what}", line) from None
+    except YAMLError as exc:
+        raise DockerPkgError.single(where, f"not valid YAML ({type(exc).__name__})") from None
+    try:
+        checks = _document(root)
+    except _BadError as bad:
+        raise DockerPkgError.single(where, bad.message, _line(bad.node)) from None
+    seen: dict[str, StructureCheck] = {}
+    for check in checks:
+        if check.name in seen:
+            first = seen[check.name].location.line
+            raise DockerPkgError.single(
+                where,
+                f"the check name '{check.name}' is given twice (first on line {first}): "
+                "each check is reported by its name",
+                check.location.line,
+            )
+        seen[check.name] = check
+    located = tuple(
+        StructureCheck(c.name, c.kind, Location(where, c.location.line), c.spec) for c in checks
+    )
+    return StructureTests(where, located)
+
+
+def _document(root: Node | None) -> list[StructureCheck]:
+    if root is None or (isinstance(root, ScalarNode) and root.tag == _NULL):
+        raise _BadError(root, f"empty file: expected 'schemaVersion: {SCHEMA_VERSION}' and tests")
+    fields = _mapping(root, _TOP, "the file")
+    version = fields.get("schemaVersion")
+    if version is None:
+        raise _BadError(root, f"'schemaVersion' is missing (dockerpkg reads {SCHEMA_VERSION})")
+    if _text(version) != SCHEMA_VERSION:
+        raise _BadError(
+            version,
+            f"schemaVersion '{_text(version)}' is not supported: dockerpkg reads "
+            f"{SCHEMA_VERSION} only",
+        )
+    for key, why in UNSUPPORTED.items():
+        node = fields.get(key)
+        if node is not None and not _empty(node):
+            raise _BadError(node, f"'{key}': {why}")
+    checks = [
+        *_items(fields.get(CheckKind.COMMAND.value), CheckKind.COMMAND, _command),
+        *_items(fields.get(CheckKind.FILE_CONTENT.value), CheckKind.FILE_CONTENT, _content),
+        *_items(fields.get(CheckKind.FILE_EXISTENCE.value), CheckKind.FILE_EXISTENCE, _existence),
+    ]
+    metadata = fields.get(CheckKind.METADATA.value)
+    if metadata is not None and not _empty(metadata):
+        spec = _metadata(_mapping(metadata, _METADATA, "the metadata test"))
+        # An all-empty metadata test is not run, as container-structure-test skips it.
+        if spec != MetadataSpec():
+            key = next(k for k, v in root.value if v is metadata)
+            location = Location("", _line(key))
+            checks.append(StructureCheck(METADATA_NAME, CheckKind.METADATA, location, spec))
+    return checks
+
+
+def _items(
+    node: Node | None, kind: CheckKind, read: Callable[[dict[str, Node]], Any]
+) -> list[StructureCheck]:
+    checks = []
+    what = {
+        CheckKind.COMMAND: ("a command test", _COMMAND),
+        CheckKind.FILE_CONTENT: ("a file content test", _CONTENT),
+        CheckKind.FILE_EXISTENCE: ("a file existence test", _EXISTENCE),
+    }[kind]
+    for item in _sequence(node, kind.value):
+        fields = _mapping(item, what[1], what[0])
+        name = _text(fields["name"]) if "name" in fields else ""
+        if not name:
+            raise _BadError(fields.get("name", item), f"{what[0]} without a 'name'")
+        try:
+            spec = read(fields)
+        except _BadError as bad:
+            node = item if bad.node is None else bad.node
+            raise _BadError(node, f"{what[0][2:]} '{name}': {bad.message}") from None
+        checks.append(StructureCheck(name, kind, Location("", _line(item)), spec))
+    return checks
+
+
+def _command(fields: dict[str, Node]) -> CommandSpec:
+    command = _text(fields["command"]) if "command" in fields else ""
+    if not command:
+        raise _BadError(fields.get("command"), "'command' is missing or empty")
+    env = _pairs(fields.get("envVars"), "envVars")
+    for pair, node in zip(env, _sequence(fields.get("envVars"), "envVars"), strict=True):
+        if not pair.key or not pair.value:
+            raise _BadError(node, "each of 'envVars' needs a non-empty 'key' and 'value'")
+    return CommandSpec(
+        command=(command, *_texts(fields.get("args"), "args")),
+        env=env,
+        setup=_commands(fields.get("setup"), "setup"),
+        teardown=_commands(fields.get("teardown"), "teardown"),
+        expected_output=_patterns(fields.get("expectedOutput"), "expectedOutput"),
+        excluded_output=_patterns(fields.get("excludedOutput"), "excludedOutput"),
+        expected_error=_patterns(fields.get("expectedError"), "expectedError"),
+        excluded_error=_patterns(fields.get("excludedError"), "excludedError"),
+        exit_code=_int(fields["exitCode"], "exitCode") if "exitCode" in fields else 0,
+    )
+
+
+def _existence(fields: dict[str, Node]) -> FileExistenceSpec:
+    executable = _text(fields["isExecutableBy"]) if "isExecutableBy" in fields else ""
+    if executable and executable.upper() not in ExecutableBy.__members__:
+        raise _BadError(
+            fields["isExecutableBy"],
+            f"'isExecutableBy' is '{executable}', expected any, owner, group or other",
+        )
+    if executable and executable != executable.lower():
+        raise _BadError(fields["isExecutableBy"], f"'isExecutableBy' is '{executable}': lower case")
+    permissions = _text(fields["permissions"]) if "permissions" in fields else ""
+    uid = _int(fields["uid"], "uid") if "uid" in fields else -1
+    gid = _int(fields["gid"], "gid") if "gid" in fields else -1
+    return FileExistenceSpec(
+        path=_path(fields),
+        should_exist=_bool(fields["shouldExist"], "shouldExist")
+        if "shouldExist" in fields
+        else True,
+        permissions=permissions or None,
+        # -1 is container-structure-test's "not checked".
+        uid=None if uid == -1 else uid,
+        gid=None if gid == -1 else gid,
+        executable_by=ExecutableBy[executable.upper()] if executable else None,
+    )
+
+
+def _content(fields: dict[str, Node]) -> FileContentSpec:
+    return FileContentSpec(
+        path=_path(fields),
+        expected=_patterns(fields.get("expectedContents"), "expectedContents"),
+        excluded=_patterns(fields.get("excludedContents"), "excludedContents"),
+    )
+
+
+def _metadata(fields: dict[str, Node]) -> MetadataSpec:
+    env = _pairs(fields.get("envVars"), "envVars")
+    labels = _pairs(fields.get("labels"), "labels")
+    for key, pairs in (("envVars", env), ("labels", labels)):
+        for pair, node in zip(pairs, _sequence(fields.get(key), key), strict=True):
+            if not pair.key:
+                raise _BadError(node, f"each of '{key}' needs a non-empty 'key'")
+    lists = {
+        key: _texts(fields.get(key), key)
+        for key in ("exposedPorts", "unexposedPorts", "volumes", "unmountedVolumes")
+    }
+    for key in ("exposedPorts", "volumes"):
+        if "" in lists[key]:
+            raise _BadError(fields[key], f"'{key}' holds an empty entry")
+    unbound = _pairs(fields.get("unboundEnvVars"), "unboundEnvVars")
+    return MetadataSpec(
+        env=env,
+        unbound_env=tuple(pair.key for pair in unbound),
+        labels=labels,
+        exposed_ports=lists["exposedPorts"],
+        unexposed_ports=lists["unexposedPorts"],
+        volumes=lists["volumes"],
+        unmounted_volumes=lists["unmountedVolumes"],
+        entrypoint=_optional_texts(fields.get("entrypoint"), "entrypoint"),
+        cmd=_optional_texts(fields.get("cmd"), "cmd"),
+        workdir=_text(fields["workdir"]) or None if "workdir" in fields else None,
+        user=_text(fields["user"]) or None if "user" in fields else None,
+    )
+
+
+def _path(fields: dict[str, Node]) -> str:
+    path = _text(fields["path"]) if "path" in fields else ""
+    if not path:
+        raise _BadError(fields.get("path"), "'path' is missing or empty")
+    return path
+
+
+# Typed readers of nodes.
+
+
+def _empty(node: Node) -> bool:
+    if isinstance(node, ScalarNode):
+        return bool(node.tag == _NULL)
+    return not node.value
+
+
+def _mapping(node: Node, known: frozenset[str], what: str) -> dict[str, Node]:
+    if not isinstance(node, MappingNode):
+        raise _BadError(node, f"{what} must be a mapping")
+    fields: dict[str, Node] = {}
+    for key_node, value in node.value:
+        key = _text(key_node)
+        if key not in known:
+            listed = ", ".join(sorted(known))
+            raise _BadError(key_node, f"unknown key '{key}' in {what} (known: {listed})")
+        if key in fields:
+            raise _BadError(key_node, f"key '{key}' is given twice in {what}")
+        fields[key] = value
+    return fields
+
+
+def _sequence(node: Node | None, key: str) -> list[Node]:
+    if node is None or _empty(node):
+        return []
+    if not isinstance(node, SequenceNode):
+        raise _BadError(node, f"'{key}' must be a list")
+    return list(node.value)
+
+
+def _text(node: Node) -> str:
+    if not isinstance(node, ScalarNode):
+        raise _BadError(node, "expected a single value, not a list or mapping")
+    return "" if node.tag == _NULL else str(node.value)
+
+
+def _texts(node: Node | None, key: str) -> tuple[str, ...]:
+    return tuple(_text(item) for item in _sequence(node, key))
+
+
+def _optional_texts(node: Node | None, key: str) -> tuple[str, ...] | None:
+    # A null (or absent) list is "not checked"; `[]` checks that there is none.
+    if node is None or (isinstance(node, ScalarNode) and node.tag == _NULL):
+        return None
+    return _texts(node, key)
+
+
+def _commands(node: Node | None, key: str) -> tuple[tuple[str, ...], ...]:
+    commands = []
+    for item in _sequence(node, key):
+        command = _texts(item, key)
+        if not command:
+            raise _BadError(
+                item, f"each of '{key}' must be a non-empty list (a command and its args)"
+            )
+        commands.append(command)
+    return tuple(commands)
+
+
+def _patterns(node: Node | None, key: str) -> tuple[str, ...]:
+    items = _sequence(node, key)
+    for item in items:
+        _pattern(item, key)
+    return tuple(_text(item) for item in items)
+
+
+def _pattern(node: Node, key: str) -> None:
+    try:
+        compile_go(_text(node))
+    except GoRegexError as exc:
+        raise _BadError(node, f"bad pattern in '{key}': {exc}") from None
+
+
+def _pairs(node: Node | None, key: str) -> tuple[EnvVar, ...]:
+    pairs = []
+    for item in _sequence(node, key):
+        fields = _mapping(item, _PAIR, f"an entry of '{key}'")
+        is_regex = _bool(fields["isRegex"], "isRegex") if "isRegex" in fields else False
+        if is_regex and "value" in fields:
+            _pattern(fields["value"], key)
+        pairs.append(
+            EnvVar(
+                key=_text(fields["key"]) if "key" in fields else "",
+                value=_text(fields["value"]) if "value" in fields else "",
+                is_regex=is_regex,
+            )
+        )
+    return tuple(pairs)
+
+
+def _plain(node: Node, key: str, expected: str) -> str:
+    if not isinstance(node, ScalarNode) or node.style is not None or node.tag == _NULL:
+        raise _BadError(node, f"'{key}' must be {expected}")
+    return str(node.value)
+
+
+def _int(node: Node, key: str) -> int:
+    value = _plain(node, key, "a whole number")
+    if not _INT.fullmatch(value):
+        raise _BadError(node, f"'{key}' must be a whole number, not '{value}'")
+    return int(value)
+
+
+def _bool(node: Node, key: str) -> bool:
+    value = _plain(node, key, "true or false")
+    if value not in _TRUE | _FALSE:
+        raise _BadError(node, f"'{key}' must be true or false, not '{value}'")
+    return value in _TRUE

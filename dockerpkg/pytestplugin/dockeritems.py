@@ -1,0 +1,98 @@
+"""The items that need Docker: `build`, `test.sh`, and one per structure check of the image
+folder's structure-tests.yaml. Skipped without --dockerpkg-build or a daemon (failed with
+--dockerpkg-require-docker); the first of them to run builds what the run needs, in one run."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import pytest
+
+from dockerpkg.core.structure import StructureCheck
+from dockerpkg.core.structure_yaml import parse_structure_tests
+from dockerpkg.pytestplugin.failures import ItemError
+from dockerpkg.pytestplugin.items import DockerPkgItem
+from dockerpkg.pytestplugin.state import state_of
+from dockerpkg.pytestplugin.treeview import ImageView, unique_names
+
+# The file of an image folder the structure check items come from.
+STRUCTURE_TESTS = "structure-tests.yaml"
+
+
+# Made once: a mark per item, looked up by name each time, costs in a big tree.
+DOCKER_MARK = pytest.mark.dockerpkg_docker
+
+
+class DockerItem(DockerPkgItem):
+    """An item run against the image built in the run's test session."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.add_marker(DOCKER_MARK)
+
+    def runtest(self) -> None:
+        state = state_of(self.config)
+        state.need_docker()
+        # Imported here: the session's modules load Docker's client.
+        from dockerpkg.pytestplugin.sessionbuilds import not_built
+
+        result = state.builds().result(self.shown.name)
+        if (why := not_built(result)) is not None:
+            raise ItemError([why])
+        self.run_built()
+
+    def run_built(self) -> None:
+        """The item's own check, once its image is built."""
+
+
+class BuildItem(DockerItem):
+    """The image builds (its parents first), as `build` builds it, publishing nothing."""
+
+
+class VerifyItem(DockerItem):
+    """The image's test.sh passes against the built image."""
+
+    def run_built(self) -> None:
+        from dockerpkg.api.testsession import VerifyOutcome
+
+        result = state_of(self.config).builds().result(self.shown.name)
+        if result.verify is VerifyOutcome.NO_TEST:
+            pytest.skip(f"{self.shown.source.file('test.sh')}: no such file, nothing to run")
+        if result.verify is not VerifyOutcome.PASSED:
+            raise ItemError([result.message or f"{self.shown.name}: test.sh did not run"])
+
+
+class CheckItem(DockerItem):
+    """One check of the image folder's structure-tests.yaml, run on the built image."""
+
+    def __init__(self, *, check: StructureCheck, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.check = check
+
+    def run_built(self) -> None:
+        from dockerpkg.api.imagetests import ProbeError, run_structure_check
+
+        probe = state_of(self.config).builds().probe(self.shown.name)
+        try:
+            verdict = run_structure_check(probe, self.check)
+        except ProbeError as exc:
+            raise ItemError([f"{self.check.location}: {self.check.name}: {exc}"]) from None
+        if not verdict.passed:
+            head = f"{self.check.location}: check {self.check.name!r} failed"
+            raise ItemError([head, *(f"  {m}" for m in verdict.messages)])
+
+
+def check_items(
+    parent: pytest.Collector, image: ImageView, taken: Sequence[str]
+) -> Iterator[DockerItem]:
+    """One item per check of IMAGE's structure-tests.yaml, named after the check; a name
+    met before (a fixed item's, or an earlier check's) gets ` #2`, ` #3`, ... A file that
+    cannot be read is DockerPkgError (the image's collection error), located."""
+    text = dict(image.source.files).get(STRUCTURE_TESTS)
+    if text is None:
+        return
+    tests = parse_structure_tests(text, image.source.file(STRUCTURE_TESTS))
+    names = unique_names([*taken, *(c.name for c in tests.checks)])[len(taken) :]
+    for check, name in zip(tests.checks, names, strict=True):
+        yield CheckItem.from_parent(parent, name=name, image=image, check=check)

@@ -1,0 +1,95 @@
+"""The hooks of a run that names a tree: collecting it, knowing what the run builds, the
+summary of lint warnings, closing the test session whatever way the run ends."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from dockerpkg.pytestplugin.items import WARNING_PROPERTY
+from dockerpkg.pytestplugin.nodes import TreeNode
+from dockerpkg.pytestplugin.options import TREE_KEY
+from dockerpkg.pytestplugin.settings import read_settings
+from dockerpkg.pytestplugin.state import STATE, PluginState
+
+
+def start(config: pytest.Config) -> None:
+    """Turn the plugin on for CONFIG's run: its state, its hooks, and the tree among what
+    pytest collects."""
+    settings = read_settings(config)
+    if not settings.tree.is_dir():
+        where = config.getoption("dockerpkg_tree") or config.getini(TREE_KEY)
+        option = "--dockerpkg" if config.getoption("dockerpkg_tree") else TREE_KEY
+        raise pytest.UsageError(f"{option} {where}: no such folder: the image tree is not there")
+    # The run's environment, read once here, at the edge, as the command line reads it.
+    state = PluginState(settings, os.environ)
+    config.stash[STATE] = state
+    config.pluginmanager.register(_Hooks(state), "dockerpkg-hooks")
+    if _adds_tree(config, settings.tree, settings.on_command_line):
+        config.args.append(str(settings.tree))
+
+
+def _arg_path(config: pytest.Config, arg: str) -> Path:
+    # Absolute without following links, as pytest makes its arguments' paths.
+    return Path(os.path.abspath(config.invocation_params.dir / arg.split("::", maxsplit=1)[0]))
+
+
+def _adds_tree(config: pytest.Config, tree: Path, on_command_line: bool) -> bool:
+    """Whether the tree must be added to pytest's arguments: --dockerpkg asks for it, and
+    so does the ini key when no arguments were given (pytest then collects its testpaths or
+    the current folder); not when an argument already holds the tree or lies in it."""
+    given = config.args_source is pytest.Config.ArgsSource.ARGS
+    if given and not on_command_line:
+        return False
+    for arg in config.args:
+        path = _arg_path(config, arg)
+        if path == tree or path in tree.parents or tree in path.parents:
+            return False
+    return True
+
+
+class _Hooks:
+    """The hooks, registered only for runs that name a tree."""
+
+    def __init__(self, state: PluginState) -> None:
+        self.state = state
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_collect_directory(
+        self, path: Path, parent: pytest.Collector
+    ) -> pytest.Collector | None:
+        if path == self.state.settings.tree:
+            return TreeNode.from_parent(parent, path=path)
+        return None
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        from dockerpkg.pytestplugin.wanted import wanted_images
+
+        self.state.wanted = wanted_images(session.items)
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.when != "call":
+            return
+        self.state.warnings.extend(
+            str(value) for key, value in report.user_properties if key == WARNING_PROPERTY
+        )
+
+    def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
+        sections = (
+            ("dockerpkg lint warnings", self.state.warnings),
+            ("dockerpkg test session", self.state.session_warnings()),
+        )
+        for title, lines in sections:
+            if lines:
+                terminalreporter.write_sep("=", title)
+                for line in lines:
+                    terminalreporter.write_line(line)
+
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        self.state.close()
+
+    def pytest_unconfigure(self, config: pytest.Config) -> None:
+        self.state.close()

@@ -1,0 +1,68 @@
+"""The collection: the tree is a directory node, each image a node named after the image
+with its folder as location, holding the image's items."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dockerpkg.pytestplugin.dockeritems import BuildItem, VerifyItem, check_items
+from dockerpkg.pytestplugin.failures import worded
+from dockerpkg.pytestplugin.items import (
+    DockerPkgItem,
+    LintItem,
+    RenderItem,
+    TreeLintItem,
+    domain,
+)
+from dockerpkg.pytestplugin.state import state_of
+from dockerpkg.pytestplugin.treeview import ImageView
+
+
+class TreeNode(pytest.Directory):
+    """The image tree: read, rendered and linted once, when collected. Its `dockerpkg`
+    marker is every item's (markers are inherited: one mark, not one per item)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.add_marker("dockerpkg")
+
+    def collect(self) -> Iterator[pytest.Item | pytest.Collector]:
+        view = state_of(self.config).view()  # DockerPkgError: one collection error
+        for image in view.images:
+            path = self.path if image.folder == "." else self.path / image.folder
+            yield ImageNode.from_parent(self, name=image.name, path=path, image=image)
+        if view.outside:
+            yield TreeLintItem.from_parent(self, name="lint", image=None, findings=view.outside)
+
+    def repr_failure(  # type: ignore[override]
+        self, excinfo: pytest.ExceptionInfo[BaseException]
+    ) -> str | Any:
+        return worded(excinfo) or super().repr_failure(excinfo)
+
+
+class ImageNode(pytest.Collector):
+    """One image: render and lint items, then the Docker items."""
+
+    def __init__(self, *, image: ImageView, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.image = image
+
+    def reportinfo(self) -> tuple[Path, int | None, str]:
+        return self.path, None, domain(self)
+
+    def collect(self) -> Iterator[DockerPkgItem]:
+        image = self.image
+        yield RenderItem.from_parent(self, name="render", image=image)
+        yield LintItem.from_parent(self, name="lint", image=image, findings=image.findings)
+        yield BuildItem.from_parent(self, name="build", image=image)
+        yield VerifyItem.from_parent(self, name="test.sh", image=image)
+        yield from check_items(self, image, taken=("render", "lint", "build", "test.sh"))
+
+    def repr_failure(  # type: ignore[override]
+        self, excinfo: pytest.ExceptionInfo[BaseException]
+    ) -> str | Any:
+        return worded(excinfo) or super().repr_failure(excinfo)

@@ -1,0 +1,120 @@
+"""The pytest plugin's fixtures that need no Docker (dockerpkg_tree, dockerpkg_plan,
+rendered), the dockerpkg_images marker, dockerpkg_image without a daemon, and runs under
+xdist (each worker its own session)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.support.plugintrees import IMAGES, copy_tree
+from tests.unit.test_pytest_plugin import DEAD_DOCKER, run, with_tree
+
+OWN_TESTS = """
+import pytest
+
+def test_tree(dockerpkg_tree):
+    assert dockerpkg_tree.tree.order == ("plugin-base", "plugin-child-a", "plugin-child-b")
+    assert dockerpkg_tree.config.namespace == "plugin"
+    assert dockerpkg_tree.tree.images["plugin-child-a"].parents == ("plugin-base",)
+
+def test_plan(dockerpkg_plan):
+    built = [s.image for s in dockerpkg_plan.steps if s.op.value == "build"]
+    assert built == ["plugin-base", "plugin-child-a", "plugin-child-b"]
+
+def test_rendered(rendered):
+    assert sorted(rendered) == ["plugin-base", "plugin-child-a", "plugin-child-b"]
+    assert rendered["plugin-child-b"].splitlines() == [
+        "FROM registry.example.org/plugin/plugin-base:1.0", "ENV CHILD=b",
+    ]
+
+@pytest.mark.dockerpkg_images("plugin-child-*")
+def test_each_child(image_name, rendered):
+    assert "ENV CHILD=" in rendered[image_name]
+"""
+
+
+@pytest.fixture
+def tree(pytester: pytest.Pytester) -> Path:
+    return copy_tree(pytester.path)
+
+
+def test_fixtures_without_docker(pytester: pytest.Pytester, tree: Path) -> None:
+    pytester.makepyfile(test_own=OWN_TESTS)
+    result = with_tree(pytester, "-v", "-m", "not dockerpkg", "test_own.py")
+    result.assert_outcomes(passed=5)
+    result.stdout.fnmatch_lines(
+        [
+            "*test_each_child?plugin-child-a? PASSED*",
+            "*test_each_child?plugin-child-b? PASSED*",
+        ]
+    )
+
+
+def test_fixtures_fail_with_dockerpkg_messages(pytester: pytest.Pytester, tree: Path) -> None:
+    (tree / "child-a" / "control").write_text("Package: plugin-child-a\nDepends: nowhere\n")
+    pytester.makepyfile(test_own=OWN_TESTS)
+    result = with_tree(pytester, "-m", "not dockerpkg", "test_own.py::test_tree")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["child-a/control:2: error: *nowhere*"])
+    assert "Traceback" not in result.stdout.str()
+
+
+def test_the_image_marker_matches_all_by_default(pytester: pytest.Pytester, tree: Path) -> None:
+    pytester.makepyfile(
+        test_own="""
+        import pytest
+
+        @pytest.mark.dockerpkg_images(argname="name")
+        def test_each(name):
+            pass
+        """
+    )
+    result = with_tree(pytester, "--collect-only", "-q", "test_own.py")
+    assert [line for line in result.outlines if "::" in line][:3] == [
+        f"test_own.py::test_each[{image}]" for image in IMAGES
+    ]
+
+
+def test_dockerpkg_image_is_skipped_without_docker(
+    pytester: pytest.Pytester, tree: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DOCKER_HOST", DEAD_DOCKER)
+    pytester.makepyfile(
+        test_own="""
+        def test_run(dockerpkg_image):
+            dockerpkg_image("plugin-base")
+        """
+    )
+    result = with_tree(pytester, "--dockerpkg-build", "-rs", "-m", "not dockerpkg", "test_own.py")
+    result.assert_outcomes(skipped=1)
+    result.stdout.fnmatch_lines(["SKIPPED * cannot reach the Docker daemon*"])
+
+
+def test_under_xdist_each_worker_collects_the_tree(pytester: pytest.Pytester, tree: Path) -> None:
+    result = pytester.runpytest_subprocess(
+        "-n", "2", "--dockerpkg", "tree", "--dockerpkg-config", "tree-config.yaml"
+    )
+    result.assert_outcomes(passed=2 * len(IMAGES), skipped=2 * len(IMAGES))
+    # The lint items' warnings reach the controller's summary through their reports.
+    result.stdout.fnmatch_lines(["*= dockerpkg lint warnings =*", "child-?: warning: *"])
+
+
+def test_the_plugin_needs_no_tree_for_its_help(pytester: pytest.Pytester) -> None:
+    result = run(pytester, "--help")
+    result.stdout.fnmatch_lines(["*--dockerpkg=DIRECTORY*", "*dockerpkg_tree (string)*"])
+
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+def test_the_example_tests_pass_without_docker(pytester: pytest.Pytester) -> None:
+    shutil.copytree(EXAMPLES / "tree", pytester.path / "tree")
+    shutil.copy(EXAMPLES / "config.yaml", pytester.path / "tree-config.yaml")
+    shutil.copy(EXAMPLES / "tests" / "test_images.py", pytester.path / "test_images.py")
+    result = with_tree(pytester, "-m", "not dockerpkg", "-rs", "test_images.py")
+    # Four images for the marker; the tests needing Docker are skipped without --dockerpkg-build.
+    result.assert_outcomes(passed=2 + 4, skipped=2)
+    result.stdout.fnmatch_lines(["SKIPPED * needs Docker: --dockerpkg-build runs it"])
