@@ -1,6 +1,7 @@
 """The items that need Docker: `build`, `test.sh`, and one per structure check of the image
-folder's structure-tests.yaml. Skipped without --dockerpkg-build or a daemon (failed with
---dockerpkg-require-docker); the first of them to run builds what the run needs, in one run."""
+folder's structure-tests.yaml. Collected only with --dockerpkg-build; skipped when the daemon
+does not answer (failed with --dockerpkg-require-docker); the first of them to run builds what
+the run needs, in one run."""
 
 from __future__ import annotations
 
