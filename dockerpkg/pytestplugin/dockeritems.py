@@ -6,16 +6,19 @@ the run needs, in one run."""
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from dockerpkg.core.structure import StructureCheck
-from dockerpkg.core.structure_yaml import parse_structure_tests
 from dockerpkg.pytestplugin.failures import ItemError
 from dockerpkg.pytestplugin.items import DockerPkgItem
 from dockerpkg.pytestplugin.state import state_of
 from dockerpkg.pytestplugin.treeview import ImageView, unique_names
+
+if TYPE_CHECKING:
+    # Loaded when checks are collected (with --dockerpkg-build): a run without it never
+    # reads structure tests.
+    from dockerpkg.core.structure import StructureCheck
 
 # The file of an image folder the structure check items come from.
 STRUCTURE_TESTS = "structure-tests.yaml"
@@ -93,6 +96,8 @@ def check_items(
     text = dict(image.source.files).get(STRUCTURE_TESTS)
     if text is None:
         return
+    from dockerpkg.core.structure_yaml import parse_structure_tests
+
     tests = parse_structure_tests(text, image.source.file(STRUCTURE_TESTS))
     names = unique_names([*taken, *(c.name for c in tests.checks)])[len(taken) :]
     for check, name in zip(tests.checks, names, strict=True):

@@ -367,3 +367,25 @@ def test_without_the_build_option_structure_tests_yaml_is_not_read(
     result.assert_outcomes(passed=len(IMAGES) * len(ITEMS))
     assert "says hello" not in result.stdout.str()
     assert "structure-tests.yaml" not in result.stdout.str()
+
+
+def test_without_the_build_option_nothing_of_docker_or_structure_tests_is_loaded(
+    pytester: pytest.Pytester, tree: Path
+) -> None:
+    # A process of its own: this one has long imported the library.
+    pytester.makepyfile(
+        test_own="""
+        import sys
+
+        def test_not_loaded():
+            loaded = {m for m in sys.modules if m.startswith(("dockerpkg", "docker."))}
+            assert "dockerpkg.pytestplugin.nodes" in loaded  # the tree was collected
+            assert not loaded & {"dockerpkg.core.structure", "dockerpkg.core.structure_yaml",
+                                 "dockerpkg.api.testsession", "docker.client"}
+        """
+    )
+    result = pytester.runpytest_subprocess(
+        "-q", "-p", "no:cacheprovider", "--dockerpkg", "tree",
+        "--dockerpkg-config", "tree-config.yaml", "test_own.py", "tree",
+    )  # fmt: skip
+    result.assert_outcomes(passed=1 + len(IMAGES) * len(ITEMS))
