@@ -1,20 +1,24 @@
 """The items that need Docker: `build`, `test.sh`, and one per structure check of the image
-folder's structure-tests.yaml. Skipped without --dockerpkg-build or a daemon (failed with
---dockerpkg-require-docker); the first of them to run builds what the run needs, in one run."""
+folder's structure-tests.yaml. Collected only with --dockerpkg-build; skipped when the daemon
+does not answer (failed with --dockerpkg-require-docker); the first of them to run builds what
+the run needs, in one run."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from dockerpkg.core.structure import StructureCheck
-from dockerpkg.core.structure_yaml import parse_structure_tests
 from dockerpkg.pytestplugin.failures import ItemError
 from dockerpkg.pytestplugin.items import DockerPkgItem
 from dockerpkg.pytestplugin.state import state_of
 from dockerpkg.pytestplugin.treeview import ImageView, unique_names
+
+if TYPE_CHECKING:
+    # Loaded when checks are collected (with --dockerpkg-build): a run without it never
+    # reads structure tests.
+    from dockerpkg.core.structure import StructureCheck
 
 # The file of an image folder the structure check items come from.
 STRUCTURE_TESTS = "structure-tests.yaml"
@@ -92,6 +96,8 @@ def check_items(
     text = dict(image.source.files).get(STRUCTURE_TESTS)
     if text is None:
         return
+    from dockerpkg.core.structure_yaml import parse_structure_tests
+
     tests = parse_structure_tests(text, image.source.file(STRUCTURE_TESTS))
     names = unique_names([*taken, *(c.name for c in tests.checks)])[len(taken) :]
     for check, name in zip(tests.checks, names, strict=True):

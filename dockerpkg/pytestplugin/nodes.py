@@ -45,7 +45,7 @@ class TreeNode(pytest.Directory):
 
 
 class ImageNode(pytest.Collector):
-    """One image: render and lint items, then the Docker items."""
+    """One image: render and lint items, then, with --dockerpkg-build, the Docker items."""
 
     def __init__(self, *, image: ImageView, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -58,9 +58,12 @@ class ImageNode(pytest.Collector):
         image = self.image
         yield RenderItem.from_parent(self, name="render", image=image)
         yield LintItem.from_parent(self, name="lint", image=image, findings=image.findings)
-        yield BuildItem.from_parent(self, name="build", image=image)
-        yield VerifyItem.from_parent(self, name="test.sh", image=image)
-        yield from check_items(self, image, taken=("render", "lint", "build", "test.sh"))
+        # Without --dockerpkg-build the Docker items do not exist (nor is structure-tests.yaml
+        # read): a collection costs render and lint only.
+        if state_of(self.config).settings.build:
+            yield BuildItem.from_parent(self, name="build", image=image)
+            yield VerifyItem.from_parent(self, name="test.sh", image=image)
+            yield from check_items(self, image, taken=("render", "lint", "build", "test.sh"))
 
     def repr_failure(  # type: ignore[override]
         self, excinfo: pytest.ExceptionInfo[BaseException]

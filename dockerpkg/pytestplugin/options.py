@@ -17,8 +17,8 @@ def add_options(parser: pytest.Parser) -> None:
         metavar="DIRECTORY",
         dest="dockerpkg_tree",
         default=None,
-        help="collect the image tree in DIRECTORY: render and lint items for every image, "
-        "and Docker items (build, test.sh, structure checks)",
+        help="collect the image tree in DIRECTORY: render and lint items for every image "
+        "(and, with --dockerpkg-build, its Docker items)",
     )
     group.addoption(
         "--dockerpkg-config",
@@ -31,8 +31,8 @@ def add_options(parser: pytest.Parser) -> None:
         "--dockerpkg-build",
         action="store_true",
         dest="dockerpkg_build",
-        help="run the Docker items: build the images (with their parents, in one run), "
-        "their test.sh and their structure checks; skipped otherwise",
+        help="collect and run the Docker items: build the images (with their parents, in one "
+        "run), their test.sh and their structure checks; skipped when Docker does not answer",
     )
     group.addoption(
         "--dockerpkg-require-docker",

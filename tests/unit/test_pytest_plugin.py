@@ -1,7 +1,7 @@
 """The pytest plugin without Docker, tested the standard way (pytester): collection of a tree
 (under the rootdir and outside it, by option and by ini key), selection, render and lint
-failures with dockerpkg's messages, JUnit XML, Docker items skipped or failed without a
-daemon, a config that cannot be read."""
+failures with dockerpkg's messages, JUnit XML, Docker items collected only with
+--dockerpkg-build and skipped or failed without a daemon, a config that cannot be read."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ import pytest
 
 from tests.support.plugintrees import IMAGES, copy_tree
 
-ITEMS = ("render", "lint", "build", "test.sh")
+ITEMS = ("render", "lint")
+DOCKER_ITEMS = ("build", "test.sh")
 DEAD_DOCKER = "unix:///nonexistent/dockerpkg-test.sock"
 
 
@@ -40,6 +41,17 @@ def test_every_image_is_a_node_holding_its_items(pytester: pytest.Pytester, tree
     assert collected(result) == [f"tree::{image}::{item}" for image in IMAGES for item in ITEMS]
 
 
+@pytest.mark.parametrize("option", ["--dockerpkg-build", "--dockerpkg-require-docker"])
+def test_the_docker_items_are_collected_with_the_build_option(
+    pytester: pytest.Pytester, tree: Path, option: str
+) -> None:
+    result = with_tree(pytester, "--collect-only", "-q", option)
+    assert result.ret == 0
+    assert collected(result) == [
+        f"tree::{image}::{item}" for image in IMAGES for item in (*ITEMS, *DOCKER_ITEMS)
+    ]
+
+
 def test_images_are_nodes_named_after_them_with_their_folders(
     pytester: pytest.Pytester, tree: Path
 ) -> None:
@@ -65,7 +77,7 @@ def test_a_tree_outside_the_rootdir_is_collected(
         "-v",
     )
     assert result.ret == 0
-    result.assert_outcomes(passed=1 + 2 * len(IMAGES), skipped=2 * len(IMAGES))
+    result.assert_outcomes(passed=1 + 2 * len(IMAGES))
     result.stdout.fnmatch_lines(
         ["*test_own.py::test_own PASSED*", "*tree::plugin-child-b::lint PASSED*"]
     )
@@ -139,7 +151,7 @@ def test_k_selects_images_and_items(pytester: pytest.Pytester, tree: Path) -> No
 
 
 def test_m_leaves_the_docker_items_out(pytester: pytest.Pytester, tree: Path) -> None:
-    result = with_tree(pytester, "-m", "not dockerpkg_docker")
+    result = with_tree(pytester, "--dockerpkg-build", "-m", "not dockerpkg_docker")
     result.assert_outcomes(passed=2 * len(IMAGES), deselected=2 * len(IMAGES))
 
 
@@ -154,7 +166,7 @@ def test_a_template_that_does_not_render_fails_render_with_its_line(
 ) -> None:
     break_template(tree)
     result = with_tree(pytester, "-k", "render")
-    result.assert_outcomes(passed=len(IMAGES) - 1, failed=1, deselected=3 * len(IMAGES))
+    result.assert_outcomes(passed=len(IMAGES) - 1, failed=1, deselected=len(IMAGES))
     result.stdout.fnmatch_lines(
         [
             "*_ plugin-child-a render _*",
@@ -173,9 +185,9 @@ def test_lint_errors_fail_and_warnings_go_to_the_summary(
     config.write_text(config.read_text() + "force_numeric_user: true\n")
     template = tree / "child-b" / "Dockerfile.template"
     template.write_text(template.read_text() + "USER nobody\n")
-    result = with_tree(pytester, "-m", "not dockerpkg_docker")
+    result = with_tree(pytester)
     # The build's rendering refuses the USER, and lint says why.
-    result.assert_outcomes(passed=2 * len(IMAGES) - 2, failed=2, deselected=2 * len(IMAGES))
+    result.assert_outcomes(passed=2 * len(IMAGES) - 2, failed=2)
     result.stdout.fnmatch_lines(
         [
             "*_ plugin-child-b lint _*",
@@ -195,7 +207,7 @@ def test_findings_about_no_image_are_the_trees_own_lint_item(
 ) -> None:
     config = pytester.path / "tree-config.yaml"
     config.write_text(config.read_text() + "no_such_key: 1\n")
-    result = with_tree(pytester, "-v", "-m", "not dockerpkg_docker")
+    result = with_tree(pytester, "-v")
     result.stdout.fnmatch_lines(["*tree::lint PASSED*", "tree-config.yaml:*no_such_key*"])
 
 
@@ -213,21 +225,22 @@ def test_a_config_that_cannot_be_read_is_one_collection_error(
 
 
 def test_junit_xml_names_each_item_and_carries_the_messages(
-    pytester: pytest.Pytester, tree: Path
+    pytester: pytest.Pytester, tree: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv("DOCKER_HOST", DEAD_DOCKER)
     break_template(tree)
-    with_tree(pytester, "--junitxml=report.xml")
+    with_tree(pytester, "--junitxml=report.xml", "--dockerpkg-build")
     cases = {
         (case.get("classname"), case.get("name")): case
         for case in ET.parse(pytester.path / "report.xml").getroot().iter("testcase")
     }
-    assert len(cases) == len(IMAGES) * len(ITEMS)
+    assert len(cases) == len(IMAGES) * len((*ITEMS, *DOCKER_ITEMS))
     failure = cases["tree.plugin-child-a", "render"].find("failure")
     assert failure is not None
     assert "child-a/Dockerfile.template:2: error:" in (failure.text or "")
     skipped = cases["tree.plugin-base", "build"].find("skipped")
     assert skipped is not None
-    assert "--dockerpkg-build" in (skipped.get("message") or "")
+    assert "cannot reach the Docker daemon" in (skipped.get("message") or "")
     warning = cases["tree.plugin-child-b", "lint"].find("properties/property")
     assert warning is not None
     assert "[missing-test]" in (warning.get("value") or "")
@@ -246,7 +259,7 @@ def test_lf_reruns_only_what_failed(pytester: pytest.Pytester, tree: Path) -> No
 def test_x_stops_at_the_first_failure(pytester: pytest.Pytester, tree: Path) -> None:
     break_template(tree)
     result = with_tree(pytester, "-x")
-    result.assert_outcomes(passed=2, failed=1, skipped=2)
+    result.assert_outcomes(passed=2, failed=1)
     result.stdout.fnmatch_lines(["*stopping after 1 failures*"])
 
 
@@ -296,10 +309,10 @@ def test_every_structure_check_is_an_item_named_after_it(
     pytester: pytest.Pytester, tree: Path
 ) -> None:
     (tree / "base" / "structure-tests.yaml").write_text(CHECKS)
-    result = with_tree(pytester, "--collect-only", "-q", "-k", "plugin-base")
+    result = with_tree(pytester, "--dockerpkg-build", "--collect-only", "-q", "-k", "plugin-base")
     # A check named as a fixed item is numbered (the file's names are unique: checked).
     assert collected(result) == [
-        *(f"tree::plugin-base::{item}" for item in ITEMS),
+        *(f"tree::plugin-base::{item}" for item in (*ITEMS, *DOCKER_ITEMS)),
         "tree::plugin-base::says hello",
         "tree::plugin-base::build #2",
         "tree::plugin-base::has a shell",
@@ -313,7 +326,7 @@ def test_structure_checks_are_skipped_without_docker(
     monkeypatch.setenv("DOCKER_HOST", DEAD_DOCKER)
     (tree / "base" / "structure-tests.yaml").write_text(CHECKS)
     result = with_tree(pytester, "--dockerpkg-build", "-k", "plugin-base")
-    result.assert_outcomes(passed=2, skipped=2 + 4, deselected=2 * len(ITEMS))
+    result.assert_outcomes(passed=2, skipped=2 + 4, deselected=2 * len((*ITEMS, *DOCKER_ITEMS)))
 
 
 def test_a_structure_tests_file_that_cannot_be_read_is_the_images_collection_error(
@@ -322,7 +335,7 @@ def test_a_structure_tests_file_that_cannot_be_read_is_the_images_collection_err
     (tree / "child-b" / "structure-tests.yaml").write_text(
         "schemaVersion: 2.0.0\ncommandTests:\n  - name: no command\n"
     )
-    result = with_tree(pytester)
+    result = with_tree(pytester, "--dockerpkg-build")
     # As for any collection error, pytest runs nothing (--continue-on-collection-errors).
     assert result.ret == pytest.ExitCode.INTERRUPTED
     result.assert_outcomes(errors=1)
@@ -339,4 +352,40 @@ def test_a_structure_tests_file_that_cannot_be_read_is_the_images_collection_err
 def test_a_tree_named_through_a_link_is_collected(pytester: pytest.Pytester, tree: Path) -> None:
     (pytester.path / "link").symlink_to(tree)
     result = run(pytester, "--dockerpkg", "link", "--dockerpkg-config", "tree-config.yaml")
-    result.assert_outcomes(passed=2 * len(IMAGES), skipped=2 * len(IMAGES))
+    result.assert_outcomes(passed=2 * len(IMAGES))
+
+
+def test_without_the_build_option_structure_tests_yaml_is_not_read(
+    pytester: pytest.Pytester, tree: Path
+) -> None:
+    (tree / "base" / "structure-tests.yaml").write_text(CHECKS)
+    (tree / "child-b" / "structure-tests.yaml").write_text(
+        "schemaVersion: 2.0.0\ncommandTests:\n  - name: no command\n"
+    )
+    result = with_tree(pytester, "-v")
+    # No check item, no collection error: the Docker items are not there to need the file.
+    result.assert_outcomes(passed=len(IMAGES) * len(ITEMS))
+    assert "says hello" not in result.stdout.str()
+    assert "structure-tests.yaml" not in result.stdout.str()
+
+
+def test_without_the_build_option_nothing_of_docker_or_structure_tests_is_loaded(
+    pytester: pytest.Pytester, tree: Path
+) -> None:
+    # A process of its own: this one has long imported the library.
+    pytester.makepyfile(
+        test_own="""
+        import sys
+
+        def test_not_loaded():
+            loaded = {m for m in sys.modules if m.startswith(("dockerpkg", "docker."))}
+            assert "dockerpkg.pytestplugin.nodes" in loaded  # the tree was collected
+            assert not loaded & {"dockerpkg.core.structure", "dockerpkg.core.structure_yaml",
+                                 "dockerpkg.api.testsession", "docker.client"}
+        """
+    )
+    result = pytester.runpytest_subprocess(
+        "-q", "-p", "no:cacheprovider", "--dockerpkg", "tree",
+        "--dockerpkg-config", "tree-config.yaml", "test_own.py", "tree",
+    )  # fmt: skip
+    result.assert_outcomes(passed=1 + len(IMAGES) * len(ITEMS))
