@@ -8,12 +8,19 @@ scalar read as text stays as written)."""
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Callable
 from typing import Any
 
 from strictyaml.ruamel.error import MarkedYAMLError, YAMLError
+from strictyaml.ruamel.events import (
+    MappingEndEvent,
+    MappingStartEvent,
+    SequenceEndEvent,
+    SequenceStartEvent,
+)
 from strictyaml.ruamel.loader import SafeLoader
-from strictyaml.ruamel.main import compose
+from strictyaml.ruamel.main import compose, parse
 from strictyaml.ruamel.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from dockerpkg.core.structure import (
@@ -37,6 +44,14 @@ _NULL = "tag:yaml.org,2002:null"
 _TRUE = frozenset({"y", "Y", "yes", "Yes", "YES", "on", "On", "ON", "true", "True", "TRUE"})
 _FALSE = frozenset({"n", "N", "no", "No", "NO", "off", "Off", "OFF", "false", "False", "FALSE"})
 _INT = re.compile(r"[-+]?[0-9]+")
+# Go's int (64 bits), what yaml.v2 reads exitCode, uid and gid into.
+_GO_INT = range(-(2**63), 2**63)
+# A file nests 5 deep (file, section, test, setup, command); deeper is not a structure-tests
+# file, and composing it would run out of Python's stack.
+_MAX_DEPTH = 32
+# Characters no check name may hold: its pytest id must stay one line, selectable with -k
+# and on the command line.
+_NAME_CATEGORIES = frozenset({"Cc", "Cs", "Zl", "Zp"})
 
 # Sections container-structure-test has and dockerpkg does not run, with why.
 UNSUPPORTED = {
@@ -102,6 +117,7 @@ def parse_structure_tests(text: str, where: str) -> StructureTests:
     """The checks of the file WHERE holding TEXT; DockerPkgError names WHERE and the line
     of anything wrong."""
     try:
+        _check_depth(text, where)
         root = compose(text, Loader=SafeLoader)
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
@@ -129,6 +145,24 @@ def parse_structure_tests(text: str, where: str) -> StructureTests:
         StructureCheck(c.name, c.kind, Location(where, c.location.line), c.spec) for c in checks
     )
     return StructureTests(where, located)
+
+
+def _check_depth(text: str, where: str) -> None:
+    """Refuse nesting deeper than _MAX_DEPTH, reading events one by one (no recursion) and
+    stopping at the first too deep."""
+    depth = 0
+    for event in parse(text, Loader=SafeLoader):
+        if isinstance(event, MappingStartEvent | SequenceStartEvent):
+            depth += 1
+            if depth > _MAX_DEPTH:
+                raise DockerPkgError.single(
+                    where,
+                    f"lists and mappings nest more than {_MAX_DEPTH} deep: a structure-tests "
+                    "file nests 5 deep at most",
+                    event.start_mark.line + 1,
+                )
+        elif isinstance(event, MappingEndEvent | SequenceEndEvent):
+            depth -= 1
 
 
 def _document(root: Node | None) -> list[StructureCheck]:
@@ -178,6 +212,7 @@ def _items(
         name = _text(fields["name"]) if "name" in fields else ""
         if not name:
             raise _BadError(fields.get("name", item), f"{what[0]} without a 'name'")
+        _check_name(fields["name"], name)
         try:
             spec = read(fields)
         except _BadError as bad:
@@ -185,6 +220,24 @@ def _items(
             raise _BadError(node, f"{what[0][2:]} '{name}': {bad.message}") from None
         checks.append(StructureCheck(name, kind, Location("", _line(item)), spec))
     return checks
+
+
+def _check_name(node: Node, name: str) -> None:
+    """Refuse a name whose pytest test id could not be selected: one holding `::` (which
+    separates an id's parts) or a control character or line break."""
+    if "::" in name:
+        raise _BadError(
+            node,
+            f"the check name {_shown(name)!r} holds '::', which separates the parts of a "
+            "test's id in pytest: rename the check",
+        )
+    bad = next((c for c in name if unicodedata.category(c) in _NAME_CATEGORIES), None)
+    if bad is not None:
+        raise _BadError(
+            node,
+            f"the check name {_shown(name)!r} holds the control character U+{ord(bad):04X}: "
+            "a check name is one line of text",
+        )
 
 
 def _command(fields: dict[str, Node]) -> CommandSpec:
@@ -379,8 +432,25 @@ def _plain(node: Node, key: str, expected: str) -> str:
 def _int(node: Node, key: str) -> int:
     value = _plain(node, key, "a whole number")
     if not _INT.fullmatch(value):
-        raise _BadError(node, f"'{key}' must be a whole number, not '{value}'")
-    return int(value)
+        raise _BadError(node, f"'{key}' must be a whole number, not '{_shown(value)}'")
+    digits = value.lstrip("+-")
+    if digits.startswith("0") and digits != "0":
+        # yaml.v2 reads 010 as octal (8) and 09 as 9: refused rather than read either way.
+        raise _BadError(node, f"'{key}' is written with a leading zero: {_shown(value)}")
+    # Checked before int(), which refuses texts of over 4300 digits.
+    number = int(value) if len(digits) <= 19 else None
+    if number is None or number not in _GO_INT:
+        raise _BadError(
+            node,
+            f"'{key}' is out of range: {_shown(value)} (a whole number from "
+            f"{_GO_INT.start} to {_GO_INT.stop - 1})",
+        )
+    return number
+
+
+def _shown(value: str) -> str:
+    """VALUE, cut short when long, for a message."""
+    return value if len(value) <= 40 else f"{value[:20]}...({len(value)} characters)"
 
 
 def _bool(node: Node, key: str) -> bool:

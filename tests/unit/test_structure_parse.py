@@ -183,7 +183,7 @@ metadataTest:
             "schemaVersion: 2.0.0\ncommandTests:\n  - name: a\n    command: ls\n"
             "    expectedOutput: ['a(?!b)']\n",
             5,
-            "not in Go's regular expression syntax",
+            "bad pattern in 'expectedOutput': invalid perl operator: (?!",
         ),
         (
             "schemaVersion: 2.0.0\ncommandTests:\n  - name: a\n    command: ls\n    setup: [[]]\n",

@@ -1,5 +1,6 @@
 """The verdict of each kind of structure check from observed facts, passing and failing, and
-the rules beside them: Go's `$VAR` expansion, Go's mode strings, Go's regular expressions."""
+the rules beside them: Go's `$VAR` expansion and Go's mode strings (its regular expressions
+are test_structure_regex's)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,6 @@ from dockerpkg.core.structure import (
     MetadataSpec,
 )
 from dockerpkg.core.structure_facts import FileKind, FileStat, ImageConfig, RunResult, env_mapping
-from dockerpkg.core.structure_regex import GoRegexError, compile_go, go_match
 from dockerpkg.core.structure_verdict import (
     command_line,
     command_verdict,
@@ -63,59 +63,6 @@ def test_go_end_of_text_is_not_before_a_final_newline() -> None:
     assert command_verdict(spec, RunResult(0, "hi", "")).passed
     multiline = CommandSpec(command=("echo",), expected_output=("(?m)hi$",))
     assert command_verdict(multiline, RunResult(0, "hi\n", "")).passed
-
-
-@pytest.mark.parametrize(
-    ("pattern", "text", "matches"),
-    [
-        (r"a\z", "a", True),
-        (r"a\z", "a\n", False),
-        (r"^\s$", "\v", False),
-        (r"^\s$", "\t", True),
-        (r"\d", "\u0663", False),
-        (r"[[:digit:]]+x", "12x", True),
-        (r"[]a]", "]", True),
-        (r"\Qa.b\E", "a.b", True),
-        (r"\Qa.b\E", "axb", False),
-        (r"(?i)HELLO", "hello", True),
-        ("w.rld", "world", True),
-        (r"\(?=", "=", True),
-        (r"[(?=]+", "?=", True),
-        (r"\++", "++", True),
-        ("(?P<x>a)b", "ab", True),
-        ("(?i:A)b", "ab", True),
-        ("(?s)a.b", "a\nb", True),
-        ("a{2}b+", "aab", True),
-    ],
-)
-def test_go_patterns(pattern: str, text: str, matches: bool) -> None:
-    assert go_match(pattern, text) is matches
-
-
-@pytest.mark.parametrize(
-    "pattern",
-    [
-        "(?=a)",
-        "a(?<!b)",
-        "(?>a)",
-        r"(a)\1",
-        "(?P<x>a)(?P=x)",
-        "(?<x>a)",
-        "(?#note)a",
-        "(?x)a b",
-        "(?U)a+",
-        "a++",
-        "a{2}+",
-        r"\Z",
-        r"\pL",
-        "(",
-        "[[:nope:]]",
-        "[[:^alpha:]]",
-    ],
-)
-def test_patterns_go_refuses(pattern: str) -> None:
-    with pytest.raises(GoRegexError):
-        compile_go(pattern)
 
 
 @pytest.mark.parametrize(
