@@ -184,6 +184,7 @@ class TestSession:
             config_path=self.options.config_path,
             names=names,
             no_publish=True,
+            ask_registry=False,
             suffix=self.suffix,
             pull=self.options.pull,
             use_cache=self.options.use_cache,

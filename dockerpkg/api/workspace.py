@@ -269,6 +269,7 @@ def observe_tree(
     definitions: bool = False,
     builders: str | None = None,
     daemon: bool = True,
+    registry: bool = True,
 ) -> tuple[Workspace, Observed, Credentials | None, BuildOptions]:
     """load_and_observe, with the run's OPTIONS decided once from the config as soon as it
     is read: their suffix names the versions, their publish mode says whether staged images
@@ -300,6 +301,7 @@ def observe_tree(
         builders=chosen.builders,
         daemon=daemon,
         staging=wanted.publish is PublishMode.ALL_OR_NOTHING,
+        registry=registry,
     )
     try:
         workspace = _resolve(

@@ -69,8 +69,10 @@ class Observation:
         builders: tuple[Builder, ...] = (),
         daemon: bool = True,
         staging: bool = False,
+        registry: bool = True,
     ) -> None:
         self._config = config
+        self._registry = registry
         self._builders = builders
         # all_or_nothing: each version's staging reference is asked too (an earlier run
         # may have staged it), with the definition recorded on what is staged.
@@ -86,12 +88,14 @@ class Observation:
         self._local: Future[tuple[LocalImage, ...]] | None = None
         if daemon and len(builders) < 2:
             self._local = self._pool.submit(self._local_images, dict(env))
-        asking = questions(config, refs, latest=self._latest, staging=staging)
+        # Without REGISTRY (a test session, whose tags no registry holds) nothing is asked
+        # of it: nothing counts as published, no base digest is known.
+        asking = questions(config, refs, latest=self._latest, staging=staging) if registry else []
         self._answers = self._pool.submit(self._ask, asking, self._cancel)
         # `plan` (which reads the labels) compares bases and pin_bases holds builds to them:
         # otherwise a no-op build asks nothing more.
         self._bases: Future[BaseAnswers] | None = None
-        if definitions or config.pin_bases:
+        if registry and (definitions or config.pin_bases):
             self._bases = self._pool.submit(self._base_digests, self._cancel)
 
     def _local_images(self, env: Mapping[str, str]) -> tuple[LocalImage, ...]:
@@ -135,6 +139,9 @@ class Observation:
     def _ask(self, refs: Iterable[Ref], cancel: threading.Event | None) -> RegistryAnswers:
         """The manifest digest of each of REFS and the labels of those core says to read;
         one client for both, so one set of connections and tokens."""
+        refs = list(refs)
+        if not refs:
+            return RegistryAnswers()
         try:
             with self._client() as registry:
                 digests = registry.digests_many(refs, cancel)
@@ -217,6 +224,8 @@ class Observation:
     def _completed(self, tree: Tree, answers: RegistryAnswers) -> RegistryAnswers:
         """ANSWERS with what the background did not ask (the resolved tree's references not
         guessed), then the tags of the repositories whose `latest` moved."""
+        if not self._registry:
+            return answers
         wanted = tree_questions(
             tree, self._config, latest=self._latest, staging=self._asked.staging
         )
