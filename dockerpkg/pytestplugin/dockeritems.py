@@ -12,6 +12,7 @@ import pytest
 
 from dockerpkg.core.structure import StructureCheck
 from dockerpkg.core.structure_yaml import parse_structure_tests
+from dockerpkg.errors import DockerPkgError, error
 from dockerpkg.pytestplugin.failures import ItemError
 from dockerpkg.pytestplugin.items import DockerPkgItem
 from dockerpkg.pytestplugin.state import state_of
@@ -84,16 +85,40 @@ class CheckItem(DockerItem):
             raise ItemError([head, *(f"  {m}" for m in verdict.messages)])
 
 
+class StructureFileItem(DockerPkgItem):
+    """The image's structure-tests.yaml, when it cannot be read: one failing item with the
+    located message, in place of its checks; the image's other items still run."""
+
+    def __init__(self, *, problem: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.problem = problem
+        self.add_marker(DOCKER_MARK)
+
+    def runtest(self) -> None:
+        raise ItemError([self.problem])
+
+
 def check_items(
     parent: pytest.Collector, image: ImageView, taken: Sequence[str]
-) -> Iterator[DockerItem]:
+) -> Iterator[DockerPkgItem]:
     """One item per check of IMAGE's structure-tests.yaml, named after the check; a name
     met before (a fixed item's, or an earlier check's) gets ` #2`, ` #3`, ... A file that
-    cannot be read is DockerPkgError (the image's collection error), located."""
-    text = dict(image.source.files).get(STRUCTURE_TESTS)
-    if text is None:
+    cannot be read (not UTF-8, too big, bad YAML) is one failing item named after it."""
+    source = image.source
+    if STRUCTURE_TESTS not in source.names:
         return
-    tests = parse_structure_tests(text, image.source.file(STRUCTURE_TESTS))
+    where = source.file(STRUCTURE_TESTS)
+    text = dict(source.files).get(STRUCTURE_TESTS)
+    try:
+        if text is None:
+            why, line = dict(source.unread).get(STRUCTURE_TESTS, ("cannot read it", None))
+            raise DockerPkgError([error(where, why, line)])
+        tests = parse_structure_tests(text, where)
+    except DockerPkgError as exc:
+        yield StructureFileItem.from_parent(
+            parent, name=STRUCTURE_TESTS, image=image, problem=str(exc)
+        )
+        return
     names = unique_names([*taken, *(c.name for c in tests.checks)])[len(taken) :]
     for check, name in zip(tests.checks, names, strict=True):
         yield CheckItem.from_parent(parent, name=name, image=image, check=check)

@@ -329,23 +329,41 @@ def test_structure_checks_are_skipped_without_docker(
     result.assert_outcomes(passed=2, skipped=2 + 4, deselected=2 * len((*ITEMS, *DOCKER_ITEMS)))
 
 
-def test_a_structure_tests_file_that_cannot_be_read_is_the_images_collection_error(
-    pytester: pytest.Pytester, tree: Path
-) -> None:
-    (tree / "child-b" / "structure-tests.yaml").write_text(
-        "schemaVersion: 2.0.0\ncommandTests:\n  - name: no command\n"
-    )
-    result = with_tree(pytester, "--dockerpkg-build")
-    # As for any collection error, pytest runs nothing (--continue-on-collection-errors).
-    assert result.ret == pytest.ExitCode.INTERRUPTED
-    result.assert_outcomes(errors=1)
-    result.stdout.fnmatch_lines(
-        [
-            "*ERROR collecting tree*",
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (
+            b"schemaVersion: 2.0.0\ncommandTests:\n  - name: no command\n",
             "child-b/structure-tests.yaml:3: error: *",
-            "ERROR tree::plugin-child-b",
-        ]
+        ),
+        (
+            b"schemaVersion: 2.0.0\n# caf\xe9\n",
+            "child-b/structure-tests.yaml:2: error: not UTF-8 text (byte 0xe9)",
+        ),
+        (
+            b"# " + b"x" * (256 * 1024) + b"\n",
+            "child-b/structure-tests.yaml: error: larger than 256 KiB",
+        ),
+    ],
+    ids=["bad-yaml", "not-utf-8", "too-big"],
+)
+def test_a_structure_tests_file_that_cannot_be_read_is_one_failing_item(
+    pytester: pytest.Pytester,
+    tree: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    content: bytes,
+    message: str,
+) -> None:
+    monkeypatch.setenv("DOCKER_HOST", DEAD_DOCKER)
+    (tree / "child-b" / "structure-tests.yaml").write_bytes(content)
+    result = with_tree(pytester, "--dockerpkg-build", "-rfs")
+    # The file's item fails with the located message; the image's other items, and the rest
+    # of the tree, still run (the Docker items skip: no daemon).
+    result.assert_outcomes(
+        passed=len(IMAGES) * len(ITEMS), skipped=len(IMAGES) * len(DOCKER_ITEMS), failed=1
     )
+    result.stdout.fnmatch_lines([message])
+    result.stdout.fnmatch_lines(["FAILED tree::plugin-child-b::structure-tests.yaml*"])
     assert "Traceback" not in result.stdout.str()
 
 
