@@ -47,6 +47,13 @@ class DockerItem(DockerPkgItem):
     def run_built(self) -> None:
         """The item's own check, once its image is built."""
 
+    def skip_location(self) -> tuple[str, int]:
+        """Where a skip of the item is reported (-rs, JUnit XML): the file it runs."""
+        return f"{self.location[0]}/{self.skipped_file}", self.skipped_line
+
+    skipped_file = "Dockerfile.template"
+    skipped_line = 1
+
 
 class BuildItem(DockerItem):
     """The image builds (its parents first), as `build` builds it, publishing nothing."""
@@ -54,6 +61,8 @@ class BuildItem(DockerItem):
 
 class VerifyItem(DockerItem):
     """The image's test.sh passes against the built image."""
+
+    skipped_file = "test.sh"
 
     def run_built(self) -> None:
         from dockerpkg.api.testsession import VerifyOutcome
@@ -68,9 +77,12 @@ class VerifyItem(DockerItem):
 class CheckItem(DockerItem):
     """One check of the image folder's structure-tests.yaml, run on the built image."""
 
+    skipped_file = STRUCTURE_TESTS
+
     def __init__(self, *, check: StructureCheck, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.check = check
+        self.skipped_line = check.location.line or 1
 
     def run_built(self) -> None:
         from dockerpkg.api.imagetests import ProbeError, run_structure_check

@@ -4,10 +4,12 @@ summary of lint warnings, closing the test session whatever way the run ends."""
 from __future__ import annotations
 
 import os
+from collections.abc import Generator
 from pathlib import Path
 
 import pytest
 
+from dockerpkg.pytestplugin import state as state_module
 from dockerpkg.pytestplugin.items import WARNING_PROPERTY
 from dockerpkg.pytestplugin.nodes import TreeNode
 from dockerpkg.pytestplugin.options import TREE_KEY
@@ -50,6 +52,19 @@ def _adds_tree(config: pytest.Config, tree: Path, on_command_line: bool) -> bool
     return True
 
 
+_STATE_FILE = str(Path(state_module.__file__ or "").resolve())
+
+
+def skip_location(item: pytest.Item) -> tuple[str, int]:
+    """Where ITEM's skip is reported: the file a Docker item runs, a test's own line."""
+    from dockerpkg.pytestplugin.dockeritems import DockerItem
+
+    if isinstance(item, DockerItem):
+        return item.skip_location()
+    path, line, _ = item.location
+    return path, (line or 0) + 1
+
+
 class _Hooks:
     """The hooks, registered only for runs that name a tree."""
 
@@ -69,6 +84,21 @@ class _Hooks:
         from dockerpkg.pytestplugin.wanted import wanted_images
 
         self.state.wanted = wanted_images(session.items)
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(
+        self, item: pytest.Item, call: pytest.CallInfo[None]
+    ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+        report = yield
+        longrepr = report.longrepr
+        # A skip for want of Docker is raised in the plugin's state module: say it at the item.
+        if (
+            report.skipped
+            and isinstance(longrepr, tuple)
+            and str(Path(longrepr[0]).resolve()) == _STATE_FILE
+        ):
+            report.longrepr = (*skip_location(item), longrepr[2])
+        return report
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if report.when != "call":

@@ -272,6 +272,15 @@ def test_without_docker_the_docker_items_are_skipped_with_the_reason(
     result.stdout.fnmatch_lines(
         [f"SKIPPED * cannot reach the Docker daemon (DOCKER_HOST={DEAD_DOCKER})*"]
     )
+    # Each skip is reported at its item (the file it runs), not where the plugin raises it.
+    result.stdout.fnmatch_lines(
+        [
+            "SKIPPED [[]1] tree/base/Dockerfile.template:1: cannot reach*",
+            "SKIPPED [[]1] tree/base/test.sh:1: cannot reach*",
+        ],
+        consecutive=False,
+    )
+    assert "state.py" not in result.stdout.str()
 
 
 def test_require_docker_fails_the_docker_items(
