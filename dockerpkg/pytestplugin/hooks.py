@@ -26,7 +26,7 @@ def start(config: pytest.Config) -> None:
         option = "--dockerpkg" if config.getoption("dockerpkg_tree") else TREE_KEY
         raise pytest.UsageError(f"{option} {where}: no such folder: the image tree is not there")
     # The run's environment, read once here, at the edge, as the command line reads it.
-    state = PluginState(settings, os.environ)
+    state = PluginState(settings, os.environ, str(config.invocation_params.dir))
     config.stash[STATE] = state
     config.pluginmanager.register(_Hooks(state), "dockerpkg-hooks")
     if _adds_tree(config, settings.tree, settings.on_command_line):

@@ -41,7 +41,8 @@ class TreeNode(pytest.Directory):
     def repr_failure(  # type: ignore[override]
         self, excinfo: pytest.ExceptionInfo[BaseException]
     ) -> str | Any:
-        return worded(excinfo) or super().repr_failure(excinfo)
+        text = worded(excinfo)
+        return super().repr_failure(excinfo) if text is None else state_of(self.config).shown(text)
 
 
 class ImageNode(pytest.Collector):
@@ -68,4 +69,5 @@ class ImageNode(pytest.Collector):
     def repr_failure(  # type: ignore[override]
         self, excinfo: pytest.ExceptionInfo[BaseException]
     ) -> str | Any:
-        return worded(excinfo) or super().repr_failure(excinfo)
+        text = worded(excinfo)
+        return super().repr_failure(excinfo) if text is None else state_of(self.config).shown(text)

@@ -27,9 +27,16 @@ OFF = (
 class PluginState:
     """One run's state (kept in its config's stash: nothing global)."""
 
-    def __init__(self, settings: Settings, env: Mapping[str, str]) -> None:
+    def __init__(self, settings: Settings, env: Mapping[str, str], here: str) -> None:
         self.settings = settings
         self.env = dict(env)
+        # Absolute paths -> as messages name them (relative to HERE, where pytest started),
+        # worked out once: a test may change folder, the paths used stay absolute.
+        paths = [str(settings.tree), settings.config_path]
+        self._relative = sorted(
+            ((p, os.path.relpath(p, here)) for p in paths if p is not None),
+            key=lambda pair: -len(pair[0]),
+        )
         self._view: TreeView | DockerPkgError | None = None
         self._daemon: tuple[str | None] | None = None
         # Images whose Docker items (or dockerpkg_image parameters) the run holds once
@@ -41,8 +48,14 @@ class PluginState:
 
     @property
     def directory(self) -> str:
-        """The tree, as dockerpkg names it in messages and plans (relative to here)."""
-        return os.path.relpath(self.settings.tree)
+        """The tree's absolute path (messages name it relative: see shown)."""
+        return str(self.settings.tree)
+
+    def shown(self, text: str) -> str:
+        """TEXT (a message) with the tree's and the config's absolute paths made relative."""
+        for absolute, relative in self._relative:
+            text = text.replace(absolute, relative)
+        return text
 
     def view(self) -> TreeView:
         """The tree read, rendered and linted: once per run, whoever asks first."""

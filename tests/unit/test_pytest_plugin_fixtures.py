@@ -119,3 +119,32 @@ def test_the_example_tests_pass_without_docker(pytester: pytest.Pytester) -> Non
     # Four images for the marker; the tests needing Docker are skipped without --dockerpkg-build.
     result.assert_outcomes(passed=2 + 4, skipped=2)
     result.stdout.fnmatch_lines(["SKIPPED * needs Docker: --dockerpkg-build runs it"])
+
+
+def test_a_test_changing_folder_does_not_change_the_tree_read(
+    pytester: pytest.Pytester, tree: Path
+) -> None:
+    pytester.makepyfile(
+        test_moves="""
+        import os
+
+        def test_a_moves_away(tmp_path):
+            os.chdir(tmp_path)  # not restored: the next test runs from there
+
+        def test_b_plan(dockerpkg_plan, dockerpkg_tree):
+            built = [s.image for s in dockerpkg_plan.steps if s.op.value == "build"]
+            assert built == ["plugin-base", "plugin-child-a", "plugin-child-b"]
+            assert os.path.isabs(dockerpkg_tree.directory)
+        """
+    )
+    # A subprocess: the folder the test moves to must not leak into this run.
+    result = pytester.runpytest_subprocess(
+        "--dockerpkg",
+        "tree",
+        "--dockerpkg-config",
+        "tree-config.yaml",
+        "-m",
+        "not dockerpkg",
+        "test_moves.py",
+    )
+    result.assert_outcomes(passed=2)
