@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from dockerpkg.errors import DockerPkgError
 from dockerpkg.pytestplugin import state as state_module
 from dockerpkg.pytestplugin.items import WARNING_PROPERTY
 from dockerpkg.pytestplugin.nodes import TreeNode
@@ -79,11 +80,25 @@ class _Hooks:
             return TreeNode.from_parent(parent, path=path)
         return None
 
+    def pytest_ignore_collect(self, collection_path: Path, config: pytest.Config) -> bool | None:
+        """An image folder below the tree's other folders is a build context: pytest's own
+        collection of those folders (see TreeNode) leaves it out."""
+        tree = self.state.settings.tree
+        if tree not in collection_path.parents:
+            return None
+        try:
+            return True if collection_path in self.state.image_folders() else None
+        except DockerPkgError:
+            return None
+
     @pytest.hookimpl(trylast=True)
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         from dockerpkg.pytestplugin.wanted import wanted_images
 
-        self.state.wanted = wanted_images(session.items)
+        # An xdist worker holds every item but runs only those it is given: it builds, on
+        # demand, the images of the items it runs (with their parents), each once.
+        worker = hasattr(session.config, "workerinput")
+        self.state.wanted = () if worker else wanted_images(session.items)
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_makereport(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
@@ -38,6 +39,7 @@ class PluginState:
             key=lambda pair: -len(pair[0]),
         )
         self._view: TreeView | DockerPkgError | None = None
+        self._folders: frozenset[Path] | None = None
         self._daemon: tuple[str | None] | None = None
         # Images whose Docker items (or dockerpkg_image parameters) the run holds once
         # collected and deselected: the first build builds them all, in one run.
@@ -69,6 +71,15 @@ class PluginState:
             raise self._view
         return self._view
 
+    def image_folders(self) -> frozenset[Path]:
+        """The image folders' absolute paths (build contexts, not the user's tests)."""
+        if self._folders is None:
+            tree = self.settings.tree
+            self._folders = frozenset(
+                tree if i.folder == "." else tree / i.folder for i in self.view().images
+            )
+        return self._folders
+
     def daemon_problem(self) -> str | None:
         """Why Docker cannot be used (asked once per run), or None."""
         if self._daemon is None:
@@ -95,11 +106,17 @@ class PluginState:
             # Loaded on first use: Docker's client is no part of a collection.
             from dockerpkg.pytestplugin.sessionbuilds import SessionBuilds
 
-            self._builds = SessionBuilds(self.directory, self.settings, self.env, self._want)
+            self._builds = SessionBuilds(
+                self.directory, self.settings, self.env, self._want, self._unplanned
+            )
         return self._builds
 
     def _want(self) -> tuple[str, ...]:
         return self.wanted
+
+    def _unplanned(self) -> tuple[str, ...]:
+        """The images that do not render (the tree then does not plan)."""
+        return tuple(i.name for i in self.view().images if i.errors)
 
     def session_warnings(self) -> list[str]:
         """What the test session asks to say (leftovers of dead sessions it removed)."""

@@ -394,3 +394,35 @@ def test_without_the_build_option_structure_tests_yaml_is_not_read(
     result.assert_outcomes(passed=len(IMAGES) * len(ITEMS))
     assert "says hello" not in result.stdout.str()
     assert "structure-tests.yaml" not in result.stdout.str()
+
+
+def test_the_users_tests_inside_the_tree_are_collected_as_usual(
+    pytester: pytest.Pytester, tree: Path
+) -> None:
+    (tree / "tests").mkdir()
+    (tree / "tests" / "test_own.py").write_text("def test_own():\n    pass\n")
+    # In a build context: a file of the image, not a test of the user's.
+    (tree / "base" / "test_in_image.py").write_text("def test_in_image():\n    assert False\n")
+    pytester.chdir()
+    with_everything = with_tree(pytester, "--collect-only", "-q")
+    assert collected(with_everything) == [
+        *(f"tree::{image}::{item}" for image in IMAGES for item in ITEMS),
+        "tree/tests/test_own.py::test_own",
+    ]
+    only_mine = with_tree(pytester, "tree/tests", "-v")
+    only_mine.assert_outcomes(passed=1)
+
+
+def test_a_tree_that_is_the_rootdir_keeps_the_users_tests(
+    pytester: pytest.Pytester, tree: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tree / "tests").mkdir()
+    (tree / "tests" / "test_own.py").write_text("def test_own():\n    pass\n")
+    (tree / "pytest.ini").write_text("[pytest]\n")
+    monkeypatch.chdir(tree)
+    result = run(pytester, "--dockerpkg", ".", "--dockerpkg-config", "../tree-config.yaml")
+    result.assert_outcomes(passed=1 + len(IMAGES) * len(ITEMS))
+    only_mine = run(
+        pytester, "--dockerpkg", ".", "--dockerpkg-config", "../tree-config.yaml", "tests"
+    )
+    only_mine.assert_outcomes(passed=1)

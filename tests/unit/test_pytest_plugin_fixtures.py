@@ -148,3 +148,66 @@ def test_a_test_changing_folder_does_not_change_the_tree_read(
         "test_moves.py",
     )
     result.assert_outcomes(passed=2)
+
+
+# Writes what the run (or each xdist worker) would build, once collected and deselected.
+WANTED_CONFTEST = """
+import os
+from dockerpkg.pytestplugin.state import STATE
+
+def pytest_sessionfinish(session):
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    wanted = session.config.stash[STATE].wanted
+    with open(f"wanted-{worker}.txt", "w") as handle:
+        handle.write(" ".join(wanted))
+"""
+
+WANTING_TESTS = """
+import pytest
+
+@pytest.mark.dockerpkg_images("plugin-child-b")
+def test_uses(dockerpkg_image, image_name):
+    dockerpkg_image(image_name)
+
+def test_plain():
+    pass
+"""
+
+
+def wanted(pytester: pytest.Pytester) -> dict[str, list[str]]:
+    return {
+        path.stem.removeprefix("wanted-"): path.read_text().split()
+        for path in pytester.path.glob("wanted-*.txt")
+    }
+
+
+def test_deselected_images_are_not_built(
+    pytester: pytest.Pytester, tree: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DOCKER_HOST", DEAD_DOCKER)
+    pytester.makeconftest(WANTED_CONFTEST)
+    pytester.makepyfile(test_wanting=WANTING_TESTS)
+    with_tree(pytester, "--dockerpkg-build", "-k", "plugin-child-a and build", "tree")
+    # Only the selected item's image (its parent is the session's to add).
+    assert wanted(pytester) == {"main": ["plugin-child-a"]}
+    with_tree(pytester, "--dockerpkg-build", "-m", "not dockerpkg", "test_wanting.py")
+    # A dockerpkg_image test's parameter counts; a test without the fixture does not.
+    assert wanted(pytester) == {"main": ["plugin-child-b"]}
+    with_tree(pytester, "--dockerpkg-build", "--collect-only")
+    assert sorted(wanted(pytester)["main"]) == sorted(IMAGES)
+
+
+def test_an_xdist_worker_builds_only_what_it_runs(
+    pytester: pytest.Pytester, tree: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DOCKER_HOST", DEAD_DOCKER)
+    pytester.makeconftest(WANTED_CONFTEST)
+    result = pytester.runpytest_subprocess(
+        "-n", "2", "--dockerpkg", "tree", "--dockerpkg-config", "tree-config.yaml",
+        "--dockerpkg-build",
+    )  # fmt: skip
+    result.assert_outcomes(passed=2 * len(IMAGES), skipped=2 * len(IMAGES))
+    # Each worker builds on demand, for the items it is given; the controller builds nothing.
+    found = wanted(pytester)
+    assert sorted(found) == ["gw0", "gw1", "main"]
+    assert found["gw0"] == found["gw1"] == []
