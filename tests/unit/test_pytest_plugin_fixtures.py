@@ -152,11 +152,11 @@ def test_a_test_changing_folder_does_not_change_the_tree_read(
 
 # Writes what the run (or each xdist worker) would build, once collected and deselected.
 WANTED_CONFTEST = """
-import os
 from dockerpkg.pytestplugin.state import STATE
 
 def pytest_sessionfinish(session):
-    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    # Not the environment: this test's own run may be an xdist worker's.
+    worker = getattr(session.config, "workerinput", {}).get("workerid", "main")
     wanted = session.config.stash[STATE].wanted
     with open(f"wanted-{worker}.txt", "w") as handle:
         handle.write(" ".join(wanted))
