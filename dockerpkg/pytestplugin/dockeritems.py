@@ -6,17 +6,20 @@ the run needs, in one run."""
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from dockerpkg.core.structure import StructureCheck
-from dockerpkg.core.structure_yaml import parse_structure_tests
 from dockerpkg.errors import DockerPkgError, error
 from dockerpkg.pytestplugin.failures import ItemError
 from dockerpkg.pytestplugin.items import DockerPkgItem
 from dockerpkg.pytestplugin.state import state_of
 from dockerpkg.pytestplugin.treeview import ImageView, unique_names
+
+if TYPE_CHECKING:
+    # Loaded when checks are collected (with --dockerpkg-build): a run without it never
+    # reads structure tests.
+    from dockerpkg.core.structure import StructureCheck
 
 # The file of an image folder the structure check items come from.
 STRUCTURE_TESTS = "structure-tests.yaml"
@@ -119,6 +122,9 @@ def check_items(
     source = image.source
     if STRUCTURE_TESTS not in source.names:
         return
+    # Loaded here: only runs that collect the Docker items need the structure-test modules.
+    from dockerpkg.core.structure_yaml import parse_structure_tests
+
     where = source.file(STRUCTURE_TESTS)
     text = dict(source.files).get(STRUCTURE_TESTS)
     try:

@@ -110,8 +110,9 @@ def _numeric_user(
 
 def _unique(images: Sequence[ImageView]) -> list[ImageView]:
     """IMAGES with names made unique (an unread folder may be named as another image is)."""
+    # Evolved only when renamed: a copy of every image costs in a big tree.
     return [
-        attrs.evolve(image, name=name)
+        image if name == image.name else attrs.evolve(image, name=name)
         for image, name in zip(images, unique_names([image.name for image in images]), strict=True)
     ]
 

@@ -426,3 +426,25 @@ def test_a_tree_that_is_the_rootdir_keeps_the_users_tests(
         pytester, "--dockerpkg", ".", "--dockerpkg-config", "../tree-config.yaml", "tests"
     )
     only_mine.assert_outcomes(passed=1)
+
+
+def test_without_the_build_option_nothing_of_docker_or_structure_tests_is_loaded(
+    pytester: pytest.Pytester, tree: Path
+) -> None:
+    # A process of its own: this one has long imported the library.
+    pytester.makepyfile(
+        test_own="""
+        import sys
+
+        def test_not_loaded():
+            loaded = {m for m in sys.modules if m.startswith(("dockerpkg", "docker."))}
+            assert "dockerpkg.pytestplugin.nodes" in loaded  # the tree was collected
+            assert not loaded & {"dockerpkg.core.structure", "dockerpkg.core.structure_yaml",
+                                 "dockerpkg.api.testsession", "docker.client"}
+        """
+    )
+    result = pytester.runpytest_subprocess(
+        "-q", "-p", "no:cacheprovider", "--dockerpkg", "tree",
+        "--dockerpkg-config", "tree-config.yaml", "test_own.py", "tree",
+    )  # fmt: skip
+    result.assert_outcomes(passed=1 + len(IMAGES) * len(ITEMS))
