@@ -1,14 +1,17 @@
 """Ctrl-C and SIGTERM during a test session's run, handled as `build` handles them: the
 first Ctrl-C stops starting steps, a second cancels running ones; SIGTERM cancels at once.
 The run then ends with its report (interrupted), and the session raises KeyboardInterrupt
-so the test runner stops and closes the session."""
+so the test runner stops and closes the session. Outside the runs, TermAsInterrupt makes
+SIGTERM a KeyboardInterrupt while the session is open."""
 
 from __future__ import annotations
 
 import contextlib
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from types import FrameType
+from typing import Any
 
 from dockerpkg.effects.tasks import Interrupt
 
@@ -36,3 +39,27 @@ def stopping_on_signals() -> Iterator[Interrupt]:
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+
+
+class TermAsInterrupt:
+    """While a session is open (outside its runs too: a structure check, a user's test),
+    SIGTERM raises KeyboardInterrupt in the main thread, as Ctrl-C does, so the test runner
+    unwinds and the session's close() runs. restore() puts the previous handler back
+    (idempotent). Off the main thread, where handlers cannot be set, it does nothing."""
+
+    def __init__(self) -> None:
+        self._previous: signal.Handlers | Callable[[int, FrameType | None], Any] | int | None
+        self._previous = None
+        self._set = False
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGTERM, _interrupt)
+            self._set = True
+
+    def restore(self) -> None:
+        if self._set:
+            self._set = False
+            signal.signal(signal.SIGTERM, self._previous)
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt

@@ -21,7 +21,7 @@ import attrs
 
 from dockerpkg.api.build import PlannedRun, apply_run
 from dockerpkg.api.run import PlanRequest, apply_options, plan_run
-from dockerpkg.api.sessionsignals import stopping_on_signals
+from dockerpkg.api.sessionsignals import TermAsInterrupt, stopping_on_signals
 from dockerpkg.core.builders import Builder
 from dockerpkg.core.report import Report
 from dockerpkg.core.testsession import (
@@ -97,6 +97,8 @@ class TestSession:
         self._swept = False
         self._closed = False
         self._client: ProbeClient | None = None  # the probes', made on first use
+        # Last: SIGTERM now unwinds to close() (which restores the handler) wherever it lands.
+        self._term = TermAsInterrupt()
 
     def __enter__(self) -> TestSession:
         return self
@@ -163,18 +165,22 @@ class TestSession:
         return ImageProbe(self._client, result.label, labels=self.container_labels)
 
     def close(self) -> None:
-        """Remove every container and tag the session made (the tags too unless
-        keep_images), even after a failed or interrupted run. Idempotent. The session's
+        """Remove every container, committed image and tag the session made (the tags too
+        unless keep_images), even after a failed or interrupted run. Idempotent. The session's
         mark goes last: a close killed half-way leaves it, and the next session finishes."""
         if self._closed:
             return
-        if self._client is not None:
-            self._client.close()
-            self._client = None
-        if self._builders is not None:
-            self._clean([self.id], tags=not self.options.keep_images)
-        self._mark.release(forget=True)
-        self._closed = True
+        try:
+            if self._client is not None:
+                self._client.close()
+                self._client = None
+            if self._builders is not None:
+                self._clean([self.id], tags=not self.options.keep_images)
+            self._mark.release(forget=True)
+            self._closed = True
+        finally:
+            # After the removal: a SIGTERM during it interrupts it, and a later close() resumes.
+            self._term.restore()
 
     # --- the run -------------------------------------------------------------------------
 
@@ -248,18 +254,27 @@ class TestSession:
         dead = dead_marks(self._marks, but=self.id)
         if not dead:
             return
+        ids = [mark.session_id for mark in dead]
         try:
-            removed = self._clean([mark.session_id for mark in dead], tags=True)
-        except BaseException:
+            removed = self._clean(ids, tags=True)
+        except BaseException as exc:
             for mark in dead:
                 mark.release(forget=False)  # still dead: the next session tries again
-            raise
+            if not isinstance(exc, DockerPkgError):
+                raise
+            # Never fatal: this session's own builds do not depend on the dead ones' leftovers.
+            self.warnings.append(
+                f"could not remove what test sessions {', '.join(ids)} left (they were "
+                f"killed); the next session tries again: {exc}"
+            )
+            return
         for mark in dead:
             mark.release(forget=True)
-            tags = removed[mark.session_id].tags
+            gone = removed[mark.session_id]
             self.warnings.append(
                 f"removed what test session {mark.session_id} left (it was killed): "
-                + (", ".join(tags) if tags else "no tags")
+                + (", ".join(gone.tags) if gone.tags else "no tags")
+                + (f", {len(gone.images)} committed image(s)" if gone.images else "")
             )
 
     def _clean(self, session_ids: list[str], *, tags: bool) -> dict[str, Removed]:

@@ -35,6 +35,9 @@ class ImageSource:
     names: frozenset[str] = frozenset()
     # sha256 of every file, text or not, so a saved plan notices any change to the context.
     hashes: tuple[tuple[str, str], ...] = ()
+    # Why a file has no text (not UTF-8, too big, unreadable), for whoever wants to read it
+    # (a structure-tests.yaml): relative path -> (why, line). Not part of the value.
+    unread: tuple[tuple[str, tuple[str, int | None]], ...] = attrs.field(default=(), eq=False)
 
     def file(self, name: str) -> str:
         """The path of a file of this image, relative to the tree root."""

@@ -1,5 +1,6 @@
-"""What a test session leaves on a daemon, found and removed: the tags carrying its suffix
-and the containers carrying its label.
+"""What a test session leaves on a daemon, found and removed: the tags carrying its suffix,
+and the containers and images carrying its label (the images a check's setup commands
+commit inherit their container's labels).
 
 Tags are removed one by one, never image IDs, and without pruning (docker rmi's noprune):
 an image goes with its last tag, but the untagged layers beneath it stay, so the classic
@@ -32,6 +33,7 @@ class Removed:
 
     tags: tuple[str, ...] = ()
     containers: tuple[str, ...] = ()
+    images: tuple[str, ...] = ()  # untagged, labelled: committed by setup commands
 
 
 def session_tags(client: docker.APIClient, suffix: str) -> list[str]:
@@ -52,16 +54,40 @@ def remove_session(client: docker.APIClient, session_id: str, suffix: str) -> Re
     """Remove the containers labelled with SESSION_ID, then the tags ending with SUFFIX;
     DaemonError when the daemon refuses for good."""
     containers = remove_containers(client, session_id)
+    images = remove_labelled_images(client, session_id)
     removed: list[str] = []
     for _ in range(_PASSES):
         tags = session_tags(client, suffix)
         if not tags:
-            return Removed(tuple(removed), containers)
+            return Removed(tuple(removed), containers, images)
         removed += _remove_tags(client, tags)
     left = session_tags(client, suffix)
     if left:
         raise DaemonError(f"cannot remove {', '.join(left)}: the daemon keeps refusing")
-    return Removed(tuple(removed), containers)
+    return Removed(tuple(removed), containers, images)
+
+
+def _labelled(client: docker.APIClient, session_id: str) -> list[str]:
+    try:
+        found = client.images(all=True, filters={"label": f"{SESSION_LABEL}={session_id}"})
+    except FAILURES as exc:
+        raise failure("cannot list the session's images", exc) from None
+    return [str(image["Id"]) for image in found]
+
+
+def remove_labelled_images(client: docker.APIClient, session_id: str) -> tuple[str, ...]:
+    """Remove the images labelled SESSION_ID, by ID, pruning nothing; an image with a
+    labelled child (setup commands chain) goes in a later pass."""
+    removed: list[str] = []
+    for _ in range(_PASSES):
+        images = _labelled(client, session_id)
+        if not images:
+            return tuple(removed)
+        removed += _remove_tags(client, images)
+    left = _labelled(client, session_id)
+    if left:
+        raise DaemonError(f"cannot remove the images {', '.join(left)}: the daemon refuses")
+    return tuple(removed)
 
 
 def _remove_tags(client: docker.APIClient, tags: Sequence[str]) -> list[str]:
@@ -103,7 +129,8 @@ def clean_sessions(
     tags: bool = True,
 ) -> dict[str, Removed]:
     """On each daemon (BUILDERS, none: the one ENV names), remove the containers of each of
-    SESSION_IDS and, with TAGS, their tags; what was removed, by session."""
+    SESSION_IDS, their labelled images and, with TAGS, their tags; what was removed, by
+    session."""
     from dockerpkg.core.testsession import session_suffix
     from dockerpkg.effects import daemon
 
@@ -116,10 +143,14 @@ def clean_sessions(
                 if tags:
                     removed = remove_session(client, session_id, session_suffix(session_id))
                 else:
-                    removed = Removed(containers=remove_containers(client, session_id))
+                    containers = remove_containers(client, session_id)
+                    images = remove_labelled_images(client, session_id)
+                    removed = Removed(containers=containers, images=images)
                 before = found.get(session_id, Removed())
                 found[session_id] = Removed(
-                    before.tags + removed.tags, before.containers + removed.containers
+                    before.tags + removed.tags,
+                    before.containers + removed.containers,
+                    before.images + removed.images,
                 )
         finally:
             client.close()

@@ -171,6 +171,7 @@ def _read_image(
     texts: list[tuple[str, str]] = []
     hashes: list[tuple[str, str]] = []
     unreadable: dict[str, _Content] = {}
+    unread: list[tuple[str, tuple[str, int | None]]] = []
     problems: list[Problem] = []
     for sub in sorted(owned):
         entries = listing[sub]
@@ -202,6 +203,8 @@ def _read_image(
                     texts.append((inner, content.text))
                 elif inner in DEFINITION_FILES:
                     unreadable[inner] = content
+                else:
+                    unread.append((inner, (content.why or "cannot read it", content.line)))
     for name, content in unreadable.items():
         problems.append(
             error(_rel(top, os.path.join(folder, name)), content.why or "", content.line)
@@ -218,6 +221,7 @@ def _read_image(
         files=tuple(texts),
         names=frozenset(names),
         hashes=tuple(hashes),
+        unread=tuple(unread),
     )
     return source, []
 

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from dockerpkg.errors import DockerPkgError, error
 from dockerpkg.pytestplugin.failures import ItemError
 from dockerpkg.pytestplugin.items import DockerPkgItem
 from dockerpkg.pytestplugin.state import state_of
@@ -49,6 +50,13 @@ class DockerItem(DockerPkgItem):
     def run_built(self) -> None:
         """The item's own check, once its image is built."""
 
+    def skip_location(self) -> tuple[str, int]:
+        """Where a skip of the item is reported (-rs, JUnit XML): the file it runs."""
+        return f"{self.location[0]}/{self.skipped_file}", self.skipped_line
+
+    skipped_file = "Dockerfile.template"
+    skipped_line = 1
+
 
 class BuildItem(DockerItem):
     """The image builds (its parents first), as `build` builds it, publishing nothing."""
@@ -56,6 +64,8 @@ class BuildItem(DockerItem):
 
 class VerifyItem(DockerItem):
     """The image's test.sh passes against the built image."""
+
+    skipped_file = "test.sh"
 
     def run_built(self) -> None:
         from dockerpkg.api.testsession import VerifyOutcome
@@ -70,9 +80,12 @@ class VerifyItem(DockerItem):
 class CheckItem(DockerItem):
     """One check of the image folder's structure-tests.yaml, run on the built image."""
 
+    skipped_file = STRUCTURE_TESTS
+
     def __init__(self, *, check: StructureCheck, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.check = check
+        self.skipped_line = check.location.line or 1
 
     def run_built(self) -> None:
         from dockerpkg.api.imagetests import ProbeError, run_structure_check
@@ -87,18 +100,43 @@ class CheckItem(DockerItem):
             raise ItemError([head, *(f"  {m}" for m in verdict.messages)])
 
 
+class StructureFileItem(DockerPkgItem):
+    """The image's structure-tests.yaml, when it cannot be read: one failing item with the
+    located message, in place of its checks; the image's other items still run."""
+
+    def __init__(self, *, problem: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.problem = problem
+        self.add_marker(DOCKER_MARK)
+
+    def runtest(self) -> None:
+        raise ItemError([self.problem])
+
+
 def check_items(
     parent: pytest.Collector, image: ImageView, taken: Sequence[str]
-) -> Iterator[DockerItem]:
+) -> Iterator[DockerPkgItem]:
     """One item per check of IMAGE's structure-tests.yaml, named after the check; a name
     met before (a fixed item's, or an earlier check's) gets ` #2`, ` #3`, ... A file that
-    cannot be read is DockerPkgError (the image's collection error), located."""
-    text = dict(image.source.files).get(STRUCTURE_TESTS)
-    if text is None:
+    cannot be read (not UTF-8, too big, bad YAML) is one failing item named after it."""
+    source = image.source
+    if STRUCTURE_TESTS not in source.names:
         return
+    # Loaded here: only runs that collect the Docker items need the structure-test modules.
     from dockerpkg.core.structure_yaml import parse_structure_tests
 
-    tests = parse_structure_tests(text, image.source.file(STRUCTURE_TESTS))
+    where = source.file(STRUCTURE_TESTS)
+    text = dict(source.files).get(STRUCTURE_TESTS)
+    try:
+        if text is None:
+            why, line = dict(source.unread).get(STRUCTURE_TESTS, ("cannot read it", None))
+            raise DockerPkgError([error(where, why, line)])
+        tests = parse_structure_tests(text, where)
+    except DockerPkgError as exc:
+        yield StructureFileItem.from_parent(
+            parent, name=STRUCTURE_TESTS, image=image, problem=str(exc)
+        )
+        return
     names = unique_names([*taken, *(c.name for c in tests.checks)])[len(taken) :]
     for check, name in zip(tests.checks, names, strict=True):
         yield CheckItem.from_parent(parent, name=name, image=image, check=check)

@@ -34,15 +34,15 @@ class LoadedTree:
     tree: Tree
 
 
-def _failed(exc: DockerPkgError) -> NoReturn:
-    pytest.fail(str(exc), pytrace=False)
+def _failed(config: pytest.Config, exc: DockerPkgError | str) -> NoReturn:
+    pytest.fail(state_of(config).shown(str(exc)), pytrace=False)
 
 
 def _view(config: pytest.Config) -> TreeView:
     try:
         return state_of(config).view()
     except DockerPkgError as exc:
-        _failed(exc)
+        _failed(config, exc)
 
 
 def loaded_tree(config: pytest.Config) -> LoadedTree:
@@ -50,7 +50,7 @@ def loaded_tree(config: pytest.Config) -> LoadedTree:
     view = _view(config)
     review = view.review
     if review.analysis.tree is None:
-        _failed(DockerPkgError(review.analysis.problems))
+        _failed(config, DockerPkgError(review.analysis.problems))
     state = state_of(config)
     return LoadedTree(state.directory, state.settings.config_path, review.config,
                       review.analysis.tree)  # fmt: skip
@@ -63,7 +63,7 @@ def offline_plan(config: pytest.Config) -> Plan:
         workspace = load_workspace(state.directory, state.settings.config_path, state.env)
         return build_plan(workspace)
     except DockerPkgError as exc:
-        _failed(exc)
+        _failed(config, exc)
 
 
 def rendered_dockerfiles(config: pytest.Config) -> Mapping[str, str]:
@@ -126,7 +126,7 @@ def image_factory(config: pytest.Config) -> Callable[[str], ImageHandle]:
 
     def image(name: str) -> ImageHandle:
         if name not in known:
-            pytest.fail(f"no image {name!r} in {state.directory}", pytrace=False)
+            _failed(config, f"no image {name!r} in {state.directory}")
         state.need_docker()
         # Imported here: the session's modules load Docker's client.
         from dockerpkg.pytestplugin.sessionbuilds import not_built
@@ -135,9 +135,9 @@ def image_factory(config: pytest.Config) -> Callable[[str], ImageHandle]:
         try:
             result = builds.result(name)
             if (why := not_built(result)) is not None:
-                pytest.fail(why, pytrace=False)
+                _failed(config, why)
             return ImageHandle(name, result.label, builds.probe(name))
         except DockerPkgError as exc:
-            _failed(exc)
+            _failed(config, exc)
 
     return image

@@ -4,10 +4,13 @@ summary of lint warnings, closing the test session whatever way the run ends."""
 from __future__ import annotations
 
 import os
+from collections.abc import Generator
 from pathlib import Path
 
 import pytest
 
+from dockerpkg.errors import DockerPkgError
+from dockerpkg.pytestplugin import state as state_module
 from dockerpkg.pytestplugin.items import WARNING_PROPERTY
 from dockerpkg.pytestplugin.nodes import TreeNode
 from dockerpkg.pytestplugin.options import TREE_KEY
@@ -24,7 +27,7 @@ def start(config: pytest.Config) -> None:
         option = "--dockerpkg" if config.getoption("dockerpkg_tree") else TREE_KEY
         raise pytest.UsageError(f"{option} {where}: no such folder: the image tree is not there")
     # The run's environment, read once here, at the edge, as the command line reads it.
-    state = PluginState(settings, os.environ)
+    state = PluginState(settings, os.environ, str(config.invocation_params.dir))
     config.stash[STATE] = state
     config.pluginmanager.register(_Hooks(state), "dockerpkg-hooks")
     if _adds_tree(config, settings.tree, settings.on_command_line):
@@ -50,6 +53,19 @@ def _adds_tree(config: pytest.Config, tree: Path, on_command_line: bool) -> bool
     return True
 
 
+_STATE_FILE = str(Path(state_module.__file__ or "").resolve())
+
+
+def skip_location(item: pytest.Item) -> tuple[str, int]:
+    """Where ITEM's skip is reported: the file a Docker item runs, a test's own line."""
+    from dockerpkg.pytestplugin.dockeritems import DockerItem
+
+    if isinstance(item, DockerItem):
+        return item.skip_location()
+    path, line, _ = item.location
+    return path, (line or 0) + 1
+
+
 class _Hooks:
     """The hooks, registered only for runs that name a tree."""
 
@@ -64,11 +80,40 @@ class _Hooks:
             return TreeNode.from_parent(parent, path=path)
         return None
 
+    def pytest_ignore_collect(self, collection_path: Path, config: pytest.Config) -> bool | None:
+        """An image folder below the tree's other folders is a build context: pytest's own
+        collection of those folders (see TreeNode) leaves it out."""
+        tree = self.state.settings.tree
+        if tree not in collection_path.parents:
+            return None
+        try:
+            return True if collection_path in self.state.image_folders() else None
+        except DockerPkgError:
+            return None
+
     @pytest.hookimpl(trylast=True)
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         from dockerpkg.pytestplugin.wanted import wanted_images
 
-        self.state.wanted = wanted_images(session.items)
+        # An xdist worker holds every item but runs only those it is given: it builds, on
+        # demand, the images of the items it runs (with their parents), each once.
+        worker = hasattr(session.config, "workerinput")
+        self.state.wanted = () if worker else wanted_images(session.items)
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(
+        self, item: pytest.Item, call: pytest.CallInfo[None]
+    ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+        report = yield
+        longrepr = report.longrepr
+        # A skip for want of Docker is raised in the plugin's state module: say it at the item.
+        if (
+            report.skipped
+            and isinstance(longrepr, tuple)
+            and str(Path(longrepr[0]).resolve()) == _STATE_FILE
+        ):
+            report.longrepr = (*skip_location(item), longrepr[2])
+        return report
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if report.when != "call":

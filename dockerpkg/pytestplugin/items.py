@@ -12,6 +12,7 @@ import pytest
 from dockerpkg.core.lint import Finding
 from dockerpkg.errors import Severity
 from dockerpkg.pytestplugin.failures import ItemError, worded
+from dockerpkg.pytestplugin.state import state_of
 from dockerpkg.pytestplugin.treeview import ImageView
 
 # What a lint item records of each warning, on its report (and in JUnit XML's properties):
@@ -39,7 +40,10 @@ class DockerPkgItem(pytest.Item):
     def repr_failure(
         self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None
     ) -> str | Any:
-        return worded(excinfo) or super().repr_failure(excinfo, style=style)
+        text = worded(excinfo)
+        if text is None:
+            return super().repr_failure(excinfo, style=style)
+        return state_of(self.config).shown(text)
 
     @property
     def shown(self) -> ImageView:
@@ -65,9 +69,10 @@ class LintItem(DockerPkgItem):
         self.findings = tuple(findings)
 
     def runtest(self) -> None:
+        shown = state_of(self.config).shown
         for finding in self.findings:
             if finding.severity is Severity.WARNING:
-                self.user_properties.append((WARNING_PROPERTY, str(finding)))
+                self.user_properties.append((WARNING_PROPERTY, shown(str(finding))))
         errors = [str(f) for f in self.findings if f.severity is Severity.ERROR]
         if errors:
             raise ItemError(errors)

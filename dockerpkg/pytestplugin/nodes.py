@@ -3,6 +3,7 @@ with its folder as location, holding the image's items."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -37,11 +38,36 @@ class TreeNode(pytest.Directory):
             yield ImageNode.from_parent(self, name=image.name, path=path, image=image)
         if view.outside:
             yield TreeLintItem.from_parent(self, name="lint", image=None, findings=view.outside)
+        if all(image.folder != "." for image in view.images):
+            yield from self._others()
+
+    def _others(self) -> Iterator[pytest.Item | pytest.Collector]:
+        """What pytest collects in the tree's other folders and files (the user's tests, when
+        the tree is the repository), as its own Dir would: image folders are left out, here
+        and, deeper, by the hooks' pytest_ignore_collect."""
+        images = state_of(self.config).image_folders()
+        ihook = self.ihook
+        for entry in sorted(os.scandir(self.path), key=lambda e: e.name):
+            path = Path(entry.path)
+            if path in images:
+                continue
+            initial = self.session.isinitpath(path, with_parents=entry.is_dir())
+            if not initial and ihook.pytest_ignore_collect(
+                collection_path=path, config=self.config
+            ):
+                continue
+            if entry.is_dir():
+                found = ihook.pytest_collect_directory(path=path, parent=self)
+                if found is not None:
+                    yield found
+            elif entry.is_file():
+                yield from ihook.pytest_collect_file(file_path=path, parent=self)
 
     def repr_failure(  # type: ignore[override]
         self, excinfo: pytest.ExceptionInfo[BaseException]
     ) -> str | Any:
-        return worded(excinfo) or super().repr_failure(excinfo)
+        text = worded(excinfo)
+        return super().repr_failure(excinfo) if text is None else state_of(self.config).shown(text)
 
 
 class ImageNode(pytest.Collector):
@@ -68,4 +94,5 @@ class ImageNode(pytest.Collector):
     def repr_failure(  # type: ignore[override]
         self, excinfo: pytest.ExceptionInfo[BaseException]
     ) -> str | Any:
-        return worded(excinfo) or super().repr_failure(excinfo)
+        text = worded(excinfo)
+        return super().repr_failure(excinfo) if text is None else state_of(self.config).shown(text)

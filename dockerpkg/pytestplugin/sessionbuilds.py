@@ -13,7 +13,7 @@ from dockerpkg.api.testsession import (
     SessionOptions,
     TestSession,
 )
-from dockerpkg.errors import DockerPkgError
+from dockerpkg.errors import DockerPkgError, error
 from dockerpkg.pytestplugin.settings import Settings
 
 
@@ -26,8 +26,12 @@ class SessionBuilds:
         settings: Settings,
         env: dict[str, str],
         wanted: Callable[[], Sequence[str]],
+        unplanned: Callable[[], Sequence[str]] = tuple,
     ) -> None:
         self._directory = directory
+        # The images whose render items fail: the plan reads the whole tree, so any of them
+        # stops every build of the run.
+        self._unplanned = unplanned
         self._options = SessionOptions(
             config_path=settings.config_path,
             env=env,
@@ -59,8 +63,8 @@ class SessionBuilds:
         try:
             results = self._session.build(pending if name in pending else [*pending, name])
         except DockerPkgError as exc:
-            self._refused = exc
-            raise
+            self._refused = _named_cause(exc, self._directory, self._unplanned())
+            raise self._refused from None
         self.warnings.extend(w for w in self._session.warnings if w not in self.warnings)
         return results[name]
 
@@ -79,6 +83,16 @@ class SessionBuilds:
             except DockerPkgError as exc:
                 # The session keeps its mark: the next one removes what is left.
                 self.warnings.append(f"the test session's images were not all removed: {exc}")
+
+
+def _named_cause(exc: DockerPkgError, directory: str, unplanned: Sequence[str]) -> DockerPkgError:
+    """EXC (the run refused) headed by its cause when it is an image that does not render:
+    the items of every other image would otherwise fail with that image's message."""
+    if not unplanned:
+        return exc
+    items = ", ".join(f"{name}::render" for name in unplanned)
+    head = error(directory, f"the tree does not plan: see {items}")
+    return DockerPkgError([head, *exc.problems])
 
 
 def not_built(result: ImageResult) -> str | None:

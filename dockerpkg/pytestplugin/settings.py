@@ -13,7 +13,7 @@ from dockerpkg.pytestplugin.options import CONFIG_KEY, TREE_KEY
 
 @attrs.frozen
 class Settings:
-    """The plugin's options, with the paths made absolute."""
+    """The plugin's options, with the paths made absolute (made relative in messages only)."""
 
     tree: Path
     config_path: str | None
@@ -40,8 +40,9 @@ def read_settings(config: pytest.Config) -> Settings:
     named = config.getoption("dockerpkg_config")
     ini = str(config.getini(CONFIG_KEY) or "")
     found = here / named if named else _ini_folder(config) / ini if ini else None
-    # Relative, as dockerpkg's command line names it in messages.
-    config_path = None if found is None else os.path.relpath(found)
+    # Absolute, so that a test changing folder cannot make it name another file; messages
+    # name it relative (PluginState.shown).
+    config_path = None if found is None else os.path.abspath(found)
     require = bool(config.getoption("dockerpkg_require_docker"))
     return Settings(
         # Absolute without following links: pytest's own paths, which it is compared with.

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
@@ -27,10 +28,18 @@ OFF = (
 class PluginState:
     """One run's state (kept in its config's stash: nothing global)."""
 
-    def __init__(self, settings: Settings, env: Mapping[str, str]) -> None:
+    def __init__(self, settings: Settings, env: Mapping[str, str], here: str) -> None:
         self.settings = settings
         self.env = dict(env)
+        # Absolute paths -> as messages name them (relative to HERE, where pytest started),
+        # worked out once: a test may change folder, the paths used stay absolute.
+        paths = [str(settings.tree), settings.config_path]
+        self._relative = sorted(
+            ((p, os.path.relpath(p, here)) for p in paths if p is not None),
+            key=lambda pair: -len(pair[0]),
+        )
         self._view: TreeView | DockerPkgError | None = None
+        self._folders: frozenset[Path] | None = None
         self._daemon: tuple[str | None] | None = None
         # Images whose Docker items (or dockerpkg_image parameters) the run holds once
         # collected and deselected: the first build builds them all, in one run.
@@ -41,8 +50,14 @@ class PluginState:
 
     @property
     def directory(self) -> str:
-        """The tree, as dockerpkg names it in messages and plans (relative to here)."""
-        return os.path.relpath(self.settings.tree)
+        """The tree's absolute path (messages name it relative: see shown)."""
+        return str(self.settings.tree)
+
+    def shown(self, text: str) -> str:
+        """TEXT (a message) with the tree's and the config's absolute paths made relative."""
+        for absolute, relative in self._relative:
+            text = text.replace(absolute, relative)
+        return text
 
     def view(self) -> TreeView:
         """The tree read, rendered and linted: once per run, whoever asks first."""
@@ -55,6 +70,15 @@ class PluginState:
         if isinstance(self._view, DockerPkgError):
             raise self._view
         return self._view
+
+    def image_folders(self) -> frozenset[Path]:
+        """The image folders' absolute paths (build contexts, not the user's tests)."""
+        if self._folders is None:
+            tree = self.settings.tree
+            self._folders = frozenset(
+                tree if i.folder == "." else tree / i.folder for i in self.view().images
+            )
+        return self._folders
 
     def daemon_problem(self) -> str | None:
         """Why Docker cannot be used (asked once per run), or None."""
@@ -82,11 +106,17 @@ class PluginState:
             # Loaded on first use: Docker's client is no part of a collection.
             from dockerpkg.pytestplugin.sessionbuilds import SessionBuilds
 
-            self._builds = SessionBuilds(self.directory, self.settings, self.env, self._want)
+            self._builds = SessionBuilds(
+                self.directory, self.settings, self.env, self._want, self._unplanned
+            )
         return self._builds
 
     def _want(self) -> tuple[str, ...]:
         return self.wanted
+
+    def _unplanned(self) -> tuple[str, ...]:
+        """The images that do not render (the tree then does not plan)."""
+        return tuple(i.name for i in self.view().images if i.errors)
 
     def session_warnings(self) -> list[str]:
         """What the test session asks to say (leftovers of dead sessions it removed)."""

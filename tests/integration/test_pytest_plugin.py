@@ -5,12 +5,14 @@ the fixtures' run, file and config on a built image, and nothing left behind."""
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
 import docker
 import pytest
 
+from dockerpkg.effects.sessionmarks import marks_folder
 from tests.integration.test_build import Site, SiteFactory
 from tests.support.plugintrees import copy_tree
 
@@ -100,8 +102,9 @@ def run_tree(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
     )
 
 
-def leftovers(client: docker.DockerClient) -> tuple[list[str], list[str]]:
-    """The session tags of the plugin tree's images, and the session's containers."""
+def leftovers(client: docker.DockerClient) -> tuple[list[str], list[str], list[str], list[str]]:
+    """The session tags of the plugin tree's images, the sessions' containers and labelled
+    (committed) images, and the sessions' marks."""
     tags = [
         tag
         for image in client.api.images()
@@ -111,7 +114,8 @@ def leftovers(client: docker.DockerClient) -> tuple[list[str], list[str]]:
     containers = [
         str(c.id) for c in client.containers.list(all=True, filters={"label": SESSION_LABEL})
     ]
-    return tags, containers
+    images = [str(i.id) for i in client.images.list(all=True, filters={"label": SESSION_LABEL})]
+    return tags, containers, images, sorted(os.listdir(marks_folder()))
 
 
 def test_three_images_build_once_and_run_every_check(
@@ -158,9 +162,34 @@ def test_a_failing_parent_fails_its_children_without_building_them(
     result.stdout.fnmatch_lines(["*tree::plugin-base::build FAILED*"])
     for child in ("plugin-child-a", "plugin-child-b"):
         result.stdout.fnmatch_lines([f"*tree::{child}::build FAILED*"])
+    # The children's test.sh and check items fail as their builds do, without a second run.
+    for item in ("plugin-child-b::test.sh", "plugin-child-b::the child knows itself"):
+        result.stdout.fnmatch_lines([f"*tree::{item} FAILED*"])
     result.stdout.fnmatch_lines(["*_ plugin-child-a build _*", "parent failed*"])
-    # No item passed: nothing was built to run them on.
+    result.stdout.fnmatch_lines(["*_ plugin-child-b the child knows itself _*", "parent failed*"])
+    result.stdout.fnmatch_lines(
+        ["session builds: [('plugin-base', 'plugin-child-a', 'plugin-child-b')]"]
+    )
+    # No item passed: nothing was built to run them on (child-a's test.sh: none, skipped).
     assert result.parseoutcomes().get("passed", 0) == 0
+    assert leftovers(docker_client) == before
+
+
+def test_a_tree_that_does_not_plan_names_the_image_at_fault(
+    pytester: pytest.Pytester, tree: Path, docker_client: docker.DockerClient
+) -> None:
+    (tree / "child-a" / "Dockerfile.template").write_text("FROM {{ no_such_variable }\n")
+    before = leftovers(docker_client)
+    result = run_tree(pytester)
+    # One run builds what the run selects, child-a with it: the plan of it fails, and every
+    # Docker item says where the cause is.
+    result.stdout.fnmatch_lines(["*tree::plugin-child-a::render FAILED*"])
+    result.stdout.fnmatch_lines(["*tree::plugin-child-b::render PASSED*"])
+    result.stdout.fnmatch_lines(["*tree::plugin-child-b::build FAILED*"])
+    result.stdout.fnmatch_lines(["*_ plugin-child-b build _*"])
+    result.stdout.fnmatch_lines(
+        ["tree: error: the tree does not plan: see plugin-child-a::render", "child-a/*error*"]
+    )
     assert leftovers(docker_client) == before
 
 

@@ -329,3 +329,83 @@ def test_a_closed_session_leaves_the_classic_builders_cache(
         logs.append(Path(session.run_dir, f"{name}.log").read_text(encoding="utf-8"))
     assert "Using cache" not in logs[0]
     assert "Using cache" in logs[1]  # the tag went, the layer beneath stayed
+
+
+_WAITING = """
+import os, signal, sys, time
+import docker
+from dockerpkg.api.testsession import SessionOptions, TestSession
+tree, config, marks, name = sys.argv[1:]
+try:
+    with TestSession(tree, SessionOptions(config, dict(os.environ)), marks=marks) as session:
+        label = session.build([name])[name].label
+        # As a check's setup commands leave it: an untagged image with the session's label.
+        client = docker.from_env()
+        made = client.containers.create(label, ["true"], labels=dict(session.container_labels))
+        committed = made.commit().id
+        print(session.suffix, committed, flush=True)
+        time.sleep(120)  # outside any run: a test, a check
+except KeyboardInterrupt:
+    print("interrupted", flush=True)
+print("closed", signal.getsignal(signal.SIGTERM) is signal.SIG_DFL, flush=True)
+"""
+
+
+def _image_exists(client: docker.DockerClient, image: str) -> bool:
+    try:
+        client.images.get(image)
+    except docker.errors.ImageNotFound:
+        return False
+    return True
+
+
+def _waiting_session(
+    site: Site, options: SessionOptions, marks: str, name: str
+) -> subprocess.Popen[str]:
+    script = [_WAITING, str(site.tree), options.config_path or "", marks, name]
+    return subprocess.Popen([sys.executable, "-c", *script], stdout=subprocess.PIPE, text=True)
+
+
+def test_sigterm_outside_a_run_closes_the_session(
+    site: Site, options: SessionOptions, marks: str, docker_client: docker.DockerClient
+) -> None:
+    parent, _, _ = write_family(site)
+    session = _waiting_session(site, options, marks, parent)
+    try:
+        assert session.stdout is not None
+        suffix, committed = session.stdout.readline().split()
+        assert _image_exists(docker_client, committed)
+        session.send_signal(signal.SIGTERM)
+        out, _ = session.communicate(timeout=120)
+    finally:
+        session.kill()
+        session.wait()
+    assert out.split() == ["interrupted", "closed", "True"]
+    assert session.returncode == 0
+    assert [t for t in cleanup.tags_under(docker_client, "") if t.endswith(suffix)] == []
+    assert not _image_exists(docker_client, committed)
+    assert os.listdir(marks) == []
+
+
+def test_the_next_session_removes_a_killed_ones_committed_images(
+    site: Site,
+    options: SessionOptions,
+    marks: str,
+    sessions: list[TestSession],
+    docker_client: docker.DockerClient,
+) -> None:
+    parent, _, _ = write_family(site)
+    killed = _waiting_session(site, options, marks, parent)
+    try:
+        assert killed.stdout is not None
+        suffix, committed = killed.stdout.readline().split()
+    finally:
+        killed.send_signal(signal.SIGKILL)
+        killed.wait()
+    assert _image_exists(docker_client, committed)
+    session = open_session(sessions, site, options, marks)
+    session.build([parent])
+    assert len(session.warnings) == 1
+    assert session.warnings[0].endswith(", 1 committed image(s)")
+    assert not _image_exists(docker_client, committed)
+    assert [t for t in cleanup.tags_under(docker_client, "") if t.endswith(suffix)] == []

@@ -272,6 +272,15 @@ def test_without_docker_the_docker_items_are_skipped_with_the_reason(
     result.stdout.fnmatch_lines(
         [f"SKIPPED * cannot reach the Docker daemon (DOCKER_HOST={DEAD_DOCKER})*"]
     )
+    # Each skip is reported at its item (the file it runs), not where the plugin raises it.
+    result.stdout.fnmatch_lines(
+        [
+            "SKIPPED [[]1] tree/base/Dockerfile.template:1: cannot reach*",
+            "SKIPPED [[]1] tree/base/test.sh:1: cannot reach*",
+        ],
+        consecutive=False,
+    )
+    assert "state.py" not in result.stdout.str()
 
 
 def test_require_docker_fails_the_docker_items(
@@ -329,23 +338,41 @@ def test_structure_checks_are_skipped_without_docker(
     result.assert_outcomes(passed=2, skipped=2 + 4, deselected=2 * len((*ITEMS, *DOCKER_ITEMS)))
 
 
-def test_a_structure_tests_file_that_cannot_be_read_is_the_images_collection_error(
-    pytester: pytest.Pytester, tree: Path
-) -> None:
-    (tree / "child-b" / "structure-tests.yaml").write_text(
-        "schemaVersion: 2.0.0\ncommandTests:\n  - name: no command\n"
-    )
-    result = with_tree(pytester, "--dockerpkg-build")
-    # As for any collection error, pytest runs nothing (--continue-on-collection-errors).
-    assert result.ret == pytest.ExitCode.INTERRUPTED
-    result.assert_outcomes(errors=1)
-    result.stdout.fnmatch_lines(
-        [
-            "*ERROR collecting tree*",
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (
+            b"schemaVersion: 2.0.0\ncommandTests:\n  - name: no command\n",
             "child-b/structure-tests.yaml:3: error: *",
-            "ERROR tree::plugin-child-b",
-        ]
+        ),
+        (
+            b"schemaVersion: 2.0.0\n# caf\xe9\n",
+            "child-b/structure-tests.yaml:2: error: not UTF-8 text (byte 0xe9)",
+        ),
+        (
+            b"# " + b"x" * (256 * 1024) + b"\n",
+            "child-b/structure-tests.yaml: error: larger than 256 KiB",
+        ),
+    ],
+    ids=["bad-yaml", "not-utf-8", "too-big"],
+)
+def test_a_structure_tests_file_that_cannot_be_read_is_one_failing_item(
+    pytester: pytest.Pytester,
+    tree: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    content: bytes,
+    message: str,
+) -> None:
+    monkeypatch.setenv("DOCKER_HOST", DEAD_DOCKER)
+    (tree / "child-b" / "structure-tests.yaml").write_bytes(content)
+    result = with_tree(pytester, "--dockerpkg-build", "-rfs")
+    # The file's item fails with the located message; the image's other items, and the rest
+    # of the tree, still run (the Docker items skip: no daemon).
+    result.assert_outcomes(
+        passed=len(IMAGES) * len(ITEMS), skipped=len(IMAGES) * len(DOCKER_ITEMS), failed=1
     )
+    result.stdout.fnmatch_lines([message])
+    result.stdout.fnmatch_lines(["FAILED tree::plugin-child-b::structure-tests.yaml*"])
     assert "Traceback" not in result.stdout.str()
 
 
@@ -367,6 +394,38 @@ def test_without_the_build_option_structure_tests_yaml_is_not_read(
     result.assert_outcomes(passed=len(IMAGES) * len(ITEMS))
     assert "says hello" not in result.stdout.str()
     assert "structure-tests.yaml" not in result.stdout.str()
+
+
+def test_the_users_tests_inside_the_tree_are_collected_as_usual(
+    pytester: pytest.Pytester, tree: Path
+) -> None:
+    (tree / "tests").mkdir()
+    (tree / "tests" / "test_own.py").write_text("def test_own():\n    pass\n")
+    # In a build context: a file of the image, not a test of the user's.
+    (tree / "base" / "test_in_image.py").write_text("def test_in_image():\n    assert False\n")
+    pytester.chdir()
+    with_everything = with_tree(pytester, "--collect-only", "-q")
+    assert collected(with_everything) == [
+        *(f"tree::{image}::{item}" for image in IMAGES for item in ITEMS),
+        "tree/tests/test_own.py::test_own",
+    ]
+    only_mine = with_tree(pytester, "tree/tests", "-v")
+    only_mine.assert_outcomes(passed=1)
+
+
+def test_a_tree_that_is_the_rootdir_keeps_the_users_tests(
+    pytester: pytest.Pytester, tree: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tree / "tests").mkdir()
+    (tree / "tests" / "test_own.py").write_text("def test_own():\n    pass\n")
+    (tree / "pytest.ini").write_text("[pytest]\n")
+    monkeypatch.chdir(tree)
+    result = run(pytester, "--dockerpkg", ".", "--dockerpkg-config", "../tree-config.yaml")
+    result.assert_outcomes(passed=1 + len(IMAGES) * len(ITEMS))
+    only_mine = run(
+        pytester, "--dockerpkg", ".", "--dockerpkg-config", "../tree-config.yaml", "tests"
+    )
+    only_mine.assert_outcomes(passed=1)
 
 
 def test_without_the_build_option_nothing_of_docker_or_structure_tests_is_loaded(

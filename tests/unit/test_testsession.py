@@ -319,3 +319,45 @@ class TestSessionWithoutDocker:
         with session, pytest.raises(DockerPkgError, match="image native is not built yet"):
             session.probe("native")
         assert session.result("native") is None
+
+
+def test_a_sweep_that_fails_is_a_warning_and_the_dead_mark_stays(tmp_path: Path) -> None:
+    marks = marks_folder(str(tmp_path / "marks"))
+    dead = "0123456789ab"
+    Path(marks, f"{dead}.live").write_text("")  # no one holds its lock: a dead session's
+    env = {"DOCKER_HOST": "unix:///nonexistent/dockerpkg-test.sock"}
+    session = TestSession(str(tmp_path), SessionOptions(None, env), marks=marks)
+    try:
+        session._sweep()  # the daemon does not answer: the removal fails
+        assert len(session.warnings) == 1
+        assert session.warnings[0].startswith(
+            f"could not remove what test sessions {dead} left (they were killed); "
+            "the next session tries again: "
+        )
+        # Kept, and unlocked: the next session finds it dead and tries again.
+        assert [m.session_id for m in dead_marks(marks, but=session.id)] == [dead]
+    finally:
+        session.close()
+
+
+_TERM_OUTSIDE_A_RUN = """
+import os, signal, sys
+from dockerpkg.api.testsession import SessionOptions, TestSession
+session = TestSession(sys.argv[1], SessionOptions(None, {}), marks=sys.argv[2])
+try:
+    os.kill(os.getpid(), signal.SIGTERM)
+except KeyboardInterrupt:
+    print("interrupted", flush=True)
+session.close()
+print(signal.getsignal(signal.SIGTERM) is signal.SIG_DFL, flush=True)
+"""
+
+
+def test_sigterm_while_a_session_is_open_raises_keyboardinterrupt(tmp_path: Path) -> None:
+    script = [_TERM_OUTSIDE_A_RUN, str(tmp_path), str(tmp_path / "marks")]
+    done = subprocess.run(
+        [sys.executable, "-c", *script], check=False, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    # Raised where the signal landed, and the previous handler is back once closed.
+    assert done.stdout.split() == ["interrupted", "True"]
