@@ -409,3 +409,26 @@ def test_the_next_session_removes_a_killed_ones_committed_images(
     assert session.warnings[0].endswith(", 1 committed image(s)")
     assert not _image_exists(docker_client, committed)
     assert [t for t in cleanup.tags_under(docker_client, "") if t.endswith(suffix)] == []
+
+
+def test_a_registry_that_does_not_answer_does_not_stop_a_session(
+    site: Site,
+    options: SessionOptions,
+    marks: str,
+    sessions: list[TestSession],
+) -> None:
+    # A laptop away from the production registry: the session asks it nothing (no registry
+    # holds a session's tags), and the base's pull falls back to the daemon's copy.
+    parent, good, _ = write_family(site)
+    first = open_session(sessions, site, options, marks)
+    assert first.build([parent])[parent].build is BuildOutcome.BUILT  # pulls the base
+    site.registry.stop()
+    try:
+        second = open_session(sessions, site, options, marks)
+        results = second.build([good])
+    finally:
+        site.registry.start()
+    assert results[parent].build is BuildOutcome.BUILT, results[parent].message
+    assert results[good].build is BuildOutcome.BUILT, results[good].message
+    assert results[good].verify is VerifyOutcome.PASSED, results[good].message
+    assert results[good].label.endswith(second.suffix)
