@@ -17,8 +17,8 @@ from dockerpkg.api.run import PlanRequest, version_suffix
 from dockerpkg.api.sessionsignals import stopping_on_signals
 from dockerpkg.api.testsession import SessionOptions, TestSession
 from dockerpkg.core.labels import is_docker_tag
-from dockerpkg.core.plan import FORMAT_VERSION, BuildOptions, Op, Plan
-from dockerpkg.core.planner import Observed, plan_build
+from dockerpkg.core.plan import FORMAT_VERSION, Op, Plan
+from dockerpkg.core.planner import Observed
 from dockerpkg.core.report import Outcome, Report, StepOutcome
 from dockerpkg.core.serialize import plan_from_json, plan_to_json
 from dockerpkg.core.testsession import (
@@ -32,9 +32,9 @@ from dockerpkg.core.tree import Tree, load_tree
 from dockerpkg.effects.sessionmarks import dead_marks, marks_folder, take_mark
 from dockerpkg.effects.tree import read_snapshot
 from dockerpkg.errors import DockerPkgError
-from tests.support.compat import COMPAT, case_config
+from tests.support.compat import case_config
+from tests.unit.test_planner import CASE, make
 
-CASE = COMPAT / "11-versions"
 R = "registry.example.org/"
 SUFFIX = session_suffix("0123456789ab")
 
@@ -46,17 +46,6 @@ def tree_with(suffix: str = "") -> Tree:
 @pytest.fixture(scope="module")
 def tree() -> Tree:
     return tree_with(SUFFIX)
-
-
-def make(tree: Tree, observed: Observed, **options: object) -> Plan:
-    return plan_build(
-        tree,
-        case_config(CASE),
-        observed,
-        directory="images",
-        digest="sha256:test",
-        options=BuildOptions(**options),  # type: ignore[arg-type]
-    )
 
 
 def built(plan: Plan) -> list[str]:
