@@ -60,9 +60,9 @@ def test_an_ignored_sigterm_stays_ignored() -> None:
 
 def test_a_handler_python_did_not_set_is_left_alone(monkeypatch: pytest.MonkeyPatch) -> None:
     # signal.getsignal() says None for a handler installed outside Python.
-    monkeypatch.setattr(sessionsignals.signal, "getsignal", lambda signum: None)
+    monkeypatch.setattr(signal, "getsignal", lambda signum: None)
     calls: list[object] = []
-    monkeypatch.setattr(sessionsignals.signal, "signal", lambda *args: calls.append(args))
+    monkeypatch.setattr(signal, "signal", lambda *args: calls.append(args))
     guard = TermGuard()
     session = TermAsInterrupt(guard)
     session.restore()  # no TypeError from signal.signal(SIGTERM, None)
