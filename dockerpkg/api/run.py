@@ -69,8 +69,9 @@ class PlanRequest:
     engine: BuildEngine | None = None  # None: DOCKER_BUILDKIT in ENV, else the config's
     secrets: tuple[SecretSource, ...] = ()  # --secret and --ssh, over the config's
     offline: bool = False  # observe nothing: nothing is built or published
-    # False: observe the daemon only (a test session: no registry holds its tags, and one
-    # that cannot be reached must not stop it); bases are still pulled unless `pull` is off.
+    # False: the tree's registry is not asked (a test session: no registry holds its tags,
+    # and one that cannot be reached must not stop it); with pin_bases the bases' own
+    # registries still are; bases are still pulled unless `pull` is off.
     ask_registry: bool = True
     # `plan`: render every Dockerfile, read the published definitions (drift); `build`
     # renders only what it builds.

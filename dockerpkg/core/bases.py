@@ -356,10 +356,15 @@ def pin_plan(plan: Plan, pins: Mapping[str, str]) -> Plan:
 
 
 def pins_of(
-    bases: Iterable[str], digests: Mapping[str, str], offline: bool
+    bases: Iterable[str],
+    digests: Mapping[str, str],
+    offline: bool,
+    unknown: Mapping[str, str] | None = None,
 ) -> tuple[dict[str, str], list[str]]:
     """For `pin_bases`: the digest to hold each of BASES to (from DIGESTS, observed when
-    planning), and notes for those it cannot."""
+    planning), and notes for those it cannot: UNKNOWN says why a base's registry did not
+    answer; the others were not found there."""
+    unknown = unknown or {}
     wanted = sorted({base for base in bases if "@" not in base})
     if offline:
         return {}, [
@@ -368,7 +373,10 @@ def pins_of(
         ]
     pins = {base: digests[base] for base in wanted if base in digests}
     notes = [
-        f"pin_bases: {base} was not found in its registry: not pinned"
+        f"pin_bases: the digest of {base} is unknown (its registry did not answer: "
+        f"{unknown[base]}): not pinned"
+        if base in unknown
+        else f"pin_bases: {base} was not found in its registry: not pinned"
         for base in wanted
         if base not in pins
     ]

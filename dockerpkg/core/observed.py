@@ -37,6 +37,8 @@ class Observed:
     base_digests: Mapping[str, str] = attrs.field(factory=dict)
     # Base references asked about that their registry does not hold (deleted, renamed).
     bases_absent: frozenset[str] = frozenset()
+    # Base reference -> why its digest is unknown (its registry did not answer).
+    bases_unknown: Mapping[str, str] = attrs.field(factory=dict)
     # What could not be observed, for the plan's notes (a registry of base images down).
     problems: tuple[str, ...] = ()
     # all_or_nothing: label -> what an earlier run staged for it (the identity its label

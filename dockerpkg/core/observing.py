@@ -64,10 +64,12 @@ class BaseQuestions:
 @attrs.frozen
 class BaseAnswers:
     """What the registries of base images said: each base label's manifest digest (None:
-    not there), and the error of each registry that did not answer (its bases unjudged)."""
+    not there), and the error of each registry that did not answer (its bases unjudged),
+    also by base label (UNKNOWN), for the notes of pin_bases."""
 
     digests: Mapping[str, str | None] = attrs.field(factory=dict)
     failures: tuple[str, ...] = ()
+    unknown: Mapping[str, str] = attrs.field(factory=dict)
 
 
 def asks_latest(config: Config, credentials: bool) -> bool:
@@ -184,6 +186,7 @@ def fold_observed(
         },
         base_digests={label: d for label, d in bases.digests.items() if d is not None},
         bases_absent=frozenset(label for label, d in bases.digests.items() if d is None),
+        bases_unknown=dict(bases.unknown),
         problems=tuple(f"cannot tell whether base images moved: {e}" for e in bases.failures),
         staged=_staged(tree, config, refs, answers) if asked.staging else {},
         local_identities={

@@ -314,7 +314,7 @@ def _finished(plan: Plan, tree: Tree, config: Config, observed: Observed) -> Pla
     if not config.pin_bases:
         return plan
     bases = [base for image in tree.images.values() for base in image.bases]
-    pins, notes = pins_of(bases, observed.base_digests, observed.offline)
+    pins, notes = pins_of(bases, observed.base_digests, observed.offline, observed.bases_unknown)
     return attrs.evolve(pin_plan(plan, pins), notes=plan.notes + tuple(notes))
 
 

@@ -6,7 +6,8 @@ pattern passes when it matches anywhere in the text (Go's MatchString)."""
 
 from __future__ import annotations
 
-import attrs
+from typing import Any
+
 import re2
 
 # Go refuses a parse tree higher than 1000; groups nested this deep are that high at least.
@@ -21,12 +22,32 @@ class GoRegexError(ValueError):
     """A pattern Go would refuse."""
 
 
-@attrs.frozen
-class GoPattern:
-    """A pattern Go takes, compiled."""
+class GoPattern(str):
+    """A pattern Go takes, compiled once. It is the pattern's text (so the checks holding it
+    compare, print and pickle as text) and keeps its compiled form, so running a check does
+    not compile it again. Immutable, as the str it is."""
 
-    pattern: str
     _compiled: re2._Regexp[str]
+
+    def __new__(cls, pattern: str, compiled: re2._Regexp[str]) -> GoPattern:
+        made = super().__new__(cls, pattern)
+        object.__setattr__(made, "_compiled", compiled)
+        return made
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"a GoPattern is immutable: cannot set {name}")
+
+    def __reduce__(self) -> tuple[Any, tuple[str]]:
+        return compile_go, (str(self),)
+
+    @property
+    def pattern(self) -> str:
+        return str(self)
+
+    @property
+    def cost(self) -> int:
+        """Its size as RE2 compiled it (instructions): what compiling it took, about."""
+        return int(self._compiled.programsize)
 
     def matches(self, text: str) -> bool:
         """Whether the pattern matches anywhere in TEXT."""
@@ -50,8 +71,10 @@ def compile_go(pattern: str) -> GoPattern:
 
 
 def go_match(pattern: str, text: str) -> bool:
-    """Whether PATTERN (a valid Go pattern) matches anywhere in TEXT."""
-    return compile_go(pattern).matches(text)
+    """Whether PATTERN (a valid Go pattern) matches anywhere in TEXT; a GoPattern (as the
+    checks parse_structure_tests reads hold) is not compiled again."""
+    compiled = pattern if isinstance(pattern, GoPattern) else compile_go(pattern)
+    return compiled.matches(text)
 
 
 def _refuse_what_go_refuses(pattern: str) -> None:

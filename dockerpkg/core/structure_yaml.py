@@ -35,7 +35,7 @@ from dockerpkg.core.structure import (
     StructureCheck,
     StructureTests,
 )
-from dockerpkg.core.structure_regex import GoRegexError, compile_go
+from dockerpkg.core.structure_regex import GoPattern, GoRegexError, compile_go
 from dockerpkg.errors import DockerPkgError, Location
 
 SCHEMA_VERSION = "2.0.0"
@@ -49,6 +49,10 @@ _GO_INT = range(-(2**63), 2**63)
 # A file nests 5 deep (file, section, test, setup, command); deeper is not a structure-tests
 # file, and composing it would run out of Python's stack.
 _MAX_DEPTH = 32
+# What one file's distinct patterns may cost to compile: RE2 instructions in all (about a
+# microsecond each; `\pL{1000}` is 1.2 million, common patterns a few dozen), and how many.
+_MAX_PATTERN_COST = 4_000_000
+_MAX_PATTERNS = 10_000
 # Characters no check name may hold: its pytest id must stay one line, selectable with -k
 # and on the command line.
 _NAME_CATEGORIES = frozenset({"Cc", "Cs", "Zl", "Zp"})
@@ -127,7 +131,7 @@ def parse_structure_tests(text: str, where: str) -> StructureTests:
     except YAMLError as exc:
         raise DockerPkgError.single(where, f"not valid YAML ({type(exc).__name__})") from None
     try:
-        checks = _document(root)
+        checks = _document(root, _Patterns())
     except _BadError as bad:
         raise DockerPkgError.single(where, bad.message, _line(bad.node)) from None
     seen: dict[str, StructureCheck] = {}
@@ -165,7 +169,7 @@ def _check_depth(text: str, where: str) -> None:
             depth -= 1
 
 
-def _document(root: Node | None) -> list[StructureCheck]:
+def _document(root: Node | None, patterns: _Patterns) -> list[StructureCheck]:
     if root is None or (isinstance(root, ScalarNode) and root.tag == _NULL):
         raise _BadError(root, f"empty file: expected 'schemaVersion: {SCHEMA_VERSION}' and tests")
     fields = _mapping(root, _TOP, "the file")
@@ -183,13 +187,20 @@ def _document(root: Node | None) -> list[StructureCheck]:
         if node is not None and not _empty(node):
             raise _BadError(node, f"'{key}': {why}")
     checks = [
-        *_items(fields.get(CheckKind.COMMAND.value), CheckKind.COMMAND, _command),
-        *_items(fields.get(CheckKind.FILE_CONTENT.value), CheckKind.FILE_CONTENT, _content),
-        *_items(fields.get(CheckKind.FILE_EXISTENCE.value), CheckKind.FILE_EXISTENCE, _existence),
+        *_items(fields.get(CheckKind.COMMAND.value), CheckKind.COMMAND, _command, patterns),
+        *_items(
+            fields.get(CheckKind.FILE_CONTENT.value), CheckKind.FILE_CONTENT, _content, patterns
+        ),
+        *_items(
+            fields.get(CheckKind.FILE_EXISTENCE.value),
+            CheckKind.FILE_EXISTENCE,
+            _existence,
+            patterns,
+        ),
     ]
     metadata = fields.get(CheckKind.METADATA.value)
     if metadata is not None and not _empty(metadata):
-        spec = _metadata(_mapping(metadata, _METADATA, "the metadata test"))
+        spec = _metadata(_mapping(metadata, _METADATA, "the metadata test"), patterns)
         # An all-empty metadata test is not run, as container-structure-test skips it.
         if spec != MetadataSpec():
             key = next(k for k, v in root.value if v is metadata)
@@ -199,7 +210,10 @@ def _document(root: Node | None) -> list[StructureCheck]:
 
 
 def _items(
-    node: Node | None, kind: CheckKind, read: Callable[[dict[str, Node]], Any]
+    node: Node | None,
+    kind: CheckKind,
+    read: Callable[[dict[str, Node], _Patterns], Any],
+    patterns: _Patterns,
 ) -> list[StructureCheck]:
     checks = []
     what = {
@@ -214,7 +228,7 @@ def _items(
             raise _BadError(fields.get("name", item), f"{what[0]} without a 'name'")
         _check_name(fields["name"], name)
         try:
-            spec = read(fields)
+            spec = read(fields, patterns)
         except _BadError as bad:
             node = item if bad.node is None else bad.node
             raise _BadError(node, f"{what[0][2:]} '{name}': {bad.message}") from None
@@ -240,11 +254,11 @@ def _check_name(node: Node, name: str) -> None:
         )
 
 
-def _command(fields: dict[str, Node]) -> CommandSpec:
+def _command(fields: dict[str, Node], patterns: _Patterns) -> CommandSpec:
     command = _text(fields["command"]) if "command" in fields else ""
     if not command:
         raise _BadError(fields.get("command"), "'command' is missing or empty")
-    env = _pairs(fields.get("envVars"), "envVars")
+    env = _pairs(fields.get("envVars"), "envVars", patterns)
     for pair, node in zip(env, _sequence(fields.get("envVars"), "envVars"), strict=True):
         if not pair.key or not pair.value:
             raise _BadError(node, "each of 'envVars' needs a non-empty 'key' and 'value'")
@@ -253,15 +267,15 @@ def _command(fields: dict[str, Node]) -> CommandSpec:
         env=env,
         setup=_commands(fields.get("setup"), "setup"),
         teardown=_commands(fields.get("teardown"), "teardown"),
-        expected_output=_patterns(fields.get("expectedOutput"), "expectedOutput"),
-        excluded_output=_patterns(fields.get("excludedOutput"), "excludedOutput"),
-        expected_error=_patterns(fields.get("expectedError"), "expectedError"),
-        excluded_error=_patterns(fields.get("excludedError"), "excludedError"),
+        expected_output=_patterns(fields.get("expectedOutput"), "expectedOutput", patterns),
+        excluded_output=_patterns(fields.get("excludedOutput"), "excludedOutput", patterns),
+        expected_error=_patterns(fields.get("expectedError"), "expectedError", patterns),
+        excluded_error=_patterns(fields.get("excludedError"), "excludedError", patterns),
         exit_code=_int(fields["exitCode"], "exitCode") if "exitCode" in fields else 0,
     )
 
 
-def _existence(fields: dict[str, Node]) -> FileExistenceSpec:
+def _existence(fields: dict[str, Node], patterns: _Patterns) -> FileExistenceSpec:
     executable = _text(fields["isExecutableBy"]) if "isExecutableBy" in fields else ""
     if executable and executable.upper() not in ExecutableBy.__members__:
         raise _BadError(
@@ -286,17 +300,17 @@ def _existence(fields: dict[str, Node]) -> FileExistenceSpec:
     )
 
 
-def _content(fields: dict[str, Node]) -> FileContentSpec:
+def _content(fields: dict[str, Node], patterns: _Patterns) -> FileContentSpec:
     return FileContentSpec(
         path=_path(fields),
-        expected=_patterns(fields.get("expectedContents"), "expectedContents"),
-        excluded=_patterns(fields.get("excludedContents"), "excludedContents"),
+        expected=_patterns(fields.get("expectedContents"), "expectedContents", patterns),
+        excluded=_patterns(fields.get("excludedContents"), "excludedContents", patterns),
     )
 
 
-def _metadata(fields: dict[str, Node]) -> MetadataSpec:
-    env = _pairs(fields.get("envVars"), "envVars")
-    labels = _pairs(fields.get("labels"), "labels")
+def _metadata(fields: dict[str, Node], patterns: _Patterns) -> MetadataSpec:
+    env = _pairs(fields.get("envVars"), "envVars", patterns)
+    labels = _pairs(fields.get("labels"), "labels", patterns)
     for key, pairs in (("envVars", env), ("labels", labels)):
         for pair, node in zip(pairs, _sequence(fields.get(key), key), strict=True):
             if not pair.key:
@@ -308,7 +322,7 @@ def _metadata(fields: dict[str, Node]) -> MetadataSpec:
     for key in ("exposedPorts", "volumes"):
         if "" in lists[key]:
             raise _BadError(fields[key], f"'{key}' holds an empty entry")
-    unbound = _pairs(fields.get("unboundEnvVars"), "unboundEnvVars")
+    unbound = _pairs(fields.get("unboundEnvVars"), "unboundEnvVars", patterns)
     return MetadataSpec(
         env=env,
         unbound_env=tuple(pair.key for pair in unbound),
@@ -392,31 +406,62 @@ def _commands(node: Node | None, key: str) -> tuple[tuple[str, ...], ...]:
     return tuple(commands)
 
 
-def _patterns(node: Node | None, key: str) -> tuple[str, ...]:
-    items = _sequence(node, key)
-    for item in items:
-        _pattern(item, key)
-    return tuple(_text(item) for item in items)
+def _patterns(node: Node | None, key: str, patterns: _Patterns) -> tuple[str, ...]:
+    return tuple(patterns.compiled(item, key) for item in _sequence(node, key))
 
 
-def _pattern(node: Node, key: str) -> None:
-    try:
-        compile_go(_text(node))
-    except GoRegexError as exc:
-        raise _BadError(node, f"bad pattern in '{key}': {exc}") from None
+class _Patterns:
+    """The patterns of one file, each distinct one compiled once (YAML aliases repeat a
+    pattern at no cost to the file's writer) and kept with the checks that use it, so
+    running them compiles nothing. Compiling is the one costly step of reading a file (a
+    pattern Go takes may compile to a million instructions): past _MAX_PATTERNS distinct
+    patterns or _MAX_PATTERN_COST instructions in all, the file is refused where the
+    pattern crossing the line is written."""
+
+    def __init__(self) -> None:
+        self._known: dict[str, GoPattern] = {}
+        self._cost = 0
+
+    def compiled(self, node: Node, key: str) -> GoPattern:
+        text = _text(node)
+        known = self._known.get(text)
+        if known is not None:
+            return known
+        if len(self._known) >= _MAX_PATTERNS:
+            raise _BadError(
+                node,
+                f"more than {_MAX_PATTERNS} different patterns in one file: compiling them "
+                "all would take too long",
+            )
+        try:
+            pattern = compile_go(text)
+        except GoRegexError as exc:
+            raise _BadError(node, f"bad pattern in '{key}': {exc}") from None
+        self._cost += pattern.cost
+        if self._cost > _MAX_PATTERN_COST:
+            raise _BadError(
+                node,
+                f"the file's patterns compile to more than {_MAX_PATTERN_COST:,} "
+                f"instructions in all (this one in '{key}': {pattern.cost:,}): compiling "
+                "them would take too long; use fewer or simpler patterns (a repetition such "
+                "as \\pL{1000} costs about a million)",
+            )
+        self._known[text] = pattern
+        return pattern
 
 
-def _pairs(node: Node | None, key: str) -> tuple[EnvVar, ...]:
+def _pairs(node: Node | None, key: str, patterns: _Patterns) -> tuple[EnvVar, ...]:
     pairs = []
     for item in _sequence(node, key):
         fields = _mapping(item, _PAIR, f"an entry of '{key}'")
         is_regex = _bool(fields["isRegex"], "isRegex") if "isRegex" in fields else False
+        value = _text(fields["value"]) if "value" in fields else ""
         if is_regex and "value" in fields:
-            _pattern(fields["value"], key)
+            value = patterns.compiled(fields["value"], key)
         pairs.append(
             EnvVar(
                 key=_text(fields["key"]) if "key" in fields else "",
-                value=_text(fields["value"]) if "value" in fields else "",
+                value=value,
                 is_regex=is_regex,
             )
         )

@@ -89,13 +89,14 @@ class Observation:
         if daemon and len(builders) < 2:
             self._local = self._pool.submit(self._local_images, dict(env))
         # Without REGISTRY (a test session, whose tags no registry holds) nothing is asked
-        # of it: nothing counts as published, no base digest is known.
+        # of it: nothing counts as published.
         asking = questions(config, refs, latest=self._latest, staging=staging) if registry else []
         self._answers = self._pool.submit(self._ask, asking, self._cancel)
         # `plan` (which reads the labels) compares bases and pin_bases holds builds to them:
-        # otherwise a no-op build asks nothing more.
+        # otherwise a no-op build asks nothing more. A test session asks too with pin_bases,
+        # so it builds FROM the lines `build` would: it pulls from those registries anyway.
         self._bases: Future[BaseAnswers] | None = None
-        if registry and (definitions or config.pin_bases):
+        if config.pin_bases or (registry and definitions):
             self._bases = self._pool.submit(self._base_digests, self._cancel)
 
     def _local_images(self, env: Mapping[str, str]) -> tuple[LocalImage, ...]:
@@ -119,6 +120,7 @@ class Observation:
         client per registry; a registry that does not answer leaves its bases unjudged."""
         digests: dict[str, str | None] = {}
         failures: list[str] = []
+        unknown: dict[str, str] = {}
         for group in base_questions(self._config):
             try:
                 with RegistryClient(
@@ -132,9 +134,10 @@ class Observation:
                     answers = registry.digests_many([(r.path, r.tag) for r in group.refs], cancel)
             except RegistryError as exc:
                 failures.append(str(exc))
+                unknown.update({r.label: str(exc) for r in group.refs})
                 continue
             digests.update({r.label: answers[r.path, r.tag] for r in group.refs})
-        return BaseAnswers(digests, tuple(failures))
+        return BaseAnswers(digests, tuple(failures), unknown)
 
     def _ask(self, refs: Iterable[Ref], cancel: threading.Event | None) -> RegistryAnswers:
         """The manifest digest of each of REFS and the labels of those core says to read;

@@ -313,3 +313,58 @@ class TestAbsentBase:
         ):
             plan = plan_build(tree, case_config(CASE), observed, directory="images", digest="d")
             assert not any("not in its registry" in n for n in plan.notes)
+
+
+class TestPinBasesCauses:
+    """pin_bases asks the bases' own registries, in a test session too (which asks the
+    tree's registry nothing); one that does not answer leaves its bases unpinned, and the
+    note names that cause, not a base missing from its registry."""
+
+    UNREACHABLE = "127.0.0.1:9/bookworm:20260301"  # the discard port: nothing listens
+
+    def test_the_note_says_the_registry_did_not_answer(self) -> None:
+        why = "cannot reach 127.0.0.1:9: connection refused"
+        pins, notes = pins_of([BOOKWORM, NATIVE], {}, offline=False, unknown={BOOKWORM: why})
+        assert pins == {}
+        assert notes == [
+            f"pin_bases: the digest of {BOOKWORM} is unknown (its registry did not answer: "
+            f"{why}): not pinned",
+            f"pin_bases: {NATIVE} was not found in its registry: not pinned",
+        ]
+
+    def test_a_plan_says_why_a_base_is_not_pinned(self, tree: Tree) -> None:
+        config = attrs.evolve(case_config(CASE), pin_bases=True)
+        observed = Observed(
+            offline=False, credentials=True, bases_unknown={BOOKWORM: "connection refused"}
+        )
+        plan = plan_build(tree, config, observed, directory="images", digest="d")
+        assert (
+            f"pin_bases: the digest of {BOOKWORM} is unknown (its registry did not answer: "
+            "connection refused): not pinned"
+        ) in plan.notes
+        assert not any(f"{BOOKWORM} was not found" in note for note in plan.notes)
+        native = plan.image("native")
+        assert native.dockerfile is not None
+        assert "@sha256" not in native.dockerfile
+
+    @pytest.mark.parametrize("pin", [True, False])
+    def test_a_session_asks_the_bases_registries_only_with_pin_bases(
+        self, tree: Tree, pin: bool
+    ) -> None:
+        from dockerpkg.effects.observe import Observation
+
+        config = attrs.evolve(case_config(CASE), pin_bases=pin, base_images=(self.UNREACHABLE,))
+        # As a test session observes: the daemon (not asked here) and no tree registry.
+        observation = Observation(config, None, {}, (), daemon=False, registry=False)
+        observed = observation.result(tree)
+        assert observed.published == frozenset()
+        if not pin:
+            assert observed.bases_unknown == {}
+            return
+        (why,) = observed.bases_unknown.values()
+        assert list(observed.bases_unknown) == [self.UNREACHABLE]
+        assert "127.0.0.1:9" in why
+        _, notes = pins_of([self.UNREACHABLE], {}, False, observed.bases_unknown)
+        assert notes[0].startswith(
+            f"pin_bases: the digest of {self.UNREACHABLE} is unknown (its registry did not answer: "
+        )

@@ -7,7 +7,11 @@ import time
 
 import pytest
 
-from dockerpkg.core.structure import CommandSpec, FileExistenceSpec
+from dockerpkg.core import structure_regex
+from dockerpkg.core.structure import CommandSpec, FileExistenceSpec, MetadataSpec
+from dockerpkg.core.structure_facts import ImageConfig, RunResult
+from dockerpkg.core.structure_regex import GoPattern
+from dockerpkg.core.structure_verdict import command_verdict, metadata_verdict
 from dockerpkg.core.structure_yaml import parse_structure_tests
 from dockerpkg.errors import DockerPkgError, Location
 
@@ -153,3 +157,85 @@ def test_catastrophic_pattern_in_a_file_is_read_quickly() -> None:
     (check,) = parse_structure_tests(text, WHERE).checks
     assert check.name == "a"
     assert time.monotonic() - started < 2
+
+
+def test_aliased_heavy_patterns_compile_once_and_run_without_compiling(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # One heavy pattern (a third of a million RE2 instructions), repeated through a YAML
+    # alias by 1,000 checks and by the metadata test: compiled once per file, not per use.
+    heavy = r"\pL{300}"
+    lines = [
+        HEAD,
+        "commandTests:\n",
+        f"  - {{name: c0, command: ls, expectedOutput: [&p '{heavy}'], excludedError: [*p]}}\n",
+    ]
+    lines += [f"  - {{name: c{i}, command: ls, expectedOutput: [*p]}}\n" for i in range(1, 1000)]
+    lines.append("metadataTest:\n  labels: [{key: k, value: *p, isRegex: true}]\n")
+    started = time.monotonic()
+    checks = parse_structure_tests("".join(lines), WHERE).checks
+    # Compiled at each use, it took over 300 s; reading the YAML itself takes a second or so.
+    assert time.monotonic() - started < 15
+    assert len(checks) == 1001
+    used = [
+        pattern
+        for check in checks
+        if isinstance(check.spec, CommandSpec)
+        for pattern in (*check.spec.expected_output, *check.spec.excluded_error)
+    ]
+    metadata = checks[-1].spec
+    assert isinstance(metadata, MetadataSpec)
+    used.append(metadata.labels[0].value)
+    assert len(used) == 1002
+    assert all(pattern is used[0] for pattern in used)  # one compiled pattern, shared
+    assert isinstance(used[0], GoPattern)
+    assert used[0] == heavy  # still the pattern as written
+    # Running the checks compiles nothing again.
+    monkeypatch.setattr(structure_regex, "compile_go", _no_compile)
+    spec = checks[0].spec
+    assert isinstance(spec, CommandSpec)
+    assert command_verdict(spec, RunResult(0, "a" * 300, "")).passed
+    assert metadata_verdict(metadata, _config({"k": "é" * 300})).passed
+
+
+def _config(labels: dict[str, str]) -> ImageConfig:
+    return ImageConfig(
+        env={},
+        labels=labels,
+        user="",
+        entrypoint=None,
+        cmd=None,
+        workdir="",
+        exposed_ports=(),
+        volumes=(),
+        architecture="amd64",
+    )
+
+
+def _no_compile(pattern: str) -> GoPattern:
+    raise AssertionError(f"compiled again: {pattern}")
+
+
+def test_a_file_whose_patterns_cost_too_much_is_refused_where_it_crosses_the_line() -> None:
+    # Four different patterns of about 1.2 million instructions each: the fourth is over
+    # the file's budget (4 million); a file of thousands of them is refused as soon, after
+    # about 5 s of compiling at most.
+    lines = [HEAD, "fileContentTests:\n"]
+    lines += [
+        f"  - {{name: f{i}, path: /x, expectedContents: ['\\pL{{{1000 - i}}}']}}\n"
+        for i in range(100)
+    ]
+    started = time.monotonic()
+    line, message = _refused("".join(lines))
+    assert time.monotonic() - started < 30
+    assert line == 6  # the fourth check's pattern
+    assert "compile to more than 4,000,000 instructions in all" in message
+    assert "'expectedContents'" in message
+
+
+def test_a_file_with_too_many_different_patterns_is_refused() -> None:
+    lines = [HEAD, "fileContentTests:\n  - name: f\n    path: /x\n    expectedContents:\n"]
+    lines += [f"      - 'p{i}'\n" for i in range(10_001)]
+    line, message = _refused("".join(lines))
+    assert line == 6 + 10_000
+    assert "more than 10000 different patterns in one file" in message
