@@ -165,3 +165,32 @@ def test_a_time_bound_that_is_not_a_number_is_a_usage_error(
     result = with_tree(pytester, "--dockerpkg-check-timeout", "soon")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*--dockerpkg-check-timeout soon: not a number of seconds*"])
+
+
+# A worker's test session that says something (as one does after removing a killed
+# session's leftovers): only the worker's state says it, not the controller's.
+SAYING_WORKER = """
+import pytest
+from dockerpkg.pytestplugin.state import state_of
+
+@pytest.hookimpl(trylast=True)
+def pytest_configure(config):
+    if hasattr(config, "workerinput"):
+        said = ["removed the leftovers of session dead-1"]
+        state_of(config).session_warnings = lambda: said
+"""
+
+
+def test_the_session_summary_reaches_the_controller_under_xdist(
+    pytester: pytest.Pytester, tree: Path
+) -> None:
+    pytester.makeconftest(SAYING_WORKER)
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "-n", "2", "--dockerpkg", "tree",
+        "--dockerpkg-config", "tree-config.yaml",
+    )  # fmt: skip
+    result.assert_outcomes(passed=1 + len(IMAGES) * len(ITEMS))
+    result.stdout.fnmatch_lines(
+        ["*= dockerpkg test session =*", "removed the leftovers of session dead-1"]
+    )
+    assert result.stdout.str().count("removed the leftovers of session dead-1") == 1
