@@ -67,6 +67,12 @@ class VerifyItem(DockerItem):
 
     skipped_file = "test.sh"
 
+    def skip_location(self) -> tuple[str, int]:
+        # An image without test.sh: its folder, not a file that is not there.
+        if self.skipped_file not in self.shown.source.names:
+            return self.location[0], 1
+        return super().skip_location()
+
     def run_built(self) -> None:
         from dockerpkg.api.testsession import VerifyOutcome
 
@@ -92,7 +98,8 @@ class CheckItem(DockerItem):
 
         probe = state_of(self.config).builds().probe(self.shown.name)
         try:
-            verdict = run_structure_check(probe, self.check)
+            timeout = state_of(self.config).settings.check_timeout
+            verdict = run_structure_check(probe, self.check, timeout=timeout)
         except ProbeError as exc:
             raise ItemError([f"{self.check.location}: {self.check.name}: {exc}"]) from None
         if not verdict.passed:

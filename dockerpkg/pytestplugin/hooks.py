@@ -17,6 +17,10 @@ from dockerpkg.pytestplugin.options import TREE_KEY
 from dockerpkg.pytestplugin.settings import read_settings
 from dockerpkg.pytestplugin.state import STATE, PluginState
 
+# What the test session says (leftovers it removed or could not), on the reports: under
+# xdist the session is a worker's, and only reports reach the controller's summary.
+SESSION_PROPERTY = "dockerpkg test session"
+
 
 def start(config: pytest.Config) -> None:
     """Turn the plugin on for CONFIG's run: its state, its hooks, and the tree among what
@@ -71,6 +75,10 @@ class _Hooks:
 
     def __init__(self, state: PluginState) -> None:
         self.state = state
+        # The session's lines put on a report already (each goes on one), and those met on
+        # reports (this run's, or an xdist worker's), for the summary.
+        self._sent: set[str] = set()
+        self._said: list[str] = []
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_collect_directory(
@@ -105,6 +113,10 @@ class _Hooks:
         self, item: pytest.Item, call: pytest.CallInfo[None]
     ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
         report = yield
+        for line in self.state.session_warnings():
+            if line not in self._sent:
+                self._sent.add(line)
+                report.user_properties.append((SESSION_PROPERTY, line))
         longrepr = report.longrepr
         # A skip for want of Docker is raised in the plugin's state module: say it at the item.
         if (
@@ -116,6 +128,9 @@ class _Hooks:
         return report
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        for key, value in report.user_properties:
+            if key == SESSION_PROPERTY and str(value) not in self._said:
+                self._said.append(str(value))
         if report.when != "call":
             return
         self.state.warnings.extend(
@@ -125,7 +140,11 @@ class _Hooks:
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
         sections = (
             ("dockerpkg lint warnings", self.state.warnings),
-            ("dockerpkg test session", self.state.session_warnings()),
+            # And what the session said once no report was left (when it closed).
+            (
+                SESSION_PROPERTY,
+                [*self._said, *(w for w in self.state.session_warnings() if w not in self._said)],
+            ),
         )
         for title, lines in sections:
             if lines:

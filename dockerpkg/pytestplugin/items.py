@@ -80,3 +80,15 @@ class LintItem(DockerPkgItem):
 
 class TreeLintItem(LintItem):
     """The findings about no image folder: the config's, the tree's as a whole."""
+
+
+class TreeErrorItem(DockerPkgItem):
+    """The tree, when it cannot be read (a config that does not parse, ...): one failing
+    item with dockerpkg's message, in place of the images' items."""
+
+    def __init__(self, *, problem: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.problem = problem
+
+    def runtest(self) -> None:
+        raise ItemError([self.problem])

@@ -10,42 +10,59 @@ from typing import Any
 
 import pytest
 
+from dockerpkg.errors import DockerPkgError
 from dockerpkg.pytestplugin.dockeritems import BuildItem, VerifyItem, check_items
 from dockerpkg.pytestplugin.failures import worded
 from dockerpkg.pytestplugin.items import (
     DockerPkgItem,
     LintItem,
     RenderItem,
+    TreeErrorItem,
     TreeLintItem,
     domain,
 )
 from dockerpkg.pytestplugin.state import state_of
 from dockerpkg.pytestplugin.treeview import ImageView
 
+# Made once: looked up by name on each node, a mark costs in a big tree.
+DOCKERPKG_MARK = pytest.mark.dockerpkg
+
 
 class TreeNode(pytest.Directory):
-    """The image tree: read, rendered and linted once, when collected. Its `dockerpkg`
-    marker is every item's (markers are inherited: one mark, not one per item)."""
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.add_marker("dockerpkg")
+    """The image tree: read, rendered and linted once, when collected. The `dockerpkg`
+    marker goes on its image nodes and its own items, not on it: the user's tests it also
+    holds are not the plugin's (markers are inherited: one mark per image, not per item)."""
 
     def collect(self) -> Iterator[pytest.Item | pytest.Collector]:
-        view = state_of(self.config).view()  # DockerPkgError: one collection error
-        for image in view.images:
-            path = self.path if image.folder == "." else self.path / image.folder
-            yield ImageNode.from_parent(self, name=image.name, path=path, image=image)
-        if view.outside:
-            yield TreeLintItem.from_parent(self, name="lint", image=None, findings=view.outside)
-        if all(image.folder != "." for image in view.images):
-            yield from self._others()
+        try:
+            view = state_of(self.config).view()
+        except DockerPkgError as exc:
+            # One failing item: the user's own tests in the tree's folders are still collected.
+            item = TreeErrorItem.from_parent(self, name="tree", image=None, problem=str(exc))
+            item.add_marker(DOCKERPKG_MARK)
+            yield item
+        else:
+            for image in view.images:
+                path = self.path if image.folder == "." else self.path / image.folder
+                node = ImageNode.from_parent(self, name=image.name, path=path, image=image)
+                node.add_marker(DOCKERPKG_MARK)
+                yield node
+            if view.outside:
+                lint = TreeLintItem.from_parent(
+                    self, name="lint", image=None, findings=view.outside
+                )
+                lint.add_marker(DOCKERPKG_MARK)
+                yield lint
+        yield from self._others()
 
     def _others(self) -> Iterator[pytest.Item | pytest.Collector]:
         """What pytest collects in the tree's other folders and files (the user's tests, when
         the tree is the repository), as its own Dir would: image folders are left out, here
         and, deeper, by the hooks' pytest_ignore_collect."""
-        images = state_of(self.config).image_folders()
+        try:
+            images = state_of(self.config).image_folders()
+        except DockerPkgError:
+            images = frozenset()  # the tree is unreadable: its folders are not known
         ihook = self.ihook
         for entry in sorted(os.scandir(self.path), key=lambda e: e.name):
             path = Path(entry.path)

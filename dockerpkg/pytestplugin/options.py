@@ -7,6 +7,9 @@ import pytest
 # The ini keys naming the tree and the config file, relative to the ini file's folder.
 TREE_KEY = "dockerpkg_tree"
 CONFIG_KEY = "dockerpkg_config"
+# Seconds a structure check's command may run: one that never ends must not hang the run.
+CHECK_TIMEOUT_KEY = "dockerpkg_check_timeout"
+DEFAULT_CHECK_TIMEOUT = 300.0
 
 
 def add_options(parser: pytest.Parser) -> None:
@@ -67,8 +70,17 @@ def add_options(parser: pytest.Parser) -> None:
         dest="dockerpkg_keep_images",
         help="keep the images the session built (their session tags) when it ends",
     )
+    group.addoption(
+        "--dockerpkg-check-timeout",
+        metavar="SECONDS",
+        dest="dockerpkg_check_timeout",
+        default=None,
+        help=f"seconds a structure check's command may run before the check fails "
+        f"(default: {DEFAULT_CHECK_TIMEOUT:g}; 0: no bound)",
+    )
     parser.addini(TREE_KEY, "the image tree to collect (as --dockerpkg)", default="")
     parser.addini(CONFIG_KEY, "the tree's config file (as --dockerpkg-config)", default="")
+    parser.addini(CHECK_TIMEOUT_KEY, "as --dockerpkg-check-timeout", default="")
 
 
 def enabled(config: pytest.Config) -> bool:

@@ -8,7 +8,12 @@ from pathlib import Path
 import attrs
 import pytest
 
-from dockerpkg.pytestplugin.options import CONFIG_KEY, TREE_KEY
+from dockerpkg.pytestplugin.options import (
+    CHECK_TIMEOUT_KEY,
+    CONFIG_KEY,
+    DEFAULT_CHECK_TIMEOUT,
+    TREE_KEY,
+)
 
 
 @attrs.frozen
@@ -25,6 +30,8 @@ class Settings:
     use_cache: bool = True
     jobs: int | None = None
     keep_images: bool = False
+    # Seconds a structure check's command may run (None: no bound).
+    check_timeout: float | None = DEFAULT_CHECK_TIMEOUT
 
 
 def _ini_folder(config: pytest.Config) -> Path:
@@ -55,4 +62,21 @@ def read_settings(config: pytest.Config) -> Settings:
         use_cache=not config.getoption("dockerpkg_no_cache"),
         jobs=config.getoption("dockerpkg_jobs"),
         keep_images=bool(config.getoption("dockerpkg_keep_images")),
+        check_timeout=_check_timeout(config),
     )
+
+
+def _check_timeout(config: pytest.Config) -> float | None:
+    """--dockerpkg-check-timeout, else the ini key, else the default; 0: no bound."""
+    given = config.getoption("dockerpkg_check_timeout")
+    text = str(config.getini(CHECK_TIMEOUT_KEY) or "") if given is None else given
+    if not text:
+        return DEFAULT_CHECK_TIMEOUT
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = -1.0
+    if not seconds >= 0:  # also NaN
+        option = "--dockerpkg-check-timeout" if given is not None else CHECK_TIMEOUT_KEY
+        raise pytest.UsageError(f"{option} {text}: not a number of seconds (0: no bound)")
+    return seconds or None

@@ -5,6 +5,7 @@ that builds (created on first use, closed when the run ends)."""
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -18,6 +19,10 @@ from dockerpkg.pytestplugin.treeview import TreeView, tree_view
 
 if TYPE_CHECKING:
     from dockerpkg.pytestplugin.sessionbuilds import SessionBuilds
+
+# What ends a path in a message: a separator, the end, or a character no file name
+# written in a message holds (a quote, a colon, a space).
+_PATH_END = r"(?=[/\\\s:'\"),\]]|$)"
 
 OFF = (
     "the dockerpkg plugin is off: name a tree with --dockerpkg DIRECTORY or the "
@@ -56,7 +61,8 @@ class PluginState:
     def shown(self, text: str) -> str:
         """TEXT (a message) with the tree's and the config's absolute paths made relative."""
         for absolute, relative in self._relative:
-            text = text.replace(absolute, relative)
+            # Whole paths only: not the start of a sibling's name (tree-config.yaml).
+            text = re.sub(re.escape(absolute) + _PATH_END, relative.replace("\\", r"\\"), text)
         return text
 
     def view(self) -> TreeView:

@@ -289,3 +289,26 @@ def test_keep_images_leaves_the_session_tags(
     finally:
         for tag in kept:
             docker_client.images.remove(tag, noprune=True)
+
+
+def test_a_check_over_its_time_bound_fails_with_the_reason(
+    pytester: pytest.Pytester, tree: Path, docker_client: docker.DockerClient
+) -> None:
+    checks = tree / "base" / "structure-tests.yaml"
+    checks.write_text(
+        checks.read_text().replace(
+            "commandTests:\n",
+            "commandTests:\n  - name: a check that never ends\n"
+            "    command: sleep\n    args: ['600']\n",
+        )
+    )
+    before = leftovers(docker_client)
+    result = run_tree(pytester, "-k", "never", "--dockerpkg-check-timeout", "3")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "tree::plugin-base::a check that never ends FAILED*",
+            "*did not end within 3 s*",
+        ]
+    )
+    assert leftovers(docker_client) == before

@@ -211,15 +211,15 @@ def test_findings_about_no_image_are_the_trees_own_lint_item(
     result.stdout.fnmatch_lines(["*tree::lint PASSED*", "tree-config.yaml:*no_such_key*"])
 
 
-def test_a_config_that_cannot_be_read_is_one_collection_error(
+def test_a_config_that_cannot_be_read_is_one_failing_item(
     pytester: pytest.Pytester, tree: Path
 ) -> None:
     (pytester.path / "tree-config.yaml").write_text("registry: [unclosed\n")
     result = with_tree(pytester)
-    assert result.ret == pytest.ExitCode.INTERRUPTED
-    result.assert_outcomes(errors=1)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(
-        ["*ERROR collecting tree*", "tree-config.yaml:2: error: not valid YAML*", "ERROR tree"]
+        ["*tree tree*", "tree-config.yaml:2: error: not valid YAML*", "FAILED tree::tree*"]
     )
     assert "Traceback" not in result.stdout.str()
 
