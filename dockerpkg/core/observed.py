@@ -49,6 +49,17 @@ class Observed:
     # The files outside the images' folders that verifications name (`{path}/../x`) seen on
     # disk, relative to the tree: its snapshot holds only the folders (core.runrules).
     test_files: frozenset[str] = frozenset()
+    # Several platforms. Version label of an image with platforms -> platform (`linux/arm64`)
+    # -> the manifest digest the image index under that label lists for it (an image
+    # published as a single manifest lists its own platform, where its config says).
+    platform_digests: Mapping[str, Mapping[str, str]] = attrs.field(factory=dict)
+    # Base reference -> platform -> manifest digest, for bases of images with platforms.
+    base_platforms: Mapping[str, Mapping[str, str]] = attrs.field(factory=dict)
+    # The platform of DOCKER_HOST's daemon (`linux/amd64`), and the platforms its machine
+    # runs under emulation (binfmt_misc handlers registered, for a daemon on this machine);
+    # None / empty: not asked or not known.
+    daemon_platform: str | None = None
+    emulated: frozenset[str] = frozenset()
 
 
 OFFLINE = Observed()

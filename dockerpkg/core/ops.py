@@ -88,6 +88,10 @@ OPS: Mapping[Op, OpRule] = types.MappingProxyType(
         # first step is placed) and takes a build slot there.
         Op.PROMOTE: OpRule(Where.IMAGE_BUILDER, publishes=True, dropped_once_published=True),
         Op.UNSTAGE: OpRule(Where.ANY_BUILDER, push_slot=True),
+        # An index moves what users pull, but its version tag existing says nothing of
+        # whether it lists every platform: a saved plan's recheck leaves it in, and putting
+        # the same index again changes nothing.
+        Op.INDEX: OpRule(Where.ANY_BUILDER, push_slot=True),
         Op.REMOVE: OpRule(Where.NOT_SCHEDULED),
         Op.KEEP: OpRule(Where.NOT_SCHEDULED),
         Op.WRITE_CHANGELOG: OpRule(Where.NOT_SCHEDULED),

@@ -26,7 +26,10 @@ import attrs
 #    `missing_test`, a build's `use_cache` (written only where set).
 # 10: options.names, a selection by image names (a test session's), and options.no_publish,
 #    publishing turned off by the run (nothing pushed whatever the credentials).
-FORMAT_VERSION = 10
+# 11: several platforms: platform images (`NAME:SUFFIX`, image `platform`), index images
+#    (image `platforms`, `children`), index steps, each step's `platform`, builders'
+#    `platforms`, reason platform_missing.
+FORMAT_VERSION = 11
 
 
 class Action(enum.Enum):
@@ -65,6 +68,9 @@ class Op(enum.Enum):
     # all_or_nothing: delete a staged manifest an earlier run promoted but left (a kill
     # during the promotion, a failed `latest`).
     UNSTAGE = "unstage"
+    # Several platforms: put the image index listing every platform's manifest under the
+    # version tag and `latest`, once each platform's image is verified and pushed.
+    INDEX = "index"
     REMOVE = "remove"
     KEEP = "keep"
     WRITE_CHANGELOG = "write_changelog"
@@ -106,6 +112,8 @@ class Reason(enum.Enum):
     IDENTITY_CHANGED = "identity_changed"
     # unstage: the version tag holds the staged manifest: an earlier run promoted it
     PROMOTED_IN_EARLIER_RUN = "promoted_in_earlier_run"
+    # index: the index under the version tag lists not every platform the image is built for
+    PLATFORM_MISSING = "platform_missing"
 
 
 @attrs.frozen(cache_hash=True)  # keys are looked up in sets and maps throughout a run
@@ -153,6 +161,9 @@ class Step:
     missing_test: str | None = None
     # build, build-stage: the build may reuse the daemon's layers.
     use_cache: bool = False
+    # Several platforms: the platform (`linux/arm64`) a pull, build, verification or push is
+    # for; a pull of it names the image as the step's `image` (a per-platform reference).
+    platform: str | None = None
 
     @property
     def key(self) -> StepKey:
@@ -192,6 +203,14 @@ class PlannedImage:
     ssh: tuple[str, ...] = ()
     # cache registry: the published images its build imports layers from.
     cache_from: tuple[str, ...] = ()
+    # Several platforms. A platform image (`NAME:SUFFIX`, one platform's build of image
+    # NAME, tagged `TAG-SUFFIX`) has PLATFORM; an index image (NAME itself, never built)
+    # has PLATFORMS, its platform images as PARENTS, and CHILDREN: platform -> where its
+    # index step takes that platform's manifest from (the platform tag pushed in the run,
+    # or `REPOSITORY@DIGEST` of the one the published index lists).
+    platform: str | None = None
+    platforms: tuple[str, ...] = ()
+    children: Mapping[str, str] = attrs.field(factory=dict)
 
 
 @attrs.frozen
@@ -262,6 +281,9 @@ class PlannedBuilder:
     url: str
     slots: int | None = None  # None: --jobs
     tls: bool = False
+    # Several platforms: the platforms it builds (declared, or its own and those its machine
+    # emulates, as seen when planning); empty: not asked (a tree without platforms).
+    platforms: tuple[str, ...] = ()
 
 
 class PublishMode(enum.Enum):

@@ -41,7 +41,7 @@ def plan_to_data(plan: Plan) -> dict[str, Any]:
         "digest": plan.digest,
         "registry": plan.registry,
         "publish": plan.publish,
-        "builders": [{"url": b.url, "slots": b.slots, "tls": b.tls} for b in plan.builders],
+        "builders": [_builder_json(b) for b in plan.builders],
         "secrets": [{"id": s.id, "source": s.source} for s in plan.secrets],
         "ssh": [{"id": s.id, "source": s.source} for s in plan.ssh],
         "options": {
@@ -56,31 +56,7 @@ def plan_to_data(plan: Plan) -> dict[str, Any]:
             "engine": None if plan.options.engine is None else plan.options.engine.value,
         },
         "notes": list(plan.notes),
-        "images": [
-            {
-                "path": i.path,
-                "name": i.name,
-                "tag": i.tag,
-                "label": i.label,
-                "repository": i.repository,
-                "depends": list(i.depends),
-                "parents": list(i.parents),
-                "bases": list(i.bases),
-                "dockerfile": i.dockerfile,
-                "build_dockerfile": i.build_dockerfile,
-                "has_test": i.has_test,
-                "has_dockerignore": i.has_dockerignore,
-                "definition": i.definition,
-                "own_definition": i.own_definition,
-                "labels": dict(i.labels),
-                "records": None if i.records is None else list(i.records),
-                "pins": dict(i.pins),
-                "secrets": list(i.secrets),
-                "ssh": list(i.ssh),
-                "cache_from": list(i.cache_from),
-            }
-            for i in plan.images
-        ],
+        "images": [_image_json(i) for i in plan.images],
         "steps": [_step_json(s) for s in plan.steps],
         "findings": [_finding_json(f) for f in plan.findings],
         "edits": [
@@ -94,6 +70,45 @@ def plan_to_data(plan: Plan) -> dict[str, Any]:
             for e in plan.edits
         ],
     }
+
+
+def _builder_json(builder: PlannedBuilder) -> dict[str, object]:
+    data: dict[str, object] = {"url": builder.url, "slots": builder.slots, "tls": builder.tls}
+    if builder.platforms:  # only in trees with platforms
+        data["platforms"] = list(builder.platforms)
+    return data
+
+
+def _image_json(i: PlannedImage) -> dict[str, object]:
+    data: dict[str, object] = {
+        "path": i.path,
+        "name": i.name,
+        "tag": i.tag,
+        "label": i.label,
+        "repository": i.repository,
+        "depends": list(i.depends),
+        "parents": list(i.parents),
+        "bases": list(i.bases),
+        "dockerfile": i.dockerfile,
+        "build_dockerfile": i.build_dockerfile,
+        "has_test": i.has_test,
+        "has_dockerignore": i.has_dockerignore,
+        "definition": i.definition,
+        "own_definition": i.own_definition,
+        "labels": dict(i.labels),
+        "records": None if i.records is None else list(i.records),
+        "pins": dict(i.pins),
+        "secrets": list(i.secrets),
+        "ssh": list(i.ssh),
+        "cache_from": list(i.cache_from),
+    }
+    # Several platforms, only where set: a tree without them reads as it always did.
+    if i.platform is not None:
+        data["platform"] = i.platform
+    if i.platforms:
+        data["platforms"] = list(i.platforms)
+        data["children"] = dict(i.children)
+    return data
 
 
 def plan_to_json(plan: Plan) -> str:
@@ -130,7 +145,9 @@ def _plan_from_data(data: dict[str, Any], options: dict[str, Any], path: str) ->
         builders=_each(
             data.get("builders", []),
             "builders",
-            lambda b: PlannedBuilder(b["url"], b["slots"], bool(b["tls"])),
+            lambda b: PlannedBuilder(
+                b["url"], b["slots"], bool(b["tls"]), _listed(b.get("platforms", []), "platforms")
+            ),
         ),
         secrets=_each(data["secrets"], "secrets", _planned_secret),
         ssh=_each(data["ssh"], "ssh", _planned_secret),
@@ -183,6 +200,8 @@ def _image_from(i: dict[str, Any]) -> PlannedImage:
             "labels": _mapping(i["labels"], "labels"),
             "records": None if i["records"] is None else _listed(i["records"], "records"),
             "pins": _mapping(i["pins"], "pins"),
+            "platforms": _listed(i.get("platforms", []), "platforms"),
+            "children": _mapping(i.get("children", {}), "children"),
         }
     )
 
@@ -203,6 +222,8 @@ def _step_json(step: Step) -> dict[str, object]:
         data["missing_test"] = step.missing_test
     if step.use_cache:
         data["use_cache"] = True
+    if step.platform is not None:
+        data["platform"] = step.platform
     return data
 
 
@@ -217,6 +238,7 @@ def _step_from(s: dict[str, Any]) -> Step:
         local_copy=s.get("local_copy", False),
         missing_test=s.get("missing_test"),
         use_cache=s.get("use_cache", False),
+        platform=s.get("platform"),
     )
 
 

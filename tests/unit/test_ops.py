@@ -23,6 +23,7 @@ PINNED = {
     Op.TAG_LATEST: (A, 1, 0, 0, 0, 0, 1),
     Op.PROMOTE: (IMG, 0, 0, 0, 1, 0, 1),
     Op.UNSTAGE: (A, 1, 0, 0, 0, 0, 0),
+    Op.INDEX: (A, 1, 0, 0, 0, 0, 0),
     Op.REMOVE: (N, 0, 0, 0, 0, 0, 0),
     Op.KEEP: (N, 0, 0, 0, 0, 0, 0),
     Op.WRITE_CHANGELOG: (N, 0, 0, 0, 0, 0, 0),
