@@ -38,6 +38,8 @@ class Builder:
     url: str
     slots: int | None = None
     tls: TLSFiles | None = None
+    # The platforms (`linux/arm64`) the config says it builds; empty: not declared.
+    platforms: tuple[str, ...] = ()
 
     @property
     def name(self) -> str:

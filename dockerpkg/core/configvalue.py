@@ -100,6 +100,9 @@ class Config:
     source_url: str | None = None  # the `source` label; None: the checkout's origin remote
     # Render FROM lines of base images with the digest observed when planning.
     pin_bases: bool = False
+    # The platforms (`linux/amd64`) every image is built for, each published as one image
+    # index (docs/platforms.md); empty: the daemon's own, as docker-pkg.
+    platforms: tuple[str, ...] = ()
     # When the tags users pull move: image by image, or once every image is staged.
     publish: PublishMode = PublishMode.PER_IMAGE
     cache: CacheMode = CacheMode.NONE  # registry: builds reuse layers of published images

@@ -52,6 +52,9 @@ class ImageSpec:
     name: str
     version: str
     depends: tuple[Dependency, ...] = ()
+    # The control file's `Platforms` (`linux/amd64, linux/arm64`): this image's platforms
+    # instead of the config's; empty: the config's.
+    platforms: tuple[str, ...] = ()
 
     @property
     def path(self) -> str:
