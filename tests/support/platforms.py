@@ -20,9 +20,11 @@ import subprocess
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import NoReturn
 
 import attrs
 import docker
+import pytest
 import requests
 
 from tests.support.services import (
@@ -47,6 +49,7 @@ __all__ = [
     "push_two_platform_base",
     "put_index",
     "require_arm64_emulation",
+    "unavailable",
 ]
 
 AMD64, ARM64 = "linux/amd64", "linux/arm64"
@@ -106,6 +109,14 @@ def require_arm64_emulation() -> None:
             f"arm64 is not emulated here ({BINFMT_AARCH64} not enabled with flag F): run "
             "`scripts/services.sh up` (qemu-user-static, binfmt_misc)"
         )
+
+
+def unavailable(error: ServiceUnavailableError) -> NoReturn:
+    """Skip the test for ERROR, or fail it under DOCKERPKG_REQUIRE_DOCKER=1 (as in CI, where
+    services.sh sets everything up: these tests must run)."""
+    if os.environ.get("DOCKERPKG_REQUIRE_DOCKER") == "1":
+        pytest.fail(f"{error} (DOCKERPKG_REQUIRE_DOCKER=1: these tests must run)", pytrace=False)
+    pytest.skip(str(error))
 
 
 def _binary(platform: str) -> Path:
