@@ -42,9 +42,11 @@ __all__ = [
     "ARM64",
     "ARM64_BUSYBOX",
     "INDEX_MEDIA_TYPE",
+    "Endpoint",
     "TwoPlatformBase",
     "arm64_busybox",
     "build_platform_busybox",
+    "index_platforms",
     "manifest",
     "push_two_platform_base",
     "put_index",
@@ -184,25 +186,44 @@ def _auth(registry: Registry) -> tuple[str, str] | None:
     return registry.username, registry.password
 
 
-def manifest(registry: Registry, repository: str, reference: str) -> requests.Response:
+@attrs.frozen
+class Endpoint:
+    """Where a registry answers, as requests needs it: its URL, the login (None: anonymous)
+    and what `verify=` takes (a CA file, or True)."""
+
+    url: str
+    auth: tuple[str, str] | None = None
+    verify: str | bool = True
+
+    @classmethod
+    def of(cls, registry: Registry) -> Endpoint:
+        return cls(registry.url, _auth(registry), registry.verify)
+
+
+def manifest(registry: Registry | Endpoint, repository: str, reference: str) -> requests.Response:
     """The registry's answer to GET REPOSITORY's manifest REFERENCE (a tag or a digest)."""
+    where = registry if isinstance(registry, Endpoint) else Endpoint.of(registry)
     return requests.get(
-        f"{registry.url}/v2/{repository}/manifests/{reference}",
+        f"{where.url}/v2/{repository}/manifests/{reference}",
         headers={"Accept": MANIFEST_ACCEPT},
-        auth=_auth(registry),
-        verify=registry.verify,
+        auth=where.auth,
+        verify=where.verify,
         timeout=30,
     )
 
 
 def put_index(
-    registry: Registry, repository: str, tags: Sequence[str], children: Mapping[str, str]
+    registry: Registry | Endpoint,
+    repository: str,
+    tags: Sequence[str],
+    children: Mapping[str, str],
 ) -> str:
     """PUT an OCI index under each of TAGS of REPOSITORY listing CHILDREN (platform ->
     a tag or digest of REPOSITORY); returns the index's digest."""
+    where = registry if isinstance(registry, Endpoint) else Endpoint.of(registry)
     entries = []
     for platform, reference in children.items():
-        child = manifest(registry, repository, reference)
+        child = manifest(where, repository, reference)
         child.raise_for_status()
         os_name, _, rest = platform.partition("/")
         architecture, _, variant = rest.partition("/")
@@ -223,11 +244,11 @@ def put_index(
     digest = ""
     for tag in tags:
         response = requests.put(
-            f"{registry.url}/v2/{repository}/manifests/{tag}",
+            f"{where.url}/v2/{repository}/manifests/{tag}",
             data=body,
             headers={"Content-Type": INDEX_MEDIA_TYPE},
-            auth=_auth(registry),
-            verify=registry.verify,
+            auth=where.auth,
+            verify=where.verify,
             timeout=30,
         )
         if response.status_code != 201:
@@ -236,6 +257,29 @@ def put_index(
             )
         digest = response.headers["Docker-Content-Digest"]
     return digest
+
+
+def index_platforms(registry: Registry | Endpoint, repository: str, tag: str) -> set[str]:
+    """The platforms the index under REPOSITORY:TAG lists; empty when it is not an index."""
+    found = manifest(registry, repository, tag)
+    if found.status_code != 200:
+        return set()
+    listed = found.json().get("manifests")
+    if not isinstance(listed, list):
+        return set()
+    return {
+        "/".join(
+            part
+            for part in (
+                m["platform"].get("os"),
+                m["platform"].get("architecture"),
+                m["platform"].get("variant"),
+            )
+            if part
+        )
+        for m in listed
+        if isinstance(m, dict) and isinstance(m.get("platform"), dict)
+    }
 
 
 def push_platform_images(
