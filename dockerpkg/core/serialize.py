@@ -362,7 +362,7 @@ def summary(plan: Plan) -> str:
         (Op.PUBLISH, "to publish"),
         (Op.TAG_LATEST, "latest to move"),
         (Op.PROMOTE, "to promote"),
-        (Op.INDEX, "indexes to put"),
+        (Op.INDEX, "to index"),
         (Op.UNSTAGE, "staged to remove"),
         (Op.REMOVE, "to remove"),
         (Op.KEEP, "kept"),
