@@ -77,8 +77,11 @@ class FakeBuilder:
 
         return logged
 
-    def pull(self, label: str, log_name: str, named: str | None = None) -> str | None:
-        self.ran.append(f"fetch:{label}" if named is None else f"fetch:{label} as {named}")
+    def pull(
+        self, label: str, log_name: str, named: str | None = None, platform: str | None = None
+    ) -> str | None:
+        fetched = f"fetch:{label}" if named is None else f"fetch:{label} as {named}"
+        self.ran.append(fetched if platform is None else f"{fetched} for {platform}")
         return None
 
     def cancel(self) -> None:
