@@ -186,6 +186,7 @@ class FakeDaemon:
         self.pull_delay = 0.0  # seconds each pull takes
         self.pulling: dict[str, int] = {}  # label -> pulls of it under way
         self.overlapped: set[str] = set()  # labels two pulls of which ran at once
+        self.most_at_once = 0  # the most pulls (of any labels) under way at once
         self.labels: dict[str, dict[str, str]] = {}  # image ID -> its labels
         self.faults: dict[tuple[str, str], tuple[Fault, str]] = {}
         self.calls: list[tuple[str, str]] = []
@@ -299,6 +300,7 @@ class FakeDaemon:
             self.pulling[label] = self.pulling.get(label, 0) + 1
             if self.pulling[label] > 1:
                 self.overlapped.add(label)
+            self.most_at_once = max(self.most_at_once, sum(self.pulling.values()))
         try:
             self._enter("pull", label, cancel, time.monotonic() + timeout)
             time.sleep(self.pull_delay)
