@@ -42,6 +42,10 @@ def repository(registry: Registry, docker_client: docker.DockerClient) -> Iterat
         yield name
     finally:
         remove_tags_under(docker_client, name)
+        # A pull for one platform moves the tag off the other's image, which keeps only
+        # its digest.
+        for image in docker_client.api.images(name):
+            docker_client.api.remove_image(image["Id"], force=True)
 
 
 def build_for(

@@ -24,26 +24,26 @@ PLATFORMS = ("linux/amd64", "linux/arm64")
 ARM = "linux/arm64"
 
 
-def per_platform_base(platform: str) -> str:
+def per_platform_base(platform: str, base: str = BASE) -> str:
     """The local name of BASE's image for PLATFORM, as the planner names it."""
-    return f"{BASE}-{Platform.parse(platform).suffix}"
+    return f"{base}-{Platform.parse(platform).suffix}"
 
 
-def expanded(plan: Plan, platforms: Iterable[str] = PLATFORMS) -> Plan:
-    """PLAN (base FROM the config's debian, app FROM base), expanded as the planner expands
+def expanded(plan: Plan, platforms: Iterable[str] = PLATFORMS, base: str = BASE) -> Plan:
+    """PLAN (base FROM the config's BASE, app FROM base), expanded as the planner expands
     a tree with PLATFORMS: platform images built, verified and pushed, one index each."""
     chosen = [Platform.parse(p) for p in platforms]
     images: list[PlannedImage] = []
     steps: list[Step] = []
     for p in chosen:
-        local = per_platform_base(str(p))
-        steps.append(Step(Op.PULL, local, Reason.BASE_IMAGE, BASE, local, platform=str(p)))
+        local = per_platform_base(str(p), base)
+        steps.append(Step(Op.PULL, local, Reason.BASE_IMAGE, base, local, platform=str(p)))
     for image in plan.images:
         names = [platform_name(image.name, p) for p in chosen]
         for p, name in zip(chosen, names, strict=True):
-            images.append(_platform_image(image, p))
+            images.append(_platform_image(image, p, base))
             label = f"{image.label}-{p.suffix}"
-            pulled = StepKey(Op.PULL, per_platform_base(str(p)))
+            pulled = StepKey(Op.PULL, per_platform_base(str(p), base))
             parents = [StepKey(Op.VERIFY, platform_name(n, p)) for n in image.parents]
             steps += [
                 Step(
@@ -87,9 +87,9 @@ def expanded(plan: Plan, platforms: Iterable[str] = PLATFORMS) -> Plan:
     return attrs.evolve(plan, images=tuple(images), steps=tuple(steps))
 
 
-def _platform_image(image: PlannedImage, platform: Platform) -> PlannedImage:
+def _platform_image(image: PlannedImage, platform: Platform, base: str) -> PlannedImage:
     parents = tuple(platform_name(p, platform) for p in image.parents)
-    dockerfile = (image.dockerfile or "").replace(BASE, per_platform_base(str(platform)))
+    dockerfile = (image.dockerfile or "").replace(base, per_platform_base(str(platform), base))
     for parent in image.parents:
         label = f"{HOST}/ns/{parent}:1.0"
         dockerfile = dockerfile.replace(label, f"{label}-{platform.suffix}")
