@@ -276,6 +276,29 @@ class TestPulls:
         assert found["build:base:arm64"][0] is Outcome.SKIPPED
         assert found[f"pull:{per_platform_base('linux/amd64')}"][0] is Outcome.SUCCEEDED
 
+    def test_a_failed_pull_goes_on_with_the_platforms_local_copy_when_the_plan_says(
+        self, tree: Path, tmp_path: Path
+    ) -> None:
+        workspace, plan = planned(tree)
+        local = per_platform_base(ARM)
+        [step] = [s for s in expanded(plan).steps if str(s.key) == f"pull:{local}"]
+        pulls = attrs.evolve(plan, steps=(attrs.evolve(step, local_copy=True),))
+        daemon = FakeDaemon({BASE: "sha256:amd", local: "sha256:arm"}, registry=FakeRegistry(HOST))
+        daemon.fault("pull", BASE, message=f"cannot pull {BASE}: connection refused")
+        daemon.platforms[local] = ARM
+        found = outcomes(run(workspace, pulls, daemon, daemon.registry, tmp_path))
+        assert found[f"pull:{local}"] == (Outcome.SUCCEEDED, "local copy", None)
+        # The copy held under the platform's name is checked too.
+        daemon.platforms[local] = NATIVE
+        found = outcomes(run(workspace, pulls, daemon, daemon.registry, tmp_path))
+        assert found[f"pull:{local}"][2] == (
+            f"found a linux/amd64 image for {ARM}: {local} "
+            "(the daemon's own copy, taken as the pull failed)"
+        )
+        # Without the plan's word, no copy serves.
+        found = outcomes(run(workspace, attrs.evolve(plan, steps=(step,)), daemon, None, tmp_path))
+        assert found[f"pull:{local}"][2] == f"cannot pull {BASE}: connection refused"
+
     def test_a_parent_is_pulled_by_its_platforms_digest(self, tree: Path, tmp_path: Path) -> None:
         workspace, plan = planned(tree)
         daemon, registry = two_platform_base()

@@ -36,3 +36,4 @@ def require_platform(
 
 BUILT = ("built", "a parent or base held locally for another platform?")
 PULLED = ("pulled", "the registry holds no image of that platform under it?")
+LOCAL_COPY = ("found", "the daemon's own copy, taken as the pull failed")

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dockerpkg.core.labels import split_label
 from dockerpkg.core.runrules import local_copy_serves
-from dockerpkg.effects.executor.platformcheck import PULLED, require_platform
+from dockerpkg.effects.executor.platformcheck import LOCAL_COPY, PULLED, require_platform
 from dockerpkg.effects.executor.shared import Shared
 from dockerpkg.effects.stagedidentity import require_identity
 from dockerpkg.effects.tasks import TaskFailedError
@@ -99,13 +99,14 @@ def pull_for_platform(
                 if named is None or not _local_copy(run, label, named):
                     raise TaskFailedError(str(exc)) from None
                 log.write(f"{exc}; using the local copy {named}\n")
-                require_platform(run, named, platform, PULLED, log)
+                require_platform(run, named, platform, LOCAL_COPY, log)
                 return "local copy"
             if named is not None:
                 _name(run, label, named)
                 log.write(f"{label} for {platform} is {named} here\n")
+            # Within the lock: unnamed, TARGET is LABEL, which the next pull moves.
+            require_platform(run, target, platform, PULLED, log)
         if pulled is not None:
             with run.lock:
                 run.pulled[target] = pulled
-        require_platform(run, target, platform, PULLED, log)
     return None
