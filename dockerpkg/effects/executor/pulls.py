@@ -23,7 +23,8 @@ def pull(
     if named is not None:
         expected = settings.identities.get(named)
         require_identity(run.registry, settings.config.registry, label, expected)
-    with run.log(log_name, f"pull {label}") as log:
+    # Not beside a pull of LABEL for a platform, which moves LABEL's tag (see below).
+    with run.log(log_name, f"pull {label}") as log, run.pull_lock(label):
         try:
             pulled = run.daemon.pull(
                 label,
