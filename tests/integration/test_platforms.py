@@ -19,7 +19,7 @@ import docker
 import pytest
 
 from tests.integration.test_build import NAMESPACE, Outcome, Site, SiteFactory
-from tests.support import services
+from tests.support import cleanup, services
 from tests.support.platforms import (
     AMD64,
     ARM64,
@@ -180,9 +180,20 @@ def test_a_platform_missing_from_the_index_is_built_alone(
     # platform tag does not count as published).
     put_index(site.registry, f"{NAMESPACE}/{child}", ["2.0"], {AMD64: "2.0-amd64"})
 
+    # The daemon still holds the arm64 image: it is verified and pushed again, not rebuilt.
+    steps = plan_steps(dockerpkg, config, site)
+    assert builds(steps) == []
+    assert sorted((s["op"], s["image"]) for s in steps) == [
+        ("index", child),
+        ("publish", f"{child}:arm64"),
+        ("verify", f"{child}:arm64"),
+    ]
+    # On a machine holding none of the tree, only the arm64 child is built.
+    cleanup.remove_tags_under(docker_client, f"{site.registry.host}/{NAMESPACE}/")
     steps = plan_steps(dockerpkg, config, site)
     assert builds(steps) == [(f"{child}:arm64", ARM64)]
     assert [(s["op"], s["image"]) for s in steps if s["op"] == "index"] == [("index", child)]
+    assert {s.get("platform") for s in steps if s["op"] != "index"} == {ARM64}
 
     rebuilt = dockerpkg("-c", config, "build", site.tree)
     assert rebuilt.status == 0, rebuilt.text
