@@ -15,7 +15,8 @@ with credentials, dockerpkg only), collect (`pytest --dockerpkg --collect-only` 
 against `lint` and an empty pytest run), bases (one base refreshed: `update --changed-bases`
 against `update --all`), cache (a rebuild of every image on a machine holding nothing: `--cache
 registry` against none, dockerpkg only), refs (`refs` over a generated repository of 20,000
-files against `git grep`).
+files against `git grep`), platforms (the cold tree built for one platform and for two, arm64
+under QEMU, against docker-pkg's build of it for the daemon's own).
 Needs root (port 443, /etc/docker/certs.d), a Docker daemon and the Debian
 tools that scripts/services.sh installs; `make bench` provides them.
 """
@@ -61,6 +62,15 @@ from refsrepo import generate_repo  # noqa: E402
 from dockerpkg.core.config import DEFAULT_JOBS  # noqa: E402
 from dockerpkg.core.plan import BuildEngine  # noqa: E402
 from tests.support import cleanup  # noqa: E402
+from tests.support.platforms import (  # noqa: E402
+    AMD64,
+    ARM64,
+    Endpoint,
+    build_platform_busybox,
+    index_platforms,
+    put_index,
+    require_arm64_emulation,
+)
 from tests.support.second_daemon import start_second_daemon  # noqa: E402
 from tests.support.services import (  # noqa: E402
     build_busybox_base,
@@ -87,7 +97,10 @@ COPY_PATH = "/bin/busybox"  # what second parents are COPY'd from: scratch+busyb
 PUSH_JOBS = PULL_JOBS = 4  # dockerpkg's fixed push and pull pools (effects/executor/settings.py)
 SCENARIOS = (
     "cold", "noop", "update", "diamonds", "prune", "plan", "collect", "bases", "cache", "refs",
+    "platforms",
 )  # fmt: skip
+# The platforms scenario's ways of building the cold tree: dockerpkg's `platforms` key.
+PLATFORM_WAYS = {"one platform": (AMD64,), "two platforms": (AMD64, ARM64)}
 
 
 @attrs.frozen
@@ -113,6 +126,7 @@ TIMEOUT_S = {
     "bases": 1800.0,
     "cache": 1800.0,
     "refs": 300.0,
+    "platforms": 3600.0,
 }
 DIAMONDS_CAP_S = 60.0
 # The plan scenario's second tree has this many times the images of the first: planning is
@@ -791,6 +805,88 @@ class Bench:
         )
         return scenario
 
+    def platforms_config(self, platforms: Sequence[str]) -> Path:
+        """The authenticated config with `platforms` set to PLATFORMS."""
+        path = self.path(f"platforms-{len(platforms)}.yaml")
+        if not path.exists():
+            text = self.config(auth=True).read_text(encoding="utf-8")
+            listed = "".join(f"  - {p}\n" for p in platforms)
+            path.touch(mode=0o600)
+            path.write_text(f"{text}platforms:\n{listed}", encoding="utf-8")
+        return path
+
+    def push_platform_base(self, registry: tlsregistry.Registry) -> None:
+        """The base as an index of an amd64 and an arm64 busybox image, each also under
+        its own platform tag (BASE_TAG-arm64)."""
+        endpoint = Endpoint(registry.url, registry.auth, str(registry.ca))
+        children = {}
+        for each in PLATFORM_WAYS["two platforms"]:
+            local = build_platform_busybox(connect_docker(), each)
+            tag = f"{BASE_TAG}-{each.rpartition('/')[2]}"
+            self.client.tag(local, f"{HOST}/{BASE_NAME}", tag=tag, force=True)
+            self.push(f"{HOST}/{BASE_NAME}:{tag}", registry)
+            children[each] = tag
+        put_index(endpoint, BASE_NAME, [BASE_TAG], children)
+
+    def platforms(self) -> Scenario:
+        """The cold tree built, verified and published for one platform (linux/amd64) and
+        for two (arm64 under QEMU), each from nothing; docker-pkg, which cannot build for
+        another platform, builds it for the daemon's own."""
+        require_arm64_emulation()
+        s = self.sizes
+        tree, parents = self.tree("cold")
+        refs = [(name, VERSION) for name in parents]
+        scenario = Scenario(
+            "platforms",
+            f"Cold build+verify+publish for one and two platforms, {s.cold_count} images, "
+            f"depth {s.cold_depth} (dockerpkg --jobs {self.jobs}; arm64 under QEMU)",
+        )
+        ways: list[str] = [*PLATFORM_WAYS] + ([] if self.ours_only else [THEIRS])
+        for index, _ in enumerate(self.rounds()):
+            for way in ways if index % 2 == 0 else ways[::-1]:
+                self.remove_images(PREFIXES["cold"])
+                with self.registry(auth=True) as registry:
+                    if way in PLATFORM_WAYS:
+                        self.push_platform_base(registry)
+                        config = self.platforms_config(PLATFORM_WAYS[way])
+                        args: list[str | Path] = ["build", "--jobs", str(self.jobs), tree]
+                        run, _ = self.run(
+                            OURS, args, label="platforms", auth=True,
+                            timeout=TIMEOUT_S["platforms"], config=config,
+                        )  # fmt: skip
+                        wanted = set(PLATFORM_WAYS[way])
+                        endpoint = Endpoint(registry.url, registry.auth, str(registry.ca))
+                        done = sum(
+                            index_platforms(endpoint, name, tag) == wanted for name, tag in refs
+                        )
+                    else:
+                        run, _ = self.run(
+                            THEIRS, ["build", tree], label="platforms", auth=True,
+                            timeout=TIMEOUT_S["platforms"],
+                        )  # fmt: skip
+                        done = tlsregistry.count_published(registry, refs)
+                run.extra["way"] = way
+                run.extra["published"] = done
+                if done != len(refs):
+                    run.extra["problem"] = f"{done}/{len(refs)} published"
+                scenario.runs.append(run)
+        figures = {}
+        for way in ways:
+            runs = [r for r in scenario.runs if r.extra["way"] == way]
+            figures[way] = median(runs)
+            name = "docker-pkg, the daemon's platform" if way == THEIRS else f"dockerpkg, {way}"
+            scenario.rows.append(Row(name, seconds_text(figures[way], runs)))
+            scenario.figures[f"{way.replace(' ', '_').replace('-', '_')}_seconds"] = figures[way]
+        one, two = figures["one platform"], figures["two platforms"]
+        if one and two:
+            scenario.rows.append(Row("two platforms / one", times(two / one, down=False)))
+            scenario.figures["two_over_one"] = two / one
+        scenario.notes.append(
+            "each build starts from nothing: a fresh registry holding the base as an index of "
+            "amd64 and arm64 busybox images, no image of the tree on the daemon"
+        )
+        return scenario
+
     def refs(self) -> Scenario:
         """`refs` over a repository of 20,000 files (1,000 naming images of the cold tree)
         against `git grep` of the same pattern: time and memory."""
@@ -1391,6 +1487,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "bases": bench.bases,
             "cache": bench.cache,
             "refs": bench.refs,
+            "platforms": bench.platforms,
         }
         for key in chosen:
             scenario = runners[key]()
@@ -1425,6 +1522,7 @@ def cached_run_steps(logs: Path) -> int:
 def remove_bench_images(client: docker.APIClient) -> None:
     """Every image tag this benchmark made: 127.0.0.1/<its prefixes> and the base."""
     prefixes = tuple(f"{HOST}/{p}" for p in (*PREFIXES.values(), BASE_NAME, "base/root"))
+    # The platforms scenario's per-platform base images share BASE_NAME: removed above.
     for image in client.images():
         for tag in image.get("RepoTags") or ():
             if tag.startswith(prefixes):

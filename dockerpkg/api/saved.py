@@ -154,8 +154,11 @@ def derived_build_plan(
     chosen = workspace.builders if builders is None else builders
     # `plan` renders every image, `build` what it builds: the images the saved plan shows
     # rendered are rendered here too (and must then agree).
+    # A platform image (`NAME:SUFFIX`) shown rendered is rendered as its image NAME.
     shown = [
-        i.name for i in saved.images if i.dockerfile is not None and i.name in workspace.tree.images
+        name
+        for i in saved.images
+        if i.dockerfile is not None and (name := i.name.partition(":")[0]) in workspace.tree.images
     ]
     try:
         tree = render_images(workspace.tree, workspace.config, shown)

@@ -76,8 +76,10 @@ def url_problem(url: str) -> str | None:
 
 
 def parse_builders_flag(text: str, configured: tuple[Builder, ...] = ()) -> BuilderSet:
-    """`URL[=SLOTS],URL[=SLOTS]`: a URL also in CONFIGURED keeps its TLS files from there."""
+    """`URL[=SLOTS],URL[=SLOTS]`: a URL also in CONFIGURED keeps its TLS files and platforms
+    from there."""
     tls = {b.url: b.tls for b in configured}
+    platforms = {b.url: b.platforms for b in configured}
     builders: list[Builder] = []
     for item in (part.strip() for part in text.split(",")):
         if not item:
@@ -92,7 +94,9 @@ def parse_builders_flag(text: str, configured: tuple[Builder, ...] = ()) -> Buil
             why = f"{public_url(url)} is given twice"
         if why is not None:
             raise DockerPkgError.single(FLAG, why)
-        builders.append(Builder(url, int(count) if count else None, tls.get(url)))
+        builders.append(
+            Builder(url, int(count) if count else None, tls.get(url), platforms.get(url, ()))
+        )
     if not builders:
         raise DockerPkgError.single(FLAG, "expected URL[=SLOTS],URL[=SLOTS]...")
     return BuilderSet(tuple(builders), Location(FLAG))

@@ -174,6 +174,9 @@ def public_values(config: Config) -> str:
     for key in SECRET_KEYS | RUN_KEYS:
         values.pop(key, None)
         values["extra"].pop(key, None)
+    if not config.platforms:
+        # A tree without platforms keeps the digests its plans had before the key existed.
+        values.pop("platforms")
     return json.dumps(values, sort_keys=True, default=_plain)
 
 

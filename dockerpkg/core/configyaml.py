@@ -12,9 +12,10 @@ from typing import Any
 import strictyaml as sy
 from strictyaml.ruamel.error import MarkedYAMLError, YAMLError
 
-from dockerpkg.core.builders import Builder, TLSFiles, url_problem
+from dockerpkg.core.builders import Builder, TLSFiles, public_url, url_problem
 from dockerpkg.core.labels import path_problem, registry_problem
 from dockerpkg.core.plan import BuildEngine, CacheMode, PublishMode
+from dockerpkg.core.platforms import Platform
 from dockerpkg.errors import DockerPkgError, Location, Problem, error
 
 _NULLABLE_STR = sy.EmptyNone() | sy.Str()
@@ -24,6 +25,7 @@ _BUILDER = sy.Map(
         "url": sy.Str(),
         sy.Optional("slots"): sy.Int(),
         sy.Optional("tls"): sy.Map({"ca": sy.Str(), "cert": sy.Str(), "key": sy.Str()}),
+        sy.Optional("platforms"): sy.EmptyList() | sy.Seq(sy.Str()),
     }
 )
 
@@ -56,6 +58,7 @@ _SCHEMA = sy.MapCombined(
         sy.Optional("oci_labels"): sy.Bool(),
         sy.Optional("source_url"): _NULLABLE_STR,
         sy.Optional("pin_bases"): sy.Bool(),
+        sy.Optional("platforms"): sy.EmptyList() | sy.Seq(sy.Str()),
         sy.Optional("publish"): sy.Enum([m.value for m in PublishMode]),
         sy.Optional("cache"): sy.Enum([m.value for m in CacheMode]),
         sy.Optional("secrets"): sy.EmptyDict()
@@ -118,6 +121,7 @@ KNOWN_KEYS = frozenset(
         "oci_labels",
         "source_url",
         "pin_bases",
+        "platforms",
         "publish",
         "secrets",
         "ssh",
@@ -264,10 +268,45 @@ def parse_config_data(text: str, path: str) -> dict[str, Any]:
                     document[key].start_line,
                 )
             )
+    problems += _parse_platforms(data, document, path)
     problems += _parse_builders(data, document, path)
     if problems:
         raise DockerPkgError(problems)
     return data
+
+
+def platform_list(texts: Sequence[str]) -> tuple[tuple[str, ...], str | None]:
+    """TEXTS as platforms in their canonical spelling (`linux/arm64`), in the order given;
+    else why not (a bad spelling, one given twice)."""
+    found, why, _ = _platforms(texts)
+    return (found, None) if why is None else ((), why)
+
+
+def _platforms(texts: Sequence[str]) -> tuple[tuple[str, ...], str | None, int]:
+    """The canonical platforms of TEXTS, or why not and the index of the bad one."""
+    found: list[str] = []
+    for index, text in enumerate(texts):
+        try:
+            platform = str(Platform.parse(text))
+        except ValueError as exc:
+            return (), str(exc), index
+        if platform in found:
+            return (), f"platform {platform} is given twice", index
+        found.append(platform)
+    return tuple(found), None, len(found)
+
+
+def _parse_platforms(data: dict[str, Any], document: Any, path: str) -> list[Problem]:
+    """Replace DATA's `platforms` by their canonical spellings; a problem at the bad one's
+    line otherwise."""
+    if "platforms" not in data:
+        return []
+    found, why, index = _platforms(data["platforms"])
+    if why is not None:
+        line = document["platforms"][index].start_line
+        return [error(path, f"bad value for 'platforms': {why}", line)]
+    data["platforms"] = found
+    return []
 
 
 def _parse_builders(data: dict[str, Any], document: Any, path: str) -> list[Problem]:
@@ -285,12 +324,20 @@ def _parse_builders(data: dict[str, Any], document: Any, path: str) -> list[Prob
             why = "'tls' goes with tcp:// URLs only"
         if why is None and any(b.url == url for b in builders):
             why = f"{url} is given twice"
+        platforms, wrong = platform_list(entry.get("platforms", ()))
+        if why is None and wrong is not None:
+            why = f"{public_url(url)}: {wrong}"
         if why is not None:
             problems.append(error(path, f"bad value for 'builders': {why}", line))
             continue
         tls = entry.get("tls")
         builders.append(
-            Builder(url, entry.get("slots"), TLSFiles(**tls) if tls is not None else None)
+            Builder(
+                url,
+                entry.get("slots"),
+                TLSFiles(**tls) if tls is not None else None,
+                platforms,
+            )
         )
     if "builders" in data:
         data["builders"] = tuple(builders)

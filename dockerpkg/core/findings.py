@@ -4,6 +4,8 @@ with them."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from dockerpkg.core.bases import base_findings, check_bases, unknown_note
 from dockerpkg.core.definition import Definitions
 from dockerpkg.core.observed import Observed
@@ -12,15 +14,23 @@ from dockerpkg.core.tree import Image, Tree
 
 
 def findings_of(
-    tree: Tree, observed: Observed, defined: Definitions, published: list[str], directory: str
+    tree: Tree,
+    observed: Observed,
+    defined: Definitions,
+    published: list[str],
+    directory: str,
+    *,
+    current: Mapping[str, str] | None = None,
 ) -> tuple[list[Finding], list[str]]:
     """What is wrong with the PUBLISHED images that no step fixes: a definition changed
-    without a new version, a base image moved since the build; and the notes that go with."""
+    without a new version, a base image moved since the build; and the notes that go with.
+    CURRENT: each base reference's digest now (the observed base_digests by default)."""
     drifted = [n for n in published if _drifted(tree.images[n], observed, defined)]
     findings = [_drift(tree.images[n], observed, defined, directory) for n in drifted]
     if not observed.labels_read:
         return findings, []
-    check = check_bases(tree, published, observed.bases, observed.base_digests)
+    now = observed.base_digests if current is None else current
+    check = check_bases(tree, published, observed.bases, now)
     notes = [note for note in (unknown_note(check),) if note] + list(observed.problems)
     return findings + list(base_findings(tree, check, directory)), notes
 

@@ -67,6 +67,10 @@ def plan_to_markdown(plan: Plan, base: Plan | None = None) -> str:
     if plan.builders:
         names = ", ".join(f"`{builder_text(b)}`" for b in plan.builders)
         lines += [f"Builders: {names}", ""]
+    indexes = [i for i in plan.images if i.platforms and i.name in rows]
+    if indexes:
+        each = "; ".join(f"`{cell(i.name)}`: {', '.join(i.platforms)}" for i in indexes)
+        lines += [f"Platforms: {each}", ""]
     lines += [f"> note: {cell(note)}" for note in plan.notes]
     if plan.notes:
         lines.append("")

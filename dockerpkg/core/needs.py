@@ -14,6 +14,7 @@
   stay linear in the tree (every promotion waiting for every such step made plans
   quadratic: 53 MB of JSON at 800 images) and the promotions after the barrier still run
   side by side.
+- An index step (several platforms) waits for the pushes of its platform images.
 - Pulls and `tag-latest` wait for nothing.
 """
 
@@ -38,12 +39,13 @@ def with_needs(steps: Sequence[Step], images: Iterable[PlannedImage]) -> tuple[S
         (s.key for s in steps if s.op is Op.PROMOTE and not _promoted(s, by_name, keys)), None
     )
     # A pull is found by the label it pulls, for a base pinned to a digest by the base, and
-    # for a staged parent by the label it is named as (its detail).
+    # for a staged parent by the label it is named as (its detail). A pull for one platform
+    # only by what it is named as: the label it pulls is every platform's.
     pulls = {
         name: s.key
         for s in steps
         if s.op is Op.PULL
-        for name in (s.image, s.label, s.detail)
+        for name in ((s.image, s.detail) if s.platform else (s.image, s.label, s.detail))
         if name is not None
     }
     # An image's push: its publication, or its staging push (all_or_nothing).
@@ -102,5 +104,8 @@ def _needs(
         found += [k for k in (StepKey(Op.BUILD, step.image),) if k in keys]
     elif OPS[step.op].pushes_image and image is not None:
         found += [k for k in (StepKey(Op.VERIFY, step.image),) if k in keys]
+        found += [pushes[p] for p in image.parents if p in pushes]
+    elif step.op is Op.INDEX and image is not None:
+        # An index image's parents are its platform images: it lists their pushes.
         found += [pushes[p] for p in image.parents if p in pushes]
     return tuple(dict.fromkeys(found))

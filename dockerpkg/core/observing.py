@@ -3,13 +3,17 @@
 effects/observe.py asks (the daemon for its images; the registry for a manifest digest per
 reference, the labels of the images found, the tags of repositories whose `latest` moved, the
 digests of base images) and keeps what was said as data: `RegistryAnswers`, `BaseAnswers`,
-the daemon's `LocalImage`s. Which questions to ask, and everything concluded from the answers,
-is decided here, so the fold is tested with literal answers.
+the daemon's `LocalImage`s. For a tree with platforms it also asks (effects/platformreads.py)
+which platforms each published version and each base lists, and the daemon's platform and the
+machine's binfmt_misc handlers: `PlatformAnswers`, `DaemonFacts`. Which questions to ask, and
+everything concluded from the answers, is decided here, so the fold is tested with literal
+answers.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 import attrs
 
@@ -18,6 +22,7 @@ from dockerpkg.core.config import Config
 from dockerpkg.core.definition import DEFINITION_LABEL, IDENTITY_LABEL
 from dockerpkg.core.images import LocalImage
 from dockerpkg.core.planner import Observed
+from dockerpkg.core.platforms import Platform, platform_tag
 from dockerpkg.core.registryrefs import Ref, tree_refs
 from dockerpkg.core.staging import STAGING, Staged, staging_path
 from dockerpkg.core.tree import Tree
@@ -128,13 +133,182 @@ def moved_repositories(tree: Tree, config: Config, answers: RegistryAnswers) -> 
 def base_questions(config: Config) -> tuple[BaseQuestions, ...]:
     """The config's base images, one group per registry to ask; only the config's own
     registry is asked with the run's login, never another."""
+    return _grouped(config, config.base_images)
+
+
+def _grouped(config: Config, labels: Iterable[str]) -> tuple[BaseQuestions, ...]:
     groups: dict[tuple[str | None, bool], list[BaseRef]] = {}
-    for ref in base_refs(config.base_images, config.registry):
+    for ref in base_refs(labels, config.registry):
         groups.setdefault((ref.registry, ref.own), []).append(ref)
     return tuple(
         BaseQuestions((config.registry or None) if own else host, own, tuple(refs))
         for (host, own), refs in groups.items()
     )
+
+
+# --- several platforms ------------------------------------------------------------------------
+
+
+@attrs.frozen
+class PlatformAnswers:
+    """What the registries said of a tree with platforms: the platforms each published
+    version lists (reference -> platform -> manifest digest: an index's children, or a single
+    image's own platform), those of each base image (by base label), the labels recorded on
+    each platform's image where read (by registry path and manifest digest), and the error
+    of each registry of base images that did not answer (its bases unjudged)."""
+
+    versions: Mapping[Ref, Mapping[str, str]] = attrs.field(factory=dict)
+    bases: Mapping[str, Mapping[str, str]] = attrs.field(factory=dict)
+    labels: Mapping[Ref, Mapping[str, str]] = attrs.field(factory=dict, converter=_kept)
+    failures: tuple[str, ...] = ()
+
+
+@attrs.frozen
+class BinfmtHandler:
+    """One handler registered in binfmt_misc: its NAME (`qemu-aarch64`), whether it is
+    ENABLED, and its FLAGS (`PF`)."""
+
+    name: str
+    enabled: bool
+    flags: str = ""
+
+
+@attrs.frozen
+class DaemonFacts:
+    """What a daemon says of itself (`/info`: its OS and ARCHITECTURE, as uname spells it)
+    and, for a daemon on this machine, the binfmt_misc HANDLERS registered (empty: none, or
+    not read)."""
+
+    os: str
+    architecture: str
+    handlers: tuple[BinfmtHandler, ...] = ()
+
+
+# The machine names uname gives 32-bit ARM, which OCI spells with a variant.
+_UNAME_ARM = {"armv7l": "v7", "armv6l": "v6", "armv8l": "v7"}
+
+# The architectures qemu-user names its handlers after (`qemu-aarch64`), as platforms.
+QEMU_PLATFORMS: Mapping[str, tuple[str, ...]] = {
+    "aarch64": ("linux/arm64",),
+    "arm": ("linux/arm/v7", "linux/arm/v6"),
+    "i386": ("linux/386",),
+    "x86_64": ("linux/amd64",),
+    "ppc64le": ("linux/ppc64le",),
+    "s390x": ("linux/s390x",),
+    "riscv64": ("linux/riscv64",),
+    "mips64el": ("linux/mips64le",),
+    "loongarch64": ("linux/loong64",),
+}
+
+
+def platforms_of(tree: Tree, config: Config) -> dict[str, tuple[str, ...]]:
+    """Image name -> the platforms it is built for (its control's `Platforms`, else the
+    config's), for the images that have any."""
+    found = {}
+    for name, image in tree.images.items():
+        if wanted := image.spec.platforms or config.platforms:
+            found[name] = wanted
+    return found
+
+
+def platform_questions(
+    tree: Tree, config: Config, digests: Mapping[Ref, str | None]
+) -> tuple[Ref, ...]:
+    """The version references of the images with platforms that the registry holds (as
+    DIGESTS say): their manifests are read for the platforms they list. None for a tree
+    without platforms."""
+    refs = tree_refs(tree, config)
+    return tuple(refs[name] for name in platforms_of(tree, config) if digests.get(refs[name]))
+
+
+def platform_base_questions(tree: Tree, config: Config) -> tuple[BaseQuestions, ...]:
+    """The base images of the images with platforms, one group per registry (as
+    `base_questions`); none for a tree without platforms."""
+    labels = {base for name in platforms_of(tree, config) for base in tree.images[name].bases}
+    return _grouped(config, labels) if labels else ()
+
+
+def platform_label_reads(versions: Mapping[Ref, Mapping[str, str]]) -> tuple[Ref, ...]:
+    """Whose labels to read for a tree with platforms: each platform's image of each version
+    read, by the manifest digest its index lists (the platform tag may have moved since)."""
+    found = {
+        (path, digest): None for (path, _), listed in versions.items() for digest in listed.values()
+    }
+    return tuple(found)
+
+
+def manifest_platforms(manifest: Any, digest: str, image_config: Any = None) -> dict[str, str]:
+    """Platform -> manifest digest, from one manifest read: an index (or a Docker manifest
+    list) gives its children's, leaving out those of no known platform (attestations); a
+    single image's manifest (of DIGEST) is of the platform its config (IMAGE_CONFIG, the
+    config blob) records, none where it records none."""
+    if isinstance(manifest, dict) and isinstance(manifest.get("manifests"), list):
+        found: dict[str, str] = {}
+        for child in manifest["manifests"]:
+            if not isinstance(child, dict) or not isinstance(child.get("digest"), str):
+                continue
+            if (platform := _platform(child.get("platform"))) is not None:
+                found.setdefault(platform, child["digest"])
+        return found
+    platform = _platform(image_config)
+    return {} if platform is None else {platform: digest}
+
+
+def _platform(value: Any) -> str | None:
+    """The platform a JSON object names by its `os`, `architecture` and `variant`."""
+    if not isinstance(value, dict):
+        return None
+    os, architecture, variant = value.get("os"), value.get("architecture"), value.get("variant")
+    if not isinstance(os, str) or not isinstance(architecture, str):
+        return None
+    if "unknown" in (os, architecture) or not architecture:
+        return None
+    try:
+        return str(Platform.of_image(os, architecture, variant or None))
+    except (ValueError, TypeError):
+        return None
+
+
+def daemon_platform(facts: DaemonFacts) -> str | None:
+    """The daemon's own platform, from what `/info` says; None when it names none known."""
+    variant = _UNAME_ARM.get(facts.architecture)
+    architecture = "arm" if variant else facts.architecture
+    if not architecture:
+        return None
+    try:
+        return str(Platform.of_image(facts.os.lower(), architecture, variant))
+    except ValueError:
+        return None
+
+
+def emulated_platforms(facts: DaemonFacts) -> frozenset[str]:
+    """The platforms the daemon's machine runs under QEMU: those of each enabled
+    `qemu-ARCH` handler registered with the F flag (its interpreter opened at registration,
+    so it also runs inside a container, whose filesystem lacks it), the daemon's own left
+    out."""
+    own = daemon_platform(facts)
+    found: set[str] = set()
+    for handler in facts.handlers:
+        name = handler.name.removeprefix("qemu-")
+        if handler.enabled and "F" in handler.flags and handler.name.startswith("qemu-"):
+            found.update(QEMU_PLATFORMS.get(name, ()))
+    return frozenset(found - {own} if own else found)
+
+
+def _platform_recorded(
+    tree: Tree, refs: Mapping[str, Ref], platforms: PlatformAnswers
+) -> dict[str, Mapping[str, str]]:
+    """Platform label (`REPOSITORY:TAG-arm64`) -> the labels its image records, for each
+    platform of each version whose labels were read."""
+    found: dict[str, Mapping[str, str]] = {}
+    for name, ref in refs.items():
+        image = tree.images[name]
+        for platform, digest in platforms.versions.get(ref, {}).items():
+            kept = platforms.labels.get((ref[0], digest))
+            if kept is not None:
+                tag = platform_tag(image.tag, Platform.parse(platform))
+                found[f"{image.repository}:{tag}"] = kept
+    return found
 
 
 @attrs.frozen
@@ -156,15 +330,22 @@ def fold_observed(
     local: tuple[LocalImage, ...] = (),
     bases: BaseAnswers | None = None,
     daemon_asked: bool = True,
+    platforms: PlatformAnswers | None = None,
+    daemon: DaemonFacts | None = None,
 ) -> Observed:
     """What TREE's plan needs to know, from what the registry (ANSWERS), the daemon (LOCAL:
     its images; none when it was not asked: DAEMON_ASKED false) and the base images'
-    registries (BASES) said."""
+    registries (BASES) said; for a tree with platforms, the platforms listed (PLATFORMS) and
+    the daemon's own and emulated ones (DAEMON)."""
     bases = bases or BaseAnswers()
+    platforms = platforms or PlatformAnswers()
     refs = tree_refs(tree, config)
     images = {name: tree.images[name] for name in refs}
     by_path = {path: images[name].repository for name, (path, _) in refs.items()}
     recorded = {images[n].label: answers.labels.get(r, {}) for n, r in refs.items()}
+    recorded.update(_platform_recorded(tree, refs, platforms))
+    problems = tuple(f"cannot tell whether base images moved: {e}" for e in bases.failures)
+    problems += tuple(f"cannot tell the platforms of base images: {e}" for e in platforms.failures)
     return Observed(
         offline=False,
         published=frozenset(images[n].label for n, r in refs.items() if answers.digests.get(r)),
@@ -187,11 +368,19 @@ def fold_observed(
         base_digests={label: d for label, d in bases.digests.items() if d is not None},
         bases_absent=frozenset(label for label, d in bases.digests.items() if d is None),
         bases_unknown=dict(bases.unknown),
-        problems=tuple(f"cannot tell whether base images moved: {e}" for e in bases.failures),
+        problems=problems,
         staged=_staged(tree, config, refs, answers) if asked.staging else {},
         local_identities={
             tag: image.identity for image in local if image.identity for tag in image.tags
         },
+        platform_digests={
+            images[n].label: dict(platforms.versions[r])
+            for n, r in refs.items()
+            if r in platforms.versions
+        },
+        base_platforms={label: dict(found) for label, found in platforms.bases.items()},
+        daemon_platform=None if daemon is None else daemon_platform(daemon),
+        emulated=frozenset() if daemon is None else emulated_platforms(daemon),
     )
 
 

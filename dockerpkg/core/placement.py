@@ -33,6 +33,8 @@ class BuilderView:
     pushing: int = 0
     alive: bool = True
     held: frozenset[str] = frozenset()  # labels it holds: pulled or built in this run
+    # Several platforms: the platforms the plan says it builds; empty: any (not asked).
+    platforms: frozenset[str] = frozenset()
 
     @property
     def may_build(self) -> bool:
@@ -41,6 +43,10 @@ class BuilderView:
     @property
     def may_push(self) -> bool:
         return self.alive and self.pushing < self.push_slots
+
+    def builds(self, platform: str | None) -> bool:
+        """Whether it may build for PLATFORM (None: an image of no platform: any builder)."""
+        return platform is None or not self.platforms or platform in self.platforms
 
 
 def parents_in_run(image: PlannedImage, built: frozenset[str]) -> tuple[str, ...]:
@@ -59,16 +65,18 @@ def choose_builder(
 ) -> str | None:
     """The builder to build IMAGE on now, or None if none may take it yet.
 
-    A builder may take it when each of its parents that the run builds was built there
-    (WHERE: image -> builder) or is published (PUBLISHED: image names), so it can pull it.
-    Among those with a free slot: the one holding most of its parents, then the least
-    loaded, then the first named.
+    A builder may take it when it builds IMAGE's platform (a platform image), and each of
+    its parents that the run builds was built there (WHERE: image -> builder) or is
+    published (PUBLISHED: image names), so it can pull it. Among those with a free slot:
+    the one holding most of its parents, then the least loaded, then the first named.
     """
     parents = parents_in_run(image, built)
     labels = [images[p].label for p in image.parents if p in images]
 
     def may(builder: BuilderView) -> bool:
-        return all(where.get(p) == builder.name or p in published for p in parents)
+        return builder.builds(image.platform) and all(
+            where.get(p) == builder.name or p in published for p in parents
+        )
 
     free = [(i, b) for i, b in enumerate(builders) if b.may_build and may(b)]
     if not free:
@@ -88,6 +96,14 @@ def registry_builder(builders: Sequence[BuilderView]) -> str | None:
     """The builder whose registry client runs a registry-only step (`tag-latest`): the first
     with a free push slot."""
     return next((b.name for b in builders if b.may_push), None)
+
+
+def pull_targets(platform: str | None, builders: Sequence[BuilderView]) -> tuple[str, ...]:
+    """The live builders a pull (for PLATFORM, if any) runs on: every one that builds that
+    platform, or every live one when none of them says it does (the plan checked it)."""
+    alive = [b for b in builders if b.alive]
+    building = [b.name for b in alive if b.builds(platform)]
+    return tuple(building) if building else tuple(b.name for b in alive)
 
 
 def parents_to_fetch(

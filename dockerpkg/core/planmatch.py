@@ -37,6 +37,7 @@ from dockerpkg.core.plan import (
     StepKey,
 )
 from dockerpkg.core.planner import Observed
+from dockerpkg.core.platformclaims import claimed_platforms
 from dockerpkg.core.staging import Staged, staged_reference
 from dockerpkg.core.tree import Tree
 
@@ -94,16 +95,19 @@ def claimed_observed(saved: Plan, tree: Tree) -> Observed:
     # A pull may go on with the daemon's copy only where the daemon held one.
     pulls = {s.label or s.image: s.local_copy for s in saved.steps if s.op is Op.PULL}
     local = (local - pulls.keys()) | {label for label, copy in pulls.items() if copy}
+    platforms = claimed_platforms(saved, tree)
     return Observed(
         offline=any(step.reason is Reason.OFFLINE for step in saved.steps),
         published=frozenset(published),
-        local=frozenset(local),
+        local=frozenset(local) | platforms.local,
         credentials=saved.publish,
         digests=digests,
         tags=tags,
         base_digests={ref: digest for image in saved.images for ref, digest in image.pins.items()},
         staged=claimed_staged,
         local_identities=local_identities,
+        platform_digests=platforms.platform_digests,
+        base_platforms=platforms.base_platforms,
     )
 
 

@@ -8,7 +8,6 @@ plan's other parts have modules of their own: `core.latest` (moving `latest`),
 
 from __future__ import annotations
 
-import enum
 import fnmatch
 import hashlib
 from collections.abc import Mapping
@@ -20,9 +19,9 @@ from dockerpkg.core.builders import DEFAULT_BUILDERS, BuilderSet, publishing_req
 from dockerpkg.core.changelog import versions_newest_first
 from dockerpkg.core.config import Config, public_values
 from dockerpkg.core.definition import Definitions, definitions
-from dockerpkg.core.findings import findings_of
 from dockerpkg.core.graph import reachable
 from dockerpkg.core.imagelabels import NO_SOURCE, SourceFacts, image_labels
+from dockerpkg.core.imagestate import State, image_state, state_of
 from dockerpkg.core.labels import is_docker_tag, stage_repository
 from dockerpkg.core.latest import latest_steps
 from dockerpkg.core.needs import with_needs
@@ -41,6 +40,23 @@ from dockerpkg.core.plan import (
     Step,
 )
 from dockerpkg.core.plansecrets import with_secrets
+from dockerpkg.core.platforms import Platform
+from dockerpkg.core.platformsteps import (
+    missing_base_platforms,
+    pin_platforms,
+    platform_findings,
+    platform_notes,
+    platform_pulls,
+    with_children,
+)
+from dockerpkg.core.platformtree import (
+    Expansion,
+    expanded,
+    index_states,
+    unexpanded,
+    with_indexes,
+    with_platform_images,
+)
 from dockerpkg.core.secrets import SecretSource
 from dockerpkg.core.spec import Snapshot
 from dockerpkg.core.staging import (
@@ -66,26 +82,6 @@ __all__ = [
     "selected_names",
     "unknown_names",
 ]
-
-
-class State(enum.Enum):
-    PUBLISHED = "published"
-    BUILT = "built"
-    TO_BUILD = "to_build"
-    STAGED = "staged"  # all_or_nothing: an earlier run staged it with the tree's identity
-
-
-def image_state(label: str, observed: Observed, pull: bool) -> tuple[State, Reason]:
-    """docker-pkg's rule: published, else built locally, else to build; --no-pull asks the
-    daemon first, so an image missing locally is rebuilt even when it is published."""
-    if observed.offline:
-        return State.TO_BUILD, Reason.OFFLINE
-    local, published = label in observed.local, label in observed.published
-    if not local and (not pull or not published):
-        return State.TO_BUILD, Reason.NOT_IN_REGISTRY if pull else Reason.NOT_BUILT_LOCALLY
-    if published:
-        return State.PUBLISHED, Reason.NOT_IN_REGISTRY
-    return State.BUILT, Reason.BUILT_LOCALLY_NOT_PUBLISHED
 
 
 def inputs_digest(snapshot: Snapshot, config: Config) -> str:
@@ -116,7 +112,7 @@ def planned_image(
     if labelled is not None and image.dockerfile is not None:
         config, source = labelled
         labels = image_labels(
-            name=image.name,
+            name=image.spec.name,
             version=image.spec.version,
             changelog=image.spec.source.changelog,
             own_definition=own,
@@ -140,6 +136,8 @@ def planned_image(
         definition=defined.full.get(image.name) if defined else None,
         own_definition=own,
         labels=labels,
+        platform=image.platform,
+        platforms=image.platforms,
     )
 
 
@@ -166,10 +164,14 @@ def unknown_names(tree: Tree, names: tuple[str, ...] | None, directory: str) -> 
         )
 
 
-def _selected(tree: Tree, options: BuildOptions, directory: str) -> list[str]:
-    """The images OPTIONS select (a glob, names or both), in build order."""
+def _selected(
+    tree: Tree, options: BuildOptions, directory: str, expansion: Expansion | None = None
+) -> list[str]:
+    """The images OPTIONS select (a glob, names or both), in build order; with platforms,
+    the index images selected with their platform images."""
     unknown_names(tree, options.names, directory)
-    return selected_names(tree, options.select, options.names)
+    selected = selected_names(tree, options.select, options.names)
+    return selected if expansion is None else with_platform_images(expansion, selected)
 
 
 def _run_notes(
@@ -223,68 +225,172 @@ def plan_build(
     built only when published, and a plan that cannot publish is refused.
 
     OPTIONS.engine (None: the config's) is recorded in the plan: its secret checks and
-    `apply` both go by it.
+    `apply` both go by it. A tree with platforms is planned expanded (core.platformtree).
     """
     options = attrs.evolve(options, engine=options.engine or config.engine)
     if builders.several:
         observed = _for_several_builders(config, observed, options, builders)
-    states = {n: image_state(tree.images[n].label, observed, options.pull) for n in tree.order}
-    all_or_nothing = options.publish is PublishMode.ALL_OR_NOTHING
-    tree, states = _judged(tree, config, observed, states, staging=all_or_nothing)
-    selected = _selected(tree, options, directory)
+    written = tree
+    expansion = expanded(tree, config, options, directory)
+    tree, states = _states(expansion.tree if expansion else tree, config, observed, options)
+    if expansion is not None:
+        expansion = attrs.evolve(expansion, tree=tree)
+        states = index_states(expansion, observed, states)
+    selected = _selected(tree, options, directory, expansion)
     unbuilt_parents = {
         n: [p for p in tree.images[n].parents if states[p][0] is State.TO_BUILD] for n in tree.order
     }
     to_build = reachable(unbuilt_parents, [n for n in selected if states[n][0] is State.TO_BUILD])
+    if expansion is not None:
+        to_build = with_indexes(expansion, to_build)
+        missing_base_platforms(expansion, sorted(to_build), observed, directory)
     # A tree read without rendering gets the Dockerfiles of what is built and of what that
     # is built from (their definitions are part of its own), and only those.
     parents = {n: tree.images[n].parents for n in tree.order}
     tree = render_images(tree, config, sorted(reachable(parents, to_build)))
-    defined = definitions(tree)
+    expansion = None if expansion is None else attrs.evolve(expansion, tree=tree)
     publish = bool(observed.credentials) and not options.no_publish
-    staging = publish and all_or_nothing
+    steps = _steps(
+        (tree, expansion),
+        config,
+        observed,
+        states,
+        (to_build, selected),
+        options=options,
+        publish=publish,
+    )
+    published = [n for n in selected if states[n][0] is State.PUBLISHED]
+    defined = definitions(tree)
+    notes: list[str] = []
+    if publish:
+        latest, notes = latest_steps(tree, observed, unexpanded(tree, published), options.suffix)
+        steps += latest
+    notes += _run_notes(config, options, builders, publish=publish, selected=bool(selected))
+    if expansion is not None:
+        notes += platform_notes(steps, builders, observed, directory)
+    findings, finding_notes = platform_findings(
+        (tree, expansion), observed, defined, published, directory
+    )
+    notes += finding_notes
+    built = to_build if expansion is None else {expansion.index_of(n) for n in to_build}
+    notes += absent_base_notes(written, observed.bases_absent, built, pull=options.pull)
+    plan = _plan(
+        (tree, expansion),
+        (config, source),
+        observed,
+        (defined, decided_steps(steps, tree, config, options, observed)),
+        directory=directory,
+        digest=digest,
+        options=options,
+        builders=builders,
+    )
+    plan = attrs.evolve(plan, notes=tuple(notes), publish=publish, findings=tuple(findings))
+    plan = with_secrets(_finished(plan, (tree, expansion), config, observed), tree, config, secrets)
+    return _with_cache(plan, tree) if options.cache is CacheMode.REGISTRY else plan
+
+
+def _plan(
+    trees: tuple[Tree, Expansion | None],
+    made: tuple[Config, SourceFacts],
+    observed: Observed,
+    parts: tuple[Definitions, list[Step]],
+    *,
+    directory: str,
+    digest: str,
+    options: BuildOptions,
+    builders: BuilderSet,
+) -> Plan:
+    """The plan of STEPS for TREE's images (as MADE from the config and the checkout)."""
+    tree, expansion = trees
+    config, source = made
+    defined, steps = parts
+    images = tuple(
+        planned_image(tree.images[n], defined, (config, source))
+        for n in sorted(tree.images, key=lambda n: tree.images[n].path)
+    )
+    if expansion is not None:
+        images = with_children(images, steps, observed)
+        # A failed pull for one platform never goes on with the daemon's copy of its label:
+        # that may be another platform's.
+        steps = [
+            attrs.evolve(s, local_copy=False) if s.op is Op.PULL and s.platform else s
+            for s in steps
+        ]
+    return Plan(
+        action=Action.BUILD,
+        directory=directory,
+        digest=digest,
+        images=images,
+        steps=with_needs(steps, images),
+        options=options,
+        registry=config.registry,
+        builders=tuple(
+            PlannedBuilder(
+                b.name, b.slots, b.tls is not None, b.platforms if expansion is not None else ()
+            )
+            for b in builders.builders
+        ),
+    )
+
+
+def _states(
+    tree: Tree, config: Config, observed: Observed, options: BuildOptions
+) -> tuple[Tree, dict[str, tuple[State, Reason]]]:
+    """Each image's state, reuse judged by identity (see _judged), and TREE with what that
+    rendered."""
+    states = {
+        n: state_of(
+            tree.images[n].label,
+            observed,
+            options.pull,
+            published=_published(tree.images[n], tree, observed),
+        )
+        for n in tree.order
+    }
+    all_or_nothing = options.publish is PublishMode.ALL_OR_NOTHING
+    return _judged(tree, config, observed, states, staging=all_or_nothing)
+
+
+def _published(image: Image, tree: Tree, observed: Observed) -> bool:
+    """Whether IMAGE counts as published: its label in the registry, or for a platform
+    image, its platform in the index of its image's version (an index image's state is
+    judged from its platform images': see index_states)."""
+    if image.platform is None:
+        return image.label in observed.published
+    index = tree.images[image.spec.name].label
+    return image.platform in observed.platform_digests.get(index, {})
+
+
+def _steps(
+    trees: tuple[Tree, Expansion | None],
+    config: Config,
+    observed: Observed,
+    states: dict[str, tuple[State, Reason]],
+    chosen: tuple[frozenset[str], list[str]],
+    *,
+    options: BuildOptions,
+    publish: bool,
+) -> list[Step]:
+    """The pulls, builds, verifications, pushes, index steps and (all_or_nothing)
+    promotions of the plan, in order."""
+    tree, expansion = trees
+    to_build, selected = chosen
+    staging = publish and options.publish is PublishMode.ALL_OR_NOTHING
     steps: list[Step] = []
     if options.pull:
-        steps.extend(_pulls(tree, to_build, states, (config, observed.staged) if staging else None))
-    steps += _image_steps(
-        tree, config, states, (to_build, selected), publish=publish, staging=staging
-    )
+        plain = frozenset(
+            n for n in to_build if tree.images[n].platform is None and not tree.images[n].platforms
+        )
+        steps.extend(_pulls(tree, plain, states, (config, observed.staged) if staging else None))
+        if expansion is not None:
+            steps += platform_pulls(expansion, sorted(to_build), states, observed)
+    steps += _image_steps(tree, config, states, chosen, publish=publish, staging=staging)
     if staging:
         staged = [n for n in selected if states[n][0] is State.STAGED]
         published = [n for n in tree.order if states[n][0] is State.PUBLISHED]
         steps += promotions(tree, config, steps, (staged, observed.staged))
         steps += unstaging(tree, config, published, observed.staged)
-    notes = []
-    published = [n for n in selected if states[n][0] is State.PUBLISHED]
-    if publish:
-        latest, latest_notes = latest_steps(tree, observed, published, options.suffix)
-        steps += latest
-        notes += latest_notes
-    notes += _run_notes(config, options, builders, publish=publish, selected=bool(selected))
-    findings, finding_notes = findings_of(tree, observed, defined, published, directory)
-    notes += finding_notes
-    notes += absent_base_notes(tree, observed.bases_absent, to_build, pull=options.pull)
-    images = tuple(
-        planned_image(tree.images[n], defined, (config, source))
-        for n in sorted(tree.images, key=lambda n: tree.images[n].path)
-    )
-    plan = Plan(
-        action=Action.BUILD,
-        directory=directory,
-        digest=digest,
-        images=images,
-        steps=with_needs(decided_steps(steps, tree, config, options, observed), images),
-        options=options,
-        notes=tuple(notes),
-        registry=config.registry,
-        publish=publish,
-        findings=tuple(findings),
-        builders=tuple(
-            PlannedBuilder(b.name, b.slots, b.tls is not None) for b in builders.builders
-        ),
-    )
-    plan = with_secrets(_finished(plan, tree, config, observed), tree, config, secrets)
-    return _with_cache(plan, tree) if options.cache is CacheMode.REGISTRY else plan
+    return steps
 
 
 def _with_cache(plan: Plan, tree: Tree) -> Plan:
@@ -302,20 +408,32 @@ def _with_cache(plan: Plan, tree: Tree) -> Plan:
             if is_docker_tag(v)
         ]
         sources = [f"{image.repository}:{v}" for v in older] + [f"{image.repository}:latest"]
+        if image.platform is not None:  # the platform's own image, not an index
+            suffix = Platform.parse(image.platform).suffix
+            sources = [f"{image.repository}:{v}-{suffix}" for v in older]
         images.append(attrs.evolve(image, cache_from=tuple(sources)))
     return attrs.evolve(plan, images=tuple(images))
 
 
-def _finished(plan: Plan, tree: Tree, config: Config, observed: Observed) -> Plan:
+def _finished(
+    plan: Plan, trees: tuple[Tree, Expansion | None], config: Config, observed: Observed
+) -> Plan:
     """PLAN with what its builds record of their bases, and held to their digests when the
-    config pins them."""
+    config pins them (a platform image's to its platform's, see pin_platforms)."""
+    tree, expansion = trees
     # The bases label goes with the definition label: both are dockerpkg's own records.
     plan = with_records(plan) if config.definition_labels else plan
     if not config.pin_bases:
         return plan
-    bases = [base for image in tree.images.values() for base in image.bases]
+    bases = [
+        base for image in tree.images.values() if image.platform is None for base in image.bases
+    ]
     pins, notes = pins_of(bases, observed.base_digests, observed.offline, observed.bases_unknown)
-    return attrs.evolve(pin_plan(plan, pins), notes=plan.notes + tuple(notes))
+    plan = pin_plan(plan, pins)
+    if expansion is not None:
+        plan, more = pin_platforms(plan, expansion, observed)
+        notes += more
+    return attrs.evolve(plan, notes=plan.notes + tuple(notes))
 
 
 def _image_steps(
@@ -335,6 +453,11 @@ def _image_steps(
     for name in tree.order:
         image = tree.images[name]
         state, reason = states[name]
+        if image.platforms:  # an index image: put once its platforms are pushed
+            if name in to_build and publish:
+                steps.append(Step(Op.INDEX, name, reason, image.label))
+            continue
+        on = image.platform
         target = (
             staging_label(config.registry, config.namespace, name, image.tag)
             if staging
@@ -343,14 +466,14 @@ def _image_steps(
         if name in to_build:
             if image.spec.source.build_template is not None:
                 stage = f"{stage_repository(image.repository)}:{image.tag}"
-                steps.append(Step(Op.BUILD_STAGE, name, Reason.BUILD_TEMPLATE, stage))
-            steps.append(Step(Op.BUILD, name, reason, image.label))
-            steps.append(Step(Op.VERIFY, name, Reason.BUILT_IN_THIS_RUN, image.label))
+                steps.append(Step(Op.BUILD_STAGE, name, Reason.BUILD_TEMPLATE, stage, platform=on))
+            steps.append(Step(Op.BUILD, name, reason, image.label, platform=on))
+            steps.append(Step(Op.VERIFY, name, Reason.BUILT_IN_THIS_RUN, image.label, platform=on))
             if publish:
-                steps.append(Step(push, name, Reason.BUILT_IN_THIS_RUN, target))
+                steps.append(Step(push, name, Reason.BUILT_IN_THIS_RUN, target, platform=on))
         elif state is State.BUILT and publish and name in selected:
-            steps.append(Step(Op.VERIFY, name, reason, image.label))
-            steps.append(Step(push, name, reason, target))
+            steps.append(Step(Op.VERIFY, name, reason, image.label, platform=on))
+            steps.append(Step(push, name, reason, target, platform=on))
     return steps
 
 

@@ -11,6 +11,7 @@ not Linux (`windows-amd64`), as registries name per-architecture tags.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 
 import attrs
 
@@ -85,3 +86,22 @@ def platform_name(name: str, platform: Platform) -> str:
 def platform_tag(tag: str, platform: Platform) -> str:
     """The tag of an image's build for PLATFORM, in the image's repository: `1.0-arm64`."""
     return f"{tag}-{platform.suffix}"
+
+
+# A FROM instruction: its options, the image, and the rest (`AS stage`).
+_FROM = re.compile(r"^(?P<head>\s*FROM\s+(?:--\S+\s+)*)(?P<image>\S+)(?P<rest>.*)$", re.IGNORECASE)
+
+
+def rewrite_froms(dockerfile: str, references: Mapping[str, str]) -> str:
+    """DOCKERFILE with each FROM naming a key of REFERENCES naming its value instead (a
+    parent's or base's reference for one platform); other lines unchanged."""
+    if not references:
+        return dockerfile
+    lines = []
+    for line in dockerfile.split("\n"):
+        match = _FROM.match(line)
+        if match is not None and match["image"] in references:
+            lines.append(match["head"] + references[match["image"]] + match["rest"])
+        else:
+            lines.append(line)
+    return "\n".join(lines)

@@ -53,13 +53,7 @@ def without_published(plan: Plan, published: frozenset[str]) -> tuple[Plan, tupl
     pulls = []
     if plan.options.pull:
         needed = sorted({p for name in building for p in images[name].parents if p in gone})
-        # No daemon was asked about them: a failed pull may go on with the daemon's copy
-        # (the executor looks for one), as any pull no daemon was asked about.
-        pulls = [
-            Step(Op.PULL, p, Reason.PUBLISHED_DEPENDENCY, gone[p], local_copy=True)
-            for p in needed
-            if gone[p] not in pulled
-        ]
+        pulls = [_pull(p, gone[p], images[p].platform) for p in needed if gone[p] not in pulled]
     # Pulls come first in a plan, these after the plan's own; a pull only the images gone
     # needed goes too. A staged parent's pull names the parent's label in its detail (its
     # label is the staging reference).
@@ -81,3 +75,13 @@ def without_published(plan: Plan, published: frozenset[str]) -> tuple[Plan, tupl
         # A parent published since is pulled now: its children record its manifest.
         kept_plan = with_records(kept_plan)
     return kept_plan, labels
+
+
+def _pull(name: str, label: str, platform: str | None) -> Step:
+    """The pull of NAME, published since (LABEL): no daemon was asked about it, so a failed
+    pull may go on with the daemon's copy (the executor looks for one), unless it is one
+    platform's image (the copy may be another platform's), pulled for its platform under
+    its own label."""
+    if platform is None:
+        return Step(Op.PULL, name, Reason.PUBLISHED_DEPENDENCY, label, local_copy=True)
+    return Step(Op.PULL, name, Reason.PUBLISHED_DEPENDENCY, label, label, platform=platform)

@@ -214,7 +214,11 @@ _CONSTANTS = frozenset({"true", "false", "none", "True", "False", "None"})
 
 
 def _direct(
-    lexer: Any, text: str, config: Config, known: KnownImages
+    lexer: Any,
+    text: str,
+    config: Config,
+    known: KnownImages,
+    extra: Mapping[str, str] | None = None,
 ) -> tuple[str, list[str]] | None:
     """TEXT rendered from its tokens, without compiling it, when its only Jinja is
     `{{ "name" | image_tag }}` and `{{ variable }}` (besides comments and whitespace control):
@@ -250,7 +254,8 @@ def _direct(
             at += 5
         elif shape[:3] == ("variable_begin", "name", "variable_end"):
             name = tokens[at + 1][1]
-            variables = config.template_variables() if variables is None else variables
+            if variables is None:
+                variables = {**config.template_variables(), **(extra or {})}
             if name in _CONSTANTS or name not in variables:
                 return None
             parts.append(str(variables[name]))
@@ -377,16 +382,19 @@ def render_template(
     *,
     where: str,
     names: Collection[str] = (),
+    variables: Mapping[str, str] | None = None,
 ) -> Rendered:
     """Render TEXT, the template at WHERE (a path relative to the tree), with FILES (the text
     files of its folder) to include; NAMES are all the folder's files, text or not.
 
     Every failure becomes a Problem at the template (WHERE, or the included file) and line.
+    VARIABLES are given besides the config's (a platform's, when the tree has platforms).
     """
+    extra = variables or {}
     import jinja2
 
     # The sandbox's lexer is Jinja's default one: only lexing, so no sandbox is needed yet.
-    direct = _direct(jinja2.Environment().lexer, text, config, known)  # noqa: S701
+    direct = _direct(jinja2.Environment().lexer, text, config, known, extra)  # noqa: S701
     if direct is not None:
         return _checked(*direct, (), where, config)
     used: list[str] = []
@@ -441,7 +449,7 @@ def render_template(
         return DockerPkgError([error(at(name), message, line)])
 
     try:
-        dockerfile = env.get_template(main).render(config.template_variables())
+        dockerfile = env.get_template(main).render({**config.template_variables(), **extra})
     except Exception as exc:  # noqa: BLE001 (any template error is the user's, at its line)
         raise fail(_template_error(exc), exc) from None
     return _checked(dockerfile, used, tuple(notes), where, config)

@@ -35,17 +35,32 @@ def verification_call(
     label: str,
     folder: str,
     envs: tuple[Mapping[str, str], Mapping[str, str]],
+    platform: str | None = None,
 ) -> Verification:
     """The verification of LABEL, run (the plan found its test; an image without one is
     skipped, as docker-pkg does: see `missing_test`): FOLDER is the image's folder
     (absolute); ENVS: the run's environment and the builder's (DOCKER_HOST and TLS
-    variables, over the run's)."""
+    variables, over the run's). PLATFORM: the platform LABEL was built for, told to the
+    test as PLATFORM_VARIABLE (a tree with platforms verifies each platform's image)."""
     args = [arg.format(image=label, path=folder) for arg in config.verify_args]
     env, builder_env = envs
     given = {"PATH": env.get("PATH", _DEFAULT_PATH), **proxy_args(config)}
     given.update({key: value for key in _INHERITED if (value := env.get(key))})
     given.update(builder_env)
+    if platform is not None:
+        given[PLATFORM_VARIABLE] = platform
     return Verification(argv=(config.verify_command, *args), env=given)
+
+
+# What tells a verification the platform of the image it runs (`linux/arm64`).
+PLATFORM_VARIABLE = "DOCKERPKG_PLATFORM"
+
+
+def log_name(image: str) -> str:
+    """The file (in the run's folder) of the log of IMAGE's steps: its name, but a platform
+    image's `:` (`php:arm64`), which some file systems and CI artifact stores refuse, is
+    `@` (`php@arm64.log`), which no image name holds."""
+    return image.replace(":", "@") + ".log"
 
 
 def local_copy_serves(label: str, local_labels: Collection[str]) -> bool:

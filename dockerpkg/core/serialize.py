@@ -308,6 +308,7 @@ def plan_to_text(plan: Plan, *, needs: bool = False) -> str:
     for step in plan.steps:
         target = f"{step.label}  " if step.label and step.label != step.image else ""
         extra = (f" [{step.detail}]" if step.detail else "") + step_text(step)
+        extra += f" on {step.platform}" if step.platform else ""
         head = f"{step.op.value:<{op_width}}  {step.image:<{width}}"
         lines.append(f"{head}  {target}({step.reason.value}){extra}")
         if needs and step.needs:
@@ -335,7 +336,8 @@ def plan_to_text(plan: Plan, *, needs: bool = False) -> str:
 
 def builder_text(builder: PlannedBuilder) -> str:
     slots = {None: "--jobs slots", 1: "1 slot"}.get(builder.slots, f"{builder.slots} slots")
-    return f"{builder.url} ({slots}{', TLS' if builder.tls else ''})"
+    platforms = f", {' '.join(builder.platforms)}" if builder.platforms else ""
+    return f"{builder.url} ({slots}{', TLS' if builder.tls else ''}{platforms})"
 
 
 def findings_summary(plan: Plan) -> str:
@@ -360,6 +362,7 @@ def summary(plan: Plan) -> str:
         (Op.PUBLISH, "to publish"),
         (Op.TAG_LATEST, "latest to move"),
         (Op.PROMOTE, "to promote"),
+        (Op.INDEX, "to index"),
         (Op.UNSTAGE, "staged to remove"),
         (Op.REMOVE, "to remove"),
         (Op.KEEP, "kept"),

@@ -7,6 +7,7 @@ import re
 import attrs
 from debian.changelog import Changelog, ChangelogParseError
 
+from dockerpkg.core.platforms import Platform
 from dockerpkg.errors import DockerPkgError, Problem, error
 
 
@@ -169,11 +170,32 @@ def _relations(field: _Field) -> list[tuple[int, str]]:
     return entries
 
 
-def _control_depends(source: ImageSource) -> tuple[Dependency, ...]:
+def _control_platforms(field: _Field | None, where: str) -> tuple[tuple[str, ...], list[Problem]]:
+    """The control file's `Platforms` in their canonical spelling, in the order written."""
+    if field is None:
+        return (), []
+    found: list[str] = []
+    for line, entry in _relations(field):
+        try:
+            platform = str(Platform.parse(entry))
+        except ValueError as exc:
+            return (), [error(where, f"{field.name}: {exc}", line)]
+        if platform in found:
+            return (), [error(where, f"{field.name}: platform {platform} is given twice", line)]
+        found.append(platform)
+    if not found:
+        return (), [error(where, f"{field.name}: no platform given", field.line)]
+    return tuple(found), []
+
+
+def _control(source: ImageSource) -> tuple[tuple[Dependency, ...], tuple[str, ...]]:
+    """The image's dependencies and platforms, as its control file gives them."""
     if source.control is None:
-        return ()
+        return (), ()
     where = source.file("control")
     fields, problems = _control_fields(source.control, where)
+    platforms, wrong = _control_platforms(fields.get("platforms"), where)
+    problems += wrong
     found: list[Dependency] = []
     for name in _DEPENDS_FIELDS:
         field = fields.get(name.lower())
@@ -195,7 +217,7 @@ def _control_depends(source: ImageSource) -> tuple[Dependency, ...]:
                 found.append(Dependency(match["name"], constraint, line))
     if problems:
         raise DockerPkgError(problems)
-    return tuple(found)
+    return tuple(found), platforms
 
 
 def parse_image(source: ImageSource) -> ImageSpec:
@@ -203,17 +225,20 @@ def parse_image(source: ImageSource) -> ImageSpec:
     problems: list[Problem] = []
     name = version = ""
     depends: tuple[Dependency, ...] = ()
+    platforms: tuple[str, ...] = ()
     try:
         name, version = _changelog_head(source)
     except DockerPkgError as exc:
         problems.extend(exc.problems)
     try:
-        depends = _control_depends(source)
+        depends, platforms = _control(source)
     except DockerPkgError as exc:
         problems.extend(exc.problems)
     if problems:
         raise DockerPkgError(problems)
-    return ImageSpec(source=source, name=name, version=version, depends=depends)
+    return ImageSpec(
+        source=source, name=name, version=version, depends=depends, platforms=platforms
+    )
 
 
 @attrs.frozen

@@ -18,6 +18,7 @@ from dockerpkg.core.labels import (
     split_label,
     stage_repository,
 )
+from dockerpkg.core.platforms import Platform, rewrite_froms
 from dockerpkg.core.render import (
     FilterError,
     KnownImages,
@@ -41,10 +42,18 @@ class Image:
     build_dockerfile: str | None
     parents: tuple[str, ...]  # names of tree images this one needs, sorted
     bases: tuple[str, ...]  # labels of base images it uses, sorted
+    # Several platforms (dockerpkg.core.platformtree): a platform image's PLATFORM, rendered
+    # with that platform's variables and its FROM lines naming what REWRITES maps them to;
+    # an index image's PLATFORMS (never rendered, never built).
+    platform: str | None = None
+    platforms: tuple[str, ...] = ()
+    rewrites: Mapping[str, str] = attrs.field(factory=dict)
+    # A platform image's own name (`php:arm64`); None: the image's (its spec's).
+    named: str | None = None
 
     @property
     def name(self) -> str:
-        return self.spec.name
+        return self.spec.name if self.named is None else self.named
 
     @property
     def path(self) -> str:
@@ -121,10 +130,17 @@ def known_images(specs: list[ImageSpec], config: Config, suffix: str) -> KnownIm
     )
 
 
-def _render(spec: ImageSpec, config: Config, known: KnownImages) -> tuple[Rendered, str | None]:
+def _render(
+    spec: ImageSpec,
+    config: Config,
+    known: KnownImages,
+    variables: Mapping[str, str] | None = None,
+) -> tuple[Rendered, str | None]:
     files = dict(spec.source.files)
     problems: list[Problem] = []
     main = build = None
+    if variables is None:
+        variables = first_platform_variables(spec, config)
     try:
         main = render_template(
             spec.source.template,
@@ -133,6 +149,7 @@ def _render(spec: ImageSpec, config: Config, known: KnownImages) -> tuple[Render
             known,
             where=spec.source.file("Dockerfile.template"),
             names=spec.source.names,
+            variables=variables,
         )
     except DockerPkgError as exc:
         problems.extend(exc.problems)
@@ -145,6 +162,7 @@ def _render(spec: ImageSpec, config: Config, known: KnownImages) -> tuple[Render
                 known,
                 where=spec.source.file("Dockerfile.build.template"),
                 names=spec.source.names,
+                variables=variables,
             )
         except DockerPkgError as exc:
             problems.extend(exc.problems)
@@ -154,6 +172,14 @@ def _render(spec: ImageSpec, config: Config, known: KnownImages) -> tuple[Render
         used = tuple(dict.fromkeys(main.used + build.used))
         main = attrs.evolve(main, used=used, warnings=main.warnings + build.warnings)
     return main, build.dockerfile if build is not None else None
+
+
+def first_platform_variables(spec: ImageSpec, config: Config) -> Mapping[str, str] | None:
+    """The variables of the first of SPEC's platforms (its control's, else the config's),
+    which the tree as written is rendered with (lint, graph, update see one rendering of a
+    template that knows its platform); None without platforms."""
+    platforms = spec.platforms or config.platforms
+    return Platform.parse(platforms[0]).variables() if platforms else None
 
 
 def _static(spec: ImageSpec, config: Config, known: KnownImages) -> tuple[Rendered, str | None]:
@@ -178,20 +204,31 @@ def _static(spec: ImageSpec, config: Config, known: KnownImages) -> tuple[Render
 
 
 def render_images(tree: Tree, config: Config, names: Iterable[str]) -> Tree:
-    """TREE with the Dockerfiles of NAMES rendered (those not rendered yet)."""
-    missing = [n for n in names if tree.images[n].dockerfile is None]
+    """TREE with the Dockerfiles of NAMES rendered (those not rendered yet); an index
+    image has none, a platform image's is its platform's (see Image.platform)."""
+    missing = [
+        n for n in names if tree.images[n].dockerfile is None and not tree.images[n].platforms
+    ]
     if not missing or tree.known is None:
         return tree
     images = dict(tree.images)
     problems: list[Problem] = []
     for name in missing:
+        image = images[name]
+        platform = None if image.platform is None else Platform.parse(image.platform)
+        variables = None if platform is None else platform.variables()
         try:
-            main, build = _render(images[name].spec, config, tree.known)
+            main, build = _render(image.spec, config, tree.known, variables)
         except DockerPkgError as exc:
             problems.extend(exc.problems)
             continue
+        rewrites = image.rewrites
         images[name] = attrs.evolve(
-            images[name], dockerfile=main.dockerfile, build_dockerfile=build
+            image,
+            dockerfile=None
+            if main.dockerfile is None
+            else rewrite_froms(main.dockerfile, rewrites),
+            build_dockerfile=None if build is None else rewrite_froms(build, rewrites),
         )
     if problems:
         raise DockerPkgError(problems)

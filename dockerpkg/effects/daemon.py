@@ -29,6 +29,7 @@ from dockerpkg.core.bases import pulled_digest
 from dockerpkg.core.builders import Builder
 from dockerpkg.core.images import LocalImage, local_images
 from dockerpkg.core.labels import split_label
+from dockerpkg.core.platforms import Platform
 from dockerpkg.core.runenv import run_environment
 from dockerpkg.effects import waits
 from dockerpkg.effects.causes import causes as causes_of
@@ -263,14 +264,17 @@ def pull(
     cancel: threading.Event | None = None,
     *,
     timeout: float = TRANSFER_TIMEOUT,
+    platform: str | None = None,
 ) -> str | None:
-    """Pull LABEL (`NAME:TAG`, or `NAME[:TAG]@DIGEST`: that manifest, no tag moved);
-    TIMEOUT bounds each wait for the daemon (its answer, each progress line). Returns the
-    manifest digest the daemon says LABEL resolved to (an index's, for a multi-platform
-    image), if it says one."""
+    """Pull LABEL (`NAME:TAG`, or `NAME[:TAG]@DIGEST`: that manifest, no tag moved), for
+    PLATFORM when given (that platform's image of a multi-platform one); TIMEOUT bounds each
+    wait for the daemon (its answer, each progress line). Returns the manifest digest the
+    daemon says LABEL resolved to (an index's, for a multi-platform image), if it says one."""
     named, _, digest = label.partition("@")
     repository, tag = split_label(named)
     params = {"fromImage": repository, "tag": digest or tag or "latest"}
+    if platform:
+        params["platform"] = platform
     url = requests_of(client)._url("/images/create")
     said: list[str] = []
     _transfer(
@@ -374,6 +378,23 @@ def image_id(client: docker.APIClient, label: str) -> str:
         return str(inspect(client, label)["Id"])
     except FAILURES as exc:
         raise failure(f"cannot inspect {label}", exc) from None
+
+
+def image_platform(client: docker.APIClient, label: str) -> str:
+    """The platform (`linux/arm64`) the local image LABEL's config records, normalised."""
+    try:
+        found = inspect(client, label)
+    except FAILURES as exc:
+        raise failure(f"cannot inspect {label}", exc) from None
+    try:
+        platform = Platform.of_image(
+            str(found.get("Os") or ""),
+            str(found.get("Architecture") or ""),
+            str(found.get("Variant") or "") or None,
+        )
+    except ValueError as exc:
+        raise DaemonError(f"{label} records no platform dockerpkg can read: {exc}") from None
+    return str(platform)
 
 
 def repo_digests(client: docker.APIClient, label: str) -> tuple[str, ...]:

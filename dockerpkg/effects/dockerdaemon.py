@@ -52,6 +52,7 @@ class DockerDaemon:
             session=request.session,
             cache_from=request.cache_from,
             registry_auth=request.registry_auth,
+            platform=request.platform,
         )
 
     def build_stage(
@@ -110,8 +111,11 @@ class DockerDaemon:
         cancel: threading.Event,
         *,
         timeout: float,
+        platform: str | None = None,
     ) -> str | None:
-        return daemon.pull(self._client, label, credentials, log, cancel, timeout=timeout)
+        return daemon.pull(
+            self._client, label, credentials, log, cancel, timeout=timeout, platform=platform
+        )
 
     def push(
         self,
@@ -138,6 +142,9 @@ class DockerDaemon:
 
     def image_id(self, label: str) -> str:
         return daemon.image_id(self._client, label)
+
+    def image_platform(self, label: str) -> str:
+        return daemon.image_platform(self._client, label)
 
     def repo_digests(self, label: str) -> tuple[str, ...]:
         return daemon.repo_digests(self._client, label)

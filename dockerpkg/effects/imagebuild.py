@@ -58,8 +58,11 @@ def build(
     session: str | None = None,
     cache_from: tuple[str, ...] = (),
     registry_auth: Mapping[str, Mapping[str, str]] | None = None,
+    platform: str | None = None,
 ) -> str:
     """Build CONTEXT (docker-py applies its .dockerignore) and tag it LABEL; returns the ID.
+    PLATFORM (`linux/arm64`): the one platform to build for, both engines (None: the
+    daemon's own).
 
     The classic engine's rm and forcerm remove intermediate containers even when a step
     fails; BuildKit makes none (and takes SESSION, CACHE_FROM: see `_buildkit_params`). A
@@ -73,9 +76,12 @@ def build(
             context,
             label,
             guard,
-            params=_buildkit_params(
-                dockerfile, use_cache, buildargs, labels, session, cache_from, container_limits
-            ),
+            params={
+                **_buildkit_params(
+                    dockerfile, use_cache, buildargs, labels, session, cache_from, container_limits
+                ),
+                **({"platform": platform} if platform else {}),
+            },
             log_file=log_file,
             cancel=cancel,
             headers=_registry_config(registry_auth) if cache_from else {},
@@ -92,6 +98,7 @@ def build(
         "container_limits": dict(container_limits) or None,
         "labels": dict(labels) if labels else None,
         "decode": True,
+        **({"platform": platform} if platform else {}),
     }
     return _build_classic(client, label, guard, request, log_file)
 

@@ -2,9 +2,9 @@
 list containers, remove an image), behind one small interface with two implementations:
 
 - `SocketImageStore` speaks the Engine API over the local unix socket with the standard
-  library: three plain HTTP calls. Importing docker-py (and requests) costs more than all
-  of a prune's work on a tree of dozens of images, and the local socket is where almost
-  every prune runs.
+  library: three plain HTTP calls (a fourth, `/info`, for trees with platforms). Importing
+  docker-py (and requests) costs more than all of a prune's work on a tree of dozens of
+  images, and the local socket is where almost every prune runs.
 - `DockerPyImageStore` wraps docker-py for every other endpoint (tcp://, TLS, ssh://).
 
 Both raise ImageStoreError with a message for the user.
@@ -42,6 +42,9 @@ class ImageStore(Protocol):
 
     def remove_image(self, image: str) -> None:
         """Remove without force: the daemon refuses an image a container uses."""
+
+    def info(self) -> dict[str, Any]:
+        """What the daemon says of itself (`docker info`): `OSType`, `Architecture`, ..."""
 
     def close(self) -> None: ...
 
@@ -142,6 +145,9 @@ class SocketImageStore:
         quoted = urllib.parse.quote(image, safe="/:@")
         self._call("DELETE", f"/images/{quoted}?force=0&noprune=0", f"remove {image[:19]}")
 
+    def info(self) -> dict[str, Any]:
+        return dict(self._call("GET", "/info", "ask the Docker daemon about itself") or {})
+
     def close(self) -> None:
         self._connection.close()
 
@@ -191,6 +197,9 @@ class DockerPyImageStore:
         self._call(
             f"remove {image[:19]}", self._client.remove_image, image, force=False, noprune=False
         )
+
+    def info(self) -> dict[str, Any]:
+        return dict(self._call("ask the Docker daemon about itself", self._client.info))
 
     def close(self) -> None:
         self._client.close()

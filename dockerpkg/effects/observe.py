@@ -17,12 +17,17 @@ from dockerpkg.core.images import LocalImage, local_images
 from dockerpkg.core.observing import (
     Asked,
     BaseAnswers,
+    DaemonFacts,
+    PlatformAnswers,
     RegistryAnswers,
     asks_latest,
     base_questions,
     fold_observed,
     label_reads,
     moved_repositories,
+    platform_base_questions,
+    platform_questions,
+    platforms_of,
     questions,
     tree_questions,
 )
@@ -31,6 +36,8 @@ from dockerpkg.core.registryrefs import Ref, tree_refs
 from dockerpkg.core.tree import Tree
 from dockerpkg.effects import imagestore
 from dockerpkg.effects.credentials import Credentials
+from dockerpkg.effects.emulation import binfmt_handlers
+from dockerpkg.effects.platformreads import PlatformReader
 from dockerpkg.effects.registry import Interrupter, RegistryClient, RegistryError
 from dockerpkg.errors import DockerPkgError
 
@@ -74,6 +81,7 @@ class Observation:
         self._config = config
         self._registry = registry
         self._builders = builders
+        self._first_builder = builders[0] if builders else None
         # all_or_nothing: each version's staging reference is asked too (an earlier run
         # may have staged it), with the definition recorded on what is staged.
         self._asked = Asked(credentials is not None, definitions, staging)
@@ -83,11 +91,16 @@ class Observation:
         self._cancel = threading.Event()
         # Shared by every client asking for this observation: cancel() ends their waits.
         self._interrupter = Interrupter()
-        # The daemon's listing, the registry's answers and the bases' digests, side by side.
-        self._pool = ThreadPoolExecutor(max_workers=3, thread_name_prefix="observe")
+        # The daemon's listing, the registry's answers and the bases' digests, side by side
+        # (and, for a tree with platforms, what the daemon says of itself).
+        self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="observe")
         self._local: Future[tuple[LocalImage, ...]] | None = None
+        self._facts: Future[DaemonFacts] | None = None
         if daemon and len(builders) < 2:
             self._local = self._pool.submit(self._local_images, dict(env))
+            # Images' own `Platforms` are known once the tree is resolved: asked then.
+            if config.platforms:
+                self._facts = self._pool.submit(daemon_facts, self._env, self._first_builder)
         # Without REGISTRY (a test session, whose tags no registry holds) nothing is asked
         # of it: nothing counts as published.
         asking = questions(config, refs, latest=self._latest, staging=staging) if registry else []
@@ -215,14 +228,47 @@ class Observation:
             self._pool.shutdown()
         try:
             answers = self._completed(tree, answers)
+            platforms, facts = self._platforms(tree, answers)
         except BaseException as exc:
             if not isinstance(exc, Exception):  # a signal: end the waits in flight
                 self._interrupter.interrupt()
             raise
-        asked = self._local is not None
         return fold_observed(
-            tree, self._config, self._asked, answers, local=local, bases=bases, daemon_asked=asked
+            tree,
+            self._config,
+            self._asked,
+            answers,
+            local=local,
+            bases=bases,
+            daemon_asked=self._local is not None,
+            platforms=platforms,
+            daemon=facts,
         )
+
+    def _platforms(
+        self, tree: Tree, answers: RegistryAnswers
+    ) -> tuple[PlatformAnswers, DaemonFacts | None]:
+        """For a tree with platforms, the platforms its published versions and their bases
+        list and what the daemon says of itself; for any other, nothing (and nothing asked)."""
+        if not platforms_of(tree, self._config):
+            return PlatformAnswers(), None
+        facts = None
+        if self._facts is not None:
+            facts = self._facts.result()
+        elif self._local is not None:
+            facts = daemon_facts(self._env, self._first_builder)
+        asking_bases = self._registry or self._config.pin_bases
+        reader = PlatformReader(self._config, self._credentials, self._env, self._interrupter)
+        try:
+            platforms = reader.read(
+                platform_questions(tree, self._config, answers.digests) if self._registry else (),
+                platform_base_questions(tree, self._config) if asking_bases else (),
+                labels=self._asked.definitions,
+                cancel=self._cancel,
+            )
+        except RegistryError as exc:
+            raise self._registry_error(exc) from None
+        return platforms, facts
 
     def _completed(self, tree: Tree, answers: RegistryAnswers) -> RegistryAnswers:
         """ANSWERS with what the background did not ask (the resolved tree's references not
@@ -248,7 +294,36 @@ class Observation:
             self._bases.exception()
         if self._local is not None:
             self._local.exception()
+        if self._facts is not None:
+            self._facts.exception()
         self._pool.shutdown()
+
+
+def daemon_facts(env: Mapping[str, str], builder: Builder | None) -> DaemonFacts:
+    """What the daemon (BUILDER's, else the one ENV names) says of its platform and, for one
+    on this machine, the binfmt_misc handlers through which it emulates others."""
+    try:
+        daemon = _connect(env, builder)
+    except imagestore.ImageStoreError as exc:
+        raise DockerPkgError.single("docker", f"{exc} (use --offline to plan without it)") from None
+    try:
+        info = daemon.info()
+    except imagestore.ImageStoreError as exc:
+        raise DockerPkgError.single("docker", str(exc)) from None
+    finally:
+        daemon.close()
+    here = builder.url.startswith("unix://") if builder else _on_this_machine(env)
+    return DaemonFacts(
+        str(info.get("OSType") or ""),
+        str(info.get("Architecture") or ""),
+        binfmt_handlers() if here else (),
+    )
+
+
+def _on_this_machine(env: Mapping[str, str]) -> bool:
+    """Whether the daemon ENV names listens on a unix socket: on this machine, whose
+    binfmt_misc is then the one its builds run under."""
+    return imagestore.socket_path(env) is not None
 
 
 def _connect(env: Mapping[str, str], builder: Builder | None) -> imagestore.ImageStore:

@@ -23,7 +23,9 @@ class StepRunner(Protocol):
 
     def step_runner(self, step: Step, image: PlannedImage | None) -> Callable[[], str | None]: ...
 
-    def pull(self, label: str, log_name: str, named: str | None = None) -> str | None: ...
+    def pull(
+        self, label: str, log_name: str, named: str | None = None, platform: str | None = None
+    ) -> str | None: ...
 
     def cancel(self) -> None: ...
 
@@ -44,6 +46,8 @@ class Worker:
     pushing: int = 0
     alive: bool = True
     held: set[str] = attrs.field(factory=set)  # labels it holds: pulled or built in this run
+    # The platforms it builds (the plan's builder of its name says); empty: any.
+    platforms: frozenset[str] = frozenset()
 
     def view(self) -> BuilderView:
         return BuilderView(
@@ -54,6 +58,7 @@ class Worker:
             self.pushing,
             self.alive,
             frozenset(self.held),
+            self.platforms,
         )
 
 
@@ -83,6 +88,10 @@ class Placer:
         several: bool,
     ) -> None:
         self.workers = list(workers)
+        # The platforms each builder builds, as the plan records them (by the builder's name).
+        declared = {b.url: frozenset(b.platforms) for b in plan.builders}
+        for worker in self.workers:
+            worker.platforms = worker.platforms or declared.get(worker.name, frozenset())
         self.pull_jobs = pull_jobs
         self.several = several
         self.ledger = ledger

@@ -3,9 +3,10 @@
 The executor (dockerpkg.effects.executor) only carries out a plan's steps; what it needs of
 the daemon (build an image or a build stage, pull, push, tag, inspect, serve a build its
 BuildKit session, run a verification) and of the registry (confirm, move and delete
-manifests, read an image's labels) is named here. dockerpkg.effects.dockerdaemon does it on a
-real daemon through docker-py, dockerpkg.effects.registry's RegistryClient on a real registry;
-the executor's unit tests use in-memory fakes (tests/support/fakedaemon.py).
+manifests, read an image's labels, put an image index) is named here.
+dockerpkg.effects.dockerdaemon does it on a real daemon through docker-py,
+dockerpkg.effects.registry's RegistryClient on a real registry; the executor's unit tests
+use in-memory fakes (tests/support/fakedaemon.py).
 
 Every daemon call that fails raises DaemonError (CancelledError once the run's cancellation
 is set, TimedOutError past a deadline or a transfer's timeout) with a message for the user;
@@ -46,6 +47,8 @@ class BuildRequest:
     cache_from: tuple[str, ...] = ()
     # Registry -> login, for BuildKit's cache imports; never shown.
     registry_auth: Mapping[str, Mapping[str, str]] | None = attrs.field(default=None, repr=False)
+    # Several platforms: the one platform (`linux/arm64`) to build for; None: the daemon's.
+    platform: str | None = None
 
 
 @attrs.frozen
@@ -108,9 +111,11 @@ class Daemon(Protocol):
         cancel: threading.Event,
         *,
         timeout: float,
+        platform: str | None = None,
     ) -> str | None:
-        """Pull LABEL (TIMEOUT: each wait for the daemon's word); the manifest digest it
-        resolved to, if the daemon says."""
+        """Pull LABEL (TIMEOUT: each wait for the daemon's word), for PLATFORM when given
+        (`linux/arm64`: that platform's image of a multi-platform one); the manifest digest
+        it resolved to, if the daemon says."""
         ...
 
     def push(
@@ -132,6 +137,10 @@ class Daemon(Protocol):
 
     def image_id(self, label: str) -> str:
         """The ID of the local image LABEL."""
+        ...
+
+    def image_platform(self, label: str) -> str:
+        """The platform (`linux/arm64`) the local image LABEL's config records."""
         ...
 
     def repo_digests(self, label: str) -> tuple[str, ...]:
@@ -173,3 +182,11 @@ class Registry(Protocol):
     def delete_manifest(self, repository: str, digest: str) -> str | None: ...
 
     def image_labels(self, repository: str, tag: str) -> dict[str, str] | None: ...
+
+    def put_index(
+        self, repository: str, tags: Sequence[str], children: Sequence[tuple[str, str]]
+    ) -> str:
+        """Put one OCI image index listing CHILDREN (platform, and a tag or a digest of
+        REPOSITORY) under each of TAGS in turn; its digest. A child the registry does not
+        hold raises RegistryError."""
+        ...

@@ -174,18 +174,25 @@ class _Run:
     def _runner(self, attempt: Attempt) -> Callable[[], Any]:
         step, worker = attempt.step, attempt.worker
         if worker is None:
-            targets = [w for w in self.workers if w.alive]
-            # A pull's detail is the name the image gets (a staged parent's own label).
-            return lambda: _pull_everywhere(targets, step.label or step.image, step.detail)
-        run = worker.runner.step_runner(step, self.placer.images.get(step.image))
+            names = placement.pull_targets(step.platform, self.placer.views())
+            targets = [w for w in self.workers if w.name in names]
+            # A pull's detail is the name the image gets (a staged parent's own label, one
+            # platform's image).
+            return lambda: _pull_everywhere(
+                targets, step.label or step.image, step.detail, step.platform
+            )
+        image = self.placer.images.get(step.image)
+        run = worker.runner.step_runner(step, image)
         if not attempt.fetched:
             return run
         fetch, name = attempt.fetched, step.image
+        platform = None if image is None else image.platform
 
         def build() -> str | None:
-            # Parents built elsewhere (or published before the run) come from the registry.
+            # Parents built elsewhere (or published before the run) come from the registry
+            # (a platform image's: their images of its platform).
             for label in fetch:
-                worker.runner.pull(label, name)
+                worker.runner.pull(label, name, platform=platform)
             return run()
 
         return build
@@ -245,7 +252,9 @@ class _Run:
         for name, error in outcome.errors.items():
             worker = self.placer.worker(name)
             if error is None:
-                worker.held.add(label)
+                # One platform's pull is held under its own name (its detail).
+                platform_name = attempt.step.detail if attempt.step.platform else None
+                worker.held.add(platform_name or label)
             elif self.several and not worker.runner.reachable():
                 self._lose(worker, error)
             else:
@@ -306,17 +315,17 @@ class _Run:
 
 
 def _pull_everywhere(
-    workers: Sequence[Worker], label: str, named: str | None = None
+    workers: Sequence[Worker], label: str, named: str | None = None, platform: str | None = None
 ) -> _PullOutcome:
-    """Pull LABEL (to be named NAMED) on every one of WORKERS at once; each one's error (or
-    None)."""
+    """Pull LABEL (to be named NAMED; PLATFORM's image, if given) on every one of WORKERS at
+    once; each one's error (or None)."""
     errors: dict[str, str | None] = {}
     details: dict[str, str | None] = {}
     bugs: dict[str, BaseException] = {}
 
     def pull(worker: Worker) -> None:
         try:
-            details[worker.name] = worker.runner.pull(label, "pulls", named)
+            details[worker.name] = worker.runner.pull(label, "pulls", named, platform)
             errors[worker.name] = None
         except TaskFailedError as exc:
             errors[worker.name] = str(exc)

@@ -4,7 +4,11 @@
 Each call is recorded (`calls`); any call can be told to fail, to hang until the run is
 cancelled (or its deadline or transfer timeout passes), or to time out (`fault`). A push
 lands in the FakeRegistry the daemon was given, which answers the executor's registry
-questions from what it holds, and can be told to fail any of them.
+questions from what it holds (image indexes too), and can be told to fail any of them.
+
+Every image has a platform: a build for a platform makes an image of it (unless `forge`
+says otherwise), a pull for a platform takes that platform's image from `remote_platforms`,
+and a pull moves the pulled label's tag, as a daemon does.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from dockerpkg.effects.registry import RegistryError, RegistryFailure
 from dockerpkg.effects.verify import Finished
 from dockerpkg.effects.waits import CancelledError, DaemonError, Patience, TimedOutError
 
-__all__ = ["Built", "FakeDaemon", "FakeRegistry", "Fault", "digest_of"]
+__all__ = ["NATIVE", "Built", "FakeDaemon", "FakeRegistry", "Fault", "Manifest", "digest_of"]
 
 
 def digest_of(*parts: str) -> str:
@@ -45,10 +49,16 @@ class Fault(enum.Enum):
     TIME_OUT = "time out"  # raises TimedOutError at once (a wait that ran out)
 
 
+NATIVE = "linux/amd64"  # the fake daemon's own platform
+
+
 @attrs.frozen
 class Manifest:
-    config: str  # the image's ID (its config's digest)
+    config: str  # the image's ID (its config's digest); an index's: "index"
     labels: Mapping[str, str] = attrs.field(factory=dict)
+    platform: str | None = None
+    # An image index: platform -> the digest of its manifest in the same repository.
+    children: Mapping[str, str] = attrs.field(factory=dict)
 
 
 class FakeRegistry:
@@ -120,6 +130,27 @@ class FakeRegistry:
         digest = self._digest(repository, tag)
         return None if digest is None else dict(self.manifests[repository, digest].labels)
 
+    def put_index(
+        self, repository: str, tags: Sequence[str], children: Sequence[tuple[str, str]]
+    ) -> str:
+        self._enter("put_index", repository, *tags)
+        listed: dict[str, str] = {}
+        for platform, reference in children:
+            digest = self._digest(repository, reference)
+            if digest is None:
+                raise RegistryError(
+                    self.host,
+                    RegistryFailure.UNEXPECTED_STATUS,
+                    f"registry {self.host} has no {repository}:{reference} for {platform}",
+                )
+            listed[platform] = digest
+        index = Manifest("index", children=listed)
+        digest = digest_of(repository, "index", *(f"{p}={d}" for p, d in listed.items()))
+        self.manifests[repository, digest] = index
+        for tag in tags:
+            self.tags[repository, tag] = digest
+        return digest
+
 
 @attrs.frozen
 class Built:
@@ -147,6 +178,15 @@ class FakeDaemon:
         self.remote: dict[str, str] = dict(remote or {})
         self.registry = registry
         self.digests: dict[str, tuple[str, ...]] = {}  # label -> its repo digests
+        self.platforms: dict[str, str] = {}  # label -> its platform (none: NATIVE)
+        self.forged: dict[str, str] = {}  # label -> the platform its builds give, whatever asked
+        # Label -> platform -> image ID: what a pull for a platform finds.
+        self.remote_platforms: dict[str, dict[str, str]] = {}
+        self.pulls: list[tuple[str, str | None]] = []  # (label, platform) of every pull
+        self.pull_delay = 0.0  # seconds each pull takes
+        self.pulling: dict[str, int] = {}  # label -> pulls of it under way
+        self.overlapped: set[str] = set()  # labels two pulls of which ran at once
+        self.most_at_once = 0  # the most pulls (of any labels) under way at once
         self.labels: dict[str, dict[str, str]] = {}  # image ID -> its labels
         self.faults: dict[tuple[str, str], tuple[Fault, str]] = {}
         self.calls: list[tuple[str, str]] = []
@@ -204,7 +244,13 @@ class FakeDaemon:
         image_id = digest_of(label, dockerfile, *sorted(files))
         self.images[label] = image_id
         self.labels[image_id] = dict(request.labels or {})
+        self.platforms[label] = self.forged.get(label, request.platform or NATIVE)
         return image_id
+
+    def forge(self, label: str, platform: str) -> None:
+        """Make builds of LABEL give images of PLATFORM, whatever they ask (the trap of a
+        parent held locally for another platform)."""
+        self.forged[label] = platform
 
     def build_stage(
         self,
@@ -247,9 +293,27 @@ class FakeDaemon:
         cancel: threading.Event,
         *,
         timeout: float,
+        platform: str | None = None,
     ) -> str | None:
-        self._enter("pull", label, cancel, time.monotonic() + timeout)
+        with self.lock:
+            self.pulls.append((label, platform))
+            self.pulling[label] = self.pulling.get(label, 0) + 1
+            if self.pulling[label] > 1:
+                self.overlapped.add(label)
+            self.most_at_once = max(self.most_at_once, sum(self.pulling.values()))
+        try:
+            self._enter("pull", label, cancel, time.monotonic() + timeout)
+            time.sleep(self.pull_delay)
+            return self._pulled(label, log, platform)
+        finally:
+            with self.lock:
+                self.pulling[label] -= 1
+
+    def _pulled(self, label: str, log: IO[str], platform: str | None) -> str | None:
         found = self.remote.get(label)
+        made = NATIVE
+        if platform is not None and platform in self.remote_platforms.get(label, {}):
+            found, made = self.remote_platforms[label][platform], platform
         if found is None:
             raise DaemonError(f"cannot pull {label}: manifest unknown")
         log.write(f"pulled {label}\n")
@@ -257,8 +321,10 @@ class FakeDaemon:
         if held:
             # As a daemon does: an image pulled by digest gets no tag, only REPOSITORY@DIGEST.
             self.images[f"{split_label(name)[0]}@{held}"] = found
+            self.platforms[f"{split_label(name)[0]}@{held}"] = made
             return held
         self.images[label] = found
+        self.platforms[label] = made
         digest = digest_of(label, found)
         self.digests[label] = (digest,)
         return digest
@@ -282,7 +348,10 @@ class FakeDaemon:
         if self.registry is None:
             return None
         path = repository_path(repository, self.registry.host)
-        return self.registry.put(path, tag, Manifest(image_id, self.labels.get(image_id, {})))
+        platform = self.platforms.get(label, NATIVE)
+        return self.registry.put(
+            path, tag, Manifest(image_id, self.labels.get(image_id, {}), platform)
+        )
 
     def tag(self, source: str, repository: str, tag: str) -> None:
         self._enter("tag", f"{repository}:{tag}")
@@ -290,12 +359,19 @@ class FakeDaemon:
         if image_id is None:
             raise DaemonError(f"cannot tag {source} as {repository}:{tag}: No such image")
         self.images[f"{repository}:{tag}"] = image_id
+        self.platforms[f"{repository}:{tag}"] = self.platforms.get(source, NATIVE)
 
     def image_id(self, label: str) -> str:
         self._enter("inspect", label)
         if label not in self.images:
             raise DaemonError(f"cannot inspect {label}: No such image")
         return self.images[label]
+
+    def image_platform(self, label: str) -> str:
+        self._enter("inspect", label)
+        if label not in self.images:
+            raise DaemonError(f"cannot inspect {label}: No such image")
+        return self.platforms.get(label, NATIVE)
 
     def repo_digests(self, label: str) -> tuple[str, ...]:
         self._enter("inspect", label)

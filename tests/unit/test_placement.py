@@ -3,6 +3,8 @@ of a lost builder's images (pure choices, no threads)."""
 
 from __future__ import annotations
 
+import attrs
+
 from dockerpkg.core.placement import (
     MAX_MOVES,
     BuilderView,
@@ -11,6 +13,7 @@ from dockerpkg.core.placement import (
     choose_builder,
     moves_off,
     parents_to_fetch,
+    pull_targets,
     registry_builder,
 )
 from dockerpkg.core.plan import Op, PlannedImage, StepKey
@@ -131,3 +134,52 @@ class TestMoves:
         )
         choices = moves_off("a", {"tool": "a"}, CHAINS, keyed(results), {"tool": MAX_MOVES - 1})
         assert choices[0].kind is (MoveKind.MOVE)
+
+
+def platform_image(name: str, platform: str, *parents: str) -> PlannedImage:
+    return attrs.evolve(image(name, *parents), platform=platform)
+
+
+ARM, AMD = "linux/arm64", "linux/amd64"
+
+
+class TestPlatforms:
+    def test_a_platform_image_goes_only_to_a_builder_of_its_platform(self) -> None:
+        arm = platform_image("base:arm64", ARM)
+        images = {arm.name: arm}
+        builders = [
+            BuilderView("amd", 2, 1, platforms=frozenset({AMD})),
+            BuilderView("arm", 2, 1, building=1, platforms=frozenset({ARM})),
+        ]
+        chosen = choose_builder(
+            arm, images, builders, built=frozenset(), where={}, published=frozenset()
+        )
+        assert chosen == "arm"  # though the other is less loaded
+        full = [builders[0], attrs.evolve(builders[1], building=2)]
+        assert (
+            choose_builder(arm, images, full, built=frozenset(), where={}, published=frozenset())
+            is None
+        )
+
+    def test_builders_saying_nothing_take_any_platform(self) -> None:
+        arm = platform_image("base:arm64", ARM)
+        builders = [BuilderView("a", 1, 1, building=1), BuilderView("b", 1, 1)]
+        assert (
+            choose_builder(
+                arm, {arm.name: arm}, builders, built=frozenset(), where={}, published=frozenset()
+            )
+            == "b"
+        )
+        assert BuilderView("a", 1, 1, platforms=frozenset({AMD})).builds(None)
+
+    def test_a_pull_for_a_platform_runs_on_its_builders(self) -> None:
+        builders = [
+            BuilderView("amd", 1, 1, platforms=frozenset({AMD})),
+            BuilderView("arm", 1, 1, platforms=frozenset({ARM})),
+            BuilderView("both", 1, 1, platforms=frozenset({ARM, AMD}), alive=False),
+            BuilderView("any", 1, 1),
+        ]
+        assert pull_targets(ARM, builders) == ("arm", "any")
+        assert pull_targets(None, builders) == ("amd", "arm", "any")
+        # None of the live ones says it builds it (the plan checked): all of them pull.
+        assert pull_targets("linux/s390x", builders[:2]) == ("amd", "arm")

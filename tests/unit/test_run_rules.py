@@ -9,7 +9,12 @@ import pytest
 from dockerpkg.core.builders import several_builders_problem
 from dockerpkg.core.config import engine_for, load_config, proxy_args
 from dockerpkg.core.plan import BuildEngine
-from dockerpkg.core.runrules import local_copy_serves, verification_call
+from dockerpkg.core.runrules import (
+    PLATFORM_VARIABLE,
+    local_copy_serves,
+    log_name,
+    verification_call,
+)
 
 
 def test_proxy_args_in_both_spellings() -> None:
@@ -85,3 +90,20 @@ def test_the_builders_daemon_variables_win_over_the_runs() -> None:
 def test_a_local_copy_serves_only_the_label_it_has() -> None:
     assert local_copy_serves("base:1", {"base:1", "other:2"})
     assert not local_copy_serves("base:2", {"base:1"})
+
+
+def test_a_platform_images_verification_is_told_its_platform() -> None:
+    config = load_config([("c.yaml", "namespace: ns\n")])
+    call = verification_call(config, "r/ns/img:1-arm64", "/t/img", (_RUN_ENV, {}), "linux/arm64")
+    assert call.argv == ("/bin/bash", "-c", "/t/img/test.sh r/ns/img:1-arm64")
+    assert call.env[PLATFORM_VARIABLE] == "linux/arm64"
+    assert PLATFORM_VARIABLE == "DOCKERPKG_PLATFORM"
+    # Not set for an image of no platform, whatever the run's environment holds.
+    plain = verification_call(config, "l", "/f", ({**_RUN_ENV, PLATFORM_VARIABLE: "x"}, {}))
+    assert PLATFORM_VARIABLE not in plain.env
+
+
+def test_log_names_hold_no_colon() -> None:
+    assert log_name("php") == "php.log"
+    assert log_name("php:arm64") == "php@arm64.log"
+    assert log_name("php:armv7") != log_name("php-armv7")

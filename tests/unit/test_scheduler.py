@@ -14,7 +14,16 @@ import attrs
 import pytest
 
 from dockerpkg.core.needs import with_needs
-from dockerpkg.core.plan import Action, Op, Plan, PlannedImage, Reason, Step, StepKey
+from dockerpkg.core.plan import (
+    Action,
+    Op,
+    Plan,
+    PlannedBuilder,
+    PlannedImage,
+    Reason,
+    Step,
+    StepKey,
+)
 from dockerpkg.core.report import Outcome, Report
 from dockerpkg.effects.progress import LineProgress, LiveProgress
 from dockerpkg.effects.scheduler import Scheduler, Worker
@@ -77,8 +86,11 @@ class FakeBuilder:
 
         return logged
 
-    def pull(self, label: str, log_name: str, named: str | None = None) -> str | None:
-        self.ran.append(f"fetch:{label}" if named is None else f"fetch:{label} as {named}")
+    def pull(
+        self, label: str, log_name: str, named: str | None = None, platform: str | None = None
+    ) -> str | None:
+        fetched = f"fetch:{label}" if named is None else f"fetch:{label} as {named}"
+        self.ran.append(fetched if platform is None else f"{fetched} for {platform}")
         return None
 
     def cancel(self) -> None:
@@ -394,6 +406,57 @@ class TestSeveralBuilders:
         assert report.moves == ()
         assert report.lost_builders == ()
         assert not any(r.startswith("fetch:") for r in alone.ran)
+
+
+class TestPlatforms:
+    """With builders that say which platforms they build, each platform's steps go there."""
+
+    def test_each_platform_on_its_builder_pulls_too(self, tmp_path: Path) -> None:
+        arm, amd = "linux/arm64", "linux/amd64"
+        images = [
+            attrs.evolve(image("a:arm64"), platform=arm),
+            attrs.evolve(image("a:amd64"), platform=amd),
+            attrs.evolve(image("b:arm64", "a:arm64"), platform=arm),
+        ]
+        pulls = [
+            Step(
+                Op.PULL, f"base-{p}", Reason.BASE_IMAGE, "base", f"base-{p}", platform=f"linux/{p}"
+            )
+            for p in ("arm64", "amd64")
+        ]
+
+        def built(name: str, platform: str, *needs: StepKey) -> Step:
+            label = f"r.example/{name}:1.0"
+            return Step(Op.BUILD, name, Reason.OFFLINE, label, needs=needs, platform=platform)
+
+        chains = [
+            built("a:arm64", arm, pulls[0].key),
+            built("a:amd64", amd, pulls[1].key),
+            built("b:arm64", arm, StepKey(Op.BUILD, "a:arm64")),
+        ]
+        plan = attrs.evolve(
+            plan_of([*pulls, *chains], images),
+            builders=(
+                PlannedBuilder("b-amd", platforms=(amd,)),
+                PlannedBuilder("b-arm", platforms=(arm,)),
+            ),
+        )
+        builders = {name: FakeBuilder(sleepers(plan, 0.01)) for name in ("b-amd", "b-arm")}
+        workers = [Worker(name, b, 2, 1) for name, b in builders.items()]
+        report = Scheduler(workers, Recorder(), tmp_path, 2, several=True).run(plan)
+        assert all(o.outcome is Outcome.SUCCEEDED for o in report.outcomes), report.outcomes
+        where = {str(o.step.key): o.builder for o in report.outcomes if o.step.op is Op.BUILD}
+        assert where == {
+            "build:a:arm64": "b-arm",
+            "build:a:amd64": "b-amd",
+            "build:b:arm64": "b-arm",
+        }
+        assert sorted(builders["b-arm"].ran) == [
+            "build:a:arm64",
+            "build:b:arm64",
+            "fetch:base as base-arm64 for linux/arm64",
+        ]
+        assert "fetch:base as base-amd64 for linux/amd64" in builders["b-amd"].ran
 
 
 class TestProgress:

@@ -15,6 +15,7 @@ from dockerpkg.core.plan import PlannedImage, Step
 from dockerpkg.effects import scratch
 from dockerpkg.effects.buildcontext import build_context
 from dockerpkg.effects.buildsession import Sources
+from dockerpkg.effects.executor.platformcheck import BUILT, require_platform
 from dockerpkg.effects.executor.shared import Shared
 from dockerpkg.effects.links import LinkPolicy
 from dockerpkg.effects.ports import BuildRequest
@@ -25,8 +26,10 @@ from dockerpkg.effects.waits import DaemonError, Patience, TimedOutError
 
 def build(run: Shared, image: PlannedImage, step: Step) -> str | None:
     """Build IMAGE (STEP: its build step); its ID, and the digests of what it was built on
-    where its bases label records them."""
+    where its bases label records them. A platform image is built for its platform, and the
+    image made is checked to be of it."""
     settings = run.settings
+    platform = step.platform or image.platform
     timeout = settings.build_timeout
     deadline = None if timeout is None else time.monotonic() + timeout
     with run.log(image.name, f"build {image.label}") as log, _context(run, image) as context:
@@ -55,8 +58,11 @@ def build(run: Shared, image: PlannedImage, step: Step) -> str | None:
                     session=session,
                     cache_from=image.cache_from,
                     registry_auth=_registry_auth(run),
+                    platform=platform,
                 )
                 image_id = run.daemon.build(context, image.label, request, log, run.cancel)
+            if platform is not None:
+                require_platform(run, image.label, platform, BUILT, log)
         except TimedOutError:
             log.write(f"build timed out after {timeout:g} s: stopped\n")
             raise TaskFailedError(f"build timed out after {timeout:g} s") from None

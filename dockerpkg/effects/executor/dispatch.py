@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dockerpkg.core.plan import Op, Plan, PlannedImage, Step
 from dockerpkg.core.report import Report
 from dockerpkg.effects.credentials import Credentials
-from dockerpkg.effects.executor import builds, pulls, registrysteps, verifies
+from dockerpkg.effects.executor import builds, indexes, pulls, registrysteps, verifies
 from dockerpkg.effects.executor.settings import Settings
 from dockerpkg.effects.executor.shared import Shared
 from dockerpkg.effects.ports import Daemon, Registry
@@ -31,11 +31,16 @@ _STEPS: dict[Op, StepRun] = {
     Op.BUILD_STAGE: builds.build_stage,
     Op.BUILD: builds.build,
     Op.VERIFY: verifies.verify,
-    Op.PUBLISH: lambda run, image, step: registrysteps.publish(run, image),
+    Op.PUBLISH: lambda run, image, step: (
+        indexes.publish_platform(run, image)
+        if image.platform is not None
+        else registrysteps.publish(run, image)
+    ),
     Op.STAGE: _stage,
     Op.PROMOTE: lambda run, image, step: registrysteps.promote(run, image, step.detail),
     Op.UNSTAGE: lambda run, image, step: registrysteps.unstage(run, image, step.label),
     Op.TAG_LATEST: lambda run, image, step: registrysteps.tag_latest(run, image),
+    Op.INDEX: lambda run, image, step: indexes.put_index(run, image),
 }
 
 
@@ -62,15 +67,23 @@ class Executor:
         run = self._run
         if step.op is Op.PULL:
             # A pull's detail, when the plan gives one, is the name the image gets here (a
-            # staged parent, pulled from its staging repository).
-            return lambda: pulls.pull(run, step.label or step.image, named=step.detail)
+            # staged parent, pulled from its staging repository; one platform's image).
+            label, platform = step.label or step.image, step.platform
+            if platform is not None:
+                return lambda: pulls.pull_for_platform(run, label, step.detail, platform)
+            return lambda: pulls.pull(run, label, named=step.detail)
         assert image is not None, f"plan step for unknown image {step.image}"
         action = _STEPS[step.op]
         return lambda: action(run, image, step)
 
-    def pull(self, label: str, log_name: str, named: str | None = None) -> str | None:
-        """Pull LABEL, logging to LOG_NAME.log (an image's log, for its parents), and name it
-        NAMED when given; from its staging repository when the run stages it."""
+    def pull(
+        self, label: str, log_name: str, named: str | None = None, platform: str | None = None
+    ) -> str | None:
+        """Pull LABEL, logging to LOG_NAME's log (an image's log, for its parents), and name
+        it NAMED when given; from its staging repository when the run stages it. PLATFORM:
+        that platform's image of LABEL, checked to be of it."""
+        if platform is not None:
+            return pulls.pull_for_platform(self._run, label, named, platform, log_name)
         staged = self._run.settings.staged.get(label)
         if staged is not None and named is None:
             return pulls.pull(self._run, staged, log_name, named=label)

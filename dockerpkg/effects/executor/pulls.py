@@ -1,10 +1,12 @@
 """Pull steps: an image from the registry onto the daemon, named as the plan says; a failed
-pull goes on with the daemon's own copy where the plan lets it."""
+pull goes on with the daemon's own copy where the plan lets it. A pull for one platform
+takes that platform's image, names it as the plan says and checks it is of that platform."""
 
 from __future__ import annotations
 
 from dockerpkg.core.labels import split_label
 from dockerpkg.core.runrules import local_copy_serves
+from dockerpkg.effects.executor.platformcheck import LOCAL_COPY, PULLED, require_platform
 from dockerpkg.effects.executor.shared import Shared
 from dockerpkg.effects.stagedidentity import require_identity
 from dockerpkg.effects.tasks import TaskFailedError
@@ -21,7 +23,8 @@ def pull(
     if named is not None:
         expected = settings.identities.get(named)
         require_identity(run.registry, settings.config.registry, label, expected)
-    with run.log(log_name, f"pull {label}") as log:
+    # Not beside a pull of LABEL for a platform, which moves LABEL's tag (see below).
+    with run.log(log_name, f"pull {label}") as log, run.pull_lock(label):
         try:
             pulled = run.daemon.pull(
                 label,
@@ -46,13 +49,13 @@ def pull(
     return None
 
 
-def _local_copy(run: Shared, label: str) -> bool:
+def _local_copy(run: Shared, label: str, held: str | None = None) -> bool:
     """Whether the plan lets LABEL's failed pull go on with the daemon's copy, and the daemon
-    still holds one."""
+    still holds one (HELD: the name that copy has here, when not LABEL)."""
     if label not in run.settings.local_copies:
         return False
     try:
-        return local_copy_serves(label, run.daemon.local_labels())
+        return local_copy_serves(held or label, run.daemon.local_labels())
     except DaemonError:
         return False
 
@@ -66,3 +69,45 @@ def _name(run: Shared, label: str, named: str) -> None:
         run.daemon.tag(source, repository, tag or "latest")
     except DaemonError as exc:
         raise run.failed(exc) from None
+
+
+def pull_for_platform(
+    run: Shared, label: str, named: str | None, platform: str, log_name: str = "pulls"
+) -> str | None:
+    """Pull LABEL's image for PLATFORM and name it NAMED (the plan's per-platform local
+    name: no build ever uses a tag shared by platforms); "local copy" when the pull failed,
+    the plan lets the daemon's own copy serve and the daemon holds NAMED.
+
+    The daemon moves LABEL's own tag while it pulls (to whatever platform it pulled last):
+    pulls of one label never overlap on a daemon, and each is named before the next starts.
+    """
+    settings = run.settings
+    target = named or label
+    with run.log(log_name, f"pull {label} for {platform}") as log:
+        with run.pull_lock(label):
+            try:
+                pulled = run.daemon.pull(
+                    label,
+                    run.credentials_for(label),
+                    log,
+                    run.cancel,
+                    timeout=settings.transfer_timeout,
+                    platform=platform,
+                )
+            except DaemonError as exc:
+                if run.cancel.is_set():
+                    raise run.failed(exc) from None
+                if named is None or not _local_copy(run, label, named):
+                    raise TaskFailedError(str(exc)) from None
+                log.write(f"{exc}; using the local copy {named}\n")
+                require_platform(run, named, platform, LOCAL_COPY, log)
+                return "local copy"
+            if named is not None:
+                _name(run, label, named)
+                log.write(f"{label} for {platform} is {named} here\n")
+            # Within the lock: unnamed, TARGET is LABEL, which the next pull moves.
+            require_platform(run, target, platform, PULLED, log)
+        if pulled is not None:
+            with run.lock:
+                run.pulled[target] = pulled
+    return None

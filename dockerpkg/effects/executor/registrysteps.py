@@ -28,7 +28,7 @@ def publish(run: Shared, image: PlannedImage) -> str | None:
             if _already_published(run, registry, image, (path, tag), log):
                 log.write(f"{image.label} is published with this content: not pushed again\n")
             else:
-                _push(run, repository, tag, log)
+                push_tag(run, repository, tag, log)
         except DaemonError as exc:
             raise run.failed(exc) from None
         try:
@@ -50,7 +50,7 @@ def stage(run: Shared, image: PlannedImage, target: str) -> str | None:
     with run.log(image.name, f"stage {image.label} as {target}") as log:
         try:
             run.daemon.tag(image.label, repository, tag)
-            pushed = _push(run, repository, tag, log)
+            pushed = push_tag(run, repository, tag, log)
         except DaemonError as exc:
             raise run.failed(exc) from None
         try:
@@ -156,7 +156,8 @@ def _already_published(
     raise TaskFailedError(why)
 
 
-def _push(run: Shared, repository: str, tag: str, log: IO[str]) -> str | None:
+def push_tag(run: Shared, repository: str, tag: str, log: IO[str]) -> str | None:
+    """Push REPOSITORY:TAG from the daemon; the digest pushed, if the daemon says."""
     settings = run.settings
     return run.daemon.push(
         repository,

@@ -13,6 +13,7 @@ from typing import IO, cast
 
 from dockerpkg.core.labels import repository_path, split_label
 from dockerpkg.core.logins import login_for
+from dockerpkg.core.runrules import log_name
 from dockerpkg.effects.credentials import Credentials
 from dockerpkg.effects.executor.settings import Settings
 from dockerpkg.effects.logs import CappedLog, Tee
@@ -36,6 +37,14 @@ class Shared:
         self.staged: dict[str, str] = {}
         # Label -> the manifest digest the daemon said its pull in this run resolved it to.
         self.pulled: dict[str, str] = {}
+        # Label -> held while it is pulled: a pull moves the label's tag on the daemon, so
+        # two pulls of one label (for two platforms) must not overlap before each is named.
+        self._pull_locks: dict[str, threading.Lock] = {}
+
+    def pull_lock(self, label: str) -> threading.Lock:
+        """The lock held while LABEL is pulled and named (see _pull_locks)."""
+        with self.lock:
+            return self._pull_locks.setdefault(label, threading.Lock())
 
     def failed(self, exc: Exception) -> TaskFailedError:
         """The step's failure for EXC: cancelled, once the run is."""
@@ -45,8 +54,9 @@ class Shared:
 
     @contextlib.contextmanager
     def log(self, name: str, title: str) -> Iterator[IO[str]]:
-        """NAME.log in the run's folder, capped, opened with a TITLE line."""
-        path = self.settings.run_dir / f"{name}.log"
+        """NAME's log in the run's folder (core.runrules.log_name), capped, opened with a
+        TITLE line."""
+        path = self.settings.run_dir / log_name(name)
         with path.open("a", encoding="utf-8") as handle:
             handle.write(f"== {title} ({time.strftime('%Y-%m-%d %H:%M:%S')}) ==\n")
             capped = CappedLog(handle, self.settings.log_limit)

@@ -8,7 +8,8 @@ authenticated; after that every check is a single ``HEAD``, except that a Bearer
 one token per repository (fetched in batches by ``published_many``). ``published_many`` sends
 its checks in pipelined batches (``registry/pipelined.py``) on connections of its own, and asks
 anything but a plain 200 or 404 again through the session (``registry/session.py``). Writes
-(tags copied, images promoted, manifests deleted) are ``registry/writes.py``'s.
+(tags copied, images promoted, manifests deleted, image indexes put) are
+``registry/writes.py``'s.
 
 Failures are never answered with "not published": a registry that cannot be reached, whose TLS
 cannot be verified, or that refuses us raises RegistryError, worded for the user and free of
@@ -21,7 +22,7 @@ says, with growing pauses, before that error.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Self
 from urllib.parse import urljoin, urlsplit
@@ -227,6 +228,14 @@ class RegistryClient:
         """Delete the manifest DIGEST of REPOSITORY (every tag on it goes): None when done or
         gone already, else why the registry would not (deletion off, say)."""
         return writes.delete_manifest(self._session, repository, digest)
+
+    def put_index(
+        self, repository: str, tags: Sequence[str], children: Sequence[tuple[str, str]]
+    ) -> str:
+        """Put one OCI image index listing CHILDREN (platform, and a tag or a digest of
+        REPOSITORY: one platform's image each) under each of TAGS in order; its digest. A
+        child the registry does not hold is an error before anything is written."""
+        return writes.put_index(self._session, repository, tags, children)
 
     def _tags_in(self, response: requests.Response, repository: str) -> list[str]:
         try:

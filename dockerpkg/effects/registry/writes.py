@@ -1,11 +1,15 @@
 """What changes a registry: a tag copied onto a manifest, an image promoted from its staging
 repository (its blobs mounted, or copied where the registry will not mount them), a
-manifest deleted. Each write is idempotent: at worst it leaves an unused upload behind."""
+manifest deleted, an image index put together from one image per platform. Each write is
+idempotent: at worst it leaves an unused upload behind."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
 from urllib.parse import urljoin, urlsplit
 
+from dockerpkg.core.platforms import Platform
 from dockerpkg.effects.registry.auth import insufficient_scope
 from dockerpkg.effects.registry.errors import RegistryError, RegistryFailure
 from dockerpkg.effects.registry.session import (
@@ -159,3 +163,79 @@ def delete_manifest(session: RegistrySession, repository: str, digest: str) -> s
     if response.status_code in (200, 202, 404):
         return None
     return f"the registry answered {response.status_code} to deleting {what}"
+
+
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+# What an index may list: one platform's image manifest, never another index.
+_SINGLE_MANIFESTS = (
+    "application/vnd.docker.distribution.manifest.v2+json",
+    "application/vnd.oci.image.manifest.v1+json",
+)
+
+
+def put_index(
+    session: RegistrySession,
+    repository: str,
+    tags: Sequence[str],
+    children: Sequence[tuple[str, str]],
+) -> str:
+    """Put one OCI image index listing CHILDREN (platform, and a tag or a digest of
+    REPOSITORY, each one platform's image manifest) under each of TAGS, in order; returns
+    the index's digest. A child the registry does not hold, or that is not one image's
+    manifest, is an error before anything is written."""
+    for tag in tags:
+        check_names(repository, tag)
+    listed = [_child(session, repository, platform, ref) for platform, ref in children]
+    body = json.dumps(
+        {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": listed},
+        separators=(",", ":"),
+    ).encode()
+    repo = session.api_repository(repository)
+    for tag in tags:
+        put = session.call(
+            "PUT",
+            repo,
+            f"/v2/{repo}/manifests/{tag}",
+            {"Content-Type": OCI_INDEX},
+            f"putting the image index of {repository}:{tag}",
+            body=body,
+            push=True,
+        )
+        if put.status_code not in (200, 201):
+            raise session.words.unexpected(put, f"PUT image index {repository}:{tag}")
+    return content_digest(body)
+
+
+def _child(session: RegistrySession, repository: str, platform: str, ref: str) -> dict[str, object]:
+    """The index's entry for PLATFORM's image REF (a tag or digest of REPOSITORY)."""
+    check_names(repository, ref, digest=True)
+    repo = session.api_repository(repository)
+    shown = f"{repository}@{ref}" if ref.startswith("sha256:") else f"{repository}:{ref}"
+    what = f"the {platform} image {shown}"
+    response = session.call("GET", repo, f"/v2/{repo}/manifests/{ref}", {"Accept": ACCEPT}, what)
+    if response.status_code == 404 or insufficient_scope(response):
+        raise session.words.error(
+            RegistryFailure.UNEXPECTED_STATUS,
+            f"cannot put the image index of {repository}: registry {session.name} has no "
+            f"{shown} for {platform}",
+        )
+    if response.status_code != 200:
+        raise session.words.unexpected(response, what)
+    media_type = response.headers.get("Content-Type", "").partition(";")[0].strip()
+    if media_type not in _SINGLE_MANIFESTS:
+        raise session.words.error(
+            RegistryFailure.BAD_RESPONSE,
+            f"cannot put the image index of {repository}: {shown} ({platform}) is "
+            f"{media_type or 'of no media type'}, not one platform's image manifest",
+        )
+    body = response.content
+    digest = content_digest(body)
+    if ref.startswith("sha256:") and digest != ref:
+        raise session.words.error(
+            RegistryFailure.BAD_RESPONSE, f"{shown} came back as another manifest"
+        )
+    parsed = Platform.parse(platform)
+    described: dict[str, str] = {"architecture": parsed.architecture, "os": parsed.os}
+    if parsed.variant:
+        described["variant"] = parsed.variant
+    return {"mediaType": media_type, "digest": digest, "size": len(body), "platform": described}

@@ -1,0 +1,247 @@
+"""Several platforms: the plan's parts that an expanded tree (dockerpkg.core.platformtree)
+adds: pulls per platform, where each index step takes its platforms' manifests from,
+whether the builders can build every platform, and base images pinned per platform."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+import attrs
+
+from dockerpkg.core.bases import pin_dockerfile, pinned
+from dockerpkg.core.builders import BuilderSet
+from dockerpkg.core.definition import Definitions
+from dockerpkg.core.findings import findings_of
+from dockerpkg.core.imagestate import State
+from dockerpkg.core.observed import Observed
+from dockerpkg.core.plan import Finding, Op, Plan, PlannedImage, Reason, Step
+from dockerpkg.core.platforms import Platform, platform_name
+from dockerpkg.core.platformtree import Expansion, States, base_current
+from dockerpkg.core.tree import Tree
+from dockerpkg.errors import DockerPkgError
+
+
+def platform_pulls(
+    expansion: Expansion, to_build: Iterable[str], states: States, observed: Observed
+) -> list[Step]:
+    """The pulls the platform images of TO_BUILD need, each once, sorted: a base for each
+    platform, named as its per-platform local reference; a published parent's platform
+    image, by the digest the parent's index lists for it (by its platform tag where that is
+    unknown), named as its platform label."""
+    tree = expansion.tree
+    bases: dict[str, Step] = {}
+    parents: dict[str, Step] = {}
+    for name in to_build:
+        found = expansion.platform_of.get(name)
+        if found is None:
+            continue
+        platform = str(found[1])
+        for ref in tree.images[name].bases:
+            base = expansion.base_of[ref][0]
+            bases[ref] = Step(Op.PULL, ref, Reason.BASE_IMAGE, base, ref, platform=platform)
+        for parent in tree.images[name].parents:
+            if states[parent][0] is not State.PUBLISHED:
+                continue
+            image = tree.images[parent]
+            index = tree.images[expansion.platform_of[parent][0]]
+            digest = observed.platform_digests.get(index.label, {}).get(platform)
+            label = image.label if digest is None else f"{image.repository}@{digest}"
+            parents[parent] = Step(
+                Op.PULL, parent, Reason.PUBLISHED_DEPENDENCY, label, image.label, platform=platform
+            )
+    return [bases[k] for k in sorted(bases)] + [parents[k] for k in sorted(parents)]
+
+
+def with_children(
+    images: Iterable[PlannedImage], steps: Iterable[Step], observed: Observed
+) -> tuple[PlannedImage, ...]:
+    """IMAGES with each index image's children: for each platform, the platform label when
+    the plan pushes it, else the digest the published index lists (`REPOSITORY@DIGEST`),
+    else the platform label (a tag pushed before)."""
+    pushed = {s.image for s in steps if s.op is Op.PUBLISH}
+    found = []
+    for image in images:
+        if not image.platforms:
+            found.append(image)
+            continue
+        listed = observed.platform_digests.get(image.label, {})
+        children = {}
+        for text in image.platforms:
+            platform = Platform.parse(text)
+            label = f"{image.repository}:{image.tag}-{platform.suffix}"
+            digest = listed.get(text)
+            pushes = platform_name(image.name, platform) in pushed
+            children[text] = label if pushes or digest is None else f"{image.repository}@{digest}"
+        found.append(attrs.evolve(image, children=children))
+    return tuple(found)
+
+
+def builder_notes(
+    building: Mapping[str, str], builders: BuilderSet, observed: Observed, directory: str
+) -> list[str]:
+    """The notes about who builds BUILDING (platform -> the first image built for it), or
+    DockerPkgError when no builder can build one: by the platforms declared for the
+    config's builders, else by the daemon's own platform and those its machine emulates."""
+    if not building:
+        return []
+    declared = [b for b in builders.builders if b.platforms]
+    if builders.builders and len(declared) < len(builders.builders):
+        if builders.several:
+            undeclared = next(b for b in builders.builders if not b.platforms)
+            raise DockerPkgError.single(
+                builders.origin.path,
+                f"{len(builders.builders)} builders and images with platforms: every builder "
+                f"must declare the platforms it builds (`platforms`), {undeclared.name} does not",
+                builders.origin.line,
+            )
+        return [
+            f"platforms: whether {builders.builders[0].name} builds {_listed(building)} "
+            "was not checked (declare its `platforms`)"
+        ]
+    if declared:
+        can = {p for b in declared for p in b.platforms}
+        _refuse(
+            [p for p in building if p not in can],
+            building,
+            builders.origin.path,
+            "no builder declares it",
+        )
+        return []
+    native = observed.daemon_platform
+    if native is None:
+        return [
+            f"platforms: whether the daemon builds {_listed(building)} was not checked "
+            "(its platform is unknown)"
+        ]
+    can = {native} | observed.emulated
+    _refuse(
+        [p for p in building if p not in can],
+        building,
+        directory,
+        f"the daemon is {native} and its machine emulates "
+        f"{', '.join(sorted(observed.emulated)) or 'no other platform'}",
+    )
+    emulated = [p for p in building if p != native]
+    if not emulated:
+        return []
+    return [
+        f"platforms: {', '.join(emulated)} built under emulation (QEMU) on the daemon's "
+        f"{native} machine: slower than a native builder"
+    ]
+
+
+def _listed(building: Mapping[str, str]) -> str:
+    return ", ".join(building)
+
+
+def _refuse(missing: list[str], building: Mapping[str, str], where: str, why: str) -> None:
+    if missing:
+        first = missing[0]
+        raise DockerPkgError.single(
+            where,
+            f"no builder can build {first} (image '{building[first]}'): {why}; see "
+            "docs/platforms.md for setting up QEMU or native builders",
+        )
+
+
+def missing_base_platforms(
+    expansion: Expansion, building: Iterable[str], observed: Observed, directory: str
+) -> None:
+    """DockerPkgError when a base of an image BUILDING (platform images) lacks its platform,
+    as the base's index in its registry says (planning online)."""
+    if observed.offline:
+        return
+    for name in building:
+        for ref in expansion.tree.images[name].bases:
+            if ref not in expansion.base_of:
+                continue
+            base, platform = expansion.base_of[ref]
+            listed = observed.base_platforms.get(base)
+            if listed is not None and str(platform) not in listed:
+                raise DockerPkgError.single(
+                    directory,
+                    f"base image {base} has no {platform} image (its registry lists "
+                    f"{', '.join(sorted(listed)) or 'none'}), needed to build '{name}'",
+                )
+
+
+def pin_platforms(plan: Plan, expansion: Expansion, observed: Observed) -> tuple[Plan, list[str]]:
+    """pin_bases for platform images: each FROM line naming a base's per-platform local
+    reference held to the digest the base's index lists for that platform, and its pull
+    held to it (`BASE@DIGEST`, pulled for the platform); notes for what cannot be held."""
+    pins: dict[str, str] = {}
+    unknown: set[str] = set()
+    images = []
+    for image in plan.images:
+        used = {}
+        for ref in image.bases if image.platform is not None else ():
+            if ref not in expansion.base_of or "@" in expansion.base_of[ref][0]:
+                continue
+            base, platform = expansion.base_of[ref]
+            digest = observed.base_platforms.get(base, {}).get(str(platform))
+            if digest is None:
+                unknown.add(ref)
+            else:
+                used[ref] = pins[ref] = digest
+        if image.dockerfile is None or not used:
+            images.append(image)
+            continue
+        build = image.build_dockerfile
+        images.append(
+            attrs.evolve(
+                image,
+                dockerfile=pin_dockerfile(image.dockerfile, used),
+                build_dockerfile=None if build is None else pin_dockerfile(build, used),
+                pins=used,
+            )
+        )
+    steps = tuple(
+        attrs.evolve(step, label=pinned(step.label or "", pins[step.image]), local_copy=False)
+        if step.op is Op.PULL and step.platform is not None and step.image in pins
+        else step
+        for step in plan.steps
+    )
+    if observed.offline:
+        notes = (
+            [
+                "pin_bases: planned offline, so the base images' digests per platform are "
+                "unknown: FROM lines are not pinned"
+            ]
+            if unknown
+            else []
+        )
+    else:
+        notes = [
+            f"pin_bases: the digest of {expansion.base_of[ref][0]} for "
+            f"{expansion.base_of[ref][1]} is unknown: {ref} not pinned"
+            for ref in sorted(unknown)
+        ]
+    return attrs.evolve(plan, images=tuple(images), steps=steps), notes
+
+
+def platform_notes(
+    steps: Iterable[Step], builders: BuilderSet, observed: Observed, directory: str
+) -> list[str]:
+    """What the plan says of its platforms: who builds each platform STEPS build."""
+    building: dict[str, str] = {}
+    for step in steps:
+        if step.op is Op.BUILD and step.platform is not None:
+            building.setdefault(step.platform, step.image)
+    return builder_notes(building, builders, observed, directory)
+
+
+def platform_findings(
+    trees: tuple[Tree, Expansion | None],
+    observed: Observed,
+    defined: Definitions,
+    published: list[str],
+    directory: str,
+) -> tuple[list[Finding], list[str]]:
+    """findings_of the PUBLISHED images; with platforms, of their platform images (an index
+    has no labels of its own), bases compared per platform."""
+    tree, expansion = trees
+    if expansion is None:
+        return findings_of(tree, observed, defined, published, directory)
+    shown = [n for n in published if not expansion.is_index(n)]
+    current = base_current(expansion, observed)
+    return findings_of(tree, observed, defined, shown, directory, current=current)

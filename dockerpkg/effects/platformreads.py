@@ -1,0 +1,188 @@
+"""Ask registries which platforms a published image holds, for a tree with platforms: the
+manifest under each version tag (an index lists its children's platforms; a single image's
+config blob says its own), the same for the base images, and the labels each platform's
+image records. core/observing.py decides what to ask and what the answers mean; nothing
+here is asked for a tree without platforms.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from typing import Any, TypeVar
+
+from dockerpkg.core.bases import BaseRef
+from dockerpkg.core.config import Config
+from dockerpkg.core.observing import (
+    BaseQuestions,
+    PlatformAnswers,
+    manifest_platforms,
+    platform_label_reads,
+)
+from dockerpkg.core.registryrefs import Ref
+from dockerpkg.effects.credentials import Credentials
+from dockerpkg.effects.registry import Interrupter, RegistryError
+from dockerpkg.effects.registry.session import RegistrySession, content_digest
+from dockerpkg.effects.registry.transport import RetryPolicy
+
+T = TypeVar("T")
+K = TypeVar("K", bound=Hashable)
+
+
+class PlatformReader:
+    """Reads platforms and labels for one observation, over one session per registry and a
+    bounded pool of threads shared by all of them."""
+
+    def __init__(
+        self,
+        config: Config,
+        credentials: Credentials | None,
+        env: Mapping[str, str],
+        interrupter: Interrupter,
+    ) -> None:
+        self._config = config
+        self._credentials = credentials
+        self._env = dict(env)
+        self._interrupter = interrupter
+
+    def _session(self, host: str | None, credentials: Credentials | None) -> RegistrySession:
+        return RegistrySession(
+            host,
+            credentials,
+            ca_bundle=self._config.ca_bundle,
+            workers=max(1, self._config.scan_workers),
+            retry=RetryPolicy(),
+            env=self._env,
+            interrupter=self._interrupter,
+        )
+
+    def read(
+        self,
+        versions: Sequence[Ref],
+        bases: Sequence[BaseQuestions],
+        *,
+        labels: bool,
+        cancel: threading.Event | None = None,
+    ) -> PlatformAnswers:
+        """The platforms of VERSIONS (in the config's registry; its errors are raised) and of
+        BASES (a registry that fails leaves its bases out, its error kept), and with LABELS
+        the labels of each platform's image of the versions."""
+        if not versions and not bases:
+            return PlatformAnswers()
+        own = self._session(self._config.registry or None, self._credentials)
+        sessions = [own]
+        workers = max(1, self._config.scan_workers)
+        try:
+            with ThreadPoolExecutor(workers, thread_name_prefix="platforms") as pool:
+                found = _each(pool, versions, partial(_platforms_of, own), cancel)
+                listed = {ref: value for ref, value in found.items() if value is not None}
+                base_found, failures = self._bases(pool, bases, sessions, cancel)
+                read = platform_label_reads(listed) if labels else ()
+                recorded = _each(pool, read, partial(_labels_of, own), cancel)
+        finally:
+            for session in sessions:
+                session.transport.close()
+        return PlatformAnswers(
+            listed,
+            base_found,
+            {ref: value for ref, value in recorded.items() if value is not None},
+            failures,
+        )
+
+    def _bases(
+        self,
+        pool: ThreadPoolExecutor,
+        groups: Sequence[BaseQuestions],
+        sessions: list[RegistrySession],
+        cancel: threading.Event | None,
+    ) -> tuple[dict[str, Mapping[str, str]], tuple[str, ...]]:
+        found: dict[str, Mapping[str, str]] = {}
+        failures = []
+        for group in groups:
+            session = self._session(group.host, self._credentials if group.own else None)
+            sessions.append(session)
+            try:
+                answers = _each(pool, group.refs, partial(_base_platforms, session), cancel)
+            except RegistryError as exc:
+                failures.append(str(exc))
+                continue
+            found.update({r.label: value for r, value in answers.items() if value is not None})
+        return found, tuple(failures)
+
+
+def _each(
+    pool: ThreadPoolExecutor,
+    items: Sequence[K],
+    ask: Callable[[K], T | None],
+    cancel: threading.Event | None,
+) -> dict[K, T | None]:
+    """ASK for each of ITEMS on POOL, all at once; the first error is raised once every
+    question ended (a set CANCEL leaves those not started unasked: None)."""
+
+    def one(item: K) -> T | None:
+        if cancel is not None and cancel.is_set():
+            return None
+        return ask(item)
+
+    futures = [pool.submit(one, item) for item in items]
+    for error in [future.exception() for future in futures]:  # every one ended
+        if error is not None:
+            raise error
+    return {item: future.result() for item, future in zip(items, futures, strict=True)}
+
+
+def _base_platforms(session: RegistrySession, ref: BaseRef) -> Mapping[str, str] | None:
+    return _platforms(session, ref.path, ref.tag)
+
+
+def _platforms_of(session: RegistrySession, ref: Ref) -> Mapping[str, str] | None:
+    return _platforms(session, *ref)
+
+
+def _labels_of(session: RegistrySession, ref: Ref) -> Mapping[str, str] | None:
+    return _labels(session, *ref)
+
+
+def _platforms(session: RegistrySession, path: str, reference: str) -> Mapping[str, str] | None:
+    """Platform -> manifest digest of PATH:REFERENCE; None when the registry holds none."""
+    found = session.manifest(path, reference)
+    if found is None:
+        return None
+    manifest, body = found
+    digest = content_digest(body)
+    if isinstance(manifest, dict) and "manifests" in manifest:
+        return manifest_platforms(manifest, digest)
+    return manifest_platforms(manifest, digest, _config_blob(session, path, manifest))
+
+
+def _labels(session: RegistrySession, path: str, digest: str) -> Mapping[str, str] | None:
+    """The labels the image PATH@DIGEST records; None when it is gone or has no config."""
+    found = session.manifest(path, digest)
+    if found is None:
+        return None
+    config = _config_blob(session, path, found[0])
+    if not isinstance(config, dict):
+        return None
+    labels = (config.get("config") or {}).get("Labels") or {}
+    return {str(k): str(v) for k, v in labels.items()} if isinstance(labels, dict) else None
+
+
+def _config_blob(session: RegistrySession, path: str, manifest: Any) -> Any:
+    """The config blob a single image's MANIFEST names, parsed; None where it names none."""
+    try:
+        digest = manifest["config"]["digest"]
+    except (KeyError, TypeError):
+        return None
+    if not isinstance(digest, str):
+        return None
+    repo = session.api_repository(path)
+    what = f"the image config of {path}@{digest}"
+    blob = session.call("GET", repo, f"/v2/{repo}/blobs/{digest}", {}, what)
+    if blob.status_code != 200:
+        raise session.words.unexpected(blob, f"GET {what}")
+    try:
+        return blob.json()
+    except ValueError:
+        return None

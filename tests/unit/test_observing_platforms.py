@@ -1,0 +1,252 @@
+"""Observing a tree with platforms: what is asked, and the fold of literal answers (an index's
+children, a single image's config, the daemon's `/info`, binfmt_misc's handlers) into
+Observed. No Docker, no network."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import attrs
+import pytest
+
+from dockerpkg.core.config import Config, load_config
+from dockerpkg.core.definition import DEFINITION_LABEL
+from dockerpkg.core.observing import (
+    Asked,
+    BinfmtHandler,
+    DaemonFacts,
+    PlatformAnswers,
+    RegistryAnswers,
+    daemon_platform,
+    emulated_platforms,
+    fold_observed,
+    manifest_platforms,
+    platform_base_questions,
+    platform_label_reads,
+    platform_questions,
+    platforms_of,
+)
+from dockerpkg.core.tree import Tree, analyze_tree
+from dockerpkg.effects.emulation import binfmt_handlers
+from dockerpkg.effects.tree import read_snapshot
+from tests.support.updates import write_tree
+
+HOST = "registry.example.org:5000"
+HUB_BASE = "docker-registry.wikimedia.org/bookworm:20261201"
+OWN_BASE = f"{HOST}/base/busybox:1.36"
+CONFIG = f"registry: {HOST}\nnamespace: team\nbase_images:\n  - {HUB_BASE}\n  - {OWN_BASE}\n"
+BASE, APP = f"{HOST}/team/base:1.0", f"{HOST}/team/app:2.0"
+BASE_REF, APP_REF = ("team/base", "1.0"), ("team/app", "2.0")
+TWO = ("linux/amd64", "linux/arm64")
+D = {name: "sha256:" + name * 64 for name in "abcdef"}
+
+
+@pytest.fixture
+def config() -> Config:
+    return load_config([("config.yaml", CONFIG)])
+
+
+@pytest.fixture
+def two(config: Config) -> Config:
+    """The config asking for amd64 and arm64 (set here: the YAML key is read elsewhere)."""
+    return attrs.evolve(config, platforms=TWO)
+
+
+@pytest.fixture
+def tree(tmp_path: Path, config: Config) -> Tree:
+    write_tree(tmp_path, {"base": ("1.0", ["busybox"]), "app": ("2.0", ["base", "bookworm"])})
+    found = analyze_tree(read_snapshot(tmp_path / "images"), config, render=False).tree
+    assert found is not None
+    return found
+
+
+def with_platforms(tree: Tree, name: str, platforms: tuple[str, ...]) -> Tree:
+    """TREE with image NAME's control naming PLATFORMS."""
+    image = tree.images[name]
+    spec = attrs.evolve(image.spec, platforms=platforms)
+    return attrs.evolve(tree, images={**tree.images, name: attrs.evolve(image, spec=spec)})
+
+
+def index(*children: tuple[str, str, str | None, str]) -> dict[str, object]:
+    """An OCI index of CHILDREN (os, architecture, variant, digest)."""
+    manifests = []
+    for os, architecture, variant, digest in children:
+        platform = {"os": os, "architecture": architecture}
+        if variant:
+            platform["variant"] = variant
+        manifests.append({"mediaType": "m", "digest": digest, "size": 1, "platform": platform})
+    return {"schemaVersion": 2, "manifests": manifests}
+
+
+class TestQuestions:
+    """Which images, bases and labels are asked about: only those of images with platforms."""
+
+    def test_a_tree_without_platforms_asks_nothing(self, tree: Tree, config: Config) -> None:
+        assert platforms_of(tree, config) == {}
+        held = {BASE_REF: D["a"], APP_REF: D["b"]}
+        assert platform_questions(tree, config, held) == ()
+        assert platform_base_questions(tree, config) == ()
+
+    def test_the_configs_platforms_for_every_image(self, tree: Tree, two: Config) -> None:
+        assert platforms_of(tree, two) == {"base": TWO, "app": TWO}
+
+    def test_an_images_own_platforms_come_first(self, tree: Tree, config: Config) -> None:
+        tree = with_platforms(tree, "app", ("linux/arm64",))
+        assert platforms_of(tree, config) == {"app": ("linux/arm64",)}
+        assert platforms_of(tree, attrs.evolve(config, platforms=TWO)) == {
+            "base": TWO,
+            "app": ("linux/arm64",),
+        }
+
+    def test_only_versions_the_registry_holds(self, tree: Tree, two: Config) -> None:
+        assert platform_questions(tree, two, {BASE_REF: D["a"], APP_REF: None}) == (BASE_REF,)
+        assert platform_questions(tree, two, {}) == ()
+
+    def test_bases_of_images_with_platforms_per_registry(self, tree: Tree, config: Config) -> None:
+        only_app = with_platforms(tree, "app", TWO)
+        groups = platform_base_questions(only_app, config)
+        assert [(g.host, g.own, [r.label for r in g.refs]) for g in groups] == [
+            ("docker-registry.wikimedia.org", False, [HUB_BASE])
+        ]
+        groups = platform_base_questions(tree, attrs.evolve(config, platforms=TWO))
+        assert sorted((g.host, g.own, [r.label for r in g.refs]) for g in groups) == [
+            ("docker-registry.wikimedia.org", False, [HUB_BASE]),
+            (HOST, True, [OWN_BASE]),
+        ]
+
+    def test_labels_read_by_each_childs_digest(self) -> None:
+        versions = {APP_REF: {"linux/amd64": D["a"], "linux/arm64": D["b"]}, BASE_REF: {}}
+        assert platform_label_reads(versions) == (("team/app", D["a"]), ("team/app", D["b"]))
+
+
+class TestManifests:
+    """What one manifest read says of its platforms."""
+
+    def test_an_index_lists_its_children(self) -> None:
+        found = index(
+            ("linux", "amd64", None, D["a"]),
+            ("linux", "arm64", "v8", D["b"]),
+            ("linux", "arm", "v7", D["c"]),
+            ("unknown", "unknown", None, D["d"]),  # an attestation, no platform
+        )
+        assert manifest_platforms(found, D["e"]) == {
+            "linux/amd64": D["a"],
+            "linux/arm64": D["b"],
+            "linux/arm/v7": D["c"],
+        }
+
+    def test_unreadable_children_are_left_out(self) -> None:
+        found = {"manifests": [{"digest": D["a"]}, "x", {"platform": {"os": "linux"}}]}
+        assert manifest_platforms(found, D["e"]) == {}
+
+    def test_a_single_image_is_of_its_configs_platform(self) -> None:
+        manifest = {"schemaVersion": 2, "config": {"digest": D["f"]}}
+        config = {"os": "linux", "architecture": "arm64", "variant": "v8", "config": {}}
+        assert manifest_platforms(manifest, D["e"], config) == {"linux/arm64": D["e"]}
+        assert manifest_platforms(manifest, D["e"], None) == {}
+        assert manifest_platforms(manifest, D["e"], {"os": "linux"}) == {}
+        assert manifest_platforms(manifest, D["e"], {"os": "linux", "architecture": "?"}) == {}
+
+
+class TestDaemon:
+    """The daemon's platform from `/info`, and what binfmt_misc's handlers emulate."""
+
+    @pytest.mark.parametrize(
+        ("os", "machine", "platform"),
+        [
+            ("linux", "x86_64", "linux/amd64"),
+            ("linux", "aarch64", "linux/arm64"),
+            ("linux", "armv7l", "linux/arm/v7"),
+            ("windows", "x86_64", "windows/amd64"),
+            ("linux", "", None),
+            ("linux", "weird arch", None),
+        ],
+    )
+    def test_platform(self, os: str, machine: str, platform: str | None) -> None:
+        assert daemon_platform(DaemonFacts(os, machine)) == platform
+
+    def test_enabled_qemu_handlers_with_the_fix_binary_flag(self) -> None:
+        handlers = (
+            BinfmtHandler("qemu-aarch64", enabled=True, flags="PF"),
+            BinfmtHandler("qemu-arm", enabled=True, flags="F"),
+            BinfmtHandler("qemu-s390x", enabled=False, flags="PF"),  # disabled
+            BinfmtHandler("qemu-riscv64", enabled=True, flags="P"),  # not in containers
+            BinfmtHandler("qemu-x86_64", enabled=True, flags="PF"),  # the daemon's own
+            BinfmtHandler("qemu-sparc", enabled=True, flags="PF"),  # no such platform
+            BinfmtHandler("python3.11", enabled=True, flags="F"),  # not QEMU
+        )
+        assert emulated_platforms(DaemonFacts("linux", "x86_64", handlers)) == {
+            "linux/arm64",
+            "linux/arm/v7",
+            "linux/arm/v6",
+        }
+        assert emulated_platforms(DaemonFacts("linux", "x86_64")) == frozenset()
+
+    def test_binfmt_misc_read(self, tmp_path: Path) -> None:
+        (tmp_path / "status").write_text("enabled\n")
+        (tmp_path / "register").write_text("")
+        (tmp_path / "qemu-aarch64").write_text(
+            "enabled\ninterpreter /usr/libexec/qemu-binfmt/aarch64-binfmt-P\nflags: PF\n"
+        )
+        (tmp_path / "qemu-arm").write_text("disabled\ninterpreter /x\nflags: \n")
+        assert binfmt_handlers(tmp_path) == (
+            BinfmtHandler("qemu-aarch64", enabled=True, flags="PF"),
+            BinfmtHandler("qemu-arm", enabled=False, flags=""),
+        )
+        (tmp_path / "status").write_text("disabled\n")
+        assert binfmt_handlers(tmp_path) == ()
+        assert binfmt_handlers(tmp_path / "not-mounted") == ()
+
+
+class TestFold:
+    """Into Observed: platforms by version label, bases by label, labels by platform label."""
+
+    def test_without_platforms_as_before(self, tree: Tree, config: Config) -> None:
+        answers = RegistryAnswers({BASE_REF: D["a"], APP_REF: None})
+        before = fold_observed(tree, config, Asked(), answers)
+        assert fold_observed(tree, config, Asked(), answers, platforms=PlatformAnswers()) == before
+        assert before.platform_digests == {}
+        assert before.base_platforms == {}
+        assert before.daemon_platform is None
+        assert before.emulated == frozenset()
+
+    def test_platforms_by_version_label(self, tree: Tree, two: Config) -> None:
+        answers = RegistryAnswers({BASE_REF: D["a"], APP_REF: D["b"]})
+        platforms = PlatformAnswers(
+            versions={
+                BASE_REF: {"linux/amd64": D["c"], "linux/arm64": D["d"]},
+                APP_REF: {"linux/amd64": D["b"]},  # a single amd64 image
+            },
+            bases={OWN_BASE: {"linux/amd64": D["e"], "linux/arm64": D["f"]}},
+        )
+        daemon = DaemonFacts("linux", "x86_64", (BinfmtHandler("qemu-aarch64", True, "PF"),))
+        seen = fold_observed(tree, two, Asked(), answers, platforms=platforms, daemon=daemon)
+        assert seen.platform_digests == {
+            BASE: {"linux/amd64": D["c"], "linux/arm64": D["d"]},
+            APP: {"linux/amd64": D["b"]},
+        }
+        assert seen.base_platforms == {OWN_BASE: {"linux/amd64": D["e"], "linux/arm64": D["f"]}}
+        assert seen.daemon_platform == "linux/amd64"
+        assert seen.emulated == {"linux/arm64"}
+        assert seen.published == {BASE, APP}
+
+    def test_labels_recorded_per_platform_label(self, tree: Tree, two: Config) -> None:
+        answers = RegistryAnswers({BASE_REF: D["a"]})
+        platforms = PlatformAnswers(
+            versions={BASE_REF: {"linux/amd64": D["c"], "linux/arm64": D["d"]}},
+            labels={
+                ("team/base", D["c"]): {DEFINITION_LABEL: "amd", "other": "dropped"},
+                ("team/base", D["d"]): {DEFINITION_LABEL: "arm"},
+            },
+        )
+        seen = fold_observed(tree, two, Asked(definitions=True), answers, platforms=platforms)
+        assert seen.recorded == {
+            f"{HOST}/team/base:1.0-amd64": "amd",
+            f"{HOST}/team/base:1.0-arm64": "arm",
+        }
+
+    def test_a_base_registry_down_is_a_note(self, tree: Tree, two: Config) -> None:
+        platforms = PlatformAnswers(failures=("registry down",))
+        seen = fold_observed(tree, two, Asked(), RegistryAnswers(), platforms=platforms)
+        assert seen.problems == ("cannot tell the platforms of base images: registry down",)
+        assert seen.base_platforms == {}
