@@ -9,7 +9,7 @@ import pytest
 from dockerpkg.core.builders import Builder, BuilderSet
 from dockerpkg.core.config import Config
 from dockerpkg.core.markdown import plan_to_markdown
-from dockerpkg.core.plan import BuildOptions, Op, Plan, PublishMode, Reason
+from dockerpkg.core.plan import BuildOptions, CacheMode, Op, Plan, PublishMode, Reason
 from dockerpkg.core.planmatch import build_differences, claimed_observed
 from dockerpkg.core.planner import Observed, plan_build
 from dockerpkg.core.recheck import without_published
@@ -444,3 +444,34 @@ class TestRecheck:
         ]
         assert ("index", "parent") in [(s.op.value, s.image) for s in kept.steps]
         assert needs(kept)["build:child:arm64"] == ("pull:parent:arm64",)
+
+
+class TestOtherRuns:
+    def test_offline(self) -> None:
+        plan = make(Observed())
+        # Without credentials nothing is pushed, so no index is put.
+        assert plan.count(Op.INDEX) == 0
+        assert plan.count(Op.PUBLISH) == 0
+        builds = [(s.image, s.reason) for s in plan.steps if s.op is Op.BUILD]
+        assert builds == [
+            ("parent:amd64", Reason.OFFLINE),
+            ("parent:arm64", Reason.OFFLINE),
+            ("child:amd64", Reason.OFFLINE),
+            ("child:arm64", Reason.OFFLINE),
+        ]
+        assert any("was not checked" in note for note in plan.notes)
+
+    def test_registry_cache_imports_each_platforms_own_image(self) -> None:
+        tree = tree_of(child_version="2.1")
+        source = tree.images["child"].spec.source
+        older = changelog("child", "2.1") + "\n" + changelog("child", "2.0")
+        child = attrs.evolve(
+            tree.images["child"],
+            spec=attrs.evolve(
+                tree.images["child"].spec, source=attrs.evolve(source, changelog=older)
+            ),
+        )
+        tree = attrs.evolve(tree, images={**tree.images, "child": child})
+        plan = make(COMPLETE, tree, cache=CacheMode.REGISTRY)
+        assert plan.image("child:arm64").cache_from == (f"{R}/child:2.0-arm64",)
+        assert plan.image("child").cache_from == ()
