@@ -475,3 +475,51 @@ class TestOtherRuns:
         plan = make(COMPLETE, tree, cache=CacheMode.REGISTRY)
         assert plan.image("child:arm64").cache_from == (f"{R}/child:2.0-arm64",)
         assert plan.image("child").cache_from == ()
+
+
+class TestMoreSavedPlans:
+    def check(self, observed: Observed, config: Config = CONFIG) -> Plan:
+        tree = tree_of(config)
+        saved = plan_from_json(plan_to_json(make(observed, tree, config)), "plan.json")
+        derived = make(claimed_observed(saved, tree), tree, config)
+        assert build_differences(saved, derived) == ()
+        return saved
+
+    def test_pinned_bases(self) -> None:
+        config = attrs.evolve(CONFIG, pin_bases=True)
+        observed = attrs.evolve(ONLINE, base_platforms={BASE: {AMD64: digest(7), ARM64: digest(8)}})
+        saved = self.check(observed, config)
+        assert saved.image("parent:arm64").pins == {f"{BASE}-arm64": digest(8)}
+
+    def test_platform_images_held_by_the_daemon(self) -> None:
+        # parent:arm64 built locally only, child:arm64 to build on it.
+        observed = attrs.evolve(ARM64_MISSING, local=frozenset({f"{PARENT}-arm64"}))
+        observed = attrs.evolve(
+            observed,
+            platform_digests={PARENT: {AMD64: digest(1)}, CHILD: {AMD64: digest(3)}},
+        )
+        saved = self.check(observed)
+        assert [s[:2] for s in ops(saved)] == [
+            ("verify", "parent:arm64"),
+            ("publish", "parent:arm64"),
+            ("index", "parent"),
+            ("build", "child:arm64"),
+            ("verify", "child:arm64"),
+            ("publish", "child:arm64"),
+            ("index", "child"),
+        ]
+
+
+class TestNoPull:
+    def test_the_daemons_platform_images_count_and_bases_keep_their_tag(self) -> None:
+        observed = attrs.evolve(COMPLETE, local=frozenset({f"{PARENT}-amd64", f"{PARENT}-arm64"}))
+        plan = make(observed, pull=False)
+        assert [s[:2] for s in ops(plan) if s[0] == "build"] == [
+            ("build", "child:amd64"),
+            ("build", "child:arm64"),
+        ]
+        assert plan.count(Op.PULL) == 0
+        fresh = make(ONLINE, pull=False)
+        assert fresh.image("parent:arm64").dockerfile == f"FROM {BASE}\nRUN uname -m > /arch"
+        assert fresh.image("child:arm64").dockerfile is not None
+        assert fresh.image("child:arm64").dockerfile.startswith(f"FROM {PARENT}-arm64\n")
