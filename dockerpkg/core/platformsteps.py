@@ -249,4 +249,18 @@ def platform_findings(
         return findings_of(tree, observed, defined, published, directory)
     shown = [n for n in published if not expansion.is_index(n)]
     current = base_current(expansion, observed)
+    # A build records the digest its base's tag resolved to when pulled for its platform:
+    # the base's index, where it has one. The same index now means the same platform's image.
+    recorded = {
+        label: {
+            ref: current[ref]
+            if ref in expansion.base_of
+            and ref in current
+            and digest == observed.base_digests.get(expansion.base_of[ref][0])
+            else digest
+            for ref, digest in refs.items()
+        }
+        for label, refs in observed.bases.items()
+    }
+    observed = attrs.evolve(observed, bases=recorded)
     return findings_of(tree, observed, defined, shown, directory, current=current)

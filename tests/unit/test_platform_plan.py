@@ -524,3 +524,17 @@ class TestNoPull:
         child = fresh.image("child:arm64").dockerfile
         assert child is not None
         assert child.startswith(f"FROM {PARENT}-arm64\n")
+
+
+class TestRecordedIndexDigests:
+    def test_a_base_recorded_by_its_unchanged_index_has_not_moved(self) -> None:
+        observed = attrs.evolve(
+            COMPLETE,
+            labels_read=True,
+            bases={f"{PARENT}-arm64": {f"{BASE}-arm64": digest(10)}},
+            base_digests={BASE: digest(10)},
+            base_platforms={BASE: {AMD64: digest(7), ARM64: digest(8)}},
+        )
+        assert make(observed).findings == ()
+        moved = attrs.evolve(observed, base_digests={BASE: digest(11)})
+        assert [f.image for f in make(moved).findings] == ["parent:arm64"]
