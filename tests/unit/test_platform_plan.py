@@ -13,6 +13,7 @@ from dockerpkg.core.plan import BuildOptions, CacheMode, Op, Plan, PublishMode, 
 from dockerpkg.core.planmatch import build_differences, claimed_observed
 from dockerpkg.core.planner import Observed, plan_build
 from dockerpkg.core.recheck import without_published
+from dockerpkg.core.report import Outcome, Report, StepOutcome, report_table, summary_line
 from dockerpkg.core.serialize import plan_from_json, plan_to_json, plan_to_text
 from dockerpkg.core.spec import ImageSource, Snapshot
 from dockerpkg.core.tree import Tree, load_tree
@@ -538,3 +539,21 @@ class TestRecordedIndexDigests:
         assert make(observed).findings == ()
         moved = attrs.evolve(observed, base_digests={BASE: digest(11)})
         assert [f.image for f in make(moved).findings] == ["parent:arm64"]
+
+
+def test_a_reports_summary_counts_the_indexes_put() -> None:
+    plan = make(ARM64_MISSING)
+    outcomes = tuple(StepOutcome(step, Outcome.SUCCEEDED, 0.0, 0.5) for step in plan.steps)
+    report = Report(outcomes=outcomes, elapsed=1.0)
+    assert summary_line(report) == (
+        "Done: 1 built, 1 verified, 1 published, 1 indexed, 0 failed, 0 skipped in 1.0s."
+    )
+    assert report_table(report).splitlines()[0].split() == [
+        "image",
+        "result",
+        "pull",
+        "build",
+        "verify",
+        "publish",
+        "index",
+    ]
