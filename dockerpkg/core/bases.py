@@ -19,6 +19,7 @@ import attrs
 from dockerpkg.core.graph import reachable
 from dockerpkg.core.labels import DOCKER_HUB, registry_of, same_registry, split_label
 from dockerpkg.core.plan import Finding, Op, Plan, PlannedImage, Reason
+from dockerpkg.core.platforms import FROM_LINE
 from dockerpkg.core.tree import Tree
 
 BASES_LABEL = "org.dockerpkg.bases"
@@ -290,16 +291,12 @@ def pinned(label: str, digest: str) -> str:
     return f"{label}@{digest}"
 
 
-# A FROM instruction: its options, the image, and the rest (`AS stage`).
-_FROM = re.compile(r"^(?P<head>\s*FROM\s+(?:--\S+\s+)*)(?P<image>\S+)(?P<rest>.*)$", re.IGNORECASE)
-
-
 def pin_dockerfile(dockerfile: str, pins: Mapping[str, str]) -> str:
     """DOCKERFILE with every FROM of a base image in PINS (label -> digest) held to that
     digest; other lines and FROMs unchanged."""
     lines = []
     for line in dockerfile.split("\n"):
-        match = _FROM.match(line)
+        match = FROM_LINE.match(line)
         if match is not None and match["image"] in pins:
             image = match["image"]
             lines.append(match["head"] + pinned(image, pins[image]) + match["rest"])
@@ -315,7 +312,7 @@ def unpin_dockerfile(dockerfile: str, pins: Mapping[str, str]) -> str:
     held = {pinned(label, digest): label for label, digest in pins.items()}
     lines = []
     for line in dockerfile.split("\n"):
-        match = _FROM.match(line)
+        match = FROM_LINE.match(line)
         if match is not None and match["image"] in held:
             lines.append(match["head"] + held[match["image"]] + match["rest"])
         else:

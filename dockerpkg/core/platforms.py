@@ -89,19 +89,32 @@ def platform_tag(tag: str, platform: Platform) -> str:
 
 
 # A FROM instruction: its options, the image, and the rest (`AS stage`).
-_FROM = re.compile(r"^(?P<head>\s*FROM\s+(?:--\S+\s+)*)(?P<image>\S+)(?P<rest>.*)$", re.IGNORECASE)
+FROM_LINE = re.compile(
+    r"^(?P<head>\s*FROM\s+(?:--\S+\s+)*)(?P<image>\S+)(?P<rest>.*)$", re.IGNORECASE
+)
+# Other places a Dockerfile names an image: `COPY --from=IMAGE` (and ADD), and a RUN
+# mount's `from=IMAGE` (`--mount=type=bind,from=IMAGE,...`).
+_OPTION_FROM = re.compile(r"(?P<head>--from=)(?P<image>[^\s]+)", re.IGNORECASE)
+_MOUNT_FROM = re.compile(r"(?P<head>--mount=\S*?(?<=[=,])from=)(?P<image>[^,\s]+)", re.IGNORECASE)
 
 
 def rewrite_froms(dockerfile: str, references: Mapping[str, str]) -> str:
-    """DOCKERFILE with each FROM naming a key of REFERENCES naming its value instead (a
-    parent's or base's reference for one platform); other lines unchanged."""
+    """DOCKERFILE with each image a key of REFERENCES names (in a FROM line, `COPY --from=`
+    or a RUN mount's `from=`) naming its value instead (a parent's or base's reference for
+    one platform), so no instruction of a platform's build reads a shared local tag."""
     if not references:
         return dockerfile
+
+    def swap(match: re.Match[str]) -> str:
+        image = match["image"]
+        return match["head"] + references.get(image, image)
+
     lines = []
     for line in dockerfile.split("\n"):
-        match = _FROM.match(line)
+        match = FROM_LINE.match(line)
         if match is not None and match["image"] in references:
-            lines.append(match["head"] + references[match["image"]] + match["rest"])
-        else:
-            lines.append(line)
+            line = match["head"] + references[match["image"]] + match["rest"]
+        elif "from=" in line.lower():
+            line = _MOUNT_FROM.sub(swap, _OPTION_FROM.sub(swap, line))
+        lines.append(line)
     return "\n".join(lines)

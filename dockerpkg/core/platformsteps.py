@@ -38,7 +38,12 @@ def platform_pulls(
         platform = str(found[1])
         for ref in tree.images[name].bases:
             base = expansion.base_of[ref][0]
-            bases[ref] = Step(Op.PULL, ref, Reason.BASE_IMAGE, base, ref, platform=platform)
+            # By the digest the base's index lists for the platform, where known: a pull by
+            # digest moves no tag, so builds of images without platforms that use the base's
+            # own tag never meet another platform's image under it.
+            digest = None if "@" in base else observed.base_platforms.get(base, {}).get(platform)
+            label = base if digest is None else pinned(base, digest)
+            bases[ref] = Step(Op.PULL, ref, Reason.BASE_IMAGE, label, ref, platform=platform)
         for parent in tree.images[name].parents:
             if states[parent][0] is not State.PUBLISHED:
                 continue
@@ -201,7 +206,9 @@ def pin_platforms(plan: Plan, expansion: Expansion, observed: Observed) -> tuple
             )
         )
     steps = tuple(
-        attrs.evolve(step, label=pinned(step.label or "", pins[step.image]), local_copy=False)
+        attrs.evolve(
+            step, label=pinned(expansion.base_of[step.image][0], pins[step.image]), local_copy=False
+        )
         if step.op is Op.PULL and step.platform is not None and step.image in pins
         else step
         for step in plan.steps

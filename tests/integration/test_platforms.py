@@ -239,24 +239,9 @@ def test_a_forged_mismatch_fails_the_build(
     assert "Traceback" not in failed.text
 
 
-# The core rewrites a parent's label to its platform label in FROM lines only: `COPY --from`
-# still names the shared version label, which the daemon does not hold. The classic engine
-# then fails (strict: it fails loudly once that is fixed, to drop this mark); BuildKit pulls
-# the label for the build's platform, which works only when the parent's index is already in
-# the registry (its index step is not among what the build waits for): a race.
-@pytest.mark.parametrize(
-    "engine",
-    [
-        pytest.param(
-            "classic",
-            marks=pytest.mark.xfail(strict=True, reason="COPY --from a parent: not rewritten"),
-        ),
-        pytest.param(
-            "buildkit",
-            marks=pytest.mark.xfail(strict=False, reason="COPY --from a parent: a race"),
-        ),
-    ],
-)
+# `COPY --from` a parent names, per platform, that parent's platform image: never the shared
+# version label, which the daemon does not hold (and the registry may not have yet).
+@pytest.mark.parametrize("engine", ["classic", "buildkit"])
 def test_copy_from_a_parent_takes_its_platform(
     make_site: SiteFactory,
     docker_client: docker.DockerClient,

@@ -179,6 +179,8 @@ class FakeDaemon:
         self.registry = registry
         self.digests: dict[str, tuple[str, ...]] = {}  # label -> its repo digests
         self.platforms: dict[str, str] = {}  # label -> its platform (none: NATIVE)
+        # Images a pull took a tag from, still held by ID (-> platform), as a daemon keeps them.
+        self.untagged: dict[str, str] = {}
         self.forged: dict[str, str] = {}  # label -> the platform its builds give, whatever asked
         # Label -> platform -> image ID: what a pull for a platform finds.
         self.remote_platforms: dict[str, dict[str, str]] = {}
@@ -323,6 +325,8 @@ class FakeDaemon:
             self.images[f"{split_label(name)[0]}@{held}"] = found
             self.platforms[f"{split_label(name)[0]}@{held}"] = made
             return held
+        if self.images.get(label, found) != found:
+            self.untagged[self.images[label]] = self.platforms.get(label, NATIVE)
         self.images[label] = found
         self.platforms[label] = made
         digest = digest_of(label, found)
@@ -356,10 +360,14 @@ class FakeDaemon:
     def tag(self, source: str, repository: str, tag: str) -> None:
         self._enter("tag", f"{repository}:{tag}")
         image_id = self.images.get(source)
+        platform = self.platforms.get(source, NATIVE)
+        if image_id is None and source in self.untagged:
+            # As a daemon does, an image a pull took its tag from is still found by its ID.
+            image_id, platform = source, self.untagged[source]
         if image_id is None:
             raise DaemonError(f"cannot tag {source} as {repository}:{tag}: No such image")
         self.images[f"{repository}:{tag}"] = image_id
-        self.platforms[f"{repository}:{tag}"] = self.platforms.get(source, NATIVE)
+        self.platforms[f"{repository}:{tag}"] = platform
 
     def image_id(self, label: str) -> str:
         self._enter("inspect", label)

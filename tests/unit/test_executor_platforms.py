@@ -248,6 +248,19 @@ class TestPulls:
         # The daemon moves BASE's tag while pulling: the two pulls of it never overlapped.
         assert daemon.overlapped == set()
 
+    def test_the_bases_own_tag_is_left_where_it_was(self, tree: Path, tmp_path: Path) -> None:
+        """Images without platforms build FROM the base's own tag: a pull for a platform,
+        which moves it, puts it back."""
+        workspace, plan = planned(tree)
+        daemon, registry = two_platform_base()
+        daemon.images[BASE] = "sha256:held"
+        found = outcomes(run(workspace, expanded(plan), daemon, registry, tmp_path))
+        assert {k: v for k, v in found.items() if v[0] is not Outcome.SUCCEEDED} == {}
+        assert daemon.images[BASE] == "sha256:held"
+        assert daemon.platforms.get(BASE, NATIVE) == NATIVE
+        for platform in PLATFORMS:
+            assert daemon.images[per_platform_base(platform)] == digest_of("debian", platform)
+
     def test_pulls_of_other_labels_run_side_by_side(self, tree: Path, tmp_path: Path) -> None:
         """The lock is per label: it serialises nothing else."""
         workspace, plan = planned(tree)

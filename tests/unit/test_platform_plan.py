@@ -317,6 +317,42 @@ class TestPinBases:
         }
 
 
+class TestBasePullsByDigest:
+    def test_a_base_whose_index_is_known_is_pulled_by_digest_moving_no_tag(self) -> None:
+        observed = attrs.evolve(ONLINE, base_platforms={BASE: {AMD64: digest(7), ARM64: digest(8)}})
+        plan = make(observed)
+        pulls = {s.image: s.label for s in plan.steps if s.op is Op.PULL}
+        assert pulls == {
+            f"{BASE}-amd64": f"{BASE}@{digest(7)}",
+            f"{BASE}-arm64": f"{BASE}@{digest(8)}",
+        }
+        # The FROM line names the per-platform local name the pull gives, unpinned.
+        amd = plan.image("parent:amd64").dockerfile
+        assert amd is not None and amd.startswith(f"FROM {BASE}-amd64\n")
+
+    def test_offline_the_base_is_pulled_by_its_tag_for_each_platform(self) -> None:
+        pulls = {s.image: s.label for s in make(Observed()).steps if s.op is Op.PULL}
+        assert pulls == {f"{BASE}-amd64": BASE, f"{BASE}-arm64": BASE}
+
+
+class TestCopyFromAParent:
+    def test_copy_from_and_mounts_name_the_parents_platform_image(self) -> None:
+        parent, child = sources()
+        template = (
+            'FROM {{ "busybox" | image_tag }}\n'
+            'COPY --from={{ "parent" | image_tag }} /arch /parent-arch\n'
+            'RUN --mount=type=bind,from={{ "parent" | image_tag }},target=/p cat /p/arch\n'
+        )
+        child = attrs.evolve(child, template=template)
+        plan = make(ONLINE, load_tree(Snapshot(images=(parent, child)), CONFIG))
+        arm = plan.image("child:arm64").dockerfile
+        assert arm is not None
+        assert f"COPY --from={PARENT}-arm64 /arch" in arm
+        assert f"from={PARENT}-arm64,target=/p" in arm
+        assert f"{PARENT} " not in arm and f"{PARENT}," not in arm
+        assert "verify:parent:arm64" in needs(plan)["build:child:arm64"]
+
+
 class TestSavedPlans:
     @pytest.mark.parametrize(
         "observed", [ONLINE, COMPLETE, ARM64_MISSING], ids=["fresh", "complete", "arm64-missing"]

@@ -60,6 +60,17 @@ def _local_copy(run: Shared, label: str, held: str | None = None) -> bool:
         return False
 
 
+def _held(run: Shared, label: str) -> str | None:
+    """The ID of the image the daemon holds under LABEL's tag, if any (None for a
+    reference by digest, which a pull does not move)."""
+    if "@" in label:
+        return None
+    try:
+        return run.daemon.image_id(label)
+    except DaemonError:
+        return None
+
+
 def _name(run: Shared, label: str, named: str) -> None:
     repository, tag = split_label(named)
     # Pulled by digest, the image has no tag of LABEL's: it is named by the digest.
@@ -85,6 +96,7 @@ def pull_for_platform(
     target = named or label
     with run.log(log_name, f"pull {label} for {platform}") as log:
         with run.pull_lock(label):
+            held = _held(run, label) if named is not None else None
             try:
                 pulled = run.daemon.pull(
                     label,
@@ -107,6 +119,10 @@ def pull_for_platform(
                 log.write(f"{label} for {platform} is {named} here\n")
             # Within the lock: unnamed, TARGET is LABEL, which the next pull moves.
             require_platform(run, target, platform, PULLED, log)
+            if held is not None:
+                # LABEL's own tag back where it was, for builds of images without
+                # platforms that use it (a pull by tag moved it to PLATFORM's image).
+                _name(run, held, label)
         if pulled is not None:
             with run.lock:
                 run.pulled[target] = pulled
