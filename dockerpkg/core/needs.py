@@ -75,9 +75,10 @@ def _promotion_needs(
 def _promoted(
     step: Step, images: Mapping[str, PlannedImage], keys: set[StepKey]
 ) -> tuple[StepKey, ...]:
-    """The promotions of the plan (KEYS) of STEP's image's parents."""
+    """The promotions of the plan (KEYS) of STEP's image's parents (an index image's: of
+    the index images it depends on, its parents being its platform images)."""
     image = images.get(step.image)
-    names = () if image is None else image.parents
+    names = () if image is None else image.depends if image.platforms else image.parents
     return tuple(key for p in names if (key := StepKey(Op.PROMOTE, p)) in keys)
 
 
