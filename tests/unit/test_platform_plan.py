@@ -256,10 +256,6 @@ class TestSelection:
 
 
 class TestRefusals:
-    def test_all_or_nothing_is_refused(self) -> None:
-        with pytest.raises(DockerPkgError, match="all_or_nothing cannot publish images with"):
-            make(ONLINE, publish=PublishMode.ALL_OR_NOTHING)
-
     def test_a_parent_lacking_a_platform(self) -> None:
         tree = tree_of(Config(registry=R, base_images=(BASE,)), child_control="Platforms: " + ARM64)
         with pytest.raises(DockerPkgError) as caught:
