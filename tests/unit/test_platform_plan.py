@@ -8,7 +8,7 @@ import pytest
 
 from dockerpkg.core.config import Config
 from dockerpkg.core.markdown import plan_to_markdown
-from dockerpkg.core.plan import BuildOptions, Op, Plan, PublishMode
+from dockerpkg.core.plan import BuildOptions, Op, Plan
 from dockerpkg.core.planmatch import build_differences, claimed_observed
 from dockerpkg.core.planner import Observed, plan_build
 from dockerpkg.core.serialize import plan_from_json, plan_to_json, plan_to_text
