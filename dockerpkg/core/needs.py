@@ -6,7 +6,9 @@
 - A verification waits for its build; a publication (or a staging push) for its
   verification and for the pushes of the image's parents, so nothing is pushed before what
   it is built on.
-- A promotion (all-or-nothing publishing) waits for its parents' promotions. The first
+- A promotion (all-or-nothing publishing) waits for its parents' promotions (an index
+  image's, for those of the images it depends on: its parents are its platform images,
+  which are staged, never promoted alone). The first
   one of the plan without a promoted parent is the barrier: it waits for every step of the
   run that makes or stages an image (OpRule.before_promotion in dockerpkg.core.ops), and
   every other promotion without a promoted parent waits for it. So nothing moves until all
