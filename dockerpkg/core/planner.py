@@ -44,7 +44,7 @@ from dockerpkg.core.platforms import Platform
 from dockerpkg.core.platformstaging import (
     index_promotions,
     is_platform_related,
-    refuse_several_builders,
+    one_builder,
     staging_target,
 )
 from dockerpkg.core.platformsteps import (
@@ -237,9 +237,7 @@ def plan_build(
     if builders.several:
         observed = _for_several_builders(config, observed, options, builders)
     written = tree
-    expansion = expanded(tree, config, options, directory)
-    if expansion is not None:
-        refuse_several_builders(builders, options.publish)
+    expansion = one_builder(expanded(tree, config, options, directory), builders, options.publish)
     tree, states = _states(expansion.tree if expansion else tree, config, observed, options)
     if expansion is not None:
         expansion = attrs.evolve(expansion, tree=tree)

@@ -17,6 +17,7 @@ from collections.abc import Iterable, Sequence
 from dockerpkg.core.builders import BuilderSet
 from dockerpkg.core.config import Config
 from dockerpkg.core.plan import Op, PublishMode, Reason, Step
+from dockerpkg.core.platformtree import Expansion
 from dockerpkg.core.staging import staging_label
 from dockerpkg.core.tree import Image, Tree
 from dockerpkg.errors import DockerPkgError
@@ -50,10 +51,13 @@ def staged_children(steps: Iterable[Step]) -> dict[str, str]:
     return {s.image: s.label for s in steps if s.op is Op.STAGE and s.label is not None}
 
 
-def refuse_several_builders(builders: BuilderSet, publish: PublishMode) -> None:
-    """DockerPkgError for all_or_nothing with platforms on several builders: a promotion
-    takes each platform's manifest by the digest its own builder staged."""
-    if builders.several and publish is PublishMode.ALL_OR_NOTHING:
+def one_builder(
+    expansion: Expansion | None, builders: BuilderSet, publish: PublishMode
+) -> Expansion | None:
+    """EXPANSION (a tree with platforms, or None), or DockerPkgError for all_or_nothing with
+    platforms on several builders: a promotion takes each platform's manifest by the digest
+    its own builder staged."""
+    if expansion is not None and builders.several and publish is PublishMode.ALL_OR_NOTHING:
         raise DockerPkgError.single(
             builders.origin.path,
             f"--publish all_or_nothing with platforms needs one builder, not "
@@ -61,3 +65,4 @@ def refuse_several_builders(builders: BuilderSet, publish: PublishMode) -> None:
             "its platforms are pushed)",
             builders.origin.line,
         )
+    return expansion

@@ -8,7 +8,7 @@ from __future__ import annotations
 import attrs
 import pytest
 
-from dockerpkg.core.builders import Builder, BuilderSet
+from dockerpkg.core.builders import DEFAULT_BUILDERS, Builder, BuilderSet
 from dockerpkg.core.plan import BuildOptions, Op, Plan, PublishMode
 from dockerpkg.core.planmatch import build_differences, claimed_observed
 from dockerpkg.core.planner import Observed, plan_build
@@ -37,7 +37,7 @@ STAGING = f"{R}/dockerpkg-staging"
 PROMOTED = [("promote", "parent", "all_published"), ("promote", "child", "all_published")]
 
 
-def make(observed: Observed, builders: BuilderSet | None = None, **options: object) -> Plan:
+def make(observed: Observed, builders: BuilderSet = DEFAULT_BUILDERS, **options: object) -> Plan:
     options = {"publish": PublishMode.ALL_OR_NOTHING, **options}
     return plan_build(
         tree_of(),
@@ -46,7 +46,7 @@ def make(observed: Observed, builders: BuilderSet | None = None, **options: obje
         directory="images",
         digest="sha256:test",
         options=BuildOptions(**options),  # type: ignore[arg-type]
-        **({} if builders is None else {"builders": builders}),
+        builders=builders,
     )
 
 
@@ -151,8 +151,8 @@ class TestRefusals:
     def test_several_builders(self) -> None:
         builders = BuilderSet(
             (
-                Builder("amd", "unix:///a.sock", platforms=(AMD64,)),
-                Builder("arm", "ssh://arm", platforms=(ARM64,)),
+                Builder("unix:///a.sock", platforms=(AMD64,)),
+                Builder("ssh://arm", platforms=(ARM64,)),
             )
         )
         with pytest.raises(DockerPkgError, match="all_or_nothing with platforms needs one builder"):
