@@ -15,7 +15,7 @@ from dockerpkg.core.findings import findings_of
 from dockerpkg.core.imagestate import State
 from dockerpkg.core.observed import Observed
 from dockerpkg.core.plan import Finding, Op, Plan, PlannedImage, Reason, Step
-from dockerpkg.core.platforms import Platform, platform_name
+from dockerpkg.core.platforms import Platform, platform_name, platform_tag
 from dockerpkg.core.platformstaging import staged_children
 from dockerpkg.core.platformtree import Expansion, States, base_current
 from dockerpkg.core.tree import Tree
@@ -60,6 +60,7 @@ def with_children(
     the plan pushes it (its staging reference, when it stages it: all_or_nothing), else the
     digest the published index lists (`REPOSITORY@DIGEST`), else the platform label (a tag
     pushed before)."""
+    steps = list(steps)
     staged = staged_children(steps)
     pushed = {s.image for s in steps if s.op is Op.PUBLISH} | staged.keys()
     found = []
@@ -71,7 +72,7 @@ def with_children(
         children = {}
         for text in image.platforms:
             platform = Platform.parse(text)
-            label = f"{image.repository}:{image.tag}-{platform.suffix}"
+            label = f"{image.repository}:{platform_tag(image.tag, platform)}"
             digest = listed.get(text)
             pushes = platform_name(image.name, platform) in pushed
             children[text] = label if pushes or digest is None else f"{image.repository}@{digest}"
@@ -109,6 +110,7 @@ def builder_notes(
             building,
             builders.origin.path,
             "no builder declares it",
+            builders.origin.line,
         )
         return []
     native = observed.daemon_platform
@@ -138,13 +140,17 @@ def _listed(building: Mapping[str, str]) -> str:
     return ", ".join(building)
 
 
-def _refuse(missing: list[str], building: Mapping[str, str], where: str, why: str) -> None:
+def _refuse(
+    missing: list[str], building: Mapping[str, str], where: str, why: str, line: int | None = None
+) -> None:
+    """DockerPkgError at WHERE (and LINE) naming the first of MISSING and its image."""
     if missing:
         first = missing[0]
         raise DockerPkgError.single(
             where,
             f"no builder can build {first} (image '{building[first]}'): {why}; see "
             "docs/platforms.md for setting up QEMU or native builders",
+            line,
         )
 
 
@@ -248,4 +254,18 @@ def platform_findings(
         return findings_of(tree, observed, defined, published, directory)
     shown = [n for n in published if not expansion.is_index(n)]
     current = base_current(expansion, observed)
+    # A build records the digest its base's tag resolved to when pulled for its platform:
+    # the base's index, where it has one. The same index now means the same platform's image.
+    recorded = {
+        label: {
+            ref: current[ref]
+            if ref in expansion.base_of
+            and ref in current
+            and digest == observed.base_digests.get(expansion.base_of[ref][0])
+            else digest
+            for ref, digest in refs.items()
+        }
+        for label, refs in observed.bases.items()
+    }
+    observed = attrs.evolve(observed, bases=recorded)
     return findings_of(tree, observed, defined, shown, directory, current=current)

@@ -109,7 +109,11 @@ def expand(tree: Tree, config: Config, *, pull: bool) -> Expansion:
     if problems:
         raise DockerPkgError(problems)
     expanded = attrs.evolve(tree, images=MappingProxyType(images), order=tuple(order))
-    return Expansion(render_images(expanded, config, rendered), platform_of, base_of)
+    return Expansion(
+        render_images(expanded, config, rendered),
+        MappingProxyType(platform_of),
+        MappingProxyType(base_of),
+    )
 
 
 def _base_refs(image: Image, platform: Platform) -> list[tuple[str, str]]:
@@ -120,12 +124,10 @@ def _platform_image(image: Image, platform: Platform, tree: Tree, *, pull: bool)
     """IMAGE's build for PLATFORM (see the module's docstring)."""
     tag = platform_tag(image.tag, platform)
     parents = [platform_name(p, platform) for p in image.parents]
-    rewrites = {
-        tree.images[
-            p
-        ].label: f"{tree.images[p].repository}:{platform_tag(tree.images[p].tag, platform)}"
-        for p in image.parents
-    }
+    # A parent's label (what image_tag gives) names its index: FROM its platform's image.
+    rewrites = {}
+    for parent in (tree.images[p] for p in image.parents):
+        rewrites[parent.label] = f"{parent.repository}:{platform_tag(parent.tag, platform)}"
     bases = image.bases
     if pull:
         refs = dict(_base_refs(image, platform))

@@ -85,6 +85,8 @@ def summary_line(report: Report) -> str:
         f"{failed} failed",
         f"{skipped} skipped",
     ]
+    if indexed := _reported(report, Op.INDEX):  # several platforms: the indexes put
+        parts.insert(3, f"{indexed} indexed")
     if report.count(Op.REMOVE):
         parts.insert(0, f"{report.count(Op.REMOVE)} removed")
     if report.count(Op.TAG_LATEST):
@@ -107,7 +109,16 @@ def _reported(report: Report, op: Op) -> int:
 
 def report_table(report: Report) -> str:
     """Per image: result, and the duration of each phase."""
-    ops = [Op.PULL, Op.BUILD_STAGE, Op.BUILD, Op.VERIFY, Op.PUBLISH, Op.TAG_LATEST, Op.REMOVE]
+    ops = [
+        Op.PULL,
+        Op.BUILD_STAGE,
+        Op.BUILD,
+        Op.VERIFY,
+        Op.PUBLISH,
+        Op.INDEX,
+        Op.TAG_LATEST,
+        Op.REMOVE,
+    ]
     present = {reported_as(o.step.op) for o in report.outcomes}
     shown = [op for op in ops if op in present]
     rows = [["image", "result", *[op.value for op in shown]]]

@@ -6,11 +6,14 @@ from __future__ import annotations
 import attrs
 import pytest
 
+from dockerpkg.core.builders import Builder, BuilderSet
 from dockerpkg.core.config import Config
 from dockerpkg.core.markdown import plan_to_markdown
-from dockerpkg.core.plan import BuildOptions, Op, Plan
+from dockerpkg.core.plan import BuildOptions, CacheMode, Op, Plan, Reason
 from dockerpkg.core.planmatch import build_differences, claimed_observed
 from dockerpkg.core.planner import Observed, plan_build
+from dockerpkg.core.recheck import without_published
+from dockerpkg.core.report import Outcome, Report, StepOutcome, report_table, summary_line
 from dockerpkg.core.serialize import plan_from_json, plan_to_json, plan_to_text
 from dockerpkg.core.spec import ImageSource, Snapshot
 from dockerpkg.core.tree import Tree, load_tree
@@ -311,7 +314,9 @@ class TestPinBases:
 
 
 class TestSavedPlans:
-    @pytest.mark.parametrize("observed", [ONLINE, COMPLETE, ARM64_MISSING], ids=str)
+    @pytest.mark.parametrize(
+        "observed", [ONLINE, COMPLETE, ARM64_MISSING], ids=["fresh", "complete", "arm64-missing"]
+    )
     def test_a_saved_plan_is_derived_again(self, observed: Observed) -> None:
         tree = tree_of()
         saved = plan_from_json(plan_to_json(make(observed, tree)), "plan.json")
@@ -337,3 +342,214 @@ class TestWithoutPlatforms:
         assert all(s.platform is None for s in plan.steps)
         assert all(i.platform is None and not i.platforms for i in plan.images)
         assert '"platform' not in plan_to_json(plan)
+
+
+def builders(*entries: tuple[str, tuple[str, ...]]) -> BuilderSet:
+    return BuilderSet(tuple(Builder(url, 2, None, platforms) for url, platforms in entries))
+
+
+class TestBuilders:
+    def make_on(self, chosen: BuilderSet, observed: Observed = ONLINE) -> Plan:
+        return plan_build(
+            tree_of(), CONFIG, observed, directory="images", digest="d", builders=chosen
+        )
+
+    def test_declared_platforms_are_recorded_and_checked(self) -> None:
+        chosen = builders(("unix:///amd", (AMD64,)), ("ssh://arm", (ARM64,)))
+        plan = self.make_on(chosen, attrs.evolve(ONLINE, emulated=frozenset()))
+        assert [(b.url, b.platforms) for b in plan.builders] == [
+            ("unix:///amd", (AMD64,)),
+            ("ssh://arm", (ARM64,)),
+        ]
+        assert "unix:///amd (2 slots, linux/amd64)" in plan_to_text(plan)
+
+    def test_a_platform_no_builder_declares(self) -> None:
+        chosen = builders(("unix:///a", (AMD64,)), ("ssh://b", (AMD64,)))
+        with pytest.raises(DockerPkgError, match=r"no builder can build linux/arm64 \(image "):
+            self.make_on(chosen)
+
+    def test_several_builders_must_all_declare(self) -> None:
+        chosen = builders(("unix:///a", (AMD64, ARM64)), ("ssh://b", ()))
+        with pytest.raises(DockerPkgError, match="ssh://b does not"):
+            self.make_on(chosen)
+
+    def test_one_builder_without_platforms_is_not_checked(self) -> None:
+        plan = self.make_on(builders(("ssh://b", ())))
+        assert any("whether ssh://b builds" in note for note in plan.notes)
+
+
+class TestFindingsPerPlatform:
+    def test_drift_of_one_platform(self) -> None:
+        rendered = make(COMPLETE)
+        own = rendered.image("child:arm64").own_definition
+        assert own is not None
+        observed = attrs.evolve(
+            COMPLETE, labels_read=True, recorded={f"{CHILD}-arm64": "sha256:older"}
+        )
+        findings = make(observed).findings
+        assert [(f.image, f.label, f.reason) for f in findings] == [
+            ("child:arm64", f"{CHILD}-arm64", Reason.DEFINITION_CHANGED_WITHOUT_VERSION_BUMP)
+        ]
+
+    def test_a_base_moved_for_one_platform(self) -> None:
+        observed = attrs.evolve(
+            COMPLETE,
+            labels_read=True,
+            bases={
+                f"{PARENT}-amd64": {f"{BASE}-amd64": digest(7)},
+                f"{PARENT}-arm64": {f"{BASE}-arm64": digest(8)},
+            },
+            base_platforms={BASE: {AMD64: digest(7), ARM64: digest(9)}},
+        )
+        findings = make(observed).findings
+        assert [(f.image, f.base, f.current, f.below) for f in findings] == [
+            ("parent:arm64", f"{BASE}-arm64", digest(9), ("child:arm64",))
+        ]
+
+
+class TestMixedTrees:
+    def test_an_image_without_platforms_shares_a_base_with_one_with(self) -> None:
+        plain = ImageSource(
+            path="plain",
+            template='FROM {{ "busybox" | image_tag }}\n',
+            changelog=changelog("plain", "3.0"),
+        )
+        config = Config(registry=R, base_images=(BASE,))
+        tree = load_tree(
+            Snapshot(images=(*sources(child_control="Platforms: linux/arm64\n"), plain)), config
+        )
+        with pytest.raises(DockerPkgError, match="its parent 'parent' is not"):
+            make(ONLINE, tree, config)
+        parent_too = attrs.evolve(
+            tree.images["parent"],
+            spec=attrs.evolve(tree.images["parent"].spec, platforms=(ARM64,)),
+        )
+        tree = attrs.evolve(tree, images={**tree.images, "parent": parent_too})
+        found = needs(make(ONLINE, tree, config))
+        assert found["build:plain"] == (f"pull:{BASE}",)
+        assert found["build:parent:arm64"] == (f"pull:{BASE}-arm64",)
+
+
+class TestRecheck:
+    def test_a_platform_image_published_since_is_pulled_for_its_platform(self) -> None:
+        plan = make(ONLINE)
+        kept, gone = without_published(plan, frozenset({f"{PARENT}-arm64"}))
+        assert gone == (f"{PARENT}-arm64",)
+        pulls = [s for s in kept.steps if s.op is Op.PULL and s.image == "parent:arm64"]
+        assert [(s.label, s.detail, s.platform) for s in pulls] == [
+            (f"{PARENT}-arm64", f"{PARENT}-arm64", ARM64)
+        ]
+        assert ("index", "parent") in [(s.op.value, s.image) for s in kept.steps]
+        assert needs(kept)["build:child:arm64"] == ("pull:parent:arm64",)
+
+
+class TestOtherRuns:
+    def test_offline(self) -> None:
+        plan = make(Observed())
+        # Without credentials nothing is pushed, so no index is put.
+        assert plan.count(Op.INDEX) == 0
+        assert plan.count(Op.PUBLISH) == 0
+        builds = [(s.image, s.reason) for s in plan.steps if s.op is Op.BUILD]
+        assert builds == [
+            ("parent:amd64", Reason.OFFLINE),
+            ("parent:arm64", Reason.OFFLINE),
+            ("child:amd64", Reason.OFFLINE),
+            ("child:arm64", Reason.OFFLINE),
+        ]
+        assert any("was not checked" in note for note in plan.notes)
+
+    def test_registry_cache_imports_each_platforms_own_image(self) -> None:
+        tree = tree_of(child_version="2.1")
+        source = tree.images["child"].spec.source
+        older = changelog("child", "2.1") + "\n" + changelog("child", "2.0")
+        child = attrs.evolve(
+            tree.images["child"],
+            spec=attrs.evolve(
+                tree.images["child"].spec, source=attrs.evolve(source, changelog=older)
+            ),
+        )
+        tree = attrs.evolve(tree, images={**tree.images, "child": child})
+        plan = make(COMPLETE, tree, cache=CacheMode.REGISTRY)
+        assert plan.image("child:arm64").cache_from == (f"{R}/child:2.0-arm64",)
+        assert plan.image("child").cache_from == ()
+
+
+class TestMoreSavedPlans:
+    def check(self, observed: Observed, config: Config = CONFIG) -> Plan:
+        tree = tree_of(config)
+        saved = plan_from_json(plan_to_json(make(observed, tree, config)), "plan.json")
+        derived = make(claimed_observed(saved, tree), tree, config)
+        assert build_differences(saved, derived) == ()
+        return saved
+
+    def test_pinned_bases(self) -> None:
+        config = attrs.evolve(CONFIG, pin_bases=True)
+        observed = attrs.evolve(ONLINE, base_platforms={BASE: {AMD64: digest(7), ARM64: digest(8)}})
+        saved = self.check(observed, config)
+        assert saved.image("parent:arm64").pins == {f"{BASE}-arm64": digest(8)}
+
+    def test_platform_images_held_by_the_daemon(self) -> None:
+        # parent:arm64 built locally only, child:arm64 to build on it.
+        observed = attrs.evolve(ARM64_MISSING, local=frozenset({f"{PARENT}-arm64"}))
+        observed = attrs.evolve(
+            observed,
+            platform_digests={PARENT: {AMD64: digest(1)}, CHILD: {AMD64: digest(3)}},
+        )
+        saved = self.check(observed)
+        assert [s[:2] for s in ops(saved)] == [
+            ("verify", "parent:arm64"),
+            ("publish", "parent:arm64"),
+            ("index", "parent"),
+            ("build", "child:arm64"),
+            ("verify", "child:arm64"),
+            ("publish", "child:arm64"),
+            ("index", "child"),
+        ]
+
+
+class TestNoPull:
+    def test_the_daemons_platform_images_count_and_bases_keep_their_tag(self) -> None:
+        observed = attrs.evolve(COMPLETE, local=frozenset({f"{PARENT}-amd64", f"{PARENT}-arm64"}))
+        plan = make(observed, pull=False)
+        assert [s[:2] for s in ops(plan) if s[0] == "build"] == [
+            ("build", "child:amd64"),
+            ("build", "child:arm64"),
+        ]
+        assert plan.count(Op.PULL) == 0
+        fresh = make(ONLINE, pull=False)
+        assert fresh.image("parent:arm64").dockerfile == f"FROM {BASE}\nRUN uname -m > /arch"
+        child = fresh.image("child:arm64").dockerfile
+        assert child is not None
+        assert child.startswith(f"FROM {PARENT}-arm64\n")
+
+
+class TestRecordedIndexDigests:
+    def test_a_base_recorded_by_its_unchanged_index_has_not_moved(self) -> None:
+        observed = attrs.evolve(
+            COMPLETE,
+            labels_read=True,
+            bases={f"{PARENT}-arm64": {f"{BASE}-arm64": digest(10)}},
+            base_digests={BASE: digest(10)},
+            base_platforms={BASE: {AMD64: digest(7), ARM64: digest(8)}},
+        )
+        assert make(observed).findings == ()
+        moved = attrs.evolve(observed, base_digests={BASE: digest(11)})
+        assert [f.image for f in make(moved).findings] == ["parent:arm64"]
+
+
+def test_a_reports_summary_counts_the_indexes_put() -> None:
+    plan = make(ARM64_MISSING)
+    outcomes = tuple(StepOutcome(step, Outcome.SUCCEEDED, 0.0, 0.5) for step in plan.steps)
+    report = Report(outcomes=outcomes, elapsed=1.0)
+    assert summary_line(report) == (
+        "Done: 1 built, 1 verified, 1 published, 1 indexed, 0 failed, 0 skipped in 1.0s."
+    )
+    assert report_table(report).splitlines()[0].split() == [
+        "image",
+        "result",
+        "pull",
+        "build",
+        "verify",
+        "publish",
+        "index",
+    ]
