@@ -237,3 +237,44 @@ def test_a_forged_mismatch_fails_the_build(
     assert failed.status == 1, failed.text
     assert "built a linux/amd64 image for linux/arm64" in failed.text
     assert "Traceback" not in failed.text
+
+
+# The core rewrites a parent's label to its platform label in FROM lines only: `COPY --from`
+# still names the shared version label, which the daemon does not hold. The classic engine
+# then fails (strict: it fails loudly once that is fixed, to drop this mark); BuildKit pulls
+# the label for the build's platform, which works only when the parent's index is already in
+# the registry (its index step is not among what the build waits for): a race.
+@pytest.mark.parametrize(
+    "engine",
+    [
+        pytest.param(
+            "classic",
+            marks=pytest.mark.xfail(strict=True, reason="COPY --from a parent: not rewritten"),
+        ),
+        pytest.param(
+            "buildkit",
+            marks=pytest.mark.xfail(strict=False, reason="COPY --from a parent: a race"),
+        ),
+    ],
+)
+def test_copy_from_a_parent_takes_its_platform(
+    make_site: SiteFactory,
+    docker_client: docker.DockerClient,
+    dockerpkg: Callable[..., Outcome],
+    engine: str,
+) -> None:
+    site = ready(make_site, docker_client)
+    parent, other = site.name("parent"), site.name("other")
+    write_image(site.tree, parent, "1.0", PARENT)
+    # `other` copies the file its parent wrote from `uname -m`: per platform, that parent's.
+    copy = f'COPY --from={{{{ "{parent}" | image_tag }}}} /parent-arch /copied\n'
+    write_image(
+        site.tree, other, "1.0", 'FROM {{ "busybox" | image_tag }}\n' + copy, depends=[parent]
+    )
+    config = site.config()
+    with config.open("a", encoding="utf-8") as out:
+        out.write(PLATFORMS_CONFIG)
+    built = dockerpkg("-c", config, "build", "--engine", engine, site.tree)
+    assert built.status == 0, built.text
+    for platform, machine in UNAME.items():
+        assert run_on(site.label("other", "1.0"), platform, "cat", "/copied").strip() == machine
