@@ -14,7 +14,7 @@ import pytest
 
 from dockerpkg.core.plan import Plan, PublishMode
 from dockerpkg.core.planner import Observed
-from dockerpkg.core.report import Outcome
+from dockerpkg.core.report import Outcome, publication_line
 from tests.support.fakedaemon import NATIVE, FakeDaemon, FakeRegistry, Manifest, digest_of
 from tests.unit.test_executor import BASE, CONFIG, HOST, outcomes, planned, run, write_image
 
@@ -96,8 +96,13 @@ class TestNothingMovesEarly:
         workspace, plan = aon(tree)
         daemon, registry = two_platform_base()
         daemon.exits[f"{HOST}/ns/app:1.0-arm64"] = 1
-        found = outcomes(run(workspace, plan, daemon, registry, tmp_path))  # type: ignore[arg-type]
+        report = run(workspace, plan, daemon, registry, tmp_path)  # type: ignore[arg-type]
+        found = outcomes(report)
         assert found["verify:app:arm64"][0] is Outcome.FAILED
+        line = publication_line(report) or ""
+        assert line.startswith("Nothing moved: no version tag or latest of this run was")
+        staged = f"{HOST}/{STAGING}/base:1.0-amd64, {HOST}/{STAGING}/base:1.0-arm64, "
+        assert f"staged, not promoted: {staged}{HOST}/{STAGING}/app:1.0-amd64." in line
         assert found["promote:base"][0] is Outcome.SKIPPED
         assert found["promote:app"][0] is Outcome.SKIPPED
         assert [t for p, t in registry.tags if not p.startswith(STAGING)] == []
