@@ -6,7 +6,9 @@
 - A verification waits for its build; a publication (or a staging push) for its
   verification and for the pushes of the image's parents, so nothing is pushed before what
   it is built on.
-- A promotion (all-or-nothing publishing) waits for its parents' promotions. The first
+- A promotion (all-or-nothing publishing) waits for its parents' promotions (an index
+  image's, for those of the images it depends on: its parents are its platform images,
+  which are staged, never promoted alone). The first
   one of the plan without a promoted parent is the barrier: it waits for every step of the
   run that makes or stages an image (OpRule.before_promotion in dockerpkg.core.ops), and
   every other promotion without a promoted parent waits for it. So nothing moves until all
@@ -75,9 +77,10 @@ def _promotion_needs(
 def _promoted(
     step: Step, images: Mapping[str, PlannedImage], keys: set[StepKey]
 ) -> tuple[StepKey, ...]:
-    """The promotions of the plan (KEYS) of STEP's image's parents."""
+    """The promotions of the plan (KEYS) of STEP's image's parents (an index image's: of
+    the index images it depends on, its parents being its platform images)."""
     image = images.get(step.image)
-    names = () if image is None else image.parents
+    names = () if image is None else image.depends if image.platforms else image.parents
     return tuple(key for p in names if (key := StepKey(Op.PROMOTE, p)) in keys)
 
 

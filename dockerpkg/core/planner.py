@@ -41,6 +41,12 @@ from dockerpkg.core.plan import (
 )
 from dockerpkg.core.plansecrets import with_secrets
 from dockerpkg.core.platforms import Platform
+from dockerpkg.core.platformstaging import (
+    index_promotions,
+    is_platform_related,
+    one_builder,
+    staging_target,
+)
 from dockerpkg.core.platformsteps import (
     missing_base_platforms,
     pin_platforms,
@@ -231,7 +237,7 @@ def plan_build(
     if builders.several:
         observed = _for_several_builders(config, observed, options, builders)
     written = tree
-    expansion = expanded(tree, config, options, directory)
+    expansion = one_builder(expanded(tree, config, options, directory), builders, options.publish)
     tree, states = _states(expansion.tree if expansion else tree, config, observed, options)
     if expansion is not None:
         expansion = attrs.evolve(expansion, tree=tree)
@@ -388,7 +394,8 @@ def _steps(
     if staging:
         staged = [n for n in selected if states[n][0] is State.STAGED]
         published = [n for n in tree.order if states[n][0] is State.PUBLISHED]
-        steps += promotions(tree, config, steps, (staged, observed.staged))
+        promoted = promotions(tree, config, steps, (staged, observed.staged))
+        steps += promoted if expansion is None else index_promotions(tree, promoted)
         steps += unstaging(tree, config, published, observed.staged)
     return steps
 
@@ -454,15 +461,12 @@ def _image_steps(
         image = tree.images[name]
         state, reason = states[name]
         if image.platforms:  # an index image: put once its platforms are pushed
-            if name in to_build and publish:
+            # (all_or_nothing: by its promotion, see core.platformstaging)
+            if name in to_build and publish and not staging:
                 steps.append(Step(Op.INDEX, name, reason, image.label))
             continue
         on = image.platform
-        target = (
-            staging_label(config.registry, config.namespace, name, image.tag)
-            if staging
-            else image.label
-        )
+        target = staging_target(config, image) if staging else image.label
         if name in to_build:
             if image.spec.source.build_template is not None:
                 stage = f"{stage_repository(image.repository)}:{image.tag}"
@@ -505,6 +509,8 @@ def _judged(
         if staging
         and states[n][0] in (State.TO_BUILD, State.BUILT)
         and tree.images[n].label in observed.staged
+        # An earlier run's staged platform image is built again (core.platformstaging).
+        and not is_platform_related(tree.images[n])
     ]
     if not local and not staged:
         return tree, states

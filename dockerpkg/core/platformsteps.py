@@ -16,6 +16,7 @@ from dockerpkg.core.imagestate import State
 from dockerpkg.core.observed import Observed
 from dockerpkg.core.plan import Finding, Op, Plan, PlannedImage, Reason, Step
 from dockerpkg.core.platforms import Platform, platform_name, platform_tag
+from dockerpkg.core.platformstaging import staged_children
 from dockerpkg.core.platformtree import Expansion, States, base_current
 from dockerpkg.core.tree import Tree
 from dockerpkg.errors import DockerPkgError
@@ -61,9 +62,12 @@ def with_children(
     images: Iterable[PlannedImage], steps: Iterable[Step], observed: Observed
 ) -> tuple[PlannedImage, ...]:
     """IMAGES with each index image's children: for each platform, the platform label when
-    the plan pushes it, else the digest the published index lists (`REPOSITORY@DIGEST`),
-    else the platform label (a tag pushed before)."""
-    pushed = {s.image for s in steps if s.op is Op.PUBLISH}
+    the plan pushes it (its staging reference, when it stages it: all_or_nothing), else the
+    digest the published index lists (`REPOSITORY@DIGEST`), else the platform label (a tag
+    pushed before)."""
+    steps = list(steps)
+    staged = staged_children(steps)
+    pushed = {s.image for s in steps if s.op is Op.PUBLISH} | staged.keys()
     found = []
     for image in images:
         if not image.platforms:
@@ -77,6 +81,7 @@ def with_children(
             digest = listed.get(text)
             pushes = platform_name(image.name, platform) in pushed
             children[text] = label if pushes or digest is None else f"{image.repository}@{digest}"
+            children[text] = staged.get(platform_name(image.name, platform), children[text])
         found.append(attrs.evolve(image, children=children))
     return tuple(found)
 

@@ -22,7 +22,7 @@ from dockerpkg.core.config import Config
 from dockerpkg.core.imagestate import State, image_state, state_of
 from dockerpkg.core.labels import split_label
 from dockerpkg.core.observed import Observed
-from dockerpkg.core.plan import BuildOptions, PublishMode, Reason
+from dockerpkg.core.plan import BuildOptions, Reason
 from dockerpkg.core.platforms import Platform, platform_name, platform_tag
 from dockerpkg.core.tree import Image, Tree, render_images
 from dockerpkg.errors import DockerPkgError, Problem, error
@@ -256,16 +256,10 @@ def base_current(expansion: Expansion, observed: Observed) -> Mapping[str, str]:
 
 
 def expanded(tree: Tree, config: Config, options: BuildOptions, directory: str) -> Expansion | None:
-    """TREE expanded for its platforms (None: it has none); all_or_nothing with platforms
-    is refused."""
+    """TREE expanded for its platforms (None: it has none); its errors are at the tree's
+    files, not DIRECTORY."""
     if not has_platforms(tree, config):
         return None
-    if options.publish is PublishMode.ALL_OR_NOTHING:
-        raise DockerPkgError.single(
-            directory,
-            "--publish all_or_nothing cannot publish images with platforms yet: publish "
-            "per_image (each image's index is put once all its platforms are pushed)",
-        )
     return expand(tree, config, pull=options.pull)
 
 

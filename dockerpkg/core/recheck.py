@@ -37,10 +37,15 @@ def without_published(plan: Plan, published: frozenset[str]) -> tuple[Plan, tupl
     holds, and those labels; images built from one of them pull it first (unless the plan
     was made with --no-pull, which takes images from the daemon)."""
     label_of = _labels(plan)
+    # An index image's version tag existing says nothing of whether it lists every
+    # platform: its promotion stays, as its index step would.
+    indexes = {image.name for image in plan.images if image.platforms}
     gone = {
         s.image: label
         for s in plan.steps
-        if OPS[s.op].publishes and (label := label_of[s.image]) in published
+        if OPS[s.op].publishes
+        and s.image not in indexes
+        and (label := label_of[s.image]) in published
     }
     if not gone:
         return plan, ()

@@ -233,7 +233,10 @@ def publication_line(report: Report) -> str | None:
     staged = [
         o.step.label
         for o in report.outcomes
-        if o.step.op is Op.STAGE and o.outcome is Outcome.SUCCEEDED and o.step.image in waiting
+        if o.step.op is Op.STAGE
+        and o.outcome is Outcome.SUCCEEDED
+        # A platform image (`php:arm64`) waits for its index image's promotion.
+        and o.step.image.partition(":")[0] in waiting
     ]
     held = f"; staged, not promoted: {', '.join(str(s) for s in staged)}" if staged else ""
     if not moved and not half:

@@ -190,3 +190,15 @@ class Registry(Protocol):
         REPOSITORY) under each of TAGS in turn; its digest. A child the registry does not
         hold raises RegistryError."""
         ...
+
+    def promote_index(
+        self,
+        staging: str,
+        repository: str,
+        tags: Sequence[str],
+        children: Sequence[tuple[str, str]],
+    ) -> str:
+        """Put one OCI image index listing CHILDREN (platform, manifest digest: in
+        REPOSITORY already, else copied there from STAGING by digest) under each of TAGS in
+        turn; its digest. A child neither holds raises RegistryError before any tag moves."""
+        ...

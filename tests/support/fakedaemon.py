@@ -151,6 +151,27 @@ class FakeRegistry:
             self.tags[repository, tag] = digest
         return digest
 
+    def promote_index(
+        self,
+        staging: str,
+        repository: str,
+        tags: Sequence[str],
+        children: Sequence[tuple[str, str]],
+    ) -> str:
+        self._enter("promote_index", staging, repository, *tags)
+        for platform, digest in children:
+            if (repository, digest) in self.manifests:
+                continue
+            manifest = self.manifests.get((staging, digest))
+            if manifest is None:
+                raise RegistryError(
+                    self.host,
+                    RegistryFailure.UNEXPECTED_STATUS,
+                    f"registry {self.host} has no {staging}@{digest} for {platform}",
+                )
+            self.manifests[repository, digest] = manifest  # by digest: no tag moves
+        return self.put_index(repository, tags, children)
+
 
 @attrs.frozen
 class Built:

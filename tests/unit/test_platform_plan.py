@@ -9,7 +9,7 @@ import pytest
 from dockerpkg.core.builders import Builder, BuilderSet
 from dockerpkg.core.config import Config
 from dockerpkg.core.markdown import plan_to_markdown
-from dockerpkg.core.plan import BuildOptions, CacheMode, Op, Plan, PublishMode, Reason
+from dockerpkg.core.plan import BuildOptions, CacheMode, Op, Plan, Reason
 from dockerpkg.core.planmatch import build_differences, claimed_observed
 from dockerpkg.core.planner import Observed, plan_build
 from dockerpkg.core.recheck import without_published
@@ -259,10 +259,6 @@ class TestSelection:
 
 
 class TestRefusals:
-    def test_all_or_nothing_is_refused(self) -> None:
-        with pytest.raises(DockerPkgError, match="all_or_nothing cannot publish images with"):
-            make(ONLINE, publish=PublishMode.ALL_OR_NOTHING)
-
     def test_a_parent_lacking_a_platform(self) -> None:
         tree = tree_of(Config(registry=R, base_images=(BASE,)), child_control="Platforms: " + ARM64)
         with pytest.raises(DockerPkgError) as caught:

@@ -9,6 +9,7 @@ from typing import IO
 
 from dockerpkg.core.plan import PlannedImage
 from dockerpkg.core.staging import staged_reference
+from dockerpkg.effects.executor import indexpromote
 from dockerpkg.effects.executor.shared import Shared
 from dockerpkg.effects.ports import Registry
 from dockerpkg.effects.registry import RegistryError
@@ -69,7 +70,10 @@ def promote(run: Shared, image: PlannedImage, detail: str | None) -> str | None:
     """Move IMAGE's version tag and `latest` to the manifest staged (by its digest: the one
     this run pushed after verifying it, or the one the plan observed), then delete the
     staged manifest; one the registry keeps is named, not failed. A failure after the
-    version tag moved says so (its detail is the digest)."""
+    version tag moved says so (its detail is the digest). An index image (platforms) moves
+    them to an index of its staged platforms' images (effects.executor.indexpromote)."""
+    if image.platforms:
+        return indexpromote.promote_index(run, image)
     registry = run.registry_for("promoting")
     if detail is None:
         raise TaskFailedError(f"the plan names no staging reference for {image.name}")

@@ -30,7 +30,7 @@ from urllib.parse import urljoin, urlsplit
 import requests
 
 from dockerpkg.effects.credentials import Credentials
-from dockerpkg.effects.registry import writes
+from dockerpkg.effects.registry import indexcopy, writes
 from dockerpkg.effects.registry.errors import RegistryFailure
 from dockerpkg.effects.registry.pipelined import PipelinedChecks
 from dockerpkg.effects.registry.session import (
@@ -236,6 +236,18 @@ class RegistryClient:
         REPOSITORY: one platform's image each) under each of TAGS in order; its digest. A
         child the registry does not hold is an error before anything is written."""
         return writes.put_index(self._session, repository, tags, children)
+
+    def promote_index(
+        self,
+        staging: str,
+        repository: str,
+        tags: Sequence[str],
+        children: Sequence[tuple[str, str]],
+    ) -> str:
+        """Put one OCI image index listing CHILDREN (platform, manifest digest: in
+        REPOSITORY already, else copied there from STAGING by digest) under each of TAGS in
+        order; its digest. A child neither holds is an error before any tag moves."""
+        return indexcopy.promote_index(self._session, staging, repository, tags, children)
 
     def _tags_in(self, response: requests.Response, repository: str) -> list[str]:
         try:
