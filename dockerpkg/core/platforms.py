@@ -113,8 +113,9 @@ def rewrite_froms(dockerfile: str, references: Mapping[str, str]) -> str:
     for line in dockerfile.split("\n"):
         match = FROM_LINE.match(line)
         if match is not None and match["image"] in references:
-            line = match["head"] + references[match["image"]] + match["rest"]
+            lines.append(match["head"] + references[match["image"]] + match["rest"])
         elif "from=" in line.lower():
-            line = _MOUNT_FROM.sub(swap, _OPTION_FROM.sub(swap, line))
-        lines.append(line)
+            lines.append(_MOUNT_FROM.sub(swap, _OPTION_FROM.sub(swap, line)))
+        else:
+            lines.append(line)
     return "\n".join(lines)

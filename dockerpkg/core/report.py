@@ -11,6 +11,7 @@ import attrs
 from dockerpkg.core.applyoptions import ApplyOptions, options_to_data
 from dockerpkg.core.ops import reported_as
 from dockerpkg.core.plan import Op, Plan, Step
+from dockerpkg.core.runrules import log_name
 
 
 class Outcome(enum.Enum):
@@ -173,7 +174,9 @@ def _placement(mine: list[StepOutcome]) -> list[str]:
 # The `--report` JSON's format history (bumped on any change a consumer must follow):
 # 2: an all_or_nothing run's pushes to the staging reference are `stage` steps (`publish`
 #    before, as in plan format 9); `apply_options`, what the run took from itself.
-REPORT_FORMAT_VERSION = 2
+# 3: several platforms: `index` steps, and steps of platform images (`NAME:SUFFIX`), whose
+#    `log` is `NAME@SUFFIX.log` (a file name without `:`).
+REPORT_FORMAT_VERSION = 3
 
 
 def report_to_data(report: Report, plan: Plan) -> dict[str, Any]:
@@ -203,7 +206,7 @@ def report_to_data(report: Report, plan: Plan) -> dict[str, Any]:
                 "error": o.error,
                 "builder": o.builder,
                 "waited": None if o.waited is None else round(o.waited, 3),
-                "log": f"{report.run_dir}/{o.step.image}.log"
+                "log": f"{report.run_dir}/{log_name(o.step.image)}"
                 if report.run_dir and o.step.op is not Op.PULL
                 else None,
             }

@@ -79,6 +79,7 @@ class DockerDaemon:
                 container_limits=request.container_limits,
                 cancel=cancel,
                 engine=request.engine,
+                platform=request.platform,
             )
         except daemon.DaemonError as exc:
             # Only the text: the error's traceback holds the build's stream open.

@@ -75,10 +75,12 @@ def build_stage(
     container_limits: Mapping[str, Any],
     cancel: threading.Event,
     engine: BuildEngine,
+    platform: str | None = None,
 ) -> str:
-    """Build STAGE from CONTEXT's Dockerfile.build and unpack its /build as ARTIFACTS/build;
-    returns the stage image's ID. The caller removes the stage (`remove_stage`) whatever
-    happens, once this has returned or raised."""
+    """Build STAGE from CONTEXT's Dockerfile.build (for PLATFORM, the image's, where it has
+    one: what /build holds goes into that platform's image) and unpack its /build as
+    ARTIFACTS/build; returns the stage image's ID. The caller removes the stage
+    (`remove_stage`) whatever happens, once this has returned or raised."""
     stage_id = imagebuild.build(
         client,
         str(context),
@@ -89,6 +91,7 @@ def build_stage(
         container_limits=container_limits,
         log_file=cast(IO[str], output),
         engine=engine,
+        platform=platform,
     )
     with tempfile.TemporaryFile() as archive:
         daemon.copy_from_image(client, stage, "/build", archive, cancel)

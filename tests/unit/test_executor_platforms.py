@@ -231,6 +231,24 @@ class TestTheBuiltPlatform:
         assert found["build:base:arm64"][0] is Outcome.SUCCEEDED
 
 
+def test_a_build_stage_is_built_for_its_images_platform(tree: Path, tmp_path: Path) -> None:
+    """What /build holds goes into one platform's image: the stage is built for it too."""
+    workspace, plan = planned(tree)
+    plan = expanded(plan)
+    arm = platform_name("base", Platform.parse(ARM))
+    images = tuple(
+        attrs.evolve(i, build_dockerfile="FROM scratch\n") if i.name == arm else i
+        for i in plan.images
+    )
+    stage = Step(Op.BUILD_STAGE, arm, Reason.BUILD_TEMPLATE, f"{HOST}/ns/base-build:1.0-arm64")
+    plan = attrs.evolve(plan, images=images, steps=(attrs.evolve(stage, platform=ARM),))
+    daemon, registry = two_platform_base()
+    found = outcomes(run(workspace, plan, daemon, registry, tmp_path))
+    assert found[f"build-stage:{arm}"][0] is Outcome.SUCCEEDED
+    [built] = daemon.builds
+    assert built.request.platform == ARM
+
+
 class TestPulls:
     def test_each_platforms_base_is_pulled_for_it_and_named_apart(
         self, tree: Path, tmp_path: Path

@@ -13,7 +13,14 @@ from dockerpkg.core.plan import BuildOptions, CacheMode, Op, Plan, Reason
 from dockerpkg.core.planmatch import build_differences, claimed_observed
 from dockerpkg.core.planner import Observed, plan_build
 from dockerpkg.core.recheck import without_published
-from dockerpkg.core.report import Outcome, Report, StepOutcome, report_table, summary_line
+from dockerpkg.core.report import (
+    Outcome,
+    Report,
+    StepOutcome,
+    report_table,
+    report_to_data,
+    summary_line,
+)
 from dockerpkg.core.serialize import plan_from_json, plan_to_json, plan_to_text
 from dockerpkg.core.spec import ImageSource, Snapshot
 from dockerpkg.core.tree import Tree, load_tree
@@ -324,7 +331,8 @@ class TestBasePullsByDigest:
         }
         # The FROM line names the per-platform local name the pull gives, unpinned.
         amd = plan.image("parent:amd64").dockerfile
-        assert amd is not None and amd.startswith(f"FROM {BASE}-amd64\n")
+        assert amd is not None
+        assert amd.startswith(f"FROM {BASE}-amd64\n")
 
     def test_offline_the_base_is_pulled_by_its_tag_for_each_platform(self) -> None:
         pulls = {s.image: s.label for s in make(Observed()).steps if s.op is Op.PULL}
@@ -345,7 +353,8 @@ class TestCopyFromAParent:
         assert arm is not None
         assert f"COPY --from={PARENT}-arm64 /arch" in arm
         assert f"from={PARENT}-arm64,target=/p" in arm
-        assert f"{PARENT} " not in arm and f"{PARENT}," not in arm
+        assert f"{PARENT} " not in arm
+        assert f"{PARENT}," not in arm
         assert "verify:parent:arm64" in needs(plan)["build:child:arm64"]
 
 
@@ -576,7 +585,11 @@ class TestRecordedIndexDigests:
 def test_a_reports_summary_counts_the_indexes_put() -> None:
     plan = make(ARM64_MISSING)
     outcomes = tuple(StepOutcome(step, Outcome.SUCCEEDED, 0.0, 0.5) for step in plan.steps)
-    report = Report(outcomes=outcomes, elapsed=1.0)
+    report = Report(outcomes=outcomes, elapsed=1.0, run_dir="/run")
+    logs = {s["image"]: s["log"] for s in report_to_data(report, plan)["steps"]}
+    # A platform image's log file has no `:` in its name.
+    assert logs["child:arm64"] == "/run/child@arm64.log"
+    assert logs["child"] == "/run/child.log"
     assert summary_line(report) == (
         "Done: 1 built, 1 verified, 1 published, 1 indexed, 0 failed, 0 skipped in 1.0s."
     )

@@ -98,6 +98,7 @@ def build_stage(run: Shared, image: PlannedImage, step: Step) -> str | None:
                 buildargs=proxy_args(settings.config),
                 container_limits=settings.config.container_limits,
                 dockerfile="Dockerfile.build",
+                platform=step.platform,
             )
             try:
                 built = run.daemon.build_stage(
