@@ -18,7 +18,7 @@ from dockerpkg.core.platforms import Platform, platform_name, platform_tag
 from dockerpkg.core.report import Outcome
 from dockerpkg.core.runrules import PLATFORM_VARIABLE
 from tests.support.fakedaemon import NATIVE, FakeDaemon, FakeRegistry, Manifest, digest_of
-from tests.unit.test_executor import BASE, CONFIG, HOST, outcomes, planned, run, write_image
+from tests.unit.test_executor import BASE, HOST, outcomes, planned, run, write_tree
 
 PLATFORMS = ("linux/amd64", "linux/arm64")
 ARM = "linux/arm64"
@@ -126,16 +126,7 @@ def two_platform_base() -> tuple[FakeDaemon, FakeRegistry]:
 def tree(tmp_path: Path) -> Path:
     """base (FROM the config's debian, no test) and app (FROM base, with a test.sh), as in
     test_executor."""
-    write_image(tmp_path, "base", "FROM {{ 'debian' | image_tag }}\nRUN true\n")
-    write_image(
-        tmp_path,
-        "app",
-        "FROM {{ 'base' | image_tag }}\n",
-        control="Package: app\nDepends: base\n",
-        **{"test.sh": "#!/bin/sh\n"},
-    )
-    (tmp_path / "config.yaml").write_text(CONFIG, "utf-8")
-    return tmp_path
+    return write_tree(tmp_path)
 
 
 class TestAWholeRun:
