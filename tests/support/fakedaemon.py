@@ -382,8 +382,11 @@ class FakeDaemon:
         self._enter("tag", f"{repository}:{tag}")
         image_id = self.images.get(source)
         platform = self.platforms.get(source, NATIVE)
-        if image_id is None and source in self.untagged:
-            # As a daemon does, an image a pull took its tag from is still found by its ID.
+        holder = next((label for label, held in self.images.items() if held == source), None)
+        if image_id is None and holder is not None:
+            # As a daemon does, an image is also found by its ID, tagged or not.
+            image_id, platform = source, self.platforms.get(holder, NATIVE)
+        elif image_id is None and source in self.untagged:
             image_id, platform = source, self.untagged[source]
         if image_id is None:
             raise DaemonError(f"cannot tag {source} as {repository}:{tag}: No such image")

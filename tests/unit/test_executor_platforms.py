@@ -270,6 +270,27 @@ class TestPulls:
         for platform in PLATFORMS:
             assert daemon.images[per_platform_base(platform)] == digest_of("debian", platform)
 
+    @pytest.mark.parametrize("first", PLATFORMS)
+    def test_the_tag_is_put_back_whichever_platform_is_pulled_first(
+        self, tree: Path, tmp_path: Path, first: str
+    ) -> None:
+        """The daemon held the base's own tag on the native image: a pull giving that same
+        image, before or after the other platform's, leaves it there."""
+        workspace, plan = planned(tree)
+        daemon, registry = two_platform_base()
+        daemon.images[BASE] = digest_of("debian", NATIVE)
+        pulls = [s for s in expanded(plan).steps if s.op is Op.PULL]
+        [before] = [s for s in pulls if s.platform == first]
+        [after] = [s for s in pulls if s.platform != first]
+        ordered = (before, attrs.evolve(after, needs=(before.key,)))
+        found = outcomes(
+            run(workspace, attrs.evolve(plan, steps=ordered), daemon, registry, tmp_path)
+        )
+        assert {k: v[0] for k, v in found.items()} == {
+            str(s.key): Outcome.SUCCEEDED for s in ordered
+        }
+        assert daemon.images[BASE] == digest_of("debian", NATIVE)
+
     def test_pulls_of_other_labels_run_side_by_side(self, tree: Path, tmp_path: Path) -> None:
         """The lock is per label: it serialises nothing else."""
         workspace, plan = planned(tree)
