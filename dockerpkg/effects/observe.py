@@ -27,6 +27,7 @@ from dockerpkg.core.observing import (
     moved_repositories,
     platform_base_questions,
     platform_questions,
+    platform_versions,
     platforms_of,
     questions,
     tree_questions,
@@ -261,7 +262,7 @@ class Observation:
         reader = PlatformReader(self._config, self._credentials, self._env, self._interrupter)
         try:
             platforms = reader.read(
-                platform_questions(tree, self._config, answers.digests) if self._registry else (),
+                self._platform_versions(tree, answers) if self._registry else {},
                 platform_base_questions(tree, self._config) if asking_bases else (),
                 labels=self._asked.definitions,
                 cancel=self._cancel,
@@ -269,6 +270,16 @@ class Observation:
         except RegistryError as exc:
             raise self._registry_error(exc) from None
         return platforms, facts
+
+    def _platform_versions(
+        self, tree: Tree, answers: RegistryAnswers
+    ) -> dict[Ref, tuple[str, ...]]:
+        """The version references whose manifests are read, each with the platforms its image
+        is built for (the only ones whose labels are read)."""
+        built_for = platform_versions(tree, self._config)
+        return {
+            ref: built_for[ref] for ref in platform_questions(tree, self._config, answers.digests)
+        }
 
     def _completed(self, tree: Tree, answers: RegistryAnswers) -> RegistryAnswers:
         """ANSWERS with what the background did not ask (the resolved tree's references not
