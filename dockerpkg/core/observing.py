@@ -177,12 +177,15 @@ class BinfmtHandler:
 @attrs.frozen
 class DaemonFacts:
     """What a daemon says of itself (`/info`: its OS and ARCHITECTURE, as uname spells it)
-    and, for a daemon on this machine, the binfmt_misc HANDLERS registered (empty: none, or
-    not read)."""
+    and, for a daemon on this machine, the binfmt_misc HANDLERS registered (empty: none).
+    HANDLERS None: what the daemon emulates is not known (it is on another machine or in
+    another kernel, or binfmt_misc cannot be read), UNKNOWN saying why; its platforms are
+    then not judged at all, rather than as its own alone."""
 
     os: str
     architecture: str
-    handlers: tuple[BinfmtHandler, ...] = ()
+    handlers: tuple[BinfmtHandler, ...] | None = ()
+    unknown: str = ""
 
 
 # The machine names uname gives 32-bit ARM, which OCI spells with a variant.
@@ -341,7 +344,7 @@ def emulated_platforms(facts: DaemonFacts) -> frozenset[str]:
     out."""
     own = daemon_platform(facts)
     found: set[str] = set()
-    for handler in facts.handlers:
+    for handler in facts.handlers or ():
         name = handler.name.removeprefix("qemu-")
         if handler.enabled and "F" in handler.flags and handler.name.startswith("qemu-"):
             found.update(QEMU_PLATFORMS.get(name, ()))
@@ -399,6 +402,12 @@ def fold_observed(
     recorded.update(_platform_recorded(tree, refs, platforms))
     problems = tuple(f"cannot tell whether base images moved: {e}" for e in bases.failures)
     problems += tuple(f"cannot tell the platforms of base images: {e}" for e in platforms.failures)
+    known = daemon is not None and daemon.handlers is not None
+    if daemon is not None and not known:
+        problems += (
+            f"cannot tell which platforms the daemon builds: {daemon.unknown or 'unknown'} "
+            "(declare them as its builder's `platforms` to have them checked)",
+        )
     return Observed(
         offline=False,
         published=frozenset(images[n].label for n, r in refs.items() if answers.digests.get(r)),
@@ -432,8 +441,8 @@ def fold_observed(
             if r in platforms.versions
         },
         base_platforms={label: dict(found) for label, found in platforms.bases.items()},
-        daemon_platform=None if daemon is None else daemon_platform(daemon),
-        emulated=frozenset() if daemon is None else emulated_platforms(daemon),
+        daemon_platform=daemon_platform(daemon) if daemon is not None and known else None,
+        emulated=emulated_platforms(daemon) if daemon is not None and known else frozenset(),
     )
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import platform
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -34,7 +35,8 @@ from dockerpkg.core.observing import (
     platforms_of,
 )
 from dockerpkg.core.tree import Tree, analyze_tree
-from dockerpkg.effects.emulation import binfmt_handlers
+from dockerpkg.effects.emulation import binfmt_handlers, daemon_emulation
+from dockerpkg.effects.observe import _elsewhere
 from dockerpkg.effects.platformreads import MAX_MANIFEST_BYTES, PlatformReader
 from dockerpkg.effects.registry import Interrupter, RegistryError
 from dockerpkg.effects.tree import read_snapshot
@@ -252,7 +254,49 @@ class TestDaemon:
         )
         (tmp_path / "status").write_text("disabled\n")
         assert binfmt_handlers(tmp_path) == ()
-        assert binfmt_handlers(tmp_path / "not-mounted") == ()
+        # Not mounted (or no /proc, as on macOS): not known, which is not "none".
+        assert binfmt_handlers(tmp_path / "not-mounted") is None
+
+    def test_emulation_of_a_daemon_here(self, tmp_path: Path) -> None:
+        (tmp_path / "status").write_text("enabled\n")
+        (tmp_path / "qemu-aarch64").write_text("enabled\ninterpreter /q\nflags: PF\n")
+        handlers = (BinfmtHandler("qemu-aarch64", enabled=True, flags="PF"),)
+        assert daemon_emulation(None, platform.release(), tmp_path) == (handlers, "")
+        assert daemon_emulation(None, "", tmp_path) == (handlers, "")  # no kernel said
+
+    @pytest.mark.parametrize(
+        ("where", "kernel", "root", "why"),
+        [
+            ("DOCKER_HOST names a daemon on another machine", "", "mounted", "DOCKER_HOST"),
+            (None, "6.10.14-linuxkit", "mounted", "another kernel (6.10.14-linuxkit)"),
+            (None, "", "not-mounted", "cannot be read"),
+        ],
+    )
+    def test_emulation_not_known(
+        self, tmp_path: Path, where: str | None, kernel: str, root: str, why: str
+    ) -> None:
+        """A remote daemon, one in a virtual machine (Docker Desktop), or no binfmt_misc to
+        read: what the daemon emulates is not known, and it is said why."""
+        (tmp_path / "mounted").mkdir()
+        (tmp_path / "mounted" / "status").write_text("enabled\n")
+        handlers, unknown = daemon_emulation(where, kernel, tmp_path / root)
+        assert handlers is None
+        assert why in unknown
+
+    @pytest.mark.parametrize(
+        ("host", "here"),
+        [
+            ("", True),
+            ("unix:///run/user/1000/docker.sock", True),
+            ("tcp://build.example.org:2376", False),
+            ("ssh://me@build.example.org", False),
+        ],
+    )
+    def test_which_daemon_is_here(self, host: str, here: bool) -> None:
+        env = {"DOCKER_HOST": host} if host else {}
+        assert (_elsewhere(env, None) is None) is here
+        if not here:
+            assert "build.example.org" not in str(_elsewhere(env, None))
 
 
 class TestFold:
@@ -301,6 +345,20 @@ class TestFold:
             f"{HOST}/team/base:1.0-amd64": "amd",
             f"{HOST}/team/base:1.0-arm64": "arm",
         }
+
+    def test_a_daemon_whose_emulation_is_not_known(self, tree: Tree, two: Config) -> None:
+        """Its platforms are not judged (no daemon platform: the plan says they were not
+        checked) rather than as its own alone, and the note says why."""
+        daemon = DaemonFacts("linux", "x86_64", None, "it runs on another kernel (6.10)")
+        seen = fold_observed(tree, two, Asked(), RegistryAnswers(), daemon=daemon)
+        assert seen.daemon_platform is None
+        assert seen.emulated == frozenset()
+        assert len(seen.problems) == 1
+        assert "platforms the daemon builds: it runs on another kernel (6.10)" in seen.problems[0]
+        known = DaemonFacts("linux", "x86_64", ())
+        seen = fold_observed(tree, two, Asked(), RegistryAnswers(), daemon=known)
+        assert seen.daemon_platform == "linux/amd64"
+        assert (seen.emulated, seen.problems) == (frozenset(), ())
 
     def test_a_base_registry_down_is_a_note(self, tree: Tree, two: Config) -> None:
         platforms = PlatformAnswers(failures=("registry down",))
