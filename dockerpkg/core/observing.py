@@ -12,7 +12,8 @@ answers.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import re
+from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
 import attrs
@@ -176,12 +177,15 @@ class BinfmtHandler:
 @attrs.frozen
 class DaemonFacts:
     """What a daemon says of itself (`/info`: its OS and ARCHITECTURE, as uname spells it)
-    and, for a daemon on this machine, the binfmt_misc HANDLERS registered (empty: none, or
-    not read)."""
+    and, for a daemon on this machine, the binfmt_misc HANDLERS registered (empty: none).
+    HANDLERS None: what the daemon emulates is not known (it is on another machine or in
+    another kernel, or binfmt_misc cannot be read), UNKNOWN saying why; its platforms are
+    then not judged at all, rather than as its own alone."""
 
     os: str
     architecture: str
-    handlers: tuple[BinfmtHandler, ...] = ()
+    handlers: tuple[BinfmtHandler, ...] | None = ()
+    unknown: str = ""
 
 
 # The machine names uname gives 32-bit ARM, which OCI spells with a variant.
@@ -228,30 +232,82 @@ def platform_base_questions(tree: Tree, config: Config) -> tuple[BaseQuestions, 
     return _grouped(config, labels) if labels else ()
 
 
-def platform_label_reads(versions: Mapping[Ref, Mapping[str, str]]) -> tuple[Ref, ...]:
-    """Whose labels to read for a tree with platforms: each platform's image of each version
-    read, by the manifest digest its index lists (the platform tag may have moved since)."""
-    found = {
-        (path, digest): None for (path, _), listed in versions.items() for digest in listed.values()
-    }
+def platform_label_reads(
+    versions: Mapping[Ref, Mapping[str, str]], built_for: Mapping[Ref, Collection[str]]
+) -> tuple[Ref, ...]:
+    """Whose labels to read for a tree with platforms: the image of each platform a version
+    is built for (BUILT_FOR, by version reference) that its index lists, by the manifest
+    digest listed (the platform tag may have moved since); the other platforms an index
+    lists (an upstream image's eight) are not read."""
+    found: dict[Ref, None] = {}
+    for ref, listed in versions.items():
+        for platform in _canonical(built_for.get(ref, ())):
+            if (digest := listed.get(platform)) is not None:
+                found[ref[0], digest] = None
     return tuple(found)
+
+
+def platform_versions(tree: Tree, config: Config) -> dict[Ref, tuple[str, ...]]:
+    """Version reference -> the platforms its image is built for, for the images that have
+    any."""
+    refs = tree_refs(tree, config)
+    return {refs[name]: wanted for name, wanted in platforms_of(tree, config).items()}
+
+
+def _canonical(platforms: Iterable[str]) -> tuple[str, ...]:
+    """PLATFORMS as an index names them (`linux/arm64`, never `linux/aarch64`)."""
+    found = []
+    for text in platforms:
+        try:
+            found.append(str(Platform.parse(text)))
+        except ValueError:
+            continue
+    return tuple(found)
+
+
+# A digest as an index may name a child: nothing else reaches a plan, a log or a request.
+_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
+# What an index's child may be: one image's manifest (Docker's or OCI's), never another
+# index (its platforms would be another read) nor an artifact.
+IMAGE_MANIFESTS = frozenset(
+    {
+        "application/vnd.docker.distribution.manifest.v2+json",
+        "application/vnd.oci.image.manifest.v1+json",
+    }
+)
+# The children of one index looked at: upstream images list a dozen at most (with their
+# attestations); past this, an index is not one dockerpkg or a build tool made.
+MAX_CHILDREN = 64
 
 
 def manifest_platforms(manifest: Any, digest: str, image_config: Any = None) -> dict[str, str]:
     """Platform -> manifest digest, from one manifest read: an index (or a Docker manifest
-    list) gives its children's, leaving out those of no known platform (attestations); a
-    single image's manifest (of DIGEST) is of the platform its config (IMAGE_CONFIG, the
-    config blob) records, none where it records none."""
+    list) gives its children's (its first MAX_CHILDREN), leaving out those of no known
+    platform (attestations), those that are not one image's manifest and those whose digest
+    is not a sha256 digest; a single image's manifest (of DIGEST) is of the platform its
+    config (IMAGE_CONFIG, the config blob) records, none where it records none."""
     if isinstance(manifest, dict) and isinstance(manifest.get("manifests"), list):
         found: dict[str, str] = {}
-        for child in manifest["manifests"]:
-            if not isinstance(child, dict) or not isinstance(child.get("digest"), str):
+        for child in manifest["manifests"][:MAX_CHILDREN]:
+            if not _image_child(child):
                 continue
             if (platform := _platform(child.get("platform"))) is not None:
                 found.setdefault(platform, child["digest"])
         return found
     platform = _platform(image_config)
     return {} if platform is None else {platform: digest}
+
+
+def _image_child(child: Any) -> bool:
+    """Whether CHILD (an entry of an index) is one image's manifest, named by a digest."""
+    if not isinstance(child, dict):
+        return False
+    digest, media_type = child.get("digest"), child.get("mediaType")
+    return (
+        isinstance(digest, str)
+        and _DIGEST.fullmatch(digest) is not None
+        and media_type in IMAGE_MANIFESTS
+    )
 
 
 def _platform(value: Any) -> str | None:
@@ -288,7 +344,7 @@ def emulated_platforms(facts: DaemonFacts) -> frozenset[str]:
     out."""
     own = daemon_platform(facts)
     found: set[str] = set()
-    for handler in facts.handlers:
+    for handler in facts.handlers or ():
         name = handler.name.removeprefix("qemu-")
         if handler.enabled and "F" in handler.flags and handler.name.startswith("qemu-"):
             found.update(QEMU_PLATFORMS.get(name, ()))
@@ -346,6 +402,12 @@ def fold_observed(
     recorded.update(_platform_recorded(tree, refs, platforms))
     problems = tuple(f"cannot tell whether base images moved: {e}" for e in bases.failures)
     problems += tuple(f"cannot tell the platforms of base images: {e}" for e in platforms.failures)
+    known = daemon is not None and daemon.handlers is not None
+    if daemon is not None and not known:
+        problems += (
+            f"cannot tell which platforms the daemon builds: {daemon.unknown or 'unknown'} "
+            "(declare them as its builder's `platforms` to have them checked)",
+        )
     return Observed(
         offline=False,
         published=frozenset(images[n].label for n, r in refs.items() if answers.digests.get(r)),
@@ -379,8 +441,8 @@ def fold_observed(
             if r in platforms.versions
         },
         base_platforms={label: dict(found) for label, found in platforms.bases.items()},
-        daemon_platform=None if daemon is None else daemon_platform(daemon),
-        emulated=frozenset() if daemon is None else emulated_platforms(daemon),
+        daemon_platform=daemon_platform(daemon) if daemon is not None and known else None,
+        emulated=emulated_platforms(daemon) if daemon is not None and known else frozenset(),
     )
 
 

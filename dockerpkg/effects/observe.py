@@ -27,6 +27,7 @@ from dockerpkg.core.observing import (
     moved_repositories,
     platform_base_questions,
     platform_questions,
+    platform_versions,
     platforms_of,
     questions,
     tree_questions,
@@ -36,7 +37,7 @@ from dockerpkg.core.registryrefs import Ref, tree_refs
 from dockerpkg.core.tree import Tree
 from dockerpkg.effects import imagestore
 from dockerpkg.effects.credentials import Credentials
-from dockerpkg.effects.emulation import binfmt_handlers
+from dockerpkg.effects.emulation import daemon_emulation
 from dockerpkg.effects.platformreads import PlatformReader
 from dockerpkg.effects.registry import Interrupter, RegistryClient, RegistryError
 from dockerpkg.errors import DockerPkgError
@@ -261,7 +262,7 @@ class Observation:
         reader = PlatformReader(self._config, self._credentials, self._env, self._interrupter)
         try:
             platforms = reader.read(
-                platform_questions(tree, self._config, answers.digests) if self._registry else (),
+                self._platform_versions(tree, answers) if self._registry else {},
                 platform_base_questions(tree, self._config) if asking_bases else (),
                 labels=self._asked.definitions,
                 cancel=self._cancel,
@@ -269,6 +270,16 @@ class Observation:
         except RegistryError as exc:
             raise self._registry_error(exc) from None
         return platforms, facts
+
+    def _platform_versions(
+        self, tree: Tree, answers: RegistryAnswers
+    ) -> dict[Ref, tuple[str, ...]]:
+        """The version references whose manifests are read, each with the platforms its image
+        is built for (the only ones whose labels are read)."""
+        built_for = platform_versions(tree, self._config)
+        return {
+            ref: built_for[ref] for ref in platform_questions(tree, self._config, answers.digests)
+        }
 
     def _completed(self, tree: Tree, answers: RegistryAnswers) -> RegistryAnswers:
         """ANSWERS with what the background did not ask (the resolved tree's references not
@@ -312,18 +323,22 @@ def daemon_facts(env: Mapping[str, str], builder: Builder | None) -> DaemonFacts
         raise DockerPkgError.single("docker", str(exc)) from None
     finally:
         daemon.close()
-    here = builder.url.startswith("unix://") if builder else _on_this_machine(env)
+    handlers, unknown = daemon_emulation(
+        _elsewhere(env, builder), str(info.get("KernelVersion") or "")
+    )
     return DaemonFacts(
-        str(info.get("OSType") or ""),
-        str(info.get("Architecture") or ""),
-        binfmt_handlers() if here else (),
+        str(info.get("OSType") or ""), str(info.get("Architecture") or ""), handlers, unknown
     )
 
 
-def _on_this_machine(env: Mapping[str, str]) -> bool:
-    """Whether the daemon ENV names listens on a unix socket: on this machine, whose
-    binfmt_misc is then the one its builds run under."""
-    return imagestore.socket_path(env) is not None
+def _elsewhere(env: Mapping[str, str], builder: Builder | None) -> str | None:
+    """Why the daemon (BUILDER's, else the one ENV names) is not on this machine, whose
+    binfmt_misc its builds would run under; None when it listens on a unix socket here."""
+    if builder is not None and not builder.url.startswith("unix://"):
+        return f"builder {builder.name} is on another machine"
+    if builder is None and imagestore.socket_path(env) is None:
+        return "DOCKER_HOST names a daemon on another machine"
+    return None
 
 
 def _connect(env: Mapping[str, str], builder: Builder | None) -> imagestore.ImageStore:

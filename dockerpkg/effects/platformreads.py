@@ -23,11 +23,14 @@ from dockerpkg.core.observing import (
 )
 from dockerpkg.core.registryrefs import Ref
 from dockerpkg.effects.credentials import Credentials
-from dockerpkg.effects.registry import Interrupter, RegistryError
+from dockerpkg.effects.registry import Interrupter, RegistryError, RegistryFailure
 from dockerpkg.effects.registry.session import RegistrySession, content_digest
 from dockerpkg.effects.registry.transport import RetryPolicy
 
 T = TypeVar("T")
+# What one manifest or image config read may weigh: the size registries accept for a
+# manifest (distribution's default limit); larger is no image a build tool made.
+MAX_MANIFEST_BYTES = 4 * 1024 * 1024
 K = TypeVar("K", bound=Hashable)
 
 
@@ -60,7 +63,7 @@ class PlatformReader:
 
     def read(
         self,
-        versions: Sequence[Ref],
+        versions: Mapping[Ref, tuple[str, ...]],
         bases: Sequence[BaseQuestions],
         *,
         labels: bool,
@@ -68,7 +71,7 @@ class PlatformReader:
     ) -> PlatformAnswers:
         """The platforms of VERSIONS (in the config's registry; its errors are raised) and of
         BASES (a registry that fails leaves its bases out, its error kept), and with LABELS
-        the labels of each platform's image of the versions."""
+        the labels of the image of each platform a version is built for (VERSIONS' values)."""
         if not versions and not bases:
             return PlatformAnswers()
         own = self._session(self._config.registry or None, self._credentials)
@@ -76,10 +79,10 @@ class PlatformReader:
         workers = max(1, self._config.scan_workers)
         try:
             with ThreadPoolExecutor(workers, thread_name_prefix="platforms") as pool:
-                found = _each(pool, versions, partial(_platforms_of, own), cancel)
+                found = _each(pool, tuple(versions), partial(_platforms_of, own), cancel)
                 listed = {ref: value for ref, value in found.items() if value is not None}
                 base_found, failures = self._bases(pool, bases, sessions, cancel)
-                read = platform_label_reads(listed) if labels else ()
+                read = platform_label_reads(listed, versions) if labels else ()
                 recorded = _each(pool, read, partial(_labels_of, own), cancel)
         finally:
             for session in sessions:
@@ -145,9 +148,27 @@ def _labels_of(session: RegistrySession, ref: Ref) -> Mapping[str, str] | None:
     return _labels(session, *ref)
 
 
+def _manifest(session: RegistrySession, path: str, reference: str) -> tuple[Any, bytes] | None:
+    """The manifest of PATH at REFERENCE (a tag or digest), parsed, and its bytes; None when
+    the registry holds none. A reference the registry's own answers named that is no valid
+    name, or a manifest larger than registries accept, is RegistryError naming both."""
+    try:
+        found = session.manifest(path, reference)
+    except ValueError as exc:  # its words quote the name, escaped
+        message = f"registry {session.name}: the manifest of {path}: {exc}"
+        raise session.words.error(RegistryFailure.BAD_RESPONSE, message) from None
+    if found is not None and len(found[1]) > MAX_MANIFEST_BYTES:
+        message = (
+            f"registry {session.name}: the manifest of {path}@{reference} is "
+            f"{len(found[1])} bytes, more than a registry accepts ({MAX_MANIFEST_BYTES})"
+        )
+        raise session.words.error(RegistryFailure.BAD_RESPONSE, message)
+    return found
+
+
 def _platforms(session: RegistrySession, path: str, reference: str) -> Mapping[str, str] | None:
     """Platform -> manifest digest of PATH:REFERENCE; None when the registry holds none."""
-    found = session.manifest(path, reference)
+    found = _manifest(session, path, reference)
     if found is None:
         return None
     manifest, body = found
@@ -159,7 +180,7 @@ def _platforms(session: RegistrySession, path: str, reference: str) -> Mapping[s
 
 def _labels(session: RegistrySession, path: str, digest: str) -> Mapping[str, str] | None:
     """The labels the image PATH@DIGEST records; None when it is gone or has no config."""
-    found = session.manifest(path, digest)
+    found = _manifest(session, path, digest)
     if found is None:
         return None
     config = _config_blob(session, path, found[0])
@@ -182,6 +203,8 @@ def _config_blob(session: RegistrySession, path: str, manifest: Any) -> Any:
     blob = session.call("GET", repo, f"/v2/{repo}/blobs/{digest}", {}, what)
     if blob.status_code != 200:
         raise session.words.unexpected(blob, f"GET {what}")
+    if len(blob.content) > MAX_MANIFEST_BYTES:
+        return None
     try:
         return blob.json()
     except ValueError:

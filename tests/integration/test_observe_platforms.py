@@ -189,3 +189,23 @@ def test_a_tree_without_platforms_asks_nothing_more(
         assert seen.platform_digests == {f"{proxy.host}/{world.app}:2.0": {AMD64: amd64}}
         assert any(r.startswith(f"GET /v2/{world.app}/manifests/2.0") for r in proxy.requests())
         assert len(asked_daemon) == 1
+
+
+def test_labels_read_only_for_the_platforms_built(
+    world: World, docker_client: docker.DockerClient, tmp_path: Path
+) -> None:
+    """The version's index lists amd64 and arm64; the image is built for arm64 only: only
+    arm64's image is read for its labels."""
+    labels = {p: {DEFINITION_LABEL: f"definition of {p}"} for p in TWO}
+    pushed = push_platform_images(docker_client, world.registry, world.app, "2.0", TWO, labels)
+    put_index(world.registry, world.app, ["2.0"], pushed)
+    amd64, arm64 = world.digest(pushed[AMD64]), world.digest(pushed[ARM64])
+    never = (world.registry.host, "(?!)", 0)
+    with start_faulty_registry(tmp_path, "proxy", proxy=never) as proxy:
+        seen = observed(world.workspace((ARM64,), host=proxy.host), definitions=True)
+        label = f"{proxy.host}/{world.app}:2.0"
+        assert seen.platform_digests == {label: {AMD64: amd64, ARM64: arm64}}
+        assert seen.recorded == {f"{label}-arm64": f"definition of {ARM64}"}
+        asked = proxy.requests()
+        assert any(r.startswith(f"GET /v2/{world.app}/manifests/{arm64}") for r in asked)
+        assert not [r for r in asked if amd64 in r]

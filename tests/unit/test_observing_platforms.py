@@ -4,6 +4,12 @@ Observed. No Docker, no network."""
 
 from __future__ import annotations
 
+import hashlib
+import json
+import platform
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import attrs
@@ -12,6 +18,7 @@ import pytest
 from dockerpkg.core.config import Config, load_config
 from dockerpkg.core.definition import DEFINITION_LABEL
 from dockerpkg.core.observing import (
+    MAX_CHILDREN,
     Asked,
     BinfmtHandler,
     DaemonFacts,
@@ -24,10 +31,14 @@ from dockerpkg.core.observing import (
     platform_base_questions,
     platform_label_reads,
     platform_questions,
+    platform_versions,
     platforms_of,
 )
 from dockerpkg.core.tree import Tree, analyze_tree
-from dockerpkg.effects.emulation import binfmt_handlers
+from dockerpkg.effects.emulation import binfmt_handlers, daemon_emulation
+from dockerpkg.effects.observe import _elsewhere
+from dockerpkg.effects.platformreads import MAX_MANIFEST_BYTES, PlatformReader
+from dockerpkg.effects.registry import Interrupter, RegistryError
 from dockerpkg.effects.tree import read_snapshot
 from tests.support.updates import write_tree
 
@@ -39,6 +50,8 @@ BASE, APP = f"{HOST}/team/base:1.0", f"{HOST}/team/app:2.0"
 BASE_REF, APP_REF = ("team/base", "1.0"), ("team/app", "2.0")
 TWO = ("linux/amd64", "linux/arm64")
 D = {name: "sha256:" + name * 64 for name in "abcdef"}
+OCI = "application/vnd.oci.image.manifest.v1+json"
+DOCKER = "application/vnd.docker.distribution.manifest.v2+json"
 
 
 @pytest.fixture
@@ -74,7 +87,7 @@ def index(*children: tuple[str, str, str | None, str]) -> dict[str, object]:
         platform = {"os": os, "architecture": architecture}
         if variant:
             platform["variant"] = variant
-        manifests.append({"mediaType": "m", "digest": digest, "size": 1, "platform": platform})
+        manifests.append({"mediaType": OCI, "digest": digest, "size": 1, "platform": platform})
     return {"schemaVersion": 2, "manifests": manifests}
 
 
@@ -116,7 +129,28 @@ class TestQuestions:
 
     def test_labels_read_by_each_childs_digest(self) -> None:
         versions = {APP_REF: {"linux/amd64": D["a"], "linux/arm64": D["b"]}, BASE_REF: {}}
-        assert platform_label_reads(versions) == (("team/app", D["a"]), ("team/app", D["b"]))
+        built_for = {APP_REF: TWO, BASE_REF: TWO}
+        assert platform_label_reads(versions, built_for) == (
+            ("team/app", D["a"]),
+            ("team/app", D["b"]),
+        )
+
+    def test_labels_read_only_for_the_platforms_built(self) -> None:
+        """An upstream-style index lists more platforms than the image is built for: only
+        those built for are read (spelled as the index spells them)."""
+        listed = {"linux/amd64": D["a"], "linux/arm64": D["b"], "linux/s390x": D["c"]}
+        reads = platform_label_reads({APP_REF: listed}, {APP_REF: ("linux/aarch64",)})
+        assert reads == (("team/app", D["b"]),)
+        assert platform_label_reads({APP_REF: listed}, {}) == ()
+
+    def test_each_version_with_the_platforms_it_is_built_for(
+        self, tree: Tree, config: Config
+    ) -> None:
+        tree = with_platforms(tree, "app", ("linux/arm64",))
+        assert platform_versions(tree, attrs.evolve(config, platforms=TWO)) == {
+            BASE_REF: TWO,
+            APP_REF: ("linux/arm64",),
+        }
 
 
 class TestManifests:
@@ -138,6 +172,31 @@ class TestManifests:
     def test_unreadable_children_are_left_out(self) -> None:
         found = {"manifests": [{"digest": D["a"]}, "x", {"platform": {"os": "linux"}}]}
         assert manifest_platforms(found, D["e"]) == {}
+
+    def test_hostile_children_are_left_out(self) -> None:
+        """Only a child that is one image's manifest named by a sha256 digest is listed:
+        nothing else a registry says reaches a plan, a log or a request."""
+        arm64 = {"os": "linux", "architecture": "arm64"}
+        children: list[dict[str, object]] = [
+            {"mediaType": OCI, "digest": "sha256:../../../v2/other/manifests/x"},
+            {"mediaType": OCI, "digest": "sha256:" + "A" * 64},
+            {"mediaType": OCI, "digest": "sha512:" + "a" * 128},
+            {"mediaType": OCI, "digest": D["a"] + "\x1b[2J"},
+            {"mediaType": "application/vnd.oci.image.index.v1+json", "digest": D["b"]},
+            {"mediaType": "application/vnd.example.artifact", "digest": D["c"]},
+            {"digest": D["d"]},
+        ]
+        for child in children:
+            child["platform"] = arm64
+        assert manifest_platforms({"manifests": children}, D["e"]) == {}
+        children.append({"mediaType": DOCKER, "digest": D["f"], "platform": arm64})
+        assert manifest_platforms({"manifests": children}, D["e"]) == {"linux/arm64": D["f"]}
+
+    def test_at_most_so_many_children_are_looked_at(self) -> None:
+        unknown = [("unknown", "unknown", None, D["a"])] * MAX_CHILDREN
+        assert manifest_platforms(index(*unknown, ("linux", "arm64", None, D["b"])), D["e"]) == {}
+        kept = index(*unknown[1:], ("linux", "arm64", None, D["b"]))
+        assert manifest_platforms(kept, D["e"]) == {"linux/arm64": D["b"]}
 
     def test_a_single_image_is_of_its_configs_platform(self) -> None:
         manifest = {"schemaVersion": 2, "config": {"digest": D["f"]}}
@@ -195,7 +254,49 @@ class TestDaemon:
         )
         (tmp_path / "status").write_text("disabled\n")
         assert binfmt_handlers(tmp_path) == ()
-        assert binfmt_handlers(tmp_path / "not-mounted") == ()
+        # Not mounted (or no /proc, as on macOS): not known, which is not "none".
+        assert binfmt_handlers(tmp_path / "not-mounted") is None
+
+    def test_emulation_of_a_daemon_here(self, tmp_path: Path) -> None:
+        (tmp_path / "status").write_text("enabled\n")
+        (tmp_path / "qemu-aarch64").write_text("enabled\ninterpreter /q\nflags: PF\n")
+        handlers = (BinfmtHandler("qemu-aarch64", enabled=True, flags="PF"),)
+        assert daemon_emulation(None, platform.release(), tmp_path) == (handlers, "")
+        assert daemon_emulation(None, "", tmp_path) == (handlers, "")  # no kernel said
+
+    @pytest.mark.parametrize(
+        ("where", "kernel", "root", "why"),
+        [
+            ("DOCKER_HOST names a daemon on another machine", "", "mounted", "DOCKER_HOST"),
+            (None, "6.10.14-linuxkit", "mounted", "another kernel (6.10.14-linuxkit)"),
+            (None, "", "not-mounted", "cannot be read"),
+        ],
+    )
+    def test_emulation_not_known(
+        self, tmp_path: Path, where: str | None, kernel: str, root: str, why: str
+    ) -> None:
+        """A remote daemon, one in a virtual machine (Docker Desktop), or no binfmt_misc to
+        read: what the daemon emulates is not known, and it is said why."""
+        (tmp_path / "mounted").mkdir()
+        (tmp_path / "mounted" / "status").write_text("enabled\n")
+        handlers, unknown = daemon_emulation(where, kernel, tmp_path / root)
+        assert handlers is None
+        assert why in unknown
+
+    @pytest.mark.parametrize(
+        ("host", "here"),
+        [
+            ("", True),
+            ("unix:///run/user/1000/docker.sock", True),
+            ("tcp://build.example.org:2376", False),
+            ("ssh://me@build.example.org", False),
+        ],
+    )
+    def test_which_daemon_is_here(self, host: str, here: bool) -> None:
+        env = {"DOCKER_HOST": host} if host else {}
+        assert (_elsewhere(env, None) is None) is here
+        if not here:
+            assert "build.example.org" not in str(_elsewhere(env, None))
 
 
 class TestFold:
@@ -245,8 +346,130 @@ class TestFold:
             f"{HOST}/team/base:1.0-arm64": "arm",
         }
 
+    def test_a_daemon_whose_emulation_is_not_known(self, tree: Tree, two: Config) -> None:
+        """Its platforms are not judged (no daemon platform: the plan says they were not
+        checked) rather than as its own alone, and the note says why."""
+        daemon = DaemonFacts("linux", "x86_64", None, "it runs on another kernel (6.10)")
+        seen = fold_observed(tree, two, Asked(), RegistryAnswers(), daemon=daemon)
+        assert seen.daemon_platform is None
+        assert seen.emulated == frozenset()
+        assert len(seen.problems) == 1
+        assert "platforms the daemon builds: it runs on another kernel (6.10)" in seen.problems[0]
+        known = DaemonFacts("linux", "x86_64", ())
+        seen = fold_observed(tree, two, Asked(), RegistryAnswers(), daemon=known)
+        assert seen.daemon_platform == "linux/amd64"
+        assert (seen.emulated, seen.problems) == (frozenset(), ())
+
     def test_a_base_registry_down_is_a_note(self, tree: Tree, two: Config) -> None:
         platforms = PlatformAnswers(failures=("registry down",))
         seen = fold_observed(tree, two, Asked(), RegistryAnswers(), platforms=platforms)
         assert seen.problems == ("cannot tell the platforms of base images: registry down",)
         assert seen.base_platforms == {}
+
+
+class HostileRegistry(ThreadingHTTPServer):
+    """A registry on loopback answering what a real one would refuse to store: MANIFESTS by
+    path under /v2/, config BLOBS by digest; every request's path is recorded."""
+
+    def __init__(self, manifests: dict[str, bytes], blobs: dict[str, bytes]) -> None:
+        self.manifests, self.blobs, self.asked = manifests, blobs, list[str]()
+        super().__init__(("127.0.0.1", 0), _Answer)
+
+    @property
+    def host(self) -> str:
+        return f"127.0.0.1:{self.server_address[1]}"
+
+
+class _Answer(BaseHTTPRequestHandler):
+    server: HostileRegistry
+
+    def do_GET(self) -> None:
+        self.server.asked.append(self.path)
+        body, kind = b"{}", "application/json"
+        if self.path.startswith("/v2/") and self.path != "/v2/":
+            _, _, what = self.path.partition("/manifests/")
+            body = self.server.manifests.get(what) or self.server.blobs.get(
+                self.path.rpartition("/")[2], b""
+            )
+            kind = json.loads(body).get("mediaType", "application/json") if body else kind
+        self.send_response(200 if body else 404)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def hostile() -> Iterator[HostileRegistry]:
+    """Serves app 2.0's index (its children: one hostile, amd64, arm64, s390x) and each good
+    child's manifest and config."""
+    children, manifests, blobs = [], {}, {}
+    for arch in ("amd64", "arm64", "s390x"):
+        config = json.dumps({"os": "linux", "architecture": arch, "config": {"Labels": {}}})
+        config_digest = "sha256:" + hashlib.sha256(config.encode()).hexdigest()
+        blobs[config_digest] = config.encode()
+        body = json.dumps({"mediaType": OCI, "config": {"digest": config_digest}}).encode()
+        digest = "sha256:" + hashlib.sha256(body).hexdigest()
+        manifests[digest] = body
+        children.append(
+            {"mediaType": OCI, "digest": digest, "platform": {"os": "linux", "architecture": arch}}
+        )
+    bad = {
+        "mediaType": OCI,
+        "digest": "sha256:../../../v2/x",
+        "platform": {"os": "linux", "architecture": "arm"},
+    }
+    index_body = {
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [bad, *children],
+    }
+    manifests["2.0"] = json.dumps(index_body).encode()
+    server = HostileRegistry(manifests, blobs)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+class TestReadsOfAHostileRegistry:
+    """The reader against a registry that says what no real one stores: nothing it says
+    becomes a traceback, a request elsewhere, or more reads than the image needs."""
+
+    def read(self, server: HostileRegistry, built_for: tuple[str, ...]) -> PlatformAnswers:
+        config = load_config([("config.yaml", f"registry: {server.host}\nnamespace: team\n")])
+        reader = PlatformReader(config, None, {}, Interrupter())
+        return reader.read({APP_REF: built_for}, (), labels=True)
+
+    def test_a_hostile_child_is_never_asked_for(self, hostile: HostileRegistry) -> None:
+        found = self.read(hostile, TWO)
+        assert set(found.versions[APP_REF]) == {"linux/amd64", "linux/arm64", "linux/s390x"}
+        assert not [path for path in hostile.asked if ".." in path]
+
+    def test_labels_read_only_for_the_platforms_built(self, hostile: HostileRegistry) -> None:
+        found = self.read(hostile, ("linux/arm64",))
+        arm64 = found.versions[APP_REF]["linux/arm64"]
+        assert set(found.labels) == {("team/app", arm64)}
+        child_reads = [p for p in hostile.asked if "/manifests/sha256:" in p]
+        assert child_reads == [f"/v2/team/app/manifests/{arm64}"]
+
+    def test_a_manifest_too_large_is_an_error_naming_it(self, hostile: HostileRegistry) -> None:
+        hostile.manifests["2.0"] = b'{"manifests": [' + b" " * MAX_MANIFEST_BYTES + b"]}"
+        with pytest.raises(RegistryError, match=rf"registry {hostile.host}: .*team/app@2.0"):
+            self.read(hostile, TWO)
+
+    def test_a_name_no_registry_allows_is_an_error_naming_it(
+        self, hostile: HostileRegistry
+    ) -> None:
+        with pytest.raises(RegistryError, match=rf"registry {hostile.host}: .*not a valid tag"):
+            PlatformReader(
+                load_config([("config.yaml", f"registry: {hostile.host}\n")]),
+                None,
+                {},
+                Interrupter(),
+            ).read({("team/app", "sha256:../x"): TWO}, (), labels=False)
