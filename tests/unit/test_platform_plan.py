@@ -12,7 +12,7 @@ from dockerpkg.core.markdown import plan_to_markdown
 from dockerpkg.core.plan import BuildOptions, CacheMode, Op, Plan, Reason
 from dockerpkg.core.planmatch import build_differences, claimed_observed
 from dockerpkg.core.planner import Observed, plan_build
-from dockerpkg.core.recheck import without_published
+from dockerpkg.core.recheck import publishing_labels, without_published
 from dockerpkg.core.report import (
     Outcome,
     Report,
@@ -159,7 +159,13 @@ class TestFresh:
         assert found["build:parent:arm64"] == (f"pull:{BASE}-arm64",)
         assert found["build:child:arm64"] == ("verify:parent:arm64",)
         assert found["publish:child:arm64"] == ("verify:child:arm64", "publish:parent:arm64")
-        assert found["index:child"] == ("publish:child:amd64", "publish:child:arm64")
+        # A child's index waits for its parent's: never public on a platform the parent's
+        # index does not list yet.
+        assert found["index:child"] == (
+            "publish:child:amd64",
+            "publish:child:arm64",
+            "index:parent",
+        )
         assert found["index:parent"] == ("publish:parent:amd64", "publish:parent:arm64")
 
     def test_each_platform_rendered_and_built_from_its_own_parent(self) -> None:
@@ -471,21 +477,41 @@ class TestMixedTrees:
         )
         tree = attrs.evolve(tree, images={**tree.images, "parent": parent_too})
         found = needs(make(ONLINE, tree, config))
-        assert found["build:plain"] == (f"pull:{BASE}",)
+        # The arm64 pull by the shared tag moves it until it ends: plain's build reads it.
+        assert found["build:plain"] == (f"pull:{BASE}", f"pull:{BASE}-arm64")
         assert found["build:parent:arm64"] == (f"pull:{BASE}-arm64",)
+        # Pulled by the digest its index lists for arm64, the tag never moves.
+        known = attrs.evolve(ONLINE, base_platforms={BASE: {ARM64: digest(8)}})
+        assert needs(make(known, tree, config))["build:plain"] == (f"pull:{BASE}",)
 
 
 class TestRecheck:
-    def test_a_platform_image_published_since_is_pulled_for_its_platform(self) -> None:
+    def test_a_platform_tag_pushed_since_never_drops_its_build(self) -> None:
+        # An earlier run pushed parent:1.0-arm64 but never put the index: that tag is no
+        # publication, and the index must list this plan's build, not what the tag holds.
         plan = make(ONLINE)
-        kept, gone = without_published(plan, frozenset({f"{PARENT}-arm64"}))
-        assert gone == (f"{PARENT}-arm64",)
-        pulls = [s for s in kept.steps if s.op is Op.PULL and s.image == "parent:arm64"]
-        assert [(s.label, s.detail, s.platform) for s in pulls] == [
-            (f"{PARENT}-arm64", f"{PARENT}-arm64", ARM64)
-        ]
-        assert ("index", "parent") in [(s.op.value, s.image) for s in kept.steps]
-        assert needs(kept)["build:child:arm64"] == ("pull:parent:arm64",)
+        asked = publishing_labels(plan)
+        assert f"{PARENT}-arm64" not in asked
+        assert PARENT not in asked
+        kept, gone = without_published(plan, frozenset({f"{PARENT}-arm64", PARENT, CHILD}))
+        assert (kept, gone) == (plan, ())
+
+    def test_an_image_without_platforms_published_since_is_still_dropped(self) -> None:
+        plain = ImageSource(
+            path="plain",
+            template='FROM {{ "busybox" | image_tag }}\n',
+            changelog=changelog("plain", "3.0"),
+        )
+        config = Config(registry=R, base_images=(BASE,))
+        parent, child = sources(child_control=f"Platforms: {AMD64}, {ARM64}\n")
+        parent = attrs.evolve(parent, control=f"{parent.control}Platforms: {AMD64}, {ARM64}\n")
+        tree = load_tree(Snapshot(images=(parent, child, plain)), config)
+        plan = make(ONLINE, tree, config)
+        plain_label = plan.image("plain").label
+        assert publishing_labels(plan) == (plain_label,)
+        kept, gone = without_published(plan, frozenset({plain_label}))
+        assert gone == (plain_label,)
+        assert [s.image for s in kept.steps if s.image == "plain"] == []
 
 
 class TestOtherRuns:
