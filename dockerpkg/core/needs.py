@@ -22,7 +22,8 @@
 - A build of an image without platforms also waits for the pulls for one platform of its
   base's tag by that tag: such a pull moves the shared tag onto that platform's image until
   it ends (the executor puts it back), and the build reads the tag.
-- Pulls and `tag-latest` wait for nothing.
+- A `tag-latest` waits for its image's index step, where the plan has one (the index puts
+  the version tag that `latest` is then set to); pulls wait for nothing.
 """
 
 from __future__ import annotations
@@ -98,9 +99,7 @@ def _needs(
     step: Step,
     images: Mapping[str, PlannedImage],
     keys: set[StepKey],
-    found_by: tuple[
-        Mapping[str, StepKey], Mapping[str, StepKey], Mapping[str, Sequence[StepKey]]
-    ],
+    found_by: tuple[Mapping[str, StepKey], Mapping[str, StepKey], Mapping[str, Sequence[StepKey]]],
 ) -> tuple[StepKey, ...]:
     """STEP's needs (not a promotion's); FOUND_BY: the pulls by the names they pull, the
     images' pushes by image, and the pulls for one platform by the shared tag they pull."""
@@ -126,4 +125,6 @@ def _needs(
         # An index image's parents are its platform images: it lists their pushes.
         found += [pushes[p] for p in image.parents if p in pushes]
         found += [k for d in image.depends if (k := StepKey(Op.INDEX, d)) in keys]
+    elif step.op is Op.TAG_LATEST:
+        found += [k for k in (StepKey(Op.INDEX, step.image),) if k in keys]
     return tuple(dict.fromkeys(found))

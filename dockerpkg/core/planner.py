@@ -269,7 +269,9 @@ def plan_build(
     defined = definitions(tree)
     notes: list[str] = []
     if publish:
-        latest, notes = latest_steps(tree, observed, unexpanded(tree, published), options.suffix)
+        latest, notes = latest_steps(
+            tree, observed, unexpanded(tree, published), options.suffix, indexed=steps
+        )
         steps += latest
     notes += _run_notes(config, options, builders, publish=publish, selected=bool(selected))
     if expansion is not None:

@@ -151,6 +151,8 @@ class TestFresh:
             ("verify", "child:arm64", "built_in_this_run"),
             ("publish", "child:arm64", "built_in_this_run"),
             ("index", "child", "not_in_registry"),
+            ("tag-latest", "parent", "latest_not_current"),
+            ("tag-latest", "child", "latest_not_current"),
         ]
 
     def test_needs_follow_each_platform(self) -> None:
@@ -222,6 +224,7 @@ class TestPublishedWhenComplete:
             ("verify", "child:arm64", "built_in_this_run"),
             ("publish", "child:arm64", "built_in_this_run"),
             ("index", "child", "platform_missing"),
+            ("tag-latest", "child", "latest_not_current"),
         ]
         pull = plan.steps[0]
         assert (pull.label, pull.detail, pull.platform) == (
@@ -242,6 +245,62 @@ class TestPublishedWhenComplete:
             (Op.TAG_LATEST, "parent", PARENT),
             (Op.TAG_LATEST, "child", CHILD),
         ]
+
+
+class TestLatestOfIndexImages:
+    """An index step puts the version tag only; `latest` moves by a tag-latest after it."""
+
+    def latest(self, plan: Plan) -> list[tuple[str, str | None, tuple[str, ...]]]:
+        return [
+            (s.image, s.detail, tuple(str(k) for k in s.needs))
+            for s in plan.steps
+            if s.op is Op.TAG_LATEST
+        ]
+
+    def test_a_new_version_moves_latest_after_its_index(self) -> None:
+        from dockerpkg.core.latest import NEW_VERSION
+
+        assert self.latest(make(ONLINE)) == [
+            ("parent", NEW_VERSION, ("index:parent",)),
+            ("child", NEW_VERSION, ("index:child",)),
+        ]
+
+    def test_a_missing_platform_moves_latest_that_was_on_the_version(self) -> None:
+        assert self.latest(make(ARM64_MISSING)) == [("child", "latest on 2.0", ("index:child",))]
+
+    def test_a_missing_platform_leaves_someone_elses_latest_alone(self) -> None:
+        elsewhere = {f"{R}/child:latest": digest(9), f"{R}/child:3.0-beta": digest(9)}
+        observed = attrs.evolve(
+            ARM64_MISSING,
+            digests={**ARM64_MISSING.digests, **elsewhere},
+            tags={f"{R}/child": ("2.0", "3.0-beta", "latest")},
+        )
+        plan = make(observed)
+        assert ("index", "child") in [(s.op.value, s.image) for s in plan.steps]
+        assert self.latest(plan) == []
+        assert any(
+            note.startswith(f"{R}/child:latest is on 3.0-beta") and "left alone" in note
+            for note in plan.notes
+        )
+
+    def test_a_missing_platform_moves_latest_from_an_older_version(self) -> None:
+        older = {f"{R}/child:latest": digest(9), f"{R}/child:1.0": digest(9)}
+        tree = tree_of(child_version="2.0")
+        source = tree.images["child"].spec.source
+        both = changelog("child", "2.0") + "\n" + changelog("child", "1.0")
+        child = attrs.evolve(
+            tree.images["child"],
+            spec=attrs.evolve(
+                tree.images["child"].spec, source=attrs.evolve(source, changelog=both)
+            ),
+        )
+        tree = attrs.evolve(tree, images={**tree.images, "child": child})
+        observed = attrs.evolve(
+            ARM64_MISSING,
+            digests={**ARM64_MISSING.digests, **older},
+            tags={f"{R}/child": ("1.0", "2.0", "latest")},
+        )
+        assert self.latest(make(observed, tree)) == [("child", "latest on 1.0", ("index:child",))]
 
 
 class TestChildOnlyChange:
@@ -575,6 +634,8 @@ class TestMoreSavedPlans:
             ("verify", "child:arm64"),
             ("publish", "child:arm64"),
             ("index", "child"),
+            ("tag-latest", "parent"),
+            ("tag-latest", "child"),
         ]
 
 
@@ -617,7 +678,8 @@ def test_a_reports_summary_counts_the_indexes_put() -> None:
     assert logs["child:arm64"] == "/run/child@arm64.log"
     assert logs["child"] == "/run/child.log"
     assert summary_line(report) == (
-        "Done: 1 built, 1 verified, 1 published, 1 indexed, 0 failed, 0 skipped in 1.0s."
+        "Done: 1 built, 1 verified, 1 published, 1 indexed, 1 latest set, 0 failed, 0 skipped"
+        " in 1.0s."
     )
     assert report_table(report).splitlines()[0].split() == [
         "image",
@@ -627,4 +689,5 @@ def test_a_reports_summary_counts_the_indexes_put() -> None:
         "verify",
         "publish",
         "index",
+        "tag-latest",
     ]
