@@ -348,6 +348,26 @@ class TestRefusals:
             "OS/ARCHITECTURE[/VARIANT]"
         )
 
+    def test_a_platform_tag_too_long_for_docker_is_an_error(self) -> None:
+        # A 120-character version is a valid tag; with `-armv7xxxxxxxxxx` it is not.
+        version = "1." + "0" * 118
+        variant = "v7" + "x" * 20
+        with pytest.raises(DockerPkgError) as caught:
+            make(
+                ONLINE,
+                tree_of(child_version=version, child_control=f"Platforms: linux/arm/{variant}\n"),
+            )
+        # (The parent lacking that platform is an error of its own.)
+        found = [str(p) for p in caught.value.problems if "valid Docker tag" in str(p)]
+        assert len(found) == 1
+        assert found[0].startswith(f"child/control:3: error: image 'child' version tag '{version}'")
+        assert "not a valid Docker tag" in found[0]
+        # The config's platforms: at the changelog, whose version makes the tag.
+        config = Config(registry=R, base_images=(BASE,), platforms=(f"linux/arm/{variant}",))
+        with pytest.raises(DockerPkgError) as caught:
+            make(ONLINE, tree_of(config, child_version=version), config)
+        assert [str(p).split(" error: ")[0] for p in caught.value.problems] == ["child/changelog:"]
+
     def test_control_platforms_replace_the_configs(self) -> None:
         config = Config(registry=R, base_images=(BASE,), platforms=(AMD64, ARM64))
         tree = tree_of(config, child_control="Platforms: linux/aarch64\n")
