@@ -638,6 +638,30 @@ class TestMoreSavedPlans:
         saved = self.check(observed, config)
         assert saved.image("parent:arm64").pins == {f"{BASE}-arm64": digest(8)}
 
+    @pytest.mark.parametrize("child_version", ["2.0", "2.1"], ids=["arm64-missing", "bump"])
+    def test_pinned_bases_of_platform_images_not_built(self, child_version: str) -> None:
+        # The parent's platform images are published: no pull names their pinned bases,
+        # their pins alone do.
+        config = attrs.evolve(CONFIG, pin_bases=True)
+        pinned = {BASE: {AMD64: digest(7), ARM64: digest(8)}}
+        observed = attrs.evolve(
+            ARM64_MISSING if child_version == "2.0" else COMPLETE, base_platforms=pinned
+        )
+        tree = tree_of(config, child_version=child_version)
+        saved = plan_from_json(plan_to_json(make(observed, tree, config)), "plan.json")
+        assert saved.count(Op.BUILD) == (1 if child_version == "2.0" else 2)
+        assert saved.image("parent:amd64").pins == {f"{BASE}-amd64": digest(7)}
+        derived = make(claimed_observed(saved, tree), tree, config)
+        assert build_differences(saved, derived) == ()
+
+    def test_a_platform_image_held_locally_without_publishing(self) -> None:
+        observed = attrs.evolve(ARM64_MISSING, local=frozenset({f"{CHILD}-arm64"}))
+        tree = tree_of()
+        saved = plan_from_json(plan_to_json(make(observed, tree, no_publish=True)), "plan.json")
+        assert saved.image("child").children[ARM64] == f"{CHILD}-arm64"
+        derived = make(claimed_observed(saved, tree), tree, no_publish=True)
+        assert build_differences(saved, derived) == ()
+
     def test_platform_images_held_by_the_daemon(self) -> None:
         # parent:arm64 built locally only, child:arm64 to build on it.
         observed = attrs.evolve(ARM64_MISSING, local=frozenset({f"{PARENT}-arm64"}))
