@@ -275,7 +275,7 @@ def plan_build(
         steps += latest
     notes += _run_notes(config, options, builders, publish=publish, selected=bool(selected))
     if expansion is not None:
-        notes += platform_notes(steps, builders, observed, directory)
+        notes += platform_notes(steps, builders, observed, directory, expansion.tree)
     findings, finding_notes = platform_findings(
         (tree, expansion), observed, defined, published, directory
     )

@@ -378,6 +378,16 @@ class TestRefusals:
         observed = attrs.evolve(ONLINE, emulated=frozenset())
         with pytest.raises(DockerPkgError, match=r"no builder can build linux/arm64 \(image "):
             make(observed)
+        # Platforms the child's control asks for: the error is at that file.
+        config = Config(registry=R, base_images=(BASE,))
+        parent, child = sources(child_control=f"Platforms: {ARM64}\n")
+        parent = attrs.evolve(parent, control=f"{parent.control}Platforms: {ARM64}\n")
+        tree = load_tree(Snapshot(images=(parent, child)), config)
+        with pytest.raises(DockerPkgError) as caught:
+            make(observed, tree, config)
+        assert str(caught.value.problems[0]).startswith(
+            "parent/control: error: no builder can build linux/arm64 (image 'parent:arm64')"
+        )
 
     def test_unknown_daemon_platform_is_a_note(self) -> None:
         plan = make(attrs.evolve(ONLINE, daemon_platform=None))
@@ -385,8 +395,11 @@ class TestRefusals:
 
     def test_a_base_lacking_a_platform(self) -> None:
         observed = attrs.evolve(ONLINE, base_platforms={BASE: {AMD64: digest(7)}})
-        with pytest.raises(DockerPkgError, match=f"base image {BASE} has no linux/arm64 image"):
+        with pytest.raises(DockerPkgError) as caught:
             make(observed)
+        assert str(caught.value.problems[0]).startswith(
+            f"parent/Dockerfile.template: error: base image {BASE} has no linux/arm64 image"
+        )
 
 
 class TestPinBases:
