@@ -22,7 +22,8 @@ def latest_steps(
     suffix: str,
     indexed: Sequence[Step] = (),
 ) -> tuple[list[Step], list[str]]:
-    """A tag-latest step for each PUBLISHED image (of those selected) whose `latest` is
+    """A tag-latest step for each PUBLISHED image (of those selected; a platform image's
+    `latest` never moves, its index image's does) whose `latest` is
     missing or on an older version of this image (a tag its changelog names); `latest`
     anywhere else was moved by someone else: a note, never an overwrite.
 
@@ -32,7 +33,7 @@ def latest_steps(
     `latest` is on that version already (it follows the new index) or as for PUBLISHED."""
     steps: list[Step] = []
     notes: list[str] = []
-    names = list(published)
+    names = [n for n in published if tree.images[n].platform is None]
     for step in indexed:
         if step.op is not Op.INDEX:
             continue

@@ -257,9 +257,9 @@ def platform_notes(
     # The control file asking for a platform, where it is the image's own (else the
     # config's platforms: the directory, the config's path being unknown here).
     files = {}
-    for platform, name in building.items() if tree is not None else ():
-        spec = tree.images[name].spec
-        if spec.platforms and spec.source.control is not None:
+    for platform, name in building.items():
+        spec = None if tree is None else tree.images[name].spec
+        if spec is not None and spec.platforms and spec.source.control is not None:
             files[platform] = spec.source.file("control")
     return builder_notes(building, builders, observed, directory, files)
 

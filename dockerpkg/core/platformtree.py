@@ -288,8 +288,3 @@ def expanded(tree: Tree, config: Config, options: BuildOptions, directory: str) 
     if not has_platforms(tree, config):
         return None
     return expand(tree, config, pull=options.pull)
-
-
-def unexpanded(tree: Tree, names: Iterable[str]) -> list[str]:
-    """NAMES without platform images: those whose tags users pull (`latest` included)."""
-    return [n for n in names if tree.images[n].platform is None]
