@@ -328,19 +328,7 @@ def pin_plan(plan: Plan, pins: Mapping[str, str]) -> Plan:
         return plan
     images = []
     for image in plan.images:
-        used = {base: pins[base] for base in image.bases if base in pins}
-        if image.dockerfile is None or not used:
-            images.append(image)
-            continue
-        build = image.build_dockerfile
-        images.append(
-            attrs.evolve(
-                image,
-                dockerfile=pin_dockerfile(image.dockerfile, used),
-                build_dockerfile=None if build is None else pin_dockerfile(build, used),
-                pins=used,
-            )
-        )
+        images.append(pin_image(image, {b: pins[b] for b in image.bases if b in pins}))
     # A pull held to a digest has no local copy to go on with: the daemon's image under the
     # tag may be another manifest.
     steps = tuple(
@@ -350,6 +338,20 @@ def pin_plan(plan: Plan, pins: Mapping[str, str]) -> Plan:
         for step in plan.steps
     )
     return attrs.evolve(plan, images=tuple(images), steps=steps)
+
+
+def pin_image(image: PlannedImage, used: Mapping[str, str]) -> PlannedImage:
+    """IMAGE with the bases in USED (label -> digest) held to their digests in its FROM
+    lines, recorded as its `pins`; as it is when it uses none or is never built."""
+    if image.dockerfile is None or not used:
+        return image
+    build = image.build_dockerfile
+    return attrs.evolve(
+        image,
+        dockerfile=pin_dockerfile(image.dockerfile, used),
+        build_dockerfile=None if build is None else pin_dockerfile(build, used),
+        pins=used,
+    )
 
 
 def pins_of(

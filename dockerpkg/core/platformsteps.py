@@ -8,7 +8,7 @@ from collections.abc import Iterable, Mapping
 
 import attrs
 
-from dockerpkg.core.bases import pin_dockerfile, pinned
+from dockerpkg.core.bases import pin_image, pinned
 from dockerpkg.core.builders import BuilderSet
 from dockerpkg.core.definition import Definitions
 from dockerpkg.core.findings import findings_of
@@ -204,18 +204,7 @@ def pin_platforms(plan: Plan, expansion: Expansion, observed: Observed) -> tuple
                 unknown.add(ref)
             else:
                 used[ref] = pins[ref] = digest
-        if image.dockerfile is None or not used:
-            images.append(image)
-            continue
-        build = image.build_dockerfile
-        images.append(
-            attrs.evolve(
-                image,
-                dockerfile=pin_dockerfile(image.dockerfile, used),
-                build_dockerfile=None if build is None else pin_dockerfile(build, used),
-                pins=used,
-            )
-        )
+        images.append(pin_image(image, used))
     steps = tuple(
         attrs.evolve(
             step, label=pinned(expansion.base_of[step.image][0], pins[step.image]), local_copy=False

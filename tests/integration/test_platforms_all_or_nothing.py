@@ -13,7 +13,7 @@ from pathlib import Path
 import docker
 import pytest
 
-from dockerpkg.effects.registry import RegistryError
+from tests.integration.test_all_or_nothing import staging_tags
 from tests.integration.test_build import NAMESPACE, Outcome, Site, SiteFactory
 from tests.integration.test_platforms import (
     CHILD,
@@ -55,14 +55,6 @@ def write_tree(site: Site, flag: Path) -> Path:
     with config.open("a", encoding="utf-8") as out:
         out.write(PLATFORMS_CONFIG)
     return config
-
-
-def staging_tags(site: Site, short: str) -> list[str]:
-    with site.registry_client() as client:
-        try:
-            return client.tags(f"{NAMESPACE}/dockerpkg-staging/{site.name(short)}")
-        except RegistryError:
-            return []  # the repository is gone with its last manifest
 
 
 def tag_status(site: Site, short: str, tag: str) -> int:

@@ -70,17 +70,22 @@ def write_image(root: Path, name: str, template: str, **files: str) -> None:
 
 @pytest.fixture
 def tree(tmp_path: Path) -> Path:
-    """base (FROM the config's debian, no test) and app (FROM base, with a test.sh)."""
-    write_image(tmp_path, "base", "FROM {{ 'debian' | image_tag }}\nRUN true\n")
+    return write_tree(tmp_path)
+
+
+def write_tree(root: Path, config: str = CONFIG) -> Path:
+    """ROOT with base (FROM the config's debian, no test), app (FROM base, with a test.sh)
+    and CONFIG."""
+    write_image(root, "base", "FROM {{ 'debian' | image_tag }}\nRUN true\n")
     write_image(
-        tmp_path,
+        root,
         "app",
         "FROM {{ 'base' | image_tag }}\n",
         control="Package: app\nDepends: base\n",
         **{"test.sh": "#!/bin/sh\n"},
     )
-    (tmp_path / "config.yaml").write_text(CONFIG, "utf-8")
-    return tmp_path
+    (root / "config.yaml").write_text(config, "utf-8")
+    return root
 
 
 def planned(

@@ -18,7 +18,7 @@ from dockerpkg.core.platforms import Platform, platform_name, platform_tag
 from dockerpkg.core.report import Outcome
 from dockerpkg.core.runrules import PLATFORM_VARIABLE
 from tests.support.fakedaemon import NATIVE, FakeDaemon, FakeRegistry, Manifest, digest_of
-from tests.unit.test_executor import BASE, CONFIG, HOST, outcomes, planned, run, write_image
+from tests.unit.test_executor import BASE, HOST, outcomes, planned, run, write_tree
 
 PLATFORMS = ("linux/amd64", "linux/arm64")
 ARM = "linux/arm64"
@@ -131,16 +131,7 @@ def two_platform_base() -> tuple[FakeDaemon, FakeRegistry]:
 def tree(tmp_path: Path) -> Path:
     """base (FROM the config's debian, no test) and app (FROM base, with a test.sh), as in
     test_executor."""
-    write_image(tmp_path, "base", "FROM {{ 'debian' | image_tag }}\nRUN true\n")
-    write_image(
-        tmp_path,
-        "app",
-        "FROM {{ 'base' | image_tag }}\n",
-        control="Package: app\nDepends: base\n",
-        **{"test.sh": "#!/bin/sh\n"},
-    )
-    (tmp_path / "config.yaml").write_text(CONFIG, "utf-8")
-    return tmp_path
+    return write_tree(tmp_path)
 
 
 class TestAWholeRun:
@@ -356,16 +347,22 @@ class TestPulls:
 
 
 class TestPublishing:
+    LABEL = f"{HOST}/ns/base:1.0-arm64"
+
+    def built(self, tree: Path) -> tuple[Workspace, Plan, FakeDaemon, FakeRegistry]:
+        """The expanded plan of TREE, and a daemon holding base's arm64 image, built."""
+        workspace, plan = planned(tree)
+        daemon, registry = two_platform_base()
+        daemon.images[self.LABEL] = "sha256:built"
+        return workspace, expanded(plan), daemon, registry
+
     def test_a_platform_image_is_pushed_under_its_tag_and_latest_stays(
         self, tree: Path, tmp_path: Path
     ) -> None:
-        workspace, plan = planned(tree)
-        daemon, registry = two_platform_base()
-        label = f"{HOST}/ns/base:1.0-arm64"
-        daemon.images[label] = "sha256:built"
-        daemon.platforms[label] = ARM
+        workspace, plan, daemon, registry = self.built(tree)
+        daemon.platforms[self.LABEL] = ARM
         found = outcomes(
-            run(workspace, only(expanded(plan), "publish:base:arm64"), daemon, registry, tmp_path)
+            run(workspace, only(plan, "publish:base:arm64"), daemon, registry, tmp_path)
         )
         pushed = registry.tags["ns/base", "1.0-arm64"]
         assert found["publish:base:arm64"] == (Outcome.SUCCEEDED, pushed, None)
@@ -375,22 +372,17 @@ class TestPublishing:
     def test_a_platform_tag_with_other_content_is_pushed_over(
         self, tree: Path, tmp_path: Path
     ) -> None:
-        workspace, plan = planned(tree)
-        daemon, registry = two_platform_base()
-        label = f"{HOST}/ns/base:1.0-arm64"
-        daemon.images[label] = "sha256:built"
+        workspace, plan, daemon, registry = self.built(tree)
         registry.put("ns/base", "1.0-arm64", Manifest("sha256:an-earlier-build"))
-        found = outcomes(
-            run(workspace, only(expanded(plan), "publish:base:arm64"), daemon, registry, tmp_path)
-        )
+        publish = only(plan, "publish:base:arm64")
+        found = outcomes(run(workspace, publish, daemon, registry, tmp_path))
         assert found["publish:base:arm64"][0] is Outcome.SUCCEEDED
         held = registry.tags["ns/base", "1.0-arm64"]
         assert registry.manifests["ns/base", held].config == "sha256:built"
-        again = outcomes(
-            run(workspace, only(expanded(plan), "publish:base:arm64"), daemon, registry, tmp_path)
-        )
+        again = outcomes(run(workspace, publish, daemon, registry, tmp_path))
         assert again["publish:base:arm64"][1] == held
-        assert daemon.calls.count(("push", label)) == 1  # the same content: not pushed again
+        # The same content: not pushed again.
+        assert daemon.calls.count(("push", self.LABEL)) == 1
 
 
 class TestTheIndexStep:

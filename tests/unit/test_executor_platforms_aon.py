@@ -15,8 +15,9 @@ import pytest
 from dockerpkg.core.plan import Plan, PublishMode
 from dockerpkg.core.planner import Observed
 from dockerpkg.core.report import Outcome, publication_line
-from tests.support.fakedaemon import NATIVE, FakeDaemon, FakeRegistry, Manifest, digest_of
-from tests.unit.test_executor import BASE, CONFIG, HOST, outcomes, planned, run, write_image
+from tests.support.fakedaemon import NATIVE, Manifest
+from tests.unit.test_executor import CONFIG, HOST, outcomes, planned, run, write_tree
+from tests.unit.test_executor_platforms import two_platform_base
 
 ARM = "linux/arm64"
 PLATFORMS = (NATIVE, ARM)
@@ -30,24 +31,7 @@ ONLINE = Observed(
 def tree(tmp_path: Path) -> Path:
     """base (FROM the config's debian) and app (FROM base, with a test.sh), for both
     platforms."""
-    write_image(tmp_path, "base", "FROM {{ 'debian' | image_tag }}\nRUN true\n")
-    write_image(
-        tmp_path,
-        "app",
-        "FROM {{ 'base' | image_tag }}\n",
-        control="Package: app\nDepends: base\n",
-        **{"test.sh": "#!/bin/sh\n"},
-    )
-    config = CONFIG + f"platforms:\n  - {NATIVE}\n  - {ARM}\n"
-    (tmp_path / "config.yaml").write_text(config, "utf-8")
-    return tmp_path
-
-
-def two_platform_base() -> tuple[FakeDaemon, FakeRegistry]:
-    registry = FakeRegistry(HOST)
-    daemon = FakeDaemon(remote={BASE: digest_of("debian", NATIVE)}, registry=registry)
-    daemon.remote_platforms[BASE] = {p: digest_of("debian", p) for p in PLATFORMS}
-    return daemon, registry
+    return write_tree(tmp_path, CONFIG + f"platforms:\n  - {NATIVE}\n  - {ARM}\n")
 
 
 def aon(tree: Path, observed: Observed = ONLINE) -> tuple[object, Plan]:

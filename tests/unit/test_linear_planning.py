@@ -89,6 +89,11 @@ def core_lines(work: Callable[[], None]) -> int:
 
 @pytest.fixture(scope="module")
 def snapshots(tmp_path_factory: pytest.TempPathFactory) -> dict[int, Snapshot]:
+    return generated(tmp_path_factory)
+
+
+def generated(tmp_path_factory: pytest.TempPathFactory) -> dict[int, Snapshot]:
+    """Snapshots of the generated trees of SMALL and LARGE images."""
     generate = gentree().generate
     found = {}
     for count in (SMALL, LARGE):

@@ -9,14 +9,13 @@ import attrs
 import pytest
 
 from dockerpkg.core.builders import DEFAULT_BUILDERS, Builder, BuilderSet
-from dockerpkg.core.plan import BuildOptions, Op, Plan, PublishMode
+from dockerpkg.core.plan import Op, Plan, PublishMode
 from dockerpkg.core.planmatch import build_differences, claimed_observed
 from dockerpkg.core.planner import Observed, plan_build
 from dockerpkg.core.recheck import without_published
-from dockerpkg.core.serialize import plan_from_json, plan_to_json, plan_to_text
+from dockerpkg.core.serialize import plan_from_json, plan_to_json
 from dockerpkg.core.staging import Staged
 from dockerpkg.errors import DockerPkgError
-from tests.support.golden import check_golden
 from tests.unit.test_platform_plan import (
     AMD64,
     ARM64,
@@ -32,6 +31,10 @@ from tests.unit.test_platform_plan import (
     ops,
     tree_of,
 )
+from tests.unit.test_platform_plan import (
+    make as plan_of,
+)
+from tests.unit.test_platform_plan import views as plan_views
 
 STAGING = f"{R}/dockerpkg-staging"
 PROMOTED = [("promote", "parent", "all_published"), ("promote", "child", "all_published")]
@@ -39,21 +42,11 @@ PROMOTED = [("promote", "parent", "all_published"), ("promote", "child", "all_pu
 
 def make(observed: Observed, builders: BuilderSet = DEFAULT_BUILDERS, **options: object) -> Plan:
     options = {"publish": PublishMode.ALL_OR_NOTHING, **options}
-    return plan_build(
-        tree_of(),
-        CONFIG,
-        observed,
-        directory="images",
-        digest="sha256:test",
-        options=BuildOptions(**options),  # type: ignore[arg-type]
-        builders=builders,
-    )
+    return plan_of(observed, chosen=builders, **options)  # type: ignore[arg-type]
 
 
 def views(plan: Plan, name: str) -> None:
-    check_golden(f"plans/platforms-aon-{name}.txt", plan_to_text(plan, needs=True))
-    check_golden(f"plans/platforms-aon-{name}.json", plan_to_json(plan))
-    assert plan_from_json(plan_to_json(plan), "plan.json") == plan
+    plan_views(plan, f"aon-{name}")
 
 
 class TestFresh:

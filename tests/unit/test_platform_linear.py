@@ -11,7 +11,7 @@ from dockerpkg.core.recheck import publishing_labels, without_published
 from dockerpkg.core.serialize import plan_to_json
 from dockerpkg.core.spec import Snapshot
 from dockerpkg.core.tree import load_tree
-from tests.unit.test_linear_planning import CONFIG, LARGE, MOST, SMALL, core_lines, gentree
+from tests.unit.test_linear_planning import CONFIG, LARGE, MOST, SMALL, core_lines, generated
 
 PLATFORMS = attrs.evolve(CONFIG, platforms=("linux/amd64", "linux/arm64"))
 
@@ -28,15 +28,7 @@ def plan_everything(snapshot: Snapshot) -> None:
 
 @pytest.fixture(scope="module")
 def snapshots(tmp_path_factory: pytest.TempPathFactory) -> dict[int, Snapshot]:
-    from dockerpkg.effects.tree import read_snapshot
-
-    generate = gentree().generate
-    found = {}
-    for count in (SMALL, LARGE):
-        folder = tmp_path_factory.mktemp(f"tree{count}")
-        generate(folder, count, 6, roots=1)
-        found[count] = read_snapshot(folder)
-    return found
+    return generated(tmp_path_factory)
 
 
 def test_planning_with_platforms_is_linear(snapshots: dict[int, Snapshot]) -> None:

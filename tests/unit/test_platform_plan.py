@@ -6,7 +6,7 @@ from __future__ import annotations
 import attrs
 import pytest
 
-from dockerpkg.core.builders import Builder, BuilderSet
+from dockerpkg.core.builders import DEFAULT_BUILDERS, Builder, BuilderSet
 from dockerpkg.core.config import Config
 from dockerpkg.core.markdown import plan_to_markdown
 from dockerpkg.core.plan import BuildOptions, CacheMode, Op, Plan, Reason
@@ -103,7 +103,11 @@ ARM64_MISSING = attrs.evolve(
 
 
 def make(
-    observed: Observed, tree: Tree | None = None, config: Config = CONFIG, **options: object
+    observed: Observed,
+    tree: Tree | None = None,
+    config: Config = CONFIG,
+    chosen: BuilderSet = DEFAULT_BUILDERS,
+    **options: object,
 ) -> Plan:
     return plan_build(
         tree or tree_of(config),
@@ -112,6 +116,7 @@ def make(
         directory="images",
         digest="sha256:test",
         options=BuildOptions(**options),  # type: ignore[arg-type]
+        builders=chosen,
     )
 
 

@@ -6,7 +6,8 @@ by a tag-latest step after it, where it should move)."""
 from __future__ import annotations
 
 from dockerpkg.core.plan import PlannedImage
-from dockerpkg.effects.executor.registrysteps import push_tag
+from dockerpkg.effects.executor.indexpromote import confirm_index
+from dockerpkg.effects.executor.registrysteps import confirm_push, push_tag
 from dockerpkg.effects.executor.shared import Shared
 from dockerpkg.effects.registry import RegistryError
 from dockerpkg.effects.tasks import TaskFailedError
@@ -34,12 +35,7 @@ def publish_platform(run: Shared, image: PlannedImage) -> str | None:
                 pushed = push_tag(run, repository, tag, log)
         except DaemonError as exc:
             raise run.failed(exc) from None
-        try:
-            digest = registry.manifest_digest(path, pushed or tag)
-        except RegistryError as exc:
-            raise TaskFailedError(f"pushed, but cannot confirm it: {exc}") from None
-        if digest is None:
-            raise TaskFailedError(f"pushed, but the registry does not have {image.label}")
+        digest = confirm_push(registry, path, pushed or tag, "pushed", image.label)
         log.write(f"{tag}: {digest}\n")
     return digest
 
@@ -60,11 +56,7 @@ def put_index(run: Shared, image: PlannedImage) -> str | None:
             held = registry.manifest_digest(path, tag)
         except RegistryError as exc:
             raise TaskFailedError(f"cannot put the image index of {image.label}: {exc}") from None
-        if held != digest:
-            raise TaskFailedError(
-                f"put the image index {digest[:19]}, but {image.label} holds {held or 'nothing'}"
-            )
-        log.write(f"{tag}: {digest}\n")
+        confirm_index(image, (tag,), digest, held, log)
     return digest
 
 

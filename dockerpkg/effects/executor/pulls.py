@@ -4,6 +4,8 @@ takes that platform's image, names it as the plan says and checks it is of that 
 
 from __future__ import annotations
 
+from typing import IO
+
 from dockerpkg.core.labels import split_label
 from dockerpkg.core.runrules import local_copy_serves
 from dockerpkg.effects.executor.platformcheck import LOCAL_COPY, PULLED, require_platform
@@ -26,16 +28,8 @@ def pull(
     # Not beside a pull of LABEL for a platform, which moves LABEL's tag (see below).
     with run.log(log_name, f"pull {label}") as log, run.pull_lock(label):
         try:
-            pulled = run.daemon.pull(
-                label,
-                run.credentials_for(label),
-                log,
-                run.cancel,
-                timeout=settings.transfer_timeout,
-            )
+            pulled = _daemon_pull(run, label, log)
         except DaemonError as exc:
-            if run.cancel.is_set():
-                raise run.failed(exc) from None
             if _local_copy(run, label):
                 log.write(f"{exc}; using the local copy\n")
                 return "local copy"
@@ -47,6 +41,24 @@ def pull(
             _name(run, label, named)
             log.write(f"{label} is {named} here\n")
     return None
+
+
+def _daemon_pull(run: Shared, label: str, log: IO[str], platform: str | None = None) -> str | None:
+    """The daemon's pull of LABEL (for PLATFORM when given); a pull the run's cancellation
+    stopped fails the step, any other failure is the caller's DaemonError to judge."""
+    try:
+        return run.daemon.pull(
+            label,
+            run.credentials_for(label),
+            log,
+            run.cancel,
+            timeout=run.settings.transfer_timeout,
+            platform=platform,
+        )
+    except DaemonError as exc:
+        if run.cancel.is_set():
+            raise run.failed(exc) from None
+        raise
 
 
 def _local_copy(run: Shared, label: str, held: str | None = None) -> bool:
@@ -92,23 +104,13 @@ def pull_for_platform(
     The daemon moves LABEL's own tag while it pulls (to whatever platform it pulled last):
     pulls of one label never overlap on a daemon, and each is named before the next starts.
     """
-    settings = run.settings
     target = named or label
     with run.log(log_name, f"pull {label} for {platform}") as log:
         with run.pull_lock(label):
             held = _held(run, label) if named is not None else None
             try:
-                pulled = run.daemon.pull(
-                    label,
-                    run.credentials_for(label),
-                    log,
-                    run.cancel,
-                    timeout=settings.transfer_timeout,
-                    platform=platform,
-                )
+                pulled = _daemon_pull(run, label, log, platform)
             except DaemonError as exc:
-                if run.cancel.is_set():
-                    raise run.failed(exc) from None
                 if named is None or not _local_copy(run, label, named):
                     raise TaskFailedError(str(exc)) from None
                 log.write(f"{exc}; using the local copy {named}\n")

@@ -54,15 +54,21 @@ def stage(run: Shared, image: PlannedImage, target: str) -> str | None:
             pushed = push_tag(run, repository, tag, log)
         except DaemonError as exc:
             raise run.failed(exc) from None
-        try:
-            # By the digest pushed: the tag may hold someone else's push by now.
-            digest = registry.manifest_digest(path, pushed or tag)
-        except RegistryError as exc:
-            raise TaskFailedError(f"staged, but cannot confirm it: {exc}") from None
-        if digest is None:
-            raise TaskFailedError(f"staged, but the registry does not have {target}")
+        digest = confirm_push(registry, path, pushed or tag, "staged", target)
         log.write(f"staged: {digest}\n")
     run.staged[image.name] = digest  # one dict write: atomic
+    return digest
+
+
+def confirm_push(registry: Registry, path: str, reference: str, done: str, shown: str) -> str:
+    """The digest of the manifest REFERENCE of PATH, just pushed (DONE: "pushed", "staged")
+    as SHOWN; by the digest pushed where known: the tag may hold someone else's push by now."""
+    try:
+        digest = registry.manifest_digest(path, reference)
+    except RegistryError as exc:
+        raise TaskFailedError(f"{done}, but cannot confirm it: {exc}") from None
+    if digest is None:
+        raise TaskFailedError(f"{done}, but the registry does not have {shown}")
     return digest
 
 

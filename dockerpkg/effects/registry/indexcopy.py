@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 from dockerpkg.effects.registry.errors import RegistryFailure
 from dockerpkg.effects.registry.session import RegistrySession, check_names, content_digest
-from dockerpkg.effects.registry.writes import bring_blob, put_index
+from dockerpkg.effects.registry.writes import copy_image_manifest, put_index
 
 
 def promote_index(
@@ -42,30 +42,17 @@ def _copy_manifest(
             f"cannot promote the {platform} image of {repository}: registry {session.name} "
             f"has no {staging}@{digest}",
         )
-    manifest, body = found
-    if content_digest(body) != digest:
+    if content_digest(found[1]) != digest:
         raise session.words.error(
             RegistryFailure.BAD_RESPONSE, f"{staging}@{digest[:19]} came back as another manifest"
         )
-    try:
-        media_type = str(manifest["mediaType"])
-        blobs = [manifest["config"]["digest"]] + [layer["digest"] for layer in manifest["layers"]]
-    except (KeyError, TypeError):
-        raise session.words.error(
-            RegistryFailure.BAD_RESPONSE,
-            f"{staging}@{digest[:19]} ({platform}) is not a single image manifest",
-        ) from None
-    for blob in blobs:
-        bring_blob(session, staging, repository, str(blob))
-    repo = session.api_repository(repository)
-    put = session.call(
-        "PUT",
-        repo,
-        f"/v2/{repo}/manifests/{digest}",
-        {"Content-Type": media_type},
-        f"copying the {platform} image {staging}@{digest[:19]} into {repository}",
-        body=body,
-        push=True,
+    copy_image_manifest(
+        session,
+        staging,
+        repository,
+        digest,
+        found,
+        shown=f"{staging}@{digest[:19]} ({platform})",
+        doing=f"copying the {platform} image {staging}@{digest[:19]} into {repository}",
+        put_what=f"PUT manifest {repository}@{digest[:19]}",
     )
-    if put.status_code not in (200, 201):
-        raise session.words.unexpected(put, f"PUT manifest {repository}@{digest[:19]}")

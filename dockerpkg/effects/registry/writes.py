@@ -6,7 +6,8 @@ idempotent: at worst it leaves an unused upload behind."""
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 from dockerpkg.core.platforms import Platform
@@ -36,17 +37,15 @@ def copy_tag(session: RegistrySession, repository: str, source: str, target: str
     media_type = manifest.headers.get("Content-Type", "")
     body = manifest.content
     digest = content_digest(body)
-    put = session.call(
-        "PUT",
-        repo,
-        f"/v2/{repo}/manifests/{target}",
-        {"Content-Type": media_type},
-        f"tagging {repository}:{source} as {target}",
+    put_manifest(
+        session,
+        repository,
+        target,
+        media_type=media_type,
         body=body,
-        push=True,
+        doing=f"tagging {repository}:{source} as {target}",
+        put_what=f"PUT manifest {repository}:{target}",
     )
-    if put.status_code not in (200, 201):
-        raise session.words.unexpected(put, f"PUT manifest {repository}:{target}")
     return digest
 
 
@@ -67,28 +66,78 @@ def promote(
             RegistryFailure.BAD_RESPONSE,
             f"{staging}@{digest[:19]} came back as another manifest",
         )
+    copy_image_manifest(
+        session,
+        staging,
+        repository,
+        tag,
+        (manifest, body),
+        shown=f"{staging}:{tag}",
+        doing=f"putting the manifest of {repository}:{tag}",
+        put_what=f"PUT manifest {repository}:{tag}",
+    )
+    return content_digest(body)
+
+
+def copy_image_manifest(
+    session: RegistrySession,
+    staging: str,
+    repository: str,
+    reference: str,
+    found: tuple[Mapping[str, Any], bytes],
+    *,
+    shown: str,
+    doing: str,
+    put_what: str,
+) -> None:
+    """Put FOUND (a single image manifest of STAGING, parsed and as read; SHOWN in errors)
+    under REFERENCE (a tag or its digest) of REPOSITORY, its blobs brought from STAGING
+    first; DOING and PUT_WHAT describe the PUT."""
+    manifest, body = found
     try:
-        media_type = manifest["mediaType"]
+        media_type = str(manifest["mediaType"])
         blobs = [manifest["config"]["digest"]] + [layer["digest"] for layer in manifest["layers"]]
     except (KeyError, TypeError):
         raise session.words.error(
-            RegistryFailure.BAD_RESPONSE, f"{staging}:{tag} is not a single image manifest"
+            RegistryFailure.BAD_RESPONSE, f"{shown} is not a single image manifest"
         ) from None
     for blob in blobs:
         bring_blob(session, staging, repository, str(blob))
+    put_manifest(
+        session,
+        repository,
+        reference,
+        media_type=media_type,
+        body=body,
+        doing=doing,
+        put_what=put_what,
+    )
+
+
+def put_manifest(
+    session: RegistrySession,
+    repository: str,
+    reference: str,
+    *,
+    media_type: str,
+    body: bytes,
+    doing: str,
+    put_what: str,
+) -> None:
+    """PUT BODY (of MEDIA_TYPE) under REFERENCE of REPOSITORY; any status but 200 or 201 is
+    an error described by PUT_WHAT (DOING describes the call)."""
     repo = session.api_repository(repository)
     put = session.call(
         "PUT",
         repo,
-        f"/v2/{repo}/manifests/{tag}",
-        {"Content-Type": str(media_type)},
-        f"putting the manifest of {repository}:{tag}",
+        f"/v2/{repo}/manifests/{reference}",
+        {"Content-Type": media_type},
+        doing,
         body=body,
         push=True,
     )
     if put.status_code not in (200, 201):
-        raise session.words.unexpected(put, f"PUT manifest {repository}:{tag}")
-    return content_digest(body)
+        raise session.words.unexpected(put, put_what)
 
 
 def bring_blob(session: RegistrySession, source: str, repository: str, digest: str) -> None:
@@ -190,19 +239,16 @@ def put_index(
         {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": listed},
         separators=(",", ":"),
     ).encode()
-    repo = session.api_repository(repository)
     for tag in tags:
-        put = session.call(
-            "PUT",
-            repo,
-            f"/v2/{repo}/manifests/{tag}",
-            {"Content-Type": OCI_INDEX},
-            f"putting the image index of {repository}:{tag}",
+        put_manifest(
+            session,
+            repository,
+            tag,
+            media_type=OCI_INDEX,
             body=body,
-            push=True,
+            doing=f"putting the image index of {repository}:{tag}",
+            put_what=f"PUT image index {repository}:{tag}",
         )
-        if put.status_code not in (200, 201):
-            raise session.words.unexpected(put, f"PUT image index {repository}:{tag}")
     return content_digest(body)
 
 
