@@ -284,7 +284,7 @@ def platform_list(texts: Sequence[str]) -> tuple[tuple[str, ...], str | None]:
 
 def _platforms(texts: Sequence[str]) -> tuple[tuple[str, ...], str | None, int]:
     """The canonical platforms of TEXTS, or why not and the index of the bad one."""
-    found: list[str] = []
+    found: dict[str, None] = {}  # ordered, and a set
     for index, text in enumerate(texts):
         try:
             platform = str(Platform.parse(text))
@@ -292,7 +292,7 @@ def _platforms(texts: Sequence[str]) -> tuple[tuple[str, ...], str | None, int]:
             return (), str(exc), index
         if platform in found:
             return (), f"platform {platform} is given twice", index
-        found.append(platform)
+        found[platform] = None
     return tuple(found), None, len(found)
 
 

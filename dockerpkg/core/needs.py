@@ -16,8 +16,14 @@
   stay linear in the tree (every promotion waiting for every such step made plans
   quadratic: 53 MB of JSON at 800 images) and the promotions after the barrier still run
   side by side.
-- An index step (several platforms) waits for the pushes of its platform images.
-- Pulls and `tag-latest` wait for nothing.
+- An index step (several platforms) waits for the pushes of its platform images and for
+  the index steps of the index images it depends on, so no index lists an image built on a
+  platform its parent's index does not list yet.
+- A build of an image without platforms also waits for the pulls for one platform of its
+  base's tag by that tag: such a pull moves the shared tag onto that platform's image until
+  it ends (the executor puts it back), and the build reads the tag.
+- A `tag-latest` waits for its image's index step, where the plan has one (the index puts
+  the version tag that `latest` is then set to); pulls wait for nothing.
 """
 
 from __future__ import annotations
@@ -50,12 +56,17 @@ def with_needs(steps: Sequence[Step], images: Iterable[PlannedImage]) -> tuple[S
         for name in ((s.image, s.detail) if s.platform else (s.image, s.label, s.detail))
         if name is not None
     }
+    # A pull for one platform by a shared tag (no digest known), by the tag.
+    by_tag: dict[str, list[StepKey]] = {}
+    for s in steps:
+        if s.op is Op.PULL and s.platform and s.label and "@" not in s.label:
+            by_tag.setdefault(s.label, []).append(s.key)
     # An image's push: its publication, or its staging push (all_or_nothing).
     pushes = {s.image: s.key for s in steps if OPS[s.op].pushes_image}
     return tuple(
         attrs.evolve(step, needs=_promotion_needs(step, by_name, keys, making, first))
         if step.op is Op.PROMOTE
-        else attrs.evolve(step, needs=_needs(step, by_name, keys, (pulls, pushes)))
+        else attrs.evolve(step, needs=_needs(step, by_name, keys, (pulls, pushes, by_tag)))
         for step in steps
     )
 
@@ -88,11 +99,11 @@ def _needs(
     step: Step,
     images: Mapping[str, PlannedImage],
     keys: set[StepKey],
-    found_by: tuple[Mapping[str, StepKey], Mapping[str, StepKey]],
+    found_by: tuple[Mapping[str, StepKey], Mapping[str, StepKey], Mapping[str, Sequence[StepKey]]],
 ) -> tuple[StepKey, ...]:
-    """STEP's needs (not a promotion's); FOUND_BY: the pulls by the names they pull, and
-    the images' pushes by image."""
-    pulls, pushes = found_by
+    """STEP's needs (not a promotion's); FOUND_BY: the pulls by the names they pull, the
+    images' pushes by image, and the pulls for one platform by the shared tag they pull."""
+    pulls, pushes, by_tag = found_by
     image = images.get(step.image)
     found: list[StepKey] = []
     if step.op in (Op.BUILD_STAGE, Op.BUILD) and image is not None:
@@ -103,6 +114,8 @@ def _needs(
             found += [verified] if verified in keys else [built] if built in keys else []
         if step.op is Op.BUILD:
             found += [k for k in (StepKey(Op.BUILD_STAGE, step.image),) if k in keys]
+        if image.platform is None:
+            found += [k for base in image.bases for k in by_tag.get(base, ())]
     elif step.op is Op.VERIFY:
         found += [k for k in (StepKey(Op.BUILD, step.image),) if k in keys]
     elif OPS[step.op].pushes_image and image is not None:
@@ -111,4 +124,7 @@ def _needs(
     elif step.op is Op.INDEX and image is not None:
         # An index image's parents are its platform images: it lists their pushes.
         found += [pushes[p] for p in image.parents if p in pushes]
+        found += [k for d in image.depends if (k := StepKey(Op.INDEX, d)) in keys]
+    elif step.op is Op.TAG_LATEST:
+        found += [k for k in (StepKey(Op.INDEX, step.image),) if k in keys]
     return tuple(dict.fromkeys(found))

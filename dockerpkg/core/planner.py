@@ -59,7 +59,6 @@ from dockerpkg.core.platformtree import (
     Expansion,
     expanded,
     index_states,
-    unexpanded,
     with_indexes,
     with_platform_images,
 )
@@ -269,11 +268,11 @@ def plan_build(
     defined = definitions(tree)
     notes: list[str] = []
     if publish:
-        latest, notes = latest_steps(tree, observed, unexpanded(tree, published), options.suffix)
+        latest, notes = latest_steps(tree, observed, published, options.suffix, steps)
         steps += latest
     notes += _run_notes(config, options, builders, publish=publish, selected=bool(selected))
     if expansion is not None:
-        notes += platform_notes(steps, builders, observed, directory)
+        notes += platform_notes(steps, builders, observed, directory, expansion.tree)
     findings, finding_notes = platform_findings(
         (tree, expansion), observed, defined, published, directory
     )

@@ -10,6 +10,7 @@ import attrs
 
 from dockerpkg.core.plan import Op, Plan
 from dockerpkg.core.platforms import Platform, platform_name, platform_tag
+from dockerpkg.core.platformtree import local_reference
 from dockerpkg.core.tree import Tree
 
 # The digest an index is claimed to list for a platform whose child the plan does not name.
@@ -26,8 +27,9 @@ class PlatformClaims:
 def claimed_platforms(saved: Plan, tree: Tree) -> PlatformClaims:
     """SAVED's platform images, keyed by TREE's labels: a platform image neither built,
     verified nor pushed was listed in its index (by the digest its index image's children
-    name); one verified without a build, or a parent of a build that is not pulled, was held
-    by the daemon only."""
+    name, or one the plan claims where they name none); one verified without a build, a parent
+    of a build that is not pulled, or one its index image's children name by its platform
+    label (no `@`: a plan that publishes nothing), was held by the daemon only."""
     by_op: dict[Op, set[str]] = {op: set() for op in Op}
     for step in saved.steps:
         by_op[step.op].add(step.image)
@@ -50,25 +52,33 @@ def claimed_platforms(saved: Plan, tree: Tree) -> PlatformClaims:
             if kid in local_only or (kid in verified and kid not in built):
                 local.add(label)
             elif kid not in built and kid not in by_op[Op.PUBLISH]:
-                repository, at, digest = image.children.get(text, "").partition("@")
+                reference = image.children.get(text, "")
+                repository, at, digest = reference.partition("@")
+                if reference and not at:
+                    # Named by its platform label: the daemon's image, never in an index
+                    # (a plan that publishes nothing).
+                    local.add(label)
+                    continue
                 found[text] = digest if at and repository == written.repository else CLAIMED_CHILD
                 local.add(label)
         if found:
             listed[written.label] = found
-    return PlatformClaims(listed, frozenset(local), _pinned_bases(saved))
+    return PlatformClaims(listed, frozenset(local), _pinned_bases(saved, tree))
 
 
-def _pinned_bases(saved: Plan) -> dict[str, dict[str, str]]:
-    """Base label -> platform -> the digest SAVED's platform images pin it to."""
-    pulled = {
-        s.image: ((s.label or "").partition("@")[0], s.platform)
-        for s in saved.steps
-        if s.op is Op.PULL and s.platform is not None
-    }
+def _pinned_bases(saved: Plan, tree: Tree) -> dict[str, dict[str, str]]:
+    """Base label -> platform -> the digest SAVED's platform images pin it to: every platform
+    image's pins (built or not), each pin's reference being the per-platform local name of
+    one of its image's bases in TREE."""
+    index_of = {kid: i.name for i in saved.images if i.platforms for kid in i.parents}
     found: dict[str, dict[str, str]] = {}
     for image in saved.images:
-        for ref, digest in image.pins.items() if image.platform is not None else ():
-            if ref in pulled:
-                base, platform = pulled[ref]
-                found.setdefault(base, {})[str(platform)] = digest
+        written = tree.images.get(index_of.get(image.name, ""))
+        if image.platform is None or not image.pins or written is None:
+            continue
+        platform = Platform.parse(image.platform)
+        base_of = {local_reference(b, platform): b.partition("@")[0] for b in written.bases}
+        for ref, digest in image.pins.items():
+            if ref in base_of:
+                found.setdefault(base_of[ref], {})[image.platform] = digest
     return found

@@ -28,6 +28,8 @@ _ARCHITECTURES = {
 }
 _DEFAULT_VARIANT = {"arm": "v7"}
 _NAME = re.compile(r"[a-z0-9][a-z0-9_]*\Z")
+# Longer names than any OCI platform's part: a bound, so a platform tag stays a valid tag.
+MAX_PART = 32
 
 
 @attrs.frozen(cache_hash=True)  # keys of maps throughout a run
@@ -45,6 +47,8 @@ class Platform:
         parts = text.strip().lower().split("/")
         if len(parts) not in (2, 3) or not all(_NAME.match(p) for p in parts):
             raise ValueError(f"platform {text!r} is not OS/ARCHITECTURE[/VARIANT]")
+        if any(len(p) > MAX_PART for p in parts):
+            raise ValueError(f"platform {text!r} has a part over {MAX_PART} characters")
         os, architecture = parts[0], _ARCHITECTURES.get(parts[1], parts[1])
         variant = parts[2] if len(parts) == 3 else _DEFAULT_VARIANT.get(architecture)
         if architecture == "arm64" and variant == "v8":

@@ -87,11 +87,16 @@ def with_children(
 
 
 def builder_notes(
-    building: Mapping[str, str], builders: BuilderSet, observed: Observed, directory: str
+    building: Mapping[str, str],
+    builders: BuilderSet,
+    observed: Observed,
+    directory: str,
+    files: Mapping[str, str] | None = None,
 ) -> list[str]:
     """The notes about who builds BUILDING (platform -> the first image built for it), or
     DockerPkgError when no builder can build one: by the platforms declared for the
-    config's builders, else by the daemon's own platform and those its machine emulates."""
+    config's builders, else by the daemon's own platform and those its machine emulates
+    (an error at the file FILES names as asking for the platform, else at DIRECTORY)."""
     if not building:
         return []
     declared = [b for b in builders.builders if b.platforms]
@@ -125,10 +130,11 @@ def builder_notes(
             "(its platform is unknown)"
         ]
     can = {native} | observed.emulated
+    missing = [p for p in building if p not in can]
     _refuse(
-        [p for p in building if p not in can],
+        missing,
         building,
-        directory,
+        (files or {}).get(missing[0], directory) if missing else directory,
         f"the daemon is {native} and its machine emulates "
         f"{', '.join(sorted(observed.emulated)) or 'no other platform'}",
     )
@@ -174,7 +180,7 @@ def missing_base_platforms(
             listed = observed.base_platforms.get(base)
             if listed is not None and str(platform) not in listed:
                 raise DockerPkgError.single(
-                    directory,
+                    expansion.tree.images[name].spec.source.file("Dockerfile.template"),
                     f"base image {base} has no {platform} image (its registry lists "
                     f"{', '.join(sorted(listed)) or 'none'}), needed to build '{name}'",
                 )
@@ -226,14 +232,25 @@ def pin_platforms(plan: Plan, expansion: Expansion, observed: Observed) -> tuple
 
 
 def platform_notes(
-    steps: Iterable[Step], builders: BuilderSet, observed: Observed, directory: str
+    steps: Iterable[Step],
+    builders: BuilderSet,
+    observed: Observed,
+    directory: str,
+    tree: Tree | None = None,
 ) -> list[str]:
     """What the plan says of its platforms: who builds each platform STEPS build."""
     building: dict[str, str] = {}
     for step in steps:
         if step.op is Op.BUILD and step.platform is not None:
             building.setdefault(step.platform, step.image)
-    return builder_notes(building, builders, observed, directory)
+    # The control file asking for a platform, where it is the image's own (else the
+    # config's platforms: the directory, the config's path being unknown here).
+    files = {}
+    for platform, name in building.items():
+        spec = None if tree is None else tree.images[name].spec
+        if spec is not None and spec.platforms and spec.source.control is not None:
+            files[platform] = spec.source.file("control")
+    return builder_notes(building, builders, observed, directory, files)
 
 
 def platform_findings(

@@ -20,7 +20,7 @@ import attrs
 
 from dockerpkg.core.config import Config
 from dockerpkg.core.imagestate import State, image_state, state_of
-from dockerpkg.core.labels import split_label
+from dockerpkg.core.labels import is_docker_tag, split_label
 from dockerpkg.core.observed import Observed
 from dockerpkg.core.plan import BuildOptions, Reason
 from dockerpkg.core.platforms import Platform, platform_name, platform_tag
@@ -82,6 +82,7 @@ def expand(tree: Tree, config: Config, *, pull: bool) -> Expansion:
         image = tree.images[name]
         wanted = image_platforms(image, config)
         problems += _parent_problems(image, wanted, tree, config)
+        problems += _tag_problems(image, wanted)
         if not wanted:
             images[name] = image
             order.append(name)
@@ -173,6 +174,32 @@ def _parent_problems(
     return problems
 
 
+def _tag_problems(image: Image, wanted: tuple[str, ...]) -> list[Problem]:
+    """An error for each of WANTED whose platform tag of IMAGE's version is no Docker tag
+    (too long: at most 128 characters), at the control's `Platforms` line where it gives
+    them, else at the changelog (the version; the platforms are the config's)."""
+    bad = [p for p in wanted if not is_docker_tag(platform_tag(image.tag, Platform.parse(p)))]
+    if not bad:
+        return []
+    message = (
+        f"image '{image.name}' version tag '{image.tag}' for {bad[0]} would be tagged "
+        f"'{platform_tag(image.tag, Platform.parse(bad[0]))}', which is not a valid Docker tag "
+        "(at most 128 characters)"
+    )
+    source = image.spec.source
+    if source.control is not None and image.spec.platforms:
+        line = next(
+            (
+                number
+                for number, text in enumerate(source.control.splitlines(), 1)
+                if text.lower().startswith("platforms:")
+            ),
+            None,
+        )
+        return [error(source.file("control"), message, line)]
+    return [error(source.file("changelog"), message)]
+
+
 def _at_dependency(image: Image, parent: str, message: str) -> Problem:
     """An error at IMAGE's control line naming PARENT, else at its template."""
     source = image.spec.source
@@ -261,8 +288,3 @@ def expanded(tree: Tree, config: Config, options: BuildOptions, directory: str) 
     if not has_platforms(tree, config):
         return None
     return expand(tree, config, pull=options.pull)
-
-
-def unexpanded(tree: Tree, names: Iterable[str]) -> list[str]:
-    """NAMES without platform images: those whose tags users pull (`latest` included)."""
-    return [n for n in names if tree.images[n].platform is None]

@@ -21,9 +21,25 @@ from dockerpkg.core.plan import Op, Plan, Reason, Step
 
 
 def publishing_labels(plan: Plan) -> tuple[str, ...]:
-    """The labels PLAN would publish: what to ask the registry about before applying it."""
+    """The labels PLAN would publish: what to ask the registry about before applying it
+    (not those of a tree with platforms, see `_judged`)."""
     labels = _labels(plan)
-    return tuple(dict.fromkeys(labels[s.image] for s in plan.steps if OPS[s.op].publishes))
+    judged = _judged(plan)
+    return tuple(
+        dict.fromkeys(
+            labels[s.image] for s in plan.steps if OPS[s.op].publishes and s.image in judged
+        )
+    )
+
+
+def _judged(plan: Plan) -> frozenset[str]:
+    """The images a tag existing since says are published. Not a platform image: its tag
+    is pushed over until an index lists it, so an earlier run's build left under it (its
+    index never put) is not published. Not an index image: its version tag may be an index
+    lacking a platform; its index step (or promotion) stays."""
+    return frozenset(
+        image.name for image in plan.images if image.platform is None and not image.platforms
+    )
 
 
 def _labels(plan: Plan) -> dict[str, str]:
@@ -37,15 +53,11 @@ def without_published(plan: Plan, published: frozenset[str]) -> tuple[Plan, tupl
     holds, and those labels; images built from one of them pull it first (unless the plan
     was made with --no-pull, which takes images from the daemon)."""
     label_of = _labels(plan)
-    # An index image's version tag existing says nothing of whether it lists every
-    # platform: its promotion stays, as its index step would.
-    indexes = {image.name for image in plan.images if image.platforms}
+    judged = _judged(plan)
     gone = {
         s.image: label
         for s in plan.steps
-        if OPS[s.op].publishes
-        and s.image not in indexes
-        and (label := label_of[s.image]) in published
+        if OPS[s.op].publishes and s.image in judged and (label := label_of[s.image]) in published
     }
     if not gone:
         return plan, ()
@@ -58,7 +70,7 @@ def without_published(plan: Plan, published: frozenset[str]) -> tuple[Plan, tupl
     pulls = []
     if plan.options.pull:
         needed = sorted({p for name in building for p in images[name].parents if p in gone})
-        pulls = [_pull(p, gone[p], images[p].platform) for p in needed if gone[p] not in pulled]
+        pulls = [_pull(p, gone[p]) for p in needed if gone[p] not in pulled]
     # Pulls come first in a plan, these after the plan's own; a pull only the images gone
     # needed goes too. A staged parent's pull names the parent's label in its detail (its
     # label is the staging reference).
@@ -82,11 +94,7 @@ def without_published(plan: Plan, published: frozenset[str]) -> tuple[Plan, tupl
     return kept_plan, labels
 
 
-def _pull(name: str, label: str, platform: str | None) -> Step:
+def _pull(name: str, label: str) -> Step:
     """The pull of NAME, published since (LABEL): no daemon was asked about it, so a failed
-    pull may go on with the daemon's copy (the executor looks for one), unless it is one
-    platform's image (the copy may be another platform's), pulled for its platform under
-    its own label."""
-    if platform is None:
-        return Step(Op.PULL, name, Reason.PUBLISHED_DEPENDENCY, label, local_copy=True)
-    return Step(Op.PULL, name, Reason.PUBLISHED_DEPENDENCY, label, label, platform=platform)
+    pull may go on with the daemon's copy (the executor looks for one)."""
+    return Step(Op.PULL, name, Reason.PUBLISHED_DEPENDENCY, label, local_copy=True)

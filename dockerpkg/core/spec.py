@@ -174,7 +174,7 @@ def _control_platforms(field: _Field | None, where: str) -> tuple[tuple[str, ...
     """The control file's `Platforms` in their canonical spelling, in the order written."""
     if field is None:
         return (), []
-    found: list[str] = []
+    found: dict[str, None] = {}  # ordered, and a set
     for line, entry in _relations(field):
         try:
             platform = str(Platform.parse(entry))
@@ -182,7 +182,7 @@ def _control_platforms(field: _Field | None, where: str) -> tuple[tuple[str, ...
             return (), [error(where, f"{field.name}: {exc}", line)]
         if platform in found:
             return (), [error(where, f"{field.name}: platform {platform} is given twice", line)]
-        found.append(platform)
+        found[platform] = None
     if not found:
         return (), [error(where, f"{field.name}: no platform given", field.line)]
     return tuple(found), []

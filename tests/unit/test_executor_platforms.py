@@ -31,7 +31,8 @@ def per_platform_base(platform: str, base: str = BASE) -> str:
 
 def expanded(plan: Plan, platforms: Iterable[str] = PLATFORMS, base: str = BASE) -> Plan:
     """PLAN (base FROM the config's BASE, app FROM base), expanded as the planner expands
-    a tree with PLATFORMS: platform images built, verified and pushed, one index each."""
+    a tree with PLATFORMS: platform images built, verified and pushed, one index each, then
+    `latest` moved onto it."""
     chosen = [Platform.parse(p) for p in platforms]
     images: list[PlannedImage] = []
     steps: list[Step] = []
@@ -84,6 +85,10 @@ def expanded(plan: Plan, platforms: Iterable[str] = PLATFORMS, base: str = BASE)
         )
         needs = tuple(StepKey(Op.PUBLISH, n) for n in names)
         steps.append(Step(Op.INDEX, image.name, Reason.NOT_IN_REGISTRY, image.label, needs=needs))
+        indexed = (StepKey(Op.INDEX, image.name),)
+        steps.append(
+            Step(Op.TAG_LATEST, image.name, Reason.LATEST_NOT_CURRENT, image.label, needs=indexed)
+        )
     return attrs.evolve(plan, images=tuple(images), steps=tuple(steps))
 
 
@@ -422,12 +427,13 @@ class TestTheIndexStep:
         found = outcomes(run(workspace, plan, daemon, registry, tmp_path))
         index = registry.tags["ns/base", "1.0"]
         assert found["index:base"] == (Outcome.SUCCEEDED, index, None)
-        assert registry.tags["ns/base", "latest"] == index
+        # The index step puts the version tag only: `latest` is the planner's to move.
+        assert ("ns/base", "latest") not in registry.tags
         assert dict(registry.manifests["ns/base", index].children) == {
             "linux/amd64": amd,
             ARM: arm,
         }
-        assert ("put_index", "ns/base", "1.0", "latest") in registry.calls
+        assert ("put_index", "ns/base", "1.0") in registry.calls
         assert daemon.calls == []  # the registry alone
 
     def test_a_child_the_registry_lacks_fails_and_moves_nothing(

@@ -42,6 +42,18 @@ def test_a_platform_given_twice_is_an_error() -> None:
     ]
 
 
+def test_an_overlong_platform_is_an_error_at_its_line() -> None:
+    long = "b" * 33
+    assert problems(f"platforms:\n  - linux/amd64\n  - linux/{long}\n") == [
+        f"config.yaml:3: error: bad value for 'platforms': platform 'linux/{long}' has a part "
+        "over 32 characters"
+    ]
+    longest = "b" * 32
+    assert load_config([("config.yaml", f"platforms: [linux/{longest}]\n")]).platforms == (
+        f"linux/{longest}",
+    )
+
+
 def test_builders_declare_their_platforms() -> None:
     text = "builders:\n  - url: ssh://ci@arm.example.org\n    platforms: [linux/aarch64]\n"
     config = load_config([("config.yaml", text)])
@@ -89,6 +101,11 @@ def test_control_platforms() -> None:
             "php/control:3: error: Platforms: platform linux/amd64 is given twice",
         ),
         ("Package: php\nPlatforms: ,\n", "php/control:2: error: Platforms: no platform given"),
+        (
+            f"Package: php\nPlatforms: linux/{'a' * 33}\n",
+            f"php/control:2: error: Platforms: platform 'linux/{'a' * 33}' has a part over 32 "
+            "characters",
+        ),
     ],
 )
 def test_bad_control_platforms(control: str, expected: str) -> None:

@@ -12,7 +12,7 @@ from dockerpkg.core.markdown import plan_to_markdown
 from dockerpkg.core.plan import BuildOptions, CacheMode, Op, Plan, Reason
 from dockerpkg.core.planmatch import build_differences, claimed_observed
 from dockerpkg.core.planner import Observed, plan_build
-from dockerpkg.core.recheck import without_published
+from dockerpkg.core.recheck import publishing_labels, without_published
 from dockerpkg.core.report import (
     Outcome,
     Report,
@@ -156,6 +156,8 @@ class TestFresh:
             ("verify", "child:arm64", "built_in_this_run"),
             ("publish", "child:arm64", "built_in_this_run"),
             ("index", "child", "not_in_registry"),
+            ("tag-latest", "parent", "latest_not_current"),
+            ("tag-latest", "child", "latest_not_current"),
         ]
 
     def test_needs_follow_each_platform(self) -> None:
@@ -164,7 +166,13 @@ class TestFresh:
         assert found["build:parent:arm64"] == (f"pull:{BASE}-arm64",)
         assert found["build:child:arm64"] == ("verify:parent:arm64",)
         assert found["publish:child:arm64"] == ("verify:child:arm64", "publish:parent:arm64")
-        assert found["index:child"] == ("publish:child:amd64", "publish:child:arm64")
+        # A child's index waits for its parent's: never public on a platform the parent's
+        # index does not list yet.
+        assert found["index:child"] == (
+            "publish:child:amd64",
+            "publish:child:arm64",
+            "index:parent",
+        )
         assert found["index:parent"] == ("publish:parent:amd64", "publish:parent:arm64")
 
     def test_each_platform_rendered_and_built_from_its_own_parent(self) -> None:
@@ -221,6 +229,7 @@ class TestPublishedWhenComplete:
             ("verify", "child:arm64", "built_in_this_run"),
             ("publish", "child:arm64", "built_in_this_run"),
             ("index", "child", "platform_missing"),
+            ("tag-latest", "child", "latest_not_current"),
         ]
         pull = plan.steps[0]
         assert (pull.label, pull.detail, pull.platform) == (
@@ -241,6 +250,62 @@ class TestPublishedWhenComplete:
             (Op.TAG_LATEST, "parent", PARENT),
             (Op.TAG_LATEST, "child", CHILD),
         ]
+
+
+class TestLatestOfIndexImages:
+    """An index step puts the version tag only; `latest` moves by a tag-latest after it."""
+
+    def latest(self, plan: Plan) -> list[tuple[str, str | None, tuple[str, ...]]]:
+        return [
+            (s.image, s.detail, tuple(str(k) for k in s.needs))
+            for s in plan.steps
+            if s.op is Op.TAG_LATEST
+        ]
+
+    def test_a_new_version_moves_latest_after_its_index(self) -> None:
+        from dockerpkg.core.latest import NEW_VERSION
+
+        assert self.latest(make(ONLINE)) == [
+            ("parent", NEW_VERSION, ("index:parent",)),
+            ("child", NEW_VERSION, ("index:child",)),
+        ]
+
+    def test_a_missing_platform_moves_latest_that_was_on_the_version(self) -> None:
+        assert self.latest(make(ARM64_MISSING)) == [("child", "latest on 2.0", ("index:child",))]
+
+    def test_a_missing_platform_leaves_someone_elses_latest_alone(self) -> None:
+        elsewhere = {f"{R}/child:latest": digest(9), f"{R}/child:3.0-beta": digest(9)}
+        observed = attrs.evolve(
+            ARM64_MISSING,
+            digests={**ARM64_MISSING.digests, **elsewhere},
+            tags={f"{R}/child": ("2.0", "3.0-beta", "latest")},
+        )
+        plan = make(observed)
+        assert ("index", "child") in [(s.op.value, s.image) for s in plan.steps]
+        assert self.latest(plan) == []
+        assert any(
+            note.startswith(f"{R}/child:latest is on 3.0-beta") and "left alone" in note
+            for note in plan.notes
+        )
+
+    def test_a_missing_platform_moves_latest_from_an_older_version(self) -> None:
+        older = {f"{R}/child:latest": digest(9), f"{R}/child:1.0": digest(9)}
+        tree = tree_of(child_version="2.0")
+        source = tree.images["child"].spec.source
+        both = changelog("child", "2.0") + "\n" + changelog("child", "1.0")
+        child = attrs.evolve(
+            tree.images["child"],
+            spec=attrs.evolve(
+                tree.images["child"].spec, source=attrs.evolve(source, changelog=both)
+            ),
+        )
+        tree = attrs.evolve(tree, images={**tree.images, "child": child})
+        observed = attrs.evolve(
+            ARM64_MISSING,
+            digests={**ARM64_MISSING.digests, **older},
+            tags={f"{R}/child": ("1.0", "2.0", "latest")},
+        )
+        assert self.latest(make(observed, tree)) == [("child", "latest on 1.0", ("index:child",))]
 
 
 class TestChildOnlyChange:
@@ -288,6 +353,26 @@ class TestRefusals:
             "OS/ARCHITECTURE[/VARIANT]"
         )
 
+    def test_a_platform_tag_too_long_for_docker_is_an_error(self) -> None:
+        # A 120-character version is a valid tag; with `-armv7xxxxxxxxxx` it is not.
+        version = "1." + "0" * 118
+        variant = "v7" + "x" * 20
+        with pytest.raises(DockerPkgError) as caught:
+            make(
+                ONLINE,
+                tree_of(child_version=version, child_control=f"Platforms: linux/arm/{variant}\n"),
+            )
+        # (The parent lacking that platform is an error of its own.)
+        found = [str(p) for p in caught.value.problems if "valid Docker tag" in str(p)]
+        assert len(found) == 1
+        assert found[0].startswith(f"child/control:3: error: image 'child' version tag '{version}'")
+        assert "not a valid Docker tag" in found[0]
+        # The config's platforms: at the changelog, whose version makes the tag.
+        config = Config(registry=R, base_images=(BASE,), platforms=(f"linux/arm/{variant}",))
+        with pytest.raises(DockerPkgError) as caught:
+            make(ONLINE, tree_of(config, child_version=version), config)
+        assert [str(p).split(" error: ")[0] for p in caught.value.problems] == ["child/changelog:"]
+
     def test_control_platforms_replace_the_configs(self) -> None:
         config = Config(registry=R, base_images=(BASE,), platforms=(AMD64, ARM64))
         tree = tree_of(config, child_control="Platforms: linux/aarch64\n")
@@ -298,6 +383,16 @@ class TestRefusals:
         observed = attrs.evolve(ONLINE, emulated=frozenset())
         with pytest.raises(DockerPkgError, match=r"no builder can build linux/arm64 \(image "):
             make(observed)
+        # Platforms the child's control asks for: the error is at that file.
+        config = Config(registry=R, base_images=(BASE,))
+        parent, child = sources(child_control=f"Platforms: {ARM64}\n")
+        parent = attrs.evolve(parent, control=f"{parent.control}Platforms: {ARM64}\n")
+        tree = load_tree(Snapshot(images=(parent, child)), config)
+        with pytest.raises(DockerPkgError) as caught:
+            make(observed, tree, config)
+        assert str(caught.value.problems[0]).startswith(
+            "parent/control: error: no builder can build linux/arm64 (image 'parent:arm64')"
+        )
 
     def test_unknown_daemon_platform_is_a_note(self) -> None:
         plan = make(attrs.evolve(ONLINE, daemon_platform=None))
@@ -305,8 +400,11 @@ class TestRefusals:
 
     def test_a_base_lacking_a_platform(self) -> None:
         observed = attrs.evolve(ONLINE, base_platforms={BASE: {AMD64: digest(7)}})
-        with pytest.raises(DockerPkgError, match=f"base image {BASE} has no linux/arm64 image"):
+        with pytest.raises(DockerPkgError) as caught:
             make(observed)
+        assert str(caught.value.problems[0]).startswith(
+            f"parent/Dockerfile.template: error: base image {BASE} has no linux/arm64 image"
+        )
 
 
 class TestPinBases:
@@ -476,21 +574,41 @@ class TestMixedTrees:
         )
         tree = attrs.evolve(tree, images={**tree.images, "parent": parent_too})
         found = needs(make(ONLINE, tree, config))
-        assert found["build:plain"] == (f"pull:{BASE}",)
+        # The arm64 pull by the shared tag moves it until it ends: plain's build reads it.
+        assert found["build:plain"] == (f"pull:{BASE}", f"pull:{BASE}-arm64")
         assert found["build:parent:arm64"] == (f"pull:{BASE}-arm64",)
+        # Pulled by the digest its index lists for arm64, the tag never moves.
+        known = attrs.evolve(ONLINE, base_platforms={BASE: {ARM64: digest(8)}})
+        assert needs(make(known, tree, config))["build:plain"] == (f"pull:{BASE}",)
 
 
 class TestRecheck:
-    def test_a_platform_image_published_since_is_pulled_for_its_platform(self) -> None:
+    def test_a_platform_tag_pushed_since_never_drops_its_build(self) -> None:
+        # An earlier run pushed parent:1.0-arm64 but never put the index: that tag is no
+        # publication, and the index must list this plan's build, not what the tag holds.
         plan = make(ONLINE)
-        kept, gone = without_published(plan, frozenset({f"{PARENT}-arm64"}))
-        assert gone == (f"{PARENT}-arm64",)
-        pulls = [s for s in kept.steps if s.op is Op.PULL and s.image == "parent:arm64"]
-        assert [(s.label, s.detail, s.platform) for s in pulls] == [
-            (f"{PARENT}-arm64", f"{PARENT}-arm64", ARM64)
-        ]
-        assert ("index", "parent") in [(s.op.value, s.image) for s in kept.steps]
-        assert needs(kept)["build:child:arm64"] == ("pull:parent:arm64",)
+        asked = publishing_labels(plan)
+        assert f"{PARENT}-arm64" not in asked
+        assert PARENT not in asked
+        kept, gone = without_published(plan, frozenset({f"{PARENT}-arm64", PARENT, CHILD}))
+        assert (kept, gone) == (plan, ())
+
+    def test_an_image_without_platforms_published_since_is_still_dropped(self) -> None:
+        plain = ImageSource(
+            path="plain",
+            template='FROM {{ "busybox" | image_tag }}\n',
+            changelog=changelog("plain", "3.0"),
+        )
+        config = Config(registry=R, base_images=(BASE,))
+        parent, child = sources(child_control=f"Platforms: {AMD64}, {ARM64}\n")
+        parent = attrs.evolve(parent, control=f"{parent.control}Platforms: {AMD64}, {ARM64}\n")
+        tree = load_tree(Snapshot(images=(parent, child, plain)), config)
+        plan = make(ONLINE, tree, config)
+        plain_label = plan.image("plain").label
+        assert publishing_labels(plan) == (plain_label,)
+        kept, gone = without_published(plan, frozenset({plain_label}))
+        assert gone == (plain_label,)
+        assert [s.image for s in kept.steps if s.image == "plain"] == []
 
 
 class TestOtherRuns:
@@ -538,6 +656,30 @@ class TestMoreSavedPlans:
         saved = self.check(observed, config)
         assert saved.image("parent:arm64").pins == {f"{BASE}-arm64": digest(8)}
 
+    @pytest.mark.parametrize("child_version", ["2.0", "2.1"], ids=["arm64-missing", "bump"])
+    def test_pinned_bases_of_platform_images_not_built(self, child_version: str) -> None:
+        # The parent's platform images are published: no pull names their pinned bases,
+        # their pins alone do.
+        config = attrs.evolve(CONFIG, pin_bases=True)
+        pinned = {BASE: {AMD64: digest(7), ARM64: digest(8)}}
+        observed = attrs.evolve(
+            ARM64_MISSING if child_version == "2.0" else COMPLETE, base_platforms=pinned
+        )
+        tree = tree_of(config, child_version=child_version)
+        saved = plan_from_json(plan_to_json(make(observed, tree, config)), "plan.json")
+        assert saved.count(Op.BUILD) == (1 if child_version == "2.0" else 2)
+        assert saved.image("parent:amd64").pins == {f"{BASE}-amd64": digest(7)}
+        derived = make(claimed_observed(saved, tree), tree, config)
+        assert build_differences(saved, derived) == ()
+
+    def test_a_platform_image_held_locally_without_publishing(self) -> None:
+        observed = attrs.evolve(ARM64_MISSING, local=frozenset({f"{CHILD}-arm64"}))
+        tree = tree_of()
+        saved = plan_from_json(plan_to_json(make(observed, tree, no_publish=True)), "plan.json")
+        assert saved.image("child").children[ARM64] == f"{CHILD}-arm64"
+        derived = make(claimed_observed(saved, tree), tree, no_publish=True)
+        assert build_differences(saved, derived) == ()
+
     def test_platform_images_held_by_the_daemon(self) -> None:
         # parent:arm64 built locally only, child:arm64 to build on it.
         observed = attrs.evolve(ARM64_MISSING, local=frozenset({f"{PARENT}-arm64"}))
@@ -554,6 +696,8 @@ class TestMoreSavedPlans:
             ("verify", "child:arm64"),
             ("publish", "child:arm64"),
             ("index", "child"),
+            ("tag-latest", "parent"),
+            ("tag-latest", "child"),
         ]
 
 
@@ -596,7 +740,8 @@ def test_a_reports_summary_counts_the_indexes_put() -> None:
     assert logs["child:arm64"] == "/run/child@arm64.log"
     assert logs["child"] == "/run/child.log"
     assert summary_line(report) == (
-        "Done: 1 built, 1 verified, 1 published, 1 indexed, 0 failed, 0 skipped in 1.0s."
+        "Done: 1 built, 1 verified, 1 published, 1 indexed, 1 latest set, 0 failed, 0 skipped"
+        " in 1.0s."
     )
     assert report_table(report).splitlines()[0].split() == [
         "image",
@@ -606,4 +751,5 @@ def test_a_reports_summary_counts_the_indexes_put() -> None:
         "verify",
         "publish",
         "index",
+        "tag-latest",
     ]

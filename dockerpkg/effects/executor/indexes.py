@@ -1,6 +1,7 @@
 """Steps of a tree with platforms: a platform image published under its platform tag alone
 (`1.0-arm64`; `latest` never moves for one platform), and the index step, which puts one OCI
-image index listing every platform's manifest under the version tag, then `latest`."""
+image index listing every platform's manifest under the version tag (the plan moves `latest`
+by a tag-latest step after it, where it should move)."""
 
 from __future__ import annotations
 
@@ -41,7 +42,7 @@ def publish_platform(run: Shared, image: PlannedImage) -> str | None:
 
 def put_index(run: Shared, image: PlannedImage) -> str | None:
     """Put index image IMAGE's OCI index (each of its platforms' manifests, as its children
-    name them) under its version tag, then `latest`; confirmed by the version tag."""
+    name them) under its version tag; confirmed by the version tag."""
     registry = run.registry_for("putting an image index")
     _, tag, path = run.reference(image.label)
     children = [(platform, _child(run, image, platform, path)) for platform in image.platforms]
@@ -51,11 +52,11 @@ def put_index(run: Shared, image: PlannedImage) -> str | None:
         for platform, reference in children:
             log.write(f"{platform}: {reference}\n")
         try:
-            digest = registry.put_index(path, (tag, "latest"), children)
+            digest = registry.put_index(path, (tag,), children)
             held = registry.manifest_digest(path, tag)
         except RegistryError as exc:
             raise TaskFailedError(f"cannot put the image index of {image.label}: {exc}") from None
-        confirm_index(image, tag, digest, held, log)
+        confirm_index(image, (tag,), digest, held, log)
     return digest
 
 

@@ -5,6 +5,7 @@ under the version tag and `latest`, then the staged manifests deleted."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import IO
 
 from dockerpkg.core.plan import PlannedImage
@@ -29,7 +30,7 @@ def promote_index(run: Shared, image: PlannedImage) -> str | None:
             held = registry.manifest_digest(path, tag)
         except RegistryError as exc:
             raise TaskFailedError(f"cannot promote {image.label}: {exc}") from None
-        confirm_index(image, tag, digest, held, log)
+        confirm_index(image, (tag, "latest"), digest, held, log)
         staged = [d for p, d in children if run.staged.get(_kid(image, p)) == d]
         left = [why for d in staged if (why := registry.delete_manifest(staging, d)) is not None]
         for why in left:
@@ -38,14 +39,15 @@ def promote_index(run: Shared, image: PlannedImage) -> str | None:
 
 
 def confirm_index(
-    image: PlannedImage, tag: str, digest: str, held: str | None, log: IO[str]
+    image: PlannedImage, tags: Sequence[str], digest: str, held: str | None, log: IO[str]
 ) -> None:
-    """Fail unless IMAGE's version TAG HELD the index DIGEST just put (under it and `latest`)."""
+    """Fail unless IMAGE's version tag (the first of TAGS, those the index DIGEST was just
+    put under) HELD it."""
     if held != digest:
         raise TaskFailedError(
             f"put the image index {digest[:19]}, but {image.label} holds {held or 'nothing'}"
         )
-    log.write(f"{tag} and latest: {digest}\n")
+    log.write(f"{' and '.join(tags)}: {digest}\n")
 
 
 def _kid(image: PlannedImage, platform: str) -> str:
