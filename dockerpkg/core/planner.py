@@ -315,12 +315,6 @@ def _plan(
     )
     if expansion is not None:
         images = with_children(images, steps, observed)
-        # A failed pull for one platform never goes on with the daemon's copy of its label:
-        # that may be another platform's.
-        steps = [
-            attrs.evolve(s, local_copy=False) if s.op is Op.PULL and s.platform else s
-            for s in steps
-        ]
     return Plan(
         action=Action.BUILD,
         directory=directory,

@@ -206,9 +206,7 @@ def pin_platforms(plan: Plan, expansion: Expansion, observed: Observed) -> tuple
                 used[ref] = pins[ref] = digest
         images.append(pin_image(image, used))
     steps = tuple(
-        attrs.evolve(
-            step, label=pinned(expansion.base_of[step.image][0], pins[step.image]), local_copy=False
-        )
+        attrs.evolve(step, label=pinned(expansion.base_of[step.image][0], pins[step.image]))
         if step.op is Op.PULL and step.platform is not None and step.image in pins
         else step
         for step in plan.steps

@@ -59,6 +59,10 @@ def _decided(
     seen: tuple[frozenset[str] | None, frozenset[str]],
 ) -> Step:
     local, test_files = seen
+    if step.op is Op.PULL and step.platform is not None:
+        # A failed pull for one platform never goes on with the daemon's copy of its label:
+        # that may be another platform's.
+        return attrs.evolve(step, local_copy=False)
     if step.op is Op.PULL:
         label = step.label or step.image
         return attrs.evolve(step, local_copy=local is None or local_copy_serves(label, local))
