@@ -13,6 +13,7 @@ import attrs
 
 from dockerpkg.core.builders import Builder
 from dockerpkg.core.plan import BuildEngine, CacheMode, PublishMode
+from dockerpkg.core.registrylimits import RegistryLimits
 
 # Builds at once when --jobs does not say, from the benchmark on 2-core machines
 # (docs/performance.md, `--jobs` default): BuildKit's steps are cheap enough for 8 to
@@ -49,6 +50,7 @@ RUN_KEYS = frozenset(
         "secrets",
         "ssh",
         "cache",
+        "registries",
     }
 )
 
@@ -126,6 +128,8 @@ class Config:
     context_roots: tuple[str, ...] = ()
     lint: LintSettings = LintSettings()
     refs: RefsSettings = RefsSettings()
+    # Registry host -> how hard it may be pressed (core/registrylimits.py); unset: defaults.
+    registries: RegistryLimits = attrs.field(factory=RegistryLimits)
     # Keys the schema does not know, as YAML gave them: template variables only.
     extra: Mapping[str, Any] = attrs.field(factory=lambda: MappingProxyType({}))
 

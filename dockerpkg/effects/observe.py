@@ -40,6 +40,7 @@ from dockerpkg.effects.credentials import Credentials
 from dockerpkg.effects.emulation import daemon_emulation
 from dockerpkg.effects.platformreads import PlatformReader
 from dockerpkg.effects.registry import Interrupter, RegistryClient, RegistryError
+from dockerpkg.effects.registry.gate import RegistryGates
 from dockerpkg.errors import DockerPkgError
 
 
@@ -48,9 +49,11 @@ def registry_client(
     credentials: Credentials | None,
     env: Mapping[str, str],
     interrupter: Interrupter | None = None,
+    gates: RegistryGates | None = None,
 ) -> RegistryClient:
     """The client of the config's registry; ENV may name the CAs to trust; INTERRUPTER ends
-    its waits (and those of the other clients sharing it) on a signal."""
+    its waits (and those of the other clients sharing it) on a signal; GATES are the run's
+    (none: gates of its own, with the config's limits)."""
     return RegistryClient(
         config.registry or None,
         credentials,
@@ -58,6 +61,7 @@ def registry_client(
         workers=max(1, config.scan_workers),
         env=env,
         interrupter=interrupter,
+        gates=gates or RegistryGates(config.registries),
     )
 
 

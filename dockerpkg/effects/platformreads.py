@@ -24,6 +24,7 @@ from dockerpkg.core.observing import (
 from dockerpkg.core.registryrefs import Ref
 from dockerpkg.effects.credentials import Credentials
 from dockerpkg.effects.registry import Interrupter, RegistryError, RegistryFailure
+from dockerpkg.effects.registry.gate import RegistryGates
 from dockerpkg.effects.registry.session import RegistrySession, content_digest
 from dockerpkg.effects.registry.transport import RetryPolicy
 
@@ -44,8 +45,10 @@ class PlatformReader:
         credentials: Credentials | None,
         env: Mapping[str, str],
         interrupter: Interrupter,
+        gates: RegistryGates | None = None,
     ) -> None:
         self._config = config
+        self._gates = gates or RegistryGates(config.registries)
         self._credentials = credentials
         self._env = dict(env)
         self._interrupter = interrupter
@@ -59,6 +62,7 @@ class PlatformReader:
             retry=RetryPolicy(),
             env=self._env,
             interrupter=self._interrupter,
+            gates=self._gates,
         )
 
     def read(

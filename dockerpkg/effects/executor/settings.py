@@ -15,6 +15,7 @@ from dockerpkg.effects.credentials import Credentials
 from dockerpkg.effects.daemon import TRANSFER_TIMEOUT
 from dockerpkg.effects.links import LinkPolicy
 from dockerpkg.effects.logs import DEFAULT_LOG_LIMIT
+from dockerpkg.effects.registry.gate import RegistryGates
 
 
 @attrs.frozen
@@ -55,3 +56,6 @@ class Settings:
     # The labels whose failed pull goes on with the daemon's own copy: the plan's pull steps
     # that say so (core.stepchoices.local_copies).
     local_copies: frozenset[str] = frozenset()
+    # The run's registry gates (one per host, shared by every builder's executor and the
+    # registry client): daemon pulls and pushes wait at them too.
+    gates: RegistryGates = attrs.field(factory=RegistryGates, eq=False, repr=False)

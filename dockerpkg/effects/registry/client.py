@@ -32,6 +32,7 @@ import requests
 from dockerpkg.effects.credentials import Credentials
 from dockerpkg.effects.registry import indexcopy, writes
 from dockerpkg.effects.registry.errors import RegistryFailure
+from dockerpkg.effects.registry.gate import RegistryGates
 from dockerpkg.effects.registry.pipelined import PipelinedChecks
 from dockerpkg.effects.registry.session import (
     ACCEPT,
@@ -53,7 +54,8 @@ class RegistryClient:
     ``registry`` is ``host[:port]``; ``None`` or ``""`` means Docker Hub. ``ca_bundle`` is a
     PEM file of CAs to trust instead of the system ones. ``workers`` bounds both the threads of
     ``published_many`` and the connections kept open to the registry. ``retry`` bounds the
-    time spent on a registry that refuses, fails or hangs.
+    time spent on a registry that refuses, fails or hangs. ``gates`` are the run's, one per
+    registry host (see registry/gate.py): every client of a run shares them.
     """
 
     def __init__(
@@ -66,6 +68,7 @@ class RegistryClient:
         *,
         env: Mapping[str, str] | None = None,
         interrupter: Interrupter | None = None,
+        gates: RegistryGates | None = None,
     ) -> None:
         if workers < 1:
             msg = f"workers must be at least 1, not {workers}"
@@ -81,6 +84,7 @@ class RegistryClient:
             retry=retry or RetryPolicy(),
             env=env or {},
             interrupter=interrupter,
+            gates=gates or RegistryGates(),
         )
         self.name = self._session.name
         self._words = self._session.words

@@ -23,6 +23,7 @@ from dockerpkg.effects.registry.auth import (
     parse_challenge,
 )
 from dockerpkg.effects.registry.errors import RegistryFailure, Wording
+from dockerpkg.effects.registry.gate import RegistryGates
 from dockerpkg.effects.registry.transport import Interrupter, RetryPolicy, Transport
 
 #: Where Docker Hub's registry API lives; ``docker.io`` itself only redirects to the website.
@@ -61,6 +62,7 @@ class RegistrySession:
         retry: RetryPolicy,
         env: Mapping[str, str],
         interrupter: Interrupter | None,
+        gates: RegistryGates,
     ) -> None:
         self.is_hub = not registry or registry in _HUB_NAMES
         self.host = DOCKER_HUB_API_HOST if self.is_hub else str(registry)
@@ -68,6 +70,7 @@ class RegistrySession:
         self.credentials = credentials
         self.words = Wording(self.name, credentials)
         self.retry = retry
+        self.gates = gates
         self.transport = Transport(
             self.words, self.retry, ca_bundle, workers, env, interrupter=interrupter
         )
