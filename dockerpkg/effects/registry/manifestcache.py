@@ -42,3 +42,10 @@ class ManifestCache:
             while len(self._entries) > self._max_entries or self._bytes > self._max_bytes:
                 _, dropped = self._entries.popitem(last=False)
                 self._bytes -= len(dropped)
+
+    def drop(self, host: str, repository: str, digest: str) -> None:
+        """Forget a manifest deleted during the run."""
+        with self._lock:
+            content = self._entries.pop((host, repository, digest), None)
+            if content is not None:
+                self._bytes -= len(content)

@@ -209,6 +209,7 @@ def delete_manifest(session: RegistrySession, repository: str, digest: str) -> s
         # Refused (a token without the delete right) or unreachable: the tags have moved
         # already, so this is a leftover to report, not a failure.
         return str(exc)
+    session.gates.manifests.drop(session.host, repo, digest)
     if response.status_code in (200, 202, 404):
         return None
     return f"the registry answered {response.status_code} to deleting {what}"
