@@ -205,7 +205,8 @@ def _config_blob(session: RegistrySession, path: str, manifest: Any) -> Any:
         return None
     repo = session.api_repository(path)
     # Content named by its digest: one read a run, whichever image of the run names it.
-    content = session.gates.manifests.get(session.host, repo, digest)
+    kept = session.gates.manifests.get(session.host, repo, digest)
+    content = kept[0] if kept is not None else None
     if content is None:
         what = f"the image config of {path}@{digest}"
         blob = session.call("GET", repo, f"/v2/{repo}/blobs/{digest}", {}, what)

@@ -86,17 +86,22 @@ class RegistrySession:
         repo = self.api_repository(repository)
         cache = self.gates.manifests
         if _DIGEST.fullmatch(tag) and (kept := cache.get(self.host, repo, tag)) is not None:
-            return _parsed(kept)
+            return _parsed(kept[0])
         what = f"{repository}:{tag}"
         manifest = self.call("GET", repo, f"/v2/{repo}/manifests/{tag}", {"Accept": ACCEPT}, what)
         if manifest.status_code == 404 or insufficient_scope(manifest):
             return None
         if manifest.status_code != 200:
             raise self.words.unexpected(manifest, f"GET manifest of {repository}:{tag}")
-        content = manifest.content
-        # Kept under the digest of its bytes, which is what names a manifest.
-        cache.put(self.host, repo, content_digest(content), content)
-        return _parsed(content)
+        self.keep_manifest(repo, manifest)
+        return _parsed(manifest.content)
+
+    def keep_manifest(self, repo: str, answer: requests.Response) -> None:
+        """Keep a manifest read from API repository REPO for the rest of the run, under the
+        digest of its bytes (which is what names a manifest)."""
+        content = answer.content
+        media_type = answer.headers.get("Content-Type", "")
+        self.gates.manifests.put(self.host, repo, content_digest(content), content, media_type)
 
     def head_manifest(self, repository: str, tag: str) -> requests.Response | None:
         check_names(repository, tag, digest=True)
