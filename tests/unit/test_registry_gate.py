@@ -250,6 +250,18 @@ class TestHostGate:
         assert sum(clock.sleeps) == pytest.approx(1.0)
         assert gate.usage().requests == 61
 
+    def test_a_batch_counts_its_requests_and_takes_their_tokens(self) -> None:
+        gate, clock = fake_gate(HostLimits(per_minute=60))
+        with gate.slot(threading.Event(), requests=50):
+            pass
+        with gate.slot(threading.Event(), requests=20):  # 10 left: waits for 10 more
+            pass
+        assert sum(clock.sleeps) == pytest.approx(10.0)
+        with gate.slot(threading.Event(), requests=100):  # more than a minute's worth
+            pass
+        assert sum(clock.sleeps) == pytest.approx(70.0)
+        assert gate.usage().requests == 170
+
     def test_a_limit_empties_the_bucket(self) -> None:
         gate, clock = fake_gate(HostLimits(per_minute=120))
         gate.back_off(Decision(Verdict.RETRY, wait=0.0, host_wide=True, limited=True))
