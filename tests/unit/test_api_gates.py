@@ -24,6 +24,8 @@ from dockerpkg.core.registryrefs import Ref
 from dockerpkg.core.report import Report
 from dockerpkg.effects import observe
 from dockerpkg.effects.credentials import Credentials
+from dockerpkg.effects.platformreads import PlatformReader
+from dockerpkg.effects.registry import RegistryClient
 from dockerpkg.effects.registry.gate import RegistryGates
 from tests.support.badinput import CONFIG, write, write_work
 
@@ -161,7 +163,7 @@ def test_the_observation_gives_its_gates_to_every_client_and_reader(
     (nothing published, no platforms): only what they are made with is looked at."""
     given: list[tuple[str, object]] = []
 
-    class Client(observe.RegistryClient):
+    class Client(RegistryClient):
         def __init__(self, *args: Any, gates: RegistryGates | None = None, **kw: Any) -> None:
             given.append(("client", gates))
             super().__init__(*args, gates=gates, **kw)
@@ -169,7 +171,7 @@ def test_the_observation_gives_its_gates_to_every_client_and_reader(
         def digests_many(self, refs: Iterable[Ref], *rest: Any) -> dict[Ref, str | None]:
             return dict.fromkeys(refs)
 
-    class Reader(observe.PlatformReader):
+    class Reader(PlatformReader):
         def __init__(self, *args: Any) -> None:
             given.append(("reader", args[4]))
             super().__init__(*args)
