@@ -172,7 +172,8 @@ class Observation:
             with self._client() as registry:
                 digests = registry.digests_many(refs, cancel)
                 reads = label_reads(digests, self._asked.definitions)
-                return RegistryAnswers(digests, self._labels(registry, reads, cancel))
+                labels = _read_labels(registry, reads, cancel, self._config.scan_workers)
+                return RegistryAnswers(digests, labels)
         except RegistryError as exc:
             raise self._registry_error(exc) from None
 
@@ -201,31 +202,6 @@ class Observation:
                 return RegistryAnswers(registry.digests_many(refs), tags=tags)
         except RegistryError as exc:
             raise self._registry_error(exc) from None
-
-    def _labels(
-        self,
-        registry: RegistryClient,
-        reads: Mapping[Ref, str],
-        cancel: threading.Event | None,
-    ) -> dict[Ref, Mapping[str, str]]:
-        """The labels of the image at each of READS, read by the reference (tag or digest)
-        each names; none for an image that has none."""
-        if not reads:
-            return {}
-
-        def labels(ref: Ref) -> Mapping[str, str]:
-            if cancel is not None and cancel.is_set():
-                return {}
-            return registry.image_labels(ref[0], reads[ref]) or {}
-
-        wanted = list(reads)
-        with ThreadPoolExecutor(max(1, self._config.scan_workers)) as pool:
-            try:
-                return dict(zip(wanted, pool.map(labels, wanted), strict=True))
-            except BaseException as exc:
-                if not isinstance(exc, Exception):  # a signal: end the waits in flight
-                    registry.interrupt()
-                raise
 
     def result(self, tree: Tree) -> Observed:
         """What the plan for TREE needs; references not asked yet are asked now."""
@@ -321,6 +297,32 @@ class Observation:
         if self._facts is not None:
             self._facts.exception()
         self._pool.shutdown()
+
+
+def _read_labels(
+    registry: RegistryClient,
+    reads: Mapping[Ref, str],
+    cancel: threading.Event | None,
+    workers: int,
+) -> dict[Ref, Mapping[str, str]]:
+    """The labels of the image at each of READS, read by the reference (tag or digest)
+    each names, WORKERS at once; none for an image that has none."""
+    if not reads:
+        return {}
+
+    def labels(ref: Ref) -> Mapping[str, str]:
+        if cancel is not None and cancel.is_set():
+            return {}
+        return registry.image_labels(ref[0], reads[ref]) or {}
+
+    wanted = list(reads)
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        try:
+            return dict(zip(wanted, pool.map(labels, wanted), strict=True))
+        except BaseException as exc:
+            if not isinstance(exc, Exception):  # a signal: end the waits in flight
+                registry.interrupt()
+            raise
 
 
 def daemon_facts(env: Mapping[str, str], builder: Builder | None) -> DaemonFacts:
