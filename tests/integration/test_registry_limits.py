@@ -8,6 +8,8 @@ digest once a run."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +25,7 @@ from dockerpkg.effects.registry.gate import RegistryGates
 from tests.integration.test_registry import publish
 from tests.support.faulty_registry import FaultProxy, Limit, start_fault_proxy
 from tests.support.services import Registry, RegistryFactory
+from tests.support.trees import unique_prefix, write_image
 
 REPOSITORIES = ("app/a", "app/b", "app/c")
 # Generous: the waits measured may be longer than asked on a loaded machine, never shorter.
@@ -250,3 +253,34 @@ def test_a_token_server_has_a_gate_of_its_own(registry_factory: RegistryFactory)
     hosts = {u.host: u.requests for u in gates.usage()}
     assert set(hosts) == {registry.host, realm}
     assert hosts[realm] >= 1
+
+
+@pytest.mark.usefixtures("docker_client", "isolated_home")
+def test_plan_waits_out_a_limited_registry(
+    registry: Registry, proxied: Proxied, tmp_path: Path, busybox_base: str
+) -> None:
+    """`plan` against a registry limiting the first check of every image: the plan is made,
+    each check asked again no sooner than asked (the run that once ended on the first 429)."""
+    proxy = proxied(Limit(r"^(HEAD|GET) /v2/.*/manifests/", 1, "retry-after:1"))
+    prefix = unique_prefix()
+    for index in range(6):
+        write_image(
+            tmp_path / "tree",
+            f"{prefix}-{index}",
+            "1.0",
+            f'FROM {{{{ "busybox" | image_tag }}}}\nRUN echo {index}\n',
+        )
+    config = tmp_path / "config.yaml"
+    config.write_text(f"registry: {proxy.host}\nbase_images:\n  - {busybox_base}\n")
+    run = subprocess.run(
+        [sys.executable, "-m", "dockerpkg", "-c", str(config), "plan", str(tmp_path / "tree")],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr
+    assert "Traceback" not in run.stderr
+    limited = [e for e in proxy.entries() if e.fault]
+    assert len(limited) >= 6
+    assert len(asked_waits_honoured(proxy)) == len(limited)

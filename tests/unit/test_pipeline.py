@@ -212,3 +212,18 @@ def test_headers_too_long_is_none(serve: Callable[..., _Server]) -> None:
         assert _codes(connection.heads(_heads("/a"))) == [None]
     finally:
         connection.close()
+
+
+def test_the_wait_asked_comes_with_the_answer(serve: Callable[..., _Server]) -> None:
+    """A 429 or 503 in a batch brings its Retry-After, for the host's backoff."""
+
+    def script(batch: list[bytes]) -> tuple[bytes, bool]:
+        limited = b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: 2\r\nContent-Length: 0\r\n\r\n"
+        return limited + _status(200), False
+
+    server = serve(script, 2)
+    connection = _connection(server)
+    try:
+        assert connection.heads(_heads("/a", "/b")) == [Answer(429, None, "2"), Answer(200)]
+    finally:
+        connection.close()

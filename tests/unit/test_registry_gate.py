@@ -7,6 +7,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -24,6 +25,7 @@ from dockerpkg.core.registrylimits import (
     RegistryUsage,
     Verdict,
 )
+from dockerpkg.effects.registry import RegistryCancelledError, RegistryClient
 from dockerpkg.effects.registry.gate import (
     GateCancelledError,
     GaveUpError,
@@ -248,6 +250,18 @@ class TestHostGate:
         assert sum(clock.sleeps) == pytest.approx(1.0)
         assert gate.usage().requests == 61
 
+    def test_a_batch_counts_its_requests_and_takes_their_tokens(self) -> None:
+        gate, clock = fake_gate(HostLimits(per_minute=60))
+        with gate.slot(threading.Event(), requests=50):
+            pass
+        with gate.slot(threading.Event(), requests=20):  # 10 left: waits for 10 more
+            pass
+        assert sum(clock.sleeps) == pytest.approx(10.0)
+        with gate.slot(threading.Event(), requests=100):  # more than a minute's worth
+            pass
+        assert sum(clock.sleeps) == pytest.approx(70.0)
+        assert gate.usage().requests == 170
+
     def test_a_limit_empties_the_bucket(self) -> None:
         gate, clock = fake_gate(HostLimits(per_minute=120))
         gate.back_off(Decision(Verdict.RETRY, wait=0.0, host_wide=True, limited=True))
@@ -368,3 +382,42 @@ class TestManifestCache:
         assert cache.get("h", "r", "sha256:4") is None
         cache.put("h", "r", "sha256:6", b"0123456789")  # the bytes dropped are free again
         assert cache.get("h", "r", "sha256:6") is not None
+
+
+class _Limiting(BaseHTTPRequestHandler):
+    """A registry whose API root answers and whose manifests are limited for half a minute."""
+
+    protocol_version = "HTTP/1.1"
+
+    def do_HEAD(self) -> None:
+        limited = self.path != "/v2/"
+        self.send_response(429 if limited else 200)
+        if limited:
+            self.send_header("Retry-After", "30")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    do_GET = do_HEAD  # noqa: N815 (http.server's name)
+
+    def log_message(self, format: str, *args: object) -> None:
+        """Quiet."""
+
+
+def test_an_interrupt_ends_a_wait_at_the_gate() -> None:
+    """The client's Interrupter ends a backoff the registry asked for, at once."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Limiting)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    client = RegistryClient(f"127.0.0.1:{server.server_address[1]}", gates=RegistryGates())
+    try:
+        timer = threading.Timer(0.5, client.interrupt)
+        timer.start()
+        began = time.monotonic()
+        with pytest.raises(RegistryCancelledError):
+            client.published("team/app", "1.0")
+        assert time.monotonic() - began < 20
+        timer.join()
+    finally:
+        client.close()
+        server.shutdown()
+        server.server_close()

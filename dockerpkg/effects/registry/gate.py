@@ -94,13 +94,14 @@ class HostGate:
         self._waited = 0.0
 
     @contextlib.contextmanager
-    def slot(self, cancel: threading.Event) -> Iterator[None]:
+    def slot(self, cancel: threading.Event, *, requests: int = 1) -> Iterator[None]:
         """Hold one of the host's slots for the block: first wait out the host's backoff,
         then for a token of its rate, then for a free slot (a set CANCEL ends the wait with
-        GateCancelledError). Counts one request."""
+        GateCancelledError). Counts one request, or REQUESTS for a pipelined batch (which
+        takes as many of the rate's tokens: a minute's worth at most is waited for)."""
         began = self._clock()
         try:
-            self._acquire(cancel)
+            self._acquire(cancel, requests)
         finally:
             self._add_wait(self._clock() - began)
         try:
@@ -110,34 +111,37 @@ class HostGate:
                 self._in_flight -= 1
                 self._freed.notify()
 
-    def _acquire(self, cancel: threading.Event) -> None:
+    def _acquire(self, cancel: threading.Event, requests: int) -> None:
         while True:
             if cancel.is_set():
                 raise GateCancelledError(f"cancelled while waiting for registry {self.host}")
             with self._freed:
                 now = self._clock()
-                delay = max(self._backoff_until - now, self._rate_delay(now))
+                delay = max(self._backoff_until - now, self._rate_delay(now, requests))
                 if delay <= 0:
                     if self._in_flight < self.limits.max_requests:
                         self._in_flight += 1
-                        self._requests += 1
+                        self._requests += requests
                         if self.limits.per_minute is not None:
-                            self._tokens -= 1
+                            # A batch may leave a debt, which later requests wait off.
+                            self._tokens -= requests
                         return
                     # A release wakes us; the timeout only lets us see a cancellation.
                     self._freed.wait(_CANCEL_POLL)
                     continue
             self._sleep(cancel, delay)
 
-    def _rate_delay(self, now: float) -> float:
-        """Seconds until the bucket holds a token (refilled up to NOW); 0 without a rate."""
+    def _rate_delay(self, now: float, requests: int) -> float:
+        """Seconds until the bucket holds the tokens of REQUESTS (refilled up to NOW; a
+        minute's worth at most); 0 without a rate."""
         per_minute = self.limits.per_minute
         if per_minute is None:
             return 0.0
         rate = per_minute / 60.0
         self._tokens = min(float(per_minute), self._tokens + (now - self._refilled) * rate)
         self._refilled = now
-        return 0.0 if self._tokens >= 1 else (1 - self._tokens) / rate
+        needed = min(requests, per_minute)
+        return 0.0 if self._tokens >= needed else (needed - self._tokens) / rate
 
     def back_off(self, decision: Decision) -> None:
         """After a try DECISION says to repeat: a host-wide decision makes every request to

@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 from dockerpkg.core.registrylimits import Attempt, Verdict, decide
 from dockerpkg.effects.pipeline import Answer, Endpoint, Head, PipelinedConnection
 from dockerpkg.effects.registry.errors import RegistryCancelledError
-from dockerpkg.effects.registry.gate import GateCancelledError
+from dockerpkg.effects.registry.gate import GateCancelledError, HostGate
 from dockerpkg.effects.registry.session import ACCEPT, RegistrySession, check_names
 
 # Checks written at once on one connection: a round trip for many, a share for every worker
@@ -106,11 +106,12 @@ class PipelinedChecks:
             heads = [self._quick_head(*ref) for ref in batch]
             gate = self._session.gates.host(urlsplit(base_url).netloc)
             try:
-                with gate.slot(self._session.transport.interrupter.event):
+                interrupted = self._session.transport.interrupter.event
+                with gate.slot(interrupted, requests=len(heads)):
                     quick = connection.heads(heads)
             except GateCancelledError:
                 raise RegistryCancelledError("interrupted") from None
-            self._back_off(quick)
+            _back_off(gate, quick)
         answers: dict[tuple[str, str], str | None] = {}
         for ref, answer in zip(batch, quick, strict=True):
             if answer is not None and answer.status == 404:
@@ -123,19 +124,6 @@ class PipelinedChecks:
                 raise RegistryCancelledError("cancelled")
             answers[ref] = self._fallback(*ref)
         return answers
-
-    def _back_off(self, answers: Sequence[Answer | None]) -> None:
-        """The first answer of a batch that makes the whole host wait (a 429, a 503...)
-        sets the host's backoff, so that the checks asked again wait it out."""
-        gate = self._session.gates.host(urlsplit(self._session.auth.ensure_ready()).netloc)
-        for answer in answers:
-            if answer is None or answer.status < 429:
-                continue
-            attempt = Attempt(answer.status, retry_after=answer.retry_after)
-            decision = decide(attempt, 1, gate.limits, time.time(), random.random())  # noqa: S311 (spreading, not secrecy)
-            if decision.verdict is Verdict.RETRY and decision.host_wide:
-                gate.back_off(decision)
-                return
 
     def _quick_head(self, repository: str, tag: str) -> Head:
         repo = self._session.api_repository(repository)
@@ -170,3 +158,17 @@ class PipelinedChecks:
         with self._lock:
             self._connections.append(connection)
         return connection
+
+
+def _back_off(gate: HostGate, answers: Sequence[Answer | None]) -> None:
+    """The first answer of a batch that makes the whole host wait (a 429, a 503...) sets
+    GATE's backoff, so that the checks asked again wait it out."""
+    for answer in answers:
+        if answer is None or answer.status < 429:
+            continue
+        attempt = Attempt(answer.status, retry_after=answer.retry_after)
+        jitter = random.random()  # noqa: S311 (spreading, not secrecy)
+        decision = decide(attempt, 1, gate.limits, time.time(), jitter)
+        if decision.verdict is Verdict.RETRY and decision.host_wide:
+            gate.back_off(decision)
+            return
