@@ -8,15 +8,16 @@ installed into bench/.venv-docker-pkg when missing.
     .venv/bin/python bench/bench.py [--repeat N] [--quick] [--jobs W] [--json OUT]
                                     [--only SCENARIO ...] [--dockerpkg-only] [--keep]
 
-Scenarios: cold (build+verify+publish from nothing), noop (everything already published, with
-and without registry auth), update (new changelog entries below the root), diamonds (update
-through stacked diamonds), prune (nothing to remove), plan (offline plan of two sizes of tree,
-with credentials, dockerpkg only), collect (`pytest --dockerpkg --collect-only` of the big tree
-against `lint` and an empty pytest run), bases (one base refreshed: `update --changed-bases`
-against `update --all`), cache (a rebuild of every image on a machine holding nothing: `--cache
-registry` against none, dockerpkg only), refs (`refs` over a generated repository of 20,000
-files against `git grep`), platforms (the cold tree built for one platform and for two, arm64
-under QEMU, against docker-pkg's build of it for the daemon's own).
+Scenarios: cold (build+verify+publish from nothing), noop (everything already published: no
+auth, htpasswd, Bearer tokens, and dockerpkg capped at 3 requests at once), update (new
+changelog entries below the root), diamonds (update through stacked diamonds), prune (nothing to
+remove), plan (offline plan of two sizes of tree, with credentials, dockerpkg only), collect
+(`pytest --dockerpkg --collect-only` of the big tree against `lint` and an empty pytest run),
+bases (one base refreshed: `update --changed-bases` against `update --all`), cache (a rebuild of
+every image on a machine holding nothing: `--cache registry` against none, dockerpkg only), refs
+(`refs` over a generated repository of 20,000 files against `git grep`), platforms (the cold
+tree built for one platform and for two, arm64 under QEMU, against docker-pkg's build of it for
+the daemon's own).
 Needs root (port 443, /etc/docker/certs.d), a Docker daemon and the Debian
 tools that scripts/services.sh installs; `make bench` provides them.
 """
@@ -129,6 +130,10 @@ TIMEOUT_S = {
     "platforms": 3600.0,
 }
 DIAMONDS_CAP_S = 60.0
+# The no-op's capped runs: dockerpkg with at most this many requests to the registry at once.
+NOOP_CAP = 3
+# docker-pkg on a Bearer-token registry: long enough to show it rebuilds (see _noop_runs).
+NOOP_TOKEN_THEIRS_S = 60.0
 # The plan scenario's second tree has this many times the images of the first: planning is
 # linear when the time grows less than PLAN_GROWTH times.
 PLAN_FACTOR, PLAN_GROWTH = 4, 5.0
@@ -390,8 +395,11 @@ class Bench:
         folder.mkdir(parents=True)
         return folder
 
-    def config(self, *, auth: bool) -> Path:
-        path = self.path("auth.yaml" if auth else "noauth.yaml")
+    def config(self, *, auth: bool, cap: int | None = None) -> Path:
+        """The tools' config for the registry, with AUTH its login; with CAP (dockerpkg
+        only: docker-pkg has no such key) at most CAP requests to it at once."""
+        name = "auth" if auth else "noauth"
+        path = self.path(f"{name}.yaml" if cap is None else f"{name}-cap{cap}.yaml")
         if not path.exists():
             lines = [
                 f"registry: {HOST}",
@@ -403,6 +411,8 @@ class Bench:
                 lines += [f"username: {self.login.username}", f"password: {self.login.password}"]
             if not self.definition_labels:
                 lines.append("definition_labels: false")  # docker-pkg takes it as a variable
+            if cap is not None:
+                lines += ["registries:", f"  {HOST}:", f"    max_requests: {cap}"]
             path.touch(mode=0o600)
             path.write_text("\n".join(lines) + "\n", encoding="utf-8")
         return path
@@ -477,16 +487,22 @@ class Bench:
 
     @contextlib.contextmanager
     def registry(
-        self, *, auth: bool, data: Path | None = None, access_log: bool = False
+        self, *, auth: bool, data: Path | None = None, access_log: bool = False, token: bool = False
     ) -> Iterator[tlsregistry.Registry]:
-        """A registry with the base image pushed; fresh data unless DATA is given."""
+        """A registry with the base image pushed; fresh data unless DATA is given; with AUTH
+        and TOKEN, the login is checked by a Bearer token server rather than htpasswd."""
         folder = self.fresh_dir("registry")
         self.last_registry = folder
         own_data = data is None
         data_dir = folder / "data" if data is None else data
         try:
             with tlsregistry.serve(
-                folder, self.tls, data_dir, self.login if auth else None, access_log=access_log
+                folder,
+                self.tls,
+                data_dir,
+                self.login if auth else None,
+                access_log=access_log,
+                token=token,
             ) as registry:
                 self.push(BASE_LABEL, registry)
                 yield registry
@@ -944,40 +960,110 @@ class Bench:
                         registry, BASE_NAME, BASE_TAG, [(name, tag) for name in parents]
                     )
                 say(f"noop: published in {time.perf_counter() - begin:.1f} s")
-                self._noop_runs(scenario, tree, auth=False)
+                self._noop_runs(scenario, tree, "noauth")
             with self.registry(auth=True, data=data):
-                self._noop_runs(scenario, tree, auth=True)
+                self._noop_runs(scenario, tree, "htpasswd")
+                self._noop_runs(scenario, tree, "htpasswd", cap=NOOP_CAP)
+            with self.registry(auth=True, data=data, token=True):
+                self._noop_runs(scenario, tree, "token")
+                self._noop_runs(scenario, tree, "token", cap=NOOP_CAP)
         finally:
             shutil.rmtree(data, ignore_errors=True)
-        for auth, target in ((True, 2.0), (False, 4.0)):
-            kind = "htpasswd" if auth else "no auth"
-            ours = [r for r in scenario.runs if r.tool == OURS and r.extra["auth"] == auth]
-            theirs = [r for r in scenario.runs if r.tool == THEIRS and r.extra["auth"] == auth]
-            row, ratio = speedup_row(f"registry with {kind}", ours, theirs, target)
-            scenario.rows += [row, busy_row("  all CPUs busy during the run", ours, theirs)]
-            scenario.figures[f"speedup_{'htpasswd' if auth else 'noauth'}"] = ratio
+        self._noop_rows(scenario)
         scenario.notes.append("dockerpkg: `build`; docker-pkg: `build` (refreshes the base first)")
+        scenario.notes.append(
+            f"cap of {NOOP_CAP}: dockerpkg with `registries: {{{HOST}: {{max_requests: "
+            f"{NOOP_CAP}}}}}`, against docker-pkg's runs on the same registry (it has no such "
+            "key: one request at a time)"
+        )
         return scenario
 
-    def _noop_runs(self, scenario: Scenario, tree: Path, *, auth: bool) -> None:
-        label = "noop-auth" if auth else "noop-noauth"
+    def _noop_rows(self, scenario: Scenario) -> None:
+        """Each registry's row (dockerpkg against docker-pkg, on the same registry), then
+        the capped runs' rows and what the cap costs dockerpkg."""
+        targets = {"htpasswd": 2.0, "noauth": 4.0, "token": None}
+        titles = {"htpasswd": "htpasswd", "noauth": "no auth", "token": "Bearer tokens"}
+
+        def runs(tool: str, kind: str, cap: int | None) -> list[Run]:
+            return [
+                r
+                for r in scenario.runs
+                if r.tool == tool and r.extra["registry"] == kind and r.extra["cap"] == cap
+            ]
+
+        for kind, target in targets.items():
+            theirs = runs(THEIRS, kind, None)
+            for cap in (None, NOOP_CAP):
+                ours = runs(OURS, kind, cap)
+                if not ours:
+                    continue
+                title = f"registry with {titles[kind]}"
+                if cap is not None:
+                    title += f", dockerpkg capped at {cap}"
+                row, ratio = speedup_row(title, ours, theirs, target if cap is None else None)
+                problems = [r.extra["problem"] for r in theirs if r.extra.get("problem")]
+                if problems:
+                    # No ratio against a run that did not do the same job.
+                    row = attrs.evolve(row, theirs=f"n/a ({problems[0]})", ratio="", result="")
+                    ratio = None
+                scenario.rows += [row, busy_row("  all CPUs busy during the run", ours, theirs)]
+                key = kind if cap is None else f"{kind}_cap{cap}"
+                scenario.figures[f"speedup_{key}"] = ratio
+                scenario.figures[f"dockerpkg_seconds_{key}"] = median(ours)
+                scenario.figures[f"dockerpkg_registries_{key}"] = [
+                    r.extra.get("registries") for r in ours
+                ]
+            scenario.figures[f"docker_pkg_seconds_{kind}"] = median(theirs)
+            free, capped = median(runs(OURS, kind, None)), median(runs(OURS, kind, NOOP_CAP))
+            if free and capped:
+                scenario.rows.append(
+                    Row(
+                        f"  the cap's cost to dockerpkg ({titles[kind]})",
+                        times(capped / free, down=False),
+                    )
+                )
+
+    def _noop_runs(self, scenario: Scenario, tree: Path, kind: str, cap: int | None = None) -> None:
+        """The no-op rounds on the registry running now (KIND: noauth, htpasswd, token);
+        with CAP, dockerpkg's alone, with its requests to the registry capped."""
+        auth = kind != "noauth"
+        label = f"noop-{kind}" + (f"-cap{cap}" if cap is not None else "")
+        theirs_failed = False
         for timed, tools in self.rounds(warmup=True):
             for tool in tools:
+                if tool == THEIRS and (cap is not None or theirs_failed):
+                    continue
+                report = self.path("runs", f"{label}-report.json")
+                args: list[str | Path] = ["build", tree]
+                if tool == OURS:
+                    args = ["build", "--report", report, tree]
                 run, _ = self.run(
                     tool,
-                    ["build", tree],
+                    args,
                     label=label if timed else f"{label}-warmup",
                     auth=auth,
-                    timeout=TIMEOUT_S["noop"],
+                    timeout=_noop_timeout(tool, kind),
+                    config=self.config(auth=auth, cap=cap) if tool == OURS else None,
                 )
-                if not timed:
-                    continue
-                run.extra["auth"] = auth
                 text = Path(run.log).read_text(errors="replace")
-                if tool == OURS and "Done:" in text:
+                record = timed
+                rebuilt = "Built image" in text or _docker_pkg_would_build(text)
+                if tool == THEIRS and kind == "token" and (rebuilt or run.returncode is None):
+                    # Its published check is a plain GET with the netrc's Basic login, which
+                    # a Bearer-token registry answers 401: nothing counts as published, so it
+                    # rebuilds and pushes every image. Once shows it: it is not run again.
+                    run.extra["problem"] = "sees nothing published: rebuilds every image"
+                    theirs_failed = record = True
+                if not record:
+                    continue
+                run.extra.update(auth=auth, registry=kind, cap=cap)
+                if tool == OURS:
+                    if "Done:" in text:
+                        run.extra["problem"] = "did work"
+                    run.extra["registries"] = _report_registries(report)
+                if tool == THEIRS and rebuilt and not run.extra.get("problem"):
                     run.extra["problem"] = "did work"
-                if tool == THEIRS and "Built image" in text:
-                    run.extra["problem"] = "did work"
+                report.unlink(missing_ok=True)
                 scenario.runs.append(run)
 
     def update(self) -> Scenario:
@@ -1223,6 +1309,32 @@ def read_parents(tree: Path) -> dict[str, list[str]]:
                     depends = [d.strip() for d in line.partition(":")[2].split(",") if d.strip()]
         parents[folder.name] = depends
     return parents
+
+
+def _noop_timeout(tool: str, kind: str) -> float:
+    """A no-op's time limit: docker-pkg on a token registry rebuilds every image (see
+    _noop_runs), so it is stopped once that shows instead of after TIMEOUT_S."""
+    return NOOP_TOKEN_THEIRS_S if (tool, kind) == (THEIRS, "token") else TIMEOUT_S["noop"]
+
+
+def _docker_pkg_would_build(output: str) -> bool:
+    """Whether docker-pkg's output lists images under "Will build the following images:"
+    (a no-op lists none)."""
+    _, found, rest = output.partition("Will build the following images:")
+    if not found:
+        return False
+    listed = rest.partition("== Step 1")[0]
+    return any(line.strip() for line in listed.splitlines())
+
+
+def _report_registries(report: Path) -> list[dict[str, Any]] | None:
+    """The requests per registry in dockerpkg's report (its `registries`), if it has them."""
+    try:
+        data = json.loads(report.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    found = data.get("registries") if isinstance(data, dict) else None
+    return found if isinstance(found, list) else None
 
 
 def count_updated(tree: Path) -> int:

@@ -24,7 +24,14 @@ from typing import Any
 import attrs
 import requests
 
-from tests.support.services import make_server_certificate, stop_process
+from tests.support.services import (
+    TOKEN_ISSUER,
+    TOKEN_SERVICE,
+    _serve_tokens,
+    _TokenIssuer,
+    make_server_certificate,
+    stop_process,
+)
 
 HOST = "127.0.0.1"
 PORT = 443
@@ -123,13 +130,57 @@ def port_free() -> bool:
 
 
 @contextlib.contextmanager
+def token_auth(work: Path, login: Login) -> Iterator[dict[str, Any]]:
+    """A Bearer token server granting LOGIN what it asks (the tests' own, in a thread, on a
+    free port) for the block, and the registry's `auth` section trusting its tokens: the
+    kind of registry public ones are (a token from the realm, then `Authorization: Bearer`)."""
+    issuer = _TokenIssuer(work / "token", login.username, login.password)
+    with _serve_tokens(issuer) as realm:
+        yield {
+            "token": {
+                "realm": realm,
+                "service": TOKEN_SERVICE,
+                "issuer": TOKEN_ISSUER,
+                "rootcertbundle": str(issuer.cert_path),
+            }
+        }
+
+
+@contextlib.contextmanager
 def serve(
-    work: Path, tls: Tls, data_dir: Path, login: Login | None, *, access_log: bool = False
+    work: Path,
+    tls: Tls,
+    data_dir: Path,
+    login: Login | None,
+    *,
+    access_log: bool = False,
+    token: bool = False,
 ) -> Iterator[Registry]:
     """Run `docker-registry serve` on 127.0.0.1:443 over DATA_DIR until the block ends; with
-    ACCESS_LOG every request is a line of WORK/registry.log (see `count_requests`)."""
+    ACCESS_LOG every request is a line of WORK/registry.log (see `count_requests`). LOGIN
+    is checked by htpasswd, or with TOKEN by a Bearer token server (`token_auth`)."""
     if not port_free():
         raise RegistryError(f"{HOST}:{PORT} is taken: the benchmark registry needs that port")
+    with contextlib.ExitStack() as stack:
+        auth = None
+        if login is not None:
+            auth = stack.enter_context(token_auth(work, login)) if token else _htpasswd(login)
+        yield stack.enter_context(_serving(work, tls, data_dir, login, auth, access_log))
+
+
+def _htpasswd(login: Login) -> dict[str, Any]:
+    return {"htpasswd": {"realm": "bench", "path": str(login.htpasswd)}}
+
+
+@contextlib.contextmanager
+def _serving(
+    work: Path,
+    tls: Tls,
+    data_dir: Path,
+    login: Login | None,
+    auth: dict[str, Any] | None,
+    access_log: bool,
+) -> Iterator[Registry]:
     data_dir.mkdir(parents=True, exist_ok=True)
     config: dict[str, Any] = {
         "version": "0.1",
@@ -143,8 +194,8 @@ def serve(
             "tls": {"certificate": str(tls.certificate), "key": str(tls.key)},
         },
     }
-    if login is not None:
-        config["auth"] = {"htpasswd": {"realm": "bench", "path": str(login.htpasswd)}}
+    if auth is not None:
+        config["auth"] = auth
     config_path = work / "registry.yml"
     config_path.write_text(json.dumps(config, indent=2), encoding="utf-8")  # JSON is YAML
     log_path = work / "registry.log"

@@ -13,7 +13,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 import attrs
 
-from dockerpkg.api.workspace import Workspace, left_behind
+from dockerpkg.api.workspace import Workspace, left_behind, run_gates
 from dockerpkg.core.applyoptions import ApplyOptions, resolved_options
 from dockerpkg.core.builders import (
     Builder,
@@ -37,6 +37,7 @@ from dockerpkg.errors import DockerPkgError
 
 if TYPE_CHECKING:
     from dockerpkg.effects.executor import Settings
+    from dockerpkg.effects.registry.gate import RegistryGates
 
 
 @attrs.frozen
@@ -54,6 +55,9 @@ class PlannedRun:
     builders: BuilderSet | None = None
     # A plan read from a file: the registry is asked again before anything starts.
     saved: bool = False
+    # The run's registry gates, one per host, shared by its observation, its recheck, its
+    # registry client and its executors (None: apply_run makes them from the config).
+    gates: RegistryGates | None = attrs.field(default=None, eq=False, repr=False)
 
 
 def apply_run(
@@ -76,9 +80,13 @@ def apply_run(
     if workspace.interrupted is not None:
         raise left_behind(workspace.interrupted)
     chosen = _run_builders(plan, workspace, planned.builders)
+    if planned.gates is None:
+        planned = attrs.evolve(planned, gates=run_gates(workspace.config))
     published_since: tuple[str, ...] = ()
     if planned.saved:
-        plan, published_since = recheck(plan, workspace.config, planned.credentials, planned.env)
+        plan, published_since = recheck(
+            plan, workspace.config, planned.credentials, planned.env, gates=planned.gates
+        )
     settings = _settings(attrs.evolve(planned, plan=plan), options, echo)
     report = _run_on_builders(
         plan,
@@ -199,10 +207,15 @@ def saved_run(
 
 
 def recheck(
-    plan: Plan, config: Config, credentials: Credentials | None, env: Mapping[str, str]
+    plan: Plan,
+    config: Config,
+    credentials: Credentials | None,
+    env: Mapping[str, str],
+    *,
+    gates: RegistryGates | None = None,
 ) -> tuple[Plan, tuple[str, ...]]:
     """PLAN without the images it would publish that are published now (one pipelined round
-    of checks), and their labels."""
+    of checks), and their labels. GATES: the run's (none: the client's own)."""
     from dockerpkg.effects.observe import registry_client
     from dockerpkg.effects.registry import RegistryError
 
@@ -214,7 +227,7 @@ def recheck(
         repository, tag = split_label(label)
         refs[label] = (repository_path(repository, config.registry), tag or "latest")
     try:
-        with registry_client(config, credentials, env) as registry:
+        with registry_client(config, credentials, env, gates=gates) as registry:
             digests = registry.digests_many(refs.values())
     except RegistryError as exc:
         where = config.registry or "Docker Hub"
@@ -263,6 +276,8 @@ def _settings(planned: PlannedRun, options: ApplyOptions, echo: IO[str] | None) 
         secrets={secret.id: secret for secret in plan.secrets},
         ssh={agent.id: agent for agent in plan.ssh},
         local_copies=local_copies(plan),
+        # One object for every builder's executor and the run's registry client.
+        gates=planned.gates if planned.gates is not None else run_gates(workspace.config),
     )
 
 
@@ -343,7 +358,9 @@ def _run_on_builders(
     if problem is not None:
         raise DockerPkgError.single("--builders", problem)
     scratch.remove_abandoned()  # what runs killed by SIGKILL left
-    registry = registry_client(settings.config, credentials, env) if plan.publish else None
+    registry = None
+    if plan.publish:
+        registry = registry_client(settings.config, credentials, env, gates=settings.gates)
     workers: list[Worker] = []
     clients: list[Any] = []
     held = contextlib.ExitStack()  # what lasts as long as the run (TLS file folders)

@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 
 import attrs
 
-from dockerpkg.api.workspace import Workspace, load_workspace
+from dockerpkg.api.workspace import Workspace, load_workspace, run_gates
 from dockerpkg.core.config import key_location
 from dockerpkg.core.editmatch import EditRules
 from dockerpkg.core.labels import join_repository
@@ -140,7 +140,8 @@ def _published(
     found = {}
     credentials = credentials_for(config, env)
     try:
-        with registry_client(config, credentials, env) as client:
+        # Its one client: the run's gates are its own.
+        with registry_client(config, credentials, env, gates=run_gates(config)) as client:
             for name in named:
                 repository = join_repository(config.registry, config.namespace, name)
                 current = facts.current[name]

@@ -13,7 +13,7 @@ import os
 import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Unpack
+from typing import TYPE_CHECKING, Unpack
 
 import attrs
 
@@ -26,6 +26,9 @@ from dockerpkg.core.secrets import SecretSource
 from dockerpkg.effects.progress import LineProgress, LiveProgress
 from dockerpkg.effects.tasks import Interrupt, Listener
 from dockerpkg.errors import DockerPkgError
+
+if TYPE_CHECKING:
+    from dockerpkg.effects.registry.gate import RegistryGates
 
 # What a caller watching or stopping a run needs, with the calls (the CLI imports no effects).
 __all__ = [
@@ -83,17 +86,20 @@ def plan_run(
     request: PlanRequest,
     *,
     on_read: Callable[[Workspace], None] | None = None,
+    gates: RegistryGates | None = None,
 ) -> PlannedRun:
     """The build run of the tree in DIRECTORY that REQUEST asks for: its tree and config
     read, the daemon and the registry observed (unless offline), the plan made. ON_READ is
     called with the tree once it is read, before the plan is made (where a caller shows
-    the tree's warnings). Raises DockerPkgError with every problem found."""
+    the tree's warnings). GATES: the registry gates of a caller's longer run (a test
+    session's); none: the run's own, made from the config, which the observation uses and
+    the PlannedRun carries to apply_run. Raises DockerPkgError with every problem found."""
     suffix = version_suffix(request, directory)
 
     def options(config: Config) -> BuildOptions:
         return build_options(request, suffix, config)
 
-    workspace, observed, credentials, chosen = observe_tree(
+    workspace, observed, credentials, chosen, gates = observe_tree(
         directory,
         request.config_path,
         request.env,
@@ -103,11 +109,12 @@ def plan_run(
         definitions=request.render_all,
         builders=request.builders,
         registry=request.ask_registry,
+        gates=gates,
     )
     if on_read is not None:
         on_read(workspace)
     plan = build_plan(workspace, observed, chosen, request.secrets, request.env)
-    return PlannedRun(plan, workspace, credentials, request.env)
+    return PlannedRun(plan, workspace, credentials, request.env, gates=gates)
 
 
 def build_options(request: PlanRequest, suffix: str, config: Config) -> BuildOptions:

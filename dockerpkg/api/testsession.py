@@ -39,6 +39,7 @@ from dockerpkg.errors import DockerPkgError
 
 if TYPE_CHECKING:
     from dockerpkg.effects.imageprobe import ImageProbe
+    from dockerpkg.effects.registry.gate import RegistryGates
     from dockerpkg.effects.sessionimages import ProbeClient, Removed
 
 __all__ = [
@@ -97,6 +98,9 @@ class TestSession:
         self._swept = False
         self._closed = False
         self._client: ProbeClient | None = None  # the probes', made on first use
+        # The session is one run for the registries it pulls from: every build() waits at
+        # the same gates, made from the config by the first one.
+        self._gates: RegistryGates | None = None
         # Last: SIGTERM now unwinds to close() (which restores the handler) wherever it lands.
         self._term = TermAsInterrupt()
 
@@ -195,7 +199,8 @@ class TestSession:
             pull=self.options.pull,
             use_cache=self.options.use_cache,
         )
-        planned = plan_run(self.directory, request)
+        planned = plan_run(self.directory, request, gates=self._gates)
+        self._gates = planned.gates
         self._builders = tuple(planned.workspace.builders.builders)
         self._parents = {i.name: i.parents for i in planned.plan.images}
         self._labels = {i.name: i.label for i in planned.plan.images}

@@ -44,7 +44,7 @@ from dockerpkg.effects.workfiles import JOURNAL_NAME, REFS_JOURNAL
 from dockerpkg.errors import DockerPkgError, Problem, Severity, error
 
 if TYPE_CHECKING:
-    pass
+    from dockerpkg.effects.registry.gate import RegistryGates
 
 
 @attrs.frozen
@@ -226,6 +226,7 @@ def load_and_observe(
     builders: str | None = None,
     daemon: bool = True,
     publish: PublishMode | None = None,
+    gates: RegistryGates | None = None,
 ) -> tuple[Workspace, Observed, Credentials | None]:
     """load_workspace, then observe_workspace, with the observation started early: the
     daemon and the registry answer while the tree is resolved. DEFINITIONS also reads the
@@ -233,12 +234,12 @@ def load_and_observe(
     and the base images' digests; without DAEMON only the registry is asked. PUBLISH (else
     the config's `publish`) all_or_nothing asks for staged images too. BUILDERS is
     --builders: with several, no daemon is asked (only published images count); with one,
-    that one is."""
+    that one is. GATES: the run's (see observe_tree)."""
 
     def options(config: Config) -> BuildOptions:
         return BuildOptions(suffix=suffix, publish=publish_mode(config, publish))
 
-    workspace, observed, credentials, _ = observe_tree(
+    workspace, observed, credentials, _, _ = observe_tree(
         directory,
         config_path,
         env,
@@ -248,6 +249,7 @@ def load_and_observe(
         definitions=definitions,
         builders=builders,
         daemon=daemon,
+        gates=gates,
     )
     return workspace, observed, credentials
 
@@ -270,10 +272,13 @@ def observe_tree(
     builders: str | None = None,
     daemon: bool = True,
     registry: bool = True,
-) -> tuple[Workspace, Observed, Credentials | None, BuildOptions]:
+    gates: RegistryGates | None = None,
+) -> tuple[Workspace, Observed, Credentials | None, BuildOptions, RegistryGates | None]:
     """load_and_observe, with the run's OPTIONS decided once from the config as soon as it
     is read: their suffix names the versions, their publish mode says whether staged images
-    are asked for; returned with the rest, for the plan."""
+    are asked for; returned with the rest, for the plan. Last, the run's registry gates:
+    GATES, else new ones with the config's limits (offline: GATES, none made, so an offline
+    plan loads no registry client)."""
     from dockerpkg.effects.credentials import credentials_for
 
     env = run_environment(env)  # the run's environment, as one typed value from here down
@@ -287,9 +292,12 @@ def observe_tree(
             directory, loaded, snapshot, links, suffix, env=env, render=render, builders=chosen
         )
         observed = Observed(offline=True, credentials=credentials is not None)
-        return workspace, observed, credentials, wanted
+        return workspace, observed, credentials, wanted, gates
     # Loaded only to observe: the registry client brings requests in.
     from dockerpkg.effects.observe import Observation
+
+    if gates is None:
+        gates = run_gates(loaded.config)
 
     guesses = guessed_refs(snapshot, loaded.config, suffix)
     observation = Observation(
@@ -302,6 +310,7 @@ def observe_tree(
         daemon=daemon,
         staging=wanted.publish is PublishMode.ALL_OR_NOTHING,
         registry=registry,
+        gates=gates,
     )
     try:
         workspace = _resolve(
@@ -314,7 +323,16 @@ def observe_tree(
         observed = observation.result(workspace.tree)
     except DockerPkgError as exc:
         raise DockerPkgError([*workspace.warnings, *exc.problems]) from None
-    return workspace, observed, credentials, wanted
+    return workspace, observed, credentials, wanted, gates
+
+
+def run_gates(config: Config) -> RegistryGates:
+    """New registry gates for one command run, with CONFIG's `registries` limits: every
+    registry client, reader, observation and executor of the run is given these."""
+    # Loaded only here: the gates come with the registry client's package (requests).
+    from dockerpkg.effects.registry.gate import RegistryGates
+
+    return RegistryGates(config.registries)
 
 
 def build_plan(
@@ -361,9 +379,14 @@ def with_test_files(observed: Observed, workspace: Workspace) -> Observed:
 
 
 def observe_workspace(
-    workspace: Workspace, env: Mapping[str, str], *, offline: bool
+    workspace: Workspace,
+    env: Mapping[str, str],
+    *,
+    offline: bool,
+    gates: RegistryGates | None = None,
 ) -> tuple[Observed, Credentials | None]:
-    """Credentials (local files only), then, unless offline, the daemon and the registry."""
+    """Credentials (local files only), then, unless offline, the daemon and the registry
+    (GATES: the run's; none: new ones for this observation)."""
     # docker-py is loaded only by the runs that build: planning starts faster without it.
     from dockerpkg.effects.credentials import credentials_for
 
@@ -372,4 +395,5 @@ def observe_workspace(
         return Observed(offline=True, credentials=credentials is not None), credentials
     from dockerpkg.effects.observe import observe
 
-    return observe(workspace.tree, workspace.config, credentials, env), credentials
+    observed = observe(workspace.tree, workspace.config, credentials, env, gates=gates)
+    return observed, credentials

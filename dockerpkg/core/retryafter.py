@@ -34,7 +34,9 @@ def header_seconds(value: str, now: float) -> float | None:
     neither."""
     text = value.strip()
     if _SECONDS.fullmatch(text):
-        return float(text)
+        seconds = float(text)
+        # Hundreds of digits overflow to infinity: no wait anyone could honour or show.
+        return seconds if math.isfinite(seconds) else None
     # HTTP dates are GMT; a date without a zone (asctime's form) is read as GMT too.
     parsed = email.utils.parsedate_tz(text)
     if parsed is None or not _plausible(parsed[:6]):

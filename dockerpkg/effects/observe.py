@@ -61,7 +61,7 @@ def registry_client(
         workers=max(1, config.scan_workers),
         env=env,
         interrupter=interrupter,
-        gates=gates or RegistryGates(config.registries),
+        gates=RegistryGates(config.registries) if gates is None else gates,
     )
 
 
@@ -82,9 +82,13 @@ class Observation:
         daemon: bool = True,
         staging: bool = False,
         registry: bool = True,
+        gates: RegistryGates | None = None,
     ) -> None:
         self._config = config
         self._registry = registry
+        # The run's gates (none: gates of its own, with the config's limits): every client
+        # below, whatever registry it asks, waits at them.
+        self.gates = RegistryGates(config.registries) if gates is None else gates
         self._builders = builders
         self._first_builder = builders[0] if builders else None
         # all_or_nothing: each version's staging reference is asked too (an earlier run
@@ -148,6 +152,7 @@ class Observation:
                     workers=max(1, self._config.scan_workers),
                     env=self._env,
                     interrupter=self._interrupter,
+                    gates=self.gates,
                 ) as registry:
                     answers = registry.digests_many([(r.path, r.tag) for r in group.refs], cancel)
             except RegistryError as exc:
@@ -167,12 +172,15 @@ class Observation:
             with self._client() as registry:
                 digests = registry.digests_many(refs, cancel)
                 reads = label_reads(digests, self._asked.definitions)
-                return RegistryAnswers(digests, self._labels(registry, reads, cancel))
+                labels = _read_labels(registry, reads, cancel, self._config.scan_workers)
+                return RegistryAnswers(digests, labels)
         except RegistryError as exc:
             raise self._registry_error(exc) from None
 
     def _client(self) -> RegistryClient:
-        return registry_client(self._config, self._credentials, self._env, self._interrupter)
+        return registry_client(
+            self._config, self._credentials, self._env, self._interrupter, self.gates
+        )
 
     def _registry_error(self, exc: RegistryError) -> DockerPkgError:
         return DockerPkgError.single(self._config.registry or "Docker Hub", str(exc))
@@ -194,31 +202,6 @@ class Observation:
                 return RegistryAnswers(registry.digests_many(refs), tags=tags)
         except RegistryError as exc:
             raise self._registry_error(exc) from None
-
-    def _labels(
-        self,
-        registry: RegistryClient,
-        reads: Mapping[Ref, str],
-        cancel: threading.Event | None,
-    ) -> dict[Ref, Mapping[str, str]]:
-        """The labels of the image at each of READS, read by the reference (tag or digest)
-        each names; none for an image that has none."""
-        if not reads:
-            return {}
-
-        def labels(ref: Ref) -> Mapping[str, str]:
-            if cancel is not None and cancel.is_set():
-                return {}
-            return registry.image_labels(ref[0], reads[ref]) or {}
-
-        wanted = list(reads)
-        with ThreadPoolExecutor(max(1, self._config.scan_workers)) as pool:
-            try:
-                return dict(zip(wanted, pool.map(labels, wanted), strict=True))
-            except BaseException as exc:
-                if not isinstance(exc, Exception):  # a signal: end the waits in flight
-                    registry.interrupt()
-                raise
 
     def result(self, tree: Tree) -> Observed:
         """What the plan for TREE needs; references not asked yet are asked now."""
@@ -263,7 +246,9 @@ class Observation:
         elif self._local is not None:
             facts = daemon_facts(self._env, self._first_builder)
         asking_bases = self._registry or self._config.pin_bases
-        reader = PlatformReader(self._config, self._credentials, self._env, self._interrupter)
+        reader = PlatformReader(
+            self._config, self._credentials, self._env, self._interrupter, self.gates
+        )
         try:
             platforms = reader.read(
                 self._platform_versions(tree, answers) if self._registry else {},
@@ -312,6 +297,32 @@ class Observation:
         if self._facts is not None:
             self._facts.exception()
         self._pool.shutdown()
+
+
+def _read_labels(
+    registry: RegistryClient,
+    reads: Mapping[Ref, str],
+    cancel: threading.Event | None,
+    workers: int,
+) -> dict[Ref, Mapping[str, str]]:
+    """The labels of the image at each of READS, read by the reference (tag or digest)
+    each names, WORKERS at once; none for an image that has none."""
+    if not reads:
+        return {}
+
+    def labels(ref: Ref) -> Mapping[str, str]:
+        if cancel is not None and cancel.is_set():
+            return {}
+        return registry.image_labels(ref[0], reads[ref]) or {}
+
+    wanted = list(reads)
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        try:
+            return dict(zip(wanted, pool.map(labels, wanted), strict=True))
+        except BaseException as exc:
+            if not isinstance(exc, Exception):  # a signal: end the waits in flight
+                registry.interrupt()
+            raise
 
 
 def daemon_facts(env: Mapping[str, str], builder: Builder | None) -> DaemonFacts:
@@ -365,8 +376,10 @@ def observe(
     env: Mapping[str, str],
     *,
     definitions: bool = False,
+    gates: RegistryGates | None = None,
 ) -> Observed:
     """Local labels in one daemon call; published tags in concurrent kept-alive checks; with
-    DEFINITIONS, the definitions recorded in published images' labels."""
+    DEFINITIONS, the definitions recorded in published images' labels. GATES: the run's."""
     refs = tree_refs(tree, config).values()
-    return Observation(config, credentials, env, refs, definitions=definitions).result(tree)
+    observation = Observation(config, credentials, env, refs, definitions=definitions, gates=gates)
+    return observation.result(tree)

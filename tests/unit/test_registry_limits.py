@@ -9,6 +9,8 @@ import datetime
 import email.utils
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from dockerpkg.core.registrylimits import (
     DEFAULT_LIMITS,
@@ -118,6 +120,7 @@ class TestHintedWait:
             ("soon", "", None),
             ("-5", "", None),
             ("1e3", "", None),
+            ("9" * 400, "", None),  # past what a float holds
             ("Mon Dec  7 21:03:09 2026", "", 9.0),  # asctime's form, GMT
             ("Monday, 07-Dec-26 21:03:08 GMT", "", 8.0),  # RFC 850's
             ("Mon, 07 Dec 2026 25:03:07 GMT", "", None),
@@ -199,6 +202,8 @@ class TestDecideByAnswer:
             (case(None, Fault.CONNECTION), Decision(Verdict.RETRY, 0.5, False, False, None)),
             (case(200, Fault.CONNECTION), Decision(Verdict.RETRY, 0.5, False, False, None)),
             (case(None, Fault.TIMEOUT), Decision(Verdict.RETRY, 0.5, False, False, None)),
+            # No status and no fault named: no answer came, as for a failed connection.
+            (case(None), Decision(Verdict.RETRY, 0.5, False, False, None)),
             # Nothing asking again could mend.
             (case(None, Fault.FINAL), Decision(Verdict.GIVE_UP)),
             (case(429, Fault.FINAL), Decision(Verdict.GIVE_UP)),
@@ -383,3 +388,66 @@ class TestUtcText:
         for offset in range(0, 157_000, 1):
             moment = offset * 86400.0
             assert utc_text(moment)[:10] == (day + datetime.timedelta(days=offset)).isoformat()
+
+
+STATUSES = st.sampled_from([200, 202, 304, 400, 401, 403, 404, 429, 500, 501, 502, 503, 504])
+HEADERS = st.one_of(
+    st.none(),
+    st.integers(0, 7200).map(str),
+    st.floats(0, 7200).map(lambda f: f"{f:.3f}"),
+    st.integers(-7200, 7200).map(http_date),
+    st.text(max_size=12),
+)
+BODIES = st.sampled_from(
+    ["", "rate limit", "toomanyrequests: retry-after: 10.48ms", "retry-after: 90s", "x"]
+)
+ATTEMPTS = st.builds(
+    Attempt, st.one_of(st.none(), STATUSES), st.sampled_from(Fault), HEADERS, BODIES
+)
+LIMITS_DRAWN = st.builds(
+    HostLimits,
+    st.integers(1, 8),
+    st.none(),
+    st.integers(1, 20),
+    st.floats(0.01, 3600),
+)
+
+
+class TestDecideProperties:
+    """Whatever the answer: a retry waits at least what was asked and never past the host's
+    longest wait unless asked; a give-up comes exactly when tries or the hint call for it."""
+
+    @settings(max_examples=400)
+    @given(ATTEMPTS, st.integers(1, 25), LIMITS_DRAWN, st.floats(0, 1, exclude_max=True))
+    def test_decide(self, attempt: Attempt, tries: int, limits: HostLimits, jitter: float) -> None:
+        found = decide(attempt, tries, limits, NOW, jitter)
+        hint = hinted_wait(attempt, NOW)
+        if found.verdict is Verdict.ACCEPT or attempt.fault is Fault.FINAL:
+            assert found.asked is None
+        else:
+            assert found.asked == hint
+        if found.verdict is Verdict.RETRY:
+            assert tries < limits.attempts
+            assert found.wait > 0
+            if hint is None:
+                assert found.wait <= limits.max_wait
+            else:
+                assert found.wait == pytest.approx(hint + HINT_MARGIN)
+                assert hint <= limits.max_wait
+        elif found.verdict is Verdict.GIVE_UP:
+            over = hint is not None and hint > limits.max_wait
+            assert attempt.fault is Fault.FINAL or tries >= limits.attempts or over
+            assert found.max_wait == (
+                limits.max_wait if over and attempt.fault is not Fault.FINAL else None
+            )
+            assert found.wait == 0.0
+        else:
+            assert attempt.fault is Fault.NONE
+            assert attempt.status is not None
+            assert not found.host_wide
+            assert not found.limited
+        # The message of any outcome names the registry and never the body's other words.
+        message = limit_message("r.example", found, attempt, tries, NOW)
+        assert message.startswith("registry r.example ")
+        assert "toomanyrequests" not in message
+        assert "allowed" not in message
