@@ -76,7 +76,15 @@ def gated(run: Shared, repository: str, log: IO[str], once: Callable[[], T]) -> 
             # Not a registry's limit or outage: the daemon's own failure, as it said it.
             raise exc.last from None
         log.write(f"{exc.message}\n")
+        if not _limited(exc) and isinstance(exc.last, DaemonError):
+            # An outage that outlasted the tries: the daemon's last words say what failed.
+            raise exc.last from None
         raise DaemonError(exc.message) from None
+
+
+def _limited(given_up: GaveUpError) -> bool:
+    """Whether the registry limited the transfer given up on (not merely failed)."""
+    return given_up.decision.limited or given_up.attempt.status == 429
 
 
 def _answer(attempt: Attempt) -> str:
