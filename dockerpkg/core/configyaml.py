@@ -13,6 +13,7 @@ import strictyaml as sy
 from strictyaml.ruamel.error import MarkedYAMLError, YAMLError
 
 from dockerpkg.core.builders import Builder, TLSFiles, public_url, url_problem
+from dockerpkg.core.configregistries import REGISTRIES_SCHEMA, parse_registries
 from dockerpkg.core.labels import path_problem, registry_problem
 from dockerpkg.core.plan import BuildEngine, CacheMode, PublishMode
 from dockerpkg.core.platforms import Platform
@@ -86,6 +87,7 @@ _SCHEMA = sy.MapCombined(
                 sy.Optional("ignore"): sy.EmptyList() | sy.Seq(sy.Str()),
             }
         ),
+        sy.Optional("registries"): REGISTRIES_SCHEMA,
     },
     sy.Str(),
     sy.Any(),
@@ -138,6 +140,7 @@ KNOWN_KEYS = frozenset(
         "context_roots",
         "lint",
         "refs",
+        "registries",
     }
 )
 
@@ -270,6 +273,7 @@ def parse_config_data(text: str, path: str) -> dict[str, Any]:
             )
     problems += _parse_platforms(data, document, path)
     problems += _parse_builders(data, document, path)
+    problems += parse_registries(data, text, path)
     if problems:
         raise DockerPkgError(problems)
     return data
