@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from dockerpkg.core.plan import Op, PublishMode
 from dockerpkg.core.planner import Observed
 from dockerpkg.core.registrylimits import HostLimits, RegistryLimits
@@ -23,11 +25,17 @@ from tests.unit.test_executor import (
     run,
     with_base,
     write_image,
+    write_tree,
 )
 
 BASE_HOST = BASE.partition("/")[0]
 # GHCR's form of a limit: the wait is in the message (what the daemon passes on of it).
 LIMITED = "toomanyrequests: retry-after: 100ms, allowed: 2000/minute"
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    return write_tree(tmp_path)
 
 
 def limited_push(label: str) -> str:
