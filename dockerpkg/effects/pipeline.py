@@ -34,10 +34,12 @@ class Head:
 
 @attrs.frozen
 class Answer:
-    """A HEAD answer: its status, and the manifest digest it gives (Docker-Content-Digest)."""
+    """A HEAD answer: its status, the manifest digest it gives (Docker-Content-Digest), and
+    the wait it asks for (Retry-After, as sent)."""
 
     status: int
     digest: str | None = None
+    retry_after: str | None = None
 
 
 @attrs.frozen
@@ -147,7 +149,13 @@ class PipelinedConnection:
             connection_field = headers.get(b"connection", b"").lower()
             closing = version == b"HTTP/1.0" or b"close" in connection_field
             digest = headers.get(b"docker-content-digest")
-            return Answer(status, digest.decode("ascii", "replace") if digest else None), closing
+            hint = headers.get(b"retry-after")
+            answer = Answer(
+                status,
+                digest.decode("ascii", "replace") if digest else None,
+                hint.decode("ascii", "replace") if hint else None,
+            )
+            return answer, closing
 
 
 def _fields(fields: bytes) -> dict[bytes, bytes]:

@@ -23,6 +23,7 @@ class RegistryFailure(enum.Enum):
     AUTHENTICATION = "authentication"
     UNEXPECTED_STATUS = "unexpected_status"
     BAD_RESPONSE = "bad_response"
+    RATE_LIMITED = "rate_limited"  # asked again as long as the host's limits allow
 
 
 class RegistryCancelledError(Exception):

@@ -6,20 +6,38 @@ it says it is limited or down. core/registrylimits.py decides; this module waits
 from __future__ import annotations
 
 import contextlib
+import random
 import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import TypeVar
 
+import attrs
+
 from dockerpkg.core.registrylimits import (
     Attempt,
     Decision,
+    Fault,
     HostLimits,
     RegistryLimits,
     RegistryUsage,
+    Verdict,
+    decide,
+    gate_name,
+    limit_message,
 )
+from dockerpkg.effects.registry.manifestcache import ManifestCache
 
 T = TypeVar("T")
+
+# How a gate sleeps: until SECONDS have passed or the event is set (tests pass a fake clock's).
+Sleep = Callable[[threading.Event, float], object]
+# How often a request waiting for a free slot looks whether its run was cancelled.
+_CANCEL_POLL = 0.25
+
+
+def _sleep(cancel: threading.Event, seconds: float) -> object:
+    return cancel.wait(seconds)
 
 
 class GateCancelledError(Exception):
@@ -59,52 +77,146 @@ class HostGate:
         limits: HostLimits,
         *,
         clock: Callable[[], float] = time.monotonic,
+        sleep: Sleep = _sleep,
     ) -> None:
         self.host = host
         self.limits = limits
         self._clock = clock
+        self._sleep = sleep
         self._lock = threading.Lock()
+        self._freed = threading.Condition(self._lock)
+        self._in_flight = 0
+        self._backoff_until = clock()
+        # The rate's token bucket holds a minute's worth and starts full.
+        self._tokens = float(limits.per_minute or 0)
+        self._refilled = clock()
+        self._requests = self._retries = self._limited = 0
+        self._waited = 0.0
 
     @contextlib.contextmanager
     def slot(self, cancel: threading.Event) -> Iterator[None]:
         """Hold one of the host's slots for the block: first wait out the host's backoff,
         then for a token of its rate, then for a free slot (a set CANCEL ends the wait with
         GateCancelledError). Counts one request."""
-        raise NotImplementedError
-        yield
+        began = self._clock()
+        try:
+            self._acquire(cancel)
+        finally:
+            self._add_wait(self._clock() - began)
+        try:
+            yield
+        finally:
+            with self._freed:
+                self._in_flight -= 1
+                self._freed.notify()
+
+    def _acquire(self, cancel: threading.Event) -> None:
+        while True:
+            if cancel.is_set():
+                raise GateCancelledError(f"cancelled while waiting for registry {self.host}")
+            with self._freed:
+                now = self._clock()
+                delay = max(self._backoff_until - now, self._rate_delay(now))
+                if delay <= 0:
+                    if self._in_flight < self.limits.max_requests:
+                        self._in_flight += 1
+                        self._requests += 1
+                        if self.limits.per_minute is not None:
+                            self._tokens -= 1
+                        return
+                    # A release wakes us; the timeout only lets us see a cancellation.
+                    self._freed.wait(_CANCEL_POLL)
+                    continue
+            self._sleep(cancel, delay)
+
+    def _rate_delay(self, now: float) -> float:
+        """Seconds until the bucket holds a token (refilled up to NOW); 0 without a rate."""
+        per_minute = self.limits.per_minute
+        if per_minute is None:
+            return 0.0
+        rate = per_minute / 60.0
+        self._tokens = min(float(per_minute), self._tokens + (now - self._refilled) * rate)
+        self._refilled = now
+        return 0.0 if self._tokens >= 1 else (1 - self._tokens) / rate
 
     def back_off(self, decision: Decision) -> None:
         """After a try DECISION says to repeat: a host-wide decision makes every request to
         the host wait DECISION.wait from now (the longest asked wins); a limited one empties
         the rate's bucket. Counts the retry (and the limit)."""
-        raise NotImplementedError
+        with self._lock:
+            self._retries += 1
+            if decision.limited:
+                self._limited += 1
+                self._tokens = min(self._tokens, 0.0)
+            if decision.host_wide:
+                until = self._clock() + decision.wait
+                self._backoff_until = max(self._backoff_until, until)
+
+    def gave_up(self, decision: Decision) -> None:
+        """Count a limit that ended the tries (DECISION gives up)."""
+        if decision.limited:
+            with self._lock:
+                self._limited += 1
+
+    def pause(self, cancel: threading.Event, seconds: float) -> None:
+        """Wait SECONDS before one request's next try (the host is not held up); a set
+        CANCEL ends the wait with GateCancelledError."""
+        began = self._clock()
+        try:
+            if seconds > 0:
+                self._sleep(cancel, seconds)
+        finally:
+            self._add_wait(self._clock() - began)
+        if cancel.is_set():
+            raise GateCancelledError(f"cancelled while waiting for registry {self.host}")
+
+    def _add_wait(self, seconds: float) -> None:
+        if seconds > 0:
+            with self._lock:
+                self._waited += seconds
 
     def usage(self) -> RegistryUsage:
-        raise NotImplementedError
+        with self._lock:
+            return RegistryUsage(
+                self.host, self._requests, self._retries, self._limited, self._waited
+            )
 
 
 class RegistryGates:
     """The gates of one run, one per registry host (Docker Hub's names share one), made on
-    first use with the host's limits; safe to share between threads."""
+    first use with the host's limits; safe to share between threads. Also holds the run's
+    manifests read by digest (`manifests`), which never change."""
 
     def __init__(
         self,
         limits: RegistryLimits | None = None,
         *,
         clock: Callable[[], float] = time.monotonic,
+        sleep: Sleep = _sleep,
     ) -> None:
         self.limits = limits or RegistryLimits()
         self._clock = clock
+        self._sleep = sleep
         self._lock = threading.Lock()
         self._gates: dict[str, HostGate] = {}
+        self.manifests = ManifestCache()
 
     def host(self, host: str) -> HostGate:
         """HOST's gate (``host[:port]``; Docker Hub by any of its names)."""
-        raise NotImplementedError
+        name = gate_name(host)
+        with self._lock:
+            gate = self._gates.get(name)
+            if gate is None:
+                limits = self.limits.for_host(name)
+                gate = HostGate(name, limits, clock=self._clock, sleep=self._sleep)
+                self._gates[name] = gate
+            return gate
 
     def usage(self) -> tuple[RegistryUsage, ...]:
-        """What the run asked of each host, sorted by host."""
-        raise NotImplementedError
+        """What the run asked of each host, sorted by host (hosts asked nothing left out)."""
+        with self._lock:
+            gates = sorted(self._gates.items())
+        return tuple(usage for _, gate in gates if (usage := gate.usage()).requests)
 
 
 def retried(
@@ -115,10 +227,47 @@ def retried(
     *,
     wall: Callable[[], float] = time.time,
     jitter: Callable[[], float] | None = None,
+    attempts: int | None = None,
 ) -> T:
     """ONCE, each try in one of GATE's slots, until core.registrylimits.decide accepts what
     JUDGE makes of its result (or of the Exception it raised: an accepted exception is raised
-    again as it is). Waits as decided between tries (the whole host waits when told).
-    Raises GaveUpError when the host's limits are used up, GateCancelledError when CANCEL is
-    set."""
-    raise NotImplementedError
+    again as it is, and so is one judged final). Waits as decided between tries (the whole
+    host waits when told). ATTEMPTS, when given (a caller's RetryPolicy), bounds the tries of
+    failures that are not limits: the fewer tries wins. Raises GaveUpError when the host's
+    limits are used up, GateCancelledError when CANCEL is set."""
+    draw = jitter or random.random
+    tries = 0
+    while True:
+        with gate.slot(cancel):
+            tries += 1
+            result: T | Exception
+            try:
+                result = once()
+            except Exception as exc:  # noqa: BLE001 (judged below; raised again unless retried)
+                result = exc
+        if isinstance(result, Exception) and cancel.is_set():
+            raise GateCancelledError(f"cancelled while asking registry {gate.host}") from result
+        attempt = judge(result)
+        decision = decide(attempt, tries, gate.limits, wall(), draw())
+        if decision.verdict is Verdict.ACCEPT:
+            if isinstance(result, Exception):
+                raise result
+            return result
+        if (
+            decision.verdict is Verdict.RETRY
+            and attempts is not None
+            and tries >= attempts
+            and not decision.limited
+        ):
+            decision = attrs.evolve(decision, verdict=Verdict.GIVE_UP, wait=0.0)
+        if decision.verdict is Verdict.GIVE_UP:
+            gate.gave_up(decision)
+            if attempt.fault is Fault.FINAL and isinstance(result, Exception):
+                raise result
+            message = limit_message(gate.host, decision, attempt, tries, wall())
+            raise GaveUpError(
+                gate.host, decision, attempt, tries=tries, message=message, last=result
+            )
+        gate.back_off(decision)
+        if not decision.host_wide:
+            gate.pause(cancel, decision.wait)

@@ -1,17 +1,25 @@
 """Many "is it published, with which digest?" checks at once: worker threads, each sending its
 checks in pipelined batches (``effects/pipeline.py``) on a connection of its own, and asking
-anything but a plain 200 or 404 again through the session, which handles it fully."""
+anything but a plain 200 or 404 again through the session, which handles it fully.
+
+A batch holds one slot of the registry's gate (one connection; the registry answers its
+requests one after another); an answer in it saying the registry is limited or struggling
+(429, 5xx) makes the whole host back off before the session asks again."""
 
 from __future__ import annotations
 
+import random
 import ssl
 import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from urllib.parse import urlsplit
 
+from dockerpkg.core.registrylimits import Attempt, Verdict, decide
 from dockerpkg.effects.pipeline import Answer, Endpoint, Head, PipelinedConnection
 from dockerpkg.effects.registry.errors import RegistryCancelledError
+from dockerpkg.effects.registry.gate import GateCancelledError
 from dockerpkg.effects.registry.session import ACCEPT, RegistrySession, check_names
 
 # Checks written at once on one connection: a round trip for many, a share for every worker
@@ -91,10 +99,18 @@ class PipelinedChecks:
         """
         if cancel is not None and cancel.is_set():
             raise RegistryCancelledError("cancelled")
-        connection = self._thread_connection(self._session.auth.ensure_ready())
+        base_url = self._session.auth.ensure_ready()
+        connection = self._thread_connection(base_url)
         quick: Sequence[Answer | None] = [None] * len(batch)
         if connection is not None:
-            quick = connection.heads([self._quick_head(*ref) for ref in batch])
+            heads = [self._quick_head(*ref) for ref in batch]
+            gate = self._session.gates.host(urlsplit(base_url).netloc)
+            try:
+                with gate.slot(self._session.transport.interrupter.event):
+                    quick = connection.heads(heads)
+            except GateCancelledError:
+                raise RegistryCancelledError("interrupted") from None
+            self._back_off(quick)
         answers: dict[tuple[str, str], str | None] = {}
         for ref, answer in zip(batch, quick, strict=True):
             if answer is not None and answer.status == 404:
@@ -107,6 +123,19 @@ class PipelinedChecks:
                 raise RegistryCancelledError("cancelled")
             answers[ref] = self._fallback(*ref)
         return answers
+
+    def _back_off(self, answers: Sequence[Answer | None]) -> None:
+        """The first answer of a batch that makes the whole host wait (a 429, a 503...)
+        sets the host's backoff, so that the checks asked again wait it out."""
+        gate = self._session.gates.host(urlsplit(self._session.auth.ensure_ready()).netloc)
+        for answer in answers:
+            if answer is None or answer.status < 429:
+                continue
+            attempt = Attempt(answer.status, retry_after=answer.retry_after)
+            decision = decide(attempt, 1, gate.limits, time.time(), random.random())  # noqa: S311 (spreading, not secrecy)
+            if decision.verdict is Verdict.RETRY and decision.host_wide:
+                gate.back_off(decision)
+                return
 
     def _quick_head(self, repository: str, tag: str) -> Head:
         repo = self._session.api_repository(repository)

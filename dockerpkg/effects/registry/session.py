@@ -72,7 +72,7 @@ class RegistrySession:
         self.retry = retry
         self.gates = gates
         self.transport = Transport(
-            self.words, self.retry, ca_bundle, workers, env, interrupter=interrupter
+            self.words, self.retry, ca_bundle, workers, env, interrupter=interrupter, gates=gates
         )
         self.auth = Authenticator(self.host, credentials, self.transport, self.words)
 

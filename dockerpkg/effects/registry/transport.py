@@ -1,5 +1,7 @@
 """How a registry client's requests travel: one kept-alive session, the environment's
-proxies and CAs, and a retry policy for a registry that refuses, fails or hangs."""
+proxies and CAs, each try through its host's gate (registry/gate.py: the run's cap, rate and
+backoff per host), and retries as core/registrylimits.py decides for a registry that
+limits, refuses, fails or hangs."""
 
 from __future__ import annotations
 
@@ -22,12 +24,21 @@ import requests.adapters
 import requests.auth
 import urllib3
 
+from dockerpkg.core.registrylimits import Attempt, Fault
 from dockerpkg.core.runenv import run_environment
 from dockerpkg.effects.registry.errors import (
     RegistryCancelledError,
+    RegistryError,
+    RegistryFailure,
     Wording,
     describe,
     is_tls_failure,
+)
+from dockerpkg.effects.registry.gate import (
+    GateCancelledError,
+    GaveUpError,
+    RegistryGates,
+    retried,
 )
 from dockerpkg.effects.registry.proxies import proxies_for
 
@@ -35,18 +46,21 @@ log = logging.getLogger(__name__)
 
 # Answers that mean "busy or broken for now": asking again later may succeed.
 RETRY_STATUSES = frozenset({500, 502, 503, 504})
+# How much of an error answer's body is read for a hint (GHCR's `retry-after: 10.48ms`).
+_HINT_BODY_CHARS = 2048
 
 
 @attrs.frozen
 class RetryPolicy:
     """How long to wait for the registry, and how often to ask again, before giving up.
 
-    Every request the client sends is a GET or a HEAD, safe to repeat. A connection failure
-    (refused, reset), a timeout or an answer 500/502/503/504 is retried; the pause after failed
-    attempt N is ``base_delay * 2**(N-1)``, plus up to ``jitter`` of that at random so that many
-    clients do not come back in step. A registry that accepts the connection but never answers
-    fails after ``read_timeout`` seconds: the worst case is ``attempts`` times the timeouts plus
-    the pauses (about 92 s with the defaults).
+    Requests are safe to repeat. A connection failure (refused, reset), a timeout or an
+    answer 500/502/503/504 is retried, at most ``attempts`` tries in all (or the host's
+    `registries` attempts, if fewer); a registry limiting the rate (429) is asked again up to
+    its host's attempts. The pauses between tries are the gate's (core/registrylimits.py:
+    doubling from 0.5 s with jitter, or what the registry asked); ``delay`` is kept for
+    callers that pause on their own. A registry that accepts the connection but never
+    answers fails after ``read_timeout`` seconds a try.
     """
 
     attempts: int = attrs.field(default=3, validator=attrs.validators.ge(1))
@@ -122,9 +136,11 @@ class Transport:
         env: Mapping[str, str],
         *,
         interrupter: Interrupter | None = None,
+        gates: RegistryGates | None = None,
     ) -> None:
         self.words = words
         self.retry = retry
+        self.gates = gates or RegistryGates()
         self.verify: str | bool = ca_bundle or system_cas(env)
         self.interrupter = interrupter or Interrupter()
         self.session = new_session(workers, self.interrupter)
@@ -193,37 +209,55 @@ class Transport:
         retry_error: Callable[[requests.RequestException], bool] | None = None,
         server: str | None = None,
     ) -> requests.Response:
-        """SEND until it gets an answer other than 500/502/503/504, as the policy allows.
+        """SEND, each try in one of the gate's slots of URL's host, until its answer is one
+        to hand back (core.registrylimits.decide: a 429 or a 5xx is asked again, after the
+        wait the registry asked for or a backoff, the whole host waiting when told).
 
         A connection failure or timeout for which RETRY_ERROR (default: anything but TLS) says
         yes is tried again too; any other is raised as it is, for the caller to word. When
-        the attempts are used up, RegistryError says what was asked (WHAT, at URL, of the
-        token SERVER if not the registry), what went wrong and how many times it was tried.
+        the tries are used up, RegistryError says what was asked (WHAT, at URL, of the
+        token SERVER if not the registry), what went wrong and how many times it was tried
+        (RATE_LIMITED, worded by limit_message, when the registry limited the rate).
         """
         retry_error = retry_error or transient
-        policy = self.retry
-        stop = self.interrupter
-        attempt = 1
-        while True:
-            stop.check()
-            try:
-                response = send()
-            except requests.RequestException as exc:
-                stop.check()
-                if not retry_error(exc):
-                    raise
-                if attempt >= policy.attempts:
-                    raise self.words.connection_error(exc, url, attempt, server) from None
-                log.debug("attempt %d of %s failed: %s", attempt, url, describe(exc))
-            else:
-                if response.status_code not in RETRY_STATUSES:
-                    return response
-                if attempt >= policy.attempts:
-                    raise self.words.unexpected(response, what, attempt)
-                log.debug("attempt %d of %s: HTTP %d", attempt, url, response.status_code)
-                response.close()
-            stop.event.wait(policy.delay(attempt))
-            attempt += 1
+
+        def judge(result: requests.Response | Exception) -> Attempt:
+            if isinstance(result, requests.Response):
+                if result.status_code == 429 or result.status_code in RETRY_STATUSES:
+                    log.debug("try of %s: HTTP %d", url, result.status_code)
+                return response_attempt(result)
+            log.debug("try of %s failed: %s", url, describe(result))
+            if isinstance(result, requests.RequestException) and retry_error(result):
+                timed_out = isinstance(result, requests.Timeout)
+                return Attempt(None, Fault.TIMEOUT if timed_out else Fault.CONNECTION)
+            return Attempt(None, Fault.FINAL)
+
+        gate = self.gates.host(urllib.parse.urlsplit(url).netloc)
+        try:
+            return retried(gate, self.interrupter.event, send, judge, attempts=self.retry.attempts)
+        except GateCancelledError:
+            raise RegistryCancelledError("interrupted") from None
+        except GaveUpError as exc:
+            raise self._gave_up(exc, url, what, server) from None
+
+    def _gave_up(self, exc: GaveUpError, url: str, what: str, server: str | None) -> RegistryError:
+        """The error of a request tried as often as allowed (EXC), as the user reads it."""
+        last = exc.last
+        if exc.decision.limited:
+            return self.words.error(RegistryFailure.RATE_LIMITED, exc.message)
+        if isinstance(last, requests.RequestException):
+            return self.words.connection_error(last, url, exc.tries, server)
+        if isinstance(last, requests.Response):
+            return self.words.unexpected(last, what, exc.tries)
+        return self.words.error(RegistryFailure.UNREACHABLE, exc.message)
+
+
+def response_attempt(response: requests.Response) -> Attempt:
+    """What a try got, for the rules: its status, Retry-After and (for an error) the start
+    of its body, where GHCR puts its hint."""
+    status = response.status_code
+    body = response.text[:_HINT_BODY_CHARS] if status >= 400 and response.content else ""
+    return Attempt(status, retry_after=response.headers.get("Retry-After"), body=body)
 
 
 def transient(exc: requests.RequestException) -> bool:

@@ -1,0 +1,44 @@
+"""Manifests read by digest during one run, kept so that none is asked twice: a digest
+names its bytes for ever, so the copy cannot go stale (reads by tag are never kept: tags
+move during a run). Bounded in entries and bytes; the oldest go first."""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+
+MAX_ENTRIES = 4096
+MAX_BYTES = 64 * 1024 * 1024
+
+
+class ManifestCache:
+    """(registry host, repository, digest) -> the manifest's bytes; safe to share between
+    threads."""
+
+    def __init__(self, max_entries: int = MAX_ENTRIES, max_bytes: int = MAX_BYTES) -> None:
+        self._max_entries = max_entries
+        self._max_bytes = max_bytes
+        self._lock = threading.Lock()
+        self._entries: OrderedDict[tuple[str, str, str], bytes] = OrderedDict()
+        self._bytes = 0
+
+    def get(self, host: str, repository: str, digest: str) -> bytes | None:
+        key = (host, repository, digest)
+        with self._lock:
+            content = self._entries.get(key)
+            if content is not None:
+                self._entries.move_to_end(key)
+            return content
+
+    def put(self, host: str, repository: str, digest: str, content: bytes) -> None:
+        if len(content) > self._max_bytes:
+            return
+        key = (host, repository, digest)
+        with self._lock:
+            if key in self._entries:
+                return
+            self._entries[key] = content
+            self._bytes += len(content)
+            while len(self._entries) > self._max_entries or self._bytes > self._max_bytes:
+                _, dropped = self._entries.popitem(last=False)
+                self._bytes -= len(dropped)
