@@ -89,7 +89,7 @@ def write_fan(site: Site, leaves: int, *, layer: bool = True) -> list[str]:
 def tags_of(site: Site, name: str) -> list[str]:
     """The tags the registry itself (not through the proxy) holds for image NAME."""
     try:
-        return tags_of(site, name)
+        return site.tags(name.removeprefix(f"{site.prefix}-"))
     except RegistryError:
         return []  # no manifest was ever put: the registry does not know the repository
 
