@@ -173,29 +173,36 @@ class TestDaemonPushesLimited:
     def test_a_registry_limiting_every_push_fails_the_run_and_a_rerun_publishes(
         self, make_site: SiteFactory, proxied: Proxied, dockerpkg: Callable[..., Outcome]
     ) -> None:
-        """Every manifest PUT of the first run is limited (as many as its tries); the
-        registry then lets them through."""
+        """Every manifest PUT of the first run is limited, as often as a push is tried (6,
+        the default attempts); the registry then lets them through."""
         site = make_site()
-        names = write_fan(site, 2)
-        proxy = proxied(site, Limit(version_puts(), 2, "ghcr:200"))
-        config = proxy_config(site, proxy, f"registries:\n  {proxy.host}:\n    attempts: 2\n")
+        names = [site.name(short) for short in ("one", "two", "three")]
+        for name in names:
+            write_image(site.tree, name, "1.0", FROM_BASE + f"RUN echo {name} > /name\n")
+        proxy = proxied(site, Limit(version_puts(), 6, "ghcr:200"))
+        config = proxy_config(site, proxy)
         outcome, report = apply(dockerpkg, site, config, "first")
         assert outcome.status == 1, outcome.text
         steps = steps_by_key(report)
-        root = steps["publish", site.name("root")]
-        assert root["outcome"] == "failed"
-        assert root["error"].startswith(f"registry {proxy.host} limited the run: HTTP 429")
-        assert f"registry {proxy.host} limited the run" in outcome.out
-        # Nothing users pull was put: no tag at all, in the registry itself.
         for name in names:
+            step = steps["publish", name]
+            assert step["outcome"] == "failed", name
+            assert step["error"].startswith(
+                f"registry {proxy.host} limited the run: HTTP 429 after 6 tries"
+            ), step["error"]
+            assert len(proxy.waits(manifest_path(name), "PUT")) == 5
+            # Nothing users pull was put: no tag at all, in the registry itself.
             assert tags_of(site, name) == [], name
+        assert f"registry {proxy.host} limited the run" in outcome.out
+        assert proxy.early() == []
         # The rerun publishes everything, building nothing again.
         outcome, report = apply(dockerpkg, site, config, "again")
         assert outcome.status == 0, outcome.text
+        steps = steps_by_key(report)
         for name in names:
             assert tags_of(site, name) == ["1.0", "latest"]
-        steps = steps_by_key(report)
-        assert not [name for name in names if ("build", name) in steps]
+            assert ("build", name) not in steps
+            assert steps["publish", name]["reason"] == "built_locally_not_published"
 
 
 class TestTheCapHoldsForTransfers:
