@@ -5,6 +5,8 @@ the step with the registry named, and the report counts what each host was asked
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -14,6 +16,7 @@ from dockerpkg.core.planner import Observed
 from dockerpkg.core.registrylimits import HostLimits, RegistryLimits
 from dockerpkg.core.report import Outcome, Report, registry_lines, report_to_data
 from dockerpkg.effects.registry.gate import RegistryGates
+from dockerpkg.effects.tasks import Interrupt
 from tests.support.fakedaemon import FakeDaemon, FakeRegistry
 from tests.unit.test_executor import (
     APP_LABEL,
@@ -145,6 +148,28 @@ class TestPushes:
         assert report.count(Op.PUBLISH) == 8
         assert daemon.most_pushes_at_once <= 2
         assert usage(report, HOST) == (8, 0, 0)
+
+    def test_a_cancel_ends_the_wait_for_a_limit(self, tree: Path, tmp_path: Path) -> None:
+        workspace, plan = planned(tree)
+        daemon, registry = with_base()
+        # Asked to come back in 50 s (under the longest wait, 60 s): the run waits...
+        asked = "toomanyrequests: retry-after: 50000ms, allowed: 2000/minute"
+        daemon.fault("push", BASE_LABEL, message=f"push of {BASE_LABEL} failed: {asked}")
+        interrupt = Interrupt()
+
+        def cancel_once_limited() -> None:
+            while ("push", BASE_LABEL) not in daemon.calls:
+                time.sleep(0.01)
+            interrupt.cancel()
+
+        threading.Thread(target=cancel_once_limited, daemon=True).start()
+        began = time.monotonic()
+        report = run(workspace, plan, daemon, registry, tmp_path, interrupt)
+        # ...until the run is cancelled: the step ends then, not 50 s later.
+        assert time.monotonic() - began < 30
+        assert outcomes(report)["publish:base"][0] is Outcome.CANCELLED
+        assert daemon.calls.count(("push", BASE_LABEL)) == 1
+        assert ("ns/base", "1.0") not in registry.tags
 
 
 class TestPulls:
