@@ -32,7 +32,8 @@ The log has one JSON object a line per request, written when it is answered: ``m
 ``path``, ``status`` (the status sent; None when nothing was), ``start`` and ``end``
 (``time.time()`` when the request arrived and when its answer was sent), ``conn`` (which
 client connection carried it), ``fault`` (the scripted KIND, or None) and ``until`` (for a
-hinted 429, the wall-clock time the answer asked to be left alone until).
+hinted 429, the wall-clock time the answer asked to be left alone until; None for GHCR's
+form answering a HEAD, whose body is never sent).
 
 A closed port, the other common fault, needs no process: see ``closed_port``.
 """
@@ -475,7 +476,8 @@ class _Handler(BaseHTTPRequestHandler):
             body = json.dumps(
                 {"errors": [{"code": "TOOMANYREQUESTS", "message": message}]}
             ).encode()
-            until = now + float(value) / 1000
+            # The hint is in the body, which an answer to a HEAD has not: it asks nothing.
+            until = now + float(value) / 1000 if self.command != "HEAD" else None
         else:
             status = int(name)
         if status == 429 and name != "ghcr":

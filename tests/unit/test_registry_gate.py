@@ -352,15 +352,19 @@ class TestManifestCache:
 
     def test_kept_and_bounded(self) -> None:
         cache = ManifestCache(max_entries=2, max_bytes=10)
-        cache.put("h", "r", "sha256:1", b"1234")
+        cache.put("h", "r", "sha256:1", b"1234", "application/json")
         cache.put("h", "r", "sha256:2", b"5678")
-        assert cache.get("h", "r", "sha256:1") == b"1234"
+        assert cache.get("h", "r", "sha256:1") == (b"1234", "application/json")
         cache.put("h", "r", "sha256:3", b"9")  # drops the least recently used: 2
         assert cache.get("h", "r", "sha256:2") is None
-        assert cache.get("h", "r", "sha256:1") == b"1234"
+        assert cache.get("h", "r", "sha256:1") == (b"1234", "application/json")
         cache.put("h", "r", "sha256:4", b"abcdefgh")  # bytes: drops 1, then 3
         assert cache.get("h", "r", "sha256:1") is None
-        assert cache.get("h", "r", "sha256:4") == b"abcdefgh"
+        assert cache.get("h", "r", "sha256:4") == (b"abcdefgh", "")
         cache.put("h", "r", "sha256:5", b"x" * 11)  # larger than the whole cache
         assert cache.get("h", "r", "sha256:5") is None
         assert cache.get("other", "r", "sha256:4") is None
+        cache.drop("h", "r", "sha256:4")  # deleted during the run
+        assert cache.get("h", "r", "sha256:4") is None
+        cache.put("h", "r", "sha256:6", b"0123456789")  # the bytes dropped are free again
+        assert cache.get("h", "r", "sha256:6") is not None

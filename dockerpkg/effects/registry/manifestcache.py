@@ -12,33 +12,43 @@ MAX_BYTES = 64 * 1024 * 1024
 
 
 class ManifestCache:
-    """(registry host, repository, digest) -> the manifest's bytes; safe to share between
+    """(registry host, repository, digest) -> the manifest's bytes and media type (as the
+    registry's Content-Type gave it; "" for an image config); safe to share between
     threads."""
 
     def __init__(self, max_entries: int = MAX_ENTRIES, max_bytes: int = MAX_BYTES) -> None:
         self._max_entries = max_entries
         self._max_bytes = max_bytes
         self._lock = threading.Lock()
-        self._entries: OrderedDict[tuple[str, str, str], bytes] = OrderedDict()
+        self._entries: OrderedDict[tuple[str, str, str], tuple[bytes, str]] = OrderedDict()
         self._bytes = 0
 
-    def get(self, host: str, repository: str, digest: str) -> bytes | None:
+    def get(self, host: str, repository: str, digest: str) -> tuple[bytes, str] | None:
         key = (host, repository, digest)
         with self._lock:
-            content = self._entries.get(key)
-            if content is not None:
+            found = self._entries.get(key)
+            if found is not None:
                 self._entries.move_to_end(key)
-            return content
+            return found
 
-    def put(self, host: str, repository: str, digest: str, content: bytes) -> None:
+    def put(
+        self, host: str, repository: str, digest: str, content: bytes, media_type: str = ""
+    ) -> None:
         if len(content) > self._max_bytes:
             return
         key = (host, repository, digest)
         with self._lock:
             if key in self._entries:
                 return
-            self._entries[key] = content
+            self._entries[key] = (content, media_type)
             self._bytes += len(content)
             while len(self._entries) > self._max_entries or self._bytes > self._max_bytes:
-                _, dropped = self._entries.popitem(last=False)
+                _, (dropped, _) = self._entries.popitem(last=False)
                 self._bytes -= len(dropped)
+
+    def drop(self, host: str, repository: str, digest: str) -> None:
+        """Forget a manifest deleted during the run."""
+        with self._lock:
+            found = self._entries.pop((host, repository, digest), None)
+            if found is not None:
+                self._bytes -= len(found[0])

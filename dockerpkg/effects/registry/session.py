@@ -9,6 +9,7 @@ its failures, the transport and the authenticator.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -78,19 +79,29 @@ class RegistrySession:
 
     def manifest(self, repository: str, tag: str) -> tuple[Any, bytes] | None:
         """``repository:tag``'s manifest (TAG may be a digest), parsed, and its bytes; None
-        when not published."""
+        when not published. A manifest read once in the run (by tag or by digest) is not
+        asked for again by digest: the run's cache has it (reads by tag always ask: tags
+        move)."""
         check_names(repository, tag, digest=True)
         repo = self.api_repository(repository)
+        cache = self.gates.manifests
+        if _DIGEST.fullmatch(tag) and (kept := cache.get(self.host, repo, tag)) is not None:
+            return _parsed(kept[0])
         what = f"{repository}:{tag}"
         manifest = self.call("GET", repo, f"/v2/{repo}/manifests/{tag}", {"Accept": ACCEPT}, what)
         if manifest.status_code == 404 or insufficient_scope(manifest):
             return None
         if manifest.status_code != 200:
             raise self.words.unexpected(manifest, f"GET manifest of {repository}:{tag}")
-        try:
-            return manifest.json(), manifest.content
-        except ValueError:
-            return None, manifest.content
+        self.keep_manifest(repo, manifest)
+        return _parsed(manifest.content)
+
+    def keep_manifest(self, repo: str, answer: requests.Response) -> None:
+        """Keep a manifest read from API repository REPO for the rest of the run, under the
+        digest of its bytes (which is what names a manifest)."""
+        content = answer.content
+        media_type = answer.headers.get("Content-Type", "")
+        self.gates.manifests.put(self.host, repo, content_digest(content), content, media_type)
 
     def head_manifest(self, repository: str, tag: str) -> requests.Response | None:
         check_names(repository, tag, digest=True)
@@ -155,6 +166,14 @@ class RegistrySession:
         if self.is_hub and "/" not in repository:
             return f"library/{repository}"
         return repository
+
+
+def _parsed(content: bytes) -> tuple[Any, bytes]:
+    """A manifest's bytes, parsed (None when they are no JSON), and the bytes."""
+    try:
+        return json.loads(content), content
+    except ValueError:
+        return None, content
 
 
 def content_digest(content: bytes) -> str:

@@ -28,14 +28,21 @@ def copy_tag(session: RegistrySession, repository: str, source: str, target: str
     check_names(repository, source, digest=True)
     check_names(repository, target)
     repo = session.api_repository(repository)
-    what = f"the manifest of {repository}:{source}"
-    manifest = session.call("GET", repo, f"/v2/{repo}/manifests/{source}", {"Accept": ACCEPT}, what)
-    if manifest.status_code == 404 or insufficient_scope(manifest):
-        return None
-    if manifest.status_code != 200:
-        raise session.words.unexpected(manifest, what)
-    media_type = manifest.headers.get("Content-Type", "")
-    body = manifest.content
+    kept = session.gates.manifests.get(session.host, repo, source)  # a digest read this run
+    if kept is not None:
+        body, media_type = kept
+    else:
+        what = f"the manifest of {repository}:{source}"
+        manifest = session.call(
+            "GET", repo, f"/v2/{repo}/manifests/{source}", {"Accept": ACCEPT}, what
+        )
+        if manifest.status_code == 404 or insufficient_scope(manifest):
+            return None
+        if manifest.status_code != 200:
+            raise session.words.unexpected(manifest, what)
+        session.keep_manifest(repo, manifest)
+        media_type = manifest.headers.get("Content-Type", "")
+        body = manifest.content
     digest = content_digest(body)
     put_manifest(
         session,
@@ -209,6 +216,7 @@ def delete_manifest(session: RegistrySession, repository: str, digest: str) -> s
         # Refused (a token without the delete right) or unreachable: the tags have moved
         # already, so this is a leftover to report, not a failure.
         return str(exc)
+    session.gates.manifests.drop(session.host, repo, digest)
     if response.status_code in (200, 202, 404):
         return None
     return f"the registry answered {response.status_code} to deleting {what}"
