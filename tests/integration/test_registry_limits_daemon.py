@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import docker
 import pytest
 
 from dockerpkg.effects.registry import RegistryError
@@ -24,6 +25,7 @@ from tests.integration.test_build import (
     read_json,
     steps_by_key,
 )
+from tests.support import services
 from tests.support.faulty_registry import FaultProxy, Limit, start_fault_proxy
 from tests.support.trees import BASE_IMAGE, write_image
 
@@ -50,15 +52,15 @@ def proxied(tmp_path: Path) -> Iterator[Proxied]:
             proxy.stop()
 
 
-def proxy_config(site: Site, proxy: FaultProxy, extra: str = "") -> Path:
-    """SITE's config with its registry (and base image) reached through PROXY."""
+def proxy_config(site: Site, proxy: FaultProxy, extra: str = "", base: str = BASE_IMAGE) -> Path:
+    """SITE's config with its registry (and BASE, its base image) reached through PROXY."""
     creds = site.credentials
     path = site.work / "config.yaml"
     path.write_text(
         f"registry: {proxy.host}\n"
         f"namespace: {NAMESPACE}\n"
         "base_images:\n"
-        f"  - {proxy.host}/{BASE_IMAGE}\n"
+        f"  - {proxy.host}/{base}\n"
         f"username: {creds.username}\n"
         f"password: {creds.password}\n" + extra,
         encoding="utf-8",
@@ -67,11 +69,29 @@ def proxy_config(site: Site, proxy: FaultProxy, extra: str = "") -> Path:
     return path
 
 
+FLAT_BASE = "base/flat:1.0"
+
+
+def push_flat_base(site: Site, client: docker.DockerClient, busybox: str) -> None:
+    """BUSYBOX's files as an image of one layer, pushed to SITE's registry as FLAT_BASE: the
+    daemon sends one request at a time for a push of an image built on it (it sends the
+    layers of an image side by side)."""
+    container = client.api.create_container(busybox, command="true")
+    try:
+        tarball = b"".join(client.api.export(container["Id"]))
+    finally:
+        client.api.remove_container(container["Id"], force=True)
+    repository, tag = site.registry.ref(FLAT_BASE).rsplit(":", 1)
+    client.api.import_image_from_data(tarball, repository=repository, tag=tag)
+    services.push_image(client, site.registry.ref(FLAT_BASE), site.registry)
+
+
 def write_fan(site: Site, leaves: int, *, layer: bool = True) -> list[str]:
     """root and LEAVES images built on it; each with a layer of its own when LAYER (else
-    one layer only, the base's, so that a push is one request at a time); their names."""
+    on the one-layer FLAT_BASE, no layer of their own); their names."""
     run = "RUN echo {short} > /{short}\n" if layer else ""
-    write_image(site.tree, site.name("root"), "1.0", FROM_BASE + run.format(short="root"))
+    start = FROM_BASE if layer else 'FROM {{ "flat" | image_tag }}\n'
+    write_image(site.tree, site.name("root"), "1.0", start + run.format(short="root"))
     names = [site.name("root")]
     for n in range(leaves):
         short = f"leaf{n}"
@@ -207,13 +227,20 @@ class TestDaemonPushesLimited:
 
 class TestTheCapHoldsForTransfers:
     def test_sixty_images_with_eight_jobs_never_more_than_three_at_once(
-        self, make_site: SiteFactory, proxied: Proxied, dockerpkg: Callable[..., Outcome]
+        self,
+        make_site: SiteFactory,
+        proxied: Proxied,
+        dockerpkg: Callable[..., Outcome],
+        docker_client: docker.DockerClient,
+        busybox_base: str,
     ) -> None:
         site = make_site()
+        push_flat_base(site, docker_client, busybox_base)
         # One layer each (the base's): a push is one request at a time.
         names = write_fan(site, 59, layer=False)
         proxy = proxied(site)
-        config = proxy_config(site, proxy, f"registries:\n  {proxy.host}:\n    max_requests: 3\n")
+        limits = f"registries:\n  {proxy.host}:\n    max_requests: 3\n"
+        config = proxy_config(site, proxy, limits, base=FLAT_BASE)
         outcome, report = apply(dockerpkg, site, config, "first", "--jobs", "8")
         assert outcome.status == 0, outcome.text
         assert len(names) == 60
