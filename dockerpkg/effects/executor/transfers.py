@@ -35,8 +35,9 @@ def transfer_host(repository: str) -> str:
 def gated(run: Shared, repository: str, log: IO[str], once: Callable[[], T]) -> T:
     """ONCE (a daemon pull or push of REPOSITORY), in one slot of its registry's gate, until
     it succeeds, fails for good, or the host's limits are used up. Every failure is a
-    DaemonError for the caller: a give-up's says which registry limited the run and until
-    when; a cancelled wait is a CancelledError."""
+    DaemonError for the caller: after a limit, one saying which registry limited the run
+    and until when; after an outage or a final failure, the daemon's own; a cancelled wait
+    is a CancelledError."""
     host = transfer_host(repository)
     gate = run.settings.gates.host(host)
     attempts = gate.limits.attempts
