@@ -402,7 +402,7 @@ def _run_on_builders(
                 "docker", "no builder answers: " + "; ".join(why for _, why in lost)
             )
         scheduler = Scheduler(
-            workers, listener, settings.run_dir, settings.pull_jobs, several=several, lost=lost
+            workers, listener, settings.run_dir, settings.pull_jobs, several, lost, settings.gates
         )
         return scheduler.run(plan, interrupt)
     finally:

@@ -32,6 +32,7 @@ from dockerpkg.core.plandiff import diff_plans, diff_to_data, diff_to_text
 from dockerpkg.core.report import (
     Report,
     publication_line,
+    registry_lines,
     report_table,
     report_to_json,
     summary_line,
@@ -176,6 +177,8 @@ def _finish(result: Report, plan: Plan, flags: RunFlags, received: set[int]) -> 
     if not flags.quiet or result.failed:
         sys.stdout.write(report_table(result))
     print(summary_line(result))
+    for line in registry_lines(result):
+        print(line)
     published = publication_line(result)
     if published is not None:
         print(published)

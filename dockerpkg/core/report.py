@@ -11,6 +11,7 @@ import attrs
 from dockerpkg.core.applyoptions import ApplyOptions, options_to_data
 from dockerpkg.core.ops import reported_as
 from dockerpkg.core.plan import Op, Plan, Step
+from dockerpkg.core.registrylimits import RegistryUsage
 from dockerpkg.core.runrules import log_name
 
 
@@ -57,6 +58,9 @@ class Report:
     published_since: tuple[str, ...] = ()
     # What the run took from itself rather than the plan (None: not told).
     options: ApplyOptions | None = None
+    # What the run asked of each registry host (its requests, daemon pulls and pushes), and
+    # how long it waited for their limits; by host.
+    registries: tuple[RegistryUsage, ...] = ()
 
     def of(self, op: Op, image: str) -> StepOutcome | None:
         for item in self.outcomes:
@@ -97,6 +101,17 @@ def summary_line(report: Report) -> str:
     if cancelled:
         parts.append(f"{cancelled} not started (interrupted)")
     return "Done: " + ", ".join(parts) + f" in {report.elapsed:.1f}s."
+
+
+def registry_lines(report: Report) -> list[str]:
+    """One line per registry host that limited the run (a 429, GHCR's 403): how much it was
+    asked and how long the run waited for it; none when no host did."""
+    return [
+        f"registry {u.host}: {u.requests:,} requests, {u.limited:,} limited, "
+        f"waited {u.waited:.1f} s for its limits"
+        for u in report.registries
+        if u.limited
+    ]
 
 
 def _reported(report: Report, op: Op) -> int:
@@ -176,7 +191,10 @@ def _placement(mine: list[StepOutcome]) -> list[str]:
 #    before, as in plan format 9); `apply_options`, what the run took from itself.
 # 3: several platforms: `index` steps, and steps of platform images (`NAME:SUFFIX`), whose
 #    `log` is `NAME@SUFFIX.log` (a file name without `:`).
-REPORT_FORMAT_VERSION = 3
+# 4: `registries`: per registry host the run asked anything of, its requests (daemon pulls
+#    and pushes count one each), retries, answers that limited the rate and the seconds
+#    waited for its limits (`waited_s`).
+REPORT_FORMAT_VERSION = 4
 
 
 def report_to_data(report: Report, plan: Plan) -> dict[str, Any]:
@@ -192,6 +210,17 @@ def report_to_data(report: Report, plan: Plan) -> dict[str, Any]:
         "apply_options": None if report.options is None else options_to_data(report.options),
         "moves": [
             {"image": m.image, "lost": m.lost, "to": m.to, "reason": m.reason} for m in report.moves
+        ],
+        "registries": [
+            {
+                "host": u.host,
+                "requests": u.requests,
+                "retries": u.retries,
+                "limited": u.limited,
+                "waited_s": round(u.waited, 3),
+            }
+            for u in report.registries
+            if u.requests
         ],
         "steps": [
             {

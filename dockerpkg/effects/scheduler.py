@@ -31,6 +31,7 @@ from dockerpkg.core.plan import Op, Plan, StepKey
 from dockerpkg.core.report import Move, Outcome, Report, StepOutcome
 from dockerpkg.effects.ledger import Ledger
 from dockerpkg.effects.placing import Attempt, Placer, StepRunner, Worker
+from dockerpkg.effects.registry.gate import RegistryGates
 from dockerpkg.effects.tasks import (
     Interrupt,
     Listener,
@@ -58,7 +59,7 @@ class _PullOutcome:
 class Scheduler:
     """Runs one plan over WORKERS. SEVERAL: the run was given several builders (their names
     go into the report, and a lost one's images move); LOST: those that did not answer at
-    the start."""
+    the start. GATES: the run's registry gates, whose counts go into the report."""
 
     workers: Sequence[Worker]
     listener: Listener
@@ -66,6 +67,7 @@ class Scheduler:
     pull_jobs: int
     several: bool = False
     lost: Sequence[tuple[str, str]] = ()
+    gates: RegistryGates | None = None
 
     def run(self, plan: Plan, interrupt: Interrupt | None = None) -> Report:
         interrupt = interrupt or Interrupt()
@@ -98,6 +100,7 @@ class Scheduler:
             elapsed=time.monotonic() - run.begin,
             moves=tuple(run.placer.moves),
             lost_builders=tuple(run.lost),
+            registries=() if self.gates is None else self.gates.usage(),
         )
 
 

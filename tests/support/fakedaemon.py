@@ -212,6 +212,10 @@ class FakeDaemon:
         self.most_at_once = 0  # the most pulls (of any labels) under way at once
         self.labels: dict[str, dict[str, str]] = {}  # image ID -> its labels
         self.faults: dict[tuple[str, str], tuple[Fault, str]] = {}
+        self.fault_times: dict[tuple[str, str], int] = {}  # faults that stop after so many
+        self.push_delay = 0.0  # seconds each push takes
+        self.pushing = 0  # pushes under way
+        self.most_pushes_at_once = 0
         self.calls: list[tuple[str, str]] = []
         self.builds: list[Built] = []
         self.verified: list[tuple[tuple[str, ...], dict[str, str]]] = []
@@ -223,10 +227,21 @@ class FakeDaemon:
 
     # -- telling it what to do ---------------------------------------------------------------
 
-    def fault(self, call: str, target: str, fault: Fault = Fault.FAIL, message: str = "") -> None:
+    def fault(
+        self,
+        call: str,
+        target: str,
+        fault: Fault = Fault.FAIL,
+        message: str = "",
+        *,
+        times: int | None = None,
+    ) -> None:
         """Make CALL ("pull", "push", "build", "stage", "tag", "inspect", "verify", "list")
-        of TARGET (a label; "push" and "tag": REPOSITORY:TAG; "list": "") misbehave."""
+        of TARGET (a label; "push" and "tag": REPOSITORY:TAG; "list": "") misbehave; only
+        its first TIMES calls when given (a registry that limits, then lets through)."""
         self.faults[call, target] = (fault, message or f"{call} of {target} refused")
+        if times is not None:
+            self.fault_times[call, target] = times
 
     def _enter(
         self,
@@ -237,9 +252,14 @@ class FakeDaemon:
     ) -> None:
         with self.lock:
             self.calls.append((call, target))
-        found = self.faults.get((call, target))
-        if found is None:
-            return
+            found = self.faults.get((call, target))
+            if found is None:
+                return
+            left = self.fault_times.get((call, target))
+            if left is not None:
+                self.fault_times[call, target] = left - 1
+                if left <= 1:
+                    del self.faults[call, target], self.fault_times[call, target]
         fault, message = found
         if fault is Fault.FAIL:
             raise DaemonError(message)
@@ -365,7 +385,15 @@ class FakeDaemon:
         timeout: float,
     ) -> str | None:
         label = f"{repository}:{tag}"
-        self._enter("push", label, cancel, time.monotonic() + timeout)
+        with self.lock:
+            self.pushing += 1
+            self.most_pushes_at_once = max(self.most_pushes_at_once, self.pushing)
+        try:
+            self._enter("push", label, cancel, time.monotonic() + timeout)
+            time.sleep(self.push_delay)
+        finally:
+            with self.lock:
+                self.pushing -= 1
         image_id = self.images.get(label)
         if image_id is None:
             raise DaemonError(f"push of {label} failed: An image does not exist locally")

@@ -26,12 +26,14 @@ from dockerpkg.core.plan import (
     StepKey,
 )
 from dockerpkg.core.planner import Observed
+from dockerpkg.core.registrylimits import HostLimits, RegistryLimits
 from dockerpkg.core.report import Outcome, Report
 from dockerpkg.core.serialize import plan_to_text
 from dockerpkg.core.staging import staged_labels
 from dockerpkg.core.stepchoices import local_copies
 from dockerpkg.effects.credentials import Credentials
 from dockerpkg.effects.executor import Executor, Settings
+from dockerpkg.effects.registry.gate import RegistryGates
 from dockerpkg.effects.tasks import Interrupt, TaskResult
 from tests.support.fakedaemon import FakeDaemon, FakeRegistry, Fault, Manifest, digest_of
 
@@ -123,6 +125,12 @@ def run(
 ) -> Report:
     settings = settings_for(workspace, plan, tmp_path / "run", **given)
     return Executor(daemon, registry, settings, Listener()).run(plan, interrupt)
+
+
+def impatient() -> RegistryGates:
+    """Gates giving up on the base's registry after its first try: for tests of what a
+    failed pull leads to, not of its retries (see tests/unit/test_executor_limits.py)."""
+    return RegistryGates(RegistryLimits({BASE.partition("/")[0]: HostLimits(attempts=1)}))
 
 
 def outcomes(report: Report) -> dict[str, tuple[Outcome, str | None, str | None]]:
@@ -227,7 +235,7 @@ class TestPulls:
         workspace, plan = planned(tree, observed)
         daemon = FakeDaemon(registry=FakeRegistry(HOST))
         daemon.fault("pull", BASE, message="cannot pull: connection refused")
-        found = outcomes(run(workspace, plan, daemon, daemon.registry, tmp_path))
+        found = outcomes(run(workspace, plan, daemon, daemon.registry, tmp_path, gates=impatient()))
         assert found[f"pull:{BASE}"][2] == "cannot pull: connection refused"
 
     def test_offline_plans_let_any_copy_serve(self, tree: Path) -> None:

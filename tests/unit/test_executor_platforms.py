@@ -18,7 +18,7 @@ from dockerpkg.core.platforms import Platform, platform_name, platform_tag
 from dockerpkg.core.report import Outcome
 from dockerpkg.core.runrules import PLATFORM_VARIABLE
 from tests.support.fakedaemon import NATIVE, FakeDaemon, FakeRegistry, Manifest, digest_of
-from tests.unit.test_executor import BASE, HOST, outcomes, planned, run, write_tree
+from tests.unit.test_executor import BASE, HOST, impatient, outcomes, planned, run, write_tree
 
 PLATFORMS = ("linux/amd64", "linux/arm64")
 ARM = "linux/arm64"
@@ -334,17 +334,30 @@ class TestPulls:
         daemon = FakeDaemon({BASE: "sha256:amd", local: "sha256:arm"}, registry=FakeRegistry(HOST))
         daemon.fault("pull", BASE, message=f"cannot pull {BASE}: connection refused")
         daemon.platforms[local] = ARM
-        found = outcomes(run(workspace, pulls, daemon, daemon.registry, tmp_path))
+        found = outcomes(
+            run(workspace, pulls, daemon, daemon.registry, tmp_path, gates=impatient())
+        )
         assert found[f"pull:{local}"] == (Outcome.SUCCEEDED, "local copy", None)
         # The copy held under the platform's name is checked too.
         daemon.platforms[local] = NATIVE
-        found = outcomes(run(workspace, pulls, daemon, daemon.registry, tmp_path))
+        found = outcomes(
+            run(workspace, pulls, daemon, daemon.registry, tmp_path, gates=impatient())
+        )
         assert found[f"pull:{local}"][2] == (
             f"found a linux/amd64 image for {ARM}: {local} "
             "(the daemon's own copy, taken as the pull failed)"
         )
         # Without the plan's word, no copy serves.
-        found = outcomes(run(workspace, attrs.evolve(plan, steps=(step,)), daemon, None, tmp_path))
+        found = outcomes(
+            run(
+                workspace,
+                attrs.evolve(plan, steps=(step,)),
+                daemon,
+                None,
+                tmp_path,
+                gates=impatient(),
+            )
+        )
         assert found[f"pull:{local}"][2] == f"cannot pull {BASE}: connection refused"
 
     def test_a_parent_is_pulled_by_its_platforms_digest(self, tree: Path, tmp_path: Path) -> None:

@@ -110,5 +110,7 @@ class Executor:
         """Run PLAN on this executor's daemon alone: a fleet of one."""
         settings = self._run.settings
         worker = Worker("docker", self, settings.jobs, settings.push_jobs)
-        scheduler = Scheduler([worker], self._listener, settings.run_dir, settings.pull_jobs)
+        scheduler = Scheduler(
+            [worker], self._listener, settings.run_dir, settings.pull_jobs, gates=settings.gates
+        )
         return scheduler.run(plan, interrupt)

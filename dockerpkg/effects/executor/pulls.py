@@ -10,6 +10,7 @@ from dockerpkg.core.labels import split_label
 from dockerpkg.core.runrules import local_copy_serves
 from dockerpkg.effects.executor.platformcheck import LOCAL_COPY, PULLED, require_platform
 from dockerpkg.effects.executor.shared import Shared
+from dockerpkg.effects.executor.transfers import gated
 from dockerpkg.effects.stagedidentity import require_identity
 from dockerpkg.effects.tasks import TaskFailedError
 from dockerpkg.effects.waits import DaemonError
@@ -44,16 +45,22 @@ def pull(
 
 
 def _daemon_pull(run: Shared, label: str, log: IO[str], platform: str | None = None) -> str | None:
-    """The daemon's pull of LABEL (for PLATFORM when given); a pull the run's cancellation
-    stopped fails the step, any other failure is the caller's DaemonError to judge."""
+    """The daemon's pull of LABEL (for PLATFORM when given), through its registry's gate
+    (retried as the host's limits say); a pull the run's cancellation stopped fails the
+    step, any other failure is the caller's DaemonError to judge."""
     try:
-        return run.daemon.pull(
+        return gated(
+            run,
             label,
-            run.credentials_for(label),
             log,
-            run.cancel,
-            timeout=run.settings.transfer_timeout,
-            platform=platform,
+            lambda: run.daemon.pull(
+                label,
+                run.credentials_for(label),
+                log,
+                run.cancel,
+                timeout=run.settings.transfer_timeout,
+                platform=platform,
+            ),
         )
     except DaemonError as exc:
         if run.cancel.is_set():

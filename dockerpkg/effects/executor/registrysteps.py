@@ -11,6 +11,7 @@ from dockerpkg.core.plan import PlannedImage
 from dockerpkg.core.staging import staged_reference
 from dockerpkg.effects.executor import indexpromote
 from dockerpkg.effects.executor.shared import Shared
+from dockerpkg.effects.executor.transfers import gated
 from dockerpkg.effects.ports import Registry
 from dockerpkg.effects.registry import RegistryError
 from dockerpkg.effects.stagedidentity import require_identity
@@ -167,13 +168,21 @@ def _already_published(
 
 
 def push_tag(run: Shared, repository: str, tag: str, log: IO[str]) -> str | None:
-    """Push REPOSITORY:TAG from the daemon; the digest pushed, if the daemon says."""
+    """Push REPOSITORY:TAG from the daemon, through its registry's gate (a push the
+    registry limited or failed is pushed again as the host's limits say; the daemon puts
+    the manifest, the tag, only after every layer is there, so a push given up on leaves
+    no tag half-published); the digest pushed, if the daemon says."""
     settings = run.settings
-    return run.daemon.push(
+    return gated(
+        run,
         repository,
-        tag,
-        settings.credentials,
         log,
-        run.cancel,
-        timeout=settings.transfer_timeout,
+        lambda: run.daemon.push(
+            repository,
+            tag,
+            settings.credentials,
+            log,
+            run.cancel,
+            timeout=settings.transfer_timeout,
+        ),
     )
