@@ -15,9 +15,15 @@ from dockerpkg.core.labels import registry_of
 from dockerpkg.core.registrylimits import Attempt, Fault, daemon_attempt
 from dockerpkg.effects.executor.shared import Shared
 from dockerpkg.effects.registry.gate import GateCancelledError, GaveUpError, retried
+from dockerpkg.effects.registry.transport import RetryPolicy
 from dockerpkg.effects.waits import CancelledError, DaemonError, TimedOutError
 
 T = TypeVar("T")
+
+# Tries of a transfer the registry failed without limiting it (a 5xx, a reset connection):
+# as many as a request of dockerpkg's own gets, so an unreachable registry costs seconds,
+# not the minute a limit may.
+_OUTAGE_TRIES = RetryPolicy().attempts
 
 # What a finished transfer is to the rules: an answer the caller takes.
 _DONE = Attempt(status=200)
@@ -40,7 +46,7 @@ def gated(run: Shared, repository: str, log: IO[str], once: Callable[[], T]) -> 
     is a CancelledError."""
     host = transfer_host(repository)
     gate = run.settings.gates.host(host)
-    attempts = gate.limits.attempts
+    limit_tries = gate.limits.attempts
     tries = 0
     # The answer of the try before, and when it ended: what the next try's log line says.
     last: tuple[Attempt, float] = (_DONE, 0.0)
@@ -50,6 +56,7 @@ def gated(run: Shared, repository: str, log: IO[str], once: Callable[[], T]) -> 
         tries += 1
         if tries > 1:
             answer, ended = last
+            attempts = limit_tries if answer.status == 429 else min(limit_tries, _OUTAGE_TRIES)
             log.write(
                 f"registry {host} answered {_answer(answer)}; trying again after "
                 f"{time.monotonic() - ended:.1f} s (try {tries} of {attempts})\n"
@@ -69,7 +76,7 @@ def gated(run: Shared, repository: str, log: IO[str], once: Callable[[], T]) -> 
         return found
 
     try:
-        return retried(gate, run.cancel, attempt, judge)
+        return retried(gate, run.cancel, attempt, judge, attempts=_OUTAGE_TRIES)
     except GateCancelledError:
         raise CancelledError("cancelled") from None
     except GaveUpError as exc:
