@@ -119,6 +119,9 @@ HINT_MARGIN = 0.05
 # Backoff without a hint: the first wait, doubled each try up to the longest (seconds).
 FIRST_BACKOFF = 0.5
 LONGEST_BACKOFF = 30.0
+# A limit that says not for how long (Docker Hub's pull limit through the daemon, which hides
+# the header) starts slower: asking again within a second would only be refused again.
+FIRST_LIMITED_BACKOFF = 2.0
 
 # GHCR's secondary limit answers 403 with this in the body; a plain 403 will not change.
 _RATE_LIMIT_TEXT = re.compile(r"rate[ _-]?limit", re.IGNORECASE)
@@ -167,12 +170,12 @@ def hinted_wait(attempt: Attempt, now: float) -> float | None:
     return body_seconds(attempt.body)
 
 
-def backoff(tries: int, limits: HostLimits, jitter: float) -> float:
+def backoff(tries: int, limits: HostLimits, jitter: float, first: float = FIRST_BACKOFF) -> float:
     """The wait after try number TRIES when the registry asked for none: doubling from
-    FIRST_BACKOFF up to LONGEST_BACKOFF, spread by up to half again by JITTER (in [0, 1)),
-    never above LIMITS.max_wait."""
+    FIRST up to LONGEST_BACKOFF, spread by up to half again by JITTER (in [0, 1)), never
+    above LIMITS.max_wait."""
     # The exponent's cap keeps a huge TRIES from building a huge integer.
-    doubled = min(LONGEST_BACKOFF, FIRST_BACKOFF * 2.0 ** min(tries - 1, 16))
+    doubled = min(LONGEST_BACKOFF, first * 2.0 ** min(tries - 1, 16))
     return min(limits.max_wait, doubled * (1 + 0.5 * jitter))
 
 
@@ -202,7 +205,8 @@ def decide(attempt: Attempt, tries: int, limits: HostLimits, now: float, jitter:
     if tries >= limits.attempts:
         return Decision(Verdict.GIVE_UP, 0.0, host_wide, limited, asked=hint)
     # A hint is honoured exactly (never shortened, never spread); jitter is for guesses.
-    wait = hint + HINT_MARGIN if hint is not None else backoff(tries, limits, jitter)
+    first = FIRST_LIMITED_BACKOFF if limited else FIRST_BACKOFF
+    wait = hint + HINT_MARGIN if hint is not None else backoff(tries, limits, jitter, first)
     return Decision(Verdict.RETRY, wait, host_wide, limited, asked=hint)
 
 

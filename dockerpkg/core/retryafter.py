@@ -34,9 +34,9 @@ def header_seconds(value: str, now: float) -> float | None:
     neither."""
     text = value.strip()
     if _SECONDS.fullmatch(text):
-        seconds = float(text)
-        # Hundreds of digits overflow to infinity: no wait anyone could honour or show.
-        return seconds if math.isfinite(seconds) else None
+        # Hundreds of digits overflow to infinity: a wait longer than any `max_wait`, given
+        # up on at once (core.registrylimits.decide), not a hint ignored.
+        return float(text)
     # HTTP dates are GMT; a date without a zone (asctime's form) is read as GMT too.
     parsed = email.utils.parsedate_tz(text)
     if parsed is None or not _plausible(parsed[:6]):
@@ -60,16 +60,23 @@ def body_seconds(body: str) -> float | None:
     match = _BODY_HINT.search(body)
     if match is None:
         return None
-    total = sum(
+    # Infinite when absurdly long: given up on at once, as above.
+    return sum(
         float(number) * _UNIT_SECONDS[unit.lower()]
         for number, unit in _DURATION_PART.findall(match[1])
     )
-    return total if math.isfinite(total) else None
+
+
+# 9999-12-31 23:59:59 UTC: the last moment four digits of year can name.
+_LAST_MOMENT = 253402300799
 
 
 def utc_text(moment: float) -> str:
     """MOMENT (wall-clock seconds since the epoch) as `2026-12-07 21:03:04 UTC`, rounded up
-    to the second (a user told a time must not come back before it)."""
+    to the second (a user told a time must not come back before it); a moment past
+    what a calendar holds (an absurd wait asked) is "a time too far to name"."""
+    if not math.isfinite(moment) or moment > _LAST_MOMENT:
+        return "a time too far to name"
     whole = math.ceil(moment)
     days, second_of_day = divmod(whole, 86400)
     year, month, day = _civil_date(days)

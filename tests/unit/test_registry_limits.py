@@ -7,6 +7,7 @@ from __future__ import annotations
 import calendar
 import datetime
 import email.utils
+import math
 
 import pytest
 from hypothesis import given, settings
@@ -120,7 +121,7 @@ class TestHintedWait:
             ("soon", "", None),
             ("-5", "", None),
             ("1e3", "", None),
-            ("9" * 400, "", None),  # past what a float holds
+            ("9" * 400, "", math.inf),  # past what a float holds: longer than any max_wait
             ("Mon Dec  7 21:03:09 2026", "", 9.0),  # asctime's form, GMT
             ("Monday, 07-Dec-26 21:03:08 GMT", "", 8.0),  # RFC 850's
             ("Mon, 07 Dec 2026 25:03:07 GMT", "", None),
@@ -182,10 +183,11 @@ class TestDecideByAnswer:
                 case(429, body="toomanyrequests: retry-after: 10.48ms, allowed: 2000/minute"),
                 Decision(Verdict.RETRY, 0.06048, True, True, 0.01048),
             ),
-            (case(429), Decision(Verdict.RETRY, 0.5, True, True, None)),
+            # A limit without a hint starts its backoff slower than a failure.
+            (case(429), Decision(Verdict.RETRY, 2.0, True, True, None)),
             (
                 case(403, body="You have exceeded a secondary rate limit"),
-                Decision(Verdict.RETRY, 0.5, True, True, None),
+                Decision(Verdict.RETRY, 2.0, True, True, None),
             ),
             (
                 case(403, header="3", body="secondary rate limit"),
@@ -266,7 +268,12 @@ class TestDecideOverTries:
 
     @pytest.mark.parametrize(
         "attempt",
-        [case(429, header="61"), case(429, header=http_date(3600)), case(503, header="120")],
+        [
+            case(429, header="61"),
+            case(429, header=http_date(3600)),
+            case(503, header="120"),
+            case(429, header="9" * 400),
+        ],
     )
     def test_a_hint_over_max_wait_gives_up_at_once(self, attempt: Attempt) -> None:
         found = decide(attempt, 1, LIMITS, NOW, 0.0)
@@ -331,6 +338,13 @@ class TestLimitMessage:
         assert self.message(case(429, header=http_date(3600)), 1) == (
             "registry 127.0.0.1:5000 limited the run: HTTP 429 after 1 try; "
             "it asked to wait until 2026-12-07 22:03:00 UTC (the limit for one wait is 60 s; "
+            "raise `registries: {127.0.0.1:5000: {max_wait: ...}}` to wait longer)"
+        )
+
+    def test_an_absurd_wait_is_named_as_such(self) -> None:
+        assert self.message(case(429, header="9" * 400), 1) == (
+            "registry 127.0.0.1:5000 limited the run: HTTP 429 after 1 try; "
+            "it asked to wait until a time too far to name (the limit for one wait is 60 s; "
             "raise `registries: {127.0.0.1:5000: {max_wait: ...}}` to wait longer)"
         )
 
