@@ -112,6 +112,41 @@ class TestHintsHonoured:
         assert len(asked_waits_honoured(proxy)) == 2
 
 
+class TestPipelinedBatch:
+    """Checks limited in one pipelined batch, each asking its own wait: the host waits for
+    the longest, and no path is asked again sooner than it asked."""
+
+    def test_every_wait_asked_in_a_batch(self, registry: Registry, proxied: Proxied) -> None:
+        proxy = proxied(
+            Limit(r"^HEAD /v2/app/a/manifests/1\.0$", 1, "retry-after:1"),
+            Limit(r"^HEAD /v2/app/b/manifests/1\.0$", 1, "retry-after:4"),
+        )
+        refs = [(r, "1.0") for r in REPOSITORIES]
+        gates = RegistryGates()
+        # One worker: the three checks go in one batch, on one connection.
+        with RegistryClient(proxy.host, workers=1, gates=gates) as client:
+            found = client.digests_many(refs)
+        assert all(found[ref] is not None for ref in refs)
+        assert sorted(asked_waits_honoured(proxy)) == [
+            pytest.approx(1, abs=0.5),
+            pytest.approx(4, abs=0.5),
+        ]
+        heads = sorted(
+            (e for e in proxy.entries() if e.method == "HEAD" and "/manifests/" in e.path),
+            key=lambda e: e.start,
+        )
+        limited = [e for e in heads if e.fault]
+        assert len(limited) == 2
+        assert len({e.conn for e in limited}) == 1  # one batch
+        longest = max(e.until or 0.0 for e in limited)
+        # The whole host waited the longest wait: neither path was asked again before it.
+        again = [e for e in heads if not e.fault and e.path in {x.path for x in limited}]
+        assert len(again) == 2
+        assert all(e.start >= longest for e in again)
+        usage = gates.usage()[0]
+        assert (usage.retries, usage.limited) == (2, 2)
+
+
 class TestTransientFailures:
     """A 503 without a hint and a connection reset mid-blob are asked again after a backoff."""
 

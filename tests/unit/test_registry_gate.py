@@ -25,7 +25,12 @@ from dockerpkg.core.registrylimits import (
     RegistryUsage,
     Verdict,
 )
-from dockerpkg.effects.registry import RegistryCancelledError, RegistryClient
+from dockerpkg.effects.registry import (
+    RegistryCancelledError,
+    RegistryClient,
+    RegistryError,
+    RegistryFailure,
+)
 from dockerpkg.effects.registry.gate import (
     GateCancelledError,
     GaveUpError,
@@ -245,29 +250,67 @@ class TestHostGate:
             with gate.slot(threading.Event()):
                 pass
         assert clock.sleeps == []
-        with gate.slot(threading.Event()):
+        with gate.slot(threading.Event()):  # only once the first of them is a minute old
             pass
-        assert sum(clock.sleeps) == pytest.approx(1.0)
+        assert sum(clock.sleeps) == pytest.approx(60.0)
         assert gate.usage().requests == 61
 
-    def test_a_batch_counts_its_requests_and_takes_their_tokens(self) -> None:
+    def test_a_batch_counts_its_requests_and_starts_them_against_the_rate(self) -> None:
         gate, clock = fake_gate(HostLimits(per_minute=60))
         with gate.slot(threading.Event(), requests=50):
             pass
-        with gate.slot(threading.Event(), requests=20):  # 10 left: waits for 10 more
+        clock.now += 30
+        with gate.slot(threading.Event(), requests=20):  # 10 free: waits for the 50 to age
             pass
-        assert sum(clock.sleeps) == pytest.approx(10.0)
+        assert sum(clock.sleeps) == pytest.approx(30.0)
         with gate.slot(threading.Event(), requests=100):  # more than a minute's worth
             pass
-        assert sum(clock.sleeps) == pytest.approx(70.0)
+        assert sum(clock.sleeps) == pytest.approx(90.0)
         assert gate.usage().requests == 170
 
-    def test_a_limit_empties_the_bucket(self) -> None:
+    def test_at_most_per_minute_start_in_any_minute(self) -> None:
+        """Whatever the mix of single requests, batches, limits and idle time, no stretch
+        of 60 s holds more than `per_minute` starts."""
+        per_minute = 10
+        gate, clock = fake_gate(HostLimits(per_minute=per_minute))
+        starts: list[float] = []
+        limited = Decision(Verdict.RETRY, wait=1.0, host_wide=True, limited=True)
+        for step in range(120):
+            requests = (1, 3, 1, 7, 2)[step % 5]
+            with gate.slot(threading.Event(), requests=requests):
+                starts += [clock()] * requests
+            if step % 17 == 5:
+                gate.back_off(limited)
+            clock.now += (0.0, 0.7, 13.0, 4.1)[step % 4]
+        assert sum(clock.sleeps) > 0
+        for first in starts:
+            # Within a nanosecond of a minute on is the next minute (float rounding).
+            in_minute = [t for t in starts if first <= t < first + 60.0 - 1e-6]
+            assert len(in_minute) <= per_minute, (first, in_minute)
+
+    def test_a_limit_fills_the_minute_then_requests_come_at_the_rate(self) -> None:
         gate, clock = fake_gate(HostLimits(per_minute=120))
         gate.back_off(Decision(Verdict.RETRY, wait=0.0, host_wide=True, limited=True))
+        for _ in range(3):
+            with gate.slot(threading.Event()):
+                pass
+        assert clock.sleeps == [pytest.approx(0.5)] * 3
+
+    def test_a_batch_backs_off_once_for_the_longest_wait(self) -> None:
+        gate, clock = fake_gate()
+        gate.back_off_all(
+            [
+                Decision(Verdict.RETRY, wait=0.6, host_wide=True),
+                Decision(Verdict.RETRY, wait=10.05, host_wide=True, limited=True),
+                Decision(Verdict.RETRY, wait=1.05, host_wide=True, limited=True),
+                Decision(Verdict.RETRY, wait=30.0),  # one request's: the host does not wait
+            ]
+        )
         with gate.slot(threading.Event()):
             pass
-        assert sum(clock.sleeps) == pytest.approx(0.5)
+        assert clock.sleeps == [pytest.approx(10.05)]
+        usage = gate.usage()
+        assert (usage.retries, usage.limited) == (4, 2)
 
     def test_cap_with_threads(self) -> None:
         gate = HostGate("registry.test", HostLimits(max_requests=3))
@@ -421,3 +464,135 @@ def test_an_interrupt_ends_a_wait_at_the_gate() -> None:
         client.close()
         server.shutdown()
         server.server_close()
+
+
+class _Scripted(BaseHTTPRequestHandler):
+    """A registry whose manifests answer as the server's SCRIPT says: path -> the answers
+    of its first requests, each (status, Retry-After or None); later ones 200 with a
+    digest. Each request is recorded with the run's fake clock's time."""
+
+    protocol_version = "HTTP/1.1"
+    server: _ScriptedServer
+
+    def do_HEAD(self) -> None:
+        server = self.server
+        with server.lock:
+            server.log.append((self.command, self.path, server.clock()))
+            script = server.script.get(self.path, [])
+            status, hint = script.pop(0) if script else (200, None)
+        self.send_response(status)
+        if hint is not None:
+            self.send_header("Retry-After", hint)
+        if status == 200 and self.path != "/v2/":
+            self.send_header("Docker-Content-Digest", "sha256:" + "ab" * 32)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    do_GET = do_HEAD  # noqa: N815 (http.server's name)
+
+    def log_message(self, format: str, *args: object) -> None:
+        """Quiet."""
+
+
+class _ScriptedServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, script: dict[str, list[tuple[int, str | None]]], clock: FakeClock) -> None:
+        super().__init__(("127.0.0.1", 0), _Scripted)
+        self.script = script
+        self.clock = clock
+        self.lock = threading.Lock()
+        self.log: list[tuple[str, str, float]] = []
+
+    def asked(self, path: str) -> list[float]:
+        """When PATH was asked (the fake clock's times)."""
+        return [when for _, asked, when in self.log if asked == path]
+
+
+def _checked(
+    script: dict[str, list[tuple[int, str | None]]], limits: HostLimits = DEFAULT_LIMITS
+) -> tuple[_ScriptedServer, Callable[[list[tuple[str, str]]], Any], RegistryGates]:
+    """A scripted registry, and a way to check refs on it in one pipelined batch through
+    gates on a fake clock."""
+    clock = FakeClock()
+    server = _ScriptedServer(script, clock)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    host = f"127.0.0.1:{server.server_address[1]}"
+    gates = RegistryGates(RegistryLimits({host: limits}), clock=clock, sleep=clock.sleep)
+
+    def check(refs: list[tuple[str, str]]) -> Any:
+        with RegistryClient(host, workers=1, gates=gates) as client:
+            return client.digests_many(refs)
+
+    return server, check, gates
+
+
+@pytest.fixture
+def scripted() -> Any:
+    servers: list[_ScriptedServer] = []
+
+    def start(
+        script: dict[str, list[tuple[int, str | None]]], limits: HostLimits = DEFAULT_LIMITS
+    ) -> tuple[_ScriptedServer, Callable[[list[tuple[str, str]]], Any], RegistryGates]:
+        found = _checked(script, limits)
+        servers.append(found[0])
+        return found
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+A, B = "/v2/team/a/manifests/1.0", "/v2/team/b/manifests/1.0"
+REFS = [("team/a", "1.0"), ("team/b", "1.0")]
+
+
+class TestPipelinedBatch:
+    """A pipelined batch's answers are each check's first try: every limited answer counts,
+    the host waits for the longest wait asked, and the checks asked again go on counting."""
+
+    @pytest.mark.parametrize(
+        ("first", "limited"),
+        [((503, None), 1), ((429, "1"), 2)],
+        ids=["503-without-a-hint", "429-asking-1s"],
+    )
+    def test_every_path_waits_what_it_asked(
+        self, scripted: Any, first: tuple[int, str | None], limited: int
+    ) -> None:
+        server, check, gates = scripted({A: [first], B: [(429, "10")]})
+        found = check(REFS)
+        assert set(found.values()) == {"sha256:" + "ab" * 32}
+        for path in (A, B):
+            assert len(server.asked(path)) == 2, path
+        # B asked for 10 s: neither it nor anything else is asked again sooner (the fake
+        # clock's sums are rounded: a nanosecond less is no sooner).
+        asked = 10 + HINT_MARGIN - 1e-9
+        assert server.asked(B)[1] - server.asked(B)[0] >= asked
+        assert server.asked(A)[1] - server.asked(A)[0] >= asked
+        usage = gates.usage()[0]
+        assert (usage.retries, usage.limited) == (2, limited)
+
+    def test_a_check_asked_again_goes_on_counting_its_tries(self, scripted: Any) -> None:
+        server, check, gates = scripted({A: [(429, "1")] * 10}, HostLimits(attempts=3))
+        with pytest.raises(RegistryError) as raised:
+            check(REFS)
+        assert len(server.asked(A)) == 3  # the batch's try and two more
+        assert raised.value.failure is RegistryFailure.RATE_LIMITED
+        assert "HTTP 429 after 3 tries" in str(raised.value)
+        assert gates.usage()[0].limited == 3
+
+    @pytest.mark.parametrize(
+        ("limits", "hint"),
+        [(HostLimits(attempts=1), "1"), (DEFAULT_LIMITS, "3600")],
+        ids=["one-try-allowed", "wait-over-max-wait"],
+    )
+    def test_a_batch_answer_given_up_on_is_not_asked_again(
+        self, scripted: Any, limits: HostLimits, hint: str
+    ) -> None:
+        server, check, _ = scripted({A: [(429, hint)] * 10}, limits)
+        with pytest.raises(RegistryError) as raised:
+            check(REFS)
+        assert server.asked(A) == [server.asked(A)[0]]
+        assert raised.value.failure is RegistryFailure.RATE_LIMITED
+        assert "HTTP 429 after 1 try" in str(raised.value)

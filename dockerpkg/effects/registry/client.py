@@ -88,7 +88,7 @@ class RegistryClient:
         )
         self.name = self._session.name
         self._words = self._session.words
-        self._checks = PipelinedChecks(self._session, workers, self.manifest_digest)
+        self._checks = PipelinedChecks(self._session, workers, self._digest_after)
 
     def __repr__(self) -> str:
         return f"RegistryClient({self.name!r}, user={self._words.username()!r})"
@@ -123,7 +123,11 @@ class RegistryClient:
 
     def manifest_digest(self, repository: str, tag: str) -> str | None:
         """The digest of ``repository:tag``'s manifest, or None when it is not published."""
-        response = self._session.head_manifest(repository, tag)
+        return self._digest_after(repository, tag, 0)
+
+    def _digest_after(self, repository: str, tag: str, tried: int) -> str | None:
+        """`manifest_digest`, its HEAD tried TRIED times already (in a pipelined batch)."""
+        response = self._session.head_manifest(repository, tag, tried=tried)
         if response is None:
             return None
         digest = response.headers.get("Docker-Content-Digest")

@@ -3,8 +3,9 @@ checks in pipelined batches (``effects/pipeline.py``) on a connection of its own
 anything but a plain 200 or 404 again through the session, which handles it fully.
 
 A batch holds one slot of the registry's gate (one connection; the registry answers its
-requests one after another); an answer in it saying the registry is limited or struggling
-(429, 5xx) makes the whole host back off before the session asks again."""
+requests one after another). Its answers are the first try of each check: those saying the
+registry is limited or struggling (429, 5xx) make the whole host back off, once, for the
+longest wait any of them asks, before the session asks them again as their later tries."""
 
 from __future__ import annotations
 
@@ -16,10 +17,10 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from urllib.parse import urlsplit
 
-from dockerpkg.core.registrylimits import Attempt, Verdict, decide
+from dockerpkg.core.registrylimits import Attempt, Decision, Verdict
 from dockerpkg.effects.pipeline import Answer, Endpoint, Head, PipelinedConnection
 from dockerpkg.effects.registry.errors import RegistryCancelledError
-from dockerpkg.effects.registry.gate import GateCancelledError, HostGate
+from dockerpkg.effects.registry.gate import GateCancelledError, HostGate, give_up, judged
 from dockerpkg.effects.registry.session import ACCEPT, RegistrySession, check_names
 
 # Checks written at once on one connection: a round trip for many, a share for every worker
@@ -31,13 +32,14 @@ _BATCH = 32
 
 class PipelinedChecks:
     """Manifest digests of many refs, asked concurrently; FALLBACK answers one ref the slow,
-    thorough way. Safe to share between threads."""
+    thorough way (repository, tag, and the tries of it made already). Safe to share between
+    threads."""
 
     def __init__(
         self,
         session: RegistrySession,
         workers: int,
-        fallback: Callable[[str, str], str | None],
+        fallback: Callable[[str, str, int], str | None],
     ) -> None:
         self._session = session
         self._workers = workers
@@ -67,10 +69,12 @@ class PipelinedChecks:
         if not unique:
             return {}
         # Decide scheme and authentication here, once, rather than in every worker at once.
-        session.auth.ensure_ready()
+        base_url = session.auth.ensure_ready()
         workers = min(self._workers, len(unique))
-        # Every worker gets a share when the refs are few; batches stay short when many.
-        size = min(_BATCH, -(-len(unique) // workers))
+        # Every worker gets a share when the refs are few; batches stay short when many, and
+        # never hold more requests than the host's rate lets start in a minute.
+        rate = session.gates.host(urlsplit(base_url).netloc).limits.per_minute
+        size = min(_BATCH, -(-len(unique) // workers), rate or _BATCH)
         batches = [unique[start : start + size] for start in range(0, len(unique), size)]
         answers: dict[tuple[str, str], str | None] = {}
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="registry") as pool:
@@ -102,6 +106,7 @@ class PipelinedChecks:
         base_url = self._session.auth.ensure_ready()
         connection = self._thread_connection(base_url)
         quick: Sequence[Answer | None] = [None] * len(batch)
+        tried = [0] * len(batch)
         if connection is not None:
             heads = [self._quick_head(*ref) for ref in batch]
             gate = self._session.gates.host(urlsplit(base_url).netloc)
@@ -111,9 +116,9 @@ class PipelinedChecks:
                     quick = connection.heads(heads)
             except GateCancelledError:
                 raise RegistryCancelledError("interrupted") from None
-            _back_off(gate, quick)
+            tried = self._judge(gate, batch, heads, quick)
         answers: dict[tuple[str, str], str | None] = {}
-        for ref, answer in zip(batch, quick, strict=True):
+        for ref, answer, count in zip(batch, quick, tried, strict=True):
             if answer is not None and answer.status == 404:
                 answers[ref] = None
                 continue
@@ -122,8 +127,50 @@ class PipelinedChecks:
                 continue
             if cancel is not None and cancel.is_set():
                 raise RegistryCancelledError("cancelled")
-            answers[ref] = self._fallback(*ref)
+            answers[ref] = self._fallback(*ref, count)
         return answers
+
+    def _judge(
+        self,
+        gate: HostGate,
+        batch: Sequence[tuple[str, str]],
+        heads: Sequence[Head],
+        quick: Sequence[Answer | None],
+    ) -> list[int]:
+        """Decide on every answer of a batch, each one the first try of its check, all got
+        at once: the host backs off once, for the longest host-wide wait among them (a
+        retry counted for each answer asked again, a limit for each limited one); this
+        thread waits out the longest of the others (a 500: those checks alone wait). A check
+        given up on fails the batch. Returns the tries made of each check: 1 for those to
+        ask again, 0 for the rest (an answer to hand back, or none at all)."""
+        session = self._session
+        tried = [0] * len(batch)
+        retrying: list[Decision] = []
+        now = time.time()
+        for index, answer in enumerate(quick):
+            if answer is None or answer.status in (200, 404):
+                continue
+            attempt = Attempt(answer.status, retry_after=answer.retry_after)
+            jitter = random.random()  # noqa: S311 (spreading, not secrecy)
+            decision = judged(attempt, 1, gate.limits, now, jitter, attempts=session.retry.attempts)
+            if decision.verdict is Verdict.ACCEPT:
+                continue
+            if decision.verdict is Verdict.GIVE_UP:
+                repository, tag = batch[index]
+                url = session.auth.ensure_ready() + heads[index].path
+                error = give_up(gate, decision, attempt, tries=1, now=now, last=None)
+                raise session.transport.gave_up(error, url, f"{repository}:{tag}", None)
+            tried[index] = 1
+            retrying.append(decision)
+        if retrying:
+            gate.back_off_all(retrying)
+            alone = [d.wait for d in retrying if not d.host_wide]
+            if alone:
+                try:
+                    gate.pause(session.transport.interrupter.event, max(alone))
+                except GateCancelledError:
+                    raise RegistryCancelledError("interrupted") from None
+        return tried
 
     def _quick_head(self, repository: str, tag: str) -> Head:
         repo = self._session.api_repository(repository)
@@ -158,17 +205,3 @@ class PipelinedChecks:
         with self._lock:
             self._connections.append(connection)
         return connection
-
-
-def _back_off(gate: HostGate, answers: Sequence[Answer | None]) -> None:
-    """The first answer of a batch that makes the whole host wait (a 429, a 503...) sets
-    GATE's backoff, so that the checks asked again wait it out."""
-    for answer in answers:
-        if answer is None or answer.status < 429:
-            continue
-        attempt = Attempt(answer.status, retry_after=answer.retry_after)
-        jitter = random.random()  # noqa: S311 (spreading, not secrecy)
-        decision = decide(attempt, 1, gate.limits, time.time(), jitter)
-        if decision.verdict is Verdict.RETRY and decision.host_wide:
-            gate.back_off(decision)
-            return

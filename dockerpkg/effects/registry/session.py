@@ -103,11 +103,16 @@ class RegistrySession:
         media_type = answer.headers.get("Content-Type", "")
         self.gates.manifests.put(self.host, repo, content_digest(content), content, media_type)
 
-    def head_manifest(self, repository: str, tag: str) -> requests.Response | None:
+    def head_manifest(
+        self, repository: str, tag: str, *, tried: int = 0
+    ) -> requests.Response | None:
+        """The answer to a HEAD of ``repository:tag``'s manifest; None when not published.
+        TRIED: tries of it made already (in a pipelined batch)."""
         check_names(repository, tag, digest=True)
         repo = self.api_repository(repository)
         what = f"{repository}:{tag}"
-        response = self.call("HEAD", repo, f"/v2/{repo}/manifests/{tag}", {"Accept": ACCEPT}, what)
+        path = f"/v2/{repo}/manifests/{tag}"
+        response = self.call("HEAD", repo, path, {"Accept": ACCEPT}, what, tried=tried)
         if response.status_code == 200:
             return response
         if response.status_code == 404 or insufficient_scope(response):
@@ -124,19 +129,23 @@ class RegistrySession:
         *,
         body: bytes | None = None,
         push: bool = False,
+        tried: int = 0,
     ) -> requests.Response:
         """Send a request for ``repository`` (WHAT it asks about, for messages), authenticating
         as the registry asks and retrying as the policy says.
 
         Returns any response but 401/403, which become RegistryError. A 401 is answered once
         with fresh authentication (a Bearer token may have expired, or the registry may demand
-        authentication only for some repositories); a second refusal is final.
+        authentication only for some repositories); a second refusal is final. TRIED: tries
+        of the request made already elsewhere (a pipelined batch's), counted with these.
         """
         base_url = self.auth.ensure_ready()
         scope = f"repository:{repository}:{'pull,push' if push else 'pull'}"
         url = base_url + path
         authorization = self.auth.authorization(scope, fresh=False)
-        response = self.transport.send(method, url, headers, authorization, what, body=body)
+        response = self.transport.send(
+            method, url, headers, authorization, what, body=body, tried=tried
+        )
         if response.status_code == 401:
             challenge = parse_challenge(response.headers.get("WWW-Authenticate", ""))
             if challenge.scheme is Scheme.NONE:

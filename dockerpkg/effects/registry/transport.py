@@ -179,6 +179,7 @@ class Transport:
         what: str,
         *,
         body: bytes | None = None,
+        tried: int = 0,
     ) -> requests.Response:
         def send() -> requests.Response:
             return self.session.request(
@@ -194,7 +195,7 @@ class Transport:
             )
 
         try:
-            response = self.retrying(send, url, what)
+            response = self.retrying(send, url, what, tried=tried)
         except requests.RequestException as exc:
             raise self.words.connection_error(exc, url) from None
         log.debug("%s %s -> %d", method, url, response.status_code)
@@ -208,6 +209,7 @@ class Transport:
         *,
         retry_error: Callable[[requests.RequestException], bool] | None = None,
         server: str | None = None,
+        tried: int = 0,
     ) -> requests.Response:
         """SEND, each try in one of the gate's slots of URL's host, until its answer is one
         to hand back (core.registrylimits.decide: a 429 or a 5xx is asked again, after the
@@ -217,7 +219,8 @@ class Transport:
         yes is tried again too; any other is raised as it is, for the caller to word. When
         the tries are used up, RegistryError says what was asked (WHAT, at URL, of the
         token SERVER if not the registry), what went wrong and how many times it was tried
-        (RATE_LIMITED, worded by limit_message, when the registry limited the rate).
+        (RATE_LIMITED, worded by limit_message, when the registry limited the rate). TRIED:
+        tries made already elsewhere (a pipelined batch's), counted with these.
         """
         retry_error = retry_error or transient
 
@@ -234,13 +237,20 @@ class Transport:
 
         gate = self.gates.host(urllib.parse.urlsplit(url).netloc)
         try:
-            return retried(gate, self.interrupter.event, send, judge, attempts=self.retry.attempts)
+            return retried(
+                gate,
+                self.interrupter.event,
+                send,
+                judge,
+                attempts=self.retry.attempts,
+                tried=tried,
+            )
         except GateCancelledError:
             raise RegistryCancelledError("interrupted") from None
         except GaveUpError as exc:
-            raise self._gave_up(exc, url, what, server) from None
+            raise self.gave_up(exc, url, what, server) from None
 
-    def _gave_up(self, exc: GaveUpError, url: str, what: str, server: str | None) -> RegistryError:
+    def gave_up(self, exc: GaveUpError, url: str, what: str, server: str | None) -> RegistryError:
         """The error of a request tried as often as allowed (EXC), as the user reads it."""
         last = exc.last
         if exc.decision.limited:

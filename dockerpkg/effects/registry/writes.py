@@ -10,6 +10,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
+import requests
+
 from dockerpkg.core.platforms import Platform
 from dockerpkg.effects.registry.auth import insufficient_scope
 from dockerpkg.effects.registry.errors import RegistryError, RegistryFailure
@@ -151,8 +153,7 @@ def bring_blob(session: RegistrySession, source: str, repository: str, digest: s
     """Make blob DIGEST of SOURCE part of REPOSITORY: there already, mounted, or copied."""
     repo, source_repo = session.api_repository(repository), session.api_repository(source)
     what = f"blob {digest[:19]} of {repository}"
-    head = session.call("HEAD", repo, f"/v2/{repo}/blobs/{digest}", {}, what, push=True)
-    if head.status_code == 200:
+    if _has_blob(session, repo, digest, what):
         return
     mount = session.call(
         "POST",
@@ -165,21 +166,9 @@ def bring_blob(session: RegistrySession, source: str, repository: str, digest: s
     )
     if mount.status_code == 201:
         return
-    upload = mount
-    if mount.status_code != 202:
-        # A token for one repository cannot mount from another (the registry asks for
-        # both scopes at once): start a plain upload and send the bytes.
-        upload = session.call(
-            "POST",
-            repo,
-            f"/v2/{repo}/blobs/uploads/",
-            {"Content-Length": "0"},
-            f"uploading {what}",
-            body=b"",
-            push=True,
-        )
-        if upload.status_code != 202:
-            raise session.words.unexpected(upload, f"uploading {what}")
+    # A token for one repository cannot mount from another (the registry asks for both
+    # scopes at once): start a plain upload and send the bytes.
+    upload = mount if mount.status_code == 202 else _start_upload(session, repo, what)
     # The registry started an upload rather than mount (no right to read SOURCE with
     # this token, or no cross-repository mounts): send the blob's bytes.
     blob = session.call(
@@ -187,19 +176,71 @@ def bring_blob(session: RegistrySession, source: str, repository: str, digest: s
     )
     if blob.status_code != 200:
         raise session.words.unexpected(blob, f"GET blob {digest[:19]} of {source}")
+    try:
+        put: requests.Response | None = _send_blob(
+            session, repo, upload, digest, content=blob.content, what=what
+        )
+    except RegistryError as exc:
+        if exc.failure is RegistryFailure.RATE_LIMITED:
+            raise
+        put = None
+    if put is not None and put.status_code in (201, 204):
+        return
+    # A PUT asked again after its answer was lost (a reset connection) finds its upload
+    # used up (404 BLOB_UPLOAD_UNKNOWN) when the first try did commit the blob: look for
+    # it, and only if it is not there, upload it once more from the start.
+    if _has_blob(session, repo, digest, what):
+        return
+    upload = _start_upload(session, repo, what)
+    put = _send_blob(session, repo, upload, digest, content=blob.content, what=what)
+    if put.status_code not in (201, 204):
+        raise session.words.unexpected(put, f"copying {what}")
+
+
+def _has_blob(session: RegistrySession, repo: str, digest: str, what: str) -> bool:
+    """Whether API repository REPO holds blob DIGEST (WHAT, for messages)."""
+    head = session.call("HEAD", repo, f"/v2/{repo}/blobs/{digest}", {}, what, push=True)
+    return head.status_code == 200
+
+
+def _start_upload(session: RegistrySession, repo: str, what: str) -> requests.Response:
+    """A new upload to API repository REPO (WHAT, for messages): the registry's answer."""
+    upload = session.call(
+        "POST",
+        repo,
+        f"/v2/{repo}/blobs/uploads/",
+        {"Content-Length": "0"},
+        f"uploading {what}",
+        body=b"",
+        push=True,
+    )
+    if upload.status_code != 202:
+        raise session.words.unexpected(upload, f"uploading {what}")
+    return upload
+
+
+def _send_blob(
+    session: RegistrySession,
+    repo: str,
+    upload: requests.Response,
+    digest: str,
+    *,
+    content: bytes,
+    what: str,
+) -> requests.Response:
+    """PUT CONTENT (blob DIGEST; WHAT, for messages) to the upload the registry's answer
+    UPLOAD started."""
     location = urlsplit(urljoin(session.auth.ensure_ready() + "/", upload.headers["Location"]))
     target = location.path + "?" + (location.query + "&" if location.query else "")
-    put = session.call(
+    return session.call(
         "PUT",
         repo,
         f"{target}digest={digest}",
         {"Content-Type": "application/octet-stream"},
         f"copying {what}",
-        body=blob.content,
+        body=content,
         push=True,
     )
-    if put.status_code not in (201, 204):
-        raise session.words.unexpected(put, f"copying {what}")
 
 
 def delete_manifest(session: RegistrySession, repository: str, digest: str) -> str | None:
