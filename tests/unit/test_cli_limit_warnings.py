@@ -15,15 +15,20 @@ import attrs
 import pytest
 
 from dockerpkg import api
+from dockerpkg.api import refs as refs_api
+from dockerpkg.api import versioning as versioning_api
+from dockerpkg.api import workspace as workspace_api
 from dockerpkg.api.limits import limit_warnings
 from dockerpkg.cli import main
 from dockerpkg.core.registrylimits import Decision, Verdict
 from dockerpkg.effects.registry.gate import RegistryGates
+from tests.unit.test_refs_verb import work  # noqa: F401 (a fixture)
 
 ROOT = Path(__file__).resolve().parents[2]
 HOST = "127.0.0.1:5000"
 QUIET = "registry.example.org"
 REAL_PLAN_RUN = api.plan_run
+REAL_OBSERVE_TREE = workspace_api.observe_tree
 
 
 def limited_gates() -> RegistryGates:
@@ -86,3 +91,58 @@ def test_no_warning_without_a_limit() -> None:
         pass
     assert limit_warnings(gates) == []
     assert limit_warnings(None) == []
+
+
+def ask_limited(gates: RegistryGates) -> None:
+    """Ask HOST once through GATES as a client does, the first answer limiting the run."""
+    gate, never = gates.host(HOST), threading.Event()
+    with gate.slot(never):
+        pass
+    gate.back_off(Decision(Verdict.RETRY, 0.2, host_wide=True, limited=True))
+    with gate.slot(never):
+        pass
+
+
+@pytest.mark.usefixtures("work")
+def test_refs_online_warns_of_a_limited_registry(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The registry's answers are not what is looked at: the asking waits at the gates the
+    run gave it, and those are what the warning counts."""
+
+    def published(*given: Any) -> dict[str, Any]:
+        ask_limited(given[-1])
+        return {}
+
+    monkeypatch.setattr(refs_api, "_published", published)
+    status = main(["-c", "config.yaml", "refs", "--online", "tree", "uses"])
+    out, err = capsys.readouterr()
+    assert status in (0, 2), err
+    [waited] = WARNING.findall(err)
+    assert float(waited) >= 0.2
+    assert "limited the run" not in out
+    # Offline, no registry is asked and nothing is said.
+    status = main(["-c", "config.yaml", "refs", "tree", "uses"])
+    assert "limited the run" not in capsys.readouterr().err
+
+
+def test_update_changed_bases_warns_of_a_limited_registry(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The observation (made offline here: no registry to ask) waits at the run's gates."""
+
+    def observe_tree(*given: Any, **options: Any) -> Any:
+        found = REAL_OBSERVE_TREE(*given, **{**options, "offline": True})
+        gates = RegistryGates()
+        ask_limited(gates)
+        return (*found[:4], gates)
+
+    monkeypatch.setattr(versioning_api, "observe_tree", observe_tree)
+    monkeypatch.chdir(ROOT)
+    args = ["-c", "examples/config.yaml", "plan", "update", "--changed-bases"]
+    status = main([*args, "examples/tree"])
+    out, err = capsys.readouterr()
+    assert status == 0, err
+    [waited] = WARNING.findall(err)
+    assert float(waited) >= 0.2
+    assert "limited the run" not in out
