@@ -20,6 +20,7 @@ from dockerpkg.api.build import (
     saved_build_run,
     saved_run,
 )
+from dockerpkg.api.limits import limit_warnings
 from dockerpkg.api.run import (
     Interrupt,
     LineProgress,
@@ -73,6 +74,7 @@ __all__ = [
     "derived_build_plan",
     "interrupted_update",
     "left_behind",
+    "limit_warnings",
     "link_policy",
     "load_and_observe",
     "load_saved_plan",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import attrs
 
@@ -30,6 +31,9 @@ from dockerpkg.effects.refswrites import FileEdit, file_edits, finish_interrupte
 from dockerpkg.effects.workfiles import REFS_JOURNAL, REFS_JOURNAL_TEMP
 from dockerpkg.errors import DockerPkgError
 
+if TYPE_CHECKING:
+    from dockerpkg.effects.registry.gate import RegistryGates
+
 
 @attrs.frozen
 class RefsRun:
@@ -39,6 +43,8 @@ class RefsRun:
     # Where the plan looked (the PATHs given, else the config's refs: paths): where its edits
     # may go besides the tree.
     paths: tuple[str, ...] = ()
+    # The run's registry gates (online only): what the CLI says of the registries' limits.
+    gates: RegistryGates | None = attrs.field(default=None, eq=False, repr=False)
 
 
 def _configured_paths(workspace: Workspace) -> list[str]:
@@ -70,7 +76,8 @@ def refs_plan(
     paths = list(paths) or _configured_paths(workspace)
     facts = tree_facts(workspace.tree, config)
     read = read_candidates(candidate_files(paths, config.refs.ignore, env), needle(facts))
-    published = _published(workspace, facts, read.files, env) if online else None
+    gates = run_gates(config) if online else None
+    published = None if gates is None else _published(workspace, facts, read.files, env, gates)
     plan = plan_usages(
         directory,
         read.files,
@@ -80,7 +87,9 @@ def refs_plan(
         skipped=read.skipped,
         unedited=read.unedited,
     )
-    return RefsRun(plan, workspace, None if finished is None else tuple(finished), tuple(paths))
+    return RefsRun(
+        plan, workspace, None if finished is None else tuple(finished), tuple(paths), gates
+    )
 
 
 def _finish_journal(
@@ -125,8 +134,10 @@ def _published(
     facts: TreeFacts,
     files: Sequence[tuple[str, str, str]],
     env: Mapping[str, str],
+    gates: RegistryGates,
 ) -> dict[str, Published]:
-    """What the registry holds of the current version of each image FILES refer to."""
+    """What the registry holds of the current version of each image FILES refer to (its
+    client waiting at GATES, the run's)."""
     from dockerpkg.core.labels import repository_path
     from dockerpkg.core.refsplan import find_uses
     from dockerpkg.effects.credentials import credentials_for
@@ -140,8 +151,7 @@ def _published(
     found = {}
     credentials = credentials_for(config, env)
     try:
-        # Its one client: the run's gates are its own.
-        with registry_client(config, credentials, env, gates=run_gates(config)) as client:
+        with registry_client(config, credentials, env, gates=gates) as client:
             for name in named:
                 repository = join_repository(config.registry, config.namespace, name)
                 current = facts.current[name]

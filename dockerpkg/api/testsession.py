@@ -22,6 +22,7 @@ import attrs
 from dockerpkg.api.build import PlannedRun, apply_run
 from dockerpkg.api.run import PlanRequest, apply_options, plan_run
 from dockerpkg.api.sessionsignals import TermAsInterrupt, stopping_on_signals
+from dockerpkg.api.workspace import run_gates
 from dockerpkg.core.builders import Builder
 from dockerpkg.core.report import Report
 from dockerpkg.core.testsession import (
@@ -99,7 +100,8 @@ class TestSession:
         self._closed = False
         self._client: ProbeClient | None = None  # the probes', made on first use
         # The session is one run for the registries it pulls from: every build() waits at
-        # the same gates, made from the config by the first one.
+        # the same gates, made from the config by the first one (its plan's, or its own
+        # when that plan was offline).
         self._gates: RegistryGates | None = None
         # Last: SIGTERM now unwinds to close() (which restores the handler) wherever it lands.
         self._term = TermAsInterrupt()
@@ -200,6 +202,9 @@ class TestSession:
             use_cache=self.options.use_cache,
         )
         planned = plan_run(self.directory, request, gates=self._gates)
+        if planned.gates is None:
+            # An offline plan makes none: the session's first run makes them, once.
+            planned = attrs.evolve(planned, gates=run_gates(planned.workspace.config))
         self._gates = planned.gates
         self._builders = tuple(planned.workspace.builders.builders)
         self._parents = {i.name: i.parents for i in planned.plan.images}

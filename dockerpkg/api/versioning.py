@@ -10,11 +10,19 @@ from typing import TYPE_CHECKING
 
 import attrs
 
+from dockerpkg.api.limits import limit_warnings
 from dockerpkg.api.saved import named_plan
-from dockerpkg.api.workspace import Workspace, interrupted_update, left_behind, load_and_observe
+from dockerpkg.api.workspace import (
+    Workspace,
+    interrupted_update,
+    left_behind,
+    observe_tree,
+    publish_mode,
+)
 from dockerpkg.core.bases import check_bases
+from dockerpkg.core.config import Config
 from dockerpkg.core.editmatch import update_edit_problem
-from dockerpkg.core.plan import Action, Edit, Plan
+from dockerpkg.core.plan import Action, BuildOptions, Edit, Plan
 from dockerpkg.core.planmatch import prune_differences
 from dockerpkg.core.prune import plan_prune
 from dockerpkg.core.tree import Image
@@ -81,12 +89,17 @@ def changed_bases_plan(
     env: Mapping[str, str],
     now: datetime.datetime,
     request: UpdateRequest,
-) -> tuple[Plan, Workspace]:
+) -> tuple[Plan, Workspace, list[str]]:
     """`update --changed-bases`: the registry is asked (never the daemon) for the bases
     recorded on every published image of the tree and for the base images' digests now;
-    the entries go to the images whose base moved and to what depends on them."""
-    workspace, observed, _ = load_and_observe(
-        directory, config_path, env, render=False, definitions=True, daemon=False
+    the entries go to the images whose base moved and to what depends on them. Last, a
+    warning for each registry that limited the asking (for stderr: never in the plan)."""
+
+    def options(config: Config) -> BuildOptions:
+        return BuildOptions(publish=publish_mode(config, None))
+
+    workspace, observed, _, _, gates = observe_tree(
+        directory, config_path, env, options, render=False, definitions=True, daemon=False
     )
     tree = workspace.tree
     published = [name for name in tree.order if tree.images[name].label in observed.published]
@@ -104,7 +117,7 @@ def changed_bases_plan(
     )
     if observed.problems:
         plan = attrs.evolve(plan, notes=plan.notes + observed.problems)
-    return plan, workspace
+    return plan, workspace, limit_warnings(gates)
 
 
 def write_update(

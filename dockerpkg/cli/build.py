@@ -101,11 +101,15 @@ def _make_plan(
     ctx: Context, directory: str, request: api.PlanRequest, *, render_all: bool = False
 ) -> api.PlannedRun:
     # `plan` renders everything and looks for drift; `build` stays a quick no-op.
-    return api.plan_run(
+    planned = api.plan_run(
         directory,
         attrs.evolve(request, render_all=render_all),
         on_read=lambda workspace: _print_warnings(ctx, workspace),
     )
+    # What limited the checks is said here, not in the plan (which stays deterministic).
+    for line in api.limit_warnings(planned.gates):
+        print(line, file=sys.stderr)
+    return planned
 
 
 def _print_warnings(ctx: Context, workspace: api.Workspace) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import argh
 
-from dockerpkg.api import read_plan_text
+from dockerpkg.api import limit_warnings, read_plan_text
 from dockerpkg.api import refs as refs_api
 from dockerpkg.cli.common import EXIT_CHANGES, EXIT_ERROR, Context, ExitStatus, locked
 from dockerpkg.core.refsplan import UsagePlan, UseState
@@ -81,6 +81,8 @@ class RefsCommands:
         for line in problem_lines(run.workspace.warnings, directory, every=self.ctx.echo):
             print(line, file=sys.stderr)
         for line in skipped_lines(run.plan):
+            print(line, file=sys.stderr)
+        for line in limit_warnings(run.gates):
             print(line, file=sys.stderr)
         if run.finished is not None:
             print(

@@ -289,8 +289,10 @@ class Changelogs(SavedPlans):
         self, directory: str, request: versioning.UpdateRequest
     ) -> tuple[Plan, api.Workspace]:
         ctx = self.ctx
-        plan, workspace = versioning.changed_bases_plan(
+        plan, workspace, limited = versioning.changed_bases_plan(
             directory, ctx.config_path, ctx.env, ctx.now, request
         )
         _print_problems(workspace, every=ctx.echo)
+        for line in limited:
+            print(line, file=sys.stderr)
         return plan, workspace

@@ -8,6 +8,7 @@ digest once a run."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import threading
@@ -319,3 +320,11 @@ def test_plan_waits_out_a_limited_registry(
     limited = [e for e in proxy.entries() if e.fault]
     assert len(limited) >= 6
     assert len(asked_waits_honoured(proxy)) == len(limited)
+    # The user is told on stderr which registry limited the plan; the plan says nothing of it.
+    [warning] = [line for line in run.stderr.splitlines() if "limited the run" in line]
+    assert re.fullmatch(
+        rf"warning: registry {re.escape(proxy.host)} limited the run: [\d,]+ answers? "
+        r"limited, waited [\d.]+ s for its limits",
+        warning,
+    ), warning
+    assert "limited" not in run.stdout

@@ -223,3 +223,35 @@ def test_a_test_sessions_runs_share_one_set_of_gates(
     first, second = seen
     assert first is None
     assert second is made[0]
+
+
+def test_a_test_session_whose_plans_are_offline_keeps_one_set_of_gates(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An offline plan makes no gates: the session makes its own at its first build() and
+    every later one is carried out with them (not new gates each time)."""
+    seen: list[RegistryGates | None] = []
+    applied: list[RegistryGates | None] = []
+
+    def plan_run(directory: str, request: api.PlanRequest, *, gates: Any = None) -> Any:
+        seen.append(gates)
+        return api.plan_run(directory, attrs.evolve(request, offline=True), gates=gates)
+
+    def apply(planned: api.PlannedRun, listener: object) -> Report:
+        applied.append(planned.gates)
+        return Report(())
+
+    monkeypatch.setattr(testsession, "plan_run", plan_run)
+    options = testsession.SessionOptions(config_path=str(tmp_path / "config.yaml"), env={})
+    tree = work(tmp_path)
+    with testsession.TestSession(tree, options, marks=str(tmp_path / "marks")) as session:
+        monkeypatch.setattr(session, "_sweep", lambda: None)
+        monkeypatch.setattr(session, "_clean", lambda ids, tags: {})
+        monkeypatch.setattr(session, "_apply", apply)
+        session.build(["base"])
+        session.build(["app"])
+    first, second = applied
+    assert isinstance(first, RegistryGates)
+    assert second is first
+    assert seen == [None, first]
+    assert first.limits == api.load_workspace(tree, options.config_path, {}).config.registries

@@ -14,8 +14,9 @@ from dockerpkg.effects.executor import builds, indexes, pulls, registrysteps, ve
 from dockerpkg.effects.executor.settings import Settings
 from dockerpkg.effects.executor.shared import Shared
 from dockerpkg.effects.ports import Daemon, Registry
+from dockerpkg.effects.registry.errors import RegistryCancelledError
 from dockerpkg.effects.scheduler import Scheduler, Worker
-from dockerpkg.effects.tasks import Interrupt, Listener, TaskFailedError
+from dockerpkg.effects.tasks import Interrupt, Listener, TaskCancelledError, TaskFailedError
 
 StepRun = Callable[[Shared, PlannedImage, Step], "str | None"]
 
@@ -56,11 +57,14 @@ class Executor:
     ) -> None:
         self._run = Shared(daemon, registry, settings)
         self._listener = listener
+        settings.registry_stop.watch(registry)
 
     def cancel(self) -> None:
         """Abort running work: streams end at their next chunk, verifications are killed
-        (their whole process groups)."""
+        (their whole process groups), and so does every wait of the registry client (a gate
+        waiting out a registry's limit), unless promotions have started."""
         self._run.cancel.set()
+        self._run.settings.registry_stop.stop()
 
     def step_runner(self, step: Step, image: PlannedImage | None) -> Callable[[], str | None]:
         """What runs STEP (of IMAGE) on this executor's daemon."""
@@ -74,7 +78,20 @@ class Executor:
             return lambda: pulls.pull(run, label, named=step.detail)
         assert image is not None, f"plan step for unknown image {step.image}"
         action = _STEPS[step.op]
-        return lambda: action(run, image, step)
+        stop = run.settings.registry_stop
+        if step.op is Op.PROMOTE:
+            stop.promotion_starts()  # on the scheduling thread, before the step can start
+
+        def go() -> str | None:
+            try:
+                return action(run, image, step)
+            except (TaskFailedError, RegistryCancelledError):
+                if stop.stopped and run.cancel.is_set():
+                    # The registry's waits were cut by the cancellation, not by a fault.
+                    raise TaskCancelledError("cancelled") from None
+                raise
+
+        return go
 
     def pull(
         self, label: str, log_name: str, named: str | None = None, platform: str | None = None

@@ -13,6 +13,7 @@ from dockerpkg.core.config import Config
 from dockerpkg.core.plan import BuildEngine, PlannedSecret
 from dockerpkg.effects.credentials import Credentials
 from dockerpkg.effects.daemon import TRANSFER_TIMEOUT
+from dockerpkg.effects.executor.registrystop import RegistryStop
 from dockerpkg.effects.links import LinkPolicy
 from dockerpkg.effects.logs import DEFAULT_LOG_LIMIT
 from dockerpkg.effects.registry.gate import RegistryGates
@@ -59,3 +60,5 @@ class Settings:
     # The run's registry gates (one per host, shared by every builder's executor and the
     # registry client): daemon pulls and pushes wait at them too.
     gates: RegistryGates = attrs.field(factory=RegistryGates, eq=False, repr=False)
+    # Ends the registry client's waits when the run is cancelled (shared like the gates).
+    registry_stop: RegistryStop = attrs.field(factory=RegistryStop, eq=False, repr=False)
