@@ -20,7 +20,7 @@ from dockerpkg.api.build import (
     saved_build_run,
     saved_run,
 )
-from dockerpkg.api.limits import limit_warnings
+from dockerpkg.api.limits import limit_warnings, planning_report
 from dockerpkg.api.run import (
     Interrupt,
     LineProgress,
@@ -82,6 +82,7 @@ __all__ = [
     "observe_workspace",
     "opened_saved_plan",
     "plan_run",
+    "planning_report",
     "read_plan_text",
     "read_saved_plan",
     "recheck",

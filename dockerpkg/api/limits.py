@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from dockerpkg.core.registrylimits import RegistryUsage
+from dockerpkg.core.report import Report
 
 if TYPE_CHECKING:
     from dockerpkg.effects.registry.gate import RegistryGates
@@ -27,3 +28,9 @@ def limit_warnings(gates: RegistryGates | None) -> list[str]:
     if gates is None:
         return []
     return [limit_warning(u) for u in gates.usage() if u.limited]
+
+
+def planning_report(gates: RegistryGates | None) -> Report:
+    """The report of a run with nothing to do: no step, and what planning asked of each
+    registry (a no-op `build --report` still says how hard it pressed them)."""
+    return Report(outcomes=(), registries=() if gates is None else gates.usage())

@@ -487,3 +487,6 @@ class BuildCommands:
                     jobs, report, quiet, run_dir, build_timeout, verify_timeout, transfer_timeout
                 )
                 _execute(self.ctx, planned, run)
+            elif report:
+                written = report_to_json(api.planning_report(planned.gates), planned.plan)
+                Path(report).write_text(written, encoding="utf-8")

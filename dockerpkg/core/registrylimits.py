@@ -31,8 +31,9 @@ class HostLimits:
 
     ``max_requests``: requests (and daemon pulls and pushes) in flight at once; a pipelined
     batch of checks on one connection is one. ``per_minute``: at most this many start in any
-    minute (a token bucket holding a minute's worth); None: no rate. ``attempts``: tries of
-    one request before its step fails. ``max_wait``: the longest single wait honoured, in
+    60 seconds (a sliding window of the last `per_minute` start times; a limit fills it, so
+    that requests come back at the rate's pace); None: no rate. ``attempts``: tries of one
+    request before its step fails. ``max_wait``: the longest single wait honoured, in
     seconds; a registry asking for longer fails the step at once, saying until when.
     """
 
