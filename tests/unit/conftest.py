@@ -6,6 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from dockerpkg.api import build as api_build
+from tests.support.fakebuilders import FakeDaemons
+
 
 @pytest.fixture(autouse=True)
 def isolated_environment(
@@ -16,3 +19,11 @@ def isolated_environment(
     monkeypatch.setenv("XDG_CONFIG_HOME", str(Path(home) / ".config"))
     for name in ("DEBFULLNAME", "DEBEMAIL", "DOCKER_CONFIG", "DOCKER_BUILDKIT"):
         monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def daemons(monkeypatch: pytest.MonkeyPatch) -> FakeDaemons:
+    """The builders of an api run replaced by a fake recording the executors' settings."""
+    fake = FakeDaemons()
+    monkeypatch.setattr(api_build, "_run_on_builders", fake)
+    return fake

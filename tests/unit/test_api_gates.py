@@ -28,6 +28,7 @@ from dockerpkg.effects.platformreads import PlatformReader
 from dockerpkg.effects.registry import RegistryClient
 from dockerpkg.effects.registry.gate import RegistryGates
 from tests.support.badinput import CONFIG, write, write_work
+from tests.support.fakebuilders import FakeDaemons
 
 REAL_OBSERVATION = observe.Observation
 
@@ -52,30 +53,10 @@ class Observations:
         return made
 
 
-class FakeDaemons:
-    """Takes the place of the builders: records the executors' settings, builds nothing."""
-
-    def __init__(self) -> None:
-        self.settings: list[Any] = []
-
-    def __call__(
-        self, plan: Plan, builders: object, settings: Any, *rest: Any, **kw: Any
-    ) -> Report:
-        self.settings.append(settings)
-        return Report(outcomes=(), run_dir=str(settings.run_dir))
-
-
 @pytest.fixture
 def observations(monkeypatch: pytest.MonkeyPatch) -> Observations:
     fake = Observations()
     monkeypatch.setattr(observe, "Observation", fake)
-    return fake
-
-
-@pytest.fixture
-def daemons(monkeypatch: pytest.MonkeyPatch) -> FakeDaemons:
-    fake = FakeDaemons()
-    monkeypatch.setattr(api_build, "_run_on_builders", fake)
     return fake
 
 

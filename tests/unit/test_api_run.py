@@ -17,19 +17,19 @@ import attrs
 import pytest
 
 from dockerpkg import api
-from dockerpkg.api import build as api_build
 from dockerpkg.api.run import PlanRequest, build_options
 from dockerpkg.api.workspace import publish_mode
 from dockerpkg.cli import main
 from dockerpkg.core.applyoptions import DEFAULT_LOG_LIMIT, ApplyOptions
 from dockerpkg.core.config import load_config
-from dockerpkg.core.plan import BuildEngine, CacheMode, Plan, PublishMode
-from dockerpkg.core.report import Report, report_to_data
+from dockerpkg.core.plan import BuildEngine, CacheMode, PublishMode
+from dockerpkg.core.report import report_to_data
 from dockerpkg.core.secrets import parse_secret_flag
 from dockerpkg.core.serialize import plan_to_json
 from dockerpkg.effects.changelogs import TEMP_NAME
 from dockerpkg.errors import DockerPkgError
 from tests.support.badinput import CONFIG, write, write_image, write_work
+from tests.support.fakebuilders import FakeDaemons
 
 NOW = datetime.datetime(2026, 3, 2, 10, 4, 5)
 
@@ -45,26 +45,6 @@ def request(tmp_path: Path, **given: Any) -> api.PlanRequest:
     """An offline request for the work folder, with GIVEN's fields."""
     fields: dict[str, Any] = {"env": {}, "config_path": str(tmp_path / "config.yaml")}
     return api.PlanRequest(**{**fields, "offline": True, **given})
-
-
-class FakeDaemons:
-    """Takes the place of the builders: records the executors' settings, builds nothing."""
-
-    def __init__(self) -> None:
-        self.settings: list[Any] = []
-
-    def __call__(
-        self, plan: Plan, builders: object, settings: Any, *rest: Any, **kw: Any
-    ) -> Report:
-        self.settings.append(settings)
-        return Report(outcomes=(), run_dir=str(settings.run_dir))
-
-
-@pytest.fixture
-def daemons(monkeypatch: pytest.MonkeyPatch) -> FakeDaemons:
-    fake = FakeDaemons()
-    monkeypatch.setattr(api_build, "_run_on_builders", fake)
-    return fake
 
 
 def test_the_config_decides_what_the_request_leaves_open(tmp_path: Path) -> None:
